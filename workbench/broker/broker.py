@@ -1,0 +1,191 @@
+"""`Broker`: one Kafka broker process's state, lifecycle and request dispatch.
+
+The broker is a set of Kafka's own parts wired together:
+
+* `KafkaServer` (network) decodes frames and calls `Broker.dispatch`;
+* `FileMetadataLog` (controller) is the cluster metadata every broker replays;
+* `ReplicaManager` holds the partition logs (storage) assigned to this broker;
+* `GroupCoordinatorManager` serves the consumer groups whose `__consumer_offsets`
+  partition this broker leads;
+* handlers in `workbench.broker.handlers` turn requests into responses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import struct
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from workbench.broker.apis import SUPPORTED_APIS, ApiKey
+from workbench.broker.config import BrokerConfig
+from workbench.broker.groups_manager import GroupCoordinatorManager
+from workbench.broker.replica_manager import ReplicaManager
+from workbench.broker.server import Connection, KafkaServer
+from workbench.controller.file_log import FileMetadataLog
+from workbench.controller.image import MetadataImage
+from workbench.protocol.codec import (
+    Request,
+    encode_error_response,
+    encode_response,
+    encode_unsupported_api_versions,
+)
+from workbench.protocol.errors import ErrorCode
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[["Broker", Request, Connection], Awaitable[Any]]
+
+PRODUCER_ID_BLOCK = 1000
+
+
+class Broker:
+    def __init__(self, config: BrokerConfig) -> None:
+        self.config = config
+        self.node_id = config.node_id
+        config.broker_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.metadata = FileMetadataLog(config.cluster_dir / "metadata")
+        self.replicas = ReplicaManager(config.node_id, config.broker_dir, config.log_defaults)
+        self.groups = GroupCoordinatorManager(self)
+        self.server = KafkaServer(self.dispatch, config.host, config.port,
+                                  max_request_bytes=config.socket_request_max_bytes)
+        self._handlers: dict[int, Handler] = {}
+        self._tasks: list[asyncio.Task] = []
+        self._producer_ids: range = range(0)
+        self._producer_id_next = 0
+        self._stopping = asyncio.Event()
+        self._metadata_dirty = False
+        self.started_at = time.time()
+
+    @property
+    def image(self) -> MetadataImage:
+        return self.metadata.image
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    async def start(self) -> int:
+        from workbench.broker.handlers import HANDLERS
+
+        self._handlers = HANDLERS
+        port = await self.server.start()
+        host = self.config.host
+
+        def register(image: MetadataImage) -> list[dict]:
+            records: list[dict] = []
+            if image.cluster_id is None:
+                records.append({"t": "cluster", "cluster_id": uuid.uuid4().hex[:22]})
+            current = image.brokers.get(self.node_id)
+            if current is None or (current.host, current.port) != (host, port):
+                records.append({"t": "broker", "id": self.node_id, "host": host, "port": port, "rack": None})
+            return records
+
+        self.metadata.commit(register)
+        self.metadata.add_listener(lambda _image: self._mark_metadata_dirty())
+        self.replicas.remove_orphans(self.image)
+        self._apply_metadata()
+        await self.groups.start()
+        loop = asyncio.get_running_loop()
+        self._tasks.append(loop.create_task(self._metadata_loop()))
+        self._tasks.append(loop.create_task(self._maintenance_loop()))
+        log.info("broker %d listening on %s:%d", self.node_id, host, port)
+        return port
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        await self.server.close()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):
+                pass
+        await self.groups.close()
+        self.replicas.close()
+        log.info("broker %d stopped", self.node_id)
+
+    def _mark_metadata_dirty(self) -> None:
+        self._metadata_dirty = True
+
+    def refresh_metadata(self) -> None:
+        """Catch up with records other brokers appended, and act on them."""
+        self.metadata.catch_up()
+        if self._metadata_dirty:
+            self._apply_metadata()
+
+    def _apply_metadata(self) -> None:
+        self._metadata_dirty = False
+        self.replicas.reconcile(self.image)
+        self.groups.reconcile(self.image)
+
+    async def _metadata_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.metadata_poll_s)
+            try:
+                self.refresh_metadata()
+            except Exception:
+                log.exception("applying metadata failed")
+
+    async def _maintenance_loop(self) -> None:
+        """Segment rolls by age, retention, fsync, and Parquet conversion off the request path."""
+        loop = asyncio.get_running_loop()
+        last_flush = time.monotonic()
+        while True:
+            await asyncio.sleep(self.config.background_interval_s)
+            now_ms = int(time.time() * 1000)
+            for tp, plog in list(self.replicas.logs.items()):
+                try:
+                    plog.maybe_roll(now_ms)
+                    plog.enforce_retention(now_ms)
+                except Exception:
+                    log.exception("maintenance of %s-%d failed", *tp)
+            if time.monotonic() - last_flush >= 1.0:
+                last_flush = time.monotonic()
+                for plog in list(self.replicas.logs.values()):
+                    try:
+                        plog.flush()
+                    except Exception:
+                        log.exception("flush failed")
+            for tp, plog in list(self.replicas.logs.items()):
+                if self.replicas.logs.get(tp) is not plog:
+                    continue
+                try:
+                    await loop.run_in_executor(None, plog.convert_sealed_segments)
+                except Exception:
+                    log.exception("Parquet conversion of %s-%d failed", *tp)
+
+    # -- producer ids -----------------------------------------------------------------------------
+
+    def allocate_producer_id(self) -> int:
+        if self._producer_id_next >= self._producer_ids.stop:
+            def take_block(image: MetadataImage) -> list[dict]:
+                return [{"t": "producer_ids", "broker": self.node_id, "start": image.next_producer_id,
+                         "length": PRODUCER_ID_BLOCK}]
+            record = self.metadata.commit(take_block)[0]
+            self._producer_ids = range(record["start"], record["start"] + record["length"])
+            self._producer_id_next = record["start"]
+        pid = self._producer_id_next
+        self._producer_id_next += 1
+        return pid
+
+    # -- dispatch ---------------------------------------------------------------------------------
+
+    async def dispatch(self, request: Request, conn: Connection) -> bytes | None:
+        if request.body is None:
+            if request.api_key == ApiKey.API_VERSIONS:
+                return encode_unsupported_api_versions(request.correlation_id, SUPPORTED_APIS)
+            log.info("unsupported request api_key=%d v%d from %s", request.api_key, request.api_version, conn.peer)
+            response = encode_error_response(request, ErrorCode.UNSUPPORTED_VERSION)
+            if response is None:
+                # No schema to answer in: send the correlation id and UNSUPPORTED_VERSION, the
+                # prefix most response layouts share, rather than dropping the connection.
+                response = struct.pack(">iih", 6, request.correlation_id, ErrorCode.UNSUPPORTED_VERSION)
+            return response
+        handler = self._handlers.get(request.api_key)
+        body = await handler(self, request, conn)
+        if body is None:
+            return None  # Produce with acks=0
+        return encode_response(request.api_key, request.api_version, request.correlation_id, body)

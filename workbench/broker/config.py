@@ -1,0 +1,29 @@
+"""Broker settings, named after Kafka's broker configs where one exists."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class BrokerConfig:
+    node_id: int
+    cluster_dir: Path                        # shared by the cluster: metadata log lives here
+    host: str = "127.0.0.1"                  # listeners / advertised.listeners host
+    port: int = 0                            # 0 = pick a free port
+    auto_create_topics_enable: bool = True   # auto.create.topics.enable
+    num_partitions: int = 1                  # num.partitions (auto-created topics)
+    default_replication_factor: int = 1      # default.replication.factor
+    offsets_topic_num_partitions: int = 10   # offsets.topic.num.partitions (Kafka: 50; fewer files here)
+    group_initial_rebalance_delay_ms: int = 300   # group.initial.rebalance.delay.ms (Kafka: 3000)
+    group_min_session_timeout_ms: int = 1000      # group.min.session.timeout.ms (Kafka: 6000)
+    group_max_session_timeout_ms: int = 1800000   # group.max.session.timeout.ms
+    socket_request_max_bytes: int = 100 * 1024 * 1024
+    log_defaults: dict[str, str] = field(default_factory=dict)   # log.* defaults as topic-config names
+    background_interval_s: float = 0.5       # retention, segment.ms rolls, flush, Parquet conversion
+    metadata_poll_s: float = 0.1             # how often to look for metadata records from other brokers
+
+    @property
+    def broker_dir(self) -> Path:
+        return self.cluster_dir / f"broker-{self.node_id}"

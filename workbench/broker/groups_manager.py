@@ -1,0 +1,191 @@
+"""`GroupCoordinatorManager`: which groups this broker coordinates, and where their offsets live.
+
+As in Kafka, a group belongs to one partition of the internal
+`__consumer_offsets` topic (Java's `abs(groupId.hashCode()) % partitions`),
+and the leader of that partition is the group's coordinator. This broker runs
+one `GroupCoordinator` per offsets partition it leads, each persisting commits
+as key/value records in that partition's log (`LogOffsetStore`), so committed
+offsets survive restarts and move with the partition's leadership.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
+
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
+from aiokafka.record.memory_records import MemoryRecords
+
+from workbench.broker.group_coordinator import GroupConfig, GroupCoordinator
+from workbench.controller.image import MetadataImage
+from workbench.controller.topics import create_topic_records
+from workbench.protocol.errors import ErrorCode, KafkaProtocolError
+
+if TYPE_CHECKING:
+    from workbench.broker.broker import Broker
+    from workbench.storage import PartitionLog
+
+log = logging.getLogger(__name__)
+
+OFFSETS_TOPIC = "__consumer_offsets"
+
+
+def java_string_hash(s: str) -> int:
+    """Java's String.hashCode over UTF-16 code units, as a signed 32-bit int."""
+    h = 0
+    data = s.encode("utf-16-be")
+    for i in range(0, len(data), 2):
+        h = (31 * h + ((data[i] << 8) | data[i + 1])) & 0xFFFFFFFF
+    return h - (1 << 32) if h >= (1 << 31) else h
+
+
+def partition_for_group(group_id: str, partitions: int) -> int:
+    h = java_string_hash(group_id)
+    return (h & 0x7FFFFFFF) % partitions  # Kafka's Utils.abs (maps MIN_VALUE to 0 as well)
+
+
+class LogOffsetStore:
+    """An `OffsetStore` over one `__consumer_offsets` partition log."""
+
+    def __init__(self, plog: PartitionLog, on_append=None) -> None:
+        self.plog = plog
+        self._on_append = on_append
+
+    async def append(self, entries: list[tuple[bytes, bytes | None]]) -> None:
+        if not entries:
+            return
+        builder = DefaultRecordBatchBuilder(magic=2, compression_type=0, is_transactional=0,
+                                            producer_id=-1, producer_epoch=-1, base_sequence=-1,
+                                            batch_size=1 << 30)
+        now = int(time.time() * 1000)
+        for i, (key, value) in enumerate(entries):
+            builder.append(i, timestamp=now, key=key, value=value, headers=[])
+        try:
+            self.plog.append(bytes(builder.build()))
+        except KafkaProtocolError:
+            raise
+        except OSError as exc:
+            raise KafkaProtocolError(ErrorCode.KAFKA_STORAGE_ERROR, str(exc)) from exc
+        if self._on_append is not None:
+            self._on_append()
+
+    def replay(self) -> Iterator[tuple[bytes, bytes | None]]:
+        offset = self.plog.log_start_offset
+        end = self.plog.log_end_offset
+        while offset < end:
+            data = self.plog.read(offset, 1 << 20, upper_bound=end)
+            if not data:
+                break
+            records = MemoryRecords(bytes(data))
+            while records.has_next():
+                batch = records.next_batch()
+                if batch is None:
+                    break
+                for record in batch:
+                    if record.offset >= offset and record.key is not None:
+                        yield bytes(record.key), (bytes(record.value) if record.value is not None else None)
+                    offset = max(offset, record.offset + 1)
+
+
+class GroupCoordinatorManager:
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+        cfg = broker.config
+        self.group_config = GroupConfig(
+            initial_rebalance_delay_ms=cfg.group_initial_rebalance_delay_ms,
+            min_session_timeout_ms=cfg.group_min_session_timeout_ms,
+            max_session_timeout_ms=cfg.group_max_session_timeout_ms,
+        )
+        self.coordinators: dict[int, GroupCoordinator] = {}
+        self._starting: set[int] = set()
+        self._running = False
+
+    @property
+    def num_partitions(self) -> int:
+        topic = self.broker.image.topics.get(OFFSETS_TOPIC)
+        return len(topic.partitions) if topic else self.broker.config.offsets_topic_num_partitions
+
+    def ensure_offsets_topic(self) -> None:
+        """Create `__consumer_offsets` on first use, as Kafka does on the first FindCoordinator."""
+        if OFFSETS_TOPIC in self.broker.image.topics:
+            return
+        cfg = self.broker.config
+
+        def change(image: MetadataImage) -> list[dict]:
+            if OFFSETS_TOPIC in image.topics:
+                return []
+            rf = min(cfg.default_replication_factor, len(image.brokers))
+            return create_topic_records(image, OFFSETS_TOPIC, cfg.offsets_topic_num_partitions, max(1, rf),
+                                        {"cleanup.policy": "compact", "segment.bytes": str(4 * 1024 * 1024)})
+
+        self.broker.metadata.commit(change)
+        self.broker.refresh_metadata()
+
+    def coordinator_node(self, group_id: str) -> int:
+        topic = self.broker.image.topics.get(OFFSETS_TOPIC)
+        if topic is None:
+            return -1
+        p = topic.partitions.get(partition_for_group(group_id, len(topic.partitions)))
+        return p.leader if p is not None else -1
+
+    def coordinator_for(self, group_id: str) -> GroupCoordinator:
+        """The local coordinator of `group_id`, or raise NOT_COORDINATOR / COORDINATOR_LOAD_IN_PROGRESS."""
+        topic = self.broker.image.topics.get(OFFSETS_TOPIC)
+        if topic is None:
+            raise KafkaProtocolError(ErrorCode.COORDINATOR_NOT_AVAILABLE, "offsets topic not created yet")
+        partition = partition_for_group(group_id, len(topic.partitions))
+        coordinator = self.coordinators.get(partition)
+        if coordinator is not None:
+            return coordinator
+        if partition in self._starting:
+            raise KafkaProtocolError(ErrorCode.COORDINATOR_LOAD_IN_PROGRESS)
+        raise KafkaProtocolError(ErrorCode.NOT_COORDINATOR, f"group {group_id} is coordinated elsewhere")
+
+    def all_coordinators(self) -> Iterable[GroupCoordinator]:
+        return list(self.coordinators.values())
+
+    async def start(self) -> None:
+        self._running = True
+        self.reconcile(self.broker.image)
+
+    def reconcile(self, image: MetadataImage) -> None:
+        """Start coordinators for offsets partitions we now lead; stop those we no longer lead."""
+        if not self._running:
+            return
+        topic = image.topics.get(OFFSETS_TOPIC)
+        led = set()
+        if topic is not None:
+            led = {p.index for p in topic.partitions.values() if p.leader == self.broker.node_id}
+        for partition in list(self.coordinators):
+            if partition not in led:
+                coordinator = self.coordinators.pop(partition)
+                asyncio.get_event_loop().create_task(coordinator.close())
+        for partition in sorted(led):
+            if partition in self.coordinators or partition in self._starting:
+                continue
+            plog = self.broker.replicas.get(OFFSETS_TOPIC, partition)
+            if plog is None:
+                continue
+            self._starting.add(partition)
+            try:
+                store = LogOffsetStore(plog, lambda p=partition: self.broker.replicas.notify((OFFSETS_TOPIC, p)))
+                coordinator = GroupCoordinator(store, self.group_config)
+                coordinator.load()
+                self.coordinators[partition] = coordinator
+                asyncio.get_event_loop().create_task(coordinator.start())
+            except Exception:
+                log.exception("loading groups of %s-%d failed", OFFSETS_TOPIC, partition)
+            finally:
+                self._starting.discard(partition)
+
+    async def close(self) -> None:
+        self._running = False
+        for coordinator in list(self.coordinators.values()):
+            try:
+                await coordinator.close()
+            except Exception:
+                log.exception("closing group coordinator")
+        self.coordinators.clear()

@@ -1,0 +1,34 @@
+"""Request handlers, one module per area; `HANDLERS` maps API keys to them."""
+
+from __future__ import annotations
+
+from workbench.broker.apis import ApiKey
+from workbench.broker.handlers import admin, cluster_info, fetch, groups, produce
+
+HANDLERS = {
+    ApiKey.API_VERSIONS: cluster_info.api_versions,
+    ApiKey.METADATA: cluster_info.metadata,
+    ApiKey.DESCRIBE_CLUSTER: cluster_info.describe_cluster,
+    ApiKey.PRODUCE: produce.produce,
+    ApiKey.INIT_PRODUCER_ID: produce.init_producer_id,
+    ApiKey.FETCH: fetch.fetch,
+    ApiKey.LIST_OFFSETS: fetch.list_offsets,
+    ApiKey.DELETE_RECORDS: fetch.delete_records,
+    ApiKey.CREATE_TOPICS: admin.create_topics,
+    ApiKey.DELETE_TOPICS: admin.delete_topics,
+    ApiKey.CREATE_PARTITIONS: admin.create_partitions,
+    ApiKey.DESCRIBE_CONFIGS: admin.describe_configs,
+    ApiKey.ALTER_CONFIGS: admin.alter_configs,
+    ApiKey.INCREMENTAL_ALTER_CONFIGS: admin.incremental_alter_configs,
+    ApiKey.FIND_COORDINATOR: groups.find_coordinator,
+    ApiKey.JOIN_GROUP: groups.join_group,
+    ApiKey.SYNC_GROUP: groups.sync_group,
+    ApiKey.HEARTBEAT: groups.heartbeat,
+    ApiKey.LEAVE_GROUP: groups.leave_group,
+    ApiKey.OFFSET_COMMIT: groups.offset_commit,
+    ApiKey.OFFSET_FETCH: groups.offset_fetch,
+    ApiKey.LIST_GROUPS: groups.list_groups,
+    ApiKey.DESCRIBE_GROUPS: groups.describe_groups,
+    ApiKey.DELETE_GROUPS: groups.delete_groups,
+    ApiKey.OFFSET_DELETE: groups.offset_delete,
+}

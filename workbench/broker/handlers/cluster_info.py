@@ -1,0 +1,107 @@
+"""ApiVersions, Metadata and DescribeCluster: what a client learns first."""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING
+
+from workbench.broker.apis import SUPPORTED_APIS
+from workbench.controller.image import MetadataImage
+from workbench.controller.topics import create_topic_records, validate_topic_name
+from workbench.protocol.errors import ErrorCode, KafkaProtocolError
+
+if TYPE_CHECKING:
+    from workbench.broker.broker import Broker
+    from workbench.broker.server import Connection
+    from workbench.protocol.codec import Request
+
+
+async def api_versions(broker: Broker, req: Request, conn: Connection) -> dict:
+    return {
+        "error_code": 0,
+        "api_keys": [{"api_key": k, "min_version": lo, "max_version": hi}
+                     for k, (lo, hi) in sorted(SUPPORTED_APIS.items())],
+        "throttle_time_ms": 0,
+    }
+
+
+def controller_id(image: MetadataImage) -> int:
+    return min(image.brokers) if image.brokers else -1
+
+
+def _uuid(hex_id: str) -> uuid.UUID:
+    return uuid.UUID(hex=hex_id)
+
+
+def describe_topic(image: MetadataImage, name: str) -> dict:
+    topic = image.topics[name]
+    partitions = []
+    for p in sorted(topic.partitions.values(), key=lambda p: p.index):
+        offline = [r for r in p.replicas if r not in image.brokers]
+        partitions.append({
+            "error_code": ErrorCode.LEADER_NOT_AVAILABLE if p.leader < 0 else 0,
+            "partition_index": p.index,
+            "leader_id": p.leader,
+            "leader_epoch": p.leader_epoch,
+            "replica_nodes": list(p.replicas),
+            "isr_nodes": list(p.isr),
+            "offline_replicas": offline,
+        })
+    return {"error_code": 0, "name": name, "topic_id": _uuid(topic.id), "is_internal": topic.internal,
+            "partitions": partitions}
+
+
+def auto_create(broker: Broker, name: str, partitions: int | None = None) -> None:
+    """Create a topic on first use (auto.create.topics.enable), with the broker's defaults."""
+    cfg = broker.config
+
+    def change(image: MetadataImage) -> list[dict]:
+        if name in image.topics:
+            return []
+        rf = min(cfg.default_replication_factor, max(1, len(image.brokers)))
+        return create_topic_records(image, name, partitions or cfg.num_partitions, rf)
+
+    broker.metadata.commit(change)
+    broker.refresh_metadata()
+
+
+async def metadata(broker: Broker, req: Request, conn: Connection) -> dict:
+    body = req.body
+    broker.refresh_metadata()
+    image = broker.image
+    if body.topics is None or (req.api_version == 0 and not body.topics):
+        names = sorted(image.topics)
+    else:
+        names = [t.name for t in body.topics]
+    allow_auto = broker.config.auto_create_topics_enable and (req.api_version < 4 or body.allow_auto_topic_creation)
+    topics = []
+    for name in names:
+        if name not in image.topics:
+            error = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+            try:
+                validate_topic_name(name)
+                if allow_auto and not name.startswith("__"):
+                    auto_create(broker, name)
+                    image = broker.image
+            except KafkaProtocolError as exc:
+                error = exc.code
+            if name not in image.topics:
+                topics.append({"error_code": error, "name": name, "topic_id": uuid.UUID(int=0),
+                               "is_internal": False, "partitions": []})
+                continue
+        topics.append(describe_topic(image, name))
+    brokers = [{"node_id": b.id, "host": b.host, "port": b.port, "rack": b.rack}
+               for b in sorted(image.brokers.values(), key=lambda b: b.id)]
+    return {"throttle_time_ms": 0, "brokers": brokers, "cluster_id": image.cluster_id,
+            "controller_id": controller_id(image), "topics": topics}
+
+
+async def describe_cluster(broker: Broker, req: Request, conn: Connection) -> dict:
+    broker.refresh_metadata()
+    image = broker.image
+    return {
+        "throttle_time_ms": 0, "error_code": 0, "error_message": None, "endpoint_type": 1,
+        "cluster_id": image.cluster_id or "", "controller_id": controller_id(image),
+        "brokers": [{"broker_id": b.id, "host": b.host, "port": b.port, "rack": b.rack}
+                    for b in sorted(image.brokers.values(), key=lambda b: b.id)],
+    }

@@ -1,0 +1,124 @@
+"""Fetch (long poll), ListOffsets and DeleteRecords.
+
+Fetch returns whole record batches as byte slices of the log (or batches
+re-encoded from Parquet for offsets that only live there). Limits follow
+KIP-74: `partition_max_bytes` and `max_bytes` are soft, in that the first
+partition with data always returns at least one whole batch, so a batch
+larger than the limits can never stall a consumer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING
+
+from workbench.broker.handlers.partitions import leader_log
+from workbench.protocol.errors import ErrorCode, KafkaProtocolError
+
+if TYPE_CHECKING:
+    from workbench.broker.broker import Broker
+    from workbench.broker.server import Connection
+    from workbench.protocol.codec import Request
+
+LATEST, EARLIEST, MAX_TIMESTAMP = -1, -2, -3
+
+
+def _read_all(broker: Broker, body) -> tuple[list[dict], int, list[tuple[str, int]]]:
+    remaining = body.max_bytes if body.max_bytes and body.max_bytes > 0 else 0x7FFFFFFF
+    responses, total, waiting = [], 0, []
+    for topic in body.topics:
+        parts = []
+        for fp in topic.partitions:
+            plog, error = leader_log(broker, topic.topic, fp.partition)
+            records = b""
+            hw = lso = log_start = -1
+            if plog is not None:
+                hw = plog.high_watermark
+                lso, log_start = hw, plog.log_start_offset
+                limit = min(fp.partition_max_bytes, remaining)
+                try:
+                    if limit > 0 or total == 0:
+                        records = plog.read(fp.fetch_offset, max(limit, 1))
+                except KafkaProtocolError as exc:
+                    error = exc.code
+                if len(records) == 0 and error == ErrorCode.NONE:
+                    waiting.append((topic.topic, fp.partition))
+                total += len(records)
+                remaining = max(0, remaining - len(records))
+            parts.append({"partition_index": fp.partition, "error_code": error, "high_watermark": hw,
+                          "last_stable_offset": lso, "log_start_offset": log_start,
+                          "aborted_transactions": None if error else [], "preferred_read_replica": -1,
+                          "records": bytes(records)})
+        responses.append({"topic": topic.topic, "partitions": parts})
+    return responses, total, waiting
+
+
+async def fetch(broker: Broker, req: Request, conn: Connection) -> dict:
+    body = req.body
+    deadline = time.monotonic() + max(0, body.max_wait_ms) / 1000.0
+    min_bytes = max(1, body.min_bytes)
+    while True:
+        responses, total, waiting = _read_all(broker, body)
+        left = deadline - time.monotonic()
+        if total >= min_bytes or left <= 0 or not waiting or any(
+                p["error_code"] for t in responses for p in t["partitions"]):
+            break
+        await broker.replicas.wait_for_data(waiting, left)
+        if broker._stopping.is_set():
+            break
+    return {"throttle_time_ms": 0, "error_code": 0, "session_id": 0, "responses": responses}
+
+
+async def list_offsets(broker: Broker, req: Request, conn: Connection) -> dict:
+    body = req.body
+    topics = []
+    for topic in body.topics:
+        parts = []
+        for lp in topic.partitions:
+            plog, error = leader_log(broker, topic.name, lp.partition_index)
+            offset, timestamp, epoch = -1, -1, -1
+            if plog is not None:
+                info = broker.image.topics[topic.name].partitions[lp.partition_index]
+                epoch = info.leader_epoch
+                try:
+                    if lp.timestamp == LATEST:
+                        offset = plog.high_watermark
+                    elif lp.timestamp == EARLIEST:
+                        offset = plog.log_start_offset
+                    elif lp.timestamp == MAX_TIMESTAMP:
+                        found = plog.max_timestamp_offset() if hasattr(plog, "max_timestamp_offset") else None
+                        if found is not None:
+                            offset, timestamp = found
+                    elif lp.timestamp < 0:
+                        error = ErrorCode.INVALID_REQUEST
+                    else:
+                        found = plog.offset_for_timestamp(lp.timestamp)
+                        if found is not None:
+                            offset, timestamp = found
+                except KafkaProtocolError as exc:
+                    error = exc.code
+            parts.append({"partition_index": lp.partition_index, "error_code": error,
+                          "timestamp": timestamp, "offset": offset, "leader_epoch": epoch})
+        topics.append({"name": topic.name, "partitions": parts})
+    return {"throttle_time_ms": 0, "topics": topics}
+
+
+async def delete_records(broker: Broker, req: Request, conn: Connection) -> dict:
+    body = req.body
+    topics = []
+    for topic in body.topics:
+        parts = []
+        for dp in topic.partitions:
+            plog, error = leader_log(broker, topic.name, dp.partition_index)
+            low = -1
+            if plog is not None:
+                try:
+                    before = plog.high_watermark if dp.offset == -1 else dp.offset
+                    low = plog.delete_records(before)
+                except KafkaProtocolError as exc:
+                    error = exc.code
+            parts.append({"partition_index": dp.partition_index, "low_watermark": low, "error_code": error})
+        topics.append({"name": topic.name, "partitions": parts})
+    await asyncio.sleep(0)
+    return {"throttle_time_ms": 0, "topics": topics}

@@ -1,0 +1,33 @@
+"""Finding the local log behind a (topic, partition), with Kafka's error for each miss."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from workbench.protocol.errors import ErrorCode
+
+if TYPE_CHECKING:
+    from workbench.broker.broker import Broker
+    from workbench.storage import PartitionLog
+
+
+def leader_log(broker: Broker, topic: str, partition: int) -> tuple[PartitionLog | None, ErrorCode]:
+    """The log this broker leads for `topic`-`partition`, or the error to return instead."""
+    for attempt in range(2):
+        info = broker.image.topics.get(topic)
+        p = info.partitions.get(partition) if info is not None else None
+        if p is not None:
+            if p.leader != broker.node_id:
+                if attempt == 0:
+                    broker.refresh_metadata()
+                    continue
+                return None, ErrorCode.NOT_LEADER_OR_FOLLOWER
+            plog = broker.replicas.get(topic, partition)
+            if plog is not None:
+                return plog, ErrorCode.NONE
+        if attempt == 0:
+            broker.refresh_metadata()  # created a moment ago through another broker?
+    info = broker.image.topics.get(topic)
+    if info is None or partition not in info.partitions:
+        return None, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+    return None, ErrorCode.NOT_LEADER_OR_FOLLOWER

@@ -1,0 +1,154 @@
+"""`ReplicaManager`: the partition logs this broker hosts, kept in step with metadata.
+
+Kafka's name for the same job: open a log for every partition the metadata
+assigns to this broker, close and delete logs of deleted topics, and wake
+fetchers that long-poll for new data.
+
+On disk a partition lives in `<broker_dir>/topics/<topic>/partition=<p>/`
+(hive style, so `topics/<topic>/partition=*/*.parquet` is a partitioned
+dataset to any Parquet reader). `topics/<topic>/topic.id` records the topic's
+id, so a topic deleted and recreated under the same name while this broker
+was down never inherits the old data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+from pathlib import Path
+
+from workbench.controller.image import MetadataImage
+from workbench.controller.topics import TOPIC_CONFIG_DEFAULTS
+from workbench.storage import LogConfig, PartitionLog
+
+log = logging.getLogger(__name__)
+
+TopicPartition = tuple[str, int]
+
+
+class ReplicaManager:
+    def __init__(self, node_id: int, broker_dir: Path, log_defaults: dict[str, str] | None = None) -> None:
+        self.node_id = node_id
+        self.topics_dir = Path(broker_dir) / "topics"
+        self.topics_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.log_defaults = {**TOPIC_CONFIG_DEFAULTS, **(log_defaults or {})}
+        self.logs: dict[TopicPartition, PartitionLog] = {}
+        self._topic_ids: dict[str, str] = {}
+        self._topic_configs: dict[str, dict[str, str]] = {}
+        self._waiters: dict[TopicPartition, list[asyncio.Future]] = {}
+
+    # -- metadata ---------------------------------------------------------------------------------
+
+    def log_config(self, configs: dict[str, str]) -> LogConfig:
+        return LogConfig.from_topic_config({**self.log_defaults, **configs})
+
+    def reconcile(self, image: MetadataImage) -> list[TopicPartition]:
+        """Open logs assigned to us, drop logs of deleted topics. Returns newly opened partitions."""
+        opened: list[TopicPartition] = []
+        wanted: set[TopicPartition] = set()
+        for topic in image.topics.values():
+            for p in topic.partitions.values():
+                if self.node_id in p.replicas:
+                    wanted.add((topic.name, p.index))
+        # Topics gone (or recreated with a new id): close and delete.
+        for name in list(self._topic_ids):
+            info = image.topics.get(name)
+            if info is None or info.id != self._topic_ids[name]:
+                self._drop_topic(name)
+        for name, info in image.topics.items():
+            if not any(tp[0] == name for tp in wanted):
+                continue
+            topic_dir = self.topics_dir / name
+            if name not in self._topic_ids:
+                id_file = topic_dir / "topic.id"
+                if id_file.exists() and id_file.read_text().strip() != info.id:
+                    log.info("topic %s was recreated (id %s); deleting old data", name, info.id)
+                    shutil.rmtree(topic_dir, ignore_errors=True)
+                topic_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+                id_file.write_text(info.id)
+                self._topic_ids[name] = info.id
+            if self._topic_configs.get(name) != info.configs:
+                self._topic_configs[name] = dict(info.configs)
+                config = self.log_config(info.configs)
+                for (t, _p), plog in self.logs.items():
+                    if t == name:
+                        plog.update_config(config)
+        for tp in sorted(wanted):
+            if tp not in self.logs:
+                name, index = tp
+                directory = self.topics_dir / name / f"partition={index}"
+                self.logs[tp] = PartitionLog(directory, self.log_config(image.topics[name].configs),
+                                             topic=name, partition=index)
+                opened.append(tp)
+        return opened
+
+    def remove_orphans(self, image: MetadataImage) -> None:
+        """Delete directories of topics the metadata no longer has (deleted while we were down)."""
+        if not self.topics_dir.exists():
+            return
+        for topic_dir in self.topics_dir.iterdir():
+            if topic_dir.is_dir() and topic_dir.name not in image.topics:
+                log.info("deleting data of deleted topic %s", topic_dir.name)
+                shutil.rmtree(topic_dir, ignore_errors=True)
+
+    def _drop_topic(self, name: str) -> None:
+        for tp in [tp for tp in self.logs if tp[0] == name]:
+            plog = self.logs.pop(tp)
+            try:
+                plog.close()
+            except Exception:
+                log.exception("closing %s-%d", *tp)
+            self._wake(tp)
+        self._topic_ids.pop(name, None)
+        self._topic_configs.pop(name, None)
+        shutil.rmtree(self.topics_dir / name, ignore_errors=True)
+
+    # -- access -----------------------------------------------------------------------------------
+
+    def get(self, topic: str, partition: int) -> PartitionLog | None:
+        return self.logs.get((topic, partition))
+
+    # -- long polling -----------------------------------------------------------------------------
+
+    def notify(self, tp: TopicPartition) -> None:
+        self._wake(tp)
+
+    def _wake(self, tp: TopicPartition) -> None:
+        waiters = self._waiters.pop(tp, None)
+        if waiters:
+            for fut in waiters:
+                if not fut.done():
+                    fut.set_result(None)
+
+    async def wait_for_data(self, tps: list[TopicPartition], timeout: float) -> None:
+        """Return when any of `tps` gets new data, or after `timeout` seconds."""
+        if timeout <= 0 or not tps:
+            return
+        fut = asyncio.get_running_loop().create_future()
+        for tp in tps:
+            self._waiters.setdefault(tp, []).append(fut)
+        try:
+            await asyncio.wait_for(fut, timeout)
+        except (TimeoutError, asyncio.TimeoutError):
+            pass
+        finally:
+            for tp in tps:
+                lst = self._waiters.get(tp)
+                if lst and fut in lst:
+                    lst.remove(fut)
+                    if not lst:
+                        self._waiters.pop(tp, None)
+
+    def close(self) -> None:
+        for plog in self.logs.values():
+            try:
+                plog.flush()
+                plog.close()
+            except Exception:
+                log.exception("closing log %s-%d", plog_topic(plog), 0)
+        self.logs.clear()
+
+
+def plog_topic(plog: PartitionLog) -> str:
+    return getattr(plog, "topic", "?")

@@ -1,0 +1,300 @@
+"""The client façade: thin wrappers over confluent-kafka with JSON values by default.
+
+The same classes serve an embedded `Cluster` and `workbench.connect(...)` to a
+cluster started elsewhere: they only need a bootstrap string.
+
+Values: dicts, lists, numbers, booleans and None are JSON-encoded; `str` is
+UTF-8; `bytes` pass through untouched. On the way back, a value that parses
+as JSON is returned decoded, anything else as `str` (UTF-8) or `bytes`.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import Consumer as _Consumer
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Producer as _Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+
+def encode_value(value: Any) -> bytes | None:
+    """JSON unless already bytes/str; None stays None (a Kafka null value, e.g. a tombstone)."""
+    if value is None or isinstance(value, bytes):
+        return value
+    if isinstance(value, bytearray | memoryview):
+        return bytes(value)
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    try:
+        return json.dumps(value, separators=(",", ":"), default=str).encode("utf-8")
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"cannot encode value of type {type(value).__name__} as JSON: {exc}; "
+                        "pass bytes or str to send it as is") from exc
+
+
+def decode_value(raw: bytes | None) -> Any:
+    if raw is None:
+        return None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def decode_key(raw: bytes | None) -> Any:
+    if raw is None:
+        return None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw
+
+
+@dataclass(frozen=True)
+class Record:
+    """One consumed record with its key and value decoded."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int | None  # milliseconds since the epoch
+    key: Any
+    value: Any
+    headers: list[tuple[str, bytes | None]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """Where an acknowledged record landed."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+class ProduceError(RuntimeError):
+    """A record was not acknowledged by the cluster."""
+
+
+class Producer:
+    """`confluent_kafka.Producer` with JSON values and a blocking `send_and_wait`.
+
+    Defaults are Kafka's safe ones: idempotence on (acks=all, no duplicates on retry).
+    """
+
+    def __init__(self, bootstrap_servers: str, **conf: Any) -> None:
+        settings = {"bootstrap.servers": bootstrap_servers, "enable.idempotence": True, "linger.ms": 5}
+        settings.update({k.replace("_", "."): v for k, v in conf.items()})
+        self._producer = _Producer(settings)
+        self.bootstrap_servers = bootstrap_servers
+
+    @property
+    def raw(self) -> _Producer:
+        """The underlying confluent-kafka producer, for anything the façade does not cover."""
+        return self._producer
+
+    def send(self, topic: str, value: Any = None, key: Any = None, *, partition: int | None = None,
+             headers: dict[str, Any] | list[tuple[str, Any]] | None = None, timestamp: int | None = None,
+             on_delivery=None) -> None:
+        """Queue one record (asynchronous; `flush()` waits for all). Raises for bad arguments."""
+        if not isinstance(topic, str) or not topic:
+            raise ValueError("topic must be a non-empty string")
+        kwargs: dict[str, Any] = {"value": encode_value(value)}
+        if key is not None:
+            kwargs["key"] = encode_value(key)
+        if partition is not None:
+            kwargs["partition"] = partition
+        if headers:
+            items = headers.items() if isinstance(headers, dict) else headers
+            kwargs["headers"] = [(k, encode_value(v)) for k, v in items]
+        if timestamp is not None:
+            kwargs["timestamp"] = int(timestamp)
+        if on_delivery is not None:
+            kwargs["on_delivery"] = on_delivery
+        while True:
+            try:
+                self._producer.produce(topic, **kwargs)
+                break
+            except BufferError:
+                self._producer.poll(0.05)  # local queue full: serve delivery callbacks and retry
+        self._producer.poll(0)
+
+    def send_and_wait(self, topic: str, value: Any = None, key: Any = None, *, timeout: float = 30.0,
+                      **kwargs: Any) -> Delivery:
+        """Send one record and wait for its acknowledgement; returns its partition and offset."""
+        outcome: dict[str, Any] = {}
+        done = threading.Event()
+
+        def on_delivery(err, msg) -> None:
+            outcome["err"], outcome["msg"] = err, msg
+            done.set()
+
+        self.send(topic, value, key, on_delivery=on_delivery, **kwargs)
+        deadline = time.monotonic() + timeout
+        while not done.is_set() and time.monotonic() < deadline:
+            self._producer.poll(0.05)
+        if not done.is_set():
+            raise ProduceError(f"no acknowledgement for a record to {topic!r} within {timeout}s")
+        if outcome["err"] is not None:
+            raise ProduceError(f"record to {topic!r} failed: {outcome['err'].str()}")
+        msg = outcome["msg"]
+        return Delivery(msg.topic(), msg.partition(), msg.offset())
+
+    def flush(self, timeout: float = 30.0) -> int:
+        """Wait until every queued record is acknowledged; returns how many are still queued."""
+        return self._producer.flush(timeout)
+
+    def close(self) -> None:
+        self.flush()
+
+    def __enter__(self) -> Producer:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+class Consumer:
+    """`confluent_kafka.Consumer` in a group, yielding decoded `Record`s."""
+
+    def __init__(self, bootstrap_servers: str, group: str | None, topics: str | Iterable[str] | None = None,
+                 **conf: Any) -> None:
+        settings = {"bootstrap.servers": bootstrap_servers, "auto.offset.reset": "earliest",
+                    "enable.partition.eof": False}
+        if group is not None:
+            settings["group.id"] = group
+        else:
+            settings["group.id"] = f"workbench-anonymous-{id(self)}"
+            settings["enable.auto.commit"] = False
+        settings.update({k.replace("_", "."): v for k, v in conf.items()})
+        self._consumer = _Consumer(settings)
+        if topics:
+            self.subscribe([topics] if isinstance(topics, str) else list(topics))
+
+    @property
+    def raw(self) -> _Consumer:
+        return self._consumer
+
+    def subscribe(self, topics: list[str]) -> None:
+        self._consumer.subscribe(topics)
+
+    def assign(self, topic: str, partitions: Iterable[int], offset: int | None = None) -> None:
+        """Read partitions directly, without group management (offset: -2 earliest, -1 latest)."""
+        tps = [TopicPartition(topic, p, offset if offset is not None else -2) for p in partitions]
+        self._consumer.assign(tps)
+
+    def poll(self, timeout: float = 1.0) -> Record | None:
+        msg = self._consumer.poll(timeout)
+        if msg is None:
+            return None
+        if msg.error():
+            if msg.error().code() == KafkaError._PARTITION_EOF:
+                return None
+            raise KafkaException(msg.error())
+        ts_type, ts = msg.timestamp()
+        return Record(msg.topic(), msg.partition(), msg.offset(), ts if ts_type else None,
+                      decode_key(msg.key()), decode_value(msg.value()), list(msg.headers() or []))
+
+    def read(self, max_records: int = 1000, timeout: float = 5.0, idle: float = 1.0) -> list[Record]:
+        """Collect up to `max_records`, giving up after `timeout` seconds or `idle` seconds with nothing new."""
+        out: list[Record] = []
+        deadline = time.monotonic() + timeout
+        last = time.monotonic()
+        while len(out) < max_records and time.monotonic() < deadline:
+            record = self.poll(0.1)
+            if record is None:
+                if out and time.monotonic() - last > idle:
+                    break
+                continue
+            out.append(record)
+            last = time.monotonic()
+        return out
+
+    def __iter__(self) -> Iterator[Record]:
+        while True:
+            record = self.poll(1.0)
+            if record is not None:
+                yield record
+
+    def commit(self, asynchronous: bool = False) -> None:
+        self._consumer.commit(asynchronous=asynchronous)
+
+    def close(self) -> None:
+        self._consumer.close()
+
+    def __enter__(self) -> Consumer:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+class KafkaConnection:
+    """Producers, consumers and admin for any Kafka-protocol cluster, by bootstrap string.
+
+    `workbench.connect("host:9092")` returns one; `Cluster` is one too.
+    """
+
+    def __init__(self, bootstrap_servers: str) -> None:
+        self._bootstrap = bootstrap_servers
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return self._bootstrap
+
+    def producer(self, **conf: Any) -> Producer:
+        return Producer(self.bootstrap_servers, **conf)
+
+    def consumer(self, group: str | None = None, topics: str | Iterable[str] | None = None, **conf: Any) -> Consumer:
+        return Consumer(self.bootstrap_servers, group, topics, **conf)
+
+    def admin(self, **conf: Any) -> AdminClient:
+        settings = {"bootstrap.servers": self.bootstrap_servers}
+        settings.update({k.replace("_", "."): v for k, v in conf.items()})
+        return AdminClient(settings)
+
+    def create_topic(self, name: str, partitions: int = 1, replication_factor: int | None = None,
+                     config: dict[str, Any] | None = None, *, timeout: float = 30.0) -> None:
+        """Create a topic; raises ValueError with the broker's reason when it refuses."""
+        if not isinstance(partitions, int) or partitions < 1:
+            raise ValueError(f"partitions must be a positive integer, not {partitions!r}")
+        topic = NewTopic(name, num_partitions=partitions,
+                         replication_factor=-1 if replication_factor is None else replication_factor,
+                         config={k: str(v) for k, v in (config or {}).items()})
+        futures = self.admin().create_topics([topic], operation_timeout=timeout, request_timeout=timeout)
+        try:
+            futures[name].result(timeout)
+        except KafkaException as exc:
+            err = exc.args[0]
+            raise ValueError(f"cannot create topic {name!r}: {err.str()}") from None
+
+    def delete_topic(self, name: str, *, timeout: float = 30.0) -> None:
+        futures = self.admin().delete_topics([name], operation_timeout=timeout, request_timeout=timeout)
+        try:
+            futures[name].result(timeout)
+        except KafkaException as exc:
+            raise ValueError(f"cannot delete topic {name!r}: {exc.args[0].str()}") from None
+
+    def topics(self, *, internal: bool = False, timeout: float = 10.0) -> list[str]:
+        md = self.admin().list_topics(timeout=timeout)
+        return sorted(t for t in md.topics if internal or not t.startswith("__"))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.bootstrap_servers!r})"
+
+
+def connect(bootstrap_servers: str) -> KafkaConnection:
+    """The notebook API for a cluster the workbench did not start (Kafka, Redpanda, `workbench up`)."""
+    if not isinstance(bootstrap_servers, str) or not bootstrap_servers.strip():
+        raise ValueError('connect() needs a bootstrap string such as "127.0.0.1:9092"')
+    return KafkaConnection(bootstrap_servers.strip())

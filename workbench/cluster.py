@@ -1,0 +1,312 @@
+"""`Cluster`: Kafka-protocol broker processes in the background of a notebook or test.
+
+    from workbench import Cluster
+    cluster = Cluster(brokers=3, data_dir="data/demo")
+    cluster.create_topic("orders", partitions=6)
+
+Each broker is its own OS process (`python -m workbench.broker`) listening on
+127.0.0.1. This class is the only place that knows process ids; everything
+else talks to brokers through the Kafka protocol. Brokers watch their parent
+(stdin pipe + parent pid) and exit when it dies, so a kernel restart or a
+killed test leaves no orphans; `stop()`, the context manager, garbage
+collection and interpreter exit stop them too.
+
+`data_dir` layout:
+
+    cluster.json                 broker ids and ports (reused on reopen)
+    metadata/log.jsonl           the cluster metadata log
+    broker-<id>/topics/<topic>/partition=<p>/   segments, indexes, *.parquet
+    broker-<id>/broker.log       the broker's log
+"""
+
+from __future__ import annotations
+
+import atexit
+import fcntl
+import json
+import os
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import weakref
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from workbench.client import KafkaConnection
+
+STARTUP_TIMEOUT_S = 30.0
+
+
+class ClusterError(RuntimeError):
+    """The cluster could not do what was asked; the message says why and what to do."""
+
+
+@dataclass
+class BrokerProcess:
+    node_id: int
+    port: int
+    process: subprocess.Popen | None = None
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+class Cluster(KafkaConnection):
+    """A cluster of broker processes on 127.0.0.1.
+
+    Args:
+        brokers: number of brokers (ids 1..N). Reopening a `data_dir` without
+            `brokers` brings back as many as it had.
+        data_dir: where topics, offsets and metadata live. Default: a temporary
+            directory removed by `stop()`. An existing directory is reopened with
+            its topics and data.
+        port: base port; broker i listens on `port + i - 1`. Default: free
+            ports (reused when a `data_dir` is reopened, if still free).
+        config: broker settings (`workbench.broker.config.BrokerConfig` fields),
+            e.g. `{"auto_create_topics_enable": False, "num_partitions": 3}`; topic
+            defaults go in `log_defaults` with Kafka's topic config names.
+    """
+
+    def __init__(self, brokers: int | None = None, data_dir: str | os.PathLike | None = None, *,
+                 port: int | None = None, config: dict[str, Any] | None = None, start: bool = True) -> None:
+        if brokers is not None and (not isinstance(brokers, int) or isinstance(brokers, bool) or brokers < 1):
+            raise ValueError(f"brokers must be a positive integer, not {brokers!r}")
+        if port is not None and (not isinstance(port, int) or not 0 <= port <= 65535):
+            raise ValueError(f"port must be between 0 and 65535, not {port!r}")
+        self._temporary = data_dir is None
+        self.data_dir = Path(tempfile.mkdtemp(prefix="workbench-")) if data_dir is None else Path(data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._lock_file = self._take_lock()
+        self.config = dict(config or {})
+        state = self._read_state()
+        known = {int(k): v for k, v in state.get("brokers", {}).items()}
+        count = brokers if brokers is not None else (len(known) or 1)
+        self.brokers: dict[int, BrokerProcess] = {}
+        for node_id in range(1, count + 1):
+            if port:
+                p = port + node_id - 1
+            else:
+                p = known.get(node_id, 0)
+                if p and not _port_is_free(p):
+                    p = 0
+            self.brokers[node_id] = BrokerProcess(node_id, p)
+        self._mutex = threading.RLock()
+        self._stopped = False
+        super().__init__("")
+        self._finalizer = weakref.finalize(self, _terminate_all, self.brokers, self._lock_file,
+                                           self.data_dir if self._temporary else None)
+        if start:
+            self.start()
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    def _take_lock(self):
+        lock = open(self.data_dir / ".lock", "a+")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            raise ClusterError(
+                f"data directory {str(self.data_dir)!r} is in use by another running cluster; stop that "
+                "cluster first (cluster.stop() or Ctrl-C on `workbench up`) or choose another data_dir") from None
+        return lock
+
+    def _read_state(self) -> dict:
+        path = self.data_dir / "cluster.json"
+        if path.exists():
+            try:
+                return json.loads(path.read_text())
+            except ValueError:
+                return {}
+        return {}
+
+    def _write_state(self) -> None:
+        state = {"brokers": {str(b.node_id): b.port for b in self.brokers.values()}}
+        tmp = self.data_dir / "cluster.json.tmp"
+        tmp.write_text(json.dumps(state, indent=2))
+        os.replace(tmp, self.data_dir / "cluster.json")
+
+    def start(self) -> Cluster:
+        """Start every broker that is not running and wait until all listen."""
+        with self._mutex:
+            pending = [b for b in self.brokers.values() if not b.alive]
+            for b in pending:
+                self._spawn(b)
+            for b in pending:
+                self._await_ready(b)
+            self._stopped = False
+            self._write_state()
+        return self
+
+    def _spawn(self, b: BrokerProcess) -> None:
+        broker_dir = self.data_dir / f"broker-{b.node_id}"
+        broker_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        cmd = [sys.executable, "-m", "workbench.broker", "--node-id", str(b.node_id),
+               "--cluster-dir", str(self.data_dir), "--port", str(b.port),
+               "--config", json.dumps(self.config)]
+        stderr = open(broker_dir / "stderr.log", "ab")
+        env = dict(os.environ)
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        try:
+            b.process = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
+                                         env=env, close_fds=True, start_new_session=True)
+        finally:
+            stderr.close()
+
+    def _await_ready(self, b: BrokerProcess) -> None:
+        assert b.process is not None and b.process.stdout is not None
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        fd = b.process.stdout.fileno()
+        buf = b""
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], 0.1)
+            if ready:
+                chunk = os.read(fd, 4096)
+                if not chunk:
+                    break
+                buf += chunk
+                if b"\n" in buf:
+                    line = buf.split(b"\n", 1)[0].decode()
+                    if line.startswith("READY "):
+                        b.port = int(line.split()[1])
+                        return
+            elif b.process.poll() is not None:
+                break
+        log_tail = self._log_tail(b.node_id)
+        self._kill(b)
+        raise ClusterError(f"broker {b.node_id} did not start (port {b.port}). Last lines of its log:\n{log_tail}")
+
+    def _log_tail(self, node_id: int, lines: int = 15) -> str:
+        out = []
+        for name in ("stderr.log", "broker.log"):
+            path = self.data_dir / f"broker-{node_id}" / name
+            if path.exists():
+                out.extend(path.read_text(errors="replace").splitlines()[-lines:])
+        return "\n".join(out)
+
+    def _kill(self, b: BrokerProcess, sig: int = signal.SIGKILL) -> None:
+        if b.process is not None and b.process.poll() is None:
+            try:
+                b.process.send_signal(sig)
+            except ProcessLookupError:
+                pass
+
+    def stop(self) -> None:
+        """Stop every broker cleanly (SIGTERM, then SIGKILL after 10 s). Idempotent."""
+        with self._mutex:
+            if self._stopped:
+                return
+            self._stopped = True
+            for b in self.brokers.values():
+                self._kill(b, signal.SIGTERM)
+            for b in self.brokers.values():
+                _reap(b)
+        self._finalizer()
+
+    close = stop
+
+    def stop_broker(self, node_id: int) -> None:
+        """Stop one broker gracefully (SIGTERM: flushes its logs before exiting)."""
+        b = self._broker(node_id)
+        self._kill(b, signal.SIGTERM)
+        _reap(b)
+
+    def kill_broker(self, node_id: int) -> None:
+        """SIGKILL one broker: a real crash, no flush, no goodbye."""
+        b = self._broker(node_id)
+        self._kill(b, signal.SIGKILL)
+        _reap(b)
+
+    def restart_broker(self, node_id: int) -> None:
+        """Start a stopped or killed broker again, on the same port and data."""
+        b = self._broker(node_id)
+        with self._mutex:
+            if b.alive:
+                self._kill(b, signal.SIGTERM)
+                _reap(b)
+            self._spawn(b)
+            self._await_ready(b)
+
+    def _broker(self, node_id: int) -> BrokerProcess:
+        if node_id not in self.brokers:
+            raise ValueError(f"no broker {node_id!r}; this cluster has brokers {sorted(self.brokers)}")
+        return self.brokers[node_id]
+
+    # -- facts ------------------------------------------------------------------------------------
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return ",".join(f"127.0.0.1:{b.port}" for b in self.brokers.values())
+
+    def broker_pids(self) -> dict[int, int | None]:
+        return {b.node_id: b.pid if b.alive else None for b in self.brokers.values()}
+
+    def __enter__(self) -> Cluster:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        alive = sum(b.alive for b in self.brokers.values())
+        return f"Cluster(brokers={len(self.brokers)}, alive={alive}, bootstrap_servers={self.bootstrap_servers!r})"
+
+
+def _reap(b: BrokerProcess, timeout: float = 10.0) -> None:
+    proc = b.process
+    if proc is None:
+        return
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    for stream in (proc.stdin, proc.stdout):
+        try:
+            if stream is not None:
+                stream.close()
+        except OSError:
+            pass
+
+
+def _terminate_all(brokers: dict[int, BrokerProcess], lock_file, temp_dir: Path | None) -> None:
+    """Finalizer: no broker outlives its Cluster object or the interpreter."""
+    for b in brokers.values():
+        if b.process is not None and b.process.poll() is None:
+            try:
+                b.process.terminate()
+            except ProcessLookupError:
+                pass
+    for b in brokers.values():
+        _reap(b, timeout=5.0)
+    try:
+        lock_file.close()
+    except Exception:
+        pass
+    if temp_dir is not None:
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+atexit.register(lambda: None)  # weakref.finalize runs registered finalizers at exit

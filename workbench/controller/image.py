@@ -1,0 +1,89 @@
+"""`MetadataImage`: the state obtained by replaying metadata records in order.
+
+Record types (JSON objects, field `t`), after KRaft's metadata records:
+
+* `cluster`        {cluster_id}
+* `broker`         {id, host, port, rack}                       (RegisterBrokerRecord)
+* `topic`          {name, id, configs}                          (TopicRecord + ConfigRecords)
+* `partition`      {topic, p, replicas, isr, leader, leader_epoch}   (PartitionRecord / PartitionChangeRecord)
+* `config`         {topic, configs}                             (full replacement of a topic's overrides)
+* `remove_topic`   {name}                                       (RemoveTopicRecord)
+* `producer_ids`   {broker, start, length}                      (ProducerIdsRecord: a block handed to a broker)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class BrokerInfo:
+    id: int
+    host: str
+    port: int
+    rack: str | None = None
+
+
+@dataclass
+class PartitionInfo:
+    topic: str
+    index: int
+    replicas: list[int]
+    isr: list[int]
+    leader: int
+    leader_epoch: int
+
+
+@dataclass
+class TopicInfo:
+    name: str
+    id: str  # UUID as hex string
+    configs: dict[str, str] = field(default_factory=dict)
+    partitions: dict[int, PartitionInfo] = field(default_factory=dict)
+
+    @property
+    def internal(self) -> bool:
+        return self.name.startswith("__")
+
+
+@dataclass
+class MetadataImage:
+    cluster_id: str | None = None
+    brokers: dict[int, BrokerInfo] = field(default_factory=dict)
+    topics: dict[str, TopicInfo] = field(default_factory=dict)
+    next_producer_id: int = 0
+    # How many records have been applied (the image's offset in the metadata log).
+    offset: int = 0
+
+    def apply(self, record: dict[str, Any]) -> None:
+        kind = record["t"]
+        if kind == "cluster":
+            self.cluster_id = self.cluster_id or record["cluster_id"]
+        elif kind == "broker":
+            self.brokers[record["id"]] = BrokerInfo(record["id"], record["host"], record["port"],
+                                                    record.get("rack"))
+        elif kind == "topic":
+            self.topics[record["name"]] = TopicInfo(record["name"], record["id"], dict(record.get("configs", {})))
+        elif kind == "partition":
+            topic = self.topics.get(record["topic"])
+            if topic is not None:
+                topic.partitions[record["p"]] = PartitionInfo(
+                    record["topic"], record["p"], list(record["replicas"]), list(record["isr"]),
+                    record["leader"], record["leader_epoch"])
+        elif kind == "config":
+            topic = self.topics.get(record["topic"])
+            if topic is not None:
+                topic.configs = dict(record["configs"])
+        elif kind == "remove_topic":
+            self.topics.pop(record["name"], None)
+        elif kind == "producer_ids":
+            self.next_producer_id = max(self.next_producer_id, record["start"] + record["length"])
+        # Unknown record types are skipped: a newer writer may know more than we do.
+        self.offset += 1
+
+    def partitions_led_by(self, broker_id: int) -> list[PartitionInfo]:
+        return [p for t in self.topics.values() for p in t.partitions.values() if p.leader == broker_id]
+
+    def replicas_on(self, broker_id: int) -> list[PartitionInfo]:
+        return [p for t in self.topics.values() for p in t.partitions.values() if broker_id in p.replicas]

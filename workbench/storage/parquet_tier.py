@@ -1,0 +1,140 @@
+"""The Parquet tier: sealed segments as one-row-per-record Parquet files.
+
+A file ``<base_offset:020d>.parquet`` holds the records of the segment with the
+same base offset, all at or below the high watermark when it was written. It
+is written to ``.parquet.tmp`` and renamed, so readers (DuckDB, the notebook)
+never see half a file. Its key-value metadata records the offset range it
+covers (``workbench.base_offset``, ``workbench.next_offset``) and its largest
+timestamp, so the log can reopen without reading the data.
+
+Control batches (transaction markers) are not written; their offsets are gaps.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from workbench.protocol.records import decode_records
+
+SCHEMA = pa.schema(
+    [
+        pa.field("offset", pa.int64(), nullable=False),
+        pa.field("timestamp", pa.timestamp("ms", tz="UTC"), nullable=False),
+        pa.field("key", pa.binary()),
+        pa.field("value", pa.binary()),
+        pa.field("headers", pa.list_(pa.struct([("key", pa.string()), ("value", pa.binary())]))),
+        pa.field("producer_id", pa.int64(), nullable=False),
+        pa.field("producer_epoch", pa.int16(), nullable=False),
+        pa.field("sequence", pa.int32(), nullable=False),
+        pa.field("batch_base_offset", pa.int64(), nullable=False),
+        pa.field("partition_leader_epoch", pa.int32(), nullable=False),
+        pa.field("timestamp_type", pa.int8(), nullable=False),
+    ]
+)
+#: DuckDB's own row-group size; also ~12 MB of 100-byte records, a good scan unit.
+ROW_GROUP_ROWS = 122_880
+COMPRESSION = "zstd"
+
+_META_BASE = b"workbench.base_offset"
+_META_NEXT = b"workbench.next_offset"
+_META_MAX_TS = b"workbench.max_timestamp"
+_META_TOPIC = b"workbench.topic"
+_META_PARTITION = b"workbench.partition"
+
+
+@dataclass(slots=True)
+class ParquetSegment:
+    """One Parquet file covering offsets [base_offset, next_offset)."""
+
+    path: Path
+    base_offset: int
+    next_offset: int
+    max_timestamp: int
+    size: int
+
+    @classmethod
+    def open(cls, path: Path) -> ParquetSegment:
+        meta = pq.read_metadata(path).metadata or {}
+        base = int(path.name.split(".")[0])
+        return cls(
+            path=path,
+            base_offset=int(meta.get(_META_BASE, base)),
+            next_offset=int(meta.get(_META_NEXT, base)),
+            max_timestamp=int(meta.get(_META_MAX_TS, -1)),
+            size=path.stat().st_size,
+        )
+
+    def read_table(self) -> pa.Table:
+        return pq.read_table(self.path)
+
+
+def columns_to_table(cols: dict[str, list]) -> pa.Table:
+    """`records.decode_records` columns -> an Arrow table in the tier's schema."""
+    arrays = []
+    for f in SCHEMA:
+        values = cols[f.name]
+        if f.name == "timestamp":
+            arrays.append(pa.array(values, type=pa.int64()).cast(f.type))
+        else:
+            arrays.append(pa.array(values, type=f.type))
+    return pa.Table.from_arrays(arrays, schema=SCHEMA)
+
+
+def write_segment(
+    directory: Path,
+    base_offset: int,
+    next_offset: int,
+    batches: bytes | bytearray | memoryview,
+    *,
+    topic: str = "",
+    partition: int = 0,
+) -> ParquetSegment:
+    """Decode ``batches`` and write them as ``<base_offset>.parquet`` (atomically)."""
+    cols = decode_records(batches)
+    table = columns_to_table(cols)
+    max_ts = max(cols["timestamp"], default=-1)
+    table = table.replace_schema_metadata(
+        {
+            _META_BASE: str(base_offset).encode(),
+            _META_NEXT: str(next_offset).encode(),
+            _META_MAX_TS: str(max_ts).encode(),
+            _META_TOPIC: topic.encode(),
+            _META_PARTITION: str(partition).encode(),
+        }
+    )
+    path = directory / f"{base_offset:020d}.parquet"
+    tmp = path.with_name(path.name + ".tmp")
+    pq.write_table(table, tmp, compression=COMPRESSION, row_group_size=ROW_GROUP_ROWS)
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+        os.fsync(fd)  # the Parquet file replaces the raw segment as the durable copy
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    return ParquetSegment(path, base_offset, next_offset, max_ts, path.stat().st_size)
+
+
+class TableCache:
+    """The last Parquet file read for fetches, as an Arrow table and its offset column."""
+
+    def __init__(self) -> None:
+        self.path: Path | None = None
+        self.table: pa.Table | None = None
+        self.offsets: Any = None
+
+    def get(self, seg: ParquetSegment) -> tuple[pa.Table, Any]:
+        if self.path != seg.path or self.table is None:
+            table = seg.read_table()
+            self.offsets = table.column("offset").to_numpy()
+            self.table, self.path = table, seg.path
+        return self.table, self.offsets
+
+    def invalidate(self, path: Path | None = None) -> None:
+        if path is None or path == self.path:
+            self.path = self.table = self.offsets = None

@@ -1,0 +1,205 @@
+"""Idempotent-producer state of one partition (Kafka's ProducerStateManager, KIP-98/KIP-360).
+
+Per producer id: its epoch and the metadata of its last 5 batches (Kafka keeps
+5 because a producer has at most 5 requests in flight), enough to recognise a
+retried batch and to reject a gap.
+
+Rules, as Kafka's ProducerAppendInfo.checkSequence (3.x):
+
+* a batch epoch below the known epoch -> INVALID_PRODUCER_EPOCH;
+* a new (higher) epoch must start at sequence 0 -> else OUT_OF_ORDER_SEQUENCE_NUMBER;
+* a batch whose (first_seq, last_seq) matches one of the last 5 -> duplicate,
+  answered with the original offsets;
+* otherwise first_seq must be last_seq + 1 (wrapping 2^31-1 -> 0)
+  -> else OUT_OF_ORDER_SEQUENCE_NUMBER;
+* an unknown producer id is accepted at any sequence. Since KIP-360 (Kafka 2.5)
+  brokers no longer answer UNKNOWN_PRODUCER_ID here: the producer's state may
+  simply have been removed by retention or DeleteRecords.
+
+The state is checkpointed to ``producer-state.json`` (offset it is valid up to +
+entries) at roll and close; recovery loads it and replays the batch headers
+after that offset.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from workbench.protocol.errors import ErrorCode, KafkaProtocolError
+from workbench.protocol.records import BatchHeader
+
+#: Batches remembered per producer for duplicate detection (Kafka's NUM_BATCHES_TO_RETAIN).
+BATCHES_TO_RETAIN = 5
+SNAPSHOT_NAME = "producer-state.json"
+
+
+@dataclass(slots=True, frozen=True)
+class BatchMetadata:
+    first_seq: int
+    last_seq: int
+    first_offset: int
+    last_offset: int
+    timestamp: int
+
+
+@dataclass(slots=True)
+class ProducerEntry:
+    epoch: int
+    batches: deque[BatchMetadata] = field(default_factory=lambda: deque(maxlen=BATCHES_TO_RETAIN))
+
+    @property
+    def last_seq(self) -> int:
+        return self.batches[-1].last_seq if self.batches else -1
+
+    @property
+    def last_offset(self) -> int:
+        return self.batches[-1].last_offset if self.batches else -1
+
+    def copy(self) -> ProducerEntry:
+        return ProducerEntry(self.epoch, deque(self.batches, maxlen=BATCHES_TO_RETAIN))
+
+
+def _in_sequence(last_seq: int, next_seq: int) -> bool:
+    return next_seq == last_seq + 1 or (next_seq == 0 and last_seq == 0x7FFFFFFF)
+
+
+class ProducerStateManager:
+    """Sequence and epoch bookkeeping for the idempotent producers writing one partition."""
+
+    def __init__(self, directory: Path) -> None:
+        self.path = directory / SNAPSHOT_NAME
+        self.producers: dict[int, ProducerEntry] = {}
+        self.changed = False
+
+    def check(self, headers: list[BatchHeader]) -> tuple[dict[int, ProducerEntry], BatchMetadata | None]:
+        """Validate ``headers`` (offsets not yet assigned) against the current state.
+
+        Returns the staged entries to `commit` once the batches are written, or,
+        when a batch is a retry of a recent one, ``({}, original_metadata)``.
+        Raises KafkaProtocolError on an epoch or sequence violation.
+        """
+        staged: dict[int, ProducerEntry] = {}
+        for h in headers:
+            pid = h.producer_id
+            if pid < 0:
+                continue
+            entry = staged.get(pid)
+            if entry is None:
+                current = self.producers.get(pid)
+                entry = staged[pid] = current.copy() if current else ProducerEntry(-1)
+            epoch, first_seq = h.producer_epoch, h.base_sequence
+            if epoch < entry.epoch:
+                raise KafkaProtocolError(
+                    ErrorCode.INVALID_PRODUCER_EPOCH,
+                    f"producer {pid}: epoch {epoch} is older than the current {entry.epoch}",
+                )
+            if epoch == entry.epoch:
+                last_seq = h.last_sequence
+                for meta in entry.batches:
+                    if meta.first_seq == first_seq and meta.last_seq == last_seq:
+                        return {}, meta
+                if entry.batches and not _in_sequence(entry.last_seq, first_seq):
+                    raise KafkaProtocolError(
+                        ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER,
+                        f"producer {pid} epoch {epoch}: sequence {first_seq} after {entry.last_seq}",
+                    )
+            elif first_seq != 0 and entry.epoch != -1:
+                raise KafkaProtocolError(
+                    ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER,
+                    f"producer {pid}: new epoch {epoch} must start at sequence 0, got {first_seq}",
+                )
+            if epoch != entry.epoch:
+                entry.epoch = epoch
+                entry.batches.clear()
+            # Offsets are filled in by `commit` once assigned.
+            entry.batches.append(BatchMetadata(first_seq, h.last_sequence, -1, -1, h.max_timestamp))
+        return staged, None
+
+    def commit(self, staged: dict[int, ProducerEntry], headers: list[BatchHeader], base_offsets: list[int]) -> None:
+        """Install staged entries, filling in the offsets each batch was given."""
+        if not staged:
+            return
+        for h, base in zip(headers, base_offsets):
+            entry = staged.get(h.producer_id)
+            if entry is None:
+                continue
+            for i, meta in enumerate(entry.batches):
+                if meta.first_offset == -1 and meta.first_seq == h.base_sequence:
+                    entry.batches[i] = BatchMetadata(
+                        meta.first_seq, meta.last_seq, base, base + h.last_offset_delta, meta.timestamp
+                    )
+                    break
+        self.producers.update(staged)
+        self.changed = True
+
+    def replay(self, h: BatchHeader) -> None:
+        """Apply an already-written batch (recovery) without any checks."""
+        if h.producer_id < 0 or h.is_control:
+            return
+        entry = self.producers.get(h.producer_id)
+        if entry is None:
+            entry = self.producers[h.producer_id] = ProducerEntry(h.producer_epoch)
+        if h.producer_epoch != entry.epoch:
+            entry.epoch = h.producer_epoch
+            entry.batches.clear()
+        entry.batches.append(
+            BatchMetadata(h.base_sequence, h.last_sequence, h.base_offset, h.last_offset, h.max_timestamp)
+        )
+        self.changed = True
+
+    def truncate_head(self, log_start_offset: int) -> None:
+        """Forget producers whose last write is below the log start offset (retention, DeleteRecords)."""
+        gone = [pid for pid, e in self.producers.items() if e.last_offset < log_start_offset]
+        for pid in gone:
+            del self.producers[pid]
+        self.changed = self.changed or bool(gone)
+
+    def truncate_tail(self, log_end_offset: int) -> None:
+        """Drop batch metadata at or above ``log_end_offset`` (log truncation)."""
+        for pid in list(self.producers):
+            entry = self.producers[pid]
+            kept = [m for m in entry.batches if m.last_offset < log_end_offset]
+            if len(kept) != len(entry.batches):
+                entry.batches = deque(kept, maxlen=BATCHES_TO_RETAIN)
+                self.changed = True
+
+    def summary(self) -> dict[int, tuple[int, int, int]]:
+        return {pid: (e.epoch, e.last_seq, e.last_offset) for pid, e in self.producers.items()}
+
+    # -- snapshot ------------------------------------------------------------------
+
+    def write_snapshot(self, offset: int) -> None:
+        """Persist the state as of log end offset ``offset`` (atomic replace)."""
+        doc = {
+            "offset": offset,
+            "producers": {
+                str(pid): {
+                    "epoch": e.epoch,
+                    "batches": [[m.first_seq, m.last_seq, m.first_offset, m.last_offset, m.timestamp] for m in e.batches],
+                }
+                for pid, e in self.producers.items()
+            },
+        }
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text(json.dumps(doc))
+        os.replace(tmp, self.path)
+        self.changed = False
+
+    def load_snapshot(self) -> int:
+        """Load the snapshot; return the offset it is valid up to (0 when there is none)."""
+        self.producers.clear()
+        try:
+            doc = json.loads(self.path.read_text())
+            for pid, e in doc["producers"].items():
+                entry = ProducerEntry(int(e["epoch"]))
+                for b in e["batches"]:
+                    entry.batches.append(BatchMetadata(*(int(x) for x in b)))
+                self.producers[int(pid)] = entry
+            return int(doc["offset"])
+        except (FileNotFoundError, ValueError, KeyError, TypeError):
+            self.producers.clear()
+            return 0
