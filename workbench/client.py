@@ -271,7 +271,8 @@ class KafkaConnection:
         topic = NewTopic(name, num_partitions=partitions,
                          replication_factor=-1 if replication_factor is None else replication_factor,
                          config={k: str(v) for k, v in (config or {}).items()})
-        futures = self.admin().create_topics([topic], operation_timeout=timeout, request_timeout=timeout)
+        admin = self.admin()  # keep a reference: the futures die with their client
+        futures = admin.create_topics([topic], operation_timeout=timeout, request_timeout=timeout)
         try:
             futures[name].result(timeout)
         except KafkaException as exc:
@@ -279,7 +280,8 @@ class KafkaConnection:
             raise ValueError(f"cannot create topic {name!r}: {err.str()}") from None
 
     def delete_topic(self, name: str, *, timeout: float = 30.0) -> None:
-        futures = self.admin().delete_topics([name], operation_timeout=timeout, request_timeout=timeout)
+        admin = self.admin()
+        futures = admin.delete_topics([name], operation_timeout=timeout, request_timeout=timeout)
         try:
             futures[name].result(timeout)
         except KafkaException as exc:

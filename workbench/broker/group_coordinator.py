@@ -462,14 +462,11 @@ class GroupCoordinator:
             )
         return member is not None or len(group.members) < self.config.max_size
 
-    async def _await_join(self, member: MemberMetadata) -> JoinResult:
-        fut = member.join_future
-        assert fut is not None
-        return await asyncio.shield(fut)
-
-    def _park_join(self, member: MemberMetadata) -> None:
+    def _park_join(self, member: MemberMetadata) -> asyncio.Future[JoinResult]:
+        """Park the member's JoinGroup; a duplicate request shares the same answer."""
         if member.join_future is None or member.join_future.done():
             member.join_future = asyncio.get_running_loop().create_future()
+        return member.join_future
 
     async def _add_member_and_rebalance(
         self,
@@ -499,11 +496,11 @@ class GroupCoordinator:
         )
         if group.is_(Preparing) and group.generation_id == 0:
             group.new_member_added = True  # lets InitialDelayedJoin extend its delay
-        self._park_join(member)
+        fut = self._park_join(member)
         group.add(member)
         self._maybe_prepare_rebalance(group)
         self._check_join(group)
-        return await self._await_join(member)
+        return await asyncio.shield(fut)
 
     async def _update_member_and_rebalance(
         self,
@@ -519,10 +516,10 @@ class GroupCoordinator:
         member.protocols = protocols
         member.session_timeout_ms = session_timeout_ms
         member.rebalance_timeout_ms = rebalance_timeout_ms
-        self._park_join(member)
+        fut = self._park_join(member)
         self._maybe_prepare_rebalance(group)
         self._check_join(group)
-        return await self._await_join(member)
+        return await asyncio.shield(fut)
 
     async def _update_static_member_and_rebalance(
         self,
@@ -576,13 +573,13 @@ class GroupCoordinator:
                 result.members = self._member_list(group)
                 result.skip_assignment = True
             return result
-        self._park_join(member)
+        fut = self._park_join(member)
         if group.state in (Stable, Completing):
             # In CompletingRebalance the leader may be assigning to the old member
             # id, so a new rebalance is needed (Kafka does the same).
             self._prepare_rebalance(group)
         self._check_join(group)
-        return await self._await_join(member)
+        return await asyncio.shield(fut)
 
     # ------------------------------------------------------------------ rebalance machinery
 

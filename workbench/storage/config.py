@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from workbench.protocol.errors import ErrorCode, KafkaProtocolError
 
@@ -28,7 +29,7 @@ class LogConfig:
     flush_ms: int = 1000  # the broker fsyncs every flush_ms
 
     # Kafka topic config name -> (field, smallest legal value); minima follow Kafka's TopicConfig.
-    _KAFKA_NAMES = {
+    _KAFKA_NAMES: ClassVar[dict[str, tuple[str, int]]] = {
         "segment.bytes": ("segment_bytes", 14),
         "segment.ms": ("segment_ms", 1),
         "retention.ms": ("retention_ms", -1),

@@ -127,14 +127,17 @@ class TableCache:
         self.path: Path | None = None
         self.table: pa.Table | None = None
         self.offsets: Any = None
+        self.batch_base_offsets: Any = None
 
-    def get(self, seg: ParquetSegment) -> tuple[pa.Table, Any]:
+    def get(self, seg: ParquetSegment) -> tuple[pa.Table, Any, Any]:
+        """(table, offset column, batch_base_offset column) as numpy arrays."""
         if self.path != seg.path or self.table is None:
             table = seg.read_table()
             self.offsets = table.column("offset").to_numpy()
+            self.batch_base_offsets = table.column("batch_base_offset").to_numpy()
             self.table, self.path = table, seg.path
-        return self.table, self.offsets
+        return self.table, self.offsets, self.batch_base_offsets
 
     def invalidate(self, path: Path | None = None) -> None:
         if path is None or path == self.path:
-            self.path = self.table = self.offsets = None
+            self.path = self.table = self.offsets = self.batch_base_offsets = None

@@ -212,8 +212,7 @@ class LogSegment:
             self._index_batch(h, start + h.position)
 
     def _index_batch(self, h: BatchHeader, position: int) -> None:
-        if self.max_timestamp < h.max_timestamp:
-            self.max_timestamp = h.max_timestamp
+        self.max_timestamp = max(self.max_timestamp, h.max_timestamp)
         if not self.offset_index.offsets or self._bytes_since_index >= self.index_interval_bytes:
             self.offset_index.append(h.last_offset, position)
             self.time_index.maybe_append(self.max_timestamp, h.last_offset)

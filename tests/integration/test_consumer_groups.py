@@ -1,0 +1,124 @@
+"""Consumer groups (classic protocol): assignment, rebalances, committed offsets."""
+
+from __future__ import annotations
+
+import time
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+from kafka import KafkaConsumer
+
+
+def produce_n(bootstrap: str, topic: str, n: int, start: int = 0) -> None:
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 2})
+    for i in range(start, start + n):
+        p.produce(topic, key=str(i).encode(), value=str(i).encode())
+    assert p.flush(30) == 0
+
+
+def new_consumer(bootstrap: str, group: str, topic: str, **conf) -> Consumer:
+    settings = {"bootstrap.servers": bootstrap, "group.id": group, "auto.offset.reset": "earliest",
+                "session.timeout.ms": 6000, "heartbeat.interval.ms": 500, "enable.auto.commit": False}
+    settings.update(conf)
+    c = Consumer(settings)
+    c.subscribe([topic])
+    return c
+
+
+def poll_until(consumers: list[Consumer], predicate, timeout: float = 40.0) -> list:
+    """Poll every consumer round-robin until predicate() holds; returns the messages seen."""
+    seen = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for c in consumers:
+            msg = c.poll(0.1)
+            if msg is not None and msg.error() is None:
+                seen.append((c, msg))
+        if predicate():
+            return seen
+    raise AssertionError("condition not reached in time")
+
+
+def assignments(consumers: list[Consumer]) -> list[set[int]]:
+    return [{tp.partition for tp in c.assignment()} for c in consumers]
+
+
+def test_three_consumers_split_six_partitions_and_rebalance_on_leave_and_join(cluster, topic_name):
+    cluster.create_topic(topic_name, partitions=6)
+    produce_n(cluster.bootstrap_servers, topic_name, 60)
+    group = f"g-{topic_name}"
+    consumers = [new_consumer(cluster.bootstrap_servers, group, topic_name) for _ in range(3)]
+
+    def split_evenly() -> bool:
+        a = assignments(consumers)
+        return all(len(s) == 2 for s in a) and set().union(*a) == set(range(6))
+
+    poll_until(consumers, split_evenly)
+    # One leaves: the remaining two take over all six partitions.
+    consumers[2].close()
+    rest = consumers[:2]
+    poll_until(rest, lambda: sorted(len(s) for s in assignments(rest)) == [3, 3]
+               and set().union(*assignments(rest)) == set(range(6)))
+    # A new one joins: back to two each.
+    newcomer = new_consumer(cluster.bootstrap_servers, group, topic_name)
+    everyone = rest + [newcomer]
+    poll_until(everyone, lambda: all(len(s) == 2 for s in assignments(everyone))
+               and set().union(*assignments(everyone)) == set(range(6)))
+    for c in everyone:
+        c.close()
+
+
+def test_cooperative_sticky_consumers_share_partitions(cluster, topic_name):
+    cluster.create_topic(topic_name, partitions=4)
+    produce_n(cluster.bootstrap_servers, topic_name, 40)
+    group = f"coop-{topic_name}"
+    conf = {"partition.assignment.strategy": "cooperative-sticky"}
+    a = new_consumer(cluster.bootstrap_servers, group, topic_name, **conf)
+    poll_until([a], lambda: len(a.assignment()) == 4)
+    b = new_consumer(cluster.bootstrap_servers, group, topic_name, **conf)
+    poll_until([a, b], lambda: len(a.assignment()) == 2 and len(b.assignment()) == 2)
+    a.close()
+    b.close()
+
+
+def test_committed_offsets_round_trip_with_metadata(cluster, topic_name):
+    cluster.create_topic(topic_name, partitions=2)
+    group = f"meta-{topic_name}"
+    c = Consumer({"bootstrap.servers": cluster.bootstrap_servers, "group.id": group})
+    c.commit(offsets=[TopicPartition(topic_name, 0, 5, metadata="checkpoint ✓"),
+                      TopicPartition(topic_name, 1, 7, metadata="")], asynchronous=False)
+    got = {tp.partition: (tp.offset, tp.metadata) for tp in
+           c.committed([TopicPartition(topic_name, 0), TopicPartition(topic_name, 1)], timeout=10)}
+    c.close()
+    assert got == {0: (5, "checkpoint ✓"), 1: (7, "")}
+
+
+def test_static_membership_rejoin_keeps_assignment(cluster, topic_name):
+    cluster.create_topic(topic_name, partitions=2)
+    group = f"static-{topic_name}"
+    conf = {"group.instance.id": "worker-1", "session.timeout.ms": 10000}
+    a = new_consumer(cluster.bootstrap_servers, group, topic_name, **conf)
+    poll_until([a], lambda: len(a.assignment()) == 2)
+    a.close()  # a static member's close does not leave the group
+    a2 = new_consumer(cluster.bootstrap_servers, group, topic_name, **conf)
+    poll_until([a2], lambda: len(a2.assignment()) == 2, timeout=20)
+    a2.close()
+
+
+def test_kafka_python_group_consumer_commits(cluster, topic_name):
+    cluster.create_topic(topic_name, partitions=3)
+    produce_n(cluster.bootstrap_servers, topic_name, 30)
+    group = f"kp-{topic_name}"
+    consumer = KafkaConsumer(topic_name, bootstrap_servers=cluster.bootstrap_servers, group_id=group,
+                             auto_offset_reset="earliest", enable_auto_commit=False, consumer_timeout_ms=15000)
+    got = []
+    for msg in consumer:
+        got.append(msg.value)
+        if len(got) == 30:
+            break
+    consumer.commit()
+    consumer.close()
+    assert len(got) == 30
+    c = Consumer({"bootstrap.servers": cluster.bootstrap_servers, "group.id": group})
+    committed = c.committed([TopicPartition(topic_name, p) for p in range(3)], timeout=10)
+    c.close()
+    assert sum(tp.offset for tp in committed) == 30
