@@ -100,7 +100,13 @@ class Env:
         assert a.generation_id == b.generation_id
         ts = self.later(lambda: self.c.sync_group("g", b.generation_id, b.member_id, None, None, None, []))
         sa = await self.c.sync_group(
-            "g", a.generation_id, a.member_id, None, "consumer", "range", [(a.member_id, b"A"), (b.member_id, b"B")]
+            "g",
+            a.generation_id,
+            a.member_id,
+            None,
+            "consumer",
+            "range",
+            [(a.member_id, b"A"), (b.member_id, b"B")],
         )
         assert sa.assignment == b"A" and (await ts).assignment == b"B"
         return a, b
@@ -132,7 +138,9 @@ def test_single_member_joins_and_syncs():
         assert env.c.heartbeat("g", 1, r.member_id, None) == E.NONE
         d = env.c.describe_group("g")
         assert (d.state, d.protocol_type, d.protocol_name) == ("Stable", "consumer", "range")
-        assert [(m.member_id, m.client_id, m.assignment) for m in d.members] == [(r.member_id, "client", b"assign")]
+        assert [(m.member_id, m.client_id, m.assignment) for m in d.members] == [
+            (r.member_id, "client", b"assign")
+        ]
 
     run(t)
 
@@ -223,7 +231,9 @@ def test_join_while_stable_triggers_rebalance():
             E.REBALANCE_IN_PROGRESS
         )
         # Offsets may still be committed while preparing (Kafka relies on heartbeats to signal).
-        assert await env.c.commit_offsets("g", 2, a.member_id, None, [("t", 0, 5, -1, None)]) == [("t", 0, E.NONE)]
+        assert await env.c.commit_offsets("g", 2, a.member_id, None, [("t", 0, 5, -1, None)]) == [
+            ("t", 0, E.NONE)
+        ]
         ta = env.later(lambda: env.join(a.member_id))
         tb = env.later(lambda: env.join(b.member_id))
         results = [await ta, await tb, await tc]
@@ -305,8 +315,12 @@ def test_pending_sync_member_is_removed_after_rebalance_timeout():
         leader, follower = (a, b) if a.member_id == a.leader_id else (b, a)
         fs = env.later(lambda: env.c.sync_group("g", 1, follower.member_id, None, None, None, []))
         await settle()
-        env.clock.advance(REBALANCE / 1000)
-        env.c.tick()  # the leader never synced
+        for _ in range(2):  # both keep heartbeating; the leader never syncs
+            env.clock.advance(REBALANCE / 2500)
+            assert env.c.heartbeat("g", 1, leader.member_id, None) == E.NONE
+            assert env.c.heartbeat("g", 1, follower.member_id, None) == E.NONE
+        env.clock.advance(REBALANCE / 5000)
+        env.c.tick()
         assert (await fs).error_code == E.REBALANCE_IN_PROGRESS
         assert [m.member_id for m in env.c.describe_group("g").members] == [follower.member_id]
 
@@ -325,7 +339,9 @@ def test_static_member_rejoin_keeps_generation_without_rebalance():
         await settle()
         a = await env.join(a.member_id, instance="i-a")
         b = await tb
-        await env.c.sync_group("g", 2, a.member_id, "i-a", None, None, [(a.member_id, b"A"), (b.member_id, b"B")])
+        await env.c.sync_group(
+            "g", 2, a.member_id, "i-a", None, None, [(a.member_id, b"A"), (b.member_id, b"B")]
+        )
         # b restarts: empty member id, same instance id, same metadata.
         b2 = await env.join(instance="i-b", client="b")
         assert b2.error_code == E.NONE and b2.generation_id == 2 and b2.member_id != b.member_id
@@ -424,6 +440,8 @@ def test_inconsistent_group_protocol():
         r = await env.join(protocol_type="connect", protocols=[("range", b"")])
         assert r.error_code == E.INCONSISTENT_GROUP_PROTOCOL
         assert (await env.join(protocols=[])).error_code == E.INCONSISTENT_GROUP_PROTOCOL
+        assert (await env.join(group="fresh", protocols=[])).error_code == E.INCONSISTENT_GROUP_PROTOCOL
+        assert "fresh" not in env.c.group_ids()
 
     run(t)
 
@@ -452,6 +470,16 @@ def test_group_max_size():
 def test_subscription_decoder():
     assert decode_subscription_topics(subscription("a", "bb")) == ["a", "bb"]
     assert decode_subscription_topics(b"\x00") is None
+
+
+def test_subscription_decoder_reads_every_kafka_python_version():
+    from kafka.protocol.consumer.metadata import ConsumerProtocolSubscription as Sub
+
+    for v in range(Sub.min_version, Sub.max_version + 1):
+        data = Sub(
+            topics=["a", "bcd"], user_data=b"x", owned_partitions=[], generation_id=3, rack_id="r"
+        ).encode(version=v)
+        assert decode_subscription_topics(bytes(data)) == ["a", "bcd"]
 
 
 # --- offsets -------------------------------------------------------------------
@@ -493,7 +521,12 @@ def test_commit_fetch_round_trip_with_metadata_strings():
             ("u", 1, 400, -1, "x" * 21),
         ]
         res = await env.c.commit_offsets("simple", -1, "", None, offsets)
-        assert res == [("t", 0, E.NONE), ("t", 1, E.NONE), ("u", 0, E.NONE), ("u", 1, E.OFFSET_METADATA_TOO_LARGE)]
+        assert res == [
+            ("t", 0, E.NONE),
+            ("t", 1, E.NONE),
+            ("u", 0, E.NONE),
+            ("u", 1, E.OFFSET_METADATA_TOO_LARGE),
+        ]
         fetched = env.c.fetch_offsets("simple", [("t", 0), ("t", 1), ("u", 0), ("u", 1), ("v", 9)])
         assert fetched == [
             ("t", 0, 100, 5, "héllo ✓ 🎉", E.NONE),
@@ -502,7 +535,11 @@ def test_commit_fetch_round_trip_with_metadata_strings():
             ("u", 1, -1, -1, "", E.NONE),
             ("v", 9, -1, -1, "", E.NONE),
         ]
-        assert [f[:3] for f in env.c.fetch_offsets("simple", None)] == [("t", 0, 100), ("t", 1, 200), ("u", 0, 300)]
+        assert [f[:3] for f in env.c.fetch_offsets("simple", None)] == [
+            ("t", 0, 100),
+            ("t", 1, 200),
+            ("u", 0, 300),
+        ]
         assert env.c.fetch_offsets("unknown", None) == []
         assert env.c.fetch_offsets("unknown", [("t", 0)]) == [("t", 0, -1, -1, "", E.NONE)]
         assert env.c.list_groups() == [("simple", "", "Empty")]
@@ -536,7 +573,10 @@ def test_offsets_and_groups_survive_a_fresh_coordinator():
 
         env2 = Env(store=env.store)
         env2.c.load()
-        assert env2.c.fetch_offsets("g", None) == [("t", 0, 8, 1, "newer", E.NONE), ("t", 1, 9, 1, "", E.NONE)]
+        assert env2.c.fetch_offsets("g", None) == [
+            ("t", 0, 8, 1, "newer", E.NONE),
+            ("t", 1, 9, 1, "", E.NONE),
+        ]
         assert env2.c.fetch_offsets("s", None) == [("x", 0, 1, -1, "", E.NONE)]
         d = env2.c.describe_group("g")
         assert d.state == "Stable" and sorted(m.assignment for m in d.members) == [b"A", b"B"]

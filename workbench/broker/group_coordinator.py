@@ -68,6 +68,9 @@ T = TypeVar("T")
 # cannot heartbeat; if it disconnected it will retry, so expire the stale entry.
 NEW_MEMBER_JOIN_TIMEOUT_MS = 5 * 60 * 1000
 
+# How long close() waits for in-flight store appends before cancelling them.
+CLOSE_GRACE_S = 2.0
+
 UNKNOWN_MEMBER_ID = ""
 NO_GENERATION = -1
 NO_OFFSET = -1
@@ -279,6 +282,10 @@ class GroupCoordinator:
                 member.join_future = member.sync_future = None
             group.state = Dead
         self._groups.clear()
+        # Let in-flight appends finish (a commit that became durable reports success),
+        # but do not hang on a stuck store.
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=CLOSE_GRACE_S)
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
@@ -405,11 +412,14 @@ class GroupCoordinator:
         if group is None:
             if not unknown:
                 return JoinResult(ErrorCode.UNKNOWN_MEMBER_ID, member_id=member_id)
+            if not (protocol_type and protocols):
+                # Kafka would create the group first; we do not keep a group for a refused join.
+                return JoinResult(ErrorCode.INCONSISTENT_GROUP_PROTOCOL, member_id=member_id)
             group = self._groups[group_id] = GroupMetadata(group_id, state_since=self._wall_ms())
-        if not self._accept_joining_member(group, member_id, group_instance_id):
-            return JoinResult(ErrorCode.GROUP_MAX_SIZE_REACHED, member_id=UNKNOWN_MEMBER_ID)
         if group.is_(Dead):
             return JoinResult(ErrorCode.COORDINATOR_NOT_AVAILABLE, member_id=member_id)
+        if not self._accept_joining_member(group, member_id, group_instance_id):
+            return JoinResult(ErrorCode.GROUP_MAX_SIZE_REACHED, member_id=UNKNOWN_MEMBER_ID)
         if not group.supports_protocols(protocol_type, protocols):
             return JoinResult(ErrorCode.INCONSISTENT_GROUP_PROTOCOL, member_id=member_id)
         args = (client_id, client_host, session_timeout_ms, rebalance_timeout_ms, protocol_type, protocols)
@@ -674,10 +684,14 @@ class GroupCoordinator:
         self._check_join(group)
 
     def _reset_and_propagate_assignment_error(self, group: GroupMetadata, error: ErrorCode) -> None:
+        now = self._clock()
         for member in group.members.values():
             member.assignment = b""
             fut, member.sync_future = member.sync_future, None
-            _resolve(fut, SyncResult(error))
+            if fut is not None:
+                # It was alive while parked: its session restarts now.
+                member.last_heartbeat = now
+                _resolve(fut, SyncResult(error))
 
     def _remove_member(
         self, group: GroupMetadata, member: MemberMetadata, *, reevaluate: bool = True
