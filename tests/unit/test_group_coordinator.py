@@ -47,7 +47,11 @@ class Env:
     def __init__(self, store: InMemoryOffsetStore | None = None, **config: Any) -> None:
         self.clock = Clock()
         self.store = store or InMemoryOffsetStore()
-        cfg = dict(initial_rebalance_delay_ms=0, min_session_timeout_ms=10, max_session_timeout_ms=60_000)
+        cfg = {
+            "initial_rebalance_delay_ms": 0,
+            "min_session_timeout_ms": 10,
+            "max_session_timeout_ms": 60_000,
+        }
         cfg.update(config)
         self.c = GroupCoordinator(
             self.store, GroupConfig(**cfg), clock=self.clock, wall_clock=lambda: 1.7e9 + self.clock.t
@@ -488,7 +492,7 @@ def test_subscription_decoder_reads_every_kafka_python_version():
 def test_commit_with_stale_generation_or_unknown_member_is_refused():
     async def t():
         env = Env()
-        a, b = await env.stable_pair()
+        a, _b = await env.stable_pair()
         tp = [("t", 0, 10, 3, "m")]
         assert await env.c.commit_offsets("g", 1, a.member_id, None, tp) == [("t", 0, E.ILLEGAL_GENERATION)]
         assert await env.c.commit_offsets("g", 2, "ghost", None, tp) == [("t", 0, E.UNKNOWN_MEMBER_ID)]

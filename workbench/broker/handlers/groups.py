@@ -179,7 +179,7 @@ async def describe_groups(broker: Broker, req: Request, conn: Connection) -> dic
             coordinator = broker.groups.coordinator_for(group_id)
             d = coordinator.describe_group(group_id)
             out.append({
-                "error_code": 0, "group_id": group_id, "group_state": d.state,
+                "error_code": d.error_code, "group_id": group_id, "group_state": d.state,
                 "protocol_type": d.protocol_type or "", "protocol_data": d.protocol_name or "",
                 "members": [{"member_id": m.member_id, "group_instance_id": m.group_instance_id,
                              "client_id": m.client_id, "client_host": m.client_host,
