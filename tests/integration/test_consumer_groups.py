@@ -35,7 +35,7 @@ def poll_until(consumers: list[Consumer], predicate, timeout: float = 40.0) -> l
                 seen.append((c, msg))
         if predicate():
             return seen
-    raise AssertionError("condition not reached in time")
+    raise AssertionError(f"condition not reached in time; assignments: {assignments(consumers)}")
 
 
 def assignments(consumers: list[Consumer]) -> list[set[int]]:

@@ -167,8 +167,10 @@ def test_decode_build_round_trip(codec: int) -> None:
     cols = R.decode_records(original)
     rebuilt = R.build_batches(cols)
     headers = R.validate_produce_batches(rebuilt)  # complete, CRCs right
-    assert [(h.base_offset, h.producer_id, h.producer_epoch, h.base_sequence, h.partition_leader_epoch)
-            for h in headers] == [(0, 5, 1, 0, 3), (7, 5, 1, 7, 3), (14, 5, 1, 14, 3)]
+    assert [
+        (h.base_offset, h.producer_id, h.producer_epoch, h.base_sequence, h.partition_leader_epoch)
+        for h in headers
+    ] == [(0, 5, 1, 0, 3), (7, 5, 1, 7, 3), (14, 5, 1, 14, 3)]
     assert R.decode_records(rebuilt) == cols
     # and byte-identical to the client's own encoding when uncompressed
     if codec == R.COMPRESSION_NONE:
@@ -178,8 +180,15 @@ def test_decode_build_round_trip(codec: int) -> None:
 def test_build_keeps_offset_gaps_and_log_append_time() -> None:
     cols = R.decode_records(aiokafka_batch(4))
     del cols["offset"][1], cols["timestamp"][1], cols["key"][1], cols["value"][1], cols["headers"][1]
-    for name in ("producer_id", "producer_epoch", "sequence", "batch_base_offset", "partition_leader_epoch",
-                 "timestamp_type", "is_transactional"):
+    for name in (
+        "producer_id",
+        "producer_epoch",
+        "sequence",
+        "batch_base_offset",
+        "partition_leader_epoch",
+        "timestamp_type",
+        "is_transactional",
+    ):
         del cols[name][1]
     cols["timestamp_type"] = [1, 1, 1]
     rebuilt = R.build_batches(cols)

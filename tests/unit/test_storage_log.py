@@ -17,8 +17,17 @@ from workbench.storage import LogConfig, PartitionLog
 T0 = 1_700_000_000_000
 
 
-def batch(n: int = 10, *, ts: int = T0, value_size: int = 100, codec: int = 0,
-          pid: int = -1, epoch: int = -1, seq: int = -1, tag: int = 0) -> bytes:
+def batch(
+    n: int = 10,
+    *,
+    ts: int = T0,
+    value_size: int = 100,
+    codec: int = 0,
+    pid: int = -1,
+    epoch: int = -1,
+    seq: int = -1,
+    tag: int = 0,
+) -> bytes:
     """A batch as a producer sends it (aiokafka's builder)."""
     b = DefaultRecordBatchBuilder(2, codec, 0, pid, epoch, seq, 1 << 30)
     for i in range(n):

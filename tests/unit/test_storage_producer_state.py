@@ -29,7 +29,10 @@ def test_duplicate_batch_is_dropped_with_original_offsets(tmp_path: Path) -> Non
     first = log.append(batch(5, 1, 0, 0))
     log.append(batch(5, 1, 0, 5))
     retry = log.append(batch(5, 1, 0, 0))
-    assert retry.duplicate and (retry.base_offset, retry.last_offset) == (first.base_offset, first.last_offset)
+    assert retry.duplicate and (retry.base_offset, retry.last_offset) == (
+        first.base_offset,
+        first.last_offset,
+    )
     assert log.log_end_offset == 10
     assert log.producer_state() == {1: (0, 9, 9)}
 

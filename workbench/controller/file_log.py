@@ -92,13 +92,14 @@ class FileMetadataLog:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
                 with self._mutex:
-                    self._catch_up_locked()
+                    caught_up = self._catch_up_locked()
                     records = change(self.image)
                     if records:
                         self._append_locked(records)
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
-        if records:
+        # Listeners hear about records other brokers appended too, even when `change` added none.
+        if records or caught_up:
             for listener in self._listeners:
                 listener(self.image)
         return records

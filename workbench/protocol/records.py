@@ -218,12 +218,15 @@ def validate_produce_batches(buf: bytes | bytearray | memoryview) -> list[BatchH
             raise KafkaProtocolError(ErrorCode.CORRUPT_MESSAGE, f"unknown magic {h.magic} at byte {pos}")
         if h.batch_length < MIN_BATCH_LENGTH or h.end > end:
             raise KafkaProtocolError(
-                ErrorCode.CORRUPT_MESSAGE, f"batch at byte {pos} claims {h.batch_length} bytes, {end - pos} left"
+                ErrorCode.CORRUPT_MESSAGE,
+                f"batch at byte {pos} claims {h.batch_length} bytes, {end - pos} left",
             )
         if crc32c(view[pos + ATTRIBUTES_OFFSET : h.end]) != h.crc:
             raise KafkaProtocolError(ErrorCode.CORRUPT_MESSAGE, f"CRC mismatch in batch at byte {pos}")
         if h.compression > COMPRESSION_ZSTD:
-            raise KafkaProtocolError(ErrorCode.UNSUPPORTED_COMPRESSION_TYPE, f"compression id {h.compression}")
+            raise KafkaProtocolError(
+                ErrorCode.UNSUPPORTED_COMPRESSION_TYPE, f"compression id {h.compression}"
+            )
         if h.is_control:
             raise KafkaProtocolError(ErrorCode.INVALID_RECORD, "clients may not send control batches")
         if h.records_count <= 0 or h.last_offset_delta < 0 or h.records_count != h.last_offset_delta + 1:
@@ -232,7 +235,9 @@ def validate_produce_batches(buf: bytes | bytearray | memoryview) -> list[BatchH
                 f"batch at byte {pos}: count {h.records_count} vs lastOffsetDelta {h.last_offset_delta}",
             )
         if h.producer_id >= 0 and h.base_sequence < 0:
-            raise KafkaProtocolError(ErrorCode.INVALID_RECORD, f"producer id {h.producer_id} without a sequence")
+            raise KafkaProtocolError(
+                ErrorCode.INVALID_RECORD, f"producer id {h.producer_id} without a sequence"
+            )
         headers.append(h)
         pos = h.end
     return headers
@@ -271,7 +276,7 @@ def _builder() -> Any:
 
 
 @contextmanager
-def _no_gc() -> Iterator[None]:
+def paused_gc() -> Iterator[None]:
     """Pause the cyclic GC while building millions of small acyclic objects.
 
     The generational collector otherwise re-scans the growing column lists over
@@ -298,7 +303,7 @@ def decode_records(
     A truncated tail is ignored; a record that cannot be parsed raises
     CORRUPT_MESSAGE.
     """
-    with _no_gc():
+    with paused_gc():
         return _decode_records(buf, include_control, verify_crc)
 
 
@@ -368,7 +373,7 @@ def build_batches(rows: Mapping[str, Sequence] | Any) -> bytes:
     sequence as base sequence, the partition leader epoch, timestamps, keys,
     values and headers; offset deltas keep any gaps. The CRC is correct.
     """
-    with _no_gc():
+    with paused_gc():
         if not isinstance(rows, Mapping):
             rows = _table_to_columns(rows)
         return _build_batches(rows)

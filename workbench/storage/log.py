@@ -174,7 +174,9 @@ class PartitionLog:
         leo = self.log_end_offset
         snap = self.producers.load_snapshot()
         if snap > leo:
-            log.warning("%s: producer snapshot at %d is beyond the log end %d; rebuilding", self.directory, snap, leo)
+            log.warning(
+                "%s: producer snapshot at %d is beyond the log end %d; rebuilding", self.directory, snap, leo
+            )
             self.producers.producers.clear()
             snap = 0
         for seg in self._segments:
@@ -247,22 +249,21 @@ class PartitionLog:
                     duplicate=True,
                 )
             base = self.log_end_offset
-            next_offset = base + sum(h.last_offset_delta + 1 for h in headers)
+            bases = []
+            next_offset = base
+            count = 0
+            for h in headers:
+                bases.append(next_offset)
+                next_offset += h.last_offset_delta + 1
+                count += h.records_count
             try:
                 seg = self._maybe_roll_for(total, next_offset - 1, now)
                 assign_offsets(buf, headers, base, leader_epoch)
-                bases, placed, off = [], [], base
-                for h in headers:
-                    bases.append(off)
-                    placed.append(h._replace(base_offset=off, partition_leader_epoch=leader_epoch))
-                    off += h.last_offset_delta + 1
-                seg.append(buf, placed, now)
+                seg.append(buf, headers, bases, now)
             except OSError as exc:
                 raise storage_error(exc, f"append to {self.directory}") from exc
             self.producers.commit(staged, headers, bases)
-            return AppendInfo(
-                base, next_offset - 1, -1, self.log_start_offset, sum(h.records_count for h in headers)
-            )
+            return AppendInfo(base, next_offset - 1, -1, self.log_start_offset, count)
 
     def _maybe_roll_for(self, size: int, last_offset: int, now: int) -> LogSegment:
         seg = self._segments[-1]
@@ -413,7 +414,9 @@ class PartitionLog:
         for s in self._segments:
             entry = by_base.get(s.base_offset)
             if entry is None:
-                by_base[s.base_offset] = _Logical(s.base_offset, s.next_offset, s.max_timestamp, s.size, s, None)
+                by_base[s.base_offset] = _Logical(
+                    s.base_offset, s.next_offset, s.max_timestamp, s.size, s, None
+                )
             else:
                 entry.raw, entry.size, entry.next_offset = s, s.size, s.next_offset
                 entry.max_timestamp = max(entry.max_timestamp, s.max_timestamp)
@@ -457,7 +460,8 @@ class PartitionLog:
                 before_offset = hw
             if before_offset < 0 or before_offset > hw:
                 raise KafkaProtocolError(
-                    ErrorCode.OFFSET_OUT_OF_RANGE, f"cannot delete before {before_offset}: high watermark is {hw}"
+                    ErrorCode.OFFSET_OUT_OF_RANGE,
+                    f"cannot delete before {before_offset}: high watermark is {hw}",
                 )
             try:
                 if before_offset > self.log_start_offset:
@@ -521,7 +525,12 @@ class PartitionLog:
                 finally:
                     os.close(fd)
                 pseg = write_segment(
-                    self.directory, seg.base_offset, next_offset, data, topic=self.topic, partition=self.partition
+                    self.directory,
+                    seg.base_offset,
+                    next_offset,
+                    data,
+                    topic=self.topic,
+                    partition=self.partition,
                 )
                 with self._lock:
                     if seg in self._segments and not self._closed:

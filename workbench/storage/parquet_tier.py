@@ -20,7 +20,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from workbench.protocol.records import decode_records
+from workbench.protocol.records import decode_records, paused_gc
 
 SCHEMA = pa.schema(
     [
@@ -96,9 +96,11 @@ def write_segment(
     partition: int = 0,
 ) -> ParquetSegment:
     """Decode ``batches`` and write them as ``<base_offset>.parquet`` (atomically)."""
-    cols = decode_records(batches)
-    table = columns_to_table(cols)
-    max_ts = max(cols["timestamp"], default=-1)
+    with paused_gc():  # millions of small objects: see records.paused_gc
+        cols = decode_records(batches)
+        table = columns_to_table(cols)
+        max_ts = max(cols["timestamp"], default=-1)
+        del cols
     table = table.replace_schema_metadata(
         {
             _META_BASE: str(base_offset).encode(),

@@ -119,7 +119,9 @@ class ProducerStateManager:
             entry.batches.append(BatchMetadata(first_seq, h.last_sequence, -1, -1, h.max_timestamp))
         return staged, None
 
-    def commit(self, staged: dict[int, ProducerEntry], headers: list[BatchHeader], base_offsets: list[int]) -> None:
+    def commit(
+        self, staged: dict[int, ProducerEntry], headers: list[BatchHeader], base_offsets: list[int]
+    ) -> None:
         """Install staged entries, filling in the offsets each batch was given."""
         if not staged:
             return
@@ -179,7 +181,10 @@ class ProducerStateManager:
             "producers": {
                 str(pid): {
                     "epoch": e.epoch,
-                    "batches": [[m.first_seq, m.last_seq, m.first_offset, m.last_offset, m.timestamp] for m in e.batches],
+                    "batches": [
+                        [m.first_seq, m.last_seq, m.first_offset, m.last_offset, m.timestamp]
+                        for m in e.batches
+                    ],
                 }
                 for pid, e in self.producers.items()
             },

@@ -156,7 +156,9 @@ class TimeIndex:
         if len(data) % _TIME_ENTRY.size:
             return False
         for ts, rel in _TIME_ENTRY.iter_unpack(data):
-            if rel < 0 or (self.timestamps and (ts <= self.timestamps[-1] or rel + self.base_offset < self.offsets[-1])):
+            if rel < 0 or (
+                self.timestamps and (ts <= self.timestamps[-1] or rel + self.base_offset < self.offsets[-1])
+            ):
                 self.clear()
                 return False
             self.timestamps.append(ts)
@@ -187,8 +189,17 @@ class LogSegment:
 
     # -- writing -----------------------------------------------------------------
 
-    def append(self, data: bytes | bytearray | memoryview, headers: list[BatchHeader], now_ms: int) -> None:
-        """Append whole batches (``headers`` positions relative to ``data``) with one write.
+    def append(
+        self,
+        data: bytes | bytearray | memoryview,
+        headers: list[BatchHeader],
+        base_offsets: list[int],
+        now_ms: int,
+    ) -> None:
+        """Append whole batches with one write.
+
+        ``headers`` are positioned relative to ``data``; ``base_offsets`` are the
+        offsets assigned to them (the headers may predate the assignment).
 
         On an OSError nothing stays visible: the file is truncated back and the error re-raised.
         """
@@ -208,21 +219,24 @@ class LogSegment:
         self.dirty = True
         if self.created_ms is None:
             self.created_ms = now_ms
-        for h in headers:
-            self._index_batch(h, start + h.position)
+        for h, base in zip(headers, base_offsets):
+            self._index_batch(h, start + h.position, base)
 
-    def _index_batch(self, h: BatchHeader, position: int) -> None:
+    def _index_batch(self, h: BatchHeader, position: int, base_offset: int) -> None:
+        last_offset = base_offset + h.last_offset_delta
         self.max_timestamp = max(self.max_timestamp, h.max_timestamp)
         if not self.offset_index.offsets or self._bytes_since_index >= self.index_interval_bytes:
-            self.offset_index.append(h.last_offset, position)
-            self.time_index.maybe_append(self.max_timestamp, h.last_offset)
+            self.offset_index.append(last_offset, position)
+            self.time_index.maybe_append(self.max_timestamp, last_offset)
             self._bytes_since_index = 0
-        self._bytes_since_index += h.size
-        self.next_offset = h.last_offset + 1
+        self._bytes_since_index += h.batch_length + LOG_OVERHEAD
+        self.next_offset = last_offset + 1
 
     # -- reading -----------------------------------------------------------------
 
-    def scan(self, position: int = 0, end: int | None = None, *, verify_crc: bool = False) -> Iterator[BatchHeader]:
+    def scan(
+        self, position: int = 0, end: int | None = None, *, verify_crc: bool = False
+    ) -> Iterator[BatchHeader]:
         """Yield headers (absolute positions) of the whole, valid batches from ``position``.
 
         Stops at the first torn, garbled or (with ``verify_crc``) corrupt batch.
@@ -268,7 +282,9 @@ class LogSegment:
             position = h.end
         return None
 
-    def read(self, offset: int, max_bytes: int, upper_bound: int, *, size: int | None = None) -> memoryview | None:
+    def read(
+        self, offset: int, max_bytes: int, upper_bound: int, *, size: int | None = None
+    ) -> memoryview | None:
         """Whole batches from the one holding ``offset``, all below ``upper_bound``.
 
         At least one batch when one qualifies, even beyond ``max_bytes`` (KIP-74);
@@ -328,7 +344,7 @@ class LogSegment:
         for h in self.scan(0, verify_crc=verify_crc):
             if h.base_offset < expected or h.last_offset_delta < 0:
                 break
-            self._index_batch(h, h.position)
+            self._index_batch(h, h.position, h.base_offset)
             expected = h.next_offset
             valid_end = h.end
         lost = self.size - valid_end

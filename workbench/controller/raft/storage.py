@@ -1,0 +1,208 @@
+"""Durable state of one Raft member: `(current_term, voted_for)` and the log.
+
+Writes are synchronous: every method that changes state returns only once the
+change is durable. `RaftNode` calls them before it queues any message that
+depends on them, so "persist before you send" (Raft Figure 2, "Persistent state
+on all servers ... updated on stable storage before responding to RPCs") holds
+without a separate hand-off. The price is one fsync per vote and per append
+batch, which is fine for a metadata log.
+
+Not done (deliberately, for now): snapshots and log compaction. The metadata
+log is small and the whole log is kept in memory and replayed on start.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import struct
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
+
+from workbench.controller.raft.messages import Entry
+
+# Per entry on disk: payload length and CRC32 of the payload, big-endian, then the payload
+# (JSON `[term, index, record]`). A record larger than this is treated as a torn tail: no
+# metadata record comes near it, and a garbage length must not make us allocate gigabytes.
+_HEADER = struct.Struct(">II")
+MAX_ENTRY_BYTES = 16 * 1024 * 1024
+
+
+class RaftStorage:
+    """The storage contract `RaftNode` relies on; the log itself is held in memory."""
+
+    def __init__(self) -> None:
+        self.term = 0
+        self.voted_for: int | None = None
+        self._log: list[Entry] = []
+
+    # -- term and vote ------------------------------------------------------------------
+    def save_term_and_vote(self, term: int, voted_for: int | None) -> None:
+        """Durably record the current term and the vote cast in it (atomically together)."""
+        self._persist_state(term, voted_for)
+        self.term, self.voted_for = term, voted_for
+
+    # -- log -----------------------------------------------------------------------------
+    def last_index(self) -> int:
+        return len(self._log)
+
+    def term_at(self, index: int) -> int:
+        """Term of the entry at `index`; 0 for index 0 (the empty prefix)."""
+        return self._log[index - 1].term if index > 0 else 0
+
+    def entry(self, index: int) -> Entry:
+        return self._log[index - 1]
+
+    def entries(self, start: int, stop: int) -> list[Entry]:
+        """Entries with `start <= index < stop`."""
+        return self._log[max(start, 1) - 1: max(stop, 1) - 1]
+
+    def append(self, entries: Sequence[Entry]) -> None:
+        """Durably append entries that continue the log."""
+        if not entries:
+            return
+        for offset, entry in enumerate(entries, start=1):
+            if entry.index != len(self._log) + offset:
+                raise ValueError(f"entry {entry.index} does not follow index {len(self._log) + offset - 1}")
+        self._persist_append(entries)
+        self._log.extend(entries)
+
+    def truncate_from(self, index: int) -> None:
+        """Durably remove every entry with index >= `index` (a conflict with the leader)."""
+        if index > len(self._log):
+            return
+        self._persist_truncate(index)
+        del self._log[index - 1:]
+
+    # -- hooks for subclasses ------------------------------------------------------------
+    def _persist_state(self, term: int, voted_for: int | None) -> None:
+        raise NotImplementedError
+
+    def _persist_append(self, entries: Sequence[Entry]) -> None:
+        raise NotImplementedError
+
+    def _persist_truncate(self, index: int) -> None:
+        raise NotImplementedError
+
+
+class MemoryRaftStorage(RaftStorage):
+    """Storage for tests. Everything a call returned from is "persisted"; `crash()` gives
+    the storage a restarted process would find (a deep copy: the dead node's object can
+    no longer reach it)."""
+
+    def _persist_state(self, term: int, voted_for: int | None) -> None:
+        pass
+
+    def _persist_append(self, entries: Sequence[Entry]) -> None:
+        pass
+
+    def _persist_truncate(self, index: int) -> None:
+        pass
+
+    def crash(self) -> MemoryRaftStorage:
+        survivor = copy.copy(self)  # keeps the subclass (tests add invariant checks to it)
+        survivor._log = [Entry(e.term, e.index, copy.deepcopy(e.payload)) for e in self._log]
+        return survivor
+
+
+class FileRaftStorage(RaftStorage):
+    """Storage in a directory: `state.json` (term and vote, replaced atomically) and
+    `log.bin` (append-only entries, each `length, crc32, JSON`).
+
+    On open, a tail entry that is partial or fails its CRC is cut off: it was being
+    written when the process died, so it was never acknowledged to anyone.
+    """
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        super().__init__()
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._state_path = self.directory / "state.json"
+        self._log_path = self.directory / "log.bin"
+        self._offsets: list[int] = []  # file offset of each entry, index i at _offsets[i - 1]
+        self._load_state()
+        self._load_log()
+        self._fd = os.open(self._log_path, os.O_RDWR | os.O_CREAT, 0o600)
+        self._end = os.fstat(self._fd).st_size
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    # -- loading -------------------------------------------------------------------------
+    def _load_state(self) -> None:
+        try:
+            state = json.loads(self._state_path.read_text())
+        except FileNotFoundError:
+            return
+        self.term = int(state["term"])
+        self.voted_for = state["voted_for"]
+
+    def _load_log(self) -> None:
+        try:
+            data = self._log_path.read_bytes()
+        except FileNotFoundError:
+            return
+        pos = 0
+        while pos + _HEADER.size <= len(data):
+            length, crc = _HEADER.unpack_from(data, pos)
+            body = data[pos + _HEADER.size: pos + _HEADER.size + length]
+            if length > MAX_ENTRY_BYTES or len(body) < length or zlib.crc32(body) != crc:
+                break
+            try:
+                term, index, payload = json.loads(body)
+            except ValueError:
+                break
+            if index != len(self._log) + 1:
+                break
+            self._offsets.append(pos)
+            self._log.append(Entry(term, index, payload))
+            pos += _HEADER.size + length
+        if pos < len(data):
+            # Torn tail from a crash mid-append: never acknowledged, so drop it.
+            with open(self._log_path, "rb+") as f:
+                f.truncate(pos)
+                f.flush()
+                os.fsync(f.fileno())
+
+    # -- persistence ---------------------------------------------------------------------
+    def _persist_state(self, term: int, voted_for: int | None) -> None:
+        tmp = self._state_path.with_suffix(".tmp")
+        with open(tmp, "w") as f:
+            json.dump({"term": term, "voted_for": voted_for}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self._state_path)
+        _fsync_directory(self.directory)
+
+    def _persist_append(self, entries: Sequence[Entry]) -> None:
+        chunks, offsets = [], []
+        pos = self._end
+        for entry in entries:
+            body = json.dumps([entry.term, entry.index, entry.payload], separators=(",", ":")).encode()
+            if len(body) > MAX_ENTRY_BYTES:
+                raise ValueError(f"entry of {len(body)} bytes exceeds MAX_ENTRY_BYTES")
+            offsets.append(pos)
+            chunks.append(_HEADER.pack(len(body), zlib.crc32(body)) + body)
+            pos += _HEADER.size + len(body)
+        os.pwrite(self._fd, b"".join(chunks), self._end)
+        os.fsync(self._fd)
+        self._offsets.extend(offsets)
+        self._end = pos
+
+    def _persist_truncate(self, index: int) -> None:
+        self._end = self._offsets[index - 1]
+        del self._offsets[index - 1:]
+        os.ftruncate(self._fd, self._end)
+        os.fsync(self._fd)
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
