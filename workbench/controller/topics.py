@@ -32,10 +32,12 @@ TOPIC_CONFIG_DEFAULTS: dict[str, str] = {
     "unclean.leader.election.enable": "false",
     "compression.type": "producer",
     "flush.ms": "1000",
+    "workbench.hot.segments": "2",
 }
 
 _INT_CONFIGS = {"retention.ms": -1, "retention.bytes": -1, "segment.bytes": 14, "segment.ms": 1,
-                "min.insync.replicas": 1, "max.message.bytes": 0, "index.interval.bytes": 0, "flush.ms": 0}
+                "min.insync.replicas": 1, "max.message.bytes": 0, "index.interval.bytes": 0, "flush.ms": 0,
+                "workbench.hot.segments": 0}
 _ENUM_CONFIGS = {
     "cleanup.policy": {"delete", "compact", "compact,delete", "delete,compact"},
     "message.timestamp.type": {"CreateTime", "LogAppendTime"},

@@ -37,6 +37,9 @@ class LogConfig:
         "max.message.bytes": ("max_message_bytes", 0),
         "index.interval.bytes": ("index_interval_bytes", 0),
         "flush.ms": ("flush_ms", 0),
+        # Not a Kafka name: how many sealed raw segments stay beside their Parquet files for fast
+        # fetches (the local tier of KIP-405's idea, counted in segments).
+        "workbench.hot.segments": ("hot_segments", 0),
     }
 
     @classmethod
