@@ -10,6 +10,8 @@
 
 from workbench.client import Consumer, Delivery, KafkaConnection, Producer, Record, connect
 from workbench.cluster import Cluster, ClusterError
+from workbench.sql.magic import load_ipython_extension
 
-__all__ = ["Cluster", "ClusterError", "Consumer", "Delivery", "KafkaConnection", "Producer", "Record", "connect"]
+__all__ = ["Cluster", "ClusterError", "Consumer", "Delivery", "KafkaConnection", "Producer", "Record", "connect",
+           "load_ipython_extension"]
 __version__ = "0.1.0"

@@ -22,6 +22,8 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from confluent_kafka import Producer as _Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from workbench.sql.mixin import SqlMixin
+
 
 def encode_value(value: Any) -> bytes | None:
     """JSON unless already bytes/str; None stays None (a Kafka null value, e.g. a tombstone)."""
@@ -239,7 +241,7 @@ class Consumer:
         self.close()
 
 
-class KafkaConnection:
+class KafkaConnection(SqlMixin):
     """Producers, consumers and admin for any Kafka-protocol cluster, by bootstrap string.
 
     `workbench.connect("host:9092")` returns one; `Cluster` is one too.
@@ -287,6 +289,34 @@ class KafkaConnection:
         except KafkaException as exc:
             raise ValueError(f"cannot delete topic {name!r}: {exc.args[0].str()}") from None
 
+    def describe(self, *, internal: bool = False):
+        """Brokers (id, address, alive, controller) and partitions (leader, leader epoch, replicas, ISR,
+        high watermark, log end offset) as DataFrames, from Metadata and ListOffsets."""
+        from workbench.describe import describe
+        return describe(self.bootstrap_servers, known_brokers=self._known_brokers(), include_internal=internal)
+
+    def _known_brokers(self) -> dict[int, str] | None:
+        return None
+
+    def leader_history(self, interval: float = 0.25):
+        """Start recording leader changes (a `LeaderHistory`; `.frame()` gives them as a DataFrame)."""
+        from workbench.describe import LeaderHistory
+        history = LeaderHistory(self.bootstrap_servers, interval)
+        history.poll()
+        return history.start()
+
+    def rebalance_leaders(self, *, timeout: float = 30.0) -> None:
+        """Move leadership back to each partition's preferred replica where it is in sync (ElectLeaders)."""
+        from confluent_kafka import ElectionType
+        admin = self.admin()
+        future = admin.elect_leaders(ElectionType.PREFERRED, None)  # (kwargs trip a confluent-kafka 2.16 bug)
+        try:
+            future.result(timeout)
+        except KafkaException as exc:
+            err = exc.args[0]
+            if err.code() != KafkaError.ELECTION_NOT_NEEDED:
+                raise RuntimeError(f"preferred leader election failed: {err.str()}") from None
+
     def topics(self, *, internal: bool = False, timeout: float = 10.0) -> list[str]:
         md = self.admin().list_topics(timeout=timeout)
         return sorted(t for t in md.topics if internal or not t.startswith("__"))
@@ -295,8 +325,14 @@ class KafkaConnection:
         return f"{type(self).__name__}({self.bootstrap_servers!r})"
 
 
-def connect(bootstrap_servers: str) -> KafkaConnection:
-    """The notebook API for a cluster the workbench did not start (Kafka, Redpanda, `workbench up`)."""
+def connect(bootstrap_servers: str, data_dir: str | None = None) -> KafkaConnection:
+    """The notebook API for a cluster the workbench did not start (Kafka, Redpanda, `workbench up`).
+
+    `data_dir` is where SQL materializes consumed topics as Parquet (default
+    `~/.cache/workbench/<hash of the bootstrap string>`, or `$WORKBENCH_CACHE_DIR`)."""
     if not isinstance(bootstrap_servers, str) or not bootstrap_servers.strip():
         raise ValueError('connect() needs a bootstrap string such as "127.0.0.1:9092"')
-    return KafkaConnection(bootstrap_servers.strip())
+    conn = KafkaConnection(bootstrap_servers.strip())
+    if data_dir is not None:
+        conn.sql_data_dir = data_dir
+    return conn

@@ -219,6 +219,10 @@ class Cluster(KafkaConnection):
             if self._stopped:
                 return
             self._stopped = True
+            try:
+                self.close_sql()
+            except Exception:
+                pass
             for b in self.brokers.values():
                 self._kill(b, signal.SIGTERM)
             for b in self.brokers.values():
@@ -259,6 +263,9 @@ class Cluster(KafkaConnection):
     @property
     def bootstrap_servers(self) -> str:
         return ",".join(f"127.0.0.1:{b.port}" for b in self.brokers.values())
+
+    def _known_brokers(self) -> dict[int, str]:
+        return {b.node_id: f"127.0.0.1:{b.port}" for b in self.brokers.values()}
 
     def broker_pids(self) -> dict[int, int | None]:
         return {b.node_id: b.pid if b.alive else None for b in self.brokers.values()}

@@ -11,7 +11,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 def test_sealed_segments_are_parquet_and_old_offsets_are_served_from_it(cluster, topic_name):
     # Tiny segments, no raw segments kept once converted: reading from offset 0 must come from Parquet.
-    cluster.create_topic(topic_name, partitions=1, config={"segment.bytes": "4096",
+    cluster.create_topic(topic_name, partitions=1, replication_factor=1, config={"segment.bytes": "4096",
                                                            "workbench.hot.segments": "0"})
     p = Producer({"bootstrap.servers": cluster.bootstrap_servers, "linger.ms": 0, "compression.type": "zstd"})
     base_ts = int(time.time() * 1000) - 60_000  # recent: older records would fall to retention.ms (7 days)
@@ -60,6 +60,7 @@ def test_sealed_segments_are_parquet_and_old_offsets_are_served_from_it(cluster,
 
 def test_retention_by_bytes_removes_old_segments(cluster, topic_name):
     cluster.create_topic(topic_name, partitions=1, config={"segment.bytes": "2048", "retention.bytes": "8192"})
+    # (replicated: retention runs on every replica)
     p = Producer({"bootstrap.servers": cluster.bootstrap_servers, "linger.ms": 0})
     for i in range(400):
         p.produce(topic_name, value=b"x" * 100, partition=0)

@@ -8,7 +8,7 @@ from confluent_kafka import Producer
 from kafka.protocol.metadata import ApiVersionsRequest, MetadataRequest
 from kafka.protocol.producer import InitProducerIdRequest, ProduceRequest
 
-from tests.integration.wire import WireClient, make_batch
+from workbench.protocol.blocking_client import WireClient, make_batch
 
 
 def leader_client(cluster, topic: str, partition: int = 0) -> WireClient:

@@ -197,3 +197,58 @@ def test_build_keeps_offset_gaps_and_log_append_time() -> None:
     out = R.decode_records(rebuilt)
     assert out["offset"] == [0, 2, 3]
     assert out["timestamp"] == [h.max_timestamp] * 3  # LogAppendTime: consumers see maxTimestamp
+
+
+# -- validate_fetched_batches (a follower's append) ---------------------------------------------
+
+
+def _fetched(*sizes: int) -> bytearray:
+    buf = bytearray()
+    offset = 0
+    for n in sizes:
+        b = bytearray(aiokafka_batch(n))
+        R.assign_offsets(b, R.validate_produce_batches(b), offset, 3)
+        buf += b
+        offset += n
+    return buf
+
+
+def test_fetched_batches_keep_offsets_and_ignore_a_partial_tail() -> None:
+    buf = _fetched(3, 4, 5)
+    whole = R.validate_fetched_batches(buf)
+    assert [(h.base_offset, h.partition_leader_epoch) for h in whole] == [(0, 3), (3, 3), (7, 3)]
+    two_end = whole[1].end
+    for cut in (two_end + 1, two_end + 16, two_end + 17, two_end + R.HEADER_SIZE, len(buf) - 1):
+        assert [h.base_offset for h in R.validate_fetched_batches(buf[:cut])] == [0, 3], cut
+    assert R.validate_fetched_batches(b"") == []
+    assert R.validate_fetched_batches(buf[:10]) == []
+
+
+def test_fetched_batches_reject_corruption() -> None:
+    buf = _fetched(3, 4)
+    second = R.validate_fetched_batches(buf)[1].position
+    bad = bytearray(buf)
+    bad[-1] ^= 0xFF
+    with pytest.raises(KafkaProtocolError) as e:
+        R.validate_fetched_batches(bad)
+    assert e.value.code == ErrorCode.CORRUPT_MESSAGE
+    bad = bytearray(buf)
+    struct.pack_into(">i", bad, second + 8, 5)  # impossible batchLength
+    with pytest.raises(KafkaProtocolError) as e:
+        R.validate_fetched_batches(bad)
+    assert e.value.code == ErrorCode.CORRUPT_MESSAGE
+    bad = bytearray(buf)
+    bad[second + R.MAGIC_OFFSET] = 1
+    with pytest.raises(KafkaProtocolError) as e:
+        R.validate_fetched_batches(bad)
+    assert e.value.code == ErrorCode.UNSUPPORTED_FOR_MESSAGE_FORMAT
+    bad[second + R.MAGIC_OFFSET] = 7
+    with pytest.raises(KafkaProtocolError) as e:
+        R.validate_fetched_batches(bad)
+    assert e.value.code == ErrorCode.CORRUPT_MESSAGE
+
+
+def test_fetched_control_batches_are_accepted() -> None:
+    buf = _fetched(1)
+    struct.pack_into(">h", buf, R.ATTRIBUTES_OFFSET, R.CONTROL_MASK)
+    assert len(R.validate_fetched_batches(_recrc(buf))) == 1

@@ -52,7 +52,8 @@ def test_append_assigns_offsets_and_read_round_trips(tmp_path: Path) -> None:
     assert log.log_end_offset == log.high_watermark == 15
     data = log.read(0, 1 << 20)
     headers = list(R.iter_batch_headers(data))
-    assert [(h.base_offset, h.partition_leader_epoch) for h in headers] == [(0, 3), (10, 0)]
+    # Without an explicit epoch, a batch is stamped with the log's latest leader epoch.
+    assert [(h.base_offset, h.partition_leader_epoch) for h in headers] == [(0, 3), (10, 3)]
     assert all(R.batch_crc_ok(data, h) for h in headers)
     assert offsets_of(data) == list(range(15))
     assert log.read(15, 1 << 20) == b""

@@ -22,7 +22,9 @@ from typing import Any
 
 from workbench.broker.apis import SUPPORTED_APIS, ApiKey
 from workbench.broker.config import BrokerConfig
+from workbench.broker.controller_channel import ControllerChannel
 from workbench.broker.groups_manager import GroupCoordinatorManager
+from workbench.broker.replica_fetcher import ReplicaFetcherManager
 from workbench.broker.replica_manager import ReplicaManager
 from workbench.broker.server import Connection, KafkaServer
 from workbench.controller.file_log import FileMetadataLog
@@ -50,6 +52,9 @@ class Broker:
         self.metadata = FileMetadataLog(config.cluster_dir / "metadata")
         self.replicas = ReplicaManager(config.node_id, config.broker_dir, config.log_defaults)
         self.groups = GroupCoordinatorManager(self)
+        self.controller = ControllerChannel(self)
+        self.fetchers = ReplicaFetcherManager(self)
+        self._ready = False
         self.server = KafkaServer(self.dispatch, config.host, config.port,
                                   max_request_bytes=config.socket_request_max_bytes)
         self._handlers: dict[int, Handler] = {}
@@ -71,30 +76,33 @@ class Broker:
 
         self._handlers = HANDLERS
         port = await self.server.start()
-        host = self.config.host
-
-        def register(image: MetadataImage) -> list[dict]:
-            records: list[dict] = []
-            if image.cluster_id is None:
-                records.append({"t": "cluster", "cluster_id": uuid.uuid4().hex[:22]})
-            current = image.brokers.get(self.node_id)
-            if current is None or (current.host, current.port) != (host, port):
-                records.append({"t": "broker", "id": self.node_id, "host": host, "port": port, "rack": None})
-            return records
-
-        self.metadata.commit(register)
+        self.controller.heartbeat()
+        await self.controller.submit({"op": "register_broker", "id": self.node_id, "host": self.config.host,
+                                      "port": port, "rack": None, "cluster_id": uuid.uuid4().hex[:22]})
         self.metadata.add_listener(lambda _image: self._mark_metadata_dirty())
         self.replicas.remove_orphans(self.image)
         self._apply_metadata()
         await self.groups.start()
+        self._ready = True
+        await self.controller.submit({"op": "unfence_broker", "id": self.node_id})
         loop = asyncio.get_running_loop()
         self._tasks.append(loop.create_task(self._metadata_loop()))
         self._tasks.append(loop.create_task(self._maintenance_loop()))
-        log.info("broker %d listening on %s:%d", self.node_id, host, port)
+        self._tasks.append(loop.create_task(self.controller.run()))
+        self._tasks.append(loop.create_task(self._isr_loop()))
+        log.info("broker %d listening on %s:%d", self.node_id, self.config.host, port)
         return port
 
-    async def stop(self) -> None:
+    def ready_to_unfence(self) -> bool:
+        return self._ready and not self._stopping.is_set()
+
+    async def stop(self, controlled: bool = True) -> None:
         self._stopping.set()
+        if controlled:
+            try:
+                await asyncio.wait_for(self.controller.controlled_shutdown(), 5.0)
+            except Exception:
+                log.exception("controlled shutdown failed")
         await self.server.close()
         for task in self._tasks:
             task.cancel()
@@ -103,6 +111,7 @@ class Broker:
                 await task
             except (asyncio.CancelledError, Exception):
                 pass
+        await self.fetchers.close()
         await self.groups.close()
         self.replicas.close()
         log.info("broker %d stopped", self.node_id)
@@ -119,7 +128,37 @@ class Broker:
     def _apply_metadata(self) -> None:
         self._metadata_dirty = False
         self.replicas.reconcile(self.image)
+        self.fetchers.update()
         self.groups.reconcile(self.image)
+
+    async def _isr_loop(self) -> None:
+        """As leader: drop followers that fell behind, add back those that caught up (AlterPartition)."""
+        lag_max = self.config.replica_lag_time_max_ms
+        while True:
+            await asyncio.sleep(0.25)
+            for partition in list(self.replicas.partitions.values()):
+                if not partition.is_leader or not partition.replicated or partition.isr_change_pending:
+                    continue
+                isr = list(partition.info.isr)
+                out = partition.out_of_sync_replicas(lag_max)
+                add = [r for r in partition.replicas_to_add()
+                       if (b := self.image.brokers.get(r)) is not None and not b.fenced]
+                if not out and not add:
+                    continue
+                new_isr = [r for r in partition.info.replicas if (r in isr and r not in out) or r in add]
+                reason = (f"replicas {out} fell behind" if out else "") + \
+                    ("; " if out and add else "") + (f"replicas {add} caught up" if add else "")
+                partition.isr_change_pending = True
+                try:
+                    await self.controller.submit({
+                        "op": "alter_partition", "topic": partition.topic, "p": partition.index,
+                        "leader": self.node_id, "leader_epoch": partition.leader_epoch, "isr": new_isr,
+                        "reason": reason})
+                except Exception as exc:
+                    log.info("ISR change for %s-%d refused: %s", partition.topic, partition.index, exc)
+                finally:
+                    partition.isr_change_pending = False
+                partition.maybe_advance_high_watermark()
 
     async def _metadata_loop(self) -> None:
         while True:
@@ -159,12 +198,10 @@ class Broker:
 
     # -- producer ids -----------------------------------------------------------------------------
 
-    def allocate_producer_id(self) -> int:
+    async def allocate_producer_id(self) -> int:
         if self._producer_id_next >= self._producer_ids.stop:
-            def take_block(image: MetadataImage) -> list[dict]:
-                return [{"t": "producer_ids", "broker": self.node_id, "start": image.next_producer_id,
-                         "length": PRODUCER_ID_BLOCK}]
-            record = self.metadata.commit(take_block)[0]
+            [record] = await self.controller.submit({"op": "allocate_producer_ids", "broker": self.node_id,
+                                                     "length": PRODUCER_ID_BLOCK})
             self._producer_ids = range(record["start"], record["start"] + record["length"])
             self._producer_id_next = record["start"]
         pid = self._producer_id_next

@@ -14,12 +14,15 @@ class BrokerConfig:
     port: int = 0                            # 0 = pick a free port
     auto_create_topics_enable: bool = True   # auto.create.topics.enable
     num_partitions: int = 1                  # num.partitions (auto-created topics)
-    default_replication_factor: int = 1      # default.replication.factor
+    default_replication_factor: int = 3      # default.replication.factor (capped at the live brokers)
     offsets_topic_num_partitions: int = 10   # offsets.topic.num.partitions (Kafka: 50; fewer files here)
     group_initial_rebalance_delay_ms: int = 300   # group.initial.rebalance.delay.ms (Kafka: 3000)
     group_min_session_timeout_ms: int = 1000      # group.min.session.timeout.ms (Kafka: 6000)
     group_max_session_timeout_ms: int = 1800000   # group.max.session.timeout.ms
     socket_request_max_bytes: int = 100 * 1024 * 1024
+    broker_session_timeout_ms: int = 2000    # broker.session.timeout.ms (Kafka: 9000)
+    replica_lag_time_max_ms: int = 10000     # replica.lag.time.max.ms (Kafka: 30000)
+    auto_leader_rebalance_enable: bool = True  # auto.leader.rebalance.enable
     log_defaults: dict[str, str] = field(default_factory=dict)   # log.* defaults as topic-config names
     background_interval_s: float = 0.5       # retention, segment.ms rolls, flush, Parquet conversion
     metadata_poll_s: float = 0.1             # how often to look for metadata records from other brokers

@@ -21,12 +21,12 @@ from aiokafka.record.memory_records import MemoryRecords
 
 from workbench.broker.group_coordinator import GroupConfig, GroupCoordinator
 from workbench.controller.image import MetadataImage
-from workbench.controller.topics import create_topic_records
 from workbench.protocol.errors import ErrorCode, KafkaProtocolError
+
+from workbench.broker.partition import NotLeaderError, Partition
 
 if TYPE_CHECKING:
     from workbench.broker.broker import Broker
-    from workbench.storage import PartitionLog
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +48,16 @@ def partition_for_group(group_id: str, partitions: int) -> int:
 
 
 class LogOffsetStore:
-    """An `OffsetStore` over one `__consumer_offsets` partition log."""
+    """An `OffsetStore` over one `__consumer_offsets` partition.
 
-    def __init__(self, plog: PartitionLog, on_append=None) -> None:
-        self.plog = plog
+    An append is durable when it returns: written as leader and, when the
+    partition is replicated, acknowledged by the whole ISR (acks=all)."""
+
+    def __init__(self, partition: Partition, on_append=None, timeout_s: float = 5.0) -> None:
+        self.partition = partition
+        self.plog = partition.log
         self._on_append = on_append
+        self._timeout_s = timeout_s
 
     async def append(self, entries: list[tuple[bytes, bytes | None]]) -> None:
         if not entries:
@@ -63,14 +68,23 @@ class LogOffsetStore:
         now = int(time.time() * 1000)
         for i, (key, value) in enumerate(entries):
             builder.append(i, timestamp=now, key=key, value=value, headers=[])
+        if not self.partition.is_leader:
+            raise KafkaProtocolError(ErrorCode.NOT_COORDINATOR, "this broker no longer leads the offsets partition")
         try:
-            self.plog.append(bytes(builder.build()))
+            info = self.plog.append(bytes(builder.build()), leader_epoch=self.partition.leader_epoch)
         except KafkaProtocolError:
             raise
         except OSError as exc:
             raise KafkaProtocolError(ErrorCode.KAFKA_STORAGE_ERROR, str(exc)) from exc
+        self.partition.maybe_advance_high_watermark()
         if self._on_append is not None:
             self._on_append()
+        try:
+            ok = await self.partition.wait_for_high_watermark(info.last_offset + 1, self._timeout_s)
+        except NotLeaderError:
+            raise KafkaProtocolError(ErrorCode.NOT_COORDINATOR, "offsets partition leadership moved") from None
+        if not ok:
+            raise KafkaProtocolError(ErrorCode.REQUEST_TIMED_OUT, "offset commit was not replicated in time")
 
     def replay(self) -> Iterator[tuple[bytes, bytes | None]]:
         offset = self.plog.log_start_offset
@@ -108,21 +122,16 @@ class GroupCoordinatorManager:
         topic = self.broker.image.topics.get(OFFSETS_TOPIC)
         return len(topic.partitions) if topic else self.broker.config.offsets_topic_num_partitions
 
-    def ensure_offsets_topic(self) -> None:
+    async def ensure_offsets_topic(self) -> None:
         """Create `__consumer_offsets` on first use, as Kafka does on the first FindCoordinator."""
         if OFFSETS_TOPIC in self.broker.image.topics:
             return
         cfg = self.broker.config
-
-        def change(image: MetadataImage) -> list[dict]:
-            if OFFSETS_TOPIC in image.topics:
-                return []
-            rf = min(cfg.default_replication_factor, len(image.brokers))
-            return create_topic_records(image, OFFSETS_TOPIC, cfg.offsets_topic_num_partitions, max(1, rf),
-                                        {"cleanup.policy": "compact", "segment.bytes": str(4 * 1024 * 1024)})
-
-        self.broker.metadata.commit(change)
-        self.broker.refresh_metadata()
+        await self.broker.controller.submit({
+            "op": "create_topic", "name": OFFSETS_TOPIC, "if_not_exists": True,
+            "partitions": cfg.offsets_topic_num_partitions, "replication_factor": None,
+            "configs": {"cleanup.policy": "compact", "segment.bytes": str(4 * 1024 * 1024),
+                        "min.insync.replicas": "1"}})
 
     def coordinator_node(self, group_id: str) -> int:
         topic = self.broker.image.topics.get(OFFSETS_TOPIC)
@@ -166,12 +175,12 @@ class GroupCoordinatorManager:
         for partition in sorted(led):
             if partition in self.coordinators or partition in self._starting:
                 continue
-            plog = self.broker.replicas.get(OFFSETS_TOPIC, partition)
-            if plog is None:
+            part = self.broker.replicas.partition(OFFSETS_TOPIC, partition)
+            if part is None or not part.is_leader:
                 continue
             self._starting.add(partition)
             try:
-                store = LogOffsetStore(plog, lambda p=partition: self.broker.replicas.notify((OFFSETS_TOPIC, p)))
+                store = LogOffsetStore(part, lambda p=partition: self.broker.replicas.notify((OFFSETS_TOPIC, p)))
                 coordinator = GroupCoordinator(store, self.group_config)
                 coordinator.load()
                 self.coordinators[partition] = coordinator

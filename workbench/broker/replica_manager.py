@@ -18,6 +18,7 @@ import logging
 import shutil
 from pathlib import Path
 
+from workbench.broker.partition import Partition
 from workbench.controller.image import MetadataImage
 from workbench.controller.topics import TOPIC_CONFIG_DEFAULTS
 from workbench.storage import LogConfig, PartitionLog
@@ -34,6 +35,7 @@ class ReplicaManager:
         self.topics_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.log_defaults = {**TOPIC_CONFIG_DEFAULTS, **(log_defaults or {})}
         self.logs: dict[TopicPartition, PartitionLog] = {}
+        self.partitions: dict[TopicPartition, Partition] = {}
         self._topic_ids: dict[str, str] = {}
         self._topic_configs: dict[str, dict[str, str]] = {}
         self._waiters: dict[TopicPartition, list[asyncio.Future]] = {}
@@ -44,7 +46,9 @@ class ReplicaManager:
         return LogConfig.from_topic_config({**self.log_defaults, **configs})
 
     def reconcile(self, image: MetadataImage) -> list[TopicPartition]:
-        """Open logs assigned to us, drop logs of deleted topics. Returns newly opened partitions."""
+        """Open logs assigned to us, drop logs of deleted topics, apply leadership changes.
+
+        Returns the partitions whose leadership changed (or that were opened)."""
         opened: list[TopicPartition] = []
         wanted: set[TopicPartition] = set()
         for topic in image.topics.values():
@@ -74,13 +78,27 @@ class ReplicaManager:
                 for (t, _p), plog in self.logs.items():
                     if t == name:
                         plog.update_config(config)
+        # Partitions reassigned away from us (not in their replica list any more).
+        for tp in [tp for tp in self.logs if tp not in wanted and tp[0] in image.topics]:
+            self.partitions.pop(tp, None)
+            plog = self.logs.pop(tp)
+            plog.close()
         for tp in sorted(wanted):
+            name, index = tp
+            info = image.topics[name].partitions[index]
             if tp not in self.logs:
-                name, index = tp
                 directory = self.topics_dir / name / f"partition={index}"
                 self.logs[tp] = PartitionLog(directory, self.log_config(image.topics[name].configs),
-                                             topic=name, partition=index)
+                                             topic=name, partition=index,
+                                             hw_tracks_leo=len(info.replicas) == 1 and info.leader == self.node_id)
+                self.partitions[tp] = Partition(self.node_id, self.logs[tp], info,
+                                                on_high_watermark=lambda tp=tp: self._wake(tp))
                 opened.append(tp)
+            else:
+                changed, _became_leader = self.partitions[tp].update(info)
+                if changed:
+                    opened.append(tp)
+                    self._wake(tp)
         return opened
 
     def remove_orphans(self, image: MetadataImage) -> None:
@@ -94,6 +112,9 @@ class ReplicaManager:
 
     def _drop_topic(self, name: str) -> None:
         for tp in [tp for tp in self.logs if tp[0] == name]:
+            partition = self.partitions.pop(tp, None)
+            if partition is not None:
+                partition.fail_waiters()
             plog = self.logs.pop(tp)
             try:
                 plog.close()
@@ -108,6 +129,9 @@ class ReplicaManager:
 
     def get(self, topic: str, partition: int) -> PartitionLog | None:
         return self.logs.get((topic, partition))
+
+    def partition(self, topic: str, partition: int) -> Partition | None:
+        return self.partitions.get((topic, partition))
 
     # -- long polling -----------------------------------------------------------------------------
 
@@ -141,6 +165,9 @@ class ReplicaManager:
                         self._waiters.pop(tp, None)
 
     def close(self) -> None:
+        for partition in self.partitions.values():
+            partition.fail_waiters()
+        self.partitions.clear()
         for plog in self.logs.values():
             try:
                 plog.flush()

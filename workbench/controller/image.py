@@ -9,12 +9,20 @@ Record types (JSON objects, field `t`), after KRaft's metadata records:
 * `config`         {topic, configs}                             (full replacement of a topic's overrides)
 * `remove_topic`   {name}                                       (RemoveTopicRecord)
 * `producer_ids`   {broker, start, length}                      (ProducerIdsRecord: a block handed to a broker)
+* `fence` / `unfence` {id}                                      (BrokerRegistrationChangeRecord)
+
+Partition records may carry `reason` and `ts` (why and when leadership or the
+ISR changed); the image keeps the last `HISTORY` leader changes for display.
 """
 
 from __future__ import annotations
 
+import copy
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
+
+HISTORY = 1000
 
 
 @dataclass
@@ -23,6 +31,7 @@ class BrokerInfo:
     host: str
     port: int
     rack: str | None = None
+    fenced: bool = False
 
 
 @dataclass
@@ -33,6 +42,7 @@ class PartitionInfo:
     isr: list[int]
     leader: int
     leader_epoch: int
+    partition_epoch: int = 0
 
 
 @dataclass
@@ -55,6 +65,8 @@ class MetadataImage:
     next_producer_id: int = 0
     # How many records have been applied (the image's offset in the metadata log).
     offset: int = 0
+    # Leader changes, newest last: dicts of ts, topic, partition, old/new leader, epoch, isr, reason.
+    elections: deque = field(default_factory=lambda: deque(maxlen=HISTORY))
 
     def apply(self, record: dict[str, Any]) -> None:
         kind = record["t"]
@@ -62,15 +74,26 @@ class MetadataImage:
             self.cluster_id = self.cluster_id or record["cluster_id"]
         elif kind == "broker":
             self.brokers[record["id"]] = BrokerInfo(record["id"], record["host"], record["port"],
-                                                    record.get("rack"))
+                                                    record.get("rack"), bool(record.get("fenced", False)))
+        elif kind in ("fence", "unfence"):
+            broker = self.brokers.get(record["id"])
+            if broker is not None:
+                broker.fenced = kind == "fence"
         elif kind == "topic":
             self.topics[record["name"]] = TopicInfo(record["name"], record["id"], dict(record.get("configs", {})))
         elif kind == "partition":
             topic = self.topics.get(record["topic"])
             if topic is not None:
+                old = topic.partitions.get(record["p"])
                 topic.partitions[record["p"]] = PartitionInfo(
                     record["topic"], record["p"], list(record["replicas"]), list(record["isr"]),
-                    record["leader"], record["leader_epoch"])
+                    record["leader"], record["leader_epoch"], record.get("partition_epoch", 0))
+                if old is not None and old.leader != record["leader"]:
+                    self.elections.append({
+                        "ts": record.get("ts"), "topic": record["topic"], "partition": record["p"],
+                        "old_leader": old.leader, "new_leader": record["leader"],
+                        "leader_epoch": record["leader_epoch"], "isr": list(record["isr"]),
+                        "reason": record.get("reason", "")})
         elif kind == "config":
             topic = self.topics.get(record["topic"])
             if topic is not None:
@@ -81,6 +104,20 @@ class MetadataImage:
             self.next_producer_id = max(self.next_producer_id, record["start"] + record["length"])
         # Unknown record types are skipped: a newer writer may know more than we do.
         self.offset += 1
+
+    def all_partitions(self) -> list[PartitionInfo]:
+        return [p for t in self.topics.values() for p in t.partitions.values()]
+
+    def live_brokers(self) -> list[int]:
+        return sorted(b for b, info in self.brokers.items() if not info.fenced)
+
+    def copy_with_broker(self, broker_id: int, *, fenced: bool) -> MetadataImage:
+        """A copy of the image with one broker's fencing changed (to evaluate an election)."""
+        other = copy.copy(self)
+        other.brokers = {k: copy.copy(v) for k, v in self.brokers.items()}
+        if broker_id in other.brokers:
+            other.brokers[broker_id].fenced = fenced
+        return other
 
     def partitions_led_by(self, broker_id: int) -> list[PartitionInfo]:
         return [p for t in self.topics.values() for p in t.partitions.values() if p.leader == broker_id]

@@ -106,12 +106,13 @@ def assign_replicas(broker_ids: list[int], partitions: int, replication_factor: 
 
 def create_topic_records(image: MetadataImage, name: str, partitions: int, replication_factor: int,
                          configs: dict[str, str | None] | None = None,
-                         assignments: dict[int, list[int]] | None = None) -> list[dict[str, Any]]:
+                         assignments: dict[int, list[int]] | None = None,
+                         brokers: list[int] | None = None) -> list[dict[str, Any]]:
     validate_topic_name(name)
     if name in image.topics:
         raise KafkaProtocolError(ErrorCode.TOPIC_ALREADY_EXISTS, f"topic {name!r} already exists")
     clean = validate_configs(configs or {})
-    brokers = sorted(image.brokers)
+    brokers = sorted(brokers if brokers else image.brokers)
     if assignments:
         if sorted(assignments) != list(range(len(assignments))):
             raise KafkaProtocolError(ErrorCode.INVALID_REPLICA_ASSIGNMENT,
@@ -128,7 +129,7 @@ def create_topic_records(image: MetadataImage, name: str, partitions: int, repli
             raise KafkaProtocolError(
                 ErrorCode.INVALID_REPLICATION_FACTOR,
                 f"replication factor {replication_factor} must be between 1 and the {len(brokers)} "
-                "registered broker(s)")
+                "available broker(s)")
         assignments = assign_replicas(brokers, partitions, replication_factor)
     records: list[dict[str, Any]] = [{"t": "topic", "name": name, "id": uuid.uuid4().hex, "configs": clean}]
     for p, replicas in sorted(assignments.items()):
@@ -138,7 +139,8 @@ def create_topic_records(image: MetadataImage, name: str, partitions: int, repli
 
 
 def create_partitions_records(image: MetadataImage, name: str, count: int,
-                              assignments: list[list[int]] | None = None) -> list[dict[str, Any]]:
+                              assignments: list[list[int]] | None = None,
+                              brokers: list[int] | None = None) -> list[dict[str, Any]]:
     topic = image.topics.get(name)
     if topic is None:
         raise KafkaProtocolError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"topic {name!r} does not exist")
@@ -157,6 +159,6 @@ def create_partitions_records(image: MetadataImage, name: str, count: int,
             if not replicas or any(b not in image.brokers for b in replicas):
                 raise KafkaProtocolError(ErrorCode.INVALID_REPLICA_ASSIGNMENT, f"bad replica list {replicas}")
     else:
-        plan = assign_replicas(sorted(image.brokers), new, rf, first_partition=current)
+        plan = assign_replicas(sorted(brokers if brokers else image.brokers), new, rf, first_partition=current)
     return [{"t": "partition", "topic": name, "p": p, "replicas": r, "isr": list(r), "leader": r[0],
              "leader_epoch": 0} for p, r in sorted(plan.items())]

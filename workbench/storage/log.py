@@ -7,15 +7,27 @@ Directory layout (one partition)::
     log-start-offset.checkpoint                      raised by DeleteRecords and retention
     high-watermark.checkpoint                        only when the HW is set explicitly
     producer-state.json                              idempotent-producer snapshot
+    leader-epoch-checkpoint                          leader epoch -> start offset (Kafka's format)
 
 A logical segment is an offset range [base, next) held by a raw segment, a
 Parquet file, or both ("hot" segments). Reads prefer raw bytes; offsets that
 only Parquet still holds are served by re-encoding batches (uncompressed).
 
+Replication (Kafka's model): a leader appends with `append` (offsets
+assigned, its leader epoch stamped in each batch and recorded in the leader
+epoch cache); a follower appends the leader's batches unchanged with
+`append_as_follower`; `end_offset_for_epoch` answers OffsetForLeaderEpoch and
+the Fetch divergence check; `truncate_to` / `truncate_fully_and_start_at` cut
+a diverged or stale replica back. The high watermark either tracks the log end
+(`hw_tracks_leo`: the leader of an unreplicated partition) or is set by
+replication, never lower except by truncation, and bounds what consumers and
+the Parquet tier see.
+
 Threads: appends and reads come from the broker's event loop, while
 `convert_sealed_segments` runs in a worker thread. One re-entrant lock guards
 the segment lists and file descriptors; the slow decode/encode of a
-conversion runs outside it.
+conversion runs outside it (and its result is discarded if the log was
+truncated meanwhile).
 """
 
 from __future__ import annotations
@@ -36,13 +48,16 @@ import pyarrow.compute as pc
 from workbench.protocol.errors import ErrorCode, KafkaProtocolError
 from workbench.protocol.records import (
     HEADER_SIZE,
+    BatchHeader,
     assign_offsets,
     build_batches,
     iter_batch_headers,
+    validate_fetched_batches,
     validate_produce_batches,
 )
 from workbench.storage.config import LogConfig
-from workbench.storage.parquet_tier import ParquetSegment, TableCache, write_segment
+from workbench.storage.leader_epoch import LeaderEpochCache
+from workbench.storage.parquet_tier import ParquetSegment, TableCache, truncate_segment, write_segment
 from workbench.storage.producer_state import ProducerStateManager
 from workbench.storage.segment import MAX_RELATIVE_OFFSET, LogSegment, segment_name, storage_error
 
@@ -68,6 +83,20 @@ class AppendInfo:
     log_start_offset: int = 0
     record_count: int = 0
     duplicate: bool = False
+
+
+class UnexpectedAppendOffsetError(KafkaProtocolError):
+    """A follower append does not continue the log (Kafka's UnexpectedAppendOffsetException).
+
+    Its code is OFFSET_OUT_OF_RANGE; ``expected`` is the offset the log needed
+    (its end offset, or the next offset inside the record set) and ``actual``
+    the base offset the batch had. Nothing was appended from the offending batch on.
+    """
+
+    def __init__(self, expected: int, actual: int, message: str) -> None:
+        super().__init__(ErrorCode.OFFSET_OUT_OF_RANGE, message)
+        self.expected = expected
+        self.actual = actual
 
 
 @dataclass(slots=True)
@@ -119,6 +148,9 @@ class PartitionLog:
         self._hw = 0
         self._hw_checkpointed = -1
         self.producers = ProducerStateManager(self.directory)
+        self._epochs = LeaderEpochCache(self.directory)
+        #: Bumped by every truncation: a conversion started before one is discarded.
+        self._generation = 0
         self.log_start_offset = 0
         self._closed = False
         try:
@@ -147,13 +179,22 @@ class PartitionLog:
         for idx in [*d.glob("*.index"), *d.glob("*.timeindex")]:
             if idx.stem.isdigit() and int(idx.stem) not in log_bases:
                 idx.unlink(missing_ok=True)
+        have_epochs = self._epochs.load()
+        tail_epochs: list[tuple[int, int]] = []  # (leader epoch, base offset) of the active segment's batches
+
+        def note_epoch(h: BatchHeader) -> None:
+            if h.partition_leader_epoch >= 0 and (
+                not tail_epochs or h.partition_leader_epoch > tail_epochs[-1][0]
+            ):
+                tail_epochs.append((h.partition_leader_epoch, h.base_offset))
+
         for i, path in enumerate(logs):
             seg = LogSegment(d, int(path.stem), self.config.index_interval_bytes)
             self._segments.append(seg)
             if i < len(logs) - 1:
                 seg.load_sealed()
             else:
-                seg.recover(verify_crc=True)
+                seg.recover(verify_crc=True, on_batch=note_epoch)
                 seg.write_indexes()
                 if seg.size:
                     seg.created_ms = _now_ms()  # a restart restarts the segment.ms clock
@@ -163,12 +204,50 @@ class PartitionLog:
             self._segments.append(LogSegment(d, base, self.config.index_interval_bytes))
         first = min([s.base_offset for s in self._segments] + [p.base_offset for p in self._parquet])
         self.log_start_offset = min(max(checkpoint, first), self.log_end_offset)
+        self._load_leader_epochs(have_epochs, tail_epochs)
         self._load_producer_state()
         if self._hw_tracks_leo:
             self._hw = self.log_end_offset
         else:
             hw = _read_int(d / HW_CHECKPOINT)
             self._hw = min(max(hw if hw is not None else 0, self.log_start_offset), self.log_end_offset)
+
+    def _load_leader_epochs(self, have_checkpoint: bool, tail: list[tuple[int, int]]) -> None:
+        """Make the epoch cache agree with the recovered log (Kafka does the same at load).
+
+        With a checkpoint: drop entries past the log end (a torn tail), then add
+        epochs the active segment shows beyond the cached ones (written just
+        before a crash). Without one (or a malformed one): rebuild from every
+        batch header, Parquet-only ranges included.
+        """
+        cache = self._epochs
+        before = list(cache.entries) if have_checkpoint else None
+        leo = self.log_end_offset
+        if have_checkpoint:
+            cache.truncate_from_end(leo, flush=False)
+        else:
+            if leo > self.log_start_offset or self._parquet:
+                log.info("%s: no usable leader epoch checkpoint; rebuilding it from the log", self.directory)
+            raw_bases = {s.base_offset for s in self._segments}
+            for p in self._parquet:
+                if p.base_offset in raw_bases or p.base_offset >= self._segments[0].base_offset:
+                    continue
+                t = p.read_table(["batch_base_offset", "partition_leader_epoch"])
+                for base, epoch in zip(
+                    t.column("batch_base_offset").to_pylist(), t.column("partition_leader_epoch").to_pylist()
+                ):
+                    if epoch > cache.latest_epoch:
+                        cache.assign(epoch, base, flush=False)
+            for seg in self._segments[:-1]:
+                for h in seg.scan():
+                    if h.partition_leader_epoch > cache.latest_epoch:
+                        cache.assign(h.partition_leader_epoch, h.base_offset, flush=False)
+        for epoch, base in tail:
+            if epoch > cache.latest_epoch:
+                cache.assign(epoch, base, flush=False)
+        cache.truncate_from_start(self.log_start_offset, flush=False)
+        if cache.entries != before:
+            cache.flush()
 
     def _load_producer_state(self) -> None:
         leo = self.log_end_offset
@@ -199,27 +278,132 @@ class PartitionLog:
 
     @property
     def high_watermark(self) -> int:
+        """Offsets below it are committed: consumers, ListOffsets and the Parquet tier see only those."""
         return self.log_end_offset if self._hw_tracks_leo else self._hw
 
     @high_watermark.setter
     def high_watermark(self, value: int) -> None:
-        """Set explicitly (replication); from then on the HW no longer tracks the LEO."""
+        """Set explicitly (replication); from then on the HW no longer tracks the LEO.
+
+        Monotonic: a value below the current HW raises ValueError (only
+        `truncate_to` / `truncate_fully_and_start_at` lower it), as does one
+        outside [log start, log end]. Use `maybe_update_high_watermark` to apply
+        a leader's HW that may lag ours. Checkpointed by `flush` and `close`;
+        restored at open (clamped to the log end) unless ``hw_tracks_leo``.
+        """
         with self._lock:
             if not self.log_start_offset <= value <= self.log_end_offset:
                 raise ValueError(
                     f"high watermark {value} outside [{self.log_start_offset}, {self.log_end_offset}]"
                 )
+            current = self.high_watermark
+            if value < current:
+                raise ValueError(f"high watermark cannot move back from {current} to {value}")
             self._hw_tracks_leo = False
             self._hw = value
+
+    def maybe_update_high_watermark(self, value: int) -> bool:
+        """Raise the HW to ``value`` clamped to [log start, log end]; ignore a lower one.
+
+        Kafka's follower rule (the HW a leader sends may lag what we already
+        know, e.g. just after an election). Returns True when the HW moved.
+        Switches the log out of ``hw_tracks_leo`` mode like the setter.
+        """
+        with self._lock:
+            value = min(max(value, self.log_start_offset), self.log_end_offset)
+            current = self.high_watermark
+            self._hw_tracks_leo = False
+            self._hw = max(current, value)
+            return value > current
+
+    @property
+    def hw_tracks_leo(self) -> bool:
+        return self._hw_tracks_leo
+
+    def set_hw_tracks_leo(self, flag: bool) -> None:
+        """Switch between RF=1 leader mode (HW = LEO) and replicated mode (HW set explicitly).
+
+        Leaving tracking mode freezes the HW at the current log end (all of it
+        was committed) and checkpoints it; entering it makes the HW the log end
+        from now on. Idempotent.
+        """
+        with self._lock:
+            if flag == self._hw_tracks_leo:
+                return
+            if not flag:
+                self._hw = self.log_end_offset
+                self._hw_tracks_leo = False
+                if not self._closed:
+                    self._checkpoint_hw()
+            else:
+                self._hw_tracks_leo = True
+
+    def _checkpoint_hw(self) -> None:
+        _write_int(self.directory / HW_CHECKPOINT, self._hw)
+        self._hw_checkpointed = self._hw
+
+    # -- leader epochs -------------------------------------------------------------------
+
+    @property
+    def latest_epoch(self) -> int:
+        """The newest leader epoch in the epoch cache, -1 when there is none."""
+        return self._epochs.latest_epoch
+
+    def epoch_entries(self) -> list[tuple[int, int]]:
+        """The leader epoch cache: ``(epoch, start offset)`` pairs, oldest first."""
+        with self._lock:
+            return list(self._epochs.entries)
+
+    def end_offset_for_epoch(self, epoch: int) -> tuple[int, int]:
+        """OffsetForLeaderEpoch (Kafka's ``LeaderEpochFileCache.endOffsetFor``).
+
+        Returns ``(largest known epoch <= epoch, end offset of that epoch)``: the
+        start offset of the next larger epoch, or the log end offset for the
+        latest epoch. For an epoch below the earliest cached one, Kafka's answer
+        ``(epoch, start offset of the earliest cached epoch)`` (that history is
+        gone: the follower truncates to where this log's history begins). For
+        -1, an epoch newer than every cached one, or an empty cache: ``(-1, -1)``.
+        """
+        with self._lock:
+            return self._epochs.end_offset_for(epoch, self.log_end_offset)
+
+    def assign_leader_epoch(self, epoch: int) -> bool:
+        """Record that leader epoch ``epoch`` starts at the current log end (Kafka's
+        ``maybeAssignEpochStartOffset`` when a replica becomes leader).
+
+        Optional: `append` records the epoch with its first batch anyway. Doing
+        it at election lets OffsetForLeaderEpoch answer correctly for the new
+        epoch before anything is written in it. Returns True when the cache changed.
+        """
+        with self._lock:
+            self._check_open()
+            if epoch < self._epochs.latest_epoch:
+                raise KafkaProtocolError(
+                    ErrorCode.FENCED_LEADER_EPOCH,
+                    f"leader epoch {epoch} is older than the log's {self._epochs.latest_epoch}",
+                )
+            try:
+                return self._epochs.assign(epoch, self.log_end_offset)
+            except OSError as exc:
+                raise storage_error(exc, f"leader epoch checkpoint in {self.directory}") from exc
 
     # -- append ------------------------------------------------------------------------
 
     def append(
-        self, records: bytes | bytearray | memoryview, *, leader_epoch: int = 0, now_ms: int | None = None
+        self,
+        records: bytes | bytearray | memoryview,
+        *,
+        leader_epoch: int | None = None,
+        now_ms: int | None = None,
     ) -> AppendInfo:
         """Append a Produce request's record set as leader: validate, assign offsets, write once.
 
         A bytearray is patched in place (base offsets, leader epoch). No record is decoded.
+        Each batch's partitionLeaderEpoch becomes ``leader_epoch`` (outside the
+        CRC); an epoch newer than the cache's latest is recorded as starting at
+        this append's base offset. ``None`` means the latest cached epoch (0 for
+        a log without one). An epoch older than the latest cached one raises
+        FENCED_LEADER_EPOCH: a deposed leader must not write.
         """
         now = _now_ms() if now_ms is None else now_ms
         headers = validate_produce_batches(records)
@@ -238,6 +422,14 @@ class PartitionLog:
         buf = records if isinstance(records, bytearray) else bytearray(records)
         with self._lock:
             self._check_open()
+            latest = self._epochs.latest_epoch
+            if leader_epoch is None:
+                leader_epoch = max(latest, 0)
+            elif leader_epoch < latest:
+                raise KafkaProtocolError(
+                    ErrorCode.FENCED_LEADER_EPOCH,
+                    f"append in leader epoch {leader_epoch}, but the log is at epoch {latest}",
+                )
             staged, dup = self.producers.check(headers)
             if dup is not None:
                 return AppendInfo(
@@ -263,7 +455,84 @@ class PartitionLog:
             except OSError as exc:
                 raise storage_error(exc, f"append to {self.directory}") from exc
             self.producers.commit(staged, headers, bases)
+            self._note_epoch(leader_epoch, base)
             return AppendInfo(base, next_offset - 1, -1, self.log_start_offset, count)
+
+    def _note_epoch(self, epoch: int, start_offset: int) -> None:
+        """Record a batch's leader epoch in the cache (written data: a failed checkpoint only logs)."""
+        try:
+            self._epochs.assign(epoch, start_offset)
+        except OSError as exc:  # recovery rebuilds the entry from the batch itself
+            log.error("%s: cannot write the leader epoch checkpoint: %s", self.directory, exc)
+
+    def append_as_follower(
+        self, records: bytes | bytearray | memoryview, *, now_ms: int | None = None
+    ) -> AppendInfo:
+        """Append batches fetched from the leader, keeping their offsets and leader epochs byte for byte.
+
+        * Framing and CRC are checked (`validate_fetched_batches`): a corrupt batch
+          raises CORRUPT_MESSAGE and nothing from it on is stored. A partial last
+          batch (a Fetch response cut at max_bytes) is ignored: fetch again from
+          the new log end.
+        * The first batch must start at the log end offset and each next batch
+          where the previous one ends; otherwise `UnexpectedAppendOffsetError`
+          (code OFFSET_OUT_OF_RANGE) and nothing is appended. Gaps are refused
+          too (no compaction yet: a leader's log is contiguous).
+        * No size or sequence checks (the leader validated): producer state is
+          replayed from the batch headers, so a follower that becomes leader
+          detects duplicates and sequence gaps like the old leader.
+        * The leader epoch cache learns each batch's partitionLeaderEpoch.
+        * Segments roll by size and age as for the leader (a large fetch may be
+          spread over several segments).
+
+        Returns the offsets appended; for nothing (empty input, only a partial
+        batch) ``AppendInfo(leo, leo - 1, record_count=0)``.
+        """
+        now = _now_ms() if now_ms is None else now_ms
+        headers = validate_fetched_batches(records)
+        with self._lock:
+            self._check_open()
+            leo = self.log_end_offset
+            if not headers:
+                return AppendInfo(leo, leo - 1, -1, self.log_start_offset, 0)
+            expected = leo
+            for h in headers:
+                if h.base_offset != expected:
+                    what = "the log end offset" if expected == leo else "the previous batch's end"
+                    raise UnexpectedAppendOffsetError(
+                        expected,
+                        h.base_offset,
+                        f"follower append at {h.base_offset} does not continue {what} {expected}",
+                    )
+                expected = h.next_offset
+            view = memoryview(records)
+            count = sum(h.records_count for h in headers)
+            try:
+                i = 0
+                while i < len(headers):
+                    # One write per segment: take the batches that fit before the next roll.
+                    seg = self._maybe_roll_for(headers[i].size, headers[i].last_offset, now)
+                    room = self.config.segment_bytes - seg.size
+                    j, size = i + 1, headers[i].size
+                    while (
+                        j < len(headers)
+                        and size + headers[j].size <= room
+                        and headers[j].last_offset - seg.base_offset <= MAX_RELATIVE_OFFSET
+                    ):
+                        size += headers[j].size
+                        j += 1
+                    chunk = headers[i:j]
+                    start = chunk[0].position
+                    local = [h._replace(position=h.position - start) for h in chunk]
+                    seg.append(view[start : chunk[-1].end], local, [h.base_offset for h in chunk], now)
+                    for h in chunk:
+                        self.producers.replay(h)
+                        if h.partition_leader_epoch >= 0:  # as Kafka: the leader's history wins
+                            self._note_epoch(h.partition_leader_epoch, h.base_offset)
+                    i = j
+            except OSError as exc:
+                raise storage_error(exc, f"follower append to {self.directory}") from exc
+            return AppendInfo(leo, headers[-1].last_offset, -1, self.log_start_offset, count)
 
     def _maybe_roll_for(self, size: int, last_offset: int, now: int) -> LogSegment:
         seg = self._segments[-1]
@@ -447,9 +716,12 @@ class PartitionLog:
 
     def _set_log_start_offset(self, value: int) -> None:
         if value != self.log_start_offset:
+            raised = value > self.log_start_offset
             self.log_start_offset = value
             _write_int(self.directory / LOG_START_CHECKPOINT, value)
             self.producers.truncate_head(value)
+            if raised:
+                self._epochs.truncate_from_start(value)
 
     def delete_records(self, before_offset: int) -> int:
         """DeleteRecords: raise the log start offset to ``before_offset`` (-1 = the HW)."""
@@ -500,6 +772,164 @@ class PartitionLog:
                 deleted += self._delete_prefix(over)
             return deleted
 
+    # -- truncation (replication) ---------------------------------------------------------
+
+    def truncate_to(self, offset: int) -> bool:
+        """Remove every record at and after ``offset`` (a follower cutting a diverged tail).
+
+        Kafka's UnifiedLog.truncateTo. Returns False (and changes nothing but the
+        epoch cache) when ``offset`` >= the log end offset; the epoch cache is then
+        still trimmed to the log end, dropping an epoch assigned at election whose
+        leader never wrote. Otherwise, under the log's lock:
+
+        * ``offset`` inside a batch (not a batch boundary): the whole batch goes,
+          so the log ends at that batch's base offset (below ``offset``), as Kafka;
+        * raw segments after it are deleted, the one holding it is cut and becomes
+          the active segment (indexes rebuilt and rewritten);
+        * Parquet files whose range starts at/after it are deleted; one that
+          straddles it is deleted when a raw copy exists (it is converted again
+          once that segment is sealed and below the HW), else rewritten to the
+          batches below it;
+        * the leader epoch cache drops entries starting at/after the new end;
+        * producer state: metadata of batches at/after the first raw segment is
+          dropped and replayed from the raw segments, a snapshot written at the new end;
+        * the HW is clamped to the new log end (the only way it moves back), and
+          checkpointed; the log start offset is lowered to the new end if above it;
+        * an offset below the whole log (before its first segment) is
+          `truncate_fully_and_start_at(offset)`.
+
+        A conversion to Parquet running concurrently is discarded.
+        """
+        if offset < 0:
+            raise ValueError(f"cannot truncate to negative offset {offset}")
+        with self._lock:
+            self._check_open()
+            try:
+                if offset >= self.log_end_offset:
+                    self._epochs.truncate_from_end(self.log_end_offset)
+                    return False
+                logical = self._logical()
+                if logical[0].base_offset > offset:
+                    self._truncate_fully_locked(offset)
+                    return True
+                self._truncate_locked(offset)
+            except OSError as exc:
+                raise storage_error(exc, f"truncate {self.directory}") from exc
+            return True
+
+    def _batch_boundary_at_or_below(self, offset: int) -> int:
+        """``offset`` itself, or the base offset of the batch holding it."""
+        for seg in reversed(self._segments):
+            if seg.base_offset <= offset:
+                if offset < seg.next_offset:
+                    h = seg.find_batch(offset)
+                    if h is not None and h.base_offset < offset:
+                        return h.base_offset
+                return offset
+        for p in reversed(self._parquet):
+            if p.base_offset <= offset < p.next_offset:
+                _table, offsets, bbo = self._table_cache.get(p)
+                i = int(np.searchsorted(offsets, offset, "left"))
+                if i < len(offsets) and int(bbo[i]) < offset:
+                    return int(bbo[i])
+                return offset
+        return offset
+
+    def _truncate_locked(self, offset: int) -> None:
+        cut = self._batch_boundary_at_or_below(offset)
+        old_leo = self.log_end_offset
+        self._generation += 1
+        # Raw segments: delete those from the cut on, cut the one holding it.
+        while self._segments and self._segments[-1].base_offset >= cut:
+            self._segments.pop().delete()
+        if self._segments and self._segments[-1].next_offset > cut:
+            self._segments[-1].truncate_to(cut)
+        raw_bases = {s.base_offset for s in self._segments}
+        # Parquet files: delete or rewrite those reaching past the cut.
+        for p in [p for p in self._parquet if p.next_offset > cut]:
+            self._parquet.remove(p)
+            self._table_cache.invalidate(p.path)
+            if p.base_offset >= cut or p.base_offset in raw_bases:
+                p.path.unlink(missing_ok=True)
+            else:
+                pseg = truncate_segment(p, cut, topic=self.topic, partition=self.partition)
+                bisect.insort(self._parquet, pseg, key=lambda x: x.base_offset)
+        if not self._segments:
+            self._segments.append(LogSegment(self.directory, cut, self.config.index_interval_bytes))
+        active = self._segments[-1]
+        active.write_indexes()
+        new_leo = self.log_end_offset
+        log.warning(
+            "%s: truncated to %d (asked %d): offsets %d..%d removed",
+            self.directory,
+            new_leo,
+            offset,
+            new_leo,
+            old_leo - 1,
+        )
+        self._epochs.truncate_from_end(new_leo)
+        if self.log_start_offset > new_leo:
+            self.log_start_offset = new_leo
+            _write_int(self.directory / LOG_START_CHECKPOINT, new_leo)
+        self._rebuild_producer_state()
+        if not self._hw_tracks_leo and self._hw > new_leo:
+            self._hw = new_leo
+            self._checkpoint_hw()
+
+    def _rebuild_producer_state(self) -> None:
+        """After a truncation: drop producer metadata from the first raw segment on, replay the raw tail."""
+        first_raw = self._segments[0].base_offset
+        self.producers.truncate_tail(min(first_raw, self.log_end_offset))
+        for seg in self._segments:
+            for h in seg.scan():
+                self.producers.replay(h)
+        self.producers.truncate_head(self.log_start_offset)
+        self.producers.write_snapshot(self.log_end_offset)
+
+    def truncate_fully_and_start_at(self, offset: int) -> None:
+        """Delete everything and restart the log empty at ``offset`` (Kafka's name).
+
+        For a replica whose log ends before the leader's log start offset (or is
+        otherwise unusable): raw segments and Parquet files are deleted, a new
+        empty active segment starts at ``offset``, the log start offset, log end
+        offset and HW all become ``offset`` (checkpointed), and the leader epoch
+        cache and producer state are cleared. A concurrent conversion is discarded.
+        """
+        if offset < 0:
+            raise ValueError(f"cannot start a log at negative offset {offset}")
+        with self._lock:
+            self._check_open()
+            try:
+                self._truncate_fully_locked(offset)
+            except OSError as exc:
+                raise storage_error(exc, f"truncate {self.directory}") from exc
+
+    def _truncate_fully_locked(self, offset: int) -> None:
+        log.warning(
+            "%s: truncating fully (was %d..%d) and starting at %d",
+            self.directory,
+            self.log_start_offset,
+            self.log_end_offset,
+            offset,
+        )
+        self._generation += 1
+        for seg in self._segments:
+            seg.delete()
+        self._segments = []
+        for p in self._parquet:
+            p.path.unlink(missing_ok=True)
+        self._parquet = []
+        self._table_cache.invalidate()
+        self._segments.append(LogSegment(self.directory, offset, self.config.index_interval_bytes))
+        self.log_start_offset = offset
+        _write_int(self.directory / LOG_START_CHECKPOINT, offset)
+        self._epochs.clear()
+        self.producers.clear()
+        self.producers.write_snapshot(offset)
+        self._hw = offset
+        if not self._hw_tracks_leo:
+            self._checkpoint_hw()
+
     # -- Parquet tier ------------------------------------------------------------------
 
     def convert_sealed_segments(self) -> list[Path]:
@@ -512,6 +942,7 @@ class PartitionLog:
         with self._convert_lock:
             with self._lock:
                 self._check_open()
+                generation = self._generation
                 hw = self.high_watermark
                 have = {p.base_offset for p in self._parquet}
                 todo = [
@@ -533,10 +964,10 @@ class PartitionLog:
                     partition=self.partition,
                 )
                 with self._lock:
-                    if seg in self._segments and not self._closed:
+                    if seg in self._segments and not self._closed and self._generation == generation:
                         bisect.insort(self._parquet, pseg, key=lambda p: p.base_offset)
                         written.append(pseg.path)
-                    else:  # deleted by retention meanwhile
+                    else:  # deleted by retention or truncated meanwhile
                         pseg.path.unlink(missing_ok=True)
             with self._lock:
                 if not self._closed:
@@ -572,8 +1003,7 @@ class PartitionLog:
                 if self.producers.changed:
                     self.producers.write_snapshot(self.log_end_offset)
                 if not self._hw_tracks_leo and self._hw != self._hw_checkpointed:
-                    _write_int(self.directory / HW_CHECKPOINT, self._hw)
-                    self._hw_checkpointed = self._hw
+                    self._checkpoint_hw()
             except OSError as exc:
                 for fd in fds:
                     os.close(fd)
@@ -640,4 +1070,4 @@ class PartitionLog:
         )
 
 
-__all__ = ["AppendInfo", "PartitionLog", "segment_name"]
+__all__ = ["AppendInfo", "PartitionLog", "UnexpectedAppendOffsetError", "segment_name"]

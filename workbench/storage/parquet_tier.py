@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from workbench.protocol.records import decode_records, paused_gc
@@ -70,8 +71,8 @@ class ParquetSegment:
             size=path.stat().st_size,
         )
 
-    def read_table(self) -> pa.Table:
-        return pq.read_table(self.path)
+    def read_table(self, columns: list[str] | None = None) -> pa.Table:
+        return pq.read_table(self.path, columns=columns)
 
 
 def columns_to_table(cols: dict[str, list]) -> pa.Table:
@@ -101,6 +102,20 @@ def write_segment(
         table = columns_to_table(cols)
         max_ts = max(cols["timestamp"], default=-1)
         del cols
+    return write_table(directory, base_offset, next_offset, table, max_ts, topic=topic, partition=partition)
+
+
+def write_table(
+    directory: Path,
+    base_offset: int,
+    next_offset: int,
+    table: pa.Table,
+    max_ts: int,
+    *,
+    topic: str = "",
+    partition: int = 0,
+) -> ParquetSegment:
+    """Write ``table`` (the tier's schema) as ``<base_offset>.parquet``, atomically and fsync'ed."""
     table = table.replace_schema_metadata(
         {
             _META_BASE: str(base_offset).encode(),
@@ -120,6 +135,32 @@ def write_segment(
         os.close(fd)
     os.replace(tmp, path)
     return ParquetSegment(path, base_offset, next_offset, max_ts, path.stat().st_size)
+
+
+def truncate_segment(
+    seg: ParquetSegment, end_offset: int, *, topic: str = "", partition: int = 0
+) -> ParquetSegment:
+    """Rewrite ``seg`` keeping only the whole batches below ``end_offset`` (log truncation); atomic.
+
+    A batch that starts below ``end_offset`` but reaches past it is dropped too,
+    and the file then ends at that batch's base offset.
+    """
+    table = seg.read_table()
+    bbo_col = table.column("batch_base_offset")
+    bbo = bbo_col.to_numpy()
+    after = bbo[table.column("offset").to_numpy() >= end_offset]
+    cut = min(end_offset, int(after.min())) if len(after) else end_offset
+    table = table.filter(pc.less(bbo_col, cut)).replace_schema_metadata(None)
+    max_ts = pc.max(table.column("timestamp").cast(pa.int64())).as_py() if table.num_rows else None
+    return write_table(
+        seg.path.parent,
+        seg.base_offset,
+        cut,
+        table,
+        -1 if max_ts is None else int(max_ts),
+        topic=topic,
+        partition=partition,
+    )
 
 
 class TableCache:

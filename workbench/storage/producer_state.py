@@ -161,13 +161,25 @@ class ProducerStateManager:
         self.changed = self.changed or bool(gone)
 
     def truncate_tail(self, log_end_offset: int) -> None:
-        """Drop batch metadata at or above ``log_end_offset`` (log truncation)."""
+        """Drop batch metadata at or above ``log_end_offset`` (log truncation).
+
+        A producer left without any batch is forgotten (as if it had never
+        written): the log then knows nothing of it, like after a rebuild.
+        """
         for pid in list(self.producers):
             entry = self.producers[pid]
             kept = [m for m in entry.batches if m.last_offset < log_end_offset]
             if len(kept) != len(entry.batches):
-                entry.batches = deque(kept, maxlen=BATCHES_TO_RETAIN)
                 self.changed = True
+                if kept:
+                    entry.batches = deque(kept, maxlen=BATCHES_TO_RETAIN)
+                else:
+                    del self.producers[pid]
+
+    def clear(self) -> None:
+        """Forget every producer (the log restarts empty)."""
+        self.producers.clear()
+        self.changed = True
 
     def summary(self) -> dict[int, tuple[int, int, int]]:
         return {pid: (e.epoch, e.last_seq, e.last_offset) for pid, e in self.producers.items()}

@@ -20,7 +20,7 @@ import errno
 import logging
 import os
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from workbench.protocol.errors import ErrorCode, KafkaProtocolError
@@ -329,9 +329,16 @@ class LogSegment:
 
     # -- recovery and lifecycle --------------------------------------------------
 
-    def recover(self, *, verify_crc: bool, expected_base: int | None = None) -> int:
+    def recover(
+        self,
+        *,
+        verify_crc: bool,
+        expected_base: int | None = None,
+        on_batch: Callable[[BatchHeader], None] | None = None,
+    ) -> int:
         """Rebuild indexes and ``next_offset`` by scanning the file; cut a torn/corrupt tail.
 
+        ``on_batch`` sees the header of every batch kept (leader epoch cache rebuild).
         Returns the number of bytes truncated (0 when the segment was whole).
         """
         self.offset_index.clear()
@@ -347,6 +354,8 @@ class LogSegment:
             self._index_batch(h, h.position, h.base_offset)
             expected = h.next_offset
             valid_end = h.end
+            if on_batch is not None:
+                on_batch(h)
         lost = self.size - valid_end
         if lost:
             bad = self.read_header(valid_end)
@@ -390,16 +399,22 @@ class LogSegment:
         self.write_indexes()
         return lost
 
-    def truncate_to(self, offset: int) -> None:
-        """Remove every batch with offsets >= ``offset`` (which must be a batch boundary or beyond)."""
+    def truncate_to(self, offset: int) -> int:
+        """Remove the batch holding ``offset`` (or the first one after it) and every later one.
+
+        As Kafka's LogSegment.truncateTo: when ``offset`` falls inside a batch,
+        that whole batch goes, so the segment then ends at the batch's base
+        offset. Indexes are rebuilt. Returns the bytes removed.
+        """
         h = self.find_batch(offset)
         if h is None:
-            return
-        position = h.position if h.base_offset >= offset else h.end
-        os.ftruncate(self.fd, position)
-        self.size = position
+            return 0
+        removed = self.size - h.position
+        os.ftruncate(self.fd, h.position)
+        self.size = h.position
         self.dirty = True
         self.recover(verify_crc=False)
+        return removed
 
     def write_indexes(self) -> None:
         self.offset_index.write()

@@ -10,13 +10,7 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING
 
-from workbench.controller.image import MetadataImage
-from workbench.controller.topics import (
-    TOPIC_CONFIG_DEFAULTS,
-    create_partitions_records,
-    create_topic_records,
-    validate_configs,
-)
+from workbench.controller.topics import TOPIC_CONFIG_DEFAULTS
 from workbench.protocol.errors import ErrorCode, KafkaProtocolError
 
 if TYPE_CHECKING:
@@ -26,8 +20,6 @@ if TYPE_CHECKING:
 
 RESOURCE_TOPIC, RESOURCE_BROKER = 2, 4
 SOURCE_TOPIC, SOURCE_STATIC_BROKER, SOURCE_DEFAULT = 1, 4, 5
-OP_SET, OP_DELETE, OP_APPEND, OP_SUBTRACT = 0, 1, 2, 3
-_LIST_CONFIGS = {"cleanup.policy"}
 
 
 def _error(exc: KafkaProtocolError) -> tuple[int, str]:
@@ -39,34 +31,26 @@ async def create_topics(broker: Broker, req: Request, conn: Connection) -> dict:
     results = []
     for t in body.topics:
         partitions = t.num_partitions if t.num_partitions != -1 else broker.config.num_partitions
-        rf = t.replication_factor if t.replication_factor != -1 else None
-        configs = {c.name: c.value for c in (t.configs or [])}
-        assignments = {a.partition_index: list(a.broker_ids) for a in (t.assignments or [])}
-        created: list[dict] = []
-
-        def change(image: MetadataImage, t=t, partitions=partitions, rf=rf, configs=configs,
-                   assignments=assignments) -> list[dict]:
-            factor = rf if rf is not None else min(broker.config.default_replication_factor,
-                                                   max(1, len(image.brokers)))
-            records = create_topic_records(image, t.name, partitions, factor, configs, assignments or None)
-            created[:] = records
-            return [] if body.validate_only else records
-
+        op = {"op": "create_topic", "name": t.name, "partitions": partitions,
+              "replication_factor": t.replication_factor if t.replication_factor != -1 else None,
+              "configs": {c.name: c.value for c in (t.configs or [])},
+              "assignments": {a.partition_index: list(a.broker_ids) for a in (t.assignments or [])},
+              "validate_only": bool(body.validate_only)}
         result = {"name": t.name, "topic_id": uuid.UUID(int=0), "error_code": 0, "error_message": None,
                   "num_partitions": -1, "replication_factor": -1, "configs": None}
         try:
-            broker.metadata.commit(change)
+            created = await broker.controller.submit(op)
             parts = [r for r in created if r["t"] == "partition"]
+            topic_configs = created[0]["configs"]
             result.update(topic_id=uuid.UUID(hex=created[0]["id"]), num_partitions=len(parts),
                           replication_factor=len(parts[0]["replicas"]) if parts else -1,
                           configs=[{"name": k, "value": v, "read_only": False,
-                                    "config_source": SOURCE_TOPIC if k in created[0]["configs"] else SOURCE_DEFAULT,
+                                    "config_source": SOURCE_TOPIC if k in topic_configs else SOURCE_DEFAULT,
                                     "is_sensitive": False}
-                                   for k, v in sorted({**TOPIC_CONFIG_DEFAULTS, **created[0]["configs"]}.items())])
+                                   for k, v in sorted({**TOPIC_CONFIG_DEFAULTS, **topic_configs}.items())])
         except KafkaProtocolError as exc:
             result["error_code"], result["error_message"] = _error(exc)
         results.append(result)
-    broker.refresh_metadata()
     return {"throttle_time_ms": 0, "topics": results}
 
 
@@ -78,30 +62,18 @@ async def delete_topics(broker: Broker, req: Request, conn: Connection) -> dict:
         wanted = [(name, None) for name in body.topic_names]
     results = []
     for name, topic_id in wanted:
-        found: list[str] = []
-
-        def change(image: MetadataImage, name=name, topic_id=topic_id) -> list[dict]:
-            target = name
-            if target is None and topic_id is not None:
-                target = next((t.name for t in image.topics.values() if t.id == topic_id.hex), None)
-            if target is None or target not in image.topics:
-                raise KafkaProtocolError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"topic {name or topic_id} does not exist")
-            if target.startswith("__"):
-                raise KafkaProtocolError(ErrorCode.TOPIC_DELETION_DISABLED, f"internal topic {target} cannot be deleted")
-            found.append(target)
-            return [{"t": "remove_topic", "name": target}]
-
+        op = {"op": "delete_topic", "name": name,
+              "topic_id": topic_id.hex if topic_id is not None and topic_id.int else None}
         result = {"name": name, "topic_id": topic_id or uuid.UUID(int=0), "error_code": 0, "error_message": None}
+        before = broker.image.topics.get(name) if name else None
         try:
-            before = broker.image.topics.get(name) if name else None
-            broker.metadata.commit(change)
-            result["name"] = found[0]
+            records = await broker.controller.submit(op)
+            result["name"] = records[0]["name"]
             if before is not None:
                 result["topic_id"] = uuid.UUID(hex=before.id)
         except KafkaProtocolError as exc:
             result["error_code"], result["error_message"] = _error(exc)
         results.append(result)
-    broker.refresh_metadata()
     return {"throttle_time_ms": 0, "responses": results}
 
 
@@ -109,19 +81,15 @@ async def create_partitions(broker: Broker, req: Request, conn: Connection) -> d
     body = req.body
     results = []
     for t in body.topics:
-        assignments = [list(a.broker_ids) for a in t.assignments] if t.assignments else None
-
-        def change(image: MetadataImage, t=t, assignments=assignments) -> list[dict]:
-            records = create_partitions_records(image, t.name, t.count, assignments)
-            return [] if body.validate_only else records
-
+        op = {"op": "create_partitions", "name": t.name, "count": t.count,
+              "assignments": [list(a.broker_ids) for a in t.assignments] if t.assignments else None,
+              "validate_only": bool(body.validate_only)}
         result = {"name": t.name, "error_code": 0, "error_message": None}
         try:
-            broker.metadata.commit(change)
+            await broker.controller.submit(op)
         except KafkaProtocolError as exc:
             result["error_code"], result["error_message"] = _error(exc)
         results.append(result)
-    broker.refresh_metadata()
     return {"throttle_time_ms": 0, "results": results}
 
 
@@ -170,22 +138,13 @@ async def describe_configs(broker: Broker, req: Request, conn: Connection) -> di
     return {"throttle_time_ms": 0, "results": results}
 
 
-def _alter(broker: Broker, res, validate_only: bool, compute) -> dict:
+async def _alter(broker: Broker, res, validate_only: bool, op: dict) -> dict:
     error, message = 0, None
     if res.resource_type != RESOURCE_TOPIC:
         error, message = ErrorCode.INVALID_REQUEST, "only topic configs can be altered"
     else:
-        def change(image: MetadataImage) -> list[dict]:
-            topic = image.topics.get(res.resource_name)
-            if topic is None:
-                raise KafkaProtocolError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
-                                         f"topic {res.resource_name} does not exist")
-            configs = validate_configs(compute(dict(topic.configs)))
-            if validate_only:
-                return []
-            return [{"t": "config", "topic": res.resource_name, "configs": configs}]
         try:
-            broker.metadata.commit(change)
+            await broker.controller.submit({**op, "name": res.resource_name, "validate_only": validate_only})
         except KafkaProtocolError as exc:
             error, message = _error(exc)
     return {"error_code": error, "error_message": message, "resource_type": res.resource_type,
@@ -194,38 +153,51 @@ def _alter(broker: Broker, res, validate_only: bool, compute) -> dict:
 
 async def alter_configs(broker: Broker, req: Request, conn: Connection) -> dict:
     body = req.body
-    responses = [_alter(broker, res, body.validate_only,
-                        lambda _old, res=res: {c.name: c.value for c in res.configs})
+    responses = [await _alter(broker, res, body.validate_only,
+                              {"op": "alter_configs", "configs": {c.name: c.value for c in res.configs}})
                  for res in body.resources]
-    broker.refresh_metadata()
     return {"throttle_time_ms": 0, "responses": responses}
 
 
 async def incremental_alter_configs(broker: Broker, req: Request, conn: Connection) -> dict:
     body = req.body
-
-    def compute(configs: dict[str, str], res) -> dict[str, str]:
-        for c in res.configs:
-            op = c.config_operation
-            if op == OP_SET:
-                configs[c.name] = c.value
-            elif op == OP_DELETE:
-                configs.pop(c.name, None)
-            elif op in (OP_APPEND, OP_SUBTRACT):
-                if c.name not in _LIST_CONFIGS:
-                    raise KafkaProtocolError(ErrorCode.INVALID_CONFIG, f"{c.name} is not a list config")
-                items = [x for x in configs.get(c.name, TOPIC_CONFIG_DEFAULTS[c.name]).split(",") if x]
-                for value in (c.value or "").split(","):
-                    if op == OP_APPEND and value not in items:
-                        items.append(value)
-                    elif op == OP_SUBTRACT and value in items:
-                        items.remove(value)
-                configs[c.name] = ",".join(items)
-            else:
-                raise KafkaProtocolError(ErrorCode.INVALID_REQUEST, f"unknown config operation {op}")
-        return configs
-
-    responses = [_alter(broker, res, body.validate_only, lambda old, res=res: compute(old, res))
+    responses = [await _alter(broker, res, body.validate_only,
+                              {"op": "alter_configs",
+                               "incremental": [[c.name, c.config_operation, c.value] for c in res.configs]})
                  for res in body.resources]
-    broker.refresh_metadata()
     return {"throttle_time_ms": 0, "responses": responses}
+
+
+async def elect_leaders(broker: Broker, req: Request, conn: Connection) -> dict:
+    """ElectLeaders (KIP-460): preferred (0) or unclean (1) elections for some or all partitions."""
+    body = req.body
+    election_type = body.election_type if req.api_version >= 1 else 0
+    wanted = None
+    if body.topic_partitions is not None:
+        wanted = [[t.topic, p] for t in body.topic_partitions for p in t.partitions]
+    before = {(p.topic, p.index): p.leader for p in broker.image.all_partitions()}
+    error = 0
+    try:
+        await broker.controller.submit({"op": "elect_leaders", "type": election_type, "partitions": wanted})
+    except KafkaProtocolError as exc:
+        error = exc.code
+    image = broker.image
+    by_topic: dict[str, list[dict]] = {}
+    targets = wanted if wanted is not None else [[p.topic, p.index] for p in image.all_partitions()
+                                                 if before.get((p.topic, p.index)) != p.leader]
+    for topic, index in targets:
+        info = image.topics.get(topic)
+        p = info.partitions.get(index) if info else None
+        if p is None:
+            code, message = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, "no such partition"
+        elif error:
+            code, message = error, None
+        elif election_type == 0 and p.leader != p.replicas[0]:
+            code, message = ErrorCode.PREFERRED_LEADER_NOT_AVAILABLE, "the preferred replica is not in sync"
+        elif before.get((topic, index)) == p.leader and election_type == 0:
+            code, message = ErrorCode.ELECTION_NOT_NEEDED, None
+        else:
+            code, message = ErrorCode.NONE, None
+        by_topic.setdefault(topic, []).append({"partition_id": index, "error_code": code, "error_message": message})
+    return {"throttle_time_ms": 0, "error_code": 0,
+            "replica_election_results": [{"topic": t, "partition_result": ps} for t, ps in by_topic.items()]}

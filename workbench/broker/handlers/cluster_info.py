@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from workbench.broker.apis import SUPPORTED_APIS
 from workbench.controller.image import MetadataImage
-from workbench.controller.topics import create_topic_records, validate_topic_name
+from workbench.controller.topics import validate_topic_name
 from workbench.protocol.errors import ErrorCode, KafkaProtocolError
 
 if TYPE_CHECKING:
@@ -26,7 +26,8 @@ async def api_versions(broker: Broker, req: Request, conn: Connection) -> dict:
 
 
 def controller_id(image: MetadataImage) -> int:
-    return min(image.brokers) if image.brokers else -1
+    live = image.live_brokers()
+    return live[0] if live else -1
 
 
 def _uuid(hex_id: str) -> uuid.UUID:
@@ -37,7 +38,7 @@ def describe_topic(image: MetadataImage, name: str) -> dict:
     topic = image.topics[name]
     partitions = []
     for p in sorted(topic.partitions.values(), key=lambda p: p.index):
-        offline = [r for r in p.replicas if r not in image.brokers]
+        offline = [r for r in p.replicas if r not in image.brokers or image.brokers[r].fenced]
         partitions.append({
             "error_code": ErrorCode.LEADER_NOT_AVAILABLE if p.leader < 0 else 0,
             "partition_index": p.index,
@@ -51,18 +52,11 @@ def describe_topic(image: MetadataImage, name: str) -> dict:
             "partitions": partitions}
 
 
-def auto_create(broker: Broker, name: str, partitions: int | None = None) -> None:
+async def auto_create(broker: Broker, name: str, partitions: int | None = None) -> None:
     """Create a topic on first use (auto.create.topics.enable), with the broker's defaults."""
-    cfg = broker.config
-
-    def change(image: MetadataImage) -> list[dict]:
-        if name in image.topics:
-            return []
-        rf = min(cfg.default_replication_factor, max(1, len(image.brokers)))
-        return create_topic_records(image, name, partitions or cfg.num_partitions, rf)
-
-    broker.metadata.commit(change)
-    broker.refresh_metadata()
+    await broker.controller.submit({"op": "create_topic", "name": name, "if_not_exists": True,
+                                    "partitions": partitions or broker.config.num_partitions,
+                                    "replication_factor": None, "configs": {}})
 
 
 async def metadata(broker: Broker, req: Request, conn: Connection) -> dict:
@@ -81,7 +75,7 @@ async def metadata(broker: Broker, req: Request, conn: Connection) -> dict:
             try:
                 validate_topic_name(name)
                 if allow_auto and not name.startswith("__"):
-                    auto_create(broker, name)
+                    await auto_create(broker, name)
                     image = broker.image
             except KafkaProtocolError as exc:
                 error = exc.code
@@ -91,7 +85,7 @@ async def metadata(broker: Broker, req: Request, conn: Connection) -> dict:
                 continue
         topics.append(describe_topic(image, name))
     brokers = [{"node_id": b.id, "host": b.host, "port": b.port, "rack": b.rack}
-               for b in sorted(image.brokers.values(), key=lambda b: b.id)]
+               for b in sorted(image.brokers.values(), key=lambda b: b.id) if not b.fenced]
     return {"throttle_time_ms": 0, "brokers": brokers, "cluster_id": image.cluster_id,
             "controller_id": controller_id(image), "topics": topics}
 
@@ -103,5 +97,5 @@ async def describe_cluster(broker: Broker, req: Request, conn: Connection) -> di
         "throttle_time_ms": 0, "error_code": 0, "error_message": None, "endpoint_type": 1,
         "cluster_id": image.cluster_id or "", "controller_id": controller_id(image),
         "brokers": [{"broker_id": b.id, "host": b.host, "port": b.port, "rack": b.rack}
-                    for b in sorted(image.brokers.values(), key=lambda b: b.id)],
+                    for b in sorted(image.brokers.values(), key=lambda b: b.id) if not b.fenced],
     }

@@ -13,7 +13,7 @@ import asyncio
 import time
 from typing import TYPE_CHECKING
 
-from workbench.broker.handlers.partitions import leader_log
+from workbench.broker.handlers.partitions import leader_log, leader_partition
 from workbench.protocol.errors import ErrorCode, KafkaProtocolError
 
 if TYPE_CHECKING:
@@ -22,36 +22,59 @@ if TYPE_CHECKING:
     from workbench.protocol.codec import Request
 
 LATEST, EARLIEST, MAX_TIMESTAMP = -1, -2, -3
+DEBUGGING_REPLICA_ID = -2  # Kafka: ListOffsets "latest" from a debugging replica returns the log end offset
 
 
-def _read_all(broker: Broker, body) -> tuple[list[dict], int, list[tuple[str, int]]]:
+def _read_all(broker: Broker, body, replica_id: int) -> tuple[list[dict], int, list[tuple[str, int]]]:
     remaining = body.max_bytes if body.max_bytes and body.max_bytes > 0 else 0x7FFFFFFF
     responses, total, waiting = [], 0, []
+    follower = replica_id >= 0
     for topic in body.topics:
         parts = []
         for fp in topic.partitions:
-            plog, error = leader_log(broker, topic.topic, fp.partition)
+            p, error = leader_partition(broker, topic.topic, fp.partition, fp.current_leader_epoch)
             records = b""
             hw = lso = log_start = -1
-            if plog is not None:
-                hw = plog.high_watermark
-                lso, log_start = hw, plog.log_start_offset
-                limit = min(fp.partition_max_bytes, remaining)
+            diverging = None
+            if p is not None:
+                plog = p.log
                 try:
-                    if limit > 0 or total == 0:
-                        records = plog.read(fp.fetch_offset, max(limit, 1))
+                    if follower:
+                        diverging = _diverging_epoch(plog, fp)
+                        if diverging is None:
+                            p.record_follower_fetch(replica_id, fp.fetch_offset)
+                    hw = plog.high_watermark
+                    lso, log_start = hw, plog.log_start_offset
+                    limit = min(fp.partition_max_bytes, remaining)
+                    if diverging is None and (limit > 0 or total == 0):
+                        upper = plog.log_end_offset if follower else hw
+                        records = plog.read(fp.fetch_offset, max(limit, 1), upper_bound=upper)
                 except KafkaProtocolError as exc:
                     error = exc.code
-                if len(records) == 0 and error == ErrorCode.NONE:
+                if len(records) == 0 and error == ErrorCode.NONE and diverging is None:
                     waiting.append((topic.topic, fp.partition))
                 total += len(records)
                 remaining = max(0, remaining - len(records))
-            parts.append({"partition_index": fp.partition, "error_code": error, "high_watermark": hw,
-                          "last_stable_offset": lso, "log_start_offset": log_start,
-                          "aborted_transactions": None if error else [], "preferred_read_replica": -1,
-                          "records": bytes(records)})
+            part = {"partition_index": fp.partition, "error_code": error, "high_watermark": hw,
+                    "last_stable_offset": lso, "log_start_offset": log_start,
+                    "aborted_transactions": None if error else [], "preferred_read_replica": -1,
+                    "records": bytes(records)}
+            if diverging is not None:
+                part["diverging_epoch"] = diverging
+            parts.append(part)
         responses.append({"topic": topic.topic, "partitions": parts})
     return responses, total, waiting
+
+
+def _diverging_epoch(plog, fp) -> dict | None:
+    """KIP-595 divergence check for a follower's fetch: where its last epoch ends on the leader."""
+    last_epoch = getattr(fp, "last_fetched_epoch", -1)
+    if last_epoch is None or last_epoch < 0:
+        return None
+    epoch, end_offset = plog.end_offset_for_epoch(last_epoch)
+    if epoch != last_epoch or end_offset < fp.fetch_offset:
+        return {"epoch": epoch, "end_offset": end_offset}
+    return None
 
 
 async def fetch(broker: Broker, req: Request, conn: Connection) -> dict:
@@ -59,7 +82,7 @@ async def fetch(broker: Broker, req: Request, conn: Connection) -> dict:
     deadline = time.monotonic() + max(0, body.max_wait_ms) / 1000.0
     min_bytes = max(1, body.min_bytes)
     while True:
-        responses, total, waiting = _read_all(broker, body)
+        responses, total, waiting = _read_all(broker, body, body.replica_id if req.api_version <= 14 else -1)
         left = deadline - time.monotonic()
         if total >= min_bytes or left <= 0 or not waiting or any(
                 p["error_code"] for t in responses for p in t["partitions"]):
@@ -83,7 +106,8 @@ async def list_offsets(broker: Broker, req: Request, conn: Connection) -> dict:
                 epoch = info.leader_epoch
                 try:
                     if lp.timestamp == LATEST:
-                        offset = plog.high_watermark
+                        offset = plog.log_end_offset if body.replica_id == DEBUGGING_REPLICA_ID \
+                            else plog.high_watermark
                     elif lp.timestamp == EARLIEST:
                         offset = plog.log_start_offset
                     elif lp.timestamp == MAX_TIMESTAMP:

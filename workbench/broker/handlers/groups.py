@@ -19,14 +19,14 @@ if TYPE_CHECKING:
 KEY_TYPE_GROUP = 0
 
 
-def _find_one(broker: Broker, key: str, key_type: int) -> dict:
+async def _find_one(broker: Broker, key: str, key_type: int) -> dict:
     if key_type != KEY_TYPE_GROUP:
         return {"error_code": ErrorCode.COORDINATOR_NOT_AVAILABLE, "error_message": "transactions are not supported",
                 "node_id": -1, "host": "", "port": -1, "key": key}
     if not key:
         return {"error_code": ErrorCode.INVALID_GROUP_ID, "error_message": "empty group id",
                 "node_id": -1, "host": "", "port": -1, "key": key}
-    broker.groups.ensure_offsets_topic()
+    await broker.groups.ensure_offsets_topic()
     node = broker.groups.coordinator_node(key)
     info = broker.image.brokers.get(node)
     if info is None:
@@ -40,8 +40,8 @@ async def find_coordinator(broker: Broker, req: Request, conn: Connection) -> di
     body = req.body
     if req.api_version >= 4:
         return {"throttle_time_ms": 0,
-                "coordinators": [_find_one(broker, k, body.key_type) for k in body.coordinator_keys]}
-    one = _find_one(broker, body.key, body.key_type if req.api_version >= 1 else 0)
+                "coordinators": [await _find_one(broker, k, body.key_type) for k in body.coordinator_keys]}
+    one = await _find_one(broker, body.key, body.key_type if req.api_version >= 1 else 0)
     one.pop("key")
     return {"throttle_time_ms": 0, **one}
 

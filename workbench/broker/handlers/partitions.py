@@ -8,6 +8,7 @@ from workbench.protocol.errors import ErrorCode
 
 if TYPE_CHECKING:
     from workbench.broker.broker import Broker
+    from workbench.broker.partition import Partition
     from workbench.storage import PartitionLog
 
 
@@ -31,3 +32,20 @@ def leader_log(broker: Broker, topic: str, partition: int) -> tuple[PartitionLog
     if info is None or partition not in info.partitions:
         return None, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
     return None, ErrorCode.NOT_LEADER_OR_FOLLOWER
+
+
+def leader_partition(broker: Broker, topic: str, partition: int,
+                     current_leader_epoch: int = -1) -> tuple[Partition | None, ErrorCode]:
+    """The `Partition` this broker leads, checking the client's view of the leader epoch (KIP-320)."""
+    plog, error = leader_log(broker, topic, partition)
+    if plog is None:
+        return None, error
+    p = broker.replicas.partition(topic, partition)
+    if p is None or not p.is_leader:
+        return None, ErrorCode.NOT_LEADER_OR_FOLLOWER
+    if current_leader_epoch >= 0:
+        if current_leader_epoch < p.leader_epoch:
+            return None, ErrorCode.FENCED_LEADER_EPOCH
+        if current_leader_epoch > p.leader_epoch:
+            return None, ErrorCode.UNKNOWN_LEADER_EPOCH
+    return p, ErrorCode.NONE

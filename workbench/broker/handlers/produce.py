@@ -7,9 +7,11 @@ patching base offsets in place and appends the bytes.
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
-from workbench.broker.handlers.partitions import leader_log
+from workbench.broker.handlers.partitions import leader_partition
+from workbench.broker.partition import NotLeaderError, Partition
 from workbench.protocol.errors import ErrorCode, KafkaProtocolError
 
 if TYPE_CHECKING:
@@ -23,35 +25,82 @@ MAX_PRODUCER_EPOCH = 32767
 async def produce(broker: Broker, req: Request, conn: Connection) -> dict | None:
     body = req.body
     acks = body.acks
-    results = []
+    timeout = max(0, body.timeout_ms) / 1000.0
+    results: list[tuple[str, list[dict]]] = []
+    waits: list[asyncio.Task] = []
     for topic in body.topic_data:
-        parts = []
+        parts: list[dict] = []
         for pd in topic.partition_data:
-            base_offset, log_start, error, message = -1, -1, ErrorCode.NONE, None
+            part = {"index": pd.index, "error_code": ErrorCode.NONE, "base_offset": -1, "log_append_time_ms": -1,
+                    "log_start_offset": -1, "record_errors": [], "error_message": None}
+            parts.append(part)
             if acks not in (0, 1, -1):
-                error = ErrorCode.INVALID_REQUIRED_ACKS
-            elif body.transactional_id is not None:
-                error, message = ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, "transactions are not supported"
-            else:
-                plog, error = leader_log(broker, topic.name, pd.index)
-                if plog is not None:
-                    if pd.records is None or len(pd.records) == 0:
-                        error, message = ErrorCode.INVALID_RECORD, "empty record set"
-                    else:
-                        try:
-                            info = plog.append(pd.records)
-                            base_offset, log_start = info.base_offset, info.log_start_offset
-                            if not info.duplicate:
-                                broker.replicas.notify((topic.name, pd.index))
-                        except KafkaProtocolError as exc:
-                            error, message = exc.code, exc.message
-            parts.append({"index": pd.index, "error_code": error, "base_offset": base_offset,
-                          "log_append_time_ms": -1, "log_start_offset": log_start,
-                          "record_errors": [], "error_message": message})
-        results.append({"name": topic.name, "partition_responses": parts})
+                part["error_code"] = ErrorCode.INVALID_REQUIRED_ACKS
+                continue
+            if body.transactional_id is not None:
+                part["error_code"] = ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+                part["error_message"] = "transactions are not supported"
+                continue
+            partition, error = leader_partition(broker, topic.name, pd.index)
+            if partition is None:
+                part["error_code"] = error
+                continue
+            if pd.records is None or len(pd.records) == 0:
+                part["error_code"], part["error_message"] = ErrorCode.INVALID_RECORD, "empty record set"
+                continue
+            if acks == -1:
+                min_isr = _min_insync_replicas(broker, topic.name)
+                if len(partition.info.isr) < min_isr:
+                    part["error_code"] = ErrorCode.NOT_ENOUGH_REPLICAS
+                    part["error_message"] = (f"the in-sync replicas {partition.info.isr} are fewer than "
+                                             f"min.insync.replicas={min_isr}")
+                    continue
+            try:
+                info = partition.log.append(pd.records, leader_epoch=partition.leader_epoch)
+            except KafkaProtocolError as exc:
+                part["error_code"], part["error_message"] = exc.code, exc.message
+                continue
+            part["base_offset"], part["log_start_offset"] = info.base_offset, info.log_start_offset
+            if not info.duplicate:
+                broker.replicas.notify((topic.name, pd.index))
+                partition.maybe_advance_high_watermark()
+            if acks == -1:
+                waits.append(asyncio.ensure_future(
+                    _await_replication(broker, partition, topic.name, info.last_offset + 1, timeout, part)))
+        results.append((topic.name, parts))
+    if waits:
+        await asyncio.gather(*waits)
     if acks == 0:
         return None
-    return {"responses": results, "throttle_time_ms": 0}
+    return {"responses": [{"name": name, "partition_responses": parts} for name, parts in results],
+            "throttle_time_ms": 0}
+
+
+def _min_insync_replicas(broker: Broker, topic: str) -> int:
+    info = broker.image.topics.get(topic)
+    value = (info.configs.get("min.insync.replicas") if info else None) or \
+        broker.replicas.log_defaults.get("min.insync.replicas", "1")
+    try:
+        return int(value)
+    except ValueError:
+        return 1
+
+
+async def _await_replication(broker: Broker, partition: Partition, topic: str, offset: int, timeout: float,
+                             part: dict) -> None:
+    """acks=all: answer once the high watermark covers the batch (every ISR member has it)."""
+    try:
+        ok = await partition.wait_for_high_watermark(offset, timeout)
+    except NotLeaderError:
+        part["error_code"] = ErrorCode.NOT_LEADER_OR_FOLLOWER
+        part["error_message"] = "leadership moved before the batch was replicated"
+        return
+    if not ok:
+        if len(partition.info.isr) < _min_insync_replicas(broker, topic):
+            part["error_code"] = ErrorCode.NOT_ENOUGH_REPLICAS_AFTER_APPEND
+        else:
+            part["error_code"] = ErrorCode.REQUEST_TIMED_OUT
+        part["error_message"] = f"the in-sync replicas {partition.info.isr} did not confirm the batch in time"
 
 
 async def init_producer_id(broker: Broker, req: Request, conn: Connection) -> dict:
@@ -63,5 +112,5 @@ async def init_producer_id(broker: Broker, req: Request, conn: Connection) -> di
     if pid is not None and pid >= 0 and epoch is not None and 0 <= epoch < MAX_PRODUCER_EPOCH:
         # KIP-360: an idempotent producer bumps its epoch to reset sequences after an error.
         return {"throttle_time_ms": 0, "error_code": 0, "producer_id": pid, "producer_epoch": epoch + 1}
-    return {"throttle_time_ms": 0, "error_code": 0, "producer_id": broker.allocate_producer_id(),
+    return {"throttle_time_ms": 0, "error_code": 0, "producer_id": await broker.allocate_producer_id(),
             "producer_epoch": 0}

@@ -74,7 +74,8 @@ class RaftServer:
         self._server: asyncio.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._queues: dict[int, asyncio.Queue[bytes]] = {}
-        self._inbound: set[asyncio.StreamWriter] = set()
+        self._inbound: dict[asyncio.Task[Any], asyncio.StreamWriter] = {}
+        self._closing = False
         self._proposals: dict[int, tuple[int, asyncio.Future[int]]] = {}
         self._reads: dict[int, asyncio.Future[int]] = {}
         self._read_ids = itertools.count(1)
@@ -82,6 +83,7 @@ class RaftServer:
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
+        self._closing = False
         self.storage = FileRaftStorage(self.directory)
         self.node = RaftNode(self.node_id, list(self.voters), self.storage, **self._node_options)
         self._server = await asyncio.start_server(self._serve_peer, self.host, self.port)
@@ -94,14 +96,21 @@ class RaftServer:
     async def close(self) -> None:
         """Stop at once (like a crash, minus the torn writes); see `transfer_leadership` for a
         graceful hand-over first."""
+        self._closing = True
+        if self._server is not None:
+            self._server.close()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
-        if self._server is not None:
-            self._server.close()
-        for writer in list(self._inbound):
-            writer.close()
+        # Two passes: on Python 3.11 a connection accepted just before `Server.close()` gets
+        # its handler task a loop iteration later (it then sees `_closing` and hangs up).
+        for _ in range(2):
+            handlers = list(self._inbound)
+            for task in handlers:
+                task.cancel()
+            await asyncio.gather(*handlers, return_exceptions=True)
+            await asyncio.sleep(0)
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None
@@ -281,8 +290,12 @@ class RaftServer:
                 writer.close()
 
     async def _serve_peer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._inbound.add(writer)
+        task = asyncio.current_task()
+        assert task is not None
+        self._inbound[task] = writer
         try:
+            if self._closing:
+                return
             while True:
                 header = await reader.readexactly(4)
                 length = int.from_bytes(header, "big")
@@ -303,5 +316,5 @@ class RaftServer:
             log.warning("raft %d: closing connection from %s: %s", self.node_id,
                         writer.get_extra_info("peername"), e)
         finally:
-            self._inbound.discard(writer)
+            self._inbound.pop(task, None)
             writer.close()

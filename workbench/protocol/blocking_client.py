@@ -1,7 +1,10 @@
-"""A minimal blocking Kafka-protocol client for tests that need exact bytes on the wire.
+"""`WireClient`: a minimal blocking Kafka-protocol client.
 
-Request and response layouts come from kafka-python's schema-generated
-classes; batches from aiokafka's record builder, as a real producer makes them.
+Used where the notebook side needs a request the client libraries do not
+expose (Metadata with leader epochs, ListOffsets for the log end offset), and
+by tests that need exact bytes on the wire. Request and response layouts come
+from kafka-python's schema-generated classes; batches from aiokafka's record
+builder, as a real producer makes them.
 """
 
 from __future__ import annotations

@@ -1,0 +1,67 @@
+"""`BrokerConnection`: the broker's own Kafka-protocol client, for talking to other brokers.
+
+Followers fetch from leaders with ordinary Fetch requests (as in Kafka), so
+this is a tiny asyncio client over the same schema-generated codec: one
+connection, one request in flight at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from typing import Any
+
+from kafka.protocol.api_header import ResponseClassRegistry
+
+_SIZE = struct.Struct(">i")
+
+
+class BrokerConnection:
+    def __init__(self, host: str, port: int, *, client_id: str = "workbench-broker") -> None:
+        self.host, self.port = host, port
+        self.client_id = client_id
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._correlation_id = 0
+        self._lock = asyncio.Lock()
+
+    @property
+    def connected(self) -> bool:
+        return self._writer is not None and not self._writer.is_closing()
+
+    async def connect(self, timeout: float = 5.0) -> None:
+        self._reader, self._writer = await asyncio.wait_for(
+            asyncio.open_connection(self.host, self.port, limit=1 << 22), timeout)
+
+    async def request(self, request: Any, version: int, timeout: float = 30.0) -> Any:
+        async with self._lock:
+            if not self.connected:
+                await self.connect()
+            assert self._reader is not None and self._writer is not None
+            self._correlation_id = (self._correlation_id + 1) & 0x7FFFFFFF
+            request.API_VERSION = version
+            request.with_header(correlation_id=self._correlation_id, client_id=self.client_id)
+            self._writer.write(bytes(request.encode(header=True, framed=True)))
+            try:
+                await self._writer.drain()
+                head = await asyncio.wait_for(self._reader.readexactly(4), timeout)
+                (size,) = _SIZE.unpack(head)
+                frame = await asyncio.wait_for(self._reader.readexactly(size), timeout)
+            except BaseException:
+                self.close()
+                raise
+            (correlation_id,) = _SIZE.unpack_from(frame)
+            if correlation_id != self._correlation_id:
+                self.close()
+                raise ConnectionError(f"correlation id {correlation_id} != {self._correlation_id}")
+            cls = ResponseClassRegistry.get_response_class(request.header)
+            offset = 4 + (1 if cls.flexible_version_q(version) and request.API_KEY != 18 else 0)
+            return cls.decode(memoryview(frame)[offset:], version=version)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            try:
+                self._writer.close()
+            except Exception:
+                pass
+        self._reader = self._writer = None

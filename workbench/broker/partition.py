@@ -1,0 +1,173 @@
+"""`Partition`: one partition replica on this broker, as leader or follower (Kafka's `Partition`).
+
+As leader it tracks each follower's log end offset from the Fetch requests the
+follower sends, advances the **high watermark** to the smallest log end offset
+in the ISR, wakes `acks=all` producers waiting for it, and proposes ISR
+changes: a follower that has not caught up within `replica.lag.time.max.ms` is
+dropped, one that reaches the high watermark is added back (Kafka's
+AlterPartition, here a controller operation).
+
+As follower it only holds the log; `ReplicaFetcher` fills it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+
+from workbench.controller.image import PartitionInfo
+from workbench.storage import PartitionLog
+
+log = logging.getLogger(__name__)
+
+
+def _now_ms() -> int:
+    return int(time.monotonic() * 1000)
+
+
+@dataclass
+class FollowerState:
+    log_end_offset: int = -1
+    last_caught_up_ms: int = field(default_factory=_now_ms)
+    last_fetch_ms: int = 0
+
+
+class NotLeaderError(Exception):
+    """Leadership moved while a request waited on this partition."""
+
+
+class Partition:
+    def __init__(self, node_id: int, log_: PartitionLog, info: PartitionInfo, on_high_watermark=None) -> None:
+        self.node_id = node_id
+        self._on_high_watermark = on_high_watermark
+        self.log = log_
+        self.topic, self.index = info.topic, info.index
+        self.info = info
+        self.followers: dict[int, FollowerState] = {}
+        self._hw_waiters: list[tuple[int, asyncio.Future]] = []
+        self.isr_change_pending = False
+        self._apply(info, first=True)
+
+    # -- state from metadata --------------------------------------------------------------------
+
+    @property
+    def is_leader(self) -> bool:
+        return self.info.leader == self.node_id
+
+    @property
+    def leader_epoch(self) -> int:
+        return self.info.leader_epoch
+
+    @property
+    def replicated(self) -> bool:
+        return len(self.info.replicas) > 1
+
+    def update(self, info: PartitionInfo) -> tuple[bool, bool]:
+        """Apply new metadata. Returns (leadership changed, became leader)."""
+        was_leader, old_epoch = self.is_leader, self.info.leader_epoch
+        self.info = info
+        changed = info.leader_epoch != old_epoch or was_leader != self.is_leader
+        self._apply(info, first=False, leadership_changed=changed)
+        return changed, self.is_leader and (changed or not was_leader)
+
+    def _apply(self, info: PartitionInfo, *, first: bool, leadership_changed: bool = False) -> None:
+        if self.is_leader:
+            if first or leadership_changed:
+                # Record the new epoch at the log end before anything is written in it (Kafka does).
+                self.log.assign_leader_epoch(info.leader_epoch)
+                now = _now_ms()
+                # A new leader gives every replica the benefit of the doubt (Kafka resets
+                # lastCaughtUpTime), and learns their log end offsets from their next fetch.
+                self.followers = {r: FollowerState(last_caught_up_ms=now) for r in info.replicas
+                                  if r != self.node_id}
+            self.isr_change_pending = False
+            if not self.replicated:
+                self.log.set_hw_tracks_leo(True)
+            else:
+                self.log.set_hw_tracks_leo(False)
+                self.maybe_advance_high_watermark()
+        else:
+            self.log.set_hw_tracks_leo(False)
+            self.followers = {}
+            if leadership_changed or first:
+                self.fail_waiters()
+
+    # -- leader side ----------------------------------------------------------------------------
+
+    def record_follower_fetch(self, replica_id: int, fetch_offset: int) -> None:
+        """A follower fetched from `fetch_offset`: it has everything before it."""
+        state = self.followers.get(replica_id)
+        if state is None:
+            return
+        now = _now_ms()
+        state.log_end_offset = fetch_offset
+        state.last_fetch_ms = now
+        if fetch_offset >= self.log.log_end_offset:
+            state.last_caught_up_ms = now
+        self.maybe_advance_high_watermark()
+
+    def maybe_advance_high_watermark(self) -> bool:
+        if not self.is_leader:
+            return False
+        leo = self.log.log_end_offset
+        candidates = [leo]
+        for r in self.info.isr:
+            if r == self.node_id:
+                continue
+            state = self.followers.get(r)
+            candidates.append(state.log_end_offset if state is not None else -1)
+        new_hw = min(candidates)
+        if new_hw > self.log.high_watermark:
+            self.log.high_watermark = min(new_hw, leo)
+            self._wake_waiters()
+            if self._on_high_watermark is not None:
+                self._on_high_watermark()  # consumers long-polling for newly committed records
+            return True
+        return False
+
+    def out_of_sync_replicas(self, lag_max_ms: int) -> list[int]:
+        now = _now_ms()
+        return [r for r in self.info.isr if r != self.node_id
+                and (s := self.followers.get(r)) is not None and now - s.last_caught_up_ms > lag_max_ms]
+
+    def replicas_to_add(self, recent_ms: int = 1000) -> list[int]:
+        """Followers outside the ISR that fetch now and whose log reached the high watermark
+        (Kafka's ISR expansion rule)."""
+        hw = self.log.high_watermark
+        now = _now_ms()
+        return [r for r, s in self.followers.items()
+                if r not in self.info.isr and s.log_end_offset >= 0 and s.log_end_offset >= hw
+                and now - s.last_fetch_ms <= recent_ms]
+
+    # -- acks=all waiting -----------------------------------------------------------------------
+
+    async def wait_for_high_watermark(self, offset: int, timeout: float) -> bool:
+        """True once the HW reaches `offset`; False on timeout; NotLeaderError if leadership moves."""
+        if self.log.high_watermark >= offset:
+            return True
+        fut = asyncio.get_running_loop().create_future()
+        entry = (offset, fut)
+        self._hw_waiters.append(entry)
+        try:
+            await asyncio.wait_for(asyncio.shield(fut), timeout)
+            return True
+        except (TimeoutError, asyncio.TimeoutError):
+            return self.log.high_watermark >= offset
+        finally:
+            try:
+                self._hw_waiters.remove(entry)
+            except ValueError:
+                pass
+
+    def _wake_waiters(self) -> None:
+        hw = self.log.high_watermark
+        for offset, fut in list(self._hw_waiters):
+            if offset <= hw and not fut.done():
+                fut.set_result(None)
+
+    def fail_waiters(self) -> None:
+        for _offset, fut in list(self._hw_waiters):
+            if not fut.done():
+                fut.set_exception(NotLeaderError())

@@ -1,0 +1,182 @@
+"""Followers replicate by fetching from the leader, as in Kafka (`ReplicaFetcherThread`).
+
+One task per leader broker sends ordinary Fetch requests (v12, with this
+broker's id as `replica_id`) for every partition this broker follows on that
+leader. The leader learns each follower's log end offset from its fetch
+offset; the follower appends the returned batches with the leader's offsets
+and epochs untouched and takes the high watermark from the response.
+
+Divergence (KIP-595's fetch-based truncation, as Kafka 2.7+ does for
+followers): each fetch carries the epoch of the follower's last batch; if the
+leader's log ended that epoch earlier, it answers with `diverging_epoch` and
+the follower truncates to that boundary before fetching again. A restarted
+replica with an uncommitted tail from an old epoch thus never keeps history
+the leader does not have.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from kafka.protocol.consumer import FetchRequest
+
+from workbench.broker.network_client import BrokerConnection
+from workbench.protocol.errors import ErrorCode, KafkaProtocolError
+
+if TYPE_CHECKING:
+    from workbench.broker.broker import Broker
+    from workbench.broker.partition import Partition
+
+log = logging.getLogger(__name__)
+
+FETCH_VERSION = 12
+FETCH_MAX_WAIT_MS = 250
+PARTITION_MAX_BYTES = 1 << 20
+RESPONSE_MAX_BYTES = 16 << 20
+BACKOFF_S = 0.1
+
+_Topic = FetchRequest.FetchTopic
+_Part = FetchRequest.FetchTopic.FetchPartition
+
+
+class ReplicaFetcherManager:
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+        self._tasks: dict[int, asyncio.Task] = {}
+        self._closed = False
+
+    def following(self, leader_id: int) -> list[Partition]:
+        return [p for p in self.broker.replicas.partitions.values()
+                if not p.is_leader and p.info.leader == leader_id]
+
+    def update(self) -> None:
+        """Start a fetcher for every leader we follow some partition on."""
+        if self._closed:
+            return
+        leaders = {p.info.leader for p in self.broker.replicas.partitions.values()
+                   if not p.is_leader and p.info.leader >= 0}
+        loop = asyncio.get_event_loop()
+        for leader in leaders:
+            task = self._tasks.get(leader)
+            if task is None or task.done():
+                self._tasks[leader] = loop.create_task(self._run(leader))
+
+    async def close(self) -> None:
+        self._closed = True
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):
+                pass
+        self._tasks.clear()
+
+    async def _run(self, leader_id: int) -> None:
+        conn: BrokerConnection | None = None
+        try:
+            while not self._closed:
+                partitions = self.following(leader_id)
+                if not partitions:
+                    return
+                info = self.broker.image.brokers.get(leader_id)
+                if info is None:
+                    await asyncio.sleep(BACKOFF_S)
+                    continue
+                if conn is None or (conn.host, conn.port) != (info.host, info.port):
+                    if conn is not None:
+                        conn.close()
+                    conn = BrokerConnection(info.host, info.port,
+                                            client_id=f"replica-fetcher-{self.broker.node_id}-{leader_id}")
+                request, sent = self._build_request(partitions)
+                try:
+                    response = await conn.request(request, FETCH_VERSION, timeout=10.0)
+                except (OSError, asyncio.TimeoutError, TimeoutError, ConnectionError, asyncio.IncompleteReadError) as exc:
+                    log.debug("fetch from broker %d failed: %s", leader_id, exc)
+                    conn.close()
+                    await asyncio.sleep(BACKOFF_S)
+                    continue
+                backoff = self._handle_response(response, sent)
+                if backoff:
+                    self.broker.refresh_metadata()
+                    await asyncio.sleep(BACKOFF_S)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("replica fetcher for leader %d failed", leader_id)
+        finally:
+            if conn is not None:
+                conn.close()
+            self._tasks.pop(leader_id, None)
+            # Metadata may have changed while we stopped: restart if still needed.
+            if not self._closed and self.following(leader_id):
+                asyncio.get_event_loop().call_later(BACKOFF_S, self.update)
+
+    def _build_request(self, partitions: list[Partition]):
+        by_topic: dict[str, list] = {}
+        sent: dict[tuple[str, int], tuple[Partition, int, int]] = {}
+        for p in partitions:
+            plog = p.log
+            fetch_offset = plog.log_end_offset
+            by_topic.setdefault(p.topic, []).append(_Part(
+                partition=p.index, current_leader_epoch=p.leader_epoch, fetch_offset=fetch_offset,
+                last_fetched_epoch=plog.latest_epoch, log_start_offset=plog.log_start_offset,
+                partition_max_bytes=PARTITION_MAX_BYTES))
+            sent[(p.topic, p.index)] = (p, p.leader_epoch, fetch_offset)
+        request = FetchRequest(
+            replica_id=self.broker.node_id, max_wait_ms=FETCH_MAX_WAIT_MS, min_bytes=1,
+            max_bytes=RESPONSE_MAX_BYTES, isolation_level=0, session_id=0, session_epoch=-1,
+            topics=[_Topic(topic=t, partitions=ps) for t, ps in by_topic.items()],
+            forgotten_topics_data=[], rack_id="")
+        return request, sent
+
+    def _handle_response(self, response, sent) -> bool:
+        backoff = response.error_code != 0
+        for topic in response.responses:
+            for pr in topic.partitions:
+                entry = sent.get((topic.topic, pr.partition_index))
+                if entry is None:
+                    continue
+                partition, epoch, fetch_offset = entry
+                current = self.broker.replicas.partition(topic.topic, pr.partition_index)
+                if current is not partition or partition.is_leader or partition.leader_epoch != epoch:
+                    continue  # metadata moved on while the fetch was in flight
+                try:
+                    backoff |= self._apply(partition, pr, fetch_offset)
+                except KafkaProtocolError as exc:
+                    log.warning("replicating %s-%d: %s", partition.topic, partition.index, exc)
+                    backoff = True
+        return backoff
+
+    def _apply(self, partition: Partition, pr, fetch_offset: int) -> bool:
+        plog = partition.log
+        error = pr.error_code
+        if error == ErrorCode.NONE:
+            diverging = getattr(pr, "diverging_epoch", None)
+            if diverging is not None and getattr(diverging, "end_offset", -1) >= 0:
+                local_epoch, local_end = plog.end_offset_for_epoch(diverging.epoch)
+                target = diverging.end_offset if local_epoch < 0 else min(diverging.end_offset, local_end)
+                target = max(target, plog.log_start_offset)
+                log.info("%s-%d: truncating to %d (diverged from the leader at epoch %d)",
+                         partition.topic, partition.index, target, diverging.epoch)
+                plog.truncate_to(min(target, plog.log_end_offset))
+                return False
+            records = pr.records
+            if records:
+                if plog.log_end_offset != fetch_offset:
+                    return False  # raced with a truncation; refetch
+                plog.append_as_follower(records)
+            plog.maybe_update_high_watermark(min(pr.high_watermark, plog.log_end_offset))
+            return False
+        if error == ErrorCode.OFFSET_OUT_OF_RANGE:
+            if pr.log_start_offset > plog.log_end_offset:
+                log.info("%s-%d: leader's log starts at %d, after our end; restarting there",
+                         partition.topic, partition.index, pr.log_start_offset)
+                plog.truncate_fully_and_start_at(pr.log_start_offset)
+            elif pr.high_watermark >= 0 and plog.log_end_offset > pr.high_watermark:
+                plog.truncate_to(max(pr.high_watermark, plog.log_start_offset))
+            return False
+        return True  # NOT_LEADER_OR_FOLLOWER, FENCED/UNKNOWN_LEADER_EPOCH, UNKNOWN_TOPIC...: refresh, back off

@@ -1,0 +1,272 @@
+"""Controller operations: requests a broker makes of the active controller.
+
+An operation is a JSON-able dict (`{"op": "create_topic", ...}`) so that it
+can travel to whichever node is the active controller. `execute(image, op)`
+validates it against the controller's up-to-date `MetadataImage` and returns
+the metadata records that carry it out (or raises `KafkaProtocolError`). It is
+a pure function: the caller appends the records to the metadata log, so a
+decision and its write happen against the same state.
+
+Leader election follows Kafka's rules: a new leader comes from the ISR among
+live (unfenced) replicas, in replica order (so the preferred replica wins when
+it can); if the ISR has no live member, an unclean election picks any live
+replica only when the topic allows it (`unclean.leader.election.enable`),
+otherwise the partition goes offline (leader -1) until an ISR member returns.
+Every leader change bumps the leader epoch.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from workbench.controller.image import MetadataImage, PartitionInfo
+from workbench.controller.topics import (
+    TOPIC_CONFIG_DEFAULTS,
+    create_partitions_records,
+    create_topic_records,
+    validate_configs,
+)
+from workbench.protocol.errors import ErrorCode, KafkaProtocolError
+
+Records = list[dict[str, Any]]
+
+OP_SET, OP_DELETE, OP_APPEND, OP_SUBTRACT = 0, 1, 2, 3
+_LIST_CONFIGS = {"cleanup.policy"}
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def default_replication_factor(image: MetadataImage, wanted: int | None, default: int) -> int:
+    if wanted is not None and wanted > 0:
+        return wanted
+    return max(1, min(default, len(image.live_brokers()) or len(image.brokers)))
+
+
+def partition_record(p: PartitionInfo, *, leader: int, isr: list[int], reason: str,
+                     bump_epoch: bool) -> dict[str, Any]:
+    return {"t": "partition", "topic": p.topic, "p": p.index, "replicas": list(p.replicas), "isr": list(isr),
+            "leader": leader, "leader_epoch": p.leader_epoch + (1 if bump_epoch else 0),
+            "partition_epoch": p.partition_epoch + 1, "reason": reason, "ts": _now_ms()}
+
+
+def elect_leader(image: MetadataImage, p: PartitionInfo, *, exclude: set[int] = frozenset(),
+                 unclean_allowed: bool | None = None) -> tuple[int, list[int]]:
+    """The leader Kafka would pick and the resulting ISR (leader -1 when none can lead)."""
+    live = {b for b, info in image.brokers.items() if not info.fenced} - set(exclude)
+    isr = [r for r in p.isr if r in live]
+    for r in p.replicas:
+        if r in isr:
+            return r, isr
+    if unclean_allowed is None:
+        topic = image.topics.get(p.topic)
+        unclean_allowed = bool(topic and topic.configs.get("unclean.leader.election.enable") == "true")
+    if unclean_allowed:
+        for r in p.replicas:
+            if r in live:
+                return r, [r]
+    # No eligible leader: offline, and the ISR keeps the last leader so it can come back cleanly.
+    return -1, [r for r in p.isr if r not in exclude][:1] or p.isr[:1]
+
+
+def _reelect(image: MetadataImage, partitions: list[PartitionInfo], reason: str,
+             exclude: set[int]) -> Records:
+    records: Records = []
+    for p in partitions:
+        leader, isr = elect_leader(image, p, exclude=exclude)
+        if leader != p.leader or isr != p.isr:
+            records.append(partition_record(p, leader=leader, isr=isr, reason=reason,
+                                            bump_epoch=leader != p.leader))
+    return records
+
+
+def execute(image: MetadataImage, op: dict[str, Any], *, default_rf: int = 1) -> Records:
+    kind = op["op"]
+    handler = _HANDLERS.get(kind)
+    if handler is None:
+        raise KafkaProtocolError(ErrorCode.INVALID_REQUEST, f"unknown controller operation {kind!r}")
+    return handler(image, op, default_rf)
+
+
+# -- brokers ----------------------------------------------------------------------------------------
+
+
+def _register_broker(image: MetadataImage, op: dict, default_rf: int) -> Records:
+    records: Records = []
+    if image.cluster_id is None and op.get("cluster_id"):
+        records.append({"t": "cluster", "cluster_id": op["cluster_id"]})
+    current = image.brokers.get(op["id"])
+    if current is None or (current.host, current.port, current.rack) != (op["host"], op["port"], op.get("rack")):
+        records.append({"t": "broker", "id": op["id"], "host": op["host"], "port": op["port"],
+                        "rack": op.get("rack"), "fenced": True})
+    return records
+
+
+def _unfence_broker(image: MetadataImage, op: dict, default_rf: int) -> Records:
+    """A registered broker caught up with metadata: let it lead again; offline partitions get it back."""
+    broker = image.brokers.get(op["id"])
+    if broker is None:
+        raise KafkaProtocolError(ErrorCode.INVALID_REQUEST, f"broker {op['id']} is not registered")
+    if not broker.fenced:
+        return []
+    records: Records = [{"t": "unfence", "id": op["id"], "ts": _now_ms()}]
+    after = image.copy_with_broker(op["id"], fenced=False)
+    for p in image.all_partitions():
+        if p.leader == -1 and op["id"] in p.replicas:
+            leader, isr = elect_leader(after, p)
+            if leader != -1:
+                records.append(partition_record(p, leader=leader, isr=isr, bump_epoch=True,
+                                                reason=f"broker {op['id']} returned to an offline partition"))
+    return records
+
+
+def _fence_broker(image: MetadataImage, op: dict, default_rf: int) -> Records:
+    """The broker stopped heartbeating (or shut down): it may no longer lead or count in ISRs."""
+    bid = op["id"]
+    broker = image.brokers.get(bid)
+    if broker is None or broker.fenced:
+        return []
+    reason = op.get("reason") or f"broker {bid} fenced"
+    records: Records = [{"t": "fence", "id": bid, "ts": _now_ms(), "reason": reason}]
+    after = image.copy_with_broker(bid, fenced=True)
+    for p in image.all_partitions():
+        if bid not in p.replicas:
+            continue
+        if p.leader == bid:
+            leader, isr = elect_leader(after, p, exclude={bid})
+            records.append(partition_record(p, leader=leader, isr=isr, bump_epoch=True, reason=reason))
+        elif bid in p.isr and len(p.isr) > 1:
+            records.append(partition_record(p, leader=p.leader, isr=[r for r in p.isr if r != bid],
+                                            bump_epoch=False, reason=reason))
+    return records
+
+
+def _controlled_shutdown(image: MetadataImage, op: dict, default_rf: int) -> Records:
+    """Move leadership away from a broker that is about to stop (Kafka's ControlledShutdown)."""
+    return _fence_broker(image, {"id": op["id"], "reason": f"broker {op['id']} controlled shutdown"}, default_rf)
+
+
+# -- partitions ------------------------------------------------------------------------------------
+
+
+def _alter_partition(image: MetadataImage, op: dict, default_rf: int) -> Records:
+    """A leader reports a new ISR (Kafka's AlterPartition): accepted only from the current leader epoch."""
+    topic = image.topics.get(op["topic"])
+    p = topic.partitions.get(op["p"]) if topic else None
+    if p is None:
+        raise KafkaProtocolError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"{op['topic']}-{op['p']} does not exist")
+    if p.leader != op["leader"] or p.leader_epoch != op["leader_epoch"]:
+        raise KafkaProtocolError(ErrorCode.FENCED_LEADER_EPOCH,
+                                 f"{op['topic']}-{op['p']}: leader {op['leader']} epoch {op['leader_epoch']} is stale")
+    isr = [r for r in p.replicas if r in set(op["isr"])]
+    if p.leader not in isr:
+        raise KafkaProtocolError(ErrorCode.INVALID_REQUEST, "the leader must stay in its ISR")
+    joining = [r for r in isr if r not in p.isr]
+    if any(image.brokers.get(r) is None or image.brokers[r].fenced for r in joining):
+        raise KafkaProtocolError(ErrorCode.INELIGIBLE_REPLICA if hasattr(ErrorCode, "INELIGIBLE_REPLICA")
+                                 else ErrorCode.INVALID_REQUEST, "a fenced broker cannot join the ISR")
+    if isr == p.isr:
+        return []
+    return [partition_record(p, leader=p.leader, isr=isr, bump_epoch=False, reason=op.get("reason") or "isr change")]
+
+
+def _elect_leaders(image: MetadataImage, op: dict, default_rf: int) -> Records:
+    """Preferred (type 0) or unclean (type 1) elections, for the given or all partitions."""
+    wanted = op.get("partitions")
+    preferred = op.get("type", 0) == 0
+    records: Records = []
+    for p in image.all_partitions():
+        if wanted is not None and [p.topic, p.index] not in wanted and (p.topic, p.index) not in wanted:
+            continue
+        if preferred:
+            first = p.replicas[0]
+            broker = image.brokers.get(first)
+            if p.leader != first and first in p.isr and broker is not None and not broker.fenced:
+                records.append(partition_record(p, leader=first, isr=p.isr, bump_epoch=True,
+                                                reason="preferred leader election"))
+        elif p.leader == -1:
+            leader, isr = elect_leader(image, p, unclean_allowed=True)
+            if leader != -1:
+                records.append(partition_record(p, leader=leader, isr=isr, bump_epoch=True,
+                                                reason="unclean leader election"))
+    return records
+
+
+# -- topics ----------------------------------------------------------------------------------------
+
+
+def _create_topic(image: MetadataImage, op: dict, default_rf: int) -> Records:
+    if op.get("if_not_exists") and op["name"] in image.topics:
+        return []
+    rf = default_replication_factor(image, op.get("replication_factor"), default_rf)
+    assignments = {int(k): v for k, v in (op.get("assignments") or {}).items()}
+    live = [b for b, info in image.brokers.items() if not info.fenced]
+    records = create_topic_records(image, op["name"], op["partitions"], rf, op.get("configs") or {},
+                                   assignments or None, brokers=live)
+    return records
+
+
+def _delete_topic(image: MetadataImage, op: dict, default_rf: int) -> Records:
+    name = op.get("name")
+    if name is None and op.get("topic_id"):
+        name = next((t.name for t in image.topics.values() if t.id == op["topic_id"]), None)
+    if name is None or name not in image.topics:
+        raise KafkaProtocolError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"topic {op.get('name') or op.get('topic_id')} does not exist")
+    if name.startswith("__"):
+        raise KafkaProtocolError(ErrorCode.TOPIC_DELETION_DISABLED, f"internal topic {name} cannot be deleted")
+    return [{"t": "remove_topic", "name": name}]
+
+
+def _create_partitions(image: MetadataImage, op: dict, default_rf: int) -> Records:
+    live = [b for b, info in image.brokers.items() if not info.fenced]
+    return create_partitions_records(image, op["name"], op["count"], op.get("assignments"), brokers=live)
+
+
+def _alter_configs(image: MetadataImage, op: dict, default_rf: int) -> Records:
+    topic = image.topics.get(op["name"])
+    if topic is None:
+        raise KafkaProtocolError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"topic {op['name']} does not exist")
+    if "configs" in op:
+        configs = dict(op["configs"])
+    else:
+        configs = dict(topic.configs)
+        for name, operation, value in op["incremental"]:
+            if operation == OP_SET:
+                configs[name] = value
+            elif operation == OP_DELETE:
+                configs.pop(name, None)
+            elif operation in (OP_APPEND, OP_SUBTRACT):
+                if name not in _LIST_CONFIGS:
+                    raise KafkaProtocolError(ErrorCode.INVALID_CONFIG, f"{name} is not a list config")
+                items = [x for x in configs.get(name, TOPIC_CONFIG_DEFAULTS[name]).split(",") if x]
+                for v in (value or "").split(","):
+                    if operation == OP_APPEND and v not in items:
+                        items.append(v)
+                    elif operation == OP_SUBTRACT and v in items:
+                        items.remove(v)
+                configs[name] = ",".join(items)
+            else:
+                raise KafkaProtocolError(ErrorCode.INVALID_REQUEST, f"unknown config operation {operation}")
+    return [{"t": "config", "topic": op["name"], "configs": validate_configs(configs)}]
+
+
+def _allocate_producer_ids(image: MetadataImage, op: dict, default_rf: int) -> Records:
+    return [{"t": "producer_ids", "broker": op["broker"], "start": image.next_producer_id,
+             "length": op.get("length", 1000)}]
+
+
+_HANDLERS = {
+    "register_broker": _register_broker,
+    "unfence_broker": _unfence_broker,
+    "fence_broker": _fence_broker,
+    "controlled_shutdown": _controlled_shutdown,
+    "alter_partition": _alter_partition,
+    "elect_leaders": _elect_leaders,
+    "create_topic": _create_topic,
+    "delete_topic": _delete_topic,
+    "create_partitions": _create_partitions,
+    "alter_configs": _alter_configs,
+    "allocate_producer_ids": _allocate_producer_ids,
+}

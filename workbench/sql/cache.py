@@ -1,0 +1,122 @@
+"""Segment files: the brokers' sealed Parquet (read, never modified) and the notebook's own cache.
+
+*Sealed files* are raw, one row per record, as the brokers' Parquet tier writes them
+(``<base_offset:020d>.parquet``, key-value metadata ``workbench.next_offset``). Per partition we
+read exactly one directory: the leader's, or any replica's when the leader has none (replicas
+hold copies of the same offsets, so they are never unioned). For `workbench.connect` the sealed
+files are the ones `materialize` wrote locally, in the same layout.
+
+The *cache* is the notebook side's compacted, flattened copy: per partition, non-overlapping
+files ``<base>-<next>.parquet`` covering offsets [base, next) with the JSON fields already typed,
+so queries scan few, large files and never re-parse JSON. Files are written to a ``.tmp`` name
+and renamed; a directory left by a crash is repaired on load (overlaps and temporaries removed).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+_NEXT_KEY = b"workbench.next_offset"
+_CACHE_NAME = re.compile(r"^(\d{20})-(\d{20})\.parquet$")
+ANCHOR = "_anchor.parquet"
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentFile:
+    """A Parquet file covering offsets [base, next); `rows` may be below next - base (gaps)."""
+
+    path: Path
+    base: int
+    next: int
+    rows: int
+
+
+_meta_cache: dict[tuple[str, int, int], SegmentFile] = {}
+
+
+def read_sealed(directory: Path) -> list[SegmentFile]:
+    """Sealed raw segment files of one partition directory, by base offset (metadata cached)."""
+    out = []
+    try:
+        entries = list(os.scandir(directory))
+    except FileNotFoundError:
+        return out
+    for entry in entries:
+        name = entry.name
+        if not name.endswith(".parquet") or not name[:-8].isdigit():
+            continue
+        try:
+            st = entry.stat()
+            key = (entry.path, st.st_size, st.st_mtime_ns)
+            seg = _meta_cache.get(key)
+            if seg is None:
+                md = pq.read_metadata(entry.path)
+                base = int(name[:-8])
+                nxt = (md.metadata or {}).get(_NEXT_KEY)
+                if nxt is None:  # not ours: the offset column's statistics say where it ends
+                    col = md.schema.to_arrow_schema().get_field_index("offset")
+                    stats = [md.row_group(i).column(col).statistics for i in range(md.num_row_groups)]
+                    nxt = max((s.max for s in stats if s is not None and s.has_min_max), default=base - 1) + 1
+                seg = SegmentFile(Path(entry.path), base, int(nxt), md.num_rows)
+                if len(_meta_cache) > 100_000:
+                    _meta_cache.clear()
+                _meta_cache[key] = seg
+        except (FileNotFoundError, OSError, ValueError):
+            continue  # removed by retention while we looked, or not a Parquet file
+        out.append(seg)
+    return sorted(out, key=lambda s: s.base)
+
+
+def partition_dir(root: Path, topic: str, partition: int) -> Path:
+    return root / "topics" / topic / f"partition={partition}"
+
+
+class PartitionCache:
+    """The cache files of one partition: contiguous, non-overlapping, in offset order."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.files: list[SegmentFile] = []
+        self.load()
+
+    def load(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        found = []
+        for entry in os.scandir(self.directory):
+            if entry.name.endswith(".tmp"):
+                os.unlink(entry.path)
+                continue
+            m = _CACHE_NAME.match(entry.name)
+            if m:
+                try:
+                    rows = pq.read_metadata(entry.path).num_rows
+                except (OSError, ValueError):
+                    os.unlink(entry.path)
+                    continue
+                found.append(SegmentFile(Path(entry.path), int(m.group(1)), int(m.group(2)), rows))
+        # Prefer the widest file where a crash left a merge and its inputs side by side.
+        found.sort(key=lambda f: (f.base, -f.next))
+        keep, end = [], -1
+        for f in found:
+            if f.base >= end:
+                keep.append(f)
+                end = f.next
+            else:
+                os.unlink(f.path)
+        self.files = keep
+
+    @property
+    def next(self) -> int | None:
+        return self.files[-1].next if self.files else None
+
+    @property
+    def start(self) -> int | None:
+        return self.files[0].base if self.files else None
+
+    def path_for(self, base: int, nxt: int) -> Path:
+        return self.directory / f"{base:020d}-{nxt:020d}.parquet"

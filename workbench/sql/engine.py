@@ -1,0 +1,692 @@
+"""The SQL engine: one in-memory DuckDB database where every topic is a read-only view.
+
+A topic's view is the union of
+
+* its **cache files** (the notebook side's compacted, flattened Parquet, see `cache.py`), and
+* its **fresh table** (`wb_fresh."<topic>"`, a native DuckDB table): every record above the
+  cache up to the high watermark, read from sealed Parquet files not yet cached and, for the live
+  tail that is not sealed yet, fetched over the Kafka protocol.
+
+`refresh()` runs before each query: it asks the brokers for each partition's log start offset
+and high watermark (ListOffsets), then appends only the records the fresh table lacks, so a
+record acknowledged to a producer is visible to the next query (read-your-writes) and nothing
+above the high watermark ever is. A background `Compactor` turns sealed files into large cache
+files and trims the fresh table. Retention is followed: cache rows below the log start offset
+are dropped.
+
+Threads: `refresh` and compaction mutate state under `_mutex` (taking `_convert_lock` first when
+they convert); queries run on per-thread cursors under the read side of `_files`, and cache files
+are only deleted under its write side.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import re
+import shutil
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from workbench.sql import flatten
+from workbench.sql.cache import ANCHOR, PartitionCache, SegmentFile, partition_dir, read_sealed
+from workbench.sql.errors import ReadOnlyTopicError, SqlError, UnknownTopicError
+from workbench.sql.flatten import TopicSchema, quote, sql_literal
+from workbench.sql.locks import RWLock
+from workbench.sql.wire import RAW_SCHEMA, ClusterMetadata, PartitionInfo, Wire
+
+log = logging.getLogger(__name__)
+
+#: Above this many sealed-but-uncached records a refresh converts them to cache files first
+#: (once), instead of loading them into the fresh table.
+SYNC_CONVERT_RECORDS = 200_000
+#: Parquet written by the cache: zstd, DuckDB's row-group size.
+PARQUET_OPTIONS = "FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880"
+EMPTY_CACHED_ROWS = ("SELECT NULL::INTEGER AS partition, NULL::BIGINT AS \"offset\", NULL::TIMESTAMPTZ AS timestamp, "
+                     "NULL::BLOB AS key_bytes, NULL::BLOB AS value_bytes, "
+                     "NULL::STRUCT(key VARCHAR, value BLOB)[] AS headers LIMIT 0")
+_WRITE_STATEMENTS = {"INSERT", "UPDATE", "DELETE", "DROP", "ALTER", "CREATE", "COPY", "MERGE_INTO"}
+
+WINDOW_MACROS = """
+CREATE OR REPLACE MACRO tumble(ts, size) AS time_bucket(size, ts);
+CREATE OR REPLACE MACRO hop(ts, size, slide) AS
+    [time_bucket(slide, ts) - i * slide FOR i IN range(0, CAST(ceil(epoch(size) / epoch(slide)) AS BIGINT))];
+"""
+
+
+class SealedSource(Protocol):
+    """Where a partition's sealed raw Parquet files are."""
+
+    def directory(self, topic: str, info: PartitionInfo) -> Path | None: ...
+
+
+class BrokerDirectories:
+    """An embedded cluster: the partition leader's directory, or any replica's that exists."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+
+    def directory(self, topic: str, info: PartitionInfo) -> Path | None:
+        leader = self.data_dir / f"broker-{info.leader}" / "topics" / topic / f"partition={info.partition}"
+        if info.leader >= 0 and leader.is_dir():
+            return leader
+        for replica in [*info.replicas, *sorted(int(p.name[7:]) for p in self.data_dir.glob("broker-*")
+                                                  if p.name[7:].isdigit())]:
+            d = self.data_dir / f"broker-{replica}" / "topics" / topic / f"partition={info.partition}"
+            if d.is_dir():
+                return d
+        return None
+
+
+@dataclass
+class PartitionState:
+    info: PartitionInfo
+    cache: PartitionCache
+    fresh_next: int | None = None   # the fresh table holds this partition's rows below it
+    fresh_low: int = 0              # ... and at or above this
+    log_start: int = 0
+    high_watermark: int = 0
+
+
+@dataclass
+class TopicState:
+    name: str
+    schema: TopicSchema
+    partitions: dict[int, PartitionState] = field(default_factory=dict)
+    schema_version: int = 0
+    fresh_version: int = -1         # schema version the fresh table was built with
+    view_files: tuple = ()
+    active: bool = False            # queried at least once: the compactor looks after it
+    bounds: dict[int, int] = field(default_factory=dict)  # time travel helper: partition -> hw
+
+
+class SqlEngine:
+    """DuckDB over the topics of one cluster; see the module docstring."""
+
+    def __init__(self, bootstrap_servers: str, root: Path, source: SealedSource,
+                 materializer=None, *, compact: bool = True) -> None:
+        self.wire = Wire(bootstrap_servers)
+        self.root = Path(root)
+        self.cache_root = self.root / "sql"
+        self.cache_root.mkdir(parents=True, exist_ok=True)
+        self.catalog_path = self.root / "workbench.duckdb"
+        self.source = source
+        self.materializer = materializer
+        self.db = duckdb.connect()
+        self._ddl = self.db.cursor()
+        self.database = quote(run(self._ddl, "SELECT current_database()")[0][0])
+        run(self._ddl, "CREATE SCHEMA IF NOT EXISTS wb; CREATE SCHEMA IF NOT EXISTS wb_fresh;")
+        run(self._ddl, WINDOW_MACROS)
+        self._mutex = threading.RLock()
+        self._convert_lock = threading.Lock()
+        self._files = RWLock()
+        self._local = threading.local()
+        self._topics: dict[str, TopicState] = {}
+        self._metadata: ClusterMetadata | None = None
+        self._catalog_topics: tuple[str, ...] | None = None
+        self._closed = False
+        self._compactor = None
+        if compact:
+            from workbench.sql.compactor import Compactor
+
+            self._compactor = Compactor(self)
+            self._compactor.start()
+
+    # ------------------------------------------------------------------ queries
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """This thread's DuckDB connection to the engine's database."""
+        cur = getattr(self._local, "cursor", None)
+        if cur is None:
+            cur = self._local.cursor = self.db.cursor()
+        return cur
+
+    def sql(self, query: str, *, cursor: duckdb.DuckDBPyConnection | None = None) -> pd.DataFrame:
+        """Refresh what `query` reads, run it, return a DataFrame (empty for statements)."""
+        rel = self.execute(query, cursor=cursor, fetch=lambda rel: rel.df())
+        return rel if rel is not None else pd.DataFrame()
+
+    def execute(self, query: str, *, cursor=None, fetch=None):
+        if not isinstance(query, str) or not query.strip():
+            raise SqlError("empty query")
+        names = self.referenced_names(query)
+        self.check_read_only(query, names)
+        self.refresh_for(names, query)
+        cur = cursor if cursor is not None else self.cursor()
+        with self._files.read():
+            try:
+                rel = cur.sql(query)
+                return fetch(rel) if (fetch is not None and rel is not None) else rel
+            except duckdb.Error as exc:
+                raise self.explain(exc) from None
+
+    def referenced_names(self, query: str) -> set[str]:
+        """Table names a query reads, lower-cased and unquoted ('wb.consumer_lag', 'orders')."""
+        try:
+            names = duckdb.get_table_names(query, qualified=True)
+        except duckdb.Error:
+            return set()  # let the query itself report the syntax error
+        out = set()
+        for n in names:
+            n = re.sub(r'(?is)\s+AS\s+(?:"(?:[^"]|"")*"|\S+)$', "", n)
+            parts = [p.strip('"').replace('""', '"') for p in re.findall(r'"(?:[^"]|"")*"|[^.]+', n)]
+            out.add(".".join(parts))
+        return out
+
+    def refresh_for(self, names: set[str], query: str = "") -> None:
+        md = self.metadata(refresh=True)
+        topics = self._user_topics(md)
+        wanted = [t for t in topics if t in names or f"main.{t}" in names]
+        if not names and query:  # unparsable: fall back to the names that appear in the text
+            wanted = [t for t in topics if t in query]
+        self.refresh(wanted)
+        system = sorted(n.split(".", 1)[1] for n in names if n.startswith("wb."))
+        if system:
+            from workbench.sql.system_tables import refresh_system_tables
+
+            refresh_system_tables(self, system)
+
+    def check_read_only(self, query: str, names: set[str]) -> None:
+        topics = set(self._topics) | set(self._user_topics(self._metadata)) if self._metadata else set(self._topics)
+        try:
+            statements = duckdb.extract_statements(query)
+        except duckdb.Error:
+            return
+        for st in statements:
+            kind = st.type.name
+            if kind not in _WRITE_STATEMENTS:
+                continue
+            try:
+                targets = {n.split(".")[-1] for n in self.referenced_names(st.query)}
+            except duckdb.Error:
+                targets = set()
+            m = re.match(r'(?is)^\s*(?:drop|alter)\s+(?:view|table)\s+(?:if\s+exists\s+)?(?:[\w"]+\.)?'
+                         r'("(?:[^"]|"")+"|\w+)', st.query)
+            if m:
+                targets.add(m.group(1).strip('"').replace('""', '"'))
+            if kind == "COPY" and re.match(r"(?is)^\s*copy\s+\(", st.query):
+                continue  # COPY (SELECT ...) TO 'file' only reads
+            hit = sorted(targets & topics)
+            if kind == "CREATE":  # only the object created counts, not the tables it reads
+                m = re.match(r'(?is)^\s*create\s+(?:or\s+replace\s+)?(?:temp\w*\s+)?(?:table|view)\s+'
+                             r'(?:if\s+not\s+exists\s+)?(?:[\w"]+\.)?("(?:[^"]|"")+"|\w+)', st.query)
+                name = m.group(1).strip('"').replace('""', '"') if m else None
+                hit = [name] if name in topics and not re.match(r"(?is)^\s*create\s+(or\s+replace\s+)?temp",
+                                                                 st.query) else []
+            if hit:
+                raise ReadOnlyTopicError(
+                    f"topic table {hit[0]!r} is read-only ({kind} refused): topics are written by producing "
+                    f"records, e.g. cluster.producer().send({hit[0]!r}, {{...}}); for scratch work create "
+                    f"your own table: CREATE TABLE mine AS SELECT * FROM \"{hit[0]}\"")
+
+    def explain(self, exc: duckdb.Error) -> SqlError:
+        """DuckDB's message, with the topics listed when a table name is unknown."""
+        message = str(exc)
+        m = re.search(r"Table with name (.+?) does not exist", message)
+        if m:
+            name = m.group(1)
+            topics = self._user_topics(self._metadata) if self._metadata else sorted(self._topics)
+            listing = ", ".join(topics) if topics else "(no topics yet)"
+            hint = ""
+            if any(not re.fullmatch(r"[A-Za-z_]\w*", t) for t in topics):
+                hint = ' Names with "-" or "." need double quotes: SELECT * FROM "my-topic".'
+            return UnknownTopicError(f"no topic or table named {name!r}. Topics: {listing}.{hint}")
+        if message.startswith("Parser Error") and re.search(r'(?<!")\boffset\b(?!")', message.lower()):
+            return SqlError(message + '\nHint: OFFSET is an SQL keyword; write the column as "offset".')
+        if re.search(r"is not an? table|Cannot (insert|update|delete)", message):
+            return ReadOnlyTopicError(f"{message.splitlines()[0]} (topic tables are read-only)")
+        return SqlError(message)
+
+    # ------------------------------------------------------------------ metadata and topic set
+    def metadata(self, refresh: bool = False) -> ClusterMetadata:
+        if refresh or self._metadata is None:
+            self._metadata = self.wire.metadata()
+            with self._mutex:
+                self._sync_topics(self._metadata)
+        return self._metadata
+
+    @staticmethod
+    def _user_topics(md: ClusterMetadata | None) -> list[str]:
+        if md is None:
+            return []
+        return sorted(t for t in md.partitions if not t.startswith("__") and md.partitions[t])
+
+    def _sync_topics(self, md: ClusterMetadata) -> None:
+        names = self._user_topics(md)
+        for name in names:
+            state = self._topics.get(name)
+            if state is None:
+                state = self._topics[name] = TopicState(name, self._load_schema(name))
+                self._create_fresh(state)
+            for info in md.partitions[name]:
+                ps = state.partitions.get(info.partition)
+                if ps is None:
+                    cache = PartitionCache(partition_dir(self.cache_root, name, info.partition))
+                    state.partitions[info.partition] = PartitionState(info, cache)
+                    state.view_files = None  # a new partition's files must join the view
+                else:
+                    ps.info = info
+            self._update_view(state)
+        for gone in set(self._topics) - set(names):
+            self._drop_topic(gone)
+        if tuple(names) != self._catalog_topics:
+            self._write_catalog(names)
+
+    def _drop_topic(self, name: str) -> None:
+        with self._files.write():
+            run(self._ddl, f"DROP VIEW IF EXISTS main.{quote(name)}; "
+                              f"DROP TABLE IF EXISTS wb_fresh.{quote(name)};")
+            shutil.rmtree(self.cache_root / "topics" / name, ignore_errors=True)
+        del self._topics[name]
+
+    # ------------------------------------------------------------------ schemas
+    def _schema_path(self, topic: str) -> Path:
+        return self.cache_root / "topics" / topic / "_schema.json"
+
+    def _load_schema(self, topic: str) -> TopicSchema:
+        try:
+            return TopicSchema.from_json(json.loads(self._schema_path(topic).read_text()))
+        except (OSError, ValueError):
+            return TopicSchema()
+
+    def _save_schema(self, state: TopicState) -> None:
+        path = self._schema_path(state.name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state.schema.to_json(), indent=1))
+        os.replace(tmp, path)
+
+    def set_schema(self, topic: str, schema: dict | None = None, *, flatten_values: bool = True) -> None:
+        """Explicit structure for a topic's JSON values, inference back (`schema=None`), or no
+        flattening at all (`flatten_values=False`). Rebuilds that topic's cache."""
+        new = TopicSchema(flatten=flatten_values, explicit=schema is not None,
+                          structure=flatten.parse_explicit(schema) if schema is not None else {})
+        self.metadata(refresh=True)
+        if topic not in self._topics:
+            raise UnknownTopicError(f"no topic named {topic!r}. Topics: {', '.join(sorted(self._topics))}")
+        with self._convert_lock, self._mutex:
+            state = self._topics[topic]
+            state.schema = new
+            state.schema_version += 1
+            self._save_schema(state)
+            with self._files.write():
+                for ps in state.partitions.values():
+                    for f in ps.cache.files:
+                        f.path.unlink(missing_ok=True)
+                    ps.cache.files = []
+                    ps.fresh_next = None
+                self._create_fresh(state)
+                self._update_view(state)
+
+    # ------------------------------------------------------------------ refresh
+    def refresh(self, topics: Iterable[str]) -> None:
+        """Bring the views of `topics` up to each partition's current high watermark."""
+        topics = [t for t in topics if t in self._topics]
+        if not topics:
+            return
+        md = self._metadata
+        tps = [(t, info.partition) for t in topics for info in md.partitions.get(t, [])]
+        starts = self.wire.list_offsets(tps, "earliest")
+        ends = self.wire.list_offsets(tps, "latest")
+        sealed: dict[tuple[str, int], list[SegmentFile]] = {}
+        heavy = []
+        for t, p in tps:
+            ps = self._topics[t].partitions.get(p)
+            if ps is None:
+                continue
+            files = self.sealed_files(t, ps)
+            sealed[(t, p)] = files
+            cached_to = max(ps.cache.next or 0, starts[(t, p)])
+            if sum(f.rows for f in files if f.next > cached_to) > SYNC_CONVERT_RECORDS:
+                heavy.append((t, p))
+            cache = ps.cache
+            if (cache.files and cache.files[0].base < starts[(t, p)]) or (cache.next or 0) > ends[(t, p)]:
+                heavy.append(None)  # retention or a recreated topic: rewrite files without the compactor
+        exclusive = self._convert_lock if heavy else contextlib.nullcontext()
+        with exclusive:
+            for item in heavy:
+                if item is not None:
+                    self.convert(*item, log_start=starts[item])
+            self._refresh_locked(topics, tps, starts, ends, sealed)
+
+    def _refresh_locked(self, topics, tps, starts, ends, sealed) -> None:
+        with self._mutex:
+            fetch_ranges: dict[tuple[str, int], tuple[int, int]] = {}
+            new_rows: dict[str, list[pa.Table]] = {}
+            trims: dict[str, list[tuple[int, int]]] = {}
+            for t, p in tps:
+                state = self._topics[t]
+                ps = state.partitions.get(p)
+                if ps is None:
+                    continue
+                lso, hw = starts[(t, p)], ends[(t, p)]
+                if lso < 0 or hw < 0:
+                    continue
+                if (ps.cache.next or 0) > hw or (ps.fresh_next or 0) > hw:
+                    self._reset_partition(state, ps)  # the topic was recreated or truncated
+                ps.log_start, ps.high_watermark = lso, hw
+                if ps.cache.files and ps.cache.files[0].base < lso:
+                    self._apply_retention(state, ps, lso)
+                low = max(lso, ps.cache.next or 0)
+                if ps.fresh_next is not None and ps.fresh_low < low:
+                    trims.setdefault(t, []).append((p, low))
+                ps.fresh_low = low
+                start = max(low, ps.fresh_next if ps.fresh_next is not None else low)
+                if start >= hw:
+                    ps.fresh_next = max(start, ps.fresh_next or 0)
+                    continue
+                from_files, covered = self._read_sealed_range(p, sealed.get((t, p), []), start, hw)
+                if from_files is not None:
+                    new_rows.setdefault(t, []).append(from_files)
+                if covered < hw:
+                    fetch_ranges[(t, p)] = (covered, hw)
+                ps.fresh_next = hw
+            if fetch_ranges:
+                for (t, _p), table in self.wire.fetch(fetch_ranges).items():
+                    new_rows.setdefault(t, []).append(table)
+            for t in topics:
+                state = self._topics[t]
+                state.active = True
+                self._append_fresh(state, new_rows.get(t, []), trims.get(t, []))
+                self._update_view(state)
+                if self.materializer is not None:
+                    self.materializer.after_refresh(self, state)
+
+    def sealed_files(self, topic: str, ps: PartitionState) -> list[SegmentFile]:
+        directory = self.source.directory(topic, ps.info)
+        return read_sealed(directory) if directory is not None else []
+
+    def _read_sealed_range(self, partition: int, files: list[SegmentFile], start: int,
+                           end: int) -> tuple[pa.Table | None, int]:
+        """Raw rows [start, end) from the contiguous run of sealed files starting at `start`."""
+        chosen, cur = [], start
+        for f in files:
+            if f.next <= cur or f.base >= end:
+                continue
+            if f.base > cur:
+                break
+            chosen.append(f)
+            cur = f.next
+        if not chosen:
+            return None, start
+        covered = min(cur, end)
+        paths = ", ".join(sql_literal(str(f.path)) for f in chosen)
+        try:
+            table = self._ddl.sql(
+                f"SELECT CAST({partition} AS INTEGER) AS partition, \"offset\", timestamp, key, value, headers "
+                f"FROM read_parquet([{paths}]) WHERE \"offset\" >= {start} AND \"offset\" < {covered} "
+                f"ORDER BY \"offset\"").arrow()
+        except duckdb.IOException:  # removed by retention meanwhile: fetch instead
+            return None, start
+        if isinstance(table, pa.RecordBatchReader):
+            table = table.read_all()
+        return table.cast(RAW_SCHEMA), covered
+
+    # ------------------------------------------------------------------ the fresh table
+    def _raw_relation(self, state: TopicState) -> str:
+        return (f"(SELECT partition, \"offset\", timestamp, key_bytes AS key, value_bytes AS value, headers "
+                f"FROM wb_fresh.{quote(state.name)})")
+
+    def _create_fresh(self, state: TopicState, keep_old: bool = False) -> None:
+        self._ddl.register("__wb_empty", RAW_SCHEMA.empty_table())
+        if keep_old:
+            src = f"(SELECT * FROM __wb_empty UNION ALL BY NAME SELECT * FROM {self._raw_relation(state)})"
+        else:
+            src = "__wb_empty"
+        body = flatten.flatten_sql(src, state.schema)
+        try:
+            run(self._ddl, f"CREATE OR REPLACE TABLE wb_fresh.{quote(state.name)} AS {body}")
+        finally:
+            self._ddl.unregister("__wb_empty")
+        state.fresh_version = state.schema_version
+        if not keep_old:
+            for ps in state.partitions.values():
+                ps.fresh_next = None
+        state.view_files = None
+
+    def _append_fresh(self, state: TopicState, tables: list[pa.Table],
+                      trims: list[tuple[int, int]]) -> None:
+        fresh = f"wb_fresh.{quote(state.name)}"
+        for p, low in trims:
+            run(self._ddl, f"DELETE FROM {fresh} WHERE partition = {p} AND \"offset\" < {low}")
+        new = pa.concat_tables(tables) if tables else None
+        if new is not None and new.num_rows:
+            self._ddl.register("__wb_new", new)
+            try:
+                if state.schema.flatten and not state.schema.explicit:
+                    self._infer(state, "__wb_new")
+                if state.fresh_version != state.schema_version:
+                    self._create_fresh(state, keep_old=True)
+                run(self._ddl, f"INSERT INTO {fresh} BY NAME {flatten.flatten_sql('__wb_new', state.schema)}")
+            finally:
+                self._ddl.unregister("__wb_new")
+        elif state.fresh_version != state.schema_version:
+            self._create_fresh(state, keep_old=True)
+
+    def _infer(self, state: TopicState, relation: str, con: duckdb.DuckDBPyConnection | None = None) -> None:
+        con = con or self._ddl
+        found = run(con, flatten.infer_sql(relation))[0][0]
+        if not found:
+            return
+        merged = flatten.merge(state.schema.structure or None, flatten.normalize(json.loads(found)))
+        if isinstance(merged, dict) and merged != state.schema.structure:
+            state.schema.structure = merged
+            state.schema_version += 1
+            self._save_schema(state)
+
+    def _reset_partition(self, state: TopicState, ps: PartitionState) -> None:
+        with self._files.write():
+            for f in ps.cache.files:
+                f.path.unlink(missing_ok=True)
+            ps.cache.files = []
+            run(self._ddl, f"DELETE FROM wb_fresh.{quote(state.name)} WHERE partition = {ps.info.partition}")
+            ps.fresh_next = None
+            state.view_files = None
+
+    def _apply_retention(self, state: TopicState, ps: PartitionState, log_start: int) -> None:
+        """Drop cache rows below the log start offset: whole files, or rewrite the one that straddles."""
+        keep, drop, add = [], [], []
+        for f in ps.cache.files:
+            if f.next <= log_start:
+                drop.append(f)
+            elif f.base < log_start:
+                path = ps.cache.path_for(log_start, f.next)
+                self._copy(f"SELECT * FROM read_parquet({sql_literal(str(f.path))}) WHERE \"offset\" >= {log_start}",
+                           path)
+                drop.append(f)
+                new = SegmentFile(path, log_start, f.next, pq.read_metadata(path).num_rows)
+                keep.append(new)
+                add.append(new)
+            else:
+                keep.append(f)
+        with self._files.write():
+            ps.cache.files = keep
+            for f in drop:
+                f.path.unlink(missing_ok=True)
+        state.view_files = None
+
+    # ------------------------------------------------------------------ cache files
+    def _copy(self, select: str, path: Path, con: duckdb.DuckDBPyConnection | None = None) -> None:
+        tmp = path.with_name(path.name + ".tmp")
+        run(con or self._ddl, f"COPY ({select}) TO {sql_literal(str(tmp))} ({PARQUET_OPTIONS})")
+        os.replace(tmp, path)
+
+    def convert(self, topic: str, partition: int, *, log_start: int | None = None, min_records: int = 1,
+                con: duckdb.DuckDBPyConnection | None = None) -> bool:
+        """Flatten the sealed files above a partition's cache into one new cache file. Caller holds
+        `_convert_lock`. Returns whether a file was written."""
+        state = self._topics.get(topic)
+        ps = state.partitions.get(partition) if state else None
+        if ps is None:
+            return False
+        files = self.sealed_files(topic, ps)
+        lso = ps.log_start if log_start is None else log_start
+        start = max(ps.cache.next if ps.cache.next is not None else 0, lso)
+        chosen, cur = [], None
+        for f in files:
+            if f.next <= start:
+                continue
+            if cur is not None and f.base > cur:
+                break  # a hole (replica change): stop at it, the rest comes later
+            chosen.append(f)
+            cur = f.next
+        if not chosen or sum(f.rows for f in chosen) < min_records:
+            return False
+        base = max(start, chosen[0].base) if ps.cache.next is None else start
+        end = chosen[-1].next
+        paths = ", ".join(sql_literal(str(f.path)) for f in chosen)
+        con = con or duckdb.connect()
+        raw = (f"(SELECT \"offset\", timestamp, key, value, headers FROM read_parquet([{paths}]) "
+               f"WHERE \"offset\" >= {base})")
+        try:
+            with self._mutex:
+                if state.schema.flatten and not state.schema.explicit:
+                    self._infer(state, raw, con)
+                schema = TopicSchema(state.schema.flatten, state.schema.explicit, dict(state.schema.structure))
+            path = ps.cache.path_for(base, end)
+            self._copy(flatten.flatten_sql(raw, schema, partition_expr=str(partition)), path, con)
+        except duckdb.IOException:
+            return False  # a sealed file vanished (retention); try again next time
+        rows = pq.read_metadata(path).num_rows
+        self._install(state, ps, [], SegmentFile(path, base, end, rows))
+        return True
+
+    def merge_small(self, topic: str, partition: int, *, small_rows: int, target_rows: int,
+                    min_files: int, con: duckdb.DuckDBPyConnection | None = None) -> bool:
+        """Merge runs of small cache files into one. Caller holds `_convert_lock`."""
+        state = self._topics.get(topic)
+        ps = state.partitions.get(partition) if state else None
+        if ps is None:
+            return False
+        run: list[SegmentFile] = []
+        best: list[SegmentFile] = []
+        for f in ps.cache.files:
+            if f.rows < small_rows and sum(x.rows for x in run) + f.rows <= target_rows:
+                run.append(f)
+            else:
+                if len(run) > len(best):
+                    best = run
+                run = [f] if f.rows < small_rows else []
+        if len(run) > len(best):
+            best = run
+        if len(best) < min_files:
+            return False
+        paths = ", ".join(sql_literal(str(f.path)) for f in best)
+        path = ps.cache.path_for(best[0].base, best[-1].next)
+        con = con or duckdb.connect()
+        try:
+            self._copy(f"SELECT * FROM read_parquet([{paths}], union_by_name=true) ORDER BY \"offset\"", path, con)
+        except duckdb.IOException:
+            return False
+        self._install(state, ps, best, SegmentFile(path, best[0].base, best[-1].next,
+                                                   sum(f.rows for f in best)))
+        return True
+
+    def _install(self, state: TopicState, ps: PartitionState, replaced: list[SegmentFile],
+                 new: SegmentFile) -> None:
+        """Swap cache files and trim the fresh table, atomically for readers."""
+        with self._mutex:
+            gone = {f.path for f in replaced}
+            if not gone <= {f.path for f in ps.cache.files}:
+                new.path.unlink(missing_ok=True)  # the inputs changed meanwhile
+                return
+            if not replaced and ps.cache.next is not None and new.base < ps.cache.next:
+                new.path.unlink(missing_ok=True)  # someone else got there first
+                return
+            files = [f for f in ps.cache.files if f.path not in gone]
+            files.append(new)
+            files.sort(key=lambda f: f.base)
+            with self._files.write():
+                ps.cache.files = files
+                for f in replaced:
+                    if f.path != new.path:
+                        f.path.unlink(missing_ok=True)
+                nxt = ps.cache.next or 0
+                if ps.fresh_next is not None:
+                    run(self._ddl, f"DELETE FROM wb_fresh.{quote(state.name)} "
+                                      f"WHERE partition = {ps.info.partition} AND \"offset\" < {nxt}")
+                    ps.fresh_next = max(ps.fresh_next, nxt)
+                ps.fresh_low = max(ps.fresh_low, nxt)
+                state.view_files = None
+                self._update_view(state)
+
+    # ------------------------------------------------------------------ views and the catalog
+    def _update_view(self, state: TopicState) -> None:
+        files = tuple(str(f.path) for ps in sorted(state.partitions.values(), key=lambda s: s.info.partition)
+                      for f in ps.cache.files)
+        if files == state.view_files:
+            return
+        fresh = f"SELECT * FROM wb_fresh.{quote(state.name)}"
+        if files:
+            paths = ", ".join(sql_literal(p) for p in files)
+            body = f"(SELECT * FROM read_parquet([{paths}], union_by_name=true) UNION ALL BY NAME {fresh})"
+        else:
+            body = f"({fresh})"
+        run(self._ddl, f"CREATE OR REPLACE VIEW main.{quote(state.name)} AS {flatten.present_sql(body)}")
+        state.view_files = files
+
+    def _write_catalog(self, topics: list[str]) -> None:
+        """`<root>/workbench.duckdb`: a view per topic over the cache files, for plain DuckDB."""
+        try:
+            con = duckdb.connect(str(self.catalog_path))
+        except duckdb.Error as exc:  # open elsewhere (a DuckDB shell holds the write lock)
+            log.warning("catalog %s not updated: %s", self.catalog_path, exc)
+            return
+        try:
+            existing = {r[0] for r in con.sql("SELECT view_name FROM duckdb_views() WHERE NOT internal "
+                                              "AND schema_name = 'main'").fetchall()}
+            for gone in existing - set(topics):
+                run(con, f"DROP VIEW IF EXISTS {quote(gone)}")
+            run(con, WINDOW_MACROS)
+            for t in topics:
+                d = self.cache_root / "topics" / t / "partition=0"
+                d.mkdir(parents=True, exist_ok=True)
+                anchor = d / ANCHOR
+                if not anchor.exists():  # a glob must match at least one file, even with no data yet
+                    run(con, f"COPY ({EMPTY_CACHED_ROWS}) TO {sql_literal(str(anchor))} (FORMAT parquet)")
+                glob = str(self.cache_root / "topics" / t / "partition=*" / "*.parquet")
+                body = f"(SELECT * FROM read_parquet({sql_literal(glob)}, union_by_name=true))"
+                run(con, f"CREATE OR REPLACE VIEW {quote(t)} AS {flatten.present_sql(body)}")
+            self._catalog_topics = tuple(topics)
+        finally:
+            con.close()
+
+    # ------------------------------------------------------------------ lifecycle
+    def topic_states(self) -> dict[str, TopicState]:
+        return self._topics
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._compactor is not None:
+            self._compactor.stop()
+        self.wire.close()
+        try:
+            self.db.close()
+        except duckdb.Error:
+            pass
+
+
+def run(con: duckdb.DuckDBPyConnection, sql: str) -> list[tuple]:
+    """Execute and fetch everything, so the connection is free for the next statement."""
+    return con.execute(sql).fetchall()
+
+
+def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()

@@ -1,0 +1,118 @@
+"""`SqlMixin`: the SQL API of `Cluster` and `workbench.connect(...)` connections.
+
+    cluster.sql("SELECT type, count(*) FROM orders GROUP BY type")   # -> pandas.DataFrame
+    cluster.duckdb.sql("SELECT * FROM orders").df()                  # DuckDB's own API
+    cluster.as_of(timestamp="2024-05-01 12:00").sql("SELECT count(*) FROM orders")
+    cluster.watch("SELECT count(*) FROM orders", every="1s")         # live-updating result
+    cluster.sql_schema("orders", {"id": "BIGINT", "amount": "DOUBLE"})
+
+An embedded `Cluster` reads its brokers' Parquet files (the partition leader's copy) and fetches
+the unsealed tail over the Kafka protocol; a connection made with `workbench.connect` has no broker
+files to read, so it consumes the topics it queries into a local directory in the same layout
+(`sql_data_dir`, default `~/.cache/workbench/<hash of the bootstrap string>`), never committing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import weakref
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+_registry: list[weakref.ref] = []
+_registry_lock = threading.Lock()
+
+
+def latest_connection():
+    """The most recently created connection that is still alive (for the `%%sql` magic)."""
+    with _registry_lock:
+        for ref in reversed(_registry):
+            obj = ref()
+            if obj is not None:
+                return obj
+    return None
+
+
+def default_cache_dir(bootstrap_servers: str) -> Path:
+    base = Path(os.environ.get("WORKBENCH_CACHE_DIR", Path.home() / ".cache" / "workbench"))
+    digest = hashlib.sha1(bootstrap_servers.encode()).hexdigest()[:12]
+    return base / digest
+
+
+class SqlMixin:
+    """SQL over topics: `sql`, `duckdb`, `as_of`, `watch`, `sql_schema`. The engine starts lazily."""
+
+    _sql_engine = None
+    #: Where a `workbench.connect` connection materializes topics; set before the first query.
+    sql_data_dir: Path | None = None
+
+    def __new__(cls, *args: Any, **kwargs: Any):
+        obj = super().__new__(cls)
+        with _registry_lock:
+            _registry[:] = [r for r in _registry if r() is not None]
+            _registry.append(weakref.ref(obj))
+        return obj
+
+    # ------------------------------------------------------------------ the engine
+    @property
+    def sql_engine(self):
+        """The `workbench.sql.engine.SqlEngine` behind this connection (started on first use)."""
+        if self._sql_engine is None:
+            from workbench.sql.engine import BrokerDirectories, SqlEngine
+            from workbench.sql.materialize import LocalSegments
+
+            data_dir = getattr(self, "data_dir", None)
+            embedded = data_dir is not None and hasattr(self, "broker_pids")
+            if embedded:
+                engine = SqlEngine(self.bootstrap_servers, Path(data_dir), BrokerDirectories(Path(data_dir)))
+            else:
+                root = Path(self.sql_data_dir or data_dir or default_cache_dir(self.bootstrap_servers))
+                local = LocalSegments(root)
+                engine = SqlEngine(self.bootstrap_servers, root, local, materializer=local)
+            self._sql_engine = engine
+            weakref.finalize(self, engine.close)
+        return self._sql_engine
+
+    def close_sql(self) -> None:
+        """Stop the SQL engine's threads and clients (the cache stays on disk for next time)."""
+        if self._sql_engine is not None:
+            self._sql_engine.close()
+            self._sql_engine = None
+
+    def sql(self, query: str) -> pd.DataFrame:
+        """Run a DuckDB query in which every topic is a table; returns a pandas DataFrame.
+
+        Records acknowledged before the call are included (read-your-writes); only records at or
+        below each partition's high watermark appear. Errors raise `workbench.sql.SqlError`."""
+        return self.sql_engine.sql(query)
+
+    @property
+    def duckdb(self):
+        """A DuckDB connection in which every topic is a view; `.sql()`/`.execute()` refresh the
+        topics a query names first. `.raw` is the plain `duckdb.DuckDBPyConnection`."""
+        from workbench.sql.connection import RefreshingConnection
+
+        return RefreshingConnection(self.sql_engine)
+
+    def sql_schema(self, topic: str, schema: dict | None = None, *, flatten: bool = True) -> None:
+        """Fix the columns flattened from a topic's JSON values (`{"field": "DUCKDB TYPE", ...}`,
+        nested dicts for STRUCTs), go back to inference (`schema=None`), or turn flattening off
+        (`flatten=False`: only partition, offset, timestamp, key, value, headers)."""
+        self.sql_engine.set_schema(topic, schema, flatten_values=flatten)
+
+    def as_of(self, *, offset: int | dict | None = None, timestamp: Any = None):
+        """Topics as they were at an offset or a moment; see `workbench.sql.timetravel.AsOf`."""
+        from workbench.sql.timetravel import AsOf
+
+        return AsOf(self.sql_engine, offset=offset, timestamp=timestamp)
+
+    def watch(self, query: str, every: str | float = "1s", *, display: bool = True, max_results: int = 100):
+        """Re-run `query` whenever data arrives (checked `every` interval) in a background thread.
+        Iterate it for DataFrames, show it in a notebook, `.stop()` it."""
+        from workbench.sql.watch import Watch
+
+        return Watch(self, query, every=every, display=display, max_results=max_results)

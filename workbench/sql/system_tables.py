@@ -1,0 +1,145 @@
+"""System tables in schema `wb`, rebuilt from the Kafka protocol when a query names them.
+
+* `wb.brokers`: node_id, host, port, is_controller
+* `wb.topics`: topic, partitions, replication_factor, internal
+* `wb.partitions`: topic, partition, leader, replicas, isr, log_start_offset, high_watermark, records
+* `wb.consumer_groups`: group_id, state, type, assignor, coordinator, members (count), member_list
+* `wb.consumer_group_members`: group_id, member_id, client_id, host, topic, partition (one row per
+  assigned partition; a member without an assignment has topic and partition NULL)
+* `wb.consumer_lag`: group_id, topic, partition, committed_offset, log_end_offset, lag (records),
+  lag_seconds, oldest_unconsumed_timestamp
+
+`lag_seconds` is how long the oldest record the group has not consumed has been waiting: now
+minus the timestamp of the record at the committed offset (0 when the group is caught up). It is
+read with one small Fetch per lagging partition, so it needs no history of commits.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+import pyarrow as pa
+
+from workbench.sql.engine import run
+
+TABLES = ("brokers", "topics", "partitions", "consumer_groups", "consumer_group_members", "consumer_lag")
+
+
+def refresh_system_tables(engine, names: list[str]) -> None:
+    """Rebuild the named `wb.*` tables (unknown names are left for DuckDB to report)."""
+    wanted = [n for n in names if n in TABLES]
+    if not wanted:
+        return
+    md = engine.metadata()
+    tables: dict[str, pa.Table] = {}
+    if "brokers" in wanted:
+        tables["brokers"] = pa.Table.from_pylist(
+            [{"node_id": b.node_id, "host": b.host, "port": b.port, "is_controller": b.is_controller}
+             for b in md.brokers],
+            schema=pa.schema([("node_id", pa.int32()), ("host", pa.string()), ("port", pa.int32()),
+                              ("is_controller", pa.bool_())]))
+    if "topics" in wanted:
+        tables["topics"] = pa.Table.from_pylist(
+            [{"topic": t, "partitions": len(ps), "replication_factor": len(ps[0].replicas) if ps else 0,
+              "internal": t.startswith("__")} for t, ps in sorted(md.partitions.items())],
+            schema=pa.schema([("topic", pa.string()), ("partitions", pa.int32()),
+                              ("replication_factor", pa.int32()), ("internal", pa.bool_())]))
+    if "partitions" in wanted or "consumer_lag" in wanted:
+        tps = [(t, p.partition) for t, ps in md.partitions.items() for p in ps]
+        starts = engine.wire.list_offsets(tps, "earliest")
+        ends = engine.wire.list_offsets(tps, "latest")
+    if "partitions" in wanted:
+        rows = []
+        for t, ps in sorted(md.partitions.items()):
+            for p in ps:
+                lso, hw = starts.get((t, p.partition), -1), ends.get((t, p.partition), -1)
+                rows.append({"topic": t, "partition": p.partition, "leader": p.leader,
+                             "replicas": list(p.replicas), "isr": list(p.isr), "log_start_offset": lso,
+                             "high_watermark": hw, "records": max(hw - lso, 0), "error": p.error})
+        tables["partitions"] = pa.Table.from_pylist(rows, schema=pa.schema([
+            ("topic", pa.string()), ("partition", pa.int32()), ("leader", pa.int32()),
+            ("replicas", pa.list_(pa.int32())), ("isr", pa.list_(pa.int32())),
+            ("log_start_offset", pa.int64()), ("high_watermark", pa.int64()), ("records", pa.int64()),
+            ("error", pa.string())]))
+    groups = engine.wire.consumer_groups() if {"consumer_groups", "consumer_group_members",
+                                                "consumer_lag"} & set(wanted) else []
+    if "consumer_groups" in wanted:
+        member_type = pa.struct([("member_id", pa.string()), ("client_id", pa.string()), ("host", pa.string()),
+                                 ("assignment", pa.list_(pa.string()))])
+        tables["consumer_groups"] = pa.Table.from_pylist(
+            [{"group_id": g["group_id"], "state": g["state"], "type": g["type"], "assignor": g["assignor"],
+              "coordinator": g["coordinator"], "members": len(g["members"]),
+              "member_list": [{**{k: m[k] for k in ("member_id", "client_id", "host")},
+                               "assignment": [f"{t}:{p}" for t, p in m["assignment"]]} for m in g["members"]]}
+             for g in groups],
+            schema=pa.schema([("group_id", pa.string()), ("state", pa.string()), ("type", pa.string()),
+                              ("assignor", pa.string()), ("coordinator", pa.int32()), ("members", pa.int32()),
+                              ("member_list", pa.list_(member_type))]))
+    if "consumer_group_members" in wanted:
+        rows = []
+        for g in groups:
+            for m in g["members"]:
+                for t, p in m["assignment"] or [(None, None)]:
+                    rows.append({"group_id": g["group_id"], "member_id": m["member_id"],
+                                 "client_id": m["client_id"], "host": m["host"], "topic": t, "partition": p})
+        tables["consumer_group_members"] = pa.Table.from_pylist(rows, schema=pa.schema([
+            ("group_id", pa.string()), ("member_id", pa.string()), ("client_id", pa.string()),
+            ("host", pa.string()), ("topic", pa.string()), ("partition", pa.int32())]))
+    if "consumer_lag" in wanted:
+        tables["consumer_lag"] = _lag_table(engine, [g["group_id"] for g in groups], ends)
+    with engine._mutex:
+        for name, table in tables.items():
+            engine._ddl.register("__wb_system", table)
+            try:
+                run(engine._ddl, f"CREATE OR REPLACE TABLE wb.{name} AS SELECT * FROM __wb_system")
+            finally:
+                engine._ddl.unregister("__wb_system")
+
+
+def _lag_table(engine, group_ids: list[str], ends: dict[tuple[str, int], int]) -> pa.Table:
+    committed = engine.wire.committed_offsets(group_ids)
+    positions = {}
+    for offsets in committed.values():
+        for tp, off in offsets.items():
+            if tp in ends and off < ends[tp]:
+                positions[tp] = min(positions.get(tp, off), off)
+    # One fetch per lagging partition at its smallest committed offset; groups further ahead
+    # on the same partition get the timestamp of that record too, an overestimate only then.
+    stamps = _timestamps(engine, committed, ends)
+    now_ms = time.time() * 1000
+    rows = []
+    for gid in sorted(committed):
+        for (t, p), off in sorted(committed[gid].items()):
+            end = ends.get((t, p))
+            if end is None:
+                continue
+            lag = max(end - off, 0)
+            ts = stamps.get((t, p, off)) if lag else None
+            rows.append({"group_id": gid, "topic": t, "partition": p, "committed_offset": off,
+                         "log_end_offset": end, "lag": lag,
+                         "lag_seconds": 0.0 if lag == 0 else (max(now_ms - ts, 0) / 1000 if ts else None),
+                         "oldest_unconsumed_timestamp": datetime.fromtimestamp(ts / 1000, UTC) if ts else None})
+    return pa.Table.from_pylist(rows, schema=pa.schema([
+        ("group_id", pa.string()), ("topic", pa.string()), ("partition", pa.int32()),
+        ("committed_offset", pa.int64()), ("log_end_offset", pa.int64()), ("lag", pa.int64()),
+        ("lag_seconds", pa.float64()), ("oldest_unconsumed_timestamp", pa.timestamp("ms", tz="UTC"))]))
+
+
+def _timestamps(engine, committed, ends) -> dict[tuple[str, int, int], int]:
+    """(topic, partition, offset) -> timestamp of the first record at or after offset."""
+    wanted = sorted({(t, p, off) for offsets in committed.values() for (t, p), off in offsets.items()
+                     if (t, p) in ends and off < ends[(t, p)]})
+    out = {}
+    while wanted:  # one fetch per distinct offset of a partition, batched across partitions
+        batch, rest, seen = {}, [], set()
+        for t, p, off in wanted:
+            if (t, p) in seen:
+                rest.append((t, p, off))
+            else:
+                seen.add((t, p))
+                batch[(t, p)] = (off, ends[(t, p)])
+        for (t, p), ts in engine.wire.first_timestamps(batch).items():
+            out[(t, p, batch[(t, p)][0])] = ts
+        wanted = rest
+    return out
