@@ -22,6 +22,7 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from confluent_kafka import Producer as _Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from workbench.kafka_logging import KAFKA_LOGGER
 from workbench.sql.mixin import SqlMixin
 
 
@@ -95,7 +96,8 @@ class Producer:
     """
 
     def __init__(self, bootstrap_servers: str, **conf: Any) -> None:
-        settings = {"bootstrap.servers": bootstrap_servers, "enable.idempotence": True, "linger.ms": 5}
+        settings = {"bootstrap.servers": bootstrap_servers, "enable.idempotence": True, "linger.ms": 5,
+                    "logger": KAFKA_LOGGER}
         settings.update({k.replace("_", "."): v for k, v in conf.items()})
         self._producer = _Producer(settings)
         self.bootstrap_servers = bootstrap_servers
@@ -172,7 +174,7 @@ class Consumer:
     def __init__(self, bootstrap_servers: str, group: str | None, topics: str | Iterable[str] | None = None,
                  **conf: Any) -> None:
         settings = {"bootstrap.servers": bootstrap_servers, "auto.offset.reset": "earliest",
-                    "enable.partition.eof": False}
+                    "enable.partition.eof": False, "logger": KAFKA_LOGGER}
         if group is not None:
             settings["group.id"] = group
         else:
@@ -261,7 +263,7 @@ class KafkaConnection(SqlMixin):
         return Consumer(self.bootstrap_servers, group, topics, **conf)
 
     def admin(self, **conf: Any) -> AdminClient:
-        settings = {"bootstrap.servers": self.bootstrap_servers}
+        settings = {"bootstrap.servers": self.bootstrap_servers, "logger": KAFKA_LOGGER}
         settings.update({k.replace("_", "."): v for k, v in conf.items()})
         return AdminClient(settings)
 
@@ -320,6 +322,39 @@ class KafkaConnection(SqlMixin):
     def topics(self, *, internal: bool = False, timeout: float = 10.0) -> list[str]:
         md = self.admin().list_topics(timeout=timeout)
         return sorted(t for t in md.topics if internal or not t.startswith("__"))
+
+    # ---- widgets (workbench/widgets; owned there) -------------------------------------------------
+    # Thin constructors, imported lazily so that ipywidgets is only loaded when a widget is asked for.
+    def dashboard(self, topic: str | None = None):
+        """Produce, Browse, Groups, Cluster and SQL widgets in tabs (`workbench.widgets.Dashboard`)."""
+        from workbench.widgets import Dashboard
+        return Dashboard(self, topic=topic)
+
+    def producer_panel(self, topic: str | None = None):
+        """A `workbench.widgets.ProducerPanel`: send records by hand or from a generator."""
+        from workbench.widgets import ProducerPanel
+        return ProducerPanel(self, topic=topic)
+
+    def group_monitor(self):
+        """A `workbench.widgets.GroupMonitor`: consumer groups, lag, Burrow-style status, resets."""
+        from workbench.widgets import GroupMonitor
+        return GroupMonitor(self)
+
+    def cluster_view(self):
+        """A `workbench.widgets.ClusterView`: brokers, partition grid, leader elections."""
+        from workbench.widgets import ClusterView
+        return ClusterView(self)
+
+    def topic_browser(self, topic: str | None = None):
+        """A `workbench.widgets.TopicBrowser`: tail, seek, filter and export a topic's records."""
+        from workbench.widgets import TopicBrowser
+        return TopicBrowser(self, topic)
+
+    def sql_panel(self):
+        """A `workbench.widgets.SqlPanel`: queries, history, live re-runs."""
+        from workbench.widgets import SqlPanel
+        return SqlPanel(self)
+    # ---- end of widgets ----------------------------------------------------------------------------
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.bootstrap_servers!r})"

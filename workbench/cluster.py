@@ -48,11 +48,16 @@ class ClusterError(RuntimeError):
     """The cluster could not do what was asked; the message says why and what to do."""
 
 
+MAX_VOTERS = 5  # controller quorum size: every broker up to five, the first five beyond that
+
+
 @dataclass
 class BrokerProcess:
     node_id: int
     port: int
+    raft_port: int = 0
     process: subprocess.Popen | None = None
+    ready: bool = False
 
     @property
     def alive(self) -> bool:
@@ -61,6 +66,12 @@ class BrokerProcess:
     @property
     def pid(self) -> int | None:
         return self.process.pid if self.process is not None else None
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def _port_is_free(port: int) -> bool:
@@ -102,16 +113,25 @@ class Cluster(KafkaConnection):
         self.config = dict(config or {})
         state = self._read_state()
         known = {int(k): v for k, v in state.get("brokers", {}).items()}
+        known_raft = {int(k): v for k, v in state.get("raft_ports", {}).items()}
         count = brokers if brokers is not None else (len(known) or 1)
         self.brokers: dict[int, BrokerProcess] = {}
+        taken: set[int] = set()
         for node_id in range(1, count + 1):
             if port:
                 p = port + node_id - 1
             else:
                 p = known.get(node_id, 0)
-                if p and not _port_is_free(p):
-                    p = 0
-            self.brokers[node_id] = BrokerProcess(node_id, p)
+                if not p or not _port_is_free(p):
+                    p = _free_port()
+            taken.add(p)
+            rp = known_raft.get(node_id, 0)
+            if not rp or rp in taken or not _port_is_free(rp):
+                rp = _free_port()
+                while rp in taken:
+                    rp = _free_port()
+            taken.add(rp)
+            self.brokers[node_id] = BrokerProcess(node_id, p, rp)
         self._mutex = threading.RLock()
         self._stopped = False
         super().__init__("")
@@ -143,19 +163,21 @@ class Cluster(KafkaConnection):
         return {}
 
     def _write_state(self) -> None:
-        state = {"brokers": {str(b.node_id): b.port for b in self.brokers.values()}}
+        state = {"brokers": {str(b.node_id): b.port for b in self.brokers.values()},
+                 "raft_ports": {str(b.node_id): b.raft_port for b in self.brokers.values()}}
         tmp = self.data_dir / "cluster.json.tmp"
         tmp.write_text(json.dumps(state, indent=2))
         os.replace(tmp, self.data_dir / "cluster.json")
 
     def start(self) -> Cluster:
-        """Start every broker that is not running and wait until all listen."""
+        """Start every broker that is not running and wait until all serve."""
         with self._mutex:
             pending = [b for b in self.brokers.values() if not b.alive]
             for b in pending:
                 self._spawn(b)
-            for b in pending:
-                self._await_ready(b)
+            for b in self.brokers.values():
+                if b.process is not None and not getattr(b, "ready", False):
+                    self._await_ready(b)
             self._stopped = False
             self._write_state()
         return self
@@ -164,11 +186,12 @@ class Cluster(KafkaConnection):
         broker_dir = self.data_dir / f"broker-{b.node_id}"
         broker_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         cmd = [sys.executable, "-m", "workbench.broker", "--node-id", str(b.node_id),
-               "--cluster-dir", str(self.data_dir), "--port", str(b.port),
-               "--config", json.dumps(self.config)]
+               "--cluster-dir", str(self.data_dir), "--port", str(b.port), "--raft-port", str(b.raft_port),
+               "--voters", json.dumps(self.voters), "--config", json.dumps(self.config)]
         stderr = open(broker_dir / "stderr.log", "ab")
         env = dict(os.environ)
         env.setdefault("PYTHONUNBUFFERED", "1")
+        b.ready = False
         try:
             b.process = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
                                          env=env, close_fds=True, start_new_session=True)
@@ -191,6 +214,7 @@ class Cluster(KafkaConnection):
                     line = buf.split(b"\n", 1)[0].decode()
                     if line.startswith("READY "):
                         b.port = int(line.split()[1])
+                        b.ready = True
                         return
             elif b.process.poll() is not None:
                 break
@@ -244,14 +268,22 @@ class Cluster(KafkaConnection):
         _reap(b)
 
     def restart_broker(self, node_id: int) -> None:
-        """Start a stopped or killed broker again, on the same port and data."""
+        """Start a stopped or killed broker again, on the same port and data.
+
+        Returns once it serves, when a majority of the controller quorum is running
+        with it; otherwise (say, every broker was killed) it returns at once and the
+        broker becomes ready when enough others start: `cluster.start()` restarts
+        every stopped broker together."""
         b = self._broker(node_id)
         with self._mutex:
             if b.alive:
                 self._kill(b, signal.SIGTERM)
                 _reap(b)
             self._spawn(b)
-            self._await_ready(b)
+            voters = [int(v) for v in self.voters]
+            running = sum(1 for v in voters if self.brokers[v].alive)
+            if node_id not in voters or running * 2 > len(voters):
+                self._await_ready(b)
 
     def _broker(self, node_id: int) -> BrokerProcess:
         if node_id not in self.brokers:
@@ -261,8 +293,19 @@ class Cluster(KafkaConnection):
     # -- facts ------------------------------------------------------------------------------------
 
     @property
+    def voters(self) -> dict[str, list]:
+        """The controller quorum: the first `MAX_VOTERS` brokers, with their Kafka and Raft ports."""
+        ids = sorted(self.brokers)[:MAX_VOTERS]
+        return {str(i): ["127.0.0.1", self.brokers[i].port, self.brokers[i].raft_port] for i in ids}
+
+    @property
     def bootstrap_servers(self) -> str:
         return ",".join(f"127.0.0.1:{b.port}" for b in self.brokers.values())
+
+    @property
+    def stopped(self) -> bool:
+        """True once `stop()` ran (widgets and watches use it to end their threads)."""
+        return self._stopped
 
     def _known_brokers(self) -> dict[int, str]:
         return {b.node_id: f"127.0.0.1:{b.port}" for b in self.brokers.values()}

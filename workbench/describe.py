@@ -78,7 +78,20 @@ class ClusterDescription:
 
 
 def describe(bootstrap: str, *, known_brokers: dict[int, str] | None = None,
-             include_internal: bool = False) -> ClusterDescription:
+             include_internal: bool = False, attempts: int = 3) -> ClusterDescription:
+    """One consistent snapshot; retried briefly while leadership is moving (a broker's metadata can
+    trail the controller's by a few milliseconds, and the old leader then declines ListOffsets)."""
+    for attempt in range(attempts):
+        result = _describe_once(bootstrap, known_brokers, include_internal)
+        frame = result.partitions
+        if attempt == attempts - 1 or not (frame.high_watermark.isna() & (frame.leader >= 0)).any():
+            return result
+        time.sleep(0.1)
+    return result
+
+
+def _describe_once(bootstrap: str, known_brokers: dict[int, str] | None,
+                   include_internal: bool) -> ClusterDescription:
     md = metadata(bootstrap)
     listed = {b.node_id: b for b in md.brokers}
     rows = []

@@ -46,7 +46,8 @@ def test_sigkill_and_restart_loses_no_acknowledged_record(fresh_cluster, topic_n
     for node_id in (1, 2, 3):
         cluster.kill_broker(node_id)
     for node_id in (1, 2, 3):
-        cluster.restart_broker(node_id)
+        cluster.restart_broker(node_id)  # returns at once until a quorum majority runs
+    cluster.start()  # waits until every broker serves
     msgs = read_all(cluster.bootstrap_servers, topic_name, len(acked))
     values = [m.value() for m in msgs]
     assert len(values) == len(set(values)) == len(acked)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+import time
 
 from confluent_kafka import Producer
 from kafka.protocol.metadata import ApiVersionsRequest, MetadataRequest
@@ -11,13 +12,25 @@ from kafka.protocol.producer import InitProducerIdRequest, ProduceRequest
 from workbench.protocol.blocking_client import WireClient, make_batch
 
 
-def leader_client(cluster, topic: str, partition: int = 0) -> WireClient:
-    c = WireClient.to(cluster.bootstrap_servers)
-    md = c.request(MetadataRequest(topics=[MetadataRequest.MetadataRequestTopic(name=topic)]), 9)
-    c.close()
-    leader = next(p.leader_id for t in md.topics for p in t.partitions if p.partition_index == partition)
-    broker = next(b for b in md.brokers if b.node_id == leader)
-    return WireClient(broker.host, broker.port)
+def leader_client(cluster, topic: str, partition: int = 0, timeout: float = 10.0) -> WireClient:
+    """A connection to the partition's leader, once that leader itself knows it leads it
+    (metadata reaches brokers a few milliseconds apart, as in Kafka)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        c = WireClient.to(cluster.bootstrap_servers)
+        md = c.request(MetadataRequest(topics=[MetadataRequest.MetadataRequestTopic(name=topic)]), 9)
+        c.close()
+        leader = next(p.leader_id for t in md.topics for p in t.partitions if p.partition_index == partition)
+        broker = next(b for b in md.brokers if b.node_id == leader)
+        client = WireClient(broker.host, broker.port)
+        own = client.request(MetadataRequest(topics=[MetadataRequest.MetadataRequestTopic(name=topic)],
+                                             allow_auto_topic_creation=False), 9)
+        if any(p.leader_id == leader for t in own.topics for p in t.partitions if p.partition_index == partition):
+            return client
+        client.close()
+        if time.monotonic() > deadline:
+            raise AssertionError(f"broker {leader} never learned it leads {topic}-{partition}")
+        time.sleep(0.05)
 
 
 def produce(client: WireClient, topic: str, batch: bytes, acks: int = -1):

@@ -28,11 +28,15 @@ def parse_args(argv: list[str] | None = None) -> BrokerConfig:
     parser.add_argument("--cluster-dir", type=Path, required=True)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--raft-port", type=int, default=0)
+    parser.add_argument("--voters", default="{}",
+                        help='JSON: {"<node id>": ["host", kafka_port, raft_port], ...} (the controller quorum)')
     parser.add_argument("--config", default="{}", help="JSON object of BrokerConfig overrides")
     args = parser.parse_args(argv)
     overrides = json.loads(args.config)
+    voters = {int(k): v for k, v in json.loads(args.voters).items()}
     return BrokerConfig(node_id=args.node_id, cluster_dir=args.cluster_dir, host=args.host, port=args.port,
-                        **overrides)
+                        raft_port=args.raft_port, voters=voters, **overrides)
 
 
 async def _watch_parent(stop: asyncio.Event, parent_pid: int) -> None:
@@ -79,11 +83,11 @@ def main(argv: list[str] | None = None) -> None:
         filename=str(config.broker_dir / "broker.log"), level=logging.INFO,
         format="%(asctime)s %(levelname)s [broker %(process)d] %(name)s: %(message)s")
     try:
-        import uvloop  # optional: a faster event loop when installed
-        uvloop.install()
+        import uvloop  # a faster event loop (libuv), where available
     except ImportError:
-        pass
-    asyncio.run(run(config))
+        asyncio.run(run(config))
+    else:
+        uvloop.run(run(config))
 
 
 if __name__ == "__main__":

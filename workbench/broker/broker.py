@@ -22,13 +22,13 @@ from typing import Any
 
 from workbench.broker.apis import SUPPORTED_APIS, ApiKey
 from workbench.broker.config import BrokerConfig
-from workbench.broker.controller_channel import ControllerChannel
+from workbench.broker.controller_channel import CONTROLLER_API_KEY, ControllerChannel
 from workbench.broker.groups_manager import GroupCoordinatorManager
 from workbench.broker.replica_fetcher import ReplicaFetcherManager
 from workbench.broker.replica_manager import ReplicaManager
 from workbench.broker.server import Connection, KafkaServer
-from workbench.controller.file_log import FileMetadataLog
 from workbench.controller.image import MetadataImage
+from workbench.controller.quorum import QuorumMetadataLog
 from workbench.protocol.codec import (
     Request,
     encode_error_response,
@@ -49,12 +49,15 @@ class Broker:
         self.config = config
         self.node_id = config.node_id
         config.broker_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.metadata = FileMetadataLog(config.cluster_dir / "metadata")
+        voters = {int(k): (v[0], int(v[2])) for k, v in config.voters.items()} or \
+            {config.node_id: (config.host, config.raft_port)}
+        self.metadata = QuorumMetadataLog(config.node_id, voters, config.broker_dir / "metadata")
         self.replicas = ReplicaManager(config.node_id, config.broker_dir, config.log_defaults)
         self.groups = GroupCoordinatorManager(self)
         self.controller = ControllerChannel(self)
         self.fetchers = ReplicaFetcherManager(self)
         self._ready = False
+        self._ready_for_metadata = False
         self.server = KafkaServer(self.dispatch, config.host, config.port,
                                   max_request_bytes=config.socket_request_max_bytes)
         self._handlers: dict[int, Handler] = {}
@@ -76,11 +79,18 @@ class Broker:
 
         self._handlers = HANDLERS
         port = await self.server.start()
-        self.controller.heartbeat()
-        await self.controller.submit({"op": "register_broker", "id": self.node_id, "host": self.config.host,
-                                      "port": port, "rack": None, "cluster_id": uuid.uuid4().hex[:22]})
         self.metadata.add_listener(lambda _image: self._mark_metadata_dirty())
+        await self.metadata.start()
+        log.info("broker %d: metadata log open (applied %d); waiting for the controller quorum",
+                 self.node_id, self.metadata.applied_index)
+        await self._await_quorum()
+        log.info("broker %d: quorum ready (leader %s, applied %d)", self.node_id, self.metadata.leader_id,
+                 self.metadata.applied_index)
+        await self.controller.submit({"op": "register_broker", "id": self.node_id, "host": self.config.host,
+                                      "port": port, "rack": None, "cluster_id": uuid.uuid4().hex[:22]},
+                                     timeout=30.0)
         self.replicas.remove_orphans(self.image)
+        self._ready_for_metadata = True
         self._apply_metadata()
         await self.groups.start()
         self._ready = True
@@ -92,6 +102,32 @@ class Broker:
         self._tasks.append(loop.create_task(self._isr_loop()))
         log.info("broker %d listening on %s:%d", self.node_id, self.config.host, port)
         return port
+
+    async def _await_quorum(self, timeout: float = 60.0) -> None:
+        """Wait until the controller quorum has a leader and this node has applied what it committed."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if self.metadata.is_voter:
+                    await self.metadata.barrier(timeout=1.0)
+                    return
+                await self.controller._observe()
+                if self.metadata.applied_index > 0:
+                    return
+            except Exception as exc:
+                log.debug("waiting for quorum: %r", exc)
+            await asyncio.sleep(0.05)
+        raise RuntimeError("the controller quorum did not form: start a majority of the voters")
+
+    def controller_address(self, node_id: int) -> tuple[str, int]:
+        voter = self.config.voters.get(node_id) or self.config.voters.get(str(node_id))
+        if voter:
+            return voter[0], int(voter[1])
+        info = self.image.brokers[node_id]
+        return info.host, info.port
+
+    def voter_ids(self) -> list[int]:
+        return sorted(int(k) for k in self.config.voters) or [self.node_id]
 
     def ready_to_unfence(self) -> bool:
         return self._ready and not self._stopping.is_set()
@@ -113,11 +149,25 @@ class Broker:
                 pass
         await self.fetchers.close()
         await self.groups.close()
+        self.controller.close()
+        await self.metadata.close()
         self.replicas.close()
         log.info("broker %d stopped", self.node_id)
 
     def _mark_metadata_dirty(self) -> None:
-        self._metadata_dirty = True
+        if not self._metadata_dirty:
+            self._metadata_dirty = True
+            try:
+                asyncio.get_running_loop().call_soon(self._apply_if_dirty)
+            except RuntimeError:
+                pass
+
+    def _apply_if_dirty(self) -> None:
+        if self._metadata_dirty and self._ready_for_metadata:
+            try:
+                self._apply_metadata()
+            except Exception:
+                log.exception("applying metadata failed")
 
     def refresh_metadata(self) -> None:
         """Catch up with records other brokers appended, and act on them."""
@@ -211,6 +261,9 @@ class Broker:
     # -- dispatch ---------------------------------------------------------------------------------
 
     async def dispatch(self, request: Request, conn: Connection) -> bytes | None:
+        if request.api_key == CONTROLLER_API_KEY:
+            body = await self.controller.handle(request.raw)
+            return struct.pack(">ii", 4 + len(body), request.correlation_id) + body
         if request.body is None:
             if request.api_key == ApiKey.API_VERSIONS:
                 return encode_unsupported_api_versions(request.correlation_id, SUPPORTED_APIS)

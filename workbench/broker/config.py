@@ -12,6 +12,7 @@ class BrokerConfig:
     cluster_dir: Path                        # shared by the cluster: metadata log lives here
     host: str = "127.0.0.1"                  # listeners / advertised.listeners host
     port: int = 0                            # 0 = pick a free port
+    raft_port: int = 0                       # the controller quorum listener (voters only)
     auto_create_topics_enable: bool = True   # auto.create.topics.enable
     num_partitions: int = 1                  # num.partitions (auto-created topics)
     default_replication_factor: int = 3      # default.replication.factor (capped at the live brokers)
@@ -26,6 +27,8 @@ class BrokerConfig:
     log_defaults: dict[str, str] = field(default_factory=dict)   # log.* defaults as topic-config names
     background_interval_s: float = 0.5       # retention, segment.ms rolls, flush, Parquet conversion
     metadata_poll_s: float = 0.1             # how often to look for metadata records from other brokers
+    # The controller quorum: node id -> [host, kafka port, raft port] (controller.quorum.voters).
+    voters: dict[int, list] = field(default_factory=dict)
 
     @property
     def broker_dir(self) -> Path:

@@ -1,141 +1,231 @@
-"""How a broker asks for metadata changes, and how the cluster notices dead brokers.
+"""How a broker talks to the active controller, and how the cluster notices dead brokers.
 
-`ControllerChannel.submit(op)` runs a controller operation
-(`workbench.controller.ops`) against the latest metadata and appends the
-records it produces, atomically; it returns the records once this broker's
-image has them.
+`ControllerChannel.submit(op)` gets a controller operation
+(`workbench.controller.ops`) carried out by the active controller (the Raft
+leader of the controller quorum): locally when this broker is it, otherwise
+forwarded over the Kafka listener with a private request (API key
+`CONTROLLER_API_KEY`, never advertised, JSON body), as KRaft brokers forward
+to their controller. It returns the records once this broker's image has
+them.
 
-Liveness, in the role ZooKeeper's sessions played: every broker refreshes a
-heartbeat (a file under `metadata/heartbeats/`) every `HEARTBEAT_S`; the
-*active controller* (the lowest-id broker that is alive and unfenced) fences
-any broker whose heartbeat is older than `broker_session_timeout_ms`, which
-moves the leadership of its partitions to other ISR members in the same
-change. A broker that starts (or finds itself fenced while alive) registers,
-opens its logs and then asks to be unfenced. Every ~5 s the active controller
-also moves leadership back to preferred replicas that are in sync (Kafka's
-`auto.leader.rebalance.enable`).
+Liveness, the role ZooKeeper sessions played: every broker heartbeats to the
+active controller every `HEARTBEAT_S`; the controller fences any broker that
+has not heartbeated within `broker_session_timeout_ms`, which elects new
+leaders for its partitions from their ISRs in the same committed batch. A
+newly elected controller first gives every broker one session timeout of
+grace. A broker that starts, or finds itself fenced while alive, opens its
+logs and asks to be unfenced. Every `LEADER_REBALANCE_S` the controller moves
+leadership back to preferred replicas that are in sync
+(`auto.leader.rebalance.enable`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
-import os
+import struct
 import time
 from typing import TYPE_CHECKING, Any
 
+from workbench.broker.network_client import BrokerConnection
 from workbench.controller.ops import execute
+from workbench.controller.raft.node import NotLeader
+from workbench.protocol.errors import ErrorCode, KafkaProtocolError
 
 if TYPE_CHECKING:
     from workbench.broker.broker import Broker
 
 log = logging.getLogger(__name__)
 
+CONTROLLER_API_KEY = 10000
 HEARTBEAT_S = 0.2
 CONTROLLER_CHECK_S = 0.1
 LEADER_REBALANCE_S = 5.0
+SUBMIT_TIMEOUT_S = 10.0
 
 
 class ControllerChannel:
     def __init__(self, broker: Broker) -> None:
         self.broker = broker
-        self.heartbeat_dir = broker.config.cluster_dir / "metadata" / "heartbeats"
-        self.heartbeat_dir.mkdir(parents=True, exist_ok=True)
-        self._my_heartbeat = self.heartbeat_dir / f"broker-{broker.node_id}"
+        self.quorum = broker.metadata
+        self._lock = asyncio.Lock()
+        self._heartbeats: dict[int, float] = {}
+        self._leader_since: float | None = None
         self._last_rebalance = time.monotonic()
-        self._started_at = time.time()
+        self._conns: dict[int, BrokerConnection] = {}
 
-    # -- changes ----------------------------------------------------------------------------------
+    # -- submitting operations --------------------------------------------------------------------
 
-    async def submit(self, op: dict[str, Any]) -> list[dict[str, Any]]:
-        default_rf = self.broker.config.default_replication_factor
-        validate_only = bool(op.get("validate_only"))
-        computed: list[dict[str, Any]] = []
+    async def submit(self, op: dict[str, Any], timeout: float = SUBMIT_TIMEOUT_S) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.quorum.is_leader:
+                try:
+                    records, _index = await self._execute(op)
+                    return records
+                except (NotLeader, TimeoutError, asyncio.TimeoutError, ConnectionError):
+                    pass
+            else:
+                leader = self.quorum.leader_id
+                if leader is not None and leader != self.broker.node_id:
+                    try:
+                        reply = await self.call(leader, {"kind": "op", "op": op},
+                                                timeout=max(0.5, deadline - time.monotonic()))
+                    except (OSError, TimeoutError, asyncio.TimeoutError, ConnectionError,
+                            asyncio.IncompleteReadError):
+                        reply = None
+                    if reply is not None:
+                        if "error" not in reply:
+                            await self.quorum.wait_applied(reply["index"], max(0.5, deadline - time.monotonic()))
+                            return reply["records"]
+                        if reply["error"] != ErrorCode.NOT_CONTROLLER:
+                            raise KafkaProtocolError(ErrorCode(reply["error"]), reply.get("message", ""))
+            if time.monotonic() >= deadline:
+                raise KafkaProtocolError(ErrorCode.REQUEST_TIMED_OUT,
+                                         "no active controller: the controller quorum has no majority")
+            await asyncio.sleep(0.05)
 
-        def change(image) -> list[dict[str, Any]]:
-            computed[:] = execute(image, op, default_rf=default_rf)
-            return [] if validate_only else computed
+    async def _execute(self, op: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:
+        """As active controller: decide against an up-to-date image, then commit."""
+        async with self._lock:
+            await self.quorum.barrier()
+            records = execute(self.quorum.image, op, default_rf=self.broker.config.default_replication_factor)
+            if not records or op.get("validate_only"):
+                return records, self.quorum.applied_index
+            index = await self.quorum.append(records)
+            return records, index
 
-        self.broker.metadata.commit(change)
-        self.broker.refresh_metadata()
-        return computed
+    # -- the private controller request ---------------------------------------------------------
+
+    async def call(self, node_id: int, message: dict[str, Any], timeout: float = 5.0) -> dict[str, Any]:
+        host, port = self.broker.controller_address(node_id)
+        conn = self._conns.get(node_id)
+        if conn is None or (conn.host, conn.port) != (host, port):
+            if conn is not None:
+                conn.close()
+            conn = self._conns[node_id] = BrokerConnection(host, port, client_id=f"broker-{self.broker.node_id}")
+        body = await conn.request_raw(CONTROLLER_API_KEY, json.dumps(message).encode(), timeout=timeout)
+        return json.loads(body)
+
+    async def handle(self, payload: bytes) -> bytes:
+        """Serve a forwarded request (we may or may not be the active controller)."""
+        try:
+            message = json.loads(payload)
+            kind = message["kind"]
+        except (ValueError, KeyError, TypeError):
+            return json.dumps({"error": int(ErrorCode.INVALID_REQUEST), "message": "bad controller request"}).encode()
+        if kind == "fetch_entries":
+            if not self.quorum.is_voter:
+                return json.dumps({"error": int(ErrorCode.NOT_CONTROLLER)}).encode()
+            return json.dumps({"entries": self.quorum.committed_entries(int(message["from"])),
+                               "leader": self.quorum.leader_id}).encode()
+        if not self.quorum.is_leader:
+            return json.dumps({"error": int(ErrorCode.NOT_CONTROLLER)}).encode()
+        if kind == "heartbeat":
+            self._heartbeats[int(message["id"])] = time.monotonic()
+            return b'{"ok":true}'
+        if kind == "op":
+            try:
+                records, index = await self._execute(message["op"])
+            except KafkaProtocolError as exc:
+                return json.dumps({"error": int(exc.code), "message": exc.message}).encode()
+            except (NotLeader, TimeoutError, asyncio.TimeoutError, ConnectionError):
+                return json.dumps({"error": int(ErrorCode.NOT_CONTROLLER)}).encode()
+            return json.dumps({"records": records, "index": index}).encode()
+        return json.dumps({"error": int(ErrorCode.INVALID_REQUEST), "message": f"unknown kind {kind}"}).encode()
 
     # -- liveness ---------------------------------------------------------------------------------
 
-    def heartbeat(self) -> None:
-        now = time.time()
-        try:
-            os.utime(self._my_heartbeat, (now, now))
-        except FileNotFoundError:
-            self._my_heartbeat.touch()
-
-    def last_heartbeat(self, broker_id: int) -> float:
-        try:
-            return os.stat(self.heartbeat_dir / f"broker-{broker_id}").st_mtime
-        except FileNotFoundError:
-            return 0.0
-
-    def alive(self, broker_id: int, now: float) -> bool:
-        timeout = self.broker.config.broker_session_timeout_ms / 1000.0
-        return now - self.last_heartbeat(broker_id) <= timeout
-
-    def active_controller(self) -> int:
-        """The lowest-id broker that is unfenced and heartbeating (-1 if none)."""
-        now = time.time()
-        image = self.broker.image
-        for bid in image.live_brokers():
-            if self.alive(bid, now):
-                return bid
-        # Nobody unfenced is alive: the lowest heartbeating broker takes over.
-        for bid in sorted(image.brokers):
-            if self.alive(bid, now):
-                return bid
-        return -1
-
     async def run(self) -> None:
-        """Heartbeat, unfence ourselves when needed, and act as controller when we are the active one."""
+        """Heartbeat; follow metadata as an observer; unfence ourselves; do the controller's duties."""
         node = self.broker.node_id
         last_beat = 0.0
         while True:
             try:
-                now_m = time.monotonic()
-                if now_m - last_beat >= HEARTBEAT_S:
-                    self.heartbeat()
-                    last_beat = now_m
+                now = time.monotonic()
+                if not self.quorum.is_voter:
+                    await self._observe()
+                if now - last_beat >= HEARTBEAT_S:
+                    last_beat = now
+                    await self._heartbeat()
                 me = self.broker.image.brokers.get(node)
                 if me is not None and me.fenced and self.broker.ready_to_unfence():
-                    await self.submit({"op": "unfence_broker", "id": node})
-                if self.active_controller() == node:
+                    await self.submit({"op": "unfence_broker", "id": node}, timeout=2.0)
+                if self.quorum.is_leader:
                     await self._controller_duties()
+                else:
+                    self._leader_since = None
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("controller duties failed")
+            except Exception as exc:
+                log.debug("controller channel: %s", exc)
             await asyncio.sleep(CONTROLLER_CHECK_S)
 
+    async def _heartbeat(self) -> None:
+        node = self.broker.node_id
+        if self.quorum.is_leader:
+            self._heartbeats[node] = time.monotonic()
+            return
+        leader = self.quorum.leader_id
+        if leader is None:
+            return
+        try:
+            await self.call(leader, {"kind": "heartbeat", "id": node}, timeout=1.0)
+        except (OSError, TimeoutError, asyncio.TimeoutError, ConnectionError, asyncio.IncompleteReadError):
+            pass
+
+    async def _observe(self) -> None:
+        """Observers (brokers that are not voters) copy committed entries from any voter."""
+        for voter in self.broker.voter_ids():
+            try:
+                reply = await self.call(voter, {"kind": "fetch_entries", "from": self.quorum.applied_index + 1},
+                                        timeout=1.0)
+            except (OSError, TimeoutError, asyncio.TimeoutError, ConnectionError, asyncio.IncompleteReadError):
+                continue
+            if "entries" in reply:
+                self.quorum._observed_leader = reply.get("leader")
+                self.quorum.apply_entries([(i, p) for i, p in reply["entries"]])
+                return
+
     async def _controller_duties(self) -> None:
-        now = time.time()
+        now = time.monotonic()
+        if self._leader_since is None:
+            # Just became the active controller: every broker gets a full session of grace.
+            self._leader_since = now
+            self._heartbeats = {b: now for b in self.broker.image.brokers}
+            self._heartbeats[self.broker.node_id] = now
+            return
+        timeout = self.broker.config.broker_session_timeout_ms / 1000.0
         image = self.broker.image
-        grace = self.broker.config.broker_session_timeout_ms / 1000.0
-        if now - self._started_at < grace:
-            return  # just took over: give every broker one session to show up
         for bid in image.live_brokers():
-            if bid != self.broker.node_id and not self.alive(bid, now):
+            last = self._heartbeats.get(bid, self._leader_since)
+            if bid != self.broker.node_id and now - last > timeout:
                 log.warning("broker %d missed its session timeout: fencing it", bid)
-                await self.submit({"op": "fence_broker", "id": bid,
-                                   "reason": f"broker {bid} stopped heartbeating"})
-        if time.monotonic() - self._last_rebalance >= LEADER_REBALANCE_S:
-            self._last_rebalance = time.monotonic()
+                await self.submit({"op": "fence_broker", "id": bid, "reason": f"broker {bid} stopped heartbeating"})
+        if now - self._last_rebalance >= LEADER_REBALANCE_S:
+            self._last_rebalance = now
             if self.broker.config.auto_leader_rebalance_enable:
                 await self.submit({"op": "elect_leaders", "type": 0, "partitions": None})
 
-    async def controlled_shutdown(self, timeout: float = 5.0) -> None:
-        """Move leadership away before stopping, so clients see no errors (KIP-143's idea)."""
+    async def controlled_shutdown(self, timeout: float = 3.0) -> None:
+        """Move leadership away before stopping, so clients see no errors; hand over the quorum."""
         try:
-            await self.submit({"op": "controlled_shutdown", "id": self.broker.node_id})
-        except Exception:
-            log.exception("controlled shutdown request failed")
-        try:
-            os.unlink(self._my_heartbeat)
-        except FileNotFoundError:
-            pass
+            await self.submit({"op": "controlled_shutdown", "id": self.broker.node_id}, timeout=timeout)
+        except Exception as exc:
+            log.info("controlled shutdown request failed: %s", exc)
+        if self.quorum.is_leader and self.quorum.raft is not None:
+            try:
+                await self.quorum.raft.transfer_leadership(timeout=1.0)
+            except Exception:
+                pass
+
+    def close(self) -> None:
+        for conn in self._conns.values():
+            conn.close()
+        self._conns.clear()
+
+
+def encode_controller_request(correlation_id: int, payload: bytes) -> bytes:
+    header = struct.pack(">hhih", CONTROLLER_API_KEY, 0, correlation_id, -1)
+    return struct.pack(">i", len(header) + len(payload)) + header + payload

@@ -58,6 +58,30 @@ class BrokerConnection:
             offset = 4 + (1 if cls.flexible_version_q(version) and request.API_KEY != 18 else 0)
             return cls.decode(memoryview(frame)[offset:], version=version)
 
+    async def request_raw(self, api_key: int, payload: bytes, timeout: float = 10.0) -> bytes:
+        """A request outside the codec's schemas (the broker's private controller request):
+        header v1 with a null client id, then `payload`; returns the response body."""
+        async with self._lock:
+            if not self.connected:
+                await asyncio.wait_for(self.connect(), timeout)
+            assert self._reader is not None and self._writer is not None
+            self._correlation_id = (self._correlation_id + 1) & 0x7FFFFFFF
+            header = struct.pack(">hhih", api_key, 0, self._correlation_id, -1)
+            self._writer.write(_SIZE.pack(len(header) + len(payload)) + header + payload)
+            try:
+                await self._writer.drain()
+                head = await asyncio.wait_for(self._reader.readexactly(4), timeout)
+                (size,) = _SIZE.unpack(head)
+                frame = await asyncio.wait_for(self._reader.readexactly(size), timeout)
+            except BaseException:
+                self.close()
+                raise
+            (correlation_id,) = _SIZE.unpack_from(frame)
+            if correlation_id != self._correlation_id:
+                self.close()
+                raise ConnectionError(f"correlation id {correlation_id} != {self._correlation_id}")
+            return frame[4:]
+
     def close(self) -> None:
         if self._writer is not None:
             try:

@@ -97,11 +97,15 @@ class KafkaServer:
                                   request.api_key, request.api_version)
                     return
                 if response is not None:
+                    if writer.is_closing():
+                        return
                     writer.write(response)
                     if writer.transport.get_write_buffer_size() > (1 << 20):
                         await writer.drain()
         except asyncio.CancelledError:
             raise
+        except (ConnectionError, RuntimeError) as exc:  # the client went away mid-response
+            log.debug("connection %s closed: %s", peer, exc)
         except Exception:
             log.exception("connection %s failed", peer)
         finally:

@@ -70,6 +70,7 @@ class Request:
     client_id: str | None
     body: Any  # a kafka-python ApiMessage instance, or None when the API is unknown to the codec
     size: int = 0
+    raw: bytes = b""  # the undecoded body, kept only when `body` is None
 
 
 def _read_uvarint(buf: memoryview, pos: int) -> tuple[int, int]:
@@ -145,7 +146,8 @@ def decode_request(frame: bytes | memoryview, supported: dict[int, tuple[int, in
             raise MalformedRequestError(
                 f"cannot decode {cls.__name__} v{api_version}: {type(exc).__name__}: {exc}"
             ) from exc
-    return Request(api_key, api_version, correlation_id, client_id, body, len(frame))
+    raw = bytes(memoryview(frame)[pos:]) if body is None else b""
+    return Request(api_key, api_version, correlation_id, client_id, body, len(frame), raw)
 
 
 def build(cls: type, value: Any) -> Any:

@@ -20,6 +20,8 @@ import pyarrow as pa
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
+from workbench.kafka_logging import KAFKA_LOGGER
+
 #: The raw record schema shared with the brokers' Parquet tier (plus `partition`).
 HEADER_TYPE = pa.list_(pa.struct([("key", pa.string()), ("value", pa.binary())]))
 RAW_SCHEMA = pa.schema([
@@ -65,7 +67,8 @@ class Wire:
 
     def __init__(self, bootstrap_servers: str) -> None:
         self.bootstrap_servers = bootstrap_servers
-        self._admin = AdminClient({"bootstrap.servers": bootstrap_servers, "log.connection.close": False})
+        self._admin = AdminClient({"bootstrap.servers": bootstrap_servers, "log.connection.close": False,
+                                   "logger": KAFKA_LOGGER})
         self._consumer_lock = threading.Lock()
         self._consumer: Consumer | None = None
 
@@ -109,6 +112,7 @@ class Wire:
             self._consumer = Consumer({
                 "bootstrap.servers": self.bootstrap_servers,
                 "log.connection.close": False,
+                "logger": KAFKA_LOGGER,
                 # Required by the client; this consumer only assign()s and never joins or commits.
                 "group.id": f"workbench-sql-{uuid.uuid4().hex[:12]}",
                 "enable.auto.commit": False,

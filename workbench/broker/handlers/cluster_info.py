@@ -25,8 +25,13 @@ async def api_versions(broker: Broker, req: Request, conn: Connection) -> dict:
     }
 
 
-def controller_id(image: MetadataImage) -> int:
+def controller_id(image: MetadataImage, broker: Broker | None = None) -> int:
+    """The broker clients should send controller requests to: the active controller (the quorum's
+    Raft leader) when it is a listed broker, else any listed broker, which forwards (KIP-590).
+    Naming a broker the response does not list would leave clients waiting for it."""
     live = image.live_brokers()
+    if broker is not None and broker.metadata.leader_id in live:
+        return broker.metadata.leader_id
     return live[0] if live else -1
 
 
@@ -87,7 +92,7 @@ async def metadata(broker: Broker, req: Request, conn: Connection) -> dict:
     brokers = [{"node_id": b.id, "host": b.host, "port": b.port, "rack": b.rack}
                for b in sorted(image.brokers.values(), key=lambda b: b.id) if not b.fenced]
     return {"throttle_time_ms": 0, "brokers": brokers, "cluster_id": image.cluster_id,
-            "controller_id": controller_id(image), "topics": topics}
+            "controller_id": controller_id(image, broker), "topics": topics}
 
 
 async def describe_cluster(broker: Broker, req: Request, conn: Connection) -> dict:
@@ -95,7 +100,7 @@ async def describe_cluster(broker: Broker, req: Request, conn: Connection) -> di
     image = broker.image
     return {
         "throttle_time_ms": 0, "error_code": 0, "error_message": None, "endpoint_type": 1,
-        "cluster_id": image.cluster_id or "", "controller_id": controller_id(image),
+        "cluster_id": image.cluster_id or "", "controller_id": controller_id(image, broker),
         "brokers": [{"broker_id": b.id, "host": b.host, "port": b.port, "rack": b.rack}
                     for b in sorted(image.brokers.values(), key=lambda b: b.id) if not b.fenced],
     }

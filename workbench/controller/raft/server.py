@@ -284,10 +284,15 @@ class RaftServer:
                         frames.append(queue.get_nowait())
                     writer.write(b"".join(frames))
                     await writer.drain()
-            except OSError:
+            except (OSError, RuntimeError):
+                # OSError from the socket; RuntimeError from uvloop when writing to a transport the
+                # peer already closed. Either way: reconnect (the task must never die).
                 pass
             finally:
-                writer.close()
+                try:
+                    writer.close()
+                except RuntimeError:
+                    pass
 
     async def _serve_peer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()

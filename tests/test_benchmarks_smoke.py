@@ -1,0 +1,58 @@
+"""The benchmark suite runs end to end at smoke size and emits well-formed JSON (issue 6).
+
+No timing is asserted: the figures depend on the machine. This only guards that every section still
+runs (or says why it was skipped) as the broker changes.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SECTIONS = {"peers", "producer", "consumer", "latency", "profile", "startup", "sql", "failover", "scaling"}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_run_all_smoke_emits_every_section(tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run_all.py"), "--smoke", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=540, cwd=ROOT, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    files = list(tmp_path.glob("*-smoke.json"))
+    assert len(files) == 1, files
+    result = json.loads(files[0].read_text())
+
+    assert result["meta"]["smoke"] is True
+    assert result["meta"]["cpus"] >= 1
+    sections = result["sections"]
+    assert set(sections) == SECTIONS
+    for name, section in sections.items():
+        assert section["status"] in ("ok", "skipped"), (name, section)
+        if section["status"] == "skipped":
+            assert section["reason"], name
+
+    for case in ("rf1_acks1", "rf3_acksall"):
+        producer = sections["producer"][case]
+        assert producer["workbench_records_per_s"] > 0 and producer["mock_records_per_s"] > 0
+        assert producer["errors"] == 0
+        assert {"ratio_to_mock", "ratio_to_loopback", "rss_idle_mb", "rss_under_load_peak_mb"} <= set(producer)
+        assert sections["consumer"][case]["workbench"]["records"] == producer["records"]
+        latency = sections["latency"][case]
+        assert {"p50_ms", "p99_ms", "max_ms"} <= set(latency["workbench"]) and latency["workbench"]["records"] > 0
+        assert {"p50_ms", "p99_ms", "max_ms"} <= set(latency["mock"])
+        profile = sections["profile"][case]
+        assert profile.get("status") == "skipped" or "brokers" in profile
+
+    assert sections["peers"]["loopback"]["records_per_s"] > 0
+    assert {"brokers_1", "brokers_3"} <= set(sections["startup"])
+    assert sections["sql"]["runs"] and "ratio" in sections["sql"]["runs"][0]
+    assert sections["failover"]["trials"]
+    scaling = sections["scaling"]
+    assert [r["partitions"] for r in scaling["producer_by_partitions"]] == [1, 10, 100, 1000]
+    assert scaling["restart_recovery_by_log_size"]
+    assert isinstance(result["table"], list) and all(isinstance(row, list) for row in result["table"])

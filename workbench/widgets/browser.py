@@ -1,0 +1,303 @@
+"""`TopicBrowser`: the records of one topic as a table: the newest ones, tailed live, or from
+an offset or a time; filtered by key, by value text or by any SQL predicate; exported to CSV.
+
+Records are read with the SQL layer (`conn.sql`), which reads the brokers' Parquet history
+plus the live tail fetched over the Kafka protocol up to each high watermark, so the table
+shows exactly what consumers can see, and a SQL predicate can use the topic's flattened
+JSON columns (`amount > 10 AND status = 'paid'`).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from datetime import datetime
+from pathlib import Path
+
+import ipywidgets as widgets
+import pandas as pd
+
+from workbench.widgets._live import (
+    LivePanel,
+    admin_client,
+    connection_closed,
+    hold,
+    message,
+    short_error,
+    start_sql,
+)
+from workbench.widgets._render import frame_html
+
+COLUMNS = ["partition", "offset", "timestamp", "key", "value", "headers"]
+MAX_ROWS = 5000
+
+
+def sql_string(text: str) -> str:
+    """A SQL string literal."""
+    return "'" + str(text).replace("'", "''") + "'"
+
+
+def sql_identifier(name: str) -> str:
+    return '"' + str(name).replace('"', '""') + '"'
+
+
+def parse_time(text: str) -> pd.Timestamp:
+    """A time typed by a person: ISO ("2024-05-01 12:00:00", UTC unless it says otherwise) or epoch ms."""
+    text = text.strip()
+    try:
+        ts = pd.Timestamp(int(text), unit="ms") if text.isdigit() else pd.Timestamp(text)
+    except (ValueError, TypeError):
+        raise ValueError(f"cannot read {text!r} as a time; write e.g. 2024-05-01 12:00:00 (UTC) "
+                         "or epoch milliseconds") from None
+    if pd.isna(ts):
+        raise ValueError(f"cannot read {text!r} as a time")
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts
+
+
+def _headers_text(value) -> str:
+    if value is None:
+        return ""
+    try:
+        items = list(value)
+    except TypeError:
+        return str(value)
+    if not items:
+        return ""
+    out = {}
+    for h in items:
+        raw = h.get("value") if isinstance(h, dict) else None
+        out[str(h.get("key") if isinstance(h, dict) else h)] = (
+            raw.decode("utf-8", "replace") if isinstance(raw, bytes | bytearray) else raw)
+    return json.dumps(out, ensure_ascii=False)
+
+
+class TopicBrowser(LivePanel):
+    """Browse one topic: tail, seek, filter, export."""
+
+    css_class = "workbench-browser"
+
+    def __init__(self, conn, topic: str | None = None, *, interval: float = 1.0, limit: int = 100,
+                 tail: bool = True) -> None:
+        super().__init__(conn)
+        self.rows = pd.DataFrame(columns=COLUMNS)
+        self.query_text = ""
+        self.error = ""
+        self.last_export: Path | None = None
+        self._partitions: dict[str, int] = {}
+        self._requested = False
+        self._shown_signature = None
+
+        self.topic = widgets.Combobox(description="topic", ensure_option=False, continuous_update=False,
+                                      placeholder="topic name", layout=widgets.Layout(width="360px"))
+        self.tail = widgets.Checkbox(value=tail, description="tail (live)", indent=False,
+                                     layout=widgets.Layout(width="110px"))
+        self.limit = widgets.BoundedIntText(value=limit, min=1, max=MAX_ROWS, description="rows",
+                                            layout=widgets.Layout(width="160px"))
+        self.refresh_button = widgets.Button(description="Refresh", icon="refresh",
+                                             layout=widgets.Layout(width="100px"))
+        self.seek_partition = widgets.Dropdown(options=[("all", None)], value=None, description="partition",
+                                               layout=widgets.Layout(width="180px"))
+        self.seek_offset = widgets.IntText(value=-1, description="from offset",
+                                           tooltip="-1: the newest records", layout=widgets.Layout(width="180px"))
+        self.seek_time = widgets.Text(description="from time", placeholder="2024-05-01 12:00:00",
+                                      continuous_update=False, layout=widgets.Layout(width="260px"))
+        self.newest_button = widgets.Button(description="Newest", icon="fast-forward",
+                                            layout=widgets.Layout(width="100px"))
+        self.filter_key = widgets.Text(description="key", placeholder="contains", continuous_update=False,
+                                       layout=widgets.Layout(width="220px"))
+        self.filter_text = widgets.Text(description="value", placeholder="contains text", continuous_update=False,
+                                        layout=widgets.Layout(width="260px"))
+        self.sql_filter = widgets.Text(description="where", placeholder="SQL, e.g. amount > 10",
+                                       continuous_update=False, layout=widgets.Layout(width="360px"))
+        self.export_path = widgets.Text(description="CSV file", placeholder="<topic>.csv in the working directory",
+                                        layout=widgets.Layout(width="360px"))
+        self.export_button = widgets.Button(description="Export CSV", icon="download",
+                                            layout=widgets.Layout(width="120px"))
+        self.export_link = widgets.HTML()
+        self.info = widgets.HTML()
+        self.table = widgets.HTML()
+        self.table.add_class("workbench-browser-table")
+        self.children = [
+            widgets.HBox([self.topic, self.tail, self.limit, self.refresh_button]),
+            widgets.HBox([self.seek_partition, self.seek_offset, self.seek_time, self.newest_button]),
+            widgets.HBox([self.filter_key, self.filter_text, self.sql_filter]),
+            self.info,
+            self.table,
+            widgets.HBox([self.export_path, self.export_button]),
+            self.export_link,
+        ]
+        self.topic.observe(self._on_topic, "value")
+        for w in (self.seek_partition, self.seek_offset, self.seek_time, self.filter_key, self.filter_text,
+                  self.sql_filter, self.limit):
+            w.observe(lambda _c: self._request(), "value")
+        self.tail.observe(self._on_tail, "value")
+        self.refresh_button.on_click(lambda _b: self.refresh())
+        self.newest_button.on_click(lambda _b: self.newest())
+        self.export_button.on_click(lambda _b: self.export())
+
+        start_sql(conn)
+        self._poller = self._loop("browser", self._step, interval, on_error=self._show_error)
+        try:
+            self._refresh_topics()
+        except Exception as exc:  # noqa: BLE001
+            self._show_error(exc)
+        if topic is not None:
+            self.topic.value = topic
+        self._poller.start()
+
+    # ------------------------------------------------------------------ topics
+    def _admin(self):
+        if not hasattr(self, "_admin_client"):
+            self._admin_client = admin_client(self.conn)
+        return self._admin_client
+
+    def _refresh_topics(self) -> None:
+        md = self._admin().list_topics(timeout=3)
+        self._partitions = {n: len(t.partitions) for n, t in md.topics.items()
+                            if not n.startswith("__") and t.error is None}
+        options = sorted(self._partitions)
+        if list(self.topic.options) != options:
+            self.topic.options = options
+        self._update_partition_options()
+
+    def _update_partition_options(self) -> None:
+        count = self._partitions.get(self.topic.value, 0)
+        options = [("all", None)] + [(str(p), p) for p in range(count)]
+        if list(self.seek_partition.options) != options:
+            current = self.seek_partition.value
+            with hold(self.seek_partition):
+                self.seek_partition.options = options
+                self.seek_partition.value = current if current is not None and current < count else None
+
+    def _on_topic(self, _change=None) -> None:
+        if self.topic.value and self.topic.value not in self._partitions:
+            try:
+                self._refresh_topics()
+            except Exception as exc:  # noqa: BLE001
+                self._show_error(exc)
+        self._update_partition_options()
+        self._shown_signature = None
+        self._request()
+
+    # ------------------------------------------------------------------ reading
+    def _on_tail(self, change) -> None:
+        if change["new"]:
+            self._request()
+
+    def _request(self) -> None:
+        """Refresh soon, on the background thread (typing never waits for the cluster)."""
+        self._requested = True
+        self._poller.poke()
+
+    def newest(self) -> pd.DataFrame:
+        """Back to the newest records (clears the seek position)."""
+        with hold(self.seek_offset, self.seek_time):
+            self.seek_offset.value = -1
+            self.seek_time.value = ""
+        return self.refresh()
+
+    def build_query(self) -> str:
+        """The SQL the browser runs for its current topic, position and filters."""
+        topic = self.topic.value.strip()
+        if not topic:
+            raise ValueError("choose a topic")
+        conditions = []
+        partition = self.seek_partition.value
+        if partition is not None:
+            conditions.append(f"partition = {int(partition)}")
+        seeking = False
+        if self.seek_offset.value is not None and self.seek_offset.value >= 0:
+            conditions.append(f'"offset" >= {int(self.seek_offset.value)}')
+            seeking = True
+        if self.seek_time.value.strip():
+            ts = parse_time(self.seek_time.value)
+            conditions.append(f"timestamp >= {sql_string(ts.isoformat())}::TIMESTAMPTZ")
+            seeking = True
+        if self.filter_key.value:
+            conditions.append(f"contains(key, {sql_string(self.filter_key.value)})")
+        if self.filter_text.value:
+            conditions.append(f"contains(value, {sql_string(self.filter_text.value)})")
+        if self.sql_filter.value.strip():
+            conditions.append(f"({self.sql_filter.value.strip()})")
+        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+        order = 'timestamp, partition, "offset"' if seeking else 'timestamp DESC, partition, "offset" DESC'
+        return (f'SELECT partition, "offset", timestamp, key, value, headers FROM {sql_identifier(topic)}'
+                f"{where} ORDER BY {order} LIMIT {int(self.limit.value)}")
+
+    def _step(self) -> None:
+        if self._requested or self.tail.value:
+            self._requested = False
+            self._refresh()
+
+    def refresh(self) -> pd.DataFrame:
+        """Read the records now; returns what is shown (also `browser.rows`)."""
+        self._requested = False
+        try:
+            self._refresh()
+        except Exception as exc:  # noqa: BLE001 - shown inline
+            self._show_error(exc)
+        return self.rows
+
+    def _show_error(self, exc: BaseException) -> None:
+        self.error = short_error(exc)
+        self.info.value = message(self.error)
+
+    def _refresh(self) -> None:
+        with self._refresh_lock:
+            self._refresh_locked()
+
+    def _refresh_locked(self) -> None:
+        if connection_closed(self.conn) or self._closed:
+            return
+        if not self.topic.value.strip():
+            self.info.value = message("choose a topic", "info")
+            return
+        if self.topic.value not in self._partitions:
+            self._refresh_topics()
+        query = self.build_query()
+        frame = self.conn.sql(query)
+        rows = pd.DataFrame({
+            "partition": frame["partition"].astype(int),
+            "offset": frame["offset"].astype("int64"),
+            "timestamp": frame["timestamp"],
+            "key": frame["key"],
+            "value": frame["value"],
+            "headers": [_headers_text(h) for h in frame["headers"]],
+        }, columns=COLUMNS)
+        self.rows, self.query_text, self.error = rows, query, ""
+        signature = (query, tuple(zip(rows["partition"], rows["offset"], strict=False)))
+        note = f"{len(rows)} records · {datetime.now():%H:%M:%S}" + (" · tailing" if self.tail.value else "")
+        if self._closed:
+            return
+        if signature == self._shown_signature:
+            self.info.value = message(note, "info")
+            return
+        self._shown_signature = signature
+        filtered = " WHERE " in query
+        table = frame_html(rows, max_rows=MAX_ROWS, css_class="workbench-browser-rows",
+                           empty="no records match" if filtered else "no records yet")
+        with hold(self.table, self.info):
+            self.table.value = table
+            self.info.value = message(note, "info")
+
+    # ------------------------------------------------------------------ export
+    def export(self, path: str | Path | None = None) -> Path | None:
+        """Write the rows shown to a CSV file (`export_path`, default `<topic>.csv`) and offer
+        them as a download link; returns the file written."""
+        rows = self.rows
+        text = rows.to_csv(index=False)
+        target = Path(path or self.export_path.value.strip() or f"{self.topic.value or 'records'}.csv")
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            self.export_link.value = message(f"cannot write {target}: {exc}")
+            return None
+        self.last_export = target
+        data = base64.b64encode(text.encode("utf-8")).decode("ascii")
+        self.export_link.value = (
+            f'<a class="workbench-export-link" download="{html.escape(target.name)}" '
+            f'href="data:text/csv;charset=utf-8;base64,{data}">download {len(rows)} rows as CSV</a>'
+            f' · written to <code>{html.escape(str(target))}</code>')
+        return target

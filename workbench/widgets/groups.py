@@ -1,0 +1,312 @@
+"""`GroupMonitor`: every consumer group, its lag per partition, a live lag plot, a status per
+group in the manner of Burrow, and resetting a stopped group's offsets.
+
+Groups and lag come from the SQL layer's system tables (`wb.consumer_groups` and
+`wb.consumer_lag`, themselves read over the Kafka protocol); resets use the admin client's
+`alter_consumer_group_offsets`, which Kafka accepts only for a group with no members.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from datetime import datetime
+
+import ipywidgets as widgets
+import pandas as pd
+
+from workbench.widgets._live import (
+    LivePanel,
+    admin_client,
+    connection_closed,
+    hold,
+    message,
+    short_error,
+    start_sql,
+)
+from workbench.widgets._render import badge, frame_html, line_chart
+from workbench.widgets.burrow import SEVERITY, BurrowEvaluator
+
+QUERY = """
+SELECT g.group_id, g.state, g.members, g.member_list, l.topic, l.partition, l.committed_offset,
+       l.log_end_offset, l.lag, l.lag_seconds
+FROM wb.consumer_groups g LEFT JOIN wb.consumer_lag l ON l.group_id = g.group_id
+ORDER BY g.group_id, l.topic, l.partition
+"""  # (ON, not USING: duckdb.get_table_names cannot bind USING before the tables exist)
+#: Seconds of lag history kept for the plot.
+PLOT_SPAN = 120.0
+
+
+def _as_list(value) -> list:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return []
+    return list(value)
+
+
+def parse_reset_target(to) -> tuple[str, int | None]:
+    """("earliest" | "latest" | "timestamp", epoch ms) from "earliest", "latest", a datetime, an
+    ISO string ("2024-05-01 12:00", UTC unless it says otherwise) or epoch milliseconds."""
+    if isinstance(to, str) and to.strip().lower() in ("earliest", "latest"):
+        return to.strip().lower(), None
+    if isinstance(to, bool) or to is None:
+        raise ValueError(f'reset to "earliest", "latest" or a timestamp, not {to!r}')
+    if isinstance(to, int | float):
+        return "timestamp", int(to)
+    try:
+        ts = pd.Timestamp(to)
+    except (ValueError, TypeError):
+        raise ValueError(f'cannot read {to!r} as a time; use "earliest", "latest", '
+                         '"2024-05-01 12:00:00" (UTC) or epoch milliseconds') from None
+    if pd.isna(ts):
+        raise ValueError(f"cannot read {to!r} as a time")
+    if ts.tzinfo is None:
+        ts = ts.tz_localize("UTC")
+    return "timestamp", int(ts.timestamp() * 1000)
+
+
+class GroupMonitor(LivePanel):
+    """Consumer groups with state, members, lag per partition, a lag plot and Burrow-style status."""
+
+    css_class = "workbench-groups"
+
+    def __init__(self, conn, *, interval: float = 1.0, window: int = 10, stall_after: float = 10.0,
+                 stop_after: float = 60.0, live: bool = True) -> None:
+        super().__init__(conn)
+        self.evaluator = BurrowEvaluator(window, stall_after, stop_after)
+        self.status: dict[str, str] = {}
+        self.groups = pd.DataFrame()
+        self.lag = pd.DataFrame()
+        self.history: dict[str, deque] = {}  # group -> (time, total lag)
+        self.error = ""
+
+        self.refresh_button = widgets.Button(description="Refresh", icon="refresh")
+        self.live = widgets.Checkbox(value=live, description="live", indent=False,
+                                     layout=widgets.Layout(width="80px"))
+        self.info = widgets.HTML()
+        self.groups_table = widgets.HTML()
+        self.groups_table.add_class("workbench-groups-table")
+        self.plot = widgets.HTML()
+        self.plot.add_class("workbench-lag-plot")
+        self.partitions_table = widgets.HTML()
+        self.partitions_table.add_class("workbench-lag-table")
+        self.reset_group_select = widgets.Dropdown(options=[], description="group")
+        self.reset_to = widgets.Dropdown(options=["earliest", "latest", "timestamp"], value="earliest",
+                                         description="to", layout=widgets.Layout(width="200px"))
+        self.reset_timestamp = widgets.Text(placeholder="2024-05-01 12:00:00 (UTC)",
+                                            layout=widgets.Layout(width="200px"))
+        self.reset_button = widgets.Button(description="Reset offsets", icon="undo", button_style="warning")
+        self.reset_message = widgets.HTML()
+        self.children = [
+            widgets.HBox([widgets.HTML("<b>Consumer groups</b>"), self.refresh_button, self.live, self.info]),
+            self.groups_table,
+            self.plot,
+            self.partitions_table,
+            widgets.HTML("<b>Reset a stopped group</b> (no active members)"),
+            widgets.HBox([self.reset_group_select, self.reset_to, self.reset_timestamp, self.reset_button]),
+            self.reset_message,
+        ]
+        self.refresh_button.on_click(lambda _b: self.refresh())
+        self.reset_button.on_click(lambda _b: self._reset_clicked())
+        self.live.observe(self._on_live, "value")
+        start_sql(conn)
+        self._poller = self._loop("groups", self._step, interval, on_error=self._show_error)
+        if live:
+            self._poller.start()
+        else:
+            self.refresh()
+
+    # ------------------------------------------------------------------ refresh
+    def _on_live(self, change) -> None:
+        if change["new"]:
+            self._poller.start()
+            self._poller.resume()
+        else:
+            self._poller.pause()
+
+    def _step(self) -> None:
+        if self.live.value:
+            self._refresh()
+
+    def refresh(self) -> pd.DataFrame:
+        """Read groups and lag now; returns the per-partition lag shown."""
+        try:
+            self._refresh()
+        except Exception as exc:  # noqa: BLE001 - shown inline
+            self._show_error(exc)
+        return self.lag
+
+    def _show_error(self, exc: BaseException) -> None:
+        self.error = short_error(exc)
+        self.status = {g: "ERR" for g in self.status}
+        self.info.value = message(f"cannot read groups: {self.error}")
+
+    def _refresh(self) -> None:
+        with self._refresh_lock:
+            self._refresh_locked()
+
+    def _refresh_locked(self) -> None:
+        if connection_closed(self.conn) or self._closed:
+            return
+        frame = self.conn.sql(QUERY)
+        now = time.time()
+        groups, lag = self._split(frame)
+        status: dict[str, str] = {}
+        for gid, group_row in groups.set_index("group_id").iterrows():
+            rows = lag[lag["group_id"] == gid]
+            self.evaluator.observe(now, gid, group_row["state"],
+                                   [(r.topic, int(r.partition), int(r.committed_offset), int(r.lag))
+                                    for r in rows.itertuples()])
+            status[gid] = self.evaluator.status(gid)
+            hist = self.history.setdefault(gid, deque())
+            hist.append((now, int(rows["lag"].sum()) if not rows.empty else 0))
+            while hist and hist[0][0] < now - PLOT_SPAN:
+                hist.popleft()
+        for gone in set(self.history) - set(status):
+            del self.history[gone]
+            self.evaluator.forget(gone)
+        if not lag.empty:
+            lag = lag.assign(status=[self.evaluator.partition_status(r.group_id, r.topic, int(r.partition))
+                                     for r in lag.itertuples()])
+        groups = groups.assign(status=[status[g] for g in groups["group_id"]]) if not groups.empty else groups
+        self.groups, self.lag, self.status, self.error = groups, lag, status, ""
+        self._render(now)
+
+    @staticmethod
+    def _split(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+        group_cols = ["group_id", "state", "members", "member_list"]
+        if frame.empty:
+            return pd.DataFrame(columns=group_cols + ["partitions", "lag", "max_lag_seconds"]), \
+                pd.DataFrame(columns=["group_id", "topic", "partition", "committed_offset", "log_end_offset",
+                                      "lag", "lag_seconds"])
+        lag = frame[frame["topic"].notna()].drop(columns=["state", "members", "member_list"]).reset_index(drop=True)
+        lag["partition"] = lag["partition"].astype(int)
+        groups = frame.drop_duplicates("group_id")[group_cols].reset_index(drop=True)
+        totals = lag.groupby("group_id").agg(partitions=("partition", "size"), lag=("lag", "sum"),
+                                             max_lag_seconds=("lag_seconds", "max"))
+        groups = groups.join(totals, on="group_id")
+        groups["partitions"] = groups["partitions"].fillna(0).astype(int)
+        groups["lag"] = groups["lag"].fillna(0).astype(int)
+        return groups, lag
+
+    def _render(self, now: float) -> None:
+        shown_groups = self.groups.copy()
+        if not shown_groups.empty:
+            shown_groups["member_list"] = [
+                ", ".join(sorted({str(m.get("client_id") or m.get("member_id", "")[:12]) for m in _as_list(ms)}))
+                for ms in shown_groups["member_list"]]
+            shown_groups = shown_groups.rename(columns={"member_list": "clients"})
+            shown_groups["status"] = [badge(s) for s in shown_groups["status"]]
+
+        def group_class(row) -> str:
+            return {"WARN": "workbench-warn", "STALL": "workbench-warn", "STOP": "workbench-bad",
+                    "ERR": "workbench-bad"}.get(self.status.get(row["group_id"], "OK"), "")
+
+        def partition_class(row) -> str:
+            s = row.get("status", "OK")
+            return "workbench-bad" if SEVERITY.get(s, 0) >= 2 else ("workbench-warn" if s == "WARN" else "")
+
+        groups_html = frame_html(shown_groups, css_class="workbench-groups-list", row_class=group_class,
+                                 raw_html_columns=["status"], empty="no consumer groups yet")
+        lag_html = frame_html(self.lag, css_class="workbench-lag-rows", row_class=partition_class,
+                              empty="no committed offsets yet")
+        plot_html = line_chart({g: list(h) for g, h in self.history.items()}, now=now, span=PLOT_SPAN,
+                               y_label="lag (records)", css_class="workbench-lag-svg")
+        options = list(self.groups["group_id"]) if not self.groups.empty else []
+        stamp = datetime.now().strftime("%H:%M:%S")
+        if self._closed:
+            return
+        with hold(self.groups_table, self.partitions_table, self.plot, self.info, self.reset_group_select):
+            self.groups_table.value = groups_html
+            self.partitions_table.value = lag_html
+            self.plot.value = plot_html
+            self.info.value = message(f"updated {stamp}", "info")
+            if list(self.reset_group_select.options) != options:
+                current = self.reset_group_select.value
+                self.reset_group_select.options = options
+                if current in options:
+                    self.reset_group_select.value = current
+
+    # ------------------------------------------------------------------ reset
+    def _reset_clicked(self) -> None:
+        group = self.reset_group_select.value
+        if not group:
+            self.reset_message.value = message("choose a group first")
+            return
+        to = self.reset_to.value if self.reset_to.value != "timestamp" else self.reset_timestamp.value.strip()
+        if not to:
+            self.reset_message.value = message("type a time to reset to, e.g. 2024-05-01 12:00:00 (UTC)")
+            return
+        self.reset_group(group, to=to)
+
+    def reset_group(self, group: str, to="earliest", *, topic: str | None = None) -> dict | None:
+        """Move a group with no active members to the earliest or latest offsets, or to the first
+        offset at or after a time, on every partition of the topics it has committed (or of `topic`).
+
+        Returns {(topic, partition): new offset}; on a problem shows it inline and returns None."""
+        try:
+            result = self._reset(group, to, topic)
+        except Exception as exc:  # noqa: BLE001 - shown inline
+            self.reset_message.value = message(f"reset of {group!r} failed: {short_error(exc)}")
+            return None
+        where = ", ".join(f"{t}[{p}]→{o}" for (t, p), o in sorted(result.items()))
+        self.reset_message.value = message(f"reset {group!r} to {to}: {where}", "ok")
+        self._poller.poke()
+        return result
+
+    def _reset(self, group: str, to, topic: str | None) -> dict:
+        from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
+        from confluent_kafka.admin import OffsetSpec
+
+        if not isinstance(group, str) or not group:
+            raise ValueError("name a consumer group")
+        kind, ts = parse_reset_target(to)
+        admin = admin_client(self.conn)
+        try:
+            description = admin.describe_consumer_groups([group], request_timeout=10)[group].result()
+        except KafkaException as exc:
+            raise ValueError(f"cannot describe group {group!r}: {exc.args[0].str()}") from None
+        state = getattr(description.state, "name", str(description.state))
+        if description.members:
+            raise ValueError(f"group {group!r} has {len(description.members)} active member(s) (state {state}); "
+                             "stop its consumers first: Kafka resets only a group with no members")
+        if topic is not None:
+            topics = {topic}
+        else:
+            offsets = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)],
+                                                        request_timeout=10)[group].result()
+            topics = {tp.topic for tp in offsets.topic_partitions if tp.error is None}
+            if not topics:
+                raise ValueError(f"group {group!r} has no committed offsets: pass topic= to say which topic")
+        md = admin.list_topics(timeout=10)
+        partitions = []
+        for name in sorted(topics):
+            tm = md.topics.get(name)
+            if tm is None or tm.error is not None:
+                raise ValueError(f"unknown topic {name!r}")
+            partitions += [(name, p) for p in sorted(tm.partitions)]
+        spec = {"earliest": OffsetSpec.earliest(), "latest": OffsetSpec.latest()}.get(kind) \
+            or OffsetSpec.for_timestamp(ts)
+        futures = admin.list_offsets({TopicPartition(t, p): spec for t, p in partitions}, request_timeout=10)
+        targets = {}
+        latest_needed = []
+        for tp, fut in futures.items():
+            offset = fut.result().offset
+            if offset < 0:  # no record at or after the time: the end of the partition
+                latest_needed.append(tp)
+            else:
+                targets[(tp.topic, tp.partition)] = offset
+        if latest_needed:
+            more = admin.list_offsets({TopicPartition(tp.topic, tp.partition): OffsetSpec.latest()
+                                       for tp in latest_needed}, request_timeout=10)
+            for tp, fut in more.items():
+                targets[(tp.topic, tp.partition)] = fut.result().offset
+        request = ConsumerGroupTopicPartitions(group, [TopicPartition(t, p, o) for (t, p), o in targets.items()])
+        try:
+            done = admin.alter_consumer_group_offsets([request], request_timeout=10)[group].result()
+        except KafkaException as exc:
+            raise ValueError(exc.args[0].str()) from None
+        failed = [f"{tp.topic}[{tp.partition}]: {tp.error.str()}" for tp in done.topic_partitions if tp.error]
+        if failed:
+            raise ValueError("; ".join(failed))
+        return targets
