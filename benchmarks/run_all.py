@@ -65,13 +65,14 @@ def sizes(args) -> dict[str, Any]:
     if args.smoke:
         s = {"records": 50_000, "latency_seconds": 1.0, "latency_warmup": 0.5, "startup_repeat": 1,
              "failover_trials": 1, "scaling_partitions": [1, 10, 100, 1000], "scaling_records": 20_000,
-             "sql_records": [20_000], "sql_repeat": 2, "sql_probes": 20, "recovery_records": [20_000, 100_000],
-             "loopback_records": 1_000_000}
+             "sql_records": [20_000], "sql_repeat": 2, "sql_probes": 20, "recovery_records": [20_000],
+             "loopback_records": 1_000_000, "pipelined_seconds": 0.2}
     else:
         s = {"records": 2_000_000, "latency_seconds": 10.0, "latency_warmup": 2.0, "startup_repeat": 3,
              "failover_trials": 3, "scaling_partitions": [1, 10, 100, 1000], "scaling_records": 1_000_000,
              "sql_records": [1_000_000], "sql_repeat": 5, "sql_probes": 100,
-             "recovery_records": [100_000, 1_000_000, 4_000_000], "loopback_records": 20_000_000}
+             "recovery_records": [100_000, 1_000_000, 4_000_000], "loopback_records": 20_000_000,
+             "pipelined_seconds": 1.0}
     if args.records:
         s["records"] = args.records
     if args.sql_records:
@@ -240,7 +241,7 @@ class Profiler:
             base.with_suffix(".top.txt").write_text("\n".join(lines) + "\n")
             # The collapsed stacks (flamegraph.pl / speedscope input), kept only when small.
             if raw.stat().st_size < 400_000:
-                shutil.copy(raw, base.with_suffix(".collapsed.txt"))
+                shutil.copyfile(raw, base.with_suffix(".collapsed.txt"))
                 entry["collapsed"] = _rel(base.with_suffix(".collapsed.txt"))
             entry["top_file"] = _rel(base.with_suffix(".top.txt"))
             raw.unlink(missing_ok=True)
@@ -325,10 +326,11 @@ def throughput_case(label: str, brokers: int, rf: int, acks: str, args, sz: dict
             wait_isr(cluster.bootstrap_servers, "lat", rf)
             ours["latency"] = latency(cluster.bootstrap_servers, "lat", sz["latency_seconds"], 5, 10)
             # librdkafka's defaults (1,000,000 requests in flight per connection, fetch.wait.max.ms 500),
-            # one second of records: shows what pipelining one tiny request per record does to a broker.
+            # one second of records (smoke: 0.2 s): shows what pipelining one tiny request per record does to a broker.
             cluster.create_topic("lat-pipelined", partitions=6, replication_factor=rf)
             wait_isr(cluster.bootstrap_servers, "lat-pipelined", rf)
-            ours["latency_pipelined"] = latency(cluster.bootstrap_servers, "lat-pipelined", 1.0, 0, 500)
+            ours["latency_pipelined"] = latency(cluster.bootstrap_servers, "lat-pipelined", sz["pipelined_seconds"],
+                                                0, 500)
         if "profile" in want:
             cluster.create_topic("prof", partitions=6, replication_factor=rf)
             wait_isr(cluster.bootstrap_servers, "prof", rf)
@@ -357,7 +359,7 @@ def throughput_case(label: str, brokers: int, rf: int, acks: str, args, sz: dict
             m.create_topic("lat", 6, rf)
             mock["latency"] = latency(m.bootstrap_servers, "lat", sz["latency_seconds"], 5, 10)
             m.create_topic("lat-pipelined", 6, rf)
-            mock["latency_pipelined"] = latency(m.bootstrap_servers, "lat-pipelined", 1.0, 0, 500)
+            mock["latency_pipelined"] = latency(m.bootstrap_servers, "lat-pipelined", sz["pipelined_seconds"], 0, 500)
     results[label] = {"workbench": ours, "mock": mock}
 
 
