@@ -6,12 +6,41 @@
 
     import workbench
     remote = workbench.connect("kafka:9092")   # the same API for a cluster started elsewhere
+
+Names are imported on first use, so a broker process (`python -m workbench.broker`)
+never loads the notebook side (pandas, DuckDB, widgets): it starts faster and smaller.
 """
 
-from workbench.client import Consumer, Delivery, KafkaConnection, Producer, Record, connect
-from workbench.cluster import Cluster, ClusterError
-from workbench.sql.magic import load_ipython_extension
+from __future__ import annotations
 
-__all__ = ["Cluster", "ClusterError", "Consumer", "Delivery", "KafkaConnection", "Producer", "Record", "connect",
-           "load_ipython_extension"]
+import importlib
+from typing import Any
+
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "Cluster": "workbench.cluster",
+    "ClusterError": "workbench.cluster",
+    "Consumer": "workbench.client",
+    "Delivery": "workbench.client",
+    "KafkaConnection": "workbench.client",
+    "Producer": "workbench.client",
+    "Record": "workbench.client",
+    "connect": "workbench.client",
+    "load_ipython_extension": "workbench.sql.magic",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'workbench' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -26,8 +26,29 @@ from workbench.kafka_logging import KAFKA_LOGGER
 from workbench.sql.mixin import SqlMixin
 
 
+def _json_default(obj: Any) -> Any:
+    """Types with one obvious JSON text (dates, decimals, UUIDs, paths); anything else is refused
+    rather than silently sent as its repr."""
+    import datetime
+    import decimal
+    import pathlib
+    import uuid
+
+    if isinstance(obj, datetime.datetime | datetime.date | datetime.time):
+        return obj.isoformat()
+    if isinstance(obj, decimal.Decimal | uuid.UUID | pathlib.PurePath):
+        return str(obj)
+    if isinstance(obj, set | frozenset | tuple):
+        return list(obj)
+    raise TypeError(f"{type(obj).__name__} is not JSON serializable")
+
+
 def encode_value(value: Any) -> bytes | None:
-    """JSON unless already bytes/str; None stays None (a Kafka null value, e.g. a tombstone)."""
+    """JSON unless already bytes/str; None stays None (a Kafka null value, e.g. a tombstone).
+
+    Values that have no JSON form (arbitrary objects, NaN and infinities) raise TypeError
+    naming the type and the way out, instead of sending their repr.
+    """
     if value is None or isinstance(value, bytes):
         return value
     if isinstance(value, bytearray | memoryview):
@@ -35,10 +56,28 @@ def encode_value(value: Any) -> bytes | None:
     if isinstance(value, str):
         return value.encode("utf-8")
     try:
-        return json.dumps(value, separators=(",", ":"), default=str).encode("utf-8")
+        return json.dumps(value, separators=(",", ":"), default=_json_default, allow_nan=False).encode("utf-8")
     except (TypeError, ValueError) as exc:
         raise TypeError(f"cannot encode value of type {type(value).__name__} as JSON: {exc}; "
-                        "pass bytes or str to send it as is") from exc
+                        "convert it to a dict/list/str/number first, or pass bytes or str to send it as is") from None
+
+
+_TOPIC_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+
+
+def check_topic_name(name: Any) -> None:
+    """Kafka's topic name rule, checked before anything is sent (ValueError saying what to change)."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"topic name must be a non-empty string, not {name!r}")
+    if name in (".", ".."):
+        raise ValueError(f"topic name {name!r} is not allowed; use letters, digits, '.', '_' or '-'")
+    if len(name) > 249:
+        raise ValueError(f"topic name is {len(name)} characters long; Kafka allows at most 249")
+    bad = sorted(set(name) - _TOPIC_CHARS)
+    if bad:
+        raise ValueError(f"topic name {name!r} contains {''.join(bad)!r}; topic names may only use ASCII "
+                         "letters, digits, '.', '_' and '-' (for example "
+                         f"{''.join(c if c in _TOPIC_CHARS else '-' for c in name)!r})")
 
 
 def decode_value(raw: bytes | None) -> Any:
@@ -111,8 +150,10 @@ class Producer:
              headers: dict[str, Any] | list[tuple[str, Any]] | None = None, timestamp: int | None = None,
              on_delivery=None) -> None:
         """Queue one record (asynchronous; `flush()` waits for all). Raises for bad arguments."""
-        if not isinstance(topic, str) or not topic:
-            raise ValueError("topic must be a non-empty string")
+        check_topic_name(topic)
+        if partition is not None and (not isinstance(partition, int) or isinstance(partition, bool)
+                                      or partition < 0):
+            raise ValueError(f"partition must be a non-negative integer or None, not {partition!r}")
         kwargs: dict[str, Any] = {"value": encode_value(value)}
         if key is not None:
             kwargs["key"] = encode_value(key)
@@ -131,6 +172,15 @@ class Producer:
                 break
             except BufferError:
                 self._producer.poll(0.05)  # local queue full: serve delivery callbacks and retry
+            except KafkaException as exc:
+                err = exc.args[0]
+                if err.code() == KafkaError.MSG_SIZE_TOO_LARGE:
+                    size = len(kwargs.get("value") or b"") + len(kwargs.get("key") or b"")
+                    raise ValueError(
+                        f"record of {size} bytes is larger than the producer's message.max.bytes; send "
+                        "smaller values, or raise the limit with cluster.producer(message_max_bytes=...) "
+                        "and the topic's max.message.bytes") from None
+                raise
         self._producer.poll(0)
 
     def send_and_wait(self, topic: str, value: Any = None, key: Any = None, *, timeout: float = 30.0,
@@ -150,7 +200,12 @@ class Producer:
         if not done.is_set():
             raise ProduceError(f"no acknowledgement for a record to {topic!r} within {timeout}s")
         if outcome["err"] is not None:
-            raise ProduceError(f"record to {topic!r} failed: {outcome['err'].str()}")
+            err = outcome["err"]
+            hint = ""
+            if err.code() == KafkaError.MSG_SIZE_TOO_LARGE:
+                hint = ("; the record is over the topic's max.message.bytes: send a smaller value or raise it, "
+                        "e.g. create_topic(..., config={'max.message.bytes': N})")
+            raise ProduceError(f"record to {topic!r} failed: {err.str()}{hint}")
         msg = outcome["msg"]
         return Delivery(msg.topic(), msg.partition(), msg.offset())
 
@@ -270,8 +325,17 @@ class KafkaConnection(SqlMixin):
     def create_topic(self, name: str, partitions: int = 1, replication_factor: int | None = None,
                      config: dict[str, Any] | None = None, *, timeout: float = 30.0) -> None:
         """Create a topic; raises ValueError with the broker's reason when it refuses."""
-        if not isinstance(partitions, int) or partitions < 1:
-            raise ValueError(f"partitions must be a positive integer, not {partitions!r}")
+        check_topic_name(name)
+        if not isinstance(partitions, int) or isinstance(partitions, bool) or partitions < 1:
+            raise ValueError(f"partitions must be a positive integer (1 or more), not {partitions!r}")
+        if replication_factor is not None and (
+                not isinstance(replication_factor, int) or isinstance(replication_factor, bool)
+                or replication_factor < 1):
+            raise ValueError(f"replication_factor must be a positive integer or None (the broker default), "
+                             f"not {replication_factor!r}")
+        if config is not None and not isinstance(config, dict):
+            raise ValueError(f"config must be a dict of Kafka topic configs such as "
+                             f"{{'retention.ms': 60000}}, not {type(config).__name__}")
         topic = NewTopic(name, num_partitions=partitions,
                          replication_factor=-1 if replication_factor is None else replication_factor,
                          config={k: str(v) for k, v in (config or {}).items()})

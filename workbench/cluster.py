@@ -25,7 +25,9 @@ import atexit
 import fcntl
 import json
 import os
+import secrets
 import select
+import stat
 import shutil
 import signal
 import socket
@@ -39,7 +41,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from workbench.client import KafkaConnection
+from workbench.client import AdminClient, Consumer, KafkaConnection, Producer
+from workbench.security.authorizer import parse_acl
+from workbench.security.credentials import build_credentials
+from workbench.security.sasl import MECHANISMS
 
 STARTUP_TIMEOUT_S = 30.0
 
@@ -98,10 +103,19 @@ class Cluster(KafkaConnection):
         config: broker settings (`workbench.broker.config.BrokerConfig` fields),
             e.g. `{"auto_create_topics_enable": False, "num_partitions": 3}`; topic
             defaults go in `log_defaults` with Kafka's topic config names.
+        users: `{"alice": "secret", ...}`: turns on SASL authentication (brokers keep
+            only salted SCRAM credentials). Clients then need `sasl_username` and
+            `sasl_password` (or use `cluster.as_user(name, password)`).
+        sasl_mechanisms: default `["PLAIN", "SCRAM-SHA-256"]` when `users` is given.
+        acls: `[{"principal": "User:alice", "operation": "Read", "topic": "orders"}, ...]`
+            (see `workbench.security.authorizer`); with ACLs, anything not allowed is denied.
+        super_users: `["User:admin"]`: principals that bypass ACLs.
     """
 
     def __init__(self, brokers: int | None = None, data_dir: str | os.PathLike | None = None, *,
-                 port: int | None = None, config: dict[str, Any] | None = None, start: bool = True) -> None:
+                 port: int | None = None, config: dict[str, Any] | None = None, start: bool = True,
+                 users: dict[str, str] | None = None, acls: list[dict] | None = None,
+                 super_users: list[str] | None = None, sasl_mechanisms: list[str] | None = None) -> None:
         if brokers is not None and (not isinstance(brokers, int) or isinstance(brokers, bool) or brokers < 1):
             raise ValueError(f"brokers must be a positive integer, not {brokers!r}")
         if port is not None and (not isinstance(port, int) or not 0 <= port <= 65535):
@@ -109,6 +123,8 @@ class Cluster(KafkaConnection):
         self._temporary = data_dir is None
         self.data_dir = Path(tempfile.mkdtemp(prefix="workbench-")) if data_dir is None else Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _make_owner_only(self.data_dir)
+        self._security = _security_settings(users, acls, super_users, sasl_mechanisms, config)
         self._lock_file = self._take_lock()
         self.config = dict(config or {})
         state = self._read_state()
@@ -185,9 +201,19 @@ class Cluster(KafkaConnection):
     def _spawn(self, b: BrokerProcess) -> None:
         broker_dir = self.data_dir / f"broker-{b.node_id}"
         broker_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _make_owner_only(broker_dir)
+        config = dict(self.config)
+        security_file = broker_dir / "security.json"
+        if self._security is not None:
+            # Credentials and the inter-broker secret go in an owner-only file, not on the
+            # command line (which every local user can read with `ps`).
+            _write_private(security_file, json.dumps(self._security))
+            config["security_file"] = str(security_file)
+        elif security_file.exists():
+            security_file.unlink()
         cmd = [sys.executable, "-m", "workbench.broker", "--node-id", str(b.node_id),
                "--cluster-dir", str(self.data_dir), "--port", str(b.port), "--raft-port", str(b.raft_port),
-               "--voters", json.dumps(self.voters), "--config", json.dumps(self.config)]
+               "--voters", json.dumps(self.voters), "--config", json.dumps(config)]
         stderr = open(broker_dir / "stderr.log", "ab")
         env = dict(os.environ)
         env.setdefault("PYTHONUNBUFFERED", "1")
@@ -307,6 +333,40 @@ class Cluster(KafkaConnection):
         """True once `stop()` ran (widgets and watches use it to end their threads)."""
         return self._stopped
 
+    # -- clients on a secured cluster ---------------------------------------------------------------
+
+    @property
+    def secured(self) -> bool:
+        """True when the brokers require SASL authentication."""
+        return self._security is not None
+
+    def _client_conf(self, conf: dict[str, Any]) -> dict[str, Any]:
+        if self._security is None:
+            return conf
+        dotted = {k.replace("_", "."): v for k, v in conf.items()}
+        if not dotted.get("sasl.username") or not dotted.get("sasl.password"):
+            raise ClusterError(
+                "this cluster requires SASL authentication: pass sasl_username=... and sasl_password=... "
+                "(e.g. cluster.producer(sasl_username='alice', sasl_password='...')), or use "
+                "cluster.as_user('alice', '...').producer()")
+        mechanisms = self._security["sasl_mechanisms"]
+        dotted.setdefault("security.protocol", "SASL_PLAINTEXT")
+        dotted.setdefault("sasl.mechanism", "SCRAM-SHA-256" if "SCRAM-SHA-256" in mechanisms else mechanisms[0])
+        return dotted
+
+    def producer(self, **conf: Any) -> Producer:
+        return super().producer(**self._client_conf(conf))
+
+    def consumer(self, group: str | None = None, topics=None, **conf: Any) -> Consumer:
+        return super().consumer(group, topics, **self._client_conf(conf))
+
+    def admin(self, **conf: Any) -> AdminClient:
+        return super().admin(**self._client_conf(conf))
+
+    def as_user(self, username: str, password: str) -> KafkaConnection:
+        """The same producer/consumer/admin/create_topic/topics façade, authenticated as `username`."""
+        return _UserConnection(self, username, password)
+
     def _known_brokers(self) -> dict[int, str]:
         return {b.node_id: f"127.0.0.1:{b.port}" for b in self.brokers.values()}
 
@@ -322,6 +382,81 @@ class Cluster(KafkaConnection):
     def __repr__(self) -> str:
         alive = sum(b.alive for b in self.brokers.values())
         return f"Cluster(brokers={len(self.brokers)}, alive={alive}, bootstrap_servers={self.bootstrap_servers!r})"
+
+
+class _UserConnection(KafkaConnection):
+    """`Cluster.as_user(...)`: every client it makes carries the user's SASL credentials."""
+
+    def __init__(self, cluster: Cluster, username: str, password: str) -> None:
+        super().__init__(cluster.bootstrap_servers)
+        self._cluster = cluster
+        self._login = {"sasl.username": username, "sasl.password": password}
+
+    def _with_login(self, conf: dict[str, Any]) -> dict[str, Any]:
+        return self._cluster._client_conf({**self._login, **{k.replace("_", "."): v for k, v in conf.items()}})
+
+    def producer(self, **conf: Any) -> Producer:
+        return Producer(self.bootstrap_servers, **self._with_login(conf))
+
+    def consumer(self, group: str | None = None, topics=None, **conf: Any) -> Consumer:
+        return Consumer(self.bootstrap_servers, group, topics, **self._with_login(conf))
+
+    def admin(self, **conf: Any) -> AdminClient:
+        return KafkaConnection.admin(self, **self._with_login(conf))
+
+    def __repr__(self) -> str:
+        return f"{self._cluster!r}.as_user({self._login['sasl.username']!r})"
+
+
+_SECURITY_KEYS = ("sasl_mechanisms", "scram_credentials", "acls", "super_users", "inter_broker_secret",
+                  "security_file")
+
+
+def _security_settings(users, acls, super_users, sasl_mechanisms, config) -> dict[str, Any] | None:
+    """Validate the security arguments; the settings every broker gets (None: no security)."""
+    misplaced = [k for k in _SECURITY_KEYS if k in (config or {})]
+    if misplaced:
+        raise ValueError(f"{misplaced} do not go in config=: use Cluster(users=..., acls=..., super_users=..., "
+                         "sasl_mechanisms=...)")
+    if users is None:
+        if acls is not None or super_users or sasl_mechanisms:
+            raise ValueError("acls, super_users and sasl_mechanisms need users: "
+                             "Cluster(users={'alice': 'secret'}, acls=[...])")
+        return None
+    if not users:
+        raise ValueError("users must name at least one user, e.g. users={'alice': 'secret'}")
+    mechanisms = list(sasl_mechanisms) if sasl_mechanisms is not None else list(MECHANISMS)
+    bad = [m for m in mechanisms if m not in MECHANISMS]
+    if bad or not mechanisms:
+        raise ValueError(f"sasl_mechanisms must be a non-empty subset of {list(MECHANISMS)}, not {mechanisms!r}")
+    for acl in acls or []:
+        parse_acl(acl)
+    for su in super_users or []:
+        if not isinstance(su, str) or not su.startswith("User:"):
+            raise ValueError(f"super user {su!r} must look like 'User:admin'")
+    return {"sasl_mechanisms": mechanisms, "scram_credentials": build_credentials(users),
+            "acls": None if acls is None else list(acls), "super_users": list(super_users or []),
+            "inter_broker_secret": secrets.token_urlsafe(32)}
+
+
+def _make_owner_only(path: Path) -> None:
+    """Data directories are 0700: other local users cannot read topics, offsets or credentials."""
+    try:
+        st = path.stat()
+        ours = path.name.startswith("broker-") or not any(path.iterdir()) or (path / "cluster.json").exists()
+        if ours and st.st_uid == os.getuid() and stat.S_IMODE(st.st_mode) & 0o077:
+            os.chmod(path, 0o700)
+    except OSError:
+        pass
+
+
+def _write_private(path: Path, text: str) -> None:
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
 
 
 def _reap(b: BrokerProcess, timeout: float = 10.0) -> None:

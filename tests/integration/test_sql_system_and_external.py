@@ -49,6 +49,27 @@ def test_system_tables_and_lag_of_a_group_at_a_known_position(cluster, topic_nam
     assert joined["n"][0] == 6
 
 
+def test_lag_lists_partitions_without_a_commit(cluster, topic_name):
+    cluster.create_topic(topic_name, partitions=3)
+    producer = cluster.producer()
+    for p, n in ((0, 5), (1, 3)):
+        for i in range(n):
+            producer.send(topic_name, {"i": i}, partition=p)
+    producer.flush()
+    group = f"g-{topic_name}"
+    consumer = cluster.consumer(group)
+    consumer.raw.commit(offsets=[TopicPartition(topic_name, 0, 2)], asynchronous=False)
+    consumer.close()
+    # The first query names two wb tables that do not exist yet, joined with USING.
+    joined = cluster.sql(f"SELECT group_id, state, partition, committed_offset, lag FROM wb.consumer_groups "
+                         f"JOIN wb.consumer_lag USING (group_id) WHERE group_id = '{group}' ORDER BY partition")
+    assert joined["partition"].tolist() == [0, 1, 2]
+    assert joined["committed_offset"].tolist()[0] == 2 and joined["committed_offset"][1:].isna().all()
+    assert joined["lag"].tolist() == [3, 3, 0]  # without a commit: log end - log start
+    lag = cluster.sql(f"SELECT * FROM wb.consumer_lag WHERE group_id = '{group}' AND partition = 1")
+    assert lag["lag_seconds"][0] >= 0 and lag["oldest_unconsumed_timestamp"].notna()[0]
+
+
 def test_members_and_assignments_of_an_active_group(cluster, topic_name):
     cluster.create_topic(topic_name, partitions=2)
     cluster.producer().send_and_wait(topic_name, {"x": 1})
@@ -100,3 +121,23 @@ def test_connect_to_a_cluster_started_elsewhere_materializes_locally(tmp_path, m
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=20)
+
+
+def test_stop_ends_the_sql_threads_and_no_engine_starts_after(fresh_cluster, topic_name):
+    import threading
+
+    import pytest
+
+    from workbench.sql import SqlError
+
+    c = fresh_cluster(brokers=1)
+    c.create_topic(topic_name, partitions=1)
+    c.producer().send_and_wait(topic_name, {"a": 1})
+    w = c.watch(f"SELECT count(*) n FROM {q(topic_name)}", every="100ms", display=False)
+    assert w.next(10)["n"][0] == 1
+    compactor = c.sql_engine._compactor
+    c.stop()
+    assert not compactor.is_alive() and not w.running
+    with pytest.raises(SqlError, match="stopped"):
+        c.sql("SELECT 1")
+    assert compactor not in threading.enumerate()

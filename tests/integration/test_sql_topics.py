@@ -196,6 +196,21 @@ def test_watch_reevaluates_as_data_arrives_and_stops(cluster, topic_name):
     assert not w.running
 
 
+def test_watch_reruns_a_windowed_query_as_data_arrives(cluster, topic_name):
+    # tumble() made the table names unreadable, so the watch never saw new records.
+    cluster.create_topic(topic_name, partitions=1)
+    producer = cluster.producer()
+    producer.send_and_wait(topic_name, {"v": 1})
+    w = cluster.watch(f"SELECT tumble(timestamp, INTERVAL 1 hour) AS window, count(*) AS n FROM {q(topic_name)} "
+                      "GROUP BY ALL", every="100ms")
+    try:
+        assert w.next(10)["n"].sum() == 1
+        producer.send_and_wait(topic_name, {"v": 2})
+        assert w.next(10)["n"].sum() == 2
+    finally:
+        w.stop()
+
+
 def test_windowed_aggregations_over_event_time(cluster, topic_name):
     cluster.create_topic(topic_name, partitions=1)
     producer = cluster.producer()

@@ -3,7 +3,9 @@
 The broker is a set of Kafka's own parts wired together:
 
 * `KafkaServer` (network) decodes frames and calls `Broker.dispatch`;
-* `FileMetadataLog` (controller) is the cluster metadata every broker replays;
+* `QuorumMetadataLog` (controller) is the Raft-replicated cluster metadata every broker
+  applies, and `ControllerChannel` gets changes made by the active controller;
+* `ReplicaFetcherManager` keeps follower replicas in step with their leaders;
 * `ReplicaManager` holds the partition logs (storage) assigned to this broker;
 * `GroupCoordinatorManager` serves the consumer groups whose `__consumer_offsets`
   partition this broker leads;
@@ -36,6 +38,7 @@ from workbench.protocol.codec import (
     encode_unsupported_api_versions,
 )
 from workbench.protocol.errors import ErrorCode
+from workbench.security.enforce import Security, authorized_call  # [security]
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +61,12 @@ class Broker:
         self.fetchers = ReplicaFetcherManager(self)
         self._ready = False
         self._ready_for_metadata = False
+        self.security = Security(config)  # [security] SASL listener + authorizer (off by default)
         self.server = KafkaServer(self.dispatch, config.host, config.port,
-                                  max_request_bytes=config.socket_request_max_bytes)
+                                  max_request_bytes=config.socket_request_max_bytes,
+                                  max_connections=config.max_connections,
+                                  connections_max_idle_ms=config.connections_max_idle_ms,
+                                  security=self.security if self.security.enabled else None)
         self._handlers: dict[int, Handler] = {}
         self._tasks: list[asyncio.Task] = []
         self._producer_ids: range = range(0)
@@ -266,7 +273,8 @@ class Broker:
             return struct.pack(">ii", 4 + len(body), request.correlation_id) + body
         if request.body is None:
             if request.api_key == ApiKey.API_VERSIONS:
-                return encode_unsupported_api_versions(request.correlation_id, SUPPORTED_APIS)
+                return encode_unsupported_api_versions(request.correlation_id,
+                                                       self.security.supported_apis)  # [security]
             log.info("unsupported request api_key=%d v%d from %s", request.api_key, request.api_version, conn.peer)
             response = encode_error_response(request, ErrorCode.UNSUPPORTED_VERSION)
             if response is None:
@@ -275,7 +283,10 @@ class Broker:
                 response = struct.pack(">iih", 6, request.correlation_id, ErrorCode.UNSUPPORTED_VERSION)
             return response
         handler = self._handlers.get(request.api_key)
-        body = await handler(self, request, conn)
+        if self.security.enabled:  # [security] authorization hook (workbench.security.enforce)
+            body = await authorized_call(self, handler, request, conn)
+        else:
+            body = await handler(self, request, conn)
         if body is None:
             return None  # Produce with acks=0
         return encode_response(request.api_key, request.api_version, request.correlation_id, body)

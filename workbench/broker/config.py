@@ -21,14 +21,32 @@ class BrokerConfig:
     group_min_session_timeout_ms: int = 1000      # group.min.session.timeout.ms (Kafka: 6000)
     group_max_session_timeout_ms: int = 1800000   # group.max.session.timeout.ms
     socket_request_max_bytes: int = 100 * 1024 * 1024
-    broker_session_timeout_ms: int = 2000    # broker.session.timeout.ms (Kafka: 9000)
+    max_connections: int = 10_000            # max.connections
+    connections_max_idle_ms: int = 600_000   # connections.max.idle.ms
+    broker_session_timeout_ms: int = 1500    # broker.session.timeout.ms (Kafka: 9000)
     replica_lag_time_max_ms: int = 10000     # replica.lag.time.max.ms (Kafka: 30000)
     auto_leader_rebalance_enable: bool = True  # auto.leader.rebalance.enable
     log_defaults: dict[str, str] = field(default_factory=dict)   # log.* defaults as topic-config names
     background_interval_s: float = 0.5       # retention, segment.ms rolls, flush, Parquet conversion
-    metadata_poll_s: float = 0.1             # how often to look for metadata records from other brokers
+    metadata_poll_s: float = 0.1             # safety net: how often to re-apply metadata not yet acted on
     # The controller quorum: node id -> [host, kafka port, raft port] (controller.quorum.voters).
     voters: dict[int, list] = field(default_factory=dict)
+    # -- security (workbench.security): off unless sasl_mechanisms is set ------------------------
+    sasl_mechanisms: list[str] = field(default_factory=list)   # sasl.enabled.mechanisms: PLAIN, SCRAM-SHA-256
+    scram_credentials: dict[str, dict] = field(default_factory=dict)  # user -> salted SCRAM credential
+    acls: list[dict] | None = None           # None: no authorizer; a list: deny unless an ACL allows
+    super_users: list[str] = field(default_factory=list)        # super.users, e.g. ["User:admin"]
+    inter_broker_secret: str | None = None   # brokers authenticate to each other as User:broker with it
+    security_file: str | None = None         # JSON with any of the five above (keeps them out of argv)
+
+    def __post_init__(self) -> None:
+        if self.security_file:
+            from workbench.security.enforce import load_security_file
+            allowed = {"sasl_mechanisms", "scram_credentials", "acls", "super_users", "inter_broker_secret"}
+            for key, value in load_security_file(self.security_file).items():
+                if key not in allowed:
+                    raise ValueError(f"{self.security_file}: unknown security setting {key!r}")
+                setattr(self, key, value)
 
     @property
     def broker_dir(self) -> Path:

@@ -104,7 +104,8 @@ class ControllerChannel:
         if conn is None or (conn.host, conn.port) != (host, port):
             if conn is not None:
                 conn.close()
-            conn = self._conns[node_id] = BrokerConnection(host, port, client_id=f"broker-{self.broker.node_id}")
+            conn = self._conns[node_id] = BrokerConnection(host, port, client_id=f"broker-{self.broker.node_id}",
+                                                           sasl=self.broker.security.inter_broker_login())
         body = await conn.request_raw(CONTROLLER_API_KEY, json.dumps(message).encode(), timeout=timeout)
         return json.loads(body)
 

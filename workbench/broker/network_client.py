@@ -17,9 +17,11 @@ _SIZE = struct.Struct(">i")
 
 
 class BrokerConnection:
-    def __init__(self, host: str, port: int, *, client_id: str = "workbench-broker") -> None:
+    def __init__(self, host: str, port: int, *, client_id: str = "workbench-broker",
+                 sasl: tuple[str, str, str] | None = None) -> None:
         self.host, self.port = host, port
         self.client_id = client_id
+        self.sasl = sasl  # [security] (mechanism, user, password): authenticate every new connection
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._correlation_id = 0
@@ -32,31 +34,60 @@ class BrokerConnection:
     async def connect(self, timeout: float = 5.0) -> None:
         self._reader, self._writer = await asyncio.wait_for(
             asyncio.open_connection(self.host, self.port, limit=1 << 22), timeout)
+        if self.sasl is not None:  # [security] inter-broker SASL, see workbench.security.enforce
+            try:
+                await asyncio.wait_for(self._authenticate(*self.sasl), timeout)
+            except BaseException:
+                self.close()
+                raise
+
+    async def _authenticate(self, mechanism: str, user: str, password: str) -> None:
+        from kafka.protocol.sasl import SaslAuthenticateRequest, SaslHandshakeRequest
+
+        from workbench.security.sasl import ScramClient, plain_client_token
+
+        response = await self._exchange(SaslHandshakeRequest(mechanism=mechanism), 1, 10.0)
+        if response.error_code:
+            raise ConnectionError(f"SASL handshake refused: error {response.error_code}")
+        scram = ScramClient(user, password) if mechanism == "SCRAM-SHA-256" else None
+        token = scram.first() if scram else plain_client_token(user, password)
+        for _ in range(2 if scram else 1):
+            response = await self._exchange(SaslAuthenticateRequest(auth_bytes=token), 1, 10.0)
+            if response.error_code:
+                raise ConnectionError(f"inter-broker SASL authentication failed: {response.error_message}")
+            if scram and token.startswith(b"n,,"):
+                token = scram.final(bytes(response.auth_bytes))
+        if scram:
+            scram.verify(bytes(response.auth_bytes))
 
     async def request(self, request: Any, version: int, timeout: float = 30.0) -> Any:
         async with self._lock:
             if not self.connected:
                 await self.connect()
             assert self._reader is not None and self._writer is not None
-            self._correlation_id = (self._correlation_id + 1) & 0x7FFFFFFF
-            request.API_VERSION = version
-            request.with_header(correlation_id=self._correlation_id, client_id=self.client_id)
-            self._writer.write(bytes(request.encode(header=True, framed=True)))
-            try:
-                await self._writer.drain()
-                head = await asyncio.wait_for(self._reader.readexactly(4), timeout)
-                (size,) = _SIZE.unpack(head)
-                frame = await asyncio.wait_for(self._reader.readexactly(size), timeout)
-            except BaseException:
-                self.close()
-                raise
-            (correlation_id,) = _SIZE.unpack_from(frame)
-            if correlation_id != self._correlation_id:
-                self.close()
-                raise ConnectionError(f"correlation id {correlation_id} != {self._correlation_id}")
-            cls = ResponseClassRegistry.get_response_class(request.header)
-            offset = 4 + (1 if cls.flexible_version_q(version) and request.API_KEY != 18 else 0)
-            return cls.decode(memoryview(frame)[offset:], version=version)
+            return await self._exchange(request, version, timeout)
+
+    async def _exchange(self, request: Any, version: int, timeout: float) -> Any:
+        assert self._reader is not None and self._writer is not None
+        self._correlation_id = (self._correlation_id + 1) & 0x7FFFFFFF
+        request.API_VERSION = version
+        request.with_header(correlation_id=self._correlation_id, client_id=self.client_id)
+        self._writer.write(bytes(request.encode(header=True, framed=True)))
+        try:
+            await self._writer.drain()
+            head = await asyncio.wait_for(self._reader.readexactly(4), timeout)
+            (size,) = _SIZE.unpack(head)
+            frame = await asyncio.wait_for(self._reader.readexactly(size), timeout)
+        except BaseException:
+            self.close()
+            raise
+        (correlation_id,) = _SIZE.unpack_from(frame)
+        if correlation_id != self._correlation_id:
+            self.close()
+            raise ConnectionError(f"correlation id {correlation_id} != {self._correlation_id}")
+        cls = ResponseClassRegistry.get_response_class(request.header)
+        offset = 4 + (1 if cls.flexible_version_q(version) and request.API_KEY != 18 else 0)
+        return cls.decode(memoryview(frame)[offset:], version=version)
 
     async def request_raw(self, api_key: int, payload: bytes, timeout: float = 10.0) -> bytes:
         """A request outside the codec's schemas (the broker's private controller request):

@@ -90,7 +90,8 @@ class ReplicaFetcherManager:
                     if conn is not None:
                         conn.close()
                     conn = BrokerConnection(info.host, info.port,
-                                            client_id=f"replica-fetcher-{self.broker.node_id}-{leader_id}")
+                                            client_id=f"replica-fetcher-{self.broker.node_id}-{leader_id}",
+                                            sasl=self.broker.security.inter_broker_login())  # [security]
                 request, sent = self._build_request(partitions)
                 try:
                     response = await conn.request(request, FETCH_VERSION, timeout=10.0)

@@ -27,6 +27,9 @@ from workbench.controller.raft.server import RaftServer
 
 log = logging.getLogger(__name__)
 
+ELECTION_TIMEOUT_MS = (200, 400)
+HEARTBEAT_MS = 50
+
 
 class QuorumMetadataLog:
     def __init__(self, node_id: int, voters: dict[int, tuple[str, int]], directory: Path) -> None:
@@ -40,8 +43,11 @@ class QuorumMetadataLog:
         self.raft: RaftServer | None = None
         if node_id in voters:
             host, port = voters[node_id]
+            # Election timeouts shorter than Raft's usual 150-300 ms x2: every voter is on this
+            # machine, so a missed heartbeat means a dead process, not a slow network.
             self.raft = RaftServer(node_id, voters, self.directory, host=host, port=port,
-                                   on_commit=self._on_commit)
+                                   on_commit=self._on_commit, election_timeout_ms=ELECTION_TIMEOUT_MS,
+                                   heartbeat_ms=HEARTBEAT_MS)
 
     @property
     def is_voter(self) -> bool:

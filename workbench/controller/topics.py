@@ -17,6 +17,9 @@ from workbench.protocol.errors import ErrorCode, KafkaProtocolError
 # Kafka's Topic.validate: legal characters, at most 249 of them, not "." or "..".
 _LEGAL = re.compile(r"^[a-zA-Z0-9._-]+$")
 MAX_NAME_LENGTH = 249
+#: Partitions per topic. Each is a directory and open segment files on every replica; a request for
+#: millions (a typo, a fuzzer) must be refused, not planned record by record for minutes.
+MAX_PARTITIONS = 10_000
 
 # Topic configs we understand, with Kafka's defaults. Values are strings, as on the wire.
 TOPIC_CONFIG_DEFAULTS: dict[str, str] = {
@@ -114,6 +117,9 @@ def create_topic_records(image: MetadataImage, name: str, partitions: int, repli
     clean = validate_configs(configs or {})
     brokers = sorted(brokers if brokers else image.brokers)
     if assignments:
+        if len(assignments) > MAX_PARTITIONS:
+            raise KafkaProtocolError(ErrorCode.INVALID_PARTITIONS,
+                                     f"{len(assignments)} partitions; the limit is {MAX_PARTITIONS}")
         if sorted(assignments) != list(range(len(assignments))):
             raise KafkaProtocolError(ErrorCode.INVALID_REPLICA_ASSIGNMENT,
                                      "manual assignment must name partitions 0..n-1")
@@ -122,9 +128,10 @@ def create_topic_records(image: MetadataImage, name: str, partitions: int, repli
                 raise KafkaProtocolError(ErrorCode.INVALID_REPLICA_ASSIGNMENT,
                                          f"replica list {replicas} names unknown or repeated brokers")
     else:
-        if partitions < 1:
+        if partitions < 1 or partitions > MAX_PARTITIONS:
             raise KafkaProtocolError(ErrorCode.INVALID_PARTITIONS,
-                                     f"number of partitions must be at least 1, not {partitions}")
+                                     f"number of partitions must be between 1 and {MAX_PARTITIONS}, "
+                                     f"not {partitions}")
         if replication_factor < 1 or replication_factor > len(brokers):
             raise KafkaProtocolError(
                 ErrorCode.INVALID_REPLICATION_FACTOR,
@@ -145,6 +152,9 @@ def create_partitions_records(image: MetadataImage, name: str, count: int,
     if topic is None:
         raise KafkaProtocolError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"topic {name!r} does not exist")
     current = len(topic.partitions)
+    if count > MAX_PARTITIONS:
+        raise KafkaProtocolError(ErrorCode.INVALID_PARTITIONS,
+                                 f"a topic may have at most {MAX_PARTITIONS} partitions, not {count}")
     if count <= current:
         raise KafkaProtocolError(ErrorCode.INVALID_PARTITIONS,
                                  f"topic {name!r} has {current} partitions; the new count must be larger")

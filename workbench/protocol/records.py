@@ -239,9 +239,47 @@ def validate_produce_batches(buf: bytes | bytearray | memoryview) -> list[BatchH
             raise KafkaProtocolError(
                 ErrorCode.INVALID_RECORD, f"producer id {h.producer_id} without a sequence"
             )
+        check_records(view, h)
         headers.append(h)
         pos = h.end
     return headers
+
+
+def check_records(buf: bytes | bytearray | memoryview, h: BatchHeader) -> None:
+    """Walk the records of one batch (decompressing it) and check they are what the header says.
+
+    A CRC only proves the bytes arrived as the client sent them, not that they parse: a
+    producer bug or a hostile client can send a batch with a correct CRC whose record
+    lengths or varints are garbage, or whose record count disagrees with the records.
+    Stored, such a batch breaks every consumer and the Parquet conversion of its segment,
+    so it is refused with CORRUPT_MESSAGE, as Kafka's LogValidator does (it iterates the
+    records of every batch it accepts). Offset deltas must be 0, 1, ... in order
+    (INVALID_RECORD otherwise): consumers compute offsets from them.
+
+    Costs one pass of aiokafka's C record reader (about 6 M records/s uncompressed).
+    """
+    reader = _reader()
+    try:
+        expected = h.base_offset
+        n = 0
+        for record in reader(bytes(memoryview(buf)[h.position : h.end])):
+            if record.offset != expected:
+                raise KafkaProtocolError(
+                    ErrorCode.INVALID_RECORD,
+                    f"batch at byte {h.position}: record {n} has offset delta {record.offset - h.base_offset}",
+                )
+            expected += 1
+            n += 1
+    except KafkaProtocolError:
+        raise
+    except Exception as exc:  # CorruptRecordException, a codec's own error on a bad compressed payload
+        raise KafkaProtocolError(
+            ErrorCode.CORRUPT_MESSAGE, f"batch at byte {h.position}: records do not parse ({exc})"
+        ) from exc
+    if n != h.records_count:
+        raise KafkaProtocolError(
+            ErrorCode.CORRUPT_MESSAGE, f"batch at byte {h.position}: {n} records, header says {h.records_count}"
+        )
 
 
 def validate_fetched_batches(buf: bytes | bytearray | memoryview) -> list[BatchHeader]:

@@ -128,6 +128,10 @@ class SqlEngine:
         self.database = quote(run(self._ddl, "SELECT current_database()")[0][0])
         run(self._ddl, "CREATE SCHEMA IF NOT EXISTS wb; CREATE SCHEMA IF NOT EXISTS wb_fresh;")
         run(self._ddl, WINDOW_MACROS)
+        # Name extraction's own connection: the macros, no data (see `referenced_names`).
+        self._parser = duckdb.connect()
+        self._parser_lock = threading.Lock()
+        run(self._parser, WINDOW_MACROS)
         self._mutex = threading.RLock()
         self._convert_lock = threading.Lock()
         self._files = RWLock()
@@ -136,6 +140,7 @@ class SqlEngine:
         self._metadata: ClusterMetadata | None = None
         self._catalog_topics: tuple[str, ...] | None = None
         self._closed = False
+        self._close_lock = threading.Lock()
         self._compactor = None
         if compact:
             from workbench.sql.compactor import Compactor
@@ -171,11 +176,35 @@ class SqlEngine:
                 raise self.explain(exc) from None
 
     def referenced_names(self, query: str) -> set[str]:
-        """Table names a query reads, lower-cased and unquoted ('wb.consumer_lag', 'orders')."""
+        """Table names a query reads, unquoted ('wb.consumer_lag', 'orders').
+
+        Parsed, not bound: binding fails on what a fresh connection lacks (the `tumble`/`hop`
+        macros, `JOIN ... USING` over tables that do not exist yet), which used to yield no names,
+        so nothing was refreshed. Per statement: the parse tree (`json_serialize_sql`, SELECT only),
+        else DuckDB's `get_table_names` on a connection that has the macros, else the known topic
+        and `wb.*` names that appear in the text."""
         try:
-            names = duckdb.get_table_names(query, qualified=True)
+            statements = [st.query for st in duckdb.extract_statements(query)]
         except duckdb.Error:
-            return set()  # let the query itself report the syntax error
+            statements = None  # unparsable: let the query itself report the syntax error
+        out: set[str] = set()
+        for text in statements if statements is not None else [query]:
+            found = self._parsed_names(text) if statements is not None else None
+            out |= found if found is not None else self._names_in_text(text)
+        return out
+
+    def _parsed_names(self, statement: str) -> set[str] | None:
+        with self._parser_lock:
+            try:
+                tree = json.loads(run(self._parser, "SELECT json_serialize_sql(?)", [statement])[0][0])
+            except (duckdb.Error, ValueError, TypeError):
+                tree = {"error": True}
+            if not tree.get("error"):
+                return set(_base_tables(tree))
+            try:
+                names = self._parser.get_table_names(statement, qualified=True)
+            except duckdb.Error:
+                return None
         out = set()
         for n in names:
             n = re.sub(r'(?is)\s+AS\s+(?:"(?:[^"]|"")*"|\S+)$', "", n)
@@ -183,12 +212,27 @@ class SqlEngine:
             out.add(".".join(parts))
         return out
 
+    def _names_in_text(self, text: str) -> set[str]:
+        """The known topics and `wb.*` tables named in a statement's text (a last resort)."""
+        from workbench.sql.system_tables import TABLES
+
+        topics = set(self._topics) | set(self._user_topics(self._metadata))
+        out = {f"wb.{m.group(1).lower()}" for m in re.finditer(r'(?i)\bwb\s*\.\s*"?(\w+)"?', text)
+               if m.group(1).lower() in TABLES}
+        for t in topics:
+            pattern = re.escape(quote(t))
+            if re.fullmatch(r"[A-Za-z_]\w*", t):
+                pattern += rf"|(?<![\w.\"']){re.escape(t)}(?![\w\"'])"
+            if re.search(pattern, text):
+                out.add(t)
+        return out
+
     def refresh_for(self, names: set[str], query: str = "") -> None:
         md = self.metadata(refresh=True)
         topics = self._user_topics(md)
         wanted = [t for t in topics if t in names or f"main.{t}" in names]
-        if not names and query:  # unparsable: fall back to the names that appear in the text
-            wanted = [t for t in topics if t in query]
+        if not names and query:  # nothing found: fall back to the names that appear in the text
+            wanted = [t for t in topics if t in self._names_in_text(query)]
         self.refresh(wanted)
         system = sorted(n.split(".", 1)[1] for n in names if n.startswith("wb."))
         if system:
@@ -474,11 +518,10 @@ class SqlEngine:
             self._create_fresh(state, keep_old=True)
 
     def _infer(self, state: TopicState, relation: str, con: duckdb.DuckDBPyConnection | None = None) -> None:
-        con = con or self._ddl
-        found = run(con, flatten.infer_sql(relation))[0][0]
-        if not found:
+        found = flatten.infer_structure(con or self._ddl, relation)
+        if found is None:
             return
-        merged = flatten.merge(state.schema.structure or None, flatten.normalize(json.loads(found)))
+        merged = flatten.merge(state.schema.structure or None, found)
         if isinstance(merged, dict) and merged != state.schema.structure:
             state.schema.structure = merged
             state.schema_version += 1
@@ -666,21 +709,38 @@ class SqlEngine:
         return self._topics
 
     def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
+        """Stop the compactor (joined), close the clients and the database. Idempotent, thread-safe."""
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
         if self._compactor is not None:
             self._compactor.stop()
         self.wire.close()
+        with self._parser_lock:
+            self._parser.close()
         try:
             self.db.close()
         except duckdb.Error:
             pass
 
 
-def run(con: duckdb.DuckDBPyConnection, sql: str) -> list[tuple]:
+def run(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> list[tuple]:
     """Execute and fetch everything, so the connection is free for the next statement."""
-    return con.execute(sql).fetchall()
+    return con.execute(sql, params).fetchall() if params is not None else con.execute(sql).fetchall()
+
+
+def _base_tables(node) -> Iterable[str]:
+    """Qualified names of the BASE_TABLE references in a `json_serialize_sql` parse tree."""
+    if isinstance(node, dict):
+        if node.get("type") == "BASE_TABLE" and isinstance(node.get("table_name"), str):
+            schema = node.get("schema_name") or ""
+            yield f"{schema}.{node['table_name']}" if schema else node["table_name"]
+        for v in node.values():
+            yield from _base_tables(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from _base_tables(v)
 
 
 def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05) -> bool:

@@ -110,6 +110,31 @@ def infer_sql(relation: str) -> str:
             f"FROM {relation}) WHERE json_type(j) = 'OBJECT'")
 
 
+#: `infer_structure` merges at most this many distinct per-row structures in Python; beyond
+#: that (map-like objects, many optional-field combinations) DuckDB's aggregate does it.
+MAX_DISTINCT_STRUCTURES = 2000
+
+
+def distinct_structures_sql(relation: str, limit: int = MAX_DISTINCT_STRUCTURES) -> str:
+    """SQL returning the distinct JSON structures of the object values in `relation`, one row each,
+    at most `limit + 1` rows. One JSON parse per row (about twice as fast as `infer_sql`)."""
+    return (f"SELECT s FROM (SELECT TRY(json_structure(TRY(decode(value)))) AS s FROM {relation}) "
+            f"WHERE s LIKE '{{%' GROUP BY s LIMIT {limit + 1}")
+
+
+def infer_structure(con, relation: str) -> Any:
+    """The normalized structure of the object values in `relation` (None when there are none):
+    the distinct per-row structures merged with `merge`, or `infer_sql` when there are many."""
+    rows = con.execute(distinct_structures_sql(relation)).fetchall()
+    if len(rows) > MAX_DISTINCT_STRUCTURES:
+        found = con.execute(infer_sql(relation)).fetchall()[0][0]
+        return normalize(json.loads(found)) if found else None
+    out = None
+    for (s,) in rows:
+        out = merge(out, normalize(json.loads(s)))
+    return out
+
+
 def flatten_sql(relation: str, schema: TopicSchema, partition_expr: str = "partition") -> str:
     """SQL turning raw rows (partition?, offset, timestamp, key, value, headers) into the cached
     table shape: partition, offset, timestamp, key_bytes, value_bytes, headers, <fields...>."""

@@ -52,16 +52,35 @@ class SqlMixin:
 
     def __new__(cls, *args: Any, **kwargs: Any):
         obj = super().__new__(cls)
+        obj._sql_lock = threading.RLock()
+        obj._sql_watches = weakref.WeakSet()
         with _registry_lock:
             _registry[:] = [r for r in _registry if r() is not None]
             _registry.append(weakref.ref(obj))
         return obj
 
+    def _sql_guard(self) -> threading.RLock:
+        lock = self.__dict__.get("_sql_lock")
+        if lock is None:  # made without __new__ (copy, unpickling): one lock, set once
+            with _registry_lock:
+                lock = self.__dict__.setdefault("_sql_lock", threading.RLock())
+        return lock
+
     # ------------------------------------------------------------------ the engine
     @property
     def sql_engine(self):
-        """The `workbench.sql.engine.SqlEngine` behind this connection (started on first use)."""
-        if self._sql_engine is None:
+        """The `workbench.sql.engine.SqlEngine` behind this connection (started on first use, once:
+        threads asking at the same time share one engine)."""
+        engine = self._sql_engine
+        if engine is not None:
+            return engine
+        with self._sql_guard():
+            if self._sql_engine is not None:
+                return self._sql_engine
+            if getattr(self, "stopped", False):  # a stopped Cluster: no engine (and no threads) again
+                from workbench.sql.errors import SqlError
+
+                raise SqlError("the cluster is stopped; SQL needs running brokers")
             from workbench.sql.engine import BrokerDirectories, SqlEngine
             from workbench.sql.materialize import LocalSegments
 
@@ -73,15 +92,20 @@ class SqlMixin:
                 root = Path(self.sql_data_dir or data_dir or default_cache_dir(self.bootstrap_servers))
                 local = LocalSegments(root)
                 engine = SqlEngine(self.bootstrap_servers, root, local, materializer=local)
-            self._sql_engine = engine
             weakref.finalize(self, engine.close)
-        return self._sql_engine
+            self._sql_engine = engine
+            return engine
 
     def close_sql(self) -> None:
-        """Stop the SQL engine's threads and clients (the cache stays on disk for next time)."""
-        if self._sql_engine is not None:
-            self._sql_engine.close()
-            self._sql_engine = None
+        """Stop the SQL engine's threads (compactor, watches) and clients; the cache stays on disk
+        for next time. Idempotent; a later query starts a new engine (unless the cluster stopped)."""
+        with self._sql_guard():
+            engine, self._sql_engine = self._sql_engine, None
+            watches = list(self.__dict__.get("_sql_watches", ()))
+        for w in watches:
+            w.stop()
+        if engine is not None:
+            engine.close()
 
     def sql(self, query: str) -> pd.DataFrame:
         """Run a DuckDB query in which every topic is a table; returns a pandas DataFrame.
@@ -115,4 +139,7 @@ class SqlMixin:
         Iterate it for DataFrames, show it in a notebook, `.stop()` it."""
         from workbench.sql.watch import Watch
 
-        return Watch(self, query, every=every, display=display, max_results=max_results)
+        w = Watch(self, query, every=every, display=display, max_results=max_results)
+        with self._sql_guard():
+            self.__dict__.setdefault("_sql_watches", weakref.WeakSet()).add(w)
+        return w

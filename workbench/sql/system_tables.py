@@ -7,11 +7,14 @@
 * `wb.consumer_group_members`: group_id, member_id, client_id, host, topic, partition (one row per
   assigned partition; a member without an assignment has topic and partition NULL)
 * `wb.consumer_lag`: group_id, topic, partition, committed_offset, log_end_offset, lag (records),
-  lag_seconds, oldest_unconsumed_timestamp
+  lag_seconds, oldest_unconsumed_timestamp. Every partition of each topic a group has committed
+  on or is assigned is listed; one without a commit has committed_offset NULL and lag
+  log_end_offset - log_start_offset (kafka-consumer-groups.sh shows "-" there).
 
 `lag_seconds` is how long the oldest record the group has not consumed has been waiting: now
-minus the timestamp of the record at the committed offset (0 when the group is caught up). It is
-read with one small Fetch per lagging partition, so it needs no history of commits.
+minus the timestamp of the record at the committed offset, or at the log start offset without a
+commit (0 when the group is caught up). It is read with one small Fetch per lagging partition,
+so it needs no history of commits.
 """
 
 from __future__ import annotations
@@ -87,7 +90,7 @@ def refresh_system_tables(engine, names: list[str]) -> None:
             ("group_id", pa.string()), ("member_id", pa.string()), ("client_id", pa.string()),
             ("host", pa.string()), ("topic", pa.string()), ("partition", pa.int32())]))
     if "consumer_lag" in wanted:
-        tables["consumer_lag"] = _lag_table(engine, [g["group_id"] for g in groups], ends)
+        tables["consumer_lag"] = _lag_table(engine, groups, md, starts, ends)
     with engine._mutex:
         for name, table in tables.items():
             engine._ddl.register("__wb_system", table)
@@ -97,25 +100,38 @@ def refresh_system_tables(engine, names: list[str]) -> None:
                 engine._ddl.unregister("__wb_system")
 
 
-def _lag_table(engine, group_ids: list[str], ends: dict[tuple[str, int], int]) -> pa.Table:
-    committed = engine.wire.committed_offsets(group_ids)
-    positions = {}
-    for offsets in committed.values():
-        for tp, off in offsets.items():
-            if tp in ends and off < ends[tp]:
-                positions[tp] = min(positions.get(tp, off), off)
-    # One fetch per lagging partition at its smallest committed offset; groups further ahead
+def _lag_table(engine, groups: list[dict], md, starts: dict[tuple[str, int], int],
+               ends: dict[tuple[str, int], int]) -> pa.Table:
+    """One row per partition of every topic a group has committed offsets on or is assigned:
+    partitions without a commit have committed_offset NULL and lag log end - log start (what
+    the group would read from the start), like kafka-consumer-groups.sh's "-"."""
+    committed = engine.wire.committed_offsets([g["group_id"] for g in groups])
+    assigned = {g["group_id"]: {t for m in g["members"] for t, _p in m["assignment"]} for g in groups}
+    # Where each group's unconsumed records start: the commit, else the log start offset.
+    positions: dict[str, dict[tuple[str, int], tuple[int | None, int]]] = {}
+    for gid in sorted(set(committed) | set(assigned)):
+        offsets = committed.get(gid, {})
+        topics = {t for t, _p in offsets} | assigned.get(gid, set())
+        rows = positions[gid] = {}
+        for t in topics:
+            for info in md.partitions.get(t, []):
+                tp = (t, info.partition)
+                if tp not in ends:
+                    continue
+                off = offsets.get(tp)
+                start = off if off is not None else max(starts.get(tp, 0), 0)
+                rows[tp] = (off, start)
+    # One fetch per lagging partition at its smallest unconsumed position; groups further ahead
     # on the same partition get the timestamp of that record too, an overestimate only then.
-    stamps = _timestamps(engine, committed, ends)
+    stamps = _timestamps(engine, {gid: {tp: start for tp, (_o, start) in r.items()}
+                                  for gid, r in positions.items()}, ends)
     now_ms = time.time() * 1000
     rows = []
-    for gid in sorted(committed):
-        for (t, p), off in sorted(committed[gid].items()):
-            end = ends.get((t, p))
-            if end is None:
-                continue
-            lag = max(end - off, 0)
-            ts = stamps.get((t, p, off)) if lag else None
+    for gid in sorted(positions):
+        for (t, p), (off, start) in sorted(positions[gid].items()):
+            end = ends[(t, p)]
+            lag = max(end - start, 0)
+            ts = stamps.get((t, p, start)) if lag else None
             rows.append({"group_id": gid, "topic": t, "partition": p, "committed_offset": off,
                          "log_end_offset": end, "lag": lag,
                          "lag_seconds": 0.0 if lag == 0 else (max(now_ms - ts, 0) / 1000 if ts else None),

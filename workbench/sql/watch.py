@@ -52,6 +52,7 @@ class Watch:
         self._stop = threading.Event()
         self._handle = None
         self._want_display = display
+        self._engine.metadata()  # the topic names, should the query have to be matched as text
         names = self._engine.referenced_names(query)
         self._system = any(n.startswith("wb.") for n in names)
         self._topics = names

@@ -169,10 +169,22 @@ class PartitionLog:
             tmp.unlink(missing_ok=True)
         for path in sorted(d.glob("*.parquet")):
             try:
-                self._parquet.append(ParquetSegment.open(path))
+                pseg = ParquetSegment.open(path)
             except (OSError, ValueError, pa.ArrowException) as exc:  # a damaged file must not stop the broker
-                log.warning("%s: unreadable Parquet file (%s); moved aside", path, exc)
+                log.error("%s: unreadable Parquet file (%s); moved aside as %s.corrupt", path, exc, path.name)
                 path.rename(path.with_name(path.name + ".corrupt"))
+                continue
+            try:
+                pseg.verify()
+            except (OSError, ValueError, pa.ArrowException) as exc:
+                log.error(
+                    "%s: damaged Parquet file (%s); moved aside as %s.corrupt: offsets %d..%d are lost "
+                    "unless a raw segment still holds them",
+                    path, exc, path.name, pseg.base_offset, pseg.next_offset - 1,
+                )
+                path.rename(path.with_name(path.name + ".corrupt"))
+                continue
+            self._parquet.append(pseg)
         self._parquet.sort(key=lambda p: p.base_offset)
         logs = sorted(d.glob("*.log"), key=lambda p: int(p.stem))
         log_bases = {int(p.stem) for p in logs}
@@ -193,6 +205,7 @@ class PartitionLog:
             self._segments.append(seg)
             if i < len(logs) - 1:
                 seg.load_sealed()
+                seg.verify_crcs()
             else:
                 seg.recover(verify_crc=True, on_batch=note_epoch)
                 seg.write_indexes()
@@ -204,6 +217,7 @@ class PartitionLog:
             self._segments.append(LogSegment(d, base, self.config.index_interval_bytes))
         first = min([s.base_offset for s in self._segments] + [p.base_offset for p in self._parquet])
         self.log_start_offset = min(max(checkpoint, first), self.log_end_offset)
+        self._report_gaps()
         self._load_leader_epochs(have_epochs, tail_epochs)
         self._load_producer_state()
         if self._hw_tracks_leo:
@@ -211,6 +225,21 @@ class PartitionLog:
         else:
             hw = _read_int(d / HW_CHECKPOINT)
             self._hw = min(max(hw if hw is not None else 0, self.log_start_offset), self.log_end_offset)
+
+    def _report_gaps(self) -> None:
+        """Log every offset range no file holds any more (a deleted, cut or quarantined file).
+
+        Reads skip a gap (the next batch starts later, as in a compacted topic); the log
+        says exactly which offsets are gone.
+        """
+        expected = self.log_start_offset
+        for seg in self._logical():
+            if seg.next_offset <= expected:
+                continue
+            if seg.base_offset > expected:
+                log.error("%s: offsets %d..%d are missing (no segment or Parquet file holds them)",
+                          self.directory, expected, seg.base_offset - 1)
+            expected = max(expected, seg.next_offset)
 
     def _load_leader_epochs(self, have_checkpoint: bool, tail: list[tuple[int, int]]) -> None:
         """Make the epoch cache agree with the recovered log (Kafka does the same at load).
@@ -605,6 +634,11 @@ class PartitionLog:
                         return data
             except OSError as exc:
                 raise storage_error(exc, f"read {self.directory}") from exc
+            except pa.ArrowException as exc:  # a Parquet page failed its checksum since start
+                log.error("%s: reading Parquet at offset %d failed: %s", self.directory, offset, exc)
+                raise KafkaProtocolError(
+                    ErrorCode.KAFKA_STORAGE_ERROR, f"read {self.directory} at offset {offset}: {exc}"
+                ) from exc
             return b""
 
     def _read_parquet(self, p: ParquetSegment, offset: int, max_bytes: int, upper: int) -> bytes:

@@ -300,6 +300,16 @@ class LogSegment:
         for h in iter_batch_headers(data):
             if h.last_offset >= upper_bound or (end and h.end > max_bytes):
                 break
+            if not batch_crc_ok(data, h):
+                # Damaged on disk since the broker started: never serve it. What precedes it goes out.
+                log.error("%s: batch at byte %d (offsets %d..%d) fails its CRC; not served",
+                          self.log_path, first.position + h.position, h.base_offset, h.last_offset)
+                if not end:
+                    raise KafkaProtocolError(
+                        ErrorCode.KAFKA_STORAGE_ERROR,
+                        f"{self.log_path}: batch at offset {h.base_offset} fails its CRC check",
+                    )
+                break
             end = h.end
         return memoryview(data)[:end] if end else None
 
@@ -335,6 +345,7 @@ class LogSegment:
         verify_crc: bool,
         expected_base: int | None = None,
         on_batch: Callable[[BatchHeader], None] | None = None,
+        quarantine: bool = False,
     ) -> int:
         """Rebuild indexes and ``next_offset`` by scanning the file; cut a torn/corrupt tail.
 
@@ -349,7 +360,9 @@ class LogSegment:
         valid_end = 0
         expected = self.base_offset if expected_base is None else expected_base
         for h in self.scan(0, verify_crc=verify_crc):
-            if h.base_offset < expected or h.last_offset_delta < 0:
+            # Batches of a segment are contiguous; baseOffset lies outside the CRC, so a flipped
+            # byte there is only seen as a jump.
+            if h.base_offset != expected or h.last_offset_delta < 0:
                 break
             self._index_batch(h, h.position, h.base_offset)
             expected = h.next_offset
@@ -372,6 +385,10 @@ class LogSegment:
                 lost,
                 self.next_offset,
             )
+            if quarantine:  # a sealed segment is never torn by a crash: keep the bad bytes for inspection
+                aside = self.log_path.with_name(f"{self.log_path.name}.corrupt-{valid_end}")
+                with open(aside, "wb") as f:
+                    f.write(os.pread(self.fd, lost, valid_end))
             os.ftruncate(self.fd, valid_end)
             self.size = valid_end
             self.dirty = True
@@ -383,7 +400,12 @@ class LogSegment:
         Walks the batches after the last index entry only; falls back to a full
         scan (and truncation of a torn tail) when anything disagrees.
         """
-        if self.offset_index.load(self.size) and self.time_index.load() and self.offset_index.offsets:
+        if (
+            self.offset_index.load(self.size)
+            and self.time_index.load()
+            and self.offset_index.offsets
+            and self._index_entries_match()
+        ):
             position = self.offset_index.positions[-1]
             h = self.read_header(position)
             if h is not None and h.last_offset == self.offset_index.offsets[-1]:
@@ -395,7 +417,58 @@ class LogSegment:
                     end = h.end
                 if end == self.size:
                     return 0
-        lost = self.recover(verify_crc=False)
+        lost = self.recover(verify_crc=False, quarantine=True)
+        self.write_indexes()
+        return lost
+
+    def _index_entries_match(self) -> bool:
+        """Every offset-index entry points at a batch header ending at that offset, and every
+        time-index entry names an indexed offset (a flipped byte that keeps the file sorted
+        otherwise sends reads into the middle of a batch)."""
+        for offset, position in zip(self.offset_index.offsets, self.offset_index.positions):
+            h = self.read_header(position)
+            if h is None or h.magic != 2 or h.last_offset != offset or h.end > self.size:
+                log.warning("%s: index entry %d -> byte %d does not match the log; rebuilding the indexes",
+                            self.offset_index.path, offset, position)
+                return False
+        indexed = set(self.offset_index.offsets)
+        if any(o not in indexed for o in self.time_index.offsets):
+            log.warning("%s: time index names offsets the offset index does not; rebuilding the indexes",
+                        self.time_index.path)
+            return False
+        return True
+
+    def verify_crcs(self) -> int:
+        """CRC-check every batch of a sealed segment; cut it at the first bad one.
+
+        The bytes from the bad batch on are kept beside the segment as
+        ``<base>.log.corrupt-<position>`` for inspection, and the log names the offsets lost.
+        Returns the bytes cut (0 when every batch is whole and intact).
+        """
+        valid_end = 0
+        expected = self.base_offset
+        for h in self.scan(0, verify_crc=True):
+            if h.base_offset != expected or h.last_offset_delta < 0:
+                break
+            expected = h.next_offset
+            valid_end = h.end
+        if valid_end == self.size and expected == self.next_offset:
+            return 0
+        first_lost = expected
+        last_lost = self.next_offset - 1
+        aside = self.log_path.with_name(f"{self.log_path.name}.corrupt-{valid_end}")
+        with open(aside, "wb") as f:
+            f.write(os.pread(self.fd, self.size - valid_end, valid_end))
+        lost = self.size - valid_end
+        log.error(
+            "%s: corrupt batch (CRC mismatch or garbled header) at byte %d; offsets %d..%d lost, "
+            "%d bytes quarantined in %s",
+            self.log_path, valid_end, first_lost, last_lost, lost, aside.name,
+        )
+        os.ftruncate(self.fd, valid_end)
+        self.size = valid_end
+        self.dirty = True
+        self.recover(verify_crc=False)
         self.write_indexes()
         return lost
 

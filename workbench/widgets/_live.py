@@ -40,7 +40,7 @@ _ENGINE_LOCK = threading.Lock()
 
 def start_sql(conn) -> None:
     """Start the connection's SQL engine now, on the caller's thread: two widget threads asking
-    for it at once must not each start one (`SqlMixin.sql_engine` is created lazily, unlocked)."""
+    for it at once must not each start one (`SqlMixin.sql_engine` is created under the connection's lock)."""
     if connection_closed(conn):
         return
     with _ENGINE_LOCK:

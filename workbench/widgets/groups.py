@@ -155,11 +155,13 @@ class GroupMonitor(LivePanel):
         for gid, group_row in groups.set_index("group_id").iterrows():
             rows = lag[lag["group_id"] == gid]
             self.evaluator.observe(now, gid, group_row["state"],
-                                   [(r.topic, int(r.partition), int(r.committed_offset), int(r.lag))
+                                   [(r.topic, int(r.partition),
+                                     int(r.committed_offset) if pd.notna(r.committed_offset) else -1,
+                                     int(r.lag) if pd.notna(r.lag) else 0)
                                     for r in rows.itertuples()])
             status[gid] = self.evaluator.status(gid)
             hist = self.history.setdefault(gid, deque())
-            hist.append((now, int(rows["lag"].sum()) if not rows.empty else 0))
+            hist.append((now, int(rows["lag"].fillna(0).sum()) if not rows.empty else 0))
             while hist and hist[0][0] < now - PLOT_SPAN:
                 hist.popleft()
         for gone in set(self.history) - set(status):

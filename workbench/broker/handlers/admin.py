@@ -1,8 +1,9 @@
 """Topic administration: CreateTopics, DeleteTopics, CreatePartitions, and topic configs
 (DescribeConfigs, AlterConfigs, IncrementalAlterConfigs).
 
-Every change is validated against the up-to-date metadata image and
-committed as metadata records in one step (`FileMetadataLog.commit`).
+Every change is a controller operation (`workbench.controller.ops`): the
+active controller validates it against its up-to-date metadata image and
+commits the resulting records through the quorum in one step.
 """
 
 from __future__ import annotations
