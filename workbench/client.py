@@ -346,6 +346,36 @@ class KafkaConnection(SqlMixin):
         except KafkaException as exc:
             err = exc.args[0]
             raise ValueError(f"cannot create topic {name!r}: {err.str()}") from None
+        self._wait_until_visible(name, partitions)
+
+    def _wait_until_visible(self, name: str, partitions: int, timeout: float = 10.0) -> None:
+        """Return once every bootstrap broker's metadata shows the topic with a leader per partition.
+
+        Metadata reaches brokers a few milliseconds apart (as in Kafka); waiting here means the next
+        call in a notebook cell never meets UNKNOWN_TOPIC_OR_PARTITION. Brokers that cannot be asked
+        (unreachable, or requiring SASL) are skipped."""
+        from kafka.protocol.metadata import MetadataRequest
+
+        from workbench.protocol.blocking_client import WireClient
+
+        request = MetadataRequest(topics=[MetadataRequest.MetadataRequestTopic(name=name)],
+                                  allow_auto_topic_creation=False)
+        deadline = time.monotonic() + timeout
+        for server in self.bootstrap_servers.split(","):
+            host, _, port = server.strip().rpartition(":")
+            while time.monotonic() < deadline:
+                try:
+                    client = WireClient(host, int(port), timeout=2.0)
+                    try:
+                        md = client.request(request, 9)
+                    finally:
+                        client.close()
+                except (OSError, ValueError, AssertionError, ConnectionError):
+                    break
+                parts = [p for t in md.topics if t.name == name and t.error_code == 0 for p in t.partitions]
+                if len(parts) >= partitions and all(p.leader_id >= 0 for p in parts):
+                    break
+                time.sleep(0.02)
 
     def delete_topic(self, name: str, *, timeout: float = 30.0) -> None:
         admin = self.admin()
