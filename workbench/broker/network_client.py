@@ -68,11 +68,29 @@ class BrokerConnection:
             return await self._exchange(request, version, timeout)
 
     async def _exchange(self, request: Any, version: int, timeout: float) -> Any:
-        assert self._reader is not None and self._writer is not None
         self._correlation_id = (self._correlation_id + 1) & 0x7FFFFFFF
         request.API_VERSION = version
         request.with_header(correlation_id=self._correlation_id, client_id=self.client_id)
-        self._writer.write(bytes(request.encode(header=True, framed=True)))
+        frame = await self._round_trip(bytes(request.encode(header=True, framed=True)), timeout)
+        cls = ResponseClassRegistry.get_response_class(request.header)
+        offset = 4 + (1 if cls.flexible_version_q(version) and request.API_KEY != 18 else 0)
+        return cls.decode(memoryview(frame)[offset:], version=version)
+
+    async def request_raw(self, api_key: int, payload: bytes, timeout: float = 10.0) -> bytes:
+        """A request outside the codec's schemas (the broker's private controller request):
+        header v1 with a null client id, then `payload`; returns the response body."""
+        async with self._lock:
+            if not self.connected:
+                await asyncio.wait_for(self.connect(), timeout)
+            self._correlation_id = (self._correlation_id + 1) & 0x7FFFFFFF
+            header = struct.pack(">hhih", api_key, 0, self._correlation_id, -1)
+            frame = await self._round_trip(_SIZE.pack(len(header) + len(payload)) + header + payload, timeout)
+            return frame[4:]
+
+    async def _round_trip(self, data: bytes, timeout: float) -> bytes:
+        """Send one framed request and read its response frame (correlation id checked)."""
+        assert self._reader is not None and self._writer is not None
+        self._writer.write(data)
         try:
             await self._writer.drain()
             head = await asyncio.wait_for(self._reader.readexactly(4), timeout)
@@ -85,33 +103,7 @@ class BrokerConnection:
         if correlation_id != self._correlation_id:
             self.close()
             raise ConnectionError(f"correlation id {correlation_id} != {self._correlation_id}")
-        cls = ResponseClassRegistry.get_response_class(request.header)
-        offset = 4 + (1 if cls.flexible_version_q(version) and request.API_KEY != 18 else 0)
-        return cls.decode(memoryview(frame)[offset:], version=version)
-
-    async def request_raw(self, api_key: int, payload: bytes, timeout: float = 10.0) -> bytes:
-        """A request outside the codec's schemas (the broker's private controller request):
-        header v1 with a null client id, then `payload`; returns the response body."""
-        async with self._lock:
-            if not self.connected:
-                await asyncio.wait_for(self.connect(), timeout)
-            assert self._reader is not None and self._writer is not None
-            self._correlation_id = (self._correlation_id + 1) & 0x7FFFFFFF
-            header = struct.pack(">hhih", api_key, 0, self._correlation_id, -1)
-            self._writer.write(_SIZE.pack(len(header) + len(payload)) + header + payload)
-            try:
-                await self._writer.drain()
-                head = await asyncio.wait_for(self._reader.readexactly(4), timeout)
-                (size,) = _SIZE.unpack(head)
-                frame = await asyncio.wait_for(self._reader.readexactly(size), timeout)
-            except BaseException:
-                self.close()
-                raise
-            (correlation_id,) = _SIZE.unpack_from(frame)
-            if correlation_id != self._correlation_id:
-                self.close()
-                raise ConnectionError(f"correlation id {correlation_id} != {self._correlation_id}")
-            return frame[4:]
+        return frame
 
     def close(self) -> None:
         if self._writer is not None:
