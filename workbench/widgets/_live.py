@@ -190,6 +190,19 @@ class LivePanel(widgets.VBox):
         self._loops.append(loop)
         return loop
 
+    def _on_live(self, change) -> None:
+        """The panel's `live` toggle: run or pause its poller (`self._poller`)."""
+        if change["new"]:
+            self._poller.start()
+            self._poller.resume()
+        else:
+            self._poller.pause()
+
+    def _step(self) -> None:
+        """One poller tick: refresh while the `live` toggle is on."""
+        if self.live.value:
+            self._refresh()
+
     @property
     def closed(self) -> bool:
         return self._closed

@@ -151,17 +151,6 @@ class ClusterView(LivePanel):
         if self._history is not None:
             self._history.stop()
 
-    def _on_live(self, change) -> None:
-        if change["new"]:
-            self._poller.start()
-            self._poller.resume()
-        else:
-            self._poller.pause()
-
-    def _step(self) -> None:
-        if self.live.value:
-            self._refresh()
-
     def refresh(self) -> pd.DataFrame:
         """Describe the cluster now; returns the brokers frame shown."""
         try:

@@ -117,17 +117,6 @@ class GroupMonitor(LivePanel):
             self.refresh()
 
     # ------------------------------------------------------------------ refresh
-    def _on_live(self, change) -> None:
-        if change["new"]:
-            self._poller.start()
-            self._poller.resume()
-        else:
-            self._poller.pause()
-
-    def _step(self) -> None:
-        if self.live.value:
-            self._refresh()
-
     def refresh(self) -> pd.DataFrame:
         """Read groups and lag now; returns the per-partition lag shown."""
         try:
