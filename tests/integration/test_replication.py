@@ -8,6 +8,8 @@ import time
 import pytest
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
+from tests.integration.test_durability import read_all
+
 
 def wait_until(predicate, timeout: float = 20.0, interval: float = 0.1, message: str = "condition"):
     deadline = time.monotonic() + timeout
@@ -43,17 +45,7 @@ def produce_acked(bootstrap: str, topic: str, n: int, *, prefix: str = "", key=N
 
 
 def consume_values(bootstrap: str, topic: str, expected: int, timeout: float = 40.0) -> list[bytes]:
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"verify-{time.monotonic_ns()}",
-                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
-    c.subscribe([topic])
-    out = []
-    deadline = time.monotonic() + timeout
-    while len(out) < expected and time.monotonic() < deadline:
-        msg = c.poll(0.3)
-        if msg is not None and msg.error() is None:
-            out.append(msg.value())
-    c.close()
-    return out
+    return [m.value() for m in read_all(bootstrap, topic, expected, timeout=timeout)]
 
 
 def test_replicas_default_to_three_spread_and_leaders_balanced(fresh_cluster, topic_name):
