@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 import duckdb
@@ -77,3 +78,70 @@ def test_retention_by_bytes_removes_old_segments(cluster, topic_name):
         time.sleep(0.3)
     c.close()
     assert low > 0 and high == 400
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            out += [int(c) for c in open(f"/proc/{pid}/task/{task}/children").read().split()]
+        except FileNotFoundError:
+            pass
+    return out
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").decode()
+    except FileNotFoundError:
+        return ""
+
+
+def _maps_arrow(pid: int) -> bool:
+    return "libarrow" in open(f"/proc/{pid}/maps").read()
+
+
+def test_conversion_runs_in_an_idle_priority_process_that_dies_with_the_broker(fresh_cluster, topic_name):
+    cluster = fresh_cluster(brokers=1)
+    cluster.create_topic(topic_name, partitions=1, replication_factor=1,
+                         config={"segment.bytes": "4096", "workbench.hot.segments": "0"})
+    broker_pid = cluster.broker_pids()[1]
+    # An idle broker has not loaded pyarrow: that is most of its memory otherwise.
+    assert not _maps_arrow(broker_pid)
+    p = Producer({"bootstrap.servers": cluster.bootstrap_servers, "linger.ms": 0})
+    for i in range(300):
+        p.produce(topic_name, value=b"v%03d" % i + b"x" * 50, partition=0)
+        if i % 10 == 0:
+            p.flush(10)  # batches stay below segment.bytes
+    assert p.flush(15) == 0
+
+    converter = None
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and converter is None:
+        converter = next((c for c in _children(broker_pid) if "workbench.storage.converter" in _cmdline(c)), None)
+        time.sleep(0.05)
+    assert converter is not None, "no converter process under the broker"
+
+    def lowered() -> bool:  # SCHED_IDLE, or nice 19 where that is refused
+        return os.sched_getscheduler(converter) == os.SCHED_IDLE or os.getpriority(os.PRIO_PROCESS, converter) == 19
+
+    deadline = time.monotonic() + 10  # the child lowers itself once started
+    while time.monotonic() < deadline and not lowered():
+        time.sleep(0.05)
+    assert lowered()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not list(cluster.data_dir.glob(f"broker-1/topics/{topic_name}/*/*.parquet")):
+        time.sleep(0.1)
+    assert list(cluster.data_dir.glob(f"broker-1/topics/{topic_name}/*/*.parquet"))
+    # The broker never decoded a record into Arrow itself.
+    assert not _maps_arrow(broker_pid)
+
+    cluster.kill_broker(1)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and os.path.exists(f"/proc/{converter}"):
+        if open(f"/proc/{converter}/stat").read().split(")")[1].split()[0] == "Z":
+            break  # exited, waiting to be reaped by init
+        time.sleep(0.05)
+    alive = os.path.exists(f"/proc/{converter}") and \
+        open(f"/proc/{converter}/stat").read().split(")")[1].split()[0] != "Z"
+    assert not alive, "the converter outlived its broker"

@@ -11,7 +11,7 @@ from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
 from workbench.protocol import records as R
 from workbench.storage import LogConfig, PartitionLog
-from workbench.storage.parquet_tier import SCHEMA
+from workbench.storage.parquet_tier import schema
 
 T0 = 1_700_000_000_000
 
@@ -39,7 +39,7 @@ def test_conversion_writes_parquet_and_keeps_hot_segments(tmp_path: Path) -> Non
     assert [p.stem for p in written] == [name.split(".")[0] for name in logs[:-1]]
     assert sorted(p.name for p in tmp_path.glob("*.log")) == logs[-2:]  # one hot segment + the active one
     table = pq.read_table(written[0])
-    assert table.schema.remove_metadata() == SCHEMA
+    assert table.schema.remove_metadata() == schema()
     assert table.column("offset").to_pylist() == list(range(20))
     assert table.column("sequence").to_pylist() == list(range(20))
     assert log.convert_sealed_segments() == []  # idempotent

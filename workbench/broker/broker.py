@@ -20,9 +20,10 @@ import struct
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
-from workbench.broker.apis import SUPPORTED_APIS, ApiKey
+from workbench.broker.apis import ApiKey
 from workbench.broker.config import BrokerConfig
 from workbench.broker.controller_channel import CONTROLLER_API_KEY, ControllerChannel
 from workbench.broker.groups_manager import GroupCoordinatorManager
@@ -39,6 +40,8 @@ from workbench.protocol.codec import (
 )
 from workbench.protocol.errors import ErrorCode
 from workbench.security.enforce import Security, authorized_call  # [security]
+from workbench.storage.converter import ConversionError, ParquetConverter
+from workbench.storage.parquet_tier import ParquetSegment
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +62,7 @@ class Broker:
         self.groups = GroupCoordinatorManager(self)
         self.controller = ControllerChannel(self)
         self.fetchers = ReplicaFetcherManager(self)
+        self.converter = ParquetConverter()
         self._ready = False
         self._ready_for_metadata = False
         self.security = Security(config)  # [security] SASL listener + authorizer (off by default)
@@ -105,6 +109,7 @@ class Broker:
         loop = asyncio.get_running_loop()
         self._tasks.append(loop.create_task(self._metadata_loop()))
         self._tasks.append(loop.create_task(self._maintenance_loop()))
+        self._tasks.append(loop.create_task(self._conversion_loop()))
         self._tasks.append(loop.create_task(self.controller.run()))
         self._tasks.append(loop.create_task(self._isr_loop()))
         log.info("broker %d listening on %s:%d", self.node_id, self.config.host, port)
@@ -154,6 +159,7 @@ class Broker:
                 await task
             except (asyncio.CancelledError, Exception):
                 pass
+        await self.converter.close()
         await self.fetchers.close()
         await self.groups.close()
         self.controller.close()
@@ -226,7 +232,7 @@ class Broker:
                 log.exception("applying metadata failed")
 
     async def _maintenance_loop(self) -> None:
-        """Segment rolls by age, retention, fsync, and Parquet conversion off the request path."""
+        """Segment rolls by age, retention and fsync, off the request path."""
         loop = asyncio.get_running_loop()
         last_flush = time.monotonic()
         while True:
@@ -240,18 +246,37 @@ class Broker:
                     log.exception("maintenance of %s-%d failed", *tp)
             if time.monotonic() - last_flush >= 1.0:
                 last_flush = time.monotonic()
-                for plog in list(self.replicas.logs.values()):
-                    try:
-                        plog.flush()
-                    except Exception:
-                        log.exception("flush failed")
+                # fsync in a worker thread: the event loop keeps serving while the disk catches up.
+                await loop.run_in_executor(None, self._flush_logs, list(self.replicas.logs.values()))
+
+    @staticmethod
+    def _flush_logs(logs: list) -> None:
+        for plog in logs:
+            try:
+                plog.flush()
+            except Exception:
+                log.exception("flush failed")
+
+    async def _conversion_loop(self) -> None:
+        """Turn sealed segments into Parquet, in the idle-priority converter process
+        (`workbench.storage.converter`): never on this process's CPU or GIL."""
+        while True:
+            await asyncio.sleep(self.config.background_interval_s)
             for tp, plog in list(self.replicas.logs.items()):
-                if self.replicas.logs.get(tp) is not plog:
-                    continue
-                try:
-                    await loop.run_in_executor(None, plog.convert_sealed_segments)
-                except Exception:
-                    log.exception("Parquet conversion of %s-%d failed", *tp)
+                for job in plog.pending_conversions():
+                    if self.replicas.logs.get(tp) is not plog or self._stopping.is_set():
+                        break
+                    try:
+                        answer = await self.converter.convert(plog.conversion_request(job))
+                    except ConversionError as exc:
+                        log.warning("Parquet conversion of %s-%d at offset %d failed: %s", *tp,
+                                    job.segment.base_offset, exc)
+                        break
+                    pseg = ParquetSegment(Path(answer["path"]), answer["base_offset"], answer["next_offset"],
+                                          answer["max_timestamp"], answer["size"])
+                    if not plog.install_parquet(job, pseg):
+                        log.debug("Parquet file for %s-%d at %d discarded: the log changed meanwhile", *tp,
+                                  job.segment.base_offset)
 
     # -- producer ids -----------------------------------------------------------------------------
 

@@ -1,8 +1,10 @@
-"""The network layer: a thin asyncio loop around the I/O-free codec.
+"""The network layer: an asyncio protocol around the I/O-free codec.
 
-One task per connection reads size-delimited frames and answers them in
-order, as Kafka does (a connection's requests are processed one at a time, so
-responses can never overtake each other). A frame that cannot be parsed, or
+Each connection is an `asyncio.Protocol` that cuts size-delimited frames out
+of what it receives and answers them in order, as Kafka does (responses never
+overtake each other). The hot requests run in the receive callback itself and
+are answered from there when they need not wait, so a produce or fetch costs
+no task, queue or extra trip round the event loop (see `_KafkaProtocol`). A frame that cannot be parsed, or
 whose size is negative or above `max_request_bytes` (Kafka's
 `socket.request.max.bytes`, 100 MiB by default), closes that one connection;
 the broker and every other connection carry on.
@@ -25,6 +27,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
+import types
+from collections import deque
 from collections.abc import Awaitable, Callable
 
 from workbench.broker.apis import SUPPORTED_APIS
@@ -41,8 +45,13 @@ log = logging.getLogger(__name__)
 
 _SIZE = struct.Struct(">i")
 # Requests a connection may have in flight (librdkafka defaults to 5 per broker; Kafka itself handles
-# one at a time per connection). Beyond this the reader waits, which pushes back on the client.
+# one at a time per connection). Beyond this the connection stops reading, which pushes back on the client.
 MAX_IN_FLIGHT_PER_CONNECTION = 16
+# Responses buffered for a client that does not read them before the connection stops reading requests.
+WRITE_BUFFER_HIGH = 1 << 20
+# Requests whose handlers run eagerly, in the callback that received them, instead of in a new task.
+# These never need a task of their own to start (no `asyncio.timeout`), and they are the hot ones.
+_EAGER_APIS = frozenset({0, 1, 2, 8, 9, 12, 18})  # Produce Fetch ListOffsets OffsetCommit/Fetch Heartbeat ApiVersions
 
 Dispatch = Callable[[Request, "Connection"], Awaitable[bytes | None]]
 
@@ -50,11 +59,11 @@ Dispatch = Callable[[Request, "Connection"], Awaitable[bytes | None]]
 class Connection:
     """What a handler may know about the client connection."""
 
-    __slots__ = ("peer", "writer", "principal", "authenticated", "sasl", "sasl_raw")
+    __slots__ = ("authenticated", "peer", "principal", "sasl", "sasl_raw", "transport")
 
-    def __init__(self, peer: str, writer: asyncio.StreamWriter) -> None:
+    def __init__(self, peer: str, transport: asyncio.Transport) -> None:
         self.peer = peer
-        self.writer = writer
+        self.transport = transport
         self.principal = ANONYMOUS     # "User:<name>" once SASL authentication succeeds
         self.authenticated = False
         self.sasl = None               # the mechanism's server state machine, between handshake and success
@@ -67,6 +76,46 @@ class _Close(Exception):
     def __init__(self, reason: str, response: bytes | None = None) -> None:
         super().__init__(reason)
         self.response = response
+
+
+@types.coroutine
+def _finish(coro, yielded):
+    """Drive a coroutine that was started outside a task (see `run_eagerly`) to its end."""
+    while True:
+        try:
+            sent = yield yielded
+        except GeneratorExit:
+            coro.close()
+            raise
+        except BaseException as exc:  # noqa: BLE001 - cancellation and errors go into the coroutine
+            try:
+                yielded = coro.throw(exc)
+            except StopIteration as stop:
+                return stop.value
+        else:
+            try:
+                yielded = coro.send(sent)
+            except StopIteration as stop:
+                return stop.value
+
+
+async def _resume(coro, yielded):
+    return await _finish(coro, yielded)
+
+
+def run_eagerly(coro, loop: asyncio.AbstractEventLoop):
+    """Run `coro` up to its first suspension right now (Python 3.12's eager tasks, by hand).
+
+    Returns ``(True, result)`` when it finished without suspending (a produce
+    with acks=1, a fetch that finds data: no task, no scheduling round trip), else
+    ``(False, task)`` with a task that carries on from where it stopped. An
+    exception raised before the first suspension propagates to the caller.
+    """
+    try:
+        yielded = coro.send(None)
+    except StopIteration as stop:
+        return True, stop.value
+    return False, loop.create_task(_resume(coro, yielded))
 
 
 class KafkaServer:
@@ -82,111 +131,24 @@ class KafkaServer:
         self.port = port
         self.max_request_bytes = max_request_bytes
         self._server: asyncio.base_events.Server | None = None
-        self._connections: set[asyncio.StreamWriter] = set()
+        self._connections: set[_KafkaProtocol] = set()
 
     async def start(self) -> int:
-        self._server = await asyncio.start_server(
-            self._serve, self.host, self.port, reuse_address=True, limit=1 << 20)
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: _KafkaProtocol(self, loop), self.host, self.port,
+                                                reuse_address=True)
         self.port = self._server.sockets[0].getsockname()[1]
         return self.port
 
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
-        for writer in list(self._connections):
-            writer.close()
+        for proto in list(self._connections):
+            proto.close()
         if self._server is not None:
             try:
                 await asyncio.wait_for(self._server.wait_closed(), 1.0)
-            except (TimeoutError, asyncio.TimeoutError):
-                pass
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peername = writer.get_extra_info("peername")
-        peer = f"{peername[0]}:{peername[1]}" if peername else "?"
-        conn = Connection(peer, writer)
-        if len(self._connections) >= self.max_connections:
-            log.warning("refusing %s: %d connections open (max_connections)", peer, len(self._connections))
-            writer.close()
-            return
-        self._connections.add(writer)
-        # Requests are *started* in arrival order (each handler runs up to its first await before the
-        # next starts, so appends keep their order), may then wait concurrently (acks=all waiting for
-        # the ISR, long-poll fetches), and their responses are written strictly in request order.
-        # Pipelining is what lets librdkafka keep several produce requests in flight per broker.
-        pending: asyncio.Queue = asyncio.Queue(maxsize=MAX_IN_FLIGHT_PER_CONNECTION)
-        responder = asyncio.ensure_future(self._respond_in_order(pending, writer, peer))
-        try:
-            while not responder.done():
-                try:
-                    head = await asyncio.wait_for(reader.readexactly(4), self.idle_timeout_s)
-                except (TimeoutError, asyncio.TimeoutError):
-                    log.info("closing %s: idle for %.0f s (connections_max_idle_ms)", peer, self.idle_timeout_s)
-                    return
-                except (asyncio.IncompleteReadError, ConnectionError):
-                    return
-                (size,) = _SIZE.unpack(head)
-                if size < 0 or size > self.max_request_bytes:
-                    log.warning("closing %s: request size %d outside 0..%d", peer, size, self.max_request_bytes)
-                    return
-                try:
-                    # A frame must arrive within the idle timeout too: a client trickling one byte
-                    # per second cannot hold a request buffer open forever.
-                    frame = await asyncio.wait_for(reader.readexactly(size), self.idle_timeout_s)
-                except (TimeoutError, asyncio.TimeoutError):
-                    log.info("closing %s: request of %d bytes incomplete after %.0f s", peer, size,
-                             self.idle_timeout_s)
-                    return
-                except (asyncio.IncompleteReadError, ConnectionError):
-                    return
-                sasl = self.security.sasl if self.security is not None else None
-                if conn.sasl_raw:
-                    try:
-                        response = self._raw_sasl_token(conn, frame)
-                    except _Close as exc:
-                        log.warning("closing %s: %s", peer, exc)
-                        return
-                    await pending.put(response)
-                    continue
-                try:
-                    request = decode_request(frame, self.supported_apis)
-                except MalformedRequestError as exc:
-                    log.warning("closing %s: malformed request: %s", peer, exc)
-                    return
-                try:
-                    if sasl is not None and (not conn.authenticated or request.api_key in _PRE_AUTH_APIS[1:]
-                                             or request.api_key == CONTROLLER_API_KEY):
-                        response = self._gate(request, conn)
-                        if response is not None:
-                            await pending.put(response)
-                            continue
-                except _Close as exc:
-                    log.warning("closing %s: %s", peer, exc)
-                    if exc.response is not None:
-                        await pending.put(exc.response)
-                    return
-                await pending.put(asyncio.ensure_future(self._dispatch_one(request, conn)))
-        except asyncio.CancelledError:
-            responder.cancel()
-            raise
-        except (ConnectionError, RuntimeError) as exc:  # the client went away mid-response
-            log.debug("connection %s closed: %s", peer, exc)
-        except Exception:
-            log.exception("connection %s failed", peer)
-        finally:
-            if not responder.done():
-                try:
-                    pending.put_nowait(None)
-                except asyncio.QueueFull:
-                    responder.cancel()
-                try:
-                    await asyncio.wait_for(asyncio.shield(responder), 5.0)
-                except (Exception, asyncio.CancelledError):
-                    responder.cancel()
-            self._connections.discard(writer)
-            try:
-                writer.close()
-            except Exception:
+            except TimeoutError:
                 pass
 
     async def _dispatch_one(self, request: Request, conn: Connection) -> bytes | None:
@@ -201,37 +163,6 @@ class KafkaServer:
             log.exception("closing %s: handler for api %d v%d failed", conn.peer, request.api_key,
                           request.api_version)
             raise
-
-    async def _respond_in_order(self, pending: asyncio.Queue, writer: asyncio.StreamWriter, peer: str) -> None:
-        """Write each response in request order; stop (closing the connection) at a failed handler."""
-        try:
-            while True:
-                item = await pending.get()
-                if item is None:
-                    return
-                if isinstance(item, asyncio.Future):
-                    try:
-                        response = await item
-                    except (Exception, asyncio.CancelledError):
-                        writer.close()
-                        return
-                else:
-                    response = item
-                if response is None:
-                    continue  # acks=0 produce: no response
-                if writer.is_closing():
-                    return
-                writer.write(response)
-                if writer.transport.get_write_buffer_size() > (1 << 20):
-                    await writer.drain()
-        except (ConnectionError, RuntimeError) as exc:
-            log.debug("connection %s closed while responding: %s", peer, exc)
-        finally:
-            while not pending.empty():  # abandon what the closed connection can no longer receive
-                item = pending.get_nowait()
-                if isinstance(item, asyncio.Future) and not item.done():
-                    item.cancel()
-
     # -- SASL (see the module docstring) -----------------------------------------------------------
 
     def _gate(self, request: Request, conn: Connection) -> bytes | None:
@@ -300,3 +231,253 @@ class KafkaServer:
                                    fields[request.api_key])
         except Exception:
             return None
+
+
+class _Failed:
+    """A slot whose request failed: the connection closes when the responses before it are written."""
+
+    __slots__ = ()
+
+
+_FAILED = _Failed()
+
+
+class _KafkaProtocol(asyncio.Protocol):
+    """One client connection: frames in, responses out in request order.
+
+    Requests are *started* in arrival order, each running up to its first
+    await before the next starts (so appends keep their order); the hot ones run
+    right here in the receive callback and, when they finish without waiting
+    (most produce and fetch requests), their response is written at once with
+    no task, queue or extra loop iteration. Requests that wait (acks=all for the
+    ISR, long-poll fetches) continue as tasks while later ones start; responses
+    are written strictly in request order from `_slots`. Pipelining is what lets
+    librdkafka keep several produce requests in flight per broker.
+    """
+
+    def __init__(self, server: KafkaServer, loop: asyncio.AbstractEventLoop) -> None:
+        self.server = server
+        self.loop = loop
+        self.transport: asyncio.Transport | None = None
+        self.conn: Connection | None = None
+        self.peer = "?"
+        self._buf = bytearray()
+        self._slots: deque = deque()      # per request in order: bytes | None (ready) | Task | _FAILED
+        self._read_paused = False
+        self._write_paused = False
+        self._closing = False              # no more requests: close once the slots are written
+        self._last_activity = loop.time()
+        self._frame_started: float | None = None  # when the incomplete frame in _buf began
+        self._idle_timer: asyncio.TimerHandle | None = None
+
+    # -- transport callbacks ----------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        peername = transport.get_extra_info("peername")
+        self.peer = f"{peername[0]}:{peername[1]}" if peername else "?"
+        self.conn = Connection(self.peer, transport)  # type: ignore[arg-type]
+        server = self.server
+        if len(server._connections) >= server.max_connections:
+            log.warning("refusing %s: %d connections open (max_connections)", self.peer, len(server._connections))
+            self._closing = True
+            transport.close()
+            return
+        server._connections.add(self)
+        transport.set_write_buffer_limits(high=WRITE_BUFFER_HIGH)  # type: ignore[attr-defined]
+        self._idle_timer = self.loop.call_later(server.idle_timeout_s, self._check_idle)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.server._connections.discard(self)
+        self._closing = True
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+        # Abandon what the closed connection can no longer receive.
+        for slot in self._slots:
+            if isinstance(slot, asyncio.Task) and not slot.done():
+                slot.cancel()
+        self._slots.clear()
+        self._buf.clear()
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+        self._pause_reading()
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        self._maybe_resume()
+
+    def data_received(self, data: bytes) -> None:
+        if self._closing:
+            return
+        self._last_activity = self.loop.time()
+        buf = self._buf
+        buf += data
+        self._process()
+
+    def eof_received(self) -> bool:
+        # The client half-closed: answer what it asked, then close.
+        self._closing = True
+        self._flush()
+        return True
+
+    def close(self) -> None:
+        self._closing = True
+        if self.transport is not None:
+            self.transport.close()
+
+    # -- requests ---------------------------------------------------------------------------------
+
+    def _process(self) -> None:
+        """Handle the whole frames in the buffer while the in-flight window has room."""
+        buf = self._buf
+        pos, end = 0, len(buf)
+        max_size = self.server.max_request_bytes
+        while not self._closing and end - pos >= 4:
+            if len(self._slots) >= MAX_IN_FLIGHT_PER_CONNECTION or self._write_paused:
+                self._pause_reading()
+                break
+            (size,) = _SIZE.unpack_from(buf, pos)
+            if size < 0 or size > max_size:
+                log.warning("closing %s: request size %d outside 0..%d", self.peer, size, max_size)
+                self._abort()
+                return
+            if end - pos - 4 < size:
+                break
+            frame = bytes(buf[pos + 4:pos + 4 + size])
+            pos += 4 + size
+            self._handle(frame)
+        if pos:
+            del buf[:pos]
+        self._frame_started = (self._frame_started or self.loop.time()) if buf else None
+
+    def _handle(self, frame: bytes) -> None:
+        server, conn = self.server, self.conn
+        if conn.sasl_raw:
+            try:
+                self._push(server._raw_sasl_token(conn, frame))
+            except _Close as exc:
+                log.warning("closing %s: %s", self.peer, exc)
+                self._abort()
+            return
+        try:
+            request = decode_request(frame, server.supported_apis)
+        except MalformedRequestError as exc:
+            log.warning("closing %s: malformed request: %s", self.peer, exc)
+            self._abort()
+            return
+        security = server.security
+        if security is not None and security.sasl is not None and (
+                not conn.authenticated or request.api_key in _PRE_AUTH_APIS[1:]
+                or request.api_key == CONTROLLER_API_KEY):
+            try:
+                response = server._gate(request, conn)
+            except _Close as exc:
+                log.warning("closing %s: %s", self.peer, exc)
+                if exc.response is not None:
+                    self._push(exc.response)
+                self._closing = True
+                self._flush()
+                return
+            if response is not None:
+                self._push(response)
+                return
+        coro = server._dispatch_one(request, conn)
+        if request.api_key in _EAGER_APIS:
+            try:
+                done, value = run_eagerly(coro, self.loop)
+            except Exception:  # logged by _dispatch_one
+                self._push(_FAILED)
+                return
+        else:
+            done, value = False, self.loop.create_task(coro)
+        if done:
+            self._push(value)
+        else:
+            value.add_done_callback(self._task_done)
+            self._slots.append(value)
+
+    def _push(self, item) -> None:
+        if not self._slots and item is not _FAILED:
+            if item is not None and not self.transport.is_closing():
+                self.transport.write(item)
+            return
+        self._slots.append(item)
+        self._flush()
+
+    def _task_done(self, _task: asyncio.Task) -> None:
+        self._flush()
+
+    def _flush(self) -> None:
+        """Write the responses at the head of the line that are ready; close at a failed one."""
+        slots = self._slots
+        out: list[bytes] = []
+        failed = False
+        while slots:
+            head = slots[0]
+            if isinstance(head, asyncio.Task):
+                if not head.done():
+                    break
+                slots.popleft()
+                if head.cancelled() or head.exception() is not None:
+                    failed = True
+                    break
+                head = head.result()
+            else:
+                slots.popleft()
+                if head is _FAILED:
+                    failed = True
+                    break
+            if head is not None:
+                out.append(head)
+        transport = self.transport
+        if out and not transport.is_closing():
+            transport.write(out[0] if len(out) == 1 else b"".join(out))
+        if failed or (self._closing and not slots):
+            self._abort()
+            return
+        self._maybe_resume()
+
+    # -- flow control and timeouts ----------------------------------------------------------------
+
+    def _pause_reading(self) -> None:
+        if not self._read_paused and not self.transport.is_closing():
+            self._read_paused = True
+            self.transport.pause_reading()
+
+    def _maybe_resume(self) -> None:
+        if self._read_paused and not self._write_paused and not self._closing \
+                and len(self._slots) < MAX_IN_FLIGHT_PER_CONNECTION:
+            self._read_paused = False
+            self.transport.resume_reading()
+            if self._buf:
+                self._process()
+
+    def _abort(self) -> None:
+        self._closing = True
+        for slot in self._slots:
+            if isinstance(slot, asyncio.Task) and not slot.done():
+                slot.cancel()
+        self._slots.clear()
+        if self.transport is not None:
+            self.transport.close()
+
+    def _check_idle(self) -> None:
+        """connections.max.idle.ms: close a connection with nothing in flight and no traffic for that
+        long; a frame must also arrive whole within it (a client trickling one byte per second cannot
+        hold a request buffer open forever)."""
+        if self._closing:
+            return
+        timeout = self.server.idle_timeout_s
+        now = self.loop.time()
+        if self._frame_started is not None and now - self._frame_started >= timeout:
+            log.info("closing %s: request incomplete after %.0f s", self.peer, timeout)
+            self._abort()
+            return
+        if not self._slots and now - self._last_activity >= timeout:
+            log.info("closing %s: idle for %.0f s (connections_max_idle_ms)", self.peer, timeout)
+            self._abort()
+            return
+        due = min(self._last_activity + timeout,
+                  self._frame_started + timeout if self._frame_started is not None else float("inf"))
+        self._idle_timer = self.loop.call_later(max(due - now, 0.05), self._check_idle)

@@ -32,6 +32,7 @@ from typing import Any
 from kafka.protocol.api_message import ApiMessage
 
 from workbench.protocol.errors import MalformedRequestError
+from workbench.protocol.fast_encode import FAST_ENCODERS
 
 _HEADER = struct.Struct(">hhih")  # api_key, api_version, correlation_id, client_id length
 _INT32 = struct.Struct(">i")
@@ -171,6 +172,12 @@ def build(cls: type, value: Any) -> Any:
 
 def encode_response(api_key: int, api_version: int, correlation_id: int, body: Any) -> bytes:
     """Encode a response body (dict or codec object) with its header and size prefix."""
+    if isinstance(body, dict):
+        fast = FAST_ENCODERS.get(api_key)
+        if fast is not None:
+            frame = fast(api_version, correlation_id, body)
+            if frame is not None:
+                return frame
     cls = RESPONSE_CLASSES[api_key]
     if isinstance(body, dict):
         body = build(cls, body)

@@ -41,10 +41,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
-
+from workbench._lazy import lazy_module
 from workbench.protocol.errors import ErrorCode, KafkaProtocolError
 from workbench.protocol.records import (
     HEADER_SIZE,
@@ -58,6 +55,10 @@ from workbench.protocol.records import (
 from workbench.storage.config import LogConfig
 from workbench.storage.leader_epoch import LeaderEpochCache
 from workbench.storage.parquet_tier import ParquetSegment, TableCache, truncate_segment, write_segment
+
+np = lazy_module("numpy")
+pa = lazy_module("pyarrow")
+pc = lazy_module("pyarrow.compute")
 from workbench.storage.producer_state import ProducerStateManager
 from workbench.storage.segment import MAX_RELATIVE_OFFSET, LogSegment, segment_name, storage_error
 
@@ -120,6 +121,16 @@ def _write_int(path: Path, value: int) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(f"{value}\n")
     os.replace(tmp, path)
+
+
+@dataclass(frozen=True, slots=True)
+class ConversionJob:
+    """A sealed segment to turn into Parquet, as it was when the job was made."""
+
+    segment: LogSegment
+    size: int
+    next_offset: int
+    generation: int
 
 
 class PartitionLog:
@@ -966,43 +977,63 @@ class PartitionLog:
 
     # -- Parquet tier ------------------------------------------------------------------
 
-    def convert_sealed_segments(self) -> list[Path]:
-        """Write Parquet for sealed segments wholly below the HW; drop raw ones beyond hot_segments.
+    def pending_conversions(self) -> list[ConversionJob]:
+        """Sealed segments wholly below the HW that have no Parquet file yet, oldest first."""
+        with self._lock:
+            if self._closed:
+                return []
+            hw = self.high_watermark
+            have = {p.base_offset for p in self._parquet}
+            return [
+                ConversionJob(s, s.size, s.next_offset, self._generation)
+                for s in self._segments[:-1]
+                if s.base_offset not in have and s.next_offset <= hw and s.size
+            ]
 
-        Safe to call from a worker thread: file bytes are read through a dup'ed
-        descriptor and decoded/encoded without holding the log's lock.
+    def conversion_request(self, job: ConversionJob) -> dict:
+        """`job` as the converter process's request (`workbench.storage.converter`)."""
+        return {"segment": str(job.segment.log_path), "size": job.size, "directory": str(self.directory),
+                "base_offset": job.segment.base_offset, "next_offset": job.next_offset,
+                "topic": self.topic, "partition": self.partition}
+
+    def install_parquet(self, job: ConversionJob, pseg: ParquetSegment) -> bool:
+        """Adopt the Parquet file written for `job`; drop raw segments beyond hot_segments.
+
+        If the segment was deleted (retention) or the log truncated since the job
+        was made, the file is deleted instead and False returned.
+        """
+        with self._lock:
+            if job.segment in self._segments and not self._closed and self._generation == job.generation \
+                    and all(p.base_offset != pseg.base_offset for p in self._parquet):
+                bisect.insort(self._parquet, pseg, key=lambda p: p.base_offset)
+                self._drop_cold_raw_segments()
+                return True
+        pseg.path.unlink(missing_ok=True)
+        return False
+
+    def convert_sealed_segments(self) -> list[Path]:
+        """Write Parquet for sealed segments wholly below the HW, in this process.
+
+        The broker sends the same jobs to its converter process instead
+        (`workbench.storage.converter`); this is the in-process path for tests and
+        tools. Safe to call from a worker thread: segment bytes are read through a
+        dup'ed descriptor and decoded/encoded without holding the log's lock.
         """
         written: list[Path] = []
         with self._convert_lock:
-            with self._lock:
-                self._check_open()
-                generation = self._generation
-                hw = self.high_watermark
-                have = {p.base_offset for p in self._parquet}
-                todo = [
-                    (s, os.dup(s.fd), s.size, s.next_offset)
-                    for s in self._segments[:-1]
-                    if s.base_offset not in have and s.next_offset <= hw and s.size
-                ]
-            for seg, fd, size, next_offset in todo:
+            for job in self.pending_conversions():
+                with self._lock:
+                    if job.segment not in self._segments:
+                        continue
+                    fd = os.dup(job.segment.fd)
                 try:
-                    data = os.pread(fd, size, 0)
+                    data = os.pread(fd, job.size, 0)
                 finally:
                     os.close(fd)
-                pseg = write_segment(
-                    self.directory,
-                    seg.base_offset,
-                    next_offset,
-                    data,
-                    topic=self.topic,
-                    partition=self.partition,
-                )
-                with self._lock:
-                    if seg in self._segments and not self._closed and self._generation == generation:
-                        bisect.insort(self._parquet, pseg, key=lambda p: p.base_offset)
-                        written.append(pseg.path)
-                    else:  # deleted by retention or truncated meanwhile
-                        pseg.path.unlink(missing_ok=True)
+                pseg = write_segment(self.directory, job.segment.base_offset, job.next_offset, data,
+                                     topic=self.topic, partition=self.partition)
+                if self.install_parquet(job, pseg):
+                    written.append(pseg.path)
             with self._lock:
                 if not self._closed:
                     self._drop_cold_raw_segments()

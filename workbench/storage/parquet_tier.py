@@ -14,16 +14,23 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
-
+from workbench._lazy import lazy_module
 from workbench.protocol.records import decode_records, paused_gc
 
-SCHEMA = pa.schema(
+# Imported on first use: a broker that has not touched Parquet yet does not carry pyarrow.
+pa = lazy_module("pyarrow")
+pc = lazy_module("pyarrow.compute")
+pq = lazy_module("pyarrow.parquet")
+
+
+@cache
+def schema() -> pa.Schema:
+    """The tier's Arrow schema: one row per record."""
+    return pa.schema(
     [
         pa.field("offset", pa.int64(), nullable=False),
         pa.field("timestamp", pa.timestamp("ms", tz="UTC"), nullable=False),
@@ -37,7 +44,7 @@ SCHEMA = pa.schema(
         pa.field("partition_leader_epoch", pa.int32(), nullable=False),
         pa.field("timestamp_type", pa.int8(), nullable=False),
     ]
-)
+    )
 #: DuckDB's own row-group size; also ~12 MB of 100-byte records, a good scan unit.
 ROW_GROUP_ROWS = 122_880
 COMPRESSION = "zstd"
@@ -96,13 +103,13 @@ class ParquetSegment:
 def columns_to_table(cols: dict[str, list]) -> pa.Table:
     """`records.decode_records` columns -> an Arrow table in the tier's schema."""
     arrays = []
-    for f in SCHEMA:
+    for f in schema():
         values = cols[f.name]
         if f.name == "timestamp":
             arrays.append(pa.array(values, type=pa.int64()).cast(f.type))
         else:
             arrays.append(pa.array(values, type=f.type))
-    return pa.Table.from_arrays(arrays, schema=SCHEMA)
+    return pa.Table.from_arrays(arrays, schema=schema())
 
 
 def write_segment(

@@ -177,10 +177,9 @@ class RaftServer:
         try:
             node.request_read(read_id)
             self._flush()
-            async with asyncio.timeout(timeout):
-                index = await future
-                await self.wait_for_commit(index, timeout=None)
-            return index
+            # wait_for rather than asyncio.timeout: callers may run outside a task (the Kafka
+            # listener starts hot requests eagerly, workbench.broker.server.run_eagerly).
+            return await asyncio.wait_for(self._applied_read(future), timeout)
         finally:
             self._reads.pop(read_id, None)
 
@@ -293,6 +292,11 @@ class RaftServer:
                     writer.close()
                 except RuntimeError:
                     pass
+
+    async def _applied_read(self, future: asyncio.Future[int]) -> int:
+        index = await future
+        await self.wait_for_commit(index, timeout=None)
+        return index
 
     async def _serve_peer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
