@@ -99,15 +99,47 @@ def cpu_s(pid: int) -> float | None:
         return None
 
 
+def children(pid: int) -> list[int]:
+    out: list[int] = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                out += [int(c) for c in f.read().split()]
+    except OSError:
+        pass
+    return out
+
+
 class Sampler:
-    """Peak RSS and CPU seconds of some processes while a block runs (sampled every 50 ms)."""
+    """Peak RSS and CPU seconds of some processes while a block runs (sampled every 50 ms).
+
+    Their child processes (a broker's Parquet converter, `workbench.storage.converter`) are
+    followed too and reported apart, as `child_cpu` / `child_peak`, keyed by the parent's name:
+    the converter runs at idle priority and may go on after the block (`settle_children`).
+    """
 
     def __init__(self, pids: dict[str, int]) -> None:
         self.pids = {k: v for k, v in pids.items() if v}
         self.peak: dict[str, float] = {}
         self.cpu: dict[str, float] = {}
+        self.child_peak: dict[str, float] = {}
+        self.child_cpu: dict[str, float] = {}
+        self._child_first: dict[int, float] = {}
+        self._child_last: dict[int, tuple[str, float]] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample_children(self) -> None:
+        for k, pid in self.pids.items():
+            for child in children(pid):
+                c = cpu_s(child)
+                if c is None:
+                    continue
+                self._child_first.setdefault(child, c if self._started else 0.0)
+                self._child_last[child] = (k, c)
+                r = rss_mb(child)
+                if r is not None:
+                    self.child_peak[k] = max(self.child_peak.get(k, 0.0), r)
 
     def _run(self) -> None:
         while not self._stop.wait(0.05):
@@ -115,8 +147,19 @@ class Sampler:
                 r = rss_mb(pid)
                 if r is not None:
                     self.peak[k] = max(self.peak.get(k, 0.0), r)
+            self._sample_children()
+
+    def _sum_children(self) -> None:
+        totals: dict[str, float] = {}
+        for child, (k, c) in self._child_last.items():
+            totals[k] = totals.get(k, 0.0) + c - self._child_first.get(child, 0.0)
+        self.child_cpu = {k: round(v, 2) for k, v in totals.items()}
 
     def __enter__(self) -> Sampler:  # noqa: PYI034
+        self._started = False
+        self._sample_children()  # children already running count from here
+        self._started = True
+        self._child_first = {c: v for c, (_k, v) in self._child_last.items()}
         self._cpu0 = {k: cpu_s(p) for k, p in self.pids.items()}
         self._thread.start()
         return self
@@ -129,6 +172,24 @@ class Sampler:
             if c1 is not None and self._cpu0.get(k) is not None:
                 self.cpu[k] = round(c1 - self._cpu0[k], 2)
         self.peak = {k: round(v, 1) for k, v in self.peak.items()}
+        self._sum_children()
+        self.child_cpu_during = dict(self.child_cpu)
+
+    def settle_children(self, quiet_s: float = 1.5, limit_s: float = 60.0) -> float:
+        """Keep following the children until their CPU stops growing; return the seconds waited."""
+        start = time.monotonic()
+        last, still_since = None, time.monotonic()
+        while time.monotonic() - start < limit_s:
+            self._sample_children()
+            total = sum(c for _k, c in self._child_last.values())
+            if total != last:
+                last, still_since = total, time.monotonic()
+            elif time.monotonic() - still_since >= quiet_s:
+                break
+            time.sleep(0.1)
+        self._sum_children()
+        self.child_peak = {k: round(v, 1) for k, v in self.child_peak.items()}
+        return round(time.monotonic() - start, 1)
 
 
 # -- helpers --------------------------------------------------------------------------------------
@@ -316,6 +377,13 @@ def throughput_case(label: str, brokers: int, rf: int, acks: str, args, sz: dict
         ours["rss_under_load_peak_mb"] = s.peak
         ours["broker_cpu_s_during_produce"] = s.cpu
         ours["broker_cpu_us_per_record"] = round(1e6 * sum(s.cpu.values()) / n, 2)
+        # The Parquet converters (idle priority, child processes) while the producer ran, and until done.
+        ours["converter_cpu_s_during_produce"] = s.child_cpu_during
+        ours["converter_settle_s"] = s.settle_children()
+        ours["converter_cpu_s_total"] = s.child_cpu
+        ours["converter_rss_peak_mb"] = s.child_peak
+        ours["broker_and_converter_cpu_us_per_record"] = round(
+            1e6 * (sum(s.cpu.values()) + sum(s.child_cpu.values())) / n, 2)
         if "consumer" in want:
             with Sampler(pids) as s:
                 ours["consume"] = client("consume", "--bootstrap", cluster.bootstrap_servers, "--topic", "perf",
@@ -573,6 +641,11 @@ def build_table(res: dict) -> list[list[str]]:
                              fmt(mem[label]["mock_rss_under_load_peak_mb"]), "", "", "", ""])
                 rows.append([f"broker CPU per record, {label} (us)", fmt(mem[label]["broker_cpu_us_per_record"]),
                              fmt(mem[label]["mock_cpu_us_per_record"]), "", "", "", ""])
+                rows.append([f"  + Parquet converter (idle priority), {label} (us)",
+                             fmt(mem[label]["broker_and_converter_cpu_us_per_record"]), "", "", "", "", ""])
+                cpeak = mem[label]["converter_rss_peak_mb"]
+                rows.append([f"  converter RSS peak, {label} (MB, max)", fmt(max(cpeak.values()) if cpeak else None),
+                             "", "", "", "", ""])
     fo = sec["failover"]
     if fo.get("status") == "ok":
         rows.append(["failover: metadata shows new leader (s)", fmt(fo["metadata_new_leader_s_median"]), "", "", "",
@@ -701,6 +774,10 @@ def main(argv: list[str] | None = None) -> int:
                     "rss_idle_mb": w["rss_idle_mb"], "rss_under_load_peak_mb": w["rss_under_load_peak_mb"],
                     "broker_cpu_s": w["broker_cpu_s_during_produce"],
                     "broker_cpu_us_per_record": w["broker_cpu_us_per_record"],
+                    "converter_cpu_s_during_produce": w["converter_cpu_s_during_produce"],
+                    "converter_cpu_s_total": w["converter_cpu_s_total"],
+                    "converter_rss_peak_mb": w["converter_rss_peak_mb"],
+                    "broker_and_converter_cpu_us_per_record": w["broker_and_converter_cpu_us_per_record"],
                     "client_cpu_s": w["produce"]["client_cpu_s"], "mock_client_cpu_s": m["produce"]["client_cpu_s"],
                     "mock_rss_under_load_peak_mb": m["rss_under_load_peak_mb"],
                     "mock_cpu_us_per_record": round(1e6 * (m["cpu_s_during_produce"] or 0) / w["produce"]["records"], 2),

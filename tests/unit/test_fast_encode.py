@@ -14,7 +14,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from workbench.protocol.codec import RESPONSE_CLASSES, build
-from workbench.protocol.fast_encode import encode_fetch_response, encode_produce_response
+from kafka.protocol.consumer import FetchRequest
+
+from workbench.protocol.fast_encode import (
+    encode_fetch_request_v12,
+    encode_fetch_response,
+    encode_produce_response,
+)
 
 int16 = st.integers(-(2**15), 2**15 - 1)
 int32 = st.integers(-(2**31), 2**31 - 1)
@@ -98,3 +104,25 @@ def test_fetch_with_a_diverging_epoch_takes_the_generic_path():
                                        "diverging_epoch": {"epoch": 1, "end_offset": 3}}]}]}
     assert encode_fetch_response(12, 7, body) is None
     assert encode_produce_response(10, 7, {"responses": []}) is None
+
+
+fetch_request_partition = st.tuples(int32, int32, int64, int32, int64, int32)
+
+
+@settings(max_examples=300, deadline=None)
+@given(correlation_id=int32, client_id=st.text(max_size=50), replica_id=int32, max_wait=int32, min_bytes=int32,
+       max_bytes=int32, topics=st.lists(st.tuples(names, st.lists(fetch_request_partition, max_size=4)), max_size=4))
+def test_replica_fetch_request_matches_kafka_python(correlation_id, client_id, replica_id, max_wait, min_bytes,
+                                                    max_bytes, topics):
+    ours = encode_fetch_request_v12(correlation_id, client_id, replica_id=replica_id, max_wait_ms=max_wait,
+                                    min_bytes=min_bytes, max_bytes=max_bytes, topics=topics)
+    T, P = FetchRequest.FetchTopic, FetchRequest.FetchTopic.FetchPartition
+    request = FetchRequest(
+        replica_id=replica_id, max_wait_ms=max_wait, min_bytes=min_bytes, max_bytes=max_bytes, isolation_level=0,
+        session_id=0, session_epoch=-1, forgotten_topics_data=[], rack_id="",
+        topics=[T(topic=name, partitions=[P(partition=p[0], current_leader_epoch=p[1], fetch_offset=p[2],
+                                            last_fetched_epoch=p[3], log_start_offset=p[4], partition_max_bytes=p[5])
+                                          for p in parts]) for name, parts in topics])
+    request.API_VERSION = 12
+    request.with_header(correlation_id=correlation_id, client_id=client_id)
+    assert ours == bytes(request.encode(header=True, framed=True))

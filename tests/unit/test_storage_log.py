@@ -69,6 +69,36 @@ def test_read_mid_batch_starts_at_the_containing_batch(tmp_path: Path) -> None:
     assert offsets_of(data)[-1] == 29
 
 
+def test_reads_near_the_end_find_their_batch_from_the_recent_positions(tmp_path: Path) -> None:
+    """Fetches at recent offsets skip the header scan (LogSegment keeps recent batch positions);
+    every offset must still start at its containing batch, before and after a truncation, across
+    the cache's trimming, and after a reopen."""
+    log = open_log(tmp_path)
+    sizes = [1 + (i * 7) % 5 for i in range(700)]  # > 2 x RECENT_BATCHES batches of 1-5 records
+    bases = []
+    for n in sizes:
+        bases.append(log.append(batch(n)).base_offset)
+    ends = [b + n for b, n in zip(bases, sizes)]
+
+    def containing(offset: int) -> int:
+        return next(b for b, e in zip(bases, ends) if b <= offset < e)
+
+    for offset in list(range(0, 40)) + list(range(ends[-1] - 1500, ends[-1])):
+        assert offsets_of(log.read(offset, 1))[0] == containing(offset), offset
+    assert sizes[651] == 3
+    log.truncate_to(bases[651] + 1)  # mid-batch: the whole batch goes
+    assert log.log_end_offset == bases[651]
+    for offset in range(bases[600], bases[651]):
+        assert offsets_of(log.read(offset, 1))[0] == containing(offset)
+    assert log.read(bases[651], 1 << 20) == b""
+    log.append(batch(3))
+    assert offsets_of(log.read(bases[651] + 2, 1))[0] == bases[651]
+    log.close()
+    log = open_log(tmp_path)
+    assert offsets_of(log.read(bases[649] + 1, 1))[0] == containing(bases[649] + 1)
+    log.close()
+
+
 def test_max_bytes_and_kip74(tmp_path: Path) -> None:
     log = open_log(tmp_path)
     one = batch(10)

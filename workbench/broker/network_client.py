@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
+from collections.abc import Callable
 from typing import Any
 
 from kafka.protocol.api_header import ResponseClassRegistry
@@ -87,18 +88,47 @@ class BrokerConnection:
             frame = await self._round_trip(_SIZE.pack(len(header) + len(payload)) + header + payload, timeout)
             return frame[4:]
 
+    async def request_frame(self, encode: Callable[[int], bytes], response_class: Any, version: int,
+                            timeout: float = 30.0) -> Any:
+        """Send the framed request `encode(correlation_id)` returns (a hand-encoded hot request,
+        `workbench.protocol.fast_encode`) and decode the answer as `response_class` at `version`."""
+        async with self._lock:
+            if not self.connected:
+                await self.connect()
+            self._correlation_id = (self._correlation_id + 1) & 0x7FFFFFFF
+            frame = await self._round_trip(encode(self._correlation_id), timeout)
+        offset = 4 + (1 if response_class.flexible_version_q(version) else 0)
+        return response_class.decode(memoryview(frame)[offset:], version=version)
+
     async def _round_trip(self, data: bytes, timeout: float) -> bytes:
-        """Send one framed request and read its response frame (correlation id checked)."""
+        """Send one framed request and read its response frame (correlation id checked).
+
+        The timeout is a timer that closes the connection, not `asyncio.wait_for`: that would
+        wrap each read in a task of its own, hundreds of times a second for a follower."""
         assert self._reader is not None and self._writer is not None
-        self._writer.write(data)
+        reader, writer = self._reader, self._writer
+        timed_out = False
+
+        def expire() -> None:
+            nonlocal timed_out
+            timed_out = True
+            writer.close()
+
+        timer = asyncio.get_running_loop().call_later(timeout, expire)
+        writer.write(data)
         try:
-            await self._writer.drain()
-            head = await asyncio.wait_for(self._reader.readexactly(4), timeout)
+            if writer.transport.get_write_buffer_size() > (1 << 20):
+                await writer.drain()
+            head = await reader.readexactly(4)
             (size,) = _SIZE.unpack(head)
-            frame = await asyncio.wait_for(self._reader.readexactly(size), timeout)
-        except BaseException:
+            frame = await reader.readexactly(size)
+        except BaseException as exc:
             self.close()
+            if timed_out:
+                raise TimeoutError(f"no response from {self.host}:{self.port} within {timeout} s") from exc
             raise
+        finally:
+            timer.cancel()
         (correlation_id,) = _SIZE.unpack_from(frame)
         if correlation_id != self._correlation_id:
             self.close()

@@ -1,7 +1,7 @@
 """Followers replicate by fetching from the leader, as in Kafka (`ReplicaFetcherThread`).
 
 One task per leader broker sends ordinary Fetch requests (v12, with this
-broker's id as `replica_id`) for every partition this broker follows on that
+broker's id as `replica_id`, hand-encoded: `encode_fetch_request_v12`) for every partition this broker follows on that
 leader. The leader learns each follower's log end offset from its fetch
 offset; the follower appends the returned batches with the leader's offsets
 and epochs untouched and takes the high watermark from the response.
@@ -20,9 +20,10 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from kafka.protocol.consumer import FetchRequest
+from kafka.protocol.consumer import FetchResponse as _FetchResponse
 
 from workbench.broker.network_client import BrokerConnection
+from workbench.protocol.fast_encode import encode_fetch_request_v12
 from workbench.protocol.errors import ErrorCode, KafkaProtocolError
 
 if TYPE_CHECKING:
@@ -37,8 +38,6 @@ PARTITION_MAX_BYTES = 1 << 20
 RESPONSE_MAX_BYTES = 16 << 20
 BACKOFF_S = 0.1
 
-_Topic = FetchRequest.FetchTopic
-_Part = FetchRequest.FetchTopic.FetchPartition
 
 
 class ReplicaFetcherManager:
@@ -92,9 +91,14 @@ class ReplicaFetcherManager:
                     conn = BrokerConnection(info.host, info.port,
                                             client_id=f"replica-fetcher-{self.broker.node_id}-{leader_id}",
                                             sasl=self.broker.security.inter_broker_login())  # [security]
-                request, sent = self._build_request(partitions)
+                topics, sent = self._build_request(partitions)
+                node_id, client_id = self.broker.node_id, conn.client_id
                 try:
-                    response = await conn.request(request, FETCH_VERSION, timeout=10.0)
+                    response = await conn.request_frame(
+                        lambda cid: encode_fetch_request_v12(
+                            cid, client_id, replica_id=node_id, max_wait_ms=FETCH_MAX_WAIT_MS, min_bytes=1,
+                            max_bytes=RESPONSE_MAX_BYTES, topics=topics),
+                        _FetchResponse, FETCH_VERSION, timeout=10.0)
                 except (OSError, asyncio.TimeoutError, TimeoutError, ConnectionError, asyncio.IncompleteReadError) as exc:
                     log.debug("fetch from broker %d failed: %s", leader_id, exc)
                     conn.close()
@@ -117,22 +121,17 @@ class ReplicaFetcherManager:
                 asyncio.get_event_loop().call_later(BACKOFF_S, self.update)
 
     def _build_request(self, partitions: list[Partition]):
+        """The Fetch request's topics (`encode_fetch_request_v12`'s shape) and what was asked per partition."""
         by_topic: dict[str, list] = {}
         sent: dict[tuple[str, int], tuple[Partition, int, int]] = {}
         for p in partitions:
             plog = p.log
             fetch_offset = plog.log_end_offset
-            by_topic.setdefault(p.topic, []).append(_Part(
-                partition=p.index, current_leader_epoch=p.leader_epoch, fetch_offset=fetch_offset,
-                last_fetched_epoch=plog.latest_epoch, log_start_offset=plog.log_start_offset,
-                partition_max_bytes=PARTITION_MAX_BYTES))
+            by_topic.setdefault(p.topic, []).append(
+                (p.index, p.leader_epoch, fetch_offset, plog.latest_epoch, plog.log_start_offset,
+                 PARTITION_MAX_BYTES))
             sent[(p.topic, p.index)] = (p, p.leader_epoch, fetch_offset)
-        request = FetchRequest(
-            replica_id=self.broker.node_id, max_wait_ms=FETCH_MAX_WAIT_MS, min_bytes=1,
-            max_bytes=RESPONSE_MAX_BYTES, isolation_level=0, session_id=0, session_epoch=-1,
-            topics=[_Topic(topic=t, partitions=ps) for t, ps in by_topic.items()],
-            forgotten_topics_data=[], rack_id="")
-        return request, sent
+        return list(by_topic.items()), sent
 
     def _handle_response(self, response, sent) -> bool:
         backoff = response.error_code != 0

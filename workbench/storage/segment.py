@@ -166,6 +166,10 @@ class TimeIndex:
         return True
 
 
+#: Recently appended batches whose positions a segment remembers (see `LogSegment.find_batch`).
+RECENT_BATCHES = 256
+
+
 class LogSegment:
     """A ``.log`` file holding whole batches for offsets [base_offset, next_offset)."""
 
@@ -179,6 +183,10 @@ class LogSegment:
         self.fd = os.open(self.log_path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
         self.size = os.fstat(self.fd).st_size
         self.next_offset = base_offset
+        # (last offset, position) of recently appended batches: followers and consumers fetch near
+        # the log end, and this finds their batch without scanning headers from the index entry.
+        self._recent_last: list[int] = []
+        self._recent_pos: list[int] = []
         self.max_timestamp = -1
         self.created_ms: int | None = None  # wall time of the first append (segment.ms rolls)
         self.dirty = False  # written since the last fsync
@@ -231,6 +239,11 @@ class LogSegment:
             self._bytes_since_index = 0
         self._bytes_since_index += h.batch_length + LOG_OVERHEAD
         self.next_offset = last_offset + 1
+        recent_last = self._recent_last
+        recent_last.append(last_offset)
+        self._recent_pos.append(position)
+        if len(recent_last) > 2 * RECENT_BATCHES:
+            del recent_last[:RECENT_BATCHES], self._recent_pos[:RECENT_BATCHES]
 
     # -- reading -----------------------------------------------------------------
 
@@ -272,6 +285,13 @@ class LogSegment:
     def find_batch(self, offset: int, size: int | None = None) -> BatchHeader | None:
         """Header of the batch holding ``offset`` (or the first one after it), via the index."""
         size = self.size if size is None else size
+        recent_last = self._recent_last
+        if recent_last and offset > recent_last[0]:  # a recent batch: no header scan
+            i = bisect.bisect_left(recent_last, offset)
+            if i < len(recent_last):
+                h = self.read_header(self._recent_pos[i])
+                if h is not None and h.end <= size and h.last_offset == recent_last[i]:
+                    return h
         position = self.offset_index.lookup(offset)
         while position < size:
             h = self.read_header(position)
@@ -354,6 +374,8 @@ class LogSegment:
         """
         self.offset_index.clear()
         self.time_index.clear()
+        self._recent_last.clear()
+        self._recent_pos.clear()
         self.max_timestamp = -1
         self.next_offset = self.base_offset
         self._bytes_since_index = 0
@@ -479,6 +501,8 @@ class LogSegment:
         that whole batch goes, so the segment then ends at the batch's base
         offset. Indexes are rebuilt. Returns the bytes removed.
         """
+        self._recent_last.clear()
+        self._recent_pos.clear()
         h = self.find_batch(offset)
         if h is None:
             return 0
