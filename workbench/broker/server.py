@@ -344,7 +344,8 @@ class _KafkaProtocol(asyncio.Protocol):
                 return
             if end - pos - 4 < size:
                 break
-            frame = bytes(buf[pos + 4:pos + 4 + size])
+            with memoryview(buf) as view:  # one copy (a bytearray slice would make two)
+                frame = bytes(view[pos + 4:pos + 4 + size])
             pos += 4 + size
             self._handle(frame)
         if pos:

@@ -34,6 +34,8 @@ import signal
 import sys
 from pathlib import Path
 
+from workbench._malloc import keep_large_buffers_in_the_heap
+
 log = logging.getLogger(__name__)
 
 IDLE_EXIT_S = 30.0
@@ -80,6 +82,7 @@ def convert_one(job: dict) -> dict:
 def main() -> int:
     _die_with_parent()
     _lower_priority()
+    keep_large_buffers_in_the_heap()
     parent = os.getppid()
     for line in sys.stdin:
         if os.getppid() != parent:
