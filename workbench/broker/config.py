@@ -28,6 +28,10 @@ class BrokerConfig:
     auto_leader_rebalance_enable: bool = True  # auto.leader.rebalance.enable
     log_defaults: dict[str, str] = field(default_factory=dict)   # log.* defaults as topic-config names
     background_interval_s: float = 0.5       # retention, segment.ms rolls, flush, Parquet conversion
+    # Parquet conversion of sealed segments waits for a quiet moment (Broker._conversion_due):
+    parquet_quiet_ms: int = 1000             # no append on this broker for this long
+    parquet_max_backlog_segments: int = 4    # ... or a partition has this many sealed segments waiting
+    parquet_max_delay_ms: int = 30000        # ... or a segment has waited this long
     metadata_poll_s: float = 0.1             # safety net: how often to re-apply metadata not yet acted on
     # The controller quorum: node id -> [host, kafka port, raft port] (controller.quorum.voters).
     voters: dict[int, list] = field(default_factory=dict)

@@ -169,6 +169,7 @@ class ReplicaFetcherManager:
                 if plog.log_end_offset != fetch_offset:
                     return False  # raced with a truncation; refetch
                 plog.append_as_follower(records)
+                self.broker.note_write()
             plog.maybe_update_high_watermark(min(pr.high_watermark, plog.log_end_offset))
             return False
         if error == ErrorCode.OFFSET_OUT_OF_RANGE:

@@ -61,6 +61,7 @@ async def produce(broker: Broker, req: Request, conn: Connection) -> dict | None
                 part["error_code"], part["error_message"] = exc.code, exc.message
                 continue
             part["base_offset"], part["log_start_offset"] = info.base_offset, info.log_start_offset
+            broker.note_write()
             if not info.duplicate:
                 broker.replicas.notify((topic.name, pd.index))
                 partition.maybe_advance_high_watermark()
