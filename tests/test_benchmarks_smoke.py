@@ -56,3 +56,16 @@ def test_run_all_smoke_emits_every_section(tmp_path):
     assert [r["partitions"] for r in scaling["producer_by_partitions"]] == [1, 10, 100, 1000]
     assert scaling["restart_recovery_by_log_size"]
     assert isinstance(result["table"], list) and all(isinstance(row, list) for row in result["table"])
+
+
+@pytest.mark.timeout(300)
+def test_request_cost_runs_and_emits_json(tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "request_cost.py"), "--small", "300",
+                           "--large", "5", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=240, cwd=ROOT, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    [path] = tmp_path.glob("request_cost-*.json")
+    result = json.loads(path.read_text())
+    for case in ("small_sequential", "small_pipelined_16", "large_1mb_10k_records"):
+        assert result[case]["requests"] > 0 and result[case]["broker_cpu_us_per_request"] >= 0
+    assert result["large_1mb_10k_records"]["records_per_s"] > 0

@@ -9,7 +9,9 @@ The broker is a set of Kafka's own parts wired together:
 * `ReplicaManager` holds the partition logs (storage) assigned to this broker;
 * `GroupCoordinatorManager` serves the consumer groups whose `__consumer_offsets`
   partition this broker leads;
-* handlers in `workbench.broker.handlers` turn requests into responses.
+* handlers in `workbench.broker.handlers` turn requests into responses;
+* `ParquetConverter` (storage) turns sealed segments into Parquet in an idle-priority
+  child process, once the broker has had a quiet second.
 """
 
 from __future__ import annotations

@@ -23,11 +23,16 @@ a diverged or stale replica back. The high watermark either tracks the log end
 replication, never lower except by truncation, and bounds what consumers and
 the Parquet tier see.
 
-Threads: appends and reads come from the broker's event loop, while
-`convert_sealed_segments` runs in a worker thread. One re-entrant lock guards
-the segment lists and file descriptors; the slow decode/encode of a
-conversion runs outside it (and its result is discarded if the log was
-truncated meanwhile).
+Parquet conversion: `pending_conversions` lists sealed segments below the HW
+without a Parquet file; the broker hands each to its converter process
+(`workbench.storage.converter`) and adopts the file with `install_parquet`,
+which discards it if the segment was deleted or the log truncated meanwhile.
+`convert_sealed_segments` does the same in-process (tests, tools).
+
+Threads: appends and reads come from the broker's event loop; `flush` (fsync)
+and `convert_sealed_segments` may run in worker threads. One re-entrant lock
+guards the segment lists and file descriptors; fsync and a conversion's
+decode/encode run outside it.
 """
 
 from __future__ import annotations
