@@ -69,3 +69,15 @@ def test_request_cost_runs_and_emits_json(tmp_path):
     for case in ("small_sequential", "small_pipelined_16", "large_1mb_10k_records"):
         assert result[case]["requests"] > 0 and result[case]["broker_cpu_us_per_request"] >= 0
     assert result["large_1mb_10k_records"]["records_per_s"] > 0
+
+
+@pytest.mark.timeout(300)
+def test_latency_by_rate_runs_and_emits_json(tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "latency_by_rate.py"), "--rf", "1",
+                           "--rates", "500", "--seconds", "1", "--warmup", "0.5", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=240, cwd=ROOT, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    [path] = tmp_path.glob("latency_by_rate-*.json")
+    [row] = json.loads(path.read_text())["rows"]
+    assert row["rf"] == 1 and row["rate"] == 500 and row["p99_ms"] >= row["p50_ms"] > 0
+    assert row["broker_cpu_s"]
