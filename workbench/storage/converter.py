@@ -16,11 +16,12 @@ dies with the broker: it exits when its stdin (a pipe only the broker holds)
 closes, and asks the kernel for SIGKILL when its parent dies (PR_SET_PDEATHSIG).
 
 Protocol: one JSON object per line each way. The broker sends
-``{"segment", "size", "directory", "base_offset", "next_offset", "topic",
+``{"id", "segment", "size", "directory", "base_offset", "next_offset", "topic",
 "partition"}``; the child reads `size` bytes of the sealed segment, writes
 ``<base_offset>.parquet`` atomically (temp file, fsync, rename) and answers
-``{"ok": true, "path", "base_offset", "next_offset", "max_timestamp", "size"}``
-or ``{"ok": false, "error"}``. The broker installs the file only if the log
+``{"id", "ok": true, "path", "base_offset", "next_offset", "max_timestamp", "size"}``
+or ``{"id", "ok": false, "error"}`` (the id lets the broker skip the late answer to a
+job it abandoned). The broker installs the file only if the log
 has not been truncated or the segment deleted meanwhile (`PartitionLog.install_parquet`).
 """
 
@@ -87,10 +88,13 @@ def main() -> int:
     for line in sys.stdin:
         if os.getppid() != parent:
             return 0
+        job: dict = {}
         try:
-            answer = convert_one(json.loads(line))
+            job = json.loads(line)
+            answer = convert_one(job)
         except Exception as exc:  # noqa: BLE001 - reported to the broker, which logs and carries on
             answer = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        answer["id"] = job.get("id") if isinstance(job, dict) else None
         sys.stdout.write(json.dumps(answer) + "\n")
         sys.stdout.flush()
     return 0
@@ -110,6 +114,7 @@ class ParquetConverter:
         self._proc: asyncio.subprocess.Process | None = None
         self._lock = asyncio.Lock()
         self._idle_timer: asyncio.TimerHandle | None = None
+        self._next_id = 0
         self.converted = 0
 
     @property
@@ -124,10 +129,15 @@ class ParquetConverter:
                 self._idle_timer.cancel()
                 self._idle_timer = None
             proc = await self._ensure_started()
+            self._next_id += 1
+            job_id = self._next_id
             try:
-                proc.stdin.write((json.dumps(job) + "\n").encode())
+                proc.stdin.write((json.dumps({**job, "id": job_id}) + "\n").encode())
                 await proc.stdin.drain()
-                line = await proc.stdout.readline()
+                while True:  # an answer to an abandoned (cancelled) job may come first: skip it
+                    line = await proc.stdout.readline()
+                    if not line or json.loads(line).get("id") == job_id:
+                        break
             except (ConnectionError, BrokenPipeError) as exc:
                 await self._stop_process()
                 raise ConversionError(f"converter process failed: {exc}") from exc
