@@ -14,9 +14,16 @@ never loads the notebook side (pandas, DuckDB, widgets): it starts faster and sm
 from __future__ import annotations
 
 import importlib
+import logging
 from typing import Any
 
 __version__ = "0.1.0"
+
+# A library's loggers stay quiet unless the application configures logging: without a handler,
+# Python's last-resort handler would print every warning (librdkafka's "Connect to ... failed:
+# Connection refused" while a broker is down, via `workbench.kafka`) to stderr, under whichever
+# notebook cell happens to run.
+logging.getLogger("workbench").addHandler(logging.NullHandler())
 
 _EXPORTS = {
     "Cluster": "workbench.cluster",

@@ -119,3 +119,23 @@ def test_cli_exits_zero_on_sigterm(tmp_path):
     assert proc.stdout.readline().startswith(b"bootstrap.servers=")
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(30) == 0
+
+
+def test_client_logs_stay_off_stderr_while_a_broker_is_down(fresh_cluster, topic_name, capfd):
+    """librdkafka's "Connect ... failed" lines go to the `workbench.kafka` logger, which prints nothing
+    unless logging is configured: a notebook cell running while a broker is down shows no red text
+    (this once broke nbval's output check of notebook 03)."""
+    cluster = fresh_cluster(brokers=3)
+    cluster.create_topic(topic_name, partitions=3, replication_factor=3)
+    producer = cluster.producer()
+    for i in range(50):
+        producer.send(topic_name, {"i": i})
+    producer.flush()
+    cluster.kill_broker(3)
+    capfd.readouterr()
+    for i in range(50, 100):
+        producer.send(topic_name, {"i": i})
+    producer.flush(60)
+    assert int(cluster.sql(f'SELECT count(*) AS n FROM "{topic_name}"').n[0]) == 100
+    err = capfd.readouterr().err
+    assert "Connection refused" not in err and "rdkafka" not in err, err[-2000:]
