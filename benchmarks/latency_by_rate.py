@@ -12,22 +12,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from proc_stats import cpu_s
+
 from workbench import Cluster
 
 HERE = Path(__file__).resolve().parent
 CLIENT = HERE / "perf_client.py"
-
-
-def cpu_s(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def last_json(text: str) -> dict:

@@ -18,23 +18,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
 from kafka.protocol.producer import ProduceRequest
 
+from proc_stats import cpu_s
+
 from workbench import Cluster
 from workbench.protocol.blocking_client import WireClient, make_batch
 
 HERE = Path(__file__).resolve().parent
-
-
-def cpu_s(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def produce_frame(topic: str, batch: bytes, correlation_id: int) -> bytes:

@@ -42,10 +42,9 @@ from workbench import Cluster
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from mock_cluster import MockClusterProcess
+from proc_stats import children, cpu_s, rss_mb
 
 SECTIONS = ["producer", "consumer", "latency", "startup", "sql", "failover", "scaling", "profile"]
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-PAGE = os.sysconf("SC_PAGE_SIZE")
 
 # The issue's targets, beside each figure in the table.
 TARGETS = {
@@ -81,34 +80,6 @@ def sizes(args) -> dict[str, Any]:
 
 
 # -- process facts from /proc ---------------------------------------------------------------------
-
-def rss_mb(pid: int) -> float | None:
-    try:
-        with open(f"/proc/{pid}/statm") as f:
-            return int(f.read().split()[1]) * PAGE / 1e6
-    except (OSError, IndexError, ValueError):
-        return None
-
-
-def cpu_s(pid: int) -> float | None:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
-    except (OSError, IndexError, ValueError):
-        return None
-
-
-def children(pid: int) -> list[int]:
-    out: list[int] = []
-    try:
-        for task in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{task}/children") as f:
-                out += [int(c) for c in f.read().split()]
-    except OSError:
-        pass
-    return out
-
 
 class Sampler:
     """Peak RSS and CPU seconds of some processes while a block runs (sampled every 50 ms).
