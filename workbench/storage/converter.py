@@ -115,7 +115,6 @@ class ParquetConverter:
         self._lock = asyncio.Lock()
         self._idle_timer: asyncio.TimerHandle | None = None
         self._next_id = 0
-        self.converted = 0
 
     @property
     def pid(self) -> int | None:
@@ -150,7 +149,6 @@ class ParquetConverter:
             answer = json.loads(line)
             if not answer.get("ok"):
                 raise ConversionError(answer.get("error", "conversion failed"))
-            self.converted += 1
             return answer
 
     async def _ensure_started(self) -> asyncio.subprocess.Process:
