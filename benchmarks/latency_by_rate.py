@@ -35,17 +35,55 @@ def measure(rf: int, rate: int, seconds: float, warmup: float) -> dict:
         cluster.create_topic("lat", partitions=6, replication_factor=rf)
         time.sleep(2.0)  # followers join the ISR
         consumer = subprocess.Popen(
-            [sys.executable, str(CLIENT), "e2e-consume", "--bootstrap", cluster.bootstrap_servers, "--topic", "lat",
-             "--records", str(int(rate * seconds)), "--timeout", str(seconds + warmup + 60), "--fetch-wait-ms", "10"],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            [
+                sys.executable,
+                str(CLIENT),
+                "e2e-consume",
+                "--bootstrap",
+                cluster.bootstrap_servers,
+                "--topic",
+                "lat",
+                "--records",
+                str(int(rate * seconds)),
+                "--timeout",
+                str(seconds + warmup + 60),
+                "--fetch-wait-ms",
+                "10",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
         try:
             assert consumer.stdout.readline().strip() == "READY"
             pids = cluster.broker_pids()
             cpu0, t0 = {k: cpu_s(v) for k, v in pids.items()}, time.monotonic()
             producer = subprocess.run(
-                [sys.executable, str(CLIENT), "e2e-produce", "--bootstrap", cluster.bootstrap_servers, "--topic", "lat",
-                 "--acks", acks, "--linger-ms", "0", "--rate", str(rate), "--seconds", str(seconds),
-                 "--warmup", str(warmup), "--max-in-flight", "5"], capture_output=True, text=True, timeout=seconds * 4 + 60)
+                [
+                    sys.executable,
+                    str(CLIENT),
+                    "e2e-produce",
+                    "--bootstrap",
+                    cluster.bootstrap_servers,
+                    "--topic",
+                    "lat",
+                    "--acks",
+                    acks,
+                    "--linger-ms",
+                    "0",
+                    "--rate",
+                    str(rate),
+                    "--seconds",
+                    str(seconds),
+                    "--warmup",
+                    str(warmup),
+                    "--max-in-flight",
+                    "5",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=seconds * 4 + 60,
+            )
             wall = time.monotonic() - t0
             cpu = {k: round(cpu_s(v) - cpu0[k], 2) for k, v in pids.items()}
             out, _ = consumer.communicate(timeout=seconds + 60)
@@ -54,11 +92,20 @@ def measure(rf: int, rate: int, seconds: float, warmup: float) -> dict:
                 consumer.kill()
                 consumer.wait()
     e2e, prod = last_json(out), last_json(producer.stdout)
-    return {"rf": rf, "acks": acks, "rate": rate, "seconds": seconds,
-            "p50_ms": e2e["p50_ms"], "p99_ms": e2e["p99_ms"], "max_ms": e2e["max_ms"],
-            "ack_p50_ms": prod["ack_ms_p50"], "ack_p99_ms": prod["ack_ms_p99"],
-            "broker_cpu_s": cpu, "wall_s": round(wall, 1),
-            "broker_cores_busy": round(sum(cpu.values()) / wall, 2)}
+    return {
+        "rf": rf,
+        "acks": acks,
+        "rate": rate,
+        "seconds": seconds,
+        "p50_ms": e2e["p50_ms"],
+        "p99_ms": e2e["p99_ms"],
+        "max_ms": e2e["max_ms"],
+        "ack_p50_ms": prod["ack_ms_p50"],
+        "ack_p99_ms": prod["ack_ms_p99"],
+        "broker_cpu_s": cpu,
+        "wall_s": round(wall, 1),
+        "broker_cores_busy": round(sum(cpu.values()) / wall, 2),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,13 +116,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--out", default=str(HERE / "results"))
     args = parser.parse_args(argv)
-    rows = [measure(int(rf), int(rate), args.seconds, args.warmup)
-            for rf in args.rf.split(",") for rate in args.rates.split(",")]
-    print(f"{'RF':>3} {'rate/s':>7} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'ack p50':>8} {'ack p99':>8} "
-          f"{'broker cores busy':>18}")
+    rows = [
+        measure(int(rf), int(rate), args.seconds, args.warmup)
+        for rf in args.rf.split(",")
+        for rate in args.rates.split(",")
+    ]
+    print(
+        f"{'RF':>3} {'rate/s':>7} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'ack p50':>8} {'ack p99':>8} "
+        f"{'broker cores busy':>18}"
+    )
     for r in rows:
-        print(f"{r['rf']:>3} {r['rate']:>7} {r['p50_ms']:>8} {r['p99_ms']:>8} {r['max_ms']:>8} {r['ack_p50_ms']:>8} "
-              f"{r['ack_p99_ms']:>8} {r['broker_cores_busy']:>18}")
+        print(
+            f"{r['rf']:>3} {r['rate']:>7} {r['p50_ms']:>8} {r['p99_ms']:>8} {r['max_ms']:>8} {r['ack_p50_ms']:>8} "
+            f"{r['ack_p99_ms']:>8} {r['broker_cores_busy']:>18}"
+        )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"latency_by_rate-{time.strftime('%Y%m%d-%H%M%S')}.json"

@@ -38,8 +38,13 @@ class MockCluster:
     def __init__(self, brokers: int = 1, topics: dict[str, tuple[int, int]] | None = None) -> None:
         lib = ctypes.CDLL(librdkafka_path())
         lib.rd_kafka_conf_new.restype = ctypes.c_void_p
-        lib.rd_kafka_conf_set.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p,
-                                          ctypes.c_char_p, ctypes.c_size_t]
+        lib.rd_kafka_conf_set.argtypes = [
+            ctypes.c_void_p,
+            ctypes.c_char_p,
+            ctypes.c_char_p,
+            ctypes.c_char_p,
+            ctypes.c_size_t,
+        ]
         lib.rd_kafka_new.restype = ctypes.c_void_p
         lib.rd_kafka_new.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t]
         lib.rd_kafka_mock_cluster_new.restype = ctypes.c_void_p
@@ -47,7 +52,12 @@ class MockCluster:
         lib.rd_kafka_mock_cluster_bootstraps.restype = ctypes.c_char_p
         lib.rd_kafka_mock_cluster_bootstraps.argtypes = [ctypes.c_void_p]
         lib.rd_kafka_mock_topic_create.restype = ctypes.c_int
-        lib.rd_kafka_mock_topic_create.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int, ctypes.c_int]
+        lib.rd_kafka_mock_topic_create.argtypes = [
+            ctypes.c_void_p,
+            ctypes.c_char_p,
+            ctypes.c_int,
+            ctypes.c_int,
+        ]
         lib.rd_kafka_mock_cluster_destroy.argtypes = [ctypes.c_void_p]
         lib.rd_kafka_destroy.argtypes = [ctypes.c_void_p]
         self._lib = lib
@@ -84,8 +94,13 @@ class MockClusterProcess:
     """A mock cluster in a child process: `.bootstrap_servers`, `.pid`, `.create_topic()`, `.close()`."""
 
     def __init__(self, brokers: int = 1) -> None:
-        self._proc = subprocess.Popen([sys.executable, __file__, "--brokers", str(brokers)],
-                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+        self._proc = subprocess.Popen(
+            [sys.executable, __file__, "--brokers", str(brokers)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+        )
         line = self._proc.stdout.readline().split()
         if len(line) != 2 or line[0] != "BOOTSTRAP":
             self.close()
@@ -112,7 +127,7 @@ class MockClusterProcess:
                 self._proc.kill()
                 self._proc.wait()
 
-    def __enter__(self) -> MockClusterProcess:  # noqa: PYI034
+    def __enter__(self) -> MockClusterProcess:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -126,8 +141,10 @@ def main() -> None:
     started = time.perf_counter()
     mock = MockCluster(args.brokers)
     print(f"BOOTSTRAP {mock.bootstrap_servers}", flush=True)
-    print(f"mock cluster of {args.brokers} up in {time.perf_counter() - started:.3f}s (pid {os.getpid()})",
-          file=sys.stderr)
+    print(
+        f"mock cluster of {args.brokers} up in {time.perf_counter() - started:.3f}s (pid {os.getpid()})",
+        file=sys.stderr,
+    )
     try:
         for line in sys.stdin:  # commands until the parent closes our stdin
             parts = line.split()

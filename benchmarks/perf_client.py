@@ -91,9 +91,14 @@ def cmd_produce(args) -> dict:
     cpu = cpu_seconds() - cpu0
     mb = n * args.size / 1e6
     return {
-        "records": n, "value_bytes": args.size, "seconds": round(seconds, 3),
-        "records_per_s": round(n / seconds), "mb_per_s": round(mb / seconds, 2),
-        "enqueue_seconds": round(sent_s, 3), "errors": errors[0] + left, "first_error": first_error[:1],
+        "records": n,
+        "value_bytes": args.size,
+        "seconds": round(seconds, 3),
+        "records_per_s": round(n / seconds),
+        "mb_per_s": round(mb / seconds, 2),
+        "enqueue_seconds": round(sent_s, 3),
+        "errors": errors[0] + left,
+        "first_error": first_error[:1],
         "client_cpu_s": round(cpu, 2),
         "config": {k: v for k, v in conf.items() if k != "bootstrap.servers"},
     }
@@ -101,13 +106,17 @@ def cmd_produce(args) -> dict:
 
 def consumer(args, **extra) -> ck.Consumer:
     conf = {
-        "bootstrap.servers": args.bootstrap, "group.id": f"perf-{os.getpid()}",
-        "enable.auto.commit": False, "auto.offset.reset": "earliest",
-        "fetch.max.bytes": 52_428_800, "max.partition.fetch.bytes": 1_048_576,
+        "bootstrap.servers": args.bootstrap,
+        "group.id": f"perf-{os.getpid()}",
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        "fetch.max.bytes": 52_428_800,
+        "max.partition.fetch.bytes": 1_048_576,
         "queued.min.messages": 100_000,
         # librdkafka (>= 2.4) postpones a partition's next fetch by this much whenever its local queue is
         # over the thresholds above; the default, 1000 ms, made both brokers look ~10x slower than they are.
-        "fetch.queue.backoff.ms": 1, **extra,
+        "fetch.queue.backoff.ms": 1,
+        **extra,
     }
     c = ck.Consumer(conf)
     md = c.list_topics(args.topic, timeout=30)
@@ -151,11 +160,16 @@ def cmd_consume(args) -> dict:
     c.close()
     steady = t_end - (t_first or t_end)
     return {
-        "records": got, "expected": n, "produced": args.records, "retained": retained, "errors": errors,
+        "records": got,
+        "expected": n,
+        "produced": args.records,
+        "retained": retained,
+        "errors": errors,
         "seconds": round(steady, 3),
         "records_per_s": round(got / steady) if steady > 0 else None,
         "mb_per_s": round(nbytes / 1e6 / steady, 2) if steady > 0 else None,
-        "seconds_including_connect": round(t_end - t_start, 3), "client_cpu_s": round(cpu, 2),
+        "seconds_including_connect": round(t_end - t_start, 3),
+        "client_cpu_s": round(cpu, 2),
     }
 
 
@@ -182,9 +196,17 @@ def cmd_e2e_consume(args) -> dict:
     def pct(q: float) -> float | None:
         return round(lat_ms[min(k - 1, int(k * q))], 3) if k else None
 
-    return {"records": k, "expected": args.records, "warmup_records": warm, "p50_ms": pct(0.50),
-            "p99_ms": pct(0.99), "p999_ms": pct(0.999), "max_ms": round(lat_ms[-1], 3) if k else None,
-            "mean_ms": round(sum(lat_ms) / k, 3) if k else None, "fetch_wait_max_ms": args.fetch_wait_ms}
+    return {
+        "records": k,
+        "expected": args.records,
+        "warmup_records": warm,
+        "p50_ms": pct(0.50),
+        "p99_ms": pct(0.99),
+        "p999_ms": pct(0.999),
+        "max_ms": round(lat_ms[-1], 3) if k else None,
+        "mean_ms": round(sum(lat_ms) / k, 3) if k else None,
+        "fetch_wait_max_ms": args.fetch_wait_ms,
+    }
 
 
 def cmd_e2e_produce(args) -> dict:
@@ -220,11 +242,15 @@ def cmd_e2e_produce(args) -> dict:
     p.flush(120)
     acks.sort()
     k = len(acks)
-    return {"records": sent, "rate_target": rate, "rate_achieved": round(achieved),
-            "ack_ms_p50": round(acks[k // 2], 3) if k else None,
-            "ack_ms_p99": round(acks[min(k - 1, int(k * 0.99))], 3) if k else None,
-            "ack_ms_max": round(acks[-1], 3) if k else None,
-            "config": {k: v for k, v in conf.items() if k != "bootstrap.servers"}}
+    return {
+        "records": sent,
+        "rate_target": rate,
+        "rate_achieved": round(achieved),
+        "ack_ms_p50": round(acks[k // 2], 3) if k else None,
+        "ack_ms_p99": round(acks[min(k - 1, int(k * 0.99))], 3) if k else None,
+        "ack_ms_max": round(acks[-1], 3) if k else None,
+        "config": {k: v for k, v in conf.items() if k != "bootstrap.servers"},
+    }
 
 
 def _discard(sock_fd_port: int, ready) -> None:
@@ -252,9 +278,15 @@ def cmd_loopback(args) -> dict:
     from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
     value = payload(args.size)
-    builder = DefaultRecordBatchBuilder(magic=2, compression_type=0, is_transactional=False,
-                                        producer_id=-1, producer_epoch=-1, base_sequence=-1,
-                                        batch_size=args.batch_size * 2)
+    builder = DefaultRecordBatchBuilder(
+        magic=2,
+        compression_type=0,
+        is_transactional=False,
+        producer_id=-1,
+        producer_epoch=-1,
+        base_sequence=-1,
+        batch_size=args.batch_size * 2,
+    )
     per_batch = 0
     ts = int(time.time() * 1000)
     while per_batch < args.batch_num_messages and builder.size() + VALUE_SIZE + 16 <= args.batch_size:
@@ -278,11 +310,17 @@ def cmd_loopback(args) -> dict:
     s.close()
     reader.join(5)
     records = batches * per_batch
-    return {"records": records, "records_per_batch": per_batch, "batch_bytes": len(batch),
-            "wire_bytes_per_record": round(len(frame) / per_batch, 1), "bytes": total,
-            "seconds": round(seconds, 3), "records_per_s": round(records / seconds),
-            "mb_per_s": round(records * args.size / 1e6 / seconds, 2),
-            "wire_mb_per_s": round(total / 1e6 / seconds, 2)}
+    return {
+        "records": records,
+        "records_per_batch": per_batch,
+        "batch_bytes": len(batch),
+        "wire_bytes_per_record": round(len(frame) / per_batch, 1),
+        "bytes": total,
+        "seconds": round(seconds, 3),
+        "records_per_s": round(records / seconds),
+        "mb_per_s": round(records * args.size / 1e6 / seconds, 2),
+        "wire_mb_per_s": round(total / 1e6 / seconds, 2),
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -304,8 +342,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--timeout", type=float, default=120.0)
     ap.add_argument("--fetch-wait-ms", type=int, default=500, help="consumer fetch.wait.max.ms (e2e-consume)")
     args = ap.parse_args(argv)
-    fn = {"produce": cmd_produce, "consume": cmd_consume, "e2e-produce": cmd_e2e_produce,
-          "e2e-consume": cmd_e2e_consume, "loopback": cmd_loopback}[args.command]
+    fn = {
+        "produce": cmd_produce,
+        "consume": cmd_consume,
+        "e2e-produce": cmd_e2e_produce,
+        "e2e-consume": cmd_e2e_consume,
+        "loopback": cmd_loopback,
+    }[args.command]
     print(json.dumps(fn(args)), flush=True)
     sys.stdout.flush()
 

@@ -23,7 +23,6 @@ import time
 from pathlib import Path
 
 from kafka.protocol.producer import ProduceRequest
-
 from proc_stats import cpu_s
 
 from workbench import Cluster
@@ -33,9 +32,17 @@ HERE = Path(__file__).resolve().parent
 
 
 def produce_frame(topic: str, batch: bytes, correlation_id: int) -> bytes:
-    request = ProduceRequest(transactional_id=None, acks=1, timeout_ms=5000, topic_data=[
-        ProduceRequest.TopicProduceData(name=topic, partition_data=[
-            ProduceRequest.TopicProduceData.PartitionProduceData(index=0, records=batch)])])
+    request = ProduceRequest(
+        transactional_id=None,
+        acks=1,
+        timeout_ms=5000,
+        topic_data=[
+            ProduceRequest.TopicProduceData(
+                name=topic,
+                partition_data=[ProduceRequest.TopicProduceData.PartitionProduceData(index=0, records=batch)],
+            )
+        ],
+    )
     request.API_VERSION = 7
     request.with_header(correlation_id=correlation_id, client_id="request-cost")
     return bytes(request.encode(header=True, framed=True))
@@ -53,9 +60,13 @@ def run(client: WireClient, pid: int, frames: list[bytes], window: int) -> dict:
     for _ in range(outstanding):
         client.recv_frame()
     seconds, cpu = time.perf_counter() - t0, cpu_s(pid) - c0
-    return {"requests": len(frames), "seconds": round(seconds, 3), "requests_per_s": round(len(frames) / seconds),
-            "broker_cpu_us_per_request": round(1e6 * cpu / len(frames), 1),
-            "round_trip_us": round(1e6 * seconds / len(frames), 1) if window == 1 else None}
+    return {
+        "requests": len(frames),
+        "seconds": round(seconds, 3),
+        "requests_per_s": round(len(frames) / seconds),
+        "broker_cpu_us_per_request": round(1e6 * cpu / len(frames), 1),
+        "round_trip_us": round(1e6 * seconds / len(frames), 1) if window == 1 else None,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,15 +90,19 @@ def main(argv: list[str] | None = None) -> int:
         large["records_per_s"] = large["requests_per_s"] * 10_000
         results["large_1mb_10k_records"] = large
         client.close()
-    rows = [("small, sequential (1 in flight)", results["small_sequential"]),
-            ("small, pipelined (16 in flight)", results["small_pipelined_16"]),
-            ("1 MB / 10,000 records (4 in flight)", results["large_1mb_10k_records"])]
+    rows = [
+        ("small, sequential (1 in flight)", results["small_sequential"]),
+        ("small, pipelined (16 in flight)", results["small_pipelined_16"]),
+        ("1 MB / 10,000 records (4 in flight)", results["large_1mb_10k_records"]),
+    ]
     print(f"{'Produce request':40} {'req/s':>9} {'broker CPU µs/req':>18} {'round trip µs':>14}")
     for name, r in rows:
         rt = r["round_trip_us"] if r["round_trip_us"] is not None else "-"
         print(f"{name:40} {r['requests_per_s']:>9,} {r['broker_cpu_us_per_request']:>18} {rt:>14}")
-    print(f"1 MB requests: {results['large_1mb_10k_records']['broker_cpu_us_per_record']} µs of broker CPU per record, "
-          f"{results['large_1mb_10k_records']['records_per_s']:,} records/s")
+    print(
+        f"1 MB requests: {results['large_1mb_10k_records']['broker_cpu_us_per_record']} µs of broker CPU per record, "
+        f"{results['large_1mb_10k_records']['records_per_s']:,} records/s"
+    )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"request_cost-{time.strftime('%Y%m%d-%H%M%S')}.json"

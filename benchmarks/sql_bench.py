@@ -51,7 +51,12 @@ def main() -> None:
         raw = producer.raw
         t0 = time.perf_counter()
         for i in range(n):
-            value = b'{"id":%d,"kind":"%s","amount":%d.5,"user":%d}' % (i, KINDS[i % 8].encode(), i % 1000, i % 9973)
+            value = b'{"id":%d,"kind":"%s","amount":%d.5,"user":%d}' % (
+                i,
+                KINDS[i % 8].encode(),
+                i % 1000,
+                i % 9973,
+            )
             while True:
                 try:
                     raw.produce("events", value)
@@ -73,8 +78,11 @@ def main() -> None:
         workbench_times = timed(lambda: cluster.sql(QUERY.format(t="events")), args.repeat)
 
         native = duckdb.connect()
-        arrow = cluster.sql_engine.cursor().sql(
-            'SELECT partition, "offset", timestamp, id, kind, amount, "user" FROM events').arrow()
+        arrow = (
+            cluster.sql_engine.cursor()
+            .sql('SELECT partition, "offset", timestamp, id, kind, amount, "user" FROM events')
+            .arrow()
+        )
         if hasattr(arrow, "read_all"):
             arrow = arrow.read_all()
         native.register("arrow_rows", arrow)
@@ -88,8 +96,9 @@ def main() -> None:
             d = producer.send_and_wait("events", {"id": -i, "kind": "probe", "amount": 0.0})
             acked = time.perf_counter()
             while True:
-                hit = cluster.sql(f'SELECT count(*) c FROM events WHERE partition = {d.partition} '
-                                  f'AND "offset" = {d.offset}')["c"][0]
+                hit = cluster.sql(
+                    f'SELECT count(*) c FROM events WHERE partition = {d.partition} AND "offset" = {d.offset}'
+                )["c"][0]
                 if hit:
                     break
             delays.append((time.perf_counter() - acked) * 1000)
@@ -101,21 +110,33 @@ def main() -> None:
         state = cluster.sql_engine.topic_states()["events"]
         cache_files = sum(len(ps.cache.files) for ps in state.partitions.values())
         result = {
-            "records": n, "partitions": args.partitions, "produce_s": round(produce_s, 2),
+            "records": n,
+            "partitions": args.partitions,
+            "produce_s": round(produce_s, 2),
             "cold_first_query_s": round(cold_s, 3),
-            "cluster_sql_median_s": round(wb_med, 4), "native_median_s": round(nat_med, 4),
+            "cluster_sql_median_s": round(wb_med, 4),
+            "native_median_s": round(nat_med, 4),
             "ratio": round(wb_med / nat_med, 2),
-            "ack_to_visible_ms_p50": round(p50, 2), "ack_to_visible_ms_p99": round(p99, 2),
-            "probes": args.probes, "cache_files": cache_files,
-            "duckdb": duckdb.__version__, "python": platform.python_version(), "machine": platform.machine(),
+            "ack_to_visible_ms_p50": round(p50, 2),
+            "ack_to_visible_ms_p99": round(p99, 2),
+            "probes": args.probes,
+            "cache_files": cache_files,
+            "duckdb": duckdb.__version__,
+            "python": platform.python_version(),
+            "machine": platform.machine(),
             "at": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
-    rows = [("records", f"{n:,}"), ("produce", f"{produce_s:.1f} s"), ("first query (cold)", f"{cold_s:.2f} s"),
-            ("cluster.sql GROUP BY (median)", f"{wb_med * 1000:.1f} ms"),
-            ("native table GROUP BY (median)", f"{nat_med * 1000:.1f} ms"),
-            ("ratio (goal <= 1.5)", f"{result['ratio']:.2f}x"),
-            ("ack-to-visible p50", f"{p50:.1f} ms"), ("ack-to-visible p99 (goal < 50)", f"{p99:.1f} ms"),
-            ("cache files", str(cache_files))]
+    rows = [
+        ("records", f"{n:,}"),
+        ("produce", f"{produce_s:.1f} s"),
+        ("first query (cold)", f"{cold_s:.2f} s"),
+        ("cluster.sql GROUP BY (median)", f"{wb_med * 1000:.1f} ms"),
+        ("native table GROUP BY (median)", f"{nat_med * 1000:.1f} ms"),
+        ("ratio (goal <= 1.5)", f"{result['ratio']:.2f}x"),
+        ("ack-to-visible p50", f"{p50:.1f} ms"),
+        ("ack-to-visible p99 (goal < 50)", f"{p99:.1f} ms"),
+        ("cache files", str(cache_files)),
+    ]
     width = max(len(a) for a, _ in rows)
     for a, b in rows:
         print(f"{a:<{width}}  {b:>14}")

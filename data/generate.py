@@ -41,8 +41,18 @@ FX = {"EUR": 1.0, "GBP": 0.86, "USD": 1.08}  # fixed rates: prices are set in EU
 CUSTOMERS = 120
 PAYMENT_METHODS = ["card", "card", "card", "paypal", "bank_transfer"]
 FAILURES = ["insufficient_funds", "card_declined", "expired_card", "fraud_suspected"]
-PAGES = ["/", "/search", "/category/coffee", "/category/kitchen", "/product", "/cart", "/checkout",
-         "/checkout/payment", "/order/confirmed", "/help"]
+PAGES = [
+    "/",
+    "/search",
+    "/category/coffee",
+    "/category/kitchen",
+    "/product",
+    "/cart",
+    "/checkout",
+    "/checkout/payment",
+    "/order/confirmed",
+    "/help",
+]
 DEVICES = ["desktop", "mobile", "mobile", "tablet"]
 REFERRERS = ["direct", "search", "newsletter", "social", "ads"]
 
@@ -65,17 +75,19 @@ def orders() -> list[dict]:
             unit = round(price * FX[currency], 2)
             lines.append({"sku": sku, "name": name, "category": category, "qty": qty, "unit_price": unit})
         amount = round(sum(item["qty"] * item["unit_price"] for item in lines), 2)
-        out.append({
-            "order_id": f"o-{n:05d}",
-            "customer_id": f"c-{rng.randint(1, CUSTOMERS):04d}",
-            "created_at": iso(t),
-            "items": lines,
-            "amount": amount,
-            "currency": currency,
-            "country": country,
-            "channel": rng.choice(["web", "web", "app"]),
-            "shipping": rng.choice(["standard", "standard", "standard", "express"]),
-        })
+        out.append(
+            {
+                "order_id": f"o-{n:05d}",
+                "customer_id": f"c-{rng.randint(1, CUSTOMERS):04d}",
+                "created_at": iso(t),
+                "items": lines,
+                "amount": amount,
+                "currency": currency,
+                "country": country,
+                "channel": rng.choice(["web", "web", "app"]),
+                "shipping": rng.choice(["standard", "standard", "standard", "express"]),
+            }
+        )
     return out
 
 
@@ -85,17 +97,19 @@ def payments(order_list: list[dict]) -> list[dict]:
     for n, order in enumerate(order_list, start=1):
         created = datetime.fromisoformat(order["created_at"])
         failed = rng.random() < 0.08
-        out.append({
-            "payment_id": f"p-{n:05d}",
-            "order_id": order["order_id"],
-            "customer_id": order["customer_id"],
-            "processed_at": iso(created + timedelta(milliseconds=rng.randint(300, 4000))),
-            "method": rng.choice(PAYMENT_METHODS),
-            "amount": order["amount"],
-            "currency": order["currency"],
-            "status": "failed" if failed else "captured",
-            "failure_reason": rng.choice(FAILURES) if failed else None,
-        })
+        out.append(
+            {
+                "payment_id": f"p-{n:05d}",
+                "order_id": order["order_id"],
+                "customer_id": order["customer_id"],
+                "processed_at": iso(created + timedelta(milliseconds=rng.randint(300, 4000))),
+                "method": rng.choice(PAYMENT_METHODS),
+                "amount": order["amount"],
+                "currency": order["currency"],
+                "status": "failed" if failed else "captured",
+                "failure_reason": rng.choice(FAILURES) if failed else None,
+            }
+        )
     return out
 
 
@@ -110,7 +124,7 @@ def clickstream() -> list[dict]:
         device, referrer = rng.choice(DEVICES), rng.choice(REFERRERS)
         at = t
         buying = rng.random() < 0.3
-        path = ["/"] + rng.sample(PAGES[1:6], rng.randint(1, 4))
+        path = ["/", *rng.sample(PAGES[1:6], rng.randint(1, 4))]
         if buying:
             path += ["/cart", "/checkout", "/checkout/payment", "/order/confirmed"]
         for page in path:
@@ -122,17 +136,19 @@ def clickstream() -> list[dict]:
                 event = "purchase"
             n += 1
             sku = rng.choice(CATALOG)[0] if page in ("/product", "/cart") else None
-            out.append({
-                "event_id": f"e-{n:06d}",
-                "session_id": f"s-{s:04d}",
-                "user_id": user,
-                "ts": iso(at),
-                "event": event,
-                "page": page,
-                "sku": sku,
-                "device": device,
-                "referrer": referrer,
-            })
+            out.append(
+                {
+                    "event_id": f"e-{n:06d}",
+                    "session_id": f"s-{s:04d}",
+                    "user_id": user,
+                    "ts": iso(at),
+                    "event": event,
+                    "page": page,
+                    "sku": sku,
+                    "device": device,
+                    "referrer": referrer,
+                }
+            )
     out.sort(key=lambda e: (e["ts"], e["event_id"]))
     return out
 

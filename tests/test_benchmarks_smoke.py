@@ -20,8 +20,14 @@ SECTIONS = {"peers", "producer", "consumer", "latency", "profile", "startup", "s
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_run_all_smoke_emits_every_section(tmp_path):
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run_all.py"), "--smoke", "--out", str(tmp_path)],
-                          capture_output=True, text=True, timeout=540, cwd=ROOT, check=False)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "run_all.py"), "--smoke", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=540,
+        cwd=ROOT,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     files = list(tmp_path.glob("*-smoke.json"))
     assert len(files) == 1, files
@@ -60,9 +66,23 @@ def test_run_all_smoke_emits_every_section(tmp_path):
 
 @pytest.mark.timeout(300)
 def test_request_cost_runs_and_emits_json(tmp_path):
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "request_cost.py"), "--small", "300",
-                           "--large", "5", "--out", str(tmp_path)],
-                          capture_output=True, text=True, timeout=240, cwd=ROOT, check=False)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "request_cost.py"),
+            "--small",
+            "300",
+            "--large",
+            "5",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=ROOT,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     [path] = tmp_path.glob("request_cost-*.json")
     result = json.loads(path.read_text())
@@ -73,9 +93,27 @@ def test_request_cost_runs_and_emits_json(tmp_path):
 
 @pytest.mark.timeout(300)
 def test_latency_by_rate_runs_and_emits_json(tmp_path):
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "latency_by_rate.py"), "--rf", "1",
-                           "--rates", "500", "--seconds", "1", "--warmup", "0.5", "--out", str(tmp_path)],
-                          capture_output=True, text=True, timeout=240, cwd=ROOT, check=False)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "latency_by_rate.py"),
+            "--rf",
+            "1",
+            "--rates",
+            "500",
+            "--seconds",
+            "1",
+            "--warmup",
+            "0.5",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=ROOT,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     [path] = tmp_path.glob("latency_by_rate-*.json")
     [row] = json.loads(path.read_text())["rows"]

@@ -33,8 +33,10 @@ def _up(args: argparse.Namespace) -> int:
         while not stop.wait(0.5):
             dead = [b.node_id for b in cluster.brokers.values() if not b.alive]
             if dead and len(dead) == len(cluster.brokers):
-                print("workbench: every broker has exited; see the broker logs in "
-                      f"{cluster.data_dir}", file=sys.stderr)
+                print(
+                    f"workbench: every broker has exited; see the broker logs in {cluster.data_dir}",
+                    file=sys.stderr,
+                )
                 cluster.stop()
                 return 1
     finally:

@@ -58,8 +58,10 @@ def encode_value(value: Any) -> bytes | None:
     try:
         return json.dumps(value, separators=(",", ":"), default=_json_default, allow_nan=False).encode("utf-8")
     except (TypeError, ValueError) as exc:
-        raise TypeError(f"cannot encode value of type {type(value).__name__} as JSON: {exc}; "
-                        "convert it to a dict/list/str/number first, or pass bytes or str to send it as is") from None
+        raise TypeError(
+            f"cannot encode value of type {type(value).__name__} as JSON: {exc}; "
+            "convert it to a dict/list/str/number first, or pass bytes or str to send it as is"
+        ) from None
 
 
 _TOPIC_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
@@ -75,9 +77,11 @@ def check_topic_name(name: Any) -> None:
         raise ValueError(f"topic name is {len(name)} characters long; Kafka allows at most 249")
     bad = sorted(set(name) - _TOPIC_CHARS)
     if bad:
-        raise ValueError(f"topic name {name!r} contains {''.join(bad)!r}; topic names may only use ASCII "
-                         "letters, digits, '.', '_' and '-' (for example "
-                         f"{''.join(c if c in _TOPIC_CHARS else '-' for c in name)!r})")
+        raise ValueError(
+            f"topic name {name!r} contains {''.join(bad)!r}; topic names may only use ASCII "
+            "letters, digits, '.', '_' and '-' (for example "
+            f"{''.join(c if c in _TOPIC_CHARS else '-' for c in name)!r})"
+        )
 
 
 def decode_value(raw: bytes | None) -> Any:
@@ -135,8 +139,12 @@ class Producer:
     """
 
     def __init__(self, bootstrap_servers: str, **conf: Any) -> None:
-        settings = {"bootstrap.servers": bootstrap_servers, "enable.idempotence": True, "linger.ms": 5,
-                    "logger": KAFKA_LOGGER}
+        settings = {
+            "bootstrap.servers": bootstrap_servers,
+            "enable.idempotence": True,
+            "linger.ms": 5,
+            "logger": KAFKA_LOGGER,
+        }
         settings.update({k.replace("_", "."): v for k, v in conf.items()})
         self._producer = _Producer(settings)
         self.bootstrap_servers = bootstrap_servers
@@ -146,13 +154,20 @@ class Producer:
         """The underlying confluent-kafka producer, for anything the façade does not cover."""
         return self._producer
 
-    def send(self, topic: str, value: Any = None, key: Any = None, *, partition: int | None = None,
-             headers: dict[str, Any] | list[tuple[str, Any]] | None = None, timestamp: int | None = None,
-             on_delivery=None) -> None:
+    def send(
+        self,
+        topic: str,
+        value: Any = None,
+        key: Any = None,
+        *,
+        partition: int | None = None,
+        headers: dict[str, Any] | list[tuple[str, Any]] | None = None,
+        timestamp: int | None = None,
+        on_delivery=None,
+    ) -> None:
         """Queue one record (asynchronous; `flush()` waits for all). Raises for bad arguments."""
         check_topic_name(topic)
-        if partition is not None and (not isinstance(partition, int) or isinstance(partition, bool)
-                                      or partition < 0):
+        if partition is not None and (not isinstance(partition, int) or isinstance(partition, bool) or partition < 0):
             raise ValueError(f"partition must be a non-negative integer or None, not {partition!r}")
         kwargs: dict[str, Any] = {"value": encode_value(value)}
         if key is not None:
@@ -179,12 +194,14 @@ class Producer:
                     raise ValueError(
                         f"record of {size} bytes is larger than the producer's message.max.bytes; send "
                         "smaller values, or raise the limit with cluster.producer(message_max_bytes=...) "
-                        "and the topic's max.message.bytes") from None
+                        "and the topic's max.message.bytes"
+                    ) from None
                 raise
         self._producer.poll(0)
 
-    def send_and_wait(self, topic: str, value: Any = None, key: Any = None, *, timeout: float = 30.0,
-                      **kwargs: Any) -> Delivery:
+    def send_and_wait(
+        self, topic: str, value: Any = None, key: Any = None, *, timeout: float = 30.0, **kwargs: Any
+    ) -> Delivery:
         """Send one record and wait for its acknowledgement; returns its partition and offset."""
         outcome: dict[str, Any] = {}
         done = threading.Event()
@@ -203,8 +220,10 @@ class Producer:
             err = outcome["err"]
             hint = ""
             if err.code() == KafkaError.MSG_SIZE_TOO_LARGE:
-                hint = ("; the record is over the topic's max.message.bytes: send a smaller value or raise it, "
-                        "e.g. create_topic(..., config={'max.message.bytes': N})")
+                hint = (
+                    "; the record is over the topic's max.message.bytes: send a smaller value or raise it, "
+                    "e.g. create_topic(..., config={'max.message.bytes': N})"
+                )
             raise ProduceError(f"record to {topic!r} failed: {err.str()}{hint}")
         msg = outcome["msg"]
         return Delivery(msg.topic(), msg.partition(), msg.offset())
@@ -226,10 +245,19 @@ class Producer:
 class Consumer:
     """`confluent_kafka.Consumer` in a group, yielding decoded `Record`s."""
 
-    def __init__(self, bootstrap_servers: str, group: str | None, topics: str | Iterable[str] | None = None,
-                 **conf: Any) -> None:
-        settings = {"bootstrap.servers": bootstrap_servers, "auto.offset.reset": "earliest",
-                    "enable.partition.eof": False, "logger": KAFKA_LOGGER}
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        group: str | None,
+        topics: str | Iterable[str] | None = None,
+        **conf: Any,
+    ) -> None:
+        settings = {
+            "bootstrap.servers": bootstrap_servers,
+            "auto.offset.reset": "earliest",
+            "enable.partition.eof": False,
+            "logger": KAFKA_LOGGER,
+        }
         if group is not None:
             settings["group.id"] = group
         else:
@@ -261,8 +289,15 @@ class Consumer:
                 return None
             raise KafkaException(msg.error())
         ts_type, ts = msg.timestamp()
-        return Record(msg.topic(), msg.partition(), msg.offset(), ts if ts_type else None,
-                      decode_key(msg.key()), decode_value(msg.value()), list(msg.headers() or []))
+        return Record(
+            msg.topic(),
+            msg.partition(),
+            msg.offset(),
+            ts if ts_type else None,
+            decode_key(msg.key()),
+            decode_value(msg.value()),
+            list(msg.headers() or []),
+        )
 
     def read(self, max_records: int = 1000, timeout: float = 5.0, idle: float = 1.0) -> list[Record]:
         """Collect up to `max_records`, giving up after `timeout` seconds or `idle` seconds with nothing new."""
@@ -322,23 +357,37 @@ class KafkaConnection(SqlMixin):
         settings.update({k.replace("_", "."): v for k, v in conf.items()})
         return AdminClient(settings)
 
-    def create_topic(self, name: str, partitions: int = 1, replication_factor: int | None = None,
-                     config: dict[str, Any] | None = None, *, timeout: float = 30.0) -> None:
+    def create_topic(
+        self,
+        name: str,
+        partitions: int = 1,
+        replication_factor: int | None = None,
+        config: dict[str, Any] | None = None,
+        *,
+        timeout: float = 30.0,
+    ) -> None:
         """Create a topic; raises ValueError with the broker's reason when it refuses."""
         check_topic_name(name)
         if not isinstance(partitions, int) or isinstance(partitions, bool) or partitions < 1:
             raise ValueError(f"partitions must be a positive integer (1 or more), not {partitions!r}")
         if replication_factor is not None and (
-                not isinstance(replication_factor, int) or isinstance(replication_factor, bool)
-                or replication_factor < 1):
-            raise ValueError(f"replication_factor must be a positive integer or None (the broker default), "
-                             f"not {replication_factor!r}")
+            not isinstance(replication_factor, int) or isinstance(replication_factor, bool) or replication_factor < 1
+        ):
+            raise ValueError(
+                f"replication_factor must be a positive integer or None (the broker default), "
+                f"not {replication_factor!r}"
+            )
         if config is not None and not isinstance(config, dict):
-            raise ValueError(f"config must be a dict of Kafka topic configs such as "
-                             f"{{'retention.ms': 60000}}, not {type(config).__name__}")
-        topic = NewTopic(name, num_partitions=partitions,
-                         replication_factor=-1 if replication_factor is None else replication_factor,
-                         config={k: str(v) for k, v in (config or {}).items()})
+            raise ValueError(
+                f"config must be a dict of Kafka topic configs such as "
+                f"{{'retention.ms': 60000}}, not {type(config).__name__}"
+            )
+        topic = NewTopic(
+            name,
+            num_partitions=partitions,
+            replication_factor=-1 if replication_factor is None else replication_factor,
+            config={k: str(v) for k, v in (config or {}).items()},
+        )
         admin = self.admin()  # keep a reference: the futures die with their client
         futures = admin.create_topics([topic], operation_timeout=timeout, request_timeout=timeout)
         try:
@@ -358,8 +407,9 @@ class KafkaConnection(SqlMixin):
 
         from workbench.protocol.blocking_client import WireClient
 
-        request = MetadataRequest(topics=[MetadataRequest.MetadataRequestTopic(name=name)],
-                                  allow_auto_topic_creation=False)
+        request = MetadataRequest(
+            topics=[MetadataRequest.MetadataRequestTopic(name=name)], allow_auto_topic_creation=False
+        )
         deadline = time.monotonic() + timeout
         for server in self.bootstrap_servers.split(","):
             host, _, port = server.strip().rpartition(":")
@@ -389,6 +439,7 @@ class KafkaConnection(SqlMixin):
         """Brokers (id, address, alive, controller) and partitions (leader, leader epoch, replicas, ISR,
         high watermark, log end offset) as DataFrames, from Metadata and ListOffsets."""
         from workbench.describe import describe
+
         return describe(self.bootstrap_servers, known_brokers=self._known_brokers(), include_internal=internal)
 
     def _known_brokers(self) -> dict[int, str] | None:
@@ -397,6 +448,7 @@ class KafkaConnection(SqlMixin):
     def leader_history(self, interval: float = 0.25):
         """Start recording leader changes (a `LeaderHistory`; `.frame()` gives them as a DataFrame)."""
         from workbench.describe import LeaderHistory
+
         history = LeaderHistory(self.bootstrap_servers, interval)
         history.poll()
         return history.start()
@@ -404,6 +456,7 @@ class KafkaConnection(SqlMixin):
     def rebalance_leaders(self, *, timeout: float = 30.0) -> None:
         """Move leadership back to each partition's preferred replica where it is in sync (ElectLeaders)."""
         from confluent_kafka import ElectionType
+
         admin = self.admin()
         future = admin.elect_leaders(ElectionType.PREFERRED, None)  # (kwargs trip a confluent-kafka 2.16 bug)
         try:
@@ -422,32 +475,39 @@ class KafkaConnection(SqlMixin):
     def dashboard(self, topic: str | None = None):
         """Produce, Browse, Groups, Cluster and SQL widgets in tabs (`workbench.widgets.Dashboard`)."""
         from workbench.widgets import Dashboard
+
         return Dashboard(self, topic=topic)
 
     def producer_panel(self, topic: str | None = None):
         """A `workbench.widgets.ProducerPanel`: send records by hand or from a generator."""
         from workbench.widgets import ProducerPanel
+
         return ProducerPanel(self, topic=topic)
 
     def group_monitor(self):
         """A `workbench.widgets.GroupMonitor`: consumer groups, lag, Burrow-style status, resets."""
         from workbench.widgets import GroupMonitor
+
         return GroupMonitor(self)
 
     def cluster_view(self):
         """A `workbench.widgets.ClusterView`: brokers, partition grid, leader elections."""
         from workbench.widgets import ClusterView
+
         return ClusterView(self)
 
     def topic_browser(self, topic: str | None = None):
         """A `workbench.widgets.TopicBrowser`: tail, seek, filter and export a topic's records."""
         from workbench.widgets import TopicBrowser
+
         return TopicBrowser(self, topic)
 
     def sql_panel(self):
         """A `workbench.widgets.SqlPanel`: queries, history, live re-runs."""
         from workbench.widgets import SqlPanel
+
         return SqlPanel(self)
+
     # ---- end of widgets ----------------------------------------------------------------------------
 
     def __repr__(self) -> str:

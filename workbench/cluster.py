@@ -27,10 +27,10 @@ import json
 import os
 import secrets
 import select
-import stat
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -112,10 +112,19 @@ class Cluster(KafkaConnection):
         super_users: `["User:admin"]`: principals that bypass ACLs.
     """
 
-    def __init__(self, brokers: int | None = None, data_dir: str | os.PathLike | None = None, *,
-                 port: int | None = None, config: dict[str, Any] | None = None, start: bool = True,
-                 users: dict[str, str] | None = None, acls: list[dict] | None = None,
-                 super_users: list[str] | None = None, sasl_mechanisms: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        brokers: int | None = None,
+        data_dir: str | os.PathLike | None = None,
+        *,
+        port: int | None = None,
+        config: dict[str, Any] | None = None,
+        start: bool = True,
+        users: dict[str, str] | None = None,
+        acls: list[dict] | None = None,
+        super_users: list[str] | None = None,
+        sasl_mechanisms: list[str] | None = None,
+    ) -> None:
         if brokers is not None and (not isinstance(brokers, int) or isinstance(brokers, bool) or brokers < 1):
             raise ValueError(f"brokers must be a positive integer, not {brokers!r}")
         if port is not None and (not isinstance(port, int) or not 0 <= port <= 65535):
@@ -151,8 +160,9 @@ class Cluster(KafkaConnection):
         self._mutex = threading.RLock()
         self._stopped = False
         super().__init__("")
-        self._finalizer = weakref.finalize(self, _terminate_all, self.brokers, self._lock_file,
-                                           self.data_dir if self._temporary else None)
+        self._finalizer = weakref.finalize(
+            self, _terminate_all, self.brokers, self._lock_file, self.data_dir if self._temporary else None
+        )
         if start:
             self.start()
 
@@ -166,7 +176,8 @@ class Cluster(KafkaConnection):
             lock.close()
             raise ClusterError(
                 f"data directory {str(self.data_dir)!r} is in use by another running cluster; stop that "
-                "cluster first (cluster.stop() or Ctrl-C on `workbench up`) or choose another data_dir") from None
+                "cluster first (cluster.stop() or Ctrl-C on `workbench up`) or choose another data_dir"
+            ) from None
         return lock
 
     def _read_state(self) -> dict:
@@ -179,8 +190,10 @@ class Cluster(KafkaConnection):
         return {}
 
     def _write_state(self) -> None:
-        state = {"brokers": {str(b.node_id): b.port for b in self.brokers.values()},
-                 "raft_ports": {str(b.node_id): b.raft_port for b in self.brokers.values()}}
+        state = {
+            "brokers": {str(b.node_id): b.port for b in self.brokers.values()},
+            "raft_ports": {str(b.node_id): b.raft_port for b in self.brokers.values()},
+        }
         tmp = self.data_dir / "cluster.json.tmp"
         tmp.write_text(json.dumps(state, indent=2))
         os.replace(tmp, self.data_dir / "cluster.json")
@@ -211,16 +224,37 @@ class Cluster(KafkaConnection):
             config["security_file"] = str(security_file)
         elif security_file.exists():
             security_file.unlink()
-        cmd = [sys.executable, "-m", "workbench.broker", "--node-id", str(b.node_id),
-               "--cluster-dir", str(self.data_dir), "--port", str(b.port), "--raft-port", str(b.raft_port),
-               "--voters", json.dumps(self.voters), "--config", json.dumps(config)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "workbench.broker",
+            "--node-id",
+            str(b.node_id),
+            "--cluster-dir",
+            str(self.data_dir),
+            "--port",
+            str(b.port),
+            "--raft-port",
+            str(b.raft_port),
+            "--voters",
+            json.dumps(self.voters),
+            "--config",
+            json.dumps(config),
+        ]
         stderr = open(broker_dir / "stderr.log", "ab")
         env = dict(os.environ)
         env.setdefault("PYTHONUNBUFFERED", "1")
         b.ready = False
         try:
-            b.process = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
-                                         env=env, close_fds=True, start_new_session=True)
+            b.process = subprocess.Popen(
+                cmd,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                env=env,
+                close_fds=True,
+                start_new_session=True,
+            )
         finally:
             stderr.close()
 
@@ -348,7 +382,8 @@ class Cluster(KafkaConnection):
             raise ClusterError(
                 "this cluster requires SASL authentication: pass sasl_username=... and sasl_password=... "
                 "(e.g. cluster.producer(sasl_username='alice', sasl_password='...')), or use "
-                "cluster.as_user('alice', '...').producer()")
+                "cluster.as_user('alice', '...').producer()"
+            )
         mechanisms = self._security["sasl_mechanisms"]
         dotted.setdefault("security.protocol", "SASL_PLAINTEXT")
         dotted.setdefault("sasl.mechanism", "SCRAM-SHA-256" if "SCRAM-SHA-256" in mechanisms else mechanisms[0])
@@ -408,20 +443,28 @@ class _UserConnection(KafkaConnection):
         return f"{self._cluster!r}.as_user({self._login['sasl.username']!r})"
 
 
-_SECURITY_KEYS = ("sasl_mechanisms", "scram_credentials", "acls", "super_users", "inter_broker_secret",
-                  "security_file")
+_SECURITY_KEYS = (
+    "sasl_mechanisms",
+    "scram_credentials",
+    "acls",
+    "super_users",
+    "inter_broker_secret",
+    "security_file",
+)
 
 
 def _security_settings(users, acls, super_users, sasl_mechanisms, config) -> dict[str, Any] | None:
     """Validate the security arguments; the settings every broker gets (None: no security)."""
     misplaced = [k for k in _SECURITY_KEYS if k in (config or {})]
     if misplaced:
-        raise ValueError(f"{misplaced} do not go in config=: use Cluster(users=..., acls=..., super_users=..., "
-                         "sasl_mechanisms=...)")
+        raise ValueError(
+            f"{misplaced} do not go in config=: use Cluster(users=..., acls=..., super_users=..., sasl_mechanisms=...)"
+        )
     if users is None:
         if acls is not None or super_users or sasl_mechanisms:
-            raise ValueError("acls, super_users and sasl_mechanisms need users: "
-                             "Cluster(users={'alice': 'secret'}, acls=[...])")
+            raise ValueError(
+                "acls, super_users and sasl_mechanisms need users: Cluster(users={'alice': 'secret'}, acls=[...])"
+            )
         return None
     if not users:
         raise ValueError("users must name at least one user, e.g. users={'alice': 'secret'}")
@@ -434,9 +477,13 @@ def _security_settings(users, acls, super_users, sasl_mechanisms, config) -> dic
     for su in super_users or []:
         if not isinstance(su, str) or not su.startswith("User:"):
             raise ValueError(f"super user {su!r} must look like 'User:admin'")
-    return {"sasl_mechanisms": mechanisms, "scram_credentials": build_credentials(users),
-            "acls": None if acls is None else list(acls), "super_users": list(super_users or []),
-            "inter_broker_secret": secrets.token_urlsafe(32)}
+    return {
+        "sasl_mechanisms": mechanisms,
+        "scram_credentials": build_credentials(users),
+        "acls": None if acls is None else list(acls),
+        "super_users": list(super_users or []),
+        "inter_broker_secret": secrets.token_urlsafe(32),
+    }
 
 
 def _make_owner_only(path: Path) -> None:

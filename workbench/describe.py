@@ -50,18 +50,32 @@ def _list_offsets(host: str, port: int, parts: list[tuple[str, int]], replica_id
     by_topic: dict[str, list[int]] = {}
     for topic, p in parts:
         by_topic.setdefault(topic, []).append(p)
-    req = ListOffsetsRequest(replica_id=replica_id, isolation_level=0, topics=[
-        ListOffsetsRequest.ListOffsetsTopic(name=t, partitions=[
-            ListOffsetsRequest.ListOffsetsTopic.ListOffsetsPartition(partition_index=p, current_leader_epoch=-1,
-                                                                     timestamp=LATEST) for p in ps])
-        for t, ps in by_topic.items()])
+    req = ListOffsetsRequest(
+        replica_id=replica_id,
+        isolation_level=0,
+        topics=[
+            ListOffsetsRequest.ListOffsetsTopic(
+                name=t,
+                partitions=[
+                    ListOffsetsRequest.ListOffsetsTopic.ListOffsetsPartition(
+                        partition_index=p, current_leader_epoch=-1, timestamp=LATEST
+                    )
+                    for p in ps
+                ],
+            )
+            for t, ps in by_topic.items()
+        ],
+    )
     client = WireClient(host, port, timeout=5.0)
     try:
         resp = client.request(req, 5)
     finally:
         client.close()
-    return {(t.name, p.partition_index): (p.offset if p.error_code == 0 else None)
-            for t in resp.topics for p in t.partitions}
+    return {
+        (t.name, p.partition_index): (p.offset if p.error_code == 0 else None)
+        for t in resp.topics
+        for p in t.partitions
+    }
 
 
 @dataclass
@@ -72,13 +86,20 @@ class ClusterDescription:
     cluster_id: str | None
 
     def _repr_html_(self) -> str:
-        return (f"<b>cluster</b> {self.cluster_id} · controller {self.controller_id}"
-                f"<h4>brokers</h4>{self.brokers.to_html(index=False)}"
-                f"<h4>partitions</h4>{self.partitions.to_html(index=False)}")
+        return (
+            f"<b>cluster</b> {self.cluster_id} · controller {self.controller_id}"
+            f"<h4>brokers</h4>{self.brokers.to_html(index=False)}"
+            f"<h4>partitions</h4>{self.partitions.to_html(index=False)}"
+        )
 
 
-def describe(bootstrap: str, *, known_brokers: dict[int, str] | None = None,
-             include_internal: bool = False, attempts: int = 3) -> ClusterDescription:
+def describe(
+    bootstrap: str,
+    *,
+    known_brokers: dict[int, str] | None = None,
+    include_internal: bool = False,
+    attempts: int = 3,
+) -> ClusterDescription:
     """One consistent snapshot; retried briefly while leadership is moving (a broker's metadata can
     trail the controller's by a few milliseconds, and the old leader then declines ListOffsets)."""
     for attempt in range(attempts):
@@ -90,8 +111,7 @@ def describe(bootstrap: str, *, known_brokers: dict[int, str] | None = None,
     return result
 
 
-def _describe_once(bootstrap: str, known_brokers: dict[int, str] | None,
-                   include_internal: bool) -> ClusterDescription:
+def _describe_once(bootstrap: str, known_brokers: dict[int, str] | None, include_internal: bool) -> ClusterDescription:
     md = metadata(bootstrap)
     listed = {b.node_id: b for b in md.brokers}
     rows = []
@@ -99,8 +119,7 @@ def _describe_once(bootstrap: str, known_brokers: dict[int, str] | None,
     for bid in ids:
         b = listed.get(bid)
         address = f"{b.host}:{b.port}" if b is not None else (known_brokers or {}).get(bid, "")
-        rows.append({"id": bid, "address": address, "alive": b is not None,
-                     "controller": bid == md.controller_id})
+        rows.append({"id": bid, "address": address, "alive": b is not None, "controller": bid == md.controller_id})
     brokers = pd.DataFrame(rows, columns=["id", "address", "alive", "controller"])
 
     partitions = []
@@ -108,10 +127,18 @@ def _describe_once(bootstrap: str, known_brokers: dict[int, str] | None,
         if t.is_internal and not include_internal:
             continue
         for p in t.partitions:
-            partitions.append({"topic": t.name, "partition": p.partition_index, "leader": p.leader_id,
-                               "leader_epoch": p.leader_epoch, "replicas": list(p.replica_nodes),
-                               "isr": list(p.isr_nodes), "offline_replicas": list(p.offline_replicas),
-                               "error": p.error_code})
+            partitions.append(
+                {
+                    "topic": t.name,
+                    "partition": p.partition_index,
+                    "leader": p.leader_id,
+                    "leader_epoch": p.leader_epoch,
+                    "replicas": list(p.replica_nodes),
+                    "isr": list(p.isr_nodes),
+                    "offline_replicas": list(p.offline_replicas),
+                    "error": p.error_code,
+                }
+            )
     by_leader: dict[int, list[tuple[str, int]]] = {}
     for row in partitions:
         if row["leader"] in listed:
@@ -129,8 +156,18 @@ def _describe_once(bootstrap: str, known_brokers: dict[int, str] | None,
         key = (row["topic"], row["partition"])
         row["high_watermark"] = hw.get(key)
         row["log_end_offset"] = leo.get(key)
-    columns = ["topic", "partition", "leader", "leader_epoch", "replicas", "isr", "high_watermark",
-               "log_end_offset", "offline_replicas", "error"]
+    columns = [
+        "topic",
+        "partition",
+        "leader",
+        "leader_epoch",
+        "replicas",
+        "isr",
+        "high_watermark",
+        "log_end_offset",
+        "offline_replicas",
+        "error",
+    ]
     frame = pd.DataFrame(partitions, columns=columns).sort_values(["topic", "partition"], ignore_index=True)
     return ClusterDescription(brokers, frame, md.controller_id, md.cluster_id)
 
@@ -164,9 +201,16 @@ class LeaderHistory:
         md = metadata(self.bootstrap)
         brokers = {b.node_id for b in md.brokers}
         now = pd.Timestamp.now(tz="UTC")
-        state = {(t.name, p.partition_index): (p.leader_id, p.leader_epoch, list(p.replica_nodes),
-                                               list(p.isr_nodes))
-                 for t in md.topics for p in t.partitions}
+        state = {
+            (t.name, p.partition_index): (
+                p.leader_id,
+                p.leader_epoch,
+                list(p.replica_nodes),
+                list(p.isr_nodes),
+            )
+            for t in md.topics
+            for p in t.partitions
+        }
         new = []
         if self._last is not None:
             for key, (leader, epoch, replicas, isr) in state.items():
@@ -184,16 +228,37 @@ class LeaderHistory:
                     reason = "preferred leader election"
                 else:
                     reason = "leader moved"
-                new.append({"time": now, "topic": key[0], "partition": key[1], "old_leader": old_leader,
-                            "new_leader": leader, "leader_epoch": epoch, "isr": isr, "reason": reason})
+                new.append(
+                    {
+                        "time": now,
+                        "topic": key[0],
+                        "partition": key[1],
+                        "old_leader": old_leader,
+                        "new_leader": leader,
+                        "leader_epoch": epoch,
+                        "isr": isr,
+                        "reason": reason,
+                    }
+                )
         self._last = state
         self._brokers = brokers
         self.events.extend(new)
         return new
 
     def frame(self) -> pd.DataFrame:
-        return pd.DataFrame(self.events, columns=["time", "topic", "partition", "old_leader", "new_leader",
-                                                  "leader_epoch", "isr", "reason"])
+        return pd.DataFrame(
+            self.events,
+            columns=[
+                "time",
+                "topic",
+                "partition",
+                "old_leader",
+                "new_leader",
+                "leader_epoch",
+                "isr",
+                "reason",
+            ],
+        )
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):

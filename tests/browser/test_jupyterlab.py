@@ -34,9 +34,17 @@ from tests.notebooks.support import ROOT, kernel_env, require_module
 
 pytestmark = pytest.mark.timeout(420)
 
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
 WIDGETS = {  # CSS class of the widget's root -> screenshot name
     "workbench-producer": "producer-panel",
     "workbench-browser": "topic-browser",
@@ -47,8 +55,10 @@ WIDGETS = {  # CSS class of the widget's root -> screenshot name
 }
 # JupyterLab settings for a quiet, offline, fully rendered page.
 LAB_SETTINGS = {
-    "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false",
-                                                                         "checkForUpdates": False},
+    "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {
+        "fetchNews": "false",
+        "checkForUpdates": False,
+    },
     "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
 }
 
@@ -84,16 +94,32 @@ def jupyterlab(tmp_path):
         (settings / name).parent.mkdir(parents=True, exist_ok=True)
         (settings / name).write_text(json.dumps(values))
     port, token = free_port(), secrets.token_hex(16)
-    env = kernel_env(tmp_path / "jupyter", "python3")   # the kernel is this interpreter
+    env = kernel_env(tmp_path / "jupyter", "python3")  # the kernel is this interpreter
     env["JUPYTER_CONFIG_DIR"] = str(tmp_path / "jupyter-config")
     env["JUPYTER_RUNTIME_DIR"] = str(tmp_path / "jupyter-runtime")
     with open(tmp_path / "jupyterlab.log", "wb") as log:  # the child keeps its own copy of the fd
         server = subprocess.Popen(
-            [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
-             "--allow-root", "--ServerApp.port_retries=0", "--LabApp.extension_manager=readonly",
-             f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={work}",
-             f"--LabApp.user_settings_dir={settings}", f"--LabApp.workspaces_dir={tmp_path / 'workspaces'}"],
-            cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            [
+                sys.executable,
+                "-m",
+                "jupyterlab",
+                "--no-browser",
+                "--ip=127.0.0.1",
+                f"--port={port}",
+                "--allow-root",
+                "--ServerApp.port_retries=0",
+                "--LabApp.extension_manager=readonly",
+                f"--IdentityProvider.token={token}",
+                f"--ServerApp.root_dir={work}",
+                f"--LabApp.user_settings_dir={settings}",
+                f"--LabApp.workspaces_dir={tmp_path / 'workspaces'}",
+            ],
+            cwd=work,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
@@ -110,7 +136,7 @@ def jupyterlab(tmp_path):
     try:
         yield base, token
     finally:
-        server.send_signal(signal.SIGINT)   # twice: JupyterLab asks for confirmation after the first
+        server.send_signal(signal.SIGINT)  # twice: JupyterLab asks for confirmation after the first
         time.sleep(0.3)
         server.send_signal(signal.SIGINT)
         try:
@@ -135,8 +161,12 @@ def test_quickstart_widgets_in_chromium(jupyterlab, tmp_path):
 
     with sync_playwright() as pw:
         context = pw.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"), executable_path=os.path.realpath(chromium), headless=True,
-            args=CHROMIUM_ARGS, viewport={"width": 1400, "height": 1000})
+            str(tmp_path / "chromium-profile"),
+            executable_path=os.path.realpath(chromium),
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1400, "height": 1000},
+        )
         try:
             page = context.pages[0] if context.pages else context.new_page()
             page.set_default_timeout(60_000)
@@ -144,7 +174,8 @@ def test_quickstart_widgets_in_chromium(jupyterlab, tmp_path):
             page.locator(".jp-NotebookPanel .jp-Cell").first.wait_for()
             # Wait for the kernel, then Run ▸ Run All Cells.
             expect(page.locator(".jp-NotebookPanel-toolbar .jp-Toolbar-kernelName")).to_contain_text(
-                "Python 3", timeout=60_000)
+                "Python 3", timeout=60_000
+            )
             page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").wait_for()
             page.get_by_role("menuitem", name="Run", exact=True).click()
             page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
@@ -155,8 +186,9 @@ def test_quickstart_widgets_in_chromium(jupyterlab, tmp_path):
                 roots[css] = page.locator(f".{css}").first
                 expect(roots[css]).to_be_visible(timeout=120_000)
             timings["widgets rendered"] = time.monotonic() - started
-            errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']",
-                                  has_text="Traceback")
+            errors = page.locator(
+                ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']", has_text="Traceback"
+            )
             assert errors.count() == 0, errors.first.inner_text()
 
             # Produce a record with the panel and see it in the topic browser.

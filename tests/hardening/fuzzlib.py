@@ -69,10 +69,7 @@ def _value(field) -> st.SearchStrategy:
     t = field._type_str
     if t.startswith("[]"):
         inner = t[2:]
-        if inner in INT_BOUNDS:
-            elem = _ints(inner)
-        else:
-            elem = _strings()
+        elem = _ints(inner) if inner in INT_BOUNDS else _strings()
         return st.one_of(st.none(), st.lists(elem, max_size=4))
     if t in INT_BOUNDS:
         return _ints(t, field.name)
@@ -113,7 +110,7 @@ def encode_request(cls, version: int, body: dict, correlation_id: int, client_id
         request.API_VERSION = version
         request.with_header(correlation_id=correlation_id, client_id=client_id)
         return bytes(request.encode(header=True, framed=True))
-    except Exception:  # noqa: BLE001 - the codec raises assorted errors on values it cannot encode
+    except Exception:
         return None
 
 
@@ -137,10 +134,25 @@ def corrupted_batches(draw) -> bytes:
     """A v2 record batch damaged in one of the ways a broken or hostile producer would."""
     values = draw(st.lists(st.binary(max_size=30), min_size=1, max_size=5))
     pid = draw(st.sampled_from([-1, 1 << 45, (1 << 45) + 1]))
-    batch = bytearray(make_batch(values, producer_id=pid, producer_epoch=0 if pid >= 0 else -1,
-                                 base_sequence=0 if pid >= 0 else -1))
-    kind = draw(st.sampled_from(["bad_crc", "flip_fix_crc", "count", "length", "truncate", "varint",
-                                 "last_offset_delta", "magic", "attributes", "trailing"]))
+    batch = bytearray(
+        make_batch(values, producer_id=pid, producer_epoch=0 if pid >= 0 else -1, base_sequence=0 if pid >= 0 else -1)
+    )
+    kind = draw(
+        st.sampled_from(
+            [
+                "bad_crc",
+                "flip_fix_crc",
+                "count",
+                "length",
+                "truncate",
+                "varint",
+                "last_offset_delta",
+                "magic",
+                "attributes",
+                "trailing",
+            ]
+        )
+    )
     fix_crc = True
     if kind == "bad_crc":
         i = draw(st.integers(ATTRIBUTES_OFFSET, len(batch) - 1))
@@ -159,11 +171,11 @@ def corrupted_batches(draw) -> bytes:
         struct.pack_into(">i", batch, 8, draw(_ints("int32")))
         fix_crc = draw(st.booleans())
     elif kind == "truncate":
-        del batch[draw(st.integers(0, len(batch) - 1)):]
+        del batch[draw(st.integers(0, len(batch) - 1)) :]
         fix_crc = False
     elif kind == "varint":  # the first record's length varint becomes an endless / overlong varint
         n = draw(st.integers(1, 12))
-        batch[61:61 + n] = b"\xff" * n
+        batch[61 : 61 + n] = b"\xff" * n
         struct.pack_into(">i", batch, 8, len(batch) - 12)
     elif kind == "magic":
         batch[16] = draw(st.sampled_from([0, 1, 3, 255]))
@@ -182,11 +194,22 @@ def produce_with_bad_batch(draw, topic: str) -> bytes:
     from kafka.protocol.producer import ProduceRequest
 
     version = draw(st.integers(3, 9))
-    req = ProduceRequest(transactional_id=None, acks=draw(st.sampled_from([-1, 0, 1, 2, -7])),
-                         timeout_ms=draw(st.sampled_from([0, 100, 2000])), topic_data=[
-        ProduceRequest.TopicProduceData(name=topic, partition_data=[
-            ProduceRequest.TopicProduceData.PartitionProduceData(
-                index=draw(st.sampled_from([0, 0, 0, 1, -1, 1 << 30])), records=draw(corrupted_batches()))])])
+    req = ProduceRequest(
+        transactional_id=None,
+        acks=draw(st.sampled_from([-1, 0, 1, 2, -7])),
+        timeout_ms=draw(st.sampled_from([0, 100, 2000])),
+        topic_data=[
+            ProduceRequest.TopicProduceData(
+                name=topic,
+                partition_data=[
+                    ProduceRequest.TopicProduceData.PartitionProduceData(
+                        index=draw(st.sampled_from([0, 0, 0, 1, -1, 1 << 30])),
+                        records=draw(corrupted_batches()),
+                    )
+                ],
+            )
+        ],
+    )
     req.API_VERSION = version
     req.with_header(correlation_id=draw(_ints("int32")), client_id="fuzz")
     return bytes(req.encode(header=True, framed=True))
@@ -205,9 +228,9 @@ def mutated_frames(draw) -> bytes:
             frame[i] = draw(st.integers(0, 255))
     elif kind == "count" and len(frame) >= 12:
         i = draw(st.integers(4, len(frame) - 4))
-        frame[i:i + 4] = struct.pack(">i", draw(st.sampled_from([-2, -(1 << 31), (1 << 31) - 1, 1 << 24, 1 << 28])))
+        frame[i : i + 4] = struct.pack(">i", draw(st.sampled_from([-2, -(1 << 31), (1 << 31) - 1, 1 << 24, 1 << 28])))
     elif kind == "cut":
-        del frame[draw(st.integers(4, len(frame) - 1)):]
+        del frame[draw(st.integers(4, len(frame) - 1)) :]
         struct.pack_into(">i", frame, 0, len(frame) - 4)  # a consistent size: the body itself ends early
     else:
         i = draw(st.integers(4, len(frame)))
@@ -237,13 +260,13 @@ def raw_frames(draw) -> bytes:
         return body
     if kind == "size_lie":
         return struct.pack(">i", len(body) + draw(st.integers(-20, 20))) + body
-    return struct.pack(">i", draw(st.sampled_from([-1, -(1 << 31), (1 << 31) - 1, 100 * 1024 * 1024 + 1,
-                                                    0, 1, 7]))) + body
+    return (
+        struct.pack(">i", draw(st.sampled_from([-1, -(1 << 31), (1 << 31) - 1, 100 * 1024 * 1024 + 1, 0, 1, 7]))) + body
+    )
 
 
 def any_frame(topic: str) -> st.SearchStrategy[bytes]:
-    return st.one_of(raw_frames(), header_frames(), schema_requests(), mutated_frames(),
-                     produce_with_bad_batch(topic))
+    return st.one_of(raw_frames(), header_frames(), schema_requests(), mutated_frames(), produce_with_bad_batch(topic))
 
 
 def exchange(port: int, payload: bytes, wait: float = 0.5) -> str:

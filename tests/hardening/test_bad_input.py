@@ -14,20 +14,26 @@ from workbench.cluster import ClusterError
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    with Cluster(brokers=2, data_dir=tmp_path_factory.mktemp("bad-input"),
-                 config={"group_initial_rebalance_delay_ms": 0}) as c:
+    with Cluster(
+        brokers=2,
+        data_dir=tmp_path_factory.mktemp("bad-input"),
+        config={"group_initial_rebalance_delay_ms": 0},
+    ) as c:
         yield c
 
 
-@pytest.mark.parametrize("name, words", [
-    ("has space", ["' '", "letters, digits"]),
-    ("ümlaut", ["'ü'", "letters, digits"]),
-    ("a/b", ["'/'", "a-b"]),
-    ("", ["non-empty"]),
-    (".", ["not allowed"]),
-    ("x" * 250, ["250 characters", "249"]),
-    (None, ["non-empty string"]),
-])
+@pytest.mark.parametrize(
+    "name, words",
+    [
+        ("has space", ["' '", "letters, digits"]),
+        ("ümlaut", ["'ü'", "letters, digits"]),
+        ("a/b", ["'/'", "a-b"]),
+        ("", ["non-empty"]),
+        (".", ["not allowed"]),
+        ("x" * 250, ["250 characters", "249"]),
+        (None, ["non-empty string"]),
+    ],
+)
 def test_invalid_topic_names(cluster, name, words):
     before = cluster.topics()
     with pytest.raises(ValueError) as info:
@@ -86,10 +92,18 @@ def test_json_friendly_values_still_work(cluster, topic_name):
     import datetime
     import decimal
     import uuid
+
     cluster.create_topic(topic_name)
     p = cluster.producer()
-    p.send_and_wait(topic_name, {"at": datetime.date(2024, 5, 1), "amount": decimal.Decimal("9.50"),
-                                 "id": uuid.UUID(int=1), "tags": {"a"}})
+    p.send_and_wait(
+        topic_name,
+        {
+            "at": datetime.date(2024, 5, 1),
+            "amount": decimal.Decimal("9.50"),
+            "id": uuid.UUID(int=1),
+            "tags": {"a"},
+        },
+    )
     [rec] = cluster.consumer(None, topic_name).read(1, timeout=10)
     assert rec.value == {"at": "2024-05-01", "amount": "9.50", "id": str(uuid.UUID(int=1)), "tags": ["a"]}
 
@@ -127,11 +141,14 @@ def test_data_dir_in_use_by_another_cluster(cluster, topic_name):
     assert cluster.producer().send_and_wait(topic_name, "still here").offset == 0
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"brokers": 0}, "brokers must be a positive integer"),
-    ({"brokers": -2}, "brokers must be a positive integer"),
-    ({"brokers": 1, "port": 70000}, "port must be between 0 and 65535"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"brokers": 0}, "brokers must be a positive integer"),
+        ({"brokers": -2}, "brokers must be a positive integer"),
+        ({"brokers": 1, "port": 70000}, "port must be between 0 and 65535"),
+    ],
+)
 def test_bad_cluster_arguments(tmp_path, kwargs, match):
     with pytest.raises(ValueError, match=match):
         Cluster(data_dir=tmp_path / "c", **kwargs)

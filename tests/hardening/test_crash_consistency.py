@@ -30,8 +30,12 @@ def kill_all(cluster) -> None:
 
 def test_repeated_sigkill_of_all_brokers(fresh_cluster, topic_name):
     cluster = fresh_cluster(brokers=3)
-    cluster.create_topic(topic_name, partitions=2, replication_factor=3,
-                         config={"segment.bytes": 4096, "workbench.hot.segments": 0})
+    cluster.create_topic(
+        topic_name,
+        partitions=2,
+        replication_factor=3,
+        config={"segment.bytes": 4096, "workbench.hot.segments": 0},
+    )
     acked: list[bytes] = []
     failed = [0]
 
@@ -42,8 +46,14 @@ def test_repeated_sigkill_of_all_brokers(fresh_cluster, topic_name):
             failed[0] += 1
 
     for rnd in range(ROUNDS):
-        producer = Producer({"bootstrap.servers": cluster.bootstrap_servers, "enable.idempotence": True,
-                             "linger.ms": 2, "message.timeout.ms": 8000})
+        producer = Producer(
+            {
+                "bootstrap.servers": cluster.bootstrap_servers,
+                "enable.idempotence": True,
+                "linger.ms": 2,
+                "message.timeout.ms": 8000,
+            }
+        )
         stop = threading.Event()
 
         def produce(rnd=rnd, producer=producer, stop=stop):
@@ -73,8 +83,14 @@ def test_repeated_sigkill_of_all_brokers(fresh_cluster, topic_name):
         data = path.read_bytes()
         for h in iter_batch_headers(data):
             assert batch_crc_ok(data, h), f"{path}: CRC failure at {h.base_offset}"
-    consumer = Consumer({"bootstrap.servers": cluster.bootstrap_servers, "group.id": "crash",
-                         "enable.auto.commit": False, "check.crcs": True})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": cluster.bootstrap_servers,
+            "group.id": "crash",
+            "enable.auto.commit": False,
+            "check.crcs": True,
+        }
+    )
     seen: list[bytes] = []
     highs = {}
     for p in (0, 1):
@@ -93,7 +109,9 @@ def test_repeated_sigkill_of_all_brokers(fresh_cluster, topic_name):
     counts = collections.Counter(seen)
     missing = [v for v in acked if v not in counts]
     dups = [v for v, n in counts.items() if n > 1]
-    print(f"\ncrash consistency: {ROUNDS} rounds, {len(acked)} acknowledged, {failed[0]} not acknowledged, "
-          f"{len(seen)} read, {len(missing)} missing, {len(dups)} duplicated")
+    print(
+        f"\ncrash consistency: {ROUNDS} rounds, {len(acked)} acknowledged, {failed[0]} not acknowledged, "
+        f"{len(seen)} read, {len(missing)} missing, {len(dups)} duplicated"
+    )
     assert not missing, missing[:10]
     assert not dups, dups[:10]

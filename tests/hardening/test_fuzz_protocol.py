@@ -51,11 +51,19 @@ class Traffic:
         self.consumed: list[bytes] = []
         self._stop = threading.Event()
         self.producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 5})
-        self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "fuzz-health",
-                                  "auto.offset.reset": "earliest", "check.crcs": True})
+        self.consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": "fuzz-health",
+                "auto.offset.reset": "earliest",
+                "check.crcs": True,
+            }
+        )
         self.consumer.subscribe([topic])
-        self.threads = [threading.Thread(target=self._produce, daemon=True),
-                        threading.Thread(target=self._consume, daemon=True)]
+        self.threads = [
+            threading.Thread(target=self._produce, daemon=True),
+            threading.Thread(target=self._consume, daemon=True),
+        ]
 
     def start(self) -> Traffic:
         for t in self.threads:
@@ -116,8 +124,13 @@ def test_fuzz_campaign_keeps_broker_and_clients_alive(fresh_cluster, topic_name)
     slowest = [0.0]
     acked_at_start = len(traffic.acked)
 
-    @settings(max_examples=EXAMPLES, deadline=None, derandomize=False, database=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        derandomize=False,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
     @given(frame=any_frame(target))
     def campaign(frame: bytes) -> None:
         outcomes[exchange(port, frame)] += 1
@@ -130,8 +143,10 @@ def test_fuzz_campaign_keeps_broker_and_clients_alive(fresh_cluster, topic_name)
     finally:
         elapsed = time.monotonic() - started
         tried = sum(outcomes.values())
-        print(f"\nfuzz: {tried} inputs in {elapsed:.1f}s: {dict(outcomes)}; slowest health probe "
-              f"{slowest[0] * 1000:.0f} ms; broker RSS {rss_before >> 20} -> {rss(pid) >> 20} MiB")
+        print(
+            f"\nfuzz: {tried} inputs in {elapsed:.1f}s: {dict(outcomes)}; slowest health probe "
+            f"{slowest[0] * 1000:.0f} ms; broker RSS {rss_before >> 20} -> {rss(pid) >> 20} MiB"
+        )
     acked_during = len(traffic.acked) - acked_at_start
     traffic.stop()
     probe.close()
@@ -148,18 +163,31 @@ def test_corrupted_batches_are_refused_and_never_served(fresh_cluster, topic_nam
     from kafka.protocol.producer import ProduceRequest
 
     from workbench.protocol.records import batch_crc_ok, decode_records, iter_batch_headers
+
     cluster = fresh_cluster(brokers=1)
     cluster.create_topic(topic_name, partitions=1)
     client = WireClient.to(cluster.bootstrap_servers)
     codes: collections.Counter[int] = collections.Counter()
 
-    @settings(max_examples=max(60, EXAMPLES // 3), deadline=None, database=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=max(60, EXAMPLES // 3),
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
     @given(batch=corrupted_batches())
     def refuse(batch: bytes) -> None:
-        req = ProduceRequest(transactional_id=None, acks=1, timeout_ms=2000, topic_data=[
-            ProduceRequest.TopicProduceData(name=topic_name, partition_data=[
-                ProduceRequest.TopicProduceData.PartitionProduceData(index=0, records=batch)])])
+        req = ProduceRequest(
+            transactional_id=None,
+            acks=1,
+            timeout_ms=2000,
+            topic_data=[
+                ProduceRequest.TopicProduceData(
+                    name=topic_name,
+                    partition_data=[ProduceRequest.TopicProduceData.PartitionProduceData(index=0, records=batch)],
+                )
+            ],
+        )
         resp = client.request(req, 9)
         part = resp.responses[0].partition_responses[0]
         codes[part.error_code] += 1
@@ -188,23 +216,29 @@ def test_absurd_partition_counts_are_refused(fresh_cluster, count):
     from kafka.protocol.admin import CreateTopicsRequest
 
     from workbench.controller import topics
+
     if not hasattr(topics, "MAX_PARTITIONS"):
         # Without a limit the controller plans 2^31-1 partitions and the broker stops answering.
         pytest.xfail("needs the MAX_PARTITIONS patch to workbench/controller/topics.py (hardening report)")
     cluster = fresh_cluster(brokers=1)
     client = WireClient.to(cluster.bootstrap_servers)
     client.sock.settimeout(10)
-    req = CreateTopicsRequest(topics=[CreateTopicsRequest.CreatableTopic(
-        name="huge", num_partitions=count, replication_factor=1, assignments=[], configs=[])],
-        timeout_ms=5000, validate_only=False)
+    req = CreateTopicsRequest(
+        topics=[
+            CreateTopicsRequest.CreatableTopic(
+                name="huge", num_partitions=count, replication_factor=1, assignments=[], configs=[]
+            )
+        ],
+        timeout_ms=5000,
+        validate_only=False,
+    )
     resp = client.request(req, 5)
     assert resp.topics[0].error_code != 0, "a topic with an absurd partition count was created"
     assert healthy(WireClient.to(cluster.bootstrap_servers)) < 1.0
 
 
 def test_size_limit_closes_only_that_connection(fresh_cluster):
-    cluster = fresh_cluster(brokers=1, config={"socket_request_max_bytes": 4096,
-                                               "group_initial_rebalance_delay_ms": 0})
+    cluster = fresh_cluster(brokers=1, config={"socket_request_max_bytes": 4096, "group_initial_rebalance_delay_ms": 0})
     port = next(iter(cluster.brokers.values())).port
     assert exchange(port, struct.pack(">i", 4097) + b"x" * 4097) == "closed"
     assert exchange(port, struct.pack(">i", -1)) == "closed"

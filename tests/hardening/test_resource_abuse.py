@@ -37,11 +37,31 @@ def test_idle_slow_and_unread_connections_leave_others_unaffected(fresh_cluster,
     # without bound or block its event loop on it.
     hog = socket.create_connection(("127.0.0.1", port))
     hog.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    fetch = FetchRequest(replica_id=-1, max_wait_ms=0, min_bytes=0, max_bytes=1 << 20, isolation_level=0,
-                         session_id=0, session_epoch=-1, topics=[FetchRequest.FetchTopic(
-                             topic=topic_name, partitions=[FetchRequest.FetchTopic.FetchPartition(
-                                 partition=0, current_leader_epoch=-1, fetch_offset=0, log_start_offset=-1,
-                                 partition_max_bytes=1 << 20)])], forgotten_topics_data=[], rack_id="")
+    fetch = FetchRequest(
+        replica_id=-1,
+        max_wait_ms=0,
+        min_bytes=0,
+        max_bytes=1 << 20,
+        isolation_level=0,
+        session_id=0,
+        session_epoch=-1,
+        topics=[
+            FetchRequest.FetchTopic(
+                topic=topic_name,
+                partitions=[
+                    FetchRequest.FetchTopic.FetchPartition(
+                        partition=0,
+                        current_leader_epoch=-1,
+                        fetch_offset=0,
+                        log_start_offset=-1,
+                        partition_max_bytes=1 << 20,
+                    )
+                ],
+            )
+        ],
+        forgotten_topics_data=[],
+        rack_id="",
+    )
     fetch.API_VERSION = 11
     fetch.with_header(correlation_id=2, client_id="hog")
     fetch_bytes = bytes(fetch.encode(header=True, framed=True))
@@ -50,7 +70,7 @@ def test_idle_slow_and_unread_connections_leave_others_unaffected(fresh_cluster,
     worst = 0.0
     try:
         for i in range(6):
-            slow.send(slow_bytes[i:i + 1])  # one byte per second
+            slow.send(slow_bytes[i : i + 1])  # one byte per second
             for _ in range(50):
                 try:
                     hog.send(fetch_bytes)
@@ -69,8 +89,10 @@ def test_idle_slow_and_unread_connections_leave_others_unaffected(fresh_cluster,
         consumer.close()
         assert cluster.brokers[1].alive
     finally:
-        print(f"\nresource abuse: {IDLE} idle connections, slow-loris, {sent_fetches} unread fetches; "
-              f"worst produce+probe round trip {worst * 1000:.0f} ms")
-        for s in idle + [slow, hog]:
+        print(
+            f"\nresource abuse: {IDLE} idle connections, slow-loris, {sent_fetches} unread fetches; "
+            f"worst produce+probe round trip {worst * 1000:.0f} ms"
+        )
+        for s in [*idle, slow, hog]:
             s.close()
     assert worst < 2.0

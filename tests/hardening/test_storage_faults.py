@@ -35,8 +35,9 @@ def broker_log(cluster) -> str:
 
 def fill(fresh_cluster, topic: str, *, hot: int = 100, wait_parquet: bool = False):
     cluster = fresh_cluster(brokers=1)
-    cluster.create_topic(topic, 1, config={"segment.bytes": 2048, "workbench.hot.segments": hot,
-                                           "index.interval.bytes": 200})
+    cluster.create_topic(
+        topic, 1, config={"segment.bytes": 2048, "workbench.hot.segments": hot, "index.interval.bytes": 200}
+    )
     producer = cluster.producer(linger_ms=0)
     for i in range(N):  # batches of 4 records: several batches per segment, several index entries
         producer.send(topic, f"v-{i}")
@@ -61,8 +62,15 @@ def reopen(fresh_cluster, cluster):
 
 
 def consume_all(cluster, topic: str, timeout: float = 20.0) -> dict[int, str]:
-    c = Consumer({"bootstrap.servers": cluster.bootstrap_servers, "group.id": "storage-faults",
-                  "enable.auto.commit": False, "check.crcs": True, "auto.offset.reset": "earliest"})
+    c = Consumer(
+        {
+            "bootstrap.servers": cluster.bootstrap_servers,
+            "group.id": "storage-faults",
+            "enable.auto.commit": False,
+            "check.crcs": True,
+            "auto.offset.reset": "earliest",
+        }
+    )
     low, high = c.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
     c.assign([TopicPartition(topic, 0, low)])
     got: dict[int, str] = {}
@@ -165,8 +173,9 @@ def test_flipped_bytes_in_a_parquet_file(fresh_cluster, topic_name):
     got = consume_all(cluster, topic_name)
     check_served(got)
     text = broker_log(cluster)
-    m = re.search(r"damaged Parquet file .*?offsets (\d+)\.\.(\d+) are lost", text, re.DOTALL) or \
-        re.search(r"unreadable Parquet file", text)
+    m = re.search(r"damaged Parquet file .*?offsets (\d+)\.\.(\d+) are lost", text, re.DOTALL) or re.search(
+        r"unreadable Parquet file", text
+    )
     assert m, text[-2000:]
     assert (d / (victim.name + ".corrupt")).exists()
     lo, hi = int(victim.name.split(".")[0]), int(files[2].name.split(".")[0]) - 1
@@ -207,9 +216,19 @@ def test_missing_segment_file(fresh_cluster, topic_name):
 
 
 def _produce(client: WireClient, topic: str, values: list[bytes]):
-    req = ProduceRequest(transactional_id=None, acks=1, timeout_ms=5000, topic_data=[
-        ProduceRequest.TopicProduceData(name=topic, partition_data=[
-            ProduceRequest.TopicProduceData.PartitionProduceData(index=0, records=make_batch(values))])])
+    req = ProduceRequest(
+        transactional_id=None,
+        acks=1,
+        timeout_ms=5000,
+        topic_data=[
+            ProduceRequest.TopicProduceData(
+                name=topic,
+                partition_data=[
+                    ProduceRequest.TopicProduceData.PartitionProduceData(index=0, records=make_batch(values))
+                ],
+            )
+        ],
+    )
     return client.request(req, 9).responses[0].partition_responses[0]
 
 

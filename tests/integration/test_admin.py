@@ -15,7 +15,8 @@ from confluent_kafka.admin import (
     NewTopic,
 )
 from kafka import TopicPartition as KPTopicPartition
-from kafka.admin import KafkaAdminClient, NewTopic as KPNewTopic
+from kafka.admin import KafkaAdminClient
+from kafka.admin import NewTopic as KPNewTopic
 
 
 def admin(cluster) -> AdminClient:
@@ -24,8 +25,16 @@ def admin(cluster) -> AdminClient:
 
 def test_create_describe_alter_delete_topic(cluster, topic_name):
     a = admin(cluster)
-    fs = a.create_topics([NewTopic(topic_name, num_partitions=4, replication_factor=1,
-                                   config={"retention.ms": "3600000", "cleanup.policy": "delete"})])
+    fs = a.create_topics(
+        [
+            NewTopic(
+                topic_name,
+                num_partitions=4,
+                replication_factor=1,
+                config={"retention.ms": "3600000", "cleanup.policy": "delete"},
+            )
+        ]
+    )
     fs[topic_name].result(15)
     md = a.list_topics(topic_name, timeout=10).topics[topic_name]
     assert len(md.partitions) == 4
@@ -36,11 +45,19 @@ def test_create_describe_alter_delete_topic(cluster, topic_name):
     assert configs["retention.ms"].value == "3600000"
     assert configs["segment.bytes"].is_default
 
-    a.incremental_alter_configs([ConfigResource(ConfigResource.Type.TOPIC, topic_name, incremental_configs=[
-        ConfigEntry("retention.bytes", "1048576", incremental_operation=AlterConfigOpType.SET),
-        ConfigEntry("retention.ms", None, incremental_operation=AlterConfigOpType.DELETE),
-        ConfigEntry("min.insync.replicas", "1", incremental_operation=AlterConfigOpType.SET),
-    ])])[res].result(15)
+    a.incremental_alter_configs(
+        [
+            ConfigResource(
+                ConfigResource.Type.TOPIC,
+                topic_name,
+                incremental_configs=[
+                    ConfigEntry("retention.bytes", "1048576", incremental_operation=AlterConfigOpType.SET),
+                    ConfigEntry("retention.ms", None, incremental_operation=AlterConfigOpType.DELETE),
+                    ConfigEntry("min.insync.replicas", "1", incremental_operation=AlterConfigOpType.SET),
+                ],
+            )
+        ]
+    )[res].result(15)
     configs = a.describe_configs([res])[res].result(15)
     assert configs["retention.bytes"].value == "1048576"
     assert configs["retention.ms"].is_default
@@ -68,8 +85,9 @@ def test_errors_use_kafka_error_codes(cluster, topic_name):
         a.create_topics([NewTopic(topic_name + "x", 1, 7)])[topic_name + "x"].result(15)
     assert exc.value.args[0].code() == 38  # INVALID_REPLICATION_FACTOR
     with pytest.raises(KafkaException) as exc:
-        a.create_topics([NewTopic(topic_name + "y", 1, 1, config={"retention.ms": "soon"})])[
-            topic_name + "y"].result(15)
+        a.create_topics([NewTopic(topic_name + "y", 1, 1, config={"retention.ms": "soon"})])[topic_name + "y"].result(
+            15
+        )
     assert exc.value.args[0].code() == 40  # INVALID_CONFIG
     with pytest.raises(KafkaException) as exc:
         a.delete_topics(["does-not-exist"])["does-not-exist"].result(15)

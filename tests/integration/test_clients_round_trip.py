@@ -13,8 +13,12 @@ from tests.conftest import require_tool
 
 
 def consume_all(bootstrap: str, topic: str, expected: int, timeout: float = 30.0, **conf) -> list:
-    settings = {"bootstrap.servers": bootstrap, "group.id": f"reader-{topic}", "auto.offset.reset": "earliest",
-                "enable.auto.commit": False}
+    settings = {
+        "bootstrap.servers": bootstrap,
+        "group.id": f"reader-{topic}",
+        "auto.offset.reset": "earliest",
+        "enable.auto.commit": False,
+    }
     settings.update(conf)
     c = Consumer(settings)
     c.subscribe([topic])
@@ -34,8 +38,13 @@ def consume_all(bootstrap: str, topic: str, expected: int, timeout: float = 30.0
 
 def test_confluent_kafka_round_trip_keys_values_headers_timestamps(cluster, topic_name):
     cluster.create_topic(topic_name, partitions=3)
-    p = Producer({"bootstrap.servers": cluster.bootstrap_servers, "enable.idempotence": True,
-                  "compression.type": "lz4"})
+    p = Producer(
+        {
+            "bootstrap.servers": cluster.bootstrap_servers,
+            "enable.idempotence": True,
+            "compression.type": "lz4",
+        }
+    )
     sent = []
     for i in range(300):
         key = f"user-{i % 17}".encode()
@@ -76,34 +85,70 @@ def test_every_compression_codec_is_accepted(cluster, topic_name):
 def test_kafka_python_with_its_defaults_idempotent_acks_all(cluster, topic_name):
     producer = KafkaProducer(bootstrap_servers=cluster.bootstrap_servers)  # idempotent, acks=all by default
     assert producer.config["enable_idempotence"] is True
-    futures = [producer.send(topic_name, key=f"k{i}".encode(), value=f"v{i}".encode(),
-                             headers=[("h", b"x")], timestamp_ms=1_600_000_000_000 + i) for i in range(200)]
+    futures = [
+        producer.send(
+            topic_name,
+            key=f"k{i}".encode(),
+            value=f"v{i}".encode(),
+            headers=[("h", b"x")],
+            timestamp_ms=1_600_000_000_000 + i,
+        )
+        for i in range(200)
+    ]
     metas = [f.get(timeout=30) for f in futures]
     producer.close()
     assert all(m.offset >= 0 for m in metas)
-    consumer = KafkaConsumer(topic_name, bootstrap_servers=cluster.bootstrap_servers, group_id=f"g-{topic_name}",
-                             auto_offset_reset="earliest", consumer_timeout_ms=10000)
+    consumer = KafkaConsumer(
+        topic_name,
+        bootstrap_servers=cluster.bootstrap_servers,
+        group_id=f"g-{topic_name}",
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=10000,
+    )
     got = []
     for msg in consumer:
         got.append((msg.key, msg.value, msg.timestamp, msg.headers))
         if len(got) == 200:
             break
     consumer.close()
-    assert sorted(got) == sorted((f"k{i}".encode(), f"v{i}".encode(), 1_600_000_000_000 + i, [("h", b"x")])
-                                 for i in range(200))
+    assert sorted(got) == sorted(
+        (f"k{i}".encode(), f"v{i}".encode(), 1_600_000_000_000 + i, [("h", b"x")]) for i in range(200)
+    )
 
 
 def test_kcat_produces_and_consumes(cluster, topic_name):
     kcat = require_tool("kcat")
     lines = "\n".join(f"key{i}:value {i}" for i in range(50)) + "\n"
-    subprocess.run([kcat, "-b", cluster.bootstrap_servers, "-P", "-t", topic_name, "-K:"], input=lines.encode(),
-                   check=True, timeout=60)
-    out = subprocess.run([kcat, "-b", cluster.bootstrap_servers, "-C", "-t", topic_name, "-o", "beginning",
-                          "-e", "-q", "-f", "%k=%s\n"], capture_output=True, check=True, timeout=60)
+    subprocess.run(
+        [kcat, "-b", cluster.bootstrap_servers, "-P", "-t", topic_name, "-K:"],
+        input=lines.encode(),
+        check=True,
+        timeout=60,
+    )
+    out = subprocess.run(
+        [
+            kcat,
+            "-b",
+            cluster.bootstrap_servers,
+            "-C",
+            "-t",
+            topic_name,
+            "-o",
+            "beginning",
+            "-e",
+            "-q",
+            "-f",
+            "%k=%s\n",
+        ],
+        capture_output=True,
+        check=True,
+        timeout=60,
+    )
     got = sorted(out.stdout.decode().splitlines())
     assert got == sorted(f"key{i}=value {i}" for i in range(50))
-    meta = subprocess.run([kcat, "-b", cluster.bootstrap_servers, "-L", "-J"], capture_output=True, check=True,
-                          timeout=60)
+    meta = subprocess.run(
+        [kcat, "-b", cluster.bootstrap_servers, "-L", "-J"], capture_output=True, check=True, timeout=60
+    )
     listing = json.loads(meta.stdout)
     assert sorted(b["id"] for b in listing["brokers"]) == [1, 2, 3]
     assert topic_name in {t["topic"] for t in listing["topics"]}
@@ -118,6 +163,23 @@ def test_kcat_sees_records_from_confluent_and_kafka_python(cluster, topic_name):
     kp = KafkaProducer(bootstrap_servers=cluster.bootstrap_servers)
     kp.send(topic_name, key=b"b", value=b"from-kafka-python").get(timeout=30)
     kp.close()
-    out = subprocess.run([kcat, "-b", cluster.bootstrap_servers, "-C", "-t", topic_name, "-o", "beginning",
-                          "-e", "-q", "-f", "%s\n"], capture_output=True, check=True, timeout=60)
+    out = subprocess.run(
+        [
+            kcat,
+            "-b",
+            cluster.bootstrap_servers,
+            "-C",
+            "-t",
+            topic_name,
+            "-o",
+            "beginning",
+            "-e",
+            "-q",
+            "-f",
+            "%s\n",
+        ],
+        capture_output=True,
+        check=True,
+        timeout=60,
+    )
     assert sorted(out.stdout.decode().split()) == ["from-confluent", "from-kafka-python"]

@@ -70,9 +70,11 @@ def test_temporary_cluster_removes_its_directory():
 
 
 def test_data_dir_in_use_by_another_cluster_is_refused(tmp_path):
-    with Cluster(brokers=1, data_dir=tmp_path / "d"):
-        with pytest.raises(ClusterError, match="in use by another running cluster"):
-            Cluster(brokers=1, data_dir=tmp_path / "d")
+    with (
+        Cluster(brokers=1, data_dir=tmp_path / "d"),
+        pytest.raises(ClusterError, match="in use by another running cluster"),
+    ):
+        Cluster(brokers=1, data_dir=tmp_path / "d")
 
 
 def test_bad_arguments_say_what_to_do():
@@ -84,6 +86,7 @@ def test_bad_arguments_say_what_to_do():
 
 def test_given_base_port_is_used(tmp_path):
     import socket
+
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         base = s.getsockname()[1]
@@ -92,8 +95,11 @@ def test_given_base_port_is_used(tmp_path):
 
 
 def test_cli_up_prints_bootstrap_and_exits_zero_on_sigint(tmp_path, topic_name):
-    proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", "up", "--brokers", "2", "--data",
-                             str(tmp_path / "d")], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "workbench.cli", "up", "--brokers", "2", "--data", str(tmp_path / "d")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         line = proc.stdout.readline().decode().strip()
         assert line.startswith("bootstrap.servers=127.0.0.1:")
@@ -114,8 +120,7 @@ def test_cli_up_prints_bootstrap_and_exits_zero_on_sigint(tmp_path, topic_name):
 
 
 def test_cli_exits_zero_on_sigterm(tmp_path):
-    proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", "up", "--brokers", "1"],
-                            stdout=subprocess.PIPE)
+    proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", "up", "--brokers", "1"], stdout=subprocess.PIPE)
     assert proc.stdout.readline().startswith(b"bootstrap.servers=")
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(30) == 0

@@ -16,8 +16,14 @@ def produce_n(bootstrap: str, topic: str, n: int, start: int = 0) -> None:
 
 
 def new_consumer(bootstrap: str, group: str, topic: str, **conf) -> Consumer:
-    settings = {"bootstrap.servers": bootstrap, "group.id": group, "auto.offset.reset": "earliest",
-                "session.timeout.ms": 6000, "heartbeat.interval.ms": 500, "enable.auto.commit": False}
+    settings = {
+        "bootstrap.servers": bootstrap,
+        "group.id": group,
+        "auto.offset.reset": "earliest",
+        "session.timeout.ms": 6000,
+        "heartbeat.interval.ms": 500,
+        "enable.auto.commit": False,
+    }
     settings.update(conf)
     c = Consumer(settings)
     c.subscribe([topic])
@@ -56,13 +62,21 @@ def test_three_consumers_split_six_partitions_and_rebalance_on_leave_and_join(cl
     # One leaves: the remaining two take over all six partitions.
     consumers[2].close()
     rest = consumers[:2]
-    poll_until(rest, lambda: sorted(len(s) for s in assignments(rest)) == [3, 3]
-               and set().union(*assignments(rest)) == set(range(6)))
+    poll_until(
+        rest,
+        lambda: (
+            sorted(len(s) for s in assignments(rest)) == [3, 3] and set().union(*assignments(rest)) == set(range(6))
+        ),
+    )
     # A new one joins: back to two each.
     newcomer = new_consumer(cluster.bootstrap_servers, group, topic_name)
-    everyone = rest + [newcomer]
-    poll_until(everyone, lambda: all(len(s) == 2 for s in assignments(everyone))
-               and set().union(*assignments(everyone)) == set(range(6)))
+    everyone = [*rest, newcomer]
+    poll_until(
+        everyone,
+        lambda: (
+            all(len(s) == 2 for s in assignments(everyone)) and set().union(*assignments(everyone)) == set(range(6))
+        ),
+    )
     for c in everyone:
         c.close()
 
@@ -84,10 +98,17 @@ def test_committed_offsets_round_trip_with_metadata(cluster, topic_name):
     cluster.create_topic(topic_name, partitions=2)
     group = f"meta-{topic_name}"
     c = Consumer({"bootstrap.servers": cluster.bootstrap_servers, "group.id": group})
-    c.commit(offsets=[TopicPartition(topic_name, 0, 5, metadata="checkpoint ✓"),
-                      TopicPartition(topic_name, 1, 7, metadata="")], asynchronous=False)
-    got = {tp.partition: (tp.offset, tp.metadata) for tp in
-           c.committed([TopicPartition(topic_name, 0), TopicPartition(topic_name, 1)], timeout=10)}
+    c.commit(
+        offsets=[
+            TopicPartition(topic_name, 0, 5, metadata="checkpoint ✓"),
+            TopicPartition(topic_name, 1, 7, metadata=""),
+        ],
+        asynchronous=False,
+    )
+    got = {
+        tp.partition: (tp.offset, tp.metadata)
+        for tp in c.committed([TopicPartition(topic_name, 0), TopicPartition(topic_name, 1)], timeout=10)
+    }
     c.close()
     assert got == {0: (5, "checkpoint ✓"), 1: (7, "")}
 
@@ -108,8 +129,14 @@ def test_kafka_python_group_consumer_commits(cluster, topic_name):
     cluster.create_topic(topic_name, partitions=3)
     produce_n(cluster.bootstrap_servers, topic_name, 30)
     group = f"kp-{topic_name}"
-    consumer = KafkaConsumer(topic_name, bootstrap_servers=cluster.bootstrap_servers, group_id=group,
-                             auto_offset_reset="earliest", enable_auto_commit=False, consumer_timeout_ms=15000)
+    consumer = KafkaConsumer(
+        topic_name,
+        bootstrap_servers=cluster.bootstrap_servers,
+        group_id=group,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        consumer_timeout_ms=15000,
+    )
     got = []
     for msg in consumer:
         got.append(msg.value)

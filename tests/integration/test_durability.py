@@ -6,8 +6,8 @@ import time
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from workbench import Cluster
 from tests.conftest import FAST_GROUPS
+from workbench import Cluster
 
 
 def produce_acked(bootstrap: str, topic: str, n: int, prefix: str = "") -> set[bytes]:
@@ -25,8 +25,14 @@ def produce_acked(bootstrap: str, topic: str, n: int, prefix: str = "") -> set[b
 
 
 def read_all(bootstrap: str, topic: str, expected: int, group: str | None = None, timeout: float = 40.0):
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group or f"check-{time.monotonic_ns()}",
-                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    c = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": group or f"check-{time.monotonic_ns()}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
     c.subscribe([topic])
     out = []
     deadline = time.monotonic() + timeout
@@ -76,8 +82,14 @@ def test_group_resumes_from_committed_offsets_after_whole_cluster_restart(tmp_pa
         produce_acked(cluster.bootstrap_servers, topic_name, 600)
         first = read_all(cluster.bootstrap_servers, topic_name, 600, group=None)
         assert len(first) == 600
-        c = Consumer({"bootstrap.servers": cluster.bootstrap_servers, "group.id": group,
-                      "auto.offset.reset": "earliest", "enable.auto.commit": False})
+        c = Consumer(
+            {
+                "bootstrap.servers": cluster.bootstrap_servers,
+                "group.id": group,
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+            }
+        )
         c.subscribe([topic_name])
         got = 0
         deadline = time.monotonic() + 30

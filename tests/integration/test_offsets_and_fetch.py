@@ -39,6 +39,7 @@ def test_offsets_for_times_earliest_and_latest(cluster, topic_name):
 def test_kafka_python_offsets_for_times(cluster, topic_name):
     from kafka import KafkaConsumer
     from kafka import TopicPartition as KTP
+
     cluster.create_topic(topic_name, partitions=1)
     base = 1_650_000_000_000
     produce_with_timestamps(cluster.bootstrap_servers, topic_name, [base + 10 * i for i in range(10)])
@@ -54,13 +55,27 @@ def test_kafka_python_offsets_for_times(cluster, topic_name):
 
 
 def fetch_request(topic: str, offset: int, max_wait_ms: int, min_bytes: int) -> FetchRequest:
-    return FetchRequest(replica_id=-1, max_wait_ms=max_wait_ms, min_bytes=min_bytes, max_bytes=1 << 20,
-                        isolation_level=0, session_id=0, session_epoch=-1,
-                        topics=[FetchRequest.FetchTopic(topic=topic, partitions=[
-                            FetchRequest.FetchTopic.FetchPartition(partition=0, fetch_offset=offset,
-                                                                   log_start_offset=-1,
-                                                                   partition_max_bytes=1 << 20)])],
-                        forgotten_topics_data=[], rack_id="")
+    return FetchRequest(
+        replica_id=-1,
+        max_wait_ms=max_wait_ms,
+        min_bytes=min_bytes,
+        max_bytes=1 << 20,
+        isolation_level=0,
+        session_id=0,
+        session_epoch=-1,
+        topics=[
+            FetchRequest.FetchTopic(
+                topic=topic,
+                partitions=[
+                    FetchRequest.FetchTopic.FetchPartition(
+                        partition=0, fetch_offset=offset, log_start_offset=-1, partition_max_bytes=1 << 20
+                    )
+                ],
+            )
+        ],
+        forgotten_topics_data=[],
+        rack_id="",
+    )
 
 
 def test_fetch_waits_up_to_max_wait_then_returns_empty(cluster, topic_name):

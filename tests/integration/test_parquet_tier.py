@@ -12,13 +12,23 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 def test_sealed_segments_are_parquet_and_old_offsets_are_served_from_it(cluster, topic_name):
     # Tiny segments, no raw segments kept once converted: reading from offset 0 must come from Parquet.
-    cluster.create_topic(topic_name, partitions=1, replication_factor=1, config={"segment.bytes": "4096",
-                                                           "workbench.hot.segments": "0"})
+    cluster.create_topic(
+        topic_name,
+        partitions=1,
+        replication_factor=1,
+        config={"segment.bytes": "4096", "workbench.hot.segments": "0"},
+    )
     p = Producer({"bootstrap.servers": cluster.bootstrap_servers, "linger.ms": 0, "compression.type": "zstd"})
     base_ts = int(time.time() * 1000) - 60_000  # recent: older records would fall to retention.ms (7 days)
     for i in range(500):
-        p.produce(topic_name, key=f"k{i}".encode(), value=f'{{"n": {i}}}'.encode(), headers=[("i", str(i).encode())],
-                  timestamp=base_ts + i, partition=0)
+        p.produce(
+            topic_name,
+            key=f"k{i}".encode(),
+            value=f'{{"n": {i}}}'.encode(),
+            headers=[("i", str(i).encode())],
+            timestamp=base_ts + i,
+            partition=0,
+        )
         if i % 25 == 0:
             p.flush(10)
     assert p.flush(15) == 0
@@ -38,13 +48,20 @@ def test_sealed_segments_are_parquet_and_old_offsets_are_served_from_it(cluster,
     # Any Parquet reader opens the topic; DuckDB sees hive partitioning.
     table = pq.read_table(files[0])
     assert {"offset", "timestamp", "key", "value", "headers"} <= set(table.column_names)
-    rows = duckdb.sql(f"""select count(*), min("offset"), min("partition") from read_parquet('{pattern}', """
-                      """hive_partitioning=true)""").fetchall()[0]
+    rows = duckdb.sql(
+        f"""select count(*), min("offset"), min("partition") from read_parquet('{pattern}', """
+        """hive_partitioning=true)"""
+    ).fetchall()[0]
     assert rows[0] > 0 and rows[1] == 0 and rows[2] == 0
 
     # A consumer from the beginning gets every record, in order, with keys, headers and timestamps.
-    c = Consumer({"bootstrap.servers": cluster.bootstrap_servers, "group.id": f"pq-{topic_name}",
-                  "enable.auto.commit": False})
+    c = Consumer(
+        {
+            "bootstrap.servers": cluster.bootstrap_servers,
+            "group.id": f"pq-{topic_name}",
+            "enable.auto.commit": False,
+        }
+    )
     c.assign([TopicPartition(topic_name, 0, 0)])
     got = []
     deadline = time.monotonic() + 30
@@ -103,8 +120,12 @@ def _maps_arrow(pid: int) -> bool:
 
 def test_conversion_runs_in_an_idle_priority_process_that_dies_with_the_broker(fresh_cluster, topic_name):
     cluster = fresh_cluster(brokers=1)
-    cluster.create_topic(topic_name, partitions=1, replication_factor=1,
-                         config={"segment.bytes": "4096", "workbench.hot.segments": "0"})
+    cluster.create_topic(
+        topic_name,
+        partitions=1,
+        replication_factor=1,
+        config={"segment.bytes": "4096", "workbench.hot.segments": "0"},
+    )
     broker_pid = cluster.broker_pids()[1]
     # An idle broker has not loaded pyarrow: that is most of its memory otherwise.
     assert not _maps_arrow(broker_pid)
@@ -142,6 +163,7 @@ def test_conversion_runs_in_an_idle_priority_process_that_dies_with_the_broker(f
         if open(f"/proc/{converter}/stat").read().split(")")[1].split()[0] == "Z":
             break  # exited, waiting to be reaped by init
         time.sleep(0.05)
-    alive = os.path.exists(f"/proc/{converter}") and \
-        open(f"/proc/{converter}/stat").read().split(")")[1].split()[0] != "Z"
+    alive = (
+        os.path.exists(f"/proc/{converter}") and open(f"/proc/{converter}/stat").read().split(")")[1].split()[0] != "Z"
+    )
     assert not alive, "the converter outlived its broker"

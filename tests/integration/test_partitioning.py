@@ -27,8 +27,12 @@ def test_confluent_kafka_murmur2_partitioner_matches_java_clients(cluster, topic
     producer = Producer({"bootstrap.servers": cluster.bootstrap_servers, "partitioner": "murmur2_random"})
     delivered = []
     for i in range(60):
-        producer.produce(topic_name, key=f"order-{i}".encode(), value=b"x",
-                         on_delivery=lambda err, msg: delivered.append((err, msg.key(), msg.partition())))
+        producer.produce(
+            topic_name,
+            key=f"order-{i}".encode(),
+            value=b"x",
+            on_delivery=lambda err, msg: delivered.append((err, msg.key(), msg.partition())),
+        )
     producer.flush(30)
     assert len(delivered) == 60
     for err, key, partition in delivered:

@@ -99,8 +99,9 @@ def test_failover_loses_nothing_and_a_restarted_member_catches_up(tmp_path):
             await q.start(old)  # from its directory: it replays and catches up
             await q.servers[old].wait_for_commit(new_leader.commit_index, timeout=5)
             assert q.user_payloads(old) == records
-            assert [(e.term, e.index) for e in q.applied[old]] == \
-                   [(e.term, e.index) for e in q.applied[new_leader.node_id]][:len(q.applied[old])]
+            assert [(e.term, e.index) for e in q.applied[old]] == [
+                (e.term, e.index) for e in q.applied[new_leader.node_id]
+            ][: len(q.applied[old])]
             assert not q.servers[old].is_leader  # pre-vote: rejoining does not depose anyone
         finally:
             await q.close()
@@ -155,9 +156,11 @@ def test_a_malformed_peer_frame_closes_only_that_connection(tmp_path):
             leader = await q.leader()
             victim = next(s for s in q.servers.values() if not s.is_leader)
             unknown = json.dumps({"type": "Nope"}).encode()
-            for garbage in (b"\x00\x00\x00\x05hello",  # not JSON
-                            b"\xff\xff\xff\xff",  # a 4 GiB frame
-                            len(unknown).to_bytes(4, "big") + unknown):  # JSON, but no such message
+            for garbage in (
+                b"\x00\x00\x00\x05hello",  # not JSON
+                b"\xff\xff\xff\xff",  # a 4 GiB frame
+                len(unknown).to_bytes(4, "big") + unknown,
+            ):  # JSON, but no such message
                 reader, writer = await asyncio.open_connection(*victim.address)
                 writer.write(garbage)
                 await writer.drain()
@@ -174,6 +177,7 @@ def test_a_malformed_peer_frame_closes_only_that_connection(tmp_path):
 
 def test_measure_failover_and_commit_latency(tmp_path):
     """Prints the numbers the controller cares about; asserts only generous bounds."""
+
     async def scenario():
         q = Quorum(tmp_path)
         await q.start_all()
@@ -194,10 +198,14 @@ def test_measure_failover_and_commit_latency(tmp_path):
         finally:
             await q.close()
         latencies.sort()
-        print(f"\nfailover: median {statistics.median(failovers) * 1000:.0f} ms, "
-              f"all {[round(f * 1000) for f in failovers]} ms")
-        print(f"commit latency: median {statistics.median(latencies) * 1000:.2f} ms, "
-              f"p95 {latencies[int(len(latencies) * 0.95)] * 1000:.2f} ms over {len(latencies)} proposals")
+        print(
+            f"\nfailover: median {statistics.median(failovers) * 1000:.0f} ms, "
+            f"all {[round(f * 1000) for f in failovers]} ms"
+        )
+        print(
+            f"commit latency: median {statistics.median(latencies) * 1000:.2f} ms, "
+            f"p95 {latencies[int(len(latencies) * 0.95)] * 1000:.2f} ms over {len(latencies)} proposals"
+        )
         assert statistics.median(failovers) < 2.0
 
     run(scenario(), timeout=120)

@@ -33,8 +33,13 @@ def produce_acked(bootstrap: str, topic: str, n: int, *, prefix: str = "", key=N
     def on_delivery(err, msg):
         (failed if err else acked).append((err, msg.value()))
 
-    settings = {"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all", "linger.ms": 2,
-                "message.timeout.ms": 15000}
+    settings = {
+        "bootstrap.servers": bootstrap,
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": 2,
+        "message.timeout.ms": 15000,
+    }
     settings.update(conf)
     p = Producer(settings)
     for i in range(n):
@@ -71,8 +76,11 @@ def test_leader_failover_after_sigkill_loses_nothing(fresh_cluster, topic_name):
     victim = int(partitions_of(cluster, topic_name).leader.iloc[0])
     t0 = time.monotonic()
     cluster.kill_broker(victim)
-    wait_until(lambda: victim not in set(partitions_of(cluster, topic_name).leader), timeout=15,
-               message="new leaders")
+    wait_until(
+        lambda: victim not in set(partitions_of(cluster, topic_name).leader),
+        timeout=15,
+        message="new leaders",
+    )
     failover = time.monotonic() - t0
     print(f"\nleader failover after SIGKILL took {failover:.2f}s")
     assert failover < 9.0  # well inside Kafka's default broker session timeout
@@ -82,13 +90,22 @@ def test_leader_failover_after_sigkill_loses_nothing(fresh_cluster, topic_name):
     assert sorted(values) == sorted(v for _, v in acked + more)
     # The returning broker truncates, catches up, rejoins the ISR, and gets its leadership back.
     cluster.restart_broker(victim)
-    wait_until(lambda: all(victim in i for i in partitions_of(cluster, topic_name).isr), timeout=30,
-               message="victim back in every ISR")
+    wait_until(
+        lambda: all(victim in i for i in partitions_of(cluster, topic_name).isr),
+        timeout=30,
+        message="victim back in every ISR",
+    )
     cluster.rebalance_leaders()
-    wait_until(lambda: (lambda p: bool((p.leader == p.replicas.str[0]).all()))(partitions_of(cluster, topic_name)),
-               timeout=15, message="preferred leaders")
-    wait_until(lambda: (lambda p: bool((p.high_watermark == p.log_end_offset).all()))(
-        partitions_of(cluster, topic_name)), timeout=10, message="high watermark == log end offset")
+    wait_until(
+        lambda: (lambda p: bool((p.leader == p.replicas.str[0]).all()))(partitions_of(cluster, topic_name)),
+        timeout=15,
+        message="preferred leaders",
+    )
+    wait_until(
+        lambda: (lambda p: bool((p.high_watermark == p.log_end_offset).all()))(partitions_of(cluster, topic_name)),
+        timeout=10,
+        message="high watermark == log end offset",
+    )
     events = history.frame()
     history.stop()
     assert (events.old_leader == victim).any()
@@ -106,15 +123,20 @@ def test_two_of_three_down_refuses_acks_all_then_recovers(fresh_cluster, topic_n
         cluster.kill_broker(b)
     # With two of three brokers gone, the controller quorum has no majority either: the ISR cannot
     # shrink, so the high watermark cannot move and acks=all writes fail (not silently lost).
-    _, failed = produce_acked(cluster.bootstrap_servers, topic_name, 5, prefix="refused-",
-                              **{"message.timeout.ms": 3000})
+    _, failed = produce_acked(
+        cluster.bootstrap_servers, topic_name, 5, prefix="refused-", **{"message.timeout.ms": 3000}
+    )
     assert len(failed) == 5
-    assert {err.code() for err, _ in failed} <= {KafkaError.NOT_ENOUGH_REPLICAS, KafkaError._MSG_TIMED_OUT,
-                                                 KafkaError.NOT_ENOUGH_REPLICAS_AFTER_APPEND,
-                                                 KafkaError.REQUEST_TIMED_OUT}
+    assert {err.code() for err, _ in failed} <= {
+        KafkaError.NOT_ENOUGH_REPLICAS,
+        KafkaError._MSG_TIMED_OUT,
+        KafkaError.NOT_ENOUGH_REPLICAS_AFTER_APPEND,
+        KafkaError.REQUEST_TIMED_OUT,
+    }
     cluster.restart_broker(others[0])
-    more, failed = produce_acked(cluster.bootstrap_servers, topic_name, 10, prefix="resumed-",
-                                 **{"message.timeout.ms": 30000})
+    more, failed = produce_acked(
+        cluster.bootstrap_servers, topic_name, 10, prefix="resumed-", **{"message.timeout.ms": 30000}
+    )
     assert len(more) == 10 and not failed
     c = Consumer({"bootstrap.servers": cluster.bootstrap_servers, "group.id": f"hw-{topic_name}"})
     _, high = c.get_watermark_offsets(TopicPartition(topic_name, 0), timeout=10)
@@ -134,12 +156,21 @@ def test_controlled_shutdown_causes_no_client_errors(fresh_cluster, topic_name):
     stop = threading.Event()
 
     def run():
-        p = Producer({"bootstrap.servers": cluster.bootstrap_servers, "enable.idempotence": True, "acks": "all",
-                      "linger.ms": 5})
+        p = Producer(
+            {
+                "bootstrap.servers": cluster.bootstrap_servers,
+                "enable.idempotence": True,
+                "acks": "all",
+                "linger.ms": 5,
+            }
+        )
         i = 0
         while not stop.is_set():
-            p.produce(topic_name, value=str(i).encode(),
-                      on_delivery=lambda err, msg: (errors if err else acked).append(err or msg.value()))
+            p.produce(
+                topic_name,
+                value=str(i).encode(),
+                on_delivery=lambda err, msg: (errors if err else acked).append(err or msg.value()),
+            )
             p.poll(0.002)
             i += 1
         p.flush(30)
@@ -162,8 +193,15 @@ def test_group_coordinator_moves_and_consumers_resume(fresh_cluster, topic_name)
     cluster.create_topic(topic_name, partitions=3)
     acked, _ = produce_acked(cluster.bootstrap_servers, topic_name, 300)
     group = f"survivor-{topic_name}"
-    c = Consumer({"bootstrap.servers": cluster.bootstrap_servers, "group.id": group,
-                  "auto.offset.reset": "earliest", "enable.auto.commit": False, "session.timeout.ms": 6000})
+    c = Consumer(
+        {
+            "bootstrap.servers": cluster.bootstrap_servers,
+            "group.id": group,
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "session.timeout.ms": 6000,
+        }
+    )
     c.subscribe([topic_name])
     seen = []
     deadline = time.monotonic() + 30
@@ -178,16 +216,27 @@ def test_group_coordinator_moves_and_consumers_resume(fresh_cluster, topic_name)
     from kafka.protocol.metadata import FindCoordinatorRequest
 
     from workbench.protocol.blocking_client import WireClient
+
     wire = WireClient.to(cluster.bootstrap_servers)
     coordinator = wire.request(FindCoordinatorRequest(key=group, key_type=0), 3).node_id
     wire.close()
     assert coordinator in cluster.brokers
     cluster.kill_broker(coordinator)
-    c2 = Consumer({"bootstrap.servers": cluster.bootstrap_servers, "group.id": group,
-                   "auto.offset.reset": "earliest", "enable.auto.commit": False})
-    committed = wait_until(lambda: (lambda r: r if sum(max(tp.offset, 0) for tp in r) == 150 else None)(
-        c2.committed([TopicPartition(topic_name, p) for p in range(3)], timeout=5)), timeout=30,
-        message="committed offsets readable from the new coordinator")
+    c2 = Consumer(
+        {
+            "bootstrap.servers": cluster.bootstrap_servers,
+            "group.id": group,
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    committed = wait_until(
+        lambda: (lambda r: r if sum(max(tp.offset, 0) for tp in r) == 150 else None)(
+            c2.committed([TopicPartition(topic_name, p) for p in range(3)], timeout=5)
+        ),
+        timeout=30,
+        message="committed offsets readable from the new coordinator",
+    )
     assert sum(max(tp.offset, 0) for tp in committed) == 150
     c2.subscribe([topic_name])
     rest = []
@@ -211,12 +260,26 @@ def test_chaos_kills_and_restarts_lose_and_duplicate_nothing(fresh_cluster, topi
     stop = threading.Event()
 
     def produce():
-        p = Producer({"bootstrap.servers": cluster.bootstrap_servers, "enable.idempotence": True, "acks": "all",
-                      "linger.ms": 5, "message.timeout.ms": 60000, "partitioner": "murmur2_random"})
+        p = Producer(
+            {
+                "bootstrap.servers": cluster.bootstrap_servers,
+                "enable.idempotence": True,
+                "acks": "all",
+                "linger.ms": 5,
+                "message.timeout.ms": 60000,
+                "partitioner": "murmur2_random",
+            }
+        )
         i = 0
         while not stop.is_set():
-            p.produce(topic_name, key=f"k{i % 97}".encode(), value=str(i).encode(), on_delivery=lambda err, msg: (
-                failed.append(err) if err else acked.append((msg.partition(), msg.offset(), msg.value()))))
+            p.produce(
+                topic_name,
+                key=f"k{i % 97}".encode(),
+                value=str(i).encode(),
+                on_delivery=lambda err, msg: (
+                    failed.append(err) if err else acked.append((msg.partition(), msg.offset(), msg.value()))
+                ),
+            )
             p.poll(0.001)
             i += 1
             if i % 2000 == 0:
@@ -229,6 +292,7 @@ def test_chaos_kills_and_restarts_lose_and_duplicate_nothing(fresh_cluster, topi
 
     def watch():
         from workbench.describe import metadata
+
         while not stop.is_set():
             try:
                 md = metadata(cluster.bootstrap_servers)
@@ -268,15 +332,24 @@ def test_chaos_kills_and_restarts_lose_and_duplicate_nothing(fresh_cluster, topi
             kills += 1
             time.sleep(1.5)
             cluster.restart_broker(victim)
-            wait_until(lambda: all(len(i) >= 2 for i in partitions_of(cluster, topic_name).isr), timeout=30,
-                       message="ISR of two or more")
+            wait_until(
+                lambda: all(len(i) >= 2 for i in partitions_of(cluster, topic_name).isr),
+                timeout=30,
+                message="ISR of two or more",
+            )
     finally:
         time.sleep(1.0)
         stop.set()
         producer.join(120)
         watcher.join(10)
-    c = Consumer({"bootstrap.servers": cluster.bootstrap_servers, "group.id": f"verify-{topic_name}",
-                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    c = Consumer(
+        {
+            "bootstrap.servers": cluster.bootstrap_servers,
+            "group.id": f"verify-{topic_name}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
     c.subscribe([topic_name])
     # The log, read back: one entry per (partition, offset). A consumer may be handed the same offset
     # twice (at-least-once delivery across leader moves); that is not a duplicate in the log, so
@@ -301,9 +374,11 @@ def test_chaos_kills_and_restarts_lose_and_duplicate_nothing(fresh_cluster, topi
     got = set(values)
     lost = [v for _, _, v in acked if v not in got]
     duplicated = len(values) - len(got)  # one value stored at two offsets
-    print(f"\nchaos: kills={kills} acknowledged={len(acked)} failed={len(failed)} lost={len(lost)} "
-          f"duplicated={duplicated} redelivered_by_consumer={redelivered} "
-          f"longest_leaderless_window={longest[0]:.2f}s")
+    print(
+        f"\nchaos: kills={kills} acknowledged={len(acked)} failed={len(failed)} lost={len(lost)} "
+        f"duplicated={duplicated} redelivered_by_consumer={redelivered} "
+        f"longest_leaderless_window={longest[0]:.2f}s"
+    )
     assert kills >= 10
     assert not lost
     assert duplicated == 0

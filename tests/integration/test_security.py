@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import stat
 import struct
 import uuid
@@ -36,8 +35,14 @@ MECHANISMS = ["PLAIN", "SCRAM-SHA-256"]
 
 @pytest.fixture(scope="module")
 def secured(tmp_path_factory):
-    with Cluster(brokers=3, data_dir=tmp_path_factory.mktemp("secured"), config=FAST_GROUPS, users=USERS,
-                 acls=ACLS, super_users=["User:admin"]) as c:
+    with Cluster(
+        brokers=3,
+        data_dir=tmp_path_factory.mktemp("secured"),
+        config=FAST_GROUPS,
+        users=USERS,
+        acls=ACLS,
+        super_users=["User:admin"],
+    ) as c:
         admin = c.as_user("admin", "admin-pw")
         admin.create_topic("orders", partitions=3, replication_factor=3)
         admin.create_topic("payroll", partitions=1, replication_factor=3)
@@ -65,6 +70,7 @@ def _login(w: WireClient, user: str, password: str, mechanism: str = "PLAIN"):
 
 
 # -- confluent-kafka -----------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("mechanism", MECHANISMS)
 def test_confluent_good_credentials_produce_and_consume(secured, mechanism):
@@ -98,6 +104,7 @@ def test_clients_without_credentials_fail_clearly(secured):
             make()
     # A client that ignores SASL altogether gets its connection closed (nothing is served).
     from confluent_kafka.admin import AdminClient
+
     with pytest.raises(KafkaException):
         AdminClient({"bootstrap.servers": secured.bootstrap_servers}).list_topics(timeout=3)
 
@@ -108,16 +115,17 @@ def test_topic_acls(secured):
     assert alice.topics() == ["orders"]
     assert "payroll" in secured.as_user("admin", "admin-pw").topics()
     # Write denied on payroll.
-    with pytest.raises(Exception, match="(?i)authoriz"):
+    with pytest.raises(Exception, match=r"(?i)authoriz"):
         alice.producer().send_and_wait("payroll", {"x": 1}, timeout=15)
     # bob may read orders but not write it: InitProducerId (idempotence) needs Write somewhere.
-    with pytest.raises(Exception, match="(?i)authoriz"):
-        secured.as_user("bob", "bob-pw").producer(enable_idempotence=False).send_and_wait("orders", {"x": 1},
-                                                                                          timeout=15)
+    with pytest.raises(Exception, match=r"(?i)authoriz"):
+        secured.as_user("bob", "bob-pw").producer(enable_idempotence=False).send_and_wait(
+            "orders", {"x": 1}, timeout=15
+        )
     # Create and delete need their own ACLs.
-    with pytest.raises(ValueError, match="(?i)authoriz"):
+    with pytest.raises(ValueError, match=r"(?i)authoriz"):
         alice.create_topic("alice-new")
-    with pytest.raises(ValueError, match="(?i)authoriz"):
+    with pytest.raises(ValueError, match=r"(?i)authoriz"):
         alice.delete_topic("orders")
     assert "orders" in secured.as_user("admin", "admin-pw").topics()
 
@@ -142,21 +150,32 @@ def test_group_acls(secured):
 
 # -- kafka-python ----------------------------------------------------------------------------------
 
+
 def _kafka_python_conf(c, mechanism, user, password):
-    return {"bootstrap_servers": c.bootstrap_servers, "security_protocol": "SASL_PLAINTEXT",
-            "sasl_mechanism": mechanism, "sasl_plain_username": user, "sasl_plain_password": password,
-            "request_timeout_ms": 10000}
+    return {
+        "bootstrap_servers": c.bootstrap_servers,
+        "security_protocol": "SASL_PLAINTEXT",
+        "sasl_mechanism": mechanism,
+        "sasl_plain_username": user,
+        "sasl_plain_password": password,
+        "request_timeout_ms": 10000,
+    }
 
 
 @pytest.mark.parametrize("mechanism", MECHANISMS)
 def test_kafka_python_good_credentials(secured, mechanism):
     from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
     producer = KafkaProducer(**_kafka_python_conf(secured, mechanism, "alice", "alice-pw"))
     value = uuid.uuid4().hex.encode()
     meta = producer.send("orders", value).get(timeout=20)
     producer.close()
-    consumer = KafkaConsumer(group_id="billing", enable_auto_commit=False, consumer_timeout_ms=15000,
-                             **_kafka_python_conf(secured, mechanism, "alice", "alice-pw"))
+    consumer = KafkaConsumer(
+        group_id="billing",
+        enable_auto_commit=False,
+        consumer_timeout_ms=15000,
+        **_kafka_python_conf(secured, mechanism, "alice", "alice-pw"),
+    )
     tp = TopicPartition("orders", meta.partition)
     consumer.assign([tp])
     consumer.seek(tp, meta.offset)
@@ -170,10 +189,12 @@ def test_kafka_python_good_credentials(secured, mechanism):
 def test_kafka_python_bad_credentials(secured, mechanism):
     from kafka import KafkaProducer
     from kafka.errors import KafkaError as KafkaPythonError
+
     # kafka-python reports a failed SASL login as a metadata timeout; the broker log names the cause.
     with pytest.raises(KafkaPythonError):
-        producer = KafkaProducer(max_block_ms=3000, api_version=(3, 0),
-                                 **_kafka_python_conf(secured, mechanism, "mallory", "nope"))
+        producer = KafkaProducer(
+            max_block_ms=3000, api_version=(3, 0), **_kafka_python_conf(secured, mechanism, "mallory", "nope")
+        )
         producer.send("orders", b"x").get(timeout=10)
     logs = "".join((secured.data_dir / f"broker-{b}" / "broker.log").read_text() for b in secured.brokers)
     assert f"authentication failed ({mechanism}, user 'mallory')" in logs
@@ -182,13 +203,15 @@ def test_kafka_python_bad_credentials(secured, mechanism):
 def test_kafka_python_topic_denied(secured):
     from kafka import KafkaProducer
     from kafka.errors import KafkaError as KafkaPythonError
+
     producer = KafkaProducer(max_block_ms=5000, **_kafka_python_conf(secured, "SCRAM-SHA-256", "alice", "alice-pw"))
-    with pytest.raises(KafkaPythonError, match="(?i)authoriz"):
+    with pytest.raises(KafkaPythonError, match=r"(?i)authoriz"):
         producer.send("payroll", b"x").get(timeout=10)
     producer.close()
 
 
 # -- the wire: gate, handshake versions, inter-broker privileges ------------------------------------
+
 
 def test_api_versions_advertise_sasl_only_when_enabled(secured, tmp_path):
     w = _wire(secured)
@@ -226,9 +249,16 @@ def test_requests_before_authentication_close_the_connection(secured):
 def test_wire_login_good_and_bad(secured, mechanism):
     w = _wire(secured)
     assert _login(w, "alice", "alice-pw", mechanism).error_code == 0
-    md = w.request(MetadataRequest(topics=[MetadataRequest.MetadataRequestTopic(name="payroll"),
-                                           MetadataRequest.MetadataRequestTopic(name="orders")],
-                                   allow_auto_topic_creation=False), 9)
+    md = w.request(
+        MetadataRequest(
+            topics=[
+                MetadataRequest.MetadataRequestTopic(name="payroll"),
+                MetadataRequest.MetadataRequestTopic(name="orders"),
+            ],
+            allow_auto_topic_creation=False,
+        ),
+        9,
+    )
     errors = {t.name: t.error_code for t in md.topics}
     assert errors == {"orders": 0, "payroll": 29}
     assert w.request(SaslHandshakeRequest(mechanism=mechanism), 1).error_code == 34  # already authenticated
@@ -265,13 +295,32 @@ def test_inter_broker_privileges_are_refused_to_users(secured):
     # A fetch posing as a follower (replica_id >= 0) is refused.
     w = _wire(secured)
     assert _login(w, "alice", "alice-pw").error_code == 0
-    req = FetchRequest(replica_id=2, max_wait_ms=0, min_bytes=1, max_bytes=1 << 20, isolation_level=0,
-                       session_id=0, session_epoch=-1, forgotten_topics_data=[], rack_id="",
-                       topics=[FetchRequest.FetchTopic(topic="orders", partitions=[
-                           FetchRequest.FetchTopic.FetchPartition(partition=0, current_leader_epoch=-1,
-                                                                  fetch_offset=0, last_fetched_epoch=-1,
-                                                                  log_start_offset=-1,
-                                                                  partition_max_bytes=1 << 20)])])
+    req = FetchRequest(
+        replica_id=2,
+        max_wait_ms=0,
+        min_bytes=1,
+        max_bytes=1 << 20,
+        isolation_level=0,
+        session_id=0,
+        session_epoch=-1,
+        forgotten_topics_data=[],
+        rack_id="",
+        topics=[
+            FetchRequest.FetchTopic(
+                topic="orders",
+                partitions=[
+                    FetchRequest.FetchTopic.FetchPartition(
+                        partition=0,
+                        current_leader_epoch=-1,
+                        fetch_offset=0,
+                        last_fetched_epoch=-1,
+                        log_start_offset=-1,
+                        partition_max_bytes=1 << 20,
+                    )
+                ],
+            )
+        ],
+    )
     resp = w.request(req, 12)
     assert [p.error_code for t in resp.responses for p in t.partitions] == [29]
 
@@ -288,6 +337,7 @@ def test_replication_works_with_inter_broker_authentication(secured):
 
 
 # -- listeners and files -----------------------------------------------------------------------------
+
 
 def _listening(port: int) -> list[str]:
     """Local addresses listening on `port`, from /proc/net/tcp{,6}."""
@@ -345,9 +395,13 @@ def test_bad_security_arguments(tmp_path):
     with pytest.raises(ValueError, match="reserved"):
         Cluster(brokers=1, data_dir=tmp_path / "b", users={"broker": "x"}, start=False)
     with pytest.raises(ValueError, match="operation"):
-        Cluster(brokers=1, data_dir=tmp_path / "c", users={"a": "x"}, acls=[{"principal": "User:a",
-                                                                            "operation": "Eat", "topic": "t"}],
-                start=False)
+        Cluster(
+            brokers=1,
+            data_dir=tmp_path / "c",
+            users={"a": "x"},
+            acls=[{"principal": "User:a", "operation": "Eat", "topic": "t"}],
+            start=False,
+        )
     with pytest.raises(ValueError, match="sasl_mechanisms"):
         Cluster(brokers=1, data_dir=tmp_path / "d", users={"a": "x"}, sasl_mechanisms=["GSSAPI"], start=False)
     with pytest.raises(ValueError, match="config="):

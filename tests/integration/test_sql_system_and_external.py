@@ -27,8 +27,9 @@ def test_system_tables_and_lag_of_a_group_at_a_known_position(cluster, topic_nam
     producer.flush()
     group = f"g-{topic_name}"
     consumer = cluster.consumer(group)
-    consumer.raw.commit(offsets=[TopicPartition(topic_name, 0, 4), TopicPartition(topic_name, 1, 0)],
-                        asynchronous=False)
+    consumer.raw.commit(
+        offsets=[TopicPartition(topic_name, 0, 4), TopicPartition(topic_name, 1, 0)], asynchronous=False
+    )
     consumer.close()
 
     brokers = cluster.sql("SELECT * FROM wb.brokers ORDER BY node_id")
@@ -43,9 +44,11 @@ def test_system_tables_and_lag_of_a_group_at_a_known_position(cluster, topic_nam
     assert lag["log_end_offset"].tolist() == [10, 0] and lag["lag"].tolist() == [6, 0]
     assert 4.5 <= lag["lag_seconds"][0] < 60 and lag["lag_seconds"][1] == 0
     # Joins with topic tables work as with any table.
-    joined = cluster.sql(f"SELECT count(*) n FROM {q(topic_name)} t JOIN wb.consumer_lag l "
-                         f"ON l.topic = '{topic_name}' AND l.partition = t.partition AND t.\"offset\" >= "
-                         f"l.committed_offset WHERE l.group_id = '{group}'")
+    joined = cluster.sql(
+        f"SELECT count(*) n FROM {q(topic_name)} t JOIN wb.consumer_lag l "
+        f"ON l.topic = '{topic_name}' AND l.partition = t.partition AND t.\"offset\" >= "
+        f"l.committed_offset WHERE l.group_id = '{group}'"
+    )
     assert joined["n"][0] == 6
 
 
@@ -61,8 +64,10 @@ def test_lag_lists_partitions_without_a_commit(cluster, topic_name):
     consumer.raw.commit(offsets=[TopicPartition(topic_name, 0, 2)], asynchronous=False)
     consumer.close()
     # The first query names two wb tables that do not exist yet, joined with USING.
-    joined = cluster.sql(f"SELECT group_id, state, partition, committed_offset, lag FROM wb.consumer_groups "
-                         f"JOIN wb.consumer_lag USING (group_id) WHERE group_id = '{group}' ORDER BY partition")
+    joined = cluster.sql(
+        f"SELECT group_id, state, partition, committed_offset, lag FROM wb.consumer_groups "
+        f"JOIN wb.consumer_lag USING (group_id) WHERE group_id = '{group}' ORDER BY partition"
+    )
     assert joined["partition"].tolist() == [0, 1, 2]
     assert joined["committed_offset"].tolist()[0] == 2 and joined["committed_offset"][1:].isna().all()
     assert joined["lag"].tolist() == [3, 3, 0]  # without a commit: log end - log start
@@ -89,9 +94,12 @@ def test_members_and_assignments_of_an_active_group(cluster, topic_name):
 
 def test_connect_to_a_cluster_started_elsewhere_materializes_locally(tmp_path, monkeypatch):
     monkeypatch.setattr(materialize, "SEAL_RECORDS", 100)
-    proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", "up", "--brokers", "1",
-                             "--data", str(tmp_path / "remote")], stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "workbench.cli", "up", "--brokers", "1", "--data", str(tmp_path / "remote")],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     try:
         line = proc.stdout.readline().strip()
         assert line.startswith("bootstrap.servers="), line
@@ -105,8 +113,9 @@ def test_connect_to_a_cluster_started_elsewhere_materializes_locally(tmp_path, m
         df = remote.sql("SELECT kind, count(*) n, sum(i) s FROM events GROUP BY kind ORDER BY kind")
         assert df["n"].tolist() == [250, 250] and df["s"].sum() == sum(range(500))
         delivery = producer.send_and_wait("events", {"i": 1000, "kind": "z"})
-        assert remote.sql(f'SELECT i FROM events WHERE partition = {delivery.partition} '
-                          f'AND "offset" = {delivery.offset}')["i"].tolist() == [1000]
+        assert remote.sql(
+            f'SELECT i FROM events WHERE partition = {delivery.partition} AND "offset" = {delivery.offset}'
+        )["i"].tolist() == [1000]
         # Consumed into the brokers' layout locally; never a group of its own.
         segments = list((tmp_path / "local" / "broker-local" / "topics" / "events").glob("partition=*/*.parquet"))
         assert segments

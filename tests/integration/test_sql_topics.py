@@ -42,29 +42,43 @@ def test_counts_and_aggregates_match_what_was_produced_including_the_live_tail(c
     cluster.create_topic(topic_name, partitions=3, config=SMALL_SEGMENTS)
     events = [{"id": i, "kind": "ab"[i % 2], "amount": i * 0.5} for i in range(3000)]
     producer = produce(cluster, topic_name, events)
-    df = cluster.sql(f"SELECT kind, count(*) AS n, sum(amount) AS total FROM {q(topic_name)} GROUP BY kind ORDER BY kind")
+    df = cluster.sql(
+        f"SELECT kind, count(*) AS n, sum(amount) AS total FROM {q(topic_name)} GROUP BY kind ORDER BY kind"
+    )
     assert df["n"].tolist() == [1500, 1500]
     assert df["total"].tolist() == [sum(e["amount"] for e in events if e["kind"] == k) for k in "ab"]
     # Read-your-writes: acknowledged a moment before the query, visible to it.
     for i in range(5):
         delivery = producer.send_and_wait(topic_name, {"id": 10_000 + i, "kind": "c", "amount": 1.0})
-        row = cluster.sql(f'SELECT count(*) AS n, max(id) AS top FROM {q(topic_name)} '
-                          f'WHERE partition = {delivery.partition} AND "offset" = {delivery.offset}')
+        row = cluster.sql(
+            f"SELECT count(*) AS n, max(id) AS top FROM {q(topic_name)} "
+            f'WHERE partition = {delivery.partition} AND "offset" = {delivery.offset}'
+        )
         assert row["n"][0] == 1 and row["top"][0] == 10_000 + i
     # Sealed segments become cache files (background compaction); totals never change.
-    assert wait_for(lambda: any(ps.cache.files for ps in
-                                cluster.sql_engine.topic_states()[topic_name].partitions.values()))
-    total = cluster.sql(f"SELECT count(*) n, count(DISTINCT (partition, \"offset\")) d FROM {q(topic_name)}")
+    assert wait_for(
+        lambda: any(ps.cache.files for ps in cluster.sql_engine.topic_states()[topic_name].partitions.values())
+    )
+    total = cluster.sql(f'SELECT count(*) n, count(DISTINCT (partition, "offset")) d FROM {q(topic_name)}')
     assert total["n"][0] == total["d"][0] == 3005
 
 
 def test_table_shape_nested_fields_and_new_fields_later(cluster, topic_name):
     cluster.create_topic(topic_name, partitions=1)
-    produce(cluster, topic_name, [{"id": 1, "user": {"name": "ada", "address": {"city": "London"}}, "tags": ["x"]}],
-            key="k1")
+    produce(
+        cluster,
+        topic_name,
+        [{"id": 1, "user": {"name": "ada", "address": {"city": "London"}}, "tags": ["x"]}],
+        key="k1",
+    )
     df = cluster.sql(f"SELECT key, id, user.name AS name, user.address.city AS city, tags FROM {q(topic_name)}")
-    assert df.to_dict("records")[0] | {"tags": list(df["tags"][0])} == \
-        {"key": "k1", "id": 1, "name": "ada", "city": "London", "tags": ["x"]}
+    assert df.to_dict("records")[0] | {"tags": list(df["tags"][0])} == {
+        "key": "k1",
+        "id": 1,
+        "name": "ada",
+        "city": "London",
+        "tags": ["x"],
+    }
     types = dict(cluster.sql(f"DESCRIBE {q(topic_name)}")[["column_name", "column_type"]].values.tolist())
     assert types["partition"] == "INTEGER" and types["offset"] == "BIGINT"
     assert types["timestamp"] == "TIMESTAMP WITH TIME ZONE" and types["key_bytes"] == "BLOB"
@@ -171,8 +185,11 @@ def test_plain_duckdb_opens_the_catalog_without_the_workbench(cluster, topic_nam
     catalog = cluster.data_dir / "workbench.duckdb"
     import subprocess
     import sys
-    script = (f"import duckdb; c = duckdb.connect({str(catalog)!r}, read_only=True); "
-              f"print(c.execute('SELECT count(*), sum(i) FROM \"{topic_name}\"').fetchall()[0][0])")
+
+    script = (
+        f"import duckdb; c = duckdb.connect({str(catalog)!r}, read_only=True); "
+        f"print(c.execute('SELECT count(*), sum(i) FROM \"{topic_name}\"').fetchall()[0][0])"
+    )
     out = subprocess.run([sys.executable, "-c", script], check=False, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert int(out.stdout) >= cached > 0  # sealed, converted history; the live tail needs the workbench
@@ -201,8 +218,10 @@ def test_watch_reruns_a_windowed_query_as_data_arrives(cluster, topic_name):
     cluster.create_topic(topic_name, partitions=1)
     producer = cluster.producer()
     producer.send_and_wait(topic_name, {"v": 1})
-    w = cluster.watch(f"SELECT tumble(timestamp, INTERVAL 1 hour) AS window, count(*) AS n FROM {q(topic_name)} "
-                      "GROUP BY ALL", every="100ms")
+    w = cluster.watch(
+        f"SELECT tumble(timestamp, INTERVAL 1 hour) AS window, count(*) AS n FROM {q(topic_name)} GROUP BY ALL",
+        every="100ms",
+    )
     try:
         assert w.next(10)["n"].sum() == 1
         producer.send_and_wait(topic_name, {"v": 2})
@@ -218,12 +237,15 @@ def test_windowed_aggregations_over_event_time(cluster, topic_name):
     for i in range(12):
         producer.send(topic_name, {"v": 1}, timestamp=base + i * 10_000)  # one every 10 s, 2 minutes
     producer.flush()
-    tumbling = cluster.sql(f"SELECT tumble(timestamp, INTERVAL 1 minute) w, count(*) n FROM {q(topic_name)} "
-                           "GROUP BY w ORDER BY w")
+    tumbling = cluster.sql(
+        f"SELECT tumble(timestamp, INTERVAL 1 minute) w, count(*) n FROM {q(topic_name)} GROUP BY w ORDER BY w"
+    )
     assert tumbling["n"].tolist() == [6, 6]
-    hopping = cluster.sql(f"SELECT w, count(*) n FROM {q(topic_name)}, "
-                          "unnest(hop(timestamp, INTERVAL 1 minute, INTERVAL 30 second)) AS t(w) "
-                          "GROUP BY w ORDER BY w")
+    hopping = cluster.sql(
+        f"SELECT w, count(*) n FROM {q(topic_name)}, "
+        "unnest(hop(timestamp, INTERVAL 1 minute, INTERVAL 30 second)) AS t(w) "
+        "GROUP BY w ORDER BY w"
+    )
     assert hopping["n"].tolist() == [3, 6, 6, 6, 3]
 
 

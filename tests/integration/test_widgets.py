@@ -42,6 +42,7 @@ def create_topic(cluster, name: str, partitions: int, **kwargs) -> None:
 
     cluster.create_topic(name, partitions=partitions, **kwargs)
     admins = [AdminClient({"bootstrap.servers": server}) for server in cluster.bootstrap_servers.split(",")]
+
     def known(admin) -> bool:
         topic = admin.list_topics(timeout=5).topics.get(name)
         return topic is not None and topic.error is None and len(topic.partitions) == partitions
@@ -54,8 +55,13 @@ def widget_threads() -> set[threading.Thread]:
 
 
 def consume_all(bootstrap: str, topic: str, partitions: int, expected: int, timeout: float = 15.0) -> list:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"check-{time.monotonic_ns()}",
-                         "enable.auto.commit": False})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"check-{time.monotonic_ns()}",
+            "enable.auto.commit": False,
+        }
+    )
     consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
     out = []
     deadline = time.monotonic() + timeout
@@ -80,6 +86,7 @@ def text_of(widget) -> str:
 
 # ---------------------------------------------------------------------------------------------- producer
 
+
 def test_producer_send_shows_the_delivery_report_and_the_record_arrives(cluster, topic_name):
     create_topic(cluster, topic_name, 3)
     panel = ProducerPanel(cluster, topic=topic_name)
@@ -93,8 +100,10 @@ def test_producer_send_shows_the_delivery_report_and_the_record_arrives(cluster,
         panel.partition.value = 2
         assert not panel.send_button.disabled
         panel.send_button.click()
-        delivery = wait_until(lambda: isinstance(panel.last_delivery, Delivery) and panel.last_delivery,
-                              message="a delivery report")
+        delivery = wait_until(
+            lambda: isinstance(panel.last_delivery, Delivery) and panel.last_delivery,
+            message="a delivery report",
+        )
         assert (delivery.topic, delivery.partition, delivery.offset) == (topic_name, 2, 0)
         assert "partition 2 offset 0" in panel.status.value
         [msg] = consume_all(cluster.bootstrap_servers, topic_name, 3, 1)
@@ -196,6 +205,7 @@ def test_generator_replays_a_template_at_a_rate_and_stops(cluster, topic_name, t
 
 # ---------------------------------------------------------------------------------------------- groups
 
+
 def test_group_monitor_shows_lag_and_resets_an_empty_group(cluster, topic_name):
     create_topic(cluster, topic_name, 2)
     producer = cluster.producer()
@@ -254,22 +264,23 @@ def test_burrow_rules_over_a_sliding_window():
     ev = BurrowEvaluator(window=5, stall_after=10, stop_after=60)
     for t, (committed, lag) in enumerate([(0, 5), (5, 8), (10, 12), (15, 20)]):
         ev.observe(float(t), "slow", "STABLE", [("t", 0, committed, lag)])
-    assert ev.status("slow") == "WARN"            # lag grew at every sample while offsets moved
+    assert ev.status("slow") == "WARN"  # lag grew at every sample while offsets moved
     for t, lag in enumerate([5, 9, 3, 4]):
         ev.observe(float(t), "fine", "STABLE", [("t", 0, t * 10, lag)])
     assert ev.status("fine") == "OK"
     for t in range(0, 15, 3):
         ev.observe(float(t), "stuck", "STABLE", [("t", 0, 42, 7)])
-    assert ev.status("stuck") == "STALL"          # members, offsets still for 12 s, lag > 0
+    assert ev.status("stuck") == "STALL"  # members, offsets still for 12 s, lag > 0
     ev.observe(70.0, "stuck", "STABLE", [("t", 0, 42, 7)])
-    assert ev.status("stuck") == "STOP"           # no progress for over a minute
+    assert ev.status("stuck") == "STOP"  # no progress for over a minute
     ev.observe(0.0, "gone", "EMPTY", [("t", 0, 3, 7), ("t", 1, 5, 0)])
     assert ev.status("gone") == "STOP" and ev.partition_status("gone", "t", 1) == "OK"
     ev.observe(0.0, "idle", "EMPTY", [("t", 0, 9, 0)])
-    assert ev.status("idle") == "OK"              # nothing to consume is not a problem
+    assert ev.status("idle") == "OK"  # nothing to consume is not a problem
 
 
 # ---------------------------------------------------------------------------------------------- cluster
+
 
 def test_cluster_view_kill_and_restart_with_an_election_on_the_timeline(fresh_cluster, topic_name):
     c = fresh_cluster(3)
@@ -291,14 +302,19 @@ def test_cluster_view_kill_and_restart_with_an_election_on_the_timeline(fresh_cl
         assert event.new_leader != victim and "left" in event.reason
         wait_until(lambda: "workbench-under-replicated" in view.grid.value, message="under-replicated cells")
         assert view.kill_buttons[victim].disabled
-        wait_until(lambda: f"broker {victim} left the cluster" in view.timeline_table.value,
-                   message="the election in the timeline table")
+        wait_until(
+            lambda: f"broker {victim} left the cluster" in view.timeline_table.value,
+            message="the election in the timeline table",
+        )
         assert "<line" in view.timeline_strip.value
 
         view.restart_buttons[victim].click()
         assert "restarted broker" in view.action_message.value, view.action_message.value
-        wait_until(lambda: view.brokers.set_index("id").alive[victim], timeout=30,
-                   message=f"the broker back ({view.info.value}, {view.brokers.to_dict('records')})")
+        wait_until(
+            lambda: view.brokers.set_index("id").alive[victim],
+            timeout=30,
+            message=f"the broker back ({view.info.value}, {view.brokers.to_dict('records')})",
+        )
         wait_until(lambda: not view.kill_buttons[victim].disabled, message="Kill enabled again")
     finally:
         view.close()
@@ -306,12 +322,12 @@ def test_cluster_view_kill_and_restart_with_an_election_on_the_timeline(fresh_cl
 
 # ---------------------------------------------------------------------------------------------- browser
 
+
 def test_topic_browser_tails_seeks_filters_and_exports(cluster, topic_name, tmp_path):
     create_topic(cluster, topic_name, 2)
     producer = cluster.producer()
     for i in range(10):
-        producer.send(topic_name, {"i": i, "name": f"n{i}"}, key=f"k{i}", partition=i % 2,
-                      headers={"h": f"v{i}"})
+        producer.send(topic_name, {"i": i, "name": f"n{i}"}, key=f"k{i}", partition=i % 2, headers={"h": f"v{i}"})
     producer.flush()
     browser = TopicBrowser(cluster, topic_name)
     panel = ProducerPanel(cluster, topic=topic_name)
@@ -319,8 +335,14 @@ def test_topic_browser_tails_seeks_filters_and_exports(cluster, topic_name, tmp_
         assert "workbench-browser" in browser._dom_classes
         assert "workbench-browser-table" in browser.table._dom_classes
         rows = browser.refresh()
-        assert len(rows) == 10 and list(rows.columns) == ["partition", "offset", "timestamp", "key", "value",
-                                                          "headers"]
+        assert len(rows) == 10 and list(rows.columns) == [
+            "partition",
+            "offset",
+            "timestamp",
+            "key",
+            "value",
+            "headers",
+        ]
         assert '"name":"n3"' in browser.table.value.replace("&quot;", '"') or "n3" in browser.table.value
         assert json.loads(rows[rows.key == "k4"].iloc[0]["headers"]) == {"h": "v4"}
 
@@ -375,6 +397,7 @@ def test_topic_browser_tails_seeks_filters_and_exports(cluster, topic_name, tmp_
 
 # ---------------------------------------------------------------------------------------------- SQL
 
+
 def test_sql_panel_runs_shows_errors_keeps_history_and_goes_live(cluster, topic_name):
     create_topic(cluster, topic_name, 1)
     producer = cluster.producer()
@@ -405,7 +428,7 @@ def test_sql_panel_runs_shows_errors_keeps_history_and_goes_live(cluster, topic_
 
         sql.live.value = True
         wait_until(lambda: "live" in sql.elapsed.value, message="a live result")
-        for i in range(2):
+        for _ in range(2):
             producer.send(topic_name, {"amount": 10})
         producer.flush()
         wait_until(lambda: sql.result is not None and sql.result["n"].tolist() == [5], message="the live re-run")
@@ -416,6 +439,7 @@ def test_sql_panel_runs_shows_errors_keeps_history_and_goes_live(cluster, topic_
 
 
 # ---------------------------------------------------------------------------------------------- together
+
 
 def test_dashboard_over_workbench_connect_has_no_kill_buttons(cluster, topic_name, tmp_path):
     create_topic(cluster, topic_name, 1)
@@ -428,11 +452,12 @@ def test_dashboard_over_workbench_connect_has_no_kill_buttons(cluster, topic_nam
         assert "workbench-kill" not in str(dash.view.children)
         dash.producer.value.value = '{"via": "connect"}'
         dash.producer.send_button.click()
-        wait_until(lambda: '"via":"connect"' in "".join(dash.browser.rows["value"].dropna()),
-                   message="the record in the browser")
+        wait_until(
+            lambda: '"via":"connect"' in "".join(dash.browser.rows["value"].dropna()),
+            message="the record in the browser",
+        )
         dash.tabs.selected_index = 3
-        wait_until(lambda: not dash.view.brokers.empty and dash.view.brokers["alive"].all(),
-                   message="the brokers")
+        wait_until(lambda: not dash.view.brokers.empty and dash.view.brokers["alive"].all(), message="the brokers")
         dash.tabs.selected_index = 4
         assert dash.sql.run(f'SELECT value FROM "{topic_name}"')["value"].tolist() == ['{"via":"connect"}']
     finally:
@@ -454,9 +479,14 @@ def test_close_stops_every_thread_and_so_does_stopping_the_cluster(fresh_cluster
         dash.tabs.selected_index = i
         time.sleep(0.2)
     started = widget_threads() - before
-    assert {t.name for t in started} >= {"workbench-widget-producer-generator", "workbench-widget-browser",
-                                         "workbench-widget-groups", "workbench-widget-cluster",
-                                         "workbench-leader-history", "workbench-sql-watch"}
+    assert {t.name for t in started} >= {
+        "workbench-widget-producer-generator",
+        "workbench-widget-browser",
+        "workbench-widget-groups",
+        "workbench-widget-cluster",
+        "workbench-leader-history",
+        "workbench-sql-watch",
+    }
     dash.close()
     assert not [t for t in started if t.is_alive()]
 
@@ -471,13 +501,17 @@ def test_close_stops_every_thread_and_so_does_stopping_the_cluster(fresh_cluster
         w.close()
 
 
-@pytest.mark.parametrize("factory", ["producer_panel", "group_monitor", "cluster_view", "topic_browser",
-                                     "sql_panel"])
+@pytest.mark.parametrize("factory", ["producer_panel", "group_monitor", "cluster_view", "topic_browser", "sql_panel"])
 def test_each_widget_has_its_css_class(cluster, factory):
     widget = getattr(cluster, factory)()
     try:
-        name = {"producer_panel": "producer", "group_monitor": "groups", "cluster_view": "cluster",
-                "topic_browser": "browser", "sql_panel": "sql"}[factory]
+        name = {
+            "producer_panel": "producer",
+            "group_monitor": "groups",
+            "cluster_view": "cluster",
+            "topic_browser": "browser",
+            "sql_panel": "sql",
+        }[factory]
         assert f"workbench-{name}" in widget._dom_classes
     finally:
         widget.close()

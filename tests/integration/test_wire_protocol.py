@@ -23,8 +23,10 @@ def leader_client(cluster, topic: str, partition: int = 0, timeout: float = 10.0
         leader = next(p.leader_id for t in md.topics for p in t.partitions if p.partition_index == partition)
         broker = next(b for b in md.brokers if b.node_id == leader)
         client = WireClient(broker.host, broker.port)
-        own = client.request(MetadataRequest(topics=[MetadataRequest.MetadataRequestTopic(name=topic)],
-                                             allow_auto_topic_creation=False), 9)
+        own = client.request(
+            MetadataRequest(topics=[MetadataRequest.MetadataRequestTopic(name=topic)], allow_auto_topic_creation=False),
+            9,
+        )
         if any(p.leader_id == leader for t in own.topics for p in t.partitions if p.partition_index == partition):
             return client
         client.close()
@@ -34,9 +36,17 @@ def leader_client(cluster, topic: str, partition: int = 0, timeout: float = 10.0
 
 
 def produce(client: WireClient, topic: str, batch: bytes, acks: int = -1):
-    req = ProduceRequest(transactional_id=None, acks=acks, timeout_ms=5000, topic_data=[
-        ProduceRequest.TopicProduceData(name=topic, partition_data=[
-            ProduceRequest.TopicProduceData.PartitionProduceData(index=0, records=batch)])])
+    req = ProduceRequest(
+        transactional_id=None,
+        acks=acks,
+        timeout_ms=5000,
+        topic_data=[
+            ProduceRequest.TopicProduceData(
+                name=topic,
+                partition_data=[ProduceRequest.TopicProduceData.PartitionProduceData(index=0, records=batch)],
+            )
+        ],
+    )
     resp = client.request(req, 9)
     return resp.responses[0].partition_responses[0]
 

@@ -50,8 +50,13 @@ def strip(nb: nbformat.NotebookNode) -> None:
 
 def refresh(path: Path, *, allow_errors: bool = False, timeout: int = 120) -> float:
     nb = nbformat.read(path, as_version=4)
-    client = NotebookClient(nb, timeout=timeout, kernel_name=KERNEL, allow_errors=allow_errors,
-                            resources={"metadata": {"path": str(path.parent)}})
+    client = NotebookClient(
+        nb,
+        timeout=timeout,
+        kernel_name=KERNEL,
+        allow_errors=allow_errors,
+        resources={"metadata": {"path": str(path.parent)}},
+    )
     started = time.monotonic()
     client.execute()
     elapsed = time.monotonic() - started
@@ -68,8 +73,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     paths = args.notebooks or sorted((ROOT / "notebooks").glob("*.ipynb"))
     # The kernel nbval uses in the tests: this interpreter, librdkafka's fd-level logs not captured.
-    os.environ.update(kernel_env(Path(tempfile.mkdtemp(prefix="workbench-kernels-")), KERNEL,
-                                 extra_argv=("--IPKernelApp.capture_fd_output=False",)))
+    os.environ.update(
+        kernel_env(
+            Path(tempfile.mkdtemp(prefix="workbench-kernels-")),
+            KERNEL,
+            extra_argv=("--IPKernelApp.capture_fd_output=False",),
+        )
+    )
     for path in paths:
         if args.strip_only:
             nb = nbformat.read(path, as_version=4)

@@ -22,16 +22,20 @@ def require_module(name: str) -> None:
         pytest.skip(message)
 
 
-def kernel_env(jupyter_path: Path, name: str, *, python: str = sys.executable,
-               extra_argv: tuple[str, ...] = ()) -> dict[str, str]:
+def kernel_env(
+    jupyter_path: Path, name: str, *, python: str = sys.executable, extra_argv: tuple[str, ...] = ()
+) -> dict[str, str]:
     """An environment in which the kernel `name` is `python` running ipykernel.
 
     The kernelspec goes into a directory put first on JUPYTER_PATH, so a stale `python3` kernel in
     the user's ~/.local/share/jupyter cannot hijack the tests."""
     spec_dir = jupyter_path / "kernels" / name
     spec_dir.mkdir(parents=True, exist_ok=True)
-    spec = {"argv": [python, "-m", "ipykernel_launcher", "-f", "{connection_file}", *extra_argv],
-            "display_name": f"Python 3 ({name}, workbench tests)", "language": "python"}
+    spec = {
+        "argv": [python, "-m", "ipykernel_launcher", "-f", "{connection_file}", *extra_argv],
+        "display_name": f"Python 3 ({name}, workbench tests)",
+        "language": "python",
+    }
     (spec_dir / "kernel.json").write_text(json.dumps(spec))
     env = dict(os.environ)
     env["JUPYTER_PATH"] = os.pathsep.join(p for p in (str(jupyter_path), env.get("JUPYTER_PATH")) if p)

@@ -22,8 +22,20 @@ from tests.notebooks.support import ROOT, kernel_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
-IGNORE = shutil.ignore_patterns(".git", ".venv", "venv", "build", "dist", "*.egg-info", "__pycache__", "demo",
-                                ".pytest_cache", ".ruff_cache", "docs", "benchmarks")
+IGNORE = shutil.ignore_patterns(
+    ".git",
+    ".venv",
+    "venv",
+    "build",
+    "dist",
+    "*.egg-info",
+    "__pycache__",
+    "demo",
+    ".pytest_cache",
+    ".ruff_cache",
+    "docs",
+    "benchmarks",
+)
 
 
 def run(cmd, **kwargs) -> subprocess.CompletedProcess:
@@ -45,7 +57,11 @@ def test_quickstart_runs_in_a_fresh_binder_environment(tmp_path):
     env["VIRTUAL_ENV"] = str(venv)
     env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
 
-    run([python, "-m", "pip", "install", "-q", "-r", str(repo / "binder" / "requirements.txt")], env=env, cwd=repo)
+    run(
+        [python, "-m", "pip", "install", "-q", "-r", str(repo / "binder" / "requirements.txt")],
+        env=env,
+        cwd=repo,
+    )
     run(["bash", str(repo / "binder" / "postBuild")], env=env, cwd=repo)
     timings["install"] = time.monotonic() - started
 
@@ -59,9 +75,25 @@ def test_quickstart_runs_in_a_fresh_binder_environment(tmp_path):
     notebook = repo / "notebooks" / "01-quickstart.ipynb"
     executed = tmp_path / "executed.ipynb"
     started = time.monotonic()
-    run([python, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute", str(notebook),
-         "--output", str(executed), "--ExecutePreprocessor.timeout=120",
-         "--ExecutePreprocessor.kernel_name=python3"], env=kenv, cwd=repo / "notebooks", timeout=300)
+    run(
+        [
+            python,
+            "-m",
+            "jupyter",
+            "nbconvert",
+            "--to",
+            "notebook",
+            "--execute",
+            str(notebook),
+            "--output",
+            str(executed),
+            "--ExecutePreprocessor.timeout=120",
+            "--ExecutePreprocessor.kernel_name=python3",
+        ],
+        env=kenv,
+        cwd=repo / "notebooks",
+        timeout=300,
+    )
     timings["quickstart"] = time.monotonic() - started
 
     nb = json.loads(executed.read_text())

@@ -13,8 +13,7 @@ FILES = ("orders.jsonl", "payments.jsonl", "clickstream.jsonl")
 
 
 def test_generator_reproduces_the_files_byte_for_byte(tmp_path):
-    subprocess.run([sys.executable, str(DATA / "generate.py"), "--out", str(tmp_path)], check=True,
-                   capture_output=True)
+    subprocess.run([sys.executable, str(DATA / "generate.py"), "--out", str(tmp_path)], check=True, capture_output=True)
     for name in FILES:
         assert (tmp_path / name).read_bytes() == (DATA / name).read_bytes(), name
     assert subprocess.run([sys.executable, str(DATA / "generate.py"), "--check"], check=False).returncode == 0

@@ -24,8 +24,8 @@ from tests.notebooks.support import ROOT, kernel_env, require_module
 
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 KERNEL = "workbench-nbval"
-BUDGET_S = 60           # the promise: each notebook, top to bottom
-OVERHEAD_S = 30         # pytest and kernel start-up on a slow CI machine, on top of the budget
+BUDGET_S = 60  # the promise: each notebook, top to bottom
+OVERHEAD_S = 30  # pytest and kernel start-up on a slow CI machine, on top of the budget
 
 
 @pytest.fixture(scope="module")
@@ -33,14 +33,18 @@ def nbval_env(tmp_path_factory) -> dict[str, str]:
     """Environment whose JUPYTER_PATH holds the test kernel (this interpreter, fd capture off)."""
     require_module("nbval")
     require_module("ipykernel")
-    return kernel_env(tmp_path_factory.mktemp("jupyter"), KERNEL,
-                      extra_argv=("--IPKernelApp.capture_fd_output=False",))
+    return kernel_env(tmp_path_factory.mktemp("jupyter"), KERNEL, extra_argv=("--IPKernelApp.capture_fd_output=False",))
 
 
 def test_every_notebook_is_listed():
     assert [p.name for p in NOTEBOOKS] == [
-        "01-quickstart.ipynb", "02-producers-consumers-groups.ipynb", "03-replication-and-failover.ipynb",
-        "04-sql-on-streams.ipynb", "05-ecommerce-story.ipynb", "06-connect-to-a-cluster.ipynb"]
+        "01-quickstart.ipynb",
+        "02-producers-consumers-groups.ipynb",
+        "03-replication-and-failover.ipynb",
+        "04-sql-on-streams.ipynb",
+        "05-ecommerce-story.ipynb",
+        "06-connect-to-a-cluster.ipynb",
+    ]
 
 
 def test_notebooks_are_stored_without_run_state():
@@ -58,12 +62,34 @@ def test_notebooks_are_stored_without_run_state():
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_runs_under_nbval(notebook: Path, nbval_env, tmp_path):
-    cmd = [sys.executable, "-m", "pytest", str(notebook), "--nbval-lax", "--nbval-kernel-name", KERNEL,
-           "--nbval-cell-timeout", "120", "-p", "no:cacheprovider", "-q", "--rootdir", str(ROOT),
-           "--junitxml", str(tmp_path / "report.xml")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        str(notebook),
+        "--nbval-lax",
+        "--nbval-kernel-name",
+        KERNEL,
+        "--nbval-cell-timeout",
+        "120",
+        "-p",
+        "no:cacheprovider",
+        "-q",
+        "--rootdir",
+        str(ROOT),
+        "--junitxml",
+        str(tmp_path / "report.xml"),
+    ]
     started = time.monotonic()
-    proc = subprocess.run(cmd, check=False, cwd=ROOT, env=nbval_env, capture_output=True, text=True,
-                          timeout=BUDGET_S * 3 + OVERHEAD_S)
+    proc = subprocess.run(
+        cmd,
+        check=False,
+        cwd=ROOT,
+        env=nbval_env,
+        capture_output=True,
+        text=True,
+        timeout=BUDGET_S * 3 + OVERHEAD_S,
+    )
     elapsed = time.monotonic() - started
     report = (tmp_path / "report.xml").read_text() if (tmp_path / "report.xml").exists() else ""
     cells = report.count("<testcase ")

@@ -23,8 +23,10 @@ def frame_of(request, version: int, correlation_id: int = 7, client_id: str = "t
 
 @pytest.mark.parametrize("version", [0, 4, 9, 11])
 def test_metadata_request_round_trip_flexible_and_not(version):
-    raw = frame_of(MetadataRequest(topics=[MetadataRequest.MetadataRequestTopic(name="orders")],
-                                   allow_auto_topic_creation=False), version)
+    raw = frame_of(
+        MetadataRequest(topics=[MetadataRequest.MetadataRequestTopic(name="orders")], allow_auto_topic_creation=False),
+        version,
+    )
     req = decode_request(raw, SUPPORTED_APIS)
     assert (req.api_key, req.api_version, req.correlation_id, req.client_id) == (3, version, 7, "test")
     assert [t.name for t in req.body.topics] == ["orders"]
@@ -34,17 +36,28 @@ def test_metadata_request_round_trip_flexible_and_not(version):
 
 def test_produce_request_records_are_opaque_bytes():
     batch = b"\x00" * 70
-    r = ProduceRequest(transactional_id=None, acks=-1, timeout_ms=1000, topic_data=[
-        ProduceRequest.TopicProduceData(name="t", partition_data=[
-            ProduceRequest.TopicProduceData.PartitionProduceData(index=2, records=batch)])])
+    r = ProduceRequest(
+        transactional_id=None,
+        acks=-1,
+        timeout_ms=1000,
+        topic_data=[
+            ProduceRequest.TopicProduceData(
+                name="t",
+                partition_data=[ProduceRequest.TopicProduceData.PartitionProduceData(index=2, records=batch)],
+            )
+        ],
+    )
     req = decode_request(frame_of(r, 9), SUPPORTED_APIS)
     pd = req.body.topic_data[0].partition_data[0]
     assert pd.index == 2 and bytes(pd.records) == batch
 
 
 def test_api_versions_response_header_has_no_tagged_fields_even_at_v3():
-    body = {"error_code": 0, "api_keys": [{"api_key": 18, "min_version": 0, "max_version": 3}],
-            "throttle_time_ms": 0}
+    body = {
+        "error_code": 0,
+        "api_keys": [{"api_key": 18, "min_version": 0, "max_version": 3}],
+        "throttle_time_ms": 0,
+    }
     out = encode_response(18, 3, 42, body)
     size, correlation_id = struct.unpack_from(">ii", out)
     assert size == len(out) - 4 and correlation_id == 42
@@ -76,23 +89,41 @@ def test_unknown_api_key_decodes_header_only():
     assert req.body is None and req.correlation_id == 3 and req.client_id is None
 
 
-@pytest.mark.parametrize("raw", [
-    b"",                                         # nothing at all
-    b"\x00\x03\x00",                             # shorter than a header
-    struct.pack(">hhih", 3, 1, 1, 200) + b"ab",  # client id longer than the frame
-    struct.pack(">hhih", 3, 1, 1, -5),           # negative client id length
-    struct.pack(">hhih", 1, 11, 1, -1) + b"\xff\xff\xff\xff\xff\xff",  # fetch body of garbage
-])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"",  # nothing at all
+        b"\x00\x03\x00",  # shorter than a header
+        struct.pack(">hhih", 3, 1, 1, 200) + b"ab",  # client id longer than the frame
+        struct.pack(">hhih", 3, 1, 1, -5),  # negative client id length
+        struct.pack(">hhih", 1, 11, 1, -1) + b"\xff\xff\xff\xff\xff\xff",  # fetch body of garbage
+    ],
+)
 def test_malformed_frames_raise_one_error(raw):
     with pytest.raises(MalformedRequestError):
         decode_request(raw, SUPPORTED_APIS)
 
 
 def test_fetch_request_v12_flexible_decodes():
-    r = FetchRequest(replica_id=-1, max_wait_ms=500, min_bytes=1, max_bytes=1 << 20, isolation_level=0,
-                     session_id=0, session_epoch=-1, topics=[FetchRequest.FetchTopic(topic="t", partitions=[
-                         FetchRequest.FetchTopic.FetchPartition(partition=0, fetch_offset=5, partition_max_bytes=100)])],
-                     forgotten_topics_data=[], rack_id="")
+    r = FetchRequest(
+        replica_id=-1,
+        max_wait_ms=500,
+        min_bytes=1,
+        max_bytes=1 << 20,
+        isolation_level=0,
+        session_id=0,
+        session_epoch=-1,
+        topics=[
+            FetchRequest.FetchTopic(
+                topic="t",
+                partitions=[
+                    FetchRequest.FetchTopic.FetchPartition(partition=0, fetch_offset=5, partition_max_bytes=100)
+                ],
+            )
+        ],
+        forgotten_topics_data=[],
+        rack_id="",
+    )
     req = decode_request(frame_of(r, 12), SUPPORTED_APIS)
     assert req.body.topics[0].partitions[0].fetch_offset == 5
     assert req.body.max_wait_ms == 500

@@ -12,10 +12,9 @@ import struct
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from workbench.protocol.codec import RESPONSE_CLASSES, build
 from kafka.protocol.consumer import FetchRequest
 
+from workbench.protocol.codec import RESPONSE_CLASSES, build
 from workbench.protocol.fast_encode import (
     encode_fetch_request_v12,
     encode_fetch_response,
@@ -37,19 +36,29 @@ def reference(api_key: int, version: int, correlation_id: int, body: dict) -> by
     return struct.pack(">i", len(header) + len(payload)) + header + payload
 
 
-produce_partition = st.fixed_dictionaries({
-    "index": int32, "error_code": int16, "base_offset": int64, "log_append_time_ms": int64,
-    "log_start_offset": int64,
-    "record_errors": st.lists(st.fixed_dictionaries({"batch_index": int32,
-                                                     "batch_index_error_message": nullable_text}), max_size=3),
-    "error_message": nullable_text,
-})
-produce_body = st.fixed_dictionaries({
-    "responses": st.lists(st.fixed_dictionaries({"name": names,
-                                                 "partition_responses": st.lists(produce_partition, max_size=4)}),
-                          max_size=4),
-    "throttle_time_ms": int32,
-})
+produce_partition = st.fixed_dictionaries(
+    {
+        "index": int32,
+        "error_code": int16,
+        "base_offset": int64,
+        "log_append_time_ms": int64,
+        "log_start_offset": int64,
+        "record_errors": st.lists(
+            st.fixed_dictionaries({"batch_index": int32, "batch_index_error_message": nullable_text}),
+            max_size=3,
+        ),
+        "error_message": nullable_text,
+    }
+)
+produce_body = st.fixed_dictionaries(
+    {
+        "responses": st.lists(
+            st.fixed_dictionaries({"name": names, "partition_responses": st.lists(produce_partition, max_size=4)}),
+            max_size=4,
+        ),
+        "throttle_time_ms": int32,
+    }
+)
 
 
 @settings(max_examples=300, deadline=None)
@@ -63,16 +72,29 @@ def test_produce_response_matches_kafka_python(version, correlation_id, body):
     assert ours == reference(0, version, correlation_id, body)
 
 
-fetch_partition = st.fixed_dictionaries({
-    "partition_index": int32, "error_code": int16, "high_watermark": int64, "last_stable_offset": int64,
-    "log_start_offset": int64, "aborted_transactions": st.none() | st.just([]),
-    "preferred_read_replica": int32, "records": st.none() | st.binary(max_size=2000),
-})
-fetch_body = st.fixed_dictionaries({
-    "throttle_time_ms": int32, "error_code": int16, "session_id": int32,
-    "responses": st.lists(st.fixed_dictionaries({"topic": names, "partitions": st.lists(fetch_partition, max_size=4)}),
-                          max_size=4),
-})
+fetch_partition = st.fixed_dictionaries(
+    {
+        "partition_index": int32,
+        "error_code": int16,
+        "high_watermark": int64,
+        "last_stable_offset": int64,
+        "log_start_offset": int64,
+        "aborted_transactions": st.none() | st.just([]),
+        "preferred_read_replica": int32,
+        "records": st.none() | st.binary(max_size=2000),
+    }
+)
+fetch_body = st.fixed_dictionaries(
+    {
+        "throttle_time_ms": int32,
+        "error_code": int16,
+        "session_id": int32,
+        "responses": st.lists(
+            st.fixed_dictionaries({"topic": names, "partitions": st.lists(fetch_partition, max_size=4)}),
+            max_size=4,
+        ),
+    }
+)
 
 
 @settings(max_examples=300, deadline=None)
@@ -88,20 +110,41 @@ def test_fetch_response_matches_kafka_python(version, correlation_id, body):
                 p["log_start_offset"] = -1
     ours = encode_fetch_response(version, correlation_id, body)
     assert ours == reference(1, version, correlation_id, body)
-    decoded = RESPONSE_CLASSES[1].decode(ours[8 + (version >= 12):], version=version)
-    got = [(t.topic, [(p.partition_index, p.high_watermark, p.records) for p in t.partitions])
-           for t in decoded.responses]
-    want = [(t["topic"], [(p["partition_index"], p["high_watermark"], p["records"]) for p in t["partitions"]])
-            for t in body["responses"]]
+    decoded = RESPONSE_CLASSES[1].decode(ours[8 + (version >= 12) :], version=version)
+    got = [
+        (t.topic, [(p.partition_index, p.high_watermark, p.records) for p in t.partitions]) for t in decoded.responses
+    ]
+    want = [
+        (t["topic"], [(p["partition_index"], p["high_watermark"], p["records"]) for p in t["partitions"]])
+        for t in body["responses"]
+    ]
     assert got == want
 
 
 def test_fetch_with_a_diverging_epoch_takes_the_generic_path():
-    body = {"throttle_time_ms": 0, "error_code": 0, "session_id": 0, "responses": [
-        {"topic": "t", "partitions": [{"partition_index": 0, "error_code": 0, "high_watermark": 5,
-                                       "last_stable_offset": 5, "log_start_offset": 0, "aborted_transactions": [],
-                                       "preferred_read_replica": -1, "records": b"",
-                                       "diverging_epoch": {"epoch": 1, "end_offset": 3}}]}]}
+    body = {
+        "throttle_time_ms": 0,
+        "error_code": 0,
+        "session_id": 0,
+        "responses": [
+            {
+                "topic": "t",
+                "partitions": [
+                    {
+                        "partition_index": 0,
+                        "error_code": 0,
+                        "high_watermark": 5,
+                        "last_stable_offset": 5,
+                        "log_start_offset": 0,
+                        "aborted_transactions": [],
+                        "preferred_read_replica": -1,
+                        "records": b"",
+                        "diverging_epoch": {"epoch": 1, "end_offset": 3},
+                    }
+                ],
+            }
+        ],
+    }
     assert encode_fetch_response(12, 7, body) is None
     assert encode_produce_response(10, 7, {"responses": []}) is None
 
@@ -110,19 +153,56 @@ fetch_request_partition = st.tuples(int32, int32, int64, int32, int64, int32)
 
 
 @settings(max_examples=300, deadline=None)
-@given(correlation_id=int32, client_id=st.text(max_size=50), replica_id=int32, max_wait=int32, min_bytes=int32,
-       max_bytes=int32, topics=st.lists(st.tuples(names, st.lists(fetch_request_partition, max_size=4)), max_size=4))
-def test_replica_fetch_request_matches_kafka_python(correlation_id, client_id, replica_id, max_wait, min_bytes,
-                                                    max_bytes, topics):
-    ours = encode_fetch_request_v12(correlation_id, client_id, replica_id=replica_id, max_wait_ms=max_wait,
-                                    min_bytes=min_bytes, max_bytes=max_bytes, topics=topics)
+@given(
+    correlation_id=int32,
+    client_id=st.text(max_size=50),
+    replica_id=int32,
+    max_wait=int32,
+    min_bytes=int32,
+    max_bytes=int32,
+    topics=st.lists(st.tuples(names, st.lists(fetch_request_partition, max_size=4)), max_size=4),
+)
+def test_replica_fetch_request_matches_kafka_python(
+    correlation_id, client_id, replica_id, max_wait, min_bytes, max_bytes, topics
+):
+    ours = encode_fetch_request_v12(
+        correlation_id,
+        client_id,
+        replica_id=replica_id,
+        max_wait_ms=max_wait,
+        min_bytes=min_bytes,
+        max_bytes=max_bytes,
+        topics=topics,
+    )
     T, P = FetchRequest.FetchTopic, FetchRequest.FetchTopic.FetchPartition
     request = FetchRequest(
-        replica_id=replica_id, max_wait_ms=max_wait, min_bytes=min_bytes, max_bytes=max_bytes, isolation_level=0,
-        session_id=0, session_epoch=-1, forgotten_topics_data=[], rack_id="",
-        topics=[T(topic=name, partitions=[P(partition=p[0], current_leader_epoch=p[1], fetch_offset=p[2],
-                                            last_fetched_epoch=p[3], log_start_offset=p[4], partition_max_bytes=p[5])
-                                          for p in parts]) for name, parts in topics])
+        replica_id=replica_id,
+        max_wait_ms=max_wait,
+        min_bytes=min_bytes,
+        max_bytes=max_bytes,
+        isolation_level=0,
+        session_id=0,
+        session_epoch=-1,
+        forgotten_topics_data=[],
+        rack_id="",
+        topics=[
+            T(
+                topic=name,
+                partitions=[
+                    P(
+                        partition=p[0],
+                        current_leader_epoch=p[1],
+                        fetch_offset=p[2],
+                        last_fetched_epoch=p[3],
+                        log_start_offset=p[4],
+                        partition_max_bytes=p[5],
+                    )
+                    for p in parts
+                ],
+            )
+            for name, parts in topics
+        ],
+    )
     request.API_VERSION = 12
     request.with_header(correlation_id=correlation_id, client_id=client_id)
     assert ours == bytes(request.encode(header=True, framed=True))

@@ -142,9 +142,7 @@ def test_single_member_joins_and_syncs():
         assert env.c.heartbeat("g", 1, r.member_id, None) == E.NONE
         d = env.c.describe_group("g")
         assert (d.state, d.protocol_type, d.protocol_name) == ("Stable", "consumer", "range")
-        assert [(m.member_id, m.client_id, m.assignment) for m in d.members] == [
-            (r.member_id, "client", b"assign")
-        ]
+        assert [(m.member_id, m.client_id, m.assignment) for m in d.members] == [(r.member_id, "client", b"assign")]
 
     run(t)
 
@@ -235,9 +233,7 @@ def test_join_while_stable_triggers_rebalance():
             E.REBALANCE_IN_PROGRESS
         )
         # Offsets may still be committed while preparing (Kafka relies on heartbeats to signal).
-        assert await env.c.commit_offsets("g", 2, a.member_id, None, [("t", 0, 5, -1, None)]) == [
-            ("t", 0, E.NONE)
-        ]
+        assert await env.c.commit_offsets("g", 2, a.member_id, None, [("t", 0, 5, -1, None)]) == [("t", 0, E.NONE)]
         ta = env.later(lambda: env.join(a.member_id))
         tb = env.later(lambda: env.join(b.member_id))
         results = [await ta, await tb, await tc]
@@ -343,9 +339,7 @@ def test_static_member_rejoin_keeps_generation_without_rebalance():
         await settle()
         a = await env.join(a.member_id, instance="i-a")
         b = await tb
-        await env.c.sync_group(
-            "g", 2, a.member_id, "i-a", None, None, [(a.member_id, b"A"), (b.member_id, b"B")]
-        )
+        await env.c.sync_group("g", 2, a.member_id, "i-a", None, None, [(a.member_id, b"A"), (b.member_id, b"B")])
         # b restarts: empty member id, same instance id, same metadata.
         b2 = await env.join(instance="i-b", client="b")
         assert b2.error_code == E.NONE and b2.generation_id == 2 and b2.member_id != b.member_id
@@ -480,9 +474,9 @@ def test_subscription_decoder_reads_every_kafka_python_version():
     from kafka.protocol.consumer.metadata import ConsumerProtocolSubscription as Sub
 
     for v in range(Sub.min_version, Sub.max_version + 1):
-        data = Sub(
-            topics=["a", "bcd"], user_data=b"x", owned_partitions=[], generation_id=3, rack_id="r"
-        ).encode(version=v)
+        data = Sub(topics=["a", "bcd"], user_data=b"x", owned_partitions=[], generation_id=3, rack_id="r").encode(
+            version=v
+        )
         assert decode_subscription_topics(bytes(data)) == ["a", "bcd"]
 
 
@@ -712,9 +706,7 @@ def test_real_timers_expire_sessions():
         )
         await c.start()
         try:
-            r = await c.join_group(
-                "g", "", None, "consumer", RANGE, 100, 1000, "c", "h", require_known_member_id=False
-            )
+            r = await c.join_group("g", "", None, "consumer", RANGE, 100, 1000, "c", "h", require_known_member_id=False)
             assert r.error_code == E.NONE
             await c.sync_group("g", 1, r.member_id, None, None, None, [])
             await asyncio.sleep(0.3)

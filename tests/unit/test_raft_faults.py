@@ -23,8 +23,8 @@ from workbench.controller.raft.messages import RequestVoteResponse
 from workbench.controller.raft.node import NotLeader, RaftNode, Role
 from workbench.controller.raft.testing import InvariantChecker, SimulatedNetwork
 
-FAULT_STEPS = 3000   # x 10 ms of virtual time = 30 s of faults per run
-ELECT_WITHIN = 300   # steps (3 s) for a leader to emerge once the network is healthy
+FAULT_STEPS = 3000  # x 10 ms of virtual time = 30 s of faults per run
+ELECT_WITHIN = 300  # steps (3 s) for a leader to emerge once the network is healthy
 COMMIT_WITHIN = 200  # steps (2 s) for proposals to reach every node after that
 
 
@@ -42,8 +42,14 @@ def stable_leader(net: SimulatedNetwork) -> RaftNode | None:
 def run_scenario(seed: int, n: int) -> dict[str, int]:
     rng = random.Random(seed * 7919 + n)
     checker = InvariantChecker()
-    net = SimulatedNetwork(n, seed, drop=rng.uniform(0, 0.2), duplicate=rng.uniform(0, 0.1),
-                           delay_ms=(1, rng.choice([5, 20, 60, 150])), checker=checker)
+    net = SimulatedNetwork(
+        n,
+        seed,
+        drop=rng.uniform(0, 0.2),
+        duplicate=rng.uniform(0, 0.1),
+        delay_ms=(1, rng.choice([5, 20, 60, 150])),
+        checker=checker,
+    )
     stats = {"proposed": 0, "crashes": 0, "partitions": 0, "leaders": 0}
     for step in range(FAULT_STEPS):
         r = rng.random()
@@ -87,7 +93,7 @@ def run_scenario(seed: int, n: int) -> dict[str, int]:
     payloads = [{"t": "final", "k": k} for k in range(5)]
     last = max(leader.propose(p) for p in payloads)
     net.run_until(lambda: all(len(net.applied[i]) >= last for i in net.ids), COMMIT_WITHIN)
-    assert [e.payload for e in checker.committed[last - 5:last]] == payloads
+    assert [e.payload for e in checker.committed[last - 5 : last]] == payloads
     stats["leaders"] = len(checker.leaders)
     stats["committed"] = len(checker.committed)
     stats["delivered"] = net.delivered
@@ -148,8 +154,10 @@ MUTANTS = {
     "vote ignores the log up-to-date check": [("_on_request_vote", _vote_without_log_check)],
     "votes twice in a term": [("_on_request_vote", _grant_every_vote)],
     "follower commits past the matching prefix": [("_on_append_entries", _commit_beyond_match)],
-    "old-term entries committed by counting": [("_maybe_commit", _commit_by_counting_any_term),
-                                               ("_become_leader", _become_leader_without_entry)],
+    "old-term entries committed by counting": [
+        ("_maybe_commit", _commit_by_counting_any_term),
+        ("_become_leader", _become_leader_without_entry),
+    ],
 }
 
 

@@ -25,16 +25,29 @@ TIMEOUT = (300, 600)
 class Bench:
     """Nodes 1..n; `deliver()` moves queued messages until none are left (or only over open links)."""
 
-    def __init__(self, n: int = 3, logs: dict[int, list[tuple[int, int]]] | None = None,
-                 terms: dict[int, int] | None = None) -> None:
+    def __init__(
+        self,
+        n: int = 3,
+        logs: dict[int, list[tuple[int, int]]] | None = None,
+        terms: dict[int, int] | None = None,
+    ) -> None:
         self.ids = list(range(1, n + 1))
         self.storages = {i: MemoryRaftStorage() for i in self.ids}
         for i, log in (logs or {}).items():
             self.storages[i].append([Entry(term, index, {"t": "x", "v": f"{term}.{index}"}) for term, index in log])
         for i, term in (terms or {}).items():
             self.storages[i].save_term_and_vote(term, None)
-        self.nodes = {i: RaftNode(i, self.ids, self.storages[i], election_timeout_ms=TIMEOUT, heartbeat_ms=75,
-                                  rng=random.Random(i)) for i in self.ids}
+        self.nodes = {
+            i: RaftNode(
+                i,
+                self.ids,
+                self.storages[i],
+                election_timeout_ms=TIMEOUT,
+                heartbeat_ms=75,
+                rng=random.Random(i),
+            )
+            for i in self.ids
+        }
         self.now = 0
         self.cut: set[int] = set()  # nodes whose messages are lost in both directions
         self.committed: dict[int, list[Entry]] = {i: [] for i in self.ids}
@@ -126,8 +139,10 @@ def test_conflicting_entries_are_truncated_and_fast_backtracking_skips_whole_ter
     # Node 3 holds a long tail of term-2 entries no one else has (an old leader's), so the
     # new leader must truncate it; the conflict hint skips the term in one round trip.
     base = [(1, 1), (1, 2)]
-    b = Bench(logs={1: base + [(3, 3)], 2: base + [(3, 3)], 3: base + [(2, i) for i in range(3, 40)]},
-              terms={1: 3, 2: 3, 3: 2})
+    b = Bench(
+        logs={1: [*base, (3, 3)], 2: [*base, (3, 3)], 3: base + [(2, i) for i in range(3, 40)]},
+        terms={1: 3, 2: 3, 3: 2},
+    )
     b.cut = {3}
     b.elect(1)
     assert b.leader().node_id == 1 and b.nodes[1].term == 4
@@ -143,7 +158,7 @@ def test_conflicting_entries_are_truncated_and_fast_backtracking_skips_whole_ter
     b.nodes[1].receive = spy  # type: ignore[method-assign]
     b.tick(75, only=[1])
     b.deliver()
-    assert b.log(3) == b.log(1) == base + [(3, 3), (4, 4)]
+    assert b.log(3) == b.log(1) == [*base, (3, 3), (4, 4)]
     assert len(rejections) <= 2  # not one per conflicting entry
     assert b.nodes[3].commit_index == 4
 

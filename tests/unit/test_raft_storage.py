@@ -114,16 +114,35 @@ def test_messages_round_trip_through_json():
         assert decode(json.loads(json.dumps(encode(m)))) == m
 
 
-@pytest.mark.parametrize("obj", [
-    [], {"type": "Nope"}, {"type": "RequestVote", "term": "1", "src": 1, "last_log_index": 0, "last_log_term": 0},
-    {"type": "RequestVote", "term": 1, "src": 1, "last_log_index": 0},
-    {"type": "RequestVote", "term": -1, "src": 1, "last_log_index": 0, "last_log_term": 0},
-    {"type": "TimeoutNow", "term": 1, "src": True},
-    {"type": "AppendEntries", "term": 2, "src": 1, "prev_log_index": 0, "prev_log_term": 0,
-     "entries": [[2, 2, {}]], "leader_commit": 0},  # not contiguous with prev_log_index
-    {"type": "AppendEntries", "term": 2, "src": 1, "prev_log_index": 0, "prev_log_term": 0,
-     "entries": [[2, 1, "not a dict"]], "leader_commit": 0},
-])
+@pytest.mark.parametrize(
+    "obj",
+    [
+        [],
+        {"type": "Nope"},
+        {"type": "RequestVote", "term": "1", "src": 1, "last_log_index": 0, "last_log_term": 0},
+        {"type": "RequestVote", "term": 1, "src": 1, "last_log_index": 0},
+        {"type": "RequestVote", "term": -1, "src": 1, "last_log_index": 0, "last_log_term": 0},
+        {"type": "TimeoutNow", "term": 1, "src": True},
+        {
+            "type": "AppendEntries",
+            "term": 2,
+            "src": 1,
+            "prev_log_index": 0,
+            "prev_log_term": 0,
+            "entries": [[2, 2, {}]],
+            "leader_commit": 0,
+        },  # not contiguous with prev_log_index
+        {
+            "type": "AppendEntries",
+            "term": 2,
+            "src": 1,
+            "prev_log_index": 0,
+            "prev_log_term": 0,
+            "entries": [[2, 1, "not a dict"]],
+            "leader_commit": 0,
+        },
+    ],
+)
 def test_malformed_messages_are_rejected(obj):
     with pytest.raises(MalformedMessage):
         decode(obj)

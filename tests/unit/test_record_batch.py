@@ -168,8 +168,7 @@ def test_decode_build_round_trip(codec: int) -> None:
     rebuilt = R.build_batches(cols)
     headers = R.validate_produce_batches(rebuilt)  # complete, CRCs right
     assert [
-        (h.base_offset, h.producer_id, h.producer_epoch, h.base_sequence, h.partition_leader_epoch)
-        for h in headers
+        (h.base_offset, h.producer_id, h.producer_epoch, h.base_sequence, h.partition_leader_epoch) for h in headers
     ] == [(0, 5, 1, 0, 3), (7, 5, 1, 7, 3), (14, 5, 1, 14, 3)]
     assert R.decode_records(rebuilt) == cols
     # and byte-identical to the client's own encoding when uncompressed

@@ -58,9 +58,15 @@ def test_plain_good_and_bad(store):
     s = PlainServer(store)
     assert s.step(plain_client_token("alice", "wonderland")) == b""
     assert s.complete and s.username == "alice"
-    for token in (plain_client_token("alice", "nope"), plain_client_token("mallory", "wonderland"),
-                  b"alice\x00wonderland", b"x\x00alice\x00wonderland", b"\x00alice\x00", b"\xff\x00\xfe\x00a",
-                  b"\x00" * 10000):
+    for token in (
+        plain_client_token("alice", "nope"),
+        plain_client_token("mallory", "wonderland"),
+        b"alice\x00wonderland",
+        b"x\x00alice\x00wonderland",
+        b"\x00alice\x00",
+        b"\xff\x00\xfe\x00a",
+        b"\x00" * 10000,
+    ):
         with pytest.raises(SaslAuthenticationError):
             PlainServer(store).step(token)
     assert PlainServer(store).step(b"alice\x00alice\x00wonderland") == b""  # authzid == authcid is fine
@@ -99,10 +105,20 @@ def test_unknown_user_salt_is_stable(store):
     assert a == b
 
 
-@pytest.mark.parametrize("message", [
-    b"p=tls-unique,,n=alice,r=abc", b"n,,r=abc,n=alice", b"n,,n=alice", b"garbage", b"n,,n=al=ZZice,r=abc",
-    b"n,a=bob,n=alice,r=abc", b"n,,n=alice,r=abc,tokenauth=true", b"\xff\xfe", b"n,,n=alice,r=a b",
-])
+@pytest.mark.parametrize(
+    "message",
+    [
+        b"p=tls-unique,,n=alice,r=abc",
+        b"n,,r=abc,n=alice",
+        b"n,,n=alice",
+        b"garbage",
+        b"n,,n=al=ZZice,r=abc",
+        b"n,a=bob,n=alice,r=abc",
+        b"n,,n=alice,r=abc,tokenauth=true",
+        b"\xff\xfe",
+        b"n,,n=alice,r=a b",
+    ],
+)
 def test_scram_malformed_client_first(store, message):
     with pytest.raises(SaslAuthenticationError):
         ScramServer(store).step(message)
@@ -112,8 +128,13 @@ def test_scram_tampered_final(store):
     server, client = ScramServer(store), ScramClient("alice", "wonderland")
     first = server.step(client.first())
     final = client.final(first)
-    for bad in (final.replace(b"c=biws", b"c=eSws"), final.replace(b"r=", b"r=X"), final[:-4] + b"AAA=",
-                final.split(b",p=")[0] + b",p=" + base64.b64encode(b"short"), b"c=biws"):
+    for bad in (
+        final.replace(b"c=biws", b"c=eSws"),
+        final.replace(b"r=", b"r=X"),
+        final[:-4] + b"AAA=",
+        final.split(b",p=")[0] + b",p=" + base64.b64encode(b"short"),
+        b"c=biws",
+    ):
         s2 = ScramServer(store)
         s2.step(client.first())
         with pytest.raises(SaslAuthenticationError):
@@ -152,15 +173,18 @@ def test_factory_only_creates_enabled_mechanisms(store):
 
 
 def test_authorizer_rules():
-    az = Authorizer([
-        {"principal": "User:alice", "operation": "Read", "topic": "orders"},
-        {"principal": "User:alice", "operation": "Write", "topic": "logs-", "pattern_type": "prefixed"},
-        {"principal": "User:*", "operation": "Describe", "topic": "public"},
-        {"principal": "User:bob", "operation": "All", "topic": "*"},
-        {"principal": "User:bob", "operation": "Write", "topic": "orders", "permission": "Deny"},
-        {"principal": "User:ops", "operation": "Create", "cluster": True},
-        {"principal": "User:alice", "operation": "Read", "group": "billing"},
-    ], super_users=["User:admin"])
+    az = Authorizer(
+        [
+            {"principal": "User:alice", "operation": "Read", "topic": "orders"},
+            {"principal": "User:alice", "operation": "Write", "topic": "logs-", "pattern_type": "prefixed"},
+            {"principal": "User:*", "operation": "Describe", "topic": "public"},
+            {"principal": "User:bob", "operation": "All", "topic": "*"},
+            {"principal": "User:bob", "operation": "Write", "topic": "orders", "permission": "Deny"},
+            {"principal": "User:ops", "operation": "Create", "cluster": True},
+            {"principal": "User:alice", "operation": "Read", "group": "billing"},
+        ],
+        super_users=["User:admin"],
+    )
     ok = az.authorize
     assert ok("User:alice", "Read", "topic", "orders") and ok("User:alice", "Describe", "topic", "orders")
     assert not ok("User:alice", "Write", "topic", "orders") and not ok("User:alice", "Read", "topic", "other")
@@ -173,10 +197,12 @@ def test_authorizer_rules():
     assert ok("User:admin", "Alter", "cluster") and ok("User:broker", "ClusterAction", "cluster")
     assert not ok("User:ANONYMOUS", "Describe", "topic", "orders")
     assert Authorizer(None).authorize("User:anyone", "Write", "topic", "x")  # no ACLs: no authorizer
-    for bad in ({"principal": "alice", "operation": "Read", "topic": "t"},
-                {"principal": "User:a", "operation": "Eat", "topic": "t"},
-                {"principal": "User:a", "operation": "Read"},
-                {"principal": "User:a", "operation": "Read", "topic": "t", "group": "g"},
-                {"principal": "User:a", "operation": "Read", "topic": "t", "extra": 1}):
+    for bad in (
+        {"principal": "alice", "operation": "Read", "topic": "t"},
+        {"principal": "User:a", "operation": "Eat", "topic": "t"},
+        {"principal": "User:a", "operation": "Read"},
+        {"principal": "User:a", "operation": "Read", "topic": "t", "group": "g"},
+        {"principal": "User:a", "operation": "Read", "topic": "t", "extra": 1},
+    ):
         with pytest.raises(ValueError):
             Authorizer([bad])

@@ -23,11 +23,16 @@ def test_structures_only_grow_and_widen():
 
 
 def test_flatten_sql_types_fields_and_leaves_bad_values_null():
-    raw = pa.table({"partition": pa.array([0, 0, 0], pa.int32()), "offset": pa.array([0, 1, 2], pa.int64()),
-                    "timestamp": pa.array([0, 1, 2], pa.timestamp("ms", tz="UTC")),
-                    "key": pa.array([None, None, None], pa.binary()),
-                    "value": pa.array([b'{"id": 1, "offset": 5, "u": {"n": "a"}}', b"\xff", b"[1]"], pa.binary()),
-                    "headers": pa.array([None, None, None], RAW_SCHEMA.field("headers").type)})
+    raw = pa.table(
+        {
+            "partition": pa.array([0, 0, 0], pa.int32()),
+            "offset": pa.array([0, 1, 2], pa.int64()),
+            "timestamp": pa.array([0, 1, 2], pa.timestamp("ms", tz="UTC")),
+            "key": pa.array([None, None, None], pa.binary()),
+            "value": pa.array([b'{"id": 1, "offset": 5, "u": {"n": "a"}}', b"\xff", b"[1]"], pa.binary()),
+            "headers": pa.array([None, None, None], RAW_SCHEMA.field("headers").type),
+        }
+    )
     con = duckdb.connect()
     con.register("raw", raw)
     structure = normalize(__import__("json").loads(con.execute(infer_sql("raw")).fetchall()[0][0]))

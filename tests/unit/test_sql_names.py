@@ -29,25 +29,28 @@ def engine(tmp_path):
 def test_window_macros_and_using_joins_do_not_hide_the_tables(engine):
     # Binding on a fresh connection failed on both and returned no names: never refreshed.
     assert engine.referenced_names(
-        "SELECT tumble(timestamp, INTERVAL 10 seconds) AS window, count(*) FROM orders GROUP BY ALL") == {"orders"}
+        "SELECT tumble(timestamp, INTERVAL 10 seconds) AS window, count(*) FROM orders GROUP BY ALL"
+    ) == {"orders"}
     assert engine.referenced_names(
         'SELECT w, count(*) FROM "page-views", unnest(hop(timestamp, INTERVAL 1 minute, INTERVAL 10 seconds)) '
-        "AS h(w) GROUP BY w") == {"page-views"}
+        "AS h(w) GROUP BY w"
+    ) == {"page-views"}
     assert engine.referenced_names(
-        "SELECT * FROM wb.consumer_groups JOIN wb.consumer_group_members USING (group_id)") == \
-        {"wb.consumer_groups", "wb.consumer_group_members"}
+        "SELECT * FROM wb.consumer_groups JOIN wb.consumer_group_members USING (group_id)"
+    ) == {"wb.consumer_groups", "wb.consumer_group_members"}
     assert engine.referenced_names(
-        "WITH x AS (SELECT * FROM orders) SELECT (SELECT 1 FROM main.pay) FROM x JOIN wb.brokers USING (y)") >= \
-        {"orders", "main.pay", "wb.brokers"}
+        "WITH x AS (SELECT * FROM orders) SELECT (SELECT 1 FROM main.pay) FROM x JOIN wb.brokers USING (y)"
+    ) >= {"orders", "main.pay", "wb.brokers"}
     assert engine.referenced_names("SELECT 1") == set()
 
 
 def test_statements_that_do_not_bind_fall_back_to_known_names_in_the_text(engine):
     names = engine.referenced_names(
         "INSERT INTO mine SELECT tumble(o.timestamp, INTERVAL 1 minute) FROM orders o "
-        "JOIN wb.consumer_lag USING (partition)")
+        "JOIN wb.consumer_lag USING (partition)"
+    )
     assert {"orders", "wb.consumer_lag"} <= names and "pay" not in names
-    assert engine._names_in_text("SELECT * FROM \"page-views\" JOIN paying ON true") == {"page-views"}
+    assert engine._names_in_text('SELECT * FROM "page-views" JOIN paying ON true') == {"page-views"}
 
 
 def test_fast_inference_matches_the_aggregate():
@@ -56,8 +59,11 @@ def test_fast_inference_matches_the_aggregate():
         ('{"b":1.5}'), ('{"b":2,"c":[1,{"x":1}]}'), ('[1]'), ('nope'), (NULL), ('{"u":{"p":1}}'),
         ('{"u":{"q":true}}')) t(v)""")
     expected = normalize(__import__("json").loads(con.execute(infer_sql("raw")).fetchall()[0][0]))
-    assert infer_structure(con, "raw") == expected == \
-        {"a": "JSON", "b": "DOUBLE", "c": ["JSON"], "u": {"p": "BIGINT", "q": "BOOLEAN"}}
+    assert (
+        infer_structure(con, "raw")
+        == expected
+        == {"a": "JSON", "b": "DOUBLE", "c": ["JSON"], "u": {"p": "BIGINT", "q": "BOOLEAN"}}
+    )
 
 
 class _Conn(SqlMixin):

@@ -32,8 +32,16 @@ def sealed_log(path: Path) -> PartitionLog:
 
 
 def adopt(log: PartitionLog, job, answer: dict) -> bool:
-    return log.install_parquet(job, ParquetSegment(Path(answer["path"]), answer["base_offset"],
-                                                   answer["next_offset"], answer["max_timestamp"], answer["size"]))
+    return log.install_parquet(
+        job,
+        ParquetSegment(
+            Path(answer["path"]),
+            answer["base_offset"],
+            answer["next_offset"],
+            answer["max_timestamp"],
+            answer["size"],
+        ),
+    )
 
 
 def test_converter_process_writes_parquet_the_log_adopts(tmp_path: Path) -> None:
@@ -58,8 +66,11 @@ def test_converter_process_writes_parquet_the_log_adopts(tmp_path: Path) -> None
             await asyncio.sleep(1.0)  # idle_exit_s passes: the child goes
             assert converter.pid is None
             # A missing segment is reported as an error, and the next job still works.
-            bad = {**log.conversion_request(log.pending_conversions()[0]), "segment": str(tmp_path / "nope.log")}
-            with pytest.raises(ConversionError, match="nope.log"):
+            bad = {
+                **log.conversion_request(log.pending_conversions()[0]),
+                "segment": str(tmp_path / "nope.log"),
+            }
+            with pytest.raises(ConversionError, match=r"nope\.log"):
                 await converter.convert(bad)
             job = log.pending_conversions()[0]
             assert adopt(log, job, await converter.convert(log.conversion_request(job)))

@@ -78,10 +78,10 @@ def test_reads_near_the_end_find_their_batch_from_the_recent_positions(tmp_path:
     bases = []
     for n in sizes:
         bases.append(log.append(batch(n)).base_offset)
-    ends = [b + n for b, n in zip(bases, sizes)]
+    ends = [b + n for b, n in zip(bases, sizes, strict=False)]
 
     def containing(offset: int) -> int:
-        return next(b for b, e in zip(bases, ends) if b <= offset < e)
+        return next(b for b, e in zip(bases, ends, strict=False) if b <= offset < e)
 
     for offset in list(range(0, 40)) + list(range(ends[-1] - 1500, ends[-1])):
         assert offsets_of(log.read(offset, 1))[0] == containing(offset), offset

@@ -43,9 +43,7 @@ def test_conversion_writes_parquet_and_keeps_hot_segments(tmp_path: Path) -> Non
     assert table.column("offset").to_pylist() == list(range(20))
     assert table.column("sequence").to_pylist() == list(range(20))
     assert log.convert_sealed_segments() == []  # idempotent
-    n = duckdb.sql(f"select count(*), max(\"offset\") from read_parquet('{tmp_path}/*.parquet')").fetchall()[
-        0
-    ]
+    n = duckdb.sql(f"select count(*), max(\"offset\") from read_parquet('{tmp_path}/*.parquet')").fetchall()[0]
     active_base = int(logs[-1].split(".")[0])
     assert n == (active_base, active_base - 1)
 
@@ -67,9 +65,7 @@ def test_reads_from_parquet_decode_to_the_same_records(tmp_path: Path) -> None:
     assert R.decode_records(b"".join(got)) == expected
     # mid-batch read from Parquet starts at the containing batch, KIP-74 for tiny max_bytes
     first = list(R.iter_batch_headers(log.read(35, 1)))
-    assert [(h.base_offset, h.records_count, h.producer_id, h.base_sequence) for h in first] == [
-        (30, 10, 7, 30)
-    ]
+    assert [(h.base_offset, h.records_count, h.producer_id, h.base_sequence) for h in first] == [(30, 10, 7, 30)]
     assert log.offset_for_timestamp(T0 + 205) == (25, T0 + 205)
     log.close()
     reopened = PartitionLog(tmp_path, LogConfig(segment_bytes=one * 2, hot_segments=0))
@@ -107,7 +103,7 @@ def test_conversion_from_a_worker_thread_while_appending(tmp_path: Path) -> None
         try:
             while not stop.is_set():
                 log.convert_sealed_segments()
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:
             errors.append(exc)
 
     t = threading.Thread(target=convert)

@@ -18,9 +18,7 @@ from workbench.storage.leader_epoch import CHECKPOINT_NAME, LeaderEpochCache
 T0 = 1_700_000_000_000
 
 
-def batch(
-    n: int = 2, *, tag: int = 0, codec: int = 0, pid: int = -1, epoch: int = -1, seq: int = -1
-) -> bytes:
+def batch(n: int = 2, *, tag: int = 0, codec: int = 0, pid: int = -1, epoch: int = -1, seq: int = -1) -> bytes:
     b = DefaultRecordBatchBuilder(2, codec, 0, pid, epoch, seq, 1 << 30)
     for i in range(n):
         b.append(i, T0 + tag * 10 + i, b"k%d" % i, b"%d-%d:" % (tag, i) + b"x" * 60, [])
@@ -520,9 +518,7 @@ def test_follower_converts_only_below_the_high_watermark_it_was_told(tmp_path: P
     follower = open_follower(tmp_path / "b", segment_bytes=ONE * 2, hot_segments=0)
     follower.append_as_follower(leader.read(0, 1 << 30, upper_bound=leader.log_end_offset))
     while follower.log_end_offset < leader.log_end_offset:
-        follower.append_as_follower(
-            leader.read(follower.log_end_offset, 1 << 30, upper_bound=leader.log_end_offset)
-        )
+        follower.append_as_follower(leader.read(follower.log_end_offset, 1 << 30, upper_bound=leader.log_end_offset))
     assert follower.convert_sealed_segments() == []  # HW 0: nothing is committed yet
     follower.high_watermark = 9
     written = follower.convert_sealed_segments()

@@ -30,20 +30,31 @@ def parse_args(argv: list[str] | None = None) -> BrokerConfig:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--raft-port", type=int, default=0)
-    parser.add_argument("--voters", default="{}",
-                        help='JSON: {"<node id>": ["host", kafka_port, raft_port], ...} (the controller quorum)')
+    parser.add_argument(
+        "--voters",
+        default="{}",
+        help='JSON: {"<node id>": ["host", kafka_port, raft_port], ...} (the controller quorum)',
+    )
     parser.add_argument("--config", default="{}", help="JSON object of BrokerConfig overrides")
     args = parser.parse_args(argv)
     overrides = json.loads(args.config)
     voters = {int(k): v for k, v in json.loads(args.voters).items()}
-    return BrokerConfig(node_id=args.node_id, cluster_dir=args.cluster_dir, host=args.host, port=args.port,
-                        raft_port=args.raft_port, voters=voters, **overrides)
+    return BrokerConfig(
+        node_id=args.node_id,
+        cluster_dir=args.cluster_dir,
+        host=args.host,
+        port=args.port,
+        raft_port=args.raft_port,
+        voters=voters,
+        **overrides,
+    )
 
 
 async def _watch_parent(stop: asyncio.Event, parent_pid: int) -> None:
     """Exit when the parent goes: stdin (a pipe from the parent) reaches EOF, or we are re-parented."""
     loop = asyncio.get_running_loop()
     if not sys.stdin.isatty():
+
         def on_stdin() -> None:
             try:
                 data = os.read(0, 4096)
@@ -52,6 +63,7 @@ async def _watch_parent(stop: asyncio.Event, parent_pid: int) -> None:
             if not data:
                 loop.remove_reader(0)
                 stop.set()
+
         try:
             loop.add_reader(0, on_stdin)
         except (OSError, ValueError, PermissionError):
@@ -82,8 +94,10 @@ def main(argv: list[str] | None = None) -> None:
     config = parse_args(argv)
     config.broker_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     logging.basicConfig(
-        filename=str(config.broker_dir / "broker.log"), level=logging.INFO,
-        format="%(asctime)s %(levelname)s [broker %(process)d] %(name)s: %(message)s")
+        filename=str(config.broker_dir / "broker.log"),
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s [broker %(process)d] %(name)s: %(message)s",
+    )
     try:
         import uvloop  # a faster event loop (libuv), where available
     except ImportError:

@@ -57,8 +57,9 @@ class Broker:
         self.config = config
         self.node_id = config.node_id
         config.broker_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        voters = {int(k): (v[0], int(v[2])) for k, v in config.voters.items()} or \
-            {config.node_id: (config.host, config.raft_port)}
+        voters = {int(k): (v[0], int(v[2])) for k, v in config.voters.items()} or {
+            config.node_id: (config.host, config.raft_port)
+        }
         self.metadata = QuorumMetadataLog(config.node_id, voters, config.broker_dir / "metadata")
         self.replicas = ReplicaManager(config.node_id, config.broker_dir, config.log_defaults)
         self.groups = GroupCoordinatorManager(self)
@@ -70,11 +71,15 @@ class Broker:
         self._ready = False
         self._ready_for_metadata = False
         self.security = Security(config)  # [security] SASL listener + authorizer (off by default)
-        self.server = KafkaServer(self.dispatch, config.host, config.port,
-                                  max_request_bytes=config.socket_request_max_bytes,
-                                  max_connections=config.max_connections,
-                                  connections_max_idle_ms=config.connections_max_idle_ms,
-                                  security=self.security if self.security.enabled else None)
+        self.server = KafkaServer(
+            self.dispatch,
+            config.host,
+            config.port,
+            max_request_bytes=config.socket_request_max_bytes,
+            max_connections=config.max_connections,
+            connections_max_idle_ms=config.connections_max_idle_ms,
+            security=self.security if self.security.enabled else None,
+        )
         self._handlers: dict[int, Handler] = {}
         self._tasks: list[asyncio.Task] = []
         self._producer_ids: range = range(0)
@@ -96,14 +101,29 @@ class Broker:
         port = await self.server.start()
         self.metadata.add_listener(lambda _image: self._mark_metadata_dirty())
         await self.metadata.start()
-        log.info("broker %d: metadata log open (applied %d); waiting for the controller quorum",
-                 self.node_id, self.metadata.applied_index)
+        log.info(
+            "broker %d: metadata log open (applied %d); waiting for the controller quorum",
+            self.node_id,
+            self.metadata.applied_index,
+        )
         await self._await_quorum()
-        log.info("broker %d: quorum ready (leader %s, applied %d)", self.node_id, self.metadata.leader_id,
-                 self.metadata.applied_index)
-        await self.controller.submit({"op": "register_broker", "id": self.node_id, "host": self.config.host,
-                                      "port": port, "rack": None, "cluster_id": uuid.uuid4().hex[:22]},
-                                     timeout=30.0)
+        log.info(
+            "broker %d: quorum ready (leader %s, applied %d)",
+            self.node_id,
+            self.metadata.leader_id,
+            self.metadata.applied_index,
+        )
+        await self.controller.submit(
+            {
+                "op": "register_broker",
+                "id": self.node_id,
+                "host": self.config.host,
+                "port": port,
+                "rack": None,
+                "cluster_id": uuid.uuid4().hex[:22],
+            },
+            timeout=30.0,
+        )
         self.replicas.remove_orphans(self.image)
         self._ready_for_metadata = True
         self._apply_metadata()
@@ -208,19 +228,32 @@ class Broker:
                     continue
                 isr = list(partition.info.isr)
                 out = partition.out_of_sync_replicas(lag_max)
-                add = [r for r in partition.replicas_to_add()
-                       if (b := self.image.brokers.get(r)) is not None and not b.fenced]
+                add = [
+                    r
+                    for r in partition.replicas_to_add()
+                    if (b := self.image.brokers.get(r)) is not None and not b.fenced
+                ]
                 if not out and not add:
                     continue
                 new_isr = [r for r in partition.info.replicas if (r in isr and r not in out) or r in add]
-                reason = (f"replicas {out} fell behind" if out else "") + \
-                    ("; " if out and add else "") + (f"replicas {add} caught up" if add else "")
+                reason = (
+                    (f"replicas {out} fell behind" if out else "")
+                    + ("; " if out and add else "")
+                    + (f"replicas {add} caught up" if add else "")
+                )
                 partition.isr_change_pending = True
                 try:
-                    await self.controller.submit({
-                        "op": "alter_partition", "topic": partition.topic, "p": partition.index,
-                        "leader": self.node_id, "leader_epoch": partition.leader_epoch, "isr": new_isr,
-                        "reason": reason})
+                    await self.controller.submit(
+                        {
+                            "op": "alter_partition",
+                            "topic": partition.topic,
+                            "p": partition.index,
+                            "leader": self.node_id,
+                            "leader_epoch": partition.leader_epoch,
+                            "isr": new_isr,
+                            "reason": reason,
+                        }
+                    )
                 except Exception as exc:
                     log.info("ISR change for %s-%d refused: %s", partition.topic, partition.index, exc)
                 finally:
@@ -273,8 +306,11 @@ class Broker:
         idle priority), and the Parquet tier still trails the log by about a second."""
         cfg = self.config
         first = self._pending_since.setdefault(key, now)
-        return (now - self.last_write >= cfg.parquet_quiet_ms / 1000 or backlog >= cfg.parquet_max_backlog_segments
-                or now - first >= cfg.parquet_max_delay_ms / 1000)
+        return (
+            now - self.last_write >= cfg.parquet_quiet_ms / 1000
+            or backlog >= cfg.parquet_max_backlog_segments
+            or now - first >= cfg.parquet_max_delay_ms / 1000
+        )
 
     async def _conversion_loop(self) -> None:
         """Turn sealed segments into Parquet, in the idle-priority converter process
@@ -294,14 +330,26 @@ class Broker:
                     try:
                         answer = await self.converter.convert(plog.conversion_request(job))
                     except ConversionError as exc:
-                        log.warning("Parquet conversion of %s-%d at offset %d failed: %s", *tp,
-                                    job.segment.base_offset, exc)
+                        log.warning(
+                            "Parquet conversion of %s-%d at offset %d failed: %s",
+                            *tp,
+                            job.segment.base_offset,
+                            exc,
+                        )
                         break
-                    pseg = ParquetSegment(Path(answer["path"]), answer["base_offset"], answer["next_offset"],
-                                          answer["max_timestamp"], answer["size"])
+                    pseg = ParquetSegment(
+                        Path(answer["path"]),
+                        answer["base_offset"],
+                        answer["next_offset"],
+                        answer["max_timestamp"],
+                        answer["size"],
+                    )
                     if not plog.install_parquet(job, pseg):
-                        log.debug("Parquet file for %s-%d at %d discarded: the log changed meanwhile", *tp,
-                                  job.segment.base_offset)
+                        log.debug(
+                            "Parquet file for %s-%d at %d discarded: the log changed meanwhile",
+                            *tp,
+                            job.segment.base_offset,
+                        )
             for key in [k for k in self._pending_since if k not in waiting]:
                 del self._pending_since[key]
 
@@ -309,8 +357,9 @@ class Broker:
 
     async def allocate_producer_id(self) -> int:
         if self._producer_id_next >= self._producer_ids.stop:
-            [record] = await self.controller.submit({"op": "allocate_producer_ids", "broker": self.node_id,
-                                                     "length": PRODUCER_ID_BLOCK})
+            [record] = await self.controller.submit(
+                {"op": "allocate_producer_ids", "broker": self.node_id, "length": PRODUCER_ID_BLOCK}
+            )
             self._producer_ids = range(record["start"], record["start"] + record["length"])
             self._producer_id_next = record["start"]
         pid = self._producer_id_next
@@ -325,8 +374,9 @@ class Broker:
             return struct.pack(">ii", 4 + len(body), request.correlation_id) + body
         if request.body is None:
             if request.api_key == ApiKey.API_VERSIONS:
-                return encode_unsupported_api_versions(request.correlation_id,
-                                                       self.security.supported_apis)  # [security]
+                return encode_unsupported_api_versions(
+                    request.correlation_id, self.security.supported_apis
+                )  # [security]
             log.info("unsupported request api_key=%d v%d from %s", request.api_key, request.api_version, conn.peer)
             response = encode_error_response(request, ErrorCode.UNSUPPORTED_VERSION)
             if response is None:

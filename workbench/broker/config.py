@@ -9,43 +9,44 @@ from pathlib import Path
 @dataclass
 class BrokerConfig:
     node_id: int
-    cluster_dir: Path                        # shared by the cluster: metadata log lives here
-    host: str = "127.0.0.1"                  # listeners / advertised.listeners host
-    port: int = 0                            # 0 = pick a free port
-    raft_port: int = 0                       # the controller quorum listener (voters only)
-    auto_create_topics_enable: bool = True   # auto.create.topics.enable
-    num_partitions: int = 1                  # num.partitions (auto-created topics)
-    default_replication_factor: int = 3      # default.replication.factor (capped at the live brokers)
-    offsets_topic_num_partitions: int = 10   # offsets.topic.num.partitions (Kafka: 50; fewer files here)
-    group_initial_rebalance_delay_ms: int = 300   # group.initial.rebalance.delay.ms (Kafka: 3000)
-    group_min_session_timeout_ms: int = 1000      # group.min.session.timeout.ms (Kafka: 6000)
-    group_max_session_timeout_ms: int = 1800000   # group.max.session.timeout.ms
+    cluster_dir: Path  # shared by the cluster: metadata log lives here
+    host: str = "127.0.0.1"  # listeners / advertised.listeners host
+    port: int = 0  # 0 = pick a free port
+    raft_port: int = 0  # the controller quorum listener (voters only)
+    auto_create_topics_enable: bool = True  # auto.create.topics.enable
+    num_partitions: int = 1  # num.partitions (auto-created topics)
+    default_replication_factor: int = 3  # default.replication.factor (capped at the live brokers)
+    offsets_topic_num_partitions: int = 10  # offsets.topic.num.partitions (Kafka: 50; fewer files here)
+    group_initial_rebalance_delay_ms: int = 300  # group.initial.rebalance.delay.ms (Kafka: 3000)
+    group_min_session_timeout_ms: int = 1000  # group.min.session.timeout.ms (Kafka: 6000)
+    group_max_session_timeout_ms: int = 1800000  # group.max.session.timeout.ms
     socket_request_max_bytes: int = 100 * 1024 * 1024
-    max_connections: int = 10_000            # max.connections
-    connections_max_idle_ms: int = 600_000   # connections.max.idle.ms
-    broker_session_timeout_ms: int = 1500    # broker.session.timeout.ms (Kafka: 9000)
-    replica_lag_time_max_ms: int = 10000     # replica.lag.time.max.ms (Kafka: 30000)
+    max_connections: int = 10_000  # max.connections
+    connections_max_idle_ms: int = 600_000  # connections.max.idle.ms
+    broker_session_timeout_ms: int = 1500  # broker.session.timeout.ms (Kafka: 9000)
+    replica_lag_time_max_ms: int = 10000  # replica.lag.time.max.ms (Kafka: 30000)
     auto_leader_rebalance_enable: bool = True  # auto.leader.rebalance.enable
-    log_defaults: dict[str, str] = field(default_factory=dict)   # log.* defaults as topic-config names
-    background_interval_s: float = 0.5       # retention, segment.ms rolls, flush, Parquet conversion
+    log_defaults: dict[str, str] = field(default_factory=dict)  # log.* defaults as topic-config names
+    background_interval_s: float = 0.5  # retention, segment.ms rolls, flush, Parquet conversion
     # Parquet conversion of sealed segments waits for a quiet moment (Broker._conversion_due):
-    parquet_quiet_ms: int = 1000             # no append on this broker for this long
-    parquet_max_backlog_segments: int = 4    # ... or a partition has this many sealed segments waiting
-    parquet_max_delay_ms: int = 30000        # ... or a segment has waited this long
-    metadata_poll_s: float = 0.1             # safety net: how often to re-apply metadata not yet acted on
+    parquet_quiet_ms: int = 1000  # no append on this broker for this long
+    parquet_max_backlog_segments: int = 4  # ... or a partition has this many sealed segments waiting
+    parquet_max_delay_ms: int = 30000  # ... or a segment has waited this long
+    metadata_poll_s: float = 0.1  # safety net: how often to re-apply metadata not yet acted on
     # The controller quorum: node id -> [host, kafka port, raft port] (controller.quorum.voters).
     voters: dict[int, list] = field(default_factory=dict)
     # -- security (workbench.security): off unless sasl_mechanisms is set ------------------------
-    sasl_mechanisms: list[str] = field(default_factory=list)   # sasl.enabled.mechanisms: PLAIN, SCRAM-SHA-256
+    sasl_mechanisms: list[str] = field(default_factory=list)  # sasl.enabled.mechanisms: PLAIN, SCRAM-SHA-256
     scram_credentials: dict[str, dict] = field(default_factory=dict)  # user -> salted SCRAM credential
-    acls: list[dict] | None = None           # None: no authorizer; a list: deny unless an ACL allows
-    super_users: list[str] = field(default_factory=list)        # super.users, e.g. ["User:admin"]
-    inter_broker_secret: str | None = None   # brokers authenticate to each other as User:broker with it
-    security_file: str | None = None         # JSON with any of the five above (keeps them out of argv)
+    acls: list[dict] | None = None  # None: no authorizer; a list: deny unless an ACL allows
+    super_users: list[str] = field(default_factory=list)  # super.users, e.g. ["User:admin"]
+    inter_broker_secret: str | None = None  # brokers authenticate to each other as User:broker with it
+    security_file: str | None = None  # JSON with any of the five above (keeps them out of argv)
 
     def __post_init__(self) -> None:
         if self.security_file:
             from workbench.security.enforce import load_security_file
+
             allowed = {"sasl_mechanisms", "scram_credentials", "acls", "super_users", "inter_broker_secret"}
             for key, value in load_security_file(self.security_file).items():
                 if key not in allowed:

@@ -64,16 +64,16 @@ class ControllerChannel:
                 try:
                     records, _index = await self._execute(op)
                     return records
-                except (NotLeader, TimeoutError, asyncio.TimeoutError, ConnectionError):
+                except (NotLeader, TimeoutError, ConnectionError):
                     pass
             else:
                 leader = self.quorum.leader_id
                 if leader is not None and leader != self.broker.node_id:
                     try:
-                        reply = await self.call(leader, {"kind": "op", "op": op},
-                                                timeout=max(0.5, deadline - time.monotonic()))
-                    except (OSError, TimeoutError, asyncio.TimeoutError, ConnectionError,
-                            asyncio.IncompleteReadError):
+                        reply = await self.call(
+                            leader, {"kind": "op", "op": op}, timeout=max(0.5, deadline - time.monotonic())
+                        )
+                    except (OSError, TimeoutError, ConnectionError, asyncio.IncompleteReadError):
                         reply = None
                     if reply is not None:
                         if "error" not in reply:
@@ -82,8 +82,9 @@ class ControllerChannel:
                         if reply["error"] != ErrorCode.NOT_CONTROLLER:
                             raise KafkaProtocolError(ErrorCode(reply["error"]), reply.get("message", ""))
             if time.monotonic() >= deadline:
-                raise KafkaProtocolError(ErrorCode.REQUEST_TIMED_OUT,
-                                         "no active controller: the controller quorum has no majority")
+                raise KafkaProtocolError(
+                    ErrorCode.REQUEST_TIMED_OUT, "no active controller: the controller quorum has no majority"
+                )
             await asyncio.sleep(0.05)
 
     async def _execute(self, op: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:
@@ -104,8 +105,12 @@ class ControllerChannel:
         if conn is None or (conn.host, conn.port) != (host, port):
             if conn is not None:
                 conn.close()
-            conn = self._conns[node_id] = BrokerConnection(host, port, client_id=f"broker-{self.broker.node_id}",
-                                                           sasl=self.broker.security.inter_broker_login())
+            conn = self._conns[node_id] = BrokerConnection(
+                host,
+                port,
+                client_id=f"broker-{self.broker.node_id}",
+                sasl=self.broker.security.inter_broker_login(),
+            )
         body = await conn.request_raw(CONTROLLER_API_KEY, json.dumps(message).encode(), timeout=timeout)
         return json.loads(body)
 
@@ -119,8 +124,12 @@ class ControllerChannel:
         if kind == "fetch_entries":
             if not self.quorum.is_voter:
                 return json.dumps({"error": int(ErrorCode.NOT_CONTROLLER)}).encode()
-            return json.dumps({"entries": self.quorum.committed_entries(int(message["from"])),
-                               "leader": self.quorum.leader_id}).encode()
+            return json.dumps(
+                {
+                    "entries": self.quorum.committed_entries(int(message["from"])),
+                    "leader": self.quorum.leader_id,
+                }
+            ).encode()
         if not self.quorum.is_leader:
             return json.dumps({"error": int(ErrorCode.NOT_CONTROLLER)}).encode()
         if kind == "heartbeat":
@@ -131,7 +140,7 @@ class ControllerChannel:
                 records, index = await self._execute(message["op"])
             except KafkaProtocolError as exc:
                 return json.dumps({"error": int(exc.code), "message": exc.message}).encode()
-            except (NotLeader, TimeoutError, asyncio.TimeoutError, ConnectionError):
+            except (NotLeader, TimeoutError, ConnectionError):
                 return json.dumps({"error": int(ErrorCode.NOT_CONTROLLER)}).encode()
             return json.dumps({"records": records, "index": index}).encode()
         return json.dumps({"error": int(ErrorCode.INVALID_REQUEST), "message": f"unknown kind {kind}"}).encode()
@@ -173,16 +182,17 @@ class ControllerChannel:
             return
         try:
             await self.call(leader, {"kind": "heartbeat", "id": node}, timeout=1.0)
-        except (OSError, TimeoutError, asyncio.TimeoutError, ConnectionError, asyncio.IncompleteReadError):
+        except (OSError, TimeoutError, ConnectionError, asyncio.IncompleteReadError):
             pass
 
     async def _observe(self) -> None:
         """Observers (brokers that are not voters) copy committed entries from any voter."""
         for voter in self.broker.voter_ids():
             try:
-                reply = await self.call(voter, {"kind": "fetch_entries", "from": self.quorum.applied_index + 1},
-                                        timeout=1.0)
-            except (OSError, TimeoutError, asyncio.TimeoutError, ConnectionError, asyncio.IncompleteReadError):
+                reply = await self.call(
+                    voter, {"kind": "fetch_entries", "from": self.quorum.applied_index + 1}, timeout=1.0
+                )
+            except (OSError, TimeoutError, ConnectionError, asyncio.IncompleteReadError):
                 continue
             if "entries" in reply:
                 self.quorum._observed_leader = reply.get("leader")

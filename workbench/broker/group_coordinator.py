@@ -275,9 +275,7 @@ class GroupCoordinator:
             self._ticker = None
         for group in self._groups.values():
             for member in group.members.values():
-                _resolve(
-                    member.join_future, JoinResult(ErrorCode.NOT_COORDINATOR, member_id=member.member_id)
-                )
+                _resolve(member.join_future, JoinResult(ErrorCode.NOT_COORDINATOR, member_id=member.member_id))
                 _resolve(member.sync_future, SyncResult(ErrorCode.NOT_COORDINATOR))
                 member.join_future = member.sync_future = None
             group.state = Dead
@@ -361,10 +359,7 @@ class GroupCoordinator:
         member.last_heartbeat = self._clock()
 
     def _member_list(self, group: GroupMetadata) -> list[tuple[str, str | None, bytes]]:
-        return [
-            (m.member_id, m.group_instance_id, m.metadata_for(group.protocol_name))
-            for m in group.members.values()
-        ]
+        return [(m.member_id, m.group_instance_id, m.metadata_for(group.protocol_name)) for m in group.members.values()]
 
     def _generation_result(self, group: GroupMetadata, member: MemberMetadata) -> JoinResult:
         return JoinResult(
@@ -467,9 +462,7 @@ class GroupCoordinator:
             return True
         member = group.members.get(member_id)
         if group.is_(Preparing):
-            return (member is not None and member.awaiting_join) or (
-                group.num_awaiting_join() < self.config.max_size
-            )
+            return (member is not None and member.awaiting_join) or (group.num_awaiting_join() < self.config.max_size)
         return member is not None or len(group.members) < self.config.max_size
 
     def _park_join(self, member: MemberMetadata) -> asyncio.Future[JoinResult]:
@@ -693,9 +686,7 @@ class GroupCoordinator:
                 member.last_heartbeat = now
                 _resolve(fut, SyncResult(error))
 
-    def _remove_member(
-        self, group: GroupMetadata, member: MemberMetadata, *, reevaluate: bool = True
-    ) -> None:
+    def _remove_member(self, group: GroupMetadata, member: MemberMetadata, *, reevaluate: bool = True) -> None:
         """Kafka's removeMemberAndUpdateGroup: parked requests fail with UNKNOWN_MEMBER_ID."""
         _resolve(member.join_future, JoinResult(ErrorCode.UNKNOWN_MEMBER_ID, member_id=UNKNOWN_MEMBER_ID))
         _resolve(member.sync_future, SyncResult(ErrorCode.UNKNOWN_MEMBER_ID))
@@ -776,9 +767,7 @@ class GroupCoordinator:
             self._spawn(self._complete_sync(group, generation_id, assignment))
         return await asyncio.shield(fut)
 
-    async def _complete_sync(
-        self, group: GroupMetadata, generation_id: int, assignment: dict[str, bytes]
-    ) -> None:
+    async def _complete_sync(self, group: GroupMetadata, generation_id: int, assignment: dict[str, bytes]) -> None:
         err = await self._store_group(group, assignment)
         # Another member may have joined while the store was written.
         if not group.is_(Completing) or group.generation_id != generation_id:
@@ -832,9 +821,7 @@ class GroupCoordinator:
 
     # ------------------------------------------------------------------ Heartbeat / LeaveGroup
 
-    def heartbeat(
-        self, group_id: str, generation_id: int, member_id: str, group_instance_id: str | None
-    ) -> ErrorCode:
+    def heartbeat(self, group_id: str, generation_id: int, member_id: str, group_instance_id: str | None) -> ErrorCode:
         """Keep a session alive; REBALANCE_IN_PROGRESS tells the member to rejoin."""
         err = self._validate_group_id(group_id)
         if err is not None:
@@ -1002,10 +989,7 @@ class GroupCoordinator:
             raise KafkaProtocolError(err, f"group {group_id!r}")
         group = self._groups.get(group_id)
         committed = group.offsets if group is not None else {}
-        if partitions is None:
-            keys = sorted(committed)
-        else:
-            keys = [(t, p) for t, p in partitions]
+        keys = sorted(committed) if partitions is None else [(t, p) for t, p in partitions]
         out = []
         for tp in keys:
             value = committed.get(tp)

@@ -20,10 +20,9 @@ from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from aiokafka.record.memory_records import MemoryRecords
 
 from workbench.broker.group_coordinator import GroupConfig, GroupCoordinator
+from workbench.broker.partition import NotLeaderError, Partition
 from workbench.controller.image import MetadataImage
 from workbench.protocol.errors import ErrorCode, KafkaProtocolError
-
-from workbench.broker.partition import NotLeaderError, Partition
 
 if TYPE_CHECKING:
     from workbench.broker.broker import Broker
@@ -62,9 +61,15 @@ class LogOffsetStore:
     async def append(self, entries: list[tuple[bytes, bytes | None]]) -> None:
         if not entries:
             return
-        builder = DefaultRecordBatchBuilder(magic=2, compression_type=0, is_transactional=0,
-                                            producer_id=-1, producer_epoch=-1, base_sequence=-1,
-                                            batch_size=1 << 30)
+        builder = DefaultRecordBatchBuilder(
+            magic=2,
+            compression_type=0,
+            is_transactional=0,
+            producer_id=-1,
+            producer_epoch=-1,
+            base_sequence=-1,
+            batch_size=1 << 30,
+        )
         now = int(time.time() * 1000)
         for i, (key, value) in enumerate(entries):
             builder.append(i, timestamp=now, key=key, value=value, headers=[])
@@ -127,11 +132,20 @@ class GroupCoordinatorManager:
         if OFFSETS_TOPIC in self.broker.image.topics:
             return
         cfg = self.broker.config
-        await self.broker.controller.submit({
-            "op": "create_topic", "name": OFFSETS_TOPIC, "if_not_exists": True,
-            "partitions": cfg.offsets_topic_num_partitions, "replication_factor": None,
-            "configs": {"cleanup.policy": "compact", "segment.bytes": str(4 * 1024 * 1024),
-                        "min.insync.replicas": "1"}})
+        await self.broker.controller.submit(
+            {
+                "op": "create_topic",
+                "name": OFFSETS_TOPIC,
+                "if_not_exists": True,
+                "partitions": cfg.offsets_topic_num_partitions,
+                "replication_factor": None,
+                "configs": {
+                    "cleanup.policy": "compact",
+                    "segment.bytes": str(4 * 1024 * 1024),
+                    "min.insync.replicas": "1",
+                },
+            }
+        )
 
     def coordinator_node(self, group_id: str) -> int:
         topic = self.broker.image.topics.get(OFFSETS_TOPIC)

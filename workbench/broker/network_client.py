@@ -18,8 +18,14 @@ _SIZE = struct.Struct(">i")
 
 
 class BrokerConnection:
-    def __init__(self, host: str, port: int, *, client_id: str = "workbench-broker",
-                 sasl: tuple[str, str, str] | None = None) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        client_id: str = "workbench-broker",
+        sasl: tuple[str, str, str] | None = None,
+    ) -> None:
         self.host, self.port = host, port
         self.client_id = client_id
         self.sasl = sasl  # [security] (mechanism, user, password): authenticate every new connection
@@ -34,7 +40,8 @@ class BrokerConnection:
 
     async def connect(self, timeout: float = 5.0) -> None:
         self._reader, self._writer = await asyncio.wait_for(
-            asyncio.open_connection(self.host, self.port, limit=1 << 22), timeout)
+            asyncio.open_connection(self.host, self.port, limit=1 << 22), timeout
+        )
         if self.sasl is not None:  # [security] inter-broker SASL, see workbench.security.enforce
             try:
                 await asyncio.wait_for(self._authenticate(*self.sasl), timeout)
@@ -88,8 +95,9 @@ class BrokerConnection:
             frame = await self._round_trip(_SIZE.pack(len(header) + len(payload)) + header + payload, timeout)
             return frame[4:]
 
-    async def request_frame(self, encode: Callable[[int], bytes], response_class: Any, version: int,
-                            timeout: float = 30.0) -> Any:
+    async def request_frame(
+        self, encode: Callable[[int], bytes], response_class: Any, version: int, timeout: float = 30.0
+    ) -> Any:
         """Send the framed request `encode(correlation_id)` returns (a hand-encoded hot request,
         `workbench.protocol.fast_encode`) and decode the answer as `response_class` at `version`."""
         async with self._lock:

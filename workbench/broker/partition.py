@@ -80,8 +80,7 @@ class Partition:
                 now = _now_ms()
                 # A new leader gives every replica the benefit of the doubt (Kafka resets
                 # lastCaughtUpTime), and learns their log end offsets from their next fetch.
-                self.followers = {r: FollowerState(last_caught_up_ms=now) for r in info.replicas
-                                  if r != self.node_id}
+                self.followers = {r: FollowerState(last_caught_up_ms=now) for r in info.replicas if r != self.node_id}
             self.isr_change_pending = False
             if not self.replicated:
                 self.log.set_hw_tracks_leo(True)
@@ -129,17 +128,25 @@ class Partition:
 
     def out_of_sync_replicas(self, lag_max_ms: int) -> list[int]:
         now = _now_ms()
-        return [r for r in self.info.isr if r != self.node_id
-                and (s := self.followers.get(r)) is not None and now - s.last_caught_up_ms > lag_max_ms]
+        return [
+            r
+            for r in self.info.isr
+            if r != self.node_id and (s := self.followers.get(r)) is not None and now - s.last_caught_up_ms > lag_max_ms
+        ]
 
     def replicas_to_add(self, recent_ms: int = 1000) -> list[int]:
         """Followers outside the ISR that fetch now and whose log reached the high watermark
         (Kafka's ISR expansion rule)."""
         hw = self.log.high_watermark
         now = _now_ms()
-        return [r for r, s in self.followers.items()
-                if r not in self.info.isr and s.log_end_offset >= 0 and s.log_end_offset >= hw
-                and now - s.last_fetch_ms <= recent_ms]
+        return [
+            r
+            for r, s in self.followers.items()
+            if r not in self.info.isr
+            and s.log_end_offset >= 0
+            and s.log_end_offset >= hw
+            and now - s.last_fetch_ms <= recent_ms
+        ]
 
     # -- acks=all waiting -----------------------------------------------------------------------
 
@@ -153,7 +160,7 @@ class Partition:
         try:
             await asyncio.wait_for(asyncio.shield(fut), timeout)
             return True
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             return self.log.high_watermark >= offset
         finally:
             try:

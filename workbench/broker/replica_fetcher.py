@@ -17,18 +17,32 @@ the leader does not have.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from typing import TYPE_CHECKING
 
 from kafka.protocol.consumer import FetchResponse as _FetchResponse
 
 from workbench.broker.network_client import BrokerConnection
-from workbench.protocol.fast_encode import encode_fetch_request_v12
 from workbench.protocol.errors import ErrorCode, KafkaProtocolError
+from workbench.protocol.fast_encode import encode_fetch_request_v12
 
 if TYPE_CHECKING:
     from workbench.broker.broker import Broker
     from workbench.broker.partition import Partition
+
+
+def _encode_follower_fetch(cid: int, *, client_id: str, node_id: int, topics: list) -> bytes:
+    return encode_fetch_request_v12(
+        cid,
+        client_id,
+        replica_id=node_id,
+        max_wait_ms=FETCH_MAX_WAIT_MS,
+        min_bytes=1,
+        max_bytes=RESPONSE_MAX_BYTES,
+        topics=topics,
+    )
+
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +53,6 @@ RESPONSE_MAX_BYTES = 16 << 20
 BACKOFF_S = 0.1
 
 
-
 class ReplicaFetcherManager:
     def __init__(self, broker: Broker) -> None:
         self.broker = broker
@@ -47,15 +60,15 @@ class ReplicaFetcherManager:
         self._closed = False
 
     def following(self, leader_id: int) -> list[Partition]:
-        return [p for p in self.broker.replicas.partitions.values()
-                if not p.is_leader and p.info.leader == leader_id]
+        return [p for p in self.broker.replicas.partitions.values() if not p.is_leader and p.info.leader == leader_id]
 
     def update(self) -> None:
         """Start a fetcher for every leader we follow some partition on."""
         if self._closed:
             return
-        leaders = {p.info.leader for p in self.broker.replicas.partitions.values()
-                   if not p.is_leader and p.info.leader >= 0}
+        leaders = {
+            p.info.leader for p in self.broker.replicas.partitions.values() if not p.is_leader and p.info.leader >= 0
+        }
         loop = asyncio.get_event_loop()
         for leader in leaders:
             task = self._tasks.get(leader)
@@ -88,18 +101,22 @@ class ReplicaFetcherManager:
                 if conn is None or (conn.host, conn.port) != (info.host, info.port):
                     if conn is not None:
                         conn.close()
-                    conn = BrokerConnection(info.host, info.port,
-                                            client_id=f"replica-fetcher-{self.broker.node_id}-{leader_id}",
-                                            sasl=self.broker.security.inter_broker_login())  # [security]
+                    conn = BrokerConnection(
+                        info.host,
+                        info.port,
+                        client_id=f"replica-fetcher-{self.broker.node_id}-{leader_id}",
+                        sasl=self.broker.security.inter_broker_login(),
+                    )  # [security]
                 topics, sent = self._build_request(partitions)
                 node_id, client_id = self.broker.node_id, conn.client_id
                 try:
                     response = await conn.request_frame(
-                        lambda cid: encode_fetch_request_v12(
-                            cid, client_id, replica_id=node_id, max_wait_ms=FETCH_MAX_WAIT_MS, min_bytes=1,
-                            max_bytes=RESPONSE_MAX_BYTES, topics=topics),
-                        _FetchResponse, FETCH_VERSION, timeout=10.0)
-                except (OSError, asyncio.TimeoutError, TimeoutError, ConnectionError, asyncio.IncompleteReadError) as exc:
+                        functools.partial(_encode_follower_fetch, client_id=client_id, node_id=node_id, topics=topics),
+                        _FetchResponse,
+                        FETCH_VERSION,
+                        timeout=10.0,
+                    )
+                except (OSError, TimeoutError, ConnectionError, asyncio.IncompleteReadError) as exc:
                     log.debug("fetch from broker %d failed: %s", leader_id, exc)
                     conn.close()
                     await asyncio.sleep(BACKOFF_S)
@@ -128,8 +145,15 @@ class ReplicaFetcherManager:
             plog = p.log
             fetch_offset = plog.log_end_offset
             by_topic.setdefault(p.topic, []).append(
-                (p.index, p.leader_epoch, fetch_offset, plog.latest_epoch, plog.log_start_offset,
-                 PARTITION_MAX_BYTES))
+                (
+                    p.index,
+                    p.leader_epoch,
+                    fetch_offset,
+                    plog.latest_epoch,
+                    plog.log_start_offset,
+                    PARTITION_MAX_BYTES,
+                )
+            )
             sent[(p.topic, p.index)] = (p, p.leader_epoch, fetch_offset)
         return list(by_topic.items()), sent
 
@@ -160,8 +184,13 @@ class ReplicaFetcherManager:
                 local_epoch, local_end = plog.end_offset_for_epoch(diverging.epoch)
                 target = diverging.end_offset if local_epoch < 0 else min(diverging.end_offset, local_end)
                 target = max(target, plog.log_start_offset)
-                log.info("%s-%d: truncating to %d (diverged from the leader at epoch %d)",
-                         partition.topic, partition.index, target, diverging.epoch)
+                log.info(
+                    "%s-%d: truncating to %d (diverged from the leader at epoch %d)",
+                    partition.topic,
+                    partition.index,
+                    target,
+                    diverging.epoch,
+                )
                 plog.truncate_to(min(target, plog.log_end_offset))
                 return False
             records = pr.records
@@ -174,8 +203,12 @@ class ReplicaFetcherManager:
             return False
         if error == ErrorCode.OFFSET_OUT_OF_RANGE:
             if pr.log_start_offset > plog.log_end_offset:
-                log.info("%s-%d: leader's log starts at %d, after our end; restarting there",
-                         partition.topic, partition.index, pr.log_start_offset)
+                log.info(
+                    "%s-%d: leader's log starts at %d, after our end; restarting there",
+                    partition.topic,
+                    partition.index,
+                    pr.log_start_offset,
+                )
                 plog.truncate_fully_and_start_at(pr.log_start_offset)
             elif pr.high_watermark >= 0 and plog.log_end_offset > pr.high_watermark:
                 plog.truncate_to(max(pr.high_watermark, plog.log_start_offset))

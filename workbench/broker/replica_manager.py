@@ -88,11 +88,16 @@ class ReplicaManager:
             info = image.topics[name].partitions[index]
             if tp not in self.logs:
                 directory = self.topics_dir / name / f"partition={index}"
-                self.logs[tp] = PartitionLog(directory, self.log_config(image.topics[name].configs),
-                                             topic=name, partition=index,
-                                             hw_tracks_leo=len(info.replicas) == 1 and info.leader == self.node_id)
-                self.partitions[tp] = Partition(self.node_id, self.logs[tp], info,
-                                                on_high_watermark=lambda tp=tp: self._wake(tp))
+                self.logs[tp] = PartitionLog(
+                    directory,
+                    self.log_config(image.topics[name].configs),
+                    topic=name,
+                    partition=index,
+                    hw_tracks_leo=len(info.replicas) == 1 and info.leader == self.node_id,
+                )
+                self.partitions[tp] = Partition(
+                    self.node_id, self.logs[tp], info, on_high_watermark=lambda tp=tp: self._wake(tp)
+                )
                 opened.append(tp)
             else:
                 changed, _became_leader = self.partitions[tp].update(info)
@@ -154,7 +159,7 @@ class ReplicaManager:
             self._waiters.setdefault(tp, []).append(fut)
         try:
             await asyncio.wait_for(fut, timeout)
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             pass
         finally:
             for tp in tps:

@@ -64,10 +64,10 @@ class Connection:
     def __init__(self, peer: str, transport: asyncio.Transport) -> None:
         self.peer = peer
         self.transport = transport
-        self.principal = ANONYMOUS     # "User:<name>" once SASL authentication succeeds
+        self.principal = ANONYMOUS  # "User:<name>" once SASL authentication succeeds
         self.authenticated = False
-        self.sasl = None               # the mechanism's server state machine, between handshake and success
-        self.sasl_raw = False          # SaslHandshake v0: tokens follow as bare frames
+        self.sasl = None  # the mechanism's server state machine, between handshake and success
+        self.sasl_raw = False  # SaslHandshake v0: tokens follow as bare frames
 
 
 class _Close(Exception):
@@ -87,7 +87,7 @@ def _finish(coro, yielded):
         except GeneratorExit:
             coro.close()
             raise
-        except BaseException as exc:  # noqa: BLE001 - cancellation and errors go into the coroutine
+        except BaseException as exc:
             try:
                 yielded = coro.throw(exc)
             except StopIteration as stop:
@@ -119,11 +119,19 @@ def run_eagerly(coro, loop: asyncio.AbstractEventLoop):
 
 
 class KafkaServer:
-    def __init__(self, dispatch: Dispatch, host: str, port: int, *,
-                 max_request_bytes: int = 100 * 1024 * 1024, max_connections: int = 10_000,
-                 connections_max_idle_ms: int = 600_000, security=None) -> None:
+    def __init__(
+        self,
+        dispatch: Dispatch,
+        host: str,
+        port: int,
+        *,
+        max_request_bytes: int = 100 * 1024 * 1024,
+        max_connections: int = 10_000,
+        connections_max_idle_ms: int = 600_000,
+        security=None,
+    ) -> None:
         self._dispatch = dispatch
-        self.max_connections = max_connections            # max.connections
+        self.max_connections = max_connections  # max.connections
         self.idle_timeout_s = connections_max_idle_ms / 1000.0  # connections.max.idle.ms
         self.security = security  # workbench.security.enforce.Security, or None (no authentication)
         self.supported_apis = security.supported_apis if security is not None else SUPPORTED_APIS
@@ -135,8 +143,9 @@ class KafkaServer:
 
     async def start(self) -> int:
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: _KafkaProtocol(self, loop), self.host, self.port,
-                                                reuse_address=True)
+        self._server = await loop.create_server(
+            lambda: _KafkaProtocol(self, loop), self.host, self.port, reuse_address=True
+        )
         self.port = self._server.sockets[0].getsockname()[1]
         return self.port
 
@@ -160,9 +169,9 @@ class KafkaServer:
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.exception("closing %s: handler for api %d v%d failed", conn.peer, request.api_key,
-                          request.api_version)
+            log.exception("closing %s: handler for api %d v%d failed", conn.peer, request.api_key, request.api_version)
             raise
+
     # -- SASL (see the module docstring) -----------------------------------------------------------
 
     def _gate(self, request: Request, conn: Connection) -> bytes | None:
@@ -180,26 +189,48 @@ class KafkaServer:
             mechanism = request.body.mechanism
             conn.sasl = sasl.create(mechanism)
             if conn.sasl is None:
-                response = encode_response(key, request.api_version, request.correlation_id, {
-                    "error_code": ErrorCode.UNSUPPORTED_SASL_MECHANISM, "mechanisms": sasl.mechanisms})
+                response = encode_response(
+                    key,
+                    request.api_version,
+                    request.correlation_id,
+                    {"error_code": ErrorCode.UNSUPPORTED_SASL_MECHANISM, "mechanisms": sasl.mechanisms},
+                )
                 raise _Close(f"unsupported SASL mechanism {mechanism!r}", response)
             conn.sasl_raw = request.api_version == 0
-            return encode_response(key, request.api_version, request.correlation_id,
-                                   {"error_code": 0, "mechanisms": sasl.mechanisms})
+            return encode_response(
+                key,
+                request.api_version,
+                request.correlation_id,
+                {"error_code": 0, "mechanisms": sasl.mechanisms},
+            )
         if key == SASL_AUTHENTICATE:
             if conn.authenticated or conn.sasl is None or request.body is None:
                 raise _Close("SaslAuthenticate out of order", self._error(request, ErrorCode.ILLEGAL_SASL_STATE))
             try:
                 reply = conn.sasl.step(bytes(request.body.auth_bytes or b""))
             except SaslAuthenticationError as exc:
-                response = encode_response(key, request.api_version, request.correlation_id, {
-                    "error_code": ErrorCode.SASL_AUTHENTICATION_FAILED, "error_message": str(exc),
-                    "auth_bytes": b"", "session_lifetime_ms": 0})
-                raise _Close(f"authentication failed ({conn.sasl.mechanism}, "
-                             f"user {conn.sasl.username!r}): {exc}", response) from None
+                response = encode_response(
+                    key,
+                    request.api_version,
+                    request.correlation_id,
+                    {
+                        "error_code": ErrorCode.SASL_AUTHENTICATION_FAILED,
+                        "error_message": str(exc),
+                        "auth_bytes": b"",
+                        "session_lifetime_ms": 0,
+                    },
+                )
+                raise _Close(
+                    f"authentication failed ({conn.sasl.mechanism}, user {conn.sasl.username!r}): {exc}",
+                    response,
+                ) from None
             self._maybe_authenticated(conn)
-            return encode_response(key, request.api_version, request.correlation_id, {
-                "error_code": 0, "error_message": None, "auth_bytes": reply, "session_lifetime_ms": 0})
+            return encode_response(
+                key,
+                request.api_version,
+                request.correlation_id,
+                {"error_code": 0, "error_message": None, "auth_bytes": reply, "session_lifetime_ms": 0},
+            )
         if key == 18:
             return None
         raise _Close(f"api key {key} before SASL authentication")
@@ -208,8 +239,7 @@ class KafkaServer:
         try:
             reply = conn.sasl.step(bytes(frame))
         except SaslAuthenticationError as exc:
-            raise _Close(f"authentication failed ({conn.sasl.mechanism}, user {conn.sasl.username!r}): "
-                         f"{exc}") from None
+            raise _Close(f"authentication failed ({conn.sasl.mechanism}, user {conn.sasl.username!r}): {exc}") from None
         self._maybe_authenticated(conn)
         return _SIZE.pack(len(reply)) + reply
 
@@ -223,12 +253,19 @@ class KafkaServer:
 
     @staticmethod
     def _error(request: Request, code: int) -> bytes | None:
-        fields = {SASL_HANDSHAKE: {"error_code": code, "mechanisms": []},
-                  SASL_AUTHENTICATE: {"error_code": code, "error_message": "unexpected SASL request",
-                                      "auth_bytes": b"", "session_lifetime_ms": 0}}
+        fields = {
+            SASL_HANDSHAKE: {"error_code": code, "mechanisms": []},
+            SASL_AUTHENTICATE: {
+                "error_code": code,
+                "error_message": "unexpected SASL request",
+                "auth_bytes": b"",
+                "session_lifetime_ms": 0,
+            },
+        }
         try:
-            return encode_response(request.api_key, request.api_version, request.correlation_id,
-                                   fields[request.api_key])
+            return encode_response(
+                request.api_key, request.api_version, request.correlation_id, fields[request.api_key]
+            )
         except Exception:
             return None
 
@@ -262,10 +299,10 @@ class _KafkaProtocol(asyncio.Protocol):
         self.conn: Connection | None = None
         self.peer = "?"
         self._buf = bytearray()
-        self._slots: deque = deque()      # per request in order: bytes | None (ready) | Task | _FAILED
+        self._slots: deque = deque()  # per request in order: bytes | None (ready) | Task | _FAILED
         self._read_paused = False
         self._write_paused = False
-        self._closing = False              # no more requests: close once the slots are written
+        self._closing = False  # no more requests: close once the slots are written
         self._last_activity = loop.time()
         self._frame_started: float | None = None  # when the incomplete frame in _buf began
         self._idle_timer: asyncio.TimerHandle | None = None
@@ -345,7 +382,7 @@ class _KafkaProtocol(asyncio.Protocol):
             if end - pos - 4 < size:
                 break
             with memoryview(buf) as view:  # one copy (a bytearray slice would make two)
-                frame = bytes(view[pos + 4:pos + 4 + size])
+                frame = bytes(view[pos + 4 : pos + 4 + size])
             pos += 4 + size
             self._handle(frame)
         if pos:
@@ -368,9 +405,13 @@ class _KafkaProtocol(asyncio.Protocol):
             self._abort()
             return
         security = server.security
-        if security is not None and security.sasl is not None and (
-                not conn.authenticated or request.api_key in _PRE_AUTH_APIS[1:]
-                or request.api_key == CONTROLLER_API_KEY):
+        if (
+            security is not None
+            and security.sasl is not None
+            and (
+                not conn.authenticated or request.api_key in _PRE_AUTH_APIS[1:] or request.api_key == CONTROLLER_API_KEY
+            )
+        ):
             try:
                 response = server._gate(request, conn)
             except _Close as exc:
@@ -447,8 +488,12 @@ class _KafkaProtocol(asyncio.Protocol):
             self.transport.pause_reading()
 
     def _maybe_resume(self) -> None:
-        if self._read_paused and not self._write_paused and not self._closing \
-                and len(self._slots) < MAX_IN_FLIGHT_PER_CONNECTION:
+        if (
+            self._read_paused
+            and not self._write_paused
+            and not self._closing
+            and len(self._slots) < MAX_IN_FLIGHT_PER_CONNECTION
+        ):
             self._read_paused = False
             self.transport.resume_reading()
             if self._buf:
@@ -479,6 +524,8 @@ class _KafkaProtocol(asyncio.Protocol):
             log.info("closing %s: idle for %.0f s (connections_max_idle_ms)", self.peer, timeout)
             self._abort()
             return
-        due = min(self._last_activity + timeout,
-                  self._frame_started + timeout if self._frame_started is not None else float("inf"))
+        due = min(
+            self._last_activity + timeout,
+            self._frame_started + timeout if self._frame_started is not None else float("inf"),
+        )
         self._idle_timer = self.loop.call_later(max(due - now, 0.05), self._check_idle)

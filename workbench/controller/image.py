@@ -73,8 +73,13 @@ class MetadataImage:
         if kind == "cluster":
             self.cluster_id = self.cluster_id or record["cluster_id"]
         elif kind == "broker":
-            self.brokers[record["id"]] = BrokerInfo(record["id"], record["host"], record["port"],
-                                                    record.get("rack"), bool(record.get("fenced", False)))
+            self.brokers[record["id"]] = BrokerInfo(
+                record["id"],
+                record["host"],
+                record["port"],
+                record.get("rack"),
+                bool(record.get("fenced", False)),
+            )
         elif kind in ("fence", "unfence"):
             broker = self.brokers.get(record["id"])
             if broker is not None:
@@ -86,14 +91,27 @@ class MetadataImage:
             if topic is not None:
                 old = topic.partitions.get(record["p"])
                 topic.partitions[record["p"]] = PartitionInfo(
-                    record["topic"], record["p"], list(record["replicas"]), list(record["isr"]),
-                    record["leader"], record["leader_epoch"], record.get("partition_epoch", 0))
+                    record["topic"],
+                    record["p"],
+                    list(record["replicas"]),
+                    list(record["isr"]),
+                    record["leader"],
+                    record["leader_epoch"],
+                    record.get("partition_epoch", 0),
+                )
                 if old is not None and old.leader != record["leader"]:
-                    self.elections.append({
-                        "ts": record.get("ts"), "topic": record["topic"], "partition": record["p"],
-                        "old_leader": old.leader, "new_leader": record["leader"],
-                        "leader_epoch": record["leader_epoch"], "isr": list(record["isr"]),
-                        "reason": record.get("reason", "")})
+                    self.elections.append(
+                        {
+                            "ts": record.get("ts"),
+                            "topic": record["topic"],
+                            "partition": record["p"],
+                            "old_leader": old.leader,
+                            "new_leader": record["leader"],
+                            "leader_epoch": record["leader_epoch"],
+                            "isr": list(record["isr"]),
+                            "reason": record.get("reason", ""),
+                        }
+                    )
         elif kind == "config":
             topic = self.topics.get(record["topic"])
             if topic is not None:

@@ -45,15 +45,28 @@ def default_replication_factor(image: MetadataImage, wanted: int | None, default
     return max(1, min(default, len(image.live_brokers()) or len(image.brokers)))
 
 
-def partition_record(p: PartitionInfo, *, leader: int, isr: list[int], reason: str,
-                     bump_epoch: bool) -> dict[str, Any]:
-    return {"t": "partition", "topic": p.topic, "p": p.index, "replicas": list(p.replicas), "isr": list(isr),
-            "leader": leader, "leader_epoch": p.leader_epoch + (1 if bump_epoch else 0),
-            "partition_epoch": p.partition_epoch + 1, "reason": reason, "ts": _now_ms()}
+def partition_record(p: PartitionInfo, *, leader: int, isr: list[int], reason: str, bump_epoch: bool) -> dict[str, Any]:
+    return {
+        "t": "partition",
+        "topic": p.topic,
+        "p": p.index,
+        "replicas": list(p.replicas),
+        "isr": list(isr),
+        "leader": leader,
+        "leader_epoch": p.leader_epoch + (1 if bump_epoch else 0),
+        "partition_epoch": p.partition_epoch + 1,
+        "reason": reason,
+        "ts": _now_ms(),
+    }
 
 
-def elect_leader(image: MetadataImage, p: PartitionInfo, *, exclude: set[int] = frozenset(),
-                 unclean_allowed: bool | None = None) -> tuple[int, list[int]]:
+def elect_leader(
+    image: MetadataImage,
+    p: PartitionInfo,
+    *,
+    exclude: set[int] = frozenset(),
+    unclean_allowed: bool | None = None,
+) -> tuple[int, list[int]]:
     """The leader Kafka would pick and the resulting ISR (leader -1 when none can lead)."""
     live = {b for b, info in image.brokers.items() if not info.fenced} - set(exclude)
     isr = [r for r in p.isr if r in live]
@@ -71,14 +84,12 @@ def elect_leader(image: MetadataImage, p: PartitionInfo, *, exclude: set[int] = 
     return -1, [r for r in p.isr if r not in exclude][:1] or p.isr[:1]
 
 
-def _reelect(image: MetadataImage, partitions: list[PartitionInfo], reason: str,
-             exclude: set[int]) -> Records:
+def _reelect(image: MetadataImage, partitions: list[PartitionInfo], reason: str, exclude: set[int]) -> Records:
     records: Records = []
     for p in partitions:
         leader, isr = elect_leader(image, p, exclude=exclude)
         if leader != p.leader or isr != p.isr:
-            records.append(partition_record(p, leader=leader, isr=isr, reason=reason,
-                                            bump_epoch=leader != p.leader))
+            records.append(partition_record(p, leader=leader, isr=isr, reason=reason, bump_epoch=leader != p.leader))
     return records
 
 
@@ -98,9 +109,21 @@ def _register_broker(image: MetadataImage, op: dict, default_rf: int) -> Records
     if image.cluster_id is None and op.get("cluster_id"):
         records.append({"t": "cluster", "cluster_id": op["cluster_id"]})
     current = image.brokers.get(op["id"])
-    if current is None or (current.host, current.port, current.rack) != (op["host"], op["port"], op.get("rack")):
-        records.append({"t": "broker", "id": op["id"], "host": op["host"], "port": op["port"],
-                        "rack": op.get("rack"), "fenced": True})
+    if current is None or (current.host, current.port, current.rack) != (
+        op["host"],
+        op["port"],
+        op.get("rack"),
+    ):
+        records.append(
+            {
+                "t": "broker",
+                "id": op["id"],
+                "host": op["host"],
+                "port": op["port"],
+                "rack": op.get("rack"),
+                "fenced": True,
+            }
+        )
     return records
 
 
@@ -117,8 +140,15 @@ def _unfence_broker(image: MetadataImage, op: dict, default_rf: int) -> Records:
         if p.leader == -1 and op["id"] in p.replicas:
             leader, isr = elect_leader(after, p)
             if leader != -1:
-                records.append(partition_record(p, leader=leader, isr=isr, bump_epoch=True,
-                                                reason=f"broker {op['id']} returned to an offline partition"))
+                records.append(
+                    partition_record(
+                        p,
+                        leader=leader,
+                        isr=isr,
+                        bump_epoch=True,
+                        reason=f"broker {op['id']} returned to an offline partition",
+                    )
+                )
     return records
 
 
@@ -138,8 +168,11 @@ def _fence_broker(image: MetadataImage, op: dict, default_rf: int) -> Records:
             leader, isr = elect_leader(after, p, exclude={bid})
             records.append(partition_record(p, leader=leader, isr=isr, bump_epoch=True, reason=reason))
         elif bid in p.isr and len(p.isr) > 1:
-            records.append(partition_record(p, leader=p.leader, isr=[r for r in p.isr if r != bid],
-                                            bump_epoch=False, reason=reason))
+            records.append(
+                partition_record(
+                    p, leader=p.leader, isr=[r for r in p.isr if r != bid], bump_epoch=False, reason=reason
+                )
+            )
     return records
 
 
@@ -158,15 +191,19 @@ def _alter_partition(image: MetadataImage, op: dict, default_rf: int) -> Records
     if p is None:
         raise KafkaProtocolError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"{op['topic']}-{op['p']} does not exist")
     if p.leader != op["leader"] or p.leader_epoch != op["leader_epoch"]:
-        raise KafkaProtocolError(ErrorCode.FENCED_LEADER_EPOCH,
-                                 f"{op['topic']}-{op['p']}: leader {op['leader']} epoch {op['leader_epoch']} is stale")
+        raise KafkaProtocolError(
+            ErrorCode.FENCED_LEADER_EPOCH,
+            f"{op['topic']}-{op['p']}: leader {op['leader']} epoch {op['leader_epoch']} is stale",
+        )
     isr = [r for r in p.replicas if r in set(op["isr"])]
     if p.leader not in isr:
         raise KafkaProtocolError(ErrorCode.INVALID_REQUEST, "the leader must stay in its ISR")
     joining = [r for r in isr if r not in p.isr]
     if any(image.brokers.get(r) is None or image.brokers[r].fenced for r in joining):
-        raise KafkaProtocolError(ErrorCode.INELIGIBLE_REPLICA if hasattr(ErrorCode, "INELIGIBLE_REPLICA")
-                                 else ErrorCode.INVALID_REQUEST, "a fenced broker cannot join the ISR")
+        raise KafkaProtocolError(
+            ErrorCode.INELIGIBLE_REPLICA if hasattr(ErrorCode, "INELIGIBLE_REPLICA") else ErrorCode.INVALID_REQUEST,
+            "a fenced broker cannot join the ISR",
+        )
     if isr == p.isr:
         return []
     return [partition_record(p, leader=p.leader, isr=isr, bump_epoch=False, reason=op.get("reason") or "isr change")]
@@ -184,13 +221,15 @@ def _elect_leaders(image: MetadataImage, op: dict, default_rf: int) -> Records:
             first = p.replicas[0]
             broker = image.brokers.get(first)
             if p.leader != first and first in p.isr and broker is not None and not broker.fenced:
-                records.append(partition_record(p, leader=first, isr=p.isr, bump_epoch=True,
-                                                reason="preferred leader election"))
+                records.append(
+                    partition_record(p, leader=first, isr=p.isr, bump_epoch=True, reason="preferred leader election")
+                )
         elif p.leader == -1:
             leader, isr = elect_leader(image, p, unclean_allowed=True)
             if leader != -1:
-                records.append(partition_record(p, leader=leader, isr=isr, bump_epoch=True,
-                                                reason="unclean leader election"))
+                records.append(
+                    partition_record(p, leader=leader, isr=isr, bump_epoch=True, reason="unclean leader election")
+                )
     return records
 
 
@@ -203,8 +242,9 @@ def _create_topic(image: MetadataImage, op: dict, default_rf: int) -> Records:
     rf = default_replication_factor(image, op.get("replication_factor"), default_rf)
     assignments = {int(k): v for k, v in (op.get("assignments") or {}).items()}
     live = [b for b, info in image.brokers.items() if not info.fenced]
-    records = create_topic_records(image, op["name"], op["partitions"], rf, op.get("configs") or {},
-                                   assignments or None, brokers=live)
+    records = create_topic_records(
+        image, op["name"], op["partitions"], rf, op.get("configs") or {}, assignments or None, brokers=live
+    )
     return records
 
 
@@ -213,7 +253,10 @@ def _delete_topic(image: MetadataImage, op: dict, default_rf: int) -> Records:
     if name is None and op.get("topic_id"):
         name = next((t.name for t in image.topics.values() if t.id == op["topic_id"]), None)
     if name is None or name not in image.topics:
-        raise KafkaProtocolError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"topic {op.get('name') or op.get('topic_id')} does not exist")
+        raise KafkaProtocolError(
+            ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+            f"topic {op.get('name') or op.get('topic_id')} does not exist",
+        )
     if name.startswith("__"):
         raise KafkaProtocolError(ErrorCode.TOPIC_DELETION_DISABLED, f"internal topic {name} cannot be deleted")
     return [{"t": "remove_topic", "name": name}]
@@ -253,8 +296,14 @@ def _alter_configs(image: MetadataImage, op: dict, default_rf: int) -> Records:
 
 
 def _allocate_producer_ids(image: MetadataImage, op: dict, default_rf: int) -> Records:
-    return [{"t": "producer_ids", "broker": op["broker"], "start": image.next_producer_id,
-             "length": op.get("length", 1000)}]
+    return [
+        {
+            "t": "producer_ids",
+            "broker": op["broker"],
+            "start": image.next_producer_id,
+            "length": op.get("length", 1000),
+        }
+    ]
 
 
 _HANDLERS = {

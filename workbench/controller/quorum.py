@@ -45,9 +45,16 @@ class QuorumMetadataLog:
             host, port = voters[node_id]
             # Election timeouts shorter than Raft's usual 150-300 ms x2: every voter is on this
             # machine, so a missed heartbeat means a dead process, not a slow network.
-            self.raft = RaftServer(node_id, voters, self.directory, host=host, port=port,
-                                   on_commit=self._on_commit, election_timeout_ms=ELECTION_TIMEOUT_MS,
-                                   heartbeat_ms=HEARTBEAT_MS)
+            self.raft = RaftServer(
+                node_id,
+                voters,
+                self.directory,
+                host=host,
+                port=port,
+                on_commit=self._on_commit,
+                election_timeout_ms=ELECTION_TIMEOUT_MS,
+                heartbeat_ms=HEARTBEAT_MS,
+            )
 
     @property
     def is_voter(self) -> bool:

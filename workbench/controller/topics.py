@@ -38,9 +38,17 @@ TOPIC_CONFIG_DEFAULTS: dict[str, str] = {
     "workbench.hot.segments": "2",
 }
 
-_INT_CONFIGS = {"retention.ms": -1, "retention.bytes": -1, "segment.bytes": 14, "segment.ms": 1,
-                "min.insync.replicas": 1, "max.message.bytes": 0, "index.interval.bytes": 0, "flush.ms": 0,
-                "workbench.hot.segments": 0}
+_INT_CONFIGS = {
+    "retention.ms": -1,
+    "retention.bytes": -1,
+    "segment.bytes": 14,
+    "segment.ms": 1,
+    "min.insync.replicas": 1,
+    "max.message.bytes": 0,
+    "index.interval.bytes": 0,
+    "flush.ms": 0,
+    "workbench.hot.segments": 0,
+}
 _ENUM_CONFIGS = {
     "cleanup.policy": {"delete", "compact", "compact,delete", "delete,compact"},
     "message.timestamp.type": {"CreateTime", "LogAppendTime"},
@@ -55,11 +63,15 @@ def validate_topic_name(name: str | None) -> None:
     if name in (".", ".."):
         raise KafkaProtocolError(ErrorCode.INVALID_TOPIC_EXCEPTION, f"topic name {name!r} is not allowed")
     if len(name) > MAX_NAME_LENGTH:
-        raise KafkaProtocolError(ErrorCode.INVALID_TOPIC_EXCEPTION,
-                                 f"topic name is {len(name)} characters long; the limit is {MAX_NAME_LENGTH}")
+        raise KafkaProtocolError(
+            ErrorCode.INVALID_TOPIC_EXCEPTION,
+            f"topic name is {len(name)} characters long; the limit is {MAX_NAME_LENGTH}",
+        )
     if not _LEGAL.match(name):
-        raise KafkaProtocolError(ErrorCode.INVALID_TOPIC_EXCEPTION,
-                                 f"topic name {name!r} may only contain ASCII letters, digits, '.', '_' and '-'")
+        raise KafkaProtocolError(
+            ErrorCode.INVALID_TOPIC_EXCEPTION,
+            f"topic name {name!r} may only contain ASCII letters, digits, '.', '_' and '-'",
+        )
 
 
 def validate_configs(configs: dict[str, str | None]) -> dict[str, str]:
@@ -73,20 +85,29 @@ def validate_configs(configs: dict[str, str | None]) -> dict[str, str]:
             try:
                 number = int(value)
             except ValueError:
-                raise KafkaProtocolError(ErrorCode.INVALID_CONFIG,
-                                         f"config {key}={value!r} is not an integer") from None
+                raise KafkaProtocolError(
+                    ErrorCode.INVALID_CONFIG, f"config {key}={value!r} is not an integer"
+                ) from None
             if number < _INT_CONFIGS[key]:
-                raise KafkaProtocolError(ErrorCode.INVALID_CONFIG,
-                                         f"config {key}={value} is below its minimum {_INT_CONFIGS[key]}")
+                raise KafkaProtocolError(
+                    ErrorCode.INVALID_CONFIG, f"config {key}={value} is below its minimum {_INT_CONFIGS[key]}"
+                )
         elif key in _ENUM_CONFIGS and value not in _ENUM_CONFIGS[key]:
-            raise KafkaProtocolError(ErrorCode.INVALID_CONFIG,
-                                     f"config {key}={value!r} must be one of {sorted(_ENUM_CONFIGS[key])}")
+            raise KafkaProtocolError(
+                ErrorCode.INVALID_CONFIG,
+                f"config {key}={value!r} must be one of {sorted(_ENUM_CONFIGS[key])}",
+            )
         clean[key] = value
     return clean
 
 
-def assign_replicas(broker_ids: list[int], partitions: int, replication_factor: int,
-                    first_partition: int = 0, start: int | None = None) -> dict[int, list[int]]:
+def assign_replicas(
+    broker_ids: list[int],
+    partitions: int,
+    replication_factor: int,
+    first_partition: int = 0,
+    start: int | None = None,
+) -> dict[int, list[int]]:
     """Kafka's rack-unaware assignment: leaders round-robin from a random start,
     followers shifted so that replicas of neighbouring partitions differ."""
     brokers = sorted(broker_ids)
@@ -107,10 +128,15 @@ def assign_replicas(broker_ids: list[int], partitions: int, replication_factor: 
     return out
 
 
-def create_topic_records(image: MetadataImage, name: str, partitions: int, replication_factor: int,
-                         configs: dict[str, str | None] | None = None,
-                         assignments: dict[int, list[int]] | None = None,
-                         brokers: list[int] | None = None) -> list[dict[str, Any]]:
+def create_topic_records(
+    image: MetadataImage,
+    name: str,
+    partitions: int,
+    replication_factor: int,
+    configs: dict[str, str | None] | None = None,
+    assignments: dict[int, list[int]] | None = None,
+    brokers: list[int] | None = None,
+) -> list[dict[str, Any]]:
     validate_topic_name(name)
     if name in image.topics:
         raise KafkaProtocolError(ErrorCode.TOPIC_ALREADY_EXISTS, f"topic {name!r} already exists")
@@ -118,57 +144,90 @@ def create_topic_records(image: MetadataImage, name: str, partitions: int, repli
     brokers = sorted(brokers if brokers else image.brokers)
     if assignments:
         if len(assignments) > MAX_PARTITIONS:
-            raise KafkaProtocolError(ErrorCode.INVALID_PARTITIONS,
-                                     f"{len(assignments)} partitions; the limit is {MAX_PARTITIONS}")
+            raise KafkaProtocolError(
+                ErrorCode.INVALID_PARTITIONS, f"{len(assignments)} partitions; the limit is {MAX_PARTITIONS}"
+            )
         if sorted(assignments) != list(range(len(assignments))):
-            raise KafkaProtocolError(ErrorCode.INVALID_REPLICA_ASSIGNMENT,
-                                     "manual assignment must name partitions 0..n-1")
+            raise KafkaProtocolError(
+                ErrorCode.INVALID_REPLICA_ASSIGNMENT, "manual assignment must name partitions 0..n-1"
+            )
         for replicas in assignments.values():
             if not replicas or len(set(replicas)) != len(replicas) or any(b not in image.brokers for b in replicas):
-                raise KafkaProtocolError(ErrorCode.INVALID_REPLICA_ASSIGNMENT,
-                                         f"replica list {replicas} names unknown or repeated brokers")
+                raise KafkaProtocolError(
+                    ErrorCode.INVALID_REPLICA_ASSIGNMENT,
+                    f"replica list {replicas} names unknown or repeated brokers",
+                )
     else:
         if partitions < 1 or partitions > MAX_PARTITIONS:
-            raise KafkaProtocolError(ErrorCode.INVALID_PARTITIONS,
-                                     f"number of partitions must be between 1 and {MAX_PARTITIONS}, "
-                                     f"not {partitions}")
+            raise KafkaProtocolError(
+                ErrorCode.INVALID_PARTITIONS,
+                f"number of partitions must be between 1 and {MAX_PARTITIONS}, not {partitions}",
+            )
         if replication_factor < 1 or replication_factor > len(brokers):
             raise KafkaProtocolError(
                 ErrorCode.INVALID_REPLICATION_FACTOR,
-                f"replication factor {replication_factor} must be between 1 and the {len(brokers)} "
-                "available broker(s)")
+                f"replication factor {replication_factor} must be between 1 and the {len(brokers)} available broker(s)",
+            )
         assignments = assign_replicas(brokers, partitions, replication_factor)
     records: list[dict[str, Any]] = [{"t": "topic", "name": name, "id": uuid.uuid4().hex, "configs": clean}]
     for p, replicas in sorted(assignments.items()):
-        records.append({"t": "partition", "topic": name, "p": p, "replicas": replicas, "isr": list(replicas),
-                        "leader": replicas[0], "leader_epoch": 0})
+        records.append(
+            {
+                "t": "partition",
+                "topic": name,
+                "p": p,
+                "replicas": replicas,
+                "isr": list(replicas),
+                "leader": replicas[0],
+                "leader_epoch": 0,
+            }
+        )
     return records
 
 
-def create_partitions_records(image: MetadataImage, name: str, count: int,
-                              assignments: list[list[int]] | None = None,
-                              brokers: list[int] | None = None) -> list[dict[str, Any]]:
+def create_partitions_records(
+    image: MetadataImage,
+    name: str,
+    count: int,
+    assignments: list[list[int]] | None = None,
+    brokers: list[int] | None = None,
+) -> list[dict[str, Any]]:
     topic = image.topics.get(name)
     if topic is None:
         raise KafkaProtocolError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"topic {name!r} does not exist")
     current = len(topic.partitions)
     if count > MAX_PARTITIONS:
-        raise KafkaProtocolError(ErrorCode.INVALID_PARTITIONS,
-                                 f"a topic may have at most {MAX_PARTITIONS} partitions, not {count}")
+        raise KafkaProtocolError(
+            ErrorCode.INVALID_PARTITIONS, f"a topic may have at most {MAX_PARTITIONS} partitions, not {count}"
+        )
     if count <= current:
-        raise KafkaProtocolError(ErrorCode.INVALID_PARTITIONS,
-                                 f"topic {name!r} has {current} partitions; the new count must be larger")
+        raise KafkaProtocolError(
+            ErrorCode.INVALID_PARTITIONS,
+            f"topic {name!r} has {current} partitions; the new count must be larger",
+        )
     rf = len(next(iter(topic.partitions.values())).replicas) if topic.partitions else 1
     new = count - current
     if assignments:
         if len(assignments) != new:
-            raise KafkaProtocolError(ErrorCode.INVALID_REPLICA_ASSIGNMENT,
-                                     f"{len(assignments)} assignments given for {new} new partitions")
+            raise KafkaProtocolError(
+                ErrorCode.INVALID_REPLICA_ASSIGNMENT,
+                f"{len(assignments)} assignments given for {new} new partitions",
+            )
         plan = {current + i: list(a) for i, a in enumerate(assignments)}
         for replicas in plan.values():
             if not replicas or any(b not in image.brokers for b in replicas):
                 raise KafkaProtocolError(ErrorCode.INVALID_REPLICA_ASSIGNMENT, f"bad replica list {replicas}")
     else:
         plan = assign_replicas(sorted(brokers if brokers else image.brokers), new, rf, first_partition=current)
-    return [{"t": "partition", "topic": name, "p": p, "replicas": r, "isr": list(r), "leader": r[0],
-             "leader_epoch": 0} for p, r in sorted(plan.items())]
+    return [
+        {
+            "t": "partition",
+            "topic": name,
+            "p": p,
+            "replicas": r,
+            "isr": list(r),
+            "leader": r[0],
+            "leader_epoch": 0,
+        }
+        for p, r in sorted(plan.items())
+    ]

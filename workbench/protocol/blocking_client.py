@@ -62,18 +62,30 @@ class WireClient:
             return self.sock.recv(1) == b""
         except (ConnectionError, OSError):
             return True
-        except socket.timeout:
+        except TimeoutError:
             return False
 
     def close(self) -> None:
         self.sock.close()
 
 
-def make_batch(values: list[bytes], *, producer_id: int = -1, producer_epoch: int = -1,
-               base_sequence: int = -1, key: bytes | None = None) -> bytes:
-    builder = DefaultRecordBatchBuilder(magic=2, compression_type=0, is_transactional=0,
-                                        producer_id=producer_id, producer_epoch=producer_epoch,
-                                        base_sequence=base_sequence, batch_size=1 << 24)
+def make_batch(
+    values: list[bytes],
+    *,
+    producer_id: int = -1,
+    producer_epoch: int = -1,
+    base_sequence: int = -1,
+    key: bytes | None = None,
+) -> bytes:
+    builder = DefaultRecordBatchBuilder(
+        magic=2,
+        compression_type=0,
+        is_transactional=0,
+        producer_id=producer_id,
+        producer_epoch=producer_epoch,
+        base_sequence=base_sequence,
+        batch_size=1 << 24,
+    )
     now = int(time.time() * 1000)
     for i, value in enumerate(values):
         builder.append(i, timestamp=now, key=key, value=value, headers=[])

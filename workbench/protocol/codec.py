@@ -109,7 +109,7 @@ def decode_request_header(frame: bytes | memoryview) -> tuple[int, int, int, str
     if client_len >= 0:
         if pos + client_len > len(view):
             raise MalformedRequestError("client_id runs past the end of the request")
-        client_id = bytes(view[pos:pos + client_len]).decode("utf-8", "replace")
+        client_id = bytes(view[pos : pos + client_len]).decode("utf-8", "replace")
         pos += client_len
     elif client_len != -1:
         raise MalformedRequestError(f"negative client_id length {client_len}")
@@ -195,9 +195,7 @@ def encode_unsupported_api_versions(correlation_id: int, supported: dict[int, tu
     """
     body = {
         "error_code": 35,
-        "api_keys": [
-            {"api_key": k, "min_version": lo, "max_version": hi} for k, (lo, hi) in sorted(supported.items())
-        ],
+        "api_keys": [{"api_key": k, "min_version": lo, "max_version": hi} for k, (lo, hi) in sorted(supported.items())],
     }
     return encode_response(18, 0, correlation_id, body)
 
@@ -212,7 +210,6 @@ def encode_error_response(request: Request, error_code: int) -> bytes | None:
     if "error_code" not in fields:
         return None
     try:
-        return encode_response(request.api_key, request.api_version, request.correlation_id,
-                               {"error_code": error_code})
+        return encode_response(request.api_key, request.api_version, request.correlation_id, {"error_code": error_code})
     except Exception:
         return None

@@ -23,10 +23,10 @@ import struct
 
 _I16 = struct.Struct(">h").pack
 _I32 = struct.Struct(">i").pack
-_HEADER = struct.Struct(">ii").pack          # size, correlation id
+_HEADER = struct.Struct(">ii").pack  # size, correlation id
 _PRODUCE_PART = struct.Struct(">ihqq").pack  # index, error, base offset, log append time
 _I64 = struct.Struct(">q").pack
-_FETCH_PART = struct.Struct(">ihqqq").pack   # index, error, high watermark, last stable, log start
+_FETCH_PART = struct.Struct(">ihqqq").pack  # index, error, high watermark, last stable, log start
 _FETCH_PART_V4 = struct.Struct(">ihqq").pack
 
 
@@ -121,11 +121,24 @@ def encode_fetch_response(version: int, correlation_id: int, body: dict) -> byte
             if aborted:
                 return None
             if version >= 5:
-                out(_FETCH_PART(p["partition_index"], p["error_code"], p["high_watermark"],
-                                p.get("last_stable_offset", -1), p.get("log_start_offset", -1)))
+                out(
+                    _FETCH_PART(
+                        p["partition_index"],
+                        p["error_code"],
+                        p["high_watermark"],
+                        p.get("last_stable_offset", -1),
+                        p.get("log_start_offset", -1),
+                    )
+                )
             else:
-                out(_FETCH_PART_V4(p["partition_index"], p["error_code"], p["high_watermark"],
-                                   p.get("last_stable_offset", -1)))
+                out(
+                    _FETCH_PART_V4(
+                        p["partition_index"],
+                        p["error_code"],
+                        p["high_watermark"],
+                        p.get("last_stable_offset", -1),
+                    )
+                )
             if aborted is None:
                 out(b"\x00" if flexible else b"\xff\xff\xff\xff")
             else:
@@ -154,9 +167,16 @@ _FETCH_V12_HEAD = struct.Struct(">iiiibii").pack  # replica, max wait, min bytes
 _FETCH_V12_PART = struct.Struct(">iiqiqi").pack  # partition, epoch, offset, last epoch, log start, max bytes
 
 
-def encode_fetch_request_v12(correlation_id: int, client_id: str, *, replica_id: int, max_wait_ms: int,
-                             min_bytes: int, max_bytes: int,
-                             topics: list[tuple[str, list[tuple[int, int, int, int, int, int]]]]) -> bytes:
+def encode_fetch_request_v12(
+    correlation_id: int,
+    client_id: str,
+    *,
+    replica_id: int,
+    max_wait_ms: int,
+    min_bytes: int,
+    max_bytes: int,
+    topics: list[tuple[str, list[tuple[int, int, int, int, int, int]]]],
+) -> bytes:
     """A framed Fetch v12 request (the replica fetcher's), as kafka-python would encode it.
 
     ``topics``: ``[(name, [(partition, current_leader_epoch, fetch_offset,
@@ -164,9 +184,14 @@ def encode_fetch_request_v12(correlation_id: int, client_id: str, *, replica_id:
     isolation level 0, no fetch session, no forgotten topics, empty rack id.
     """
     client = client_id.encode("utf-8")
-    parts = [_REQUEST_HEADER(1, 12, correlation_id), _I16(len(client)), client, b"\x00",
-             _FETCH_V12_HEAD(replica_id, max_wait_ms, min_bytes, max_bytes, 0, 0, -1),
-             _uvarint(len(topics) + 1)]
+    parts = [
+        _REQUEST_HEADER(1, 12, correlation_id),
+        _I16(len(client)),
+        client,
+        b"\x00",
+        _FETCH_V12_HEAD(replica_id, max_wait_ms, min_bytes, max_bytes, 0, 0, -1),
+        _uvarint(len(topics) + 1),
+    ]
     out = parts.append
     for name, partitions in topics:
         out(_string(name, True))

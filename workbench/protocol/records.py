@@ -226,9 +226,7 @@ def validate_produce_batches(buf: bytes | bytearray | memoryview) -> list[BatchH
         if crc32c(view[pos + ATTRIBUTES_OFFSET : h.end]) != h.crc:
             raise KafkaProtocolError(ErrorCode.CORRUPT_MESSAGE, f"CRC mismatch in batch at byte {pos}")
         if h.compression > COMPRESSION_ZSTD:
-            raise KafkaProtocolError(
-                ErrorCode.UNSUPPORTED_COMPRESSION_TYPE, f"compression id {h.compression}"
-            )
+            raise KafkaProtocolError(ErrorCode.UNSUPPORTED_COMPRESSION_TYPE, f"compression id {h.compression}")
         if h.is_control:
             raise KafkaProtocolError(ErrorCode.INVALID_RECORD, "clients may not send control batches")
         if h.records_count <= 0 or h.last_offset_delta < 0 or h.records_count != h.last_offset_delta + 1:
@@ -237,9 +235,7 @@ def validate_produce_batches(buf: bytes | bytearray | memoryview) -> list[BatchH
                 f"batch at byte {pos}: count {h.records_count} vs lastOffsetDelta {h.last_offset_delta}",
             )
         if h.producer_id >= 0 and h.base_sequence < 0:
-            raise KafkaProtocolError(
-                ErrorCode.INVALID_RECORD, f"producer id {h.producer_id} without a sequence"
-            )
+            raise KafkaProtocolError(ErrorCode.INVALID_RECORD, f"producer id {h.producer_id} without a sequence")
         check_records(view, h)
         headers.append(h)
         pos = h.end
@@ -279,7 +275,8 @@ def check_records(buf: bytes | bytearray | memoryview, h: BatchHeader) -> None:
         ) from exc
     if n != h.records_count:
         raise KafkaProtocolError(
-            ErrorCode.CORRUPT_MESSAGE, f"batch at byte {h.position}: {n} records, header says {h.records_count}"
+            ErrorCode.CORRUPT_MESSAGE,
+            f"batch at byte {h.position}: {n} records, header says {h.records_count}",
         )
 
 
@@ -331,9 +328,7 @@ def validate_fetched_batches(buf: bytes | bytearray | memoryview) -> list[BatchH
                 f"count {h.records_count}",
             )
         if h.compression > COMPRESSION_ZSTD:
-            raise KafkaProtocolError(
-                ErrorCode.UNSUPPORTED_COMPRESSION_TYPE, f"compression id {h.compression}"
-            )
+            raise KafkaProtocolError(ErrorCode.UNSUPPORTED_COMPRESSION_TYPE, f"compression id {h.compression}")
         headers.append(h)
         pos = h.end
     return headers
@@ -431,9 +426,7 @@ def _decode_records(buf: bytes | bytearray | memoryview, include_control: bool, 
         try:
             recs = list(reader(bytes(view[h.position : h.end])))
         except Exception as exc:  # aiokafka raises CorruptRecordException, codec errors, ValueError
-            raise KafkaProtocolError(
-                ErrorCode.CORRUPT_MESSAGE, f"batch at offset {h.base_offset}: {exc!r}"
-            ) from exc
+            raise KafkaProtocolError(ErrorCode.CORRUPT_MESSAGE, f"batch at offset {h.base_offset}: {exc!r}") from exc
         n = len(recs)
         offsets += [r.offset for r in recs]
         timestamps += [r.timestamp for r in recs]

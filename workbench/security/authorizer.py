@@ -24,8 +24,19 @@ from dataclasses import dataclass
 
 from workbench.security.credentials import BROKER_USER
 
-OPERATIONS = ("Read", "Write", "Create", "Delete", "Alter", "Describe", "DescribeConfigs", "AlterConfigs",
-              "ClusterAction", "IdempotentWrite", "All")
+OPERATIONS = (
+    "Read",
+    "Write",
+    "Create",
+    "Delete",
+    "Alter",
+    "Describe",
+    "DescribeConfigs",
+    "AlterConfigs",
+    "ClusterAction",
+    "IdempotentWrite",
+    "All",
+)
 RESOURCE_TYPES = ("topic", "group", "cluster")
 BROKER_PRINCIPAL = f"User:{BROKER_USER}"
 ANONYMOUS = "User:ANONYMOUS"
@@ -55,8 +66,10 @@ class Acl:
 
 def parse_acl(entry: dict) -> Acl:
     if not isinstance(entry, dict):
-        raise ValueError(f"an ACL is a dict such as {{'principal': 'User:alice', 'operation': 'Read', "
-                         f"'topic': 'orders'}}, not {entry!r}")
+        raise ValueError(
+            f"an ACL is a dict such as {{'principal': 'User:alice', 'operation': 'Read', "
+            f"'topic': 'orders'}}, not {entry!r}"
+        )
     principal = entry.get("principal")
     if not isinstance(principal, str) or not principal.startswith("User:") or len(principal) < 6:
         raise ValueError(f"ACL {entry}: principal must look like 'User:alice' (or 'User:*')")
@@ -110,5 +123,10 @@ class Authorizer:
         """Is some resource of this type open to the principal for `operation` (KIP-679 idempotence)?"""
         if not self.enabled or principal in self.super_users:
             return True
-        return any(a.allow and a.resource_type == resource_type and a.operation in (operation, "All")
-                   and a.principal in (principal, "User:*") for a in self.acls)
+        return any(
+            a.allow
+            and a.resource_type == resource_type
+            and a.operation in (operation, "All")
+            and a.principal in (principal, "User:*")
+            for a in self.acls
+        )

@@ -54,8 +54,12 @@ def scram_credential(password: str, *, salt: bytes | None = None, iterations: in
         raise ValueError("a password must be a non-empty string")
     salt = os.urandom(24) if salt is None else salt
     _, stored_key, server_key = keys_from_salted(salted_password(password, salt, iterations))
-    return {"salt": b64(salt), "iterations": iterations, "stored_key": b64(stored_key),
-            "server_key": b64(server_key)}
+    return {
+        "salt": b64(salt),
+        "iterations": iterations,
+        "stored_key": b64(stored_key),
+        "server_key": b64(server_key),
+    }
 
 
 def validate_username(name: str) -> str:

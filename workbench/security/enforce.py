@@ -95,18 +95,25 @@ class Security:
 
 # -- the hook ------------------------------------------------------------------------------------
 
+
 async def authorized_call(broker: Broker, handler, req, conn) -> Any:
     sec: Security = broker.security
     key = req.api_key
     if key == ApiKey.API_VERSIONS:
         body = await handler(broker, req, conn)
         if sec.sasl is not None and isinstance(body, dict):
-            body["api_keys"] = [{"api_key": k, "min_version": lo, "max_version": hi}
-                                for k, (lo, hi) in sorted(sec.supported_apis.items())]
+            body["api_keys"] = [
+                {"api_key": k, "min_version": lo, "max_version": hi}
+                for k, (lo, hi) in sorted(sec.supported_apis.items())
+            ]
         return body
     principal = getattr(conn, "principal", ANONYMOUS)
-    if key == ApiKey.FETCH and req.api_version <= 14 and req.body.replica_id >= 0 \
-            and not sec.may_fetch_as_replica(principal):
+    if (
+        key == ApiKey.FETCH
+        and req.api_version <= 14
+        and req.body.replica_id >= 0
+        and not sec.may_fetch_as_replica(principal)
+    ):
         return await _fetch(broker, handler, req, conn, lambda _t: False)
     az = sec.authorizer
     if not az.enabled:
@@ -126,6 +133,7 @@ def _split(items, allowed) -> tuple[list, list]:
 
 # -- topics ----------------------------------------------------------------------------------------
 
+
 async def _metadata(broker, handler, req, conn, az: Authorizer, p: str):
     body = req.body
     everything = body.topics is None or (req.api_version == 0 and not body.topics)
@@ -139,7 +147,7 @@ async def _metadata(broker, handler, req, conn, az: Authorizer, p: str):
         if not az.authorize(p, "Describe", "topic", t.name):
             denied.append(t)
         elif t.name not in broker.image.topics and not az.can_create_topic(p, t.name):
-            unknown.append(t)   # may see it, may not auto-create it
+            unknown.append(t)  # may see it, may not auto-create it
         else:
             allowed.append(t)
     body.topics = allowed
@@ -147,8 +155,15 @@ async def _metadata(broker, handler, req, conn, az: Authorizer, p: str):
     resp = await handler(broker, req, conn)
     resp["topics"] = [t for t in resp["topics"] if t["name"] in names]
     for t, code in [(t, TOPIC_DENIED) for t in denied] + [(t, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION) for t in unknown]:
-        resp["topics"].append({"error_code": code, "name": t.name, "topic_id": uuid.UUID(int=0),
-                               "is_internal": False, "partitions": []})
+        resp["topics"].append(
+            {
+                "error_code": code,
+                "name": t.name,
+                "topic_id": uuid.UUID(int=0),
+                "is_internal": False,
+                "partitions": [],
+            }
+        )
     return resp
 
 
@@ -159,10 +174,23 @@ async def _produce(broker, handler, req, conn, az, p):
     if resp is None:
         return None
     for t in denied:
-        resp["responses"].append({"name": t.name, "partition_responses": [
-            {"index": pd.index, "error_code": TOPIC_DENIED, "base_offset": -1, "log_append_time_ms": -1,
-             "log_start_offset": -1, "record_errors": [], "error_message": "not authorized to write"}
-            for pd in t.partition_data]})
+        resp["responses"].append(
+            {
+                "name": t.name,
+                "partition_responses": [
+                    {
+                        "index": pd.index,
+                        "error_code": TOPIC_DENIED,
+                        "base_offset": -1,
+                        "log_append_time_ms": -1,
+                        "log_start_offset": -1,
+                        "record_errors": [],
+                        "error_message": "not authorized to write",
+                    }
+                    for pd in t.partition_data
+                ],
+            }
+        )
     return resp
 
 
@@ -171,10 +199,24 @@ async def _fetch(broker, handler, req, conn, allowed):
     body.topics, denied = _split(body.topics, lambda t: allowed(t.topic))
     resp = await handler(broker, req, conn)
     for t in denied:
-        resp["responses"].append({"topic": t.topic, "partitions": [
-            {"partition_index": fp.partition, "error_code": TOPIC_DENIED, "high_watermark": -1,
-             "last_stable_offset": -1, "log_start_offset": -1, "aborted_transactions": None,
-             "preferred_read_replica": -1, "records": b""} for fp in t.partitions]})
+        resp["responses"].append(
+            {
+                "topic": t.topic,
+                "partitions": [
+                    {
+                        "partition_index": fp.partition,
+                        "error_code": TOPIC_DENIED,
+                        "high_watermark": -1,
+                        "last_stable_offset": -1,
+                        "log_start_offset": -1,
+                        "aborted_transactions": None,
+                        "preferred_read_replica": -1,
+                        "records": b"",
+                    }
+                    for fp in t.partitions
+                ],
+            }
+        )
     return resp
 
 
@@ -187,9 +229,21 @@ async def _list_offsets(broker, handler, req, conn, az, p):
     body.topics, denied = _split(body.topics, lambda t: az.authorize(p, "Describe", "topic", t.name))
     resp = await handler(broker, req, conn)
     for t in denied:
-        resp["topics"].append({"name": t.name, "partitions": [
-            {"partition_index": lp.partition_index, "error_code": TOPIC_DENIED, "timestamp": -1, "offset": -1,
-             "leader_epoch": -1} for lp in t.partitions]})
+        resp["topics"].append(
+            {
+                "name": t.name,
+                "partitions": [
+                    {
+                        "partition_index": lp.partition_index,
+                        "error_code": TOPIC_DENIED,
+                        "timestamp": -1,
+                        "offset": -1,
+                        "leader_epoch": -1,
+                    }
+                    for lp in t.partitions
+                ],
+            }
+        )
     return resp
 
 
@@ -198,9 +252,15 @@ async def _delete_records(broker, handler, req, conn, az, p):
     body.topics, denied = _split(body.topics, lambda t: az.authorize(p, "Delete", "topic", t.name))
     resp = await handler(broker, req, conn)
     for t in denied:
-        resp["topics"].append({"name": t.name, "partitions": [
-            {"partition_index": dp.partition_index, "low_watermark": -1, "error_code": TOPIC_DENIED}
-            for dp in t.partitions]})
+        resp["topics"].append(
+            {
+                "name": t.name,
+                "partitions": [
+                    {"partition_index": dp.partition_index, "low_watermark": -1, "error_code": TOPIC_DENIED}
+                    for dp in t.partitions
+                ],
+            }
+        )
     return resp
 
 
@@ -209,9 +269,17 @@ async def _create_topics(broker, handler, req, conn, az, p):
     body.topics, denied = _split(body.topics, lambda t: az.can_create_topic(p, t.name))
     resp = await handler(broker, req, conn)
     for t in denied:
-        resp["topics"].append({"name": t.name, "topic_id": uuid.UUID(int=0), "error_code": TOPIC_DENIED,
-                               "error_message": f"not authorized to create topic {t.name}",
-                               "num_partitions": -1, "replication_factor": -1, "configs": None})
+        resp["topics"].append(
+            {
+                "name": t.name,
+                "topic_id": uuid.UUID(int=0),
+                "error_code": TOPIC_DENIED,
+                "error_message": f"not authorized to create topic {t.name}",
+                "num_partitions": -1,
+                "replication_factor": -1,
+                "configs": None,
+            }
+        )
     return resp
 
 
@@ -230,8 +298,14 @@ async def _delete_topics(broker, handler, req, conn, az, p):
         denied = [(n, uuid.UUID(int=0)) for n in denied]
     resp = await handler(broker, req, conn)
     for name, topic_id in denied:
-        resp["responses"].append({"name": name, "topic_id": topic_id or uuid.UUID(int=0),
-                                  "error_code": TOPIC_DENIED, "error_message": "not authorized to delete"})
+        resp["responses"].append(
+            {
+                "name": name,
+                "topic_id": topic_id or uuid.UUID(int=0),
+                "error_code": TOPIC_DENIED,
+                "error_message": "not authorized to delete",
+            }
+        )
     return resp
 
 
@@ -252,8 +326,12 @@ def _config_allowed(az, p, res, operation) -> bool:
 
 def _config_denied(res) -> dict:
     code = TOPIC_DENIED if res.resource_type == RESOURCE_TOPIC else CLUSTER_DENIED
-    return {"error_code": code, "error_message": "not authorized", "resource_type": res.resource_type,
-            "resource_name": res.resource_name}
+    return {
+        "error_code": code,
+        "error_message": "not authorized",
+        "resource_type": res.resource_type,
+        "resource_name": res.resource_name,
+    }
 
 
 async def _describe_configs(broker, handler, req, conn, az, p):
@@ -275,21 +353,32 @@ async def _alter_configs(broker, handler, req, conn, az, p):
 async def _elect_leaders(broker, handler, req, conn, az, p):
     if az.authorize(p, "Alter", "cluster"):
         return await handler(broker, req, conn)
-    results = [{"topic": t.topic, "partition_result": [
-        {"partition_id": i, "error_code": CLUSTER_DENIED, "error_message": "not authorized"} for i in t.partitions]}
-        for t in (req.body.topic_partitions or [])]
+    results = [
+        {
+            "topic": t.topic,
+            "partition_result": [
+                {"partition_id": i, "error_code": CLUSTER_DENIED, "error_message": "not authorized"}
+                for i in t.partitions
+            ],
+        }
+        for t in (req.body.topic_partitions or [])
+    ]
     return {"throttle_time_ms": 0, "error_code": CLUSTER_DENIED, "replica_election_results": results}
 
 
 async def _init_producer_id(broker, handler, req, conn, az, p):
     # KIP-679: idempotence needs Write on some topic (or IdempotentWrite on the cluster).
-    if req.body.transactional_id is not None or az.has_any(p, "Write", "topic") \
-            or az.authorize(p, "IdempotentWrite", "cluster"):
+    if (
+        req.body.transactional_id is not None
+        or az.has_any(p, "Write", "topic")
+        or az.authorize(p, "IdempotentWrite", "cluster")
+    ):
         return await handler(broker, req, conn)
     return {"throttle_time_ms": 0, "error_code": CLUSTER_DENIED, "producer_id": -1, "producer_epoch": -1}
 
 
 # -- groups ----------------------------------------------------------------------------------------
+
 
 def _group_ok(az, p, op, group) -> bool:
     return az.authorize(p, op, "group", group or "")
@@ -300,8 +389,13 @@ async def _find_coordinator(broker, handler, req, conn, az, p):
     key_type = body.key_type if req.api_version >= 1 else 0
     if key_type != 0:
         return await handler(broker, req, conn)
-    denied_entry = {"error_code": GROUP_DENIED, "error_message": "not authorized to describe this group",
-                    "node_id": -1, "host": "", "port": -1}
+    denied_entry = {
+        "error_code": GROUP_DENIED,
+        "error_message": "not authorized to describe this group",
+        "node_id": -1,
+        "host": "",
+        "port": -1,
+    }
     if req.api_version >= 4:
         body.coordinator_keys, denied = _split(body.coordinator_keys, lambda k: _group_ok(az, p, "Describe", k))
         resp = await handler(broker, req, conn)
@@ -317,13 +411,23 @@ def _group_rule(operation: str, denied_response):
         if _group_ok(az, p, operation, req.body.group_id):
             return await handler(broker, req, conn)
         return denied_response(req)
+
     return rule
 
 
-_join_denied = _group_rule("Read", lambda req: {
-    "throttle_time_ms": 0, "error_code": GROUP_DENIED, "generation_id": -1, "protocol_type": None,
-    "protocol_name": None if req.api_version >= 7 else "", "leader": "", "member_id": req.body.member_id or "",
-    "members": []})
+_join_denied = _group_rule(
+    "Read",
+    lambda req: {
+        "throttle_time_ms": 0,
+        "error_code": GROUP_DENIED,
+        "generation_id": -1,
+        "protocol_type": None,
+        "protocol_name": None if req.api_version >= 7 else "",
+        "leader": "",
+        "member_id": req.body.member_id or "",
+        "members": [],
+    },
+)
 _sync_denied = _group_rule("Read", lambda req: {"throttle_time_ms": 0, "error_code": GROUP_DENIED, "assignment": b""})
 _heartbeat_denied = _group_rule("Read", lambda req: {"throttle_time_ms": 0, "error_code": GROUP_DENIED})
 _leave_denied = _group_rule("Read", lambda req: {"throttle_time_ms": 0, "error_code": GROUP_DENIED, "members": []})
@@ -332,14 +436,29 @@ _leave_denied = _group_rule("Read", lambda req: {"throttle_time_ms": 0, "error_c
 async def _offset_commit(broker, handler, req, conn, az, p):
     body = req.body
     if not _group_ok(az, p, "Read", body.group_id):
-        return {"throttle_time_ms": 0, "topics": [
-            {"name": t.name, "partitions": [{"partition_index": x.partition_index, "error_code": GROUP_DENIED}
-                                            for x in t.partitions]} for t in body.topics]}
+        return {
+            "throttle_time_ms": 0,
+            "topics": [
+                {
+                    "name": t.name,
+                    "partitions": [
+                        {"partition_index": x.partition_index, "error_code": GROUP_DENIED} for x in t.partitions
+                    ],
+                }
+                for t in body.topics
+            ],
+        }
     body.topics, denied = _split(body.topics, lambda t: az.authorize(p, "Read", "topic", t.name))
     resp = await handler(broker, req, conn)
     for t in denied:
-        resp["topics"].append({"name": t.name, "partitions": [
-            {"partition_index": x.partition_index, "error_code": TOPIC_DENIED} for x in t.partitions]})
+        resp["topics"].append(
+            {
+                "name": t.name,
+                "partitions": [
+                    {"partition_index": x.partition_index, "error_code": TOPIC_DENIED} for x in t.partitions
+                ],
+            }
+        )
     return resp
 
 
@@ -349,8 +468,12 @@ def _filter_offsets(topics: list[dict], explicit: bool, az, p) -> list[dict]:
         if az.authorize(p, "Describe", "topic", t["name"]):
             out.append(t)
         elif explicit:
-            out.append({**t, "partitions": [{**x, "committed_offset": -1, "error_code": TOPIC_DENIED}
-                                            for x in t["partitions"]]})
+            out.append(
+                {
+                    **t,
+                    "partitions": [{**x, "committed_offset": -1, "error_code": TOPIC_DENIED} for x in t["partitions"]],
+                }
+            )
     return out
 
 
@@ -367,9 +490,21 @@ async def _offset_fetch(broker, handler, req, conn, az, p):
     if not _group_ok(az, p, "Describe", body.group_id):
         topics = []
         if req.api_version < 2 and body.topics:
-            topics = [{"name": t.name, "partitions": [{"partition_index": i, "committed_offset": -1, "metadata": "",
-                                                       "error_code": GROUP_DENIED} for i in t.partition_indexes]}
-                      for t in body.topics]
+            topics = [
+                {
+                    "name": t.name,
+                    "partitions": [
+                        {
+                            "partition_index": i,
+                            "committed_offset": -1,
+                            "metadata": "",
+                            "error_code": GROUP_DENIED,
+                        }
+                        for i in t.partition_indexes
+                    ],
+                }
+                for t in body.topics
+            ]
         return {"throttle_time_ms": 0, "topics": topics, "error_code": GROUP_DENIED}
     resp = await handler(broker, req, conn)
     resp["topics"] = _filter_offsets(resp["topics"], body.topics is not None, az, p)
@@ -387,8 +522,17 @@ async def _describe_groups(broker, handler, req, conn, az, p):
     body = req.body
     body.groups, denied = _split(body.groups, lambda g: _group_ok(az, p, "Describe", g))
     resp = await handler(broker, req, conn)
-    resp["groups"].extend({"error_code": GROUP_DENIED, "group_id": g, "group_state": "", "protocol_type": "",
-                           "protocol_data": "", "members": []} for g in denied)
+    resp["groups"].extend(
+        {
+            "error_code": GROUP_DENIED,
+            "group_id": g,
+            "group_state": "",
+            "protocol_type": "",
+            "protocol_data": "",
+            "members": [],
+        }
+        for g in denied
+    )
     return resp
 
 
@@ -407,8 +551,14 @@ async def _offset_delete(broker, handler, req, conn, az, p):
     body.topics, denied = _split(body.topics, lambda t: az.authorize(p, "Read", "topic", t.name))
     resp = await handler(broker, req, conn)
     for t in denied:
-        resp["topics"].append({"name": t.name, "partitions": [
-            {"partition_index": x.partition_index, "error_code": TOPIC_DENIED} for x in t.partitions]})
+        resp["topics"].append(
+            {
+                "name": t.name,
+                "partitions": [
+                    {"partition_index": x.partition_index, "error_code": TOPIC_DENIED} for x in t.partitions
+                ],
+            }
+        )
     return resp
 
 

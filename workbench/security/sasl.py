@@ -67,8 +67,13 @@ class CredentialStore:
     def fake(self, username: str) -> dict:
         """A stable, unusable credential for an unknown user (no user enumeration)."""
         salt = hmac_sha256(self._fake_key, username.encode("utf-8"))[:24]
-        return {"salt": b64(salt), "iterations": ITERATIONS, "stored_key": b64(os.urandom(32)),
-                "server_key": b64(os.urandom(32)), "fake": True}
+        return {
+            "salt": b64(salt),
+            "iterations": ITERATIONS,
+            "stored_key": b64(os.urandom(32)),
+            "server_key": b64(os.urandom(32)),
+            "fake": True,
+        }
 
     @property
     def dummy(self) -> dict:
@@ -116,7 +121,7 @@ def _scram_name(text: str) -> str:
     while i < len(text):
         c = text[i]
         if c == "=":
-            code = text[i + 1:i + 3]
+            code = text[i + 1 : i + 3]
             if code == "2C":
                 out.append(",")
             elif code == "3D":
@@ -184,9 +189,8 @@ class ScramServer:
         if any(k == "t" or v.startswith("tokenauth") for k, v in attrs[2:]):
             raise _fail("delegation tokens are not supported")
         username = _scram_name(attrs[0][1])
-        if authzid:
-            if not authzid.startswith("a=") or _scram_name(authzid[2:]) != username:
-                raise _fail("authorization id must be empty or equal to the user name")
+        if authzid and (not authzid.startswith("a=") or _scram_name(authzid[2:]) != username):
+            raise _fail("authorization id must be empty or equal to the user name")
         client_nonce = attrs[1][1]
         if any(ord(c) < 0x21 or ord(c) > 0x7E or c == "," for c in client_nonce):
             raise _fail("malformed SCRAM nonce")
@@ -213,15 +217,15 @@ class ScramServer:
             raise _fail("SCRAM channel binding does not match the client-first message")
         if attrs[1][1] != self._nonce:
             raise _fail("SCRAM nonce does not match")
-        without_proof = message[:message.rindex(",p=")]
-        auth_message = f"{self._client_first_bare},{self._server_first},{without_proof}".encode("utf-8")
+        without_proof = message[: message.rindex(",p=")]
+        auth_message = f"{self._client_first_bare},{self._server_first},{without_proof}".encode()
         credential = self._credential
         assert credential is not None
         stored_key = unb64(credential["stored_key"])
         signature = hmac_sha256(stored_key, auth_message)
         if len(proof) != len(signature):
             raise _fail()
-        client_key = bytes(a ^ b for a, b in zip(proof, signature))
+        client_key = bytes(a ^ b for a, b in zip(proof, signature, strict=False))
         if not hmac.compare_digest(h(client_key), stored_key) or credential.get("fake"):
             raise _fail()
         server_signature = hmac_sha256(unb64(credential["server_key"]), auth_message)
@@ -247,6 +251,7 @@ class SaslServerFactory:
 
 # -- the client side (brokers' own connections, and tests) ----------------------------------------
 
+
 def plain_client_token(username: str, password: str) -> bytes:
     return b"\x00" + username.encode("utf-8") + b"\x00" + password.encode("utf-8")
 
@@ -271,10 +276,10 @@ class ScramClient:
         if not nonce.startswith(self.nonce) or iterations < ITERATIONS:
             raise SaslAuthenticationError("bad SCRAM server-first message")
         without_proof = f"c={b64(b'n,,')},r={nonce}"
-        auth_message = f"{self._first_bare},{text},{without_proof}".encode("utf-8")
+        auth_message = f"{self._first_bare},{text},{without_proof}".encode()
         client_key, stored_key, server_key = keys_from_salted(salted_password(self.password, salt, iterations))
         signature = hmac_sha256(stored_key, auth_message)
-        proof = bytes(a ^ b for a, b in zip(client_key, signature))
+        proof = bytes(a ^ b for a, b in zip(client_key, signature, strict=False))
         self._server_signature = hmac_sha256(server_key, auth_message)
         return f"{without_proof},p={b64(proof)}".encode("ascii")
 

@@ -66,8 +66,9 @@ class Compactor(threading.Thread):
                         if due and engine.convert(name, p, con=con):
                             written += 1
                             self._waiting_since.pop(key, None)
-                    if engine.merge_small(name, p, small_rows=SMALL_ROWS, target_rows=TARGET_ROWS,
-                                          min_files=MIN_FILES, con=con):
+                    if engine.merge_small(
+                        name, p, small_rows=SMALL_ROWS, target_rows=TARGET_ROWS, min_files=MIN_FILES, con=con
+                    ):
                         written += 1
         return written
 

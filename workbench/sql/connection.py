@@ -13,8 +13,11 @@ class RefreshingConnection:
         self.raw = engine.cursor()
 
     def sql(self, query: str, *args: Any, **kwargs: Any):
-        return self._engine.execute(query, cursor=self.raw) if not (args or kwargs) else self._run(
-            "sql", query, *args, **kwargs)
+        return (
+            self._engine.execute(query, cursor=self.raw)
+            if not (args or kwargs)
+            else self._run("sql", query, *args, **kwargs)
+        )
 
     query = sql
 

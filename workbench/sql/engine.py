@@ -53,9 +53,11 @@ log = logging.getLogger(__name__)
 SYNC_CONVERT_RECORDS = 200_000
 #: Parquet written by the cache: zstd, DuckDB's row-group size.
 PARQUET_OPTIONS = "FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880"
-EMPTY_CACHED_ROWS = ("SELECT NULL::INTEGER AS partition, NULL::BIGINT AS \"offset\", NULL::TIMESTAMPTZ AS timestamp, "
-                     "NULL::BLOB AS key_bytes, NULL::BLOB AS value_bytes, "
-                     "NULL::STRUCT(key VARCHAR, value BLOB)[] AS headers LIMIT 0")
+EMPTY_CACHED_ROWS = (
+    'SELECT NULL::INTEGER AS partition, NULL::BIGINT AS "offset", NULL::TIMESTAMPTZ AS timestamp, '
+    "NULL::BLOB AS key_bytes, NULL::BLOB AS value_bytes, "
+    "NULL::STRUCT(key VARCHAR, value BLOB)[] AS headers LIMIT 0"
+)
 _WRITE_STATEMENTS = {"INSERT", "UPDATE", "DELETE", "DROP", "ALTER", "CREATE", "COPY", "MERGE_INTO"}
 
 WINDOW_MACROS = """
@@ -81,8 +83,10 @@ class BrokerDirectories:
         leader = self.data_dir / f"broker-{info.leader}" / "topics" / topic / f"partition={info.partition}"
         if info.leader >= 0 and leader.is_dir():
             return leader
-        for replica in [*info.replicas, *sorted(int(p.name[7:]) for p in self.data_dir.glob("broker-*")
-                                                  if p.name[7:].isdigit())]:
+        for replica in [
+            *info.replicas,
+            *sorted(int(p.name[7:]) for p in self.data_dir.glob("broker-*") if p.name[7:].isdigit()),
+        ]:
             d = self.data_dir / f"broker-{replica}" / "topics" / topic / f"partition={info.partition}"
             if d.is_dir():
                 return d
@@ -93,8 +97,8 @@ class BrokerDirectories:
 class PartitionState:
     info: PartitionInfo
     cache: PartitionCache
-    fresh_next: int | None = None   # the fresh table holds this partition's rows below it
-    fresh_low: int = 0              # ... and at or above this
+    fresh_next: int | None = None  # the fresh table holds this partition's rows below it
+    fresh_low: int = 0  # ... and at or above this
     log_start: int = 0
     high_watermark: int = 0
 
@@ -105,17 +109,24 @@ class TopicState:
     schema: TopicSchema
     partitions: dict[int, PartitionState] = field(default_factory=dict)
     schema_version: int = 0
-    fresh_version: int = -1         # schema version the fresh table was built with
+    fresh_version: int = -1  # schema version the fresh table was built with
     view_files: tuple = ()
-    active: bool = False            # queried at least once: the compactor looks after it
+    active: bool = False  # queried at least once: the compactor looks after it
     bounds: dict[int, int] = field(default_factory=dict)  # time travel helper: partition -> hw
 
 
 class SqlEngine:
     """DuckDB over the topics of one cluster; see the module docstring."""
 
-    def __init__(self, bootstrap_servers: str, root: Path, source: SealedSource,
-                 materializer=None, *, compact: bool = True) -> None:
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        root: Path,
+        source: SealedSource,
+        materializer=None,
+        *,
+        compact: bool = True,
+    ) -> None:
         self.wire = Wire(bootstrap_servers)
         self.root = Path(root)
         self.cache_root = self.root / "sql"
@@ -217,8 +228,11 @@ class SqlEngine:
         from workbench.sql.system_tables import TABLES
 
         topics = set(self._topics) | set(self._user_topics(self._metadata))
-        out = {f"wb.{m.group(1).lower()}" for m in re.finditer(r'(?i)\bwb\s*\.\s*"?(\w+)"?', text)
-               if m.group(1).lower() in TABLES}
+        out = {
+            f"wb.{m.group(1).lower()}"
+            for m in re.finditer(r'(?i)\bwb\s*\.\s*"?(\w+)"?', text)
+            if m.group(1).lower() in TABLES
+        }
         for t in topics:
             pattern = re.escape(quote(t))
             if re.fullmatch(r"[A-Za-z_]\w*", t):
@@ -254,24 +268,34 @@ class SqlEngine:
                 targets = {n.split(".")[-1] for n in self.referenced_names(st.query)}
             except duckdb.Error:
                 targets = set()
-            m = re.match(r'(?is)^\s*(?:drop|alter)\s+(?:view|table)\s+(?:if\s+exists\s+)?(?:[\w"]+\.)?'
-                         r'("(?:[^"]|"")+"|\w+)', st.query)
+            m = re.match(
+                r'(?is)^\s*(?:drop|alter)\s+(?:view|table)\s+(?:if\s+exists\s+)?(?:[\w"]+\.)?'
+                r'("(?:[^"]|"")+"|\w+)',
+                st.query,
+            )
             if m:
                 targets.add(m.group(1).strip('"').replace('""', '"'))
             if kind == "COPY" and re.match(r"(?is)^\s*copy\s+\(", st.query):
                 continue  # COPY (SELECT ...) TO 'file' only reads
             hit = sorted(targets & topics)
             if kind == "CREATE":  # only the object created counts, not the tables it reads
-                m = re.match(r'(?is)^\s*create\s+(?:or\s+replace\s+)?(?:temp\w*\s+)?(?:table|view)\s+'
-                             r'(?:if\s+not\s+exists\s+)?(?:[\w"]+\.)?("(?:[^"]|"")+"|\w+)', st.query)
+                m = re.match(
+                    r"(?is)^\s*create\s+(?:or\s+replace\s+)?(?:temp\w*\s+)?(?:table|view)\s+"
+                    r'(?:if\s+not\s+exists\s+)?(?:[\w"]+\.)?("(?:[^"]|"")+"|\w+)',
+                    st.query,
+                )
                 name = m.group(1).strip('"').replace('""', '"') if m else None
-                hit = [name] if name in topics and not re.match(r"(?is)^\s*create\s+(or\s+replace\s+)?temp",
-                                                                 st.query) else []
+                hit = (
+                    [name]
+                    if name in topics and not re.match(r"(?is)^\s*create\s+(or\s+replace\s+)?temp", st.query)
+                    else []
+                )
             if hit:
                 raise ReadOnlyTopicError(
                     f"topic table {hit[0]!r} is read-only ({kind} refused): topics are written by producing "
                     f"records, e.g. cluster.producer().send({hit[0]!r}, {{...}}); for scratch work create "
-                    f"your own table: CREATE TABLE mine AS SELECT * FROM \"{hit[0]}\"")
+                    f'your own table: CREATE TABLE mine AS SELECT * FROM "{hit[0]}"'
+                )
 
     def explain(self, exc: duckdb.Error) -> SqlError:
         """DuckDB's message, with the topics listed when a table name is unknown."""
@@ -328,8 +352,10 @@ class SqlEngine:
 
     def _drop_topic(self, name: str) -> None:
         with self._files.write():
-            run(self._ddl, f"DROP VIEW IF EXISTS main.{quote(name)}; "
-                              f"DROP TABLE IF EXISTS wb_fresh.{quote(name)};")
+            run(
+                self._ddl,
+                f"DROP VIEW IF EXISTS main.{quote(name)}; DROP TABLE IF EXISTS wb_fresh.{quote(name)};",
+            )
             shutil.rmtree(self.cache_root / "topics" / name, ignore_errors=True)
         del self._topics[name]
 
@@ -353,8 +379,11 @@ class SqlEngine:
     def set_schema(self, topic: str, schema: dict | None = None, *, flatten_values: bool = True) -> None:
         """Explicit structure for a topic's JSON values, inference back (`schema=None`), or no
         flattening at all (`flatten_values=False`). Rebuilds that topic's cache."""
-        new = TopicSchema(flatten=flatten_values, explicit=schema is not None,
-                          structure=flatten.parse_explicit(schema) if schema is not None else {})
+        new = TopicSchema(
+            flatten=flatten_values,
+            explicit=schema is not None,
+            structure=flatten.parse_explicit(schema) if schema is not None else {},
+        )
         self.metadata(refresh=True)
         if topic not in self._topics:
             raise UnknownTopicError(f"no topic named {topic!r}. Topics: {', '.join(sorted(self._topics))}")
@@ -450,8 +479,9 @@ class SqlEngine:
         directory = self.source.directory(topic, ps.info)
         return read_sealed(directory) if directory is not None else []
 
-    def _read_sealed_range(self, partition: int, files: list[SegmentFile], start: int,
-                           end: int) -> tuple[pa.Table | None, int]:
+    def _read_sealed_range(
+        self, partition: int, files: list[SegmentFile], start: int, end: int
+    ) -> tuple[pa.Table | None, int]:
         """Raw rows [start, end) from the contiguous run of sealed files starting at `start`."""
         chosen, cur = [], start
         for f in files:
@@ -467,9 +497,10 @@ class SqlEngine:
         paths = ", ".join(sql_literal(str(f.path)) for f in chosen)
         try:
             table = self._ddl.sql(
-                f"SELECT CAST({partition} AS INTEGER) AS partition, \"offset\", timestamp, key, value, headers "
-                f"FROM read_parquet([{paths}]) WHERE \"offset\" >= {start} AND \"offset\" < {covered} "
-                f"ORDER BY \"offset\"").arrow()
+                f'SELECT CAST({partition} AS INTEGER) AS partition, "offset", timestamp, key, value, headers '
+                f'FROM read_parquet([{paths}]) WHERE "offset" >= {start} AND "offset" < {covered} '
+                f'ORDER BY "offset"'
+            ).arrow()
         except duckdb.IOException:  # removed by retention meanwhile: fetch instead
             return None, start
         if isinstance(table, pa.RecordBatchReader):
@@ -478,8 +509,10 @@ class SqlEngine:
 
     # ------------------------------------------------------------------ the fresh table
     def _raw_relation(self, state: TopicState) -> str:
-        return (f"(SELECT partition, \"offset\", timestamp, key_bytes AS key, value_bytes AS value, headers "
-                f"FROM wb_fresh.{quote(state.name)})")
+        return (
+            f'(SELECT partition, "offset", timestamp, key_bytes AS key, value_bytes AS value, headers '
+            f"FROM wb_fresh.{quote(state.name)})"
+        )
 
     def _create_fresh(self, state: TopicState, keep_old: bool = False) -> None:
         self._ddl.register("__wb_empty", RAW_SCHEMA.empty_table())
@@ -498,11 +531,10 @@ class SqlEngine:
                 ps.fresh_next = None
         state.view_files = None
 
-    def _append_fresh(self, state: TopicState, tables: list[pa.Table],
-                      trims: list[tuple[int, int]]) -> None:
+    def _append_fresh(self, state: TopicState, tables: list[pa.Table], trims: list[tuple[int, int]]) -> None:
         fresh = f"wb_fresh.{quote(state.name)}"
         for p, low in trims:
-            run(self._ddl, f"DELETE FROM {fresh} WHERE partition = {p} AND \"offset\" < {low}")
+            run(self._ddl, f'DELETE FROM {fresh} WHERE partition = {p} AND "offset" < {low}')
         new = pa.concat_tables(tables) if tables else None
         if new is not None and new.num_rows:
             self._ddl.register("__wb_new", new)
@@ -544,8 +576,10 @@ class SqlEngine:
                 drop.append(f)
             elif f.base < log_start:
                 path = ps.cache.path_for(log_start, f.next)
-                self._copy(f"SELECT * FROM read_parquet({sql_literal(str(f.path))}) WHERE \"offset\" >= {log_start}",
-                           path)
+                self._copy(
+                    f'SELECT * FROM read_parquet({sql_literal(str(f.path))}) WHERE "offset" >= {log_start}',
+                    path,
+                )
                 drop.append(f)
                 new = SegmentFile(path, log_start, f.next, pq.read_metadata(path).num_rows)
                 keep.append(new)
@@ -564,8 +598,15 @@ class SqlEngine:
         run(con or self._ddl, f"COPY ({select}) TO {sql_literal(str(tmp))} ({PARQUET_OPTIONS})")
         os.replace(tmp, path)
 
-    def convert(self, topic: str, partition: int, *, log_start: int | None = None, min_records: int = 1,
-                con: duckdb.DuckDBPyConnection | None = None) -> bool:
+    def convert(
+        self,
+        topic: str,
+        partition: int,
+        *,
+        log_start: int | None = None,
+        min_records: int = 1,
+        con: duckdb.DuckDBPyConnection | None = None,
+    ) -> bool:
         """Flatten the sealed files above a partition's cache into one new cache file. Caller holds
         `_convert_lock`. Returns whether a file was written."""
         state = self._topics.get(topic)
@@ -589,8 +630,7 @@ class SqlEngine:
         end = chosen[-1].next
         paths = ", ".join(sql_literal(str(f.path)) for f in chosen)
         con = con or duckdb.connect()
-        raw = (f"(SELECT \"offset\", timestamp, key, value, headers FROM read_parquet([{paths}]) "
-               f"WHERE \"offset\" >= {base})")
+        raw = f'(SELECT "offset", timestamp, key, value, headers FROM read_parquet([{paths}]) WHERE "offset" >= {base})'
         try:
             with self._mutex:
                 if state.schema.flatten and not state.schema.explicit:
@@ -604,8 +644,16 @@ class SqlEngine:
         self._install(state, ps, [], SegmentFile(path, base, end, rows))
         return True
 
-    def merge_small(self, topic: str, partition: int, *, small_rows: int, target_rows: int,
-                    min_files: int, con: duckdb.DuckDBPyConnection | None = None) -> bool:
+    def merge_small(
+        self,
+        topic: str,
+        partition: int,
+        *,
+        small_rows: int,
+        target_rows: int,
+        min_files: int,
+        con: duckdb.DuckDBPyConnection | None = None,
+    ) -> bool:
         """Merge runs of small cache files into one. Caller holds `_convert_lock`."""
         state = self._topics.get(topic)
         ps = state.partitions.get(partition) if state else None
@@ -628,15 +676,13 @@ class SqlEngine:
         path = ps.cache.path_for(best[0].base, best[-1].next)
         con = con or duckdb.connect()
         try:
-            self._copy(f"SELECT * FROM read_parquet([{paths}], union_by_name=true) ORDER BY \"offset\"", path, con)
+            self._copy(f'SELECT * FROM read_parquet([{paths}], union_by_name=true) ORDER BY "offset"', path, con)
         except duckdb.IOException:
             return False
-        self._install(state, ps, best, SegmentFile(path, best[0].base, best[-1].next,
-                                                   sum(f.rows for f in best)))
+        self._install(state, ps, best, SegmentFile(path, best[0].base, best[-1].next, sum(f.rows for f in best)))
         return True
 
-    def _install(self, state: TopicState, ps: PartitionState, replaced: list[SegmentFile],
-                 new: SegmentFile) -> None:
+    def _install(self, state: TopicState, ps: PartitionState, replaced: list[SegmentFile], new: SegmentFile) -> None:
         """Swap cache files and trim the fresh table, atomically for readers."""
         with self._mutex:
             gone = {f.path for f in replaced}
@@ -656,8 +702,11 @@ class SqlEngine:
                         f.path.unlink(missing_ok=True)
                 nxt = ps.cache.next or 0
                 if ps.fresh_next is not None:
-                    run(self._ddl, f"DELETE FROM wb_fresh.{quote(state.name)} "
-                                      f"WHERE partition = {ps.info.partition} AND \"offset\" < {nxt}")
+                    run(
+                        self._ddl,
+                        f"DELETE FROM wb_fresh.{quote(state.name)} "
+                        f'WHERE partition = {ps.info.partition} AND "offset" < {nxt}',
+                    )
                     ps.fresh_next = max(ps.fresh_next, nxt)
                 ps.fresh_low = max(ps.fresh_low, nxt)
                 state.view_files = None
@@ -665,8 +714,11 @@ class SqlEngine:
 
     # ------------------------------------------------------------------ views and the catalog
     def _update_view(self, state: TopicState) -> None:
-        files = tuple(str(f.path) for ps in sorted(state.partitions.values(), key=lambda s: s.info.partition)
-                      for f in ps.cache.files)
+        files = tuple(
+            str(f.path)
+            for ps in sorted(state.partitions.values(), key=lambda s: s.info.partition)
+            for f in ps.cache.files
+        )
         if files == state.view_files:
             return
         fresh = f"SELECT * FROM wb_fresh.{quote(state.name)}"
@@ -686,8 +738,12 @@ class SqlEngine:
             log.warning("catalog %s not updated: %s", self.catalog_path, exc)
             return
         try:
-            existing = {r[0] for r in con.sql("SELECT view_name FROM duckdb_views() WHERE NOT internal "
-                                              "AND schema_name = 'main'").fetchall()}
+            existing = {
+                r[0]
+                for r in con.sql(
+                    "SELECT view_name FROM duckdb_views() WHERE NOT internal AND schema_name = 'main'"
+                ).fetchall()
+            }
             for gone in existing - set(topics):
                 run(con, f"DROP VIEW IF EXISTS {quote(gone)}")
             run(con, WINDOW_MACROS)

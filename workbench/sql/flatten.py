@@ -39,8 +39,11 @@ class TopicSchema:
 
     @classmethod
     def from_json(cls, data: dict) -> TopicSchema:
-        return cls(bool(data.get("flatten", True)), bool(data.get("explicit", False)),
-                   dict(data.get("structure") or {}))
+        return cls(
+            bool(data.get("flatten", True)),
+            bool(data.get("explicit", False)),
+            dict(data.get("structure") or {}),
+        )
 
 
 def normalize(structure: Any) -> Any:
@@ -78,8 +81,13 @@ def merge(a: Any, b: Any) -> Any:
         return out if len(out) <= MAX_FIELDS else "JSON"
     if isinstance(a, list) and isinstance(b, list):
         return [merge(a[0], b[0])]
-    if isinstance(a, str) and isinstance(b, str) and a in _NUMERIC_RANK and b in _NUMERIC_RANK \
-            and "BOOLEAN" not in (a, b):
+    if (
+        isinstance(a, str)
+        and isinstance(b, str)
+        and a in _NUMERIC_RANK
+        and b in _NUMERIC_RANK
+        and "BOOLEAN" not in (a, b)
+    ):
         return a if _NUMERIC_RANK[a] >= _NUMERIC_RANK[b] else b
     return "JSON"
 
@@ -87,8 +95,10 @@ def merge(a: Any, b: Any) -> Any:
 def parse_explicit(schema: dict[str, Any]) -> dict[str, Any]:
     """An explicit schema: field -> DuckDB type name, or a nested dict / one-element list."""
     if not isinstance(schema, dict) or not schema:
-        raise ValueError("schema must be a non-empty dict of field name -> DuckDB type, e.g. "
-                         '{"id": "BIGINT", "user": {"name": "VARCHAR"}, "tags": ["VARCHAR"]}')
+        raise ValueError(
+            "schema must be a non-empty dict of field name -> DuckDB type, e.g. "
+            '{"id": "BIGINT", "user": {"name": "VARCHAR"}, "tags": ["VARCHAR"]}'
+        )
     return schema
 
 
@@ -106,8 +116,10 @@ def column_name(field_name: str) -> str:
 
 def infer_sql(relation: str) -> str:
     """SQL returning one row: the JSON structure of the object values in `relation` (raw columns)."""
-    return (f"SELECT json_group_structure(j) FROM (SELECT TRY(CAST(TRY(decode(value)) AS JSON)) AS j "
-            f"FROM {relation}) WHERE json_type(j) = 'OBJECT'")
+    return (
+        f"SELECT json_group_structure(j) FROM (SELECT TRY(CAST(TRY(decode(value)) AS JSON)) AS j "
+        f"FROM {relation}) WHERE json_type(j) = 'OBJECT'"
+    )
 
 
 #: `infer_structure` merges at most this many distinct per-row structures in Python; beyond
@@ -118,8 +130,10 @@ MAX_DISTINCT_STRUCTURES = 2000
 def distinct_structures_sql(relation: str, limit: int = MAX_DISTINCT_STRUCTURES) -> str:
     """SQL returning the distinct JSON structures of the object values in `relation`, one row each,
     at most `limit + 1` rows. One JSON parse per row (about twice as fast as `infer_sql`)."""
-    return (f"SELECT s FROM (SELECT TRY(json_structure(TRY(decode(value)))) AS s FROM {relation}) "
-            f"WHERE s LIKE '{{%' GROUP BY s LIMIT {limit + 1}")
+    return (
+        f"SELECT s FROM (SELECT TRY(json_structure(TRY(decode(value)))) AS s FROM {relation}) "
+        f"WHERE s LIKE '{{%' GROUP BY s LIMIT {limit + 1}"
+    )
 
 
 def infer_structure(con, relation: str) -> Any:
@@ -138,19 +152,25 @@ def infer_structure(con, relation: str) -> Any:
 def flatten_sql(relation: str, schema: TopicSchema, partition_expr: str = "partition") -> str:
     """SQL turning raw rows (partition?, offset, timestamp, key, value, headers) into the cached
     table shape: partition, offset, timestamp, key_bytes, value_bytes, headers, <fields...>."""
-    base = (f"CAST({partition_expr} AS INTEGER) AS partition, \"offset\", "
-            "CAST(timestamp AS TIMESTAMPTZ) AS timestamp, key AS key_bytes, value AS value_bytes, headers")
+    base = (
+        f'CAST({partition_expr} AS INTEGER) AS partition, "offset", '
+        "CAST(timestamp AS TIMESTAMPTZ) AS timestamp, key AS key_bytes, value AS value_bytes, headers"
+    )
     if not schema.flatten or not schema.structure:
         return f"SELECT {base} FROM {relation}"
     fields = ", ".join(f"__v.{quote(k)} AS {quote(column_name(k))}" for k in schema.structure)
     structure = sql_literal(json.dumps(schema.structure, separators=(",", ":")))
-    return (f"SELECT partition, \"offset\", timestamp, key_bytes, value_bytes, headers, {fields} FROM ("
-            f"SELECT {base}, TRY(json_transform(TRY(decode(value)), {structure})) AS __v FROM {relation})")
+    return (
+        f'SELECT partition, "offset", timestamp, key_bytes, value_bytes, headers, {fields} FROM ('
+        f"SELECT {base}, TRY(json_transform(TRY(decode(value)), {structure})) AS __v FROM {relation})"
+    )
 
 
 def present_sql(relation: str) -> str:
     """The user-facing topic table over cached-shape rows: text key/value next to the raw bytes."""
-    return ("SELECT partition, \"offset\", timestamp, TRY(decode(key_bytes)) AS key, "
-            "TRY(decode(value_bytes)) AS value, headers, key_bytes, value_bytes, "
-            "* EXCLUDE (partition, \"offset\", timestamp, key_bytes, value_bytes, headers) "
-            f"FROM {relation}")
+    return (
+        'SELECT partition, "offset", timestamp, TRY(decode(key_bytes)) AS key, '
+        "TRY(decode(value_bytes)) AS value, headers, key_bytes, value_bytes, "
+        '* EXCLUDE (partition, "offset", timestamp, key_bytes, value_bytes, headers) '
+        f"FROM {relation}"
+    )

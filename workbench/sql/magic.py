@@ -35,8 +35,27 @@ def _parse(line: str) -> tuple[str | None, str | None, str]:
     return connection, output, " ".join(rest)
 
 
-_SQL_STARTS = {"SELECT", "WITH", "FROM", "DESCRIBE", "SHOW", "SUMMARIZE", "PRAGMA", "EXPLAIN", "CREATE",
-               "INSERT", "UPDATE", "DELETE", "DROP", "COPY", "VALUES", "TABLE", "SET", "ALTER", "CALL"}
+_SQL_STARTS = {
+    "SELECT",
+    "WITH",
+    "FROM",
+    "DESCRIBE",
+    "SHOW",
+    "SUMMARIZE",
+    "PRAGMA",
+    "EXPLAIN",
+    "CREATE",
+    "INSERT",
+    "UPDATE",
+    "DELETE",
+    "DROP",
+    "COPY",
+    "VALUES",
+    "TABLE",
+    "SET",
+    "ALTER",
+    "CALL",
+}
 
 
 def sql_magic(line: str, cell: str | None = None, *, shell=None):

@@ -44,16 +44,14 @@ class LocalSegments:
             for f in files:
                 if f.next <= ps.log_start:
                     f.path.unlink(missing_ok=True)
-            if files:
-                sealed_to = max(files[-1].next, ps.log_start)
-            else:
-                sealed_to = ps.log_start
+            sealed_to = max(files[-1].next, ps.log_start) if files else ps.log_start
             if ps.fresh_next is None or ps.fresh_next - sealed_to < seal_records:
                 continue
             table = engine._ddl.sql(
-                f"SELECT \"offset\", timestamp, key_bytes AS key, value_bytes AS value, headers "
-                f"FROM wb_fresh.{quote(state.name)} WHERE partition = {p} AND \"offset\" >= {sealed_to} "
-                f"AND \"offset\" < {ps.fresh_next} ORDER BY \"offset\"").arrow()
+                f'SELECT "offset", timestamp, key_bytes AS key, value_bytes AS value, headers '
+                f'FROM wb_fresh.{quote(state.name)} WHERE partition = {p} AND "offset" >= {sealed_to} '
+                f'AND "offset" < {ps.fresh_next} ORDER BY "offset"'
+            ).arrow()
             if isinstance(table, pa.RecordBatchReader):
                 table = table.read_all()
             if not table.num_rows:
@@ -64,8 +62,9 @@ class LocalSegments:
 def write_segment(directory: Path, table: pa.Table, base: int, next_offset: int) -> Path:
     """One raw segment file covering [base, next_offset), written to a temporary name and renamed."""
     directory.mkdir(parents=True, exist_ok=True)
-    table = table.replace_schema_metadata({"workbench.base_offset": str(base),
-                                           "workbench.next_offset": str(next_offset)})
+    table = table.replace_schema_metadata(
+        {"workbench.base_offset": str(base), "workbench.next_offset": str(next_offset)}
+    )
     path = directory / f"{base:020d}.parquet"
     tmp = path.with_name(path.name + ".tmp")
     pq.write_table(table, tmp, compression="zstd")

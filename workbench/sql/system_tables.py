@@ -38,16 +38,39 @@ def refresh_system_tables(engine, names: list[str]) -> None:
     tables: dict[str, pa.Table] = {}
     if "brokers" in wanted:
         tables["brokers"] = pa.Table.from_pylist(
-            [{"node_id": b.node_id, "host": b.host, "port": b.port, "is_controller": b.is_controller}
-             for b in md.brokers],
-            schema=pa.schema([("node_id", pa.int32()), ("host", pa.string()), ("port", pa.int32()),
-                              ("is_controller", pa.bool_())]))
+            [
+                {"node_id": b.node_id, "host": b.host, "port": b.port, "is_controller": b.is_controller}
+                for b in md.brokers
+            ],
+            schema=pa.schema(
+                [
+                    ("node_id", pa.int32()),
+                    ("host", pa.string()),
+                    ("port", pa.int32()),
+                    ("is_controller", pa.bool_()),
+                ]
+            ),
+        )
     if "topics" in wanted:
         tables["topics"] = pa.Table.from_pylist(
-            [{"topic": t, "partitions": len(ps), "replication_factor": len(ps[0].replicas) if ps else 0,
-              "internal": t.startswith("__")} for t, ps in sorted(md.partitions.items())],
-            schema=pa.schema([("topic", pa.string()), ("partitions", pa.int32()),
-                              ("replication_factor", pa.int32()), ("internal", pa.bool_())]))
+            [
+                {
+                    "topic": t,
+                    "partitions": len(ps),
+                    "replication_factor": len(ps[0].replicas) if ps else 0,
+                    "internal": t.startswith("__"),
+                }
+                for t, ps in sorted(md.partitions.items())
+            ],
+            schema=pa.schema(
+                [
+                    ("topic", pa.string()),
+                    ("partitions", pa.int32()),
+                    ("replication_factor", pa.int32()),
+                    ("internal", pa.bool_()),
+                ]
+            ),
+        )
     if "partitions" in wanted or "consumer_lag" in wanted:
         tps = [(t, p.partition) for t, ps in md.partitions.items() for p in ps]
         starts = engine.wire.list_offsets(tps, "earliest")
@@ -57,38 +80,108 @@ def refresh_system_tables(engine, names: list[str]) -> None:
         for t, ps in sorted(md.partitions.items()):
             for p in ps:
                 lso, hw = starts.get((t, p.partition), -1), ends.get((t, p.partition), -1)
-                rows.append({"topic": t, "partition": p.partition, "leader": p.leader,
-                             "replicas": list(p.replicas), "isr": list(p.isr), "log_start_offset": lso,
-                             "high_watermark": hw, "records": max(hw - lso, 0), "error": p.error})
-        tables["partitions"] = pa.Table.from_pylist(rows, schema=pa.schema([
-            ("topic", pa.string()), ("partition", pa.int32()), ("leader", pa.int32()),
-            ("replicas", pa.list_(pa.int32())), ("isr", pa.list_(pa.int32())),
-            ("log_start_offset", pa.int64()), ("high_watermark", pa.int64()), ("records", pa.int64()),
-            ("error", pa.string())]))
-    groups = engine.wire.consumer_groups() if {"consumer_groups", "consumer_group_members",
-                                                "consumer_lag"} & set(wanted) else []
+                rows.append(
+                    {
+                        "topic": t,
+                        "partition": p.partition,
+                        "leader": p.leader,
+                        "replicas": list(p.replicas),
+                        "isr": list(p.isr),
+                        "log_start_offset": lso,
+                        "high_watermark": hw,
+                        "records": max(hw - lso, 0),
+                        "error": p.error,
+                    }
+                )
+        tables["partitions"] = pa.Table.from_pylist(
+            rows,
+            schema=pa.schema(
+                [
+                    ("topic", pa.string()),
+                    ("partition", pa.int32()),
+                    ("leader", pa.int32()),
+                    ("replicas", pa.list_(pa.int32())),
+                    ("isr", pa.list_(pa.int32())),
+                    ("log_start_offset", pa.int64()),
+                    ("high_watermark", pa.int64()),
+                    ("records", pa.int64()),
+                    ("error", pa.string()),
+                ]
+            ),
+        )
+    groups = (
+        engine.wire.consumer_groups()
+        if {"consumer_groups", "consumer_group_members", "consumer_lag"} & set(wanted)
+        else []
+    )
     if "consumer_groups" in wanted:
-        member_type = pa.struct([("member_id", pa.string()), ("client_id", pa.string()), ("host", pa.string()),
-                                 ("assignment", pa.list_(pa.string()))])
+        member_type = pa.struct(
+            [
+                ("member_id", pa.string()),
+                ("client_id", pa.string()),
+                ("host", pa.string()),
+                ("assignment", pa.list_(pa.string())),
+            ]
+        )
         tables["consumer_groups"] = pa.Table.from_pylist(
-            [{"group_id": g["group_id"], "state": g["state"], "type": g["type"], "assignor": g["assignor"],
-              "coordinator": g["coordinator"], "members": len(g["members"]),
-              "member_list": [{**{k: m[k] for k in ("member_id", "client_id", "host")},
-                               "assignment": [f"{t}:{p}" for t, p in m["assignment"]]} for m in g["members"]]}
-             for g in groups],
-            schema=pa.schema([("group_id", pa.string()), ("state", pa.string()), ("type", pa.string()),
-                              ("assignor", pa.string()), ("coordinator", pa.int32()), ("members", pa.int32()),
-                              ("member_list", pa.list_(member_type))]))
+            [
+                {
+                    "group_id": g["group_id"],
+                    "state": g["state"],
+                    "type": g["type"],
+                    "assignor": g["assignor"],
+                    "coordinator": g["coordinator"],
+                    "members": len(g["members"]),
+                    "member_list": [
+                        {
+                            **{k: m[k] for k in ("member_id", "client_id", "host")},
+                            "assignment": [f"{t}:{p}" for t, p in m["assignment"]],
+                        }
+                        for m in g["members"]
+                    ],
+                }
+                for g in groups
+            ],
+            schema=pa.schema(
+                [
+                    ("group_id", pa.string()),
+                    ("state", pa.string()),
+                    ("type", pa.string()),
+                    ("assignor", pa.string()),
+                    ("coordinator", pa.int32()),
+                    ("members", pa.int32()),
+                    ("member_list", pa.list_(member_type)),
+                ]
+            ),
+        )
     if "consumer_group_members" in wanted:
         rows = []
         for g in groups:
             for m in g["members"]:
                 for t, p in m["assignment"] or [(None, None)]:
-                    rows.append({"group_id": g["group_id"], "member_id": m["member_id"],
-                                 "client_id": m["client_id"], "host": m["host"], "topic": t, "partition": p})
-        tables["consumer_group_members"] = pa.Table.from_pylist(rows, schema=pa.schema([
-            ("group_id", pa.string()), ("member_id", pa.string()), ("client_id", pa.string()),
-            ("host", pa.string()), ("topic", pa.string()), ("partition", pa.int32())]))
+                    rows.append(
+                        {
+                            "group_id": g["group_id"],
+                            "member_id": m["member_id"],
+                            "client_id": m["client_id"],
+                            "host": m["host"],
+                            "topic": t,
+                            "partition": p,
+                        }
+                    )
+        tables["consumer_group_members"] = pa.Table.from_pylist(
+            rows,
+            schema=pa.schema(
+                [
+                    ("group_id", pa.string()),
+                    ("member_id", pa.string()),
+                    ("client_id", pa.string()),
+                    ("host", pa.string()),
+                    ("topic", pa.string()),
+                    ("partition", pa.int32()),
+                ]
+            ),
+        )
     if "consumer_lag" in wanted:
         tables["consumer_lag"] = _lag_table(engine, groups, md, starts, ends)
     with engine._mutex:
@@ -100,8 +193,9 @@ def refresh_system_tables(engine, names: list[str]) -> None:
                 engine._ddl.unregister("__wb_system")
 
 
-def _lag_table(engine, groups: list[dict], md, starts: dict[tuple[str, int], int],
-               ends: dict[tuple[str, int], int]) -> pa.Table:
+def _lag_table(
+    engine, groups: list[dict], md, starts: dict[tuple[str, int], int], ends: dict[tuple[str, int], int]
+) -> pa.Table:
     """One row per partition of every topic a group has committed offsets on or is assigned:
     partitions without a commit have committed_offset NULL and lag log end - log start (what
     the group would read from the start), like kafka-consumer-groups.sh's "-"."""
@@ -123,8 +217,9 @@ def _lag_table(engine, groups: list[dict], md, starts: dict[tuple[str, int], int
                 rows[tp] = (off, start)
     # One fetch per lagging partition at its smallest unconsumed position; groups further ahead
     # on the same partition get the timestamp of that record too, an overestimate only then.
-    stamps = _timestamps(engine, {gid: {tp: start for tp, (_o, start) in r.items()}
-                                  for gid, r in positions.items()}, ends)
+    stamps = _timestamps(
+        engine, {gid: {tp: start for tp, (_o, start) in r.items()} for gid, r in positions.items()}, ends
+    )
     now_ms = time.time() * 1000
     rows = []
     for gid in sorted(positions):
@@ -132,20 +227,45 @@ def _lag_table(engine, groups: list[dict], md, starts: dict[tuple[str, int], int
             end = ends[(t, p)]
             lag = max(end - start, 0)
             ts = stamps.get((t, p, start)) if lag else None
-            rows.append({"group_id": gid, "topic": t, "partition": p, "committed_offset": off,
-                         "log_end_offset": end, "lag": lag,
-                         "lag_seconds": 0.0 if lag == 0 else (max(now_ms - ts, 0) / 1000 if ts else None),
-                         "oldest_unconsumed_timestamp": datetime.fromtimestamp(ts / 1000, UTC) if ts else None})
-    return pa.Table.from_pylist(rows, schema=pa.schema([
-        ("group_id", pa.string()), ("topic", pa.string()), ("partition", pa.int32()),
-        ("committed_offset", pa.int64()), ("log_end_offset", pa.int64()), ("lag", pa.int64()),
-        ("lag_seconds", pa.float64()), ("oldest_unconsumed_timestamp", pa.timestamp("ms", tz="UTC"))]))
+            rows.append(
+                {
+                    "group_id": gid,
+                    "topic": t,
+                    "partition": p,
+                    "committed_offset": off,
+                    "log_end_offset": end,
+                    "lag": lag,
+                    "lag_seconds": 0.0 if lag == 0 else (max(now_ms - ts, 0) / 1000 if ts else None),
+                    "oldest_unconsumed_timestamp": datetime.fromtimestamp(ts / 1000, UTC) if ts else None,
+                }
+            )
+    return pa.Table.from_pylist(
+        rows,
+        schema=pa.schema(
+            [
+                ("group_id", pa.string()),
+                ("topic", pa.string()),
+                ("partition", pa.int32()),
+                ("committed_offset", pa.int64()),
+                ("log_end_offset", pa.int64()),
+                ("lag", pa.int64()),
+                ("lag_seconds", pa.float64()),
+                ("oldest_unconsumed_timestamp", pa.timestamp("ms", tz="UTC")),
+            ]
+        ),
+    )
 
 
 def _timestamps(engine, committed, ends) -> dict[tuple[str, int, int], int]:
     """(topic, partition, offset) -> timestamp of the first record at or after offset."""
-    wanted = sorted({(t, p, off) for offsets in committed.values() for (t, p), off in offsets.items()
-                     if (t, p) in ends and off < ends[(t, p)]})
+    wanted = sorted(
+        {
+            (t, p, off)
+            for offsets in committed.values()
+            for (t, p), off in offsets.items()
+            if (t, p) in ends and off < ends[(t, p)]
+        }
+    )
     out = {}
     while wanted:  # one fetch per distinct offset of a partition, batched across partitions
         batch, rest, seen = {}, [], set()

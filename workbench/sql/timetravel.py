@@ -66,8 +66,11 @@ class AsOf:
                 bounds = self._bounds(topic)
                 cases = " ".join(f"WHEN {p} THEN {b}" for p, b in sorted(bounds.items()))
                 cond = f'"offset" < CASE partition {cases} ELSE 0 END' if cases else "false"
-                run(self._cursor, f"CREATE OR REPLACE TEMP VIEW {quote(topic)} AS "
-                                  f"SELECT * FROM {engine.database}.main.{quote(topic)} WHERE {cond}")
+                run(
+                    self._cursor,
+                    f"CREATE OR REPLACE TEMP VIEW {quote(topic)} AS "
+                    f"SELECT * FROM {engine.database}.main.{quote(topic)} WHERE {cond}",
+                )
         with engine._files.read():
             try:
                 rel = self._cursor.sql(query)
@@ -76,6 +79,9 @@ class AsOf:
                 raise engine.explain(exc) from None
 
     def __repr__(self) -> str:
-        what = f"offset={self.offset!r}" if self.offset is not None else \
-            f"timestamp={datetime.fromtimestamp(self.timestamp_ms / 1000).isoformat()}"
+        what = (
+            f"offset={self.offset!r}"
+            if self.offset is not None
+            else f"timestamp={datetime.fromtimestamp(self.timestamp_ms / 1000).isoformat()}"
+        )
         return f"<as_of {what}>"

@@ -23,7 +23,7 @@ _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
 
 
 def parse_interval(every: str | float) -> float:
-    """"500ms", "1s", "2m", "1h" or seconds as a number."""
+    """ "500ms", "1s", "2m", "1h" or seconds as a number."""
     if isinstance(every, int | float) and not isinstance(every, bool):
         seconds = float(every)
     else:
@@ -39,8 +39,15 @@ def parse_interval(every: str | float) -> float:
 class Watch:
     """A running streaming query. Iterable (yields DataFrames), displayable, stoppable."""
 
-    def __init__(self, connection, query: str, *, every: str | float = "1s", display: bool = True,
-                 max_results: int = 100) -> None:
+    def __init__(
+        self,
+        connection,
+        query: str,
+        *,
+        every: str | float = "1s",
+        display: bool = True,
+        max_results: int = 100,
+    ) -> None:
         self.query = query
         self.interval = parse_interval(every)
         self.latest: pd.DataFrame | None = None
@@ -64,8 +71,12 @@ class Watch:
     def _marks(self) -> dict | None:
         engine = self._engine
         md = engine.metadata(refresh=True)
-        tps = [(t, p.partition) for t in md.partitions if t in self._topics or f"main.{t}" in self._topics
-               for p in md.partitions[t]]
+        tps = [
+            (t, p.partition)
+            for t in md.partitions
+            if t in self._topics or f"main.{t}" in self._topics
+            for p in md.partitions[t]
+        ]
         return engine.wire.list_offsets(tps, "latest") if tps else {}
 
     def _run(self) -> None:
@@ -80,7 +91,7 @@ class Watch:
                 self.error = None
             except SqlError as exc:
                 self.error = exc
-            except Exception as exc:  # noqa: BLE001 - a broker restarting: keep watching
+            except Exception as exc:
                 self.error = SqlError(str(exc))
             self._stop.wait(max(0.0, self.interval - (time.monotonic() - started)))
 

@@ -24,14 +24,16 @@ from workbench.kafka_logging import KAFKA_LOGGER
 
 #: The raw record schema shared with the brokers' Parquet tier (plus `partition`).
 HEADER_TYPE = pa.list_(pa.struct([("key", pa.string()), ("value", pa.binary())]))
-RAW_SCHEMA = pa.schema([
-    pa.field("partition", pa.int32()),
-    pa.field("offset", pa.int64()),
-    pa.field("timestamp", pa.timestamp("ms", tz="UTC")),
-    pa.field("key", pa.binary()),
-    pa.field("value", pa.binary()),
-    pa.field("headers", HEADER_TYPE),
-])
+RAW_SCHEMA = pa.schema(
+    [
+        pa.field("partition", pa.int32()),
+        pa.field("offset", pa.int64()),
+        pa.field("timestamp", pa.timestamp("ms", tz="UTC")),
+        pa.field("key", pa.binary()),
+        pa.field("value", pa.binary()),
+        pa.field("headers", HEADER_TYPE),
+    ]
+)
 #: Raw columns as the brokers write them (the rest of their columns are producer bookkeeping).
 RAW_COLUMNS = ["offset", "timestamp", "key", "value", "headers"]
 
@@ -67,24 +69,34 @@ class Wire:
 
     def __init__(self, bootstrap_servers: str) -> None:
         self.bootstrap_servers = bootstrap_servers
-        self._admin = AdminClient({"bootstrap.servers": bootstrap_servers, "log.connection.close": False,
-                                   "logger": KAFKA_LOGGER})
+        self._admin = AdminClient(
+            {"bootstrap.servers": bootstrap_servers, "log.connection.close": False, "logger": KAFKA_LOGGER}
+        )
         self._consumer_lock = threading.Lock()
         self._consumer: Consumer | None = None
 
     # ---------------------------------------------------------------- metadata
     def metadata(self) -> ClusterMetadata:
         md = self._admin.list_topics(timeout=REQUEST_TIMEOUT_S)
-        brokers = [BrokerInfo(b.id, b.host, b.port, b.id == md.controller_id)
-                   for b in sorted(md.brokers.values(), key=lambda b: b.id)]
+        brokers = [
+            BrokerInfo(b.id, b.host, b.port, b.id == md.controller_id)
+            for b in sorted(md.brokers.values(), key=lambda b: b.id)
+        ]
         partitions: dict[str, list[PartitionInfo]] = {}
         for name, tm in md.topics.items():
             if tm.error is not None and tm.error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
                 continue
             partitions[name] = [
-                PartitionInfo(name, pm.id, pm.leader, tuple(pm.replicas), tuple(pm.isrs),
-                              pm.error.str() if pm.error is not None else None)
-                for pm in sorted(tm.partitions.values(), key=lambda p: p.id)]
+                PartitionInfo(
+                    name,
+                    pm.id,
+                    pm.leader,
+                    tuple(pm.replicas),
+                    tuple(pm.isrs),
+                    pm.error.str() if pm.error is not None else None,
+                )
+                for pm in sorted(tm.partitions.values(), key=lambda p: p.id)
+            ]
         return ClusterMetadata(brokers, partitions)
 
     # ---------------------------------------------------------------- offsets
@@ -99,8 +111,9 @@ class Wire:
             offset_spec = OffsetSpec.latest()
         else:
             offset_spec = OffsetSpec.for_timestamp(int(spec))
-        futures = self._admin.list_offsets({TopicPartition(t, p): offset_spec for t, p in tps},
-                                           request_timeout=REQUEST_TIMEOUT_S)
+        futures = self._admin.list_offsets(
+            {TopicPartition(t, p): offset_spec for t, p in tps}, request_timeout=REQUEST_TIMEOUT_S
+        )
         out = {}
         for tp, fut in futures.items():
             out[(tp.topic, tp.partition)] = fut.result().offset
@@ -109,27 +122,31 @@ class Wire:
     # ---------------------------------------------------------------- records
     def _fetcher(self) -> Consumer:
         if self._consumer is None:
-            self._consumer = Consumer({
-                "bootstrap.servers": self.bootstrap_servers,
-                "log.connection.close": False,
-                "logger": KAFKA_LOGGER,
-                # Required by the client; this consumer only assign()s and never joins or commits.
-                "group.id": f"workbench-sql-{uuid.uuid4().hex[:12]}",
-                "enable.auto.commit": False,
-                "enable.auto.offset.store": False,
-                "enable.partition.eof": True,
-                # Retention moved the log start past a fetch position: continue from the new start.
-                "auto.offset.reset": "earliest",
-                "fetch.wait.max.ms": 5,           # the end of a partition is found quickly
-                "fetch.error.backoff.ms": 10,
-                "isolation.level": "read_uncommitted",
-                "queued.max.messages.kbytes": 262144,
-                "fetch.max.bytes": 52428800,
-                "max.partition.fetch.bytes": 8388608,
-            })
+            self._consumer = Consumer(
+                {
+                    "bootstrap.servers": self.bootstrap_servers,
+                    "log.connection.close": False,
+                    "logger": KAFKA_LOGGER,
+                    # Required by the client; this consumer only assign()s and never joins or commits.
+                    "group.id": f"workbench-sql-{uuid.uuid4().hex[:12]}",
+                    "enable.auto.commit": False,
+                    "enable.auto.offset.store": False,
+                    "enable.partition.eof": True,
+                    # Retention moved the log start past a fetch position: continue from the new start.
+                    "auto.offset.reset": "earliest",
+                    "fetch.wait.max.ms": 5,  # the end of a partition is found quickly
+                    "fetch.error.backoff.ms": 10,
+                    "isolation.level": "read_uncommitted",
+                    "queued.max.messages.kbytes": 262144,
+                    "fetch.max.bytes": 52428800,
+                    "max.partition.fetch.bytes": 8388608,
+                }
+            )
         return self._consumer
 
-    def fetch(self, ranges: dict[tuple[str, int], tuple[int, int]], timeout: float = 30.0) -> dict[tuple[str, int], pa.Table]:
+    def fetch(
+        self, ranges: dict[tuple[str, int], tuple[int, int]], timeout: float = 30.0
+    ) -> dict[tuple[str, int], pa.Table]:
         """Records [start, end) for each (topic, partition), as Arrow tables in RAW_SCHEMA.
 
         `end` is a high watermark read just before, so every offset below it is committed; gaps
@@ -138,8 +155,7 @@ class Wire:
         todo = {tp: r for tp, r in ranges.items() if r[0] < r[1]}
         if not todo:
             return {}
-        cols: dict[tuple[str, int], tuple[list, list, list, list, list]] = {
-            tp: ([], [], [], [], []) for tp in todo}
+        cols: dict[tuple[str, int], tuple[list, list, list, list, list]] = {tp: ([], [], [], [], []) for tp in todo}
         with self._consumer_lock:
             consumer = self._fetcher()
             consumer.assign([TopicPartition(t, p, start) for (t, p), (start, _) in todo.items()])
@@ -149,8 +165,9 @@ class Wire:
                 while pending:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
-                        raise TimeoutError(f"fetching {sorted(pending)} did not reach the high watermark "
-                                           f"within {timeout}s")
+                        raise TimeoutError(
+                            f"fetching {sorted(pending)} did not reach the high watermark within {timeout}s"
+                        )
                     first = consumer.poll(min(remaining, 0.5))
                     if first is None:
                         continue
@@ -183,18 +200,22 @@ class Wire:
                 consumer.unassign()
         out = {}
         for (topic, p), (o, ts, k, v, h) in cols.items():
-            out[(topic, p)] = pa.table([
-                pa.array([p] * len(o), pa.int32()),
-                pa.array(o, pa.int64()),
-                pa.array(ts, pa.int64()).cast(pa.timestamp("ms", tz="UTC")),
-                pa.array(k, pa.binary()),
-                pa.array(v, pa.binary()),
-                pa.array(h, HEADER_TYPE),
-            ], schema=RAW_SCHEMA)
+            out[(topic, p)] = pa.table(
+                [
+                    pa.array([p] * len(o), pa.int32()),
+                    pa.array(o, pa.int64()),
+                    pa.array(ts, pa.int64()).cast(pa.timestamp("ms", tz="UTC")),
+                    pa.array(k, pa.binary()),
+                    pa.array(v, pa.binary()),
+                    pa.array(h, HEADER_TYPE),
+                ],
+                schema=RAW_SCHEMA,
+            )
         return out
 
-    def first_timestamps(self, positions: dict[tuple[str, int], tuple[int, int]],
-                         timeout: float = 5.0) -> dict[tuple[str, int], int]:
+    def first_timestamps(
+        self, positions: dict[tuple[str, int], tuple[int, int]], timeout: float = 5.0
+    ) -> dict[tuple[str, int], int]:
         """Timestamp (ms) of the first record at or after `start` for each (topic, partition) with
         [start, high watermark) non-empty; for lag in seconds. Fetches at most one batch each."""
         todo = {tp: r for tp, r in positions.items() if r[0] < r[1]}
@@ -233,13 +254,24 @@ class Wire:
             members = []
             for m in d.members:
                 tps = m.assignment.topic_partitions if m.assignment is not None else []
-                members.append({"member_id": m.member_id, "client_id": m.client_id, "host": m.host,
-                                "assignment": [(tp.topic, tp.partition) for tp in tps]})
-            out.append({"group_id": gid, "state": _enum_name(d.state),
-                        "type": "consumer" if d.is_simple_consumer_group is False else "simple",
-                        "assignor": d.partition_assignor or None,
-                        "coordinator": d.coordinator.id if d.coordinator is not None else None,
-                        "members": members})
+                members.append(
+                    {
+                        "member_id": m.member_id,
+                        "client_id": m.client_id,
+                        "host": m.host,
+                        "assignment": [(tp.topic, tp.partition) for tp in tps],
+                    }
+                )
+            out.append(
+                {
+                    "group_id": gid,
+                    "state": _enum_name(d.state),
+                    "type": "consumer" if d.is_simple_consumer_group is False else "simple",
+                    "assignor": d.partition_assignor or None,
+                    "coordinator": d.coordinator.id if d.coordinator is not None else None,
+                    "members": members,
+                }
+            )
         return sorted(out, key=lambda g: g["group_id"])
 
     def committed_offsets(self, group_ids: list[str]) -> dict[str, dict[tuple[str, int], int]]:
@@ -249,15 +281,21 @@ class Wire:
         out: dict[str, dict[tuple[str, int], int]] = {}
         futures = {}
         for gid in group_ids:  # the client accepts one group per request
-            futures.update(self._admin.list_consumer_group_offsets(
-                [ConsumerGroupTopicPartitions(gid)], request_timeout=REQUEST_TIMEOUT_S))
+            futures.update(
+                self._admin.list_consumer_group_offsets(
+                    [ConsumerGroupTopicPartitions(gid)], request_timeout=REQUEST_TIMEOUT_S
+                )
+            )
         for gid, fut in futures.items():
             try:
                 res = fut.result()
             except KafkaException:
                 continue
-            out[gid] = {(tp.topic, tp.partition): tp.offset for tp in res.topic_partitions
-                        if tp.error is None and tp.offset >= 0}
+            out[gid] = {
+                (tp.topic, tp.partition): tp.offset
+                for tp in res.topic_partitions
+                if tp.error is None and tp.offset >= 0
+            }
         return out
 
     def close(self) -> None:

@@ -53,9 +53,7 @@ class LogConfig:
             if name == "cleanup.policy":
                 policy = ",".join(p.strip() for p in str(raw).split(","))
                 if policy not in _CLEANUP_POLICIES:
-                    raise KafkaProtocolError(
-                        ErrorCode.INVALID_CONFIG, f"cleanup.policy: invalid value {raw!r}"
-                    )
+                    raise KafkaProtocolError(ErrorCode.INVALID_CONFIG, f"cleanup.policy: invalid value {raw!r}")
                 values["cleanup_policy"] = policy
                 continue
             spec = cls._KAFKA_NAMES.get(name)
@@ -65,9 +63,7 @@ class LogConfig:
             try:
                 value = int(str(raw).strip())
             except ValueError:
-                raise KafkaProtocolError(
-                    ErrorCode.INVALID_CONFIG, f"{name}: {raw!r} is not an integer"
-                ) from None
+                raise KafkaProtocolError(ErrorCode.INVALID_CONFIG, f"{name}: {raw!r} is not an integer") from None
             if value < minimum:
                 raise KafkaProtocolError(ErrorCode.INVALID_CONFIG, f"{name}: {value} is below {minimum}")
             values[field_name] = value

@@ -44,6 +44,7 @@ IDLE_EXIT_S = 30.0
 
 # -- the child process ----------------------------------------------------------------------------
 
+
 def _lower_priority() -> str:
     try:
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
@@ -74,10 +75,22 @@ def convert_one(job: dict) -> dict:
         data = f.read(job["size"])
     if len(data) != job["size"]:
         raise ValueError(f"segment {job['segment']} holds {len(data)} bytes, expected {job['size']}")
-    pseg = write_segment(Path(job["directory"]), job["base_offset"], job["next_offset"], data,
-                         topic=job["topic"], partition=job["partition"])
-    return {"ok": True, "path": str(pseg.path), "base_offset": pseg.base_offset, "next_offset": pseg.next_offset,
-            "max_timestamp": pseg.max_timestamp, "size": pseg.size}
+    pseg = write_segment(
+        Path(job["directory"]),
+        job["base_offset"],
+        job["next_offset"],
+        data,
+        topic=job["topic"],
+        partition=job["partition"],
+    )
+    return {
+        "ok": True,
+        "path": str(pseg.path),
+        "base_offset": pseg.base_offset,
+        "next_offset": pseg.next_offset,
+        "max_timestamp": pseg.max_timestamp,
+        "size": pseg.size,
+    }
 
 
 def main() -> int:
@@ -92,7 +105,7 @@ def main() -> int:
         try:
             job = json.loads(line)
             answer = convert_one(job)
-        except Exception as exc:  # noqa: BLE001 - reported to the broker, which logs and carries on
+        except Exception as exc:
             answer = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
         answer["id"] = job.get("id") if isinstance(job, dict) else None
         sys.stdout.write(json.dumps(answer) + "\n")
@@ -101,6 +114,7 @@ def main() -> int:
 
 
 # -- the broker side ------------------------------------------------------------------------------
+
 
 class ConversionError(Exception):
     pass
@@ -145,7 +159,8 @@ class ParquetConverter:
                 self._proc = None
                 raise ConversionError(f"converter process exited with code {code}")
             self._idle_timer = asyncio.get_running_loop().call_later(
-                self.idle_exit_s, lambda: asyncio.ensure_future(self._exit_if_idle()))
+                self.idle_exit_s, lambda: asyncio.ensure_future(self._exit_if_idle())
+            )
             answer = json.loads(line)
             if not answer.get("ok"):
                 raise ConversionError(answer.get("error", "conversion failed"))
@@ -154,8 +169,12 @@ class ParquetConverter:
     async def _ensure_started(self) -> asyncio.subprocess.Process:
         if self._proc is None or self._proc.returncode is not None:
             self._proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "workbench.storage.converter",
-                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+                sys.executable,
+                "-m",
+                "workbench.storage.converter",
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+            )
             log.info("Parquet converter process %d started", self._proc.pid)
         return self._proc
 
@@ -165,8 +184,11 @@ class ParquetConverter:
         async with self._lock:
             self._idle_timer = None
             if self._proc is not None:
-                log.info("Parquet converter process %d idle for %.0f s; stopping it", self._proc.pid,
-                         self.idle_exit_s)
+                log.info(
+                    "Parquet converter process %d idle for %.0f s; stopping it",
+                    self._proc.pid,
+                    self.idle_exit_s,
+                )
                 await self._stop_process()
 
     async def _stop_process(self) -> None:
@@ -175,7 +197,7 @@ class ParquetConverter:
             return
         try:
             proc.stdin.close()
-        except Exception:  # noqa: BLE001
+        except Exception:
             pass
         try:
             await asyncio.wait_for(proc.wait(), 1.0)

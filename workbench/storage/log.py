@@ -60,12 +60,12 @@ from workbench.protocol.records import (
 from workbench.storage.config import LogConfig
 from workbench.storage.leader_epoch import LeaderEpochCache
 from workbench.storage.parquet_tier import ParquetSegment, TableCache, truncate_segment, write_segment
+from workbench.storage.producer_state import ProducerStateManager
+from workbench.storage.segment import MAX_RELATIVE_OFFSET, LogSegment, segment_name, storage_error
 
 np = lazy_module("numpy")
 pa = lazy_module("pyarrow")
 pc = lazy_module("pyarrow.compute")
-from workbench.storage.producer_state import ProducerStateManager
-from workbench.storage.segment import MAX_RELATIVE_OFFSET, LogSegment, segment_name, storage_error
 
 log = logging.getLogger(__name__)
 
@@ -196,7 +196,11 @@ class PartitionLog:
                 log.error(
                     "%s: damaged Parquet file (%s); moved aside as %s.corrupt: offsets %d..%d are lost "
                     "unless a raw segment still holds them",
-                    path, exc, path.name, pseg.base_offset, pseg.next_offset - 1,
+                    path,
+                    exc,
+                    path.name,
+                    pseg.base_offset,
+                    pseg.next_offset - 1,
                 )
                 path.rename(path.with_name(path.name + ".corrupt"))
                 continue
@@ -211,9 +215,7 @@ class PartitionLog:
         tail_epochs: list[tuple[int, int]] = []  # (leader epoch, base offset) of the active segment's batches
 
         def note_epoch(h: BatchHeader) -> None:
-            if h.partition_leader_epoch >= 0 and (
-                not tail_epochs or h.partition_leader_epoch > tail_epochs[-1][0]
-            ):
+            if h.partition_leader_epoch >= 0 and (not tail_epochs or h.partition_leader_epoch > tail_epochs[-1][0]):
                 tail_epochs.append((h.partition_leader_epoch, h.base_offset))
 
         for i, path in enumerate(logs):
@@ -253,8 +255,12 @@ class PartitionLog:
             if seg.next_offset <= expected:
                 continue
             if seg.base_offset > expected:
-                log.error("%s: offsets %d..%d are missing (no segment or Parquet file holds them)",
-                          self.directory, expected, seg.base_offset - 1)
+                log.error(
+                    "%s: offsets %d..%d are missing (no segment or Parquet file holds them)",
+                    self.directory,
+                    expected,
+                    seg.base_offset - 1,
+                )
             expected = max(expected, seg.next_offset)
 
     def _load_leader_epochs(self, have_checkpoint: bool, tail: list[tuple[int, int]]) -> None:
@@ -279,7 +285,9 @@ class PartitionLog:
                     continue
                 t = p.read_table(["batch_base_offset", "partition_leader_epoch"])
                 for base, epoch in zip(
-                    t.column("batch_base_offset").to_pylist(), t.column("partition_leader_epoch").to_pylist()
+                    t.column("batch_base_offset").to_pylist(),
+                    t.column("partition_leader_epoch").to_pylist(),
+                    strict=False,
                 ):
                     if epoch > cache.latest_epoch:
                         cache.assign(epoch, base, flush=False)
@@ -298,9 +306,7 @@ class PartitionLog:
         leo = self.log_end_offset
         snap = self.producers.load_snapshot()
         if snap > leo:
-            log.warning(
-                "%s: producer snapshot at %d is beyond the log end %d; rebuilding", self.directory, snap, leo
-            )
+            log.warning("%s: producer snapshot at %d is beyond the log end %d; rebuilding", self.directory, snap, leo)
             self.producers.producers.clear()
             snap = 0
         for seg in self._segments:
@@ -338,9 +344,7 @@ class PartitionLog:
         """
         with self._lock:
             if not self.log_start_offset <= value <= self.log_end_offset:
-                raise ValueError(
-                    f"high watermark {value} outside [{self.log_start_offset}, {self.log_end_offset}]"
-                )
+                raise ValueError(f"high watermark {value} outside [{self.log_start_offset}, {self.log_end_offset}]")
             current = self.high_watermark
             if value < current:
                 raise ValueError(f"high watermark cannot move back from {current} to {value}")
@@ -510,9 +514,7 @@ class PartitionLog:
         except OSError as exc:  # recovery rebuilds the entry from the batch itself
             log.error("%s: cannot write the leader epoch checkpoint: %s", self.directory, exc)
 
-    def append_as_follower(
-        self, records: bytes | bytearray | memoryview, *, now_ms: int | None = None
-    ) -> AppendInfo:
+    def append_as_follower(self, records: bytes | bytearray | memoryview, *, now_ms: int | None = None) -> AppendInfo:
         """Append batches fetched from the leader, keeping their offsets and leader epochs byte for byte.
 
         * Framing and CRC are checked (`validate_fetched_batches`): a corrupt batch
@@ -733,9 +735,7 @@ class PartitionLog:
         for s in self._segments:
             entry = by_base.get(s.base_offset)
             if entry is None:
-                by_base[s.base_offset] = _Logical(
-                    s.base_offset, s.next_offset, s.max_timestamp, s.size, s, None
-                )
+                by_base[s.base_offset] = _Logical(s.base_offset, s.next_offset, s.max_timestamp, s.size, s, None)
             else:
                 entry.raw, entry.size, entry.next_offset = s, s.size, s.next_offset
                 entry.max_timestamp = max(entry.max_timestamp, s.max_timestamp)
@@ -997,9 +997,15 @@ class PartitionLog:
 
     def conversion_request(self, job: ConversionJob) -> dict:
         """`job` as the converter process's request (`workbench.storage.converter`)."""
-        return {"segment": str(job.segment.log_path), "size": job.size, "directory": str(self.directory),
-                "base_offset": job.segment.base_offset, "next_offset": job.next_offset,
-                "topic": self.topic, "partition": self.partition}
+        return {
+            "segment": str(job.segment.log_path),
+            "size": job.size,
+            "directory": str(self.directory),
+            "base_offset": job.segment.base_offset,
+            "next_offset": job.next_offset,
+            "topic": self.topic,
+            "partition": self.partition,
+        }
 
     def install_parquet(self, job: ConversionJob, pseg: ParquetSegment) -> bool:
         """Adopt the Parquet file written for `job`; drop raw segments beyond hot_segments.
@@ -1008,8 +1014,12 @@ class PartitionLog:
         was made, the file is deleted instead and False returned.
         """
         with self._lock:
-            if job.segment in self._segments and not self._closed and self._generation == job.generation \
-                    and all(p.base_offset != pseg.base_offset for p in self._parquet):
+            if (
+                job.segment in self._segments
+                and not self._closed
+                and self._generation == job.generation
+                and all(p.base_offset != pseg.base_offset for p in self._parquet)
+            ):
                 bisect.insort(self._parquet, pseg, key=lambda p: p.base_offset)
                 self._drop_cold_raw_segments()
                 return True
@@ -1035,8 +1045,14 @@ class PartitionLog:
                     data = os.pread(fd, job.size, 0)
                 finally:
                     os.close(fd)
-                pseg = write_segment(self.directory, job.segment.base_offset, job.next_offset, data,
-                                     topic=self.topic, partition=self.partition)
+                pseg = write_segment(
+                    self.directory,
+                    job.segment.base_offset,
+                    job.next_offset,
+                    data,
+                    topic=self.topic,
+                    partition=self.partition,
+                )
                 if self.install_parquet(job, pseg):
                     written.append(pseg.path)
             with self._lock:

@@ -31,20 +31,22 @@ pq = lazy_module("pyarrow.parquet")
 def schema() -> pa.Schema:
     """The tier's Arrow schema: one row per record."""
     return pa.schema(
-    [
-        pa.field("offset", pa.int64(), nullable=False),
-        pa.field("timestamp", pa.timestamp("ms", tz="UTC"), nullable=False),
-        pa.field("key", pa.binary()),
-        pa.field("value", pa.binary()),
-        pa.field("headers", pa.list_(pa.struct([("key", pa.string()), ("value", pa.binary())]))),
-        pa.field("producer_id", pa.int64(), nullable=False),
-        pa.field("producer_epoch", pa.int16(), nullable=False),
-        pa.field("sequence", pa.int32(), nullable=False),
-        pa.field("batch_base_offset", pa.int64(), nullable=False),
-        pa.field("partition_leader_epoch", pa.int32(), nullable=False),
-        pa.field("timestamp_type", pa.int8(), nullable=False),
-    ]
+        [
+            pa.field("offset", pa.int64(), nullable=False),
+            pa.field("timestamp", pa.timestamp("ms", tz="UTC"), nullable=False),
+            pa.field("key", pa.binary()),
+            pa.field("value", pa.binary()),
+            pa.field("headers", pa.list_(pa.struct([("key", pa.string()), ("value", pa.binary())]))),
+            pa.field("producer_id", pa.int64(), nullable=False),
+            pa.field("producer_epoch", pa.int16(), nullable=False),
+            pa.field("sequence", pa.int32(), nullable=False),
+            pa.field("batch_base_offset", pa.int64(), nullable=False),
+            pa.field("partition_leader_epoch", pa.int32(), nullable=False),
+            pa.field("timestamp_type", pa.int8(), nullable=False),
+        ]
     )
+
+
 #: DuckDB's own row-group size; also ~12 MB of 100-byte records, a good scan unit.
 ROW_GROUP_ROWS = 122_880
 COMPRESSION = "zstd"
@@ -95,8 +97,7 @@ class ParquetSegment:
             hi = pc.max(offsets).as_py()
             if lo < self.base_offset or hi >= self.next_offset:
                 raise ValueError(
-                    f"rows hold offsets {lo}..{hi}, outside the file's range "
-                    f"{self.base_offset}..{self.next_offset - 1}"
+                    f"rows hold offsets {lo}..{hi}, outside the file's range {self.base_offset}..{self.next_offset - 1}"
                 )
 
 
@@ -162,9 +163,7 @@ def write_table(
     return ParquetSegment(path, base_offset, next_offset, max_ts, path.stat().st_size)
 
 
-def truncate_segment(
-    seg: ParquetSegment, end_offset: int, *, topic: str = "", partition: int = 0
-) -> ParquetSegment:
+def truncate_segment(seg: ParquetSegment, end_offset: int, *, topic: str = "", partition: int = 0) -> ParquetSegment:
     """Rewrite ``seg`` keeping only the whole batches below ``end_offset`` (log truncation); atomic.
 
     A batch that starts below ``end_offset`` but reaches past it is dropped too,

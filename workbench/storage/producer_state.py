@@ -119,13 +119,11 @@ class ProducerStateManager:
             entry.batches.append(BatchMetadata(first_seq, h.last_sequence, -1, -1, h.max_timestamp))
         return staged, None
 
-    def commit(
-        self, staged: dict[int, ProducerEntry], headers: list[BatchHeader], base_offsets: list[int]
-    ) -> None:
+    def commit(self, staged: dict[int, ProducerEntry], headers: list[BatchHeader], base_offsets: list[int]) -> None:
         """Install staged entries, filling in the offsets each batch was given."""
         if not staged:
             return
-        for h, base in zip(headers, base_offsets):
+        for h, base in zip(headers, base_offsets, strict=False):
             entry = staged.get(h.producer_id)
             if entry is None:
                 continue
@@ -194,8 +192,7 @@ class ProducerStateManager:
                 str(pid): {
                     "epoch": e.epoch,
                     "batches": [
-                        [m.first_seq, m.last_seq, m.first_offset, m.last_offset, m.timestamp]
-                        for m in e.batches
+                        [m.first_seq, m.last_seq, m.first_offset, m.last_offset, m.timestamp] for m in e.batches
                     ],
                 }
                 for pid, e in self.producers.items()

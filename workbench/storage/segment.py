@@ -84,7 +84,7 @@ class OffsetIndex:
 
     def write(self) -> None:
         base = self.base_offset
-        data = b"".join(_OFFSET_ENTRY.pack(o - base, p) for o, p in zip(self.offsets, self.positions))
+        data = b"".join(_OFFSET_ENTRY.pack(o - base, p) for o, p in zip(self.offsets, self.positions, strict=False))
         _write_atomically(self.path, data)
 
     def load(self, log_size: int) -> bool:
@@ -130,7 +130,7 @@ class TimeIndex:
         return self.offsets[i - 1] if i else self.base_offset
 
     def truncate_from_offset(self, offset: int) -> None:
-        keep = [(t, o) for t, o in zip(self.timestamps, self.offsets) if o < offset]
+        keep = [(t, o) for t, o in zip(self.timestamps, self.offsets, strict=False) if o < offset]
         self.timestamps = [t for t, _ in keep]
         self.offsets = [o for _, o in keep]
 
@@ -144,7 +144,7 @@ class TimeIndex:
 
     def write(self) -> None:
         base = self.base_offset
-        data = b"".join(_TIME_ENTRY.pack(t, o - base) for t, o in zip(self.timestamps, self.offsets))
+        data = b"".join(_TIME_ENTRY.pack(t, o - base) for t, o in zip(self.timestamps, self.offsets, strict=False))
         _write_atomically(self.path, data)
 
     def load(self) -> bool:
@@ -227,7 +227,7 @@ class LogSegment:
         self.dirty = True
         if self.created_ms is None:
             self.created_ms = now_ms
-        for h, base in zip(headers, base_offsets):
+        for h, base in zip(headers, base_offsets, strict=False):
             self._index_batch(h, start + h.position, base)
 
     def _index_batch(self, h: BatchHeader, position: int, base_offset: int) -> None:
@@ -247,9 +247,7 @@ class LogSegment:
 
     # -- reading -----------------------------------------------------------------
 
-    def scan(
-        self, position: int = 0, end: int | None = None, *, verify_crc: bool = False
-    ) -> Iterator[BatchHeader]:
+    def scan(self, position: int = 0, end: int | None = None, *, verify_crc: bool = False) -> Iterator[BatchHeader]:
         """Yield headers (absolute positions) of the whole, valid batches from ``position``.
 
         Stops at the first torn, garbled or (with ``verify_crc``) corrupt batch.
@@ -302,9 +300,7 @@ class LogSegment:
             position = h.end
         return None
 
-    def read(
-        self, offset: int, max_bytes: int, upper_bound: int, *, size: int | None = None
-    ) -> memoryview | None:
+    def read(self, offset: int, max_bytes: int, upper_bound: int, *, size: int | None = None) -> memoryview | None:
         """Whole batches from the one holding ``offset``, all below ``upper_bound``.
 
         At least one batch when one qualifies, even beyond ``max_bytes`` (KIP-74);
@@ -322,8 +318,13 @@ class LogSegment:
                 break
             if not batch_crc_ok(data, h):
                 # Damaged on disk since the broker started: never serve it. What precedes it goes out.
-                log.error("%s: batch at byte %d (offsets %d..%d) fails its CRC; not served",
-                          self.log_path, first.position + h.position, h.base_offset, h.last_offset)
+                log.error(
+                    "%s: batch at byte %d (offsets %d..%d) fails its CRC; not served",
+                    self.log_path,
+                    first.position + h.position,
+                    h.base_offset,
+                    h.last_offset,
+                )
                 if not end:
                     raise KafkaProtocolError(
                         ErrorCode.KAFKA_STORAGE_ERROR,
@@ -336,9 +337,7 @@ class LogSegment:
     def read_all(self) -> bytes:
         return os.pread(self.fd, self.size, 0)
 
-    def find_offset_by_timestamp(
-        self, timestamp: int, start_offset: int, upper_bound: int
-    ) -> tuple[int, int] | None:
+    def find_offset_by_timestamp(self, timestamp: int, start_offset: int, upper_bound: int) -> tuple[int, int] | None:
         """(offset, timestamp) of the first record at/after ``start_offset`` with time >= ``timestamp``."""
         from_offset = max(self.time_index.lookup(timestamp), start_offset)
         position = self.offset_index.lookup(from_offset)
@@ -350,7 +349,7 @@ class LogSegment:
             if h.max_timestamp < timestamp or h.is_control:
                 continue
             cols = decode_records(os.pread(self.fd, h.size, h.position))
-            for off, ts in zip(cols["offset"], cols["timestamp"]):
+            for off, ts in zip(cols["offset"], cols["timestamp"], strict=False):
                 if off >= upper_bound:
                     return None
                 if off >= start_offset and ts >= timestamp:
@@ -447,16 +446,22 @@ class LogSegment:
         """Every offset-index entry points at a batch header ending at that offset, and every
         time-index entry names an indexed offset (a flipped byte that keeps the file sorted
         otherwise sends reads into the middle of a batch)."""
-        for offset, position in zip(self.offset_index.offsets, self.offset_index.positions):
+        for offset, position in zip(self.offset_index.offsets, self.offset_index.positions, strict=False):
             h = self.read_header(position)
             if h is None or h.magic != 2 or h.last_offset != offset or h.end > self.size:
-                log.warning("%s: index entry %d -> byte %d does not match the log; rebuilding the indexes",
-                            self.offset_index.path, offset, position)
+                log.warning(
+                    "%s: index entry %d -> byte %d does not match the log; rebuilding the indexes",
+                    self.offset_index.path,
+                    offset,
+                    position,
+                )
                 return False
         indexed = set(self.offset_index.offsets)
         if any(o not in indexed for o in self.time_index.offsets):
-            log.warning("%s: time index names offsets the offset index does not; rebuilding the indexes",
-                        self.time_index.path)
+            log.warning(
+                "%s: time index names offsets the offset index does not; rebuilding the indexes",
+                self.time_index.path,
+            )
             return False
         return True
 
@@ -485,7 +490,12 @@ class LogSegment:
         log.error(
             "%s: corrupt batch (CRC mismatch or garbled header) at byte %d; offsets %d..%d lost, "
             "%d bytes quarantined in %s",
-            self.log_path, valid_end, first_lost, last_lost, lost, aside.name,
+            self.log_path,
+            valid_end,
+            first_lost,
+            last_lost,
+            lost,
+            aside.name,
         )
         os.ftruncate(self.fd, valid_end)
         self.size = valid_end

@@ -19,5 +19,12 @@ from workbench.widgets.groups import GroupMonitor
 from workbench.widgets.producer import ProducerPanel
 from workbench.widgets.sql_panel import SqlPanel
 
-__all__ = ["BurrowEvaluator", "ClusterView", "Dashboard", "GroupMonitor", "ProducerPanel", "SqlPanel",
-           "TopicBrowser"]
+__all__ = [
+    "BurrowEvaluator",
+    "ClusterView",
+    "Dashboard",
+    "GroupMonitor",
+    "ProducerPanel",
+    "SqlPanel",
+    "TopicBrowser",
+]

@@ -69,8 +69,10 @@ def message(text: str, kind: str = "error") -> str:
     if not text:
         return ""
     colour = {"error": "#b00020", "ok": "#1b7f3b", "info": "#555", "warn": "#a05a00"}[kind]
-    return (f'<div class="workbench-message workbench-{kind}" style="color:{colour};white-space:pre-wrap;'
-            f'font-family:var(--jp-code-font-family,monospace);font-size:12px">{html.escape(text)}</div>')
+    return (
+        f'<div class="workbench-message workbench-{kind}" style="color:{colour};white-space:pre-wrap;'
+        f'font-family:var(--jp-code-font-family,monospace);font-size:12px">{html.escape(text)}</div>'
+    )
 
 
 def short_error(exc: BaseException) -> str:
@@ -99,9 +101,16 @@ class LiveLoop:
     `poke()` runs the next step now (a user changed a setting); `pause()`/`resume()` skip
     steps while the widget is hidden (a dashboard tab not shown)."""
 
-    def __init__(self, name: str, step: Callable[[], None], interval: float, *, conn=None,
-                 on_error: Callable[[BaseException], None] | None = None,
-                 on_closed: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        step: Callable[[], None],
+        interval: float,
+        *,
+        conn=None,
+        on_error: Callable[[BaseException], None] | None = None,
+        on_closed: Callable[[], None] | None = None,
+    ) -> None:
         self.name = THREAD_PREFIX + name
         self._on_closed = on_closed
         self.interval = max(MIN_INTERVAL, float(interval))
@@ -155,14 +164,13 @@ class LiveLoop:
                 try:
                     self._step()
                     self.failures = 0
-                except Exception as exc:  # noqa: BLE001 - shown inline; the loop carries on
+                except Exception as exc:
                     self.failures += 1
-                    delay = min(MAX_BACKOFF, self.interval * 2 ** self.failures)
+                    delay = min(MAX_BACKOFF, self.interval * 2**self.failures)
                     if self._on_error is not None and not self._stop.is_set():
                         with contextlib.suppress(Exception):  # a closed widget cannot show it
                             self._on_error(exc)
-            remaining = max(MIN_INTERVAL if self._wake.is_set() else 0.0,
-                            delay - (time.monotonic() - started))
+            remaining = max(MIN_INTERVAL if self._wake.is_set() else 0.0, delay - (time.monotonic() - started))
             self._wake.wait(remaining)
             self._wake.clear()
 
@@ -182,11 +190,22 @@ class LivePanel(widgets.VBox):
         self.add_class("workbench-widget")
         self.add_class(self.css_class)
 
-    def _loop(self, name: str, step: Callable[[], None], interval: float,
-              on_error: Callable[[BaseException], None] | None = None,
-              on_closed: Callable[[], None] | None = None) -> LiveLoop:
-        loop = LiveLoop(name, step, interval, conn=self.conn, on_error=on_error,
-                        on_closed=on_closed or self._release_clients)
+    def _loop(
+        self,
+        name: str,
+        step: Callable[[], None],
+        interval: float,
+        on_error: Callable[[BaseException], None] | None = None,
+        on_closed: Callable[[], None] | None = None,
+    ) -> LiveLoop:
+        loop = LiveLoop(
+            name,
+            step,
+            interval,
+            conn=self.conn,
+            on_error=on_error,
+            on_closed=on_closed or self._release_clients,
+        )
         self._loops.append(loop)
         return loop
 

@@ -57,13 +57,21 @@ def cell_text(value) -> str:
 
 def badge(status: str) -> str:
     colour = STATUS_COLOURS.get(status, "#555")
-    return (f'<span class="workbench-badge workbench-status-{html.escape(status)}" '
-            f'style="background:{colour}">{html.escape(status)}</span>')
+    return (
+        f'<span class="workbench-badge workbench-status-{html.escape(status)}" '
+        f'style="background:{colour}">{html.escape(status)}</span>'
+    )
 
 
-def frame_html(df: pd.DataFrame | None, *, max_rows: int = 200, css_class: str = "",
-               row_class: Callable[[pd.Series], str] | None = None,
-               raw_html_columns: Sequence[str] = (), empty: str = "(no rows)") -> str:
+def frame_html(
+    df: pd.DataFrame | None,
+    *,
+    max_rows: int = 200,
+    css_class: str = "",
+    row_class: Callable[[pd.Series], str] | None = None,
+    raw_html_columns: Sequence[str] = (),
+    empty: str = "(no rows)",
+) -> str:
     """A DataFrame as an escaped HTML table (first `max_rows` rows, with a note when cut)."""
     if df is None or df.empty:
         return f'<div class="{css_class}" style="color:#777;font-size:12px">{html.escape(empty)}</div>'
@@ -84,9 +92,11 @@ def frame_html(df: pd.DataFrame | None, *, max_rows: int = 200, css_class: str =
     note = ""
     if len(df) > max_rows:
         note = f'<div style="color:#777;font-size:12px">showing {max_rows} of {len(df)} rows</div>'
-    return (f'{TABLE_STYLE}<div class="{css_class}" style="max-height:420px;overflow:auto">'
-            f'<table class="workbench-table"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody>'
-            f"</table></div>{note}")
+    return (
+        f'{TABLE_STYLE}<div class="{css_class}" style="max-height:420px;overflow:auto">'
+        f'<table class="workbench-table"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody>'
+        f"</table></div>{note}"
+    )
 
 
 def _nice_ceiling(value: float) -> float:
@@ -99,8 +109,16 @@ def _nice_ceiling(value: float) -> float:
     return 10 * exp
 
 
-def line_chart(series: dict[str, list[tuple[float, float]]], *, now: float, span: float = 120.0,
-               width: int = 640, height: int = 200, y_label: str = "", css_class: str = "") -> str:
+def line_chart(
+    series: dict[str, list[tuple[float, float]]],
+    *,
+    now: float,
+    span: float = 120.0,
+    width: int = 640,
+    height: int = 200,
+    y_label: str = "",
+    css_class: str = "",
+) -> str:
     """An SVG line chart of `series` (name -> [(unix time, y)]) over the last `span` seconds."""
     left, right, top, bottom = 56, 150, 12, 28
     plot_w, plot_h = width - left - right, height - top - bottom
@@ -114,9 +132,13 @@ def line_chart(series: dict[str, list[tuple[float, float]]], *, now: float, span
     def y(v: float) -> float:
         return top + plot_h * (1 - v / y_max)
 
-    parts = [(f'<svg xmlns="http://www.w3.org/2000/svg" class="{css_class}" width="{width}" height="{height}" '
-              f'viewBox="0 0 {width} {height}" style="font:11px sans-serif">'),
-             f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#ccc"/>']
+    parts = [
+        (
+            f'<svg xmlns="http://www.w3.org/2000/svg" class="{css_class}" width="{width}" height="{height}" '
+            f'viewBox="0 0 {width} {height}" style="font:11px sans-serif">'
+        ),
+        f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#ccc"/>',
+    ]
     for i in range(5):  # horizontal grid and y ticks
         v = y_max * i / 4
         yy = y(v)
@@ -126,11 +148,15 @@ def line_chart(series: dict[str, list[tuple[float, float]]], *, now: float, span
     for i in range(5):  # x ticks: seconds ago
         t = start + span * i / 4
         ago = now - t
-        parts.append(f'<text x="{x(t):.1f}" y="{top + plot_h + 16}" text-anchor="middle" fill="#555">'
-                     f'{"now" if ago < 0.5 else f"-{ago:.0f}s"}</text>')
+        parts.append(
+            f'<text x="{x(t):.1f}" y="{top + plot_h + 16}" text-anchor="middle" fill="#555">'
+            f"{'now' if ago < 0.5 else f'-{ago:.0f}s'}</text>"
+        )
     if y_label:
-        parts.append(f'<text x="12" y="{top + plot_h / 2}" transform="rotate(-90 12 {top + plot_h / 2})" '
-                     f'text-anchor="middle" fill="#555">{html.escape(y_label)}</text>')
+        parts.append(
+            f'<text x="12" y="{top + plot_h / 2}" transform="rotate(-90 12 {top + plot_h / 2})" '
+            f'text-anchor="middle" fill="#555">{html.escape(y_label)}</text>'
+        )
     for i, (name, points) in enumerate(sorted(series.items())):
         colour = PALETTE[i % len(PALETTE)]
         pts = [(x(t), y(v)) for t, v in points if t >= start - 1 and v is not None]
@@ -139,37 +165,57 @@ def line_chart(series: dict[str, list[tuple[float, float]]], *, now: float, span
             parts.append(f'<circle cx="{pts[0][0]:.1f}" cy="{pts[0][1]:.1f}" r="2.5" fill="{colour}">{title}</circle>')
         elif pts:
             path = " ".join(f"{px:.1f},{py:.1f}" for px, py in pts)
-            parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="1.8" points="{path}">{title}'
-                         "</polyline>")
+            parts.append(
+                f'<polyline fill="none" stroke="{colour}" stroke-width="1.8" points="{path}">{title}</polyline>'
+            )
         ly = top + 10 + 14 * i
         if ly < height - 4:
             last = points[-1][1] if points else None
             label = name if len(name) <= 16 else name[:15] + "…"
-            parts.append(f'<rect x="{left + plot_w + 8}" y="{ly - 8}" width="10" height="3" fill="{colour}"/>'
-                         f'<text x="{left + plot_w + 22}" y="{ly - 4}" fill="#333">{title}{html.escape(label)}'
-                         f'{"" if last is None else f" {last:g}"}</text>')
+            parts.append(
+                f'<rect x="{left + plot_w + 8}" y="{ly - 8}" width="10" height="3" fill="{colour}"/>'
+                f'<text x="{left + plot_w + 22}" y="{ly - 4}" fill="#333">{title}{html.escape(label)}'
+                f"{'' if last is None else f' {last:g}'}</text>"
+            )
     if not values:
-        parts.append(f'<text x="{left + plot_w / 2}" y="{top + plot_h / 2}" text-anchor="middle" fill="#999">'
-                     "no data yet</text>")
+        parts.append(
+            f'<text x="{left + plot_w / 2}" y="{top + plot_h / 2}" text-anchor="middle" fill="#999">no data yet</text>'
+        )
     parts.append("</svg>")
     return "".join(parts)
 
 
-def event_strip(times: list[float], labels: list[str], *, now: float, span: float = 300.0, width: int = 640,
-                height: int = 44, css_class: str = "") -> str:
+def event_strip(
+    times: list[float],
+    labels: list[str],
+    *,
+    now: float,
+    span: float = 300.0,
+    width: int = 640,
+    height: int = 44,
+    css_class: str = "",
+) -> str:
     """An SVG strip with one tick per event (e.g. a leader election) over the last `span` seconds."""
     left, right = 8, 8
     plot_w = width - left - right
     start = now - span
-    parts = [(f'<svg xmlns="http://www.w3.org/2000/svg" class="{css_class}" width="{width}" height="{height}" '
-              f'viewBox="0 0 {width} {height}" style="font:10px sans-serif">'),
-             f'<line x1="{left}" x2="{left + plot_w}" y1="20" y2="20" stroke="#bbb"/>']
+    parts = [
+        (
+            f'<svg xmlns="http://www.w3.org/2000/svg" class="{css_class}" width="{width}" height="{height}" '
+            f'viewBox="0 0 {width} {height}" style="font:10px sans-serif">'
+        ),
+        f'<line x1="{left}" x2="{left + plot_w}" y1="20" y2="20" stroke="#bbb"/>',
+    ]
     for t, label in zip(times, labels, strict=False):
         if t < start:
             continue
         xx = left + plot_w * (t - start) / span
-        parts.append(f'<line x1="{xx:.1f}" x2="{xx:.1f}" y1="10" y2="30" stroke="#d62728" stroke-width="2">'
-                     f"<title>{html.escape(label)}</title></line>")
-    parts.append(f'<text x="{left}" y="{height - 2}" fill="#555">-{span:.0f}s</text>'
-                 f'<text x="{left + plot_w}" y="{height - 2}" text-anchor="end" fill="#555">now</text></svg>')
+        parts.append(
+            f'<line x1="{xx:.1f}" x2="{xx:.1f}" y1="10" y2="30" stroke="#d62728" stroke-width="2">'
+            f"<title>{html.escape(label)}</title></line>"
+        )
+    parts.append(
+        f'<text x="{left}" y="{height - 2}" fill="#555">-{span:.0f}s</text>'
+        f'<text x="{left + plot_w}" y="{height - 2}" text-anchor="end" fill="#555">now</text></svg>'
+    )
     return "".join(parts)

@@ -48,8 +48,9 @@ def parse_time(text: str) -> pd.Timestamp:
     try:
         ts = pd.Timestamp(int(text), unit="ms") if text.isdigit() else pd.Timestamp(text)
     except (ValueError, TypeError):
-        raise ValueError(f"cannot read {text!r} as a time; write e.g. 2024-05-01 12:00:00 (UTC) "
-                         "or epoch milliseconds") from None
+        raise ValueError(
+            f"cannot read {text!r} as a time; write e.g. 2024-05-01 12:00:00 (UTC) or epoch milliseconds"
+        ) from None
     if pd.isna(ts):
         raise ValueError(f"cannot read {text!r} as a time")
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts
@@ -68,7 +69,8 @@ def _headers_text(value) -> str:
     for h in items:
         raw = h.get("value") if isinstance(h, dict) else None
         out[str(h.get("key") if isinstance(h, dict) else h)] = (
-            raw.decode("utf-8", "replace") if isinstance(raw, bytes | bytearray) else raw)
+            raw.decode("utf-8", "replace") if isinstance(raw, bytes | bytearray) else raw
+        )
     return json.dumps(out, ensure_ascii=False)
 
 
@@ -77,8 +79,9 @@ class TopicBrowser(LivePanel):
 
     css_class = "workbench-browser"
 
-    def __init__(self, conn, topic: str | None = None, *, interval: float = 1.0, limit: int = 100,
-                 tail: bool = True) -> None:
+    def __init__(
+        self, conn, topic: str | None = None, *, interval: float = 1.0, limit: int = 100, tail: bool = True
+    ) -> None:
         super().__init__(conn)
         self.rows = pd.DataFrame(columns=COLUMNS)
         self.query_text = ""
@@ -88,32 +91,66 @@ class TopicBrowser(LivePanel):
         self._requested = False
         self._shown_signature = None
 
-        self.topic = widgets.Combobox(description="topic", ensure_option=False, continuous_update=False,
-                                      placeholder="topic name", layout=widgets.Layout(width="360px"))
-        self.tail = widgets.Checkbox(value=tail, description="tail (live)", indent=False,
-                                     layout=widgets.Layout(width="110px"))
-        self.limit = widgets.BoundedIntText(value=limit, min=1, max=MAX_ROWS, description="rows",
-                                            layout=widgets.Layout(width="160px"))
-        self.refresh_button = widgets.Button(description="Refresh", icon="refresh",
-                                             layout=widgets.Layout(width="100px"))
-        self.seek_partition = widgets.Dropdown(options=[("all", None)], value=None, description="partition",
-                                               layout=widgets.Layout(width="180px"))
-        self.seek_offset = widgets.IntText(value=-1, description="from offset",
-                                           tooltip="-1: the newest records", layout=widgets.Layout(width="180px"))
-        self.seek_time = widgets.Text(description="from time", placeholder="2024-05-01 12:00:00",
-                                      continuous_update=False, layout=widgets.Layout(width="260px"))
-        self.newest_button = widgets.Button(description="Newest", icon="fast-forward",
-                                            layout=widgets.Layout(width="100px"))
-        self.filter_key = widgets.Text(description="key", placeholder="contains", continuous_update=False,
-                                       layout=widgets.Layout(width="220px"))
-        self.filter_text = widgets.Text(description="value", placeholder="contains text", continuous_update=False,
-                                        layout=widgets.Layout(width="260px"))
-        self.sql_filter = widgets.Text(description="where", placeholder="SQL, e.g. amount > 10",
-                                       continuous_update=False, layout=widgets.Layout(width="360px"))
-        self.export_path = widgets.Text(description="CSV file", placeholder="<topic>.csv in the working directory",
-                                        layout=widgets.Layout(width="360px"))
-        self.export_button = widgets.Button(description="Export CSV", icon="download",
-                                            layout=widgets.Layout(width="120px"))
+        self.topic = widgets.Combobox(
+            description="topic",
+            ensure_option=False,
+            continuous_update=False,
+            placeholder="topic name",
+            layout=widgets.Layout(width="360px"),
+        )
+        self.tail = widgets.Checkbox(
+            value=tail, description="tail (live)", indent=False, layout=widgets.Layout(width="110px")
+        )
+        self.limit = widgets.BoundedIntText(
+            value=limit, min=1, max=MAX_ROWS, description="rows", layout=widgets.Layout(width="160px")
+        )
+        self.refresh_button = widgets.Button(
+            description="Refresh", icon="refresh", layout=widgets.Layout(width="100px")
+        )
+        self.seek_partition = widgets.Dropdown(
+            options=[("all", None)], value=None, description="partition", layout=widgets.Layout(width="180px")
+        )
+        self.seek_offset = widgets.IntText(
+            value=-1,
+            description="from offset",
+            tooltip="-1: the newest records",
+            layout=widgets.Layout(width="180px"),
+        )
+        self.seek_time = widgets.Text(
+            description="from time",
+            placeholder="2024-05-01 12:00:00",
+            continuous_update=False,
+            layout=widgets.Layout(width="260px"),
+        )
+        self.newest_button = widgets.Button(
+            description="Newest", icon="fast-forward", layout=widgets.Layout(width="100px")
+        )
+        self.filter_key = widgets.Text(
+            description="key",
+            placeholder="contains",
+            continuous_update=False,
+            layout=widgets.Layout(width="220px"),
+        )
+        self.filter_text = widgets.Text(
+            description="value",
+            placeholder="contains text",
+            continuous_update=False,
+            layout=widgets.Layout(width="260px"),
+        )
+        self.sql_filter = widgets.Text(
+            description="where",
+            placeholder="SQL, e.g. amount > 10",
+            continuous_update=False,
+            layout=widgets.Layout(width="360px"),
+        )
+        self.export_path = widgets.Text(
+            description="CSV file",
+            placeholder="<topic>.csv in the working directory",
+            layout=widgets.Layout(width="360px"),
+        )
+        self.export_button = widgets.Button(
+            description="Export CSV", icon="download", layout=widgets.Layout(width="120px")
+        )
         self.export_link = widgets.HTML()
         self.info = widgets.HTML()
         self.table = widgets.HTML()
@@ -128,8 +165,15 @@ class TopicBrowser(LivePanel):
             self.export_link,
         ]
         self.topic.observe(self._on_topic, "value")
-        for w in (self.seek_partition, self.seek_offset, self.seek_time, self.filter_key, self.filter_text,
-                  self.sql_filter, self.limit):
+        for w in (
+            self.seek_partition,
+            self.seek_offset,
+            self.seek_time,
+            self.filter_key,
+            self.filter_text,
+            self.sql_filter,
+            self.limit,
+        ):
             w.observe(lambda _c: self._request(), "value")
         self.tail.observe(self._on_tail, "value")
         self.refresh_button.on_click(lambda _b: self.refresh())
@@ -140,7 +184,7 @@ class TopicBrowser(LivePanel):
         self._poller = self._loop("browser", self._step, interval, on_error=self._show_error)
         try:
             self._refresh_topics()
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             self._show_error(exc)
         if topic is not None:
             self.topic.value = topic
@@ -154,8 +198,9 @@ class TopicBrowser(LivePanel):
 
     def _refresh_topics(self) -> None:
         md = self._admin().list_topics(timeout=3)
-        self._partitions = {n: len(t.partitions) for n, t in md.topics.items()
-                            if not n.startswith("__") and t.error is None}
+        self._partitions = {
+            n: len(t.partitions) for n, t in md.topics.items() if not n.startswith("__") and t.error is None
+        }
         options = sorted(self._partitions)
         if list(self.topic.options) != options:
             self.topic.options = options
@@ -174,7 +219,7 @@ class TopicBrowser(LivePanel):
         if self.topic.value and self.topic.value not in self._partitions:
             try:
                 self._refresh_topics()
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 self._show_error(exc)
         self._update_partition_options()
         self._shown_signature = None
@@ -222,8 +267,10 @@ class TopicBrowser(LivePanel):
             conditions.append(f"({self.sql_filter.value.strip()})")
         where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
         order = 'timestamp, partition, "offset"' if seeking else 'timestamp DESC, partition, "offset" DESC'
-        return (f'SELECT partition, "offset", timestamp, key, value, headers FROM {sql_identifier(topic)}'
-                f"{where} ORDER BY {order} LIMIT {int(self.limit.value)}")
+        return (
+            f'SELECT partition, "offset", timestamp, key, value, headers FROM {sql_identifier(topic)}'
+            f"{where} ORDER BY {order} LIMIT {int(self.limit.value)}"
+        )
 
     def _step(self) -> None:
         if self._requested or self.tail.value:
@@ -235,7 +282,7 @@ class TopicBrowser(LivePanel):
         self._requested = False
         try:
             self._refresh()
-        except Exception as exc:  # noqa: BLE001 - shown inline
+        except Exception as exc:
             self._show_error(exc)
         return self.rows
 
@@ -257,14 +304,17 @@ class TopicBrowser(LivePanel):
             self._refresh_topics()
         query = self.build_query()
         frame = self.conn.sql(query)
-        rows = pd.DataFrame({
-            "partition": frame["partition"].astype(int),
-            "offset": frame["offset"].astype("int64"),
-            "timestamp": frame["timestamp"],
-            "key": frame["key"],
-            "value": frame["value"],
-            "headers": [_headers_text(h) for h in frame["headers"]],
-        }, columns=COLUMNS)
+        rows = pd.DataFrame(
+            {
+                "partition": frame["partition"].astype(int),
+                "offset": frame["offset"].astype("int64"),
+                "timestamp": frame["timestamp"],
+                "key": frame["key"],
+                "value": frame["value"],
+                "headers": [_headers_text(h) for h in frame["headers"]],
+            },
+            columns=COLUMNS,
+        )
         self.rows, self.query_text, self.error = rows, query, ""
         signature = (query, tuple(zip(rows["partition"], rows["offset"], strict=False)))
         note = f"{len(rows)} records · {datetime.now():%H:%M:%S}" + (" · tailing" if self.tail.value else "")
@@ -275,8 +325,12 @@ class TopicBrowser(LivePanel):
             return
         self._shown_signature = signature
         filtered = " WHERE " in query
-        table = frame_html(rows, max_rows=MAX_ROWS, css_class="workbench-browser-rows",
-                           empty="no records match" if filtered else "no records yet")
+        table = frame_html(
+            rows,
+            max_rows=MAX_ROWS,
+            css_class="workbench-browser-rows",
+            empty="no records match" if filtered else "no records yet",
+        )
         with hold(self.table, self.info):
             self.table.value = table
             self.info.value = message(note, "info")
@@ -299,5 +353,6 @@ class TopicBrowser(LivePanel):
         self.export_link.value = (
             f'<a class="workbench-export-link" download="{html.escape(target.name)}" '
             f'href="data:text/csv;charset=utf-8;base64,{data}">download {len(rows)} rows as CSV</a>'
-            f' · written to <code>{html.escape(str(target))}</code>')
+            f" · written to <code>{html.escape(str(target))}</code>"
+        )
         return target

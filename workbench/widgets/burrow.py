@@ -28,7 +28,7 @@ SEVERITY = {"OK": 0, "WARN": 1, "STALL": 2, "STOP": 3, "ERR": 4}
 @dataclass
 class PartitionWindow:
     samples: deque = field(default_factory=deque)  # (time, committed, lag)
-    moved_at: float = 0.0                           # when the committed offset last changed
+    moved_at: float = 0.0  # when the committed offset last changed
 
 
 class BurrowEvaluator:

@@ -53,18 +53,23 @@ def partition_grid(partitions: pd.DataFrame) -> str:
                 cls, style = "workbench-under-replicated", "background:#fff4d6"
             else:
                 cls, style = "workbench-in-sync", ""
-            tip = (f"{topic}[{r.partition}] leader {leader} epoch {r.leader_epoch} replicas {replicas} isr {isr} "
-                   f"high watermark {r.high_watermark}")
+            tip = (
+                f"{topic}[{r.partition}] leader {leader} epoch {r.leader_epoch} replicas {replicas} isr {isr} "
+                f"high watermark {r.high_watermark}"
+            )
             cells[int(r.partition)] = (
                 f'<td class="{cls}" style="{style}" title="{html.escape(tip)}">'
-                f'<b>{"offline" if leader < 0 else f"L{leader}"}</b><br>'
-                f'<small>r {",".join(map(str, replicas))}</small><br>'
-                f'<small>isr {",".join(map(str, isr))}</small></td>')
+                f"<b>{'offline' if leader < 0 else f'L{leader}'}</b><br>"
+                f"<small>r {','.join(map(str, replicas))}</small><br>"
+                f"<small>isr {','.join(map(str, isr))}</small></td>"
+            )
         row = "".join(cells.get(p, "<td></td>") for p in range(width))
         rows.append(f"<tr><td><b>{html.escape(str(topic))}</b></td>{row}</tr>")
-    return (f'{TABLE_STYLE}<div class="workbench-partition-grid" style="max-height:420px;overflow:auto">'
-            f'<table class="workbench-table"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody>'
-            "</table></div>")
+    return (
+        f'{TABLE_STYLE}<div class="workbench-partition-grid" style="max-height:420px;overflow:auto">'
+        f'<table class="workbench-table"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody>'
+        "</table></div>"
+    )
 
 
 class ClusterView(LivePanel):
@@ -83,8 +88,7 @@ class ClusterView(LivePanel):
         self._history = None
 
         self.refresh_button = widgets.Button(description="Refresh", icon="refresh")
-        self.live = widgets.Checkbox(value=live, description="live", indent=False,
-                                     layout=widgets.Layout(width="80px"))
+        self.live = widgets.Checkbox(value=live, description="live", indent=False, layout=widgets.Layout(width="80px"))
         self.info = widgets.HTML()
         self.brokers_table = widgets.HTML()
         self.brokers_table.add_class("workbench-brokers-table")
@@ -94,12 +98,19 @@ class ClusterView(LivePanel):
         actions = []
         if self.embedded:
             for node_id in sorted(conn.brokers):
-                kill = widgets.Button(description=f"Kill {node_id}", icon="bolt", button_style="danger",
-                                      tooltip=f"SIGKILL broker {node_id} (a crash)",
-                                      layout=widgets.Layout(width="100px"))
-                restart = widgets.Button(description=f"Restart {node_id}", icon="play",
-                                         tooltip=f"start broker {node_id} again on its port and data",
-                                         layout=widgets.Layout(width="110px"))
+                kill = widgets.Button(
+                    description=f"Kill {node_id}",
+                    icon="bolt",
+                    button_style="danger",
+                    tooltip=f"SIGKILL broker {node_id} (a crash)",
+                    layout=widgets.Layout(width="100px"),
+                )
+                restart = widgets.Button(
+                    description=f"Restart {node_id}",
+                    icon="play",
+                    tooltip=f"start broker {node_id} again on its port and data",
+                    layout=widgets.Layout(width="110px"),
+                )
                 kill.add_class("workbench-kill")
                 restart.add_class("workbench-restart")
                 kill.on_click(lambda _b, n=node_id: self.kill(n))
@@ -117,9 +128,11 @@ class ClusterView(LivePanel):
             self.brokers_table,
             widgets.HBox(actions, layout=widgets.Layout(flex_flow="row wrap")),
             self.action_message,
-            widgets.HTML("<b>Partitions</b> (L leader · r replicas · isr in-sync replicas; "
-                         "<span style='background:#fff4d6'>under-replicated</span>, "
-                         "<span style='background:#fde0e0'>offline</span>)"),
+            widgets.HTML(
+                "<b>Partitions</b> (L leader · r replicas · isr in-sync replicas; "
+                "<span style='background:#fff4d6'>under-replicated</span>, "
+                "<span style='background:#fde0e0'>offline</span>)"
+            ),
             self.grid,
             widgets.HTML("<b>Leader elections</b>"),
             self.timeline_strip,
@@ -127,8 +140,9 @@ class ClusterView(LivePanel):
         ]
         self.refresh_button.on_click(lambda _b: self.refresh())
         self.live.observe(self._on_live, "value")
-        self._poller = self._loop("cluster", self._step, interval, on_error=self._show_error,
-                                  on_closed=self._stop_history)
+        self._poller = self._loop(
+            "cluster", self._step, interval, on_error=self._show_error, on_closed=self._stop_history
+        )
         if live:
             self._poller.start()
         else:
@@ -139,8 +153,18 @@ class ClusterView(LivePanel):
     def timeline(self) -> pd.DataFrame:
         """Leader changes seen since the view opened (time, topic, partition, old/new leader, reason)."""
         if self._history is None:
-            return pd.DataFrame(columns=["time", "topic", "partition", "old_leader", "new_leader",
-                                         "leader_epoch", "isr", "reason"])
+            return pd.DataFrame(
+                columns=[
+                    "time",
+                    "topic",
+                    "partition",
+                    "old_leader",
+                    "new_leader",
+                    "leader_epoch",
+                    "isr",
+                    "reason",
+                ]
+            )
         return self._history.frame()
 
     def _ensure_history(self) -> None:
@@ -155,7 +179,7 @@ class ClusterView(LivePanel):
         """Describe the cluster now; returns the brokers frame shown."""
         try:
             self._refresh()
-        except Exception as exc:  # noqa: BLE001 - shown inline
+        except Exception as exc:
             self._show_error(exc)
         return self.brokers
 
@@ -174,9 +198,9 @@ class ClusterView(LivePanel):
         description = self.conn.describe(internal=self.internal)
         partitions = description.partitions.copy()
         if not partitions.empty:
-            partitions["under_replicated"] = [len(_ids(i)) < len(_ids(r))
-                                              for i, r in zip(partitions["isr"], partitions["replicas"],
-                                                              strict=False)]
+            partitions["under_replicated"] = [
+                len(_ids(i)) < len(_ids(r)) for i, r in zip(partitions["isr"], partitions["replicas"], strict=False)
+            ]
             partitions["offline"] = [pd.isna(v) or v < 0 for v in partitions["leader"]]
         brokers = description.brokers.copy()
         if not partitions.empty and not brokers.empty:
@@ -190,28 +214,45 @@ class ClusterView(LivePanel):
         now = time.time()
         timeline = self.timeline
         brokers_html = frame_html(
-            self.brokers.assign(alive=["● alive" if a else "✕ down" for a in self.brokers["alive"]],
-                                controller=["controller" if c else "" for c in self.brokers["controller"]]),
+            self.brokers.assign(
+                alive=["● alive" if a else "✕ down" for a in self.brokers["alive"]],
+                controller=["controller" if c else "" for c in self.brokers["controller"]],
+            ),
             css_class="workbench-broker-rows",
             row_class=lambda row: "" if row["alive"].startswith("●") else "workbench-bad",
-            empty="no brokers answer")
+            empty="no brokers answer",
+        )
         shown_events = timeline.iloc[::-1].head(TIMELINE_ROWS)
-        events_html = frame_html(shown_events, css_class="workbench-election-rows",
-                                 empty="no leader elections since this view opened")
-        strip = event_strip([t.timestamp() for t in timeline["time"]],
-                            [f"{r.topic}[{r.partition}] {r.old_leader}→{r.new_leader}: {r.reason}"
-                             for r in timeline.itertuples()], now=now, span=TIMELINE_SPAN)
+        events_html = frame_html(
+            shown_events,
+            css_class="workbench-election-rows",
+            empty="no leader elections since this view opened",
+        )
+        strip = event_strip(
+            [t.timestamp() for t in timeline["time"]],
+            [f"{r.topic}[{r.partition}] {r.old_leader}→{r.new_leader}: {r.reason}" for r in timeline.itertuples()],
+            now=now,
+            span=TIMELINE_SPAN,
+        )
         grid_html = partition_grid(self.partitions)
         under = int(self.partitions["under_replicated"].sum()) if "under_replicated" in self.partitions else 0
         offline = int(self.partitions["offline"].sum()) if "offline" in self.partitions else 0
-        summary = (f"controller {self.controller_id} · {int(self.brokers['alive'].sum())}/{len(self.brokers)} "
-                   f"brokers alive · {len(self.partitions)} partitions, {under} under-replicated, "
-                   f"{offline} offline · {datetime.now():%H:%M:%S}")
+        summary = (
+            f"controller {self.controller_id} · {int(self.brokers['alive'].sum())}/{len(self.brokers)} "
+            f"brokers alive · {len(self.partitions)} partitions, {under} under-replicated, "
+            f"{offline} offline · {datetime.now():%H:%M:%S}"
+        )
         alive = dict(zip(self.brokers["id"], self.brokers["alive"], strict=False))
         if self._closed:
             return
-        with hold(self.brokers_table, self.grid, self.timeline_strip, self.timeline_table, self.info,
-                  *self.kill_buttons.values()):
+        with hold(
+            self.brokers_table,
+            self.grid,
+            self.timeline_strip,
+            self.timeline_table,
+            self.info,
+            *self.kill_buttons.values(),
+        ):
             self.brokers_table.value = brokers_html
             self.grid.value = grid_html
             self.timeline_strip.value = strip
@@ -241,7 +282,7 @@ class ClusterView(LivePanel):
                 self.action_message.value = message(f"starting broker {node_id}…", "info")
                 self.conn.restart_broker(node_id)
                 text = f"restarted broker {node_id}"
-        except Exception as exc:  # noqa: BLE001 - shown inline
+        except Exception as exc:
             self.action_message.value = message(f"{action} broker {node_id} failed: {short_error(exc)}")
             return False
         self.action_message.value = message(text, "ok")

@@ -56,8 +56,9 @@ def parse_reset_target(to) -> tuple[str, int | None]:
     try:
         ts = pd.Timestamp(to)
     except (ValueError, TypeError):
-        raise ValueError(f'cannot read {to!r} as a time; use "earliest", "latest", '
-                         '"2024-05-01 12:00:00" (UTC) or epoch milliseconds') from None
+        raise ValueError(
+            f'cannot read {to!r} as a time; use "earliest", "latest", "2024-05-01 12:00:00" (UTC) or epoch milliseconds'
+        ) from None
     if pd.isna(ts):
         raise ValueError(f"cannot read {to!r} as a time")
     if ts.tzinfo is None:
@@ -70,8 +71,16 @@ class GroupMonitor(LivePanel):
 
     css_class = "workbench-groups"
 
-    def __init__(self, conn, *, interval: float = 1.0, window: int = 10, stall_after: float = 10.0,
-                 stop_after: float = 60.0, live: bool = True) -> None:
+    def __init__(
+        self,
+        conn,
+        *,
+        interval: float = 1.0,
+        window: int = 10,
+        stall_after: float = 10.0,
+        stop_after: float = 60.0,
+        live: bool = True,
+    ) -> None:
         super().__init__(conn)
         self.evaluator = BurrowEvaluator(window, stall_after, stop_after)
         self.status: dict[str, str] = {}
@@ -81,8 +90,7 @@ class GroupMonitor(LivePanel):
         self.error = ""
 
         self.refresh_button = widgets.Button(description="Refresh", icon="refresh")
-        self.live = widgets.Checkbox(value=live, description="live", indent=False,
-                                     layout=widgets.Layout(width="80px"))
+        self.live = widgets.Checkbox(value=live, description="live", indent=False, layout=widgets.Layout(width="80px"))
         self.info = widgets.HTML()
         self.groups_table = widgets.HTML()
         self.groups_table.add_class("workbench-groups-table")
@@ -91,10 +99,15 @@ class GroupMonitor(LivePanel):
         self.partitions_table = widgets.HTML()
         self.partitions_table.add_class("workbench-lag-table")
         self.reset_group_select = widgets.Dropdown(options=[], description="group")
-        self.reset_to = widgets.Dropdown(options=["earliest", "latest", "timestamp"], value="earliest",
-                                         description="to", layout=widgets.Layout(width="200px"))
-        self.reset_timestamp = widgets.Text(placeholder="2024-05-01 12:00:00 (UTC)",
-                                            layout=widgets.Layout(width="200px"))
+        self.reset_to = widgets.Dropdown(
+            options=["earliest", "latest", "timestamp"],
+            value="earliest",
+            description="to",
+            layout=widgets.Layout(width="200px"),
+        )
+        self.reset_timestamp = widgets.Text(
+            placeholder="2024-05-01 12:00:00 (UTC)", layout=widgets.Layout(width="200px")
+        )
         self.reset_button = widgets.Button(description="Reset offsets", icon="undo", button_style="warning")
         self.reset_message = widgets.HTML()
         self.children = [
@@ -121,7 +134,7 @@ class GroupMonitor(LivePanel):
         """Read groups and lag now; returns the per-partition lag shown."""
         try:
             self._refresh()
-        except Exception as exc:  # noqa: BLE001 - shown inline
+        except Exception as exc:
             self._show_error(exc)
         return self.lag
 
@@ -143,11 +156,20 @@ class GroupMonitor(LivePanel):
         status: dict[str, str] = {}
         for gid, group_row in groups.set_index("group_id").iterrows():
             rows = lag[lag["group_id"] == gid]
-            self.evaluator.observe(now, gid, group_row["state"],
-                                   [(r.topic, int(r.partition),
-                                     int(r.committed_offset) if pd.notna(r.committed_offset) else -1,
-                                     int(r.lag) if pd.notna(r.lag) else 0)
-                                    for r in rows.itertuples()])
+            self.evaluator.observe(
+                now,
+                gid,
+                group_row["state"],
+                [
+                    (
+                        r.topic,
+                        int(r.partition),
+                        int(r.committed_offset) if pd.notna(r.committed_offset) else -1,
+                        int(r.lag) if pd.notna(r.lag) else 0,
+                    )
+                    for r in rows.itertuples()
+                ],
+            )
             status[gid] = self.evaluator.status(gid)
             hist = self.history.setdefault(gid, deque())
             hist.append((now, int(rows["lag"].fillna(0).sum()) if not rows.empty else 0))
@@ -157,8 +179,11 @@ class GroupMonitor(LivePanel):
             del self.history[gone]
             self.evaluator.forget(gone)
         if not lag.empty:
-            lag = lag.assign(status=[self.evaluator.partition_status(r.group_id, r.topic, int(r.partition))
-                                     for r in lag.itertuples()])
+            lag = lag.assign(
+                status=[
+                    self.evaluator.partition_status(r.group_id, r.topic, int(r.partition)) for r in lag.itertuples()
+                ]
+            )
         groups = groups.assign(status=[status[g] for g in groups["group_id"]]) if not groups.empty else groups
         self.groups, self.lag, self.status, self.error = groups, lag, status, ""
         self._render(now)
@@ -167,14 +192,23 @@ class GroupMonitor(LivePanel):
     def _split(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         group_cols = ["group_id", "state", "members", "member_list"]
         if frame.empty:
-            return pd.DataFrame(columns=group_cols + ["partitions", "lag", "max_lag_seconds"]), \
-                pd.DataFrame(columns=["group_id", "topic", "partition", "committed_offset", "log_end_offset",
-                                      "lag", "lag_seconds"])
+            return pd.DataFrame(columns=[*group_cols, "partitions", "lag", "max_lag_seconds"]), pd.DataFrame(
+                columns=[
+                    "group_id",
+                    "topic",
+                    "partition",
+                    "committed_offset",
+                    "log_end_offset",
+                    "lag",
+                    "lag_seconds",
+                ]
+            )
         lag = frame[frame["topic"].notna()].drop(columns=["state", "members", "member_list"]).reset_index(drop=True)
         lag["partition"] = lag["partition"].astype(int)
         groups = frame.drop_duplicates("group_id")[group_cols].reset_index(drop=True)
-        totals = lag.groupby("group_id").agg(partitions=("partition", "size"), lag=("lag", "sum"),
-                                             max_lag_seconds=("lag_seconds", "max"))
+        totals = lag.groupby("group_id").agg(
+            partitions=("partition", "size"), lag=("lag", "sum"), max_lag_seconds=("lag_seconds", "max")
+        )
         groups = groups.join(totals, on="group_id")
         groups["partitions"] = groups["partitions"].fillna(0).astype(int)
         groups["lag"] = groups["lag"].fillna(0).astype(int)
@@ -185,24 +219,43 @@ class GroupMonitor(LivePanel):
         if not shown_groups.empty:
             shown_groups["member_list"] = [
                 ", ".join(sorted({str(m.get("client_id") or m.get("member_id", "")[:12]) for m in _as_list(ms)}))
-                for ms in shown_groups["member_list"]]
+                for ms in shown_groups["member_list"]
+            ]
             shown_groups = shown_groups.rename(columns={"member_list": "clients"})
             shown_groups["status"] = [badge(s) for s in shown_groups["status"]]
 
         def group_class(row) -> str:
-            return {"WARN": "workbench-warn", "STALL": "workbench-warn", "STOP": "workbench-bad",
-                    "ERR": "workbench-bad"}.get(self.status.get(row["group_id"], "OK"), "")
+            return {
+                "WARN": "workbench-warn",
+                "STALL": "workbench-warn",
+                "STOP": "workbench-bad",
+                "ERR": "workbench-bad",
+            }.get(self.status.get(row["group_id"], "OK"), "")
 
         def partition_class(row) -> str:
             s = row.get("status", "OK")
             return "workbench-bad" if SEVERITY.get(s, 0) >= 2 else ("workbench-warn" if s == "WARN" else "")
 
-        groups_html = frame_html(shown_groups, css_class="workbench-groups-list", row_class=group_class,
-                                 raw_html_columns=["status"], empty="no consumer groups yet")
-        lag_html = frame_html(self.lag, css_class="workbench-lag-rows", row_class=partition_class,
-                              empty="no committed offsets yet")
-        plot_html = line_chart({g: list(h) for g, h in self.history.items()}, now=now, span=PLOT_SPAN,
-                               y_label="lag (records)", css_class="workbench-lag-svg")
+        groups_html = frame_html(
+            shown_groups,
+            css_class="workbench-groups-list",
+            row_class=group_class,
+            raw_html_columns=["status"],
+            empty="no consumer groups yet",
+        )
+        lag_html = frame_html(
+            self.lag,
+            css_class="workbench-lag-rows",
+            row_class=partition_class,
+            empty="no committed offsets yet",
+        )
+        plot_html = line_chart(
+            {g: list(h) for g, h in self.history.items()},
+            now=now,
+            span=PLOT_SPAN,
+            y_label="lag (records)",
+            css_class="workbench-lag-svg",
+        )
         options = list(self.groups["group_id"]) if not self.groups.empty else []
         stamp = datetime.now().strftime("%H:%M:%S")
         if self._closed:
@@ -237,7 +290,7 @@ class GroupMonitor(LivePanel):
         Returns {(topic, partition): new offset}; on a problem shows it inline and returns None."""
         try:
             result = self._reset(group, to, topic)
-        except Exception as exc:  # noqa: BLE001 - shown inline
+        except Exception as exc:
             self.reset_message.value = message(f"reset of {group!r} failed: {short_error(exc)}")
             return None
         where = ", ".join(f"{t}[{p}]→{o}" for (t, p), o in sorted(result.items()))
@@ -259,13 +312,16 @@ class GroupMonitor(LivePanel):
             raise ValueError(f"cannot describe group {group!r}: {exc.args[0].str()}") from None
         state = getattr(description.state, "name", str(description.state))
         if description.members:
-            raise ValueError(f"group {group!r} has {len(description.members)} active member(s) (state {state}); "
-                             "stop its consumers first: Kafka resets only a group with no members")
+            raise ValueError(
+                f"group {group!r} has {len(description.members)} active member(s) (state {state}); "
+                "stop its consumers first: Kafka resets only a group with no members"
+            )
         if topic is not None:
             topics = {topic}
         else:
-            offsets = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)],
-                                                        request_timeout=10)[group].result()
+            offsets = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)], request_timeout=10)[
+                group
+            ].result()
             topics = {tp.topic for tp in offsets.topic_partitions if tp.error is None}
             if not topics:
                 raise ValueError(f"group {group!r} has no committed offsets: pass topic= to say which topic")
@@ -276,8 +332,9 @@ class GroupMonitor(LivePanel):
             if tm is None or tm.error is not None:
                 raise ValueError(f"unknown topic {name!r}")
             partitions += [(name, p) for p in sorted(tm.partitions)]
-        spec = {"earliest": OffsetSpec.earliest(), "latest": OffsetSpec.latest()}.get(kind) \
-            or OffsetSpec.for_timestamp(ts)
+        spec = {"earliest": OffsetSpec.earliest(), "latest": OffsetSpec.latest()}.get(kind) or OffsetSpec.for_timestamp(
+            ts
+        )
         futures = admin.list_offsets({TopicPartition(t, p): spec for t, p in partitions}, request_timeout=10)
         targets = {}
         latest_needed = []
@@ -288,8 +345,10 @@ class GroupMonitor(LivePanel):
             else:
                 targets[(tp.topic, tp.partition)] = offset
         if latest_needed:
-            more = admin.list_offsets({TopicPartition(tp.topic, tp.partition): OffsetSpec.latest()
-                                       for tp in latest_needed}, request_timeout=10)
+            more = admin.list_offsets(
+                {TopicPartition(tp.topic, tp.partition): OffsetSpec.latest() for tp in latest_needed},
+                request_timeout=10,
+            )
             for tp, fut in more.items():
                 targets[(tp.topic, tp.partition)] = fut.result().offset
         request = ConsumerGroupTopicPartitions(group, [TopicPartition(t, p, o) for (t, p), o in targets.items()])

@@ -64,6 +64,7 @@ def find_datasets(extra: list[Path] | None = None) -> list[str]:
 
 def render_template(template: str, i: int) -> str:
     """Replace `{i}`, `{now}` (ISO time, UTC), `{now_ms}`, `{uuid}` and `{rand}` (0..1)."""
+
     def one(m: re.Match) -> str:
         name = m.group(1)
         if name == "i":
@@ -75,6 +76,7 @@ def render_template(template: str, i: int) -> str:
         if name == "uuid":
             return uuid.uuid4().hex
         return f"{random.random():.4f}"
+
     return _PLACEHOLDER.sub(one, template)
 
 
@@ -90,6 +92,7 @@ def render_key(template: str, i: int, record: Any) -> str | None:
             return str(i)
         value = fields.get(name)
         return "" if value is None else str(value)
+
     return _KEY_PLACEHOLDER.sub(one, template)
 
 
@@ -113,14 +116,14 @@ class ProducerPanel(LivePanel):
     def __init__(self, conn, *, topic: str | None = None) -> None:
         super().__init__(conn)
         self._topics: dict[str, int] = {}  # name -> partition count
-        self._unreachable = ""             # the last connection error, until a refresh succeeds
-        self._topic_note = ""              # "created topic ..." until the topic changes
-        self._topics_at = 0.0              # when the topic list was last read
+        self._unreachable = ""  # the last connection error, until a refresh succeeds
+        self._topic_note = ""  # "created topic ..." until the topic changes
+        self._topics_at = 0.0  # when the topic list was last read
         self._created: dict[str, tuple[int, float]] = {}  # created here: name -> (partitions, when)
         self._producer = None
         self._producer_lock = threading.Lock()
-        self.last_delivery = None          # a workbench.Delivery, or the error text
-        self.generated = 0                 # generator records acknowledged
+        self.last_delivery = None  # a workbench.Delivery, or the error text
+        self.generated = 0  # generator records acknowledged
         self.generator_failed = 0
         self._generator_sent = 0
         self._generator_thread: threading.Thread | None = None
@@ -128,45 +131,73 @@ class ProducerPanel(LivePanel):
         self._last_ui = 0.0
 
         layout = widgets.Layout(width="520px")
-        self.topic = widgets.Combobox(description="topic", placeholder="existing topic or a new name",
-                                      ensure_option=False, continuous_update=False, layout=layout)
-        self.new_partitions = widgets.BoundedIntText(value=3, min=1, max=10_000, description="partitions",
-                                                     layout=widgets.Layout(width="160px"))
+        self.topic = widgets.Combobox(
+            description="topic",
+            placeholder="existing topic or a new name",
+            ensure_option=False,
+            continuous_update=False,
+            layout=layout,
+        )
+        self.new_partitions = widgets.BoundedIntText(
+            value=3, min=1, max=10_000, description="partitions", layout=widgets.Layout(width="160px")
+        )
         self.create_button = widgets.Button(description="Create topic", icon="plus")
         self.topic_status = widgets.HTML()
         self.key = widgets.Text(description="key", placeholder="optional", layout=layout)
-        self.value_format = widgets.Dropdown(options=["JSON", "text"], value="JSON", description="format",
-                                             layout=widgets.Layout(width="200px"))
-        self.value = widgets.Textarea(value='{"hello": "world"}', description="value",
-                                      layout=widgets.Layout(width="520px", height="90px"))
+        self.value_format = widgets.Dropdown(
+            options=["JSON", "text"], value="JSON", description="format", layout=widgets.Layout(width="200px")
+        )
+        self.value = widgets.Textarea(
+            value='{"hello": "world"}',
+            description="value",
+            layout=widgets.Layout(width="520px", height="90px"),
+        )
         self.value_error = widgets.HTML()
-        self.headers = widgets.Textarea(description="headers", placeholder='{"source": "notebook"}',
-                                        layout=widgets.Layout(width="520px", height="48px"))
+        self.headers = widgets.Textarea(
+            description="headers",
+            placeholder='{"source": "notebook"}',
+            layout=widgets.Layout(width="520px", height="48px"),
+        )
         self.headers_error = widgets.HTML()
-        self.partition = widgets.Dropdown(options=[("auto", None)], value=None, description="partition",
-                                          layout=widgets.Layout(width="200px"))
+        self.partition = widgets.Dropdown(
+            options=[("auto", None)],
+            value=None,
+            description="partition",
+            layout=widgets.Layout(width="200px"),
+        )
         self.send_button = widgets.Button(description="Send", button_style="primary", icon="paper-plane")
         self.send_button.add_class("workbench-send")
         self.status = widgets.HTML()
         self.status.add_class("workbench-producer-status")
 
         # Generator
-        self.generator_mode = widgets.ToggleButtons(options=["dataset", "template"], value="dataset",
-                                                    description="generate")
+        self.generator_mode = widgets.ToggleButtons(
+            options=["dataset", "template"], value="dataset", description="generate"
+        )
         datasets = find_datasets()
-        self.generator_file = widgets.Combobox(options=datasets, value=datasets[0] if datasets else "",
-                                               ensure_option=False, description="dataset",
-                                               placeholder="data/orders.jsonl or any JSON-lines file",
-                                               layout=layout)
-        self.generator_template = widgets.Textarea(value=DEFAULT_TEMPLATE, description="template",
-                                                   layout=widgets.Layout(width="520px", height="60px"))
-        self.generator_key = widgets.Text(description="key", placeholder="{i} or a field: {customer_id}",
-                                          layout=layout)
-        self.generator_rate = widgets.FloatText(value=10.0, description="records/s",
-                                                layout=widgets.Layout(width="200px"))
-        self.generator_limit = widgets.IntText(value=0, description="limit",
-                                               tooltip="0: the dataset once, or a template until stopped",
-                                               layout=widgets.Layout(width="200px"))
+        self.generator_file = widgets.Combobox(
+            options=datasets,
+            value=datasets[0] if datasets else "",
+            ensure_option=False,
+            description="dataset",
+            placeholder="data/orders.jsonl or any JSON-lines file",
+            layout=layout,
+        )
+        self.generator_template = widgets.Textarea(
+            value=DEFAULT_TEMPLATE,
+            description="template",
+            layout=widgets.Layout(width="520px", height="60px"),
+        )
+        self.generator_key = widgets.Text(description="key", placeholder="{i} or a field: {customer_id}", layout=layout)
+        self.generator_rate = widgets.FloatText(
+            value=10.0, description="records/s", layout=widgets.Layout(width="200px")
+        )
+        self.generator_limit = widgets.IntText(
+            value=0,
+            description="limit",
+            tooltip="0: the dataset once, or a template until stopped",
+            layout=widgets.Layout(width="200px"),
+        )
         self.generator_start = widgets.Button(description="Start", icon="play", button_style="success")
         self.generator_stop = widgets.Button(description="Stop", icon="stop", disabled=True)
         self.generator_status = widgets.HTML()
@@ -179,8 +210,10 @@ class ProducerPanel(LivePanel):
             self.topic_status,
             self.key,
             widgets.HBox([self.value_format, self.partition]),
-            self.value, self.value_error,
-            self.headers, self.headers_error,
+            self.value,
+            self.value_error,
+            self.headers,
+            self.headers_error,
             widgets.HBox([self.send_button]),
             self.status,
             widgets.HTML("<hr style='margin:6px 0'><b>Generator</b>"),
@@ -205,12 +238,13 @@ class ProducerPanel(LivePanel):
         self.generator_start.on_click(lambda _b: self.start_generator())
         self.generator_stop.on_click(lambda _b: self.stop_generator())
 
-        self._topic_loop = self._loop("producer-topics", self._refresh_topics_step, 1.0,
-                                      on_error=self._show_unreachable)
+        self._topic_loop = self._loop(
+            "producer-topics", self._refresh_topics_step, 1.0, on_error=self._show_unreachable
+        )
         self._pump = self._loop("producer-delivery", self._pump_step, 0.25, on_error=lambda exc: None)
         try:
             self.refresh_topics()
-        except Exception as exc:  # noqa: BLE001 - shown inline; the loop retries
+        except Exception as exc:
             self._show_unreachable(exc)
         if topic is not None:
             self.topic.value = topic
@@ -226,8 +260,9 @@ class ProducerPanel(LivePanel):
         md = self._admin().list_topics(timeout=3)
         self._unreachable = ""
         self._topics_at = time.monotonic()
-        topics = {name: len(t.partitions) for name, t in md.topics.items()
-                  if not name.startswith("__") and t.error is None}
+        topics = {
+            name: len(t.partitions) for name, t in md.topics.items() if not name.startswith("__") and t.error is None
+        }
         # A topic created here a moment ago may not be in every broker's metadata yet.
         self._created = {n: (p, at) for n, (p, at) in self._created.items() if time.monotonic() - at < 30}
         for name, (partitions, _at) in self._created.items():
@@ -276,7 +311,7 @@ class ProducerPanel(LivePanel):
         if name and name not in self._topics:
             try:
                 self.refresh_topics()
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 self._show_unreachable(exc)
         self._update_partitions()
         self._validate()
@@ -289,14 +324,15 @@ class ProducerPanel(LivePanel):
             self.topic_status.value = message(problem)
             return False
         if name in self._topics:
-            self.topic_status.value = message(f"topic {name!r} already exists ({self._topics[name]} partitions)",
-                                              "info")
+            self.topic_status.value = message(
+                f"topic {name!r} already exists ({self._topics[name]} partitions)", "info"
+            )
             return False
         try:
             self.conn.create_topic(name, partitions=int(self.new_partitions.value))
             self._created[name] = (int(self.new_partitions.value), time.monotonic())
             self.refresh_topics()
-        except Exception as exc:  # noqa: BLE001 - the broker's reason, inline
+        except Exception as exc:
             self.topic_status.value = message(short_error(exc))
             return False
         self._topic_note = f"created topic {name!r} with {self.new_partitions.value} partitions"
@@ -309,8 +345,7 @@ class ProducerPanel(LivePanel):
         if not name:
             return "choose a topic, or type a new name and press Create topic"
         if name in (".", "..") or not TOPIC_NAME.fullmatch(name):
-            return (f"{name!r} is not a valid topic name: use letters, digits, '.', '_' and '-' "
-                    "(at most 249 characters)")
+            return f"{name!r} is not a valid topic name: use letters, digits, '.', '_' and '-' (at most 249 characters)"
         return ""
 
     # ------------------------------------------------------------------ validation
@@ -352,9 +387,11 @@ class ProducerPanel(LivePanel):
         _, value_problem = self._parse_value()
         _, header_problem = self._parse_headers()
         topic_problem = self._topic_problem()
-        empty_note = ("empty value: sends a null value (a tombstone)"
-                      if not value_problem and self.value_format.value == "JSON" and not self.value.value.strip()
-                      else "")
+        empty_note = (
+            "empty value: sends a null value (a tombstone)"
+            if not value_problem and self.value_format.value == "JSON" and not self.value.value.strip()
+            else ""
+        )
         with hold(self.value_error, self.headers_error, self.send_button, self.topic_status):
             self.value_error.value = message(value_problem) if value_problem else message(empty_note, "info")
             self.headers_error.value = message(header_problem)
@@ -393,7 +430,7 @@ class ProducerPanel(LivePanel):
         if name and name not in self._topics:
             try:
                 self.refresh_topics()
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 self._show_unreachable(exc)
         if not self._validate():
             self.status.value = message("not sent: fix the message above first")
@@ -413,14 +450,18 @@ class ProducerPanel(LivePanel):
                 from workbench.client import Delivery
 
                 self.last_delivery = Delivery(msg.topic(), msg.partition(), msg.offset())
-                self.status.value = message(f"delivered to {msg.topic()} partition {msg.partition()} "
-                                            f"offset {msg.offset()} ({ms:.0f} ms)", "ok")
+                self.status.value = message(
+                    f"delivered to {msg.topic()} partition {msg.partition()} offset {msg.offset()} ({ms:.0f} ms)",
+                    "ok",
+                )
+
         self.last_delivery = None
         self.status.value = message(f"sending to {name}…", "info")
         try:
-            self._get_producer().send(name, value, key, partition=partition, headers=headers or None,
-                                      on_delivery=on_delivery)
-        except Exception as exc:  # noqa: BLE001 - e.g. a partition that does not exist
+            self._get_producer().send(
+                name, value, key, partition=partition, headers=headers or None, on_delivery=on_delivery
+            )
+        except Exception as exc:
             self.last_delivery = short_error(exc)
             self.status.value = message(f"not sent: {short_error(exc)}")
             return False
@@ -524,17 +565,25 @@ class ProducerPanel(LivePanel):
         if problem:
             self.generator_status.value = message(problem)
             return False
-        rate, limit, topic = float(self.generator_rate.value), int(self.generator_limit.value), self.topic.value
+        rate, limit, topic = (
+            float(self.generator_rate.value),
+            int(self.generator_limit.value),
+            self.topic.value,
+        )
         records = self._records(limit)
         self.generated = self.generator_failed = self._generator_sent = 0
         self._generator_stop.clear()
         try:
             self._get_producer()
-        except Exception as exc:  # noqa: BLE001 - a closed panel or a stopped cluster
+        except Exception as exc:
             self.generator_status.value = message(short_error(exc))
             return False
-        self._generator_thread = threading.Thread(target=self._generate, args=(topic, records, rate, limit),
-                                                  name=THREAD_PREFIX + "producer-generator", daemon=True)
+        self._generator_thread = threading.Thread(
+            target=self._generate,
+            args=(topic, records, rate, limit),
+            name=THREAD_PREFIX + "producer-generator",
+            daemon=True,
+        )
         with hold(self.generator_start, self.generator_stop):
             self.generator_start.disabled = True
             self.generator_stop.disabled = False
@@ -561,8 +610,9 @@ class ProducerPanel(LivePanel):
             text += f" · {self.generator_failed} failed ({getattr(self, '_generator_error', '')})"
         if rate is not None:
             text += f" · {rate:.1f} records/s"
-        self.generator_status.value = message(text, "error" if self.generator_failed else
-                                              ("info" if state == "running" else "ok"))
+        self.generator_status.value = message(
+            text, "error" if self.generator_failed else ("info" if state == "running" else "ok")
+        )
 
     def _generate(self, topic: str, records: Iterator, rate: float, limit: int) -> None:
         producer = self._get_producer()
@@ -588,10 +638,13 @@ class ProducerPanel(LivePanel):
             if self._generator_stop.is_set():
                 state = "stopped"
             deadline = time.monotonic() + 15
-            while (self.generated + self.generator_failed < self._generator_sent
-                   and time.monotonic() < deadline and not (self._closed and self._generator_stop.is_set())):
+            while (
+                self.generated + self.generator_failed < self._generator_sent
+                and time.monotonic() < deadline
+                and not (self._closed and self._generator_stop.is_set())
+            ):
                 producer.raw.poll(0.1)
-        except Exception as exc:  # noqa: BLE001 - a bad dataset line, the cluster gone
+        except Exception as exc:
             state = f"failed: {short_error(exc)}"
         elapsed = time.monotonic() - started
         if not self._closed:
@@ -621,4 +674,3 @@ class ProducerPanel(LivePanel):
 
     def resume(self) -> None:
         self._topic_loop.resume()
-

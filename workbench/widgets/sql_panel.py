@@ -35,20 +35,26 @@ class SqlPanel(LivePanel):
         self._history: list[str] = []
         self._watch_error_shown = ""
 
-        self.query = widgets.Textarea(value=query, placeholder="SELECT ... FROM <topic>",
-                                      layout=widgets.Layout(width="100%", height="110px"))
+        self.query = widgets.Textarea(
+            value=query,
+            placeholder="SELECT ... FROM <topic>",
+            layout=widgets.Layout(width="100%", height="110px"),
+        )
         self.query.add_class("workbench-sql-query")
         self.run_button = widgets.Button(description="Run", icon="play", button_style="primary")
         self.run_button.add_class("workbench-sql-run")
-        self.live = widgets.ToggleButton(value=False, description="live", icon="refresh",
-                                         tooltip="re-run whenever the topics it reads get new records")
+        self.live = widgets.ToggleButton(
+            value=False,
+            description="live",
+            icon="refresh",
+            tooltip="re-run whenever the topics it reads get new records",
+        )
         self.elapsed = widgets.HTML()
         self.error = widgets.HTML()
         self.error.add_class("workbench-sql-error")
         self.output = widgets.HTML()
         self.output.add_class("workbench-sql-result")
-        self.history = widgets.Select(options=[], rows=5, description="history",
-                                      layout=widgets.Layout(width="100%"))
+        self.history = widgets.Select(options=[], rows=5, description="history", layout=widgets.Layout(width="100%"))
         self.children = [
             self.query,
             widgets.HBox([self.run_button, self.live, self.elapsed]),
@@ -60,8 +66,7 @@ class SqlPanel(LivePanel):
         self.live.observe(self._on_live, "value")
         self.history.observe(self._on_history, "value")
         start_sql(conn)
-        self._poller = self._loop("sql-live", self._step, 0.25, on_error=self._show_error,
-                                  on_closed=self._stop_watch)
+        self._poller = self._loop("sql-live", self._step, 0.25, on_error=self._show_error, on_closed=self._stop_watch)
 
     # ------------------------------------------------------------------ running
     def run(self, query: str | None = None) -> pd.DataFrame | None:
@@ -79,7 +84,7 @@ class SqlPanel(LivePanel):
         started = time.monotonic()
         try:
             frame = self.conn.sql(text)
-        except Exception as exc:  # noqa: BLE001 - shown inline, without a traceback
+        except Exception as exc:
             self._show_error(exc, time.monotonic() - started)
             return None
         self._show(frame, time.monotonic() - started)
@@ -106,7 +111,7 @@ class SqlPanel(LivePanel):
             self.elapsed.value = message(timing, "error")
 
     def _remember(self, text: str) -> None:
-        self._history = [text] + [q for q in self._history if q != text][: HISTORY - 1]
+        self._history = [text, *[q for q in self._history if q != text][: HISTORY - 1]]
         options = [(q if len(q) <= 100 else q[:97] + "…").replace("\n", " ") for q in self._history]
         with hold(self.history):
             self._updating_history = True
@@ -144,7 +149,7 @@ class SqlPanel(LivePanel):
             return
         try:
             self._watch = self.conn.watch(text, every=self.every, display=False)
-        except Exception as exc:  # noqa: BLE001 - e.g. a bad interval
+        except Exception as exc:
             self._show_error(exc)
             self.live.value = False
             return

@@ -32,23 +32,43 @@ async def create_topics(broker: Broker, req: Request, conn: Connection) -> dict:
     results = []
     for t in body.topics:
         partitions = t.num_partitions if t.num_partitions != -1 else broker.config.num_partitions
-        op = {"op": "create_topic", "name": t.name, "partitions": partitions,
-              "replication_factor": t.replication_factor if t.replication_factor != -1 else None,
-              "configs": {c.name: c.value for c in (t.configs or [])},
-              "assignments": {a.partition_index: list(a.broker_ids) for a in (t.assignments or [])},
-              "validate_only": bool(body.validate_only)}
-        result = {"name": t.name, "topic_id": uuid.UUID(int=0), "error_code": 0, "error_message": None,
-                  "num_partitions": -1, "replication_factor": -1, "configs": None}
+        op = {
+            "op": "create_topic",
+            "name": t.name,
+            "partitions": partitions,
+            "replication_factor": t.replication_factor if t.replication_factor != -1 else None,
+            "configs": {c.name: c.value for c in (t.configs or [])},
+            "assignments": {a.partition_index: list(a.broker_ids) for a in (t.assignments or [])},
+            "validate_only": bool(body.validate_only),
+        }
+        result = {
+            "name": t.name,
+            "topic_id": uuid.UUID(int=0),
+            "error_code": 0,
+            "error_message": None,
+            "num_partitions": -1,
+            "replication_factor": -1,
+            "configs": None,
+        }
         try:
             created = await broker.controller.submit(op)
             parts = [r for r in created if r["t"] == "partition"]
             topic_configs = created[0]["configs"]
-            result.update(topic_id=uuid.UUID(hex=created[0]["id"]), num_partitions=len(parts),
-                          replication_factor=len(parts[0]["replicas"]) if parts else -1,
-                          configs=[{"name": k, "value": v, "read_only": False,
-                                    "config_source": SOURCE_TOPIC if k in topic_configs else SOURCE_DEFAULT,
-                                    "is_sensitive": False}
-                                   for k, v in sorted({**TOPIC_CONFIG_DEFAULTS, **topic_configs}.items())])
+            result.update(
+                topic_id=uuid.UUID(hex=created[0]["id"]),
+                num_partitions=len(parts),
+                replication_factor=len(parts[0]["replicas"]) if parts else -1,
+                configs=[
+                    {
+                        "name": k,
+                        "value": v,
+                        "read_only": False,
+                        "config_source": SOURCE_TOPIC if k in topic_configs else SOURCE_DEFAULT,
+                        "is_sensitive": False,
+                    }
+                    for k, v in sorted({**TOPIC_CONFIG_DEFAULTS, **topic_configs}.items())
+                ],
+            )
         except KafkaProtocolError as exc:
             result["error_code"], result["error_message"] = _error(exc)
         results.append(result)
@@ -63,9 +83,17 @@ async def delete_topics(broker: Broker, req: Request, conn: Connection) -> dict:
         wanted = [(name, None) for name in body.topic_names]
     results = []
     for name, topic_id in wanted:
-        op = {"op": "delete_topic", "name": name,
-              "topic_id": topic_id.hex if topic_id is not None and topic_id.int else None}
-        result = {"name": name, "topic_id": topic_id or uuid.UUID(int=0), "error_code": 0, "error_message": None}
+        op = {
+            "op": "delete_topic",
+            "name": name,
+            "topic_id": topic_id.hex if topic_id is not None and topic_id.int else None,
+        }
+        result = {
+            "name": name,
+            "topic_id": topic_id or uuid.UUID(int=0),
+            "error_code": 0,
+            "error_message": None,
+        }
         before = broker.image.topics.get(name) if name else None
         try:
             records = await broker.controller.submit(op)
@@ -82,9 +110,13 @@ async def create_partitions(broker: Broker, req: Request, conn: Connection) -> d
     body = req.body
     results = []
     for t in body.topics:
-        op = {"op": "create_partitions", "name": t.name, "count": t.count,
-              "assignments": [list(a.broker_ids) for a in t.assignments] if t.assignments else None,
-              "validate_only": bool(body.validate_only)}
+        op = {
+            "op": "create_partitions",
+            "name": t.name,
+            "count": t.count,
+            "assignments": [list(a.broker_ids) for a in t.assignments] if t.assignments else None,
+            "validate_only": bool(body.validate_only),
+        }
         result = {"name": t.name, "error_code": 0, "error_message": None}
         try:
             await broker.controller.submit(op)
@@ -104,21 +136,33 @@ async def describe_configs(broker: Broker, req: Request, conn: Connection) -> di
         if res.resource_type == RESOURCE_TOPIC:
             topic = broker.image.topics.get(res.resource_name)
             if topic is None:
-                error, message = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"topic {res.resource_name} does not exist"
+                error, message = (
+                    ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+                    f"topic {res.resource_name} does not exist",
+                )
             else:
                 for key, default in sorted(TOPIC_CONFIG_DEFAULTS.items()):
                     if res.configuration_keys is not None and key not in res.configuration_keys:
                         continue
                     set_here = key in topic.configs
                     broker_default = broker.replicas.log_defaults.get(key, default)
-                    entries.append({
-                        "name": key, "value": topic.configs.get(key, broker_default), "read_only": False,
-                        "config_source": SOURCE_TOPIC if set_here else SOURCE_DEFAULT,
-                        "is_default": not set_here, "is_sensitive": False, "synonyms": [],
-                        "config_type": 0, "documentation": None})
+                    entries.append(
+                        {
+                            "name": key,
+                            "value": topic.configs.get(key, broker_default),
+                            "read_only": False,
+                            "config_source": SOURCE_TOPIC if set_here else SOURCE_DEFAULT,
+                            "is_default": not set_here,
+                            "is_sensitive": False,
+                            "synonyms": [],
+                            "config_type": 0,
+                            "documentation": None,
+                        }
+                    )
         elif res.resource_type == RESOURCE_BROKER:
             settings = {
-                "broker.id": str(broker.node_id), "node.id": str(broker.node_id),
+                "broker.id": str(broker.node_id),
+                "node.id": str(broker.node_id),
                 "auto.create.topics.enable": str(broker.config.auto_create_topics_enable).lower(),
                 "num.partitions": str(broker.config.num_partitions),
                 "default.replication.factor": str(broker.config.default_replication_factor),
@@ -128,14 +172,30 @@ async def describe_configs(broker: Broker, req: Request, conn: Connection) -> di
             }
             for key, value in sorted(settings.items()):
                 if res.configuration_keys is None or key in res.configuration_keys:
-                    entries.append({"name": key, "value": value, "read_only": True,
-                                    "config_source": SOURCE_STATIC_BROKER, "is_default": False,
-                                    "is_sensitive": False, "synonyms": [], "config_type": 0,
-                                    "documentation": None})
+                    entries.append(
+                        {
+                            "name": key,
+                            "value": value,
+                            "read_only": True,
+                            "config_source": SOURCE_STATIC_BROKER,
+                            "is_default": False,
+                            "is_sensitive": False,
+                            "synonyms": [],
+                            "config_type": 0,
+                            "documentation": None,
+                        }
+                    )
         else:
             error, message = ErrorCode.INVALID_REQUEST, f"resource type {res.resource_type} is not supported"
-        results.append({"error_code": error, "error_message": message, "resource_type": res.resource_type,
-                        "resource_name": res.resource_name, "configs": entries})
+        results.append(
+            {
+                "error_code": error,
+                "error_message": message,
+                "resource_type": res.resource_type,
+                "resource_name": res.resource_name,
+                "configs": entries,
+            }
+        )
     return {"throttle_time_ms": 0, "results": results}
 
 
@@ -148,24 +208,42 @@ async def _alter(broker: Broker, res, validate_only: bool, op: dict) -> dict:
             await broker.controller.submit({**op, "name": res.resource_name, "validate_only": validate_only})
         except KafkaProtocolError as exc:
             error, message = _error(exc)
-    return {"error_code": error, "error_message": message, "resource_type": res.resource_type,
-            "resource_name": res.resource_name}
+    return {
+        "error_code": error,
+        "error_message": message,
+        "resource_type": res.resource_type,
+        "resource_name": res.resource_name,
+    }
 
 
 async def alter_configs(broker: Broker, req: Request, conn: Connection) -> dict:
     body = req.body
-    responses = [await _alter(broker, res, body.validate_only,
-                              {"op": "alter_configs", "configs": {c.name: c.value for c in res.configs}})
-                 for res in body.resources]
+    responses = [
+        await _alter(
+            broker,
+            res,
+            body.validate_only,
+            {"op": "alter_configs", "configs": {c.name: c.value for c in res.configs}},
+        )
+        for res in body.resources
+    ]
     return {"throttle_time_ms": 0, "responses": responses}
 
 
 async def incremental_alter_configs(broker: Broker, req: Request, conn: Connection) -> dict:
     body = req.body
-    responses = [await _alter(broker, res, body.validate_only,
-                              {"op": "alter_configs",
-                               "incremental": [[c.name, c.config_operation, c.value] for c in res.configs]})
-                 for res in body.resources]
+    responses = [
+        await _alter(
+            broker,
+            res,
+            body.validate_only,
+            {
+                "op": "alter_configs",
+                "incremental": [[c.name, c.config_operation, c.value] for c in res.configs],
+            },
+        )
+        for res in body.resources
+    ]
     return {"throttle_time_ms": 0, "responses": responses}
 
 
@@ -184,8 +262,11 @@ async def elect_leaders(broker: Broker, req: Request, conn: Connection) -> dict:
         error = exc.code
     image = broker.image
     by_topic: dict[str, list[dict]] = {}
-    targets = wanted if wanted is not None else [[p.topic, p.index] for p in image.all_partitions()
-                                                 if before.get((p.topic, p.index)) != p.leader]
+    targets = (
+        wanted
+        if wanted is not None
+        else [[p.topic, p.index] for p in image.all_partitions() if before.get((p.topic, p.index)) != p.leader]
+    )
     for topic, index in targets:
         info = image.topics.get(topic)
         p = info.partitions.get(index) if info else None
@@ -200,5 +281,8 @@ async def elect_leaders(broker: Broker, req: Request, conn: Connection) -> dict:
         else:
             code, message = ErrorCode.NONE, None
         by_topic.setdefault(topic, []).append({"partition_id": index, "error_code": code, "error_message": message})
-    return {"throttle_time_ms": 0, "error_code": 0,
-            "replica_election_results": [{"topic": t, "partition_result": ps} for t, ps in by_topic.items()]}
+    return {
+        "throttle_time_ms": 0,
+        "error_code": 0,
+        "replica_election_results": [{"topic": t, "partition_result": ps} for t, ps in by_topic.items()],
+    }

@@ -19,8 +19,9 @@ if TYPE_CHECKING:
 async def api_versions(broker: Broker, req: Request, conn: Connection) -> dict:
     return {
         "error_code": 0,
-        "api_keys": [{"api_key": k, "min_version": lo, "max_version": hi}
-                     for k, (lo, hi) in sorted(SUPPORTED_APIS.items())],
+        "api_keys": [
+            {"api_key": k, "min_version": lo, "max_version": hi} for k, (lo, hi) in sorted(SUPPORTED_APIS.items())
+        ],
         "throttle_time_ms": 0,
     }
 
@@ -44,24 +45,38 @@ def describe_topic(image: MetadataImage, name: str) -> dict:
     partitions = []
     for p in sorted(topic.partitions.values(), key=lambda p: p.index):
         offline = [r for r in p.replicas if r not in image.brokers or image.brokers[r].fenced]
-        partitions.append({
-            "error_code": ErrorCode.LEADER_NOT_AVAILABLE if p.leader < 0 else 0,
-            "partition_index": p.index,
-            "leader_id": p.leader,
-            "leader_epoch": p.leader_epoch,
-            "replica_nodes": list(p.replicas),
-            "isr_nodes": list(p.isr),
-            "offline_replicas": offline,
-        })
-    return {"error_code": 0, "name": name, "topic_id": _uuid(topic.id), "is_internal": topic.internal,
-            "partitions": partitions}
+        partitions.append(
+            {
+                "error_code": ErrorCode.LEADER_NOT_AVAILABLE if p.leader < 0 else 0,
+                "partition_index": p.index,
+                "leader_id": p.leader,
+                "leader_epoch": p.leader_epoch,
+                "replica_nodes": list(p.replicas),
+                "isr_nodes": list(p.isr),
+                "offline_replicas": offline,
+            }
+        )
+    return {
+        "error_code": 0,
+        "name": name,
+        "topic_id": _uuid(topic.id),
+        "is_internal": topic.internal,
+        "partitions": partitions,
+    }
 
 
 async def auto_create(broker: Broker, name: str, partitions: int | None = None) -> None:
     """Create a topic on first use (auto.create.topics.enable), with the broker's defaults."""
-    await broker.controller.submit({"op": "create_topic", "name": name, "if_not_exists": True,
-                                    "partitions": partitions or broker.config.num_partitions,
-                                    "replication_factor": None, "configs": {}})
+    await broker.controller.submit(
+        {
+            "op": "create_topic",
+            "name": name,
+            "if_not_exists": True,
+            "partitions": partitions or broker.config.num_partitions,
+            "replication_factor": None,
+            "configs": {},
+        }
+    )
 
 
 async def metadata(broker: Broker, req: Request, conn: Connection) -> dict:
@@ -85,22 +100,44 @@ async def metadata(broker: Broker, req: Request, conn: Connection) -> dict:
             except KafkaProtocolError as exc:
                 error = exc.code
             if name not in image.topics:
-                topics.append({"error_code": error, "name": name, "topic_id": uuid.UUID(int=0),
-                               "is_internal": False, "partitions": []})
+                topics.append(
+                    {
+                        "error_code": error,
+                        "name": name,
+                        "topic_id": uuid.UUID(int=0),
+                        "is_internal": False,
+                        "partitions": [],
+                    }
+                )
                 continue
         topics.append(describe_topic(image, name))
-    brokers = [{"node_id": b.id, "host": b.host, "port": b.port, "rack": b.rack}
-               for b in sorted(image.brokers.values(), key=lambda b: b.id) if not b.fenced]
-    return {"throttle_time_ms": 0, "brokers": brokers, "cluster_id": image.cluster_id,
-            "controller_id": controller_id(image, broker), "topics": topics}
+    brokers = [
+        {"node_id": b.id, "host": b.host, "port": b.port, "rack": b.rack}
+        for b in sorted(image.brokers.values(), key=lambda b: b.id)
+        if not b.fenced
+    ]
+    return {
+        "throttle_time_ms": 0,
+        "brokers": brokers,
+        "cluster_id": image.cluster_id,
+        "controller_id": controller_id(image, broker),
+        "topics": topics,
+    }
 
 
 async def describe_cluster(broker: Broker, req: Request, conn: Connection) -> dict:
     broker.refresh_metadata()
     image = broker.image
     return {
-        "throttle_time_ms": 0, "error_code": 0, "error_message": None, "endpoint_type": 1,
-        "cluster_id": image.cluster_id or "", "controller_id": controller_id(image, broker),
-        "brokers": [{"broker_id": b.id, "host": b.host, "port": b.port, "rack": b.rack}
-                    for b in sorted(image.brokers.values(), key=lambda b: b.id) if not b.fenced],
+        "throttle_time_ms": 0,
+        "error_code": 0,
+        "error_message": None,
+        "endpoint_type": 1,
+        "cluster_id": image.cluster_id or "",
+        "controller_id": controller_id(image, broker),
+        "brokers": [
+            {"broker_id": b.id, "host": b.host, "port": b.port, "rack": b.rack}
+            for b in sorted(image.brokers.values(), key=lambda b: b.id)
+            if not b.fenced
+        ],
     }

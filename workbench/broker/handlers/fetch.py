@@ -55,10 +55,16 @@ def _read_all(broker: Broker, body, replica_id: int) -> tuple[list[dict], int, l
                     waiting.append((topic.topic, fp.partition))
                 total += len(records)
                 remaining = max(0, remaining - len(records))
-            part = {"partition_index": fp.partition, "error_code": error, "high_watermark": hw,
-                    "last_stable_offset": lso, "log_start_offset": log_start,
-                    "aborted_transactions": None if error else [], "preferred_read_replica": -1,
-                    "records": bytes(records)}
+            part = {
+                "partition_index": fp.partition,
+                "error_code": error,
+                "high_watermark": hw,
+                "last_stable_offset": lso,
+                "log_start_offset": log_start,
+                "aborted_transactions": None if error else [],
+                "preferred_read_replica": -1,
+                "records": bytes(records),
+            }
             if diverging is not None:
                 part["diverging_epoch"] = diverging
             parts.append(part)
@@ -84,8 +90,12 @@ async def fetch(broker: Broker, req: Request, conn: Connection) -> dict:
     while True:
         responses, total, waiting = _read_all(broker, body, body.replica_id if req.api_version <= 14 else -1)
         left = deadline - time.monotonic()
-        if total >= min_bytes or left <= 0 or not waiting or any(
-                p["error_code"] for t in responses for p in t["partitions"]):
+        if (
+            total >= min_bytes
+            or left <= 0
+            or not waiting
+            or any(p["error_code"] for t in responses for p in t["partitions"])
+        ):
             break
         await broker.replicas.wait_for_data(waiting, left)
         if broker._stopping.is_set():
@@ -106,8 +116,7 @@ async def list_offsets(broker: Broker, req: Request, conn: Connection) -> dict:
                 epoch = info.leader_epoch
                 try:
                     if lp.timestamp == LATEST:
-                        offset = plog.log_end_offset if body.replica_id == DEBUGGING_REPLICA_ID \
-                            else plog.high_watermark
+                        offset = plog.log_end_offset if body.replica_id == DEBUGGING_REPLICA_ID else plog.high_watermark
                     elif lp.timestamp == EARLIEST:
                         offset = plog.log_start_offset
                     elif lp.timestamp == MAX_TIMESTAMP:
@@ -122,8 +131,15 @@ async def list_offsets(broker: Broker, req: Request, conn: Connection) -> dict:
                             offset, timestamp = found
                 except KafkaProtocolError as exc:
                     error = exc.code
-            parts.append({"partition_index": lp.partition_index, "error_code": error,
-                          "timestamp": timestamp, "offset": offset, "leader_epoch": epoch})
+            parts.append(
+                {
+                    "partition_index": lp.partition_index,
+                    "error_code": error,
+                    "timestamp": timestamp,
+                    "offset": offset,
+                    "leader_epoch": epoch,
+                }
+            )
         topics.append({"name": topic.name, "partitions": parts})
     return {"throttle_time_ms": 0, "topics": topics}
 

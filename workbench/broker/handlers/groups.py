@@ -21,26 +21,52 @@ KEY_TYPE_GROUP = 0
 
 async def _find_one(broker: Broker, key: str, key_type: int) -> dict:
     if key_type != KEY_TYPE_GROUP:
-        return {"error_code": ErrorCode.COORDINATOR_NOT_AVAILABLE, "error_message": "transactions are not supported",
-                "node_id": -1, "host": "", "port": -1, "key": key}
+        return {
+            "error_code": ErrorCode.COORDINATOR_NOT_AVAILABLE,
+            "error_message": "transactions are not supported",
+            "node_id": -1,
+            "host": "",
+            "port": -1,
+            "key": key,
+        }
     if not key:
-        return {"error_code": ErrorCode.INVALID_GROUP_ID, "error_message": "empty group id",
-                "node_id": -1, "host": "", "port": -1, "key": key}
+        return {
+            "error_code": ErrorCode.INVALID_GROUP_ID,
+            "error_message": "empty group id",
+            "node_id": -1,
+            "host": "",
+            "port": -1,
+            "key": key,
+        }
     await broker.groups.ensure_offsets_topic()
     node = broker.groups.coordinator_node(key)
     info = broker.image.brokers.get(node)
     if info is None:
-        return {"error_code": ErrorCode.COORDINATOR_NOT_AVAILABLE, "error_message": None,
-                "node_id": -1, "host": "", "port": -1, "key": key}
-    return {"error_code": 0, "error_message": None, "node_id": info.id, "host": info.host, "port": info.port,
-            "key": key}
+        return {
+            "error_code": ErrorCode.COORDINATOR_NOT_AVAILABLE,
+            "error_message": None,
+            "node_id": -1,
+            "host": "",
+            "port": -1,
+            "key": key,
+        }
+    return {
+        "error_code": 0,
+        "error_message": None,
+        "node_id": info.id,
+        "host": info.host,
+        "port": info.port,
+        "key": key,
+    }
 
 
 async def find_coordinator(broker: Broker, req: Request, conn: Connection) -> dict:
     body = req.body
     if req.api_version >= 4:
-        return {"throttle_time_ms": 0,
-                "coordinators": [await _find_one(broker, k, body.key_type) for k in body.coordinator_keys]}
+        return {
+            "throttle_time_ms": 0,
+            "coordinators": [await _find_one(broker, k, body.key_type) for k in body.coordinator_keys],
+        }
     one = await _find_one(broker, body.key, body.key_type if req.api_version >= 1 else 0)
     one.pop("key")
     return {"throttle_time_ms": 0, **one}
@@ -51,24 +77,42 @@ async def join_group(broker: Broker, req: Request, conn: Connection) -> dict:
     try:
         coordinator = broker.groups.coordinator_for(b.group_id)
     except KafkaProtocolError as exc:
-        return {"throttle_time_ms": 0, "error_code": exc.code, "generation_id": -1, "protocol_type": None,
-                "protocol_name": None if req.api_version >= 7 else "", "leader": "", "member_id": b.member_id,
-                "members": []}
+        return {
+            "throttle_time_ms": 0,
+            "error_code": exc.code,
+            "generation_id": -1,
+            "protocol_type": None,
+            "protocol_name": None if req.api_version >= 7 else "",
+            "leader": "",
+            "member_id": b.member_id,
+            "members": [],
+        }
     rebalance_timeout = b.rebalance_timeout_ms if req.api_version >= 1 else b.session_timeout_ms
     result = await coordinator.join_group(
-        b.group_id, b.member_id, b.group_instance_id, b.protocol_type,
-        [(p.name, bytes(p.metadata)) for p in b.protocols], b.session_timeout_ms, rebalance_timeout,
-        req.client_id or "", conn.peer.rsplit(":", 1)[0],
-        require_known_member_id=req.api_version >= 4, reason=b.reason)
+        b.group_id,
+        b.member_id,
+        b.group_instance_id,
+        b.protocol_type,
+        [(p.name, bytes(p.metadata)) for p in b.protocols],
+        b.session_timeout_ms,
+        rebalance_timeout,
+        req.client_id or "",
+        conn.peer.rsplit(":", 1)[0],
+        require_known_member_id=req.api_version >= 4,
+        reason=b.reason,
+    )
     protocol_name = result.protocol_name
     if protocol_name is None and req.api_version < 7:
         protocol_name = ""
     return {
-        "throttle_time_ms": 0, "error_code": result.error_code, "generation_id": result.generation_id,
-        "protocol_type": result.protocol_type, "protocol_name": protocol_name,
-        "leader": result.leader_id or "", "member_id": result.member_id or "",
-        "members": [{"member_id": m, "group_instance_id": inst, "metadata": meta}
-                    for m, inst, meta in result.members],
+        "throttle_time_ms": 0,
+        "error_code": result.error_code,
+        "generation_id": result.generation_id,
+        "protocol_type": result.protocol_type,
+        "protocol_name": protocol_name,
+        "leader": result.leader_id or "",
+        "member_id": result.member_id or "",
+        "members": [{"member_id": m, "group_instance_id": inst, "metadata": meta} for m, inst, meta in result.members],
     }
 
 
@@ -79,10 +123,21 @@ async def sync_group(broker: Broker, req: Request, conn: Connection) -> dict:
     except KafkaProtocolError as exc:
         return {"throttle_time_ms": 0, "error_code": exc.code, "assignment": b""}
     result = await coordinator.sync_group(
-        b.group_id, b.generation_id, b.member_id, b.group_instance_id, b.protocol_type, b.protocol_name,
-        [(a.member_id, bytes(a.assignment)) for a in b.assignments])
-    return {"throttle_time_ms": 0, "error_code": result.error_code, "protocol_type": result.protocol_type,
-            "protocol_name": result.protocol_name, "assignment": result.assignment or b""}
+        b.group_id,
+        b.generation_id,
+        b.member_id,
+        b.group_instance_id,
+        b.protocol_type,
+        b.protocol_name,
+        [(a.member_id, bytes(a.assignment)) for a in b.assignments],
+    )
+    return {
+        "throttle_time_ms": 0,
+        "error_code": result.error_code,
+        "protocol_type": result.protocol_type,
+        "protocol_name": result.protocol_name,
+        "assignment": result.assignment or b"",
+    }
 
 
 async def heartbeat(broker: Broker, req: Request, conn: Connection) -> dict:
@@ -97,10 +152,7 @@ async def heartbeat(broker: Broker, req: Request, conn: Connection) -> dict:
 
 async def leave_group(broker: Broker, req: Request, conn: Connection) -> dict:
     b = req.body
-    if req.api_version >= 3:
-        members = [(m.member_id, m.group_instance_id) for m in b.members]
-    else:
-        members = [(b.member_id, None)]
+    members = [(m.member_id, m.group_instance_id) for m in b.members] if req.api_version >= 3 else [(b.member_id, None)]
     try:
         coordinator = broker.groups.coordinator_for(b.group_id)
         error, results = await coordinator.leave_group(b.group_id, members)
@@ -108,18 +160,25 @@ async def leave_group(broker: Broker, req: Request, conn: Connection) -> dict:
         error, results = exc.code, []
     if req.api_version < 3 and results and error == ErrorCode.NONE:
         error = results[0][2]
-    return {"throttle_time_ms": 0, "error_code": error,
-            "members": [{"member_id": m, "group_instance_id": inst, "error_code": e} for m, inst, e in results]}
+    return {
+        "throttle_time_ms": 0,
+        "error_code": error,
+        "members": [{"member_id": m, "group_instance_id": inst, "error_code": e} for m, inst, e in results],
+    }
 
 
 async def offset_commit(broker: Broker, req: Request, conn: Connection) -> dict:
     b = req.body
-    offsets = [(t.name, p.partition_index, p.committed_offset, p.committed_leader_epoch, p.committed_metadata)
-               for t in b.topics for p in t.partitions]
+    offsets = [
+        (t.name, p.partition_index, p.committed_offset, p.committed_leader_epoch, p.committed_metadata)
+        for t in b.topics
+        for p in t.partitions
+    ]
     try:
         coordinator = broker.groups.coordinator_for(b.group_id)
-        results = await coordinator.commit_offsets(b.group_id, b.generation_id_or_member_epoch, b.member_id,
-                                                   b.group_instance_id, offsets)
+        results = await coordinator.commit_offsets(
+            b.group_id, b.generation_id_or_member_epoch, b.member_id, b.group_instance_id, offsets
+        )
     except KafkaProtocolError as exc:
         results = [(t, p, exc.code) for t, p, *_ in offsets]
     by_topic: dict[str, list[dict]] = {}
@@ -137,9 +196,15 @@ def _fetch_group(broker: Broker, group_id: str, topics) -> tuple[ErrorCode, dict
         return exc.code, {}
     by_topic: dict[str, list[dict]] = {}
     for topic, partition, offset, epoch, metadata, error in rows:
-        by_topic.setdefault(topic, []).append({
-            "partition_index": partition, "committed_offset": offset, "committed_leader_epoch": epoch,
-            "metadata": metadata, "error_code": error})
+        by_topic.setdefault(topic, []).append(
+            {
+                "partition_index": partition,
+                "committed_offset": offset,
+                "committed_leader_epoch": epoch,
+                "metadata": metadata,
+                "error_code": error,
+            }
+        )
     return ErrorCode.NONE, by_topic
 
 
@@ -149,16 +214,28 @@ async def offset_fetch(broker: Broker, req: Request, conn: Connection) -> dict:
         groups = []
         for g in b.groups:
             error, by_topic = _fetch_group(broker, g.group_id, g.topics)
-            groups.append({"group_id": g.group_id, "error_code": error,
-                           "topics": [{"name": t, "partitions": ps} for t, ps in by_topic.items()]})
+            groups.append(
+                {
+                    "group_id": g.group_id,
+                    "error_code": error,
+                    "topics": [{"name": t, "partitions": ps} for t, ps in by_topic.items()],
+                }
+            )
         return {"throttle_time_ms": 0, "groups": groups}
     error, by_topic = _fetch_group(broker, b.group_id, b.topics)
     topics = [{"name": t, "partitions": ps} for t, ps in by_topic.items()]
     if error and req.api_version < 2 and b.topics:
         # v0-1 have no top-level error: report it per partition.
-        topics = [{"name": t.name, "partitions": [
-            {"partition_index": p, "committed_offset": -1, "metadata": "", "error_code": error}
-            for p in t.partition_indexes]} for t in b.topics]
+        topics = [
+            {
+                "name": t.name,
+                "partitions": [
+                    {"partition_index": p, "committed_offset": -1, "metadata": "", "error_code": error}
+                    for p in t.partition_indexes
+                ],
+            }
+            for t in b.topics
+        ]
     return {"throttle_time_ms": 0, "topics": topics, "error_code": error}
 
 
@@ -178,16 +255,37 @@ async def describe_groups(broker: Broker, req: Request, conn: Connection) -> dic
         try:
             coordinator = broker.groups.coordinator_for(group_id)
             d = coordinator.describe_group(group_id)
-            out.append({
-                "error_code": d.error_code, "group_id": group_id, "group_state": d.state,
-                "protocol_type": d.protocol_type or "", "protocol_data": d.protocol_name or "",
-                "members": [{"member_id": m.member_id, "group_instance_id": m.group_instance_id,
-                             "client_id": m.client_id, "client_host": m.client_host,
-                             "member_metadata": m.metadata or b"", "member_assignment": m.assignment or b""}
-                            for m in d.members]})
+            out.append(
+                {
+                    "error_code": d.error_code,
+                    "group_id": group_id,
+                    "group_state": d.state,
+                    "protocol_type": d.protocol_type or "",
+                    "protocol_data": d.protocol_name or "",
+                    "members": [
+                        {
+                            "member_id": m.member_id,
+                            "group_instance_id": m.group_instance_id,
+                            "client_id": m.client_id,
+                            "client_host": m.client_host,
+                            "member_metadata": m.metadata or b"",
+                            "member_assignment": m.assignment or b"",
+                        }
+                        for m in d.members
+                    ],
+                }
+            )
         except KafkaProtocolError as exc:
-            out.append({"error_code": exc.code, "group_id": group_id, "group_state": "", "protocol_type": "",
-                        "protocol_data": "", "members": []})
+            out.append(
+                {
+                    "error_code": exc.code,
+                    "group_id": group_id,
+                    "group_state": "",
+                    "protocol_type": "",
+                    "protocol_data": "",
+                    "members": [],
+                }
+            )
     return {"throttle_time_ms": 0, "groups": out}
 
 
@@ -196,7 +294,7 @@ async def delete_groups(broker: Broker, req: Request, conn: Connection) -> dict:
     for group_id in req.body.groups_names:
         try:
             coordinator = broker.groups.coordinator_for(group_id)
-            [(gid, error)] = await coordinator.delete_groups([group_id])
+            [(_gid, error)] = await coordinator.delete_groups([group_id])
         except KafkaProtocolError as exc:
             error = exc.code
         results.append({"group_id": group_id, "error_code": error})
@@ -214,5 +312,8 @@ async def offset_delete(broker: Broker, req: Request, conn: Connection) -> dict:
     by_topic: dict[str, list[dict]] = {}
     for topic, partition, perr in results:
         by_topic.setdefault(topic, []).append({"partition_index": partition, "error_code": perr})
-    return {"error_code": error, "throttle_time_ms": 0,
-            "topics": [{"name": t, "partitions": ps} for t, ps in by_topic.items()]}
+    return {
+        "error_code": error,
+        "throttle_time_ms": 0,
+        "topics": [{"name": t, "partitions": ps} for t, ps in by_topic.items()],
+    }

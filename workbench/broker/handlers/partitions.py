@@ -34,8 +34,9 @@ def leader_log(broker: Broker, topic: str, partition: int) -> tuple[PartitionLog
     return None, ErrorCode.NOT_LEADER_OR_FOLLOWER
 
 
-def leader_partition(broker: Broker, topic: str, partition: int,
-                     current_leader_epoch: int = -1) -> tuple[Partition | None, ErrorCode]:
+def leader_partition(
+    broker: Broker, topic: str, partition: int, current_leader_epoch: int = -1
+) -> tuple[Partition | None, ErrorCode]:
     """The `Partition` this broker leads, checking the client's view of the leader epoch (KIP-320)."""
     plog, error = leader_log(broker, topic, partition)
     if plog is None:

@@ -31,8 +31,15 @@ async def produce(broker: Broker, req: Request, conn: Connection) -> dict | None
     for topic in body.topic_data:
         parts: list[dict] = []
         for pd in topic.partition_data:
-            part = {"index": pd.index, "error_code": ErrorCode.NONE, "base_offset": -1, "log_append_time_ms": -1,
-                    "log_start_offset": -1, "record_errors": [], "error_message": None}
+            part = {
+                "index": pd.index,
+                "error_code": ErrorCode.NONE,
+                "base_offset": -1,
+                "log_append_time_ms": -1,
+                "log_start_offset": -1,
+                "record_errors": [],
+                "error_message": None,
+            }
             parts.append(part)
             if acks not in (0, 1, -1):
                 part["error_code"] = ErrorCode.INVALID_REQUIRED_ACKS
@@ -52,8 +59,9 @@ async def produce(broker: Broker, req: Request, conn: Connection) -> dict | None
                 min_isr = _min_insync_replicas(broker, topic.name)
                 if len(partition.info.isr) < min_isr:
                     part["error_code"] = ErrorCode.NOT_ENOUGH_REPLICAS
-                    part["error_message"] = (f"the in-sync replicas {partition.info.isr} are fewer than "
-                                             f"min.insync.replicas={min_isr}")
+                    part["error_message"] = (
+                        f"the in-sync replicas {partition.info.isr} are fewer than min.insync.replicas={min_isr}"
+                    )
                     continue
             try:
                 info = partition.log.append(pd.records, leader_epoch=partition.leader_epoch)
@@ -66,29 +74,36 @@ async def produce(broker: Broker, req: Request, conn: Connection) -> dict | None
                 broker.replicas.notify((topic.name, pd.index))
                 partition.maybe_advance_high_watermark()
             if acks == -1:
-                waits.append(asyncio.ensure_future(
-                    _await_replication(broker, partition, topic.name, info.last_offset + 1, timeout, part)))
+                waits.append(
+                    asyncio.ensure_future(
+                        _await_replication(broker, partition, topic.name, info.last_offset + 1, timeout, part)
+                    )
+                )
         results.append((topic.name, parts))
     if waits:
         await asyncio.gather(*waits)
     if acks == 0:
         return None
-    return {"responses": [{"name": name, "partition_responses": parts} for name, parts in results],
-            "throttle_time_ms": 0}
+    return {
+        "responses": [{"name": name, "partition_responses": parts} for name, parts in results],
+        "throttle_time_ms": 0,
+    }
 
 
 def _min_insync_replicas(broker: Broker, topic: str) -> int:
     info = broker.image.topics.get(topic)
-    value = (info.configs.get("min.insync.replicas") if info else None) or \
-        broker.replicas.log_defaults.get("min.insync.replicas", "1")
+    value = (info.configs.get("min.insync.replicas") if info else None) or broker.replicas.log_defaults.get(
+        "min.insync.replicas", "1"
+    )
     try:
         return int(value)
     except ValueError:
         return 1
 
 
-async def _await_replication(broker: Broker, partition: Partition, topic: str, offset: int, timeout: float,
-                             part: dict) -> None:
+async def _await_replication(
+    broker: Broker, partition: Partition, topic: str, offset: int, timeout: float, part: dict
+) -> None:
     """acks=all: answer once the high watermark covers the batch (every ISR member has it)."""
     try:
         ok = await partition.wait_for_high_watermark(offset, timeout)
@@ -107,11 +122,19 @@ async def _await_replication(broker: Broker, partition: Partition, topic: str, o
 async def init_producer_id(broker: Broker, req: Request, conn: Connection) -> dict:
     body = req.body
     if body.transactional_id is not None:
-        return {"throttle_time_ms": 0, "error_code": ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
-                "producer_id": -1, "producer_epoch": -1}
+        return {
+            "throttle_time_ms": 0,
+            "error_code": ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+            "producer_id": -1,
+            "producer_epoch": -1,
+        }
     pid, epoch = body.producer_id, body.producer_epoch
     if pid is not None and pid >= 0 and epoch is not None and 0 <= epoch < MAX_PRODUCER_EPOCH:
         # KIP-360: an idempotent producer bumps its epoch to reset sequences after an error.
         return {"throttle_time_ms": 0, "error_code": 0, "producer_id": pid, "producer_epoch": epoch + 1}
-    return {"throttle_time_ms": 0, "error_code": 0, "producer_id": await broker.allocate_producer_id(),
-            "producer_epoch": 0}
+    return {
+        "throttle_time_ms": 0,
+        "error_code": 0,
+        "producer_id": await broker.allocate_producer_id(),
+        "producer_epoch": 0,
+    }

@@ -11,5 +11,15 @@ from workbench.controller.raft.node import NotLeader, RaftNode, Role
 from workbench.controller.raft.server import RaftServer
 from workbench.controller.raft.storage import FileRaftStorage, MemoryRaftStorage, RaftStorage
 
-__all__ = ["Entry", "FileRaftStorage", "MalformedMessage", "MemoryRaftStorage", "NotLeader", "OutboundMessage",
-           "RaftNode", "RaftServer", "RaftStorage", "Role"]
+__all__ = [
+    "Entry",
+    "FileRaftStorage",
+    "MalformedMessage",
+    "MemoryRaftStorage",
+    "NotLeader",
+    "OutboundMessage",
+    "RaftNode",
+    "RaftServer",
+    "RaftStorage",
+    "Role",
+]

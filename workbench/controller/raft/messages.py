@@ -121,8 +121,15 @@ class ReadIndexResponse:
     index: int
 
 
-Message = (RequestVote | RequestVoteResponse | AppendEntries | AppendEntriesResponse | TimeoutNow
-           | ReadIndexRequest | ReadIndexResponse)
+Message = (
+    RequestVote
+    | RequestVoteResponse
+    | AppendEntries
+    | AppendEntriesResponse
+    | TimeoutNow
+    | ReadIndexRequest
+    | ReadIndexResponse
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,9 +140,18 @@ class OutboundMessage:
     message: Message = field()
 
 
-_TYPES: dict[str, type] = {cls.__name__: cls for cls in (
-    RequestVote, RequestVoteResponse, AppendEntries, AppendEntriesResponse, TimeoutNow,
-    ReadIndexRequest, ReadIndexResponse)}
+_TYPES: dict[str, type] = {
+    cls.__name__: cls
+    for cls in (
+        RequestVote,
+        RequestVoteResponse,
+        AppendEntries,
+        AppendEntriesResponse,
+        TimeoutNow,
+        ReadIndexRequest,
+        ReadIndexResponse,
+    )
+}
 
 
 def encode(message: Message) -> dict[str, Any]:
@@ -169,8 +185,15 @@ def _entries(obj: dict[str, Any]) -> tuple[Entry, ...]:
         raise MalformedMessage("field 'entries' must be a list")
     out = []
     for item in raw:
-        if (not isinstance(item, list) or len(item) != 3 or type(item[0]) is not int
-                or type(item[1]) is not int or item[0] < 1 or item[1] < 1 or not isinstance(item[2], dict)):
+        if (
+            not isinstance(item, list)
+            or len(item) != 3
+            or type(item[0]) is not int
+            or type(item[1]) is not int
+            or item[0] < 1
+            or item[1] < 1
+            or not isinstance(item[2], dict)
+        ):
             raise MalformedMessage(f"malformed entry {item!r}")
         out.append(Entry(item[0], item[1], item[2]))
     return tuple(out)
@@ -196,6 +219,7 @@ def decode(obj: Any) -> Message:
     if isinstance(message, AppendEntries):
         for offset, entry in enumerate(message.entries, start=1):
             if entry.index != message.prev_log_index + offset or entry.term > message.term:
-                raise MalformedMessage("entries must follow prev_log_index contiguously, "
-                                       "with terms no later than the leader's")
+                raise MalformedMessage(
+                    "entries must follow prev_log_index contiguously, with terms no later than the leader's"
+                )
     return message

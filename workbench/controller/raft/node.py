@@ -44,7 +44,7 @@ from __future__ import annotations
 import json
 import random
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from workbench.controller.raft.messages import (
@@ -67,7 +67,7 @@ from workbench.controller.raft.storage import RaftStorage
 MAX_ENTRIES_PER_APPEND = 128
 
 
-class Role(str, Enum):
+class Role(StrEnum):
     FOLLOWER = "follower"
     PRE_CANDIDATE = "pre_candidate"  # asking for pre-votes (thesis §9.6); term not yet raised
     CANDIDATE = "candidate"
@@ -92,9 +92,16 @@ class _PendingRead:
 class RaftNode:
     """One Raft member as a pure state machine (see the module docstring)."""
 
-    def __init__(self, node_id: int, voters: list[int], storage: RaftStorage, *,
-                 election_timeout_ms: tuple[int, int] = (300, 600), heartbeat_ms: int = 75,
-                 rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        node_id: int,
+        voters: list[int],
+        storage: RaftStorage,
+        *,
+        election_timeout_ms: tuple[int, int] = (300, 600),
+        heartbeat_ms: int = 75,
+        rng: random.Random | None = None,
+    ) -> None:
         if node_id not in voters or len(set(voters)) != len(voters):
             raise ValueError(f"node {node_id} must be one of the distinct voters {voters}")
         low, high = election_timeout_ms
@@ -250,8 +257,10 @@ class RaftNode:
         if m.term > self.term:
             if isinstance(m, RequestVote):
                 in_lease = self.role is Role.LEADER or (
-                    self.leader_id is not None and self._last_leader_contact is not None
-                    and self._now - self._last_leader_contact < self.election_timeout_ms[0])
+                    self.leader_id is not None
+                    and self._last_leader_contact is not None
+                    and self._now - self._last_leader_contact < self.election_timeout_ms[0]
+                )
                 if in_lease and not m.transfer:
                     return  # thesis §4.2.3: a leader is alive; do not let this node disrupt it
                 if not m.pre_vote:
@@ -265,8 +274,10 @@ class RaftNode:
             # candidate learns it (with check-quorum, this is how a node whose term advanced
             # during a partition gets the cluster to move to its term).
             if isinstance(m, AppendEntries):
-                self._send(m.src, AppendEntriesResponse(self.term, self.node_id, False,
-                                                        rejected_index=m.prev_log_index))
+                self._send(
+                    m.src,
+                    AppendEntriesResponse(self.term, self.node_id, False, rejected_index=m.prev_log_index),
+                )
             elif isinstance(m, RequestVote):
                 self._send(m.src, RequestVoteResponse(self.term, self.node_id, False, m.pre_vote))
             return
@@ -348,8 +359,7 @@ class RaftNode:
         self._pending_reads = []
         self._transfer_target = None
         # The leader-change entry: committing it commits every earlier entry (§3.6.2).
-        self._term_start_index = self._append_local({"t": LEADER_CHANGE, "leader": self.node_id,
-                                                     "term": self.term})
+        self._term_start_index = self._append_local({"t": LEADER_CHANGE, "leader": self.node_id, "term": self.term})
         self._broadcast_append()
         self._maybe_commit()
 
@@ -359,8 +369,10 @@ class RaftNode:
         if m.pre_vote:
             # No state changes for a pre-vote; grant what we would grant in a real election.
             granted = m.term > self.term and up_to_date
-            self._send(m.src, RequestVoteResponse(m.term if granted else self.term, self.node_id,
-                                                  granted, pre_vote=True))
+            self._send(
+                m.src,
+                RequestVoteResponse(m.term if granted else self.term, self.node_id, granted, pre_vote=True),
+            )
             return
         granted = self.voted_for in (None, m.src) and up_to_date
         if granted:
@@ -402,8 +414,18 @@ class RaftNode:
         prev = next_index - 1
         entries = self.storage.entries(next_index, min(self.last_index, prev + MAX_ENTRIES_PER_APPEND) + 1)
         self._seq += 1
-        self._send(peer, AppendEntries(self.term, self.node_id, prev, self.storage.term_at(prev),
-                                       tuple(entries), self.commit_index, self._seq))
+        self._send(
+            peer,
+            AppendEntries(
+                self.term,
+                self.node_id,
+                prev,
+                self.storage.term_at(prev),
+                tuple(entries),
+                self.commit_index,
+                self._seq,
+            ),
+        )
         if entries:
             self._next[peer] = entries[-1].index + 1  # optimistic: pipeline the next batch
 
@@ -418,17 +440,35 @@ class RaftNode:
 
         last = self.last_index
         if m.prev_log_index > last:
-            self._send(m.src, AppendEntriesResponse(self.term, self.node_id, False, rejected_index=m.prev_log_index,
-                                                    conflict_index=last + 1, seq=m.seq))
+            self._send(
+                m.src,
+                AppendEntriesResponse(
+                    self.term,
+                    self.node_id,
+                    False,
+                    rejected_index=m.prev_log_index,
+                    conflict_index=last + 1,
+                    seq=m.seq,
+                ),
+            )
             return
         if self.storage.term_at(m.prev_log_index) != m.prev_log_term:
             conflict_term = self.storage.term_at(m.prev_log_index)
             conflict_index = m.prev_log_index
             while conflict_index > 1 and self.storage.term_at(conflict_index - 1) == conflict_term:
                 conflict_index -= 1
-            self._send(m.src, AppendEntriesResponse(self.term, self.node_id, False, rejected_index=m.prev_log_index,
-                                                    conflict_index=conflict_index, conflict_term=conflict_term,
-                                                    seq=m.seq))
+            self._send(
+                m.src,
+                AppendEntriesResponse(
+                    self.term,
+                    self.node_id,
+                    False,
+                    rejected_index=m.prev_log_index,
+                    conflict_index=conflict_index,
+                    conflict_term=conflict_term,
+                    seq=m.seq,
+                ),
+            )
             return
         entries = m.entries
         i = 0
@@ -505,8 +545,10 @@ class RaftNode:
             elif read.requester == self.node_id:
                 self._reads_done.append((read.read_id, self.commit_index))
             else:
-                self._send(read.requester, ReadIndexResponse(self.term, self.node_id, read.read_id,
-                                                             self.commit_index))
+                self._send(
+                    read.requester,
+                    ReadIndexResponse(self.term, self.node_id, read.read_id, self.commit_index),
+                )
         self._pending_reads = still_pending
 
     def _send(self, to: int, message: Message) -> None:

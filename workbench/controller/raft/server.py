@@ -51,11 +51,20 @@ class RaftServer:
     is rebuilt on start.
     """
 
-    def __init__(self, node_id: int, voters: dict[int, tuple[str, int]], directory: str | os.PathLike[str], *,
-                 host: str = "127.0.0.1", port: int = 0,
-                 on_commit: Callable[[list[Entry]], None] | None = None,
-                 election_timeout_ms: tuple[int, int] = (300, 600), heartbeat_ms: int = 75,
-                 tick_ms: int = 10, rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        node_id: int,
+        voters: dict[int, tuple[str, int]],
+        directory: str | os.PathLike[str],
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        on_commit: Callable[[list[Entry]], None] | None = None,
+        election_timeout_ms: tuple[int, int] = (300, 600),
+        heartbeat_ms: int = 75,
+        tick_ms: int = 10,
+        rng: random.Random | None = None,
+    ) -> None:
         if node_id not in voters:
             raise ValueError(f"node {node_id} is not among the voters {sorted(voters)}")
         self.node_id = node_id
@@ -66,7 +75,10 @@ class RaftServer:
         self.on_commit = on_commit
         self.tick_ms = tick_ms
         self._node_options: dict[str, Any] = {
-            "election_timeout_ms": election_timeout_ms, "heartbeat_ms": heartbeat_ms, "rng": rng}
+            "election_timeout_ms": election_timeout_ms,
+            "heartbeat_ms": heartbeat_ms,
+            "rng": rng,
+        }
         self.node: RaftNode | None = None
         self.storage: FileRaftStorage | None = None
         self.address: tuple[str, int] | None = None
@@ -115,8 +127,9 @@ class RaftServer:
             await self._server.wait_closed()
             self._server = None
         error = ConnectionError(f"raft server {self.node_id} closed")
-        for fut in [f for _, f in self._proposals.values()] + list(self._reads.values()) + \
-                [f for _, f in self._commit_waiters]:
+        for fut in (
+            [f for _, f in self._proposals.values()] + list(self._reads.values()) + [f for _, f in self._commit_waiters]
+        ):
             if not fut.done():
                 fut.set_exception(error)
         self._proposals.clear()
@@ -253,8 +266,12 @@ class RaftServer:
             try:
                 self.on_commit(committed)
             except Exception:
-                log.exception("raft %d: on_commit failed for entries %d..%d", self.node_id,
-                              committed[0].index, committed[-1].index)
+                log.exception(
+                    "raft %d: on_commit failed for entries %d..%d",
+                    self.node_id,
+                    committed[0].index,
+                    committed[-1].index,
+                )
         waiting = []
         for index, future in self._commit_waiters:
             if future.done():
@@ -322,8 +339,7 @@ class RaftServer:
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         except MalformedMessage as e:
-            log.warning("raft %d: closing connection from %s: %s", self.node_id,
-                        writer.get_extra_info("peername"), e)
+            log.warning("raft %d: closing connection from %s: %s", self.node_id, writer.get_extra_info("peername"), e)
         finally:
             self._inbound.pop(task, None)
             writer.close()

@@ -57,7 +57,7 @@ class RaftStorage:
 
     def entries(self, start: int, stop: int) -> list[Entry]:
         """Entries with `start <= index < stop`."""
-        return self._log[max(start, 1) - 1: max(stop, 1) - 1]
+        return self._log[max(start, 1) - 1 : max(stop, 1) - 1]
 
     def append(self, entries: Sequence[Entry]) -> None:
         """Durably append entries that continue the log."""
@@ -74,7 +74,7 @@ class RaftStorage:
         if index > len(self._log):
             return
         self._persist_truncate(index)
-        del self._log[index - 1:]
+        del self._log[index - 1 :]
 
     # -- hooks for subclasses ------------------------------------------------------------
     def _persist_state(self, term: int, voted_for: int | None) -> None:
@@ -149,7 +149,7 @@ class FileRaftStorage(RaftStorage):
         pos = 0
         while pos + _HEADER.size <= len(data):
             length, crc = _HEADER.unpack_from(data, pos)
-            body = data[pos + _HEADER.size: pos + _HEADER.size + length]
+            body = data[pos + _HEADER.size : pos + _HEADER.size + length]
             if length > MAX_ENTRY_BYTES or len(body) < length or zlib.crc32(body) != crc:
                 break
             try:
@@ -195,7 +195,7 @@ class FileRaftStorage(RaftStorage):
 
     def _persist_truncate(self, index: int) -> None:
         self._end = self._offsets[index - 1]
-        del self._offsets[index - 1:]
+        del self._offsets[index - 1 :]
         os.ftruncate(self._fd, self._end)
         os.fsync(self._fd)
 

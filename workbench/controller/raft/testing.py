@@ -45,14 +45,14 @@ class InvariantChecker:
             key = (entry.index, entry.term)
             seen = self.written.setdefault(key, (entry.payload, prev_term))
             assert seen == (entry.payload, prev_term), (
-                f"log matching: node {node_id} wrote {key} as {(entry.payload, prev_term)}, elsewhere {seen}")
+                f"log matching: node {node_id} wrote {key} as {(entry.payload, prev_term)}, elsewhere {seen}"
+            )
             prev_term = entry.term
 
     def on_truncate(self, node_id: int, removed: Sequence[Entry]) -> None:
         for entry in removed:
             if entry.index <= len(self.committed):
-                assert self.committed[entry.index - 1] != entry, (
-                    f"node {node_id} truncated committed entry {entry}")
+                assert self.committed[entry.index - 1] != entry, f"node {node_id} truncated committed entry {entry}"
 
     def on_restart(self, node_id: int) -> None:
         self.applied[node_id] = 0  # a restarted node replays the log from the start
@@ -64,7 +64,8 @@ class InvariantChecker:
             if entry.index <= len(self.committed):
                 assert self.committed[entry.index - 1] == entry, (
                     f"state machine safety: node {node_id} applied {entry}, "
-                    f"another applied {self.committed[entry.index - 1]}")
+                    f"another applied {self.committed[entry.index - 1]}"
+                )
             else:
                 self.committed.append(entry)
             self.applied[node_id] = entry.index
@@ -102,10 +103,19 @@ class CheckedStorage(MemoryRaftStorage):
 class SimulatedNetwork:
     """Nodes `1..n` on a virtual clock advanced `tick_ms` per `step()`."""
 
-    def __init__(self, n: int, seed: int, *, drop: float = 0.0, duplicate: float = 0.0,
-                 delay_ms: tuple[int, int] = (1, 10), tick_ms: int = 10,
-                 election_timeout_ms: tuple[int, int] = (300, 600), heartbeat_ms: int = 75,
-                 checker: InvariantChecker | None = None) -> None:
+    def __init__(
+        self,
+        n: int,
+        seed: int,
+        *,
+        drop: float = 0.0,
+        duplicate: float = 0.0,
+        delay_ms: tuple[int, int] = (1, 10),
+        tick_ms: int = 10,
+        election_timeout_ms: tuple[int, int] = (300, 600),
+        heartbeat_ms: int = 75,
+        checker: InvariantChecker | None = None,
+    ) -> None:
         self.rng = random.Random(seed)
         self.ids = list(range(1, n + 1))
         self.drop, self.duplicate, self.delay_ms = drop, duplicate, delay_ms
@@ -122,15 +132,24 @@ class SimulatedNetwork:
         self.delivered = 0
 
     def _make_node(self, node_id: int) -> RaftNode:
-        return RaftNode(node_id, self.ids, self.storages[node_id], rng=random.Random(self.rng.random()),
-                        **self._node_options)  # type: ignore[arg-type]
+        return RaftNode(
+            node_id,
+            self.ids,
+            self.storages[node_id],
+            rng=random.Random(self.rng.random()),
+            **self._node_options,
+        )  # type: ignore[arg-type]
 
     # -- faults -----------------------------------------------------------------------------
     def partition(self, *groups: Iterable[int]) -> None:
         """Only nodes in the same group can talk (nodes in no group are isolated)."""
         group_of = {n: g for g, members in enumerate(groups) for n in members}
-        self.cut = {(a, b) for a in self.ids for b in self.ids
-                    if a != b and (group_of.get(a, -1 - a) != group_of.get(b, -1 - b))}
+        self.cut = {
+            (a, b)
+            for a in self.ids
+            for b in self.ids
+            if a != b and (group_of.get(a, -1 - a) != group_of.get(b, -1 - b))
+        }
 
     def isolate(self, node_id: int) -> None:
         self.partition([n for n in self.ids if n != node_id])
