@@ -63,7 +63,12 @@ def test_create_describe_alter_delete_topic(cluster, topic_name):
     assert configs["retention.ms"].is_default
 
     a.create_partitions([NewPartitions(topic_name, 6)])[topic_name].result(15)
-    assert len(a.list_topics(topic_name, timeout=10).topics[topic_name].partitions) == 6
+    # CreatePartitions answers once the controller committed the change; each broker's metadata
+    # follows shortly after (as in Kafka), so read until the broker we ask has it.
+    deadline = time.monotonic() + 15
+    while len(a.list_topics(topic_name, timeout=10).topics[topic_name].partitions) != 6:
+        assert time.monotonic() < deadline, "the new partitions never appeared in Metadata"
+        time.sleep(0.1)
 
     a.delete_topics([topic_name])[topic_name].result(15)
     deadline = time.monotonic() + 10
