@@ -12,7 +12,7 @@ from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from workbench.protocol import records as R
 from workbench.protocol.errors import ErrorCode, KafkaProtocolError
 from workbench.storage import LogConfig, PartitionLog, UnexpectedAppendOffsetError
-from workbench.storage import log as log_module
+from workbench.storage import parquet_log as parquet_log_module
 from workbench.storage.leader_epoch import CHECKPOINT_NAME, LeaderEpochCache
 
 T0 = 1_700_000_000_000
@@ -418,7 +418,7 @@ def test_conversion_racing_a_truncation_is_discarded(tmp_path: Path, monkeypatch
     for i in range(6):
         leader.append(batch(2, tag=i), leader_epoch=0)
     replicate(leader, log)
-    real = log_module.write_segment
+    real = parquet_log_module.write_segment
 
     def write_then_truncate(*args, **kwargs):  # type: ignore[no-untyped-def]
         out = real(*args, **kwargs)
@@ -426,7 +426,7 @@ def test_conversion_racing_a_truncation_is_discarded(tmp_path: Path, monkeypatch
             log.truncate_to(2)  # happens while the worker converts outside the lock
         return out
 
-    monkeypatch.setattr(log_module, "write_segment", write_then_truncate)
+    monkeypatch.setattr(parquet_log_module, "write_segment", write_then_truncate)
     assert log.convert_sealed_segments() == []
     assert not list(tmp_path.glob("*.parquet"))
     assert log.log_end_offset == 2

@@ -29,6 +29,20 @@ without a Parquet file; the broker hands each to its converter process
 which discards it if the segment was deleted or the log truncated meanwhile.
 `convert_sealed_segments` does the same in-process (tests, tools).
 
+Parts (Kafka's split of the log; the façade imports them, never the reverse):
+
+* `workbench.storage.log_loader.LogLoader`: recovery at open (segment scan,
+  CRC checks, torn-tail truncation, index rebuild, damaged Parquet files,
+  leader epochs, producer state, checkpoints);
+* `workbench.storage.local_log.LocalLog`: the raw segments (append target,
+  roll, raw reads, truncation and deletion of segments);
+* `workbench.storage.parquet_log.ParquetLog`: the Parquet tier's files (reads
+  re-encoded from rows, timestamp lookups, truncation, conversion jobs);
+  `workbench.storage.parquet_tier` is the file format;
+* `PartitionLog` here (Kafka's UnifiedLog): offsets (log start, HW, LEO),
+  validation, producer state and leader epochs, retention and DeleteRecords,
+  and the one lock that makes the parts consistent.
+
 Threads: appends and reads come from the broker's event loop; `flush` (fsync)
 and `convert_sealed_segments` may run in worker threads. One re-entrant lock
 guards the segment lists and file descriptors; fsync and a conversion's
@@ -37,42 +51,41 @@ decode/encode run outside it.
 
 from __future__ import annotations
 
-import bisect
 import logging
 import os
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from workbench._lazy import lazy_module
 from workbench.protocol.errors import ErrorCode, KafkaProtocolError
 from workbench.protocol.records import (
-    HEADER_SIZE,
-    BatchHeader,
     assign_offsets,
-    build_batches,
-    iter_batch_headers,
     validate_fetched_batches,
     validate_produce_batches,
 )
+from workbench.storage.checkpoint import (
+    HW_CHECKPOINT,
+    LOG_START_CHECKPOINT,
+    write_offset_checkpoint,
+)
 from workbench.storage.config import LogConfig
 from workbench.storage.leader_epoch import LeaderEpochCache
-from workbench.storage.parquet_tier import ParquetSegment, TableCache, truncate_segment, write_segment
+from workbench.storage.local_log import LocalLog
+from workbench.storage.log_loader import LogLoader
+from workbench.storage.logical_segment import LogicalSegment, logical_segments
+from workbench.storage.parquet_log import ConversionJob, ParquetLog
+from workbench.storage.parquet_tier import ParquetSegment
 from workbench.storage.producer_state import ProducerStateManager
-from workbench.storage.segment import MAX_RELATIVE_OFFSET, LogSegment, segment_name, storage_error
+from workbench.storage.segment import LogSegment, segment_name, storage_error
 
-np = lazy_module("numpy")
 pa = lazy_module("pyarrow")
-pc = lazy_module("pyarrow.compute")
 
 log = logging.getLogger(__name__)
-
-LOG_START_CHECKPOINT = "log-start-offset.checkpoint"
-HW_CHECKPOINT = "high-watermark.checkpoint"
-#: Estimated encoding overhead per record when sizing fetches served from Parquet.
-_RECORD_OVERHEAD_ESTIMATE = 24
 
 
 def _now_ms() -> int:
@@ -105,41 +118,8 @@ class UnexpectedAppendOffsetError(KafkaProtocolError):
         self.actual = actual
 
 
-@dataclass(slots=True)
-class _Logical:
-    base_offset: int
-    next_offset: int
-    max_timestamp: int
-    size: int
-    raw: LogSegment | None
-    parquet: ParquetSegment | None
-
-
-def _read_int(path: Path) -> int | None:
-    try:
-        return int(path.read_text().strip())
-    except (FileNotFoundError, ValueError):
-        return None
-
-
-def _write_int(path: Path, value: int) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(f"{value}\n")
-    os.replace(tmp, path)
-
-
-@dataclass(frozen=True, slots=True)
-class ConversionJob:
-    """A sealed segment to turn into Parquet, as it was when the job was made."""
-
-    segment: LogSegment
-    size: int
-    next_offset: int
-    generation: int
-
-
 class PartitionLog:
-    """The log of one partition: append, read, retention, Parquet conversion, recovery."""
+    """The log of one partition (Kafka's UnifiedLog): append, read, retention, Parquet conversion, recovery."""
 
     def __init__(
         self,
@@ -157,175 +137,30 @@ class PartitionLog:
         self.partition = partition
         self._lock = threading.RLock()
         self._convert_lock = threading.Lock()
-        self._segments: list[LogSegment] = []
-        self._parquet: list[ParquetSegment] = []
-        self._table_cache = TableCache()
-        self._hw_tracks_leo = hw_tracks_leo
-        self._hw = 0
         self._hw_checkpointed = -1
         self.producers = ProducerStateManager(self.directory)
         self._epochs = LeaderEpochCache(self.directory)
         #: Bumped by every truncation: a conversion started before one is discarded.
         self._generation = 0
-        self.log_start_offset = 0
         self._closed = False
-        try:
-            self._load()
-        except BaseException:
-            for s in self._segments:
-                s.close()
-            raise
-
-    # -- recovery ----------------------------------------------------------------------
-
-    def _load(self) -> None:
-        d = self.directory
-        for tmp in d.glob("*.tmp"):
-            log.info("%s: removing leftover %s", d, tmp.name)
-            tmp.unlink(missing_ok=True)
-        for path in sorted(d.glob("*.parquet")):
-            try:
-                pseg = ParquetSegment.open(path)
-            except (OSError, ValueError, pa.ArrowException) as exc:  # a damaged file must not stop the broker
-                log.error("%s: unreadable Parquet file (%s); moved aside as %s.corrupt", path, exc, path.name)
-                path.rename(path.with_name(path.name + ".corrupt"))
-                continue
-            try:
-                pseg.verify()
-            except (OSError, ValueError, pa.ArrowException) as exc:
-                log.error(
-                    "%s: damaged Parquet file (%s); moved aside as %s.corrupt: offsets %d..%d are lost "
-                    "unless a raw segment still holds them",
-                    path,
-                    exc,
-                    path.name,
-                    pseg.base_offset,
-                    pseg.next_offset - 1,
-                )
-                path.rename(path.with_name(path.name + ".corrupt"))
-                continue
-            self._parquet.append(pseg)
-        self._parquet.sort(key=lambda p: p.base_offset)
-        logs = sorted(d.glob("*.log"), key=lambda p: int(p.stem))
-        log_bases = {int(p.stem) for p in logs}
-        for idx in [*d.glob("*.index"), *d.glob("*.timeindex")]:
-            if idx.stem.isdigit() and int(idx.stem) not in log_bases:
-                idx.unlink(missing_ok=True)
-        have_epochs = self._epochs.load()
-        tail_epochs: list[tuple[int, int]] = []  # (leader epoch, base offset) of the active segment's batches
-
-        def note_epoch(h: BatchHeader) -> None:
-            if h.partition_leader_epoch >= 0 and (not tail_epochs or h.partition_leader_epoch > tail_epochs[-1][0]):
-                tail_epochs.append((h.partition_leader_epoch, h.base_offset))
-
-        for i, path in enumerate(logs):
-            seg = LogSegment(d, int(path.stem), self.config.index_interval_bytes)
-            self._segments.append(seg)
-            if i < len(logs) - 1:
-                seg.load_sealed()
-                seg.verify_crcs()
-            else:
-                seg.recover(verify_crc=True, on_batch=note_epoch)
-                seg.write_indexes()
-                if seg.size:
-                    seg.created_ms = _now_ms()  # a restart restarts the segment.ms clock
-        checkpoint = _read_int(d / LOG_START_CHECKPOINT) or 0
-        if not self._segments:
-            base = max(checkpoint, self._parquet[-1].next_offset if self._parquet else 0)
-            self._segments.append(LogSegment(d, base, self.config.index_interval_bytes))
-        first = min([s.base_offset for s in self._segments] + [p.base_offset for p in self._parquet])
-        self.log_start_offset = min(max(checkpoint, first), self.log_end_offset)
-        self._report_gaps()
-        self._load_leader_epochs(have_epochs, tail_epochs)
-        self._load_producer_state()
-        if self._hw_tracks_leo:
-            self._hw = self.log_end_offset
-        else:
-            hw = _read_int(d / HW_CHECKPOINT)
-            self._hw = min(max(hw if hw is not None else 0, self.log_start_offset), self.log_end_offset)
-
-    def _report_gaps(self) -> None:
-        """Log every offset range no file holds any more (a deleted, cut or quarantined file).
-
-        Reads skip a gap (the next batch starts later, as in a compacted topic); the log
-        says exactly which offsets are gone.
-        """
-        expected = self.log_start_offset
-        for seg in self._logical():
-            if seg.next_offset <= expected:
-                continue
-            if seg.base_offset > expected:
-                log.error(
-                    "%s: offsets %d..%d are missing (no segment or Parquet file holds them)",
-                    self.directory,
-                    expected,
-                    seg.base_offset - 1,
-                )
-            expected = max(expected, seg.next_offset)
-
-    def _load_leader_epochs(self, have_checkpoint: bool, tail: list[tuple[int, int]]) -> None:
-        """Make the epoch cache agree with the recovered log (Kafka does the same at load).
-
-        With a checkpoint: drop entries past the log end (a torn tail), then add
-        epochs the active segment shows beyond the cached ones (written just
-        before a crash). Without one (or a malformed one): rebuild from every
-        batch header, Parquet-only ranges included.
-        """
-        cache = self._epochs
-        before = list(cache.entries) if have_checkpoint else None
-        leo = self.log_end_offset
-        if have_checkpoint:
-            cache.truncate_from_end(leo, flush=False)
-        else:
-            if leo > self.log_start_offset or self._parquet:
-                log.info("%s: no usable leader epoch checkpoint; rebuilding it from the log", self.directory)
-            raw_bases = {s.base_offset for s in self._segments}
-            for p in self._parquet:
-                if p.base_offset in raw_bases or p.base_offset >= self._segments[0].base_offset:
-                    continue
-                t = p.read_table(["batch_base_offset", "partition_leader_epoch"])
-                for base, epoch in zip(
-                    t.column("batch_base_offset").to_pylist(),
-                    t.column("partition_leader_epoch").to_pylist(),
-                    strict=False,
-                ):
-                    if epoch > cache.latest_epoch:
-                        cache.assign(epoch, base, flush=False)
-            for seg in self._segments[:-1]:
-                for h in seg.scan():
-                    if h.partition_leader_epoch > cache.latest_epoch:
-                        cache.assign(h.partition_leader_epoch, h.base_offset, flush=False)
-        for epoch, base in tail:
-            if epoch > cache.latest_epoch:
-                cache.assign(epoch, base, flush=False)
-        cache.truncate_from_start(self.log_start_offset, flush=False)
-        if cache.entries != before:
-            cache.flush()
-
-    def _load_producer_state(self) -> None:
-        leo = self.log_end_offset
-        snap = self.producers.load_snapshot()
-        if snap > leo:
-            log.warning("%s: producer snapshot at %d is beyond the log end %d; rebuilding", self.directory, snap, leo)
-            self.producers.producers.clear()
-            snap = 0
-        for seg in self._segments:
-            if seg.next_offset <= snap:
-                continue
-            for h in seg.scan(seg.offset_index.lookup(snap) if seg.base_offset < snap else 0):
-                if h.base_offset >= snap:
-                    self.producers.replay(h)
-        self.producers.truncate_head(self.log_start_offset)
+        loaded = LogLoader(
+            self.directory, config, epochs=self._epochs, producers=self.producers, hw_tracks_leo=hw_tracks_leo
+        ).load()
+        self._hw_tracks_leo = hw_tracks_leo
+        self._hw = loaded.high_watermark
+        self.log_start_offset = loaded.log_start_offset
+        self._local = LocalLog(self.directory, config, loaded.segments)
+        self._tier = ParquetLog(self.directory, loaded.parquet, topic=topic, partition=partition)
 
     # -- offsets -------------------------------------------------------------------------
 
     @property
     def active_segment(self) -> LogSegment:
-        return self._segments[-1]
+        return self._local.active_segment
 
     @property
     def log_end_offset(self) -> int:
-        return self._segments[-1].next_offset
+        return self._local.log_end_offset
 
     @property
     def high_watermark(self) -> int:
@@ -388,7 +223,7 @@ class PartitionLog:
                 self._hw_tracks_leo = True
 
     def _checkpoint_hw(self) -> None:
-        _write_int(self.directory / HW_CHECKPOINT, self._hw)
+        write_offset_checkpoint(self.directory / HW_CHECKPOINT, self._hw)
         self._hw_checkpointed = self._hw
 
     # -- leader epochs -------------------------------------------------------------------
@@ -559,15 +394,7 @@ class PartitionLog:
                 while i < len(headers):
                     # One write per segment: take the batches that fit before the next roll.
                     seg = self._maybe_roll_for(headers[i].size, headers[i].last_offset, now)
-                    room = self.config.segment_bytes - seg.size
-                    j, size = i + 1, headers[i].size
-                    while (
-                        j < len(headers)
-                        and size + headers[j].size <= room
-                        and headers[j].last_offset - seg.base_offset <= MAX_RELATIVE_OFFSET
-                    ):
-                        size += headers[j].size
-                        j += 1
+                    j = self._local.batches_that_fit(seg, headers, i)
                     chunk = headers[i:j]
                     start = chunk[0].position
                     local = [h._replace(position=h.position - start) for h in chunk]
@@ -582,22 +409,14 @@ class PartitionLog:
             return AppendInfo(leo, headers[-1].last_offset, -1, self.log_start_offset, count)
 
     def _maybe_roll_for(self, size: int, last_offset: int, now: int) -> LogSegment:
-        seg = self._segments[-1]
-        if seg.size and (
-            seg.size + size > self.config.segment_bytes
-            or (seg.created_ms is not None and now - seg.created_ms >= self.config.segment_ms)
-            or last_offset - seg.base_offset > MAX_RELATIVE_OFFSET
-        ):
-            seg = self._roll()
-        return seg
+        if self._local.should_roll(size, last_offset, now):
+            return self._roll()
+        return self._local.active_segment
 
     def _roll(self) -> LogSegment:
-        old = self._segments[-1]
-        old.write_indexes()
-        new = LogSegment(self.directory, old.next_offset, self.config.index_interval_bytes)
-        self._segments.append(new)
+        """Kafka's UnifiedLog.roll: a new segment, and a producer snapshot at its base offset."""
+        new = self._local.roll()
         self.producers.write_snapshot(new.base_offset)
-        log.debug("%s: rolled to segment %d", self.directory, new.base_offset)
         return new
 
     def maybe_roll(self, now_ms: int | None = None) -> bool:
@@ -605,8 +424,7 @@ class PartitionLog:
         now = _now_ms() if now_ms is None else now_ms
         with self._lock:
             self._check_open()
-            seg = self._segments[-1]
-            if seg.size and seg.created_ms is not None and now - seg.created_ms >= self.config.segment_ms:
+            if self._local.is_past_segment_ms(now):
                 try:
                     self._roll()
                 except OSError as exc:
@@ -633,23 +451,15 @@ class PartitionLog:
             if offset >= upper:
                 return b""
             try:
-                raw_start = self._segments[0].base_offset
+                raw_start = self._local.base_offset
                 if offset < raw_start:
-                    i = bisect.bisect_right([p.next_offset for p in self._parquet], offset)
-                    for p in self._parquet[i:]:
-                        if p.base_offset >= raw_start or p.base_offset >= upper:
-                            break
-                        data = self._read_parquet(p, max(offset, p.base_offset), max_bytes, upper)
-                        if data:
-                            return data
-                    offset = max(offset, raw_start)
-                i = max(bisect.bisect_right([s.base_offset for s in self._segments], offset) - 1, 0)
-                for seg in self._segments[i:]:
-                    if seg.base_offset >= upper:
-                        break
-                    data = seg.read(max(offset, seg.base_offset), max_bytes, upper)
-                    if data is not None:
+                    data = self._tier.read(offset, max_bytes, upper, raw_start)
+                    if data:
                         return data
+                    offset = max(offset, raw_start)
+                raw = self._local.read(offset, max_bytes, upper)
+                if raw is not None:
+                    return raw
             except OSError as exc:
                 raise storage_error(exc, f"read {self.directory}") from exc
             except pa.ArrowException as exc:  # a Parquet page failed its checksum since start
@@ -658,42 +468,6 @@ class PartitionLog:
                     ErrorCode.KAFKA_STORAGE_ERROR, f"read {self.directory} at offset {offset}: {exc}"
                 ) from exc
             return b""
-
-    def _read_parquet(self, p: ParquetSegment, offset: int, max_bytes: int, upper: int) -> bytes:
-        table, offsets, bbo = self._table_cache.get(p)
-        n = len(offsets)
-        i = int(np.searchsorted(offsets, offset, "left"))
-        if i >= n:
-            return b""
-        start = int(np.searchsorted(bbo, bbo[i], "left"))
-        stop = int(np.searchsorted(offsets, upper, "left"))
-        if start < stop < n and bbo[stop] == bbo[stop - 1]:  # the last batch must end below the bound
-            stop = int(np.searchsorted(bbo, bbo[stop - 1], "left"))
-        if stop <= start:
-            return b""
-        first_end = int(np.searchsorted(bbo, bbo[start], "right"))
-        # Encode only about as many rows as max_bytes can hold, cut at a batch boundary.
-        window = min(stop, max(first_end, start + max_bytes // _RECORD_OVERHEAD_ESTIMATE + 1))
-        part = table.slice(start, window - start)
-        sizes = (
-            pc.fill_null(pc.binary_length(part.column("key")), 0).to_numpy()
-            + pc.fill_null(pc.binary_length(part.column("value")), 0).to_numpy()
-            + _RECORD_OVERHEAD_ESTIMATE
-        )
-        end = start + int(np.searchsorted(np.cumsum(sizes), max_bytes - HEADER_SIZE, "right"))
-        end = min(window, end)
-        if end < n and end > start and bbo[end] == bbo[end - 1]:
-            end = int(np.searchsorted(bbo, bbo[end - 1], "left"))
-        end = max(end, first_end)  # KIP-74: at least one whole batch
-        data = build_batches(table.slice(start, end - start))
-        if len(data) > max_bytes:  # the estimate was low: trim to whole batches (keep one)
-            cut = 0
-            for h in iter_batch_headers(data):
-                if cut and h.end > max_bytes:
-                    break
-                cut = h.end
-            data = data[:cut]
-        return data
 
     # -- ListOffsets ----------------------------------------------------------------------
 
@@ -711,48 +485,25 @@ class PartitionLog:
                     found = seg.raw.find_offset_by_timestamp(timestamp_ms, lso, upper)
                 else:
                     assert seg.parquet is not None
-                    found = self._parquet_offset_for_timestamp(seg.parquet, timestamp_ms, lso, upper)
+                    found = self._tier.offset_for_timestamp(seg.parquet, timestamp_ms, lso, upper)
                 if found is not None:
                     return found
             return None
 
-    def _parquet_offset_for_timestamp(
-        self, p: ParquetSegment, timestamp_ms: int, lso: int, upper: int
-    ) -> tuple[int, int] | None:
-        table, offsets, _ = self._table_cache.get(p)
-        ts = table.column("timestamp").cast("int64").to_numpy()
-        hits = np.flatnonzero((ts >= timestamp_ms) & (offsets >= lso) & (offsets < upper))
-        if not len(hits):
-            return None
-        return int(offsets[hits[0]]), int(ts[hits[0]])
-
     # -- deletion ----------------------------------------------------------------------
 
-    def _logical(self) -> list[_Logical]:
-        by_base: dict[int, _Logical] = {}
-        for p in self._parquet:
-            by_base[p.base_offset] = _Logical(p.base_offset, p.next_offset, p.max_timestamp, p.size, None, p)
-        for s in self._segments:
-            entry = by_base.get(s.base_offset)
-            if entry is None:
-                by_base[s.base_offset] = _Logical(s.base_offset, s.next_offset, s.max_timestamp, s.size, s, None)
-            else:
-                entry.raw, entry.size, entry.next_offset = s, s.size, s.next_offset
-                entry.max_timestamp = max(entry.max_timestamp, s.max_timestamp)
-        return sorted(by_base.values(), key=lambda x: x.base_offset)
+    def _logical(self) -> list[LogicalSegment]:
+        return logical_segments(self._local.segments, self._tier.segments)
 
-    def _delete_logical(self, seg: _Logical) -> None:
+    def _delete_logical(self, seg: LogicalSegment) -> None:
         if seg.raw is not None:
-            self._segments.remove(seg.raw)
-            seg.raw.delete()
+            self._local.delete_segment(seg.raw)
         if seg.parquet is not None:
-            self._parquet.remove(seg.parquet)
-            self._table_cache.invalidate(seg.parquet.path)
-            seg.parquet.path.unlink(missing_ok=True)
+            self._tier.delete_segment(seg.parquet)
 
-    def _delete_prefix(self, should_delete) -> int:  # type: ignore[no-untyped-def]
+    def _delete_prefix(self, should_delete: Callable[[LogicalSegment], bool]) -> int:
         """Delete logical segments from the oldest while ``should_delete(seg)``; never the active one."""
-        active = self._segments[-1]
+        active = self._local.active_segment
         deleted = 0
         for seg in self._logical():
             if seg.raw is active or seg.base_offset >= active.base_offset or not should_delete(seg):
@@ -768,7 +519,7 @@ class PartitionLog:
         if value != self.log_start_offset:
             raised = value > self.log_start_offset
             self.log_start_offset = value
-            _write_int(self.directory / LOG_START_CHECKPOINT, value)
+            write_offset_checkpoint(self.directory / LOG_START_CHECKPOINT, value)
             self.producers.truncate_head(value)
             if raised:
                 self._epochs.truncate_from_start(value)
@@ -813,7 +564,7 @@ class PartitionLog:
             if retention_bytes >= 0:
                 excess = [self.size_bytes() - retention_bytes]
 
-                def over(seg: _Logical) -> bool:
+                def over(seg: LogicalSegment) -> bool:
                     if excess[0] - seg.size >= 0:
                         excess[0] -= seg.size
                         return True
@@ -869,45 +620,19 @@ class PartitionLog:
 
     def _batch_boundary_at_or_below(self, offset: int) -> int:
         """``offset`` itself, or the base offset of the batch holding it."""
-        for seg in reversed(self._segments):
-            if seg.base_offset <= offset:
-                if offset < seg.next_offset:
-                    h = seg.find_batch(offset)
-                    if h is not None and h.base_offset < offset:
-                        return h.base_offset
-                return offset
-        for p in reversed(self._parquet):
-            if p.base_offset <= offset < p.next_offset:
-                _table, offsets, bbo = self._table_cache.get(p)
-                i = int(np.searchsorted(offsets, offset, "left"))
-                if i < len(offsets) and int(bbo[i]) < offset:
-                    return int(bbo[i])
-                return offset
-        return offset
+        found = self._local.batch_boundary_at_or_below(offset)
+        if found is None:
+            found = self._tier.batch_boundary_at_or_below(offset)
+        return offset if found is None else found
 
     def _truncate_locked(self, offset: int) -> None:
         cut = self._batch_boundary_at_or_below(offset)
         old_leo = self.log_end_offset
         self._generation += 1
-        # Raw segments: delete those from the cut on, cut the one holding it.
-        while self._segments and self._segments[-1].base_offset >= cut:
-            self._segments.pop().delete()
-        if self._segments and self._segments[-1].next_offset > cut:
-            self._segments[-1].truncate_to(cut)
-        raw_bases = {s.base_offset for s in self._segments}
+        # Raw segments: delete those from the cut on, cut the one holding it (or start one at the cut).
         # Parquet files: delete or rewrite those reaching past the cut.
-        for p in [p for p in self._parquet if p.next_offset > cut]:
-            self._parquet.remove(p)
-            self._table_cache.invalidate(p.path)
-            if p.base_offset >= cut or p.base_offset in raw_bases:
-                p.path.unlink(missing_ok=True)
-            else:
-                pseg = truncate_segment(p, cut, topic=self.topic, partition=self.partition)
-                bisect.insort(self._parquet, pseg, key=lambda x: x.base_offset)
-        if not self._segments:
-            self._segments.append(LogSegment(self.directory, cut, self.config.index_interval_bytes))
-        active = self._segments[-1]
-        active.write_indexes()
+        self._local.truncate_to(cut)
+        self._tier.truncate_to(cut, self._local.base_offsets())
         new_leo = self.log_end_offset
         log.warning(
             "%s: truncated to %d (asked %d): offsets %d..%d removed",
@@ -920,7 +645,7 @@ class PartitionLog:
         self._epochs.truncate_from_end(new_leo)
         if self.log_start_offset > new_leo:
             self.log_start_offset = new_leo
-            _write_int(self.directory / LOG_START_CHECKPOINT, new_leo)
+            write_offset_checkpoint(self.directory / LOG_START_CHECKPOINT, new_leo)
         self._rebuild_producer_state()
         if not self._hw_tracks_leo and self._hw > new_leo:
             self._hw = new_leo
@@ -928,9 +653,9 @@ class PartitionLog:
 
     def _rebuild_producer_state(self) -> None:
         """After a truncation: drop producer metadata from the first raw segment on, replay the raw tail."""
-        first_raw = self._segments[0].base_offset
+        first_raw = self._local.base_offset
         self.producers.truncate_tail(min(first_raw, self.log_end_offset))
-        for seg in self._segments:
+        for seg in self._local.segments:
             for h in seg.scan():
                 self.producers.replay(h)
         self.producers.truncate_head(self.log_start_offset)
@@ -963,16 +688,10 @@ class PartitionLog:
             offset,
         )
         self._generation += 1
-        for seg in self._segments:
-            seg.delete()
-        self._segments = []
-        for p in self._parquet:
-            p.path.unlink(missing_ok=True)
-        self._parquet = []
-        self._table_cache.invalidate()
-        self._segments.append(LogSegment(self.directory, offset, self.config.index_interval_bytes))
+        self._local.truncate_fully(offset)
+        self._tier.delete_all()
         self.log_start_offset = offset
-        _write_int(self.directory / LOG_START_CHECKPOINT, offset)
+        write_offset_checkpoint(self.directory / LOG_START_CHECKPOINT, offset)
         self._epochs.clear()
         self.producers.clear()
         self.producers.write_snapshot(offset)
@@ -987,25 +706,11 @@ class PartitionLog:
         with self._lock:
             if self._closed:
                 return []
-            hw = self.high_watermark
-            have = {p.base_offset for p in self._parquet}
-            return [
-                ConversionJob(s, s.size, s.next_offset, self._generation)
-                for s in self._segments[:-1]
-                if s.base_offset not in have and s.next_offset <= hw and s.size
-            ]
+            return self._tier.pending(self._local.sealed_segments, self.high_watermark, self._generation)
 
-    def conversion_request(self, job: ConversionJob) -> dict:
+    def conversion_request(self, job: ConversionJob) -> dict[str, Any]:
         """`job` as the converter process's request (`workbench.storage.converter`)."""
-        return {
-            "segment": str(job.segment.log_path),
-            "size": job.size,
-            "directory": str(self.directory),
-            "base_offset": job.segment.base_offset,
-            "next_offset": job.next_offset,
-            "topic": self.topic,
-            "partition": self.partition,
-        }
+        return self._tier.conversion_request(job)
 
     def install_parquet(self, job: ConversionJob, pseg: ParquetSegment) -> bool:
         """Adopt the Parquet file written for `job`; drop raw segments beyond hot_segments.
@@ -1015,12 +720,11 @@ class PartitionLog:
         """
         with self._lock:
             if (
-                job.segment in self._segments
+                job.segment in self._local
                 and not self._closed
                 and self._generation == job.generation
-                and all(p.base_offset != pseg.base_offset for p in self._parquet)
+                and self._tier.install(pseg)
             ):
-                bisect.insort(self._parquet, pseg, key=lambda p: p.base_offset)
                 self._drop_cold_raw_segments()
                 return True
         pseg.path.unlink(missing_ok=True)
@@ -1038,21 +742,14 @@ class PartitionLog:
         with self._convert_lock:
             for job in self.pending_conversions():
                 with self._lock:
-                    if job.segment not in self._segments:
+                    if job.segment not in self._local:
                         continue
                     fd = os.dup(job.segment.fd)
                 try:
                     data = os.pread(fd, job.size, 0)
                 finally:
                     os.close(fd)
-                pseg = write_segment(
-                    self.directory,
-                    job.segment.base_offset,
-                    job.next_offset,
-                    data,
-                    topic=self.topic,
-                    partition=self.partition,
-                )
+                pseg = self._tier.write_for(job, data)
                 if self.install_parquet(job, pseg):
                     written.append(pseg.path)
             with self._lock:
@@ -1061,17 +758,17 @@ class PartitionLog:
         return written
 
     def _drop_cold_raw_segments(self) -> None:
-        have = {p.base_offset for p in self._parquet}
-        sealed = self._segments[:-1]
+        """Delete sealed raw segments that have a Parquet copy, beyond the newest ``hot_segments``."""
+        have = self._tier.base_offsets()
+        sealed = self._local.sealed_segments
         for seg in sealed[: max(len(sealed) - self.config.hot_segments, 0)]:
             if seg.base_offset in have:
-                self._segments.remove(seg)
-                seg.delete()
+                self._local.delete_segment(seg)
 
     def parquet_files(self) -> list[Path]:
         """The Parquet files of this partition, oldest first."""
         with self._lock:
-            return [p.path for p in self._parquet]
+            return self._tier.files()
 
     # -- durability and lifecycle -----------------------------------------------------------
 
@@ -1080,11 +777,7 @@ class PartitionLog:
         with self._lock:
             if self._closed:
                 return
-            fds = []
-            for seg in self._segments:
-                if seg.dirty:
-                    seg.dirty = False
-                    fds.append(os.dup(seg.fd))
+            fds = self._local.take_dirty_fds()
             try:
                 if self.producers.changed:
                     self.producers.write_snapshot(self.log_end_offset)
@@ -1106,8 +799,7 @@ class PartitionLog:
     def update_config(self, config: LogConfig) -> None:
         with self._lock:
             self.config = config
-            for seg in self._segments:
-                seg.index_interval_bytes = config.index_interval_bytes
+            self._local.set_config(config)
 
     def size_bytes(self) -> int:
         """Bytes of the log: raw segment sizes, and Parquet file sizes for ranges held only in Parquet."""
@@ -1127,22 +819,19 @@ class PartitionLog:
                 self.active_segment.write_indexes()
                 self.producers.write_snapshot(self.log_end_offset)
                 if not self._hw_tracks_leo:
-                    _write_int(self.directory / HW_CHECKPOINT, self._hw)
-                for seg in self._segments:
-                    seg.flush()
+                    write_offset_checkpoint(self.directory / HW_CHECKPOINT, self._hw)
+                self._local.flush()
             finally:
                 self._closed = True
-                for seg in self._segments:
-                    seg.close()
-                self._table_cache.invalidate()
+                self._local.close()
+                self._tier.invalidate_cache()
 
     def delete(self) -> None:
         """Remove the partition directory (topic deleted)."""
         with self._lock:
             self._closed = True
-            for seg in self._segments:
-                seg.close()
-            self._table_cache.invalidate()
+            self._local.close()
+            self._tier.invalidate_cache()
             shutil.rmtree(self.directory, ignore_errors=True)
 
     def _check_open(self) -> None:
@@ -1156,4 +845,4 @@ class PartitionLog:
         )
 
 
-__all__ = ["AppendInfo", "PartitionLog", "UnexpectedAppendOffsetError", "segment_name"]
+__all__ = ["AppendInfo", "ConversionJob", "PartitionLog", "UnexpectedAppendOffsetError", "segment_name"]

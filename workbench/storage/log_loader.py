@@ -1,0 +1,243 @@
+"""Recovery of a partition log at open (Kafka's LogLoader).
+
+What a crash, a torn write or a flipped byte may have left, and what loading does:
+
+* ``*.tmp`` files (a checkpoint or Parquet file being replaced): removed;
+* a Parquet file that does not open or fails its page checksums or offset
+  range: renamed ``*.corrupt`` and logged with the offsets that are lost
+  unless a raw segment still holds them (a damaged file must not stop the broker);
+* index files without their ``.log``: removed;
+* sealed raw segments: indexes loaded (rebuilt if they do not match) and every
+  batch CRC checked; the active (last) segment is scanned batch by batch, its
+  torn or corrupt tail truncated, and its indexes rebuilt;
+* the log start offset comes from its checkpoint, clamped to what the files hold;
+  offset ranges no file holds any more are logged (reads skip them);
+* the leader epoch cache is made to agree with the log; producer state is
+  loaded from its snapshot and replayed from the raw segments after it;
+* the high watermark is the log end (``hw_tracks_leo``) or its checkpoint,
+  clamped to [log start, log end].
+
+The result is a `LoadedLog`: the segment lists and offsets the façade
+(`workbench.storage.log.PartitionLog`) starts from.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from workbench._lazy import lazy_module
+from workbench.protocol.records import BatchHeader
+from workbench.storage.checkpoint import HW_CHECKPOINT, LOG_START_CHECKPOINT, read_offset_checkpoint
+from workbench.storage.config import LogConfig
+from workbench.storage.leader_epoch import LeaderEpochCache
+from workbench.storage.logical_segment import logical_segments
+from workbench.storage.parquet_tier import ParquetSegment
+from workbench.storage.producer_state import ProducerStateManager
+from workbench.storage.segment import LogSegment
+
+pa = lazy_module("pyarrow")
+
+log = logging.getLogger(__name__)
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(slots=True)
+class LoadedLog:
+    """What recovery found: raw segments (never empty; the last is active), Parquet files, offsets."""
+
+    segments: list[LogSegment]
+    parquet: list[ParquetSegment]
+    log_start_offset: int
+    high_watermark: int
+
+    @property
+    def log_end_offset(self) -> int:
+        return self.segments[-1].next_offset
+
+
+class LogLoader:
+    """Recovers one partition directory; `load` runs once, at open."""
+
+    def __init__(
+        self,
+        directory: Path,
+        config: LogConfig,
+        *,
+        epochs: LeaderEpochCache,
+        producers: ProducerStateManager,
+        hw_tracks_leo: bool,
+    ) -> None:
+        self.directory = directory
+        self.config = config
+        self.epochs = epochs
+        self.producers = producers
+        self.hw_tracks_leo = hw_tracks_leo
+        self._segments: list[LogSegment] = []
+        self._parquet: list[ParquetSegment] = []
+        self._log_start_offset = 0
+
+    @property
+    def _log_end_offset(self) -> int:
+        return self._segments[-1].next_offset
+
+    def load(self) -> LoadedLog:
+        """Recover the directory. On failure, closes the segments it opened and re-raises."""
+        try:
+            return self._load()
+        except BaseException:
+            for s in self._segments:
+                s.close()
+            raise
+
+    def _load(self) -> LoadedLog:
+        d = self.directory
+        for tmp in d.glob("*.tmp"):
+            log.info("%s: removing leftover %s", d, tmp.name)
+            tmp.unlink(missing_ok=True)
+        self._parquet = self._load_parquet()
+        logs = sorted(d.glob("*.log"), key=lambda p: int(p.stem))
+        log_bases = {int(p.stem) for p in logs}
+        for idx in [*d.glob("*.index"), *d.glob("*.timeindex")]:
+            if idx.stem.isdigit() and int(idx.stem) not in log_bases:
+                idx.unlink(missing_ok=True)
+        have_epochs = self.epochs.load()
+        tail_epochs: list[tuple[int, int]] = []  # (leader epoch, base offset) of the active segment's batches
+
+        def note_epoch(h: BatchHeader) -> None:
+            if h.partition_leader_epoch >= 0 and (not tail_epochs or h.partition_leader_epoch > tail_epochs[-1][0]):
+                tail_epochs.append((h.partition_leader_epoch, h.base_offset))
+
+        for i, path in enumerate(logs):
+            seg = LogSegment(d, int(path.stem), self.config.index_interval_bytes)
+            self._segments.append(seg)
+            if i < len(logs) - 1:
+                seg.load_sealed()
+                seg.verify_crcs()
+            else:
+                seg.recover(verify_crc=True, on_batch=note_epoch)
+                seg.write_indexes()
+                if seg.size:
+                    seg.created_ms = _now_ms()  # a restart restarts the segment.ms clock
+        checkpoint = read_offset_checkpoint(d / LOG_START_CHECKPOINT) or 0
+        if not self._segments:
+            base = max(checkpoint, self._parquet[-1].next_offset if self._parquet else 0)
+            self._segments.append(LogSegment(d, base, self.config.index_interval_bytes))
+        first = min([s.base_offset for s in self._segments] + [p.base_offset for p in self._parquet])
+        self._log_start_offset = min(max(checkpoint, first), self._log_end_offset)
+        self._report_gaps()
+        self._load_leader_epochs(have_epochs, tail_epochs)
+        self._load_producer_state()
+        if self.hw_tracks_leo:
+            hw = self._log_end_offset
+        else:
+            saved = read_offset_checkpoint(d / HW_CHECKPOINT)
+            hw = min(max(saved if saved is not None else 0, self._log_start_offset), self._log_end_offset)
+        return LoadedLog(self._segments, self._parquet, self._log_start_offset, hw)
+
+    def _load_parquet(self) -> list[ParquetSegment]:
+        """Open and verify every Parquet file; move damaged ones aside as ``*.corrupt``."""
+        found: list[ParquetSegment] = []
+        for path in sorted(self.directory.glob("*.parquet")):
+            try:
+                pseg = ParquetSegment.open(path)
+            except (OSError, ValueError, pa.ArrowException) as exc:  # a damaged file must not stop the broker
+                log.error("%s: unreadable Parquet file (%s); moved aside as %s.corrupt", path, exc, path.name)
+                path.rename(path.with_name(path.name + ".corrupt"))
+                continue
+            try:
+                pseg.verify()
+            except (OSError, ValueError, pa.ArrowException) as exc:
+                log.error(
+                    "%s: damaged Parquet file (%s); moved aside as %s.corrupt: offsets %d..%d are lost "
+                    "unless a raw segment still holds them",
+                    path,
+                    exc,
+                    path.name,
+                    pseg.base_offset,
+                    pseg.next_offset - 1,
+                )
+                path.rename(path.with_name(path.name + ".corrupt"))
+                continue
+            found.append(pseg)
+        found.sort(key=lambda p: p.base_offset)
+        return found
+
+    def _report_gaps(self) -> None:
+        """Log every offset range no file holds any more (a deleted, cut or quarantined file).
+
+        Reads skip a gap (the next batch starts later, as in a compacted topic); the log
+        says exactly which offsets are gone.
+        """
+        expected = self._log_start_offset
+        for seg in logical_segments(self._segments, self._parquet):
+            if seg.next_offset <= expected:
+                continue
+            if seg.base_offset > expected:
+                log.error(
+                    "%s: offsets %d..%d are missing (no segment or Parquet file holds them)",
+                    self.directory,
+                    expected,
+                    seg.base_offset - 1,
+                )
+            expected = max(expected, seg.next_offset)
+
+    def _load_leader_epochs(self, have_checkpoint: bool, tail: list[tuple[int, int]]) -> None:
+        """Make the epoch cache agree with the recovered log (Kafka does the same at load).
+
+        With a checkpoint: drop entries past the log end (a torn tail), then add
+        epochs the active segment shows beyond the cached ones (written just
+        before a crash). Without one (or a malformed one): rebuild from every
+        batch header, Parquet-only ranges included.
+        """
+        cache = self.epochs
+        before = list(cache.entries) if have_checkpoint else None
+        leo = self._log_end_offset
+        if have_checkpoint:
+            cache.truncate_from_end(leo, flush=False)
+        else:
+            if leo > self._log_start_offset or self._parquet:
+                log.info("%s: no usable leader epoch checkpoint; rebuilding it from the log", self.directory)
+            raw_bases = {s.base_offset for s in self._segments}
+            for p in self._parquet:
+                if p.base_offset in raw_bases or p.base_offset >= self._segments[0].base_offset:
+                    continue
+                t = p.read_table(["batch_base_offset", "partition_leader_epoch"])
+                for base, epoch in zip(
+                    t.column("batch_base_offset").to_pylist(),
+                    t.column("partition_leader_epoch").to_pylist(),
+                    strict=False,
+                ):
+                    if epoch > cache.latest_epoch:
+                        cache.assign(epoch, base, flush=False)
+            for seg in self._segments[:-1]:
+                for h in seg.scan():
+                    if h.partition_leader_epoch > cache.latest_epoch:
+                        cache.assign(h.partition_leader_epoch, h.base_offset, flush=False)
+        for epoch, base in tail:
+            if epoch > cache.latest_epoch:
+                cache.assign(epoch, base, flush=False)
+        cache.truncate_from_start(self._log_start_offset, flush=False)
+        if cache.entries != before:
+            cache.flush()
+
+    def _load_producer_state(self) -> None:
+        """Load the producer snapshot and replay the raw batches after it (a stale snapshot is dropped)."""
+        leo = self._log_end_offset
+        snap = self.producers.load_snapshot()
+        if snap > leo:
+            log.warning("%s: producer snapshot at %d is beyond the log end %d; rebuilding", self.directory, snap, leo)
+            self.producers.producers.clear()
+            snap = 0
+        for seg in self._segments:
+            if seg.next_offset <= snap:
+                continue
+            for h in seg.scan(seg.offset_index.lookup(snap) if seg.base_offset < snap else 0):
+                if h.base_offset >= snap:
+                    self.producers.replay(h)
+        self.producers.truncate_head(self._log_start_offset)
