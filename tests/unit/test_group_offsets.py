@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import struct
+from pathlib import Path
 
 import pytest
 
+import workbench
 from workbench.broker.group_offsets import (
     GroupKey,
     GroupRecord,
     InMemoryOffsetStore,
     MemberRecord,
     OffsetKey,
-    PartitionedOffsetStore,
     decode_group_value,
     decode_key,
     decode_offset_value,
@@ -88,11 +90,26 @@ def test_empty_group_value_round_trips():
 
 
 def test_partition_for_matches_kafka():
+    # The function the broker routes groups with (GroupCoordinatorManager), not a copy.
+    from workbench.broker.groups_manager import partition_for as routed_by_broker
+
+    assert routed_by_broker is partition_for
     assert java_string_hash("hello") == 99162322
-    assert partition_for("hello", 50) == 22
+    assert routed_by_broker("hello", 50) == 22
     # Integer.MIN_VALUE hash: Kafka's Utils.abs maps it to 0.
     assert java_string_hash("polygenelubricants") == -(2**31)
-    assert partition_for("polygenelubricants", 50) == 0
+    assert routed_by_broker("polygenelubricants", 50) == 0
+
+
+def test_group_partition_rule_has_one_definition():
+    """`abs(groupId.hashCode) % partitions` is defined once in workbench/ (issue 11: it was twice)."""
+    root = Path(workbench.__file__).parent
+    defs = []
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.FunctionDef) and node.name in {"java_string_hash", "partition_for_group"}:
+                defs.append(f"{path.relative_to(root)}:{node.name}")
+    assert defs == ["broker/group_offsets.py:java_string_hash"]
 
 
 def test_in_memory_store_replays_in_order():
@@ -100,14 +117,3 @@ def test_in_memory_store_replays_in_order():
     asyncio.run(store.append([(b"a", b"1"), (b"b", None)]))
     asyncio.run(store.append([(b"c", b"3")]))
     assert list(store.replay()) == [(b"a", b"1"), (b"b", None), (b"c", b"3")]
-
-
-def test_partitioned_store_routes_by_group():
-    stores = {p: InMemoryOffsetStore() for p in range(3)}
-    store = PartitionedOffsetStore(stores, 3)
-    for g in ("a", "b", "c", "hello"):
-        asyncio.run(store.append([(encode_offset_key(g, "t", 0), encode_offset_value(1, -1, "", 0))]))
-    for g in ("a", "b", "c", "hello"):
-        p = partition_for(g, 3)
-        assert any(decode_key(k).group == g for k, _ in stores[p].records)
-    assert len(list(store.replay())) == 4

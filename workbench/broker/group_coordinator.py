@@ -3,6 +3,15 @@
 A port of Apache Kafka's ``GroupCoordinator`` (core/src/main/scala/kafka/coordinator/
 group, 3.x) for one set of groups, without sockets: the protocol handler decodes
 a request, awaits a method here with plain values, and encodes the result.
+
+Split as Kafka's ``group-coordinator`` module splits it (3.6+): this class is
+the ``GroupMetadataManager`` part (members, generations, rebalances, group
+records) and the entry point for every group API; committed offsets (commit,
+fetch, delete, expiry, offset records) are `OffsetMetadataManager`'s
+(`workbench.broker.offset_metadata_manager`), asked only after membership
+checks here. Group state is `workbench.broker.group_metadata`; the
+``__consumer_offsets`` record format and store interface are
+`workbench.broker.group_offsets`.
 Parked requests (JoinGroup during a rebalance, a follower's SyncGroup) are
 awaited futures; Kafka's purgatories become deadlines checked by `tick()`,
 which `start()` runs periodically.
@@ -52,11 +61,14 @@ from workbench.broker.group_offsets import (
     OffsetStore,
     decode_group_value,
     decode_key,
-    decode_offset_value,
     encode_group_key,
     encode_group_value,
-    encode_offset_key,
-    encode_offset_value,
+)
+from workbench.broker.offset_metadata_manager import (
+    OffsetCommit,
+    OffsetMetadataManager,
+    TopicPartition,
+    store_error_for_commit,
 )
 from workbench.protocol.errors import ErrorCode, KafkaProtocolError
 
@@ -73,9 +85,6 @@ CLOSE_GRACE_S = 2.0
 
 UNKNOWN_MEMBER_ID = ""
 NO_GENERATION = -1
-NO_OFFSET = -1
-NO_LEADER_EPOCH = -1
-NO_METADATA = ""
 
 Empty = GroupState.EMPTY
 Preparing = GroupState.PREPARING_REBALANCE
@@ -139,27 +148,11 @@ class GroupDescription:
     members: list[MemberDescription] = field(default_factory=list)
 
 
-def _store_error_for_commit(code: ErrorCode) -> ErrorCode:
-    """How Kafka's GroupMetadataManager.storeOffsets maps a failed append."""
-    if code in (
-        ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
-        ErrorCode.NOT_ENOUGH_REPLICAS,
-        ErrorCode.NOT_ENOUGH_REPLICAS_AFTER_APPEND,
-        ErrorCode.REQUEST_TIMED_OUT,
-    ):
-        return ErrorCode.COORDINATOR_NOT_AVAILABLE
-    if code in (ErrorCode.NOT_LEADER_OR_FOLLOWER, ErrorCode.KAFKA_STORAGE_ERROR):
-        return ErrorCode.NOT_COORDINATOR
-    if code in (ErrorCode.MESSAGE_TOO_LARGE, ErrorCode.RECORD_LIST_TOO_LARGE, ErrorCode.INVALID_FETCH_SIZE):
-        return ErrorCode.INVALID_COMMIT_OFFSET_SIZE
-    return ErrorCode.UNKNOWN_SERVER_ERROR
-
-
 def _store_error_for_group(code: ErrorCode) -> ErrorCode:
     """How Kafka's GroupMetadataManager.storeGroup maps a failed append."""
     if code is ErrorCode.REQUEST_TIMED_OUT:
         return ErrorCode.REBALANCE_IN_PROGRESS
-    mapped = _store_error_for_commit(code)
+    mapped = store_error_for_commit(code)
     return ErrorCode.UNKNOWN_SERVER_ERROR if mapped is ErrorCode.INVALID_COMMIT_OFFSET_SIZE else mapped
 
 
@@ -169,7 +162,12 @@ def _resolve(fut: asyncio.Future[Any] | None, value: Any) -> None:
 
 
 class GroupCoordinator:
-    """Classic group membership and committed offsets for the groups of one offsets store."""
+    """Classic group membership and committed offsets for the groups of one offsets store.
+
+    Membership and rebalances are Kafka's GroupMetadataManager and live here;
+    committed offsets are held by an `OffsetMetadataManager` (``self.offsets``),
+    which this class consults after it has checked who may commit.
+    """
 
     def __init__(
         self,
@@ -190,6 +188,9 @@ class GroupCoordinator:
         self._ticker: asyncio.Task[None] | None = None
         self._closed = False
         self._next_retention_check = 0.0
+        self.offsets = OffsetMetadataManager(
+            offsets, metadata_max_bytes=self.config.offset_metadata_max_bytes, wall_ms=self._wall_ms
+        )
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -208,16 +209,7 @@ class GroupCoordinator:
             if group is None:
                 group = groups[k.group] = GroupMetadata(k.group, state_since=self._wall_ms())
             if isinstance(k, OffsetKey):
-                if value is None:
-                    group.offsets.pop((k.topic, k.partition), None)
-                else:
-                    v = decode_offset_value(value)
-                    group.offsets[(k.topic, k.partition)] = (
-                        v.offset,
-                        v.leader_epoch,
-                        v.metadata,
-                        v.commit_timestamp_ms,
-                    )
+                self.offsets.replay(k, value)
             elif isinstance(k, GroupKey):
                 if value is None:
                     has_record.discard(k.group)
@@ -226,7 +218,7 @@ class GroupCoordinator:
                     has_record.add(k.group)
                     self._restore_group(group, decode_group_value(value), now)
         for gid, group in groups.items():
-            if group.offsets or group.members or gid in has_record:
+            if self.offsets.has_offsets(gid) or group.members or gid in has_record:
                 self._groups[gid] = group
 
     def _restore_group(self, group: GroupMetadata, rec: GroupRecord | None, now: float) -> None:
@@ -280,6 +272,7 @@ class GroupCoordinator:
                 member.join_future = member.sync_future = None
             group.state = Dead
         self._groups.clear()
+        self.offsets.clear()
         # Let in-flight appends finish (a commit that became durable reports success),
         # but do not hang on a stuck store.
         if self._tasks:
@@ -889,7 +882,7 @@ class GroupCoordinator:
         generation_id: int,
         member_id: str,
         group_instance_id: str | None,
-        offsets: list[tuple[str, int, int, int, str | None]],
+        offsets: list[OffsetCommit],
     ) -> list[tuple[str, int, ErrorCode]]:
         """Commit (topic, partition, offset, leader_epoch, metadata); durable when it returns.
 
@@ -937,47 +930,18 @@ class GroupCoordinator:
         return None
 
     async def _store_offsets(
-        self, group: GroupMetadata, offsets: list[tuple[str, int, int, int, str | None]]
+        self, group: GroupMetadata, offsets: list[OffsetCommit]
     ) -> list[tuple[str, int, ErrorCode]]:
-        now_ms = self._wall_ms()
-        errors: dict[tuple[str, int], ErrorCode] = {}
-        records: list[tuple[bytes, bytes | None]] = []
-        accepted: list[tuple[tuple[str, int], tuple[int, int, str, int]]] = []
-        for topic, partition, offset, leader_epoch, metadata in offsets:
-            # Kafka compares String.length(); Python len() counts the same for BMP text.
-            if metadata is not None and len(metadata) > self.config.offset_metadata_max_bytes:
-                errors[(topic, partition)] = ErrorCode.OFFSET_METADATA_TOO_LARGE
-                continue
-            epoch = NO_LEADER_EPOCH if leader_epoch is None else leader_epoch
-            records.append(
-                (
-                    encode_offset_key(group.group_id, topic, partition),
-                    encode_offset_value(offset, epoch, metadata, now_ms),
-                )
-            )
-            accepted.append(((topic, partition), (offset, epoch, metadata or NO_METADATA, now_ms)))
-        if records:
-            code = ErrorCode.NONE
-            try:
-                await self._store.append(records)
-            except KafkaProtocolError as e:
-                code = _store_error_for_commit(e.code)
-            except Exception:
-                log.exception("storing offsets of group %s failed", group.group_id)
-                code = ErrorCode.UNKNOWN_SERVER_ERROR
-            if code is ErrorCode.NONE:
-                # The group may have been deleted meanwhile; the log now says it has offsets.
-                target = self._groups.setdefault(group.group_id, group)
-                if target.is_(Dead):
-                    target = self._groups[group.group_id] = GroupMetadata(group.group_id, state_since=now_ms)
-                for tp, value in accepted:
-                    target.offsets[tp] = value
-            for tp, _ in accepted:
-                errors[tp] = code
-        return [(t, p, errors[(t, p)]) for t, p, *_ in offsets]
+        results, stored = await self.offsets.commit(group.group_id, offsets)
+        if stored:
+            # The group may have been deleted meanwhile; the log now says it has offsets.
+            target = self._groups.setdefault(group.group_id, group)
+            if target.is_(Dead):
+                self._groups[group.group_id] = GroupMetadata(group.group_id, state_since=self._wall_ms())
+        return results
 
     def fetch_offsets(
-        self, group_id: str, partitions: list[tuple[str, int]] | None
+        self, group_id: str, partitions: list[TopicPartition] | None
     ) -> list[tuple[str, int, int, int, str, ErrorCode]]:
         """Committed (topic, partition, offset, leader_epoch, metadata, error); None = all.
 
@@ -987,49 +951,23 @@ class GroupCoordinator:
         err = self._validate_group_id(group_id, allow_empty=True)
         if err is not None:
             raise KafkaProtocolError(err, f"group {group_id!r}")
-        group = self._groups.get(group_id)
-        committed = group.offsets if group is not None else {}
-        keys = sorted(committed) if partitions is None else [(t, p) for t, p in partitions]
-        out = []
-        for tp in keys:
-            value = committed.get(tp)
-            if value is None:
-                out.append((tp[0], tp[1], NO_OFFSET, NO_LEADER_EPOCH, NO_METADATA, ErrorCode.NONE))
-            else:
-                offset, epoch, metadata, _ts = value
-                out.append((tp[0], tp[1], offset, epoch, metadata, ErrorCode.NONE))
-        return out
+        return self.offsets.fetch(group_id, partitions)
 
     async def _expire_offsets(self) -> None:
         """Offset retention (KIP-211, KIP-496) and removal of empty groups without offsets."""
         now_ms = self._wall_ms()
         retention = self.config.offsets_retention_ms
         for group in list(self._groups.values()):
-            if group.is_(Empty):
-                if group.protocol_type is None:  # "simple" group: per-commit timestamps
-                    expired = [tp for tp, v in group.offsets.items() if v[3] + retention <= now_ms]
-                elif group.state_since + retention <= now_ms:  # consumer group empty for long enough
-                    expired = list(group.offsets)
-                else:
-                    expired = []
-            elif group.protocol_type == CONSUMER_PROTOCOL_TYPE and group.subscribed_topics is not None:
-                expired = [
-                    tp
-                    for tp, v in group.offsets.items()
-                    if tp[0] not in group.subscribed_topics and v[3] + retention <= now_ms
-                ]
-            else:
-                expired = []
-            if expired or (group.is_(Empty) and not group.offsets and not group.pending_members):
+            expired = self.offsets.expired_partitions(group, retention, now_ms)
+            if expired or (
+                group.is_(Empty) and not self.offsets.has_offsets(group.group_id) and not group.pending_members
+            ):
                 await self._cleanup_group(group, expired)
 
-    async def _cleanup_group(self, group: GroupMetadata, partitions: list[tuple[str, int]]) -> ErrorCode:
+    async def _cleanup_group(self, group: GroupMetadata, partitions: list[TopicPartition]) -> ErrorCode:
         """Tombstone offsets; an Empty group left without offsets becomes Dead and is removed."""
-        tombstones: list[tuple[bytes, bytes | None]] = []
-        for tp in partitions:
-            if group.offsets.pop(tp, None) is not None:
-                tombstones.append((encode_offset_key(group.group_id, tp[0], tp[1]), None))
-        if group.is_(Empty) and not group.offsets and not group.members:
+        tombstones = self.offsets.remove(group.group_id, partitions)
+        if group.is_(Empty) and not self.offsets.has_offsets(group.group_id) and not group.members:
             self._transition(group, Dead)
             if self._groups.get(group.group_id) is group:
                 del self._groups[group.group_id]
@@ -1039,7 +977,7 @@ class GroupCoordinator:
         try:
             await self._store.append(tombstones)
         except KafkaProtocolError as e:
-            return _store_error_for_commit(e.code)
+            return store_error_for_commit(e.code)
         except Exception:
             log.exception("writing tombstones for group %s failed", group.group_id)
             return ErrorCode.UNKNOWN_SERVER_ERROR
@@ -1134,7 +1072,9 @@ class GroupCoordinator:
         for group in eligible:
             group.members.clear()
             group.pending_members.clear()
-            results[group.group_id] = await self._shielded(self._cleanup_group(group, list(group.offsets)))
+            results[group.group_id] = await self._shielded(
+                self._cleanup_group(group, self.offsets.partitions(group.group_id))
+            )
         return [(gid, results[gid]) for gid in group_ids]
 
     def group_ids(self) -> list[str]:

@@ -2,7 +2,8 @@
 
 Plain data plus the small rules that depend only on it (protocol support and
 selection, leader choice, static-member mapping).  Timers and waiting live in
-`workbench.broker.group_coordinator`.
+`workbench.broker.group_coordinator`; committed offsets are not group state but
+`workbench.broker.offset_metadata_manager`'s (as in Kafka's new coordinator).
 """
 
 from __future__ import annotations
@@ -88,8 +89,6 @@ class GroupMetadata:
     members: dict[str, MemberMetadata] = field(default_factory=dict)
     pending_members: dict[str, float] = field(default_factory=dict)  # member id -> expiry (monotonic)
     static_members: dict[str, str] = field(default_factory=dict)  # instance id -> member id
-    # Committed offsets: (topic, partition) -> (offset, leader_epoch, metadata, commit_ts_ms)
-    offsets: dict[tuple[str, int], tuple[int, int, str, int]] = field(default_factory=dict)
     # Topics of the consumer-protocol subscriptions; None = unknown (undecodable).
     subscribed_topics: set[str] | None = field(default_factory=set)
     rebalance_deadline: float | None = None  # monotonic deadline of the delayed join

@@ -16,14 +16,10 @@ A ``None`` value is a tombstone (offset deleted / group deleted).  Version 4
 
 Placement: Kafka puts a group on partition
 ``abs(java_string_hash(group_id)) % offsets.topic.num.partitions``
-(`partition_for`).  Two ways to wire coordinators over that topic work with the
-same `OffsetStore` interface:
-
-1. one `GroupCoordinator` per `__consumer_offsets` partition this broker leads,
-   each with a store over that one partition (recommended: it is Kafka's unit
-   of coordinator failover; leadership loss = ``close()`` that coordinator);
-2. one coordinator per broker over a `PartitionedOffsetStore`, which routes
-   each append to the partition of the group named in the keys.
+(`partition_for`, the one definition of that rule). The broker runs one
+`GroupCoordinator` per `__consumer_offsets` partition it leads, each with an
+`OffsetStore` over that one partition: Kafka's unit of coordinator failover
+(leadership loss = ``close()`` that coordinator).
 """
 
 from __future__ import annotations
@@ -87,28 +83,6 @@ def partition_for(group_id: str, num_partitions: int) -> int:
     return (java_string_hash(group_id) & 0x7FFFFFFF) % num_partitions
 
 
-class PartitionedOffsetStore:
-    """One store per ``__consumer_offsets`` partition behind a single `OffsetStore`.
-
-    Appends are routed by the group named in the first key (the coordinator
-    never mixes groups in one append); replay concatenates the partitions.
-    """
-
-    def __init__(self, stores: dict[int, OffsetStore], num_partitions: int) -> None:
-        self.stores = stores
-        self.num_partitions = num_partitions
-
-    async def append(self, entries: list[tuple[bytes, bytes | None]]) -> None:
-        if not entries:
-            return
-        group = decode_key(entries[0][0]).group
-        await self.stores[partition_for(group, self.num_partitions)].append(entries)
-
-    def replay(self) -> Iterable[tuple[bytes, bytes | None]]:
-        for p in sorted(self.stores):
-            yield from self.stores[p].replay()
-
-
 # --- primitive encoders (Kafka's classic, non-flexible types) --------------
 
 
@@ -139,13 +113,13 @@ class _Reader:
         return b
 
     def i16(self) -> int:
-        return struct.unpack(">h", self._take(2))[0]
+        return int(struct.unpack(">h", self._take(2))[0])
 
     def i32(self) -> int:
-        return struct.unpack(">i", self._take(4))[0]
+        return int(struct.unpack(">i", self._take(4))[0])
 
     def i64(self) -> int:
-        return struct.unpack(">q", self._take(8))[0]
+        return int(struct.unpack(">q", self._take(8))[0])
 
     def nstr(self) -> str | None:
         n = self.i16()

@@ -1,7 +1,8 @@
 """`GroupCoordinatorManager`: which groups this broker coordinates, and where their offsets live.
 
 As in Kafka, a group belongs to one partition of the internal
-`__consumer_offsets` topic (Java's `abs(groupId.hashCode()) % partitions`),
+`__consumer_offsets` topic (Java's `abs(groupId.hashCode()) % partitions`,
+`workbench.broker.group_offsets.partition_for`),
 and the leader of that partition is the group's coordinator. This broker runs
 one `GroupCoordinator` per offsets partition it leads, each persisting commits
 as key/value records in that partition's log (`LogOffsetStore`), so committed
@@ -20,6 +21,7 @@ from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from aiokafka.record.memory_records import MemoryRecords
 
 from workbench.broker.group_coordinator import GroupConfig, GroupCoordinator
+from workbench.broker.group_offsets import partition_for
 from workbench.broker.partition import NotLeaderError, Partition
 from workbench.controller.image import MetadataImage
 from workbench.protocol.errors import ErrorCode, KafkaProtocolError
@@ -30,20 +32,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 OFFSETS_TOPIC = "__consumer_offsets"
-
-
-def java_string_hash(s: str) -> int:
-    """Java's String.hashCode over UTF-16 code units, as a signed 32-bit int."""
-    h = 0
-    data = s.encode("utf-16-be")
-    for i in range(0, len(data), 2):
-        h = (31 * h + ((data[i] << 8) | data[i + 1])) & 0xFFFFFFFF
-    return h - (1 << 32) if h >= (1 << 31) else h
-
-
-def partition_for_group(group_id: str, partitions: int) -> int:
-    h = java_string_hash(group_id)
-    return (h & 0x7FFFFFFF) % partitions  # Kafka's Utils.abs (maps MIN_VALUE to 0 as well)
 
 
 class LogOffsetStore:
@@ -151,7 +139,7 @@ class GroupCoordinatorManager:
         topic = self.broker.image.topics.get(OFFSETS_TOPIC)
         if topic is None:
             return -1
-        p = topic.partitions.get(partition_for_group(group_id, len(topic.partitions)))
+        p = topic.partitions.get(partition_for(group_id, len(topic.partitions)))
         return p.leader if p is not None else -1
 
     def coordinator_for(self, group_id: str) -> GroupCoordinator:
@@ -159,7 +147,7 @@ class GroupCoordinatorManager:
         topic = self.broker.image.topics.get(OFFSETS_TOPIC)
         if topic is None:
             raise KafkaProtocolError(ErrorCode.COORDINATOR_NOT_AVAILABLE, "offsets topic not created yet")
-        partition = partition_for_group(group_id, len(topic.partitions))
+        partition = partition_for(group_id, len(topic.partitions))
         coordinator = self.coordinators.get(partition)
         if coordinator is not None:
             return coordinator
