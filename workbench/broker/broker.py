@@ -21,19 +21,19 @@ import logging
 import struct
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
-from workbench.broker.apis import ApiKey
+from workbench.broker.apis import SUPPORTED_APIS
 from workbench.broker.config import BrokerConfig
-from workbench.broker.controller_channel import CONTROLLER_API_KEY, ControllerChannel
+from workbench.broker.controller_channel import ControllerChannel
 from workbench.broker.groups_manager import GroupCoordinatorManager
+from workbench.broker.handlers import HANDLERS, Handler
 from workbench.broker.replica_fetcher import ReplicaFetcherManager
 from workbench.broker.replica_manager import ReplicaManager
 from workbench.broker.server import Connection, KafkaServer
 from workbench.controller.image import MetadataImage
 from workbench.controller.quorum import QuorumMetadataLog
+from workbench.protocol.api_keys import CONTROLLER_API_KEY, ApiKey
 from workbench.protocol.codec import (
     Request,
     encode_error_response,
@@ -41,13 +41,11 @@ from workbench.protocol.codec import (
     encode_unsupported_api_versions,
 )
 from workbench.protocol.errors import ErrorCode
-from workbench.security.enforce import Security, authorized_call  # [security]
+from workbench.security.enforce import Security  # [security]
 from workbench.storage.converter import ConversionError, ParquetConverter
 from workbench.storage.parquet_tier import ParquetSegment
 
 log = logging.getLogger(__name__)
-
-Handler = Callable[["Broker", Request, Connection], Awaitable[Any]]
 
 PRODUCER_ID_BLOCK = 1000
 
@@ -62,15 +60,27 @@ class Broker:
         }
         self.metadata = QuorumMetadataLog(config.node_id, voters, config.broker_dir / "metadata")
         self.replicas = ReplicaManager(config.node_id, config.broker_dir, config.log_defaults)
-        self.groups = GroupCoordinatorManager(self)
-        self.controller = ControllerChannel(self)
-        self.fetchers = ReplicaFetcherManager(self)
+        self.security = Security(config, SUPPORTED_APIS)  # [security] SASL listener + authorizer (off by default)
+        login = self.security.inter_broker_login()
+        self.controller = ControllerChannel(
+            config.node_id, config, self.metadata, sasl_login=login, ready_to_unfence=self.ready_to_unfence
+        )
+        self.groups = GroupCoordinatorManager(
+            config.node_id, config, self.metadata, self.replicas, submit=self.controller.submit
+        )
+        self.fetchers = ReplicaFetcherManager(
+            config.node_id,
+            self.replicas,
+            self.metadata,
+            sasl_login=login,
+            refresh_metadata=self.refresh_metadata,
+            on_write=self.note_write,
+        )
         self.converter = ParquetConverter()
         self.last_write = 0.0  # time.monotonic() of the last append (see _conversion_due)
         self._pending_since: dict[tuple[str, int, int], float] = {}
         self._ready = False
         self._ready_for_metadata = False
-        self.security = Security(config)  # [security] SASL listener + authorizer (off by default)
         self.server = KafkaServer(
             self.dispatch,
             config.host,
@@ -80,7 +90,7 @@ class Broker:
             connections_max_idle_ms=config.connections_max_idle_ms,
             security=self.security if self.security.enabled else None,
         )
-        self._handlers: dict[int, Handler] = {}
+        self._handlers: dict[int, Handler] = HANDLERS
         self._tasks: list[asyncio.Task] = []
         self._producer_ids: range = range(0)
         self._producer_id_next = 0
@@ -95,9 +105,6 @@ class Broker:
     # -- lifecycle --------------------------------------------------------------------------------
 
     async def start(self) -> int:
-        from workbench.broker.handlers import HANDLERS
-
-        self._handlers = HANDLERS
         port = await self.server.start()
         self.metadata.add_listener(lambda _image: self._mark_metadata_dirty())
         await self.metadata.start()
@@ -147,7 +154,7 @@ class Broker:
                 if self.metadata.is_voter:
                     await self.metadata.barrier(timeout=1.0)
                     return
-                await self.controller._observe()
+                await self.controller.observe()
                 if self.metadata.applied_index > 0:
                     return
             except Exception as exc:
@@ -155,18 +162,11 @@ class Broker:
             await asyncio.sleep(0.05)
         raise RuntimeError("the controller quorum did not form: start a majority of the voters")
 
-    def controller_address(self, node_id: int) -> tuple[str, int]:
-        voter = self.config.voters.get(node_id) or self.config.voters.get(str(node_id))
-        if voter:
-            return voter[0], int(voter[1])
-        info = self.image.brokers[node_id]
-        return info.host, info.port
-
-    def voter_ids(self) -> list[int]:
-        return sorted(int(k) for k in self.config.voters) or [self.node_id]
-
     def ready_to_unfence(self) -> bool:
         return self._ready and not self._stopping.is_set()
+
+    def is_stopping(self) -> bool:
+        return self._stopping.is_set()
 
     async def stop(self, controlled: bool = True) -> None:
         self._stopping.set()
@@ -370,8 +370,8 @@ class Broker:
 
     async def dispatch(self, request: Request, conn: Connection) -> bytes | None:
         if request.api_key == CONTROLLER_API_KEY:
-            body = await self.controller.handle(request.raw)
-            return struct.pack(">ii", 4 + len(body), request.correlation_id) + body
+            payload = await self.controller.handle(request.raw)
+            return struct.pack(">ii", 4 + len(payload), request.correlation_id) + payload
         if request.body is None:
             if request.api_key == ApiKey.API_VERSIONS:
                 return encode_unsupported_api_versions(
@@ -385,8 +385,17 @@ class Broker:
                 response = struct.pack(">iih", 6, request.correlation_id, ErrorCode.UNSUPPORTED_VERSION)
             return response
         handler = self._handlers.get(request.api_key)
+        if handler is None:
+            # Advertised but not served (tests/unit/test_api_handlers.py keeps this from happening):
+            # answer UNSUPPORTED_VERSION in the API's own layout rather than fail the connection.
+            log.error("no handler for advertised api_key=%d v%d", request.api_key, request.api_version)
+            return encode_error_response(request, ErrorCode.UNSUPPORTED_VERSION) or struct.pack(
+                ">iih", 6, request.correlation_id, ErrorCode.UNSUPPORTED_VERSION
+            )
         if self.security.enabled:  # [security] authorization hook (workbench.security.enforce)
-            body = await authorized_call(self, handler, request, conn)
+            body = await self.security.authorized_call(
+                self, lambda: handler(self, request, conn), request, conn.principal
+            )
         else:
             body = await handler(self, request, conn)
         if body is None:

@@ -8,6 +8,10 @@ forwarded over the Kafka listener with a private request (API key
 to their controller. It returns the records once this broker's image has
 them.
 
+The channel gets the few things it uses, not the broker: this node's id and
+config, the metadata log (`QuorumMetadataLog`), the inter-broker SASL login and
+a `ready_to_unfence()` question.
+
 Liveness, the role ZooKeeper sessions played: every broker heartbeats to the
 active controller every `HEARTBEAT_S`; the controller fences any broker that
 has not heartbeated within `broker_session_timeout_ms`, which elects new
@@ -24,21 +28,20 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import struct
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
-from workbench.broker.network_client import BrokerConnection
+from workbench.broker.config import BrokerConfig
+from workbench.broker.network_client import BrokerConnection, SaslLogin
 from workbench.controller.ops import execute
+from workbench.controller.quorum import QuorumMetadataLog
 from workbench.controller.raft.node import NotLeader
+from workbench.protocol.api_keys import CONTROLLER_API_KEY
 from workbench.protocol.errors import ErrorCode, KafkaProtocolError
-
-if TYPE_CHECKING:
-    from workbench.broker.broker import Broker
 
 log = logging.getLogger(__name__)
 
-CONTROLLER_API_KEY = 10000
 HEARTBEAT_S = 0.2
 CONTROLLER_CHECK_S = 0.1
 LEADER_REBALANCE_S = 5.0
@@ -46,9 +49,22 @@ SUBMIT_TIMEOUT_S = 10.0
 
 
 class ControllerChannel:
-    def __init__(self, broker: Broker) -> None:
-        self.broker = broker
-        self.quorum = broker.metadata
+    """Submits controller operations, serves forwarded ones, heartbeats and fences (see the module doc)."""
+
+    def __init__(
+        self,
+        node_id: int,
+        config: BrokerConfig,
+        quorum: QuorumMetadataLog,
+        *,
+        sasl_login: SaslLogin | None = None,
+        ready_to_unfence: Callable[[], bool] = lambda: True,
+    ) -> None:
+        self.node_id = node_id
+        self.config = config
+        self.quorum = quorum
+        self._sasl_login = sasl_login
+        self._ready_to_unfence = ready_to_unfence
         self._lock = asyncio.Lock()
         self._heartbeats: dict[int, float] = {}
         self._leader_since: float | None = None
@@ -68,7 +84,7 @@ class ControllerChannel:
                     pass
             else:
                 leader = self.quorum.leader_id
-                if leader is not None and leader != self.broker.node_id:
+                if leader is not None and leader != self.node_id:
                     try:
                         reply = await self.call(
                             leader, {"kind": "op", "op": op}, timeout=max(0.5, deadline - time.monotonic())
@@ -91,7 +107,7 @@ class ControllerChannel:
         """As active controller: decide against an up-to-date image, then commit."""
         async with self._lock:
             await self.quorum.barrier()
-            records = execute(self.quorum.image, op, default_rf=self.broker.config.default_replication_factor)
+            records = execute(self.quorum.image, op, default_rf=self.config.default_replication_factor)
             if not records or op.get("validate_only"):
                 return records, self.quorum.applied_index
             index = await self.quorum.append(records)
@@ -99,8 +115,19 @@ class ControllerChannel:
 
     # -- the private controller request ---------------------------------------------------------
 
+    def controller_address(self, node_id: int) -> tuple[str, int]:
+        """Where to reach `node_id`'s Kafka listener: from the voters config, else its registration."""
+        voter = self.config.voters.get(node_id)
+        if voter:
+            return voter[0], int(voter[1])
+        info = self.quorum.image.brokers[node_id]
+        return info.host, info.port
+
+    def voter_ids(self) -> list[int]:
+        return sorted(int(k) for k in self.config.voters) or [self.node_id]
+
     async def call(self, node_id: int, message: dict[str, Any], timeout: float = 5.0) -> dict[str, Any]:
-        host, port = self.broker.controller_address(node_id)
+        host, port = self.controller_address(node_id)
         conn = self._conns.get(node_id)
         if conn is None or (conn.host, conn.port) != (host, port):
             if conn is not None:
@@ -108,8 +135,8 @@ class ControllerChannel:
             conn = self._conns[node_id] = BrokerConnection(
                 host,
                 port,
-                client_id=f"broker-{self.broker.node_id}",
-                sasl=self.broker.security.inter_broker_login(),
+                client_id=f"broker-{self.node_id}",
+                sasl=self._sasl_login,
             )
         body = await conn.request_raw(CONTROLLER_API_KEY, json.dumps(message).encode(), timeout=timeout)
         return json.loads(body)
@@ -149,18 +176,18 @@ class ControllerChannel:
 
     async def run(self) -> None:
         """Heartbeat; follow metadata as an observer; unfence ourselves; do the controller's duties."""
-        node = self.broker.node_id
+        node = self.node_id
         last_beat = 0.0
         while True:
             try:
                 now = time.monotonic()
                 if not self.quorum.is_voter:
-                    await self._observe()
+                    await self.observe()
                 if now - last_beat >= HEARTBEAT_S:
                     last_beat = now
                     await self._heartbeat()
-                me = self.broker.image.brokers.get(node)
-                if me is not None and me.fenced and self.broker.ready_to_unfence():
+                me = self.quorum.image.brokers.get(node)
+                if me is not None and me.fenced and self._ready_to_unfence():
                     await self.submit({"op": "unfence_broker", "id": node}, timeout=2.0)
                 if self.quorum.is_leader:
                     await self._controller_duties()
@@ -173,7 +200,7 @@ class ControllerChannel:
             await asyncio.sleep(CONTROLLER_CHECK_S)
 
     async def _heartbeat(self) -> None:
-        node = self.broker.node_id
+        node = self.node_id
         if self.quorum.is_leader:
             self._heartbeats[node] = time.monotonic()
             return
@@ -185,9 +212,9 @@ class ControllerChannel:
         except (OSError, TimeoutError, ConnectionError, asyncio.IncompleteReadError):
             pass
 
-    async def _observe(self) -> None:
+    async def observe(self) -> None:
         """Observers (brokers that are not voters) copy committed entries from any voter."""
-        for voter in self.broker.voter_ids():
+        for voter in self.voter_ids():
             try:
                 reply = await self.call(
                     voter, {"kind": "fetch_entries", "from": self.quorum.applied_index + 1}, timeout=1.0
@@ -195,7 +222,7 @@ class ControllerChannel:
             except (OSError, TimeoutError, ConnectionError, asyncio.IncompleteReadError):
                 continue
             if "entries" in reply:
-                self.quorum._observed_leader = reply.get("leader")
+                self.quorum.observe_leader(reply.get("leader"))
                 self.quorum.apply_entries([(i, p) for i, p in reply["entries"]])
                 return
 
@@ -204,25 +231,25 @@ class ControllerChannel:
         if self._leader_since is None:
             # Just became the active controller: every broker gets a full session of grace.
             self._leader_since = now
-            self._heartbeats = {b: now for b in self.broker.image.brokers}
-            self._heartbeats[self.broker.node_id] = now
+            self._heartbeats = {b: now for b in self.quorum.image.brokers}
+            self._heartbeats[self.node_id] = now
             return
-        timeout = self.broker.config.broker_session_timeout_ms / 1000.0
-        image = self.broker.image
+        timeout = self.config.broker_session_timeout_ms / 1000.0
+        image = self.quorum.image
         for bid in image.live_brokers():
             last = self._heartbeats.get(bid, self._leader_since)
-            if bid != self.broker.node_id and now - last > timeout:
+            if bid != self.node_id and now - last > timeout:
                 log.warning("broker %d missed its session timeout: fencing it", bid)
                 await self.submit({"op": "fence_broker", "id": bid, "reason": f"broker {bid} stopped heartbeating"})
         if now - self._last_rebalance >= LEADER_REBALANCE_S:
             self._last_rebalance = now
-            if self.broker.config.auto_leader_rebalance_enable:
+            if self.config.auto_leader_rebalance_enable:
                 await self.submit({"op": "elect_leaders", "type": 0, "partitions": None})
 
     async def controlled_shutdown(self, timeout: float = 3.0) -> None:
         """Move leadership away before stopping, so clients see no errors; hand over the quorum."""
         try:
-            await self.submit({"op": "controlled_shutdown", "id": self.broker.node_id}, timeout=timeout)
+            await self.submit({"op": "controlled_shutdown", "id": self.node_id}, timeout=timeout)
         except Exception as exc:
             log.info("controlled shutdown request failed: %s", exc)
         if self.quorum.is_leader and self.quorum.raft is not None:
@@ -235,8 +262,3 @@ class ControllerChannel:
         for conn in self._conns.values():
             conn.close()
         self._conns.clear()
-
-
-def encode_controller_request(correlation_id: int, payload: bytes) -> bytes:
-    header = struct.pack(">hhih", CONTROLLER_API_KEY, 0, correlation_id, -1)
-    return struct.pack(">i", len(header) + len(payload)) + header + payload

@@ -7,15 +7,20 @@ and the leader of that partition is the group's coordinator. This broker runs
 one `GroupCoordinator` per offsets partition it leads, each persisting commits
 as key/value records in that partition's log (`LogOffsetStore`), so committed
 offsets survive restarts and move with the partition's leadership.
+
+The manager gets what it uses, not the broker: this node's id and config, the
+metadata log (who leads which offsets partition), the replica manager (the
+partitions' logs) and the controller channel's `submit` (to create the topic).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
-from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Coroutine, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from aiokafka.record.memory_records import MemoryRecords
@@ -27,7 +32,9 @@ from workbench.controller.image import MetadataImage
 from workbench.protocol.errors import ErrorCode, KafkaProtocolError
 
 if TYPE_CHECKING:
-    from workbench.broker.broker import Broker
+    from workbench.broker.config import BrokerConfig
+    from workbench.broker.replica_manager import ReplicaManager
+    from workbench.controller.quorum import QuorumMetadataLog
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +47,9 @@ class LogOffsetStore:
     An append is durable when it returns: written as leader and, when the
     partition is replicated, acknowledged by the whole ISR (acks=all)."""
 
-    def __init__(self, partition: Partition, on_append=None, timeout_s: float = 5.0) -> None:
+    def __init__(
+        self, partition: Partition, on_append: Callable[[], None] | None = None, timeout_s: float = 5.0
+    ) -> None:
         self.partition = partition
         self.plog = partition.log
         self._on_append = on_append
@@ -97,30 +106,54 @@ class LogOffsetStore:
                     offset = max(offset, record.offset + 1)
 
 
+class SubmitOp(Protocol):
+    """`ControllerChannel.submit`: have the active controller carry out an operation."""
+
+    async def __call__(self, op: dict[str, Any], timeout: float = ...) -> list[dict[str, Any]]: ...
+
+
 class GroupCoordinatorManager:
-    def __init__(self, broker: Broker) -> None:
-        self.broker = broker
-        cfg = broker.config
+    """Starts a `GroupCoordinator` for each `__consumer_offsets` partition this broker leads."""
+
+    def __init__(
+        self,
+        node_id: int,
+        config: BrokerConfig,
+        metadata: QuorumMetadataLog,
+        replicas: ReplicaManager,
+        submit: SubmitOp,
+    ) -> None:
+        self.node_id = node_id
+        self.config = config
+        self.metadata = metadata
+        self.replicas = replicas
+        self._submit = submit
+        cfg = config
         self.group_config = GroupConfig(
             initial_rebalance_delay_ms=cfg.group_initial_rebalance_delay_ms,
             min_session_timeout_ms=cfg.group_min_session_timeout_ms,
             max_session_timeout_ms=cfg.group_max_session_timeout_ms,
         )
         self.coordinators: dict[int, GroupCoordinator] = {}
-        self._starting: set[int] = set()
+        # Offsets partitions the metadata says we lead whose coordinator is not serving yet (the
+        # local replica has not become leader, or loading failed): COORDINATOR_LOAD_IN_PROGRESS,
+        # as Kafka answers while it loads a partition's groups, not NOT_COORDINATOR.
+        self._loading: set[int] = set()
         self._running = False
+        # Background tasks (coordinator start/close): referenced until done, errors logged.
+        self._tasks: set[asyncio.Task[None]] = set()
 
     @property
     def num_partitions(self) -> int:
-        topic = self.broker.image.topics.get(OFFSETS_TOPIC)
-        return len(topic.partitions) if topic else self.broker.config.offsets_topic_num_partitions
+        topic = self.metadata.image.topics.get(OFFSETS_TOPIC)
+        return len(topic.partitions) if topic else self.config.offsets_topic_num_partitions
 
     async def ensure_offsets_topic(self) -> None:
         """Create `__consumer_offsets` on first use, as Kafka does on the first FindCoordinator."""
-        if OFFSETS_TOPIC in self.broker.image.topics:
+        if OFFSETS_TOPIC in self.metadata.image.topics:
             return
-        cfg = self.broker.config
-        await self.broker.controller.submit(
+        cfg = self.config
+        await self._submit(
             {
                 "op": "create_topic",
                 "name": OFFSETS_TOPIC,
@@ -136,7 +169,7 @@ class GroupCoordinatorManager:
         )
 
     def coordinator_node(self, group_id: str) -> int:
-        topic = self.broker.image.topics.get(OFFSETS_TOPIC)
+        topic = self.metadata.image.topics.get(OFFSETS_TOPIC)
         if topic is None:
             return -1
         p = topic.partitions.get(partition_for(group_id, len(topic.partitions)))
@@ -144,15 +177,17 @@ class GroupCoordinatorManager:
 
     def coordinator_for(self, group_id: str) -> GroupCoordinator:
         """The local coordinator of `group_id`, or raise NOT_COORDINATOR / COORDINATOR_LOAD_IN_PROGRESS."""
-        topic = self.broker.image.topics.get(OFFSETS_TOPIC)
+        topic = self.metadata.image.topics.get(OFFSETS_TOPIC)
         if topic is None:
             raise KafkaProtocolError(ErrorCode.COORDINATOR_NOT_AVAILABLE, "offsets topic not created yet")
         partition = partition_for(group_id, len(topic.partitions))
         coordinator = self.coordinators.get(partition)
         if coordinator is not None:
             return coordinator
-        if partition in self._starting:
-            raise KafkaProtocolError(ErrorCode.COORDINATOR_LOAD_IN_PROGRESS)
+        if partition in self._loading:
+            raise KafkaProtocolError(
+                ErrorCode.COORDINATOR_LOAD_IN_PROGRESS, f"loading the groups of {OFFSETS_TOPIC}-{partition}"
+            )
         raise KafkaProtocolError(ErrorCode.NOT_COORDINATOR, f"group {group_id} is coordinated elsewhere")
 
     def all_coordinators(self) -> Iterable[GroupCoordinator]:
@@ -160,7 +195,7 @@ class GroupCoordinatorManager:
 
     async def start(self) -> None:
         self._running = True
-        self.reconcile(self.broker.image)
+        self.reconcile(self.metadata.image)
 
     def reconcile(self, image: MetadataImage) -> None:
         """Start coordinators for offsets partitions we now lead; stop those we no longer lead."""
@@ -169,28 +204,39 @@ class GroupCoordinatorManager:
         topic = image.topics.get(OFFSETS_TOPIC)
         led = set()
         if topic is not None:
-            led = {p.index for p in topic.partitions.values() if p.leader == self.broker.node_id}
+            led = {p.index for p in topic.partitions.values() if p.leader == self.node_id}
         for partition in list(self.coordinators):
             if partition not in led:
                 coordinator = self.coordinators.pop(partition)
-                asyncio.get_event_loop().create_task(coordinator.close())
+                self._spawn(coordinator.close(), f"closing the coordinator of {OFFSETS_TOPIC}-{partition}")
         for partition in sorted(led):
-            if partition in self.coordinators or partition in self._starting:
+            if partition in self.coordinators:
                 continue
-            part = self.broker.replicas.partition(OFFSETS_TOPIC, partition)
+            part = self.replicas.partition(OFFSETS_TOPIC, partition)
             if part is None or not part.is_leader:
                 continue
-            self._starting.add(partition)
             try:
-                store = LogOffsetStore(part, lambda p=partition: self.broker.replicas.notify((OFFSETS_TOPIC, p)))
+                store = LogOffsetStore(part, functools.partial(self.replicas.notify, (OFFSETS_TOPIC, partition)))
                 coordinator = GroupCoordinator(store, self.group_config)
                 coordinator.load()
-                self.coordinators[partition] = coordinator
-                asyncio.get_event_loop().create_task(coordinator.start())
             except Exception:
                 log.exception("loading groups of %s-%d failed", OFFSETS_TOPIC, partition)
-            finally:
-                self._starting.discard(partition)
+                continue
+            self.coordinators[partition] = coordinator
+            self._spawn(coordinator.start(), f"starting the coordinator of {OFFSETS_TOPIC}-{partition}")
+        self._loading = led - self.coordinators.keys()
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], what: str) -> None:
+        """Run `coro` in the background, keeping a reference until it is done and logging its error."""
+        task = asyncio.get_event_loop().create_task(coro)
+        self._tasks.add(task)
+
+        def done(t: asyncio.Task[None]) -> None:
+            self._tasks.discard(t)
+            if not t.cancelled() and t.exception() is not None:
+                log.error("%s failed", what, exc_info=t.exception())
+
+        task.add_done_callback(done)
 
     async def close(self) -> None:
         self._running = False
@@ -200,3 +246,5 @@ class GroupCoordinatorManager:
             except Exception:
                 log.exception("closing group coordinator")
         self.coordinators.clear()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=5.0)

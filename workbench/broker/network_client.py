@@ -16,6 +16,8 @@ from kafka.protocol.api_header import ResponseClassRegistry
 
 _SIZE = struct.Struct(">i")
 
+SaslLogin = tuple[str, str, str]  # (mechanism, user, password) for the brokers' own connections
+
 
 class BrokerConnection:
     def __init__(
@@ -24,7 +26,7 @@ class BrokerConnection:
         port: int,
         *,
         client_id: str = "workbench-broker",
-        sasl: tuple[str, str, str] | None = None,
+        sasl: SaslLogin | None = None,
     ) -> None:
         self.host, self.port = host, port
         self.client_id = client_id

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from workbench.controller.image import PartitionInfo
@@ -39,7 +40,13 @@ class NotLeaderError(Exception):
 
 
 class Partition:
-    def __init__(self, node_id: int, log_: PartitionLog, info: PartitionInfo, on_high_watermark=None) -> None:
+    def __init__(
+        self,
+        node_id: int,
+        log_: PartitionLog,
+        info: PartitionInfo,
+        on_high_watermark: Callable[[], None] | None = None,
+    ) -> None:
         self.node_id = node_id
         self._on_high_watermark = on_high_watermark
         self.log = log_

@@ -19,17 +19,19 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from kafka.protocol.consumer import FetchResponse as _FetchResponse
 
-from workbench.broker.network_client import BrokerConnection
+from workbench.broker.network_client import BrokerConnection, SaslLogin
 from workbench.protocol.errors import ErrorCode, KafkaProtocolError
 from workbench.protocol.fast_encode import encode_fetch_request_v12
 
 if TYPE_CHECKING:
-    from workbench.broker.broker import Broker
     from workbench.broker.partition import Partition
+    from workbench.broker.replica_manager import ReplicaManager
+    from workbench.controller.quorum import QuorumMetadataLog
 
 
 def _encode_follower_fetch(cid: int, *, client_id: str, node_id: int, topics: list) -> bytes:
@@ -54,21 +56,39 @@ BACKOFF_S = 0.1
 
 
 class ReplicaFetcherManager:
-    def __init__(self, broker: Broker) -> None:
-        self.broker = broker
+    """One fetcher task per leader this broker follows partitions on.
+
+    Gets what it uses, not the broker: the replica manager (whose partitions it follows), the
+    metadata log (where leaders listen), the inter-broker SASL login, and two callbacks: refresh
+    metadata after an error, and note a replicated write."""
+
+    def __init__(
+        self,
+        node_id: int,
+        replicas: ReplicaManager,
+        metadata: QuorumMetadataLog,
+        *,
+        sasl_login: SaslLogin | None = None,
+        refresh_metadata: Callable[[], None] = lambda: None,
+        on_write: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.node_id = node_id
+        self.replicas = replicas
+        self.metadata = metadata
+        self._sasl_login = sasl_login
+        self._refresh_metadata = refresh_metadata
+        self._on_write = on_write
         self._tasks: dict[int, asyncio.Task] = {}
         self._closed = False
 
     def following(self, leader_id: int) -> list[Partition]:
-        return [p for p in self.broker.replicas.partitions.values() if not p.is_leader and p.info.leader == leader_id]
+        return [p for p in self.replicas.partitions.values() if not p.is_leader and p.info.leader == leader_id]
 
     def update(self) -> None:
         """Start a fetcher for every leader we follow some partition on."""
         if self._closed:
             return
-        leaders = {
-            p.info.leader for p in self.broker.replicas.partitions.values() if not p.is_leader and p.info.leader >= 0
-        }
+        leaders = {p.info.leader for p in self.replicas.partitions.values() if not p.is_leader and p.info.leader >= 0}
         loop = asyncio.get_event_loop()
         for leader in leaders:
             task = self._tasks.get(leader)
@@ -94,7 +114,7 @@ class ReplicaFetcherManager:
                 partitions = self.following(leader_id)
                 if not partitions:
                     return
-                info = self.broker.image.brokers.get(leader_id)
+                info = self.metadata.image.brokers.get(leader_id)
                 if info is None:
                     await asyncio.sleep(BACKOFF_S)
                     continue
@@ -104,11 +124,11 @@ class ReplicaFetcherManager:
                     conn = BrokerConnection(
                         info.host,
                         info.port,
-                        client_id=f"replica-fetcher-{self.broker.node_id}-{leader_id}",
-                        sasl=self.broker.security.inter_broker_login(),
+                        client_id=f"replica-fetcher-{self.node_id}-{leader_id}",
+                        sasl=self._sasl_login,
                     )  # [security]
                 topics, sent = self._build_request(partitions)
-                node_id, client_id = self.broker.node_id, conn.client_id
+                node_id, client_id = self.node_id, conn.client_id
                 try:
                     response = await conn.request_frame(
                         functools.partial(_encode_follower_fetch, client_id=client_id, node_id=node_id, topics=topics),
@@ -123,7 +143,7 @@ class ReplicaFetcherManager:
                     continue
                 backoff = self._handle_response(response, sent)
                 if backoff:
-                    self.broker.refresh_metadata()
+                    self._refresh_metadata()
                     await asyncio.sleep(BACKOFF_S)
         except asyncio.CancelledError:
             raise
@@ -137,9 +157,11 @@ class ReplicaFetcherManager:
             if not self._closed and self.following(leader_id):
                 asyncio.get_event_loop().call_later(BACKOFF_S, self.update)
 
-    def _build_request(self, partitions: list[Partition]):
+    def _build_request(
+        self, partitions: list[Partition]
+    ) -> tuple[list[tuple[str, list[Any]]], dict[tuple[str, int], tuple[Partition, int, int]]]:
         """The Fetch request's topics (`encode_fetch_request_v12`'s shape) and what was asked per partition."""
-        by_topic: dict[str, list] = {}
+        by_topic: dict[str, list[Any]] = {}
         sent: dict[tuple[str, int], tuple[Partition, int, int]] = {}
         for p in partitions:
             plog = p.log
@@ -157,7 +179,7 @@ class ReplicaFetcherManager:
             sent[(p.topic, p.index)] = (p, p.leader_epoch, fetch_offset)
         return list(by_topic.items()), sent
 
-    def _handle_response(self, response, sent) -> bool:
+    def _handle_response(self, response: Any, sent: dict[tuple[str, int], tuple[Partition, int, int]]) -> bool:
         backoff = response.error_code != 0
         for topic in response.responses:
             for pr in topic.partitions:
@@ -165,7 +187,7 @@ class ReplicaFetcherManager:
                 if entry is None:
                     continue
                 partition, epoch, fetch_offset = entry
-                current = self.broker.replicas.partition(topic.topic, pr.partition_index)
+                current = self.replicas.partition(topic.topic, pr.partition_index)
                 if current is not partition or partition.is_leader or partition.leader_epoch != epoch:
                     continue  # metadata moved on while the fetch was in flight
                 try:
@@ -175,7 +197,7 @@ class ReplicaFetcherManager:
                     backoff = True
         return backoff
 
-    def _apply(self, partition: Partition, pr, fetch_offset: int) -> bool:
+    def _apply(self, partition: Partition, pr: Any, fetch_offset: int) -> bool:
         plog = partition.log
         error = pr.error_code
         if error == ErrorCode.NONE:
@@ -198,7 +220,7 @@ class ReplicaFetcherManager:
                 if plog.log_end_offset != fetch_offset:
                     return False  # raced with a truncation; refetch
                 plog.append_as_follower(records)
-                self.broker.note_write()
+                self._on_write()
             plog.maybe_update_high_watermark(min(pr.high_watermark, plog.log_end_offset))
             return False
         if error == ErrorCode.OFFSET_OUT_OF_RANGE:

@@ -14,6 +14,7 @@ was down never inherits the old data.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import shutil
 from pathlib import Path
@@ -85,7 +86,7 @@ class ReplicaManager:
             plog.close()
         for tp in sorted(wanted):
             name, index = tp
-            info = image.topics[name].partitions[index]
+            pinfo = image.topics[name].partitions[index]
             if tp not in self.logs:
                 directory = self.topics_dir / name / f"partition={index}"
                 self.logs[tp] = PartitionLog(
@@ -93,14 +94,14 @@ class ReplicaManager:
                     self.log_config(image.topics[name].configs),
                     topic=name,
                     partition=index,
-                    hw_tracks_leo=len(info.replicas) == 1 and info.leader == self.node_id,
+                    hw_tracks_leo=len(pinfo.replicas) == 1 and pinfo.leader == self.node_id,
                 )
                 self.partitions[tp] = Partition(
-                    self.node_id, self.logs[tp], info, on_high_watermark=lambda tp=tp: self._wake(tp)
+                    self.node_id, self.logs[tp], pinfo, on_high_watermark=functools.partial(self._wake, tp)
                 )
                 opened.append(tp)
             else:
-                changed, _became_leader = self.partitions[tp].update(info)
+                changed, _became_leader = self.partitions[tp].update(pinfo)
                 if changed:
                     opened.append(tp)
                     self._wake(tp)

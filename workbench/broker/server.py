@@ -29,16 +29,20 @@ import logging
 import struct
 import types
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine, Generator
+from typing import TYPE_CHECKING, Any
 
 from workbench.broker.apis import SUPPORTED_APIS
+from workbench.protocol.api_keys import CONTROLLER_API_KEY
 from workbench.protocol.codec import Request, decode_request, encode_response
 from workbench.protocol.errors import ErrorCode, MalformedRequestError
 from workbench.security.authorizer import ANONYMOUS
 from workbench.security.enforce import SASL_AUTHENTICATE, SASL_HANDSHAKE
-from workbench.security.sasl import SaslAuthenticationError
+from workbench.security.sasl import PlainServer, SaslAuthenticationError, ScramServer
 
-CONTROLLER_API_KEY = 10000  # the brokers' private request (workbench.broker.controller_channel)
+if TYPE_CHECKING:
+    from workbench.security.enforce import Security
+
 _PRE_AUTH_APIS = (18, SASL_HANDSHAKE, SASL_AUTHENTICATE)
 
 log = logging.getLogger(__name__)
@@ -66,7 +70,7 @@ class Connection:
         self.transport = transport
         self.principal = ANONYMOUS  # "User:<name>" once SASL authentication succeeds
         self.authenticated = False
-        self.sasl = None  # the mechanism's server state machine, between handshake and success
+        self.sasl: PlainServer | ScramServer | None = None  # the mechanism's state, handshake to success
         self.sasl_raw = False  # SaslHandshake v0: tokens follow as bare frames
 
 
@@ -79,7 +83,7 @@ class _Close(Exception):
 
 
 @types.coroutine
-def _finish(coro, yielded):
+def _finish(coro: Coroutine[Any, Any, Any], yielded: Any) -> Generator[Any, Any, Any]:
     """Drive a coroutine that was started outside a task (see `run_eagerly`) to its end."""
     while True:
         try:
@@ -99,11 +103,11 @@ def _finish(coro, yielded):
                 return stop.value
 
 
-async def _resume(coro, yielded):
+async def _resume(coro: Coroutine[Any, Any, Any], yielded: Any) -> Any:
     return await _finish(coro, yielded)
 
 
-def run_eagerly(coro, loop: asyncio.AbstractEventLoop):
+def run_eagerly(coro: Coroutine[Any, Any, Any], loop: asyncio.AbstractEventLoop) -> tuple[bool, Any]:
     """Run `coro` up to its first suspension right now (Python 3.12's eager tasks, by hand).
 
     Returns ``(True, result)`` when it finished without suspending (a produce
@@ -128,7 +132,7 @@ class KafkaServer:
         max_request_bytes: int = 100 * 1024 * 1024,
         max_connections: int = 10_000,
         connections_max_idle_ms: int = 600_000,
-        security=None,
+        security: Security | None = None,
     ) -> None:
         self._dispatch = dispatch
         self.max_connections = max_connections  # max.connections
@@ -177,10 +181,12 @@ class KafkaServer:
     def _gate(self, request: Request, conn: Connection) -> bytes | None:
         """Authentication state per connection. Returns a response to send, None to dispatch the
         request normally, or raises `_Close`."""
-        sasl = self.security.sasl
+        security = self.security
+        assert security is not None and security.sasl is not None  # only SASL listeners gate
+        sasl = security.sasl
         key = request.api_key
         if key == CONTROLLER_API_KEY:
-            if conn.authenticated and self.security.may_call_controller(conn.principal):
+            if conn.authenticated and security.may_call_controller(conn.principal):
                 return None
             raise _Close(f"{conn.principal} may not send inter-broker controller requests")
         if key == SASL_HANDSHAKE:
@@ -236,16 +242,19 @@ class KafkaServer:
         raise _Close(f"api key {key} before SASL authentication")
 
     def _raw_sasl_token(self, conn: Connection, frame: bytes) -> bytes:
+        sasl = conn.sasl
+        if sasl is None:  # sasl_raw is only set together with a mechanism
+            raise _Close("raw SASL token without a handshake")
         try:
-            reply = conn.sasl.step(bytes(frame))
+            reply = sasl.step(bytes(frame))
         except SaslAuthenticationError as exc:
-            raise _Close(f"authentication failed ({conn.sasl.mechanism}, user {conn.sasl.username!r}): {exc}") from None
+            raise _Close(f"authentication failed ({sasl.mechanism}, user {sasl.username!r}): {exc}") from None
         self._maybe_authenticated(conn)
         return _SIZE.pack(len(reply)) + reply
 
     @staticmethod
     def _maybe_authenticated(conn: Connection) -> None:
-        if conn.sasl.complete:
+        if conn.sasl is not None and conn.sasl.complete:
             conn.principal = f"User:{conn.sasl.username}"
             conn.authenticated = True
             conn.sasl, conn.sasl_raw = None, False
@@ -253,7 +262,7 @@ class KafkaServer:
 
     @staticmethod
     def _error(request: Request, code: int) -> bytes | None:
-        fields = {
+        fields: dict[int, dict[str, Any]] = {
             SASL_HANDSHAKE: {"error_code": code, "mechanisms": []},
             SASL_AUTHENTICATE: {
                 "error_code": code,
@@ -295,8 +304,9 @@ class _KafkaProtocol(asyncio.Protocol):
     def __init__(self, server: KafkaServer, loop: asyncio.AbstractEventLoop) -> None:
         self.server = server
         self.loop = loop
-        self.transport: asyncio.Transport | None = None
-        self.conn: Connection | None = None
+        # Set by connection_made, which asyncio calls before any other callback.
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        self.conn: Connection = None  # type: ignore[assignment]
         self.peer = "?"
         self._buf = bytearray()
         self._slots: deque = deque()  # per request in order: bytes | None (ready) | Task | _FAILED
@@ -439,8 +449,8 @@ class _KafkaProtocol(asyncio.Protocol):
             value.add_done_callback(self._task_done)
             self._slots.append(value)
 
-    def _push(self, item) -> None:
-        if not self._slots and item is not _FAILED:
+    def _push(self, item: bytes | _Failed | None) -> None:
+        if not self._slots and not isinstance(item, _Failed):
             if item is not None and not self.transport.is_closing():
                 self.transport.write(item)
             return

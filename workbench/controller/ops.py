@@ -18,6 +18,7 @@ Every leader change bumps the leader epoch.
 from __future__ import annotations
 
 import time
+from collections.abc import Set
 from typing import Any
 
 from workbench.controller.image import MetadataImage, PartitionInfo
@@ -64,7 +65,7 @@ def elect_leader(
     image: MetadataImage,
     p: PartitionInfo,
     *,
-    exclude: set[int] = frozenset(),
+    exclude: Set[int] = frozenset(),
     unclean_allowed: bool | None = None,
 ) -> tuple[int, list[int]]:
     """The leader Kafka would pick and the resulting ISR (leader -1 when none can lead)."""

@@ -108,6 +108,10 @@ class QuorumMetadataLog:
     def _on_commit(self, entries: list[Entry]) -> None:
         self.apply_entries([(e.index, e.payload) for e in entries])
 
+    def observe_leader(self, leader: int | None) -> None:
+        """As an observer (not a voter): the active controller a voter reported."""
+        self._observed_leader = leader
+
     def apply_entries(self, entries: list[tuple[int, dict]]) -> None:
         changed = False
         for index, payload in entries:

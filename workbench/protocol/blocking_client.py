@@ -12,6 +12,7 @@ from __future__ import annotations
 import socket
 import struct
 import time
+from typing import Any
 
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
@@ -43,7 +44,7 @@ class WireClient:
             buf += chunk
         return buf
 
-    def request(self, request, version: int):
+    def request(self, request: Any, version: int) -> Any:
         """Send a kafka-python request object at `version`; return the decoded response."""
         self.correlation_id += 1
         request.API_VERSION = version

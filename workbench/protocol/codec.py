@@ -27,7 +27,7 @@ import importlib
 import inspect
 import struct
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from kafka.protocol.api_message import ApiMessage
 
@@ -53,6 +53,7 @@ def _load_classes() -> tuple[dict[int, type[ApiMessage]], dict[int, type[ApiMess
         module = importlib.import_module(name)
         for obj in vars(module).values():
             if inspect.isclass(obj) and issubclass(obj, ApiMessage) and getattr(obj, "_json", None):
+                obj = cast(Any, obj)  # kafka-python's generated classes carry `type` and `API_KEY`
                 table = requests if obj.type == "request" else responses
                 table[obj.API_KEY] = obj
     return requests, responses
@@ -151,7 +152,7 @@ def decode_request(frame: bytes | memoryview, supported: dict[int, tuple[int, in
     return Request(api_key, api_version, correlation_id, client_id, body, len(frame), raw)
 
 
-def build(cls: type, value: Any) -> Any:
+def build(cls: Any, value: Any) -> Any:
     """Turn nested dicts/lists into the codec's data classes for `cls`."""
     if isinstance(value, dict):
         fields = cls._struct.fields

@@ -9,12 +9,17 @@
 * `supported_apis`: what ApiVersions advertises (SaslHandshake/SaslAuthenticate
   only when SASL is on).
 
-`authorized_call(broker, handler, request, conn)` wraps every request handler:
+`authorized_call(view, call, request, principal)` wraps every request handler:
 it splits each request into the topics/groups the principal may touch and the
 rest, lets the handler serve the first part, and answers the rest with
 TOPIC_/GROUP_/CLUSTER_AUTHORIZATION_FAILED in the response's own shape, as
 Kafka's `KafkaApis` does. Handlers therefore need no security code. Metadata
 and ListGroups leave out what the principal may not describe.
+
+This package does not import `workbench.broker`: `Security` reads its settings
+from anything shaped like `SecurityConfig`, is told the advertised API versions,
+and the hook sees the broker as a `BrokerView` (the metadata image and a way to
+refresh it) with the handler already bound to its request (`call`).
 
 Inter-broker traffic: brokers authenticate as `User:broker` with a secret the
 `Cluster` generates per run; that principal is a super user. Replica fetches
@@ -26,21 +31,22 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from workbench.broker.apis import SUPPORTED_APIS, ApiKey
+from workbench.protocol.api_keys import ApiKey
 from workbench.protocol.errors import ErrorCode
-from workbench.security.authorizer import ANONYMOUS, BROKER_PRINCIPAL, Authorizer
+from workbench.security.authorizer import BROKER_PRINCIPAL, Authorizer
 from workbench.security.credentials import BROKER_USER
 from workbench.security.sasl import CredentialStore, SaslServerFactory
 
 if TYPE_CHECKING:
-    from workbench.broker.broker import Broker
-    from workbench.broker.config import BrokerConfig
+    from workbench.controller.image import MetadataImage
+    from workbench.protocol.codec import Request
 
-SASL_HANDSHAKE, SASL_AUTHENTICATE = 17, 36
-SASL_APIS = {SASL_HANDSHAKE: (0, 1), SASL_AUTHENTICATE: (0, 2)}
+SASL_HANDSHAKE, SASL_AUTHENTICATE = ApiKey.SASL_HANDSHAKE, ApiKey.SASL_AUTHENTICATE
+SASL_APIS: dict[int, tuple[int, int]] = {SASL_HANDSHAKE: (0, 1), SASL_AUTHENTICATE: (0, 2)}
 TOPIC_DENIED = ErrorCode.TOPIC_AUTHORIZATION_FAILED
 GROUP_DENIED = ErrorCode.GROUP_AUTHORIZATION_FAILED
 CLUSTER_DENIED = ErrorCode.CLUSTER_AUTHORIZATION_FAILED
@@ -54,8 +60,37 @@ def load_security_file(path: str | None) -> dict[str, Any]:
     return json.loads(Path(path).read_text())
 
 
+class SecurityConfig(Protocol):
+    """The broker settings security reads (`workbench.broker.config.BrokerConfig` has them)."""
+
+    @property
+    def sasl_mechanisms(self) -> list[str]: ...
+    @property
+    def scram_credentials(self) -> dict[str, dict]: ...
+    @property
+    def inter_broker_secret(self) -> str | None: ...
+    @property
+    def acls(self) -> list[dict] | None: ...
+    @property
+    def super_users(self) -> list[str]: ...
+
+
+class BrokerView(Protocol):
+    """What the hook needs of the broker: the metadata image, and a way to catch it up."""
+
+    @property
+    def image(self) -> MetadataImage: ...
+
+    def refresh_metadata(self) -> None: ...
+
+
+Call = Callable[[], Awaitable[Any]]  # the request's handler, bound to the broker, request and connection
+
+
 class Security:
-    def __init__(self, config: BrokerConfig) -> None:
+    """One broker's SASL listener settings, ACLs and advertised APIs (see the module doc)."""
+
+    def __init__(self, config: SecurityConfig, supported_apis: dict[int, tuple[int, int]]) -> None:
         mechanisms = list(config.sasl_mechanisms or [])
         self.sasl: SaslServerFactory | None = None
         if mechanisms:
@@ -66,11 +101,11 @@ class Security:
             raise ValueError("a SASL listener needs inter_broker_secret for the brokers' own connections")
         if self.authorizer.enabled and self.sasl is None:
             raise ValueError("ACLs need authenticated users: set sasl_mechanisms and users as well")
-        self.supported_apis = dict(SUPPORTED_APIS)
+        self.supported_apis = dict(supported_apis)
         if self.sasl is not None:
             self.supported_apis.update(SASL_APIS)
-        self.inter_broker_secret = config.inter_broker_secret
-        self.inter_broker_mechanism = None
+        self.inter_broker_secret = config.inter_broker_secret or ""  # required (checked above) with SASL
+        self.inter_broker_mechanism = ""
         if self.sasl is not None:
             self.inter_broker_mechanism = "SCRAM-SHA-256" if "SCRAM-SHA-256" in mechanisms else "PLAIN"
 
@@ -92,67 +127,88 @@ class Security:
             return True
         return self.authorizer.enabled and self.authorizer.authorize(principal, "ClusterAction", "cluster")
 
-
-# -- the hook ------------------------------------------------------------------------------------
-
-
-async def authorized_call(broker: Broker, handler, req, conn) -> Any:
-    sec: Security = broker.security
-    key = req.api_key
-    if key == ApiKey.API_VERSIONS:
-        body = await handler(broker, req, conn)
-        if sec.sasl is not None and isinstance(body, dict):
-            body["api_keys"] = [
-                {"api_key": k, "min_version": lo, "max_version": hi}
-                for k, (lo, hi) in sorted(sec.supported_apis.items())
-            ]
-        return body
-    principal = getattr(conn, "principal", ANONYMOUS)
-    if (
-        key == ApiKey.FETCH
-        and req.api_version <= 14
-        and req.body.replica_id >= 0
-        and not sec.may_fetch_as_replica(principal)
-    ):
-        return await _fetch(broker, handler, req, conn, lambda _t: False)
-    az = sec.authorizer
-    if not az.enabled:
-        return await handler(broker, req, conn)
-    rule = _RULES.get(key)
-    if rule is None:
-        return await handler(broker, req, conn)
-    return await rule(broker, handler, req, conn, az, principal)
+    async def authorized_call(self, view: BrokerView, call: Call, req: Request, principal: str) -> Any:
+        """Serve `req` through `call` (its handler), answering what `principal` may not do with
+        the API's own authorization error and leaving out of listings what it may not describe."""
+        key = req.api_key
+        if key == ApiKey.API_VERSIONS:
+            body = await call()
+            if self.sasl is not None and isinstance(body, dict):
+                body["api_keys"] = [
+                    {"api_key": k, "min_version": lo, "max_version": hi}
+                    for k, (lo, hi) in sorted(self.supported_apis.items())
+                ]
+            return body
+        if (
+            key == ApiKey.FETCH
+            and req.api_version <= 14
+            and req.body.replica_id >= 0
+            and not self.may_fetch_as_replica(principal)
+        ):
+            return await _fetch(call, req, lambda _t: False)
+        az = self.authorizer
+        if not az.enabled:
+            return await call()
+        rule = _RULES.get(key)
+        if rule is None:
+            return await call()
+        return await rule(view, call, req, az, principal)
 
 
-def _split(items, allowed) -> tuple[list, list]:
-    yes, no = [], []
+# -- the rules -------------------------------------------------------------------------------------
+#
+# A rule gets (view, call, req, az, principal): it narrows `req.body` to what the principal may
+# touch, awaits `call()` for that part and adds the denied part to the response, or answers alone.
+
+Rule = Callable[[BrokerView, Call, "Request", Authorizer, str], Awaitable[Any]]
+T = TypeVar("T")
+
+
+def _split(items: Iterable[T] | None, allowed: Callable[[T], bool]) -> tuple[list[T], list[T]]:
+    yes: list[T] = []
+    no: list[T] = []
     for item in items or []:
         (yes if allowed(item) else no).append(item)
     return yes, no
 
 
+def _denied(
+    name: str,
+    indexes: Iterable[int],
+    *,
+    code: int = TOPIC_DENIED,
+    name_field: str = "name",
+    list_field: str = "partitions",
+    index_field: str = "partition_index",
+    **fields: Any,
+) -> dict[str, Any]:
+    """One topic of a response, every partition answered `code`: the shape every per-partition
+    API shares (the field names differ per API; `fields` are the API's other per-partition values)."""
+    return {name_field: name, list_field: [{index_field: i, "error_code": code, **fields} for i in indexes]}
+
+
 # -- topics ----------------------------------------------------------------------------------------
 
 
-async def _metadata(broker, handler, req, conn, az: Authorizer, p: str):
+async def _metadata(view: BrokerView, call: Call, req: Request, az: Authorizer, p: str) -> Any:
     body = req.body
     everything = body.topics is None or (req.api_version == 0 and not body.topics)
     if everything:
-        resp = await handler(broker, req, conn)
+        resp = await call()
         resp["topics"] = [t for t in resp["topics"] if az.authorize(p, "Describe", "topic", t["name"])]
         return resp
-    broker.refresh_metadata()
+    view.refresh_metadata()
     denied, unknown, allowed = [], [], []
     for t in body.topics:
         if not az.authorize(p, "Describe", "topic", t.name):
             denied.append(t)
-        elif t.name not in broker.image.topics and not az.can_create_topic(p, t.name):
+        elif t.name not in view.image.topics and not az.can_create_topic(p, t.name):
             unknown.append(t)  # may see it, may not auto-create it
         else:
             allowed.append(t)
     body.topics = allowed
     names = {t.name for t in allowed}
-    resp = await handler(broker, req, conn)
+    resp = await call()
     resp["topics"] = [t for t in resp["topics"] if t["name"] in names]
     for t, code in [(t, TOPIC_DENIED) for t in denied] + [(t, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION) for t in unknown]:
         resp["topics"].append(
@@ -167,107 +223,79 @@ async def _metadata(broker, handler, req, conn, az: Authorizer, p: str):
     return resp
 
 
-async def _produce(broker, handler, req, conn, az, p):
+async def _produce(view: BrokerView, call: Call, req: Request, az: Authorizer, p: str) -> Any:
     body = req.body
     body.topic_data, denied = _split(body.topic_data, lambda t: az.authorize(p, "Write", "topic", t.name))
-    resp = await handler(broker, req, conn)
+    resp = await call()
     if resp is None:
         return None
-    for t in denied:
-        resp["responses"].append(
-            {
-                "name": t.name,
-                "partition_responses": [
-                    {
-                        "index": pd.index,
-                        "error_code": TOPIC_DENIED,
-                        "base_offset": -1,
-                        "log_append_time_ms": -1,
-                        "log_start_offset": -1,
-                        "record_errors": [],
-                        "error_message": "not authorized to write",
-                    }
-                    for pd in t.partition_data
-                ],
-            }
+    resp["responses"].extend(
+        _denied(
+            t.name,
+            (pd.index for pd in t.partition_data),
+            list_field="partition_responses",
+            index_field="index",
+            base_offset=-1,
+            log_append_time_ms=-1,
+            log_start_offset=-1,
+            record_errors=[],
+            error_message="not authorized to write",
         )
+        for t in denied
+    )
     return resp
 
 
-async def _fetch(broker, handler, req, conn, allowed):
+async def _fetch(call: Call, req: Request, allowed: Callable[[str], bool]) -> Any:
     body = req.body
     body.topics, denied = _split(body.topics, lambda t: allowed(t.topic))
-    resp = await handler(broker, req, conn)
-    for t in denied:
-        resp["responses"].append(
-            {
-                "topic": t.topic,
-                "partitions": [
-                    {
-                        "partition_index": fp.partition,
-                        "error_code": TOPIC_DENIED,
-                        "high_watermark": -1,
-                        "last_stable_offset": -1,
-                        "log_start_offset": -1,
-                        "aborted_transactions": None,
-                        "preferred_read_replica": -1,
-                        "records": b"",
-                    }
-                    for fp in t.partitions
-                ],
-            }
+    resp = await call()
+    resp["responses"].extend(
+        _denied(
+            t.topic,
+            (fp.partition for fp in t.partitions),
+            name_field="topic",
+            high_watermark=-1,
+            last_stable_offset=-1,
+            log_start_offset=-1,
+            aborted_transactions=None,
+            preferred_read_replica=-1,
+            records=b"",
         )
+        for t in denied
+    )
     return resp
 
 
-async def _fetch_rule(broker, handler, req, conn, az, p):
-    return await _fetch(broker, handler, req, conn, lambda name: az.authorize(p, "Read", "topic", name))
+async def _fetch_rule(view: BrokerView, call: Call, req: Request, az: Authorizer, p: str) -> Any:
+    return await _fetch(call, req, lambda name: az.authorize(p, "Read", "topic", name))
 
 
-async def _list_offsets(broker, handler, req, conn, az, p):
+async def _list_offsets(view: BrokerView, call: Call, req: Request, az: Authorizer, p: str) -> Any:
     body = req.body
     body.topics, denied = _split(body.topics, lambda t: az.authorize(p, "Describe", "topic", t.name))
-    resp = await handler(broker, req, conn)
-    for t in denied:
-        resp["topics"].append(
-            {
-                "name": t.name,
-                "partitions": [
-                    {
-                        "partition_index": lp.partition_index,
-                        "error_code": TOPIC_DENIED,
-                        "timestamp": -1,
-                        "offset": -1,
-                        "leader_epoch": -1,
-                    }
-                    for lp in t.partitions
-                ],
-            }
-        )
+    resp = await call()
+    resp["topics"].extend(
+        _denied(t.name, (lp.partition_index for lp in t.partitions), timestamp=-1, offset=-1, leader_epoch=-1)
+        for t in denied
+    )
     return resp
 
 
-async def _delete_records(broker, handler, req, conn, az, p):
+async def _delete_records(view: BrokerView, call: Call, req: Request, az: Authorizer, p: str) -> Any:
     body = req.body
     body.topics, denied = _split(body.topics, lambda t: az.authorize(p, "Delete", "topic", t.name))
-    resp = await handler(broker, req, conn)
-    for t in denied:
-        resp["topics"].append(
-            {
-                "name": t.name,
-                "partitions": [
-                    {"partition_index": dp.partition_index, "low_watermark": -1, "error_code": TOPIC_DENIED}
-                    for dp in t.partitions
-                ],
-            }
-        )
+    resp = await call()
+    resp["topics"].extend(
+        _denied(t.name, (dp.partition_index for dp in t.partitions), low_watermark=-1) for t in denied
+    )
     return resp
 
 
-async def _create_topics(broker, handler, req, conn, az, p):
+async def _create_topics(view: BrokerView, call: Call, req: Request, az: Authorizer, p: str) -> Any:
     body = req.body
     body.topics, denied = _split(body.topics, lambda t: az.can_create_topic(p, t.name))
-    resp = await handler(broker, req, conn)
+    resp = await call()
     for t in denied:
         resp["topics"].append(
             {
@@ -283,20 +311,21 @@ async def _create_topics(broker, handler, req, conn, az, p):
     return resp
 
 
-async def _delete_topics(broker, handler, req, conn, az, p):
+async def _delete_topics(view: BrokerView, call: Call, req: Request, az: Authorizer, p: str) -> Any:
     body = req.body
-    by_id = {uuid.UUID(hex=t.id): name for name, t in broker.image.topics.items()}
+    by_id = {uuid.UUID(hex=t.id): name for name, t in view.image.topics.items()}
 
-    def name_of(t) -> str:
+    def name_of(t: Any) -> str:
         return t.name or by_id.get(t.topic_id, "")
 
+    denied: list[tuple[str, uuid.UUID]]
     if req.api_version >= 6:
-        body.topics, denied = _split(body.topics, lambda t: az.authorize(p, "Delete", "topic", name_of(t)))
-        denied = [(name_of(t), t.topic_id) for t in denied]
+        body.topics, refused = _split(body.topics, lambda t: az.authorize(p, "Delete", "topic", name_of(t)))
+        denied = [(name_of(t), t.topic_id) for t in refused]
     else:
-        body.topic_names, denied = _split(body.topic_names, lambda n: az.authorize(p, "Delete", "topic", n))
-        denied = [(n, uuid.UUID(int=0)) for n in denied]
-    resp = await handler(broker, req, conn)
+        body.topic_names, refused_names = _split(body.topic_names, lambda n: az.authorize(p, "Delete", "topic", n))
+        denied = [(n, uuid.UUID(int=0)) for n in refused_names]
+    resp = await call()
     for name, topic_id in denied:
         resp["responses"].append(
             {
@@ -309,22 +338,22 @@ async def _delete_topics(broker, handler, req, conn, az, p):
     return resp
 
 
-async def _create_partitions(broker, handler, req, conn, az, p):
+async def _create_partitions(view: BrokerView, call: Call, req: Request, az: Authorizer, p: str) -> Any:
     body = req.body
     body.topics, denied = _split(body.topics, lambda t: az.authorize(p, "Alter", "topic", t.name))
-    resp = await handler(broker, req, conn)
+    resp = await call()
     for t in denied:
         resp["results"].append({"name": t.name, "error_code": TOPIC_DENIED, "error_message": "not authorized"})
     return resp
 
 
-def _config_allowed(az, p, res, operation) -> bool:
+def _config_allowed(az: Authorizer, p: str, res: Any, operation: str) -> bool:
     if res.resource_type == RESOURCE_TOPIC:
         return az.authorize(p, operation, "topic", res.resource_name)
     return az.authorize(p, operation, "cluster")
 
 
-def _config_denied(res) -> dict:
+def _config_denied(res: Any) -> dict[str, Any]:
     code = TOPIC_DENIED if res.resource_type == RESOURCE_TOPIC else CLUSTER_DENIED
     return {
         "error_code": code,
@@ -334,61 +363,63 @@ def _config_denied(res) -> dict:
     }
 
 
-async def _describe_configs(broker, handler, req, conn, az, p):
+async def _describe_configs(view: BrokerView, call: Call, req: Request, az: Authorizer, p: str) -> Any:
     body = req.body
     body.resources, denied = _split(body.resources, lambda r: _config_allowed(az, p, r, "DescribeConfigs"))
-    resp = await handler(broker, req, conn)
+    resp = await call()
     resp["results"].extend({**_config_denied(r), "configs": []} for r in denied)
     return resp
 
 
-async def _alter_configs(broker, handler, req, conn, az, p):
+async def _alter_configs(view: BrokerView, call: Call, req: Request, az: Authorizer, p: str) -> Any:
     body = req.body
     body.resources, denied = _split(body.resources, lambda r: _config_allowed(az, p, r, "AlterConfigs"))
-    resp = await handler(broker, req, conn)
+    resp = await call()
     resp["responses"].extend(_config_denied(r) for r in denied)
     return resp
 
 
-async def _elect_leaders(broker, handler, req, conn, az, p):
+async def _elect_leaders(view: BrokerView, call: Call, req: Request, az: Authorizer, p: str) -> Any:
     if az.authorize(p, "Alter", "cluster"):
-        return await handler(broker, req, conn)
+        return await call()
     results = [
-        {
-            "topic": t.topic,
-            "partition_result": [
-                {"partition_id": i, "error_code": CLUSTER_DENIED, "error_message": "not authorized"}
-                for i in t.partitions
-            ],
-        }
+        _denied(
+            t.topic,
+            t.partitions,
+            code=CLUSTER_DENIED,
+            name_field="topic",
+            list_field="partition_result",
+            index_field="partition_id",
+            error_message="not authorized",
+        )
         for t in (req.body.topic_partitions or [])
     ]
     return {"throttle_time_ms": 0, "error_code": CLUSTER_DENIED, "replica_election_results": results}
 
 
-async def _init_producer_id(broker, handler, req, conn, az, p):
+async def _init_producer_id(view: BrokerView, call: Call, req: Request, az: Authorizer, p: str) -> Any:
     # KIP-679: idempotence needs Write on some topic (or IdempotentWrite on the cluster).
     if (
         req.body.transactional_id is not None
         or az.has_any(p, "Write", "topic")
         or az.authorize(p, "IdempotentWrite", "cluster")
     ):
-        return await handler(broker, req, conn)
+        return await call()
     return {"throttle_time_ms": 0, "error_code": CLUSTER_DENIED, "producer_id": -1, "producer_epoch": -1}
 
 
 # -- groups ----------------------------------------------------------------------------------------
 
 
-def _group_ok(az, p, op, group) -> bool:
+def _group_ok(az: Authorizer, p: str, op: str, group: str | None) -> bool:
     return az.authorize(p, op, "group", group or "")
 
 
-async def _find_coordinator(broker, handler, req, conn, az, p):
+async def _find_coordinator(view: BrokerView, call: Call, req: Request, az: Authorizer, p: str) -> Any:
     body = req.body
     key_type = body.key_type if req.api_version >= 1 else 0
     if key_type != 0:
-        return await handler(broker, req, conn)
+        return await call()
     denied_entry = {
         "error_code": GROUP_DENIED,
         "error_message": "not authorized to describe this group",
@@ -398,18 +429,18 @@ async def _find_coordinator(broker, handler, req, conn, az, p):
     }
     if req.api_version >= 4:
         body.coordinator_keys, denied = _split(body.coordinator_keys, lambda k: _group_ok(az, p, "Describe", k))
-        resp = await handler(broker, req, conn)
+        resp = await call()
         resp["coordinators"].extend({**denied_entry, "key": k} for k in denied)
         return resp
     if _group_ok(az, p, "Describe", body.key):
-        return await handler(broker, req, conn)
+        return await call()
     return {"throttle_time_ms": 0, **denied_entry}
 
 
-def _group_rule(operation: str, denied_response):
-    async def rule(broker, handler, req, conn, az, p):
+def _group_rule(operation: str, denied_response: Callable[[Request], dict[str, Any]]) -> Rule:
+    async def rule(view: BrokerView, call: Call, req: Request, az: Authorizer, p: str) -> Any:
         if _group_ok(az, p, operation, req.body.group_id):
-            return await handler(broker, req, conn)
+            return await call()
         return denied_response(req)
 
     return rule
@@ -433,36 +464,22 @@ _heartbeat_denied = _group_rule("Read", lambda req: {"throttle_time_ms": 0, "err
 _leave_denied = _group_rule("Read", lambda req: {"throttle_time_ms": 0, "error_code": GROUP_DENIED, "members": []})
 
 
-async def _offset_commit(broker, handler, req, conn, az, p):
+async def _offset_commit(view: BrokerView, call: Call, req: Request, az: Authorizer, p: str) -> Any:
     body = req.body
     if not _group_ok(az, p, "Read", body.group_id):
         return {
             "throttle_time_ms": 0,
             "topics": [
-                {
-                    "name": t.name,
-                    "partitions": [
-                        {"partition_index": x.partition_index, "error_code": GROUP_DENIED} for x in t.partitions
-                    ],
-                }
-                for t in body.topics
+                _denied(t.name, (x.partition_index for x in t.partitions), code=GROUP_DENIED) for t in body.topics
             ],
         }
     body.topics, denied = _split(body.topics, lambda t: az.authorize(p, "Read", "topic", t.name))
-    resp = await handler(broker, req, conn)
-    for t in denied:
-        resp["topics"].append(
-            {
-                "name": t.name,
-                "partitions": [
-                    {"partition_index": x.partition_index, "error_code": TOPIC_DENIED} for x in t.partitions
-                ],
-            }
-        )
+    resp = await call()
+    resp["topics"].extend(_denied(t.name, (x.partition_index for x in t.partitions)) for t in denied)
     return resp
 
 
-def _filter_offsets(topics: list[dict], explicit: bool, az, p) -> list[dict]:
+def _filter_offsets(topics: list[dict], explicit: bool, az: Authorizer, p: str) -> list[dict]:
     out = []
     for t in topics:
         if az.authorize(p, "Describe", "topic", t["name"]):
@@ -477,12 +494,12 @@ def _filter_offsets(topics: list[dict], explicit: bool, az, p) -> list[dict]:
     return out
 
 
-async def _offset_fetch(broker, handler, req, conn, az, p):
+async def _offset_fetch(view: BrokerView, call: Call, req: Request, az: Authorizer, p: str) -> Any:
     body = req.body
     if req.api_version >= 8:
         body.groups, denied = _split(body.groups, lambda g: _group_ok(az, p, "Describe", g.group_id))
         explicit = {g.group_id: g.topics is not None for g in body.groups}
-        resp = await handler(broker, req, conn)
+        resp = await call()
         for g in resp["groups"]:
             g["topics"] = _filter_offsets(g["topics"], explicit.get(g["group_id"], False), az, p)
         resp["groups"].extend({"group_id": g.group_id, "error_code": GROUP_DENIED, "topics": []} for g in denied)
@@ -491,37 +508,26 @@ async def _offset_fetch(broker, handler, req, conn, az, p):
         topics = []
         if req.api_version < 2 and body.topics:
             topics = [
-                {
-                    "name": t.name,
-                    "partitions": [
-                        {
-                            "partition_index": i,
-                            "committed_offset": -1,
-                            "metadata": "",
-                            "error_code": GROUP_DENIED,
-                        }
-                        for i in t.partition_indexes
-                    ],
-                }
+                _denied(t.name, t.partition_indexes, code=GROUP_DENIED, committed_offset=-1, metadata="")
                 for t in body.topics
             ]
         return {"throttle_time_ms": 0, "topics": topics, "error_code": GROUP_DENIED}
-    resp = await handler(broker, req, conn)
+    resp = await call()
     resp["topics"] = _filter_offsets(resp["topics"], body.topics is not None, az, p)
     return resp
 
 
-async def _list_groups(broker, handler, req, conn, az, p):
-    resp = await handler(broker, req, conn)
+async def _list_groups(view: BrokerView, call: Call, req: Request, az: Authorizer, p: str) -> Any:
+    resp = await call()
     if not az.authorize(p, "Describe", "cluster"):
         resp["groups"] = [g for g in resp["groups"] if _group_ok(az, p, "Describe", g["group_id"])]
     return resp
 
 
-async def _describe_groups(broker, handler, req, conn, az, p):
+async def _describe_groups(view: BrokerView, call: Call, req: Request, az: Authorizer, p: str) -> Any:
     body = req.body
     body.groups, denied = _split(body.groups, lambda g: _group_ok(az, p, "Describe", g))
-    resp = await handler(broker, req, conn)
+    resp = await call()
     resp["groups"].extend(
         {
             "error_code": GROUP_DENIED,
@@ -536,33 +542,25 @@ async def _describe_groups(broker, handler, req, conn, az, p):
     return resp
 
 
-async def _delete_groups(broker, handler, req, conn, az, p):
+async def _delete_groups(view: BrokerView, call: Call, req: Request, az: Authorizer, p: str) -> Any:
     body = req.body
     body.groups_names, denied = _split(body.groups_names, lambda g: _group_ok(az, p, "Delete", g))
-    resp = await handler(broker, req, conn)
+    resp = await call()
     resp["results"].extend({"group_id": g, "error_code": GROUP_DENIED} for g in denied)
     return resp
 
 
-async def _offset_delete(broker, handler, req, conn, az, p):
+async def _offset_delete(view: BrokerView, call: Call, req: Request, az: Authorizer, p: str) -> Any:
     body = req.body
     if not _group_ok(az, p, "Delete", body.group_id):
         return {"error_code": GROUP_DENIED, "throttle_time_ms": 0, "topics": []}
     body.topics, denied = _split(body.topics, lambda t: az.authorize(p, "Read", "topic", t.name))
-    resp = await handler(broker, req, conn)
-    for t in denied:
-        resp["topics"].append(
-            {
-                "name": t.name,
-                "partitions": [
-                    {"partition_index": x.partition_index, "error_code": TOPIC_DENIED} for x in t.partitions
-                ],
-            }
-        )
+    resp = await call()
+    resp["topics"].extend(_denied(t.name, (x.partition_index for x in t.partitions)) for t in denied)
     return resp
 
 
-_RULES = {
+_RULES: dict[int, Rule] = {
     ApiKey.METADATA: _metadata,
     ApiKey.PRODUCE: _produce,
     ApiKey.FETCH: _fetch_rule,

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from workbench.broker.apis import ApiKey
 from workbench.broker.handlers import admin, cluster_info, fetch, groups, produce
+from workbench.broker.handlers.context import BrokerContext, Handler
+from workbench.protocol.api_keys import ApiKey
 
-HANDLERS = {
+__all__ = ["HANDLERS", "BrokerContext", "Handler"]
+
+# Every API in `workbench.broker.apis.SUPPORTED_APIS` has its handler here (SaslHandshake and
+# SaslAuthenticate excepted: the network layer serves those); tests/unit/test_api_handlers.py checks it.
+HANDLERS: dict[int, Handler] = {
     ApiKey.API_VERSIONS: cluster_info.api_versions,
     ApiKey.METADATA: cluster_info.metadata,
     ApiKey.DESCRIBE_CLUSTER: cluster_info.describe_cluster,

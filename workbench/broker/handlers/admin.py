@@ -9,13 +9,13 @@ commits the resulting records through the quorum in one step.
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from workbench.controller.topics import TOPIC_CONFIG_DEFAULTS
 from workbench.protocol.errors import ErrorCode, KafkaProtocolError
 
 if TYPE_CHECKING:
-    from workbench.broker.broker import Broker
+    from workbench.broker.handlers.context import BrokerContext as Broker
     from workbench.broker.server import Connection
     from workbench.protocol.codec import Request
 
@@ -199,7 +199,7 @@ async def describe_configs(broker: Broker, req: Request, conn: Connection) -> di
     return {"throttle_time_ms": 0, "results": results}
 
 
-async def _alter(broker: Broker, res, validate_only: bool, op: dict) -> dict:
+async def _alter(broker: Broker, res: Any, validate_only: bool, op: dict) -> dict:
     error, message = 0, None
     if res.resource_type != RESOURCE_TOPIC:
         error, message = ErrorCode.INVALID_REQUEST, "only topic configs can be altered"
@@ -251,13 +251,19 @@ async def elect_leaders(broker: Broker, req: Request, conn: Connection) -> dict:
     """ElectLeaders (KIP-460): preferred (0) or unclean (1) elections for some or all partitions."""
     body = req.body
     election_type = body.election_type if req.api_version >= 1 else 0
-    wanted = None
+    wanted: list[tuple[str, int]] | None = None
     if body.topic_partitions is not None:
-        wanted = [[t.topic, p] for t in body.topic_partitions for p in t.partitions]
+        wanted = [(t.topic, p) for t in body.topic_partitions for p in t.partitions]
     before = {(p.topic, p.index): p.leader for p in broker.image.all_partitions()}
-    error = 0
+    error: int = ErrorCode.NONE
     try:
-        await broker.controller.submit({"op": "elect_leaders", "type": election_type, "partitions": wanted})
+        await broker.controller.submit(
+            {
+                "op": "elect_leaders",
+                "type": election_type,
+                "partitions": None if wanted is None else list(map(list, wanted)),
+            }
+        )
     except KafkaProtocolError as exc:
         error = exc.code
     image = broker.image
@@ -265,11 +271,12 @@ async def elect_leaders(broker: Broker, req: Request, conn: Connection) -> dict:
     targets = (
         wanted
         if wanted is not None
-        else [[p.topic, p.index] for p in image.all_partitions() if before.get((p.topic, p.index)) != p.leader]
+        else [(p.topic, p.index) for p in image.all_partitions() if before.get((p.topic, p.index)) != p.leader]
     )
     for topic, index in targets:
         info = image.topics.get(topic)
         p = info.partitions.get(index) if info else None
+        code: int
         if p is None:
             code, message = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, "no such partition"
         elif error:

@@ -11,7 +11,7 @@ from workbench.controller.topics import validate_topic_name
 from workbench.protocol.errors import ErrorCode, KafkaProtocolError
 
 if TYPE_CHECKING:
-    from workbench.broker.broker import Broker
+    from workbench.broker.handlers.context import BrokerContext as Broker
     from workbench.broker.server import Connection
     from workbench.protocol.codec import Request
 

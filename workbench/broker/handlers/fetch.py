@@ -11,21 +11,22 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from workbench.broker.handlers.partitions import leader_log, leader_partition
 from workbench.protocol.errors import ErrorCode, KafkaProtocolError
 
 if TYPE_CHECKING:
-    from workbench.broker.broker import Broker
+    from workbench.broker.handlers.context import BrokerContext as Broker
     from workbench.broker.server import Connection
     from workbench.protocol.codec import Request
+    from workbench.storage.log import PartitionLog
 
 LATEST, EARLIEST, MAX_TIMESTAMP = -1, -2, -3
 DEBUGGING_REPLICA_ID = -2  # Kafka: ListOffsets "latest" from a debugging replica returns the log end offset
 
 
-def _read_all(broker: Broker, body, replica_id: int) -> tuple[list[dict], int, list[tuple[str, int]]]:
+def _read_all(broker: Broker, body: Any, replica_id: int) -> tuple[list[dict], int, list[tuple[str, int]]]:
     remaining = body.max_bytes if body.max_bytes and body.max_bytes > 0 else 0x7FFFFFFF
     responses, total, waiting = [], 0, []
     follower = replica_id >= 0
@@ -33,7 +34,7 @@ def _read_all(broker: Broker, body, replica_id: int) -> tuple[list[dict], int, l
         parts = []
         for fp in topic.partitions:
             p, error = leader_partition(broker, topic.topic, fp.partition, fp.current_leader_epoch)
-            records = b""
+            records: bytes | memoryview = b""
             hw = lso = log_start = -1
             diverging = None
             if p is not None:
@@ -72,7 +73,7 @@ def _read_all(broker: Broker, body, replica_id: int) -> tuple[list[dict], int, l
     return responses, total, waiting
 
 
-def _diverging_epoch(plog, fp) -> dict | None:
+def _diverging_epoch(plog: PartitionLog, fp: Any) -> dict | None:
     """KIP-595 divergence check for a follower's fetch: where its last epoch ends on the leader."""
     last_epoch = getattr(fp, "last_fetched_epoch", -1)
     if last_epoch is None or last_epoch < 0:
@@ -98,7 +99,7 @@ async def fetch(broker: Broker, req: Request, conn: Connection) -> dict:
         ):
             break
         await broker.replicas.wait_for_data(waiting, left)
-        if broker._stopping.is_set():
+        if broker.is_stopping():
             break
     return {"throttle_time_ms": 0, "error_code": 0, "session_id": 0, "responses": responses}
 

@@ -7,12 +7,12 @@ group on this broker (or answer NOT_COORDINATOR), and encode its results.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from workbench.protocol.errors import ErrorCode, KafkaProtocolError
 
 if TYPE_CHECKING:
-    from workbench.broker.broker import Broker
+    from workbench.broker.handlers.context import BrokerContext as Broker
     from workbench.broker.server import Connection
     from workbench.protocol.codec import Request
 
@@ -152,7 +152,9 @@ async def heartbeat(broker: Broker, req: Request, conn: Connection) -> dict:
 
 async def leave_group(broker: Broker, req: Request, conn: Connection) -> dict:
     b = req.body
-    members = [(m.member_id, m.group_instance_id) for m in b.members] if req.api_version >= 3 else [(b.member_id, None)]
+    members: list[tuple[str | None, str | None]] = (
+        [(m.member_id, m.group_instance_id) for m in b.members] if req.api_version >= 3 else [(b.member_id, None)]
+    )
     try:
         coordinator = broker.groups.coordinator_for(b.group_id)
         error, results = await coordinator.leave_group(b.group_id, members)
@@ -187,7 +189,7 @@ async def offset_commit(broker: Broker, req: Request, conn: Connection) -> dict:
     return {"throttle_time_ms": 0, "topics": [{"name": t, "partitions": ps} for t, ps in by_topic.items()]}
 
 
-def _fetch_group(broker: Broker, group_id: str, topics) -> tuple[ErrorCode, dict[str, list[dict]]]:
+def _fetch_group(broker: Broker, group_id: str, topics: Any) -> tuple[ErrorCode, dict[str, list[dict]]]:
     partitions = None if topics is None else [(t.name, p) for t in topics for p in t.partition_indexes]
     try:
         coordinator = broker.groups.coordinator_for(group_id)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from workbench.protocol.errors import ErrorCode
 
 if TYPE_CHECKING:
-    from workbench.broker.broker import Broker
+    from workbench.broker.handlers.context import BrokerContext as Broker
     from workbench.broker.partition import Partition
     from workbench.storage import PartitionLog
 

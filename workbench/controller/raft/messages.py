@@ -213,8 +213,8 @@ def decode(obj: Any) -> Message:
         elif f.type == "bool":
             kwargs[f.name] = _bool(obj, f.name)
         else:
-            has_default = f.default is not f.default_factory  # both MISSING when required
-            kwargs[f.name] = _int(obj, f.name, f.default if has_default else None)
+            default = f.default if isinstance(f.default, int) else None  # MISSING when required
+            kwargs[f.name] = _int(obj, f.name, default)
     message = cls(**kwargs)
     if isinstance(message, AppendEntries):
         for offset, entry in enumerate(message.entries, start=1):

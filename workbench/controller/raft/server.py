@@ -273,13 +273,13 @@ class RaftServer:
                     committed[-1].index,
                 )
         waiting = []
-        for index, future in self._commit_waiters:
-            if future.done():
+        for index, waiter in self._commit_waiters:
+            if waiter.done():
                 continue
             if index <= self.applied_index:
-                future.set_result(None)
+                waiter.set_result(None)
             else:
-                waiting.append((index, future))
+                waiting.append((index, waiter))
         self._commit_waiters = waiting
 
     async def _send_to_peer(self, peer: int) -> None:

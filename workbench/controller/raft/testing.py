@@ -137,8 +137,8 @@ class SimulatedNetwork:
             self.ids,
             self.storages[node_id],
             rng=random.Random(self.rng.random()),
-            **self._node_options,
-        )  # type: ignore[arg-type]
+            **self._node_options,  # type: ignore[arg-type]
+        )
 
     # -- faults -----------------------------------------------------------------------------
     def partition(self, *groups: Iterable[int]) -> None:
