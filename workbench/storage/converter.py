@@ -34,6 +34,7 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 from workbench._malloc import keep_large_buffers_in_the_heap
 
@@ -67,7 +68,7 @@ def _die_with_parent() -> None:
         pass  # not Linux: stdin EOF still ends us
 
 
-def convert_one(job: dict) -> dict:
+def convert_one(job: dict[str, Any]) -> dict[str, Any]:
     """Convert one sealed segment; the answer the child sends back."""
     from workbench.storage.parquet_tier import write_segment
 
@@ -101,7 +102,7 @@ def main() -> int:
     for line in sys.stdin:
         if os.getppid() != parent:
             return 0
-        job: dict = {}
+        job: dict[str, Any] = {}
         try:
             job = json.loads(line)
             answer = convert_one(job)
@@ -135,20 +136,23 @@ class ParquetConverter:
         proc = self._proc
         return proc.pid if proc is not None and proc.returncode is None else None
 
-    async def convert(self, job: dict) -> dict:
+    async def convert(self, job: dict[str, Any]) -> dict[str, Any]:
         """Send `job` to the child; return its answer. Raises ConversionError on failure."""
         async with self._lock:
             if self._idle_timer is not None:
                 self._idle_timer.cancel()
                 self._idle_timer = None
             proc = await self._ensure_started()
+            stdin, stdout = proc.stdin, proc.stdout
+            if stdin is None or stdout is None:  # started with pipes: cannot happen
+                raise ConversionError("converter process has no pipes")
             self._next_id += 1
             job_id = self._next_id
             try:
-                proc.stdin.write((json.dumps({**job, "id": job_id}) + "\n").encode())
-                await proc.stdin.drain()
+                stdin.write((json.dumps({**job, "id": job_id}) + "\n").encode())
+                await stdin.drain()
                 while True:  # an answer to an abandoned (cancelled) job may come first: skip it
-                    line = await proc.stdout.readline()
+                    line = await stdout.readline()
                     if not line or json.loads(line).get("id") == job_id:
                         break
             except (ConnectionError, BrokenPipeError) as exc:
@@ -161,7 +165,7 @@ class ParquetConverter:
             self._idle_timer = asyncio.get_running_loop().call_later(
                 self.idle_exit_s, lambda: asyncio.ensure_future(self._exit_if_idle())
             )
-            answer = json.loads(line)
+            answer: dict[str, Any] = json.loads(line)
             if not answer.get("ok"):
                 raise ConversionError(answer.get("error", "conversion failed"))
             return answer
@@ -196,7 +200,8 @@ class ParquetConverter:
         if proc is None or proc.returncode is not None:
             return
         try:
-            proc.stdin.close()
+            if proc.stdin is not None:
+                proc.stdin.close()
         except Exception:
             pass
         try:

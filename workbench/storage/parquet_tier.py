@@ -16,15 +16,20 @@ import os
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from workbench._lazy import lazy_module
 from workbench.protocol.records import decode_records, paused_gc
 
-# Imported on first use: a broker that has not touched Parquet yet does not carry pyarrow.
-pa = lazy_module("pyarrow")
-pc = lazy_module("pyarrow.compute")
-pq = lazy_module("pyarrow.parquet")
+if TYPE_CHECKING:  # the real modules, for annotations (pyarrow ships no stubs: its names are Any)
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+else:
+    # Imported on first use: a broker that has not touched Parquet yet does not carry pyarrow.
+    pa = lazy_module("pyarrow")
+    pc = lazy_module("pyarrow.compute")
+    pq = lazy_module("pyarrow.parquet")
 
 
 @cache
@@ -101,7 +106,7 @@ class ParquetSegment:
                 )
 
 
-def columns_to_table(cols: dict[str, list]) -> pa.Table:
+def columns_to_table(cols: dict[str, list[Any]]) -> pa.Table:
     """`records.decode_records` columns -> an Arrow table in the tier's schema."""
     arrays = []
     for f in schema():
