@@ -154,10 +154,12 @@ def _check_polls(history: History, report: Report, log_start: int) -> None:
                     "poll_skip", f"{p.reader} p{p.partition}: final read began at {p.offset}, log starts at {log_start}"
                 )
         elif p.offset <= prev:
-            report.add("nonmonotonic_poll", f"{p.reader}/{p.session} p{p.partition}: {prev} then {p.offset}")
+            report.add(
+                "nonmonotonic_poll", f"{p.reader}/{p.session} p{p.partition}: {prev} then {p.offset} at {p.time:.1f}s"
+            )
         elif p.offset > prev + 1:
-            report.add("poll_skip", f"{p.reader}/{p.session} p{p.partition}: {prev} then {p.offset}")
-        last[key] = p.offset if prev is None else max(prev, p.offset)
+            report.add("poll_skip", f"{p.reader}/{p.session} p{p.partition}: {prev} then {p.offset} at {p.time:.1f}s")
+        last[key] = p.offset  # judge the next poll against where the consumer now is
 
 
 def _check_send_order(history: History, report: Report) -> None:
