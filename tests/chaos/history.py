@@ -118,6 +118,7 @@ class History:
         self.notes: list[str] = []
         self.final_read_complete: dict[int, bool] = {}  # partition -> did the final read reach its end
         self.final_high_watermarks: dict[int, int] = {}
+        self.heal_timeouts = 0  # faults after which the ISR was not full again within the heal timeout
         self._lock = threading.Lock()
 
     def now(self) -> float:
@@ -145,6 +146,7 @@ class History:
             "notes": list(self.notes),
             "final_read_complete": {str(k): v for k, v in self.final_read_complete.items()},
             "final_high_watermarks": {str(k): v for k, v in self.final_high_watermarks.items()},
+            "heal_timeouts": self.heal_timeouts,
         }
 
     @classmethod
@@ -157,6 +159,7 @@ class History:
         h.notes = list(data.get("notes", []))
         h.final_read_complete = {int(k): v for k, v in data.get("final_read_complete", {}).items()}
         h.final_high_watermarks = {int(k): v for k, v in data.get("final_high_watermarks", {}).items()}
+        h.heal_timeouts = int(data.get("heal_timeouts", 0))
         return h
 
     def save(self, path: str | Path) -> None:

@@ -407,6 +407,105 @@ class Hostile(Nemesis):
             )
 
 
+class DamagedFollowerThenLeaderCrash(Nemesis):
+    """Issue 12's case 3 as one fault: a follower of a partition is SIGKILLed, loses the tail of
+    its active segments and restarts at once (inside the session timeout); right after, the
+    partition's leader is SIGKILLed, down 1-3 s, and restarted. Only a replica that has caught up
+    again may be elected in between."""
+
+    fault = "tail-loss-follower+kill-leader"
+
+    def __init__(self) -> None:
+        super().__init__("follower")
+
+    @property
+    def name(self) -> str:
+        return self.fault
+
+    def __call__(self, view: ClusterView) -> Fault:
+        leader, follower, tag = _leader_and_follower(view)
+        fault = Fault(self.name, [follower, leader], [f"follower of {tag}", f"leader of {tag}"], view.history.now())
+        try:
+            view.cluster.kill_broker(follower)
+            try:
+                fault.details.update(TailLoss("follower").damage(view, follower))
+            finally:
+                view.cluster.restart_broker(follower)
+            view.cluster.kill_broker(leader)
+            down = view.rng.uniform(1.0, 3.0)
+            fault.details["leader_down_s"] = round(down, 2)
+            time.sleep(down)
+            view.cluster.restart_broker(leader)
+        finally:
+            fault.end = view.history.now()
+        return fault
+
+
+class IsolatedLeaderCrash(Nemesis):
+    """Issue 12's case 2 as one fault: both followers of a partition are SIGSTOPped long enough to
+    be fenced (3-5 s), then the leader is SIGKILLed and loses the tail of its active segments
+    (lost page cache), the followers resume and the leader restarts. A write acknowledged while
+    the leader was alone (fewer than min.insync.replicas copies) is what this loses."""
+
+    fault = "pause-followers+tail-loss-leader"
+
+    def __init__(self) -> None:
+        super().__init__("leader")
+
+    @property
+    def name(self) -> str:
+        return self.fault
+
+    def __call__(self, view: ClusterView) -> Fault:
+        leader, _, tag = _leader_and_follower(view)
+        followers = [b for b in sorted(view.cluster.brokers) if b != leader]
+        fault = Fault(
+            self.name, [*followers, leader], [f"follower of {tag}"] * 2 + [f"leader of {tag}"], view.history.now()
+        )
+        pids = [view.cluster.broker_pids()[f] for f in followers]
+        try:
+            try:
+                for pid in pids:
+                    if pid:
+                        os.kill(pid, signal.SIGSTOP)
+                hold = view.rng.uniform(3.0, 5.0)
+                fault.details["paused_s"] = round(hold, 2)
+                time.sleep(hold)
+                view.cluster.kill_broker(leader)
+                fault.details.update(TailLoss("leader").damage(view, leader))
+            finally:
+                for pid in pids:
+                    if pid:
+                        try:
+                            os.kill(pid, signal.SIGCONT)
+                        except ProcessLookupError:
+                            pass
+            time.sleep(0.5)
+            view.cluster.restart_broker(leader)
+        finally:
+            fault.end = view.history.now()
+        return fault
+
+
+def _leader_and_follower(view: ClusterView) -> tuple[int, int, str]:
+    """The leader and one follower of one partition of the workload topic (a random one)."""
+    for _ in range(20):
+        try:
+            parts = view.cluster.describe().partitions
+            parts = parts[(parts.topic == view.topic) & (parts.leader >= 0)]
+            if len(parts):
+                row = parts.iloc[view.rng.randrange(len(parts))]
+                leader = int(row.leader)
+                followers = [int(r) for r in row.replicas if int(r) != leader]
+                if followers:
+                    return leader, view.rng.choice(followers), f"p{int(row.partition)}"
+        except Exception:
+            pass
+        time.sleep(0.5)
+    a, b = view.rng.sample(sorted(view.cluster.brokers), 2)
+    return a, b, "p?"
+
+
 def _leader_of(cluster, topic: str, partition: int) -> int:
     for _ in range(40):
         try:
@@ -490,6 +589,8 @@ def _nemeses() -> dict[str, Callable[[], Nemesis]]:
             out[f"{cls.fault}-{role}"] = lambda cls=cls, role=role: cls(role)
     for kind in ("zstd-bomb", "many-records"):
         out[f"hostile-{kind}"] = lambda kind=kind: Hostile(kind)
+    out[DamagedFollowerThenLeaderCrash.fault] = DamagedFollowerThenLeaderCrash
+    out[IsolatedLeaderCrash.fault] = IsolatedLeaderCrash
     return out
 
 

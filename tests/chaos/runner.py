@@ -46,6 +46,7 @@ class Settings:
     assign_consumers: int = 2
     group_consumers: int = 1
     segment_bytes: int = 32 * 1024
+    segment_ms: int = 15_000  # segments roll by time too, so sealed segments and Parquet files exist early
     tmpfs_mb: int = 192  # per broker, when the mix has a disk-full nemesis
     hostile_scale: float = 1.0  # 1.0: a 256 MiB zstd bomb, 20 million empty records
     data_dir: str | None = None
@@ -121,7 +122,23 @@ def _heal(cluster: Cluster, topic: str, history: History, timeout: float = HEAL_
             pass
         time.sleep(0.5)
     history.note(f"cluster not healed within {timeout:.0f}s")
+    history.heal_timeouts += 1
     return False
+
+
+def _create_topic(cluster: Cluster, name: str, partitions: int, config: dict[str, str]) -> None:
+    """Create an RF=3 topic, waiting (30 s at most) for all three brokers to have registered:
+    `Cluster` returns once each broker serves, which can be a moment before the controller has
+    every registration."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            cluster.create_topic(name, partitions=partitions, replication_factor=3, config=config)
+            return
+        except ValueError as exc:
+            if "available broker" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
 
 
 def run(settings: Settings | None = None, **overrides: Any) -> Result:
@@ -157,15 +174,16 @@ def run(settings: Settings | None = None, **overrides: Any) -> Result:
     started = time.monotonic()
     try:
         cluster = Cluster(brokers=3, data_dir=data_dir, config={"group_initial_rebalance_delay_ms": 0})
-        cluster.create_topic(
-            topic,
-            partitions=settings.partitions,
-            replication_factor=3,
-            config={"min.insync.replicas": "2", "segment.bytes": str(settings.segment_bytes)},
-        )
+        topic_config = {
+            "min.insync.replicas": "2",
+            "segment.bytes": str(settings.segment_bytes),
+            "segment.ms": str(settings.segment_ms),
+            "index.interval.bytes": "1024",
+        }
+        _create_topic(cluster, topic, settings.partitions, topic_config)
         hostile_topic = f"{topic}-hostile"
         if any(n.startswith("hostile") for n in settings.nemeses):
-            cluster.create_topic(hostile_topic, partitions=1, replication_factor=3)
+            _create_topic(cluster, hostile_topic, 1, {})
         view = ClusterView(
             cluster,
             topic,
@@ -257,6 +275,7 @@ def format_table(result: Result) -> str:
     lines.append(f"{'distinct values read':<28}{s['distinct_values_read']:>10}")
     lines.append(f"{'failed/unknown but read':<28}{s['failed_but_present']:>10}")
     lines.append(f"{'topics created (acked)':<28}{result.topics_acknowledged:>10}")
+    lines.append(f"{'heals over 45 s (no ISR)':<28}{result.history.heal_timeouts:>10}")
     lines.append("")
     lines.append(f"{'fault':<28}{'count':>10}{'skipped':>10}")
     names = sorted(set(s["faults"]) | set(s["skipped_faults"]))
