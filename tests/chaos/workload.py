@@ -1,0 +1,284 @@
+"""The workload: real clients on real sockets, recording everything into a `History`.
+
+- `ProducerClient`: a confluent-kafka (librdkafka) producer, idempotent with ``acks=all`` (the
+  façade's default), writing unique values ``<name>-<seq>`` round-robin over the partitions at a
+  fixed, low rate (the harness shares two cores with the brokers).
+- `AssignConsumer`: a consumer under ``assign`` from the beginning of every partition; its polls
+  are judged for monotonicity and gaps.
+- `GroupConsumer`: a consumer in a group (``subscribe``); rebalances may hand it offsets again,
+  so its polls count only for duplicate and inconsistent-offset checks.
+- `MetadataWriter`: creates a small topic every few seconds, so metadata acknowledgements (the
+  Raft log) are judged too: every topic whose CreateTopics was acknowledged must exist at the end.
+- `final_read`: after the faults, one consumer under ``assign`` reads every partition from the
+  log start to the high watermark.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from tests.chaos.history import OK, OK_NO_OFFSET, UNKNOWN, History, outcome_of_error
+
+
+class _Worker:
+    """A thread with a stop event."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._guarded, name=f"chaos-{name}", daemon=True)
+
+    def start(self) -> _Worker:
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 60.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout)
+
+    def _guarded(self) -> None:
+        try:
+            self.run()
+        except Exception as exc:  # a client thread must not die silently: the history says so
+            self.history.note(f"{self.name} stopped on {exc!r}")
+
+    history: History
+
+    def run(self) -> None:
+        raise NotImplementedError
+
+
+class ProducerClient(_Worker):
+    """Sends ``<name>-<seq>`` to partition ``seq % partitions`` at `rate` records per second."""
+
+    def __init__(
+        self, name: str, bootstrap: str, topic: str, partitions: int, history: History, rate: float = 50.0
+    ) -> None:
+        super().__init__(name)
+        self.bootstrap, self.topic, self.partitions, self.history, self.rate = (
+            bootstrap,
+            topic,
+            partitions,
+            history,
+            rate,
+        )
+        self._pending: dict[int, tuple[str, int]] = {}
+        self._fatal = threading.Event()
+
+    def _producer(self) -> Producer:
+        return Producer(
+            {
+                "bootstrap.servers": self.bootstrap,
+                "enable.idempotence": True,
+                "acks": "all",
+                "linger.ms": 5,
+                "message.timeout.ms": 30000,
+                "request.timeout.ms": 5000,
+                "error_cb": self._on_error,
+                "log_level": 0,
+            }
+        )
+
+    def _on_error(self, err: KafkaError) -> None:
+        if err.fatal():
+            self.history.observe("fatal_producer_error", f"{self.name}: {err.name()} {err.str()}")
+            self._fatal.set()
+
+    def _delivered(self, seq: int, err: KafkaError | None, msg) -> None:
+        value, partition = self._pending.pop(seq, (None, -1))
+        if value is None:
+            return
+        if err is None:
+            offset = msg.offset()
+            if offset is None or offset < 0:
+                self.history.send(producer=self.name, seq=seq, value=value, partition=partition, outcome=OK_NO_OFFSET)
+            else:
+                self.history.send(
+                    producer=self.name, seq=seq, value=value, partition=msg.partition(), outcome=OK, offset=offset
+                )
+        else:
+            self.history.send(
+                producer=self.name,
+                seq=seq,
+                value=value,
+                partition=partition,
+                outcome=outcome_of_error(err.name()),
+                error=err.name(),
+            )
+
+    def run(self) -> None:
+        producer = self._producer()
+        seq = 0
+        interval = 1.0 / self.rate
+        next_at = time.monotonic()
+        while not self._stop.is_set():
+            if self._fatal.is_set():
+                self._abandon(producer, "fatal error: producer replaced")
+                producer = self._producer()
+                self._fatal.clear()
+            value, partition = f"{self.name}-{seq}", seq % self.partitions
+            self._pending[seq] = (value, partition)
+            try:
+                producer.produce(
+                    self.topic,
+                    value=value.encode(),
+                    partition=partition,
+                    on_delivery=lambda err, msg, seq=seq: self._delivered(seq, err, msg),
+                )
+            except BufferError:
+                self._pending.pop(seq)
+                producer.poll(0.1)
+                continue
+            seq += 1
+            producer.poll(0)
+            next_at += interval
+            delay = next_at - time.monotonic()
+            if delay > 0:
+                producer.poll(delay)
+            else:
+                next_at = time.monotonic()
+        producer.flush(40)
+        self._abandon(producer, "still queued when the run ended")
+
+    def _abandon(self, producer: Producer, why: str) -> None:
+        producer.purge()
+        producer.poll(0)
+        for seq, (value, partition) in sorted(self._pending.items()):
+            self.history.send(producer=self.name, seq=seq, value=value, partition=partition, outcome=UNKNOWN, error=why)
+        self._pending.clear()
+
+
+def _consumer_conf(bootstrap: str, group: str, **extra) -> dict:
+    conf = {
+        "bootstrap.servers": bootstrap,
+        "group.id": group,
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        "check.crcs": True,
+        "fetch.wait.max.ms": 200,
+        "log_level": 0,
+    }
+    conf.update(extra)
+    return conf
+
+
+class AssignConsumer(_Worker):
+    """Reads every partition from the beginning under `assign`, recording every record."""
+
+    mode = "assign"
+
+    def __init__(self, name: str, bootstrap: str, topic: str, partitions: int, history: History) -> None:
+        super().__init__(name)
+        self.bootstrap, self.topic, self.partitions, self.history = bootstrap, topic, partitions, history
+        self.errors = 0
+
+    def _open(self) -> Consumer:
+        c = Consumer(_consumer_conf(self.bootstrap, f"chaos-{self.name}"))
+        c.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in range(self.partitions)])
+        return c
+
+    def run(self) -> None:
+        c = self._open()
+        session = 0
+        try:
+            while not self._stop.is_set():
+                for msg in c.consume(500, 0.3):
+                    err = msg.error()
+                    if err is not None:
+                        if err.code() != KafkaError._PARTITION_EOF:
+                            self.errors += 1
+                        continue
+                    self.history.poll(
+                        reader=self.name,
+                        session=session,
+                        mode=self.mode,
+                        partition=msg.partition(),
+                        offset=msg.offset(),
+                        value=msg.value().decode(errors="replace") if msg.value() is not None else "<null>",
+                    )
+        finally:
+            c.close()
+
+
+class GroupConsumer(AssignConsumer):
+    """A member of a consumer group (`subscribe`), committing automatically."""
+
+    mode = "group"
+
+    def _open(self) -> Consumer:
+        c = Consumer(
+            _consumer_conf(
+                self.bootstrap,
+                f"chaos-group-{self.topic}",
+                **{"enable.auto.commit": True, "session.timeout.ms": 6000, "heartbeat.interval.ms": 1000},
+            )
+        )
+        c.subscribe([self.topic])
+        return c
+
+
+class MetadataWriter(_Worker):
+    """Creates topic ``<prefix>-<n>`` every `interval` seconds; remembers which were acknowledged."""
+
+    def __init__(self, name: str, bootstrap: str, prefix: str, history: History, interval: float = 4.0) -> None:
+        super().__init__(name)
+        self.bootstrap, self.prefix, self.history, self.interval = bootstrap, prefix, history, interval
+        self.acknowledged: list[str] = []
+        self.failed = 0
+
+    def run(self) -> None:
+        admin = AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 0})
+        n = 0
+        while not self._stop.wait(self.interval):
+            name = f"{self.prefix}-{n}"
+            n += 1
+            futures = admin.create_topics([NewTopic(name, 1, 3)], operation_timeout=10, request_timeout=15)
+            try:
+                futures[name].result(20)
+                self.acknowledged.append(name)
+            except KafkaException:
+                self.failed += 1
+
+    def check(self, bootstrap: str) -> list[str]:
+        """Acknowledged topics the cluster no longer lists."""
+        admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+        listed = set(admin.list_topics(timeout=15).topics)
+        return [t for t in self.acknowledged if t not in listed]
+
+
+def final_read(bootstrap: str, topic: str, partitions: int, history: History, timeout: float = 60.0) -> None:
+    """Read every partition from the beginning to its high watermark, under `assign`."""
+    c = Consumer(_consumer_conf(bootstrap, f"chaos-final-{topic}"))
+    try:
+        highs: dict[int, int] = {}
+        deadline = time.monotonic() + timeout
+        for p in range(partitions):
+            while p not in highs and time.monotonic() < deadline:
+                try:
+                    _low, highs[p] = c.get_watermark_offsets(TopicPartition(topic, p), timeout=5)
+                except KafkaException:
+                    time.sleep(0.5)
+        history.final_high_watermarks = dict(highs)
+        c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
+        last = {p: -1 for p in range(partitions)}
+        while time.monotonic() < deadline and any(last[p] < highs.get(p, 1 << 62) - 1 for p in range(partitions)):
+            for msg in c.consume(1000, 0.5):
+                if msg.error() is not None:
+                    continue
+                p = msg.partition()
+                last[p] = max(last[p], msg.offset())
+                history.poll(
+                    reader="final",
+                    session=0,
+                    mode="final",
+                    partition=p,
+                    offset=msg.offset(),
+                    value=msg.value().decode(errors="replace") if msg.value() is not None else "<null>",
+                )
+        history.final_read_complete = {p: p in highs and last[p] >= highs[p] - 1 for p in range(partitions)}
+    finally:
+        c.close()
