@@ -36,11 +36,10 @@ from workbench.controller.image import MetadataImage
 from workbench.controller.quorum import QuorumMetadataLog
 from workbench.protocol.codec import (
     Request,
-    encode_error_response,
     encode_response,
     encode_unsupported_api_versions,
 )
-from workbench.protocol.errors import ErrorCode
+from workbench.protocol.errors import UnsupportedRequestError
 from workbench.security.enforce import Security, authorized_call  # [security]
 from workbench.storage.converter import ConversionError, ParquetConverter
 from workbench.storage.parquet_tier import ParquetSegment
@@ -377,13 +376,12 @@ class Broker:
                 return encode_unsupported_api_versions(
                     request.correlation_id, self.security.supported_apis
                 )  # [security]
-            log.info("unsupported request api_key=%d v%d from %s", request.api_key, request.api_version, conn.peer)
-            response = encode_error_response(request, ErrorCode.UNSUPPORTED_VERSION)
-            if response is None:
-                # No schema to answer in: send the correlation id and UNSUPPORTED_VERSION, the
-                # prefix most response layouts share, rather than dropping the connection.
-                response = struct.pack(">iih", 6, request.correlation_id, ErrorCode.UNSUPPORTED_VERSION)
-            return response
+            # Kafka closes the connection (see UnsupportedRequestError); so do we, after the
+            # responses to earlier requests on it are written.
+            raise UnsupportedRequestError(
+                f"api key {request.api_key} v{request.api_version} is not supported "
+                f"(advertised: {self.security.supported_apis.get(request.api_key, 'not at all')})"
+            )
         handler = self._handlers.get(request.api_key)
         if self.security.enabled:  # [security] authorization hook (workbench.security.enforce)
             body = await authorized_call(self, handler, request, conn)
