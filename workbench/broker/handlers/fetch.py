@@ -131,17 +131,39 @@ async def list_offsets(broker: Broker, req: Request, conn: Connection) -> dict:
                             offset, timestamp = found
                 except KafkaProtocolError as exc:
                     error = exc.code
-            parts.append(
-                {
-                    "partition_index": lp.partition_index,
-                    "error_code": error,
-                    "timestamp": timestamp,
-                    "offset": offset,
-                    "leader_epoch": epoch,
-                }
-            )
+            part = {
+                "partition_index": lp.partition_index,
+                "error_code": error,
+                "timestamp": timestamp,
+                "offset": offset,
+                "leader_epoch": epoch,
+            }
+            if req.api_version == 0:
+                part["old_style_offsets"] = _old_style_offsets(plog, lp, body.replica_id) if not error else []
+            parts.append(part)
         topics.append({"name": topic.name, "partitions": parts})
     return {"throttle_time_ms": 0, "topics": topics}
+
+
+def _old_style_offsets(plog, lp, replica_id: int) -> list[int]:
+    """ListOffsets v0: up to `max_num_offsets` offsets, newest first (Burrow and sarama's default
+    `Version` send it).
+
+    Kafka's `legacyFetchOffsetsBefore` lists each segment's base offset and the log end offset,
+    and a consumer never sees past the high watermark. We list the high watermark (latest) and
+    the log start offset (earliest), the two offsets every v0 client asks for; a timestamp gives
+    the first offset at or after it (v1's rule), or the high watermark when there is none.
+    """
+    end = plog.log_end_offset if replica_id == DEBUGGING_REPLICA_ID else plog.high_watermark
+    if lp.timestamp == LATEST:
+        offsets = [end, plog.log_start_offset]
+    elif lp.timestamp == EARLIEST:
+        offsets = [plog.log_start_offset]
+    else:
+        found = plog.offset_for_timestamp(lp.timestamp) if lp.timestamp >= 0 else None
+        offsets = [found[0] if found is not None else end]
+    unique = list(dict.fromkeys(offsets))
+    return unique[: max(lp.max_num_offsets, 0)]
 
 
 async def delete_records(broker: Broker, req: Request, conn: Connection) -> dict:
