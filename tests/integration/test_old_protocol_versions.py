@@ -7,12 +7,15 @@ tests/interop/ show the same versions working end to end.
 
 from __future__ import annotations
 
+import struct
 import uuid
 
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer
 from kafka.protocol.admin import CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest
-from kafka.protocol.consumer import ListOffsetsRequest, OffsetCommitRequest, OffsetFetchRequest
+from kafka.protocol.consumer import FetchRequest, ListOffsetsRequest, OffsetCommitRequest, OffsetFetchRequest
 from kafka.protocol.metadata import FindCoordinatorRequest, MetadataRequest
+from kafka.protocol.producer import ProduceRequest
+from kafka.record.legacy_records import LegacyRecordBatch, LegacyRecordBatchBuilder
 
 from workbench.protocol.blocking_client import WireClient
 
@@ -179,4 +182,95 @@ def test_create_topics_v0_v1_and_delete_topics_v0(cluster):
     assert name in {t.name for t in md0.topics}
     resp = c.request(DeleteTopicsRequest(topic_names=[name], timeout_ms=10000), 0)
     assert [(r.name, r.error_code) for r in resp.responses] == [(name, 0)]
+    c.close()
+
+
+def _message_set(magic: int, values: list[bytes], codec: int = 0, ts0: int = 1_600_000_000_000) -> bytes:
+    b = LegacyRecordBatchBuilder(magic=magic, compression_type=codec, batch_size=1 << 24)
+    for i, v in enumerate(values):
+        b.append(i, timestamp=ts0 + i, key=None, value=v)
+    return bytes(b.build())
+
+
+def _produce_old(c: WireClient, topic: str, version: int, records: bytes):
+    req = ProduceRequest(
+        acks=-1,
+        timeout_ms=10000,
+        topic_data=[
+            ProduceRequest.TopicProduceData(
+                name=topic,
+                partition_data=[ProduceRequest.TopicProduceData.PartitionProduceData(index=0, records=records)],
+            )
+        ],
+    )
+    return c.request(req, version).responses[0].partition_responses[0]
+
+
+def _fetch_old(c: WireClient, topic: str, version: int, offset: int) -> list[tuple[int, int | None, bytes]]:
+    req = FetchRequest(
+        replica_id=-1,
+        max_wait_ms=100,
+        min_bytes=1,
+        max_bytes=1 << 20,
+        topics=[
+            FetchRequest.FetchTopic(
+                topic=topic,
+                partitions=[
+                    FetchRequest.FetchTopic.FetchPartition(
+                        partition=0, fetch_offset=offset, partition_max_bytes=1 << 20
+                    )
+                ],
+            )
+        ],
+    )
+    part = c.request(req, version).responses[0].partitions[0]
+    assert part.error_code == 0
+    magic = 0 if version < 2 else 1
+    out, data, pos = [], bytes(part.records), 0
+    while pos < len(data):
+        (size,) = struct.unpack_from(">i", data, pos + 8)
+        assert data[pos + 16] == magic
+        msg = LegacyRecordBatch(data[pos : pos + 12 + size], magic)
+        assert msg.validate_crc()
+        out += [(r.offset, r.timestamp, r.value) for r in msg]
+        pos += 12 + size
+    return out
+
+
+def test_produce_v0_v2_message_sets_and_fetch_v0_v3_down_conversion(cluster, topic_name):
+    cluster.create_topic(topic_name, partitions=1)
+    c = _leader(cluster, topic_name)
+    r0 = _produce_old(c, topic_name, 0, _message_set(0, [b"m0-a", b"m0-b"]))
+    assert (r0.error_code, r0.base_offset) == (0, 0)
+    r1 = _produce_old(c, topic_name, 1, _message_set(1, [b"m1-a"], codec=1))  # a gzip wrapper message
+    assert (r1.error_code, r1.base_offset) == (0, 2)
+    r2 = _produce_old(c, topic_name, 2, _message_set(1, [b"m1-b", b"m1-c"], codec=2))  # snappy
+    assert (r2.error_code, r2.base_offset, r2.log_append_time_ms) == (0, 3, -1)  # CreateTime topic
+    bad = bytearray(_message_set(1, [b"broken"]))
+    bad[-1] ^= 1
+    assert _produce_old(c, topic_name, 2, bytes(bad)).error_code == 2  # CORRUPT_MESSAGE
+    # A current consumer sees v2 records with the producer's timestamps (none for magic 0).
+    consumer = Consumer(
+        {
+            "bootstrap.servers": cluster.bootstrap_servers,
+            "group.id": f"g-{uuid.uuid4().hex[:6]}",
+            "auto.offset.reset": "earliest",
+        }
+    )
+    consumer.subscribe([topic_name])
+    seen = []
+    while len(seen) < 5:
+        m = consumer.poll(10)
+        assert m is not None, f"only {seen} consumed"
+        assert m.error() is None
+        seen.append((m.offset(), m.value(), m.timestamp()[1]))
+    consumer.close()
+    assert [(o, v) for o, v, _ in seen] == [(0, b"m0-a"), (1, b"m0-b"), (2, b"m1-a"), (3, b"m1-b"), (4, b"m1-c")]
+    assert [ts for *_, ts in seen][2:] == [1_600_000_000_000, 1_600_000_000_000, 1_600_000_000_001]
+    # Old consumers get message format v0 (Fetch v0-1) or v1 (v2-3), with absolute offsets.
+    for version in (0, 1, 2, 3):
+        got = _fetch_old(c, topic_name, version, 1)
+        assert [(o, v) for o, _, v in got] == [(1, b"m0-b"), (2, b"m1-a"), (3, b"m1-b"), (4, b"m1-c")]
+        if version >= 2:
+            assert got[1][1] == 1_600_000_000_000
     c.close()

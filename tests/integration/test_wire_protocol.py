@@ -55,7 +55,7 @@ def test_api_versions_v3_and_unknown_version(cluster):
     c = WireClient.to(cluster.bootstrap_servers)
     resp = c.request(ApiVersionsRequest(client_software_name="t", client_software_version="1"), 3)
     keys = {k.api_key: (k.min_version, k.max_version) for k in resp.api_keys}
-    assert keys[0] == (3, 9) and keys[18] == (0, 3)
+    assert keys[0] == (0, 9) and keys[1] == (0, 12) and keys[18] == (0, 3)
     # ApiVersions at a version we do not support: a v0 answer with UNSUPPORTED_VERSION and our ranges.
     c.send_raw(struct.pack(">ihhih", 10 + 1, 18, 77, 99, 1) + b"x" + b"\x00")
     frame = c.recv_frame()

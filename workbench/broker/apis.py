@@ -58,8 +58,8 @@ class ApiKey(IntEnum):
 
 
 SUPPORTED_APIS: dict[int, tuple[int, int]] = {
-    ApiKey.PRODUCE: (3, 9),
-    ApiKey.FETCH: (4, 12),
+    ApiKey.PRODUCE: (0, 9),
+    ApiKey.FETCH: (0, 12),
     ApiKey.LIST_OFFSETS: (0, 7),
     ApiKey.METADATA: (0, 11),
     ApiKey.OFFSET_COMMIT: (0, 8),

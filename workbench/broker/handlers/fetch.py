@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from workbench.broker.handlers.partitions import leader_log, leader_partition
 from workbench.protocol.errors import ErrorCode, KafkaProtocolError
+from workbench.protocol.message_format import downconvert_batches
 
 if TYPE_CHECKING:
     from workbench.broker.broker import Broker
@@ -100,6 +101,14 @@ async def fetch(broker: Broker, req: Request, conn: Connection) -> dict:
         await broker.replicas.wait_for_data(waiting, left)
         if broker._stopping.is_set():
             break
+    if req.api_version < 4:
+        # Fetch v0-3 predate record batches: down-convert to message format v0 (Fetch v0-1) or
+        # v1 (v2-3), as Kafka's RecordsUtil.downConvert does.
+        magic = 0 if req.api_version < 2 else 1
+        for topic, t in zip(body.topics, responses, strict=True):
+            for fp, p in zip(topic.partitions, t["partitions"], strict=True):
+                if p["records"]:
+                    p["records"] = downconvert_batches(p["records"], magic, fp.fetch_offset)
     return {"throttle_time_ms": 0, "error_code": 0, "session_id": 0, "responses": responses}
 
 
