@@ -55,7 +55,7 @@ def test_api_versions_v3_and_unknown_version(cluster):
     c = WireClient.to(cluster.bootstrap_servers)
     resp = c.request(ApiVersionsRequest(client_software_name="t", client_software_version="1"), 3)
     keys = {k.api_key: (k.min_version, k.max_version) for k in resp.api_keys}
-    assert keys[0] == (3, 9) and keys[18] == (0, 3)
+    assert keys[0] == (0, 9) and keys[1] == (0, 12) and keys[18] == (0, 3)
     # ApiVersions at a version we do not support: a v0 answer with UNSUPPORTED_VERSION and our ranges.
     c.send_raw(struct.pack(">ihhih", 10 + 1, 18, 77, 99, 1) + b"x" + b"\x00")
     frame = c.recv_frame()
@@ -64,14 +64,20 @@ def test_api_versions_v3_and_unknown_version(cluster):
     c.close()
 
 
-def test_unknown_api_key_gets_an_error_not_a_dropped_connection(cluster):
-    c = WireClient.to(cluster.bootstrap_servers)
-    c.send_raw(struct.pack(">ihhih", 10, 9999, 0, 5, -1))
-    frame = c.recv_frame()
-    assert struct.unpack_from(">ih", frame) == (5, 35)
-    # The connection still works.
-    assert c.request(ApiVersionsRequest(), 0).error_code == 0
-    c.close()
+def test_unknown_api_key_or_version_closes_that_connection_as_kafka_does(cluster):
+    # Kafka's RequestContext.parseRequest raises InvalidRequestException for a request it cannot
+    # parse at its version, and SocketServer closes the channel: no response, certainly not a
+    # 6-byte body that is valid in no response layout.
+    healthy = WireClient.to(cluster.bootstrap_servers)
+    for api_key, version in ((9999, 0), (3, 99), (8, 77)):
+        c = WireClient.to(cluster.bootstrap_servers)
+        # An answered request first: its response is still written before the close.
+        c.send_raw(struct.pack(">ihhih", 10, 18, 0, 1, -1))
+        c.send_raw(struct.pack(">ihhih", 10, api_key, version, 5, -1))
+        assert struct.unpack_from(">ih", c.recv_frame()) == (1, 0)
+        assert c.is_closed(), f"api {api_key} v{version} left the connection open"
+    assert healthy.request(ApiVersionsRequest(), 0).error_code == 0
+    healthy.close()
 
 
 def test_malformed_frame_closes_only_that_connection(cluster, topic_name):

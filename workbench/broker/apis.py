@@ -2,15 +2,25 @@
 
 Chosen to match one Apache Kafka release (3.0) for the APIs we implement,
 because kafka-python infers the broker's release from the advertised maxima
-(`infer_broker_version_from_api_versions`) and gates features on it. Minima are
-the lowest versions the schema-generated codec really encodes: Kafka 4's
-message schemas dropped the record formats before v2 (Produce < 3, Fetch < 4)
-and some long-deprecated request layouts (OffsetCommit < 2, ...), and we do not
-advertise what we cannot encode byte-for-byte.
+(`infer_broker_version_from_api_versions`) and gates features on it.
+
+Minima are 0 wherever Kafka 3.x served version 0, so that clients of 2017-2020
+(sarama with its default `Version`, kafka-go, Burrow) work unmodified. Kafka
+4's message schemas (which kafka-python's codec is generated from) dropped the
+oldest versions from `validVersions` but kept every field with its version
+range, so the codec still encodes them byte for byte; tests/unit/
+test_old_versions_codec.py proves it against kafka-python's hand-written
+legacy structs. What an old version needs beyond layout (ListOffsets v0's
+`old_style_offsets`, Metadata v0's "empty list means all topics") is handled
+where the request is served.
 
 Maxima stop before versions that address topics by id instead of by name
 (Fetch 13+, Produce 13+, OffsetCommit 10+) and before versions that only add
 features we do not have (e.g. KIP-848 fields).
+
+Every advertised (API, version range) is listed, with the tests that exercise
+it, in `api_ledger.toml` beside this module; tests/unit/test_api_ledger.py
+fails when the two disagree.
 """
 
 from __future__ import annotations
@@ -20,12 +30,12 @@ from workbench.protocol.api_keys import ApiKey
 __all__ = ["SUPPORTED_APIS", "ApiKey"]
 
 SUPPORTED_APIS: dict[int, tuple[int, int]] = {
-    ApiKey.PRODUCE: (3, 9),
-    ApiKey.FETCH: (4, 12),
-    ApiKey.LIST_OFFSETS: (1, 7),
+    ApiKey.PRODUCE: (0, 9),
+    ApiKey.FETCH: (0, 12),
+    ApiKey.LIST_OFFSETS: (0, 7),
     ApiKey.METADATA: (0, 11),
-    ApiKey.OFFSET_COMMIT: (2, 8),
-    ApiKey.OFFSET_FETCH: (1, 8),
+    ApiKey.OFFSET_COMMIT: (0, 8),
+    ApiKey.OFFSET_FETCH: (0, 8),
     ApiKey.FIND_COORDINATOR: (0, 4),
     ApiKey.JOIN_GROUP: (0, 7),
     ApiKey.HEARTBEAT: (0, 4),
@@ -34,11 +44,11 @@ SUPPORTED_APIS: dict[int, tuple[int, int]] = {
     ApiKey.DESCRIBE_GROUPS: (0, 5),
     ApiKey.LIST_GROUPS: (0, 4),
     ApiKey.API_VERSIONS: (0, 3),
-    ApiKey.CREATE_TOPICS: (2, 7),
-    ApiKey.DELETE_TOPICS: (1, 6),
+    ApiKey.CREATE_TOPICS: (0, 7),
+    ApiKey.DELETE_TOPICS: (0, 6),
     ApiKey.DELETE_RECORDS: (0, 2),
     ApiKey.INIT_PRODUCER_ID: (0, 4),
-    ApiKey.DESCRIBE_CONFIGS: (1, 4),
+    ApiKey.DESCRIBE_CONFIGS: (0, 4),
     ApiKey.ALTER_CONFIGS: (0, 2),
     ApiKey.CREATE_PARTITIONS: (0, 3),
     ApiKey.DELETE_GROUPS: (0, 2),

@@ -36,11 +36,10 @@ from workbench.controller.quorum import QuorumMetadataLog
 from workbench.protocol.api_keys import CONTROLLER_API_KEY, ApiKey
 from workbench.protocol.codec import (
     Request,
-    encode_error_response,
     encode_response,
     encode_unsupported_api_versions,
 )
-from workbench.protocol.errors import ErrorCode
+from workbench.protocol.errors import UnsupportedRequestError
 from workbench.security.enforce import Security  # [security]
 from workbench.storage.converter import ConversionError, ParquetConverter
 from workbench.storage.parquet_tier import ParquetSegment
@@ -377,21 +376,18 @@ class Broker:
                 return encode_unsupported_api_versions(
                     request.correlation_id, self.security.supported_apis
                 )  # [security]
-            log.info("unsupported request api_key=%d v%d from %s", request.api_key, request.api_version, conn.peer)
-            response = encode_error_response(request, ErrorCode.UNSUPPORTED_VERSION)
-            if response is None:
-                # No schema to answer in: send the correlation id and UNSUPPORTED_VERSION, the
-                # prefix most response layouts share, rather than dropping the connection.
-                response = struct.pack(">iih", 6, request.correlation_id, ErrorCode.UNSUPPORTED_VERSION)
-            return response
+            # Kafka closes the connection (see UnsupportedRequestError); so do we, after the
+            # responses to earlier requests on it are written.
+            raise UnsupportedRequestError(
+                f"api key {request.api_key} v{request.api_version} is not supported "
+                f"(advertised: {self.security.supported_apis.get(request.api_key, 'not at all')})"
+            )
         handler = self._handlers.get(request.api_key)
         if handler is None:
             # Advertised but not served (tests/unit/test_api_handlers.py keeps this from happening):
-            # answer UNSUPPORTED_VERSION in the API's own layout rather than fail the connection.
+            # close the connection as for any unsupported request.
             log.error("no handler for advertised api_key=%d v%d", request.api_key, request.api_version)
-            return encode_error_response(request, ErrorCode.UNSUPPORTED_VERSION) or struct.pack(
-                ">iih", 6, request.correlation_id, ErrorCode.UNSUPPORTED_VERSION
-            )
+            raise UnsupportedRequestError(f"api key {request.api_key} v{request.api_version} has no handler")
         if self.security.enabled:  # [security] authorization hook (workbench.security.enforce)
             body = await self.security.authorized_call(
                 self, lambda: handler(self, request, conn), request, conn.principal

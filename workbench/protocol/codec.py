@@ -199,18 +199,3 @@ def encode_unsupported_api_versions(correlation_id: int, supported: dict[int, tu
         "api_keys": [{"api_key": k, "min_version": lo, "max_version": hi} for k, (lo, hi) in sorted(supported.items())],
     }
     return encode_response(18, 0, correlation_id, body)
-
-
-def encode_error_response(request: Request, error_code: int) -> bytes | None:
-    """A response of the request's own type carrying one top-level error, or None if the
-    schema has no way to say it (the caller then closes the connection)."""
-    cls = RESPONSE_CLASSES.get(request.api_key)
-    if cls is None:
-        return None
-    fields = cls._struct.fields
-    if "error_code" not in fields:
-        return None
-    try:
-        return encode_response(request.api_key, request.api_version, request.correlation_id, {"error_code": error_code})
-    except Exception:
-        return None

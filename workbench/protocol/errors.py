@@ -108,3 +108,17 @@ class MalformedRequestError(Exception):
     The network layer answers this by closing that one connection (what
     Apache Kafka does with an unparseable frame); the broker carries on.
     """
+
+
+class UnsupportedRequestError(MalformedRequestError):
+    """A request for an API key or version the broker does not serve (other than ApiVersions).
+
+    Apache Kafka answers these by closing the connection without a response:
+    `RequestContext.parseRequest` raises `InvalidRequestException` for any
+    request it cannot parse at its version, and the `SocketServer` processor
+    closes the channel. Only an ApiVersions request of an unknown version gets an
+    answer (v0 layout, UNSUPPORTED_VERSION and the broker's ranges, KIP-511),
+    because that is how a newer client learns what the broker speaks. A client
+    that checked ApiVersions never sends one of these; one that did not sees a
+    closed connection, not a body valid in no response layout.
+    """

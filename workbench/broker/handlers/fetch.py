@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from workbench.broker.handlers.partitions import leader_log, leader_partition
 from workbench.protocol.errors import ErrorCode, KafkaProtocolError
+from workbench.protocol.message_format import downconvert_batches
 
 if TYPE_CHECKING:
     from workbench.broker.handlers.context import BrokerContext as Broker
@@ -101,6 +102,14 @@ async def fetch(broker: Broker, req: Request, conn: Connection) -> dict:
         await broker.replicas.wait_for_data(waiting, left)
         if broker.is_stopping():
             break
+    if req.api_version < 4:
+        # Fetch v0-3 predate record batches: down-convert to message format v0 (Fetch v0-1) or
+        # v1 (v2-3), as Kafka's RecordsUtil.downConvert does.
+        magic = 0 if req.api_version < 2 else 1
+        for topic, t in zip(body.topics, responses, strict=True):
+            for fp, p in zip(topic.partitions, t["partitions"], strict=True):
+                if p["records"]:
+                    p["records"] = downconvert_batches(p["records"], magic, fp.fetch_offset)
     return {"throttle_time_ms": 0, "error_code": 0, "session_id": 0, "responses": responses}
 
 
@@ -132,17 +141,39 @@ async def list_offsets(broker: Broker, req: Request, conn: Connection) -> dict:
                             offset, timestamp = found
                 except KafkaProtocolError as exc:
                     error = exc.code
-            parts.append(
-                {
-                    "partition_index": lp.partition_index,
-                    "error_code": error,
-                    "timestamp": timestamp,
-                    "offset": offset,
-                    "leader_epoch": epoch,
-                }
-            )
+            part = {
+                "partition_index": lp.partition_index,
+                "error_code": error,
+                "timestamp": timestamp,
+                "offset": offset,
+                "leader_epoch": epoch,
+            }
+            if req.api_version == 0:
+                part["old_style_offsets"] = _old_style_offsets(plog, lp, body.replica_id) if not error else []
+            parts.append(part)
         topics.append({"name": topic.name, "partitions": parts})
     return {"throttle_time_ms": 0, "topics": topics}
+
+
+def _old_style_offsets(plog: Any, lp: Any, replica_id: int) -> list[int]:
+    """ListOffsets v0: up to `max_num_offsets` offsets, newest first (Burrow and sarama's default
+    `Version` send it).
+
+    Kafka's `legacyFetchOffsetsBefore` lists each segment's base offset and the log end offset,
+    and a consumer never sees past the high watermark. We list the high watermark (latest) and
+    the log start offset (earliest), the two offsets every v0 client asks for; a timestamp gives
+    the first offset at or after it (v1's rule), or the high watermark when there is none.
+    """
+    end = plog.log_end_offset if replica_id == DEBUGGING_REPLICA_ID else plog.high_watermark
+    if lp.timestamp == LATEST:
+        offsets = [end, plog.log_start_offset]
+    elif lp.timestamp == EARLIEST:
+        offsets = [plog.log_start_offset]
+    else:
+        found = plog.offset_for_timestamp(lp.timestamp) if lp.timestamp >= 0 else None
+        offsets = [found[0] if found is not None else end]
+    unique = list(dict.fromkeys(offsets))
+    return unique[: max(lp.max_num_offsets, 0)]
 
 
 async def delete_records(broker: Broker, req: Request, conn: Connection) -> dict:

@@ -171,20 +171,35 @@ async def leave_group(broker: Broker, req: Request, conn: Connection) -> dict:
 
 async def offset_commit(broker: Broker, req: Request, conn: Connection) -> dict:
     b = req.body
-    offsets = [
-        (t.name, p.partition_index, p.committed_offset, p.committed_leader_epoch, p.committed_metadata)
-        for t in b.topics
-        for p in t.partitions
-    ]
+    # Kafka's KafkaApis.handleOffsetCommitRequest: a partition the metadata does not know is
+    # answered UNKNOWN_TOPIC_OR_PARTITION on its own, and only the others are committed.
+    broker.refresh_metadata()
+    topics = broker.image.topics
+    unknown: list[tuple[str, int, int]] = []
+    offsets = []
+    for t in b.topics:
+        info = topics.get(t.name)
+        for p in t.partitions:
+            if info is None or p.partition_index not in info.partitions:
+                unknown.append((t.name, p.partition_index, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION))
+            else:
+                offsets.append(
+                    (t.name, p.partition_index, p.committed_offset, p.committed_leader_epoch, p.committed_metadata)
+                )
     try:
         coordinator = broker.groups.coordinator_for(b.group_id)
-        results = await coordinator.commit_offsets(
-            b.group_id, b.generation_id_or_member_epoch, b.member_id, b.group_instance_id, offsets
+        results = (
+            await coordinator.commit_offsets(
+                b.group_id, b.generation_id_or_member_epoch, b.member_id, b.group_instance_id, offsets
+            )
+            if offsets
+            else []
         )
     except KafkaProtocolError as exc:
         results = [(t, p, exc.code) for t, p, *_ in offsets]
+    all_results: list[tuple[str, int, int]] = [*results, *unknown]
     by_topic: dict[str, list[dict]] = {}
-    for topic, partition, error in results:
+    for topic, partition, error in all_results:
         by_topic.setdefault(topic, []).append({"partition_index": partition, "error_code": error})
     return {"throttle_time_ms": 0, "topics": [{"name": t, "partitions": ps} for t, ps in by_topic.items()]}
 

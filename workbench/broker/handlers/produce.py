@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from workbench.broker.handlers.partitions import leader_partition
 from workbench.broker.partition import NotLeaderError, Partition
 from workbench.protocol.errors import ErrorCode, KafkaProtocolError
+from workbench.protocol.message_format import upconvert_message_set
 
 if TYPE_CHECKING:
     from workbench.broker.handlers.context import BrokerContext as Broker
@@ -64,7 +65,10 @@ async def produce(broker: Broker, req: Request, conn: Connection) -> dict | None
                     )
                     continue
             try:
-                info = partition.log.append(pd.records, leader_epoch=partition.leader_epoch)
+                records = pd.records
+                if req.api_version < 3:  # message format v0/v1 -> one v2 batch, as Kafka's LogValidator
+                    records = upconvert_message_set(records)
+                info = partition.log.append(records, leader_epoch=partition.leader_epoch)
             except KafkaProtocolError as exc:
                 part["error_code"], part["error_message"] = exc.code, exc.message
                 continue
