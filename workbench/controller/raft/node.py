@@ -34,6 +34,16 @@ Durability contract: the storage writes synchronously (see `storage.py`), and
 the node writes `(term, voted_for)` and log entries *before* it queues any
 message that depends on them, so whatever `drain()` returns may be sent at once.
 
+A storage write that fails (`OSError`: a full disk, an I/O error) changes
+nothing and is never answered as a success: the message that needed it is
+dropped, as if lost on the network (Raft resends), a leader whose own append
+fails steps down and refuses the proposal with `NotLeader`, and a candidate
+that cannot record its vote does not campaign. A follower then writes nothing
+for `STORAGE_BACKOFF_MS` (doubling up to a cap; reset by a write that works),
+so a full disk costs a few failed writes a second, not one per message.
+Failures are counted in `storage_failures` (the last in `last_storage_error`)
+for the caller to log.
+
 Volatile state (commit index, what was emitted) is not persisted: a restarted
 node emits committed entries again from index 1 as it learns the commit index,
 which is exactly the replay a metadata image needs.
@@ -65,6 +75,9 @@ from workbench.controller.raft.storage import RaftStorage
 # Entries per AppendEntries: bounds a message (metadata records are ~100 bytes) while a
 # lagging follower still catches up a thousand entries in a handful of round trips.
 MAX_ENTRIES_PER_APPEND = 128
+# After a failed storage write, skip writes for this long, doubling per failure up to the
+# cap: a full disk then costs a few failed writes per second however fast the leader resends.
+STORAGE_BACKOFF_MS = (50, 2000)
 
 
 class Role(StrEnum):
@@ -142,6 +155,12 @@ class RaftNode:
         self._transfer_target: int | None = None
         self._transfer_deadline = 0
 
+        # Storage failures (see the module docstring).
+        self.storage_failures = 0
+        self.last_storage_error: OSError | None = None
+        self._storage_backoff_ms = 0
+        self._storage_retry_at = 0
+
     # -- observed state --------------------------------------------------------------------
     @property
     def term(self) -> int:
@@ -180,6 +199,13 @@ class RaftNode:
     def tick(self, now_ms: int) -> None:
         """Advance the node's clock; fires election, heartbeat and check-quorum timers."""
         self._now = now_ms
+        try:
+            self._tick()
+        except OSError as e:
+            self._storage_failed(e)
+
+    def _tick(self) -> None:
+        now_ms = self._now
         if self._election_deadline is None:
             self._reset_election_timer()
         if self.role is Role.LEADER:
@@ -208,7 +234,13 @@ class RaftNode:
         record = json.loads(json.dumps(payload))
         if not isinstance(record, dict):
             raise TypeError("a payload must be a JSON object")
-        index = self._append_local(record)
+        try:
+            index = self._append_local(record)
+        except OSError as e:
+            # Not appended: refuse it, and let a member whose disk works lead.
+            self._storage_failed(e)
+            self._become_follower(self.term, None)
+            raise NotLeader(None) from e
         for peer in self.peers:
             if self._next[peer] == index:
                 self._send_append(peer)
@@ -250,7 +282,17 @@ class RaftNode:
         return target
 
     def receive(self, message: Message) -> None:
-        """Handle one message from a peer (any order, duplicates and stale ones included)."""
+        """Handle one message from a peer (any order, duplicates and stale ones included).
+
+        A storage write the message needs that fails drops the message (nothing is
+        answered, nothing changed); see the module docstring.
+        """
+        try:
+            self._receive(message)
+        except OSError as e:
+            self._storage_failed(e)
+
+    def _receive(self, message: Message) -> None:
         m = message
         if m.src not in self.voters or m.src == self.node_id:
             return
@@ -324,7 +366,11 @@ class RaftNode:
             self._send(peer, RequestVote(self.term + 1, self.node_id, last_index, last_term, pre_vote=True))
 
     def _become_candidate(self, transfer: bool = False) -> None:
-        self.storage.save_term_and_vote(self.term + 1, self.node_id)  # durable before RequestVote
+        try:
+            self.storage.save_term_and_vote(self.term + 1, self.node_id)  # durable before RequestVote
+        except OSError:
+            self._reset_election_timer()  # no campaign without a durable vote; retry a timeout later
+            raise
         self.role = Role.CANDIDATE
         self.leader_id = None
         self._votes = {self.node_id: True}
@@ -359,7 +405,11 @@ class RaftNode:
         self._pending_reads = []
         self._transfer_target = None
         # The leader-change entry: committing it commits every earlier entry (§3.6.2).
-        self._term_start_index = self._append_local({"t": LEADER_CHANGE, "leader": self.node_id, "term": self.term})
+        try:
+            self._term_start_index = self._append_local({"t": LEADER_CHANGE, "leader": self.node_id, "term": self.term})
+        except OSError:
+            self._become_follower(self.term, None)  # a leader that cannot write its log must not lead
+            raise
         self._broadcast_append()
         self._maybe_commit()
 
@@ -472,14 +522,19 @@ class RaftNode:
             return
         entries = m.entries
         i = 0
-        while i < len(entries) and entries[i].index <= last:
-            if self.storage.term_at(entries[i].index) != entries[i].term:
+        term_at = self.storage.term_at
+        while i < len(entries) and entries[i].index <= last and term_at(entries[i].index) == entries[i].term:
+            i += 1
+        if i < len(entries):
+            if self._now < self._storage_retry_at:
+                return  # backing off after a failed write: as if the message were lost
+            if entries[i].index <= last:
                 if entries[i].index <= self.commit_index:
                     raise AssertionError(f"leader {m.src} would overwrite committed entry {entries[i].index}")
                 self.storage.truncate_from(entries[i].index)
-                break
-            i += 1
-        self.storage.append(entries[i:])  # durable before the success response leaves
+            # Durable before the success response leaves; an OSError here answers nothing.
+            self.storage.append(entries[i:])
+            self._storage_backoff_ms = 0
         match = m.prev_log_index + len(entries)
         # Only up to `match`: beyond it our log may still hold entries the leader lacks.
         if min(m.leader_commit, match) > self.commit_index:
@@ -550,6 +605,13 @@ class RaftNode:
                     ReadIndexResponse(self.term, self.node_id, read.read_id, self.commit_index),
                 )
         self._pending_reads = still_pending
+
+    def _storage_failed(self, error: OSError) -> None:
+        self.storage_failures += 1
+        self.last_storage_error = error
+        low, high = STORAGE_BACKOFF_MS
+        self._storage_backoff_ms = min(high, max(low, self._storage_backoff_ms * 2))
+        self._storage_retry_at = self._now + self._storage_backoff_ms
 
     def _send(self, to: int, message: Message) -> None:
         self._outbox.append(OutboundMessage(to, message))

@@ -9,7 +9,10 @@ reordering by design:
   replier's own outbound connection, and no connection needs a handshake;
 * an outbound connection reconnects with exponential backoff; while it is down, or
   when its queue is full, messages are dropped (heartbeats and retries resend them);
-* a malformed frame closes that inbound connection only.
+* a malformed frame closes that inbound connection only;
+* a storage failure (a full disk, an I/O error) never closes a connection: the node
+  drops the message that needed the write and backs off (see `RaftNode`), and the
+  failure is logged at most once per `STORAGE_LOG_INTERVAL_S`.
 
 A tick loop advances the node every `tick_ms`; inbound messages and proposals flush
 the node's output at once, so a commit costs one round trip plus one fsync per member.
@@ -39,6 +42,8 @@ MAX_FRAME_BYTES = 32 * 1024 * 1024
 # by the time it returns (the leader resends from the follower's next index anyway).
 PEER_QUEUE_LIMIT = 1024
 RECONNECT_BACKOFF_S = (0.02, 1.0)
+# A full metadata disk fails a few writes a second; say so in the log, but not every time.
+STORAGE_LOG_INTERVAL_S = 10.0
 
 
 class RaftServer:
@@ -92,6 +97,8 @@ class RaftServer:
         self._reads: dict[int, asyncio.Future[int]] = {}
         self._read_ids = itertools.count(1)
         self._commit_waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._storage_failures_logged = 0
+        self._storage_logged_at = -STORAGE_LOG_INTERVAL_S
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -231,13 +238,18 @@ class RaftServer:
         node = self.node
         assert node is not None
         while True:
-            node.tick(self._now_ms())
-            self._flush()
+            try:
+                node.tick(self._now_ms())
+                self._flush()
+            except Exception:  # the tick loop must never die: a member that stops ticking is lost
+                log.exception("raft %d: tick failed", self.node_id)
             await asyncio.sleep(self.tick_ms / 1000)
 
     def _flush(self) -> None:
         node = self.node
         assert node is not None
+        if node.storage_failures != self._storage_failures_logged:
+            self._log_storage_failures(node)
         for out in node.drain():
             body = json.dumps(encode(out.message), separators=(",", ":")).encode()
             try:
@@ -251,6 +263,21 @@ class RaftServer:
             future = self._reads.get(read_id)
             if future is not None and not future.done():
                 future.set_result(index)
+
+    def _log_storage_failures(self, node: RaftNode) -> None:
+        now = asyncio.get_running_loop().time()
+        if now - self._storage_logged_at < STORAGE_LOG_INTERVAL_S:
+            return
+        log.error(
+            "raft %d: %d metadata log write(s) failed in %s (last: %s); nothing was acknowledged "
+            "for them, retrying with backoff",
+            self.node_id,
+            node.storage_failures - self._storage_failures_logged,
+            self.directory,
+            node.last_storage_error,
+        )
+        self._storage_failures_logged = node.storage_failures
+        self._storage_logged_at = now
 
     def _on_committed(self, committed: list[Entry]) -> None:
         for entry in committed:

@@ -7,13 +7,23 @@ on all servers ... updated on stable storage before responding to RPCs") holds
 without a separate hand-off. The price is one fsync per vote and per append
 batch, which is fine for a metadata log.
 
+A write is durable only when every byte reached the file and `fsync` succeeded:
+`pwrite` may write fewer bytes than asked (a full disk writes what fits, then
+fails with ENOSPC), so it is looped until done, and any `OSError` on the way
+(ENOSPC, EIO, EFBIG) leaves the log as it was and is raised to the caller, which
+must then treat the entries as *not appended* (a follower answers nothing, a
+leader refuses the proposal). The bytes a failed write left past the log's end
+are cut off again at once, and if that fails too, by the torn-tail check on open.
+
 Not done (deliberately, for now): snapshots and log compaction. The metadata
 log is small and the whole log is kept in memory and replayed on start.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import errno
 import json
 import os
 import struct
@@ -124,8 +134,11 @@ class FileRaftStorage(RaftStorage):
         self._offsets: list[int] = []  # file offset of each entry, index i at _offsets[i - 1]
         self._load_state()
         self._load_log()
+        existed = self._log_path.exists()
         self._fd = os.open(self._log_path, os.O_RDWR | os.O_CREAT, 0o600)
         self._end = os.fstat(self._fd).st_size
+        if not existed:
+            _fsync_directory(self.directory)  # the new file's name is durable before any entry in it
 
     def close(self) -> None:
         if self._fd >= 0:
@@ -171,10 +184,15 @@ class FileRaftStorage(RaftStorage):
     # -- persistence ---------------------------------------------------------------------
     def _persist_state(self, term: int, voted_for: int | None) -> None:
         tmp = self._state_path.with_suffix(".tmp")
-        with open(tmp, "w") as f:
-            json.dump({"term": term, "voted_for": voted_for}, f)
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with open(tmp, "w") as f:
+                json.dump({"term": term, "voted_for": voted_for}, f)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
         os.replace(tmp, self._state_path)
         _fsync_directory(self.directory)
 
@@ -188,16 +206,40 @@ class FileRaftStorage(RaftStorage):
             offsets.append(pos)
             chunks.append(_HEADER.pack(len(body), zlib.crc32(body)) + body)
             pos += _HEADER.size + len(body)
-        os.pwrite(self._fd, b"".join(chunks), self._end)
-        os.fsync(self._fd)
+        try:
+            pwrite_all(self._fd, b"".join(chunks), self._end)
+            os.fsync(self._fd)
+        except OSError:
+            # Not appended. Cut what the failed write left behind, so a later append that
+            # fails *differently* cannot leave an older partial entry to be read on open.
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, self._end)
+            raise
         self._offsets.extend(offsets)
         self._end = pos
 
     def _persist_truncate(self, index: int) -> None:
-        self._end = self._offsets[index - 1]
-        del self._offsets[index - 1 :]
-        os.ftruncate(self._fd, self._end)
+        end = self._offsets[index - 1]
+        os.ftruncate(self._fd, end)
         os.fsync(self._fd)
+        self._end = end  # only once durable: a failed truncation leaves the log as it was
+        del self._offsets[index - 1 :]
+
+
+def pwrite_all(fd: int, data: bytes, offset: int) -> None:
+    """Write all of `data` at `offset`, looping over short writes.
+
+    POSIX lets `pwrite` write fewer bytes than asked (a nearly full disk writes what
+    fits and returns the count; the next call fails with ENOSPC). A write that makes
+    no progress raises ENOSPC rather than looping forever.
+    """
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, offset)
+        if written <= 0:
+            raise OSError(errno.ENOSPC, "pwrite wrote nothing (short write)")
+        view = view[written:]
+        offset += written
 
 
 def _fsync_directory(directory: Path) -> None:
