@@ -174,6 +174,11 @@ class Broker:
                 await asyncio.wait_for(self.controller.controlled_shutdown(), 5.0)
             except Exception:
                 log.exception("controlled shutdown failed")
+        # Produce requests still waiting for replication are answered "possibly persisted"
+        # (never dropped unanswered, never "not written": see handlers.produce), then written out.
+        for partition in list(self.replicas.partitions.values()):
+            partition.fail_waiters()
+        await self.server.drain(1.0)
         await self.server.close()
         for task in self._tasks:
             task.cancel()

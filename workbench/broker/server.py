@@ -153,6 +153,18 @@ class KafkaServer:
         self.port = self._server.sockets[0].getsockname()[1]
         return self.port
 
+    async def drain(self, timeout: float) -> None:
+        """Stop taking requests and let every connection write the answers it owes, for at most
+        `timeout` seconds: a stopping broker answers the produce requests it already appended
+        (with "possibly persisted", see handlers.produce) instead of dropping them unanswered."""
+        if self._server is not None:
+            self._server.close()
+        for proto in list(self._connections):
+            proto.finish()
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self._connections and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
+
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
@@ -372,6 +384,11 @@ class _KafkaProtocol(asyncio.Protocol):
         self._closing = True
         if self.transport is not None:
             self.transport.close()
+
+    def finish(self) -> None:
+        """Take no more requests; close once the answers in flight are written."""
+        self._closing = True
+        self._flush()
 
     # -- requests ---------------------------------------------------------------------------------
 

@@ -108,19 +108,41 @@ def _min_insync_replicas(broker: Broker, topic: str) -> int:
 async def _await_replication(
     broker: Broker, partition: Partition, topic: str, offset: int, timeout: float, part: dict
 ) -> None:
-    """acks=all: answer once the high watermark covers the batch (every ISR member has it)."""
+    """acks=all: answer once the high watermark covers the batch (every ISR member has it).
+
+    The batch is already in the log, so no answer here may tell the client it was not
+    written (issue 12, item 1): librdkafka reads NOT_LEADER_OR_FOLLOWER as "not
+    persisted" and re-sends the records under new sequence numbers (a duplicate when
+    the new leader has them), while REQUEST_TIMED_OUT and
+    NOT_ENOUGH_REPLICAS_AFTER_APPEND mean "possibly persisted": it retries with the same
+    sequence, and the leader that has the batch (the producer state travels with
+    replicated batches) answers it as a duplicate with the original offset.
+
+    When the HW covers the batch, min.insync.replicas is checked again (Kafka's
+    Partition.checkEnoughReplicasReachOffset): if the ISR shrank below it while we
+    waited, the HW may have advanced on fewer copies than promised, so the answer is
+    NOT_ENOUGH_REPLICAS_AFTER_APPEND (issue 12, item 2).
+    """
     try:
         ok = await partition.wait_for_high_watermark(offset, timeout)
     except NotLeaderError:
-        part["error_code"] = ErrorCode.NOT_LEADER_OR_FOLLOWER
-        part["error_message"] = "leadership moved before the batch was replicated"
+        part["error_code"] = ErrorCode.REQUEST_TIMED_OUT
+        part["error_message"] = "leadership moved before the batch was confirmed replicated; retry it"
+        part["base_offset"] = -1
         return
-    if not ok:
-        if len(partition.info.isr) < _min_insync_replicas(broker, topic):
-            part["error_code"] = ErrorCode.NOT_ENOUGH_REPLICAS_AFTER_APPEND
-        else:
-            part["error_code"] = ErrorCode.REQUEST_TIMED_OUT
-        part["error_message"] = f"the in-sync replicas {partition.info.isr} did not confirm the batch in time"
+    min_isr = _min_insync_replicas(broker, topic)
+    isr = list(partition.info.isr)
+    if ok and len(isr) >= min_isr:
+        return
+    part["base_offset"] = -1
+    if len(isr) < min_isr:
+        part["error_code"] = ErrorCode.NOT_ENOUGH_REPLICAS_AFTER_APPEND
+        part["error_message"] = (
+            f"the batch was written but the in-sync replicas {isr} are fewer than min.insync.replicas={min_isr}"
+        )
+    else:
+        part["error_code"] = ErrorCode.REQUEST_TIMED_OUT
+        part["error_message"] = f"the in-sync replicas {isr} did not confirm the batch in time"
 
 
 async def init_producer_id(broker: Broker, req: Request, conn: Connection) -> dict:

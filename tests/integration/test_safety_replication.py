@@ -1,0 +1,228 @@
+"""Issue 12: an acknowledgment is a promise, across leader changes, ISR shrinks and restarts.
+
+Each test reproduces one mechanism that lost, duplicated or under-replicated acknowledged
+records on the code before its fix (the issue's items 1, 2, 3), with real broker processes,
+SIGKILL/SIGSTOP and confluent-kafka idempotent `acks=all` producers.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import signal
+import threading
+from pathlib import Path
+
+from confluent_kafka import KafkaError, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from tests.conftest import FAST_GROUPS
+from tests.integration.test_durability import read_all
+from tests.integration.test_replication import partitions_of, wait_until
+
+
+def create_assigned(cluster, topic: str, replicas: list[int], config: dict[str, str] | None = None) -> None:
+    """One partition on `replicas` in that order (the first is the preferred leader)."""
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap_servers})
+    futures = admin.create_topics(
+        [NewTopic(topic, num_partitions=1, replica_assignment=[replicas], config=config or {})]
+    )
+    futures[topic].result(30)
+    wait_until(lambda: len(partitions_of(cluster, topic)) == 1, message="topic visible")
+    wait_until(
+        lambda: int(partitions_of(cluster, topic).leader.iloc[0]) == replicas[0],
+        message=f"broker {replicas[0]} leads",
+    )
+
+
+def segment_bytes(cluster, broker: int, topic: str) -> int:
+    directory = Path(cluster.data_dir) / f"broker-{broker}" / "topics" / topic / "partition=0"
+    return sum(p.stat().st_size for p in directory.glob("*.log"))
+
+
+class Deliveries:
+    """Delivery reports of one idempotent acks=all producer."""
+
+    def __init__(self, bootstrap: str, **conf) -> None:
+        settings = {
+            "bootstrap.servers": bootstrap,
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 0,
+            "message.timeout.ms": 60000,
+        }
+        settings.update(conf)
+        self.producer = Producer(settings)
+        self.acked: list[tuple[int, bytes]] = []
+        self.failed: list[tuple[KafkaError, bytes]] = []
+
+    def produce(self, topic: str, values: list[bytes]) -> None:
+        for v in values:
+            self.producer.produce(topic, value=v, on_delivery=self._report)
+            self.producer.poll(0)
+
+    def _report(self, err, msg) -> None:
+        if err:
+            self.failed.append((err, msg.value()))
+        else:
+            self.acked.append((msg.offset(), msg.value()))
+
+    def flush(self, timeout: float) -> int:
+        return self.producer.flush(timeout)
+
+
+def test_leader_change_after_append_answers_possibly_persisted_and_stores_each_record_once(fresh_cluster, topic_name):
+    """Item 1: a batch appended by the old leader and replicated to the new one, but not yet
+    confirmed by the whole ISR when leadership moves, must be retried with its sequence (and
+    deduplicated by the new leader), not re-sent as new records."""
+    # Long session and lag timeouts: the SIGSTOPped replica stays in the ISR, so the HW waits.
+    config = {**FAST_GROUPS, "broker_session_timeout_ms": 20000, "replica_lag_time_max_ms": 60000}
+    cluster = fresh_cluster(3, config=config)
+    old_leader, new_leader, stalled = 2, 3, 1
+    create_assigned(cluster, topic_name, [old_leader, new_leader, stalled])
+    first = Deliveries(cluster.bootstrap_servers)
+    first.produce(topic_name, [f"before-{i}".encode() for i in range(20)])
+    assert first.flush(30) == 0 and len(first.acked) == 20
+    wait_until(lambda: segment_bytes(cluster, stalled, topic_name) == segment_bytes(cluster, old_leader, topic_name))
+
+    stalled_pid = cluster.broker_pids()[stalled]
+    os.kill(stalled_pid, signal.SIGSTOP)
+    try:
+        d = Deliveries(cluster.bootstrap_servers)
+        values = [f"v-{i}".encode() for i in range(200)]
+        d.produce(topic_name, values)
+        # Appended on the old leader and copied to the new one; the stalled replica blocks the HW.
+        wait_until(
+            lambda: (
+                segment_bytes(cluster, new_leader, topic_name) == segment_bytes(cluster, old_leader, topic_name)
+                and segment_bytes(cluster, old_leader, topic_name) > segment_bytes(cluster, stalled, topic_name)
+            ),
+            message="the batches on the old and new leader",
+        )
+        d.producer.poll(0.5)
+        assert not d.acked, "acknowledged before the whole ISR had the batches"
+        # Controlled shutdown: leadership moves to `new_leader` while the batches wait for the HW.
+        cluster.stop_broker(old_leader)
+    finally:
+        os.kill(stalled_pid, signal.SIGCONT)
+    assert d.flush(60) == 0
+    assert not d.failed, d.failed[:3]
+    assert sorted(v for _, v in d.acked) == sorted(values)
+    stored = [m.value() for m in read_all(cluster.bootstrap_servers, topic_name, 220)]
+    counts = collections.Counter(stored)
+    duplicates = {v: n for v, n in counts.items() if n > 1}
+    assert not duplicates, f"{len(duplicates)} records stored more than once, e.g. {list(duplicates)[:3]}"
+    assert set(stored) == set(values) | {v for _, v in first.acked}
+    # Each acknowledged offset holds the value it was acknowledged for.
+    by_offset = {m.offset(): m.value() for m in read_all(cluster.bootstrap_servers, topic_name, 220)}
+    assert all(by_offset.get(off) == v for off, v in d.acked)
+
+
+def _broker_client(cluster, broker: int):
+    from workbench.protocol.blocking_client import WireClient
+
+    return WireClient("127.0.0.1", cluster.brokers[broker].port, timeout=60.0)
+
+
+def _produce(client, topic: str, batch: bytes, timeout_ms: int = 30000):
+    from kafka.protocol.producer import ProduceRequest
+
+    req = ProduceRequest(
+        transactional_id=None,
+        acks=-1,
+        timeout_ms=timeout_ms,
+        topic_data=[
+            ProduceRequest.TopicProduceData(
+                name=topic,
+                partition_data=[ProduceRequest.TopicProduceData.PartitionProduceData(index=0, records=batch)],
+            )
+        ],
+    )
+    return client.request(req, 9).responses[0].partition_responses[0]
+
+
+def test_appended_batch_is_never_answered_not_leader_and_its_retry_is_a_duplicate_on_the_new_leader(
+    fresh_cluster, topic_name
+):
+    """Item 1 on the wire: once the old leader appended the batch, leadership moving away is
+    answered REQUEST_TIMED_OUT (possibly persisted), never NOT_LEADER_OR_FOLLOWER; the same
+    batch (same producer id, epoch, sequence) sent to the new leader is recognised from the
+    replicated producer state and answered with its original offset."""
+    from kafka.protocol.producer import InitProducerIdRequest
+
+    from workbench.protocol.blocking_client import make_batch
+    from workbench.protocol.errors import ErrorCode
+
+    config = {**FAST_GROUPS, "broker_session_timeout_ms": 20000, "replica_lag_time_max_ms": 60000}
+    cluster = fresh_cluster(3, config=config)
+    old_leader, new_leader, stalled = 2, 3, 1
+    create_assigned(cluster, topic_name, [old_leader, new_leader, stalled])
+    client = _broker_client(cluster, old_leader)
+    init = client.request(InitProducerIdRequest(transactional_id=None, transaction_timeout_ms=60000), 1)
+    pid, epoch = init.producer_id, init.producer_epoch
+    first = _produce(
+        client, topic_name, make_batch([b"a", b"b"], producer_id=pid, producer_epoch=epoch, base_sequence=0)
+    )
+    assert (first.error_code, first.base_offset) == (0, 0)
+    wait_until(lambda: segment_bytes(cluster, stalled, topic_name) == segment_bytes(cluster, old_leader, topic_name))
+
+    batch = make_batch([b"c", b"d", b"e"], producer_id=pid, producer_epoch=epoch, base_sequence=2)
+    answer: list = []
+    stalled_pid = cluster.broker_pids()[stalled]
+    os.kill(stalled_pid, signal.SIGSTOP)
+    try:
+        sender = threading.Thread(target=lambda: answer.append(_produce(client, topic_name, batch)))
+        sender.start()
+        wait_until(
+            lambda: (
+                segment_bytes(cluster, new_leader, topic_name) == segment_bytes(cluster, old_leader, topic_name)
+                and segment_bytes(cluster, old_leader, topic_name) > segment_bytes(cluster, stalled, topic_name)
+            ),
+            message="the batch on the old and the new leader",
+        )
+        assert not answer, "answered before the whole ISR had the batch"
+        cluster.stop_broker(old_leader)  # controlled shutdown: leadership moves while the batch waits
+        sender.join(30)
+    finally:
+        os.kill(stalled_pid, signal.SIGCONT)
+    assert answer, "the old leader never answered"
+    assert answer[0].error_code != ErrorCode.NOT_LEADER_OR_FOLLOWER, "an appended batch was answered 'not written'"
+    assert answer[0].error_code in (ErrorCode.REQUEST_TIMED_OUT, ErrorCode.NOT_ENOUGH_REPLICAS_AFTER_APPEND)
+    # The producer's retry, to the new leader: the same batch, recognised as already written.
+    wait_until(lambda: int(partitions_of(cluster, topic_name).leader.iloc[0]) == new_leader, message="new leader")
+    retry_client = _broker_client(cluster, new_leader)
+    retry = _produce(retry_client, topic_name, batch)
+    assert (retry.error_code, retry.base_offset) == (0, 2)
+    stored = [m.value() for m in read_all(cluster.bootstrap_servers, topic_name, 5)]
+    assert stored == [b"a", b"b", b"c", b"d", b"e"]
+
+
+def test_acks_all_waiting_when_the_isr_shrinks_below_min_insync_is_not_acknowledged(fresh_cluster, topic_name):
+    """Item 2: batches already waiting for replication when the only follower stalls must not be
+    acknowledged once the controller shrinks the ISR to the leader alone (the HW then follows
+    one copy): min.insync.replicas=2 is checked again at the answer."""
+    cluster = fresh_cluster(3)
+    leader, follower = 2, 3
+    create_assigned(cluster, topic_name, [leader, follower], {"min.insync.replicas": "2"})
+    warm = Deliveries(cluster.bootstrap_servers)
+    warm.produce(topic_name, [b"warm"])
+    assert warm.flush(30) == 0 and len(warm.acked) == 1
+    follower_pid = cluster.broker_pids()[follower]
+    os.kill(follower_pid, signal.SIGSTOP)
+    try:
+        d = Deliveries(cluster.bootstrap_servers, **{"message.timeout.ms": 8000})
+        d.produce(topic_name, [f"v-{i}".encode() for i in range(50)])
+        # The follower misses its session timeout: fenced, out of the ISR; the HW follows the leader.
+        wait_until(lambda: list(partitions_of(cluster, topic_name).isr.iloc[0]) == [leader], message="ISR == [leader]")
+        remaining = d.flush(30)
+    finally:
+        os.kill(follower_pid, signal.SIGCONT)
+    assert remaining == 0
+    assert not d.acked, f"{len(d.acked)} records acknowledged with one in-sync copy (min.insync.replicas=2)"
+    assert len(d.failed) == 50
+    codes = {err.code() for err, _ in d.failed}
+    assert codes & {
+        KafkaError.NOT_ENOUGH_REPLICAS_AFTER_APPEND,
+        KafkaError.NOT_ENOUGH_REPLICAS,
+        KafkaError._MSG_TIMED_OUT,
+    }
