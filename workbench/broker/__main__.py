@@ -1,10 +1,12 @@
 """`python -m workbench.broker`: run one broker process.
 
 Started by `workbench.Cluster`. Prints `READY <port>` on stdout once it
-listens, logs to `<broker_dir>/broker.log`, stops cleanly on SIGTERM/SIGINT,
-and exits by itself when the process that started it dies (its stdin pipe
-closes, or its parent pid changes), so brokers never outlive a notebook
-kernel or a test.
+listens, logs to `<broker_dir>/broker.log`, stops cleanly on SIGTERM/SIGINT
+(a controlled shutdown first: its leaderships move to other brokers) or on SIGUSR1
+(`Cluster.stop()`: the whole cluster is stopping, so there is nobody to hand
+leadership to and the broker only flushes its logs), and exits by itself
+when the process that started it dies (its stdin pipe closes, or its parent
+pid changes), so brokers never outlive a notebook kernel or a test.
 """
 
 from __future__ import annotations
@@ -80,13 +82,21 @@ async def run(config: BrokerConfig) -> None:
     port = await broker.start()
     print(f"READY {port}", flush=True)
     stop = asyncio.Event()
+    whole_cluster = False
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+
+    def on_cluster_stop() -> None:
+        nonlocal whole_cluster
+        whole_cluster = True
+        stop.set()
+
+    loop.add_signal_handler(signal.SIGUSR1, on_cluster_stop)
     watcher = loop.create_task(_watch_parent(stop, os.getppid()))
     await stop.wait()
     watcher.cancel()
-    await broker.stop()
+    await broker.stop(controlled=not whole_cluster)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -104,6 +114,13 @@ def main(argv: list[str] | None = None) -> None:
         asyncio.run(run(config))
     else:
         uvloop.run(run(config))
+    # `Broker.stop()` has closed every log, index and the metadata log: what remains is tearing down
+    # the interpreter (freeing a heap of segments, pyarrow, modules), which took about half a second
+    # of `Cluster.stop()` and has nothing left to write. Flush what buffers we own and leave now.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":
