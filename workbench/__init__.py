@@ -28,6 +28,7 @@ logging.getLogger("workbench").addHandler(logging.NullHandler())
 _EXPORTS = {
     "Cluster": "workbench.cluster",
     "ClusterError": "workbench.cluster",
+    "ClusterStoppedError": "workbench.cluster",
     "Consumer": "workbench.client",
     "Delivery": "workbench.client",
     "KafkaConnection": "workbench.client",

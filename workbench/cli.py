@@ -1,23 +1,51 @@
 """The `workbench` command.
 
-    workbench up --brokers 3 [--port 9092] [--data DIR]
+    workbench up --brokers 3 [--port 9092] [--data DIR] [--config num.partitions=3 ...]
 
 runs a cluster in the foreground, prints `bootstrap.servers=...` once every
 broker listens, and stops the brokers and exits 0 on Ctrl-C or SIGTERM.
+`--config NAME=VALUE` (repeatable) sets a broker setting, by Kafka's name
+(`num.partitions`) or the `Cluster(config=...)` one (`num_partitions`); the
+value is read as JSON when it parses (`3`, `true`), else as a string.
+
+    workbench cache clear|prune
+
+empties the `workbench.connect(...)` SQL cache, or removes what was unused for a week.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 import threading
+from typing import Any
 
 from workbench.cluster import Cluster, ClusterError
 
 
+def parse_config(items: list[str]) -> dict[str, Any]:
+    """`["num.partitions=3", "auto_create_topics_enable=false"]` -> broker settings."""
+    config: dict[str, Any] = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"--config takes NAME=VALUE, e.g. --config num.partitions=3, not {item!r}")
+        try:
+            value = json.loads(text)
+        except ValueError:
+            value = text
+        config[name.strip().replace(".", "_")] = value
+    return config
+
+
 def _up(args: argparse.Namespace) -> int:
-    config = {}
+    try:
+        config = parse_config(args.config)
+    except ValueError as exc:
+        print(f"workbench: {exc}", file=sys.stderr)
+        return 2
     if args.no_auto_create:
         config["auto_create_topics_enable"] = False
     try:
@@ -52,9 +80,24 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--port", type=int, default=None, help="base port: brokers listen on PORT, PORT+1, ...")
     up.add_argument("--data", default=None, help="data directory (default: a temporary one, removed on exit)")
     up.add_argument("--no-auto-create", action="store_true", help="do not create topics on first use")
+    up.add_argument(
+        "--config",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a broker setting, e.g. num.partitions=3 (repeatable; Kafka's names or Cluster(config=) ones)",
+    )
+    cache = sub.add_parser("cache", help="the workbench.connect(...) SQL cache (~/.cache/workbench)")
+    cache.add_argument("action", choices=["clear", "prune"], help="clear: remove all; prune: unused for a week")
     args = parser.parse_args(argv)
     if args.command == "up":
         return _up(args)
+    if args.command == "cache":
+        from workbench.sql.cache_dirs import cache_base, prune_cache
+
+        removed = prune_cache(max_age_days=0 if args.action == "clear" else None)
+        print(f"removed {len(removed)} cache director{'y' if len(removed) == 1 else 'ies'} from {cache_base()}")
+        return 0
     return 2
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +22,7 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from confluent_kafka import Producer as _Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from workbench.errors import ClusterStoppedError
 from workbench.kafka_logging import KAFKA_LOGGER
 from workbench.sql.mixin import SqlMixin
 
@@ -82,6 +83,68 @@ def check_topic_name(name: Any) -> None:
             "letters, digits, '.', '_' and '-' (for example "
             f"{''.join(c if c in _TOPIC_CHARS else '-' for c in name)!r})"
         )
+
+
+def _never_closed() -> str | None:
+    return None
+
+
+def encode_headers(headers: Any) -> list[tuple[str, bytes | None]]:
+    """`send(headers=...)`: a dict or a list of (name, value) pairs; names are strings, values are
+    encoded like record values (bytes as is, str as UTF-8, anything else as JSON)."""
+    if isinstance(headers, dict):
+        items = list(headers.items())
+    elif isinstance(headers, list | tuple):
+        items = list(headers)
+    else:
+        raise ValueError(
+            f"headers must be a dict such as {{'source': 'web'}} or a list of (name, value) pairs, "
+            f"not {type(headers).__name__} {headers!r}"
+        )
+    out = []
+    for item in items:
+        if not isinstance(item, tuple | list) or len(item) != 2:
+            raise ValueError(f"each header must be a (name, value) pair, not {item!r}")
+        name, value = item
+        if not isinstance(name, str):
+            raise ValueError(f"header names must be strings, not {name!r}")
+        out.append((name, encode_value(value)))
+    return out
+
+
+def timestamp_ms(value: Any) -> int:
+    """`send(timestamp=...)` as epoch milliseconds: an int, or a datetime (naive means UTC)."""
+    import datetime
+
+    if isinstance(value, bool):
+        raise ValueError(f"timestamp must be epoch milliseconds or a datetime, not {value!r}")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError(f"timestamp must be epoch milliseconds (0 or more), not {value!r}")
+        return value
+    if isinstance(value, float) and value == value and value >= 0:
+        return int(value)
+    if isinstance(value, datetime.datetime):  # pandas.Timestamp is one too
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=datetime.UTC)
+        return int(value.timestamp() * 1000)
+    raise ValueError(
+        f"timestamp must be epoch milliseconds (e.g. int(time.time() * 1000)) or a datetime, not {value!r}"
+    )
+
+
+def _topic_list(topics: Any) -> list[str]:
+    if topics is None:
+        return []
+    names = [topics] if isinstance(topics, str) else topics
+    try:
+        names = list(names)
+    except TypeError:
+        raise ValueError(f"topics must be a topic name or a list of them, not {topics!r}") from None
+    for name in names:
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"topics must be a topic name or a list of them, not {topics!r}")
+    return names
 
 
 def decode_value(raw: bytes | None) -> Any:
@@ -148,6 +211,15 @@ class Producer:
         settings.update({k.replace("_", "."): v for k, v in conf.items()})
         self._producer = _Producer(settings)
         self.bootstrap_servers = bootstrap_servers
+        #: Set by the connection that made this producer: why it can no longer be used (a stopped
+        #: `Cluster`), or None. Checked before every send and while waiting, so nothing waits for
+        #: brokers that are gone.
+        self._closed_reason: Callable[[], str | None] = _never_closed
+
+    def _check_open(self) -> None:
+        reason = self._closed_reason()
+        if reason is not None:
+            raise ClusterStoppedError(reason)
 
     @property
     def raw(self) -> _Producer:
@@ -162,10 +234,15 @@ class Producer:
         *,
         partition: int | None = None,
         headers: dict[str, Any] | list[tuple[str, Any]] | None = None,
-        timestamp: int | None = None,
+        timestamp: int | Any | None = None,
         on_delivery=None,
     ) -> None:
-        """Queue one record (asynchronous; `flush()` waits for all). Raises for bad arguments."""
+        """Queue one record (asynchronous; `flush()` waits for all). Raises for bad arguments.
+
+        `headers`: a dict or a list of (name, value) pairs (values encoded like `value`);
+        `timestamp`: epoch milliseconds, or a `datetime` / `pandas.Timestamp` (naive means UTC);
+        `partition`: one of the topic's partitions (default: by key, as Kafka's partitioner)."""
+        self._check_open()
         check_topic_name(topic)
         if partition is not None and (not isinstance(partition, int) or isinstance(partition, bool) or partition < 0):
             raise ValueError(f"partition must be a non-negative integer or None, not {partition!r}")
@@ -173,12 +250,12 @@ class Producer:
         if key is not None:
             kwargs["key"] = encode_value(key)
         if partition is not None:
+            self._check_partition(topic, partition)
             kwargs["partition"] = partition
-        if headers:
-            items = headers.items() if isinstance(headers, dict) else headers
-            kwargs["headers"] = [(k, encode_value(v)) for k, v in items]
+        if headers is not None:
+            kwargs["headers"] = encode_headers(headers)
         if timestamp is not None:
-            kwargs["timestamp"] = int(timestamp)
+            kwargs["timestamp"] = timestamp_ms(timestamp)
         if on_delivery is not None:
             kwargs["on_delivery"] = on_delivery
         while True:
@@ -196,8 +273,41 @@ class Producer:
                         "smaller values, or raise the limit with cluster.producer(message_max_bytes=...) "
                         "and the topic's max.message.bytes"
                     ) from None
+                if err.code() == KafkaError._UNKNOWN_PARTITION:
+                    raise ValueError(self._partition_problem(topic, partition)) from None
                 raise
         self._producer.poll(0)
+
+    def _partition_counts(self, topic: str, timeout: float = 5.0) -> int | None:
+        """How many partitions `topic` has (None: it does not exist yet, or no broker answered)."""
+        try:
+            md = self._producer.list_topics(topic, timeout=timeout)
+        except KafkaException:
+            return None
+        tm = md.topics.get(topic)
+        if tm is None or tm.error is not None:
+            return None
+        return len(tm.partitions)
+
+    def _partition_problem(self, topic: str, partition: int | None) -> str:
+        count = self._partition_counts(topic)
+        if count is None:
+            return f"partition {partition} of topic {topic!r} is unknown: the topic does not exist (yet)"
+        return (
+            f"topic {topic!r} has {count} partition(s), numbered 0 to {count - 1}; there is no partition "
+            f"{partition}. Leave partition out to let the key choose, or add partitions to the topic"
+        )
+
+    def _check_partition(self, topic: str, partition: int) -> None:
+        known = self.__dict__.setdefault("_known_partitions", {})
+        count = known.get(topic)
+        if count is None or partition >= count:
+            count = self._partition_counts(topic)
+            if count is None:
+                return  # a new topic (auto-created on first use): the broker decides
+            known[topic] = count
+        if partition >= count:
+            raise ValueError(self._partition_problem(topic, partition))
 
     def send_and_wait(
         self, topic: str, value: Any = None, key: Any = None, *, timeout: float = 30.0, **kwargs: Any
@@ -214,6 +324,9 @@ class Producer:
         deadline = time.monotonic() + timeout
         while not done.is_set() and time.monotonic() < deadline:
             self._producer.poll(0.05)
+            reason = self._closed_reason()
+            if reason is not None and not done.is_set():
+                raise ProduceError(f"no acknowledgement for a record to {topic!r}: {reason}")
         if not done.is_set():
             raise ProduceError(f"no acknowledgement for a record to {topic!r} within {timeout}s")
         if outcome["err"] is not None:
@@ -230,6 +343,8 @@ class Producer:
 
     def flush(self, timeout: float = 30.0) -> int:
         """Wait until every queued record is acknowledged; returns how many are still queued."""
+        if self._closed_reason() is not None:
+            return len(self._producer)  # nothing will acknowledge them now
         return self._producer.flush(timeout)
 
     def close(self) -> None:
@@ -252,6 +367,12 @@ class Consumer:
         topics: str | Iterable[str] | None = None,
         **conf: Any,
     ) -> None:
+        if group is not None and (not isinstance(group, str) or not group):
+            raise ValueError(
+                f"group must be a consumer group name (a non-empty string) or None for no group, not {group!r}"
+            )
+        topics = _topic_list(topics)
+        self._closed_reason: Callable[[], str | None] = _never_closed
         settings = {
             "bootstrap.servers": bootstrap_servers,
             "auto.offset.reset": "earliest",
@@ -266,11 +387,16 @@ class Consumer:
         settings.update({k.replace("_", "."): v for k, v in conf.items()})
         self._consumer = _Consumer(settings)
         if topics:
-            self.subscribe([topics] if isinstance(topics, str) else list(topics))
+            self.subscribe(topics)
 
     @property
     def raw(self) -> _Consumer:
         return self._consumer
+
+    def _check_open(self) -> None:
+        reason = self._closed_reason()
+        if reason is not None:
+            raise ClusterStoppedError(reason)
 
     def subscribe(self, topics: list[str]) -> None:
         self._consumer.subscribe(topics)
@@ -281,6 +407,7 @@ class Consumer:
         self._consumer.assign(tps)
 
     def poll(self, timeout: float = 1.0) -> Record | None:
+        self._check_open()
         msg = self._consumer.poll(timeout)
         if msg is None:
             return None
@@ -301,6 +428,11 @@ class Consumer:
 
     def read(self, max_records: int = 1000, timeout: float = 5.0, idle: float = 1.0) -> list[Record]:
         """Collect up to `max_records`, giving up after `timeout` seconds or `idle` seconds with nothing new."""
+        if not isinstance(max_records, int) or isinstance(max_records, bool) or max_records < 1:
+            raise ValueError(f"max_records must be a positive integer (how many records to read), not {max_records!r}")
+        for name, seconds in (("timeout", timeout), ("idle", idle)):
+            if not isinstance(seconds, int | float) or isinstance(seconds, bool) or seconds < 0:
+                raise ValueError(f"{name} must be a number of seconds (0 or more), not {seconds!r}")
         out: list[Record] = []
         deadline = time.monotonic() + timeout
         last = time.monotonic()
@@ -321,6 +453,7 @@ class Consumer:
                 yield record
 
     def commit(self, asynchronous: bool = False) -> None:
+        self._check_open()
         self._consumer.commit(asynchronous=asynchronous)
 
     def close(self) -> None:
@@ -346,13 +479,30 @@ class KafkaConnection(SqlMixin):
     def bootstrap_servers(self) -> str:
         return self._bootstrap
 
+    def _closed_reason(self) -> str | None:
+        """Why this connection can no longer be used (a stopped `Cluster`), or None."""
+        return None
+
+    def _ensure_running(self, action: str = "") -> None:
+        reason = self._closed_reason()
+        if reason is not None:
+            raise ClusterStoppedError(f"cannot {action}: {reason}" if action else reason)
+
+    def _adopt(self, client):
+        """Give a producer or consumer this connection's liveness check."""
+        client._closed_reason = self._closed_reason
+        return client
+
     def producer(self, **conf: Any) -> Producer:
-        return Producer(self.bootstrap_servers, **conf)
+        self._ensure_running("make a producer")
+        return self._adopt(Producer(self.bootstrap_servers, **conf))
 
     def consumer(self, group: str | None = None, topics: str | Iterable[str] | None = None, **conf: Any) -> Consumer:
-        return Consumer(self.bootstrap_servers, group, topics, **conf)
+        self._ensure_running("make a consumer")
+        return self._adopt(Consumer(self.bootstrap_servers, group, topics, **conf))
 
     def admin(self, **conf: Any) -> AdminClient:
+        self._ensure_running("make an admin client")
         settings = {"bootstrap.servers": self.bootstrap_servers, "logger": KAFKA_LOGGER}
         settings.update({k.replace("_", "."): v for k, v in conf.items()})
         return AdminClient(settings)
@@ -364,9 +514,14 @@ class KafkaConnection(SqlMixin):
         replication_factor: int | None = None,
         config: dict[str, Any] | None = None,
         *,
+        exist_ok: bool = False,
         timeout: float = 30.0,
     ) -> None:
-        """Create a topic; raises ValueError with the broker's reason when it refuses."""
+        """Create a topic; raises ValueError with the broker's reason when it refuses.
+
+        `exist_ok=True`: a topic of that name that already exists is fine (it is left as it is,
+        whatever its partitions and configs), so a notebook cell can run twice."""
+        self._ensure_running(f"create topic {name!r}")
         check_topic_name(name)
         if not isinstance(partitions, int) or isinstance(partitions, bool) or partitions < 1:
             raise ValueError(f"partitions must be a positive integer (1 or more), not {partitions!r}")
@@ -394,6 +549,9 @@ class KafkaConnection(SqlMixin):
             futures[name].result(timeout)
         except KafkaException as exc:
             err = exc.args[0]
+            if exist_ok and err.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                return
+            self._ensure_running(f"create topic {name!r}")
             raise ValueError(f"cannot create topic {name!r}: {err.str()}") from None
         self._wait_until_visible(name, partitions)
 
@@ -428,6 +586,7 @@ class KafkaConnection(SqlMixin):
                 time.sleep(0.02)
 
     def delete_topic(self, name: str, *, timeout: float = 30.0) -> None:
+        self._ensure_running(f"delete topic {name!r}")
         admin = self.admin()
         futures = admin.delete_topics([name], operation_timeout=timeout, request_timeout=timeout)
         try:
@@ -440,6 +599,7 @@ class KafkaConnection(SqlMixin):
         high watermark, log end offset) as DataFrames, from Metadata and ListOffsets."""
         from workbench.describe import describe
 
+        self._ensure_running("describe the cluster")
         return describe(self.bootstrap_servers, known_brokers=self._known_brokers(), include_internal=internal)
 
     def _known_brokers(self) -> dict[int, str] | None:
@@ -449,6 +609,7 @@ class KafkaConnection(SqlMixin):
         """Start recording leader changes (a `LeaderHistory`; `.frame()` gives them as a DataFrame)."""
         from workbench.describe import LeaderHistory
 
+        self._ensure_running("record leader changes")
         history = LeaderHistory(self.bootstrap_servers, interval)
         history.poll()
         return history.start()
@@ -457,6 +618,7 @@ class KafkaConnection(SqlMixin):
         """Move leadership back to each partition's preferred replica where it is in sync (ElectLeaders)."""
         from confluent_kafka import ElectionType
 
+        self._ensure_running("rebalance leaders")
         admin = self.admin()
         future = admin.elect_leaders(ElectionType.PREFERRED, None)  # (kwargs trip a confluent-kafka 2.16 bug)
         try:
@@ -467,7 +629,14 @@ class KafkaConnection(SqlMixin):
                 raise RuntimeError(f"preferred leader election failed: {err.str()}") from None
 
     def topics(self, *, internal: bool = False, timeout: float = 10.0) -> list[str]:
-        md = self.admin().list_topics(timeout=timeout)
+        """The topic names (internal ones such as `__consumer_offsets` only with `internal=True`)."""
+        self._ensure_running("list topics")
+        try:
+            md = self.admin().list_topics(timeout=timeout)
+        except KafkaException as exc:
+            raise ConnectionError(
+                f"no broker of {self.bootstrap_servers} answered within {timeout}s: {exc.args[0].str()}"
+            ) from None
         return sorted(t for t in md.topics if internal or not t.startswith("__"))
 
     # ---- widgets (workbench/widgets; owned there) -------------------------------------------------

@@ -42,18 +42,25 @@ from pathlib import Path
 from typing import Any
 
 from workbench.client import AdminClient, Consumer, KafkaConnection, Producer
+from workbench.cluster_config import validate_broker_config
+from workbench.errors import ClusterError, ClusterStoppedError
 from workbench.security.authorizer import parse_acl
 from workbench.security.credentials import build_credentials
 from workbench.security.sasl import MECHANISMS
 
+__all__ = ["MAX_BROKERS", "BrokerProcess", "Cluster", "ClusterError", "ClusterStoppedError"]
+
 STARTUP_TIMEOUT_S = 30.0
 
-
-class ClusterError(RuntimeError):
-    """The cluster could not do what was asked; the message says why and what to do."""
-
-
 MAX_VOTERS = 5  # controller quorum size: every broker up to five, the first five beyond that
+#: Each broker is a Python process (about 50 MB resident, its own event loop and threads) on one
+#: machine; past 16 of them a laptop or a Binder pod spends minutes starting them and the brokers
+#: starve each other of CPU (only the first five are controller voters anyway).
+MAX_BROKERS = 16
+#: `stop()` sends this to every broker at once: the whole cluster is stopping, so a broker skips
+#: controlled shutdown (there is no other broker left to take its leaderships, and waiting for a
+#: quorum that is itself stopping took five seconds) and just flushes its logs and exits.
+CLUSTER_STOP_SIGNAL = signal.SIGUSR1
 
 
 @dataclass
@@ -127,6 +134,15 @@ class Cluster(KafkaConnection):
     ) -> None:
         if brokers is not None and (not isinstance(brokers, int) or isinstance(brokers, bool) or brokers < 1):
             raise ValueError(f"brokers must be a positive integer, not {brokers!r}")
+        if brokers is not None and brokers > MAX_BROKERS:
+            raise ValueError(
+                f"brokers={brokers} is more than this machine should run: each broker is its own Python "
+                f"process, and up to {MAX_BROKERS} are supported; for a bigger cluster use a real one "
+                "with workbench.connect(...)"
+            )
+        if config is not None and not isinstance(config, dict):
+            raise ValueError(f"config must be a dict of broker settings, not {type(config).__name__}")
+        validate_broker_config(config or {})
         if port is not None and (not isinstance(port, int) or not 0 <= port <= 65535):
             raise ValueError(f"port must be between 0 and 65535, not {port!r}")
         self._temporary = data_dir is None
@@ -139,6 +155,14 @@ class Cluster(KafkaConnection):
         state = self._read_state()
         known = {int(k): v for k, v in state.get("brokers", {}).items()}
         known_raft = {int(k): v for k, v in state.get("raft_ports", {}).items()}
+        if known and brokers is not None and brokers != len(known):
+            self._lock_file.close()
+            raise ClusterError(
+                f"data directory {str(self.data_dir)!r} holds a cluster of {len(known)} broker(s) "
+                f"(ids {sorted(known)}), not {brokers}: its partitions, replicas and controller quorum "
+                f"are laid out over those brokers. Reopen it with brokers={len(known)} (or leave brokers "
+                "out), or choose another data_dir for a cluster of a different size"
+            )
         count = brokers if brokers is not None else (len(known) or 1)
         self.brokers: dict[int, BrokerProcess] = {}
         taken: set[int] = set()
@@ -201,6 +225,7 @@ class Cluster(KafkaConnection):
     def start(self) -> Cluster:
         """Start every broker that is not running and wait until all serve."""
         with self._mutex:
+            self._ensure_running("start")
             pending = [b for b in self.brokers.values() if not b.alive]
             for b in pending:
                 self._spawn(b)
@@ -298,31 +323,48 @@ class Cluster(KafkaConnection):
                 pass
 
     def stop(self) -> None:
-        """Stop every broker cleanly (SIGTERM, then SIGKILL after 10 s). Idempotent."""
+        """Stop every broker cleanly and at once, then SIGKILL any still running after 10 s. Idempotent.
+
+        Every broker is told the whole cluster is stopping (`CLUSTER_STOP_SIGNAL`): each flushes
+        its logs and exits without a controlled shutdown, in parallel, so three brokers stop in
+        well under a second. Afterwards every call on this object raises `ClusterStoppedError`
+        at once; `Cluster(data_dir=...)` reopens the data."""
         with self._mutex:
             if self._stopped:
                 return
             self._stopped = True
+            for b in self.brokers.values():
+                self._kill(b, CLUSTER_STOP_SIGNAL)
             try:
                 self.close_sql()
             except Exception:
                 pass
             for b in self.brokers.values():
-                self._kill(b, signal.SIGTERM)
-            for b in self.brokers.values():
                 _reap(b)
         self._finalizer()
+
+    def _closed_reason(self) -> str | None:
+        if not self._stopped:
+            return None
+        again = (
+            "Cluster(...) starts a new one"
+            if self._temporary
+            else f"Cluster(data_dir={str(self.data_dir)!r}) reopens it with its data"
+        )
+        return f"the cluster is stopped (cluster.stop() ran) and its brokers are gone; {again}"
 
     close = stop
 
     def stop_broker(self, node_id: int) -> None:
         """Stop one broker gracefully (SIGTERM: flushes its logs before exiting)."""
+        self._ensure_running(f"stop broker {node_id}")
         b = self._broker(node_id)
         self._kill(b, signal.SIGTERM)
         _reap(b)
 
     def kill_broker(self, node_id: int) -> None:
         """SIGKILL one broker: a real crash, no flush, no goodbye."""
+        self._ensure_running(f"kill broker {node_id}")
         b = self._broker(node_id)
         self._kill(b, signal.SIGKILL)
         _reap(b)
@@ -336,6 +378,7 @@ class Cluster(KafkaConnection):
         every stopped broker together."""
         b = self._broker(node_id)
         with self._mutex:
+            self._ensure_running(f"restart broker {node_id}")
             if b.alive:
                 self._kill(b, signal.SIGTERM)
                 _reap(b)
@@ -427,14 +470,19 @@ class _UserConnection(KafkaConnection):
         self._cluster = cluster
         self._login = {"sasl.username": username, "sasl.password": password}
 
+    def _closed_reason(self) -> str | None:
+        return self._cluster._closed_reason()
+
     def _with_login(self, conf: dict[str, Any]) -> dict[str, Any]:
         return self._cluster._client_conf({**self._login, **{k.replace("_", "."): v for k, v in conf.items()}})
 
     def producer(self, **conf: Any) -> Producer:
-        return Producer(self.bootstrap_servers, **self._with_login(conf))
+        self._ensure_running()
+        return self._adopt(Producer(self.bootstrap_servers, **self._with_login(conf)))
 
     def consumer(self, group: str | None = None, topics=None, **conf: Any) -> Consumer:
-        return Consumer(self.bootstrap_servers, group, topics, **self._with_login(conf))
+        self._ensure_running()
+        return self._adopt(Consumer(self.bootstrap_servers, group, topics, **self._with_login(conf)))
 
     def admin(self, **conf: Any) -> AdminClient:
         return KafkaConnection.admin(self, **self._with_login(conf))

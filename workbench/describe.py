@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor, as_completed, wait
+from concurrent.futures import TimeoutError as FuturesTimeout
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -25,25 +27,46 @@ from workbench.protocol.blocking_client import WireClient
 LATEST = -1
 DEBUGGING_REPLICA_ID = -2
 CONSUMER_REPLICA_ID = -1
+#: How long one broker may take to answer Metadata or ListOffsets. A paused broker (SIGSTOP, a
+#: long GC, a frozen VM) still accepts TCP connections (the kernel does that), so "the first
+#: broker that accepts" can be one that never answers: every broker is asked at once and the
+#: first answer wins; a leader that does not answer ListOffsets within this leaves its
+#: partitions' offsets unknown (NULL) instead of failing the whole description.
+ANSWER_TIMEOUT_S = 2.0
+
+#: Threads for the per-broker requests: one stuck on a paused broker never holds up the caller;
+#: it ends with its socket timeout.
+_POOL = ThreadPoolExecutor(max_workers=16, thread_name_prefix="workbench-describe")
 
 
-def _connect_any(bootstrap: str) -> WireClient:
-    last: Exception | None = None
-    for server in bootstrap.split(","):
-        host, port = server.strip().rsplit(":", 1)
-        try:
-            return WireClient(host, int(port), timeout=5.0)
-        except OSError as exc:
-            last = exc
-    raise ConnectionError(f"no broker of {bootstrap} answers: {last}")
-
-
-def metadata(bootstrap: str):
-    client = _connect_any(bootstrap)
+def _ask(host: str, port: int, request, version: int, timeout: float):
+    client = WireClient(host, port, timeout=timeout)
     try:
-        return client.request(MetadataRequest(topics=None, allow_auto_topic_creation=False), 9)
+        return client.request(request, version)
     finally:
         client.close()
+
+
+def metadata(bootstrap: str, timeout: float = ANSWER_TIMEOUT_S):
+    """Metadata from whichever bootstrap broker answers first (all are asked at once)."""
+    servers = [s.strip().rsplit(":", 1) for s in bootstrap.split(",") if s.strip()]
+    futures = [
+        _POOL.submit(_ask, host, int(port), MetadataRequest(topics=None, allow_auto_topic_creation=False), 9, timeout)
+        for host, port in servers
+    ]
+    errors: list[str] = []
+    try:
+        for future in as_completed(futures, timeout=timeout + 1.0):
+            try:
+                return future.result()
+            except Exception as exc:
+                errors.append(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+    except FuturesTimeout:
+        errors.append(f"no answer within {timeout}s")
+    finally:
+        for future in futures:
+            future.cancel()
+    raise ConnectionError(f"no broker of {bootstrap} answers Metadata ({'; '.join(errors)})")
 
 
 def _list_offsets(host: str, port: int, parts: list[tuple[str, int]], replica_id: int) -> dict:
@@ -66,11 +89,7 @@ def _list_offsets(host: str, port: int, parts: list[tuple[str, int]], replica_id
             for t, ps in by_topic.items()
         ],
     )
-    client = WireClient(host, port, timeout=5.0)
-    try:
-        resp = client.request(req, 5)
-    finally:
-        client.close()
+    resp = _ask(host, port, req, 5, ANSWER_TIMEOUT_S)
     return {
         (t.name, p.partition_index): (p.offset if p.error_code == 0 else None)
         for t in resp.topics
@@ -84,6 +103,8 @@ class ClusterDescription:
     partitions: pd.DataFrame
     controller_id: int
     cluster_id: str | None
+    #: Leaders that did not answer ListOffsets in time (their partitions' offsets are NULL).
+    unanswered: frozenset[int] = frozenset()
 
     def _repr_html_(self) -> str:
         return (
@@ -105,7 +126,10 @@ def describe(
     for attempt in range(attempts):
         result = _describe_once(bootstrap, known_brokers, include_internal)
         frame = result.partitions
-        if attempt == attempts - 1 or not (frame.high_watermark.isna() & (frame.leader >= 0)).any():
+        # Retry only for leaders that answered without the offsets (leadership moving); one that did
+        # not answer at all (paused, dying) would only make every attempt wait for it again.
+        declined = frame.high_watermark.isna() & (frame.leader >= 0) & ~frame.leader.isin(result.unanswered)
+        if attempt == attempts - 1 or not declined.any():
             return result
         time.sleep(0.1)
     return result
@@ -145,13 +169,19 @@ def _describe_once(bootstrap: str, known_brokers: dict[int, str] | None, include
             by_leader.setdefault(row["leader"], []).append((row["topic"], row["partition"]))
     hw: dict = {}
     leo: dict = {}
-    for leader, parts in by_leader.items():
-        b = listed[leader]
-        try:
-            hw.update(_list_offsets(b.host, b.port, parts, CONSUMER_REPLICA_ID))
-            leo.update(_list_offsets(b.host, b.port, parts, DEBUGGING_REPLICA_ID))
-        except OSError:
-            pass
+    asked = {
+        (leader, kind): _POOL.submit(_list_offsets, listed[leader].host, listed[leader].port, parts, replica)
+        for leader, parts in by_leader.items()
+        for kind, replica in (("hw", CONSUMER_REPLICA_ID), ("leo", DEBUGGING_REPLICA_ID))
+    }
+    wait(asked.values(), timeout=ANSWER_TIMEOUT_S + 1.0)
+    unanswered = set()
+    for (leader, kind), future in asked.items():
+        if future.done() and future.exception() is None:
+            (hw if kind == "hw" else leo).update(future.result())
+        else:
+            future.cancel()  # a paused or dying leader: its partitions' offsets stay unknown
+            unanswered.add(leader)
     for row in partitions:
         key = (row["topic"], row["partition"])
         row["high_watermark"] = hw.get(key)
@@ -169,7 +199,7 @@ def _describe_once(bootstrap: str, known_brokers: dict[int, str] | None, include
         "error",
     ]
     frame = pd.DataFrame(partitions, columns=columns).sort_values(["topic", "partition"], ignore_index=True)
-    return ClusterDescription(brokers, frame, md.controller_id, md.cluster_id)
+    return ClusterDescription(brokers, frame, md.controller_id, md.cluster_id, frozenset(unanswered))
 
 
 @dataclass

@@ -1,10 +1,12 @@
 """`python -m workbench.broker`: run one broker process.
 
 Started by `workbench.Cluster`. Prints `READY <port>` on stdout once it
-listens, logs to `<broker_dir>/broker.log`, stops cleanly on SIGTERM/SIGINT,
-and exits by itself when the process that started it dies (its stdin pipe
-closes, or its parent pid changes), so brokers never outlive a notebook
-kernel or a test.
+listens, logs to `<broker_dir>/broker.log`, stops cleanly on SIGTERM/SIGINT
+(a controlled shutdown first: its leaderships move to other brokers) or on SIGUSR1
+(`Cluster.stop()`: the whole cluster is stopping, so there is nobody to hand
+leadership to and the broker only flushes its logs), and exits by itself
+when the process that started it dies (its stdin pipe closes, or its parent
+pid changes), so brokers never outlive a notebook kernel or a test.
 """
 
 from __future__ import annotations
@@ -153,6 +155,15 @@ async def run(config: BrokerConfig, watch: ParentWatch | None = None) -> None:
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    whole_cluster = False
+
+    def on_cluster_stop() -> None:
+        # SIGUSR1: the whole cluster stops at once, so there is nobody to hand leadership to.
+        nonlocal whole_cluster
+        whole_cluster = True
+        stop.set()
+
+    loop.add_signal_handler(signal.SIGUSR1, on_cluster_stop)
     if watch is not None:
         watch.attach(loop, stop)
     broker = Broker(config)
@@ -175,7 +186,7 @@ async def run(config: BrokerConfig, watch: ParentWatch | None = None) -> None:
     port = starting.result()
     print(f"READY {port}", flush=True)
     await stopping
-    await broker.stop()
+    await broker.stop(controlled=not whole_cluster)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -195,6 +206,13 @@ def main(argv: list[str] | None = None) -> None:
         asyncio.run(run(config, watch))
     else:
         uvloop.run(run(config, watch))
+    # `Broker.stop()` has closed every log, index and the metadata log: what remains is tearing down
+    # the interpreter (freeing a heap of segments, pyarrow, modules), which took about half a second
+    # of `Cluster.stop()` and has nothing left to write. Flush what buffers we own and leave now.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":

@@ -189,7 +189,8 @@ class Broker:
                 pass
         await self.converter.close()
         await self.fetchers.close()
-        await self.groups.close()
+        # Stopping with the whole cluster (not controlled): in-flight offset appends cannot replicate.
+        await self.groups.close(grace=None if controlled else 0.0)
         self.controller.close()
         await self.metadata.close()
         self.replicas.close()

@@ -257,8 +257,10 @@ class GroupCoordinator:
         if self._ticker is None:
             self._ticker = asyncio.get_running_loop().create_task(self._run_ticker())
 
-    async def close(self) -> None:
-        """Stop serving: parked requests get NOT_COORDINATOR, later calls too."""
+    async def close(self, grace: float | None = None) -> None:
+        """Stop serving: parked requests get NOT_COORDINATOR, later calls too. In-flight appends get
+        `grace` seconds (default `CLOSE_GRACE_S`; 0 when the whole cluster stops, as no follower
+        remains to replicate them and no client connection remains to hear the answer)."""
         self._closed = True
         if self._ticker is not None:
             self._ticker.cancel()
@@ -276,7 +278,7 @@ class GroupCoordinator:
         # Let in-flight appends finish (a commit that became durable reports success),
         # but do not hang on a stuck store.
         if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=CLOSE_GRACE_S)
+            await asyncio.wait(list(self._tasks), timeout=CLOSE_GRACE_S if grace is None else grace)
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):

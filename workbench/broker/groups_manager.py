@@ -238,13 +238,15 @@ class GroupCoordinatorManager:
 
         task.add_done_callback(done)
 
-    async def close(self) -> None:
+    async def close(self, grace: float | None = None) -> None:
+        """Close every coordinator at once (each may wait `grace` seconds for in-flight appends)."""
         self._running = False
-        for coordinator in list(self.coordinators.values()):
-            try:
-                await coordinator.close()
-            except Exception:
-                log.exception("closing group coordinator")
+        results = await asyncio.gather(
+            *(coordinator.close(grace) for coordinator in list(self.coordinators.values())), return_exceptions=True
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                log.error("closing group coordinator failed: %r", result)
         self.coordinators.clear()
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=5.0)

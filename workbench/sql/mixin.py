@@ -15,7 +15,6 @@ files to read, so it consumes the topics it queries into a local directory in th
 from __future__ import annotations
 
 import hashlib
-import os
 import threading
 import weakref
 from pathlib import Path
@@ -38,7 +37,9 @@ def latest_connection():
 
 
 def default_cache_dir(bootstrap_servers: str) -> Path:
-    base = Path(os.environ.get("WORKBENCH_CACHE_DIR", Path.home() / ".cache" / "workbench"))
+    from workbench.sql.cache_dirs import cache_base
+
+    base = cache_base()
     digest = hashlib.sha1(bootstrap_servers.encode()).hexdigest()[:12]
     return base / digest
 
@@ -90,6 +91,11 @@ class SqlMixin:
                 engine = SqlEngine(self.bootstrap_servers, Path(data_dir), BrokerDirectories(Path(data_dir)))
             else:
                 root = Path(self.sql_data_dir or data_dir or default_cache_dir(self.bootstrap_servers))
+                if not (self.sql_data_dir or data_dir):
+                    from workbench.sql.cache_dirs import mark_in_use, prune_cache
+
+                    self._sql_cache_lock = mark_in_use(root)  # held while this connection lives
+                    prune_cache()  # directories of clusters not queried for a week
                 local = LocalSegments(root)
                 engine = SqlEngine(self.bootstrap_servers, root, local, materializer=local)
             weakref.finalize(self, engine.close)
