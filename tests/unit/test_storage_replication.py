@@ -553,3 +553,51 @@ def test_truncated_batch_can_be_retried(tmp_path: Path) -> None:
     log = open_log(tmp_path, segment_bytes=ONE * 3)
     assert log.producer_state() == {3: (0, 1, 1)}
     assert log.append(batch(2, pid=3, epoch=0, seq=2), leader_epoch=1).base_offset == 2
+
+
+class _Crash(BaseException):
+    """The process dies here (not an error the log could handle)."""
+
+
+def test_a_crash_inside_truncate_fully_never_leaves_a_hole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Whichever file deletion the crash interrupts, the reopened log is contiguous.
+
+    Parquet files go before raw segments: a crash between leaves the old raw tail (its start
+    rises to the first raw segment), never an empty segment at the new offset above old
+    Parquet files with missing offsets between them.
+    """
+    real_unlink = Path.unlink
+    crash_at, crashed = 0, True
+    while crashed:  # every file deletion truncate_fully makes, in turn
+        crash_at += 1
+        d = tmp_path / f"crash-{crash_at}"
+        log = open_follower(d, segment_bytes=ONE * 2, hot_segments=1)
+        for i in range(8):
+            log.append_as_follower(batch_at(2 * i))
+        log.high_watermark = 16
+        log.convert_sealed_segments()
+        assert log.parquet_files() and len(list(d.glob("*.log"))) >= 2
+        calls = [0]
+
+        def unlink(self: Path, missing_ok: bool = False, *, _at: int = crash_at, calls: list[int] = calls) -> None:
+            calls[0] += 1
+            if calls[0] == _at:
+                raise _Crash
+            real_unlink(self, missing_ok=missing_ok)
+
+        monkeypatch.setattr(Path, "unlink", unlink)
+        try:
+            log.truncate_fully_and_start_at(100)
+            crashed = False
+        except _Crash:
+            pass
+        monkeypatch.setattr(Path, "unlink", real_unlink)
+        caplog.clear()
+        again = open_follower(d, segment_bytes=ONE * 2, hot_segments=1)
+        assert "are missing" not in caplog.text, (crash_at, caplog.text)
+        offsets = R.decode_records(everything(again))["offset"]
+        assert offsets == list(range(again.log_start_offset, again.log_end_offset)), crash_at
+        again.close()
+    assert crash_at > 6  # Parquet files and raw segments were both interrupted

@@ -688,8 +688,11 @@ class PartitionLog:
             offset,
         )
         self._generation += 1
-        self._local.truncate_fully(offset)
+        # Parquet files first: a crash between the two leaves the old raw tail, a contiguous log
+        # (its start rises to the first raw segment), never an empty segment at ``offset`` above
+        # old Parquet files with a gap between them.
         self._tier.delete_all()
+        self._local.truncate_fully(offset)
         self.log_start_offset = offset
         write_offset_checkpoint(self.directory / LOG_START_CHECKPOINT, offset)
         self._epochs.clear()
