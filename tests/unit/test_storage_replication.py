@@ -601,3 +601,51 @@ def test_a_crash_inside_truncate_fully_never_leaves_a_hole(
         assert offsets == list(range(again.log_start_offset, again.log_end_offset)), crash_at
         again.close()
     assert crash_at > 6  # Parquet files and raw segments were both interrupted
+
+
+def test_a_crash_inside_truncate_to_never_leaves_a_hole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A follower cut back below its raw segments (only Parquet holds the cut), crashing at each
+    file deletion in turn: the reopened log is contiguous and no Parquet file reaches past its end.
+
+    Raw segments go first, then Parquet files newest first (what is left is always a prefix), and
+    the new empty segment at the cut last; a crash before that reopens with the log ending where
+    the Parquet files end (the truncation undone; the next fetch redoes it).
+    """
+    real_unlink = Path.unlink
+    crash_at, crashed = 0, True
+    while crashed:
+        crash_at += 1
+        d = tmp_path / f"crash-{crash_at}"
+        log = open_follower(d, segment_bytes=ONE * 2, hot_segments=0)
+        for i in range(8):
+            log.append_as_follower(batch_at(2 * i))
+        log.high_watermark = 16
+        log.convert_sealed_segments()
+        assert [p.name for p in log.parquet_files()] == [f"{b:020d}.parquet" for b in (0, 4, 8)]
+        assert [p.name for p in d.glob("*.log")] == [f"{12:020d}.log"]
+        calls = [0]
+
+        def unlink(self: Path, missing_ok: bool = False, *, _at: int = crash_at, calls: list[int] = calls) -> None:
+            calls[0] += 1
+            if calls[0] == _at:
+                raise _Crash
+            real_unlink(self, missing_ok=missing_ok)
+
+        monkeypatch.setattr(Path, "unlink", unlink)
+        try:
+            log.truncate_to(6)  # inside the Parquet file [4, 8): it is rewritten to [4, 6)
+            crashed = False
+        except _Crash:
+            pass
+        monkeypatch.setattr(Path, "unlink", real_unlink)
+        caplog.clear()
+        again = open_follower(d, segment_bytes=ONE * 2, hot_segments=0)
+        assert "are missing" not in caplog.text, (crash_at, caplog.text)
+        offsets = R.decode_records(everything(again))["offset"]
+        assert offsets == list(range(again.log_start_offset, again.log_end_offset)), crash_at
+        ends = [pq.read_metadata(p).metadata[b"workbench.next_offset"] for p in again.parquet_files()]
+        assert all(int(e) <= again.log_end_offset for e in ends), (crash_at, ends, again.log_end_offset)
+        again.close()
+    assert crash_at > 3  # the raw segment's files and the Parquet files were both interrupted

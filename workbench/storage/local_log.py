@@ -137,12 +137,25 @@ class LocalLog:
         """Delete segments starting at/after ``cut`` (a batch boundary), cut the one holding it.
 
         The segment holding ``cut`` becomes the active one (indexes rebuilt and
-        written); when none is left, a new empty one starts at ``cut``.
+        written); when none is left, a new empty one starts at ``cut``. The two
+        steps are also available apart (`remove_from`, `finish_truncation`) for a
+        caller that must change other files between them.
+        """
+        self.remove_from(cut)
+        self.finish_truncation(cut)
+
+    def remove_from(self, cut: int) -> None:
+        """First step of a truncation: delete segments at/after ``cut``, cut the one holding it.
+
+        May leave no segment at all: `finish_truncation` must follow under the same lock.
         """
         while self.segments and self.segments[-1].base_offset >= cut:
             self.segments.pop().delete()
         if self.segments and self.segments[-1].next_offset > cut:
             self.segments[-1].truncate_to(cut)
+
+    def finish_truncation(self, cut: int) -> None:
+        """Second step: a new empty active segment at ``cut`` if none is left; the active one's indexes written."""
         if not self.segments:
             self.segments.append(self._new_segment(cut))
         self.segments[-1].write_indexes()

@@ -629,10 +629,14 @@ class PartitionLog:
         cut = self._batch_boundary_at_or_below(offset)
         old_leo = self.log_end_offset
         self._generation += 1
-        # Raw segments: delete those from the cut on, cut the one holding it (or start one at the cut).
-        # Parquet files: delete or rewrite those reaching past the cut.
-        self._local.truncate_to(cut)
+        # Raw segments: delete those from the cut on, cut the one holding it. Then Parquet files:
+        # delete or rewrite those reaching past the cut. Only then, if no raw segment is left, start
+        # one at the cut: a crash before that reopens with the log ending where the Parquet files end
+        # (the truncation undone, done again by the next fetch), never an empty segment at the cut
+        # beside Parquet files that still hold offsets past it.
+        self._local.remove_from(cut)
         self._tier.truncate_to(cut, self._local.base_offsets())
+        self._local.finish_truncation(cut)
         new_leo = self.log_end_offset
         log.warning(
             "%s: truncated to %d (asked %d): offsets %d..%d removed",

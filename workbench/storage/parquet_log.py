@@ -146,9 +146,11 @@ class ParquetLog:
 
         Files starting at/after it are deleted; one straddling it is deleted when
         a raw copy exists (``raw_bases``: it is converted again once sealed and
-        below the HW), else rewritten to the batches below it.
+        below the HW), else rewritten to the batches below it. Newest first, so
+        that a crash part way leaves the files of a prefix of the offsets, never a
+        hole between a rewritten file and a later one still present.
         """
-        for p in [p for p in self.segments if p.next_offset > cut]:
+        for p in reversed([p for p in self.segments if p.next_offset > cut]):
             self.segments.remove(p)
             self._cache.invalidate(p.path)
             if p.base_offset >= cut or p.base_offset in raw_bases:
