@@ -30,7 +30,7 @@ _EXPORTS = {
     "ClusterError": "workbench.cluster",
     "ClusterStoppedError": "workbench.cluster",
     "Consumer": "workbench.client",
-    "Delivery": "workbench.client",
+    "Delivery": "workbench.delivery",
     "KafkaConnection": "workbench.client",
     "Producer": "workbench.client",
     "Record": "workbench.client",

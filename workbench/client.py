@@ -22,8 +22,10 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from confluent_kafka import Producer as _Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from workbench.delivery import Delivery
 from workbench.errors import ClusterStoppedError
 from workbench.kafka_logging import KAFKA_LOGGER
+from workbench.protocol.names import topic_name_problem
 from workbench.sql.mixin import SqlMixin
 
 
@@ -65,24 +67,12 @@ def encode_value(value: Any) -> bytes | None:
         ) from None
 
 
-_TOPIC_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
-
-
 def check_topic_name(name: Any) -> None:
-    """Kafka's topic name rule, checked before anything is sent (ValueError saying what to change)."""
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"topic name must be a non-empty string, not {name!r}")
-    if name in (".", ".."):
-        raise ValueError(f"topic name {name!r} is not allowed; use letters, digits, '.', '_' or '-'")
-    if len(name) > 249:
-        raise ValueError(f"topic name is {len(name)} characters long; Kafka allows at most 249")
-    bad = sorted(set(name) - _TOPIC_CHARS)
-    if bad:
-        raise ValueError(
-            f"topic name {name!r} contains {''.join(bad)!r}; topic names may only use ASCII "
-            "letters, digits, '.', '_' and '-' (for example "
-            f"{''.join(c if c in _TOPIC_CHARS else '-' for c in name)!r})"
-        )
+    """Kafka's topic name rule (`workbench.protocol.names`), checked before anything is sent:
+    ValueError saying what to change."""
+    problem = topic_name_problem(name)
+    if problem is not None:
+        raise ValueError(problem)
 
 
 def _never_closed() -> str | None:
@@ -180,15 +170,6 @@ class Record:
     key: Any
     value: Any
     headers: list[tuple[str, bytes | None]] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class Delivery:
-    """Where an acknowledged record landed."""
-
-    topic: str
-    partition: int
-    offset: int
 
 
 class ProduceError(RuntimeError):
@@ -471,6 +452,9 @@ class KafkaConnection(SqlMixin):
 
     `workbench.connect("host:9092")` returns one; `Cluster` is one too.
     """
+
+    #: False: a cluster started elsewhere (see `workbench.embedded`); `Cluster` says True.
+    embedded = False
 
     def __init__(self, bootstrap_servers: str) -> None:
         self._bootstrap = bootstrap_servers

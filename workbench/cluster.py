@@ -119,6 +119,9 @@ class Cluster(KafkaConnection):
         super_users: `["User:admin"]`: principals that bypass ACLs.
     """
 
+    #: Brokers this process runs (`workbench.embedded.EmbeddedCluster`): kill, restart, local Parquet.
+    embedded = True
+
     def __init__(
         self,
         brokers: int | None = None,

@@ -7,16 +7,13 @@ return through the metadata log, so validation and the write are atomic.
 from __future__ import annotations
 
 import random
-import re
 import uuid
 from typing import Any
 
 from workbench.controller.image import MetadataImage
 from workbench.protocol.errors import ErrorCode, KafkaProtocolError
+from workbench.protocol.names import topic_name_problem
 
-# Kafka's Topic.validate: legal characters, at most 249 of them, not "." or "..".
-_LEGAL = re.compile(r"^[a-zA-Z0-9._-]+$")
-MAX_NAME_LENGTH = 249
 #: Partitions per topic. Each is a directory and open segment files on every replica; a request for
 #: millions (a typo, a fuzzer) must be refused, not planned record by record for minutes.
 MAX_PARTITIONS = 10_000
@@ -58,20 +55,10 @@ _ENUM_CONFIGS = {
 
 
 def validate_topic_name(name: str | None) -> None:
-    if not name:
-        raise KafkaProtocolError(ErrorCode.INVALID_TOPIC_EXCEPTION, "topic name is empty")
-    if name in (".", ".."):
-        raise KafkaProtocolError(ErrorCode.INVALID_TOPIC_EXCEPTION, f"topic name {name!r} is not allowed")
-    if len(name) > MAX_NAME_LENGTH:
-        raise KafkaProtocolError(
-            ErrorCode.INVALID_TOPIC_EXCEPTION,
-            f"topic name is {len(name)} characters long; the limit is {MAX_NAME_LENGTH}",
-        )
-    if not _LEGAL.match(name):
-        raise KafkaProtocolError(
-            ErrorCode.INVALID_TOPIC_EXCEPTION,
-            f"topic name {name!r} may only contain ASCII letters, digits, '.', '_' and '-'",
-        )
+    """Kafka's topic name rule (`workbench.protocol.names`): INVALID_TOPIC_EXCEPTION saying why."""
+    problem = topic_name_problem(name)
+    if problem is not None:
+        raise KafkaProtocolError(ErrorCode.INVALID_TOPIC_EXCEPTION, problem)
 
 
 def validate_configs(configs: dict[str, str | None]) -> dict[str, str]:

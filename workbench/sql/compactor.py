@@ -55,7 +55,7 @@ class Compactor(threading.Thread):
             for p, ps in list(state.partitions.items()):
                 if self._stop_event.is_set():
                     return written
-                with engine._convert_lock:
+                with engine.converting():
                     files = engine.sealed_files(name, ps)
                     start = max(ps.cache.next or 0, ps.log_start)
                     waiting = sum(f.rows for f in files if f.next > start)

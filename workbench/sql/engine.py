@@ -16,7 +16,8 @@ are dropped.
 
 Threads: `refresh` and compaction mutate state under `_mutex` (taking `_convert_lock` first when
 they convert); queries run on per-thread cursors under the read side of `_files`, and cache files
-are only deleted under its write side.
+are only deleted under its write side. Other modules take these locks only through the public
+methods `converting()`, `reading_files()`, `install_tables()` and `fresh_rows()`.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ import os
 import re
 import shutil
 import threading
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -761,6 +761,39 @@ class SqlEngine:
             con.close()
 
     # ------------------------------------------------------------------ lifecycle
+    # -- the engine's locks, for the compactor, time travel and system tables ----------------------
+
+    def converting(self) -> threading.Lock:
+        """Hold while converting or merging a partition's files (`with engine.converting(): ...`):
+        one conversion at a time, and `refresh` does not convert meanwhile."""
+        return self._convert_lock
+
+    def reading_files(self) -> contextlib.AbstractContextManager[None]:
+        """Hold while a query reads cache files (`with engine.reading_files(): ...`): none is
+        deleted until it is released."""
+        return self._files.read()
+
+    def install_tables(self, schema: str, tables: dict[str, pa.Table]) -> None:
+        """Replace `schema.<name>` with each Arrow table, atomically with respect to refreshes."""
+        with self._mutex:
+            for name, table in tables.items():
+                self._ddl.register("__wb_install", table)
+                try:
+                    run(self._ddl, f"CREATE OR REPLACE TABLE {schema}.{quote(name)} AS SELECT * FROM __wb_install")
+                finally:
+                    self._ddl.unregister("__wb_install")
+
+    def fresh_rows(self, topic: str, partition: int, start: int, end: int) -> pa.Table:
+        """The raw records of `topic` partition `partition` in the fresh table, offsets [start, end)."""
+        table = self._ddl.sql(
+            f'SELECT "offset", timestamp, key_bytes AS key, value_bytes AS value, headers '
+            f'FROM wb_fresh.{quote(topic)} WHERE partition = {int(partition)} AND "offset" >= {int(start)} '
+            f'AND "offset" < {int(end)} ORDER BY "offset"'
+        ).arrow()
+        if isinstance(table, pa.RecordBatchReader):
+            table = table.read_all()
+        return table
+
     def topic_states(self) -> dict[str, TopicState]:
         return self._topics
 
@@ -797,12 +830,3 @@ def _base_tables(node) -> Iterable[str]:
     elif isinstance(node, list):
         for v in node:
             yield from _base_tables(v)
-
-
-def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()

@@ -19,7 +19,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from workbench.sql.cache import read_sealed
-from workbench.sql.flatten import quote
 from workbench.sql.wire import PartitionInfo
 
 SEAL_RECORDS = 50_000
@@ -47,13 +46,7 @@ class LocalSegments:
             sealed_to = max(files[-1].next, ps.log_start) if files else ps.log_start
             if ps.fresh_next is None or ps.fresh_next - sealed_to < seal_records:
                 continue
-            table = engine._ddl.sql(
-                f'SELECT "offset", timestamp, key_bytes AS key, value_bytes AS value, headers '
-                f'FROM wb_fresh.{quote(state.name)} WHERE partition = {p} AND "offset" >= {sealed_to} '
-                f'AND "offset" < {ps.fresh_next} ORDER BY "offset"'
-            ).arrow()
-            if isinstance(table, pa.RecordBatchReader):
-                table = table.read_all()
+            table = engine.fresh_rows(state.name, p, sealed_to, ps.fresh_next)
             if not table.num_rows:
                 continue
             write_segment(directory, table, table["offset"][0].as_py(), ps.fresh_next)

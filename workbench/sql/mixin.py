@@ -22,6 +22,8 @@ from typing import Any
 
 import pandas as pd
 
+from workbench.embedded import connection_closed, is_embedded
+
 _registry: list[weakref.ref] = []
 _registry_lock = threading.Lock()
 
@@ -78,20 +80,19 @@ class SqlMixin:
         with self._sql_guard():
             if self._sql_engine is not None:
                 return self._sql_engine
-            if getattr(self, "stopped", False):  # a stopped Cluster: no engine (and no threads) again
+            if connection_closed(self):  # a stopped Cluster: no engine (and no threads) again
                 from workbench.sql.errors import SqlError
 
                 raise SqlError("the cluster is stopped; SQL needs running brokers")
             from workbench.sql.engine import BrokerDirectories, SqlEngine
             from workbench.sql.materialize import LocalSegments
 
-            data_dir = getattr(self, "data_dir", None)
-            embedded = data_dir is not None and hasattr(self, "broker_pids")
-            if embedded:
-                engine = SqlEngine(self.bootstrap_servers, Path(data_dir), BrokerDirectories(Path(data_dir)))
+            if is_embedded(self):  # the brokers' own Parquet files are local: read them in place
+                data_dir = Path(self.data_dir)
+                engine = SqlEngine(self.bootstrap_servers, data_dir, BrokerDirectories(data_dir))
             else:
-                root = Path(self.sql_data_dir or data_dir or default_cache_dir(self.bootstrap_servers))
-                if not (self.sql_data_dir or data_dir):
+                root = Path(self.sql_data_dir or default_cache_dir(self.bootstrap_servers))
+                if not self.sql_data_dir:
                     from workbench.sql.cache_dirs import mark_in_use, prune_cache
 
                     self._sql_cache_lock = mark_in_use(root)  # held while this connection lives

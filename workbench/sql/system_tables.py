@@ -24,8 +24,6 @@ from datetime import UTC, datetime
 
 import pyarrow as pa
 
-from workbench.sql.engine import run
-
 TABLES = ("brokers", "topics", "partitions", "consumer_groups", "consumer_group_members", "consumer_lag")
 
 
@@ -184,13 +182,7 @@ def refresh_system_tables(engine, names: list[str]) -> None:
         )
     if "consumer_lag" in wanted:
         tables["consumer_lag"] = _lag_table(engine, groups, md, starts, ends)
-    with engine._mutex:
-        for name, table in tables.items():
-            engine._ddl.register("__wb_system", table)
-            try:
-                run(engine._ddl, f"CREATE OR REPLACE TABLE wb.{name} AS SELECT * FROM __wb_system")
-            finally:
-                engine._ddl.unregister("__wb_system")
+    engine.install_tables("wb", tables)
 
 
 def _lag_table(

@@ -71,7 +71,7 @@ class AsOf:
                     f"CREATE OR REPLACE TEMP VIEW {quote(topic)} AS "
                     f"SELECT * FROM {engine.database}.main.{quote(topic)} WHERE {cond}",
                 )
-        with engine._files.read():
+        with engine.reading_files():
             try:
                 rel = self._cursor.sql(query)
                 return rel.df() if rel is not None else pd.DataFrame()

@@ -19,6 +19,8 @@ from collections.abc import Callable
 
 import ipywidgets as widgets
 
+from workbench.embedded import connection_closed
+
 #: Four updates a second is as fast as a person reads a changing number, and keeps the
 #: comm traffic of a dashboard of five live widgets small.
 MIN_INTERVAL = 0.25
@@ -50,18 +52,6 @@ def start_sql(conn) -> None:
 def admin_client(conn):
     """An admin client of `conn` whose librdkafka logs go to `KAFKA_LOGGER`."""
     return conn.admin(logger=KAFKA_LOGGER)
-
-
-def connection_closed(conn) -> bool:
-    """True once a `Cluster` has been stopped (a `workbench.connect` connection never closes)."""
-    return bool(getattr(conn, "stopped", False))
-
-
-def is_embedded(conn) -> bool:
-    """True for a `workbench.Cluster` (brokers this process can kill and restart)."""
-    from workbench.cluster import Cluster
-
-    return isinstance(conn, Cluster)
 
 
 def message(text: str, kind: str = "error") -> str:

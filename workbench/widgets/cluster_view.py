@@ -16,7 +16,8 @@ from datetime import datetime
 import ipywidgets as widgets
 import pandas as pd
 
-from workbench.widgets._live import LivePanel, connection_closed, hold, is_embedded, message, short_error
+from workbench.embedded import is_embedded
+from workbench.widgets._live import LivePanel, connection_closed, hold, message, short_error
 from workbench.widgets._render import TABLE_STYLE, event_strip, frame_html
 
 #: The grid shows at most this many topics and partitions per topic (the DataFrame has all).

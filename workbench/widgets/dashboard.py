@@ -10,7 +10,8 @@ import html
 
 import ipywidgets as widgets
 
-from workbench.widgets._live import LivePanel, is_embedded
+from workbench.embedded import is_embedded
+from workbench.widgets._live import LivePanel
 from workbench.widgets.browser import TopicBrowser
 from workbench.widgets.cluster_view import ClusterView
 from workbench.widgets.groups import GroupMonitor

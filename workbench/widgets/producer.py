@@ -22,6 +22,8 @@ from typing import Any
 
 import ipywidgets as widgets
 
+from workbench.delivery import Delivery
+from workbench.protocol.names import topic_name_problem
 from workbench.widgets._live import (
     KAFKA_LOGGER,
     THREAD_PREFIX,
@@ -33,8 +35,6 @@ from workbench.widgets._live import (
     short_error,
 )
 
-#: Kafka's legal topic names (and its length limit).
-TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")
 #: Rates above this are refused: a notebook generator is for watching, not benchmarking.
 MAX_RATE = 100_000.0
 DEFAULT_TEMPLATE = '{"id": {i}, "at": "{now}", "amount": {rand}}'
@@ -344,9 +344,8 @@ class ProducerPanel(LivePanel):
     def _topic_name_problem(name: str) -> str:
         if not name:
             return "choose a topic, or type a new name and press Create topic"
-        if name in (".", "..") or not TOPIC_NAME.fullmatch(name):
-            return f"{name!r} is not a valid topic name: use letters, digits, '.', '_' and '-' (at most 249 characters)"
-        return ""
+        problem = topic_name_problem(name)
+        return f"{name!r} is not a valid topic name: {problem}" if problem else ""
 
     # ------------------------------------------------------------------ validation
     def _parse_value(self) -> tuple[bytes | None, str]:
@@ -447,8 +446,6 @@ class ProducerPanel(LivePanel):
                 self.last_delivery = err.str()
                 self.status.value = message(f"not delivered: {err.str()}")
             else:
-                from workbench.client import Delivery
-
                 self.last_delivery = Delivery(msg.topic(), msg.partition(), msg.offset())
                 self.status.value = message(
                     f"delivered to {msg.topic()} partition {msg.partition()} offset {msg.offset()} ({ms:.0f} ms)",
