@@ -7,11 +7,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 from confluent_kafka import Producer
 
+from tests.support import wait_until
 from workbench import Cluster, ClusterError, ClusterStoppedError
 from workbench.cluster import MAX_BROKERS
 
@@ -30,12 +30,7 @@ def pid_alive(pid: int) -> bool:
 
 
 def wait_gone(pids, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not any(pid_alive(p) for p in pids):
-            return True
-        time.sleep(0.1)
-    return False
+    return wait_until(lambda: not any(pid_alive(p) for p in pids), timeout, 0.1, fail=False)
 
 
 def test_brokers_die_with_the_process_that_started_them(tmp_path):

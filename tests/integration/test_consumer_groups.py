@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import time
-
 from confluent_kafka import Consumer, Producer, TopicPartition
 from kafka import KafkaConsumer
+
+from tests.support import wait_until
 
 
 def produce_n(bootstrap: str, topic: str, n: int, start: int = 0) -> None:
@@ -33,15 +33,17 @@ def new_consumer(bootstrap: str, group: str, topic: str, **conf) -> Consumer:
 def poll_until(consumers: list[Consumer], predicate, timeout: float = 40.0) -> list:
     """Poll every consumer round-robin until predicate() holds; returns the messages seen."""
     seen = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def step() -> bool:
         for c in consumers:
             msg = c.poll(0.1)
             if msg is not None and msg.error() is None:
                 seen.append((c, msg))
-        if predicate():
-            return seen
-    raise AssertionError(f"condition not reached in time; assignments: {assignments(consumers)}")
+        return predicate()
+
+    if not wait_until(step, timeout, interval=0, fail=False):
+        raise AssertionError(f"condition not reached in time; assignments: {assignments(consumers)}")
+    return seen
 
 
 def assignments(consumers: list[Consumer]) -> list[set[int]]:

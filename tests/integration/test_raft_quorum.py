@@ -135,9 +135,13 @@ def test_leadership_transfer_for_a_controlled_shutdown(tmp_path):
             leader = await q.leader()
             await leader.propose({"t": "x"})
             target = next(i for i in q.servers if i != leader.node_id)
-            started = time.monotonic()
+            term = leader.node.term
+            # The old leader is alive and heartbeating, so followers refuse an ordinary election
+            # (leader lease, thesis §4.2.3): only the TimeoutNow handover can make `target` leader,
+            # and it does so in one election (how fast is measured in benchmarks/raft_transfer.py).
             assert await leader.transfer_leadership(target) == target
-            assert time.monotonic() - started < 0.3  # no election timeout to wait for
+            assert q.servers[target].node.term == term + 1
+            assert all(s.leader_id == target for s in q.servers.values() if s.node.term == term + 1)
             await q.stop(leader.node_id)
             new_leader = await q.leader()
             assert new_leader.node_id == target

@@ -3,6 +3,7 @@ retention, errors, time travel, the plain-DuckDB catalog and watch()."""
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 
@@ -10,6 +11,7 @@ import duckdb
 import pandas as pd
 import pytest
 
+from tests.support import wait_until
 from workbench.sql import ReadOnlyTopicError, SqlError, UnknownTopicError
 
 SMALL_SEGMENTS = {"segment.bytes": 4096}
@@ -20,14 +22,8 @@ def q(name: str) -> str:
     return '"' + name + '"'
 
 
-def wait_for(predicate, timeout: float = 15.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    return predicate()
+# Returns the last value instead of failing: callers assert on it (or only wait).
+wait_for = functools.partial(wait_until, interval=0.1, fail=False)
 
 
 def produce(cluster, topic, values, **kwargs):

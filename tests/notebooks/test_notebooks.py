@@ -24,7 +24,9 @@ from tests.notebooks.support import ROOT, kernel_env, require_module
 
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 KERNEL = "workbench-nbval"
-BUDGET_S = 60  # the promise: each notebook, top to bottom
+# Each notebook's run is bounded (a hung cell fails the test) but its speed is not asserted here:
+# benchmarks/notebooks.py measures the "well under a minute" promise.
+BUDGET_S = 60
 OVERHEAD_S = 30  # pytest and kernel start-up on a slow CI machine, on top of the budget
 
 
@@ -95,4 +97,3 @@ def test_notebook_runs_under_nbval(notebook: Path, nbval_env, tmp_path):
     cells = report.count("<testcase ")
     print(f"{notebook.name}: {elapsed:.1f} s for {cells} cells (nbval, including kernel start)")
     assert proc.returncode == 0, f"nbval failed for {notebook.name}:\n{proc.stdout[-6000:]}\n{proc.stderr[-2000:]}"
-    assert elapsed < BUDGET_S + OVERHEAD_S, f"{notebook.name} took {elapsed:.0f} s; the budget is {BUDGET_S} s"

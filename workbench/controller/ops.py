@@ -85,15 +85,6 @@ def elect_leader(
     return -1, [r for r in p.isr if r not in exclude][:1] or p.isr[:1]
 
 
-def _reelect(image: MetadataImage, partitions: list[PartitionInfo], reason: str, exclude: set[int]) -> Records:
-    records: Records = []
-    for p in partitions:
-        leader, isr = elect_leader(image, p, exclude=exclude)
-        if leader != p.leader or isr != p.isr:
-            records.append(partition_record(p, leader=leader, isr=isr, reason=reason, bump_epoch=leader != p.leader))
-    return records
-
-
 def execute(image: MetadataImage, op: dict[str, Any], *, default_rf: int = 1) -> Records:
     kind = op["op"]
     handler = _HANDLERS.get(kind)
