@@ -54,6 +54,24 @@ def test_kafka_python_offsets_for_times(cluster, topic_name):
         kc.close()
 
 
+def test_list_offsets_max_timestamp_kip_734(cluster, topic_name):
+    """OffsetSpec.max_timestamp(): the offset and timestamp of the record with the largest
+    timestamp (the first of equals), not the last record, through confluent-kafka's admin client."""
+    from confluent_kafka.admin import OffsetSpec
+
+    cluster.create_topic(topic_name, partitions=2)
+    base = 1_700_000_000_000
+    produce_with_timestamps(
+        cluster.bootstrap_servers, topic_name, [base, base + 9000, base + 3000, base + 9000, base + 1]
+    )
+    admin = cluster.admin()
+    tps = [TopicPartition(topic_name, 0), TopicPartition(topic_name, 1)]
+    futures = admin.list_offsets({tp: OffsetSpec.max_timestamp() for tp in tps}, request_timeout=10)
+    results = {tp.partition: f.result(timeout=15) for tp, f in futures.items()}
+    assert (results[0].offset, results[0].timestamp) == (1, base + 9000)
+    assert results[1].offset == -1  # an empty partition has no such record
+
+
 def fetch_request(topic: str, offset: int, max_wait_ms: int, min_bytes: int) -> FetchRequest:
     return FetchRequest(
         replica_id=-1,

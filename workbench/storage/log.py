@@ -490,6 +490,34 @@ class PartitionLog:
                     return found
             return None
 
+    def max_timestamp_offset(self, upper: int | None = None) -> tuple[int, int] | None:
+        """KIP-734 (ListOffsets MAX_TIMESTAMP): (offset, timestamp) of the record with the largest
+        timestamp below ``upper`` (default: the high watermark), the first such record on ties;
+        None when there is no record. Segments are visited from the largest maxTimestamp down and
+        only those that could still beat the best found are read."""
+        with self._lock:
+            self._check_open()
+            lso = self.log_start_offset
+            bound = self.high_watermark if upper is None else upper
+            best: tuple[int, int] | None = None
+            for seg in sorted(self._logical(), key=lambda s: -s.max_timestamp):  # stable: by offset on ties
+                if seg.next_offset <= lso or seg.base_offset >= bound:
+                    continue
+                if best is not None and (
+                    seg.max_timestamp < best[1] or (seg.max_timestamp == best[1] and seg.base_offset > best[0])
+                ):
+                    continue
+                if seg.raw is not None:
+                    found = seg.raw.find_max_timestamp(lso, bound)
+                else:
+                    assert seg.parquet is not None
+                    found = self._tier.max_timestamp(seg.parquet, lso, bound)
+                if found is not None and (
+                    best is None or found[1] > best[1] or (found[1] == best[1] and found[0] < best[0])
+                ):
+                    best = found
+            return best
+
     # -- deletion ----------------------------------------------------------------------
 
     def _logical(self) -> list[LogicalSegment]:

@@ -128,6 +128,17 @@ class ParquetLog:
             return None
         return int(offsets[hits[0]]), int(ts[hits[0]])
 
+    def max_timestamp(self, p: ParquetSegment, lso: int, upper: int) -> tuple[int, int] | None:
+        """(offset, timestamp) of the row of ``p`` in [lso, upper) with the largest timestamp (the
+        first on ties), KIP-734."""
+        table, offsets, _ = self._cache.get(p)
+        ts = table.column("timestamp").cast("int64").to_numpy()
+        rows = np.flatnonzero((offsets >= lso) & (offsets < upper))
+        if not len(rows):
+            return None
+        i = rows[int(np.argmax(ts[rows]))]
+        return int(offsets[i]), int(ts[i])
+
     def batch_boundary_at_or_below(self, offset: int) -> int | None:
         """``offset``, or the base offset of the batch holding it; None when no file holds it."""
         for p in reversed(self.segments):

@@ -356,6 +356,22 @@ class LogSegment:
                     return off, ts
         return None
 
+    def find_max_timestamp(self, start_offset: int, upper_bound: int) -> tuple[int, int] | None:
+        """(offset, timestamp) of the record in [start_offset, upper_bound) with the largest
+        timestamp, the first such record on ties (KIP-734); control batches are skipped. Only
+        batches whose header's maxTimestamp beats the best so far are decoded."""
+        best: tuple[int, int] | None = None
+        for h in self.scan(self.offset_index.lookup(start_offset)):
+            if h.base_offset >= upper_bound:
+                break
+            if h.next_offset <= start_offset or h.is_control or (best is not None and h.max_timestamp <= best[1]):
+                continue
+            cols = decode_records(os.pread(self.fd, h.size, h.position))
+            for off, ts in zip(cols["offset"], cols["timestamp"], strict=False):
+                if start_offset <= off < upper_bound and (best is None or ts > best[1]):
+                    best = (off, ts)
+        return best
+
     # -- recovery and lifecycle --------------------------------------------------
 
     def recover(

@@ -129,8 +129,9 @@ async def list_offsets(broker: Broker, req: Request, conn: Connection) -> dict:
                         offset = plog.log_end_offset if body.replica_id == DEBUGGING_REPLICA_ID else plog.high_watermark
                     elif lp.timestamp == EARLIEST:
                         offset = plog.log_start_offset
-                    elif lp.timestamp == MAX_TIMESTAMP:
-                        found = plog.max_timestamp_offset() if hasattr(plog, "max_timestamp_offset") else None
+                    elif lp.timestamp == MAX_TIMESTAMP:  # KIP-734 (ListOffsets v7+)
+                        debugging = body.replica_id == DEBUGGING_REPLICA_ID
+                        found = plog.max_timestamp_offset(plog.log_end_offset if debugging else None)
                         if found is not None:
                             offset, timestamp = found
                     elif lp.timestamp < 0:
