@@ -164,3 +164,16 @@ def test_lower_layers_do_not_import_higher_ones():
         if name.startswith(("workbench.storage", "workbench.controller")):
             bad = {t for t in targets if t.startswith(("workbench.broker", *notebook))}
             assert not bad, (name, bad)
+
+
+def test_the_notebook_side_knows_brokers_only_by_the_protocol():
+    """SQL, widgets, the client façade and describe() use the Kafka protocol and the brokers' files,
+    never broker internals, so they work unchanged against a cluster they did not start. (`Cluster`,
+    which launches broker processes, reads the broker's settings schema: it is the exception.)"""
+    notebook = ("workbench.sql", "workbench.widgets", "workbench.client", "workbench.describe", "workbench.embedded")
+    internals = ("workbench.broker", "workbench.storage", "workbench.controller", "workbench.security")
+    graph = import_graph()
+    for name, targets in graph.items():
+        if name.startswith(notebook):
+            bad = {t for t in targets if t.startswith(internals)}
+            assert not bad, (name, bad)
