@@ -31,6 +31,7 @@ from kafka.protocol.producer import ProduceRequest
 
 from tests.chaos import hostile
 from tests.chaos.history import Fault, History
+from workbench.cluster import ClusterError
 from workbench.protocol.blocking_client import WireClient
 
 ROLES = ("leader", "follower", "followers", "controller", "random")
@@ -86,6 +87,13 @@ class ClusterView:
         return [victim], [f"random (no {role} found)"]
 
 
+def _wont_start(view: ClusterView, fault: Fault, exc: Exception) -> None:
+    first = str(exc).splitlines()[0]
+    tail = " | ".join(line.strip() for line in str(exc).splitlines()[-4:])
+    view.history.observe("broker_wont_start", f"after {fault.nemesis}: {first} ... {tail[-300:]}")
+    fault.details["restart_failed"] = first
+
+
 def _flip(path: Path, rng: random.Random, lo: int = 0, flips: int = 1) -> list[int]:
     """Flip one bit in each of `flips` random bytes at or after `lo`; returns the positions."""
     size = path.stat().st_size
@@ -125,6 +133,8 @@ class Nemesis:
         fault = Fault(self.name, targets, roles, start=view.history.now())
         try:
             self.act(view, targets, fault)
+        except ClusterError as exc:  # a broker that does not come back is a finding, not a harness crash
+            _wont_start(view, fault, exc)
         finally:
             fault.end = view.history.now()
         return fault
@@ -436,6 +446,8 @@ class DamagedFollowerThenLeaderCrash(Nemesis):
             fault.details["leader_down_s"] = round(down, 2)
             time.sleep(down)
             view.cluster.restart_broker(leader)
+        except ClusterError as exc:
+            _wont_start(view, fault, exc)
         finally:
             fault.end = view.history.now()
         return fault
@@ -482,6 +494,8 @@ class IsolatedLeaderCrash(Nemesis):
                             pass
             time.sleep(0.5)
             view.cluster.restart_broker(leader)
+        except ClusterError as exc:
+            _wont_start(view, fault, exc)
         finally:
             fault.end = view.history.now()
         return fault
