@@ -328,6 +328,14 @@ class DiskFull(Nemesis):
             hold = view.rng.uniform(2.0, 6.0)
             fault.details["full_s"] = round(hold, 2)
             time.sleep(hold)
+            # Issue 12's case 6 (a full log directory keeps its leaderships) is availability, not
+            # safety: recorded for the report, not judged as an anomaly.
+            try:
+                parts = view.cluster.describe().partitions
+                mine = parts[parts.topic == view.topic]
+                fault.details["still_leading_when_full"] = int(mine.leader.isin(targets).sum())
+            except Exception:
+                pass
         finally:
             for filler in fillers:
                 try:
@@ -610,6 +618,21 @@ def _nemeses() -> dict[str, Callable[[], Nemesis]]:
 
 NEMESES: dict[str, Callable[[], Nemesis]] = _nemeses()
 
-# The nemeses that pass on main today; the others run in the long command until the broker fixes
-# of issue 12 land (see the README's Reliability section for which finds what).
-CI_MIX: tuple[str, ...] = ("kill-leader", "kill-follower", "kill-controller")
+# The nemeses that pass on main today (a short run of each alone and of them mixed left no
+# anomaly); the others run in the long command until the broker fixes of issue 12 land (the
+# README's Reliability section says which finds what). disk-full skips itself without root.
+CI_MIX: tuple[str, ...] = (
+    "kill-leader",
+    "kill-follower",
+    "kill-followers",
+    "kill-controller",
+    "pause-leader",
+    "pause-follower",
+    "pause-followers",
+    "pause-controller",
+    "corrupt-index-leader",
+    "corrupt-index-follower",
+    "disk-full-leader",
+    "disk-full-follower",
+    "hostile-many-records",
+)
