@@ -99,18 +99,21 @@ def _unmount(dirs: list[Path]) -> None:
             subprocess.run(["umount", "-l", str(d)], capture_output=True)
 
 
-def _heal(cluster: Cluster, topic: str, history: History, timeout: float = HEAL_TIMEOUT_S) -> bool:
+def _heal(
+    cluster: Cluster, topic: str, history: History, timeout: float = HEAL_TIMEOUT_S, reported: frozenset = frozenset()
+) -> bool:
     """Restart any broker that died on its own (an anomaly), then wait until every partition of
     `topic` has its full ISR again. False (and a note) when it does not within `timeout`."""
     for node_id, proc in cluster.brokers.items():
         if not proc.alive:
             code = proc.process.returncode if proc.process is not None else None
-            tail = cluster._log_tail(node_id, 5).replace("\n", " | ")
-            history.observe("broker_crash", f"broker {node_id} exited on its own (code {code}): {tail[-400:]}")
+            if node_id not in reported:  # `reported`: brokers the nemesis already saw fail to start
+                tail = cluster._log_tail(node_id, 5).replace("\n", " | ")
+                history.observe("broker_crash", f"broker {node_id} exited on its own (code {code}): {tail[-400:]}")
             try:
                 cluster.restart_broker(node_id)
             except Exception as exc:
-                history.note(f"restart of broker {node_id} failed: {exc}")
+                history.note(f"restart of broker {node_id} failed again: {str(exc).splitlines()[0]}")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -224,7 +227,8 @@ def run(settings: Settings | None = None, **overrides: Any) -> Result:
                 f"{fault.nemesis} on {fault.targets} ({', '.join(fault.roles)})"
                 + (f" skipped: {fault.skipped}" if fault.skipped else f" {fault.details}")
             )
-            _heal(cluster, topic, history)
+            failed = frozenset(fault.targets) if "restart_failed" in fault.details else frozenset()
+            _heal(cluster, topic, history, reported=failed)
             time.sleep(rng.uniform(1.0, 2.0))
         meta.stop()
         for p in producers:
