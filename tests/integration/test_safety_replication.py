@@ -226,3 +226,53 @@ def test_acks_all_waiting_when_the_isr_shrinks_below_min_insync_is_not_acknowled
         KafkaError.NOT_ENOUGH_REPLICAS,
         KafkaError._MSG_TIMED_OUT,
     }
+
+
+def cut_active_segment_tail(cluster, broker: int, topic: str, keep: float = 0.5) -> int:
+    """Simulated page-cache loss: the active segment of `broker`'s replica loses its tail
+    (cut mid-batch, as a torn write would). Returns the bytes removed."""
+    directory = Path(cluster.data_dir) / f"broker-{broker}" / "topics" / topic / "partition=0"
+    active = max(directory.glob("*.log"), key=lambda p: int(p.stem))
+    size = active.stat().st_size
+    with open(active, "r+b") as f:
+        f.truncate(int(size * keep))
+    return size - int(size * keep)
+
+
+def test_fast_restart_after_losing_the_tail_is_out_of_the_isr_and_never_elected(fresh_cluster, topic_name):
+    """Item 3: a follower SIGKILLed, whose active segment loses its unflushed tail, restarts
+    within the session timeout; then the leader dies. The restarted replica is a new
+    incarnation (broker epoch): out of the ISR until it catches up, so the election picks the
+    replica that has every acknowledged record, and nothing acknowledged is lost."""
+    # A session timeout far longer than a restart: the fast restart is never noticed as a death.
+    config = {**FAST_GROUPS, "broker_session_timeout_ms": 5000}
+    cluster = fresh_cluster(3, config=config)
+    leader, restarted, healthy = 2, 3, 1  # `restarted` comes first in replica order after the leader
+    create_assigned(cluster, topic_name, [leader, restarted, healthy])
+    d = Deliveries(cluster.bootstrap_servers, **{"linger.ms": 5})
+    values = [f"v-{i:05d}".encode() for i in range(3000)]
+    d.produce(topic_name, values)
+    assert d.flush(60) == 0 and len(d.acked) == len(values)
+    wait_until(
+        lambda: segment_bytes(cluster, restarted, topic_name) == segment_bytes(cluster, leader, topic_name),
+        message="the follower has the whole log",
+    )
+    cluster.kill_broker(restarted)
+    assert cut_active_segment_tail(cluster, restarted, topic_name) > 0
+    cluster.kill_broker(leader)
+    cluster.restart_broker(restarted)  # quorum: `restarted` + `healthy`
+    wait_until(
+        lambda: int(partitions_of(cluster, topic_name).leader.iloc[0]) not in (leader, -1),
+        timeout=30,
+        message="a new leader",
+    )
+    cluster.restart_broker(leader)
+    stored = {m.value() for m in read_all(cluster.bootstrap_servers, topic_name, len(values), timeout=30)}
+    lost = set(values) - stored
+    assert not lost, f"{len(lost)} acknowledged records lost (e.g. {sorted(lost)[:3]})"
+    # The restarted replica catches up and rejoins the ISR.
+    wait_until(
+        lambda: sorted(partitions_of(cluster, topic_name).isr.iloc[0]) == [1, 2, 3],
+        timeout=30,
+        message="full ISR again",
+    )
