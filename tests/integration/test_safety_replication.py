@@ -276,3 +276,37 @@ def test_fast_restart_after_losing_the_tail_is_out_of_the_isr_and_never_elected(
         timeout=30,
         message="full ISR again",
     )
+
+
+def _first_offsets(cluster, topic: str, expected: int) -> list[int]:
+    return sorted(m.offset() for m in read_all(cluster.bootstrap_servers, topic, expected, timeout=20))
+
+
+def test_delete_records_reaches_every_replica_and_survives_leader_changes_and_restarts(fresh_cluster, topic_name):
+    """Item 8: DeleteRecords moves the log start offset on the followers too (from the Fetch
+    response's log_start_offset, checkpointed), so a new leader, or a restarted one, never
+    serves the deleted records again."""
+    from confluent_kafka import TopicPartition as TP
+
+    cluster = fresh_cluster(3)
+    create_assigned(cluster, topic_name, [2, 3, 1])
+    d = Deliveries(cluster.bootstrap_servers)
+    d.produce(topic_name, [f"v-{i}".encode() for i in range(100)])
+    assert d.flush(30) == 0 and len(d.acked) == 100
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap_servers})
+    [future] = admin.delete_records([TP(topic_name, 0, 60)], operation_timeout=10).values()
+    assert future.result(15).low_watermark == 60
+    assert _first_offsets(cluster, topic_name, 40) == list(range(60, 100))
+
+    cluster.kill_broker(2)  # a new leader (3) that must already know the log starts at 60
+    wait_until(lambda: int(partitions_of(cluster, topic_name).leader.iloc[0]) == 3, message="broker 3 leads")
+    assert _first_offsets(cluster, topic_name, 40) == list(range(60, 100))
+
+    cluster.restart_broker(2)
+    cluster.kill_broker(3)  # broker 1 (or 2, once back in the ISR) leads, after a restart of 2
+    wait_until(lambda: int(partitions_of(cluster, topic_name).leader.iloc[0]) in (1, 2), message="a new leader")
+    assert _first_offsets(cluster, topic_name, 40) == list(range(60, 100))
+    cluster.restart_broker(3)
+    cluster.kill_broker(1)
+    wait_until(lambda: int(partitions_of(cluster, topic_name).leader.iloc[0]) in (2, 3), timeout=30, message="leader")
+    assert _first_offsets(cluster, topic_name, 40) == list(range(60, 100))

@@ -141,13 +141,16 @@ class Partition:
         """The broker epoch each follower's fetch state belongs to (sent with AlterPartition)."""
         return {r: self.followers[r].broker_epoch for r in replicas if r in self.followers}
 
-    def record_follower_fetch(self, replica_id: int, fetch_offset: int) -> None:
-        """A follower fetched from `fetch_offset`: it has everything before it."""
+    def record_follower_fetch(self, replica_id: int, fetch_offset: int, log_start_offset: int = -1) -> None:
+        """A follower fetched from `fetch_offset`: it has everything before it; its log starts at
+        `log_start_offset` (the Fetch request's field, which DeleteRecords waits on)."""
         state = self.followers.get(replica_id)
         if state is None:
             return
         now = _now_ms()
         state.log_end_offset = fetch_offset
+        if log_start_offset >= 0:
+            state.log_start_offset = log_start_offset
         state.last_fetch_ms = now
         if fetch_offset >= self.log.log_end_offset:
             state.last_caught_up_ms = now
@@ -171,6 +174,16 @@ class Partition:
                 self._on_high_watermark()  # consumers long-polling for newly committed records
             return True
         return False
+
+    def isr_low_watermark(self) -> int:
+        """The smallest log start offset in the ISR (Kafka's lowWatermarkIfLeader): what
+        DeleteRecords has reached on every in-sync copy. -1 for an ISR member not heard from."""
+        marks = [self.log.log_start_offset]
+        for r in self.info.isr:
+            if r != self.node_id:
+                state = self.followers.get(r)
+                marks.append(state.log_start_offset if state is not None else -1)
+        return min(marks)
 
     def out_of_sync_replicas(self, lag_max_ms: int) -> list[int]:
         now = _now_ms()
