@@ -226,3 +226,87 @@ def test_acks_all_waiting_when_the_isr_shrinks_below_min_insync_is_not_acknowled
         KafkaError.NOT_ENOUGH_REPLICAS,
         KafkaError._MSG_TIMED_OUT,
     }
+
+
+def cut_active_segment_tail(cluster, broker: int, topic: str, keep: float = 0.5) -> int:
+    """Simulated page-cache loss: the active segment of `broker`'s replica loses its tail
+    (cut mid-batch, as a torn write would). Returns the bytes removed."""
+    directory = Path(cluster.data_dir) / f"broker-{broker}" / "topics" / topic / "partition=0"
+    active = max(directory.glob("*.log"), key=lambda p: int(p.stem))
+    size = active.stat().st_size
+    with open(active, "r+b") as f:
+        f.truncate(int(size * keep))
+    return size - int(size * keep)
+
+
+def test_fast_restart_after_losing_the_tail_is_out_of_the_isr_and_never_elected(fresh_cluster, topic_name):
+    """Item 3: a follower SIGKILLed, whose active segment loses its unflushed tail, restarts
+    within the session timeout; then the leader dies. The restarted replica is a new
+    incarnation (broker epoch): out of the ISR until it catches up, so the election picks the
+    replica that has every acknowledged record, and nothing acknowledged is lost."""
+    # A session timeout far longer than a restart: the fast restart is never noticed as a death.
+    config = {**FAST_GROUPS, "broker_session_timeout_ms": 5000}
+    cluster = fresh_cluster(3, config=config)
+    leader, restarted, healthy = 2, 3, 1  # `restarted` comes first in replica order after the leader
+    create_assigned(cluster, topic_name, [leader, restarted, healthy])
+    d = Deliveries(cluster.bootstrap_servers, **{"linger.ms": 5})
+    values = [f"v-{i:05d}".encode() for i in range(3000)]
+    d.produce(topic_name, values)
+    assert d.flush(60) == 0 and len(d.acked) == len(values)
+    wait_until(
+        lambda: segment_bytes(cluster, restarted, topic_name) == segment_bytes(cluster, leader, topic_name),
+        message="the follower has the whole log",
+    )
+    cluster.kill_broker(restarted)
+    assert cut_active_segment_tail(cluster, restarted, topic_name) > 0
+    cluster.kill_broker(leader)
+    cluster.restart_broker(restarted)  # quorum: `restarted` + `healthy`
+    wait_until(
+        lambda: int(partitions_of(cluster, topic_name).leader.iloc[0]) not in (leader, -1),
+        timeout=30,
+        message="a new leader",
+    )
+    cluster.restart_broker(leader)
+    stored = {m.value() for m in read_all(cluster.bootstrap_servers, topic_name, len(values), timeout=30)}
+    lost = set(values) - stored
+    assert not lost, f"{len(lost)} acknowledged records lost (e.g. {sorted(lost)[:3]})"
+    # The restarted replica catches up and rejoins the ISR.
+    wait_until(
+        lambda: sorted(partitions_of(cluster, topic_name).isr.iloc[0]) == [1, 2, 3],
+        timeout=30,
+        message="full ISR again",
+    )
+
+
+def _first_offsets(cluster, topic: str, expected: int) -> list[int]:
+    return sorted(m.offset() for m in read_all(cluster.bootstrap_servers, topic, expected, timeout=20))
+
+
+def test_delete_records_reaches_every_replica_and_survives_leader_changes_and_restarts(fresh_cluster, topic_name):
+    """Item 8: DeleteRecords moves the log start offset on the followers too (from the Fetch
+    response's log_start_offset, checkpointed), so a new leader, or a restarted one, never
+    serves the deleted records again."""
+    from confluent_kafka import TopicPartition as TP
+
+    cluster = fresh_cluster(3)
+    create_assigned(cluster, topic_name, [2, 3, 1])
+    d = Deliveries(cluster.bootstrap_servers)
+    d.produce(topic_name, [f"v-{i}".encode() for i in range(100)])
+    assert d.flush(30) == 0 and len(d.acked) == 100
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap_servers})
+    [future] = admin.delete_records([TP(topic_name, 0, 60)], operation_timeout=10).values()
+    assert future.result(15).low_watermark == 60
+    assert _first_offsets(cluster, topic_name, 40) == list(range(60, 100))
+
+    cluster.kill_broker(2)  # a new leader (3) that must already know the log starts at 60
+    wait_until(lambda: int(partitions_of(cluster, topic_name).leader.iloc[0]) == 3, message="broker 3 leads")
+    assert _first_offsets(cluster, topic_name, 40) == list(range(60, 100))
+
+    cluster.restart_broker(2)
+    cluster.kill_broker(3)  # broker 1 (or 2, once back in the ISR) leads, after a restart of 2
+    wait_until(lambda: int(partitions_of(cluster, topic_name).leader.iloc[0]) in (1, 2), message="a new leader")
+    assert _first_offsets(cluster, topic_name, 40) == list(range(60, 100))
+    cluster.restart_broker(3)
+    cluster.kill_broker(1)
+    wait_until(lambda: int(partitions_of(cluster, topic_name).leader.iloc[0]) in (2, 3), timeout=30, message="leader")
+    assert _first_offsets(cluster, topic_name, 40) == list(range(60, 100))

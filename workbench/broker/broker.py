@@ -127,6 +127,7 @@ class Broker:
                 "port": port,
                 "rack": None,
                 "cluster_id": uuid.uuid4().hex[:22],
+                "incarnation": uuid.uuid4().hex,  # every start is a new broker epoch (KIP-380)
             },
             timeout=30.0,
         )
@@ -233,11 +234,7 @@ class Broker:
                     continue
                 isr = list(partition.info.isr)
                 out = partition.out_of_sync_replicas(lag_max)
-                add = [
-                    r
-                    for r in partition.replicas_to_add()
-                    if (b := self.image.brokers.get(r)) is not None and not b.fenced
-                ]
+                add = [r for r in partition.replicas_to_add() if self.image.can_host_replicas(r)]
                 if not out and not add:
                     continue
                 new_isr = [r for r in partition.info.replicas if (r in isr and r not in out) or r in add]
@@ -256,6 +253,7 @@ class Broker:
                             "leader": self.node_id,
                             "leader_epoch": partition.leader_epoch,
                             "isr": new_isr,
+                            "broker_epochs": partition.follower_broker_epochs(add),
                             "reason": reason,
                         }
                     )

@@ -30,9 +30,14 @@ def _now_ms() -> int:
 
 @dataclass
 class FollowerState:
+    """What the leader learned from one follower's fetches, in one incarnation of its broker."""
+
     log_end_offset: int = -1
     last_caught_up_ms: int = field(default_factory=_now_ms)
     last_fetch_ms: int = 0
+    #: The follower broker's epoch (KIP-903) when this state began: a restart starts it over.
+    broker_epoch: int = -1
+    log_start_offset: int = -1
 
 
 class NotLeaderError(Exception):
@@ -46,8 +51,10 @@ class Partition:
         log_: PartitionLog,
         info: PartitionInfo,
         on_high_watermark: Callable[[], None] | None = None,
+        broker_epoch_of: Callable[[int], int] | None = None,
     ) -> None:
         self.node_id = node_id
+        self._broker_epoch_of: Callable[[int], int] = broker_epoch_of or (lambda _r: -1)
         self._on_high_watermark = on_high_watermark
         self.log = log_
         self.topic, self.index = info.topic, info.index
@@ -87,7 +94,11 @@ class Partition:
                 now = _now_ms()
                 # A new leader gives every replica the benefit of the doubt (Kafka resets
                 # lastCaughtUpTime), and learns their log end offsets from their next fetch.
-                self.followers = {r: FollowerState(last_caught_up_ms=now) for r in info.replicas if r != self.node_id}
+                self.followers = {
+                    r: FollowerState(last_caught_up_ms=now, broker_epoch=self._broker_epoch_of(r))
+                    for r in info.replicas
+                    if r != self.node_id
+                }
             self.isr_change_pending = False
             if not self.replicated:
                 self.log.set_hw_tracks_leo(True)
@@ -102,13 +113,44 @@ class Partition:
 
     # -- leader side ----------------------------------------------------------------------------
 
-    def record_follower_fetch(self, replica_id: int, fetch_offset: int) -> None:
-        """A follower fetched from `fetch_offset`: it has everything before it."""
+    def note_broker_epochs(self) -> None:
+        """Forget what a follower's previous incarnation fetched (KIP-903).
+
+        A follower broker that restarted has a new broker epoch; the log end offset its old
+        incarnation reported says nothing about the log it has now (it may have lost an
+        unflushed tail), so it must show, by fetching, that it reached the high watermark
+        before it may rejoin the ISR.
+        """
+        if not self.is_leader:
+            return
+        for r, state in list(self.followers.items()):
+            epoch = self._broker_epoch_of(r)
+            if epoch != state.broker_epoch:
+                if state.broker_epoch >= 0:
+                    log.info(
+                        "%s-%d: replica %d restarted (broker epoch %d -> %d): catching up after restart",
+                        self.topic,
+                        self.index,
+                        r,
+                        state.broker_epoch,
+                        epoch,
+                    )
+                self.followers[r] = FollowerState(broker_epoch=epoch)
+
+    def follower_broker_epochs(self, replicas: list[int]) -> dict[int, int]:
+        """The broker epoch each follower's fetch state belongs to (sent with AlterPartition)."""
+        return {r: self.followers[r].broker_epoch for r in replicas if r in self.followers}
+
+    def record_follower_fetch(self, replica_id: int, fetch_offset: int, log_start_offset: int = -1) -> None:
+        """A follower fetched from `fetch_offset`: it has everything before it; its log starts at
+        `log_start_offset` (the Fetch request's field, which DeleteRecords waits on)."""
         state = self.followers.get(replica_id)
         if state is None:
             return
         now = _now_ms()
         state.log_end_offset = fetch_offset
+        if log_start_offset >= 0:
+            state.log_start_offset = log_start_offset
         state.last_fetch_ms = now
         if fetch_offset >= self.log.log_end_offset:
             state.last_caught_up_ms = now
@@ -132,6 +174,16 @@ class Partition:
                 self._on_high_watermark()  # consumers long-polling for newly committed records
             return True
         return False
+
+    def isr_low_watermark(self) -> int:
+        """The smallest log start offset in the ISR (Kafka's lowWatermarkIfLeader): what
+        DeleteRecords has reached on every in-sync copy. -1 for an ISR member not heard from."""
+        marks = [self.log.log_start_offset]
+        for r in self.info.isr:
+            if r != self.node_id:
+                state = self.followers.get(r)
+                marks.append(state.log_start_offset if state is not None else -1)
+        return min(marks)
 
     def out_of_sync_replicas(self, lag_max_ms: int) -> list[int]:
         now = _now_ms()

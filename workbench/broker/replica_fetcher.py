@@ -197,6 +197,23 @@ class ReplicaFetcherManager:
                     backoff = True
         return backoff
 
+    @staticmethod
+    def _follow_log_start(partition: Partition, leader_log_start: int) -> None:
+        """Apply the leader's log start offset (DeleteRecords, retention), as Kafka's followers do
+        with the Fetch response's `log_start_offset`: never past our own high watermark (Kafka's
+        maybeIncrementLogStartOffset rule); the rest follows with later fetches. The log
+        checkpoints it, so the deleted records stay deleted after a restart or a leader change."""
+        plog = partition.log
+        target = min(leader_log_start, plog.high_watermark)
+        if target > plog.log_start_offset:
+            plog.delete_records(target)
+            log.info(
+                "%s-%d: log start offset raised to %d, following the leader",
+                partition.topic,
+                partition.index,
+                plog.log_start_offset,
+            )
+
     def _apply(self, partition: Partition, pr: Any, fetch_offset: int) -> bool:
         plog = partition.log
         error = pr.error_code
@@ -222,6 +239,7 @@ class ReplicaFetcherManager:
                 plog.append_as_follower(records)
                 self._on_write()
             plog.maybe_update_high_watermark(min(pr.high_watermark, plog.log_end_offset))
+            self._follow_log_start(partition, pr.log_start_offset)
             return False
         if error == ErrorCode.OFFSET_OUT_OF_RANGE:
             if pr.log_start_offset > plog.log_end_offset:

@@ -40,6 +40,12 @@ class ReplicaManager:
         self._topic_ids: dict[str, str] = {}
         self._topic_configs: dict[str, dict[str, str]] = {}
         self._waiters: dict[TopicPartition, list[asyncio.Future]] = {}
+        self._image: MetadataImage | None = None
+
+    def _broker_epoch(self, broker_id: int) -> int:
+        """The current broker epoch (registration offset) of `broker_id`, -1 when unknown."""
+        info = self._image.brokers.get(broker_id) if self._image is not None else None
+        return info.epoch if info is not None else -1
 
     # -- metadata ---------------------------------------------------------------------------------
 
@@ -50,6 +56,7 @@ class ReplicaManager:
         """Open logs assigned to us, drop logs of deleted topics, apply leadership changes.
 
         Returns the partitions whose leadership changed (or that were opened)."""
+        self._image = image
         opened: list[TopicPartition] = []
         wanted: set[TopicPartition] = set()
         for topic in image.topics.values():
@@ -97,7 +104,11 @@ class ReplicaManager:
                     hw_tracks_leo=len(pinfo.replicas) == 1 and pinfo.leader == self.node_id,
                 )
                 self.partitions[tp] = Partition(
-                    self.node_id, self.logs[tp], pinfo, on_high_watermark=functools.partial(self._wake, tp)
+                    self.node_id,
+                    self.logs[tp],
+                    pinfo,
+                    on_high_watermark=functools.partial(self._wake, tp),
+                    broker_epoch_of=self._broker_epoch,
                 )
                 opened.append(tp)
             else:
@@ -105,6 +116,7 @@ class ReplicaManager:
                 if changed:
                     opened.append(tp)
                     self._wake(tp)
+            self.partitions[tp].note_broker_epochs()
         return opened
 
     def remove_orphans(self, image: MetadataImage) -> None:

@@ -3,13 +3,15 @@
 Record types (JSON objects, field `t`), after KRaft's metadata records:
 
 * `cluster`        {cluster_id}
-* `broker`         {id, host, port, rack}                       (RegisterBrokerRecord)
+* `broker`         {id, host, port, rack, incarnation}          (RegisterBrokerRecord; its offset in
+                                                                 the log is the broker epoch, KIP-380)
 * `topic`          {name, id, configs}                          (TopicRecord + ConfigRecords)
 * `partition`      {topic, p, replicas, isr, leader, leader_epoch}   (PartitionRecord / PartitionChangeRecord)
 * `config`         {topic, configs}                             (full replacement of a topic's overrides)
 * `remove_topic`   {name}                                       (RemoveTopicRecord)
 * `producer_ids`   {broker, start, length}                      (ProducerIdsRecord: a block handed to a broker)
 * `fence` / `unfence` {id}                                      (BrokerRegistrationChangeRecord)
+* `log_dir_offline` {id, reason}                                 (a failed log directory, KIP-112)
 
 Partition records may carry `reason` and `ts` (why and when leadership or the
 ISR changed); the image keeps the last `HISTORY` leader changes for display.
@@ -32,6 +34,12 @@ class BrokerInfo:
     port: int
     rack: str | None = None
     fenced: bool = False
+    #: Broker epoch (KIP-380/903): the metadata offset of this incarnation's registration. Every
+    #: broker start registers anew, so a restarted broker, however fast, has a new epoch.
+    epoch: int = -1
+    #: The broker's log directory failed (KIP-112): it leads nothing and joins no ISR until it
+    #: registers again (a restart, after the directory was repaired).
+    log_dir_offline: bool = False
 
 
 @dataclass
@@ -79,11 +87,16 @@ class MetadataImage:
                 record["port"],
                 record.get("rack"),
                 bool(record.get("fenced", False)),
+                epoch=self.offset,
             )
         elif kind in ("fence", "unfence"):
             broker = self.brokers.get(record["id"])
             if broker is not None:
                 broker.fenced = kind == "fence"
+        elif kind == "log_dir_offline":
+            broker = self.brokers.get(record["id"])
+            if broker is not None:
+                broker.log_dir_offline = True
         elif kind == "topic":
             self.topics[record["name"]] = TopicInfo(record["name"], record["id"], dict(record.get("configs", {})))
         elif kind == "partition":
@@ -128,6 +141,11 @@ class MetadataImage:
 
     def live_brokers(self) -> list[int]:
         return sorted(b for b, info in self.brokers.items() if not info.fenced)
+
+    def can_host_replicas(self, broker_id: int) -> bool:
+        """Unfenced with a working log directory: may lead, and may join an ISR."""
+        info = self.brokers.get(broker_id)
+        return info is not None and not info.fenced and not info.log_dir_offline
 
     def copy_with_broker(self, broker_id: int, *, fenced: bool) -> MetadataImage:
         """A copy of the image with one broker's fencing changed (to evaluate an election)."""

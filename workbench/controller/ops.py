@@ -13,6 +13,13 @@ it can); if the ISR has no live member, an unclean election picks any live
 replica only when the topic allows it (`unclean.leader.election.enable`),
 otherwise the partition goes offline (leader -1) until an ISR member returns.
 Every leader change bumps the leader epoch.
+
+Brokers (issue 12): every broker start registers a new incarnation whose broker epoch is
+the registration's metadata offset (KIP-380); a broker that restarted before anyone fenced
+it leaves every ISR and leadership at registration and rejoins an ISR only through an
+AlterPartition naming the epoch in which its leader saw it catch up (KIP-903). A broker
+whose log directory failed (`log_dir_offline`, KIP-112) leads nothing and joins no ISR
+until it registers again.
 """
 
 from __future__ import annotations
@@ -69,7 +76,7 @@ def elect_leader(
     unclean_allowed: bool | None = None,
 ) -> tuple[int, list[int]]:
     """The leader Kafka would pick and the resulting ISR (leader -1 when none can lead)."""
-    live = {b for b, info in image.brokers.items() if not info.fenced} - set(exclude)
+    live = {b for b in image.brokers if image.can_host_replicas(b)} - set(exclude)
     isr = [r for r in p.isr if r in live]
     for r in p.replicas:
         if r in isr:
@@ -97,25 +104,36 @@ def execute(image: MetadataImage, op: dict[str, Any], *, default_rf: int = 1) ->
 
 
 def _register_broker(image: MetadataImage, op: dict, default_rf: int) -> Records:
+    """Every broker start registers a new incarnation (KIP-380's broker epoch, KIP-903).
+
+    The registration record is always written, fenced, and its offset in the metadata log is
+    the broker's new epoch. A broker that was still registered and unfenced (it restarted
+    within its session timeout, so nobody fenced the old incarnation) is treated as fenced
+    first: its leaderships move to other in-sync replicas and it leaves every ISR it was in,
+    because the new incarnation may have lost what the old one acknowledged (an unflushed
+    tail, a damaged segment). It rejoins an ISR only once its leader sees it caught up to the
+    high watermark again (`_alter_partition` checks the epoch the leader saw).
+    """
     records: Records = []
     if image.cluster_id is None and op.get("cluster_id"):
         records.append({"t": "cluster", "cluster_id": op["cluster_id"]})
-    current = image.brokers.get(op["id"])
-    if current is None or (current.host, current.port, current.rack) != (
-        op["host"],
-        op["port"],
-        op.get("rack"),
-    ):
-        records.append(
-            {
-                "t": "broker",
-                "id": op["id"],
-                "host": op["host"],
-                "port": op["port"],
-                "rack": op.get("rack"),
-                "fenced": True,
-            }
-        )
+    bid = op["id"]
+    records.append(
+        {
+            "t": "broker",
+            "id": bid,
+            "host": op["host"],
+            "port": op["port"],
+            "rack": op.get("rack"),
+            "fenced": True,
+            "incarnation": op.get("incarnation"),
+            "ts": _now_ms(),
+        }
+    )
+    current = image.brokers.get(bid)
+    if current is not None and not current.fenced:
+        reason = f"broker {bid} restarted (new incarnation): out of the ISR until it catches up after restart"
+        records.extend(_move_off_broker(image, bid, reason))
     return records
 
 
@@ -144,15 +162,15 @@ def _unfence_broker(image: MetadataImage, op: dict, default_rf: int) -> Records:
     return records
 
 
-def _fence_broker(image: MetadataImage, op: dict, default_rf: int) -> Records:
-    """The broker stopped heartbeating (or shut down): it may no longer lead or count in ISRs."""
-    bid = op["id"]
-    broker = image.brokers.get(bid)
-    if broker is None or broker.fenced:
-        return []
-    reason = op.get("reason") or f"broker {bid} fenced"
-    records: Records = [{"t": "fence", "id": bid, "ts": _now_ms(), "reason": reason}]
+def _move_off_broker(image: MetadataImage, bid: int, reason: str) -> Records:
+    """Partition records that take broker `bid` out of every ISR and leadership it holds.
+
+    New leaders come from the rest of the ISR (`elect_leader`). The last member of an ISR keeps
+    its place (the partition goes offline if it led): it is the only replica known to hold every
+    committed record, so it alone may lead it again (KIP-966's last known leader).
+    """
     after = image.copy_with_broker(bid, fenced=True)
+    records: Records = []
     for p in image.all_partitions():
         if bid not in p.replicas:
             continue
@@ -166,6 +184,37 @@ def _fence_broker(image: MetadataImage, op: dict, default_rf: int) -> Records:
                 )
             )
     return records
+
+
+def _fence_broker(image: MetadataImage, op: dict, default_rf: int) -> Records:
+    """The broker stopped heartbeating (or shut down): it may no longer lead or count in ISRs."""
+    bid = op["id"]
+    broker = image.brokers.get(bid)
+    if broker is None or broker.fenced:
+        return []
+    reason = op.get("reason") or f"broker {bid} fenced"
+    return [{"t": "fence", "id": bid, "ts": _now_ms(), "reason": reason}, *_move_off_broker(image, bid, reason)]
+
+
+def _log_dir_offline(image: MetadataImage, op: dict, default_rf: int) -> Records:
+    """A broker's log directory failed (a write raised, e.g. a full or broken disk; KIP-112).
+
+    The broker stays registered and unfenced (it still serves metadata and its other duties),
+    but leads nothing and leaves every ISR: its leaderships move to healthy in-sync replicas at
+    once instead of staying unwritable for as long as the disk is bad, and no election
+    (preferred or after a failure) picks it until it registers again after a restart.
+    """
+    bid = op["id"]
+    broker = image.brokers.get(bid)
+    if broker is None:
+        raise KafkaProtocolError(ErrorCode.INVALID_REQUEST, f"broker {bid} is not registered")
+    if broker.log_dir_offline:
+        return []
+    reason = f"broker {bid}: log directory offline ({op.get('reason') or 'storage error'})"
+    return [
+        {"t": "log_dir_offline", "id": bid, "reason": reason, "ts": _now_ms()},
+        *_move_off_broker(image, bid, reason),
+    ]
 
 
 def _controlled_shutdown(image: MetadataImage, op: dict, default_rf: int) -> Records:
@@ -191,10 +240,18 @@ def _alter_partition(image: MetadataImage, op: dict, default_rf: int) -> Records
     if p.leader not in isr:
         raise KafkaProtocolError(ErrorCode.INVALID_REQUEST, "the leader must stay in its ISR")
     joining = [r for r in isr if r not in p.isr]
-    if any(image.brokers.get(r) is None or image.brokers[r].fenced for r in joining):
+    if any(not image.can_host_replicas(r) for r in joining):
         raise KafkaProtocolError(
-            ErrorCode.INELIGIBLE_REPLICA if hasattr(ErrorCode, "INELIGIBLE_REPLICA") else ErrorCode.INVALID_REQUEST,
-            "a fenced broker cannot join the ISR",
+            ErrorCode.INVALID_REQUEST, "a fenced broker, or one whose log directory is offline, cannot join the ISR"
+        )
+    # KIP-903: the leader saw each joining replica catch up in one incarnation (broker epoch);
+    # if that broker restarted since, what it has now is unknown: refuse.
+    seen = {int(k): v for k, v in (op.get("broker_epochs") or {}).items()}
+    stale = [r for r in joining if r in seen and seen[r] != image.brokers[r].epoch]
+    if stale:
+        raise KafkaProtocolError(
+            ErrorCode.STALE_BROKER_EPOCH,
+            f"replicas {stale} restarted since the leader saw them catch up; they must catch up again",
         )
     if isr == p.isr:
         return []
@@ -212,7 +269,7 @@ def _elect_leaders(image: MetadataImage, op: dict, default_rf: int) -> Records:
         if preferred:
             first = p.replicas[0]
             broker = image.brokers.get(first)
-            if p.leader != first and first in p.isr and broker is not None and not broker.fenced:
+            if p.leader != first and first in p.isr and broker is not None and image.can_host_replicas(first):
                 records.append(
                     partition_record(p, leader=first, isr=p.isr, bump_epoch=True, reason="preferred leader election")
                 )
@@ -233,7 +290,7 @@ def _create_topic(image: MetadataImage, op: dict, default_rf: int) -> Records:
         return []
     rf = default_replication_factor(image, op.get("replication_factor"), default_rf)
     assignments = {int(k): v for k, v in (op.get("assignments") or {}).items()}
-    live = [b for b, info in image.brokers.items() if not info.fenced]
+    live = [b for b in image.brokers if image.can_host_replicas(b)]
     records = create_topic_records(
         image, op["name"], op["partitions"], rf, op.get("configs") or {}, assignments or None, brokers=live
     )
@@ -255,7 +312,7 @@ def _delete_topic(image: MetadataImage, op: dict, default_rf: int) -> Records:
 
 
 def _create_partitions(image: MetadataImage, op: dict, default_rf: int) -> Records:
-    live = [b for b, info in image.brokers.items() if not info.fenced]
+    live = [b for b in image.brokers if image.can_host_replicas(b)]
     return create_partitions_records(image, op["name"], op["count"], op.get("assignments"), brokers=live)
 
 
@@ -302,6 +359,7 @@ _HANDLERS = {
     "register_broker": _register_broker,
     "unfence_broker": _unfence_broker,
     "fence_broker": _fence_broker,
+    "log_dir_offline": _log_dir_offline,
     "controlled_shutdown": _controlled_shutdown,
     "alter_partition": _alter_partition,
     "elect_leaders": _elect_leaders,

@@ -19,6 +19,7 @@ from workbench.protocol.message_format import downconvert_batches
 
 if TYPE_CHECKING:
     from workbench.broker.handlers.context import BrokerContext as Broker
+    from workbench.broker.partition import Partition
     from workbench.broker.server import Connection
     from workbench.protocol.codec import Request
     from workbench.storage.log import PartitionLog
@@ -44,7 +45,7 @@ def _read_all(broker: Broker, body: Any, replica_id: int) -> tuple[list[dict], i
                     if follower:
                         diverging = _diverging_epoch(plog, fp)
                         if diverging is None:
-                            p.record_follower_fetch(replica_id, fp.fetch_offset)
+                            p.record_follower_fetch(replica_id, fp.fetch_offset, getattr(fp, "log_start_offset", -1))
                     hw = plog.high_watermark
                     lso, log_start = hw, plog.log_start_offset
                     limit = min(fp.partition_max_bytes, remaining)
@@ -178,20 +179,40 @@ def _old_style_offsets(plog: Any, lp: Any, replica_id: int) -> list[int]:
 
 
 async def delete_records(broker: Broker, req: Request, conn: Connection) -> dict:
+    """DeleteRecords: raise the leader's log start offset, then answer once every in-sync
+    replica has applied it too (Kafka's DelayedDeleteRecords).
+
+    Followers learn the log start offset from Fetch responses and report theirs in Fetch
+    requests; each replica checkpoints it, so the deletion survives restarts and leader
+    changes (issue 12, item 8). Not confirmed by the ISR within the request's timeout:
+    REQUEST_TIMED_OUT (the deletion still reaches the followers with their next fetches).
+    """
     body = req.body
     topics = []
+    waits: list[tuple[dict, Partition, int]] = []
     for topic in body.topics:
         parts = []
         for dp in topic.partitions:
-            plog, error = leader_log(broker, topic.name, dp.partition_index)
+            partition, error = leader_partition(broker, topic.name, dp.partition_index)
             low = -1
-            if plog is not None:
+            if partition is not None:
+                plog = partition.log
                 try:
                     before = plog.high_watermark if dp.offset == -1 else dp.offset
                     low = plog.delete_records(before)
                 except KafkaProtocolError as exc:
                     error = exc.code
-            parts.append({"partition_index": dp.partition_index, "low_watermark": low, "error_code": error})
+            part = {"partition_index": dp.partition_index, "low_watermark": low, "error_code": error}
+            if partition is not None and error == ErrorCode.NONE and partition.replicated:
+                waits.append((part, partition, low))
+            parts.append(part)
         topics.append({"name": topic.name, "partitions": parts})
-    await asyncio.sleep(0)
+    deadline = time.monotonic() + max(0, body.timeout_ms) / 1000.0
+    while waits:
+        waits = [w for w in waits if w[1].is_leader and w[1].isr_low_watermark() < w[2]]
+        if not waits or time.monotonic() >= deadline or broker.is_stopping():
+            break
+        await asyncio.sleep(0.02)
+    for part, _partition, _low in waits:
+        part["error_code"] = ErrorCode.REQUEST_TIMED_OUT
     return {"throttle_time_ms": 0, "topics": topics}
