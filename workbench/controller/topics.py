@@ -33,6 +33,11 @@ TOPIC_CONFIG_DEFAULTS: dict[str, str] = {
     "compression.type": "producer",
     "flush.ms": "1000",
     "workbench.hot.segments": "2",
+    # Log compaction (workbench.storage.log_cleaner), Kafka's defaults.
+    "min.cleanable.dirty.ratio": "0.5",
+    "min.compaction.lag.ms": "0",
+    "max.compaction.lag.ms": str(2**63 - 1),
+    "delete.retention.ms": str(24 * 3600 * 1000),
 }
 
 _INT_CONFIGS = {
@@ -45,7 +50,12 @@ _INT_CONFIGS = {
     "index.interval.bytes": 0,
     "flush.ms": 0,
     "workbench.hot.segments": 0,
+    "min.compaction.lag.ms": 0,
+    "max.compaction.lag.ms": 1,
+    "delete.retention.ms": 0,
 }
+#: Configs that are a fraction in [0, 1].
+_RATIO_CONFIGS = {"min.cleanable.dirty.ratio"}
 _ENUM_CONFIGS = {
     "cleanup.policy": {"delete", "compact", "compact,delete", "delete,compact"},
     "message.timestamp.type": {"CreateTime", "LogAppendTime"},
@@ -79,6 +89,13 @@ def validate_configs(configs: dict[str, str | None]) -> dict[str, str]:
                 raise KafkaProtocolError(
                     ErrorCode.INVALID_CONFIG, f"config {key}={value} is below its minimum {_INT_CONFIGS[key]}"
                 )
+        elif key in _RATIO_CONFIGS:
+            try:
+                ratio = float(value)
+            except ValueError:
+                raise KafkaProtocolError(ErrorCode.INVALID_CONFIG, f"config {key}={value!r} is not a number") from None
+            if not 0.0 <= ratio <= 1.0:
+                raise KafkaProtocolError(ErrorCode.INVALID_CONFIG, f"config {key}={value} must be between 0 and 1")
         elif key in _ENUM_CONFIGS and value not in _ENUM_CONFIGS[key]:
             raise KafkaProtocolError(
                 ErrorCode.INVALID_CONFIG,

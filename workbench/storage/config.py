@@ -14,8 +14,9 @@ _CLEANUP_POLICIES = {"delete", "compact", "compact,delete", "delete,compact"}
 class LogConfig:
     """Settings of one partition log.
 
-    ``cleanup_policy="compact"`` is accepted and stored but compaction is not
-    implemented yet: such logs are only deleted by retention.
+    With ``compact`` in ``cleanup_policy`` the broker's log cleaner
+    (`workbench.storage.log_cleaner`) keeps the latest record per key, under the
+    four compaction settings below (Kafka's names and defaults).
     """
 
     segment_bytes: int = 16 * 1024 * 1024
@@ -27,6 +28,10 @@ class LogConfig:
     index_interval_bytes: int = 4096
     hot_segments: int = 2  # sealed raw segments kept after Parquet conversion
     flush_ms: int = 1000  # the broker fsyncs every flush_ms
+    min_cleanable_dirty_ratio: float = 0.5  # clean when dirty bytes / all bytes reach this
+    min_compaction_lag_ms: int = 0  # a record stays uncompacted at least this long
+    max_compaction_lag_ms: int = 2**63 - 1  # ... and at most this long (then cleaned whatever the ratio)
+    delete_retention_ms: int = 24 * 3600 * 1000  # tombstones are kept this long after their timestamp
 
     # Kafka topic config name -> (field, smallest legal value); minima follow Kafka's TopicConfig.
     _KAFKA_NAMES: ClassVar[dict[str, tuple[str, int]]] = {
@@ -37,6 +42,9 @@ class LogConfig:
         "max.message.bytes": ("max_message_bytes", 0),
         "index.interval.bytes": ("index_interval_bytes", 0),
         "flush.ms": ("flush_ms", 0),
+        "min.compaction.lag.ms": ("min_compaction_lag_ms", 0),
+        "max.compaction.lag.ms": ("max_compaction_lag_ms", 1),
+        "delete.retention.ms": ("delete_retention_ms", 0),
         # Not a Kafka name: how many sealed raw segments stay beside their Parquet files for fast
         # fetches (the local tier of KIP-405's idea, counted in segments).
         "workbench.hot.segments": ("hot_segments", 0),
@@ -56,6 +64,15 @@ class LogConfig:
                     raise KafkaProtocolError(ErrorCode.INVALID_CONFIG, f"cleanup.policy: invalid value {raw!r}")
                 values["cleanup_policy"] = policy
                 continue
+            if name == "min.cleanable.dirty.ratio":
+                try:
+                    ratio = float(str(raw).strip())
+                except ValueError:
+                    raise KafkaProtocolError(ErrorCode.INVALID_CONFIG, f"{name}: {raw!r} is not a number") from None
+                if not 0.0 <= ratio <= 1.0:
+                    raise KafkaProtocolError(ErrorCode.INVALID_CONFIG, f"{name}: {ratio} is not between 0 and 1")
+                values["min_cleanable_dirty_ratio"] = ratio
+                continue
             spec = cls._KAFKA_NAMES.get(name)
             if spec is None or raw is None:
                 continue
@@ -73,4 +90,10 @@ class LogConfig:
         """The Kafka-named settings as strings (for DescribeConfigs)."""
         out = {name: str(getattr(self, field)) for name, (field, _) in self._KAFKA_NAMES.items()}
         out["cleanup.policy"] = self.cleanup_policy
+        out["min.cleanable.dirty.ratio"] = str(self.min_cleanable_dirty_ratio)
         return out
+
+    @property
+    def compact(self) -> bool:
+        """Whether the log cleaner compacts this log (``compact`` in cleanup.policy)."""
+        return "compact" in self.cleanup_policy

@@ -358,8 +358,9 @@ class PartitionLog:
           the new log end.
         * The first batch must start at the log end offset and each next batch
           where the previous one ends; otherwise `UnexpectedAppendOffsetError`
-          (code OFFSET_OUT_OF_RANGE) and nothing is appended. Gaps are refused
-          too (no compaction yet: a leader's log is contiguous).
+          (code OFFSET_OUT_OF_RANGE) and nothing is appended. Gaps are refused,
+          except on a compacted log (the leader's cleaner removed records: a
+          batch may start after the previous one's end, never before).
         * No size or sequence checks (the leader validated): producer state is
           replayed from the batch headers, so a follower that becomes leader
           detects duplicates and sequence gaps like the old leader.
@@ -378,8 +379,9 @@ class PartitionLog:
             if not headers:
                 return AppendInfo(leo, leo - 1, -1, self.log_start_offset, 0)
             expected = leo
+            gaps_allowed = self.config.compact
             for h in headers:
-                if h.base_offset != expected:
+                if h.base_offset < expected or (h.base_offset > expected and not gaps_allowed):
                     what = "the log end offset" if expected == leo else "the previous batch's end"
                     raise UnexpectedAppendOffsetError(
                         expected,
@@ -804,6 +806,80 @@ class PartitionLog:
         """The Parquet files of this partition, oldest first."""
         with self._lock:
             return self._tier.files()
+
+    # -- log cleaner (workbench.storage.log_cleaner) -----------------------------------------
+
+    def cleanable_segments(self) -> tuple[int, list[LogicalSegment]]:
+        """``(generation, segments)``: the logical segments wholly below both the active segment
+        and the HW, oldest first, that the log cleaner may rewrite (Kafka never cleans the
+        active segment, and nothing a consumer cannot see yet)."""
+        with self._lock:
+            if self._closed:
+                return self._generation, []
+            bound = min(self._local.active_segment.base_offset, self.high_watermark)
+            segs = [s for s in self._logical() if s.next_offset <= bound and s.next_offset > self.log_start_offset]
+            return self._generation, segs
+
+    def segment_table(self, seg: LogicalSegment) -> pa.Table:
+        """The records of ``seg`` as a table in the Parquet tier's schema (control batches left out).
+
+        Reads the Parquet copy when there is one, else decodes the raw segment
+        through a dup'ed descriptor: safe outside the log's lock (a worker thread).
+        """
+        if seg.parquet is not None:
+            return seg.parquet.read_table()
+        assert seg.raw is not None
+        with self._lock:
+            fd = os.dup(seg.raw.fd)
+            size = seg.raw.size
+        try:
+            data = os.pread(fd, size, 0)
+        finally:
+            os.close(fd)
+        from workbench.protocol.records import decode_records
+        from workbench.storage.parquet_tier import columns_to_table
+
+        return columns_to_table(decode_records(data))
+
+    def install_cleaned(self, generation: int, seg: LogicalSegment, cleaned: Path, max_timestamp: int) -> bool:
+        """Replace ``seg`` by the cleaned Parquet file ``cleaned`` (same offset range, fewer records).
+
+        The file is renamed over ``<base>.parquet`` first, then the raw copy is deleted
+        (a crash between leaves a hot segment whose raw copy still holds every
+        record: correct, only less compact). Refused, and ``cleaned`` deleted, when
+        the log was truncated since ``generation``, the segment changed or went
+        (retention, conversion dropped its raw copy), or an older raw segment
+        exists (raw segments stay a suffix of the log).
+        """
+        with self._lock:
+            current = next((s for s in self._logical() if s.base_offset == seg.base_offset), None)
+            ok = (
+                not self._closed
+                and generation == self._generation
+                and current is not None
+                and current.next_offset == seg.next_offset
+                and current.raw is seg.raw
+                and (seg.parquet is None or current.parquet is seg.parquet)
+                and (seg.raw is None or self._local.segments[0] is seg.raw)
+                and seg.raw is not self._local.active_segment
+            )
+            if not ok:
+                cleaned.unlink(missing_ok=True)
+                return False
+            assert current is not None
+            path = self.directory / segment_name(seg.base_offset, ".parquet")
+            try:
+                os.replace(cleaned, path)
+                pseg = ParquetSegment(path, seg.base_offset, seg.next_offset, max_timestamp, path.stat().st_size)
+                if current.parquet is not None:
+                    self._tier.segments.remove(current.parquet)
+                self._tier.invalidate_cache()
+                self._tier.install(pseg)
+                if current.raw is not None:
+                    self._local.delete_segment(current.raw)
+            except OSError as exc:
+                raise storage_error(exc, f"install cleaned segment in {self.directory}") from exc
+            return True
 
     # -- durability and lifecycle -----------------------------------------------------------
 

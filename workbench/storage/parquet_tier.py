@@ -147,6 +147,24 @@ def write_table(
     partition: int = 0,
 ) -> ParquetSegment:
     """Write ``table`` (the tier's schema) as ``<base_offset>.parquet``, atomically and fsync'ed."""
+    path = directory / f"{base_offset:020d}.parquet"
+    tmp = path.with_name(path.name + ".tmp")
+    write_table_file(tmp, base_offset, next_offset, table, max_ts, topic=topic, partition=partition)
+    os.replace(tmp, path)
+    return ParquetSegment(path, base_offset, next_offset, max_ts, path.stat().st_size)
+
+
+def write_table_file(
+    path: Path,
+    base_offset: int,
+    next_offset: int,
+    table: pa.Table,
+    max_ts: int,
+    *,
+    topic: str = "",
+    partition: int = 0,
+) -> None:
+    """Write ``table`` with the tier's metadata at ``path`` and fsync it (no rename: the caller installs it)."""
     table = table.replace_schema_metadata(
         {
             _META_BASE: str(base_offset).encode(),
@@ -156,16 +174,12 @@ def write_table(
             _META_PARTITION: str(partition).encode(),
         }
     )
-    path = directory / f"{base_offset:020d}.parquet"
-    tmp = path.with_name(path.name + ".tmp")
-    pq.write_table(table, tmp, compression=COMPRESSION, row_group_size=ROW_GROUP_ROWS, write_page_checksum=True)
-    fd = os.open(tmp, os.O_RDONLY)
+    pq.write_table(table, path, compression=COMPRESSION, row_group_size=ROW_GROUP_ROWS, write_page_checksum=True)
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)  # the Parquet file replaces the raw segment as the durable copy
     finally:
         os.close(fd)
-    os.replace(tmp, path)
-    return ParquetSegment(path, base_offset, next_offset, max_ts, path.stat().st_size)
 
 
 def truncate_segment(seg: ParquetSegment, end_offset: int, *, topic: str = "", partition: int = 0) -> ParquetSegment:

@@ -1,0 +1,177 @@
+"""The log cleaner (Kafka's LogCleaner) over a real partition log: what survives a pass, and when one runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pytest
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
+
+from workbench.protocol import records as R
+from workbench.storage import LogConfig, PartitionLog
+from workbench.storage.log_cleaner import CLEANER_CHECKPOINT, LogCleaner, OffsetMap
+
+T0 = 1_700_000_000_000
+
+
+def batch(records: list[tuple[bytes | None, bytes | None]], ts: int = T0) -> bytes:
+    b = DefaultRecordBatchBuilder(2, 0, 0, -1, -1, -1, 1 << 30)
+    for i, (k, v) in enumerate(records):
+        b.append(i, ts + i, k, v, [])
+    return bytes(b.build())
+
+
+def read_all(log: PartitionLog) -> list[tuple[int, bytes | None, bytes | None]]:
+    out: list[tuple[int, bytes | None, bytes | None]] = []
+    offset = log.log_start_offset
+    while offset < log.high_watermark:
+        data = log.read(offset, 1 << 20)
+        if not data:
+            break
+        cols = R.decode_records(bytes(data))
+        out += list(zip(cols["offset"], cols["key"], cols["value"], strict=True))
+        offset = max(R.iter_batch_headers(memoryview(bytes(data))), key=lambda h: h.next_offset).next_offset
+    return out
+
+
+def changelog(path: Path, rounds: int = 5, keys: int = 4, **cfg: object) -> PartitionLog:
+    """``rounds`` updates of ``keys`` keys, one batch per round; key 0 deleted in the last round."""
+    one = len(batch([(b"k0", b"v0.0")] * keys))
+    config = LogConfig(segment_bytes=one + 10, cleanup_policy="compact", min_cleanable_dirty_ratio=0.0, **cfg)  # type: ignore[arg-type]
+    log = PartitionLog(path, config, topic="orders", partition=0)
+    for r in range(rounds):
+        recs: list[tuple[bytes | None, bytes | None]] = [(b"k%d" % k, b"v%d.%d" % (k, r)) for k in range(keys)]
+        if r == rounds - 1:
+            recs[0] = (b"k0", None)
+        log.append(batch(recs, T0 + r * 1000), now_ms=T0)
+    log.append(batch([(b"tail", b"active")]), now_ms=T0)  # the active segment: never cleaned
+    return log
+
+
+def latest(rows: list[tuple[int, bytes | None, bytes | None]]) -> dict[bytes | None, tuple[int, bytes | None]]:
+    out: dict[bytes | None, tuple[int, bytes | None]] = {}
+    for o, k, v in rows:
+        out[k] = (o, v)
+    return out
+
+
+def test_a_pass_keeps_exactly_the_latest_record_per_key_with_offsets(tmp_path: Path) -> None:
+    log = changelog(tmp_path)
+    before = read_all(log)
+    cleaner = LogCleaner(lambda: [log], io_max_bytes_per_second=0)
+    res = cleaner.clean_log(log, now_ms=T0 + 10_000)
+    assert res.cleaned and res.records_removed > 0
+    after = read_all(log)
+    # Exactly one record per key, each the latest one, at its original offset, in offset order.
+    assert [o for o, _, _ in after] == sorted(o for o, _ in latest(before).values())
+    assert latest(after) == latest(before)
+    assert after[0] == (16, b"k0", None)  # the tombstone stays (delete.retention.ms is a day)
+    assert (tmp_path / CLEANER_CHECKPOINT).read_text().strip() == str(log.active_segment.base_offset)
+    # The Parquet tier is what a consumer sees (SQL reads it).
+    files = ",".join(f"'{p}'" for p in log.parquet_files())
+    sql = duckdb.sql(f'select "offset" from read_parquet([{files}]) order by 1').fetchall()
+    assert [o for (o,) in sql] == [o for o, _, _ in after if o < log.active_segment.base_offset]
+    # ListOffsets by timestamp lands on a surviving record (gaps skipped).
+    found = log.offset_for_timestamp(T0)
+    assert found is not None and found[0] == after[0][0]
+    # Fetch from inside a gap returns the next surviving batch.
+    data = log.read(1, 1 << 20)
+    assert R.decode_records(bytes(data))["offset"][0] == after[0][0]
+
+
+def test_survives_reopen_and_a_second_pass_is_a_no_op(tmp_path: Path) -> None:
+    log = changelog(tmp_path)
+    cleaner = LogCleaner(lambda: [log], io_max_bytes_per_second=0)
+    cleaner.clean_log(log, now_ms=T0 + 10_000)
+    after = read_all(log)
+    log.close()
+    log = PartitionLog(tmp_path, log.config, topic="orders", partition=0)
+    assert read_all(log) == after
+    cleaner = LogCleaner(lambda: [log], io_max_bytes_per_second=0)
+    res = cleaner.clean_log(log, now_ms=T0 + 10_000)
+    assert not res.cleaned  # nothing dirty since the checkpoint
+    assert read_all(log) == after
+
+
+def test_tombstones_go_after_delete_retention_in_a_later_pass(tmp_path: Path) -> None:
+    log = changelog(tmp_path, delete_retention_ms=5_000)
+    cleaner = LogCleaner(lambda: [log], io_max_bytes_per_second=0)
+    cleaner.clean_log(log, now_ms=T0 + 4_500)  # the tombstone (ts T0+4000) is in the dirty part: kept
+    assert (16, b"k0", None) in read_all(log)
+    expiry = cleaner.state(log).tombstone_expiry_ms
+    assert expiry == T0 + 4000 + 5000
+    assert not cleaner.clean_log(log, now_ms=expiry - 1).cleaned  # not due yet
+    assert cleaner.clean_log(log, now_ms=expiry).cleaned  # due: the delete itself goes
+    rows = read_all(log)
+    assert b"k0" not in {k for _, k, _ in rows}
+    assert {k for _, k, _ in rows} == {b"k1", b"k2", b"k3", b"tail"}
+
+
+def test_dirty_ratio_and_compaction_lags_decide_when(tmp_path: Path) -> None:
+    log = changelog(tmp_path, rounds=3)
+    log.update_config(LogConfig(**{**log.config.__dict__, "min_cleanable_dirty_ratio": 0.99}))
+    cleaner = LogCleaner(lambda: [log], io_max_bytes_per_second=0)
+    cleaner.clean_log(log, now_ms=T0 + 10_000, force=True)
+    log.append(batch([(b"k1", b"new")], T0 + 20_000), now_ms=T0)
+    log.append(batch([(b"k2", b"new")] * 4, T0 + 20_000), now_ms=T0)  # rolls: one more sealed segment
+    assert 0 < cleaner.dirty_ratio(log, T0 + 30_000) < 0.99
+    assert not cleaner.clean_log(log, now_ms=T0 + 30_000).cleaned
+    # max.compaction.lag.ms: the oldest dirty record is 10 s old -> cleaned whatever the ratio.
+    log.update_config(LogConfig(**{**log.config.__dict__, "max_compaction_lag_ms": 10_000}))
+    assert cleaner.clean_log(log, now_ms=T0 + 30_000).cleaned
+    # min.compaction.lag.ms: nothing newer than the lag is compacted.
+    log.append(batch([(b"k3", b"x")] * 4, T0 + 40_000), now_ms=T0)
+    log.append(batch([(b"k3", b"y")] * 4, T0 + 40_000), now_ms=T0)
+    log.update_config(LogConfig(**{**log.config.__dict__, "min_compaction_lag_ms": 60_000}))
+    before = read_all(log)
+    cleaner.clean_log(log, now_ms=T0 + 50_000, force=True)
+    assert [r for r in read_all(log) if r[1] == b"k3" and r[2] in (b"x", b"y")] == [
+        r for r in before if r[1] == b"k3" and r[2] in (b"x", b"y")
+    ]
+
+
+def test_a_full_offset_map_cleans_what_it_holds_and_the_rest_next_pass(tmp_path: Path) -> None:
+    log = changelog(tmp_path, rounds=6, keys=4)
+    before = read_all(log)
+    entry = OffsetMap.ENTRY_OVERHEAD + 2
+    cleaner = LogCleaner(lambda: [log], io_max_bytes_per_second=0, dedupe_buffer_bytes=entry * 4 + 1)
+    first = cleaner.clean_log(log, now_ms=T0 + 10_000)
+    assert first.cleaned and first.map_entries == 4
+    passes = 1
+    while cleaner.clean_log(log, now_ms=T0 + 10_000).cleaned:
+        passes += 1
+    assert latest(read_all(log)) == latest(before)
+    assert len(read_all(log)) == len(latest(before))
+    tiny = LogCleaner(lambda: [log], io_max_bytes_per_second=0, dedupe_buffer_bytes=entry)
+    log.append(batch([(b"a", b"1"), (b"b", b"2"), (b"c", b"3"), (b"d", b"4")]), now_ms=T0)
+    log.append(batch([(b"e", b"5")]), now_ms=T0)
+    res = tiny.clean_log(log, now_ms=T0 + 10_000, force=True)
+    assert not res.cleaned and "log.cleaner.dedupe.buffer.size" in res.reason
+
+
+def test_a_truncation_during_a_pass_discards_its_output(tmp_path: Path) -> None:
+    log = changelog(tmp_path)
+    before = read_all(log)
+    generation, segs = log.cleanable_segments()
+    log.truncate_to(segs[2].base_offset)
+    tmp = tmp_path / "x.parquet.cleaned.tmp"
+    tmp.write_bytes(b"junk")
+    assert not log.install_cleaned(generation, segs[0], tmp, 0)
+    assert not tmp.exists()
+    assert read_all(log) == [r for r in before if r[0] < segs[2].base_offset]
+
+
+def test_follower_of_a_compacted_log_accepts_gaps_and_others_refuse_them(tmp_path: Path) -> None:
+    leader = changelog(tmp_path / "leader")
+    LogCleaner(lambda: [leader], io_max_bytes_per_second=0).clean_log(leader, now_ms=T0 + 10_000)
+    follower = PartitionLog(tmp_path / "follower", leader.config, topic="orders", partition=0)
+    offset = 0
+    while offset < leader.high_watermark:
+        data = bytes(leader.read(offset, 1 << 20))
+        info = follower.append_as_follower(data)
+        offset = info.last_offset + 1
+    assert read_all(follower) == read_all(leader)
+    plain = PartitionLog(tmp_path / "plain", LogConfig(), topic="orders", partition=0)
+    with pytest.raises(Exception, match="does not continue"):
+        plain.append_as_follower(bytes(leader.read(16, 1 << 20)))
