@@ -36,11 +36,12 @@ from workbench.controller.topics import (
     validate_configs,
 )
 from workbench.protocol.errors import ErrorCode, KafkaProtocolError
+from workbench.protocol.topic_config import CATALOGUE
 
 Records = list[dict[str, Any]]
 
 OP_SET, OP_DELETE, OP_APPEND, OP_SUBTRACT = 0, 1, 2, 3
-_LIST_CONFIGS = {"cleanup.policy"}
+_LIST_CONFIGS = {name for name, spec in CATALOGUE.items() if spec.kind == "list"}
 
 
 def _now_ms() -> int:

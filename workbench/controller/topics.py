@@ -13,55 +13,15 @@ from typing import Any
 from workbench.controller.image import MetadataImage
 from workbench.protocol.errors import ErrorCode, KafkaProtocolError
 from workbench.protocol.names import topic_name_problem
+from workbench.protocol.topic_config import DEFAULTS, validate_topic_config
 
 #: Partitions per topic. Each is a directory and open segment files on every replica; a request for
 #: millions (a typo, a fuzzer) must be refused, not planned record by record for minutes.
 MAX_PARTITIONS = 10_000
 
-# Topic configs we understand, with Kafka's defaults. Values are strings, as on the wire.
-TOPIC_CONFIG_DEFAULTS: dict[str, str] = {
-    "cleanup.policy": "delete",
-    "retention.ms": str(7 * 24 * 3600 * 1000),
-    "retention.bytes": "-1",
-    "segment.bytes": str(16 * 1024 * 1024),
-    "segment.ms": str(10 * 60 * 1000),
-    "min.insync.replicas": "1",
-    "max.message.bytes": "1048588",
-    "index.interval.bytes": "4096",
-    "message.timestamp.type": "CreateTime",
-    "unclean.leader.election.enable": "false",
-    "compression.type": "producer",
-    "flush.ms": "1000",
-    "workbench.hot.segments": "2",
-    # Log compaction (workbench.storage.log_cleaner), Kafka's defaults.
-    "min.cleanable.dirty.ratio": "0.5",
-    "min.compaction.lag.ms": "0",
-    "max.compaction.lag.ms": str(2**63 - 1),
-    "delete.retention.ms": str(24 * 3600 * 1000),
-}
-
-_INT_CONFIGS = {
-    "retention.ms": -1,
-    "retention.bytes": -1,
-    "segment.bytes": 14,
-    "segment.ms": 1,
-    "min.insync.replicas": 1,
-    "max.message.bytes": 0,
-    "index.interval.bytes": 0,
-    "flush.ms": 0,
-    "workbench.hot.segments": 0,
-    "min.compaction.lag.ms": 0,
-    "max.compaction.lag.ms": 1,
-    "delete.retention.ms": 0,
-}
-#: Configs that are a fraction in [0, 1].
-_RATIO_CONFIGS = {"min.cleanable.dirty.ratio"}
-_ENUM_CONFIGS = {
-    "cleanup.policy": {"delete", "compact", "compact,delete", "delete,compact"},
-    "message.timestamp.type": {"CreateTime", "LogAppendTime"},
-    "unclean.leader.election.enable": {"true", "false"},
-    "compression.type": {"producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"},
-}
+# Every topic config Kafka accepts, with Kafka's defaults (workbench/protocol/topic_config.py).
+# Values are strings, as on the wire.
+TOPIC_CONFIG_DEFAULTS: dict[str, str] = dict(DEFAULTS)
 
 
 def validate_topic_name(name: str | None) -> None:
@@ -72,37 +32,9 @@ def validate_topic_name(name: str | None) -> None:
 
 
 def validate_configs(configs: dict[str, str | None]) -> dict[str, str]:
-    clean: dict[str, str] = {}
-    for key, value in configs.items():
-        if key not in TOPIC_CONFIG_DEFAULTS:
-            raise KafkaProtocolError(ErrorCode.INVALID_CONFIG, f"unknown topic config {key!r}")
-        if value is None:
-            raise KafkaProtocolError(ErrorCode.INVALID_CONFIG, f"config {key!r} needs a value")
-        if key in _INT_CONFIGS:
-            try:
-                number = int(value)
-            except ValueError:
-                raise KafkaProtocolError(
-                    ErrorCode.INVALID_CONFIG, f"config {key}={value!r} is not an integer"
-                ) from None
-            if number < _INT_CONFIGS[key]:
-                raise KafkaProtocolError(
-                    ErrorCode.INVALID_CONFIG, f"config {key}={value} is below its minimum {_INT_CONFIGS[key]}"
-                )
-        elif key in _RATIO_CONFIGS:
-            try:
-                ratio = float(value)
-            except ValueError:
-                raise KafkaProtocolError(ErrorCode.INVALID_CONFIG, f"config {key}={value!r} is not a number") from None
-            if not 0.0 <= ratio <= 1.0:
-                raise KafkaProtocolError(ErrorCode.INVALID_CONFIG, f"config {key}={value} must be between 0 and 1")
-        elif key in _ENUM_CONFIGS and value not in _ENUM_CONFIGS[key]:
-            raise KafkaProtocolError(
-                ErrorCode.INVALID_CONFIG,
-                f"config {key}={value!r} must be one of {sorted(_ENUM_CONFIGS[key])}",
-            )
-        clean[key] = value
-    return clean
+    """Validate topic configs as Kafka's ConfigDef does (type, range, allowed values): INVALID_CONFIG
+    naming the config otherwise. Returns the values to store."""
+    return {key: validate_topic_config(key, value) for key, value in configs.items()}
 
 
 def assign_replicas(

@@ -59,7 +59,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from workbench._lazy import lazy_module
 from workbench.protocol.errors import ErrorCode, KafkaProtocolError
@@ -82,6 +82,9 @@ from workbench.storage.parquet_log import ConversionJob, ParquetLog
 from workbench.storage.parquet_tier import ParquetSegment
 from workbench.storage.producer_state import ProducerStateManager
 from workbench.storage.segment import LogSegment, segment_name, storage_error
+
+if TYPE_CHECKING:
+    from pyarrow import Table  # pyarrow has no stubs: an alias of Any for mypy
 
 pa = lazy_module("pyarrow")
 
@@ -820,7 +823,7 @@ class PartitionLog:
             segs = [s for s in self._logical() if s.next_offset <= bound and s.next_offset > self.log_start_offset]
             return self._generation, segs
 
-    def segment_table(self, seg: LogicalSegment) -> pa.Table:
+    def segment_table(self, seg: LogicalSegment) -> Table:
         """The records of ``seg`` as a table in the Parquet tier's schema (control batches left out).
 
         Reads the Parquet copy when there is one, else decodes the raw segment

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from workbench.controller.topics import TOPIC_CONFIG_DEFAULTS
 from workbench.protocol.errors import ErrorCode, KafkaProtocolError
+from workbench.protocol.topic_config import CATALOGUE
 
 if TYPE_CHECKING:
     from workbench.broker.handlers.context import BrokerContext as Broker
@@ -155,7 +156,7 @@ async def describe_configs(broker: Broker, req: Request, conn: Connection) -> di
                             "is_default": not set_here,
                             "is_sensitive": False,
                             "synonyms": [],
-                            "config_type": 0,
+                            "config_type": CATALOGUE[key].config_type if key in CATALOGUE else 0,
                             "documentation": None,
                         }
                     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
+from workbench.broker import log_validator
 from workbench.broker.handlers.partitions import leader_partition
 from workbench.broker.partition import NotLeaderError, Partition
 from workbench.protocol.errors import ErrorCode, KafkaProtocolError
@@ -68,7 +69,14 @@ async def produce(broker: Broker, req: Request, conn: Connection) -> dict | None
                 records = pd.records
                 if req.api_version < 3:  # message format v0/v1 -> one v2 batch, as Kafka's LogValidator
                     records = upconvert_message_set(records)
+                records, part["log_append_time_ms"] = log_validator.validate(records, _rules(broker, topic.name))
                 info = partition.log.append(records, leader_epoch=partition.leader_epoch)
+            except log_validator.RecordValidationError as exc:  # KIP-467: which records, and why
+                part["error_code"], part["error_message"] = exc.code, exc.message
+                part["record_errors"] = [
+                    {"batch_index": i, "batch_index_error_message": m} for i, m in exc.record_errors
+                ]
+                continue
             except KafkaProtocolError as exc:
                 part["error_code"], part["error_message"] = exc.code, exc.message
                 continue
@@ -92,6 +100,22 @@ async def produce(broker: Broker, req: Request, conn: Connection) -> dict | None
         "responses": [{"name": name, "partition_responses": parts} for name, parts in results],
         "throttle_time_ms": 0,
     }
+
+
+_RULES: dict[str, tuple[object, object, log_validator.TopicRules]] = {}
+
+
+def _rules(broker: Broker, topic: str) -> log_validator.TopicRules:
+    """The topic's validation rules, recomputed only when its configs (or the defaults) change."""
+    info = broker.image.topics.get(topic)
+    topic_configs = info.configs if info else {}
+    defaults = broker.replicas.log_defaults
+    cached = _RULES.get(topic)
+    if cached is not None and cached[0] is topic_configs and cached[1] is defaults:
+        return cached[2]
+    rules = log_validator.TopicRules.of({**defaults, **topic_configs})
+    _RULES[topic] = (topic_configs, defaults, rules)
+    return rules
 
 
 def _min_insync_replicas(broker: Broker, topic: str) -> int:

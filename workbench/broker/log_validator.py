@@ -1,0 +1,185 @@
+"""The topic-config rules a produced batch must pass before it is appended (Kafka's `LogValidator`).
+
+Runs on the leader, on the produce path, between the request and the log's own
+checks (CRC, sequence numbers, `max.message.bytes`). Most topics have none of
+these configs set and pay one dict lookup; the work is done only when a config
+asks for it:
+
+* `message.timestamp.type=LogAppendTime`: each batch's timestamp type bit is set
+  and its maxTimestamp becomes the broker's clock (the CRC is recomputed); the
+  produce response carries that time (`log_append_time_ms`), as in Kafka.
+  Record bytes are untouched: consumers read LogAppendTime batches' timestamps
+  from the batch header.
+* `message.timestamp.before.max.ms` / `after.max.ms` (KIP-937; and the
+  deprecated `difference.max.ms`): for CreateTime topics every record's
+  timestamp must be within the window around the broker's clock, else the
+  batch is refused with INVALID_TIMESTAMP naming the records (KIP-467).
+* a compacted topic (`cleanup.policy` with `compact`) refuses records without a
+  key: INVALID_RECORD with each such record's index and a message (KIP-467).
+* `compression.type` other than `producer`: a batch in another codec is rebuilt
+  in the topic's codec, producer id, epoch, sequence, transactional flag,
+  timestamps, keys, values and headers kept.
+
+A refused batch is refused whole, as in Kafka: nothing of it is appended.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+from dataclasses import dataclass
+
+from aiokafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
+from crc32c import crc32c
+
+from workbench.protocol.errors import ErrorCode, KafkaProtocolError
+from workbench.protocol.records import (
+    ATTRIBUTES_OFFSET,
+    CONTROL_MASK,
+    CRC_OFFSET,
+    TIMESTAMP_TYPE_MASK,
+    iter_batch_headers,
+)
+from workbench.protocol.topic_config import DEFAULTS, LONG_MAX
+
+_CODECS = {"uncompressed": 0, "gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}
+_MAX_TIMESTAMP_OFFSET = 35  # attributes(21) + 2 + lastOffsetDelta 4 + firstTimestamp 8
+_ATTRS = struct.Struct(">h")
+_INT64 = struct.Struct(">q")
+_UINT32 = struct.Struct(">I")
+
+
+class RecordValidationError(KafkaProtocolError):
+    """A batch refused because of some of its records: the error, and (index, message) per record."""
+
+    def __init__(self, code: ErrorCode, message: str, record_errors: list[tuple[int, str]]) -> None:
+        super().__init__(code, message)
+        self.record_errors = record_errors
+
+
+@dataclass(frozen=True, slots=True)
+class TopicRules:
+    """The validator's view of one topic's configs (set values over broker defaults)."""
+
+    log_append_time: bool = False
+    before_max_ms: int = LONG_MAX
+    after_max_ms: int = LONG_MAX
+    compacted: bool = False
+    codec: int | None = None  # None: keep the producer's
+
+    @classmethod
+    def of(cls, configs: dict[str, str]) -> TopicRules:
+        def get(name: str) -> str:
+            return configs.get(name) or DEFAULTS[name]
+
+        difference = int(get("message.timestamp.difference.max.ms"))
+        compression = get("compression.type")
+        return cls(
+            log_append_time=get("message.timestamp.type") == "LogAppendTime",
+            # Kafka 3.6+: the deprecated difference.max.ms bounds both sides unless the new ones are set.
+            before_max_ms=min(int(get("message.timestamp.before.max.ms")), difference),
+            after_max_ms=min(int(get("message.timestamp.after.max.ms")), difference),
+            compacted="compact" in get("cleanup.policy").split(","),
+            codec=_CODECS.get(compression),
+        )
+
+    @property
+    def trivial(self) -> bool:
+        return (
+            not self.log_append_time
+            and self.before_max_ms == LONG_MAX
+            and self.after_max_ms == LONG_MAX
+            and not self.compacted
+            and self.codec is None
+        )
+
+
+def validate(records: bytes, rules: TopicRules, now_ms: int | None = None) -> tuple[bytes, int]:
+    """Apply `rules` to a produce request's batches; returns (bytes to append, log_append_time_ms or -1).
+
+    Raises `RecordValidationError` (INVALID_TIMESTAMP, INVALID_RECORD) for a refused batch. Batches
+    that do not parse are left for the log's own validation to refuse.
+    """
+    if rules.trivial:
+        return records, -1
+    now = int(time.time() * 1000) if now_ms is None else now_ms
+    headers = list(iter_batch_headers(records))
+    if not headers:
+        return records, -1
+    check_records = rules.compacted or (
+        not rules.log_append_time and (rules.before_max_ms, rules.after_max_ms) != (LONG_MAX, LONG_MAX)
+    )
+    out = bytearray()
+    for h in headers:
+        batch = records[h.position : h.end]
+        if h.attributes & CONTROL_MASK:
+            out += batch
+            continue
+        if check_records:
+            _check_records(batch, h.position, rules, now)
+        if rules.codec is not None and rules.codec != h.compression:
+            batch = _recompress(batch, rules.codec)
+        if rules.log_append_time:
+            batch = _stamp_log_append_time(batch, now)
+        out += batch
+    tail = records[headers[-1].end :]
+    return bytes(out) + bytes(tail), (now if rules.log_append_time else -1)
+
+
+def _check_records(batch: bytes, position: int, rules: TopicRules, now: int) -> None:
+    errors: list[tuple[int, str]] = []
+    code = ErrorCode.INVALID_RECORD
+    try:
+        records = list(DefaultRecordBatch(batch))
+    except Exception:
+        return  # the log's CORRUPT_MESSAGE check will refuse it
+    for i, r in enumerate(records):
+        if rules.compacted and r.key is None:
+            errors.append((i, "Compacted topic cannot accept message without key"))
+            continue
+        if rules.log_append_time:
+            continue
+        ts = r.timestamp
+        if ts < now - rules.before_max_ms or ts > now + rules.after_max_ms:
+            code = ErrorCode.INVALID_TIMESTAMP
+            errors.append(
+                (
+                    i,
+                    f"Timestamp {ts} of message with offset {i} is out of range: must be within "
+                    f"[{now - rules.before_max_ms}, {now + rules.after_max_ms}]",
+                )
+            )
+    if errors:
+        summary = f"batch at byte {position}: {len(errors)} of {len(records)} records refused: {errors[0][1]}"
+        if any(e[1].startswith("Timestamp") for e in errors):
+            code = ErrorCode.INVALID_TIMESTAMP
+        raise RecordValidationError(code, summary, errors)
+
+
+def _recompress(batch: bytes, codec: int) -> bytes:
+    b = DefaultRecordBatch(batch)
+    builder = DefaultRecordBatchBuilder(
+        magic=2,
+        compression_type=codec,
+        is_transactional=int(b.is_transactional),
+        producer_id=b.producer_id,
+        producer_epoch=b.producer_epoch,
+        base_sequence=b.base_sequence,
+        batch_size=1 << 31,
+    )
+    base = b.base_offset
+    for r in b:
+        builder.append(r.offset - base, timestamp=r.timestamp, key=r.key, value=r.value, headers=list(r.headers))
+    rebuilt = bytearray(builder.build())
+    _INT64.pack_into(rebuilt, 0, base)
+    rebuilt[12:16] = batch[12:16]  # partition leader epoch: not covered by the CRC
+    return bytes(rebuilt)
+
+
+def _stamp_log_append_time(batch: bytes, now: int) -> bytes:
+    out = bytearray(batch)
+    (attrs,) = _ATTRS.unpack_from(out, ATTRIBUTES_OFFSET)
+    _ATTRS.pack_into(out, ATTRIBUTES_OFFSET, attrs | TIMESTAMP_TYPE_MASK)
+    _INT64.pack_into(out, _MAX_TIMESTAMP_OFFSET, now)
+    _UINT32.pack_into(out, CRC_OFFSET, crc32c(memoryview(out)[ATTRIBUTES_OFFSET:]))
+    return bytes(out)
