@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+from tests.support import wait_until
 from workbench.cluster import _free_port
 
 # The broker's parent: starts one broker of a three-voter quorum whose other voters never run
@@ -32,12 +33,7 @@ def _gone(pid: int) -> bool:
 
 
 def _wait_gone(pid: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if _gone(pid):
-            return True
-        time.sleep(0.1)
-    return _gone(pid)
+    return wait_until(lambda: _gone(pid), timeout, 0.1, fail=False)
 
 
 def test_broker_waiting_for_a_quorum_majority_exits_when_its_parent_is_killed(tmp_path):

@@ -13,7 +13,6 @@ import json
 import os
 import socket
 import subprocess
-import time
 import urllib.request
 import uuid
 from pathlib import Path
@@ -22,6 +21,7 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from tests.conftest import require_tool
+from tests.support import wait_until
 
 ZOOKEEPER_JAR = Path("/usr/share/java/zookeeper.jar")
 
@@ -33,18 +33,16 @@ def _free_port() -> int:
 
 
 def _wait(what: str, check, timeout: float = 90.0):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
+    errors: list[Exception] = []
+
+    def attempt():
         try:
-            value = check()
+            return check()
         except Exception as exc:  # not up yet, or not there yet
-            last = exc
-            value = None
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"{what} did not happen in {timeout}s (last: {last!r})")
+            errors[:] = [exc]
+            return None
+
+    return wait_until(attempt, timeout, 0.5, message=lambda: f"{what} (last error: {errors[-1:]!r})")
 
 
 @pytest.fixture

@@ -13,13 +13,14 @@ def wait_until(
     predicate: Callable[[], T],
     timeout: float = 15.0,
     interval: float = 0.05,
-    message: str = "condition",
+    message: str | Callable[[], str] = "condition",
     *,
     fail: bool = True,
 ) -> T:
     """Call `predicate` every `interval` seconds until it returns something truthy, and return that.
 
-    After `timeout` seconds: raise AssertionError naming `message` and the last value, or with
+    After `timeout` seconds: raise AssertionError naming `message` (or what `message()` says
+    then) and the last value, or with
     `fail=False` return the last (falsy) value. The timeout is a bound on waiting for a behaviour
     to show, never an assertion about speed (those belong in benchmarks/)."""
     deadline = time.monotonic() + timeout
@@ -29,5 +30,6 @@ def wait_until(
             break
         time.sleep(interval)
     if not value and fail:
-        raise AssertionError(f"timed out after {timeout}s waiting for {message} (last: {value!r})")
+        what = message() if callable(message) else message
+        raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {value!r})")
     return value
