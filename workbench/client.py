@@ -472,6 +472,56 @@ class KafkaConnection(SqlMixin):
         if reason is not None:
             raise ClusterStoppedError(f"cannot {action}: {reason}" if action else reason)
 
+    def close(self) -> None:
+        """Stop this connection's background work: the shared leader and lag histories, the SQL
+        engine's threads (its cache stays on disk). The brokers are not touched; a later call
+        starts what it needs again. (`Cluster.close()` is `stop()`.)"""
+        history = self.__dict__.pop("_leader_history", None)
+        if history is not None:
+            history.stop()
+        self.close_sql()
+
+    def _on_stop(self, callback: Callable[[], None]) -> None:
+        """Call `callback` (held weakly when it is a bound method) right after this connection
+        stops (`Cluster.stop()`): widgets show "stopped" at once, even those with no live loop."""
+        import weakref
+
+        ref = weakref.WeakMethod(callback) if hasattr(callback, "__self__") else (lambda: callback)
+        self.__dict__.setdefault("_stop_callbacks", []).append(ref)
+
+    def _notify_stopped(self) -> None:
+        history = self.__dict__.pop("_leader_history", None)
+        if history is not None:
+            history.stop()
+        for ref in self.__dict__.pop("_stop_callbacks", []):
+            callback = ref()
+            if callback is not None:
+                try:
+                    callback()
+                except Exception:  # a widget that cannot show it must not break stop()
+                    pass
+
+    def shared_leader_history(self):
+        """The connection's one `LeaderHistory` (started on first use, an hour of leader changes):
+        every cluster view and dashboard of this connection shows the same timeline, from when
+        the first of them opened."""
+        from workbench.describe import LeaderHistory
+
+        self._ensure_running("record leader changes")
+        with self.__dict__.setdefault("_leader_history_lock", threading.Lock()):
+            history = self.__dict__.get("_leader_history")
+            if history is None:
+                history = LeaderHistory(self.bootstrap_servers, 0.25, span=3600.0)
+                try:
+                    history.poll()
+                except Exception:
+                    pass  # unreachable now: the thread keeps trying
+                self._leader_history = history.start()
+                import weakref
+
+                weakref.finalize(self, history.stop)  # its thread ends with the connection
+            return history
+
     def _adopt(self, client):
         """Give a producer or consumer this connection's liveness check."""
         client._closed_reason = self._closed_reason

@@ -345,6 +345,7 @@ class Cluster(KafkaConnection):
             for b in self.brokers.values():
                 _reap(b)
         self._finalizer()
+        self._notify_stopped()
 
     def _closed_reason(self) -> str | None:
         if not self._stopped:

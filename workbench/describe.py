@@ -208,6 +208,8 @@ class LeaderHistory:
 
     bootstrap: str
     interval: float = 0.25
+    #: Keep only this many seconds of events (None: all).
+    span: float | None = None
     events: list[dict] = field(default_factory=list)
     _thread: threading.Thread | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -273,6 +275,10 @@ class LeaderHistory:
         self._last = state
         self._brokers = brokers
         self.events.extend(new)
+        if self.span is not None and self.events:
+            cutoff = now - pd.Timedelta(seconds=self.span)
+            while self.events and self.events[0]["time"] < cutoff:
+                self.events.pop(0)
         return new
 
     def frame(self) -> pd.DataFrame:

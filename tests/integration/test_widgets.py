@@ -264,7 +264,11 @@ def test_burrow_rules_over_a_sliding_window():
         ev.observe(float(t), "stuck", "STABLE", [("t", 0, 42, 7)])
     assert ev.status("stuck") == "STALL"  # members, offsets still for 12 s, lag > 0
     ev.observe(70.0, "stuck", "STABLE", [("t", 0, 42, 7)])
-    assert ev.status("stuck") == "STOP"  # no progress for over a minute
+    # A group with active members is never STOP (that is the state the reset section accepts,
+    # "no active members"): no progress for over a minute is still STALL (issue 18).
+    assert ev.status("stuck") == "STALL"
+    ev.observe(71.0, "stuck", "STABLE", [("t", 0, 30, 19)])
+    assert ev.status("stuck") == "ERR"  # the committed offset went backwards (Burrow's rewind)
     ev.observe(0.0, "gone", "EMPTY", [("t", 0, 3, 7), ("t", 1, 5, 0)])
     assert ev.status("gone") == "STOP" and ev.partition_status("gone", "t", 1) == "OK"
     ev.observe(0.0, "idle", "EMPTY", [("t", 0, 9, 0)])
@@ -409,7 +413,8 @@ def test_sql_panel_runs_shows_errors_keeps_history_and_goes_live(cluster, topic_
         sql.query.value = "SELECT * FROM no_such_table_anywhere"
         sql.run_button.click()  # no exception: the message is shown
         assert "no topic or table named" in sql.error.value and "Traceback" not in sql.error.value
-        assert sql.result["n"].tolist() == [3]  # the last good result stays
+        # The old result goes (issue 18): under the error it looked like this query's answer.
+        assert sql.result is None and "<table" not in sql.output.value
         sql.query.value = "SELEC 1"
         sql.run_button.click()
         assert "Parser Error" in sql.error.value
@@ -454,7 +459,15 @@ def test_dashboard_over_workbench_connect_has_no_kill_buttons(cluster, topic_nam
         assert dash.sql.run(f'SELECT value FROM "{topic_name}"')["value"].tolist() == ['{"via":"connect"}']
     finally:
         dash.close()
-    wait_until(lambda: not widget_threads(), timeout=10, message="every widget thread to end")
+    # The widgets' own threads end with the dashboard; the leader history is the connection's (a
+    # dashboard opened later shows the past, issue 18) and ends with `conn.close()`.
+    wait_until(
+        lambda: not {t for t in widget_threads() if t.name != "workbench-leader-history"},
+        timeout=10,
+        message="every widget thread to end",
+    )
+    conn.close()
+    wait_until(lambda: not widget_threads(), timeout=10, message="the connection's leader history to end")
 
 
 def test_close_stops_every_thread_and_so_does_stopping_the_cluster(fresh_cluster, topic_name):
@@ -480,17 +493,31 @@ def test_close_stops_every_thread_and_so_does_stopping_the_cluster(fresh_cluster
         "workbench-sql-watch",
     }
     dash.close()
-    assert not [t for t in started if t.is_alive()]
+    # (The leader history is the connection's: it outlives a dashboard and ends with the cluster.)
+    assert not [t for t in started if t.is_alive() and t.name != "workbench-leader-history"]
 
     # Without close(): stopping the cluster ends the widgets' loops too.
     view, monitor, browser = c.cluster_view(), c.group_monitor(), c.topic_browser(topic_name)
+    producer, sql = c.producer_panel(topic=topic_name), c.sql_panel()
     time.sleep(0.5)
     started = widget_threads() - before
     assert started
     c.stop()
     wait_until(lambda: not [t for t in started if t.is_alive()], timeout=15, message="threads to end")
-    for w in (view, monitor, browser):
-        w.close()
+    try:
+        # Every widget says the cluster is stopped, and no action button is left to click (issue 18:
+        # the view said "3/3 brokers alive", the browser "tailing", and Kill reported success).
+        for w in (view, monitor, browser, producer, sql):
+            assert "workbench-stopped" in w._status_widget().value, type(w).__name__
+            assert "cluster is stopped" in w._status_widget().value
+            buttons = w._action_buttons()
+            assert buttons and all(b.disabled for b in buttons), type(w).__name__
+            assert all("cluster is stopped" in b.tooltip for b in buttons), type(w).__name__
+        assert "tailing" not in browser.info.value and "alive" not in view.info.value
+        assert not view.kill(1) and "stopped" in view.action_message.value
+    finally:
+        for w in (view, monitor, browser, producer, sql):
+            w.close()
 
 
 @pytest.mark.parametrize("factory", ["producer_panel", "group_monitor", "cluster_view", "topic_browser", "sql_panel"])
@@ -507,3 +534,39 @@ def test_each_widget_has_its_css_class(cluster, factory):
         assert f"workbench-{name}" in widget._dom_classes
     finally:
         widget.close()
+
+
+def test_lag_history_is_the_connections_and_a_later_monitor_shows_the_past(fresh_cluster, topic_name):
+    """One history per connection (issue 18): `wb.consumer_lag_history` and every group monitor
+    read the same samples, so a monitor opened later plots what happened before it."""
+    c = fresh_cluster(1)
+    create_topic(c, topic_name, 2)
+    producer = c.producer()
+    for i in range(20):
+        producer.send(topic_name, {"i": i}, partition=i % 2)
+    producer.flush()
+    group = f"g-{topic_name}"
+    consumer = c.consumer(group, topic_name)
+    assert len(consumer.read(5, timeout=15, idle=0.5)) >= 1
+    consumer.commit()
+    first = GroupMonitor(c, live=False)
+    try:
+        first.refresh()
+        first.refresh()
+        history = c.sql(f"SELECT * FROM wb.consumer_lag_history WHERE group_id = '{group}'")
+        assert len(history) >= 4 and set(history.partition) == {0, 1}
+        assert set(history.columns) >= {"time", "lag", "lag_seconds", "status", "committed_offset"}
+        assert set(history.status) <= {"OK", "WARN", "STALL", "STOP", "ERR"}
+        # An active member: never STOP (that is what the reset section means by "stopped").
+        assert first.status[group] != "STOP"
+        first.reset_group_select.value = group
+        assert first.reset_button.disabled and "active member" in first.reset_button.tooltip
+        later = GroupMonitor(c, live=False)
+        try:
+            assert later.lag_history is first.lag_history
+            assert len(later.history[group]) >= 2  # the samples taken before it opened
+        finally:
+            later.close()
+    finally:
+        first.close()
+        consumer.close()

@@ -11,6 +11,12 @@
   on or is assigned is listed; one without a commit has committed_offset NULL and lag
   log_end_offset - log_start_offset (kafka-consumer-groups.sh shows "-" there).
 
+* `wb.consumer_lag_history`: time, group_id, state, members, topic, partition, committed_offset,
+  log_end_offset, lag, lag_seconds, status: `wb.consumer_lag` sampled every 2 s for the last
+  hour by the connection (`workbench.sql.lag_history`), each row with its Burrow status
+  (OK / WARN / STALL / STOP / ERR). Sampling starts with the first query of this table (or the
+  first group monitor or dashboard) and runs while the connection lives.
+
 `lag_seconds` is how long the oldest record the group has not consumed has been waiting: now
 minus the timestamp of the record at the committed offset, or at the log start offset without a
 commit (0 when the group is caught up). It is read with one small Fetch per lagging partition,
@@ -24,7 +30,15 @@ from datetime import UTC, datetime
 
 import pyarrow as pa
 
-TABLES = ("brokers", "topics", "partitions", "consumer_groups", "consumer_group_members", "consumer_lag")
+TABLES = (
+    "brokers",
+    "topics",
+    "partitions",
+    "consumer_groups",
+    "consumer_group_members",
+    "consumer_lag",
+    "consumer_lag_history",
+)
 
 
 def refresh_system_tables(engine, names: list[str]) -> None:
@@ -32,8 +46,20 @@ def refresh_system_tables(engine, names: list[str]) -> None:
     wanted = [n for n in names if n in TABLES]
     if not wanted:
         return
-    md = engine.metadata()
     tables: dict[str, pa.Table] = {}
+    if "consumer_lag_history" in wanted:
+        from workbench.sql.lag_history import lag_history_of
+
+        history = lag_history_of(engine, start=False)
+        if history.samples == 0:
+            history.sample(engine)  # the first query sees the present, not an empty table
+        history.start()
+        tables["consumer_lag_history"] = history.table()
+        wanted.remove("consumer_lag_history")
+    if not wanted:
+        _install(engine, tables)
+        return
+    md = engine.metadata()
     if "brokers" in wanted:
         tables["brokers"] = pa.Table.from_pylist(
             [
@@ -182,6 +208,10 @@ def refresh_system_tables(engine, names: list[str]) -> None:
         )
     if "consumer_lag" in wanted:
         tables["consumer_lag"] = _lag_table(engine, groups, md, starts, ends)
+    _install(engine, tables)
+
+
+def _install(engine, tables: dict[str, pa.Table]) -> None:
     engine.install_tables("wb", tables)
 
 

@@ -54,6 +54,19 @@ def admin_client(conn):
     return conn.admin(logger=KAFKA_LOGGER)
 
 
+def closed_reason(conn) -> str | None:
+    """Why the connection can no longer be used (a stopped `Cluster`), or None."""
+    reason = getattr(conn, "_closed_reason", None)
+    if callable(reason):
+        return reason()
+    return "the cluster is stopped" if connection_closed(conn) else None
+
+
+#: While waiting between steps, a loop looks this often whether the cluster stopped, so every
+#: widget shows "stopped" within a second even while backing off from errors.
+CLOSED_CHECK_S = 0.2
+
+
 def message(text: str, kind: str = "error") -> str:
     """HTML for an inline message: red for errors, grey for info, green for success."""
     if not text:
@@ -161,14 +174,28 @@ class LiveLoop:
                         with contextlib.suppress(Exception):  # a closed widget cannot show it
                             self._on_error(exc)
             remaining = max(MIN_INTERVAL if self._wake.is_set() else 0.0, delay - (time.monotonic() - started))
-            self._wake.wait(remaining)
+            until = time.monotonic() + remaining
+            while not self._stop.is_set():
+                left = until - time.monotonic()
+                if left <= 0 or (self._conn is not None and connection_closed(self._conn)):
+                    break
+                if self._wake.wait(min(left, CLOSED_CHECK_S)):
+                    break
             self._wake.clear()
 
 
 class LivePanel(widgets.VBox):
-    """Base of the workbench widgets: owns its `LiveLoop`s and closes them with itself."""
+    """Base of the workbench widgets: owns its `LiveLoop`s and closes them with itself.
+
+    The one refresh/error path every widget shares: `refresh()` runs `_refresh_locked()` under
+    the panel's lock (skipped once the connection or panel is closed) and shows any error on the
+    panel's status line (`_status_widget()`, prefixed by `error_prefix`); `_result()` is what
+    `refresh()` returns. When the cluster stops, `_show_stopped()` puts the reason on the status
+    line and disables every action button (`_action_buttons()`), with the reason as tooltip."""
 
     css_class = "workbench-panel"
+    #: Put before an error on the status line ("cluster unreachable: ...").
+    error_prefix = ""
 
     def __init__(self, conn, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -179,6 +206,9 @@ class LivePanel(widgets.VBox):
         self._refresh_lock = threading.RLock()
         self.add_class("workbench-widget")
         self.add_class(self.css_class)
+        register = getattr(conn, "_on_stop", None)
+        if callable(register):
+            register(self._on_connection_closed)
 
     def _loop(
         self,
@@ -194,10 +224,77 @@ class LivePanel(widgets.VBox):
             interval,
             conn=self.conn,
             on_error=on_error,
-            on_closed=on_closed or self._release_clients,
+            on_closed=self._closed_hook(on_closed),
         )
         self._loops.append(loop)
         return loop
+
+    # ---- the shared refresh / error / stopped display (issue 11: one helper, not four copies) ----
+    def refresh(self):
+        """Read now and redraw; returns what the panel shows (see each widget's `_result`)."""
+        try:
+            self._refresh()
+        except Exception as exc:
+            self._show_error(exc)
+        return self._result()
+
+    def _result(self):
+        return None
+
+    def _refresh(self) -> None:
+        with self._refresh_lock:
+            if connection_closed(self.conn) or self._closed:
+                if connection_closed(self.conn):
+                    self._show_stopped()
+                return
+            self._refresh_locked()
+
+    def _refresh_locked(self) -> None:
+        """Subclasses: read and render (called under the refresh lock, connection open)."""
+
+    def _status_widget(self) -> widgets.HTML | None:
+        return getattr(self, "info", None)
+
+    def _show_error(self, exc: BaseException) -> None:
+        self.error = short_error(exc)
+        if connection_closed(self.conn):
+            self._show_stopped()
+            return
+        status = self._status_widget()
+        if status is not None:
+            status.value = message(f"{self.error_prefix}{self.error}")
+
+    def closed_reason(self) -> str | None:
+        return closed_reason(self.conn)
+
+    def _action_buttons(self) -> list[widgets.Widget]:
+        """Every control that acts on the cluster (disabled once it stops)."""
+        found: list[widgets.Widget] = []
+
+        def walk(children) -> None:
+            for child in children:
+                if isinstance(child, widgets.Button | widgets.ToggleButton):
+                    found.append(child)
+                elif isinstance(child, widgets.Box) and not isinstance(child, LivePanel):
+                    walk(child.children)
+
+        walk(self.children)
+        return found
+
+    def _show_stopped(self) -> None:
+        """The cluster is gone: say so on the status line and disable every action, with the reason."""
+        reason = self.closed_reason() or "the cluster is stopped"
+        self.stopped_reason = reason
+        status = self._status_widget()
+        buttons = self._action_buttons()
+        with hold(*([status] if status is not None else []), *buttons):
+            if status is not None:
+                status.value = message(f"stopped: {reason}", "error").replace(
+                    "workbench-message", "workbench-message workbench-stopped", 1
+                )
+            for button in buttons:
+                button.disabled = True
+                button.tooltip = reason
 
     def _on_live(self, change) -> None:
         """The panel's `live` toggle: run or pause its poller (`self._poller`)."""
@@ -212,6 +309,15 @@ class LivePanel(widgets.VBox):
         if self.live.value:
             self._refresh()
 
+    def _closed_hook(self, extra: Callable[[], None] | None) -> Callable[[], None]:
+        def hook() -> None:
+            if extra is not None:
+                with contextlib.suppress(Exception):
+                    extra()
+            self._on_connection_closed()
+
+        return hook
+
     @property
     def closed(self) -> bool:
         return self._closed
@@ -224,6 +330,13 @@ class LivePanel(widgets.VBox):
     def resume(self) -> None:
         for loop in self._loops:
             loop.resume()
+
+    def _on_connection_closed(self) -> None:
+        """A live loop saw the cluster stop: show it, then let the clients go."""
+        if not self._closed:
+            with contextlib.suppress(Exception):  # a closing front end cannot show it
+                self._show_stopped()
+        self._release_clients()
 
     def _release_clients(self) -> None:
         """Drop this widget's Kafka clients (called when the cluster stops, and on close), so

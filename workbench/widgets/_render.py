@@ -26,11 +26,32 @@ TABLE_STYLE = (
     "vertical-align:top;max-width:480px;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}"
     ".workbench-table tr.workbench-warn td{background:#fff4d6}"
     ".workbench-table tr.workbench-bad td{background:#fde0e0}"
+    ".workbench-table td.workbench-long{white-space:normal}"
+    ".workbench-table details summary{cursor:pointer;white-space:nowrap;overflow:hidden;text-overflow:ellipsis;"
+    "max-width:480px}"
+    ".workbench-table details pre{white-space:pre-wrap;word-break:break-all;max-width:720px;margin:2px 0}"
+    ".workbench-scroll{max-height:420px;max-width:100%;overflow:auto}"
     ".workbench-badge{display:inline-block;padding:0 6px;border-radius:3px;color:white;font-weight:bold}"
     "</style>"
 )
 
 STATUS_COLOURS = {"OK": "#1b7f3b", "WARN": "#c77700", "STALL": "#b34700", "STOP": "#b00020", "ERR": "#6a1b9a"}
+
+
+def _json_scalar(value):
+    """Inside a list or struct cell: NULLs as null (never NaN or <NA>), bytes as text."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    try:
+        if pd.isna(value):
+            return None
+    except (TypeError, ValueError):
+        pass
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, pd.Timestamp | datetime):
+        return pd.Timestamp(value).isoformat(timespec="milliseconds")
+    return str(value)
 
 
 def cell_text(value) -> str:
@@ -47,12 +68,44 @@ def cell_text(value) -> str:
         return pd.Timestamp(value).isoformat(timespec="milliseconds")
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
+    if isinstance(value, dict | list | tuple) or hasattr(value, "tolist"):
+        import json
+
+        raw = value.tolist() if hasattr(value, "tolist") else value
+        try:
+            return json.dumps(raw, ensure_ascii=False, default=_json_scalar)
+        except (TypeError, ValueError):
+            return str(raw)
     try:
         if pd.isna(value):
             return ""
     except (TypeError, ValueError):
         pass
     return str(value)
+
+
+#: Cells longer than this show their start and expand (a `<details>`) to the whole value,
+#: pretty-printed when it is JSON.
+CELL_CUT = 80
+
+
+def _pretty(text: str) -> str:
+    import json
+
+    try:
+        return json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+    except (ValueError, TypeError):
+        return text
+
+
+def cell_html(text: str) -> str:
+    """A `<td>` for plain text: short values as they are, long ones expandable."""
+    if len(text) <= CELL_CUT:
+        return f'<td title="{html.escape(text[:2000])}">{html.escape(text)}</td>'
+    return (
+        f'<td class="workbench-long"><details><summary>{html.escape(text[:CELL_CUT])}…</summary>'
+        f"<pre>{html.escape(_pretty(text))}</pre></details></td>"
+    )
 
 
 def badge(status: str) -> str:
@@ -86,14 +139,13 @@ def frame_html(
             if col in raw_html_columns:
                 cells.append(f"<td>{value}</td>")
             else:
-                text = cell_text(value)
-                cells.append(f'<td title="{html.escape(text[:2000])}">{html.escape(text)}</td>')
+                cells.append(cell_html(cell_text(value)))
         rows.append(f'<tr class="{cls}">' + "".join(cells) + "</tr>")
     note = ""
     if len(df) > max_rows:
         note = f'<div style="color:#777;font-size:12px">showing {max_rows} of {len(df)} rows</div>'
     return (
-        f'{TABLE_STYLE}<div class="{css_class}" style="max-height:420px;overflow:auto">'
+        f'{TABLE_STYLE}<div class="{css_class} workbench-scroll">'
         f'<table class="workbench-table"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody>'
         f"</table></div>{note}"
     )

@@ -24,7 +24,6 @@ from workbench.widgets._live import (
     connection_closed,
     hold,
     message,
-    short_error,
     start_sql,
 )
 from workbench.widgets._render import frame_html
@@ -280,19 +279,10 @@ class TopicBrowser(LivePanel):
     def refresh(self) -> pd.DataFrame:
         """Read the records now; returns what is shown (also `browser.rows`)."""
         self._requested = False
-        try:
-            self._refresh()
-        except Exception as exc:
-            self._show_error(exc)
+        return super().refresh()
+
+    def _result(self) -> pd.DataFrame:
         return self.rows
-
-    def _show_error(self, exc: BaseException) -> None:
-        self.error = short_error(exc)
-        self.info.value = message(self.error)
-
-    def _refresh(self) -> None:
-        with self._refresh_lock:
-            self._refresh_locked()
 
     def _refresh_locked(self) -> None:
         if connection_closed(self.conn) or self._closed:

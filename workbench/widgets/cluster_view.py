@@ -170,27 +170,21 @@ class ClusterView(LivePanel):
 
     def _ensure_history(self) -> None:
         if self._history is None and not self._closed and not connection_closed(self.conn):
-            self._history = self.conn.leader_history()
+            shared = getattr(self.conn, "shared_leader_history", None)
+            self._history = shared() if callable(shared) else self.conn.leader_history()
 
     def _stop_history(self) -> None:
-        if self._history is not None:
+        # The connection's shared history outlives this view (a later dashboard shows the past);
+        # it stops with the connection. A private one (an old-style connection) stops here.
+        shared = getattr(self.conn, "__dict__", {}).get("_leader_history")
+        if self._history is not None and self._history is not shared:
             self._history.stop()
 
-    def refresh(self) -> pd.DataFrame:
-        """Describe the cluster now; returns the brokers frame shown."""
-        try:
-            self._refresh()
-        except Exception as exc:
-            self._show_error(exc)
+    error_prefix = "cluster unreachable: "
+
+    def _result(self) -> pd.DataFrame:
+        """`refresh()` returns the brokers frame shown."""
         return self.brokers
-
-    def _show_error(self, exc: BaseException) -> None:
-        self.error = short_error(exc)
-        self.info.value = message(f"cluster unreachable: {self.error}")
-
-    def _refresh(self) -> None:
-        with self._refresh_lock:
-            self._refresh_locked()
 
     def _refresh_locked(self) -> None:
         if connection_closed(self.conn) or self._closed:
@@ -227,7 +221,7 @@ class ClusterView(LivePanel):
         events_html = frame_html(
             shown_events,
             css_class="workbench-election-rows",
-            empty="no leader elections since this view opened",
+            empty="no leader elections in the last hour",
         )
         strip = event_strip(
             [t.timestamp() for t in timeline["time"]],
@@ -253,6 +247,7 @@ class ClusterView(LivePanel):
             self.timeline_table,
             self.info,
             *self.kill_buttons.values(),
+            *self.restart_buttons.values(),
         ):
             self.brokers_table.value = brokers_html
             self.grid.value = grid_html
@@ -260,7 +255,16 @@ class ClusterView(LivePanel):
             self.timeline_table.value = events_html
             self.info.value = message(summary, "warn" if under or offline else "info")
             for node_id, button in self.kill_buttons.items():
-                button.disabled = not alive.get(node_id, False)
+                up = bool(alive.get(node_id, False))
+                button.disabled = not up
+                button.tooltip = f"SIGKILL broker {node_id} (a crash)" if up else f"broker {node_id} is down"
+            for node_id, button in self.restart_buttons.items():
+                up = bool(alive.get(node_id, False))
+                button.tooltip = (
+                    f"restart broker {node_id} (SIGTERM, then start it again on its port and data)"
+                    if up
+                    else f"start broker {node_id} again on its port and data"
+                )
 
     # ------------------------------------------------------------------ actions
     def kill(self, node_id: int) -> bool:

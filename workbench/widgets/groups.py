@@ -1,21 +1,24 @@
 """`GroupMonitor`: every consumer group, its lag per partition, a live lag plot, a status per
 group in the manner of Burrow, and resetting a stopped group's offsets.
 
-Groups and lag come from the SQL layer's system tables (`wb.consumer_groups` and
-`wb.consumer_lag`, themselves read over the Kafka protocol); resets use the admin client's
-`alter_consumer_group_offsets`, which Kafka accepts only for a group with no members.
+Groups and lag come from the connection's one lag history (`workbench.sql.lag_history`, the
+same samples as `wb.consumer_lag_history`, read over the Kafka protocol every 2 s and kept for an
+hour), so every monitor and dashboard of a connection shows the same statuses and a monitor
+opened later plots the past hour. Resets use the admin client's `alter_consumer_group_offsets`,
+which Kafka accepts only for a group with no active members (status STOP or no lag at all).
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections import deque
 from datetime import datetime
 
 import ipywidgets as widgets
 import pandas as pd
 
+from workbench.sql.burrow import SEVERITY
+from workbench.sql.lag_history import QUERY, lag_history_of
 from workbench.widgets._live import (
     LivePanel,
     admin_client,
@@ -26,16 +29,12 @@ from workbench.widgets._live import (
     start_sql,
 )
 from workbench.widgets._render import badge, frame_html, line_chart
-from workbench.widgets.burrow import SEVERITY, BurrowEvaluator
 
-QUERY = """
-SELECT g.group_id, g.state, g.members, g.member_list, l.topic, l.partition, l.committed_offset,
-       l.log_end_offset, l.lag, l.lag_seconds
-FROM wb.consumer_groups g LEFT JOIN wb.consumer_lag l ON l.group_id = g.group_id
-ORDER BY g.group_id, l.topic, l.partition
-"""  # (ON, not USING: duckdb.get_table_names cannot bind USING before the tables exist)
-#: Seconds of lag history kept for the plot.
-PLOT_SPAN = 120.0
+__all__ = ["QUERY", "GroupMonitor", "parse_reset_target"]
+
+#: Seconds of lag history shown in the plot by default (the connection keeps an hour; set
+#: `monitor.plot_span` up to 3600 to see all of it).
+PLOT_SPAN = 300.0
 
 
 def _as_list(value) -> list:
@@ -82,11 +81,19 @@ class GroupMonitor(LivePanel):
         live: bool = True,
     ) -> None:
         super().__init__(conn)
-        self.evaluator = BurrowEvaluator(window, stall_after, stop_after)
+        start_sql(conn)
+        self.lag_history = lag_history_of(conn.sql_engine, start=False)
+        # The connection's history judges statuses; the first monitor's settings shape it.
+        if self.lag_history.samples == 0:
+            self.lag_history.evaluator.window = max(3, int(window))
+            self.lag_history.evaluator.stall_after = stall_after
+            self.lag_history.evaluator.stop_after = stop_after
+        self.lag_history.interval = min(self.lag_history.interval, max(1.0, float(interval)))
+        self.evaluator = self.lag_history.evaluator
+        self.plot_span = PLOT_SPAN
         self.status: dict[str, str] = {}
         self.groups = pd.DataFrame()
         self.lag = pd.DataFrame()
-        self.history: dict[str, deque] = {}  # group -> (time, total lag)
         self.error = ""
 
         self.refresh_button = widgets.Button(description="Refresh", icon="refresh")
@@ -115,14 +122,14 @@ class GroupMonitor(LivePanel):
             self.groups_table,
             self.plot,
             self.partitions_table,
-            widgets.HTML("<b>Reset a stopped group</b> (no active members)"),
+            widgets.HTML("<b>Reset offsets</b> of a group with no active members (status STOP, or state Empty)"),
             widgets.HBox([self.reset_group_select, self.reset_to, self.reset_timestamp, self.reset_button]),
             self.reset_message,
         ]
         self.refresh_button.on_click(lambda _b: self.refresh())
         self.reset_button.on_click(lambda _b: self._reset_clicked())
+        self.reset_group_select.observe(lambda _c: self._update_reset_button(), "value")
         self.live.observe(self._on_live, "value")
-        start_sql(conn)
         self._poller = self._loop("groups", self._step, interval, on_error=self._show_error)
         if live:
             self._poller.start()
@@ -130,54 +137,39 @@ class GroupMonitor(LivePanel):
             self.refresh()
 
     # ------------------------------------------------------------------ refresh
+    error_prefix = "cannot read groups: "
+
     def refresh(self) -> pd.DataFrame:
-        """Read groups and lag now; returns the per-partition lag shown."""
-        try:
-            self._refresh()
-        except Exception as exc:
-            self._show_error(exc)
+        """Read groups and lag now (a new sample of the connection's history); returns the lag shown."""
+        self._fresh_sample = True
+        return super().refresh()
+
+    def _result(self) -> pd.DataFrame:
+        """`refresh()` returns the per-partition lag shown."""
         return self.lag
 
     def _show_error(self, exc: BaseException) -> None:
-        self.error = short_error(exc)
         self.status = {g: "ERR" for g in self.status}
-        self.info.value = message(f"cannot read groups: {self.error}")
+        super()._show_error(exc)
 
-    def _refresh(self) -> None:
-        with self._refresh_lock:
-            self._refresh_locked()
+    @property
+    def history(self) -> dict[str, list[tuple[float, float]]]:
+        """group -> [(unix time, total lag)] over the plot's span, from the connection's history."""
+        return self.lag_history.totals(since=time.time() - self.plot_span)
 
     def _refresh_locked(self) -> None:
         if connection_closed(self.conn) or self._closed:
             return
-        frame = self.conn.sql(QUERY)
-        now = time.time()
+        history = self.lag_history.start()
+        latest = history.latest
+        stale = latest is None or time.time() - latest[0] > max(history.interval, self._poller.interval) * 1.5
+        if stale or self.__dict__.pop("_fresh_sample", False):
+            history.sample()  # nothing recent (first refresh, or an explicit refresh()): read now
+            latest = history.latest
+        assert latest is not None
+        now, frame, status = latest
         groups, lag = self._split(frame)
-        status: dict[str, str] = {}
-        for gid, group_row in groups.set_index("group_id").iterrows():
-            rows = lag[lag["group_id"] == gid]
-            self.evaluator.observe(
-                now,
-                gid,
-                group_row["state"],
-                [
-                    (
-                        r.topic,
-                        int(r.partition),
-                        int(r.committed_offset) if pd.notna(r.committed_offset) else -1,
-                        int(r.lag) if pd.notna(r.lag) else 0,
-                    )
-                    for r in rows.itertuples()
-                ],
-            )
-            status[gid] = self.evaluator.status(gid)
-            hist = self.history.setdefault(gid, deque())
-            hist.append((now, int(rows["lag"].fillna(0).sum()) if not rows.empty else 0))
-            while hist and hist[0][0] < now - PLOT_SPAN:
-                hist.popleft()
-        for gone in set(self.history) - set(status):
-            del self.history[gone]
-            self.evaluator.forget(gone)
+        status = {g: status.get(g, "OK") for g in groups["group_id"]}
         if not lag.empty:
             lag = lag.assign(
                 status=[
@@ -250,9 +242,9 @@ class GroupMonitor(LivePanel):
             empty="no committed offsets yet",
         )
         plot_html = line_chart(
-            {g: list(h) for g, h in self.history.items()},
+            self.history,
             now=now,
-            span=PLOT_SPAN,
+            span=self.plot_span,
             y_label="lag (records)",
             css_class="workbench-lag-svg",
         )
@@ -270,6 +262,21 @@ class GroupMonitor(LivePanel):
                 self.reset_group_select.options = options
                 if current in options:
                     self.reset_group_select.value = current
+            self._update_reset_button()
+
+    def _update_reset_button(self) -> None:
+        """Reset is offered only where Kafka accepts it: a group with no active members."""
+        reason = self.closed_reason()
+        group = self.reset_group_select.value
+        if reason is None and not group:
+            reason = "choose a group"
+        if reason is None and not self.groups.empty:
+            row = self.groups[self.groups["group_id"] == group]
+            members = int(row["members"].iloc[0]) if not row.empty and pd.notna(row["members"].iloc[0]) else 0
+            if members:
+                reason = f"{group!r} has {members} active member(s): stop its consumers first"
+        self.reset_button.disabled = reason is not None
+        self.reset_button.tooltip = reason or f"move {group!r} to the chosen position"
 
     # ------------------------------------------------------------------ reset
     def _reset_clicked(self) -> None:

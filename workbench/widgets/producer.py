@@ -287,9 +287,14 @@ class ProducerPanel(LivePanel):
         if was_unreachable or known != (self.topic.value in self._topics):
             self._validate()
 
+    error_prefix = "cluster unreachable: "
+
+    def _status_widget(self):
+        return self.topic_status
+
     def _show_unreachable(self, exc: BaseException) -> None:
         self._unreachable = short_error(exc)
-        self.topic_status.value = message(f"cluster unreachable: {self._unreachable}")
+        self._show_error(exc)
 
     def _admin(self):
         if not hasattr(self, "_admin_client"):
@@ -391,9 +396,15 @@ class ProducerPanel(LivePanel):
             if not value_problem and self.value_format.value == "JSON" and not self.value.value.strip()
             else ""
         )
+        stopped = self.closed_reason()
         with hold(self.value_error, self.headers_error, self.send_button, self.topic_status):
             self.value_error.value = message(value_problem) if value_problem else message(empty_note, "info")
             self.headers_error.value = message(header_problem)
+            if stopped:
+                self.send_button.disabled = True
+                self.send_button.tooltip = stopped
+                self.topic_status.value = message(f"stopped: {stopped}")
+                return False
             if self._unreachable:
                 self.topic_status.value = message(f"cluster unreachable: {self._unreachable}")
             elif topic_problem:
@@ -510,7 +521,7 @@ class ProducerPanel(LivePanel):
         if self.generator_running:
             return
         problem = self._generator_problem()
-        self.generator_start.disabled = bool(problem) or self._closed
+        self.generator_start.disabled = bool(problem) or self._closed or self.closed_reason() is not None
         if problem:
             self.generator_status.value = message(problem, "warn")
         elif "workbench-warn" in self.generator_status.value:

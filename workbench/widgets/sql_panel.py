@@ -52,14 +52,18 @@ class SqlPanel(LivePanel):
         self.elapsed = widgets.HTML()
         self.error = widgets.HTML()
         self.error.add_class("workbench-sql-error")
+        self.status = widgets.HTML()
         self.output = widgets.HTML()
         self.output.add_class("workbench-sql-result")
-        self.history = widgets.Select(options=[], rows=5, description="history", layout=widgets.Layout(width="100%"))
+        self.output.layout = widgets.Layout(width="100%", overflow="hidden")  # one scroller: the table's own
+        self.history = widgets.Select(options=[], rows=5, layout=widgets.Layout(width="auto", max_width="100%"))
+        self.history.add_class("workbench-sql-history")
         self.children = [
             self.query,
-            widgets.HBox([self.run_button, self.live, self.elapsed]),
+            widgets.HBox([self.run_button, self.live, self.elapsed, self.status]),
             self.error,
             self.output,
+            widgets.HTML("<b>History</b>"),
             self.history,
         ]
         self.run_button.on_click(lambda _b: self.run())
@@ -90,6 +94,9 @@ class SqlPanel(LivePanel):
         self._show(frame, time.monotonic() - started)
         return frame
 
+    def _status_widget(self):
+        return self.status
+
     def _show(self, frame: pd.DataFrame, seconds: float | None = None, live: bool = False) -> None:
         self.result, self.error_message = frame, ""
         table = frame_html(frame, max_rows=SHOWN_ROWS, css_class="workbench-sql-rows", empty="(no rows)")
@@ -106,7 +113,12 @@ class SqlPanel(LivePanel):
         text = short_error(exc)
         self.error_message = text
         timing = f"failed after {seconds * 1000:.0f} ms" if seconds is not None else "failed"
-        with hold(self.error, self.elapsed):
+        if connection_closed(self.conn):
+            self._show_stopped()
+        # The old result goes: under an error it would look like this query's answer.
+        self.result = None
+        with hold(self.error, self.elapsed, self.output):
+            self.output.value = ""
             self.error.value = message(text)
             self.elapsed.value = message(timing, "error")
 
