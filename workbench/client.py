@@ -619,6 +619,35 @@ class KafkaConnection(SqlMixin):
                     break
                 time.sleep(0.02)
 
+    def produce_from(
+        self,
+        query: str,
+        *,
+        topic: str | None = None,
+        route_by: str | None = None,
+        rate: float | None = None,
+        timestamps: bool = True,
+        keep_partitions: bool = False,
+        timeout: float = 60.0,
+    ):
+        """Re-produce the rows a SQL query selects, byte-exact in key, value, headers and (unless
+        `timestamps=False`) timestamps: to `topic`, or to the topic each row's `route_by` column
+        names (dead-letter redrive), at most `rate` records/s. Waits for every acknowledgement;
+        returns a `workbench.redrive.ProduceFromResult`. See `workbench.redrive`."""
+        from workbench.redrive import produce_from
+
+        self._ensure_running("produce records")
+        return produce_from(
+            self,
+            query,
+            topic=topic,
+            route_by=route_by,
+            rate=rate,
+            timestamps=timestamps,
+            keep_partitions=keep_partitions,
+            timeout=timeout,
+        )
+
     def delete_topic(self, name: str, *, timeout: float = 30.0) -> None:
         self._ensure_running(f"delete topic {name!r}")
         admin = self.admin()
