@@ -10,9 +10,7 @@ from workbench.client import ProduceError  # noqa: F401  (the error produce_from
 def read_raw(cluster, topic: str, expected: int) -> list:
     consumer = cluster.consumer(None)
     md = cluster.admin().list_topics(topic, timeout=10).topics[topic]
-    consumer.raw.assign(
-        [__import__("confluent_kafka").TopicPartition(topic, p, 0) for p in sorted(md.partitions)]
-    )
+    consumer.raw.assign([__import__("confluent_kafka").TopicPartition(topic, p, 0) for p in sorted(md.partitions)])
     out = []
     for _ in range(200):
         msg = consumer.raw.poll(0.2)
