@@ -213,6 +213,34 @@ def test_quickstart_widgets_in_chromium(jupyterlab, tmp_path):
             for css, name in WIDGETS.items():
                 roots[css].scroll_into_view_if_needed()
                 roots[css].screenshot(path=str(shots / f"{name}.png"))
+
+            # Stop the cluster from a new cell (the quickstart's own last cell): every widget must
+            # say so, and no action button may be left enabled (issue 18: the cluster view said
+            # "3/3 brokers alive" and Kill reported success after stop()).
+            cells = page.locator(".jp-NotebookPanel .jp-Cell")
+            count = cells.count()
+            cells.last.click()
+            page.keyboard.press("Escape")
+            page.keyboard.press("b")
+            expect(cells).to_have_count(count + 1)
+            editor = cells.last.locator(".cm-content")
+            editor.click()
+            editor.type("cluster.stop()")
+            expect(editor).to_contain_text("cluster.stop()")
+            page.keyboard.press("Shift+Enter")
+            for css in WIDGETS:
+                expect(roots[css].locator(".workbench-stopped").first).to_contain_text(
+                    "cluster is stopped", timeout=15_000
+                )
+            timings["stopped shown"] = time.monotonic() - started
+            kill = roots["workbench-cluster"].locator("button.workbench-kill")
+            assert kill.count() == 3
+            for i in range(kill.count()):
+                expect(kill.nth(i)).to_be_disabled()
+            expect(roots["workbench-sql"].get_by_role("button", name="Run").first).to_be_disabled()
+            expect(roots["workbench-producer"].locator("button.workbench-send")).to_be_disabled()
+            roots["workbench-cluster"].scroll_into_view_if_needed()
+            roots["workbench-cluster"].screenshot(path=str(shots / "cluster-view-stopped.png"))
         finally:
             context.close()
 

@@ -514,6 +514,7 @@ def test_close_stops_every_thread_and_so_does_stopping_the_cluster(fresh_cluster
             assert buttons and all(b.disabled for b in buttons), type(w).__name__
             assert all("cluster is stopped" in b.tooltip for b in buttons), type(w).__name__
         assert "tailing" not in browser.info.value and "alive" not in view.info.value
+        assert "● alive" not in view.brokers_table.value and not view.brokers["alive"].any()
         assert not view.kill(1) and "stopped" in view.action_message.value
     finally:
         for w in (view, monitor, browser, producer, sql):

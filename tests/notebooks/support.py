@@ -40,4 +40,11 @@ def kernel_env(
     env = dict(os.environ)
     env["JUPYTER_PATH"] = os.pathsep.join(p for p in (str(jupyter_path), env.get("JUPYTER_PATH")) if p)
     env["PYTHONUNBUFFERED"] = "1"
+    # The kernel runs in a copy of notebooks/ elsewhere, where `import workbench` would find whatever
+    # the interpreter has installed (an editable install of another checkout, say): put this
+    # checkout first, so the notebooks test the code under test. (Not for another interpreter: the
+    # Binder test checks what its own environment installed.)
+    if python == sys.executable:
+        root = str(Path(__file__).resolve().parents[2])
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     return env

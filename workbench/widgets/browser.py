@@ -308,7 +308,7 @@ class TopicBrowser(LivePanel):
         self.rows, self.query_text, self.error = rows, query, ""
         signature = (query, tuple(zip(rows["partition"], rows["offset"], strict=False)))
         note = f"{len(rows)} records · {datetime.now():%H:%M:%S}" + (" · tailing" if self.tail.value else "")
-        if self._closed:
+        if self._closed or connection_closed(self.conn):
             return
         if signature == self._shown_signature:
             self.info.value = message(note, "info")

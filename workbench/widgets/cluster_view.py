@@ -238,7 +238,7 @@ class ClusterView(LivePanel):
             f"{offline} offline · {datetime.now():%H:%M:%S}"
         )
         alive = dict(zip(self.brokers["id"], self.brokers["alive"], strict=False))
-        if self._closed:
+        if self._closed or connection_closed(self.conn):
             return
         with hold(
             self.brokers_table,
@@ -265,6 +265,20 @@ class ClusterView(LivePanel):
                     if up
                     else f"start broker {node_id} again on its port and data"
                 )
+
+    def _show_stopped(self) -> None:
+        """Besides the status line and buttons: no broker is shown alive any more."""
+        super()._show_stopped()
+        if self.brokers.empty:
+            return
+        self.brokers = self.brokers.assign(alive=False)
+        self.brokers_table.value = frame_html(
+            self.brokers.assign(
+                alive="✕ stopped", controller=["controller" if c else "" for c in self.brokers["controller"]]
+            ),
+            css_class="workbench-broker-rows",
+            row_class=lambda _row: "workbench-bad",
+        )
 
     # ------------------------------------------------------------------ actions
     def kill(self, node_id: int) -> bool:

@@ -37,12 +37,19 @@ class Dashboard(LivePanel):
             self.tabs.set_title(i, title)
         kind = "embedded cluster" if is_embedded(conn) else "connected to"
         self.header = widgets.HTML(f"<b>workbench</b> · {kind} <code>{html.escape(conn.bootstrap_servers)}</code>")
-        self.children = [self.header, self.tabs]
+        self.status = widgets.HTML()  # "stopped: ..." once the cluster stops
+        self.children = [widgets.HBox([self.header, self.status]), self.tabs]
         # A producer's Send should show up in the browser at once: keep the browser tailing while
         # the producer tab is on screen too.
         self.tabs.observe(self._on_tab, "selected_index")
         self.tabs.selected_index = 0
         self._on_tab({"new": 0})
+
+    def _status_widget(self):
+        return self.status
+
+    def _action_buttons(self) -> list:
+        return []  # each panel disables its own
 
     def _on_tab(self, change) -> None:
         selected = change["new"]

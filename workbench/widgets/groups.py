@@ -250,7 +250,7 @@ class GroupMonitor(LivePanel):
         )
         options = list(self.groups["group_id"]) if not self.groups.empty else []
         stamp = datetime.now().strftime("%H:%M:%S")
-        if self._closed:
+        if self._closed or connection_closed(self.conn):
             return
         with hold(self.groups_table, self.partitions_table, self.plot, self.info, self.reset_group_select):
             self.groups_table.value = groups_html

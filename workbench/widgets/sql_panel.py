@@ -102,7 +102,7 @@ class SqlPanel(LivePanel):
         table = frame_html(frame, max_rows=SHOWN_ROWS, css_class="workbench-sql-rows", empty="(no rows)")
         timing = f"{seconds * 1000:.0f} ms · " if seconds is not None else ""
         note = f"{timing}{len(frame)} rows" + (f" · live, updated {datetime.now():%H:%M:%S}" if live else "")
-        if self._closed:
+        if self._closed or connection_closed(self.conn):
             return
         with hold(self.output, self.error, self.elapsed):
             self.output.value = table
