@@ -11,3 +11,7 @@ class ClusterError(RuntimeError):
 class ClusterStoppedError(ClusterError):
     """The embedded cluster was stopped (`cluster.stop()`): its brokers are gone, so nothing is
     sent and nothing is waited for; the message says how to get a running cluster again."""
+
+
+class ProduceError(RuntimeError):
+    """A record was not acknowledged by the cluster."""

@@ -27,7 +27,8 @@ from typing import Any
 
 import pandas as pd
 
-from workbench.client import ProduceError, check_topic_name, encode_value
+from workbench.errors import ProduceError
+from workbench.serialization import check_topic_name, encode_value
 
 # The whole result is read into memory first: produce_from is for the amounts a notebook
 # replays (thousands to a few million rows); a bigger replay belongs to a connector.

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from workbench.client import ProduceError  # noqa: F401  (the error produce_from raises)
-
 
 def read_raw(cluster, topic: str, expected: int) -> list:
     consumer = cluster.consumer(None)
