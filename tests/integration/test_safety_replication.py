@@ -310,3 +310,37 @@ def test_delete_records_reaches_every_replica_and_survives_leader_changes_and_re
     cluster.kill_broker(1)
     wait_until(lambda: int(partitions_of(cluster, topic_name).leader.iloc[0]) in (2, 3), timeout=30, message="leader")
     assert _first_offsets(cluster, topic_name, 40) == list(range(60, 100))
+
+
+def test_a_leader_whose_log_dir_fails_hands_its_leadership_to_a_healthy_replica(fresh_cluster, topic_name):
+    """Item 6 (KIP-112): the leader's writes start failing (a file size limit: EFBIG, as a full
+    disk gives ENOSPC); it marks its log directory offline and tells the controller, which moves
+    the leadership to an in-sync replica, so producers carry on; preferred-leader election does
+    not move it back while the directory is offline."""
+    import resource
+
+    cluster = fresh_cluster(3)
+    sick, successor = 2, 3
+    create_assigned(cluster, topic_name, [sick, successor, 1], {"min.insync.replicas": "2"})
+    warm = Deliveries(cluster.bootstrap_servers)
+    warm.produce(topic_name, [b"warm"])
+    assert warm.flush(30) == 0
+    broker_dir = Path(cluster.data_dir) / f"broker-{sick}"
+    largest = max(p.stat().st_size for p in broker_dir.rglob("*") if p.is_file())
+    limit = largest + 256 * 1024
+    resource.prlimit(cluster.broker_pids()[sick], resource.RLIMIT_FSIZE, (limit, limit))
+
+    d = Deliveries(cluster.bootstrap_servers, **{"linger.ms": 5})
+    values = [f"{i:06d}".encode() + b"x" * 1024 for i in range(1000)]  # ~1 MB: past the limit
+    d.produce(topic_name, values)
+    assert d.flush(90) == 0
+    assert not d.failed, d.failed[:3]
+    assert len(d.acked) == len(values)
+    row = partitions_of(cluster, topic_name).iloc[0]
+    assert int(row.leader) != sick and sick not in list(row.isr)
+    cluster.rebalance_leaders()
+    assert int(partitions_of(cluster, topic_name).leader.iloc[0]) != sick
+    stored = {m.value() for m in read_all(cluster.bootstrap_servers, topic_name, len(values) + 1)}
+    assert set(values) <= stored
+    log_text = (broker_dir / "broker.log").read_text()
+    assert "log directory" in log_text and "offline" in log_text

@@ -17,6 +17,7 @@ import asyncio
 import functools
 import logging
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from workbench.broker.partition import Partition
@@ -41,6 +42,30 @@ class ReplicaManager:
         self._topic_configs: dict[str, dict[str, str]] = {}
         self._waiters: dict[TopicPartition, list[asyncio.Future]] = {}
         self._image: MetadataImage | None = None
+        #: Why the log directory went offline (KIP-112), or None while it works.
+        self.log_dir_offline: str | None = None
+        #: Called once when it goes offline (the broker tells the controller).
+        self.on_log_dir_failure: Callable[[str], None] | None = None
+
+    def mark_log_dir_offline(self, reason: str) -> None:
+        """A write to the log directory failed (KAFKA_STORAGE_ERROR: a full or failing disk).
+
+        Kafka's LogDirFailureChannel (KIP-112): the directory is offline from now until the
+        broker restarts; no partition on it is appended to or fetched for here any more, and
+        the controller moves their leadership to healthy in-sync replicas."""
+        if self.log_dir_offline is not None:
+            return
+        self.log_dir_offline = reason
+        log.error(
+            "log directory %s offline: %s; its partitions stop on this broker and their leadership moves "
+            "to other in-sync replicas until the broker restarts (KIP-112)",
+            self.topics_dir,
+            reason,
+        )
+        for partition in self.partitions.values():
+            partition.fail_waiters()
+        if self.on_log_dir_failure is not None:
+            self.on_log_dir_failure(reason)
 
     def _broker_epoch(self, broker_id: int) -> int:
         """The current broker epoch (registration offset) of `broker_id`, -1 when unknown."""
