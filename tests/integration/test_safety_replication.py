@@ -344,3 +344,50 @@ def test_a_leader_whose_log_dir_fails_hands_its_leadership_to_a_healthy_replica(
     assert set(values) <= stored
     log_text = (broker_dir / "broker.log").read_text()
     assert "log directory" in log_text and "offline" in log_text
+
+
+NO_PARQUET = {  # keep sealed segments raw, so the test knows which file holds which offsets
+    "parquet_quiet_ms": 600000,
+    "parquet_max_backlog_segments": 100000,
+    "parquet_max_delay_ms": 600000,
+}
+
+
+def flip_byte_in_sealed_segment(cluster, broker: int, topic: str, which: int = 2) -> Path:
+    directory = Path(cluster.data_dir) / f"broker-{broker}" / "topics" / topic / "partition=0"
+    sealed = sorted(directory.glob("*.log"), key=lambda p: int(p.stem))[:-1]
+    target = sealed[min(which, len(sealed) - 1)]
+    data = bytearray(target.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    target.write_bytes(bytes(data))
+    return target
+
+
+def test_a_replica_with_a_damaged_segment_refetches_it_before_it_leads_again(fresh_cluster, topic_name):
+    """Item 4: a damaged sealed segment found at recovery leaves no hole: the replica truncates
+    to the damage and re-fetches from a healthy replica, rejoins the ISR only once caught up,
+    and consumers reading from it as preferred leader again see every record."""
+    cluster = fresh_cluster(3, config={**FAST_GROUPS, **NO_PARQUET})
+    damaged = 2
+    create_assigned(cluster, topic_name, [damaged, 3, 1], {"segment.bytes": "16384"})
+    d = Deliveries(cluster.bootstrap_servers, **{"linger.ms": 2, "batch.size": 4096})
+    values = [f"v-{i:05d}-".encode() + b"p" * 80 for i in range(3000)]
+    d.produce(topic_name, values)
+    assert d.flush(60) == 0 and not d.failed, d.failed[:2]
+    assert d.flush(60) == 0 and len(d.acked) == len(values)
+    wait_until(lambda: segment_bytes(cluster, 3, topic_name) == segment_bytes(cluster, damaged, topic_name))
+    cluster.stop_broker(damaged)
+    flip_byte_in_sealed_segment(cluster, damaged, topic_name)
+    cluster.restart_broker(damaged)
+    wait_until(
+        lambda: sorted(partitions_of(cluster, topic_name).isr.iloc[0]) == [1, 2, 3],
+        timeout=30,
+        message="the damaged replica back in the ISR",
+    )
+    cluster.rebalance_leaders()
+    wait_until(lambda: int(partitions_of(cluster, topic_name).leader.iloc[0]) == damaged, message="preferred leader")
+    stored = {m.value() for m in read_all(cluster.bootstrap_servers, topic_name, len(values), timeout=30)}
+    missing = set(values) - stored
+    assert not missing, f"{len(missing)} acknowledged records missing, e.g. {sorted(missing)[:2]}"
+    log_text = (Path(cluster.data_dir) / f"broker-{damaged}" / "broker.log").read_text()
+    assert "re-fetching it from a healthy replica" in log_text
