@@ -86,6 +86,7 @@ class LogLoader:
         self._parquet: list[ParquetSegment] = []
         self._log_start_offset = 0
         self._missing: list[tuple[int, int]] = []
+        self._quarantined: list[int] = []  # base offsets of Parquet files moved aside by this load
 
     @property
     def _log_end_offset(self) -> int:
@@ -135,7 +136,9 @@ class LogLoader:
             self._segments.append(LogSegment(d, base, self.config.index_interval_bytes))
         first = min([s.base_offset for s in self._segments] + [p.base_offset for p in self._parquet])
         self._log_start_offset = min(max(checkpoint, first), self._log_end_offset)
-        if checkpoint < first:  # the files the log started with are gone (moved aside as damaged)
+        if checkpoint < first and any(checkpoint <= b < first for b in self._quarantined):
+            # The file the log started with was damaged and moved aside (a log start merely
+            # raised by an interrupted truncation or retention is not a loss).
             log.error(
                 "%s: offsets %d..%d are missing (the log starts at %d, its first file at %d)",
                 d,
@@ -164,6 +167,8 @@ class LogLoader:
             except (OSError, ValueError, pa.ArrowException) as exc:  # a damaged file must not stop the broker
                 log.error("%s: unreadable Parquet file (%s); moved aside as %s.corrupt", path, exc, path.name)
                 path.rename(path.with_name(path.name + ".corrupt"))
+                if path.stem.isdigit():
+                    self._quarantined.append(int(path.stem))
                 continue
             try:
                 pseg.verify()
@@ -178,6 +183,7 @@ class LogLoader:
                     pseg.next_offset - 1,
                 )
                 path.rename(path.with_name(path.name + ".corrupt"))
+                self._quarantined.append(pseg.base_offset)
                 continue
             found.append(pseg)
         found.sort(key=lambda p: p.base_offset)
