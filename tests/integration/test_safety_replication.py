@@ -344,6 +344,12 @@ def test_a_leader_whose_log_dir_fails_hands_its_leadership_to_a_healthy_replica(
     assert set(values) <= stored
     log_text = (broker_dir / "broker.log").read_text()
     assert "log directory" in log_text and "offline" in log_text
+    # describe() shows it: the replica is offline, because of its log directory.
+    wait_until(
+        lambda: partitions_of(cluster, topic_name).replica_states.iloc[0].get(sick) == "log dir offline",
+        message="describe() shows the offline log directory",
+    )
+    assert sick in partitions_of(cluster, topic_name).offline_replicas.iloc[0]
 
 
 NO_PARQUET = {  # keep sealed segments raw, so the test knows which file holds which offsets
@@ -391,3 +397,24 @@ def test_a_replica_with_a_damaged_segment_refetches_it_before_it_leads_again(fre
     assert not missing, f"{len(missing)} acknowledged records missing, e.g. {sorted(missing)[:2]}"
     log_text = (Path(cluster.data_dir) / f"broker-{damaged}" / "broker.log").read_text()
     assert "re-fetching it from a healthy replica" in log_text
+
+
+def test_damage_with_no_healthy_replica_is_reported_lost_not_skipped_silently(fresh_cluster, topic_name):
+    """Item 4, the other half: with no other copy, the damaged range cannot be repaired; the
+    broker log and describe() say which offsets are lost."""
+    cluster = fresh_cluster(3, config={**FAST_GROUPS, **NO_PARQUET})
+    create_assigned(cluster, topic_name, [2], {"segment.bytes": "16384"})
+    d = Deliveries(cluster.bootstrap_servers, **{"linger.ms": 2, "batch.size": 4096})
+    d.produce(topic_name, [f"v-{i:05d}-".encode() + b"p" * 80 for i in range(1000)])
+    assert d.flush(60) == 0 and not d.failed
+    cluster.stop_broker(2)
+    flip_byte_in_sealed_segment(cluster, 2, topic_name)
+    cluster.restart_broker(2)
+    wait_until(
+        lambda: "lost" in partitions_of(cluster, topic_name).replica_states.iloc[0].get(2, ""),
+        message="describe() reports the lost range",
+    )
+    state = partitions_of(cluster, topic_name).replica_states.iloc[0][2]
+    assert state.startswith("damaged range ") and "lost (no healthy replica)" in state
+    log_text = (Path(cluster.data_dir) / "broker-2" / "broker.log").read_text()
+    assert "are LOST" in log_text
