@@ -613,9 +613,18 @@ class KafkaConnection(SqlMixin):
         from workbench.describe import describe
 
         self._ensure_running("describe the cluster")
-        return describe(self.bootstrap_servers, known_brokers=self._known_brokers(), include_internal=internal)
+        return describe(
+            self.bootstrap_servers,
+            known_brokers=self._known_brokers(),
+            include_internal=internal,
+            replica_notes=self._replica_notes(),
+        )
 
     def _known_brokers(self) -> dict[int, str] | None:
+        return None
+
+    def _replica_notes(self) -> dict[int, dict] | None:
+        """What each broker publishes about its replicas (`replica-states.json`), when known."""
         return None
 
     def leader_history(self, interval: float = 0.25):

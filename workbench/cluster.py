@@ -452,6 +452,21 @@ class Cluster(KafkaConnection):
     def _known_brokers(self) -> dict[int, str]:
         return {b.node_id: f"127.0.0.1:{b.port}" for b in self.brokers.values()}
 
+    def _replica_notes(self) -> dict[int, dict]:
+        """The `replica-states.json` each running broker publishes in its directory (catching up
+        after a restart, damaged ranges, an offline log directory; see describe.replica_states)."""
+        notes: dict[int, dict] = {}
+        for b in self.brokers.values():
+            if not b.alive:
+                continue
+            try:
+                notes[b.node_id] = json.loads(
+                    (self.data_dir / f"broker-{b.node_id}" / "replica-states.json").read_text()
+                )
+            except (OSError, ValueError):
+                continue
+        return notes
+
     def broker_pids(self) -> dict[int, int | None]:
         return {b.node_id: b.pid if b.alive else None for b in self.brokers.values()}
 

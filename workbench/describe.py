@@ -120,11 +120,12 @@ def describe(
     known_brokers: dict[int, str] | None = None,
     include_internal: bool = False,
     attempts: int = 3,
+    replica_notes: dict[int, dict] | None = None,
 ) -> ClusterDescription:
     """One consistent snapshot; retried briefly while leadership is moving (a broker's metadata can
     trail the controller's by a few milliseconds, and the old leader then declines ListOffsets)."""
     for attempt in range(attempts):
-        result = _describe_once(bootstrap, known_brokers, include_internal)
+        result = _describe_once(bootstrap, known_brokers, include_internal, replica_notes)
         frame = result.partitions
         # Retry only for leaders that answered without the offsets (leadership moving); one that did
         # not answer at all (paused, dying) would only make every attempt wait for it again.
@@ -135,7 +136,30 @@ def describe(
     return result
 
 
-def _describe_once(bootstrap: str, known_brokers: dict[int, str] | None, include_internal: bool) -> ClusterDescription:
+def replica_states(row: dict, notes: dict[int, dict] | None = None) -> dict[int, str]:
+    """Each replica's state: "in sync", "offline" (dead broker or offline log directory), or
+    "catching up" (out of the ISR), from Metadata alone; refined by what the brokers publish
+    (`replica-states.json`, given as `notes`): "catching up after restart", "log dir offline",
+    "damaged range a..b being repaired" or "... lost (no healthy replica)"."""
+    states: dict[int, str] = {}
+    key = f"{row['topic']}/{row['partition']}"
+    for r in row["replicas"]:
+        note = ((notes or {}).get(r) or {}).get("partitions", {}).get(key)
+        if r in row["offline_replicas"]:
+            states[r] = note if note == "log dir offline" else "offline"
+        elif note is not None and (r not in row["isr"] or note.startswith("damaged")):
+            states[r] = note
+        else:
+            states[r] = "in sync" if r in row["isr"] else "catching up"
+    return states
+
+
+def _describe_once(
+    bootstrap: str,
+    known_brokers: dict[int, str] | None,
+    include_internal: bool,
+    replica_notes: dict[int, dict] | None = None,
+) -> ClusterDescription:
     md = metadata(bootstrap)
     listed = {b.node_id: b for b in md.brokers}
     rows = []
@@ -186,6 +210,7 @@ def _describe_once(bootstrap: str, known_brokers: dict[int, str] | None, include
         key = (row["topic"], row["partition"])
         row["high_watermark"] = hw.get(key)
         row["log_end_offset"] = leo.get(key)
+        row["replica_states"] = replica_states(row, replica_notes)
     columns = [
         "topic",
         "partition",
@@ -196,6 +221,7 @@ def _describe_once(bootstrap: str, known_brokers: dict[int, str] | None, include
         "high_watermark",
         "log_end_offset",
         "offline_replicas",
+        "replica_states",
         "error",
     ]
     frame = pd.DataFrame(partitions, columns=columns).sort_values(["topic", "partition"], ignore_index=True)

@@ -310,3 +310,111 @@ def test_delete_records_reaches_every_replica_and_survives_leader_changes_and_re
     cluster.kill_broker(1)
     wait_until(lambda: int(partitions_of(cluster, topic_name).leader.iloc[0]) in (2, 3), timeout=30, message="leader")
     assert _first_offsets(cluster, topic_name, 40) == list(range(60, 100))
+
+
+def test_a_leader_whose_log_dir_fails_hands_its_leadership_to_a_healthy_replica(fresh_cluster, topic_name):
+    """Item 6 (KIP-112): the leader's writes start failing (a file size limit: EFBIG, as a full
+    disk gives ENOSPC); it marks its log directory offline and tells the controller, which moves
+    the leadership to an in-sync replica, so producers carry on; preferred-leader election does
+    not move it back while the directory is offline."""
+    import resource
+
+    cluster = fresh_cluster(3)
+    sick, successor = 2, 3
+    create_assigned(cluster, topic_name, [sick, successor, 1], {"min.insync.replicas": "2"})
+    warm = Deliveries(cluster.bootstrap_servers)
+    warm.produce(topic_name, [b"warm"])
+    assert warm.flush(30) == 0
+    broker_dir = Path(cluster.data_dir) / f"broker-{sick}"
+    largest = max(p.stat().st_size for p in broker_dir.rglob("*") if p.is_file())
+    limit = largest + 256 * 1024
+    resource.prlimit(cluster.broker_pids()[sick], resource.RLIMIT_FSIZE, (limit, limit))
+
+    d = Deliveries(cluster.bootstrap_servers, **{"linger.ms": 5})
+    values = [f"{i:06d}".encode() + b"x" * 1024 for i in range(1000)]  # ~1 MB: past the limit
+    d.produce(topic_name, values)
+    assert d.flush(90) == 0
+    assert not d.failed, d.failed[:3]
+    assert len(d.acked) == len(values)
+    row = partitions_of(cluster, topic_name).iloc[0]
+    assert int(row.leader) != sick and sick not in list(row.isr)
+    cluster.rebalance_leaders()
+    assert int(partitions_of(cluster, topic_name).leader.iloc[0]) != sick
+    stored = {m.value() for m in read_all(cluster.bootstrap_servers, topic_name, len(values) + 1)}
+    assert set(values) <= stored
+    log_text = (broker_dir / "broker.log").read_text()
+    assert "log directory" in log_text and "offline" in log_text
+    # describe() shows it: the replica is offline, because of its log directory.
+    wait_until(
+        lambda: partitions_of(cluster, topic_name).replica_states.iloc[0].get(sick) == "log dir offline",
+        message="describe() shows the offline log directory",
+    )
+    assert sick in partitions_of(cluster, topic_name).offline_replicas.iloc[0]
+
+
+NO_PARQUET = {  # keep sealed segments raw, so the test knows which file holds which offsets
+    "parquet_quiet_ms": 600000,
+    "parquet_max_backlog_segments": 100000,
+    "parquet_max_delay_ms": 600000,
+}
+
+
+def flip_byte_in_sealed_segment(cluster, broker: int, topic: str, which: int = 2) -> Path:
+    directory = Path(cluster.data_dir) / f"broker-{broker}" / "topics" / topic / "partition=0"
+    sealed = sorted(directory.glob("*.log"), key=lambda p: int(p.stem))[:-1]
+    target = sealed[min(which, len(sealed) - 1)]
+    data = bytearray(target.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    target.write_bytes(bytes(data))
+    return target
+
+
+def test_a_replica_with_a_damaged_segment_refetches_it_before_it_leads_again(fresh_cluster, topic_name):
+    """Item 4: a damaged sealed segment found at recovery leaves no hole: the replica truncates
+    to the damage and re-fetches from a healthy replica, rejoins the ISR only once caught up,
+    and consumers reading from it as preferred leader again see every record."""
+    cluster = fresh_cluster(3, config={**FAST_GROUPS, **NO_PARQUET})
+    damaged = 2
+    create_assigned(cluster, topic_name, [damaged, 3, 1], {"segment.bytes": "16384"})
+    d = Deliveries(cluster.bootstrap_servers, **{"linger.ms": 2, "batch.size": 4096})
+    values = [f"v-{i:05d}-".encode() + b"p" * 80 for i in range(3000)]
+    d.produce(topic_name, values)
+    assert d.flush(60) == 0 and not d.failed, d.failed[:2]
+    assert d.flush(60) == 0 and len(d.acked) == len(values)
+    wait_until(lambda: segment_bytes(cluster, 3, topic_name) == segment_bytes(cluster, damaged, topic_name))
+    cluster.stop_broker(damaged)
+    flip_byte_in_sealed_segment(cluster, damaged, topic_name)
+    cluster.restart_broker(damaged)
+    wait_until(
+        lambda: sorted(partitions_of(cluster, topic_name).isr.iloc[0]) == [1, 2, 3],
+        timeout=30,
+        message="the damaged replica back in the ISR",
+    )
+    cluster.rebalance_leaders()
+    wait_until(lambda: int(partitions_of(cluster, topic_name).leader.iloc[0]) == damaged, message="preferred leader")
+    stored = {m.value() for m in read_all(cluster.bootstrap_servers, topic_name, len(values), timeout=30)}
+    missing = set(values) - stored
+    assert not missing, f"{len(missing)} acknowledged records missing, e.g. {sorted(missing)[:2]}"
+    log_text = (Path(cluster.data_dir) / f"broker-{damaged}" / "broker.log").read_text()
+    assert "re-fetching it from a healthy replica" in log_text
+
+
+def test_damage_with_no_healthy_replica_is_reported_lost_not_skipped_silently(fresh_cluster, topic_name):
+    """Item 4, the other half: with no other copy, the damaged range cannot be repaired; the
+    broker log and describe() say which offsets are lost."""
+    cluster = fresh_cluster(3, config={**FAST_GROUPS, **NO_PARQUET})
+    create_assigned(cluster, topic_name, [2], {"segment.bytes": "16384"})
+    d = Deliveries(cluster.bootstrap_servers, **{"linger.ms": 2, "batch.size": 4096})
+    d.produce(topic_name, [f"v-{i:05d}-".encode() + b"p" * 80 for i in range(1000)])
+    assert d.flush(60) == 0 and not d.failed
+    cluster.stop_broker(2)
+    flip_byte_in_sealed_segment(cluster, 2, topic_name)
+    cluster.restart_broker(2)
+    wait_until(
+        lambda: "lost" in partitions_of(cluster, topic_name).replica_states.iloc[0].get(2, ""),
+        message="describe() reports the lost range",
+    )
+    state = partitions_of(cluster, topic_name).replica_states.iloc[0][2]
+    assert state.startswith("damaged range ") and "lost (no healthy replica)" in state
+    log_text = (Path(cluster.data_dir) / "broker-2" / "broker.log").read_text()
+    assert "are LOST" in log_text

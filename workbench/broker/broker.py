@@ -17,7 +17,9 @@ The broker is a set of Kafka's own parts wired together:
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
 import struct
 import time
 import uuid
@@ -39,7 +41,7 @@ from workbench.protocol.codec import (
     encode_response,
     encode_unsupported_api_versions,
 )
-from workbench.protocol.errors import UnsupportedRequestError
+from workbench.protocol.errors import KafkaProtocolError, UnsupportedRequestError
 from workbench.security.enforce import Security  # [security]
 from workbench.storage.converter import ConversionError, ParquetConverter
 from workbench.storage.parquet_tier import ParquetSegment
@@ -47,6 +49,7 @@ from workbench.storage.parquet_tier import ParquetSegment
 log = logging.getLogger(__name__)
 
 PRODUCER_ID_BLOCK = 1000
+REPLICA_STATES_FILE = "replica-states.json"  # see Broker._publish_replica_states
 
 
 class Broker:
@@ -59,6 +62,8 @@ class Broker:
         }
         self.metadata = QuorumMetadataLog(config.node_id, voters, config.broker_dir / "metadata")
         self.replicas = ReplicaManager(config.node_id, config.broker_dir, config.log_defaults)
+        self.replicas.on_log_dir_failure = self._log_dir_failed
+        self._published_states: str | None = None
         self.security = Security(config, SUPPORTED_APIS)  # [security] SASL listener + authorizer (off by default)
         login = self.security.inter_broker_login()
         self.controller = ControllerChannel(
@@ -284,18 +289,60 @@ class Broker:
                     plog.enforce_retention(now_ms)
                 except Exception:
                     log.exception("maintenance of %s-%d failed", *tp)
+            self._publish_replica_states()
             if time.monotonic() - last_flush >= 1.0:
                 last_flush = time.monotonic()
                 # fsync in a worker thread: the event loop keeps serving while the disk catches up.
-                await loop.run_in_executor(None, self._flush_logs, list(self.replicas.logs.values()))
+                failure = await loop.run_in_executor(None, self._flush_logs, list(self.replicas.logs.values()))
+                if failure is not None:
+                    self.replicas.mark_log_dir_offline(failure)
 
     @staticmethod
-    def _flush_logs(logs: list) -> None:
+    def _flush_logs(logs: list) -> str | None:
+        """fsync every log; the first storage failure's description (the log directory is then offline)."""
+        failure = None
         for plog in logs:
             try:
                 plog.flush()
+            except (OSError, KafkaProtocolError) as exc:
+                log.exception("flush failed")
+                failure = failure or f"flush failed: {exc}"
             except Exception:
                 log.exception("flush failed")
+        return failure
+
+    def _publish_replica_states(self) -> None:
+        """Write `<broker_dir>/replica-states.json` when it changes: replicas catching up after a
+        restart, a damaged range being repaired or lost, an offline log directory. The notebook
+        side reads it (files the broker publishes, like its Parquet files) for describe()."""
+        try:
+            states = self.replicas.replica_states()
+            text = json.dumps(states, sort_keys=True)
+            if text == self._published_states:
+                return
+            path = self.config.broker_dir / REPLICA_STATES_FILE
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_text(text)
+            os.replace(tmp, path)
+            self._published_states = text
+        except Exception as exc:  # a full disk must not stop maintenance
+            log.debug("publishing replica states failed: %s", exc)
+
+    def _log_dir_failed(self, reason: str) -> None:
+        """Tell the active controller (KIP-112's AlterReplicaLogDirs/heartbeat report), retrying
+        until it has taken note, so leaderships leave this broker."""
+
+        async def report() -> None:
+            while not self._stopping.is_set():
+                try:
+                    await self.controller.submit({"op": "log_dir_offline", "id": self.node_id, "reason": reason})
+                    log.info("broker %d: the controller took note that the log directory is offline", self.node_id)
+                    return
+                except Exception as exc:
+                    log.warning("reporting the offline log directory failed (%s); retrying", exc)
+                    await asyncio.sleep(0.5)
+
+        self._tasks.append(asyncio.get_running_loop().create_task(report()))
 
     def note_write(self) -> None:
         """A partition on this broker was appended to (produce or replication)."""

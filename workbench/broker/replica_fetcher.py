@@ -82,6 +82,8 @@ class ReplicaFetcherManager:
         self._closed = False
 
     def following(self, leader_id: int) -> list[Partition]:
+        if self.replicas.log_dir_offline is not None:
+            return []  # KIP-112: nothing on an offline log directory is replicated to
         return [p for p in self.replicas.partitions.values() if not p.is_leader and p.info.leader == leader_id]
 
     def update(self) -> None:
@@ -194,6 +196,8 @@ class ReplicaFetcherManager:
                     backoff |= self._apply(partition, pr, fetch_offset)
                 except KafkaProtocolError as exc:
                     log.warning("replicating %s-%d: %s", partition.topic, partition.index, exc)
+                    if exc.code == ErrorCode.KAFKA_STORAGE_ERROR:
+                        self.replicas.mark_log_dir_offline(exc.message)
                     backoff = True
         return backoff
 

@@ -17,6 +17,7 @@ import asyncio
 import functools
 import logging
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from workbench.broker.partition import Partition
@@ -41,6 +42,33 @@ class ReplicaManager:
         self._topic_configs: dict[str, dict[str, str]] = {}
         self._waiters: dict[TopicPartition, list[asyncio.Future]] = {}
         self._image: MetadataImage | None = None
+        #: Why the log directory went offline (KIP-112), or None while it works.
+        self.log_dir_offline: str | None = None
+        #: Called once when it goes offline (the broker tells the controller).
+        self.on_log_dir_failure: Callable[[str], None] | None = None
+        #: Damage recovery found, per partition: {"state": "repairing" | "lost", "ranges", "until"}.
+        self.damage: dict[TopicPartition, dict[str, object]] = {}
+        self._been_in_sync: set[TopicPartition] = set()  # partitions whose ISR had us since start
+
+    def mark_log_dir_offline(self, reason: str) -> None:
+        """A write to the log directory failed (KAFKA_STORAGE_ERROR: a full or failing disk).
+
+        Kafka's LogDirFailureChannel (KIP-112): the directory is offline from now until the
+        broker restarts; no partition on it is appended to or fetched for here any more, and
+        the controller moves their leadership to healthy in-sync replicas."""
+        if self.log_dir_offline is not None:
+            return
+        self.log_dir_offline = reason
+        log.error(
+            "log directory %s offline: %s; its partitions stop on this broker and their leadership moves "
+            "to other in-sync replicas until the broker restarts (KIP-112)",
+            self.topics_dir,
+            reason,
+        )
+        for partition in self.partitions.values():
+            partition.fail_waiters()
+        if self.on_log_dir_failure is not None:
+            self.on_log_dir_failure(reason)
 
     def _broker_epoch(self, broker_id: int) -> int:
         """The current broker epoch (registration offset) of `broker_id`, -1 when unknown."""
@@ -110,6 +138,7 @@ class ReplicaManager:
                     on_high_watermark=functools.partial(self._wake, tp),
                     broker_epoch_of=self._broker_epoch,
                 )
+                self._repair_or_report_damage(tp, self.partitions[tp])
                 opened.append(tp)
             else:
                 changed, _became_leader = self.partitions[tp].update(pinfo)
@@ -181,6 +210,72 @@ class ReplicaManager:
                     lst.remove(fut)
                     if not lst:
                         self._waiters.pop(tp, None)
+
+    # -- damage found at recovery (issue 12, item 4) ---------------------------------------------
+
+    def _repair_or_report_damage(self, tp: TopicPartition, partition: Partition) -> None:
+        """React to offset ranges recovery found missing (a damaged segment cut, a damaged Parquet
+        file moved aside): a non-compacted log never keeps a hole.
+
+        With another in-sync replica (a healthy copy), the log is truncated to the start of the
+        first damaged range and re-fetched from the leader like any replica that is behind: it is
+        out of the ISR (a restart took it out) until it has caught up to the high watermark.
+        Without one, truncating would throw away the only copy of what follows the damage, so
+        the range is reported lost (broker log and `replica-states.json`, shown by describe()).
+        """
+        plog = partition.log
+        ranges = list(getattr(plog, "missing_ranges", []))
+        if not ranges:
+            return
+        plog.missing_ranges = []
+        text = ", ".join(f"{s}..{e - 1}" for s, e in ranges)
+        healthy = [r for r in partition.info.isr if r != self.node_id]
+        if not partition.is_leader and healthy:
+            start = ranges[0][0]
+            log.error(
+                "%s-%d: damaged range %s found at recovery: truncating to %d and re-fetching it from a "
+                "healthy replica (in sync: %s)",
+                *tp,
+                text,
+                start,
+                healthy,
+            )
+            plog.truncate_to(max(start, 0))
+            self.damage[tp] = {"state": "repairing", "ranges": text, "until": ranges[-1][1]}
+        else:
+            log.error(
+                "%s-%d: offsets %s are LOST: damaged at recovery and no other in-sync replica holds them; "
+                "consumers skip them",
+                *tp,
+                text,
+            )
+            self.damage[tp] = {"state": "lost", "ranges": text, "until": -1}
+
+    def replica_states(self) -> dict[str, object]:
+        """What describe() shows beside the ISR: this broker's log directory, and per partition a
+        damaged range being repaired or lost. Also logs a repair's completion."""
+        for tp, entry in list(self.damage.items()):
+            plog = self.logs.get(tp)
+            if plog is None:
+                del self.damage[tp]
+            elif entry["state"] == "repairing" and plog.log_end_offset >= int(entry["until"]):  # type: ignore[call-overload]
+                log.info("%s-%d: damaged range %s repaired from a healthy replica", *tp, entry["ranges"])
+                del self.damage[tp]
+        partitions: dict[str, str] = {}
+        for tp, partition in self.partitions.items():
+            if self.node_id in partition.info.isr:
+                self._been_in_sync.add(tp)
+            elif partition.info.leader >= 0:
+                partitions[f"{tp[0]}/{tp[1]}"] = (
+                    "catching up" if tp in self._been_in_sync else "catching up after restart"
+                )
+        for (topic, index), entry in self.damage.items():
+            verb = "being repaired" if entry["state"] == "repairing" else "lost (no healthy replica)"
+            partitions[f"{topic}/{index}"] = f"damaged range {entry['ranges']} {verb}"
+        if self.log_dir_offline is not None:
+            for topic, index in self.logs:
+                partitions[f"{topic}/{index}"] = "log dir offline"
+        return {"log_dir_offline": self.log_dir_offline, "partitions": partitions}
 
     def close(self) -> None:
         for partition in self.partitions.values():

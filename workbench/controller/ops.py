@@ -291,11 +291,21 @@ def _create_topic(image: MetadataImage, op: dict, default_rf: int) -> Records:
         return []
     rf = default_replication_factor(image, op.get("replication_factor"), default_rf)
     assignments = {int(k): v for k, v in (op.get("assignments") or {}).items()}
-    live = [b for b in image.brokers if image.can_host_replicas(b)]
+    live = _placement_brokers(image, rf)
     records = create_topic_records(
         image, op["name"], op["partitions"], rf, op.get("configs") or {}, assignments or None, brokers=live
     )
-    return records
+    return [_avoid_offline_dirs(image, r) for r in records]
+
+
+def _avoid_offline_dirs(image: MetadataImage, record: dict[str, Any]) -> dict[str, Any]:
+    """A new partition neither led by nor in sync on a broker whose log directory is offline."""
+    if record["t"] != "partition":
+        return record
+    healthy = [r for r in record["isr"] if image.can_host_replicas(r)]
+    if not healthy or len(healthy) == len(record["isr"]):
+        return record
+    return {**record, "isr": healthy, "leader": healthy[0]}
 
 
 def _delete_topic(image: MetadataImage, op: dict, default_rf: int) -> Records:
@@ -312,8 +322,18 @@ def _delete_topic(image: MetadataImage, op: dict, default_rf: int) -> Records:
     return [{"t": "remove_topic", "name": name}]
 
 
+def _placement_brokers(image: MetadataImage, rf: int) -> list[int]:
+    """Brokers new replicas go to: those with a working log directory when there are `rf` of
+    them, else every unfenced broker (a topic still gets created; its replicas on an offline
+    directory simply stay out of the ISR)."""
+    healthy = [b for b in image.live_brokers() if image.can_host_replicas(b)]
+    return healthy if len(healthy) >= rf else image.live_brokers()
+
+
 def _create_partitions(image: MetadataImage, op: dict, default_rf: int) -> Records:
-    live = [b for b in image.brokers if image.can_host_replicas(b)]
+    topic = image.topics.get(op["name"])
+    rf = len(next(iter(topic.partitions.values())).replicas) if topic and topic.partitions else 1
+    live = _placement_brokers(image, rf)
     return create_partitions_records(image, op["name"], op["count"], op.get("assignments"), brokers=live)
 
 

@@ -152,6 +152,8 @@ class PartitionLog:
         self._hw_tracks_leo = hw_tracks_leo
         self._hw = loaded.high_watermark
         self.log_start_offset = loaded.log_start_offset
+        #: What recovery found missing ([start, end) ranges): see LoadedLog.missing.
+        self.missing_ranges: list[tuple[int, int]] = list(loaded.missing)
         self._local = LocalLog(self.directory, config, loaded.segments)
         self._tier = ParquetLog(self.directory, loaded.parquet, topic=topic, partition=partition)
 

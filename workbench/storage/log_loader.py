@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from workbench._lazy import lazy_module
@@ -55,6 +55,10 @@ class LoadedLog:
     parquet: list[ParquetSegment]
     log_start_offset: int
     high_watermark: int
+    #: Offset ranges [start, end) no file holds any more although the log should (a damaged
+    #: segment cut, a damaged Parquet file moved aside): the replica must repair them from a
+    #: healthy replica or report them lost (`ReplicaManager`), never serve the hole silently.
+    missing: list[tuple[int, int]] = field(default_factory=list)
 
     @property
     def log_end_offset(self) -> int:
@@ -81,6 +85,8 @@ class LogLoader:
         self._segments: list[LogSegment] = []
         self._parquet: list[ParquetSegment] = []
         self._log_start_offset = 0
+        self._missing: list[tuple[int, int]] = []
+        self._quarantined: list[int] = []  # base offsets of Parquet files moved aside by this load
 
     @property
     def _log_end_offset(self) -> int:
@@ -130,6 +136,18 @@ class LogLoader:
             self._segments.append(LogSegment(d, base, self.config.index_interval_bytes))
         first = min([s.base_offset for s in self._segments] + [p.base_offset for p in self._parquet])
         self._log_start_offset = min(max(checkpoint, first), self._log_end_offset)
+        if checkpoint < first and any(checkpoint <= b < first for b in self._quarantined):
+            # The file the log started with was damaged and moved aside (a log start merely
+            # raised by an interrupted truncation or retention is not a loss).
+            log.error(
+                "%s: offsets %d..%d are missing (the log starts at %d, its first file at %d)",
+                d,
+                checkpoint,
+                first - 1,
+                checkpoint,
+                first,
+            )
+            self._missing.append((checkpoint, first))
         self._report_gaps()
         self._load_leader_epochs(have_epochs, tail_epochs)
         self._load_producer_state()
@@ -138,7 +156,7 @@ class LogLoader:
         else:
             saved = read_offset_checkpoint(d / HW_CHECKPOINT)
             hw = min(max(saved if saved is not None else 0, self._log_start_offset), self._log_end_offset)
-        return LoadedLog(self._segments, self._parquet, self._log_start_offset, hw)
+        return LoadedLog(self._segments, self._parquet, self._log_start_offset, hw, self._missing)
 
     def _load_parquet(self) -> list[ParquetSegment]:
         """Open and verify every Parquet file; move damaged ones aside as ``*.corrupt``."""
@@ -149,6 +167,8 @@ class LogLoader:
             except (OSError, ValueError, pa.ArrowException) as exc:  # a damaged file must not stop the broker
                 log.error("%s: unreadable Parquet file (%s); moved aside as %s.corrupt", path, exc, path.name)
                 path.rename(path.with_name(path.name + ".corrupt"))
+                if path.stem.isdigit():
+                    self._quarantined.append(int(path.stem))
                 continue
             try:
                 pseg.verify()
@@ -163,6 +183,7 @@ class LogLoader:
                     pseg.next_offset - 1,
                 )
                 path.rename(path.with_name(path.name + ".corrupt"))
+                self._quarantined.append(pseg.base_offset)
                 continue
             found.append(pseg)
         found.sort(key=lambda p: p.base_offset)
@@ -185,6 +206,7 @@ class LogLoader:
                     expected,
                     seg.base_offset - 1,
                 )
+                self._missing.append((expected, seg.base_offset))
             expected = max(expected, seg.next_offset)
 
     def _load_leader_epochs(self, have_checkpoint: bool, tail: list[tuple[int, int]]) -> None:

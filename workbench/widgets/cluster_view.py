@@ -237,6 +237,9 @@ class ClusterView(LivePanel):
             f"brokers alive · {len(self.partitions)} partitions, {under} under-replicated, "
             f"{offline} offline · {datetime.now():%H:%M:%S}"
         )
+        notes = replica_notes(self.partitions)
+        if notes:
+            summary += " · " + "; ".join(notes[:3]) + (f" (+{len(notes) - 3} more)" if len(notes) > 3 else "")
         alive = dict(zip(self.brokers["id"], self.brokers["alive"], strict=False))
         if self._closed or connection_closed(self.conn):
             return
@@ -311,3 +314,16 @@ class ClusterView(LivePanel):
     def _stop_threads(self) -> None:
         super()._stop_threads()
         self._stop_history()
+
+
+def replica_notes(partitions: pd.DataFrame) -> list[str]:
+    """One line per replica that is not simply in sync (describe's `replica_states`): catching
+    up after a restart, log dir offline, a damaged range being repaired or lost."""
+    if partitions.empty or "replica_states" not in partitions:
+        return []
+    out = []
+    for row in partitions.itertuples():
+        for replica, state in (row.replica_states or {}).items():
+            if state != "in sync":
+                out.append(f"{row.topic}[{row.partition}] replica {replica}: {state}")
+    return out

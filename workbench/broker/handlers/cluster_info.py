@@ -44,7 +44,12 @@ def describe_topic(image: MetadataImage, name: str) -> dict:
     topic = image.topics[name]
     partitions = []
     for p in sorted(topic.partitions.values(), key=lambda p: p.index):
-        offline = [r for r in p.replicas if r not in image.brokers or image.brokers[r].fenced]
+        # Kafka's offline replicas: on a dead (fenced) broker or an offline log directory (KIP-112).
+        offline = [
+            r
+            for r in p.replicas
+            if r not in image.brokers or image.brokers[r].fenced or image.brokers[r].log_dir_offline
+        ]
         partitions.append(
             {
                 "error_code": ErrorCode.LEADER_NOT_AVAILABLE if p.leader < 0 else 0,

@@ -54,6 +54,10 @@ async def produce(broker: Broker, req: Request, conn: Connection) -> dict | None
             if partition is None:
                 part["error_code"] = error
                 continue
+            if broker.replicas.log_dir_offline is not None:
+                part["error_code"] = ErrorCode.KAFKA_STORAGE_ERROR
+                part["error_message"] = f"the log directory is offline ({broker.replicas.log_dir_offline})"
+                continue
             if pd.records is None or len(pd.records) == 0:
                 part["error_code"], part["error_message"] = ErrorCode.INVALID_RECORD, "empty record set"
                 continue
@@ -79,6 +83,8 @@ async def produce(broker: Broker, req: Request, conn: Connection) -> dict | None
                 continue
             except KafkaProtocolError as exc:
                 part["error_code"], part["error_message"] = exc.code, exc.message
+                if exc.code == ErrorCode.KAFKA_STORAGE_ERROR:
+                    broker.replicas.mark_log_dir_offline(exc.message)
                 continue
             part["base_offset"], part["log_start_offset"] = info.base_offset, info.log_start_offset
             broker.note_write()
