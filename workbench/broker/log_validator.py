@@ -66,6 +66,7 @@ class TopicRules:
     after_max_ms: int = LONG_MAX
     compacted: bool = False
     codec: int | None = None  # None: keep the producer's
+    trivial: bool = True  # nothing to check or change: the produce path's common case, one attribute read
 
     @classmethod
     def of(cls, configs: dict[str, str]) -> TopicRules:
@@ -74,23 +75,19 @@ class TopicRules:
 
         difference = int(get("message.timestamp.difference.max.ms"))
         compression = get("compression.type")
+        # Kafka 3.6+: the deprecated difference.max.ms bounds both sides unless the new ones are set.
+        before = min(int(get("message.timestamp.before.max.ms")), difference)
+        after = min(int(get("message.timestamp.after.max.ms")), difference)
+        log_append_time = get("message.timestamp.type") == "LogAppendTime"
+        compacted = "compact" in get("cleanup.policy").split(",")
+        codec = _CODECS.get(compression)
         return cls(
-            log_append_time=get("message.timestamp.type") == "LogAppendTime",
-            # Kafka 3.6+: the deprecated difference.max.ms bounds both sides unless the new ones are set.
-            before_max_ms=min(int(get("message.timestamp.before.max.ms")), difference),
-            after_max_ms=min(int(get("message.timestamp.after.max.ms")), difference),
-            compacted="compact" in get("cleanup.policy").split(","),
-            codec=_CODECS.get(compression),
-        )
-
-    @property
-    def trivial(self) -> bool:
-        return (
-            not self.log_append_time
-            and self.before_max_ms == LONG_MAX
-            and self.after_max_ms == LONG_MAX
-            and not self.compacted
-            and self.codec is None
+            log_append_time=log_append_time,
+            before_max_ms=before,
+            after_max_ms=after,
+            compacted=compacted,
+            codec=codec,
+            trivial=not log_append_time and before == after == LONG_MAX and not compacted and codec is None,
         )
 
 
