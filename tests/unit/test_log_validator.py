@@ -47,3 +47,12 @@ def test_timestamp_window_names_each_record():
     with pytest.raises(RecordValidationError) as err:
         validate(batch, rules(message_timestamp_after_max_ms="0", message_timestamp_before_max_ms="0"), now_ms=1)
     assert err.value.code == ErrorCode.INVALID_TIMESTAMP and [i for i, _ in err.value.record_errors] == [0]
+
+
+@pytest.mark.parametrize("config", [{"message_timestamp_type": "LogAppendTime"}, {"compression_type": "lz4"}])
+def test_a_batch_with_a_bad_crc_is_never_rewritten(config):
+    """A rewrite computes a new CRC; over damaged bytes that would turn corruption into an acknowledged record."""
+    damaged = bytearray(make_batch([b"hello", b"world"]))
+    damaged[-1] ^= 0x01
+    out, append_time = validate(bytes(damaged), rules(**config))
+    assert out == bytes(damaged) and append_time == -1  # left for the log to refuse (CORRUPT_MESSAGE)

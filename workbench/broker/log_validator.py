@@ -20,7 +20,9 @@ asks for it:
   in the topic's codec, producer id, epoch, sequence, transactional flag,
   timestamps, keys, values and headers kept.
 
-A refused batch is refused whole, as in Kafka: nothing of it is appended.
+A refused batch is refused whole, as in Kafka: nothing of it is appended. A
+batch whose CRC fails is never rewritten (a fresh CRC would hide the damage):
+it goes on unchanged and the log refuses it with CORRUPT_MESSAGE.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from workbench.protocol.records import (
     CONTROL_MASK,
     CRC_OFFSET,
     TIMESTAMP_TYPE_MASK,
+    batch_crc_ok,
     iter_batch_headers,
 )
 from workbench.protocol.topic_config import DEFAULTS, LONG_MAX
@@ -101,7 +104,9 @@ def validate(records: bytes, rules: TopicRules, now_ms: int | None = None) -> tu
         return records, -1
     now = int(time.time() * 1000) if now_ms is None else now_ms
     headers = list(iter_batch_headers(records))
-    if not headers:
+    if not headers or not all(batch_crc_ok(records, h) for h in headers):
+        # Never rewrite a batch whose CRC fails: a new CRC over damaged bytes would make them look
+        # sound. Left as they came, the log's own validation refuses them with CORRUPT_MESSAGE.
         return records, -1
     check_records = rules.compacted or (
         not rules.log_append_time and (rules.before_max_ms, rules.after_max_ms) != (LONG_MAX, LONG_MAX)
@@ -115,7 +120,12 @@ def validate(records: bytes, rules: TopicRules, now_ms: int | None = None) -> tu
         if check_records:
             _check_records(batch, h.position, rules, now)
         if rules.codec is not None and rules.codec != h.compression:
-            batch = _recompress(batch, rules.codec)
+            try:
+                batch = _recompress(batch, rules.codec)
+            except Exception as exc:  # a sound CRC over records that do not parse (a hostile client)
+                raise KafkaProtocolError(
+                    ErrorCode.CORRUPT_MESSAGE, f"batch at byte {h.position}: records do not parse ({exc})"
+                ) from exc
         if rules.log_append_time:
             batch = _stamp_log_append_time(batch, now)
         out += batch

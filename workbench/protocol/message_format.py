@@ -131,9 +131,12 @@ def upconvert_message_set(buf: bytes | memoryview) -> bytes:
         base_sequence=-1,
         batch_size=1 << 31,
     )
-    for delta, (ts, key, value) in enumerate(records):
-        builder.append(delta, timestamp=ts, key=key, value=value, headers=[])
-    return bytes(builder.build())
+    try:
+        for delta, (ts, key, value) in enumerate(records):
+            builder.append(delta, timestamp=ts, key=key, value=value, headers=[])
+        return bytes(builder.build())
+    except (OverflowError, ValueError, TypeError) as exc:  # e.g. timestamps too far apart for a v2 delta
+        raise KafkaProtocolError(ErrorCode.INVALID_RECORD, f"messages cannot form a v2 batch ({exc})") from exc
 
 
 def _legacy_message(magic: int, offset: int, timestamp: int, key: bytes | None, value: bytes | None) -> bytes:
