@@ -294,3 +294,13 @@ def test_producer_default_keeps_the_producers_codec(cluster, topic_name):
     p.produce(topic_name, b"x" * 1000, partition=0)
     assert p.flush(15) == 0
     assert DefaultRecordBatch(_fetch_raw(cluster, topic_name)).compression_type == 3
+
+
+@pytest.mark.parametrize("config", [{"message.timestamp.type": "LogAppendTime"}, {"compression.type": "gzip"}])
+def test_a_damaged_batch_is_refused_not_laundered_by_a_rewrite(cluster, topic_name, config):
+    _create(cluster, topic_name, config)
+    c = _leader(cluster, topic_name)
+    damaged = bytearray(_batch([(b"k", b"value", int(time.time() * 1000))]))
+    damaged[-1] ^= 0x01
+    assert _produce(c, topic_name, bytes(damaged)).error_code == 2  # CORRUPT_MESSAGE
+    c.close()

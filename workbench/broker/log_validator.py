@@ -20,7 +20,9 @@ asks for it:
   in the topic's codec, producer id, epoch, sequence, transactional flag,
   timestamps, keys, values and headers kept.
 
-A refused batch is refused whole, as in Kafka: nothing of it is appended.
+A refused batch is refused whole, as in Kafka: nothing of it is appended. A
+batch whose CRC fails is never rewritten (a fresh CRC would hide the damage):
+it goes on unchanged and the log refuses it with CORRUPT_MESSAGE.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from workbench.protocol.records import (
     CONTROL_MASK,
     CRC_OFFSET,
     TIMESTAMP_TYPE_MASK,
+    batch_crc_ok,
     iter_batch_headers,
 )
 from workbench.protocol.topic_config import DEFAULTS, LONG_MAX
@@ -66,6 +69,7 @@ class TopicRules:
     after_max_ms: int = LONG_MAX
     compacted: bool = False
     codec: int | None = None  # None: keep the producer's
+    trivial: bool = True  # nothing to check or change: the produce path's common case, one attribute read
 
     @classmethod
     def of(cls, configs: dict[str, str]) -> TopicRules:
@@ -74,23 +78,19 @@ class TopicRules:
 
         difference = int(get("message.timestamp.difference.max.ms"))
         compression = get("compression.type")
+        # Kafka 3.6+: the deprecated difference.max.ms bounds both sides unless the new ones are set.
+        before = min(int(get("message.timestamp.before.max.ms")), difference)
+        after = min(int(get("message.timestamp.after.max.ms")), difference)
+        log_append_time = get("message.timestamp.type") == "LogAppendTime"
+        compacted = "compact" in get("cleanup.policy").split(",")
+        codec = _CODECS.get(compression)
         return cls(
-            log_append_time=get("message.timestamp.type") == "LogAppendTime",
-            # Kafka 3.6+: the deprecated difference.max.ms bounds both sides unless the new ones are set.
-            before_max_ms=min(int(get("message.timestamp.before.max.ms")), difference),
-            after_max_ms=min(int(get("message.timestamp.after.max.ms")), difference),
-            compacted="compact" in get("cleanup.policy").split(","),
-            codec=_CODECS.get(compression),
-        )
-
-    @property
-    def trivial(self) -> bool:
-        return (
-            not self.log_append_time
-            and self.before_max_ms == LONG_MAX
-            and self.after_max_ms == LONG_MAX
-            and not self.compacted
-            and self.codec is None
+            log_append_time=log_append_time,
+            before_max_ms=before,
+            after_max_ms=after,
+            compacted=compacted,
+            codec=codec,
+            trivial=not log_append_time and before == after == LONG_MAX and not compacted and codec is None,
         )
 
 
@@ -104,7 +104,9 @@ def validate(records: bytes, rules: TopicRules, now_ms: int | None = None) -> tu
         return records, -1
     now = int(time.time() * 1000) if now_ms is None else now_ms
     headers = list(iter_batch_headers(records))
-    if not headers:
+    if not headers or not all(batch_crc_ok(records, h) for h in headers):
+        # Never rewrite a batch whose CRC fails: a new CRC over damaged bytes would make them look
+        # sound. Left as they came, the log's own validation refuses them with CORRUPT_MESSAGE.
         return records, -1
     check_records = rules.compacted or (
         not rules.log_append_time and (rules.before_max_ms, rules.after_max_ms) != (LONG_MAX, LONG_MAX)
@@ -118,7 +120,12 @@ def validate(records: bytes, rules: TopicRules, now_ms: int | None = None) -> tu
         if check_records:
             _check_records(batch, h.position, rules, now)
         if rules.codec is not None and rules.codec != h.compression:
-            batch = _recompress(batch, rules.codec)
+            try:
+                batch = _recompress(batch, rules.codec)
+            except Exception as exc:  # a sound CRC over records that do not parse (a hostile client)
+                raise KafkaProtocolError(
+                    ErrorCode.CORRUPT_MESSAGE, f"batch at byte {h.position}: records do not parse ({exc})"
+                ) from exc
         if rules.log_append_time:
             batch = _stamp_log_append_time(batch, now)
         out += batch
