@@ -62,6 +62,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from workbench._lazy import lazy_module
+from workbench.protocol.control_records import control_record_type
 from workbench.protocol.errors import ErrorCode, KafkaProtocolError
 from workbench.protocol.records import (
     assign_offsets,
@@ -142,6 +143,7 @@ class PartitionLog:
         self._convert_lock = threading.Lock()
         self._hw_checkpointed = -1
         self.producers = ProducerStateManager(self.directory)
+        self.producers.marker_reader = self._marker_type  # [txn] commit/abort of a written marker
         self._epochs = LeaderEpochCache(self.directory)
         #: Bumped by every truncation: a conversion started before one is discarded.
         self._generation = 0
@@ -282,8 +284,13 @@ class PartitionLog:
         *,
         leader_epoch: int | None = None,
         now_ms: int | None = None,
+        origin: str = "client",
     ) -> AppendInfo:
         """Append a Produce request's record set as leader: validate, assign offsets, write once.
+
+        ``origin="coordinator"`` (Kafka's AppendOrigin.COORDINATOR) is for batches a
+        coordinator writes: transaction markers (control batches) and transactional
+        offset commits without a sequence; a client may send neither.
 
         A bytearray is patched in place (base offsets, leader epoch). No record is decoded.
         Each batch's partitionLeaderEpoch becomes ``leader_epoch`` (outside the
@@ -293,7 +300,7 @@ class PartitionLog:
         FENCED_LEADER_EPOCH: a deposed leader must not write.
         """
         now = _now_ms() if now_ms is None else now_ms
-        headers = validate_produce_batches(records)
+        headers = validate_produce_batches(records, coordinator=origin == "coordinator")
         limit = self.config.max_message_bytes
         for h in headers:
             if h.size > limit:
@@ -436,6 +443,26 @@ class PartitionLog:
                     raise storage_error(exc, f"roll {self.directory}") from exc
                 return True
             return False
+
+    # -- transactions (KIP-98; state in storage/transaction_index.py) ------------------
+
+    @property
+    def last_stable_offset(self) -> int:
+        """Below it, every transaction is decided: the bound of a read_committed fetch."""
+        with self._lock:
+            return self.producers.transactions.last_stable_offset(self.high_watermark, self.log_start_offset)
+
+    def aborted_transactions(self, fetch_offset: int, upper: int) -> list[tuple[int, int]]:
+        """``(producer id, first offset)`` of aborted transactions with data in [fetch_offset, upper)."""
+        with self._lock:
+            return [
+                (a.producer_id, a.first_offset)
+                for a in self.producers.transactions.aborted_between(fetch_offset, upper)
+            ]
+
+    def _marker_type(self, offset: int) -> int:
+        data = self.read(offset, 256, upper_bound=offset + 1)
+        return control_record_type(data)
 
     # -- read ----------------------------------------------------------------------------
 
