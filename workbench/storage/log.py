@@ -143,7 +143,6 @@ class PartitionLog:
         self._convert_lock = threading.Lock()
         self._hw_checkpointed = -1
         self.producers = ProducerStateManager(self.directory)
-        self.producers.marker_reader = self._marker_type  # [txn] commit/abort of a written marker
         self._epochs = LeaderEpochCache(self.directory)
         #: Bumped by every truncation: a conversion started before one is discarded.
         self._generation = 0
@@ -155,6 +154,7 @@ class PartitionLog:
         self._hw = loaded.high_watermark
         self.log_start_offset = loaded.log_start_offset
         self._local = LocalLog(self.directory, config, loaded.segments)
+        self.producers.marker_reader = self._marker_type  # [txn] commit/abort of a written marker
         self._tier = ParquetLog(self.directory, loaded.parquet, topic=topic, partition=partition)
 
     # -- offsets -------------------------------------------------------------------------
@@ -461,7 +461,9 @@ class PartitionLog:
             ]
 
     def _marker_type(self, offset: int) -> int:
-        data = self.read(offset, 256, upper_bound=offset + 1)
+        data = self._local.read(offset, 256, offset + 1)
+        if data is None:
+            raise ValueError(f"no batch at offset {offset}")
         return control_record_type(data)
 
     # -- read ----------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from workbench.broker.handlers.transactions import KEY_TYPE_TRANSACTION, find_transaction_coordinator
 from workbench.protocol.errors import ErrorCode, KafkaProtocolError
 
 if TYPE_CHECKING:
@@ -20,10 +21,12 @@ KEY_TYPE_GROUP = 0
 
 
 async def _find_one(broker: Broker, key: str, key_type: int) -> dict:
+    if key_type == KEY_TYPE_TRANSACTION:
+        return await find_transaction_coordinator(broker, key)
     if key_type != KEY_TYPE_GROUP:
         return {
             "error_code": ErrorCode.COORDINATOR_NOT_AVAILABLE,
-            "error_message": "transactions are not supported",
+            "error_message": f"unknown coordinator key type {key_type}",
             "node_id": -1,
             "host": "",
             "port": -1,
