@@ -26,7 +26,7 @@ from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from aiokafka.record.memory_records import MemoryRecords
 
 from workbench.broker.group_coordinator import GroupConfig, GroupCoordinator
-from workbench.broker.group_offsets import partition_for
+from workbench.broker.group_offsets import OffsetKey, decode_key, partition_for
 from workbench.broker.partition import NotLeaderError, Partition
 from workbench.controller.image import MetadataImage
 from workbench.protocol.errors import ErrorCode, KafkaProtocolError
@@ -282,6 +282,19 @@ class GroupCoordinatorManager:
         coordinator = self.coordinators.get(partition)
         if commit and records and coordinator is not None:
             coordinator.apply_committed_records(records)
+
+    def pending_transactional_offsets(self, group_id: str) -> set[tuple[str, int]]:
+        """[txn] Partitions of ``group_id`` with an offset an open transaction is committing."""
+        store = self.stores.get(partition_for(group_id, self.num_partitions))
+        if store is None or not store.pending_transactional:
+            return set()
+        out = set()
+        for records in store.pending_transactional.values():
+            for key, _value in records:
+                k = decode_key(key)
+                if isinstance(k, OffsetKey) and k.group == group_id:
+                    out.add((k.topic, k.partition))
+        return out
 
     async def close(self, grace: float | None = None) -> None:
         """Close every coordinator at once (each may wait `grace` seconds for in-flight appends)."""
