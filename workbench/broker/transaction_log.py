@@ -22,9 +22,11 @@ coordinator.
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 from dataclasses import dataclass, field
 from enum import IntEnum
+from typing import Any
 
 from workbench.broker.group_offsets import partition_for
 
@@ -68,20 +70,10 @@ class TransactionMetadata:
     #: The epoch the previous incarnation had (KIP-360 retries of InitProducerId).
     last_producer_epoch: int = -1
 
-    def copy(self, **changes) -> TransactionMetadata:  # type: ignore[no-untyped-def]
-        fields = {
-            "transactional_id": self.transactional_id,
-            "producer_id": self.producer_id,
-            "producer_epoch": self.producer_epoch,
-            "timeout_ms": self.timeout_ms,
-            "state": self.state,
-            "partitions": set(self.partitions),
-            "start_ms": self.start_ms,
-            "update_ms": self.update_ms,
-            "last_producer_epoch": self.last_producer_epoch,
-        }
-        fields.update(changes)
-        return TransactionMetadata(**fields)
+    def copy(self, **changes: Any) -> TransactionMetadata:
+        """A new metadata with ``changes`` (the cache's value is replaced, never mutated)."""
+        changes.setdefault("partitions", set(self.partitions))
+        return dataclasses.replace(self, **changes)
 
 
 def partition_for_transactional_id(transactional_id: str, partitions: int) -> int:

@@ -187,7 +187,7 @@ class TransactionIndex:
             log.error("%s: unreadable aborted-transaction index (%s); rebuilding from the log", self.path, exc)
             return
         usable = len(data) - len(data) % _ENTRY.size  # a torn last entry is dropped
-        entries = []
+        entries: list[AbortedTxn] = []
         for pos in range(0, usable, _ENTRY.size):
             version, pid, first, last, lso = _ENTRY.unpack_from(data, pos)
             if version != 0 or first > last:

@@ -137,7 +137,7 @@ async def txn_offset_commit(broker: Broker, req: Request, conn: Connection) -> d
         return answer(lambda _t, _p: code)
     assert store is not None
     now_ms = int(time.time() * 1000)
-    records = []
+    records: list[tuple[bytes, bytes | None]] = []
     for t in b.topics:
         for p in t.partitions:
             epoch = getattr(p, "committed_leader_epoch", NO_LEADER_EPOCH)
