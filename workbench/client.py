@@ -27,6 +27,7 @@ from workbench.errors import ClusterStoppedError
 from workbench.kafka_logging import KAFKA_LOGGER
 from workbench.protocol.names import topic_name_problem
 from workbench.sql.mixin import SqlMixin
+from workbench.transactions import Transaction, consume_transform_produce
 
 
 def _json_default(obj: Any) -> Any:
@@ -196,11 +197,29 @@ class Producer:
         #: `Cluster`), or None. Checked before every send and while waiting, so nothing waits for
         #: brokers that are gone.
         self._closed_reason: Callable[[], str | None] = _never_closed
+        self.transactional_id: str | None = settings.get("transactional.id")  # [txn]
+        self._transactions_ready = False
 
     def _check_open(self) -> None:
         reason = self._closed_reason()
         if reason is not None:
             raise ClusterStoppedError(reason)
+
+    def transaction(self) -> Transaction:
+        """A transaction as a context manager (KIP-98): what is sent inside the block becomes
+        visible to read_committed readers when it ends normally, and never if it raises (then
+        it is aborted). Needs ``cluster.producer(transactional_id="...")``; see `workbench.transactions`."""
+        return Transaction(self)
+
+    def consume_transform_produce(
+        self, consumer: Consumer, transform: Any, output_topic: str, *, max_records: int = 1000, timeout: float = 5.0
+    ) -> int:
+        """Exactly-once step: `transform` each record `consumer` reads, send the results to
+        `output_topic` and commit them with the consumer's offsets in one transaction; returns how
+        many records were consumed (`workbench.transactions.consume_transform_produce`)."""
+        return consume_transform_produce(
+            consumer, self, transform, output_topic, max_records=max_records, timeout=timeout
+        )
 
     @property
     def raw(self) -> _Producer:

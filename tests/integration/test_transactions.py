@@ -289,3 +289,60 @@ def test_killed_coordinator_mid_transaction_never_tears_it(fresh_cluster, topic_
     else:
         assert got == []
     assert committed  # with RF=3 the new coordinator knows the transaction and finishes it
+
+
+# -- the notebook side: Producer.transaction(), consume_transform_produce, SQL read_committed ------
+
+
+def test_producer_transaction_context_manager_and_sql(cluster: Cluster, topic_name: str) -> None:
+    cluster.create_topic(topic_name, partitions=2, config={"segment.bytes": 4096})
+    producer = cluster.producer(transactional_id=f"nb-{topic_name}")
+    with producer.transaction() as txn:
+        for i in range(50):
+            producer.send(topic_name, {"i": i, "kind": "committed"})
+    assert txn.committed is True
+    with pytest.raises(ZeroDivisionError), producer.transaction() as failed:
+        for i in range(50):
+            producer.send(topic_name, {"i": i, "kind": "aborted"})
+        producer.flush()
+        1 / 0  # noqa: B018 - the block fails: everything sent in it is aborted
+    assert failed.committed is False
+    with producer.transaction():
+        producer.send(topic_name, {"i": 99, "kind": "committed"})
+    df = cluster.sql(f'SELECT kind, count(*) AS n FROM "{topic_name}" GROUP BY kind')
+    assert dict(zip(df["kind"], df["n"], strict=True)) == {"committed": 51}
+
+    # an open transaction: its records (and everything after them) stay out of SQL
+    open_txn = producer.transaction().__enter__()
+    producer.send(topic_name, {"i": 1000, "kind": "open"}, partition=0)
+    producer.flush()
+    assert cluster.sql(f"SELECT count(*) AS n FROM \"{topic_name}\" WHERE kind = 'open'")["n"][0] == 0
+    open_txn.__exit__(None, None, None)
+    assert cluster.sql(f"SELECT count(*) AS n FROM \"{topic_name}\" WHERE kind = 'open'")["n"][0] == 1
+
+
+def test_transaction_needs_a_transactional_id(cluster: Cluster) -> None:
+    with pytest.raises(ValueError, match="transactional_id"), cluster.producer().transaction():
+        pass
+
+
+def test_consume_transform_produce_helper(cluster: Cluster, topic_name: str) -> None:
+    src, dst = f"{topic_name}-in", f"{topic_name}-out"
+    cluster.create_topic(src, partitions=1)
+    cluster.create_topic(dst, partitions=1)
+    feed = cluster.producer()
+    for i in range(20):
+        feed.send(src, {"n": i})
+    feed.flush()
+    consumer = cluster.consumer(f"g-{topic_name}", src, isolation_level="read_committed", enable_auto_commit=False)
+    producer = cluster.producer(transactional_id=f"ctp-{topic_name}")
+    done = 0
+    deadline = time.monotonic() + 60
+    while done < 20 and time.monotonic() < deadline:
+        done += producer.consume_transform_produce(consumer, lambda r: {"double": r.value["n"] * 2}, dst)
+    assert done == 20
+    [tp] = consumer.raw.committed([TopicPartition(src, 0)], timeout=10)
+    assert tp.offset == 20
+    consumer.close()
+    df = cluster.sql(f'SELECT "double" FROM "{dst}" ORDER BY "offset"')
+    assert df["double"].tolist() == [i * 2 for i in range(20)]

@@ -142,3 +142,23 @@ def test_unreplicated_marker_holds_lso_until_the_high_watermark_passes_it(tmp_pa
     assert log.last_stable_offset == 0
     log.high_watermark = 3
     assert log.last_stable_offset == 3
+
+
+def test_parquet_tier_holds_only_committed_records(tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    log = PartitionLog(tmp_path, LogConfig(segment_bytes=150, hot_segments=0))
+    log.append(txn_batch(2, 7, 0, 0))  # aborted below
+    log.append(txn_batch(2, 8, 0, 0))  # committed below
+    log.append(marker(7, 0, False), origin="coordinator")
+    log.append(marker(8, 0, True), origin="coordinator")
+    log.append(txn_batch(2, 9, 0, 0))  # open: its segment must wait
+    log.append(plain_batch(1))
+    log.append(plain_batch(1))
+    log.convert_sealed_segments()
+    rows = [v for f in log.parquet_files() for v in pq.read_table(f).column("value").to_pylist()]
+    assert rows and all(v.startswith(b"t") for v in rows)
+    producers = {p for f in log.parquet_files() for p in pq.read_table(f).column("producer_id").to_pylist()}
+    assert 7 not in producers and 8 in producers
+    converted_up_to = max(int(f.stem) for f in log.parquet_files())
+    assert converted_up_to < log.last_stable_offset <= 6  # nothing at or past the open transaction

@@ -14,9 +14,11 @@ answered::
   epoch (the answer is CONCURRENT_TRANSACTIONS until that is done): the zombie is
   fenced, its data never becomes visible. ``transaction.timeout.ms`` must be at
   most ``transaction.max.timeout.ms`` (INVALID_TRANSACTION_TIMEOUT).
-* **EndTxn** answers once PrepareCommit/PrepareAbort is durable (the decision);
-  the markers follow asynchronously, then Complete*. Until then new requests for the
-  id get CONCURRENT_TRANSACTIONS, which clients retry.
+* **EndTxn**: PrepareCommit/PrepareAbort made durable is the decision; the markers
+  follow, then Complete*. Until then new requests for the id get
+  CONCURRENT_TRANSACTIONS, which clients retry. The answer waits for the markers (at
+  most `END_TXN_MARKER_WAIT_S`; Kafka answers right after Prepare*), so a read_committed
+  reader sees a transaction as soon as ``commit_transaction()`` has returned.
 * **Failover**: a broker that becomes leader of a `__transaction_state` partition
   replays it and resumes every Prepare* transaction (markers again, then Complete*):
   a decided transaction is finished by whoever coordinates it next, never torn.
@@ -34,6 +36,7 @@ advertised.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from typing import TYPE_CHECKING
@@ -52,7 +55,8 @@ log = logging.getLogger(__name__)
 
 TopicPartition = tuple[str, int]
 _PREPARE = (TxnState.PREPARE_COMMIT, TxnState.PREPARE_ABORT, TxnState.PREPARE_EPOCH_FENCE)
-_COMPLETE = (TxnState.EMPTY, TxnState.COMPLETE_COMMIT, TxnState.COMPLETE_ABORT)
+#: How long EndTxn waits for the markers before answering (the decision is durable already).
+END_TXN_MARKER_WAIT_S = 5.0
 
 
 def _now_ms() -> int:
@@ -88,10 +92,11 @@ class TransactionCoordinator:
                 pass
         self.markers.close()
 
-    def _spawn(self, coro) -> None:  # type: ignore[no-untyped-def]
+    def _spawn(self, coro) -> asyncio.Task:  # type: ignore[no-untyped-def]
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     # -- InitProducerId --------------------------------------------------------------------------
 
@@ -225,19 +230,28 @@ class TransactionCoordinator:
                 assert meta is not None
                 state = meta.state
                 if state == TxnState.ONGOING:
-                    await self._prepare_end(part, meta, commit=commit, bump_epoch=False)
-                    return ErrorCode.NONE
-                if (state, commit) in ((TxnState.COMPLETE_COMMIT, True), (TxnState.COMPLETE_ABORT, False)):
-                    return ErrorCode.NONE  # a retry of what already happened
-                if (state, commit) in ((TxnState.PREPARE_COMMIT, True), (TxnState.PREPARE_ABORT, False)):
-                    return ErrorCode.CONCURRENT_TRANSACTIONS
-                return ErrorCode.INVALID_TXN_STATE
+                    completion = await self._prepare_end(part, meta, commit=commit, bump_epoch=False)
+                else:
+                    completion = None
+            if completion is not None:
+                # The decision is durable: the answer is NONE whatever happens next. Waiting (a
+                # bounded while) for the markers gives read-your-writes: a read_committed query
+                # right after commit_transaction() returns sees the transaction. Kafka answers
+                # before the markers; clients cannot tell the difference but for that.
+                with contextlib.suppress(asyncio.TimeoutError, Exception):
+                    await asyncio.wait_for(asyncio.shield(completion), END_TXN_MARKER_WAIT_S)
+                return ErrorCode.NONE
+            if (state, commit) in ((TxnState.COMPLETE_COMMIT, True), (TxnState.COMPLETE_ABORT, False)):
+                return ErrorCode.NONE  # a retry of what already happened
+            if (state, commit) in ((TxnState.PREPARE_COMMIT, True), (TxnState.PREPARE_ABORT, False)):
+                return ErrorCode.CONCURRENT_TRANSACTIONS
+            return ErrorCode.INVALID_TXN_STATE
         except KafkaProtocolError as exc:
             return ErrorCode(exc.code)
 
     async def _prepare_end(
         self, part: TxnPartition, meta: TransactionMetadata, *, commit: bool, bump_epoch: bool
-    ) -> None:
+    ) -> asyncio.Task:
         """Make the decision durable (Prepare*), then finish it in the background. Caller holds the lock."""
         epoch = meta.producer_epoch + 1 if bump_epoch else meta.producer_epoch
         prepared = meta.copy(
@@ -247,7 +261,7 @@ class TransactionCoordinator:
             update_ms=_now_ms(),
         )
         await part.write(prepared)
-        self._spawn(self._complete(part, prepared))
+        return self._spawn(self._complete(part, prepared))
 
     async def _complete(self, part: TxnPartition, prepared: TransactionMetadata) -> None:
         """Markers to every partition, then Complete* (retried until done or no longer coordinator)."""

@@ -771,15 +771,25 @@ class PartitionLog:
     # -- Parquet tier ------------------------------------------------------------------
 
     def pending_conversions(self) -> list[ConversionJob]:
-        """Sealed segments wholly below the HW that have no Parquet file yet, oldest first."""
+        """Sealed segments wholly below the last stable offset (so every transaction in them is
+        decided) that have no Parquet file yet, oldest first."""
         with self._lock:
             if self._closed:
                 return []
-            return self._tier.pending(self._local.sealed_segments, self.high_watermark, self._generation)
+            return self._tier.pending(self._local.sealed_segments, self.last_stable_offset, self._generation)
 
     def conversion_request(self, job: ConversionJob) -> dict[str, Any]:
         """`job` as the converter process's request (`workbench.storage.converter`)."""
-        return self._tier.conversion_request(job)
+        return {**self._tier.conversion_request(job), "aborted": self._aborted_in(job)}
+
+    def _aborted_in(self, job: ConversionJob) -> list[tuple[int, int, int]]:
+        """[txn] (producer id, first, last offset) of aborted transactions overlapping ``job``'s
+        segment: the Parquet tier omits their records, so plain Parquet readers see committed data."""
+        with self._lock:
+            return [
+                (a.producer_id, a.first_offset, a.last_offset)
+                for a in self.producers.transactions.aborted_between(job.segment.base_offset, job.next_offset)
+            ]
 
     def install_parquet(self, job: ConversionJob, pseg: ParquetSegment) -> bool:
         """Adopt the Parquet file written for `job`; drop raw segments beyond hot_segments.
@@ -818,7 +828,7 @@ class PartitionLog:
                     data = os.pread(fd, job.size, 0)
                 finally:
                     os.close(fd)
-                pseg = self._tier.write_for(job, data)
+                pseg = self._tier.write_for(job, data, aborted=self._aborted_in(job))
                 if self.install_parquet(job, pseg):
                     written.append(pseg.path)
             with self._lock:
