@@ -346,3 +346,53 @@ def test_consume_transform_produce_helper(cluster: Cluster, topic_name: str) -> 
     consumer.close()
     df = cluster.sql(f'SELECT "double" FROM "{dst}" ORDER BY "offset"')
     assert df["double"].tolist() == [i * 2 for i in range(20)]
+
+
+def test_list_describe_transactions_and_producers(cluster: Cluster, topic_name: str) -> None:
+    from kafka.protocol.admin import (
+        DescribeProducersRequest,
+        DescribeTransactionsRequest,
+        ListTransactionsRequest,
+    )
+    from kafka.protocol.metadata import FindCoordinatorRequest
+
+    cluster.create_topic(topic_name, partitions=1)
+    txn_id = f"tx-{topic_name}"
+    p = txn_producer(cluster.bootstrap_servers, txn_id)
+    p.begin_transaction()
+    p.produce(topic_name, value=b"open")
+    p.flush(30)
+
+    c = WireClient.to(cluster.bootstrap_servers)
+    node = c.request(FindCoordinatorRequest(key=txn_id, key_type=1), 3)
+    c.close()
+    coordinator = WireClient(node.host, node.port)
+    try:
+        listed = coordinator.request(ListTransactionsRequest(state_filters=["Ongoing"], producer_id_filters=[]), 0)
+        assert txn_id in [s.transactional_id for s in listed.transaction_states]
+        assert all(s.transaction_state == "Ongoing" for s in listed.transaction_states)
+        [described] = coordinator.request(DescribeTransactionsRequest(transactional_ids=[txn_id]), 0).transaction_states
+        assert described.error_code == 0 and described.transaction_state == "Ongoing"
+        assert [(t.topic, list(t.partitions)) for t in described.topics] == [(topic_name, [0])]
+        [missing] = coordinator.request(
+            DescribeTransactionsRequest(transactional_ids=["no-such-id"]), 0
+        ).transaction_states
+        assert missing.error_code in (105, 16)  # TRANSACTIONAL_ID_NOT_FOUND here, NOT_COORDINATOR elsewhere
+    finally:
+        coordinator.close()
+
+    from tests.integration.test_wire_protocol import leader_client
+
+    leader = leader_client(cluster, topic_name)
+    try:
+        resp = leader.request(
+            DescribeProducersRequest(
+                topics=[DescribeProducersRequest.TopicRequest(name=topic_name, partition_indexes=[0])]
+            ),
+            0,
+        )
+    finally:
+        leader.close()
+    [producer] = resp.topics[0].partitions[0].active_producers
+    assert producer.producer_id == described.producer_id and producer.current_txn_start_offset == 0
+    p.abort_transaction(30)

@@ -1,6 +1,7 @@
 """Transaction APIs (KIP-98, KIP-447): InitProducerId with a transactional id,
 AddPartitionsToTxn, AddOffsetsToTxn, EndTxn, TxnOffsetCommit, WriteTxnMarkers,
-and FindCoordinator's transaction key type.
+FindCoordinator's transaction key type, and the admin views of KIP-664
+(DescribeProducers, DescribeTransactions, ListTransactions).
 
 These decode the request and route it: transaction state to the
 `TransactionCoordinator` (this broker must lead the id's `__transaction_state`
@@ -14,6 +15,8 @@ import time
 from typing import TYPE_CHECKING
 
 from workbench.broker.group_offsets import encode_offset_key, encode_offset_value, partition_for
+from workbench.broker.handlers.partitions import leader_partition
+from workbench.broker.transaction_log import TxnState
 from workbench.broker.transaction_marker_channel import append_markers
 from workbench.protocol.errors import ErrorCode, KafkaProtocolError
 
@@ -179,3 +182,103 @@ async def write_txn_markers(broker: Broker, req: Request, conn: Connection) -> d
             {"producer_id": m.producer_id, "topics": [{"name": t, "partitions": ps} for t, ps in by_topic.items()]}
         )
     return {"markers": out}
+
+
+# -- KIP-664: what is open, and who writes ------------------------------------------------------
+
+
+async def list_transactions(broker: Broker, req: Request, conn: Connection) -> dict:
+    """The transactional ids this broker coordinates (an admin client asks every broker)."""
+    b = req.body
+    names = {s.kafka_name: s for s in TxnState}
+    wanted = set(b.state_filters or [])
+    unknown = sorted(wanted - names.keys())
+    pids = set(b.producer_id_filters or [])
+    states = []
+    for _part, meta in broker.txn.state.all_transactions():
+        if wanted and meta.state.kafka_name not in wanted:
+            continue
+        if pids and meta.producer_id not in pids:
+            continue
+        states.append(
+            {
+                "transactional_id": meta.transactional_id,
+                "producer_id": meta.producer_id,
+                "transaction_state": meta.state.kafka_name,
+            }
+        )
+    return {"throttle_time_ms": 0, "error_code": 0, "unknown_state_filters": unknown, "transaction_states": states}
+
+
+async def describe_transactions(broker: Broker, req: Request, conn: Connection) -> dict:
+    out = []
+    for tid in req.body.transactional_ids:
+        entry: dict = {
+            "error_code": 0,
+            "transactional_id": tid,
+            "transaction_state": "",
+            "transaction_timeout_ms": 0,
+            "transaction_start_time_ms": -1,
+            "producer_id": -1,
+            "producer_epoch": -1,
+            "topics": [],
+        }
+        try:
+            part = broker.txn.state.partition_for(tid)
+        except KafkaProtocolError as exc:
+            entry["error_code"] = exc.code
+            out.append(entry)
+            continue
+        meta = part.txns.get(tid)
+        if meta is None:
+            entry["error_code"] = ErrorCode.TRANSACTIONAL_ID_NOT_FOUND
+            out.append(entry)
+            continue
+        by_topic: dict[str, list[int]] = {}
+        for topic, p in sorted(meta.partitions):
+            by_topic.setdefault(topic, []).append(p)
+        entry.update(
+            transaction_state=meta.state.kafka_name,
+            transaction_timeout_ms=meta.timeout_ms,
+            transaction_start_time_ms=meta.start_ms,
+            producer_id=meta.producer_id,
+            producer_epoch=meta.producer_epoch,
+            topics=[{"topic": t, "partitions": ps} for t, ps in by_topic.items()],
+        )
+        out.append(entry)
+    return {"throttle_time_ms": 0, "transaction_states": out}
+
+
+async def describe_producers(broker: Broker, req: Request, conn: Connection) -> dict:
+    """Per partition this broker leads: the producers it knows and the open transaction of each."""
+    topics = []
+    for t in req.body.topics:
+        parts = []
+        for index in t.partition_indexes:
+            partition, error = leader_partition(broker, t.name, index)
+            active = []
+            if partition is not None:
+                state = partition.log.producers
+                ongoing = state.transactions.ongoing
+                for pid, entry in sorted(state.producers.items()):
+                    last = entry.batches[-1] if entry.batches else None
+                    active.append(
+                        {
+                            "producer_id": pid,
+                            "producer_epoch": entry.epoch,
+                            "last_sequence": last.last_seq if last else -1,
+                            "last_timestamp": last.timestamp if last else -1,
+                            "coordinator_epoch": -1,
+                            "current_txn_start_offset": ongoing.get(pid, -1),
+                        }
+                    )
+            parts.append(
+                {
+                    "partition_index": index,
+                    "error_code": error,
+                    "error_message": None,
+                    "active_producers": active,
+                }
+            )
+        topics.append({"name": t.name, "partitions": parts})
+    return {"throttle_time_ms": 0, "topics": topics}
