@@ -162,3 +162,34 @@ def test_parquet_tier_holds_only_committed_records(tmp_path: Path) -> None:
     assert 7 not in producers and 8 in producers
     converted_up_to = max(int(f.stem) for f in log.parquet_files())
     assert converted_up_to < log.last_stable_offset <= 6  # nothing at or past the open transaction
+
+
+def test_log_cleaner_never_lets_an_aborted_record_supersede_a_committed_one(tmp_path: Path) -> None:
+    from workbench.protocol import records as R
+    from workbench.storage.log_cleaner import LogCleaner
+
+    def keyed(pid: int, key: bytes, value: bytes, transactional: bool) -> bytes:
+        b = DefaultRecordBatchBuilder(
+            2, 0, int(transactional), pid, 0 if pid >= 0 else -1, 0 if pid >= 0 else -1, 1 << 30
+        )
+        b.append(0, 1000, key, value, [])
+        return bytes(b.build())
+
+    cfg = LogConfig(segment_bytes=90, cleanup_policy="compact", min_cleanable_dirty_ratio=0.0)
+    log = PartitionLog(tmp_path, cfg)
+    log.append(keyed(-1, b"k", b"good", False))  # 0
+    log.append(keyed(7, b"k", b"bad", True))  # 1: aborted below
+    log.append(marker(7, 0, False), origin="coordinator")  # 2
+    log.append(keyed(8, b"k", b"open", True))  # 3: still open: never cleaned
+    log.append(plain_batch(1))
+    LogCleaner(lambda: [log], io_max_bytes_per_second=0).clean_log(log, force=True)
+    values = []
+    offset = log.log_start_offset
+    while offset < log.last_stable_offset:
+        data = bytes(log.read(offset, 1 << 20, upper_bound=log.last_stable_offset))
+        if not data:
+            break
+        cols = R.decode_records(data)
+        values += cols["value"]
+        offset = max(h.next_offset for h in R.iter_batch_headers(data))
+    assert b"good" in values and b"bad" not in values

@@ -853,17 +853,19 @@ class PartitionLog:
 
     def cleanable_segments(self) -> tuple[int, list[LogicalSegment]]:
         """``(generation, segments)``: the logical segments wholly below both the active segment
-        and the HW, oldest first, that the log cleaner may rewrite (Kafka never cleans the
-        active segment, and nothing a consumer cannot see yet)."""
+        and the last stable offset, oldest first, that the log cleaner may rewrite (Kafka never
+        cleans the active segment, nothing a consumer cannot see yet, nor an undecided transaction)."""
         with self._lock:
             if self._closed:
                 return self._generation, []
-            bound = min(self._local.active_segment.base_offset, self.high_watermark)
+            bound = min(self._local.active_segment.base_offset, self.last_stable_offset)
             segs = [s for s in self._logical() if s.next_offset <= bound and s.next_offset > self.log_start_offset]
             return self._generation, segs
 
     def segment_table(self, seg: LogicalSegment) -> Table:
-        """The records of ``seg`` as a table in the Parquet tier's schema (control batches left out).
+        """The records of ``seg`` as a table in the Parquet tier's schema (control batches and
+        aborted transactions' records left out, as the Parquet tier does: the cleaner's offset map
+        never lets an aborted record supersede a committed one).
 
         Reads the Parquet copy when there is one, else decodes the raw segment
         through a dup'ed descriptor: safe outside the log's lock (a worker thread).
@@ -879,9 +881,15 @@ class PartitionLog:
         finally:
             os.close(fd)
         from workbench.protocol.records import decode_records
-        from workbench.storage.parquet_tier import columns_to_table
+        from workbench.storage.parquet_tier import columns_to_table, without_aborted
 
-        return columns_to_table(decode_records(data))
+        with self._lock:
+            aborted = [
+                (a.producer_id, a.first_offset, a.last_offset)
+                for a in self.producers.transactions.aborted_between(seg.base_offset, seg.next_offset)
+            ]
+        table = columns_to_table(decode_records(data))
+        return without_aborted(table, aborted) if aborted and table.num_rows else table
 
     def install_cleaned(self, generation: int, seg: LogicalSegment, cleaned: Path, max_timestamp: int) -> bool:
         """Replace ``seg`` by the cleaned Parquet file ``cleaned`` (same offset range, fewer records).

@@ -138,13 +138,14 @@ def write_segment(
         cols = decode_records(batches)
         table = columns_to_table(cols)
         if aborted and table.num_rows:
-            table = _without_aborted(table, aborted)
+            table = without_aborted(table, aborted)
         max_ts = max(cols["timestamp"], default=-1)
         del cols
     return write_table(directory, base_offset, next_offset, table, max_ts, topic=topic, partition=partition)
 
 
-def _without_aborted(table: pa.Table, aborted: list[tuple[int, int, int]]) -> pa.Table:
+def without_aborted(table: pa.Table, aborted: list[tuple[int, int, int]]) -> pa.Table:
+    """``table`` without the rows of the aborted transactions ``(producer id, first, last offset)``."""
     offsets, pids = table.column("offset"), table.column("producer_id")
     drop = None
     for pid, first, last in aborted:
