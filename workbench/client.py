@@ -597,6 +597,17 @@ class KafkaConnection(SqlMixin):
         except KafkaException as exc:
             raise ValueError(f"cannot delete topic {name!r}: {exc.args[0].str()}") from None
 
+    def open_transactions(self):  # -> pandas.DataFrame
+        """[txn] The transactions open on this cluster, oldest first, with their age in seconds
+        (ListTransactions + DescribeTransactions, KIP-664): a hanging one holds back every
+        read_committed reader of its partitions."""
+        import pandas as pd
+
+        from workbench.transactions import open_transactions
+
+        columns = ["transactional_id", "producer_id", "producer_epoch", "state", "age_s", "timeout_ms", "partitions"]
+        return pd.DataFrame(open_transactions(self.bootstrap_servers), columns=columns)
+
     def describe(self, *, internal: bool = False):
         """Brokers (id, address, alive, controller) and partitions (leader, leader epoch, replicas, ISR,
         high watermark, log end offset) as DataFrames, from Metadata and ListOffsets."""

@@ -14,10 +14,15 @@ when it raises (the transaction is aborted, the exception propagates)::
 `consume_transform_produce` adds the consumer's offsets to the same transaction
 (`send_offsets_to_transaction`), so the output and "these inputs are done" commit
 together: after a crash anywhere, a restarted loop neither loses nor repeats an effect.
+
+`open_transactions` lists the transactions a cluster has open, with their age, over the
+protocol only (ListTransactions/DescribeTransactions, KIP-664, through kafka-python's admin
+client), so it works against any Kafka 3.0+ cluster as well as the embedded one.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -130,3 +135,59 @@ def consume_transform_produce(
                 producer.send(output_topic, value, key=record.key)
         txn.send_offsets(consumer)
     return len(records)
+
+
+#: Transaction states that are not over yet (Kafka's names, as ListTransactions reports them).
+OPEN_STATES = ("Ongoing", "PrepareCommit", "PrepareAbort", "PrepareEpochFence")
+
+
+def open_transactions(bootstrap_servers: str) -> list[dict[str, Any]]:
+    """Open transactions, oldest first: transactional id, producer id and epoch, state, age in
+    seconds, timeout and the partitions written so far."""
+    from kafka.admin import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="workbench-transactions")
+    try:
+        listed = admin.list_transactions(state_filters=list(OPEN_STATES))  # broker id -> listings
+        listings = [t for per_broker in listed.values() for t in per_broker]
+        ids = sorted({_field(t, "transactional_id") for t in listings})
+        described = admin.describe_transactions(ids) if ids else {}
+    finally:
+        admin.close()
+    now_ms = time.time() * 1000
+    out = []
+    for tid, d in described.items():
+        state = _field(d, "state")
+        state = getattr(state, "value", state)  # kafka-python's TransactionState enum
+        if state not in OPEN_STATES:
+            continue  # finished between the two requests
+        start = _field(d, "transaction_start_time_ms")
+        partitions = _field(d, "topic_partitions") or _field(d, "topics") or []
+        out.append(
+            {
+                "transactional_id": tid,
+                "producer_id": _field(d, "producer_id"),
+                "producer_epoch": _field(d, "producer_epoch"),
+                "state": state,
+                "age_s": round((now_ms - start) / 1000, 1) if start and start > 0 else None,
+                "timeout_ms": _field(d, "transaction_timeout_ms"),
+                "partitions": sorted(_partition_names(partitions)),
+            }
+        )
+    return sorted(out, key=lambda r: -(r["age_s"] or 0))
+
+
+def _field(obj: Any, name: str) -> Any:
+    return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
+
+
+def _partition_names(partitions: Any) -> list[str]:
+    names = []
+    for p in partitions:
+        topic = _field(p, "topic")
+        part = _field(p, "partition")
+        if part is None:  # DescribeTransactions' topic -> [partitions] layout
+            names += [f"{topic}-{i}" for i in _field(p, "partitions") or []]
+        else:
+            names.append(f"{topic}-{part}")
+    return names

@@ -396,3 +396,29 @@ def test_list_describe_transactions_and_producers(cluster: Cluster, topic_name: 
     [producer] = resp.topics[0].partitions[0].active_producers
     assert producer.producer_id == described.producer_id and producer.current_txn_start_offset == 0
     p.abort_transaction(30)
+
+
+def test_open_transactions_through_kafka_python_admin(cluster: Cluster, topic_name: str) -> None:
+    from kafka import TopicPartition as KTopicPartition
+    from kafka.admin import KafkaAdminClient
+
+    cluster.create_topic(topic_name, partitions=1)
+    txn_id = f"open-{topic_name}"
+    p = txn_producer(cluster.bootstrap_servers, txn_id)
+    p.begin_transaction()
+    p.produce(topic_name, value=b"pending")
+    p.flush(30)
+    df = cluster.open_transactions()
+    row = df[df["transactional_id"] == txn_id]
+    assert len(row) == 1 and row["state"].iloc[0] == "Ongoing"
+    assert row["partitions"].iloc[0] == [f"{topic_name}-0"] and row["age_s"].iloc[0] >= 0
+
+    admin = KafkaAdminClient(bootstrap_servers=cluster.bootstrap_servers)
+    try:
+        state = admin.describe_producers([KTopicPartition(topic_name, 0)])
+        [only] = list(state.values())
+        assert [s.current_transaction_start_offset for s in only.active_producers] == [0]
+    finally:
+        admin.close()
+    p.commit_transaction(30)
+    assert txn_id not in set(cluster.open_transactions()["transactional_id"])
