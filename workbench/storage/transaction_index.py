@@ -66,6 +66,10 @@ class AbortedTxn:
     last_stable_offset: int
 
 
+def _last_offset(a: AbortedTxn) -> int:
+    return a.last_offset
+
+
 class TransactionIndex:
     """Open, unreplicated and aborted transactions of one partition."""
 
@@ -95,12 +99,12 @@ class TransactionIndex:
             self._add_aborted(AbortedTxn(producer_id, first, offset, lso))
 
     def _add_aborted(self, entry: AbortedTxn) -> None:
-        keys = [a.last_offset for a in self.aborted]
-        i = bisect.bisect_left(keys, entry.last_offset)
-        if i < len(keys) and keys[i] == entry.last_offset:
+        n = len(self.aborted)
+        i = bisect.bisect_left(self.aborted, entry.last_offset, key=_last_offset)
+        if i < n and self.aborted[i].last_offset == entry.last_offset:
             return
         self.aborted.insert(i, entry)
-        if i == len(keys):
+        if i == n:
             try:
                 with open(self.path, "ab") as f:
                     f.write(self._pack(entry))
@@ -125,8 +129,7 @@ class TransactionIndex:
 
     def aborted_between(self, fetch_offset: int, upper: int) -> list[AbortedTxn]:
         """Aborted transactions with data in ``[fetch_offset, upper)`` (Kafka's collectAbortedTxns)."""
-        keys = [a.last_offset for a in self.aborted]
-        i = bisect.bisect_left(keys, fetch_offset)
+        i = bisect.bisect_left(self.aborted, fetch_offset, key=_last_offset)  # O(log n) per fetch
         return [a for a in self.aborted[i:] if a.first_offset < upper]
 
     # -- truncation and snapshots ------------------------------------------------------------
