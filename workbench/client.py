@@ -27,6 +27,7 @@ from workbench.errors import ClusterStoppedError, ProduceError
 from workbench.kafka_logging import KAFKA_LOGGER
 from workbench.serialization import check_topic_name, encode_value
 from workbench.sql.mixin import SqlMixin
+from workbench.transactions import Transaction, consume_transform_produce
 
 
 def _never_closed() -> str | None:
@@ -146,11 +147,29 @@ class Producer:
         #: `Cluster`), or None. Checked before every send and while waiting, so nothing waits for
         #: brokers that are gone.
         self._closed_reason: Callable[[], str | None] = _never_closed
+        self.transactional_id: str | None = settings.get("transactional.id")  # [txn]
+        self._transactions_ready = False
 
     def _check_open(self) -> None:
         reason = self._closed_reason()
         if reason is not None:
             raise ClusterStoppedError(reason)
+
+    def transaction(self) -> Transaction:
+        """A transaction as a context manager (KIP-98): what is sent inside the block becomes
+        visible to read_committed readers when it ends normally, and never if it raises (then
+        it is aborted). Needs ``cluster.producer(transactional_id="...")``; see `workbench.transactions`."""
+        return Transaction(self)
+
+    def consume_transform_produce(
+        self, consumer: Consumer, transform: Any, output_topic: str, *, max_records: int = 1000, timeout: float = 5.0
+    ) -> int:
+        """Exactly-once step: `transform` each record `consumer` reads, send the results to
+        `output_topic` and commit them with the consumer's offsets in one transaction; returns how
+        many records were consumed (`workbench.transactions.consume_transform_produce`)."""
+        return consume_transform_produce(
+            consumer, self, transform, output_topic, max_records=max_records, timeout=timeout
+        )
 
     @property
     def raw(self) -> _Producer:
@@ -606,6 +625,17 @@ class KafkaConnection(SqlMixin):
             futures[name].result(timeout)
         except KafkaException as exc:
             raise ValueError(f"cannot delete topic {name!r}: {exc.args[0].str()}") from None
+
+    def open_transactions(self):  # -> pandas.DataFrame
+        """[txn] The transactions open on this cluster, oldest first, with their age in seconds
+        (ListTransactions + DescribeTransactions, KIP-664): a hanging one holds back every
+        read_committed reader of its partitions."""
+        import pandas as pd
+
+        from workbench.transactions import open_transactions
+
+        columns = ["transactional_id", "producer_id", "producer_epoch", "state", "age_s", "timeout_ms", "partitions"]
+        return pd.DataFrame(open_transactions(self.bootstrap_servers), columns=columns)
 
     def describe(self, *, internal: bool = False):
         """Brokers (id, address, alive, controller) and partitions (leader, leader epoch, replicas, ISR,

@@ -342,6 +342,97 @@ def test_describe_cluster(sweep, version):
     assert len(resp.brokers) == 3
 
 
+def _txn_coordinator(sweep, txn_id: str) -> WireClient:
+    c = WireClient.to(sweep.cluster.bootstrap_servers)
+    fc = sweep.ask(c, ApiKey.FIND_COORDINATOR, 1, {"key": txn_id, "key_type": 1})
+    c.close()
+    return WireClient(fc.host, fc.port)
+
+
+@pytest.mark.parametrize("version", _versions(ApiKey.END_TXN))
+def test_transaction_round(sweep, version):
+    """InitProducerId (transactional), AddPartitionsToTxn, AddOffsetsToTxn, TxnOffsetCommit and
+    EndTxn at `version` (their ranges are the same: 0-3)."""
+    assert _versions(ApiKey.ADD_PARTITIONS_TO_TXN) == _versions(ApiKey.ADD_OFFSETS_TO_TXN) == _versions(ApiKey.END_TXN)
+    assert _versions(ApiKey.TXN_OFFSET_COMMIT) == _versions(ApiKey.END_TXN)
+    txn_id, group = f"sweep-txn-{uuid.uuid4().hex[:6]}", f"sweep-txn-group-{uuid.uuid4().hex[:6]}"
+    tc = _txn_coordinator(sweep, txn_id)
+    gc = sweep.coordinator(group)
+    try:
+        init = sweep.ask(tc, ApiKey.INIT_PRODUCER_ID, 4, {"transactional_id": txn_id, "transaction_timeout_ms": 60000})
+        pid, epoch = init.producer_id, init.producer_epoch
+        topics = [{"name": sweep.topic, "partitions": [0]}]
+        add = {
+            "v3_and_below_transactional_id": txn_id,
+            "v3_and_below_producer_id": pid,
+            "v3_and_below_producer_epoch": epoch,
+            "v3_and_below_topics": topics,
+        }
+        sweep.ask(tc, ApiKey.ADD_PARTITIONS_TO_TXN, version, add)
+        offsets = {"transactional_id": txn_id, "producer_id": pid, "producer_epoch": epoch, "group_id": group}
+        sweep.ask(tc, ApiKey.ADD_OFFSETS_TO_TXN, version, offsets)
+        commit = {
+            **offsets,
+            "topics": [
+                {
+                    "name": sweep.topic,
+                    "partitions": [{"partition_index": 0, "committed_offset": 1, "committed_metadata": ""}],
+                }
+            ],
+        }
+        sweep.ask(gc, ApiKey.TXN_OFFSET_COMMIT, version, commit)
+        end = {"transactional_id": txn_id, "producer_id": pid, "producer_epoch": epoch, "committed": True}
+        sweep.ask(tc, ApiKey.END_TXN, version, end)
+    finally:
+        tc.close()
+        gc.close()
+
+
+@pytest.mark.parametrize("version", _versions(ApiKey.WRITE_TXN_MARKERS))
+def test_write_txn_markers(sweep, version):
+    topic = f"sweep-markers-{uuid.uuid4().hex[:6]}"
+    sweep.cluster.create_topic(topic, partitions=1, replication_factor=1)
+    c = WireClient.to(sweep.cluster.bootstrap_servers)
+    md = sweep.ask(c, ApiKey.METADATA, 1, {"topics": [{"name": topic}]})
+    c.close()
+    leader = next(b for b in md.brokers if b.node_id == md.topics[0].partitions[0].leader_id)
+    client = WireClient(leader.host, leader.port)
+    body = {
+        "markers": [
+            {
+                "producer_id": 4242,
+                "producer_epoch": 0,
+                "transaction_result": False,
+                "topics": [{"name": topic, "partition_indexes": [0]}],
+                "coordinator_epoch": 0,
+            }
+        ]
+    }
+    try:
+        resp = sweep.ask(client, ApiKey.WRITE_TXN_MARKERS, version, body)
+    finally:
+        client.close()
+    assert resp.markers[0].topics[0].partitions[0].error_code == 0
+
+
+@pytest.mark.parametrize("version", _versions(ApiKey.LIST_TRANSACTIONS))
+def test_list_and_describe_transactions(sweep, version):
+    assert _versions(ApiKey.DESCRIBE_TRANSACTIONS) == _versions(ApiKey.LIST_TRANSACTIONS)
+    resp = sweep.ask(sweep.leader, ApiKey.LIST_TRANSACTIONS, version, {"state_filters": [], "producer_id_filters": []})
+    assert resp.unknown_state_filters == []
+    described = sweep.ask(
+        sweep.leader, ApiKey.DESCRIBE_TRANSACTIONS, version, {"transactional_ids": ["none"]}, allowed=(0, 16, 105)
+    )
+    assert len(described.transaction_states) == 1
+
+
+@pytest.mark.parametrize("version", _versions(ApiKey.DESCRIBE_PRODUCERS))
+def test_describe_producers(sweep, version):
+    body = {"topics": [{"name": sweep.topic, "partition_indexes": [0]}]}
+    resp = sweep.ask(sweep.leader, ApiKey.DESCRIBE_PRODUCERS, version, body)
+    assert resp.topics[0].partitions[0].partition_index == 0
+
+
 def test_the_sweep_covers_every_advertised_api():
     """A new API in SUPPORTED_APIS needs a sweep test here (and a ledger entry)."""
     swept = {
@@ -351,6 +442,8 @@ def test_the_sweep_covers_every_advertised_api():
         ApiKey.CREATE_TOPICS, ApiKey.DELETE_TOPICS, ApiKey.DELETE_RECORDS, ApiKey.INIT_PRODUCER_ID,
         ApiKey.DESCRIBE_CONFIGS, ApiKey.ALTER_CONFIGS, ApiKey.INCREMENTAL_ALTER_CONFIGS,
         ApiKey.CREATE_PARTITIONS, ApiKey.DELETE_GROUPS, ApiKey.OFFSET_DELETE, ApiKey.ELECT_LEADERS,
-        ApiKey.DESCRIBE_CLUSTER,
+        ApiKey.DESCRIBE_CLUSTER, ApiKey.ADD_PARTITIONS_TO_TXN, ApiKey.ADD_OFFSETS_TO_TXN, ApiKey.END_TXN,
+        ApiKey.WRITE_TXN_MARKERS, ApiKey.TXN_OFFSET_COMMIT, ApiKey.DESCRIBE_PRODUCERS,
+        ApiKey.DESCRIBE_TRANSACTIONS, ApiKey.LIST_TRANSACTIONS,
     }  # fmt: skip
     assert set(SUPPORTED_APIS) <= swept, f"not swept: {sorted(set(SUPPORTED_APIS) - swept)}"

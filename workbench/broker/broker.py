@@ -9,6 +9,8 @@ The broker is a set of Kafka's own parts wired together:
 * `ReplicaManager` holds the partition logs (storage) assigned to this broker;
 * `GroupCoordinatorManager` serves the consumer groups whose `__consumer_offsets`
   partition this broker leads;
+* `TransactionCoordinator` serves the transactional ids whose `__transaction_state`
+  partition this broker leads, and sends their markers;
 * handlers in `workbench.broker.handlers` turn requests into responses;
 * `ParquetConverter` (storage) turns sealed segments into Parquet in an idle-priority
   child process, once the broker has had a quiet second.
@@ -33,6 +35,7 @@ from workbench.broker.handlers import HANDLERS, Handler
 from workbench.broker.replica_fetcher import ReplicaFetcherManager
 from workbench.broker.replica_manager import ReplicaManager
 from workbench.broker.server import Connection, KafkaServer
+from workbench.broker.transaction_coordinator import TransactionCoordinator
 from workbench.controller.image import MetadataImage
 from workbench.controller.quorum import QuorumMetadataLog
 from workbench.protocol.api_keys import CONTROLLER_API_KEY, ApiKey
@@ -72,6 +75,7 @@ class Broker:
         self.groups = GroupCoordinatorManager(
             config.node_id, config, self.metadata, self.replicas, submit=self.controller.submit
         )
+        self.txn = TransactionCoordinator(self, sasl_login=login)  # __transaction_state partitions we lead
         self.fetchers = ReplicaFetcherManager(
             config.node_id,
             self.replicas,
@@ -140,6 +144,7 @@ class Broker:
         self._ready_for_metadata = True
         self._apply_metadata()
         await self.groups.start()
+        await self.txn.start()
         self._ready = True
         await self.controller.submit({"op": "unfence_broker", "id": self.node_id})
         loop = asyncio.get_running_loop()
@@ -197,6 +202,7 @@ class Broker:
         await self.fetchers.close()
         # Stopping with the whole cluster (not controlled): in-flight offset appends cannot replicate.
         await self.groups.close(grace=None if controlled else 0.0)
+        await self.txn.close()
         self.controller.close()
         await self.metadata.close()
         self.replicas.close()
@@ -228,6 +234,7 @@ class Broker:
         self.replicas.reconcile(self.image)
         self.fetchers.update()
         self.groups.reconcile(self.image)
+        self.txn.reconcile()
 
     async def _isr_loop(self) -> None:
         """As leader: drop followers that fell behind, add back those that caught up (AlterPartition)."""

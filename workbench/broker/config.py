@@ -17,6 +17,10 @@ class BrokerConfig:
     num_partitions: int = 1  # num.partitions (auto-created topics)
     default_replication_factor: int = 3  # default.replication.factor (capped at the live brokers)
     offsets_topic_num_partitions: int = 10  # offsets.topic.num.partitions (Kafka: 50; fewer files here)
+    transaction_state_num_partitions: int = 10  # transaction.state.log.num.partitions (Kafka: 50)
+    transaction_max_timeout_ms: int = 900_000  # transaction.max.timeout.ms
+    # transaction.abort.timed.out.transaction.cleanup.interval.ms (Kafka: 10000)
+    transaction_abort_timed_out_transaction_cleanup_interval_ms: int = 1000
     group_initial_rebalance_delay_ms: int = 300  # group.initial.rebalance.delay.ms (Kafka: 3000)
     group_min_session_timeout_ms: int = 1000  # group.min.session.timeout.ms (Kafka: 6000)
     group_max_session_timeout_ms: int = 1800000  # group.max.session.timeout.ms

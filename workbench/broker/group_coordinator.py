@@ -942,6 +942,32 @@ class GroupCoordinator:
                 self._groups[group.group_id] = GroupMetadata(group.group_id, state_since=self._wall_ms())
         return results
 
+    def validate_transactional_commit(
+        self, group_id: str, generation_id: int, member_id: str, group_instance_id: str | None
+    ) -> ErrorCode | None:
+        """[txn] TxnOffsetCommit's group checks (KIP-447: a zombie of an old generation is
+        fenced by its generation and member id). None when the commit may go ahead."""
+        err = self._validate_group_id(group_id)
+        if err is not None:
+            return err
+        group = self._groups.get(group_id)
+        if group is None:
+            return ErrorCode.ILLEGAL_GENERATION if generation_id >= 0 else None
+        if generation_id < 0 and not member_id and group_instance_id is None:
+            return ErrorCode.COORDINATOR_NOT_AVAILABLE if group.is_(Dead) else None  # pre-KIP-447 client
+        return self._validate_offset_commit(group, generation_id, member_id or UNKNOWN_MEMBER_ID, group_instance_id)
+
+    def apply_committed_records(self, records: list[tuple[bytes, bytes | None]]) -> None:
+        """[txn] Offsets of a committed transaction, as `load` applies them."""
+        for key, value in records:
+            k = decode_key(key)
+            if not isinstance(k, OffsetKey):
+                continue
+            group = self._groups.get(k.group)
+            if group is None or group.is_(Dead):
+                self._groups[k.group] = GroupMetadata(k.group, state_since=self._wall_ms())
+            self.offsets.replay(k, value)
+
     def fetch_offsets(
         self, group_id: str, partitions: list[TopicPartition] | None
     ) -> list[tuple[str, int, int, int, str, ErrorCode]]:

@@ -26,7 +26,7 @@ from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from aiokafka.record.memory_records import MemoryRecords
 
 from workbench.broker.group_coordinator import GroupConfig, GroupCoordinator
-from workbench.broker.group_offsets import partition_for
+from workbench.broker.group_offsets import OffsetKey, decode_key, partition_for
 from workbench.broker.partition import NotLeaderError, Partition
 from workbench.controller.image import MetadataImage
 from workbench.protocol.errors import ErrorCode, KafkaProtocolError
@@ -54,16 +54,27 @@ class LogOffsetStore:
         self.plog = partition.log
         self._on_append = on_append
         self._timeout_s = timeout_s
+        #: [txn] producer id -> records of its open transaction (TxnOffsetCommit, KIP-98):
+        #: applied when its commit marker is written, dropped at an abort marker.
+        self.pending_transactional: dict[int, list[tuple[bytes, bytes | None]]] = {}
 
-    async def append(self, entries: list[tuple[bytes, bytes | None]]) -> None:
+    async def append(
+        self,
+        entries: list[tuple[bytes, bytes | None]],
+        *,
+        producer_id: int = -1,
+        producer_epoch: int = -1,
+    ) -> None:
+        """Append atomically; with a producer id, as a transactional batch of that producer
+        (a TxnOffsetCommit: it counts only once the transaction's commit marker follows)."""
         if not entries:
             return
         builder = DefaultRecordBatchBuilder(
             magic=2,
             compression_type=0,
-            is_transactional=0,
-            producer_id=-1,
-            producer_epoch=-1,
+            is_transactional=int(producer_id >= 0),
+            producer_id=producer_id,
+            producer_epoch=producer_epoch,
             base_sequence=-1,
             batch_size=1 << 30,
         )
@@ -73,7 +84,11 @@ class LogOffsetStore:
         if not self.partition.is_leader:
             raise KafkaProtocolError(ErrorCode.NOT_COORDINATOR, "this broker no longer leads the offsets partition")
         try:
-            info = self.plog.append(bytes(builder.build()), leader_epoch=self.partition.leader_epoch)
+            info = self.plog.append(
+                bytes(builder.build()),
+                leader_epoch=self.partition.leader_epoch,
+                origin="coordinator" if producer_id >= 0 else "client",
+            )
         except KafkaProtocolError:
             raise
         except OSError as exc:
@@ -89,8 +104,11 @@ class LogOffsetStore:
             raise KafkaProtocolError(ErrorCode.REQUEST_TIMED_OUT, "offset commit was not replicated in time")
 
     def replay(self) -> Iterator[tuple[bytes, bytes | None]]:
+        """Committed records in log order. A transaction's records come out where its commit
+        marker is (an aborted one's never); those still open end in `pending_transactional`."""
         offset = self.plog.log_start_offset
         end = self.plog.log_end_offset
+        pending: dict[int, list[tuple[bytes, bytes | None]]] = {}
         while offset < end:
             data = self.plog.read(offset, 1 << 20, upper_bound=end)
             if not data:
@@ -100,10 +118,23 @@ class LogOffsetStore:
                 batch = records.next_batch()
                 if batch is None:
                     break
+                if batch.is_control_batch:
+                    for record in batch:
+                        offset = max(offset, record.offset + 1)
+                        kept = pending.pop(batch.producer_id, [])
+                        if record.key is not None and bytes(record.key)[2:4] == b"\x00\x01":  # COMMIT
+                            yield from kept
+                    continue
+                transactional = batch.is_transactional
                 for record in batch:
                     if record.offset >= offset and record.key is not None:
-                        yield bytes(record.key), (bytes(record.value) if record.value is not None else None)
+                        entry = (bytes(record.key), (bytes(record.value) if record.value is not None else None))
+                        if transactional:
+                            pending.setdefault(batch.producer_id, []).append(entry)
+                        else:
+                            yield entry
                     offset = max(offset, record.offset + 1)
+        self.pending_transactional = pending
 
 
 class SubmitOp(Protocol):
@@ -139,6 +170,7 @@ class GroupCoordinatorManager:
         # local replica has not become leader, or loading failed): COORDINATOR_LOAD_IN_PROGRESS,
         # as Kafka answers while it loads a partition's groups, not NOT_COORDINATOR.
         self._loading: set[int] = set()
+        self.stores: dict[int, LogOffsetStore] = {}  # [txn] TxnOffsetCommit writes and markers
         self._running = False
         # Background tasks (coordinator start/close): referenced until done, errors logged.
         self._tasks: set[asyncio.Task[None]] = set()
@@ -208,6 +240,7 @@ class GroupCoordinatorManager:
         for partition in list(self.coordinators):
             if partition not in led:
                 coordinator = self.coordinators.pop(partition)
+                self.stores.pop(partition, None)
                 self._spawn(coordinator.close(), f"closing the coordinator of {OFFSETS_TOPIC}-{partition}")
         for partition in sorted(led):
             if partition in self.coordinators:
@@ -223,6 +256,7 @@ class GroupCoordinatorManager:
                 log.exception("loading groups of %s-%d failed", OFFSETS_TOPIC, partition)
                 continue
             self.coordinators[partition] = coordinator
+            self.stores[partition] = store
             self._spawn(coordinator.start(), f"starting the coordinator of {OFFSETS_TOPIC}-{partition}")
         self._loading = led - self.coordinators.keys()
 
@@ -237,6 +271,30 @@ class GroupCoordinatorManager:
                 log.error("%s failed", what, exc_info=t.exception())
 
         task.add_done_callback(done)
+
+    def complete_transaction(self, partition: int, producer_id: int, commit: bool) -> None:
+        """[txn] A marker was written to offsets partition ``partition``: apply (commit) or drop
+        (abort) the offsets ``producer_id`` committed in its transaction (TxnOffsetCommit)."""
+        store = self.stores.get(partition)
+        if store is None:
+            return
+        records = store.pending_transactional.pop(producer_id, [])
+        coordinator = self.coordinators.get(partition)
+        if commit and records and coordinator is not None:
+            coordinator.apply_committed_records(records)
+
+    def pending_transactional_offsets(self, group_id: str) -> set[tuple[str, int]]:
+        """[txn] Partitions of ``group_id`` with an offset an open transaction is committing."""
+        store = self.stores.get(partition_for(group_id, self.num_partitions))
+        if store is None or not store.pending_transactional:
+            return set()
+        out = set()
+        for records in store.pending_transactional.values():
+            for key, _value in records:
+                k = decode_key(key)
+                if isinstance(k, OffsetKey) and k.group == group_id:
+                    out.add((k.topic, k.partition))
+        return out
 
     async def close(self, grace: float | None = None) -> None:
         """Close every coordinator at once (each may wait `grace` seconds for in-flight appends)."""

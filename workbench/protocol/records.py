@@ -188,7 +188,7 @@ def batch_crc_ok(buf: bytes | bytearray | memoryview, header: BatchHeader) -> bo
     return crc32c(view[header.position + ATTRIBUTES_OFFSET : header.end]) == header.crc
 
 
-def validate_produce_batches(buf: bytes | bytearray | memoryview) -> list[BatchHeader]:
+def validate_produce_batches(buf: bytes | bytearray | memoryview, *, coordinator: bool = False) -> list[BatchHeader]:
     """Check a Produce request's record set and return its batch headers.
 
     Raises `KafkaProtocolError` with the code Apache Kafka answers with:
@@ -198,7 +198,8 @@ def validate_produce_batches(buf: bytes | bytearray | memoryview) -> list[BatchH
     lastOffsetDelta, or a producer id with a negative base sequence
     (LogValidator.validateBatch); UNSUPPORTED_COMPRESSION_TYPE for codec ids 5-7.
     One batch per partition (Produce v3+) is the request handler's rule; several
-    batches are accepted here.
+    batches are accepted here. ``coordinator`` (a broker's own transaction marker or
+    transactional offset commit) allows control batches and batches without a sequence.
     """
     view = memoryview(buf)
     end = len(view)
@@ -227,14 +228,14 @@ def validate_produce_batches(buf: bytes | bytearray | memoryview) -> list[BatchH
             raise KafkaProtocolError(ErrorCode.CORRUPT_MESSAGE, f"CRC mismatch in batch at byte {pos}")
         if h.compression > COMPRESSION_ZSTD:
             raise KafkaProtocolError(ErrorCode.UNSUPPORTED_COMPRESSION_TYPE, f"compression id {h.compression}")
-        if h.is_control:
+        if h.is_control and not coordinator:
             raise KafkaProtocolError(ErrorCode.INVALID_RECORD, "clients may not send control batches")
         if h.records_count <= 0 or h.last_offset_delta < 0 or h.records_count != h.last_offset_delta + 1:
             raise KafkaProtocolError(
                 ErrorCode.INVALID_RECORD,
                 f"batch at byte {pos}: count {h.records_count} vs lastOffsetDelta {h.last_offset_delta}",
             )
-        if h.producer_id >= 0 and h.base_sequence < 0:
+        if h.producer_id >= 0 and h.base_sequence < 0 and not coordinator:
             raise KafkaProtocolError(ErrorCode.INVALID_RECORD, f"producer id {h.producer_id} without a sequence")
         check_records(view, h)
         headers.append(h)

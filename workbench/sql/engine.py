@@ -126,8 +126,9 @@ class SqlEngine:
         materializer=None,
         *,
         compact: bool = True,
+        isolation_level: str = "read_committed",
     ) -> None:
-        self.wire = Wire(bootstrap_servers)
+        self.wire = Wire(bootstrap_servers, isolation_level)
         self.root = Path(root)
         self.cache_root = self.root / "sql"
         self.cache_root.mkdir(parents=True, exist_ok=True)

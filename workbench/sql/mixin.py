@@ -52,6 +52,11 @@ class SqlMixin:
     _sql_engine = None
     #: Where a `workbench.connect` connection materializes topics; set before the first query.
     sql_data_dir: Path | None = None
+    #: "read_committed" (KIP-98): SQL, the browser and `watch()` see committed records only, never
+    #: past the last stable offset. "read_uncommitted" also shows records of open and aborted
+    #: transactions that are still in the live tail (the Parquet tier never holds aborted records).
+    #: Set before the first query.
+    sql_isolation_level: str = "read_committed"
 
     def __new__(cls, *args: Any, **kwargs: Any):
         obj = super().__new__(cls)
@@ -89,7 +94,12 @@ class SqlMixin:
 
             if is_embedded(self):  # the brokers' own Parquet files are local: read them in place
                 data_dir = Path(self.data_dir)
-                engine = SqlEngine(self.bootstrap_servers, data_dir, BrokerDirectories(data_dir))
+                engine = SqlEngine(
+                    self.bootstrap_servers,
+                    data_dir,
+                    BrokerDirectories(data_dir),
+                    isolation_level=self.sql_isolation_level,
+                )
             else:
                 root = Path(self.sql_data_dir or default_cache_dir(self.bootstrap_servers))
                 if not self.sql_data_dir:
@@ -98,7 +108,9 @@ class SqlMixin:
                     self._sql_cache_lock = mark_in_use(root)  # held while this connection lives
                     prune_cache()  # directories of clusters not queried for a week
                 local = LocalSegments(root)
-                engine = SqlEngine(self.bootstrap_servers, root, local, materializer=local)
+                engine = SqlEngine(
+                    self.bootstrap_servers, root, local, materializer=local, isolation_level=self.sql_isolation_level
+                )
             weakref.finalize(self, engine.close)
             self._sql_engine = engine
             return engine
@@ -118,7 +130,8 @@ class SqlMixin:
         """Run a DuckDB query in which every topic is a table; returns a pandas DataFrame.
 
         Records acknowledged before the call are included (read-your-writes); only records at or
-        below each partition's high watermark appear. Errors raise `workbench.sql.SqlError`."""
+        below each partition's high watermark appear, and (read_committed, `sql_isolation_level`)
+        only committed ones, below the last stable offset. Errors raise `workbench.sql.SqlError`."""
         return self.sql_engine.sql(query)
 
     @property

@@ -17,7 +17,7 @@ import uuid
 from dataclasses import dataclass
 
 import pyarrow as pa
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer, IsolationLevel, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from workbench.kafka_logging import KAFKA_LOGGER
@@ -38,6 +38,9 @@ RAW_SCHEMA = pa.schema(
 RAW_COLUMNS = ["offset", "timestamp", "key", "value", "headers"]
 
 REQUEST_TIMEOUT_S = 10.0
+#: What SQL, the topic browser and `watch()` read (KIP-98): committed records only, never past the
+#: last stable offset. "read_uncommitted" also shows open and aborted transactions' records.
+ISOLATION_LEVELS = ("read_committed", "read_uncommitted")
 
 
 @dataclass(frozen=True)
@@ -65,9 +68,15 @@ class ClusterMetadata:
 
 
 class Wire:
-    """One admin client and one never-committing consumer, shared by the SQL engine's threads."""
+    """One admin client and one never-committing consumer, shared by the SQL engine's threads.
 
-    def __init__(self, bootstrap_servers: str) -> None:
+    ``isolation_level`` applies to both: "latest" is the last stable offset under
+    read_committed (the high watermark otherwise) and the fetch drops aborted records."""
+
+    def __init__(self, bootstrap_servers: str, isolation_level: str = "read_committed") -> None:
+        if isolation_level not in ISOLATION_LEVELS:
+            raise ValueError(f"isolation_level must be one of {ISOLATION_LEVELS}, not {isolation_level!r}")
+        self.isolation_level = isolation_level
         self.bootstrap_servers = bootstrap_servers
         self._admin = AdminClient(
             {"bootstrap.servers": bootstrap_servers, "log.connection.close": False, "logger": KAFKA_LOGGER}
@@ -101,8 +110,9 @@ class Wire:
 
     # ---------------------------------------------------------------- offsets
     def list_offsets(self, tps: list[tuple[str, int]], spec: str | int) -> dict[tuple[str, int], int]:
-        """ListOffsets for many partitions at once: spec "earliest", "latest" (the high watermark)
-        or a timestamp in ms (the first offset whose timestamp is >= it; -1 when none)."""
+        """ListOffsets for many partitions at once: spec "earliest", "latest" (the last stable
+        offset under read_committed, else the high watermark) or a timestamp in ms (the first
+        offset whose timestamp is >= it; -1 when none)."""
         if not tps:
             return {}
         if spec == "earliest":
@@ -111,8 +121,15 @@ class Wire:
             offset_spec = OffsetSpec.latest()
         else:
             offset_spec = OffsetSpec.for_timestamp(int(spec))
+        level = (
+            IsolationLevel.READ_COMMITTED
+            if self.isolation_level == "read_committed"
+            else IsolationLevel.READ_UNCOMMITTED
+        )
         futures = self._admin.list_offsets(
-            {TopicPartition(t, p): offset_spec for t, p in tps}, request_timeout=REQUEST_TIMEOUT_S
+            {TopicPartition(t, p): offset_spec for t, p in tps},
+            request_timeout=REQUEST_TIMEOUT_S,
+            isolation_level=level,
         )
         out = {}
         for tp, fut in futures.items():
@@ -136,7 +153,7 @@ class Wire:
                     "auto.offset.reset": "earliest",
                     "fetch.wait.max.ms": 5,  # the end of a partition is found quickly
                     "fetch.error.backoff.ms": 10,
-                    "isolation.level": "read_uncommitted",
+                    "isolation.level": self.isolation_level,
                     "queued.max.messages.kbytes": 262144,
                     "fetch.max.bytes": 52428800,
                     "max.partition.fetch.bytes": 8388608,

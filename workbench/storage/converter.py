@@ -83,6 +83,7 @@ def convert_one(job: dict[str, Any]) -> dict[str, Any]:
         data,
         topic=job["topic"],
         partition=job["partition"],
+        aborted=[tuple(a) for a in job.get("aborted", [])],
     )
     return {
         "ok": True,

@@ -62,6 +62,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from workbench._lazy import lazy_module
+from workbench.protocol.control_records import control_record_type
 from workbench.protocol.errors import ErrorCode, KafkaProtocolError
 from workbench.protocol.records import (
     assign_offsets,
@@ -155,6 +156,7 @@ class PartitionLog:
         #: What recovery found missing ([start, end) ranges): see LoadedLog.missing.
         self.missing_ranges: list[tuple[int, int]] = list(loaded.missing)
         self._local = LocalLog(self.directory, config, loaded.segments)
+        self.producers.marker_reader = self._marker_type  # [txn] commit/abort of a written marker
         self._tier = ParquetLog(self.directory, loaded.parquet, topic=topic, partition=partition)
 
     # -- offsets -------------------------------------------------------------------------
@@ -284,8 +286,13 @@ class PartitionLog:
         *,
         leader_epoch: int | None = None,
         now_ms: int | None = None,
+        origin: str = "client",
     ) -> AppendInfo:
         """Append a Produce request's record set as leader: validate, assign offsets, write once.
+
+        ``origin="coordinator"`` (Kafka's AppendOrigin.COORDINATOR) is for batches a
+        coordinator writes: transaction markers (control batches) and transactional
+        offset commits without a sequence; a client may send neither.
 
         A bytearray is patched in place (base offsets, leader epoch). No record is decoded.
         Each batch's partitionLeaderEpoch becomes ``leader_epoch`` (outside the
@@ -295,7 +302,7 @@ class PartitionLog:
         FENCED_LEADER_EPOCH: a deposed leader must not write.
         """
         now = _now_ms() if now_ms is None else now_ms
-        headers = validate_produce_batches(records)
+        headers = validate_produce_batches(records, coordinator=origin == "coordinator")
         limit = self.config.max_message_bytes
         for h in headers:
             if h.size > limit:
@@ -438,6 +445,28 @@ class PartitionLog:
                     raise storage_error(exc, f"roll {self.directory}") from exc
                 return True
             return False
+
+    # -- transactions (KIP-98; state in storage/transaction_index.py) ------------------
+
+    @property
+    def last_stable_offset(self) -> int:
+        """Below it, every transaction is decided: the bound of a read_committed fetch."""
+        with self._lock:
+            return self.producers.transactions.last_stable_offset(self.high_watermark, self.log_start_offset)
+
+    def aborted_transactions(self, fetch_offset: int, upper: int) -> list[tuple[int, int]]:
+        """``(producer id, first offset)`` of aborted transactions with data in [fetch_offset, upper)."""
+        with self._lock:
+            return [
+                (a.producer_id, a.first_offset)
+                for a in self.producers.transactions.aborted_between(fetch_offset, upper)
+            ]
+
+    def _marker_type(self, offset: int) -> int:
+        data = self._local.read(offset, 256, offset + 1)
+        if data is None:
+            raise ValueError(f"no batch at offset {offset}")
+        return control_record_type(data)
 
     # -- read ----------------------------------------------------------------------------
 
@@ -744,15 +773,25 @@ class PartitionLog:
     # -- Parquet tier ------------------------------------------------------------------
 
     def pending_conversions(self) -> list[ConversionJob]:
-        """Sealed segments wholly below the HW that have no Parquet file yet, oldest first."""
+        """Sealed segments wholly below the last stable offset (so every transaction in them is
+        decided) that have no Parquet file yet, oldest first."""
         with self._lock:
             if self._closed:
                 return []
-            return self._tier.pending(self._local.sealed_segments, self.high_watermark, self._generation)
+            return self._tier.pending(self._local.sealed_segments, self.last_stable_offset, self._generation)
 
     def conversion_request(self, job: ConversionJob) -> dict[str, Any]:
         """`job` as the converter process's request (`workbench.storage.converter`)."""
-        return self._tier.conversion_request(job)
+        return {**self._tier.conversion_request(job), "aborted": self._aborted_in(job)}
+
+    def _aborted_in(self, job: ConversionJob) -> list[tuple[int, int, int]]:
+        """[txn] (producer id, first, last offset) of aborted transactions overlapping ``job``'s
+        segment: the Parquet tier omits their records, so plain Parquet readers see committed data."""
+        with self._lock:
+            return [
+                (a.producer_id, a.first_offset, a.last_offset)
+                for a in self.producers.transactions.aborted_between(job.segment.base_offset, job.next_offset)
+            ]
 
     def install_parquet(self, job: ConversionJob, pseg: ParquetSegment) -> bool:
         """Adopt the Parquet file written for `job`; drop raw segments beyond hot_segments.
@@ -791,7 +830,7 @@ class PartitionLog:
                     data = os.pread(fd, job.size, 0)
                 finally:
                     os.close(fd)
-                pseg = self._tier.write_for(job, data)
+                pseg = self._tier.write_for(job, data, aborted=self._aborted_in(job))
                 if self.install_parquet(job, pseg):
                     written.append(pseg.path)
             with self._lock:
@@ -816,17 +855,19 @@ class PartitionLog:
 
     def cleanable_segments(self) -> tuple[int, list[LogicalSegment]]:
         """``(generation, segments)``: the logical segments wholly below both the active segment
-        and the HW, oldest first, that the log cleaner may rewrite (Kafka never cleans the
-        active segment, and nothing a consumer cannot see yet)."""
+        and the last stable offset, oldest first, that the log cleaner may rewrite (Kafka never
+        cleans the active segment, nothing a consumer cannot see yet, nor an undecided transaction)."""
         with self._lock:
             if self._closed:
                 return self._generation, []
-            bound = min(self._local.active_segment.base_offset, self.high_watermark)
+            bound = min(self._local.active_segment.base_offset, self.last_stable_offset)
             segs = [s for s in self._logical() if s.next_offset <= bound and s.next_offset > self.log_start_offset]
             return self._generation, segs
 
     def segment_table(self, seg: LogicalSegment) -> Table:
-        """The records of ``seg`` as a table in the Parquet tier's schema (control batches left out).
+        """The records of ``seg`` as a table in the Parquet tier's schema (control batches and
+        aborted transactions' records left out, as the Parquet tier does: the cleaner's offset map
+        never lets an aborted record supersede a committed one).
 
         Reads the Parquet copy when there is one, else decodes the raw segment
         through a dup'ed descriptor: safe outside the log's lock (a worker thread).
@@ -842,9 +883,15 @@ class PartitionLog:
         finally:
             os.close(fd)
         from workbench.protocol.records import decode_records
-        from workbench.storage.parquet_tier import columns_to_table
+        from workbench.storage.parquet_tier import columns_to_table, without_aborted
 
-        return columns_to_table(decode_records(data))
+        with self._lock:
+            aborted = [
+                (a.producer_id, a.first_offset, a.last_offset)
+                for a in self.producers.transactions.aborted_between(seg.base_offset, seg.next_offset)
+            ]
+        table = columns_to_table(decode_records(data))
+        return without_aborted(table, aborted) if aborted and table.num_rows else table
 
     def install_cleaned(self, generation: int, seg: LogicalSegment, cleaned: Path, max_timestamp: int) -> bool:
         """Replace ``seg`` by the cleaned Parquet file ``cleaned`` (same offset range, fewer records).

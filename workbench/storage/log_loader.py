@@ -23,6 +23,7 @@ The result is a `LoadedLog`: the segment lists and offsets the façade
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ from workbench.storage.logical_segment import logical_segments
 from workbench.storage.parquet_tier import ParquetSegment
 from workbench.storage.producer_state import ProducerStateManager
 from workbench.storage.segment import LogSegment
+from workbench.storage.transaction_index import marker_type_in
 
 pa = lazy_module("pyarrow")
 
@@ -256,6 +258,7 @@ class LogLoader:
             log.warning("%s: producer snapshot at %d is beyond the log end %d; rebuilding", self.directory, snap, leo)
             self.producers.producers.clear()
             snap = 0
+        self.producers.marker_reader = functools.partial(marker_type_in, self._segments)  # [txn]
         for seg in self._segments:
             if seg.next_offset <= snap:
                 continue

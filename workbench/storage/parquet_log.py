@@ -207,8 +207,11 @@ class ParquetLog:
             "partition": self.partition,
         }
 
-    def write_for(self, job: ConversionJob, data: bytes) -> ParquetSegment:
-        """Write the file for ``job`` from the segment's bytes ``data`` (in this process)."""
+    def write_for(
+        self, job: ConversionJob, data: bytes, *, aborted: list[tuple[int, int, int]] | None = None
+    ) -> ParquetSegment:
+        """Write the file for ``job`` from the segment's bytes ``data`` (in this process), without
+        the records of ``aborted`` transactions ``(producer id, first, last offset)``."""
         return write_segment(
             self.directory,
             job.segment.base_offset,
@@ -216,6 +219,7 @@ class ParquetLog:
             data,
             topic=self.topic,
             partition=self.partition,
+            aborted=aborted,
         )
 
     def install(self, pseg: ParquetSegment) -> bool:

@@ -126,14 +126,32 @@ def write_segment(
     *,
     topic: str = "",
     partition: int = 0,
+    aborted: list[tuple[int, int, int]] | None = None,
 ) -> ParquetSegment:
-    """Decode ``batches`` and write them as ``<base_offset>.parquet`` (atomically)."""
+    """Decode ``batches`` and write them as ``<base_offset>.parquet`` (atomically).
+
+    Transaction markers (control batches) are never rows; the records of ``aborted``
+    transactions ``(producer id, first offset, last offset)`` are left out too, so any
+    Parquet reader sees only committed data (KIP-98's read_committed view).
+    """
     with paused_gc():  # millions of small objects: see records.paused_gc
         cols = decode_records(batches)
         table = columns_to_table(cols)
+        if aborted and table.num_rows:
+            table = without_aborted(table, aborted)
         max_ts = max(cols["timestamp"], default=-1)
         del cols
     return write_table(directory, base_offset, next_offset, table, max_ts, topic=topic, partition=partition)
+
+
+def without_aborted(table: pa.Table, aborted: list[tuple[int, int, int]]) -> pa.Table:
+    """``table`` without the rows of the aborted transactions ``(producer id, first, last offset)``."""
+    offsets, pids = table.column("offset"), table.column("producer_id")
+    drop = None
+    for pid, first, last in aborted:
+        mask = pc.and_(pc.equal(pids, pid), pc.and_(pc.greater_equal(offsets, first), pc.less_equal(offsets, last)))
+        drop = mask if drop is None else pc.or_(drop, mask)
+    return table if drop is None else table.filter(pc.invert(drop))
 
 
 def write_table(

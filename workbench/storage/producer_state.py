@@ -16,6 +16,13 @@ Rules, as Kafka's ProducerAppendInfo.checkSequence (3.x):
   brokers no longer answer UNKNOWN_PRODUCER_ID here: the producer's state may
   simply have been removed by retention or DeleteRecords.
 
+Transactions (KIP-98): control batches (markers) and batches without a sequence
+(written by a coordinator, e.g. transactional offset commits) are checked for
+the epoch only: a marker may bump it (fencing the zombie that still writes with
+the old one). Open transactions, the last stable offset and the aborted list are
+kept by `TransactionIndex` (``self.transactions``), fed from here; a marker's
+type (commit or abort) is read back from the log through ``marker_reader``.
+
 The state is checkpointed to ``producer-state.json`` (offset it is valid up to +
 entries) at roll and close; recovery loads it and replays the batch headers
 after that offset.
@@ -24,13 +31,19 @@ after that offset.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from workbench.protocol.control_records import ABORT
 from workbench.protocol.errors import ErrorCode, KafkaProtocolError
 from workbench.protocol.records import BatchHeader
+from workbench.storage.transaction_index import TransactionIndex
+
+log = logging.getLogger(__name__)
 
 #: Batches remembered per producer for duplicate detection (Kafka's NUM_BATCHES_TO_RETAIN).
 BATCHES_TO_RETAIN = 5
@@ -74,6 +87,9 @@ class ProducerStateManager:
         self.path = directory / SNAPSHOT_NAME
         self.producers: dict[int, ProducerEntry] = {}
         self.changed = False
+        self.transactions = TransactionIndex(directory)
+        #: offset of a written control batch -> its marker type (set by the log)
+        self.marker_reader: Callable[[int], int] | None = None
 
     def check(self, headers: list[BatchHeader]) -> tuple[dict[int, ProducerEntry], BatchMetadata | None]:
         """Validate ``headers`` (offsets not yet assigned) against the current state.
@@ -97,6 +113,12 @@ class ProducerStateManager:
                     ErrorCode.INVALID_PRODUCER_EPOCH,
                     f"producer {pid}: epoch {epoch} is older than the current {entry.epoch}",
                 )
+            if h.is_control or first_seq < 0:
+                # A marker or a coordinator's batch: epoch only (Kafka's AppendOrigin.COORDINATOR).
+                if epoch != entry.epoch:
+                    entry.epoch = epoch
+                    entry.batches.clear()
+                continue
             if epoch == entry.epoch:
                 last_seq = h.last_sequence
                 for meta in entry.batches:
@@ -124,6 +146,8 @@ class ProducerStateManager:
         if not staged:
             return
         for h, base in zip(headers, base_offsets, strict=False):
+            self._track_transaction(h, base)
+        for h, base in zip(headers, base_offsets, strict=False):
             entry = staged.get(h.producer_id)
             if entry is None:
                 continue
@@ -136,9 +160,36 @@ class ProducerStateManager:
         self.producers.update(staged)
         self.changed = True
 
+    def _track_transaction(self, h: BatchHeader, base_offset: int) -> None:
+        if h.producer_id < 0 or not h.is_transactional:
+            return
+        if not h.is_control:
+            self.transactions.on_data(h.producer_id, base_offset)
+            return
+        kind = ABORT
+        if self.marker_reader is not None:
+            try:
+                kind = self.marker_reader(base_offset)
+            except (ValueError, KafkaProtocolError) as exc:
+                log.error(
+                    "%s: unreadable transaction marker at %d (%s): taken as an abort", self.path, base_offset, exc
+                )
+        self.transactions.on_marker(h.producer_id, kind, base_offset)
+        self.changed = True
+
     def replay(self, h: BatchHeader) -> None:
         """Apply an already-written batch (recovery) without any checks."""
-        if h.producer_id < 0 or h.is_control:
+        if h.producer_id < 0:
+            return
+        self._track_transaction(h, h.base_offset)
+        if h.is_control or h.base_sequence < 0:
+            entry = self.producers.get(h.producer_id)
+            if entry is None:
+                self.producers[h.producer_id] = ProducerEntry(h.producer_epoch)
+            elif h.producer_epoch > entry.epoch:
+                entry.epoch = h.producer_epoch
+                entry.batches.clear()
+            self.changed = True
             return
         entry = self.producers.get(h.producer_id)
         if entry is None:
@@ -153,9 +204,14 @@ class ProducerStateManager:
 
     def truncate_head(self, log_start_offset: int) -> None:
         """Forget producers whose last write is below the log start offset (retention, DeleteRecords)."""
-        gone = [pid for pid, e in self.producers.items() if e.last_offset < log_start_offset]
+        gone = [
+            pid
+            for pid, e in self.producers.items()
+            if e.last_offset < log_start_offset and pid not in self.transactions.ongoing
+        ]
         for pid in gone:
             del self.producers[pid]
+        self.transactions.truncate_head(log_start_offset)
         self.changed = self.changed or bool(gone)
 
     def truncate_tail(self, log_end_offset: int) -> None:
@@ -164,6 +220,7 @@ class ProducerStateManager:
         A producer left without any batch is forgotten (as if it had never
         written): the log then knows nothing of it, like after a rebuild.
         """
+        self.transactions.truncate_tail(log_end_offset)
         for pid in list(self.producers):
             entry = self.producers[pid]
             kept = [m for m in entry.batches if m.last_offset < log_end_offset]
@@ -177,6 +234,7 @@ class ProducerStateManager:
     def clear(self) -> None:
         """Forget every producer (the log restarts empty)."""
         self.producers.clear()
+        self.transactions.clear()
         self.changed = True
 
     def summary(self) -> dict[int, tuple[int, int, int]]:
@@ -197,6 +255,7 @@ class ProducerStateManager:
                 }
                 for pid, e in self.producers.items()
             },
+            "transactions": self.transactions.snapshot(),
         }
         tmp = self.path.with_name(self.path.name + ".tmp")
         tmp.write_text(json.dumps(doc))
@@ -213,7 +272,9 @@ class ProducerStateManager:
                 for b in e["batches"]:
                     entry.batches.append(BatchMetadata(*(int(x) for x in b)))
                 self.producers[int(pid)] = entry
+            self.transactions.restore(doc.get("transactions"))
             return int(doc["offset"])
         except (FileNotFoundError, ValueError, KeyError, TypeError):
             self.producers.clear()
+            self.transactions.restore(None)
             return 0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from workbench.broker.handlers import admin, cluster_info, fetch, groups, produce
+from workbench.broker.handlers import admin, cluster_info, fetch, groups, produce, transactions
 from workbench.broker.handlers.context import BrokerContext, Handler
 from workbench.protocol.api_keys import ApiKey
 
@@ -37,4 +37,12 @@ HANDLERS: dict[int, Handler] = {
     ApiKey.DESCRIBE_GROUPS: groups.describe_groups,
     ApiKey.DELETE_GROUPS: groups.delete_groups,
     ApiKey.OFFSET_DELETE: groups.offset_delete,
+    ApiKey.ADD_PARTITIONS_TO_TXN: transactions.add_partitions_to_txn,
+    ApiKey.ADD_OFFSETS_TO_TXN: transactions.add_offsets_to_txn,
+    ApiKey.END_TXN: transactions.end_txn,
+    ApiKey.WRITE_TXN_MARKERS: transactions.write_txn_markers,
+    ApiKey.TXN_OFFSET_COMMIT: transactions.txn_offset_commit,
+    ApiKey.DESCRIBE_PRODUCERS: transactions.describe_producers,
+    ApiKey.DESCRIBE_TRANSACTIONS: transactions.describe_transactions,
+    ApiKey.LIST_TRANSACTIONS: transactions.list_transactions,
 }

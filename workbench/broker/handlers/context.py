@@ -17,13 +17,14 @@ if TYPE_CHECKING:
     from workbench.broker.groups_manager import GroupCoordinatorManager
     from workbench.broker.replica_manager import ReplicaManager
     from workbench.broker.server import Connection
+    from workbench.broker.transaction_coordinator import TransactionCoordinator
     from workbench.controller.image import MetadataImage
     from workbench.controller.quorum import QuorumMetadataLog
     from workbench.protocol.codec import Request
 
 
 class BrokerContext(Protocol):
-    """What handlers use: metadata, the replica manager, the group coordinators, the controller."""
+    """What handlers use: metadata, the replica manager, the group and transaction coordinators, the controller."""
 
     node_id: int
     config: BrokerConfig
@@ -31,6 +32,7 @@ class BrokerContext(Protocol):
     replicas: ReplicaManager  # this broker's partitions and their logs
     groups: GroupCoordinatorManager  # the consumer groups this broker coordinates
     controller: ControllerChannel  # `submit(op)`: have the active controller change metadata
+    txn: TransactionCoordinator  # the transactional ids this broker coordinates (KIP-98)
 
     @property
     def image(self) -> MetadataImage: ...

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from workbench.storage.log import PartitionLog
 
 LATEST, EARLIEST, MAX_TIMESTAMP = -1, -2, -3
+READ_COMMITTED = 1  # isolation_level
 DEBUGGING_REPLICA_ID = -2  # Kafka: ListOffsets "latest" from a debugging replica returns the log end offset
 
 
@@ -32,6 +33,7 @@ def _read_all(broker: Broker, body: Any, replica_id: int) -> tuple[list[dict], i
     remaining = body.max_bytes if body.max_bytes and body.max_bytes > 0 else 0x7FFFFFFF
     responses, total, waiting = [], 0, []
     follower = replica_id >= 0
+    read_committed = not follower and getattr(body, "isolation_level", 0) == READ_COMMITTED
     for topic in body.topics:
         parts = []
         for fp in topic.partitions:
@@ -39,6 +41,7 @@ def _read_all(broker: Broker, body: Any, replica_id: int) -> tuple[list[dict], i
             records: bytes | memoryview = b""
             hw = lso = log_start = -1
             diverging = None
+            aborted: list[dict] = []
             if p is not None:
                 plog = p.log
                 try:
@@ -47,11 +50,17 @@ def _read_all(broker: Broker, body: Any, replica_id: int) -> tuple[list[dict], i
                         if diverging is None:
                             p.record_follower_fetch(replica_id, fp.fetch_offset, getattr(fp, "log_start_offset", -1))
                     hw = plog.high_watermark
-                    lso, log_start = hw, plog.log_start_offset
+                    lso, log_start = plog.last_stable_offset, plog.log_start_offset
                     limit = min(fp.partition_max_bytes, remaining)
                     if diverging is None and (limit > 0 or total == 0):
-                        upper = plog.log_end_offset if follower else hw
+                        # KIP-98: read_committed never gets data at or above the last stable offset.
+                        upper = plog.log_end_offset if follower else (lso if read_committed else hw)
                         records = plog.read(fp.fetch_offset, max(limit, 1), upper_bound=upper)
+                        if read_committed and len(records):
+                            aborted = [
+                                {"producer_id": pid, "first_offset": first}
+                                for pid, first in plog.aborted_transactions(fp.fetch_offset, upper)
+                            ]
                 except KafkaProtocolError as exc:
                     error = exc.code
                 if len(records) == 0 and error == ErrorCode.NONE and diverging is None:
@@ -64,7 +73,7 @@ def _read_all(broker: Broker, body: Any, replica_id: int) -> tuple[list[dict], i
                 "high_watermark": hw,
                 "last_stable_offset": lso,
                 "log_start_offset": log_start,
-                "aborted_transactions": None if error else [],
+                "aborted_transactions": None if error else aborted,
                 "preferred_read_replica": -1,
                 "records": bytes(records),
             }
@@ -127,7 +136,12 @@ async def list_offsets(broker: Broker, req: Request, conn: Connection) -> dict:
                 epoch = info.leader_epoch
                 try:
                     if lp.timestamp == LATEST:
-                        offset = plog.log_end_offset if body.replica_id == DEBUGGING_REPLICA_ID else plog.high_watermark
+                        if body.replica_id == DEBUGGING_REPLICA_ID:
+                            offset = plog.log_end_offset
+                        elif getattr(body, "isolation_level", 0) == READ_COMMITTED:
+                            offset = plog.last_stable_offset
+                        else:
+                            offset = plog.high_watermark
                     elif lp.timestamp == EARLIEST:
                         offset = plog.log_start_offset
                     elif lp.timestamp == MAX_TIMESTAMP:  # KIP-734 (ListOffsets v7+)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from workbench.broker.handlers.transactions import KEY_TYPE_TRANSACTION, find_transaction_coordinator
 from workbench.protocol.errors import ErrorCode, KafkaProtocolError
 
 if TYPE_CHECKING:
@@ -20,10 +21,12 @@ KEY_TYPE_GROUP = 0
 
 
 async def _find_one(broker: Broker, key: str, key_type: int) -> dict:
+    if key_type == KEY_TYPE_TRANSACTION:
+        return await find_transaction_coordinator(broker, key)
     if key_type != KEY_TYPE_GROUP:
         return {
             "error_code": ErrorCode.COORDINATOR_NOT_AVAILABLE,
-            "error_message": "transactions are not supported",
+            "error_message": f"unknown coordinator key type {key_type}",
             "node_id": -1,
             "host": "",
             "port": -1,
@@ -204,15 +207,21 @@ async def offset_commit(broker: Broker, req: Request, conn: Connection) -> dict:
     return {"throttle_time_ms": 0, "topics": [{"name": t, "partitions": ps} for t, ps in by_topic.items()]}
 
 
-def _fetch_group(broker: Broker, group_id: str, topics: Any) -> tuple[ErrorCode, dict[str, list[dict]]]:
+def _fetch_group(
+    broker: Broker, group_id: str, topics: Any, require_stable: bool = False
+) -> tuple[ErrorCode, dict[str, list[dict]]]:
     partitions = None if topics is None else [(t.name, p) for t in topics for p in t.partition_indexes]
     try:
         coordinator = broker.groups.coordinator_for(group_id)
         rows = coordinator.fetch_offsets(group_id, partitions)
     except KafkaProtocolError as exc:
         return exc.code, {}
+    # KIP-447: with require_stable, an offset an open transaction is committing is not answered yet.
+    unstable = broker.groups.pending_transactional_offsets(group_id) if require_stable else set()
     by_topic: dict[str, list[dict]] = {}
     for topic, partition, offset, epoch, metadata, error in rows:
+        if (topic, partition) in unstable:
+            offset, error = -1, ErrorCode.UNSTABLE_OFFSET_COMMIT
         by_topic.setdefault(topic, []).append(
             {
                 "partition_index": partition,
@@ -230,7 +239,7 @@ async def offset_fetch(broker: Broker, req: Request, conn: Connection) -> dict:
     if req.api_version >= 8:
         groups = []
         for g in b.groups:
-            error, by_topic = _fetch_group(broker, g.group_id, g.topics)
+            error, by_topic = _fetch_group(broker, g.group_id, g.topics, bool(b.require_stable))
             groups.append(
                 {
                     "group_id": g.group_id,
@@ -239,7 +248,7 @@ async def offset_fetch(broker: Broker, req: Request, conn: Connection) -> dict:
                 }
             )
         return {"throttle_time_ms": 0, "groups": groups}
-    error, by_topic = _fetch_group(broker, b.group_id, b.topics)
+    error, by_topic = _fetch_group(broker, b.group_id, b.topics, req.api_version >= 7 and bool(b.require_stable))
     topics = [{"name": t, "partitions": ps} for t, ps in by_topic.items()]
     if error and req.api_version < 2 and b.topics:
         # v0-1 have no top-level error: report it per partition.

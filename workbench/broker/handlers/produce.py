@@ -46,10 +46,6 @@ async def produce(broker: Broker, req: Request, conn: Connection) -> dict | None
             if acks not in (0, 1, -1):
                 part["error_code"] = ErrorCode.INVALID_REQUIRED_ACKS
                 continue
-            if body.transactional_id is not None:
-                part["error_code"] = ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
-                part["error_message"] = "transactions are not supported"
-                continue
             partition, error = leader_partition(broker, topic.name, pd.index)
             if partition is None:
                 part["error_code"] = error
@@ -178,12 +174,9 @@ async def _await_replication(
 async def init_producer_id(broker: Broker, req: Request, conn: Connection) -> dict:
     body = req.body
     if body.transactional_id is not None:
-        return {
-            "throttle_time_ms": 0,
-            "error_code": ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
-            "producer_id": -1,
-            "producer_epoch": -1,
-        }
+        from workbench.broker.handlers.transactions import init_producer_id as init_transactional
+
+        return await init_transactional(broker, req)
     pid, epoch = body.producer_id, body.producer_epoch
     if pid is not None and pid >= 0 and epoch is not None and 0 <= epoch < MAX_PRODUCER_EPOCH:
         # KIP-360: an idempotent producer bumps its epoch to reset sequences after an error.

@@ -1,0 +1,195 @@
+"""A partition log that knows transactions: open ones, the last stable offset, aborted ones,
+markers fencing old epochs, and all of it across restarts, follower appends and truncation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
+
+from workbench.protocol.control_records import ABORT, COMMIT, build_control_batch, control_record_type
+from workbench.protocol.errors import ErrorCode, KafkaProtocolError
+from workbench.protocol.records import iter_batch_headers
+from workbench.storage import LogConfig, PartitionLog
+
+
+def txn_batch(n: int, pid: int, epoch: int, seq: int) -> bytes:
+    b = DefaultRecordBatchBuilder(2, 0, 1, pid, epoch, seq, 1 << 30)
+    for i in range(n):
+        b.append(i, 1000 + i, None, b"t%d" % i, [])
+    return bytes(b.build())
+
+
+def plain_batch(n: int) -> bytes:
+    b = DefaultRecordBatchBuilder(2, 0, 0, -1, -1, -1, 1 << 30)
+    for i in range(n):
+        b.append(i, 1000 + i, None, b"p%d" % i, [])
+    return bytes(b.build())
+
+
+def marker(pid: int, epoch: int, commit: bool) -> bytes:
+    return build_control_batch(pid, epoch, commit=commit, coordinator_epoch=0, timestamp_ms=2000)
+
+
+def test_control_batch_round_trip() -> None:
+    data = marker(5, 2, True)
+    [h] = list(iter_batch_headers(data))
+    assert h.is_control and h.is_transactional and (h.producer_id, h.producer_epoch) == (5, 2)
+    assert control_record_type(data) == COMMIT
+    assert control_record_type(marker(5, 2, False)) == ABORT
+
+
+def test_clients_may_not_write_markers(tmp_path: Path) -> None:
+    log = PartitionLog(tmp_path, LogConfig())
+    with pytest.raises(KafkaProtocolError) as e:
+        log.append(marker(1, 0, True))
+    assert e.value.code == ErrorCode.INVALID_RECORD
+    assert log.append(marker(1, 0, True), origin="coordinator").base_offset == 0
+
+
+def test_lso_stops_at_open_transaction_and_moves_at_its_marker(tmp_path: Path) -> None:
+    log = PartitionLog(tmp_path, LogConfig())
+    log.append(plain_batch(2))  # 0-1
+    log.append(txn_batch(3, 7, 0, 0))  # 2-4, open
+    log.append(plain_batch(1))  # 5
+    assert log.high_watermark == 6
+    assert log.last_stable_offset == 2
+    log.append(marker(7, 0, True), origin="coordinator")  # 6
+    assert log.last_stable_offset == 7 == log.high_watermark
+    assert log.aborted_transactions(0, 7) == []
+
+
+def test_aborted_transactions_are_listed_for_the_range_they_overlap(tmp_path: Path) -> None:
+    log = PartitionLog(tmp_path, LogConfig())
+    log.append(txn_batch(3, 7, 0, 0))  # 0-2
+    log.append(txn_batch(2, 8, 0, 0))  # 3-4
+    log.append(marker(7, 0, False), origin="coordinator")  # 5: abort of 7
+    assert log.last_stable_offset == 3  # 8 is still open
+    log.append(marker(8, 0, True), origin="coordinator")  # 6: commit of 8
+    assert log.last_stable_offset == 7
+    assert log.aborted_transactions(0, 7) == [(7, 0)]
+    assert log.aborted_transactions(6, 7) == []  # the abort marker is below the fetch offset
+
+
+def test_marker_with_newer_epoch_fences_the_old_producer(tmp_path: Path) -> None:
+    log = PartitionLog(tmp_path, LogConfig())
+    log.append(txn_batch(1, 7, 0, 0))
+    log.append(marker(7, 1, False), origin="coordinator")  # coordinator aborted with a bumped epoch
+    with pytest.raises(KafkaProtocolError) as e:
+        log.append(txn_batch(1, 7, 0, 1))  # the zombie
+    assert e.value.code == ErrorCode.INVALID_PRODUCER_EPOCH
+    with pytest.raises(KafkaProtocolError) as e:
+        log.append(marker(7, 0, True), origin="coordinator")  # an old coordinator's marker
+    assert e.value.code == ErrorCode.INVALID_PRODUCER_EPOCH
+    assert log.append(txn_batch(1, 7, 1, 0)).base_offset == 2  # the new incarnation
+
+
+def test_transaction_state_survives_restart(tmp_path: Path) -> None:
+    cfg = LogConfig(segment_bytes=200)  # several segments: snapshots at rolls
+    log = PartitionLog(tmp_path, cfg)
+    log.append(txn_batch(2, 7, 0, 0))
+    log.append(marker(7, 0, False), origin="coordinator")
+    for _ in range(3):
+        log.append(plain_batch(2))
+    log.append(txn_batch(2, 9, 0, 0))  # still open at the "crash"
+    lso, aborted = log.last_stable_offset, log.aborted_transactions(0, log.log_end_offset)
+    log.close()
+    again = PartitionLog(tmp_path, cfg)
+    assert again.last_stable_offset == lso
+    assert again.aborted_transactions(0, again.log_end_offset) == aborted == [(7, 0)]
+    again.append(marker(9, 0, True), origin="coordinator")
+    assert again.last_stable_offset == again.log_end_offset
+
+
+def test_state_rebuilt_without_snapshot_or_index(tmp_path: Path) -> None:
+    log = PartitionLog(tmp_path, LogConfig())
+    log.append(txn_batch(2, 7, 0, 0))
+    log.append(marker(7, 0, False), origin="coordinator")
+    log.append(txn_batch(2, 9, 0, 0))
+    log.close()
+    (tmp_path / "producer-state.json").unlink()
+    (tmp_path / "aborted-transactions.txnindex").unlink()
+    again = PartitionLog(tmp_path, LogConfig())
+    assert again.aborted_transactions(0, 10) == [(7, 0)]
+    assert again.last_stable_offset == 3
+
+
+def test_follower_append_and_truncation(tmp_path: Path) -> None:
+    leader = PartitionLog(tmp_path / "l", LogConfig())
+    leader.append(txn_batch(2, 7, 0, 0))  # 0-1
+    leader.append(marker(7, 0, False), origin="coordinator")  # 2
+    leader.append(txn_batch(2, 9, 0, 0))  # 3-4
+    leader.append(marker(9, 0, True), origin="coordinator")  # 5
+    data = bytes(leader.read(0, 1 << 20, upper_bound=leader.log_end_offset))
+    follower = PartitionLog(tmp_path / "f", LogConfig(), hw_tracks_leo=False)
+    follower.append_as_follower(data)
+    follower.high_watermark = 6
+    assert follower.aborted_transactions(0, 6) == [(7, 0)]
+    assert follower.last_stable_offset == 6
+    follower.truncate_to(5)  # the commit marker of 9 goes: its transaction is open again
+    assert follower.last_stable_offset == 3
+    follower.truncate_to(2)  # the abort marker goes too
+    assert follower.aborted_transactions(0, 6) == []
+    assert follower.last_stable_offset == 0
+
+
+def test_unreplicated_marker_holds_lso_until_the_high_watermark_passes_it(tmp_path: Path) -> None:
+    log = PartitionLog(tmp_path, LogConfig(), hw_tracks_leo=False)
+    log.append(txn_batch(2, 7, 0, 0))  # 0-1
+    log.append(marker(7, 0, True), origin="coordinator")  # 2
+    log.high_watermark = 2
+    assert log.last_stable_offset == 0
+    log.high_watermark = 3
+    assert log.last_stable_offset == 3
+
+
+def test_parquet_tier_holds_only_committed_records(tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    log = PartitionLog(tmp_path, LogConfig(segment_bytes=150, hot_segments=0))
+    log.append(txn_batch(2, 7, 0, 0))  # aborted below
+    log.append(txn_batch(2, 8, 0, 0))  # committed below
+    log.append(marker(7, 0, False), origin="coordinator")
+    log.append(marker(8, 0, True), origin="coordinator")
+    log.append(txn_batch(2, 9, 0, 0))  # open: its segment must wait
+    log.append(plain_batch(1))
+    log.append(plain_batch(1))
+    log.convert_sealed_segments()
+    rows = [v for f in log.parquet_files() for v in pq.read_table(f).column("value").to_pylist()]
+    assert rows and all(v.startswith(b"t") for v in rows)
+    producers = {p for f in log.parquet_files() for p in pq.read_table(f).column("producer_id").to_pylist()}
+    assert 7 not in producers and 8 in producers
+    converted_up_to = max(int(f.stem) for f in log.parquet_files())
+    assert converted_up_to < log.last_stable_offset <= 6  # nothing at or past the open transaction
+
+
+def test_log_cleaner_never_lets_an_aborted_record_supersede_a_committed_one(tmp_path: Path) -> None:
+    from workbench.protocol import records as R
+    from workbench.storage.log_cleaner import LogCleaner
+
+    def keyed(pid: int, key: bytes, value: bytes, transactional: bool) -> bytes:
+        b = DefaultRecordBatchBuilder(
+            2, 0, int(transactional), pid, 0 if pid >= 0 else -1, 0 if pid >= 0 else -1, 1 << 30
+        )
+        b.append(0, 1000, key, value, [])
+        return bytes(b.build())
+
+    cfg = LogConfig(segment_bytes=90, cleanup_policy="compact", min_cleanable_dirty_ratio=0.0)
+    log = PartitionLog(tmp_path, cfg)
+    log.append(keyed(-1, b"k", b"good", False))  # 0
+    log.append(keyed(7, b"k", b"bad", True))  # 1: aborted below
+    log.append(marker(7, 0, False), origin="coordinator")  # 2
+    log.append(keyed(8, b"k", b"open", True))  # 3: still open: never cleaned
+    log.append(plain_batch(1))
+    LogCleaner(lambda: [log], io_max_bytes_per_second=0).clean_log(log, force=True)
+    values = []
+    offset = log.log_start_offset
+    while offset < log.last_stable_offset:
+        data = bytes(log.read(offset, 1 << 20, upper_bound=log.last_stable_offset))
+        if not data:
+            break
+        cols = R.decode_records(data)
+        values += cols["value"]
+        offset = max(h.next_offset for h in R.iter_batch_headers(data))
+    assert b"good" in values and b"bad" not in values
