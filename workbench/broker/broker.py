@@ -47,6 +47,7 @@ from workbench.protocol.codec import (
 from workbench.protocol.errors import KafkaProtocolError, UnsupportedRequestError
 from workbench.security.enforce import Security  # [security]
 from workbench.storage.converter import ConversionError, ParquetConverter
+from workbench.storage.log_cleaner import CLEANER_STATE_FILE, LogCleaner
 from workbench.storage.parquet_tier import ParquetSegment
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,13 @@ class Broker:
             on_write=self.note_write,
         )
         self.converter = ParquetConverter()
+        self.cleaner = LogCleaner(
+            lambda: list(self.replicas.logs.values()),
+            dedupe_buffer_bytes=config.log_cleaner_dedupe_buffer_size,
+            io_max_bytes_per_second=config.log_cleaner_io_max_bytes_per_second,
+            backoff_ms=config.log_cleaner_backoff_ms,
+            on_pass=self._publish_cleaner_state,
+        )
         self.last_write = 0.0  # time.monotonic() of the last append (see _conversion_due)
         self._pending_since: dict[tuple[str, int, int], float] = {}
         self._ready = False
@@ -153,6 +161,8 @@ class Broker:
         self._tasks.append(loop.create_task(self._conversion_loop()))
         self._tasks.append(loop.create_task(self.controller.run()))
         self._tasks.append(loop.create_task(self._isr_loop()))
+        if self.config.log_cleaner_enable:
+            self.cleaner.start()
         log.info("broker %d listening on %s:%d", self.node_id, self.config.host, port)
         return port
 
@@ -198,6 +208,7 @@ class Broker:
                 await task
             except (asyncio.CancelledError, Exception):
                 pass
+        await asyncio.get_running_loop().run_in_executor(None, self.cleaner.stop)
         await self.converter.close()
         await self.fetchers.close()
         # Stopping with the whole cluster (not controlled): in-flight offset appends cannot replicate.
@@ -303,6 +314,19 @@ class Broker:
                 failure = await loop.run_in_executor(None, self._flush_logs, list(self.replicas.logs.values()))
                 if failure is not None:
                     self.replicas.mark_log_dir_offline(failure)
+
+    def _publish_cleaner_state(self) -> None:
+        """Write the cleaner's state of every compact log to ``<broker dir>/cleaner-state.json``
+        (the notebook's `describe()` and topic browser read it: a file the broker publishes)."""
+        states = self.cleaner.states()
+        doc = [{"topic": t, "partition": p, **st} for (t, p), st in sorted(states.items())]
+        path = self.config.broker_dir / CLEANER_STATE_FILE
+        tmp = path.with_name(path.name + ".tmp")
+        try:
+            tmp.write_text(json.dumps(doc))
+            os.replace(tmp, path)
+        except OSError as exc:
+            log.warning("cannot publish the cleaner state: %s", exc)
 
     @staticmethod
     def _flush_logs(logs: list) -> str | None:

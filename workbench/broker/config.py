@@ -36,6 +36,11 @@ class BrokerConfig:
     parquet_quiet_ms: int = 1000  # no append on this broker for this long
     parquet_max_backlog_segments: int = 4  # ... or a partition has this many sealed segments waiting
     parquet_max_delay_ms: int = 30000  # ... or a segment has waited this long
+    # The log cleaner (workbench.storage.log_cleaner), Kafka's log.cleaner.* names:
+    log_cleaner_enable: bool = True  # log.cleaner.enable
+    log_cleaner_dedupe_buffer_size: int = 32 * 1024 * 1024  # log.cleaner.dedupe.buffer.size (Kafka: 128 MiB)
+    log_cleaner_io_max_bytes_per_second: float = 50 * 1024 * 1024  # log.cleaner.io.max.bytes.per.second
+    log_cleaner_backoff_ms: int = 2000  # log.cleaner.backoff.ms (Kafka: 15000)
     metadata_poll_s: float = 0.1  # safety net: how often to re-apply metadata not yet acted on
     # The controller quorum: node id -> [host, kafka port, raft port] (controller.quorum.voters).
     voters: dict[int, list] = field(default_factory=dict)

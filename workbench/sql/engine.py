@@ -39,7 +39,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from workbench.sql import flatten
+from workbench.sql import flatten, latest
 from workbench.sql.cache import ANCHOR, PartitionCache, SegmentFile, partition_dir, read_sealed
 from workbench.sql.errors import ReadOnlyTopicError, SqlError, UnknownTopicError
 from workbench.sql.flatten import TopicSchema, quote, sql_literal
@@ -139,6 +139,7 @@ class SqlEngine:
         self._ddl = self.db.cursor()
         self.database = quote(run(self._ddl, "SELECT current_database()")[0][0])
         run(self._ddl, "CREATE SCHEMA IF NOT EXISTS wb; CREATE SCHEMA IF NOT EXISTS wb_fresh;")
+        run(self._ddl, latest.create_schema_sql())  # tables from changelogs (workbench.sql.latest)
         run(self._ddl, WINDOW_MACROS)
         # Name extraction's own connection: the macros, no data (see `referenced_names`).
         self._parser = duckdb.connect()
@@ -245,7 +246,7 @@ class SqlEngine:
     def refresh_for(self, names: set[str], query: str = "") -> None:
         md = self.metadata(refresh=True)
         topics = self._user_topics(md)
-        wanted = [t for t in topics if t in names or f"main.{t}" in names]
+        wanted = [t for t in topics if t in names or f"main.{t}" in names or f"{latest.SCHEMA}.{t}" in names]
         if not names and query:  # nothing found: fall back to the names that appear in the text
             wanted = [t for t in topics if t in self._names_in_text(query)]
         self.refresh(wanted)
@@ -355,6 +356,7 @@ class SqlEngine:
         with self._files.write():
             run(
                 self._ddl,
+                f"{latest.drop_sql(name)} "
                 f"DROP VIEW IF EXISTS main.{quote(name)}; DROP TABLE IF EXISTS wb_fresh.{quote(name)};",
             )
             shutil.rmtree(self.cache_root / "topics" / name, ignore_errors=True)
@@ -729,6 +731,7 @@ class SqlEngine:
         else:
             body = f"({fresh})"
         run(self._ddl, f"CREATE OR REPLACE VIEW main.{quote(state.name)} AS {flatten.present_sql(body)}")
+        run(self._ddl, latest.view_sql(state.name))
         state.view_files = files
 
     def _write_catalog(self, topics: list[str]) -> None:

@@ -134,6 +134,17 @@ class SqlMixin:
         only committed ones, below the last stable offset. Errors raise `workbench.sql.SqlError`."""
         return self.sql_engine.sql(query)
 
+    def table(self, topic: str) -> pd.DataFrame:
+        """The topic read as a changelog: the latest value per key, tombstones (NULL values) applied,
+        live tail included, in partition and offset order, whether or not the topic is compacted.
+        In SQL it is the view ``latest."<topic>"``; `watch` it for a changing table
+        (``cluster.watch('SELECT * FROM latest."orders"')``). See `workbench.sql.latest`."""
+        from workbench.sql.latest import table_query
+
+        if not isinstance(topic, str) or not topic:
+            raise ValueError(f"topic must be a topic name (a non-empty string), not {topic!r}")
+        return self.sql(table_query(topic))
+
     @property
     def duckdb(self):
         """A DuckDB connection in which every topic is a view; `.sql()`/`.execute()` refresh the

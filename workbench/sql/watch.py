@@ -74,7 +74,7 @@ class Watch:
         tps = [
             (t, p.partition)
             for t in md.partitions
-            if t in self._topics or f"main.{t}" in self._topics
+            if t in self._topics or f"main.{t}" in self._topics or f"latest.{t}" in self._topics
             for p in md.partitions[t]
         ]
         return engine.wire.list_offsets(tps, "latest") if tps else {}

@@ -69,14 +69,18 @@ from workbench.storage.segment import segment_name
 
 if TYPE_CHECKING:
     import pyarrow as pa
+    import pyarrow.compute as pc
 
     from workbench.storage.log import PartitionLog
 else:
     pa = lazy_module("pyarrow")
+    pc = lazy_module("pyarrow.compute")
 
 log = logging.getLogger(__name__)
 
 CLEANER_CHECKPOINT = "cleaner-offset-checkpoint"
+#: The broker publishes every compact log's `CleanerState` here, in its broker directory (JSON list).
+CLEANER_STATE_FILE = "cleaner-state.json"
 
 #: Kafka's ``log.cleaner.dedupe.buffer.size`` default is 128 MiB shared by its cleaner threads
 #: (24 bytes per entry: an MD5 and an offset). A Python dict entry costs far more (see
@@ -170,6 +174,10 @@ class CleanerState:
     dirty_ratio: float = 0.0
     passes: int = 0
     records_removed: int = 0
+    #: Key and value bytes of the records removed (what compaction saved, whatever the file format).
+    record_bytes_removed: int = 0
+    #: Disk bytes before minus after the rewritten segments (raw + Parquet copies -> one compacted
+    #: Parquet file). Can be negative for tiny segments: a Parquet file has ~1 KB of footer.
     bytes_reclaimed: int = 0
     last_pass_ms: int = -1
     last_pass_duration_ms: float = 0.0
@@ -190,6 +198,7 @@ class CleanResult:
     segments_rewritten: int = 0
     records_read: int = 0
     records_removed: int = 0
+    record_bytes_removed: int = 0
     bytes_before: int = 0
     bytes_after: int = 0
     first_dirty_offset: int = 0
@@ -221,6 +230,7 @@ class LogCleaner:
         io_max_bytes_per_second: float = DEFAULT_IO_MAX_BYTES_PER_SECOND,
         backoff_ms: int = DEFAULT_BACKOFF_MS,
         retain_hook: RetainHook | None = None,
+        on_pass: Callable[[], Any] | None = None,
     ) -> None:
         if dedupe_buffer_bytes <= 0:
             raise ValueError(f"dedupe_buffer_bytes must be positive, got {dedupe_buffer_bytes}")
@@ -229,6 +239,7 @@ class LogCleaner:
         self.io_max_bytes_per_second = io_max_bytes_per_second
         self.backoff_ms = backoff_ms
         self.retain_hook = retain_hook
+        self.on_pass = on_pass  # called by the thread after each round (the broker publishes the state)
         self._states: dict[Path, CleanerState] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -255,6 +266,11 @@ class LogCleaner:
             except Exception:  # never let the cleaner thread die
                 log.exception("log cleaner pass failed")
                 cleaned = 0
+            if self.on_pass is not None:
+                try:
+                    self.on_pass()
+                except Exception:
+                    log.exception("publishing the cleaner state failed")
             if not cleaned:
                 self._stop.wait(self.backoff_ms / 1000)
 
@@ -418,6 +434,11 @@ class LogCleaner:
                 keep = self.retain_hook(s, table, keep)
             removed = keep.count(False)
             result.records_read += len(keep)
+            if removed:
+                dropped = table.filter(pa.array([not k for k in keep], type=pa.bool_()))
+                result.record_bytes_removed += int(pc.sum(pc.binary_length(dropped.column("key"))).as_py() or 0) + int(
+                    pc.sum(pc.binary_length(dropped.column("value"))).as_py() or 0
+                )
             if not removed and s.raw is None:
                 continue  # already a compacted Parquet file with nothing to remove
             kept = table.filter(pa.array(keep, type=pa.bool_())) if removed else table
@@ -441,14 +462,15 @@ class LogCleaner:
                 break
             result.segments_rewritten += 1
             result.records_removed += removed
-            result.bytes_before += s.size
+            result.bytes_before += s.size + (s.parquet.size if s.parquet is not None and s.raw is not None else 0)
             result.bytes_after += new_size
         if end > first_dirty:
             write_offset_checkpoint(plog.directory / CLEANER_CHECKPOINT, max(end, first_dirty))
         st.first_dirty_offset = max(first_dirty, end)
         st.passes += 1
         st.records_removed += result.records_removed
-        st.bytes_reclaimed += max(result.bytes_before - result.bytes_after, 0)
+        st.record_bytes_removed += result.record_bytes_removed
+        st.bytes_reclaimed += result.bytes_before - result.bytes_after
         st.last_pass_ms = now
         st.last_pass_duration_ms = (time.monotonic() - started) * 1000
         st.tombstone_expiry_ms = tombstone_expiry
@@ -489,6 +511,7 @@ def offset_map_entry_bytes() -> int:
 
 __all__ = [
     "CLEANER_CHECKPOINT",
+    "CLEANER_STATE_FILE",
     "CleanResult",
     "CleanerState",
     "LogCleaner",

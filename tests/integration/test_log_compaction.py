@@ -1,0 +1,168 @@
+"""Compacted topics with real clients: consumers from the beginning see exactly the latest value per key.
+
+Tombstones come from kcat (``-Z``: an empty value is sent as NULL); updates from confluent-kafka;
+the compacted topic is read back with confluent-kafka and kafka-python, after the log cleaner ran
+on every replica, after a leader change and after a restart of every broker.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+from confluent_kafka import Consumer, KafkaException, Producer
+from kafka import KafkaConsumer, TopicPartition
+
+from tests.conftest import FAST_GROUPS, require_tool
+from workbench.storage.log_cleaner import CLEANER_STATE_FILE
+
+#: Small segments that roll quickly, and a cleaner that wakes often: cleaning happens within seconds.
+COMPACT = {
+    "cleanup.policy": "compact",
+    "segment.bytes": "2048",
+    "segment.ms": "300",
+    "min.cleanable.dirty.ratio": "0.01",
+    "workbench.hot.segments": "1",
+}
+CLUSTER_CONFIG = {**FAST_GROUPS, "log_cleaner_backoff_ms": 200}
+
+
+def cleaner_states(data_dir: Path, topic: str) -> dict[int, dict]:
+    """broker id -> its cleaner state of ``topic``-0 (from the file each broker publishes)."""
+    out = {}
+    for path in data_dir.glob(f"broker-*/{CLEANER_STATE_FILE}"):
+        try:
+            doc = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        for st in doc:
+            if st["topic"] == topic and st["partition"] == 0:
+                out[int(path.parent.name.split("-")[1])] = st
+    return out
+
+
+def wait_cleaned(cluster, topic: str, end: int, replicas: int, timeout: float = 60.0) -> dict[int, dict]:
+    """Until every replica's cleaner has cleaned up to ``end`` (the log's end: the active segment empty)."""
+    deadline = time.monotonic() + timeout
+    states: dict[int, dict] = {}
+    while time.monotonic() < deadline:
+        states = cleaner_states(cluster.data_dir, topic)
+        if len(states) == replicas and all(st["first_dirty_offset"] >= end for st in states.values()):
+            return states
+        time.sleep(0.2)
+    raise AssertionError(f"not cleaned up to {end} on {replicas} replicas: {states}")
+
+
+def read_confluent(bootstrap: str, topic: str, end: int) -> list[tuple[int, bytes | None, bytes | None]]:
+    c = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"g-{time.monotonic_ns()}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    out: list[tuple[int, bytes | None, bytes | None]] = []
+    try:
+        c.subscribe([topic])
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            m = c.poll(0.5)
+            if m is None:
+                if out and out[-1][0] >= end - 1:
+                    break
+                continue
+            if m.error():
+                raise KafkaException(m.error())
+            out.append((m.offset(), m.key(), m.value()))
+            if m.offset() >= end - 1:
+                break
+    finally:
+        c.close()
+    return out
+
+
+def read_kafka_python(bootstrap: str, topic: str, end: int) -> list[tuple[int, bytes | None, bytes | None]]:
+    c = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=3000)
+    out: list[tuple[int, bytes | None, bytes | None]] = []
+    try:
+        tp = TopicPartition(topic, 0)
+        deadline = time.monotonic() + 30
+        while not c.partitions_for_topic(topic) and time.monotonic() < deadline:  # metadata first
+            time.sleep(0.1)
+        c.assign([tp])
+        c.seek_to_beginning(tp)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (not out or out[-1][0] < end - 1):
+            for records in c.poll(timeout_ms=1000).values():
+                out += [(r.offset, r.key, r.value) for r in records]
+    finally:
+        c.close()
+    return out
+
+
+def test_consumers_of_a_compacted_topic_get_the_latest_value_per_key(fresh_cluster, topic_name):
+    kcat = require_tool("kcat")
+    cluster = fresh_cluster(3, config=CLUSTER_CONFIG)
+    cluster.create_topic(topic_name, partitions=1, replication_factor=3, config=COMPACT)
+    producer = Producer({"bootstrap.servers": cluster.bootstrap_servers, "linger.ms": 5, "acks": "all"})
+    latest: dict[bytes, tuple[int, bytes | None]] = {}
+
+    def delivered(err, msg) -> None:
+        assert err is None, err
+        latest[msg.key()] = (msg.offset(), msg.value())
+
+    for rnd in range(12):
+        for k in range(25):
+            producer.produce(
+                topic_name, key=b"key-%02d" % k, value=b"v%d-%d" % (k, rnd) * 8, partition=0, on_delivery=delivered
+            )
+            producer.poll(0)
+        producer.flush(30)
+    # Deletes of five keys as tombstones, from kcat (-Z: the empty value after ':' is a NULL value).
+    subprocess.run(
+        [kcat, "-b", cluster.bootstrap_servers, "-P", "-t", topic_name, "-p", "0", "-K:", "-Z"],
+        input=b"".join(b"key-%02d:\n" % k for k in range(0, 25, 5)),
+        check=True,
+        timeout=60,
+    )
+    assert producer.flush(30) == 0
+
+    # The end offset and the tombstones' offsets, as a consumer reads them before any cleaning.
+    end = 12 * 25 + 5
+    before = read_confluent(cluster.bootstrap_servers, topic_name, end)
+    assert len(before) >= len(latest)
+    for offset, key, value in before:
+        if offset >= 12 * 25:
+            assert value is None  # kcat -Z sent NULL, not b""
+            latest[key] = (offset, None)
+    expected = sorted((offset, key, value) for key, (offset, value) in latest.items())
+    assert len(expected) == 25
+
+    states = wait_cleaned(cluster, topic_name, end, replicas=3)
+    assert all(st["records_removed"] > 0 and st["record_bytes_removed"] > 0 for st in states.values()), states
+
+    assert read_confluent(cluster.bootstrap_servers, topic_name, end) == expected
+    assert read_kafka_python(cluster.bootstrap_servers, topic_name, end) == expected
+
+    # A leader change: the new leader compacted on its own and serves the same records.
+    leader = int(cluster.describe().partitions.query("topic == @topic_name").leader.iloc[0])
+    cluster.kill_broker(leader)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        rows = cluster.describe().partitions.query("topic == @topic_name")
+        if int(rows.leader.iloc[0]) not in (leader, -1):
+            break
+        time.sleep(0.2)
+    assert read_confluent(cluster.bootstrap_servers, topic_name, end) == expected
+    assert read_kafka_python(cluster.bootstrap_servers, topic_name, end) == expected
+
+    # Every broker restarted: the compacted files and the cleaner checkpoints survive.
+    for bid in sorted(cluster.brokers):
+        if cluster.brokers[bid].alive:
+            cluster.stop_broker(bid)
+    cluster.start()
+    assert read_confluent(cluster.bootstrap_servers, topic_name, end) == expected
+    assert read_kafka_python(cluster.bootstrap_servers, topic_name, end) == expected
