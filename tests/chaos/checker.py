@@ -17,7 +17,9 @@ Anomaly kinds (each one is a broken promise, never an availability hiccup):
 - ``nonmonotonic_send``: one producer's acknowledged offsets in one partition not increasing in
   its send order (the idempotent producer keeps order per partition).
 - anything the run observed (`History.observations`): ``broker_crash``, ``hostile_accepted``,
-  ``lost_topic``, ``fatal_producer_error`` ...
+  ``lost_topic``, ``fatal_producer_error`` (librdkafka's idempotent producer gave up, e.g. on
+  OUT_OF_ORDER_SEQUENCE_NUMBER: the broker lost records it had acknowledged to it),
+  ``broker_wont_start``, ``client_died`` ...
 
 Group consumers (``mode="group"``) may legitimately be handed an offset again after a rebalance,
 so their polls count for the duplicate and inconsistent-offset checks only.

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import signal
 import subprocess
 import tempfile
 import time
@@ -107,7 +108,9 @@ def _heal(
     for node_id, proc in cluster.brokers.items():
         if not proc.alive:
             code = proc.process.returncode if proc.process is not None else None
-            if node_id not in reported:  # `reported`: brokers the nemesis already saw fail to start
+            # -9: SIGKILLed by the harness or by Cluster's start-up timeout (then reported as
+            # broker_wont_start); `reported`: brokers the nemesis already saw fail to start.
+            if node_id not in reported and code != -signal.SIGKILL:
                 tail = cluster._log_tail(node_id, 5).replace("\n", " | ")
                 history.observe("broker_crash", f"broker {node_id} exited on its own (code {code}): {tail[-400:]}")
             try:

@@ -43,8 +43,8 @@ class _Worker:
     def _guarded(self) -> None:
         try:
             self.run()
-        except Exception as exc:  # a client thread must not die silently: the history says so
-            self.history.note(f"{self.name} stopped on {exc!r}")
+        except Exception as exc:  # a client that dies cannot vouch for the run: judged as an anomaly
+            self.history.observe("client_died", f"{self.name} stopped on {exc!r}")
 
     history: History
 
@@ -132,6 +132,16 @@ class ProducerClient(_Worker):
             except BufferError:
                 self._pending.pop(seq)
                 producer.poll(0.1)
+                continue
+            except KafkaException as exc:  # a fatal error surfaces here before error_cb is served
+                self._pending.pop(seq)
+                err = exc.args[0]
+                if err.fatal():
+                    if not self._fatal.is_set():
+                        self.history.observe("fatal_producer_error", f"{self.name}: {err.name()} {err.str()}")
+                    self._fatal.set()
+                else:
+                    producer.poll(0.1)
                 continue
             seq += 1
             producer.poll(0)
