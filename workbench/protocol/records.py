@@ -38,6 +38,7 @@ from typing import Any, NamedTuple
 
 from crc32c import crc32c
 
+from workbench.protocol.compression import DecompressedTooLarge, decompress_bounded
 from workbench.protocol.errors import ErrorCode, KafkaProtocolError
 
 HEADER = struct.Struct(">qiibIhiqqqhii")
@@ -72,6 +73,22 @@ _INT32 = struct.Struct(">i")
 _UINT32 = struct.Struct(">I")
 _INT16 = struct.Struct(">h")
 _INT64_INT32 = struct.Struct(">qi")
+
+# Bounded work per produced batch (issue 12, item 7). The compressed size is bounded by
+# max.message.bytes; what it decompresses to and how many records it holds are bounded
+# here, *before* the work is done, so one small hostile batch can neither allocate
+# gigabytes nor hold the event loop for seconds:
+#
+#: A batch may decompress to at most this multiple of the topic's max.message.bytes (32 MiB
+#: by default). Real producers compress JSON or logs 3-10x; librdkafka caps a batch at
+#: 1 MB *before* compression. Over it: MESSAGE_TOO_LARGE (Kafka's RecordTooLargeException).
+MAX_DECOMPRESSION_MULTIPLE = 32
+#: Records one batch may hold. librdkafka's batch.num.messages is at most 1,000,000
+#: (default 10,000). Validating a zstd batch of this many empty records (9 MB raw) takes
+#: 0.35-0.45 s here, the worst a single batch can cost the event loop. Over it: INVALID_RECORD.
+MAX_RECORDS_PER_BATCH = 1_000_000
+#: Kafka's default max.message.bytes, used when the caller gives none.
+DEFAULT_MAX_MESSAGE_BYTES = 1048588
 
 #: Columns of `decode_records` (and of the Parquet tier, minus ``is_transactional``).
 COLUMNS = (
@@ -188,7 +205,9 @@ def batch_crc_ok(buf: bytes | bytearray | memoryview, header: BatchHeader) -> bo
     return crc32c(view[header.position + ATTRIBUTES_OFFSET : header.end]) == header.crc
 
 
-def validate_produce_batches(buf: bytes | bytearray | memoryview) -> list[BatchHeader]:
+def validate_produce_batches(
+    buf: bytes | bytearray | memoryview, *, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+) -> list[BatchHeader]:
     """Check a Produce request's record set and return its batch headers.
 
     Raises `KafkaProtocolError` with the code Apache Kafka answers with:
@@ -196,9 +215,11 @@ def validate_produce_batches(buf: bytes | bytearray | memoryview) -> list[BatchH
     UNSUPPORTED_FOR_MESSAGE_FORMAT for magic 0/1; INVALID_RECORD for an empty
     record set, a control batch sent by a client, a count that disagrees with
     lastOffsetDelta, or a producer id with a negative base sequence
-    (LogValidator.validateBatch); UNSUPPORTED_COMPRESSION_TYPE for codec ids 5-7.
-    One batch per partition (Produce v3+) is the request handler's rule; several
-    batches are accepted here.
+    (LogValidator.validateBatch) or more than MAX_RECORDS_PER_BATCH records;
+    MESSAGE_TOO_LARGE for a batch that decompresses to more than
+    MAX_DECOMPRESSION_MULTIPLE x ``max_message_bytes`` (refused while decompressing);
+    UNSUPPORTED_COMPRESSION_TYPE for codec ids 5-7. One batch per partition (Produce
+    v3+) is the request handler's rule; several batches are accepted here.
     """
     view = memoryview(buf)
     end = len(view)
@@ -236,13 +257,20 @@ def validate_produce_batches(buf: bytes | bytearray | memoryview) -> list[BatchH
             )
         if h.producer_id >= 0 and h.base_sequence < 0:
             raise KafkaProtocolError(ErrorCode.INVALID_RECORD, f"producer id {h.producer_id} without a sequence")
-        check_records(view, h)
+        if h.records_count > MAX_RECORDS_PER_BATCH:
+            raise KafkaProtocolError(
+                ErrorCode.INVALID_RECORD,
+                f"batch at byte {pos} holds {h.records_count} records; at most {MAX_RECORDS_PER_BATCH} are accepted",
+            )
+        check_records(view, h, max_decompressed_bytes=MAX_DECOMPRESSION_MULTIPLE * max(max_message_bytes, 1))
         headers.append(h)
         pos = h.end
     return headers
 
 
-def check_records(buf: bytes | bytearray | memoryview, h: BatchHeader) -> None:
+def check_records(
+    buf: bytes | bytearray | memoryview, h: BatchHeader, *, max_decompressed_bytes: int | None = None
+) -> None:
     """Walk the records of one batch (decompressing it) and check they are what the header says.
 
     A CRC only proves the bytes arrived as the client sent them, not that they parse: a
@@ -253,13 +281,19 @@ def check_records(buf: bytes | bytearray | memoryview, h: BatchHeader) -> None:
     records of every batch it accepts). Offset deltas must be 0, 1, ... in order
     (INVALID_RECORD otherwise): consumers compute offsets from them.
 
-    Costs one pass of aiokafka's C record reader (about 6 M records/s uncompressed).
+    Costs one pass of aiokafka's C record reader (about 6 M records/s uncompressed). A
+    compressed batch is first decompressed here with the output capped at
+    ``max_decompressed_bytes`` (MESSAGE_TOO_LARGE past it, found while decompressing; see
+    `workbench.protocol.compression`), then walked as the equivalent uncompressed batch.
     """
     reader = _reader()
     try:
         # The walk and the comparison both run in C: no Python bytecode per record.
         with memoryview(buf) as view:  # the reader takes a buffer: no copy of the batch
-            offsets = list(map(_OFFSET, reader(view[h.position : h.end])))
+            batch = view[h.position : h.end]
+            if h.compression and max_decompressed_bytes is not None:
+                batch = uncompressed_batch(batch, h.compression, max_decompressed_bytes)
+            offsets = list(map(_OFFSET, reader(batch)))
         n = len(offsets)
         if offsets != list(range(h.base_offset, h.base_offset + n)):
             i = next(i for i, o in enumerate(offsets) if o != h.base_offset + i)
@@ -269,6 +303,11 @@ def check_records(buf: bytes | bytearray | memoryview, h: BatchHeader) -> None:
             )
     except KafkaProtocolError:
         raise
+    except DecompressedTooLarge as exc:
+        raise KafkaProtocolError(
+            ErrorCode.MESSAGE_TOO_LARGE,
+            f"batch at byte {h.position} {exc} ({MAX_DECOMPRESSION_MULTIPLE} x max.message.bytes)",
+        ) from exc
     except Exception as exc:  # CorruptRecordException, a codec's own error on a bad compressed payload
         raise KafkaProtocolError(
             ErrorCode.CORRUPT_MESSAGE, f"batch at byte {h.position}: records do not parse ({exc})"
@@ -278,6 +317,20 @@ def check_records(buf: bytes | bytearray | memoryview, h: BatchHeader) -> None:
             ErrorCode.CORRUPT_MESSAGE,
             f"batch at byte {h.position}: {n} records, header says {h.records_count}",
         )
+
+
+def uncompressed_batch(batch: bytes | bytearray | memoryview, codec: int, limit: int) -> bytearray:
+    """The same batch with its records decompressed (at most ``limit`` bytes, else
+    `DecompressedTooLarge`) and the codec bits cleared, for the record reader to walk.
+    The CRC no longer matches: check it on the original first."""
+    records = decompress_bounded(codec, memoryview(batch)[HEADER_SIZE:], limit)
+    out = bytearray(HEADER_SIZE + len(records))
+    out[:HEADER_SIZE] = batch[:HEADER_SIZE]
+    out[HEADER_SIZE:] = records
+    attributes = _INT16.unpack_from(out, ATTRIBUTES_OFFSET)[0] & ~COMPRESSION_MASK
+    _INT16.pack_into(out, ATTRIBUTES_OFFSET, attributes)
+    _INT32.pack_into(out, 8, len(out) - LOG_OVERHEAD)
+    return out
 
 
 def validate_fetched_batches(buf: bytes | bytearray | memoryview) -> list[BatchHeader]:

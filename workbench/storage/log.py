@@ -293,8 +293,8 @@ class PartitionLog:
         FENCED_LEADER_EPOCH: a deposed leader must not write.
         """
         now = _now_ms() if now_ms is None else now_ms
-        headers = validate_produce_batches(records)
         limit = self.config.max_message_bytes
+        headers = validate_produce_batches(records, max_message_bytes=limit)
         for h in headers:
             if h.size > limit:
                 raise KafkaProtocolError(
