@@ -290,7 +290,7 @@ def check_records(
     try:
         # The walk and the comparison both run in C: no Python bytecode per record.
         with memoryview(buf) as view:  # the reader takes a buffer: no copy of the batch
-            batch = view[h.position : h.end]
+            batch: memoryview | bytearray = view[h.position : h.end]
             if h.compression and max_decompressed_bytes is not None:
                 batch = uncompressed_batch(batch, h.compression, max_decompressed_bytes)
             offsets = list(map(_OFFSET, reader(batch)))
