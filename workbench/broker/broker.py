@@ -274,7 +274,6 @@ class Broker:
     async def _maintenance_loop(self) -> None:
         """Segment rolls by age, retention and fsync, off the request path."""
         loop = asyncio.get_running_loop()
-        last_flush = time.monotonic()
         while True:
             await asyncio.sleep(self.config.background_interval_s)
             now_ms = int(time.time() * 1000)
@@ -284,10 +283,12 @@ class Broker:
                     plog.enforce_retention(now_ms)
                 except Exception:
                     log.exception("maintenance of %s-%d failed", *tp)
-            if time.monotonic() - last_flush >= 1.0:
-                last_flush = time.monotonic()
-                # fsync in a worker thread: the event loop keeps serving while the disk catches up.
-                await loop.run_in_executor(None, self._flush_logs, list(self.replicas.logs.values()))
+            # fsync in a worker thread: the event loop keeps serving while the disk catches up.
+            # Each log once its flush.ms has passed (Kafka's log.flush.interval.ms).
+            now = time.monotonic()
+            due = [p for p in self.replicas.logs.values() if now - p.last_flush_monotonic >= p.config.flush_ms / 1000]
+            if due:
+                await loop.run_in_executor(None, self._flush_logs, due)
 
     @staticmethod
     def _flush_logs(logs: list) -> None:

@@ -19,6 +19,7 @@ import logging
 import shutil
 from pathlib import Path
 
+from workbench.broker.log_flusher import LogFlusher
 from workbench.broker.partition import Partition
 from workbench.controller.image import MetadataImage
 from workbench.controller.topics import TOPIC_CONFIG_DEFAULTS
@@ -40,6 +41,8 @@ class ReplicaManager:
         self._topic_ids: dict[str, str] = {}
         self._topic_configs: dict[str, dict[str, str]] = {}
         self._waiters: dict[TopicPartition, list[asyncio.Future]] = {}
+        #: Group commit for flush.messages: produce answers and follower fetches wait on it.
+        self.flusher = LogFlusher()
         self._image: MetadataImage | None = None
 
     def _broker_epoch(self, broker_id: int) -> int:

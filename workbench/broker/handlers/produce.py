@@ -85,6 +85,8 @@ async def produce(broker: Broker, req: Request, conn: Connection) -> dict | None
             if not info.duplicate:
                 broker.replicas.notify((topic.name, pd.index))
                 partition.maybe_advance_high_watermark()
+            if acks != 0 and partition.log.needs_flush():
+                waits.append(asyncio.ensure_future(_await_flush(broker, partition, part)))
             if acks == -1:
                 waits.append(
                     asyncio.ensure_future(
@@ -116,6 +118,21 @@ def _rules(broker: Broker, topic: str) -> log_validator.TopicRules:
     rules = log_validator.TopicRules.of({**defaults, **topic_configs})
     _RULES[topic] = (topic_configs, defaults, rules)
     return rules
+
+
+async def _await_flush(broker: Broker, partition: Partition, part: dict) -> None:
+    """flush.messages: answer only once the batch is fsynced (group commit, `LogFlusher`).
+
+    The batch is appended either way; if the fsync fails the answer must not say "not
+    written" (see `_await_replication`): REQUEST_TIMED_OUT, so an idempotent producer
+    retries with the same sequence and waits for a flush again.
+    """
+    try:
+        await broker.replicas.flusher.flush(partition.log)
+    except KafkaProtocolError as exc:
+        if part["error_code"] == ErrorCode.NONE:
+            part["error_code"] = ErrorCode.REQUEST_TIMED_OUT
+            part["error_message"] = f"appended, but not yet durable: {exc.message}"
 
 
 def _min_insync_replicas(broker: Broker, topic: str) -> int:
