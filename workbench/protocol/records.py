@@ -30,6 +30,7 @@ timestamps and keys for compacted topics; we trust the batch CRC).
 from __future__ import annotations
 
 import gc
+import itertools
 import operator
 import struct
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -461,15 +462,8 @@ def decode_records(
 
 
 def _decode_records(buf: bytes | bytearray | memoryview, include_control: bool, verify_crc: bool) -> dict:
+    cols = _empty_columns()
     reader = _reader()
-    cols: dict[str, list] = {name: [] for name in COLUMNS}
-    offsets, timestamps, keys, values, hdrs = (
-        cols["offset"],
-        cols["timestamp"],
-        cols["key"],
-        cols["value"],
-        cols["headers"],
-    )
     view = memoryview(buf)
     for h in iter_batch_headers(view):
         if h.is_control and not include_control:
@@ -480,24 +474,87 @@ def _decode_records(buf: bytes | bytearray | memoryview, include_control: bool, 
             recs = list(reader(bytes(view[h.position : h.end])))
         except Exception as exc:  # aiokafka raises CorruptRecordException, codec errors, ValueError
             raise KafkaProtocolError(ErrorCode.CORRUPT_MESSAGE, f"batch at offset {h.base_offset}: {exc!r}") from exc
-        n = len(recs)
-        offsets += [r.offset for r in recs]
-        timestamps += [r.timestamp for r in recs]
-        keys += [r.key for r in recs]
-        values += [r.value for r in recs]
-        hdrs += [r.headers for r in recs]
-        if h.base_sequence >= 0:
-            base, bo = h.base_sequence, h.base_offset
-            cols["sequence"] += [increment_sequence(base, r.offset - bo) for r in recs]
-        else:
-            cols["sequence"] += [NO_SEQUENCE] * n
-        cols["producer_id"] += [h.producer_id] * n
-        cols["producer_epoch"] += [h.producer_epoch] * n
-        cols["batch_base_offset"] += [h.base_offset] * n
-        cols["partition_leader_epoch"] += [h.partition_leader_epoch] * n
-        cols["timestamp_type"] += [h.timestamp_type] * n
-        cols["is_transactional"] += [h.is_transactional] * n
+        _extend_columns(cols, h, recs)
     return cols
+
+
+def _empty_columns() -> dict[str, list]:
+    return {name: [] for name in COLUMNS}
+
+
+def _extend_columns(cols: dict[str, list], h: BatchHeader, recs: list[Any]) -> None:
+    n = len(recs)
+    cols["offset"] += [r.offset for r in recs]
+    cols["timestamp"] += [r.timestamp for r in recs]
+    cols["key"] += [r.key for r in recs]
+    cols["value"] += [r.value for r in recs]
+    cols["headers"] += [r.headers for r in recs]
+    if h.base_sequence >= 0:
+        base, bo = h.base_sequence, h.base_offset
+        cols["sequence"] += [increment_sequence(base, r.offset - bo) for r in recs]
+    else:
+        cols["sequence"] += [NO_SEQUENCE] * n
+    cols["producer_id"] += [h.producer_id] * n
+    cols["producer_epoch"] += [h.producer_epoch] * n
+    cols["batch_base_offset"] += [h.base_offset] * n
+    cols["partition_leader_epoch"] += [h.partition_leader_epoch] * n
+    cols["timestamp_type"] += [h.timestamp_type] * n
+    cols["is_transactional"] += [h.is_transactional] * n
+
+
+def iter_record_chunks(
+    buf: bytes | bytearray | memoryview,
+    *,
+    max_rows: int,
+    max_bytes: int,
+    max_batch_bytes: int,
+    include_control: bool = False,
+) -> Iterator[dict[str, list]]:
+    """`decode_records`, in pieces of bounded size, for work on whole segments (Parquet conversion).
+
+    Yields column dicts (see `COLUMNS`) of at most ``max_rows`` rows, holding the records
+    of at most about ``max_bytes`` of (decompressed) batches plus one more batch. A
+    compressed batch is decompressed with its output capped at ``max_batch_bytes``
+    (MESSAGE_TOO_LARGE past it, found while decompressing), and even one batch is
+    split across chunks by rows. So at most one batch's bytes and ``max_rows`` decoded
+    rows are in memory at a time, whatever the buffer holds.
+    """
+    with paused_gc():
+        reader = _reader()
+        view = memoryview(buf)
+        cols = _empty_columns()
+        rows = size = 0
+        for h in iter_batch_headers(view):
+            if h.is_control and not include_control:
+                continue
+            try:
+                batch: bytes | bytearray = bytes(view[h.position : h.end])
+                if h.compression:
+                    batch = uncompressed_batch(batch, h.compression, max_batch_bytes)
+                # The C reader's __iter__ may run only once; islice would call it again.
+                records = iter(iter(reader(batch)).__next__, None)
+                size += len(batch)
+                while True:
+                    recs = list(itertools.islice(records, max_rows - rows))
+                    if recs:
+                        _extend_columns(cols, h, recs)
+                        rows += len(recs)
+                    if rows >= max_rows or size >= max_bytes:
+                        yield cols
+                        cols, rows, size = _empty_columns(), 0, 0
+                    if len(recs) == 0 or rows > 0:
+                        break
+            except DecompressedTooLarge as exc:
+                raise KafkaProtocolError(ErrorCode.MESSAGE_TOO_LARGE, f"batch at offset {h.base_offset} {exc}") from exc
+            except KafkaProtocolError:
+                raise
+            except Exception as exc:  # CorruptRecordException, codec errors, ValueError
+                raise KafkaProtocolError(
+                    ErrorCode.CORRUPT_MESSAGE, f"batch at offset {h.base_offset}: {exc!r}"
+                ) from exc
+            del batch, records
+        if rows:
+            yield cols
 
 
 def _table_to_columns(table: Any) -> dict[str, list]:
