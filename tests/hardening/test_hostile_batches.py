@@ -120,13 +120,26 @@ HOSTILE = {
 }
 
 
-@pytest.mark.parametrize("name", list(HOSTILE))
-def test_a_hostile_batch_is_refused_and_the_broker_keeps_serving(hostile_cluster, topic_name, name):
+# Topics whose configs make the broker decode records before appending (LogValidator's rules).
+TOPIC_RULES = {
+    "plain": {},
+    "compression.type=lz4": {"compression.type": "lz4"},
+    "LogAppendTime": {"message.timestamp.type": "LogAppendTime"},
+}
+
+
+CASES = [(name, "plain") for name in HOSTILE] + [
+    ("zstd: one 1 GiB record in 33 KB", rules) for rules in TOPIC_RULES if rules != "plain"
+]
+
+
+@pytest.mark.parametrize(("name", "rules"), CASES)
+def test_a_hostile_batch_is_refused_and_the_broker_keeps_serving(hostile_cluster, topic_name, name, rules):
     build, expected = HOSTILE[name]
     records = build()
     assert len(records) < 1_000_000  # small on the wire: under max.message.bytes
     cluster = hostile_cluster
-    cluster.create_topic(topic_name, 1, replication_factor=3)
+    cluster.create_topic(topic_name, 1, replication_factor=3, config=TOPIC_RULES[rules])
     producer = cluster.producer(linger_ms=0)
     producer.send(topic_name, "before")
     assert producer.flush() == 0

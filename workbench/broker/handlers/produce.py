@@ -15,6 +15,7 @@ from workbench.broker.handlers.partitions import leader_partition
 from workbench.broker.partition import NotLeaderError, Partition
 from workbench.protocol.errors import ErrorCode, KafkaProtocolError
 from workbench.protocol.message_format import upconvert_message_set
+from workbench.protocol.records import validate_produce_batches
 
 if TYPE_CHECKING:
     from workbench.broker.handlers.context import BrokerContext as Broker
@@ -69,7 +70,12 @@ async def produce(broker: Broker, req: Request, conn: Connection) -> dict | None
                 records = pd.records
                 if req.api_version < 3:  # message format v0/v1 -> one v2 batch, as Kafka's LogValidator
                     records = upconvert_message_set(records)
-                records, part["log_append_time_ms"] = log_validator.validate(records, _rules(broker, topic.name))
+                rules = _rules(broker, topic.name)
+                if not rules.trivial:
+                    # The topic's rules decode (and may re-compress) records before the log's own
+                    # validation: bound that work first, or a small batch could inflate unbounded.
+                    validate_produce_batches(records, max_message_bytes=partition.log.config.max_message_bytes)
+                records, part["log_append_time_ms"] = log_validator.validate(records, rules)
                 info = partition.log.append(records, leader_epoch=partition.leader_epoch)
             except log_validator.RecordValidationError as exc:  # KIP-467: which records, and why
                 part["error_code"], part["error_message"] = exc.code, exc.message
