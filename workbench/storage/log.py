@@ -141,6 +141,9 @@ class PartitionLog:
         self.partition = partition
         self._lock = threading.RLock()
         self._convert_lock = threading.Lock()
+        # One flush at a time: a second one running beside it would find no dirty segment (the
+        # first took them) and report the log end as durable before the first fsync finished.
+        self._flush_lock = threading.Lock()
         self._hw_checkpointed = -1
         self.producers = ProducerStateManager(self.directory)
         self._epochs = LeaderEpochCache(self.directory)
@@ -917,6 +920,10 @@ class PartitionLog:
         ``.flushed`` (JSON, not itself fsynced): what a power loss right now would leave,
         for tests that simulate one.
         """
+        with self._flush_lock:
+            self._flush()
+
+    def _flush(self) -> None:
         with self._lock:
             if self._closed:
                 return
