@@ -297,7 +297,6 @@ class Broker:
     async def _maintenance_loop(self) -> None:
         """Segment rolls by age, retention and fsync, off the request path."""
         loop = asyncio.get_running_loop()
-        last_flush = time.monotonic()
         while True:
             await asyncio.sleep(self.config.background_interval_s)
             now_ms = int(time.time() * 1000)
@@ -308,10 +307,12 @@ class Broker:
                 except Exception:
                     log.exception("maintenance of %s-%d failed", *tp)
             self._publish_replica_states()
-            if time.monotonic() - last_flush >= 1.0:
-                last_flush = time.monotonic()
-                # fsync in a worker thread: the event loop keeps serving while the disk catches up.
-                failure = await loop.run_in_executor(None, self._flush_logs, list(self.replicas.logs.values()))
+            # fsync in a worker thread: the event loop keeps serving while the disk catches up.
+            # Each log once its flush.ms has passed (Kafka's log.flush.interval.ms).
+            now = time.monotonic()
+            due = [p for p in self.replicas.logs.values() if now - p.last_flush_monotonic >= p.config.flush_ms / 1000]
+            if due:
+                failure = await loop.run_in_executor(None, self._flush_logs, due)
                 if failure is not None:
                     self.replicas.mark_log_dir_offline(failure)
 

@@ -144,6 +144,12 @@ class ReplicaFetcherManager:
                     await asyncio.sleep(BACKOFF_S)
                     continue
                 backoff = self._handle_response(response, sent)
+                # flush.messages: fsync what we appended before the next Fetch reports our log
+                # end to the leader, so the high watermark only counts durable copies.
+                flushes = [self.replicas.flusher.flush(p.log) for p in partitions if p.log.needs_flush()]
+                if flushes:
+                    results = await asyncio.gather(*flushes, return_exceptions=True)
+                    backoff |= any(isinstance(r, BaseException) for r in results)
                 if backoff:
                     self._refresh_metadata()
                     await asyncio.sleep(BACKOFF_S)

@@ -20,6 +20,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+from workbench.broker.log_flusher import LogFlusher
 from workbench.broker.partition import Partition
 from workbench.controller.image import MetadataImage
 from workbench.controller.topics import TOPIC_CONFIG_DEFAULTS
@@ -41,6 +42,8 @@ class ReplicaManager:
         self._topic_ids: dict[str, str] = {}
         self._topic_configs: dict[str, dict[str, str]] = {}
         self._waiters: dict[TopicPartition, list[asyncio.Future]] = {}
+        #: Group commit for flush.messages: produce answers and follower fetches wait on it.
+        self.flusher = LogFlusher()
         self._image: MetadataImage | None = None
         #: Why the log directory went offline (KIP-112), or None while it works.
         self.log_dir_offline: str | None = None

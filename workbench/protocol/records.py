@@ -30,6 +30,7 @@ timestamps and keys for compacted topics; we trust the batch CRC).
 from __future__ import annotations
 
 import gc
+import itertools
 import operator
 import struct
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -38,6 +39,7 @@ from typing import Any, NamedTuple
 
 from crc32c import crc32c
 
+from workbench.protocol.compression import DecompressedTooLarge, decompress_bounded
 from workbench.protocol.errors import ErrorCode, KafkaProtocolError
 
 HEADER = struct.Struct(">qiibIhiqqqhii")
@@ -72,6 +74,22 @@ _INT32 = struct.Struct(">i")
 _UINT32 = struct.Struct(">I")
 _INT16 = struct.Struct(">h")
 _INT64_INT32 = struct.Struct(">qi")
+
+# Bounded work per produced batch (issue 12, item 7). The compressed size is bounded by
+# max.message.bytes; what it decompresses to and how many records it holds are bounded
+# here, *before* the work is done, so one small hostile batch can neither allocate
+# gigabytes nor hold the event loop for seconds:
+#
+#: A batch may decompress to at most this multiple of the topic's max.message.bytes (32 MiB
+#: by default). Real producers compress JSON or logs 3-10x; librdkafka caps a batch at
+#: 1 MB *before* compression. Over it: MESSAGE_TOO_LARGE (Kafka's RecordTooLargeException).
+MAX_DECOMPRESSION_MULTIPLE = 32
+#: Records one batch may hold. librdkafka's batch.num.messages is at most 1,000,000
+#: (default 10,000). Validating a zstd batch of this many empty records (9 MB raw) takes
+#: 0.35-0.45 s here, the worst a single batch can cost the event loop. Over it: INVALID_RECORD.
+MAX_RECORDS_PER_BATCH = 1_000_000
+#: Kafka's default max.message.bytes, used when the caller gives none.
+DEFAULT_MAX_MESSAGE_BYTES = 1048588
 
 #: Columns of `decode_records` (and of the Parquet tier, minus ``is_transactional``).
 COLUMNS = (
@@ -188,7 +206,12 @@ def batch_crc_ok(buf: bytes | bytearray | memoryview, header: BatchHeader) -> bo
     return crc32c(view[header.position + ATTRIBUTES_OFFSET : header.end]) == header.crc
 
 
-def validate_produce_batches(buf: bytes | bytearray | memoryview, *, coordinator: bool = False) -> list[BatchHeader]:
+def validate_produce_batches(
+    buf: bytes | bytearray | memoryview,
+    *,
+    coordinator: bool = False,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+) -> list[BatchHeader]:
     """Check a Produce request's record set and return its batch headers.
 
     Raises `KafkaProtocolError` with the code Apache Kafka answers with:
@@ -196,10 +219,13 @@ def validate_produce_batches(buf: bytes | bytearray | memoryview, *, coordinator
     UNSUPPORTED_FOR_MESSAGE_FORMAT for magic 0/1; INVALID_RECORD for an empty
     record set, a control batch sent by a client, a count that disagrees with
     lastOffsetDelta, or a producer id with a negative base sequence
-    (LogValidator.validateBatch); UNSUPPORTED_COMPRESSION_TYPE for codec ids 5-7.
-    One batch per partition (Produce v3+) is the request handler's rule; several
-    batches are accepted here. ``coordinator`` (a broker's own transaction marker or
-    transactional offset commit) allows control batches and batches without a sequence.
+    (LogValidator.validateBatch) or more than MAX_RECORDS_PER_BATCH records;
+    MESSAGE_TOO_LARGE for a batch that decompresses to more than
+    MAX_DECOMPRESSION_MULTIPLE x ``max_message_bytes`` (refused while decompressing);
+    UNSUPPORTED_COMPRESSION_TYPE for codec ids 5-7. One batch per partition (Produce
+    v3+) is the request handler's rule; several batches are accepted here. ``coordinator``
+    (a broker's own transaction marker or transactional offset commit) allows control
+    batches and batches without a sequence.
     """
     view = memoryview(buf)
     end = len(view)
@@ -237,13 +263,20 @@ def validate_produce_batches(buf: bytes | bytearray | memoryview, *, coordinator
             )
         if h.producer_id >= 0 and h.base_sequence < 0 and not coordinator:
             raise KafkaProtocolError(ErrorCode.INVALID_RECORD, f"producer id {h.producer_id} without a sequence")
-        check_records(view, h)
+        if h.records_count > MAX_RECORDS_PER_BATCH:
+            raise KafkaProtocolError(
+                ErrorCode.INVALID_RECORD,
+                f"batch at byte {pos} holds {h.records_count} records; at most {MAX_RECORDS_PER_BATCH} are accepted",
+            )
+        check_records(view, h, max_decompressed_bytes=MAX_DECOMPRESSION_MULTIPLE * max(max_message_bytes, 1))
         headers.append(h)
         pos = h.end
     return headers
 
 
-def check_records(buf: bytes | bytearray | memoryview, h: BatchHeader) -> None:
+def check_records(
+    buf: bytes | bytearray | memoryview, h: BatchHeader, *, max_decompressed_bytes: int | None = None
+) -> None:
     """Walk the records of one batch (decompressing it) and check they are what the header says.
 
     A CRC only proves the bytes arrived as the client sent them, not that they parse: a
@@ -254,13 +287,19 @@ def check_records(buf: bytes | bytearray | memoryview, h: BatchHeader) -> None:
     records of every batch it accepts). Offset deltas must be 0, 1, ... in order
     (INVALID_RECORD otherwise): consumers compute offsets from them.
 
-    Costs one pass of aiokafka's C record reader (about 6 M records/s uncompressed).
+    Costs one pass of aiokafka's C record reader (about 6 M records/s uncompressed). A
+    compressed batch is first decompressed here with the output capped at
+    ``max_decompressed_bytes`` (MESSAGE_TOO_LARGE past it, found while decompressing; see
+    `workbench.protocol.compression`), then walked as the equivalent uncompressed batch.
     """
     reader = _reader()
     try:
         # The walk and the comparison both run in C: no Python bytecode per record.
         with memoryview(buf) as view:  # the reader takes a buffer: no copy of the batch
-            offsets = list(map(_OFFSET, reader(view[h.position : h.end])))
+            batch: memoryview | bytearray = view[h.position : h.end]
+            if h.compression and max_decompressed_bytes is not None:
+                batch = uncompressed_batch(batch, h.compression, max_decompressed_bytes)
+            offsets = list(map(_OFFSET, reader(batch)))
         n = len(offsets)
         if offsets != list(range(h.base_offset, h.base_offset + n)):
             i = next(i for i, o in enumerate(offsets) if o != h.base_offset + i)
@@ -270,6 +309,11 @@ def check_records(buf: bytes | bytearray | memoryview, h: BatchHeader) -> None:
             )
     except KafkaProtocolError:
         raise
+    except DecompressedTooLarge as exc:
+        raise KafkaProtocolError(
+            ErrorCode.MESSAGE_TOO_LARGE,
+            f"batch at byte {h.position} {exc} ({MAX_DECOMPRESSION_MULTIPLE} x max.message.bytes)",
+        ) from exc
     except Exception as exc:  # CorruptRecordException, a codec's own error on a bad compressed payload
         raise KafkaProtocolError(
             ErrorCode.CORRUPT_MESSAGE, f"batch at byte {h.position}: records do not parse ({exc})"
@@ -279,6 +323,20 @@ def check_records(buf: bytes | bytearray | memoryview, h: BatchHeader) -> None:
             ErrorCode.CORRUPT_MESSAGE,
             f"batch at byte {h.position}: {n} records, header says {h.records_count}",
         )
+
+
+def uncompressed_batch(batch: bytes | bytearray | memoryview, codec: int, limit: int) -> bytearray:
+    """The same batch with its records decompressed (at most ``limit`` bytes, else
+    `DecompressedTooLarge`) and the codec bits cleared, for the record reader to walk.
+    The CRC no longer matches: check it on the original first."""
+    records = decompress_bounded(codec, memoryview(batch)[HEADER_SIZE:], limit)
+    out = bytearray(HEADER_SIZE + len(records))
+    out[:HEADER_SIZE] = batch[:HEADER_SIZE]
+    out[HEADER_SIZE:] = records
+    attributes = _INT16.unpack_from(out, ATTRIBUTES_OFFSET)[0] & ~COMPRESSION_MASK
+    _INT16.pack_into(out, ATTRIBUTES_OFFSET, attributes)
+    _INT32.pack_into(out, 8, len(out) - LOG_OVERHEAD)
+    return out
 
 
 def validate_fetched_batches(buf: bytes | bytearray | memoryview) -> list[BatchHeader]:
@@ -409,15 +467,8 @@ def decode_records(
 
 
 def _decode_records(buf: bytes | bytearray | memoryview, include_control: bool, verify_crc: bool) -> dict:
+    cols = _empty_columns()
     reader = _reader()
-    cols: dict[str, list] = {name: [] for name in COLUMNS}
-    offsets, timestamps, keys, values, hdrs = (
-        cols["offset"],
-        cols["timestamp"],
-        cols["key"],
-        cols["value"],
-        cols["headers"],
-    )
     view = memoryview(buf)
     for h in iter_batch_headers(view):
         if h.is_control and not include_control:
@@ -428,24 +479,87 @@ def _decode_records(buf: bytes | bytearray | memoryview, include_control: bool, 
             recs = list(reader(bytes(view[h.position : h.end])))
         except Exception as exc:  # aiokafka raises CorruptRecordException, codec errors, ValueError
             raise KafkaProtocolError(ErrorCode.CORRUPT_MESSAGE, f"batch at offset {h.base_offset}: {exc!r}") from exc
-        n = len(recs)
-        offsets += [r.offset for r in recs]
-        timestamps += [r.timestamp for r in recs]
-        keys += [r.key for r in recs]
-        values += [r.value for r in recs]
-        hdrs += [r.headers for r in recs]
-        if h.base_sequence >= 0:
-            base, bo = h.base_sequence, h.base_offset
-            cols["sequence"] += [increment_sequence(base, r.offset - bo) for r in recs]
-        else:
-            cols["sequence"] += [NO_SEQUENCE] * n
-        cols["producer_id"] += [h.producer_id] * n
-        cols["producer_epoch"] += [h.producer_epoch] * n
-        cols["batch_base_offset"] += [h.base_offset] * n
-        cols["partition_leader_epoch"] += [h.partition_leader_epoch] * n
-        cols["timestamp_type"] += [h.timestamp_type] * n
-        cols["is_transactional"] += [h.is_transactional] * n
+        _extend_columns(cols, h, recs)
     return cols
+
+
+def _empty_columns() -> dict[str, list]:
+    return {name: [] for name in COLUMNS}
+
+
+def _extend_columns(cols: dict[str, list], h: BatchHeader, recs: list[Any]) -> None:
+    n = len(recs)
+    cols["offset"] += [r.offset for r in recs]
+    cols["timestamp"] += [r.timestamp for r in recs]
+    cols["key"] += [r.key for r in recs]
+    cols["value"] += [r.value for r in recs]
+    cols["headers"] += [r.headers for r in recs]
+    if h.base_sequence >= 0:
+        base, bo = h.base_sequence, h.base_offset
+        cols["sequence"] += [increment_sequence(base, r.offset - bo) for r in recs]
+    else:
+        cols["sequence"] += [NO_SEQUENCE] * n
+    cols["producer_id"] += [h.producer_id] * n
+    cols["producer_epoch"] += [h.producer_epoch] * n
+    cols["batch_base_offset"] += [h.base_offset] * n
+    cols["partition_leader_epoch"] += [h.partition_leader_epoch] * n
+    cols["timestamp_type"] += [h.timestamp_type] * n
+    cols["is_transactional"] += [h.is_transactional] * n
+
+
+def iter_record_chunks(
+    buf: bytes | bytearray | memoryview,
+    *,
+    max_rows: int,
+    max_bytes: int,
+    max_batch_bytes: int,
+    include_control: bool = False,
+) -> Iterator[dict[str, list]]:
+    """`decode_records`, in pieces of bounded size, for work on whole segments (Parquet conversion).
+
+    Yields column dicts (see `COLUMNS`) of at most ``max_rows`` rows, holding the records
+    of at most about ``max_bytes`` of (decompressed) batches plus one more batch. A
+    compressed batch is decompressed with its output capped at ``max_batch_bytes``
+    (MESSAGE_TOO_LARGE past it, found while decompressing), and even one batch is
+    split across chunks by rows. So at most one batch's bytes and ``max_rows`` decoded
+    rows are in memory at a time, whatever the buffer holds.
+    """
+    with paused_gc():
+        reader = _reader()
+        view = memoryview(buf)
+        cols = _empty_columns()
+        rows = size = 0
+        for h in iter_batch_headers(view):
+            if h.is_control and not include_control:
+                continue
+            try:
+                batch: bytes | bytearray = bytes(view[h.position : h.end])
+                if h.compression:
+                    batch = uncompressed_batch(batch, h.compression, max_batch_bytes)
+                # The C reader's __iter__ may run only once; islice would call it again.
+                records = iter(iter(reader(batch)).__next__, None)
+                size += len(batch)
+                while True:
+                    recs = list(itertools.islice(records, max_rows - rows))
+                    if recs:
+                        _extend_columns(cols, h, recs)
+                        rows += len(recs)
+                    if rows >= max_rows or size >= max_bytes:
+                        yield cols
+                        cols, rows, size = _empty_columns(), 0, 0
+                    if len(recs) == 0 or rows > 0:
+                        break
+            except DecompressedTooLarge as exc:
+                raise KafkaProtocolError(ErrorCode.MESSAGE_TOO_LARGE, f"batch at offset {h.base_offset} {exc}") from exc
+            except KafkaProtocolError:
+                raise
+            except Exception as exc:  # CorruptRecordException, codec errors, ValueError
+                raise KafkaProtocolError(
+                    ErrorCode.CORRUPT_MESSAGE, f"batch at offset {h.base_offset}: {exc!r}"
+                ) from exc
+            del batch, records
+        if rows:
+            yield cols
 
 
 def _table_to_columns(table: Any) -> dict[str, list]:

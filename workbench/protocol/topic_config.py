@@ -182,6 +182,7 @@ APPLIED = frozenset(
     {
         "cleanup.policy",
         "compression.type",
+        "flush.messages",
         "flush.ms",
         "index.interval.bytes",
         "max.message.bytes",

@@ -32,6 +32,9 @@ class LogConfig:
     min_compaction_lag_ms: int = 0  # a record stays uncompacted at least this long
     max_compaction_lag_ms: int = 2**63 - 1  # ... and at most this long (then cleaned whatever the ratio)
     delete_retention_ms: int = 24 * 3600 * 1000  # tombstones are kept this long after their timestamp
+    # fsync before acknowledging once this many messages are unflushed (Kafka's flush.messages;
+    # 1 = every acknowledged batch is on disk, with group commit). Kafka's default: never.
+    flush_messages: int = 9223372036854775807
 
     # Kafka topic config name -> (field, smallest legal value); minima follow Kafka's TopicConfig.
     _KAFKA_NAMES: ClassVar[dict[str, tuple[str, int]]] = {
@@ -45,6 +48,7 @@ class LogConfig:
         "min.compaction.lag.ms": ("min_compaction_lag_ms", 0),
         "max.compaction.lag.ms": ("max_compaction_lag_ms", 1),
         "delete.retention.ms": ("delete_retention_ms", 0),
+        "flush.messages": ("flush_messages", 1),
         # Not a Kafka name: how many sealed raw segments stay beside their Parquet files for fast
         # fetches (the local tier of KIP-405's idea, counted in segments).
         "workbench.hot.segments": ("hot_segments", 0),

@@ -51,6 +51,7 @@ decode/encode run outside it.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -141,6 +142,9 @@ class PartitionLog:
         self.partition = partition
         self._lock = threading.RLock()
         self._convert_lock = threading.Lock()
+        # One flush at a time: a second one running beside it would find no dirty segment (the
+        # first took them) and report the log end as durable before the first fsync finished.
+        self._flush_lock = threading.Lock()
         self._hw_checkpointed = -1
         self.producers = ProducerStateManager(self.directory)
         self._epochs = LeaderEpochCache(self.directory)
@@ -158,6 +162,13 @@ class PartitionLog:
         self._local = LocalLog(self.directory, config, loaded.segments)
         self.producers.marker_reader = self._marker_type  # [txn] commit/abort of a written marker
         self._tier = ParquetLog(self.directory, loaded.parquet, topic=topic, partition=partition)
+        # Durability (flush.messages): offsets below `_flushed_offset` are fsynced. What recovery
+        # found may still be only in the page cache (a killed process), so nothing counts as
+        # flushed until the first flush, which covers the recovered active segment too.
+        self._flushed_offset = self.log_start_offset
+        self.active_segment.dirty = True
+        self._synced_segments: frozenset[str] = frozenset()
+        self.last_flush_monotonic = time.monotonic()
 
     # -- offsets -------------------------------------------------------------------------
 
@@ -302,8 +313,8 @@ class PartitionLog:
         FENCED_LEADER_EPOCH: a deposed leader must not write.
         """
         now = _now_ms() if now_ms is None else now_ms
-        headers = validate_produce_batches(records, coordinator=origin == "coordinator")
         limit = self.config.max_message_bytes
+        headers = validate_produce_batches(records, coordinator=origin == "coordinator", max_message_bytes=limit)
         for h in headers:
             if h.size > limit:
                 raise KafkaProtocolError(
@@ -693,6 +704,7 @@ class PartitionLog:
         cut = self._batch_boundary_at_or_below(offset)
         old_leo = self.log_end_offset
         self._generation += 1
+        self._flushed_offset = min(self._flushed_offset, cut)
         # Raw segments: delete those from the cut on, cut the one holding it. Then Parquet files:
         # delete or rewrite those reaching past the cut. Only then, if no raw segment is left, start
         # one at the cut: a crash before that reopens with the log ending where the Parquet files end
@@ -756,6 +768,7 @@ class PartitionLog:
             offset,
         )
         self._generation += 1
+        self._flushed_offset = offset
         # Parquet files first: a crash between the two leaves the old raw tail, a contiguous log
         # (its start rises to the first raw segment), never an empty segment at ``offset`` above
         # old Parquet files with a gap between them.
@@ -935,11 +948,39 @@ class PartitionLog:
 
     # -- durability and lifecycle -----------------------------------------------------------
 
+    @property
+    def flushed_offset(self) -> int:
+        """Offsets below this are fsynced (survive a power loss); see `flush`."""
+        return self._flushed_offset
+
+    def needs_flush(self) -> bool:
+        """True when flush.messages or more appended messages are not fsynced yet (Kafka's
+        ``unflushedMessages >= flushInterval``): the append must not be acknowledged before
+        a `flush`. With the default flush.messages (Long.MAX_VALUE) never."""
+        return self.log_end_offset - self._flushed_offset >= self.config.flush_messages
+
     def flush(self) -> None:
-        """fsync segments written since the last flush; checkpoint producer state and HW."""
+        """fsync segments written since the last flush; checkpoint producer state and HW.
+
+        Group commit: one call covers every batch appended before it took the lock,
+        whoever appended it; `flushed_offset` then moves to the log end seen then. A new
+        segment's directory entry is made durable too (the partition directory is fsynced
+        when the set of segments changed). The sizes that are now durable are written to
+        ``.flushed`` (JSON, not itself fsynced): what a power loss right now would leave,
+        for tests that simulate one.
+        """
+        with self._flush_lock:
+            self._flush()
+
+    def _flush(self) -> None:
         with self._lock:
             if self._closed:
                 return
+            self.last_flush_monotonic = time.monotonic()
+            target = self.log_end_offset
+            generation = self._generation
+            sizes = {seg.log_path.name: seg.size for seg in self._local.segments}
+            names = frozenset(sizes)
             fds = self._local.take_dirty_fds()
             try:
                 if self.producers.changed:
@@ -953,11 +994,21 @@ class PartitionLog:
         try:
             for fd in fds:
                 os.fsync(fd)
+            if names != self._synced_segments:
+                _fsync_directory(self.directory)
         except OSError as exc:
+            with self._lock:  # not durable: the next flush must write these segments again
+                for seg in self._local.segments:
+                    seg.dirty = True
             raise storage_error(exc, f"fsync {self.directory}") from exc
         finally:
             for fd in fds:
                 os.close(fd)
+        with self._lock:
+            self._synced_segments = names
+            if target > self._flushed_offset and self._generation == generation:  # no truncation meanwhile
+                self._flushed_offset = target
+                _write_flushed(self.directory, target, sizes)
 
     def update_config(self, config: LogConfig) -> None:
         with self._lock:
@@ -1006,6 +1057,24 @@ class PartitionLog:
             f"PartitionLog({self.topic}-{self.partition}, start={self.log_start_offset}, "
             f"hw={self.high_watermark}, leo={self.log_end_offset})"
         )
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_flushed(directory: Path, offset: int, sizes: dict[str, int]) -> None:
+    """Record what the last flush made durable (see `PartitionLog.flush`); best effort."""
+    tmp = directory / ".flushed.tmp"
+    try:
+        tmp.write_text(json.dumps({"offset": offset, "segments": sizes}))
+        os.replace(tmp, directory / ".flushed")
+    except OSError as exc:
+        log.debug("%s: cannot write .flushed: %s", directory, exc)
 
 
 __all__ = ["AppendInfo", "ConversionJob", "PartitionLog", "UnexpectedAppendOffsetError", "segment_name"]

@@ -15,6 +15,7 @@ from workbench.broker.handlers.partitions import leader_partition
 from workbench.broker.partition import NotLeaderError, Partition
 from workbench.protocol.errors import ErrorCode, KafkaProtocolError
 from workbench.protocol.message_format import upconvert_message_set
+from workbench.protocol.records import validate_produce_batches
 
 if TYPE_CHECKING:
     from workbench.broker.handlers.context import BrokerContext as Broker
@@ -69,7 +70,12 @@ async def produce(broker: Broker, req: Request, conn: Connection) -> dict | None
                 records = pd.records
                 if req.api_version < 3:  # message format v0/v1 -> one v2 batch, as Kafka's LogValidator
                     records = upconvert_message_set(records)
-                records, part["log_append_time_ms"] = log_validator.validate(records, _rules(broker, topic.name))
+                rules = _rules(broker, topic.name)
+                if not rules.trivial:
+                    # The topic's rules decode (and may re-compress) records before the log's own
+                    # validation: bound that work first, or a small batch could inflate unbounded.
+                    validate_produce_batches(records, max_message_bytes=partition.log.config.max_message_bytes)
+                records, part["log_append_time_ms"] = log_validator.validate(records, rules)
                 info = partition.log.append(records, leader_epoch=partition.leader_epoch)
             except log_validator.RecordValidationError as exc:  # KIP-467: which records, and why
                 part["error_code"], part["error_message"] = exc.code, exc.message
@@ -87,6 +93,8 @@ async def produce(broker: Broker, req: Request, conn: Connection) -> dict | None
             if not info.duplicate:
                 broker.replicas.notify((topic.name, pd.index))
                 partition.maybe_advance_high_watermark()
+            if acks != 0 and partition.log.needs_flush():
+                waits.append(asyncio.ensure_future(_await_flush(broker, partition, part)))
             if acks == -1:
                 waits.append(
                     asyncio.ensure_future(
@@ -118,6 +126,21 @@ def _rules(broker: Broker, topic: str) -> log_validator.TopicRules:
     rules = log_validator.TopicRules.of({**defaults, **topic_configs})
     _RULES[topic] = (topic_configs, defaults, rules)
     return rules
+
+
+async def _await_flush(broker: Broker, partition: Partition, part: dict) -> None:
+    """flush.messages: answer only once the batch is fsynced (group commit, `LogFlusher`).
+
+    The batch is appended either way; if the fsync fails the answer must not say "not
+    written" (see `_await_replication`): REQUEST_TIMED_OUT, so an idempotent producer
+    retries with the same sequence and waits for a flush again.
+    """
+    try:
+        await broker.replicas.flusher.flush(partition.log)
+    except KafkaProtocolError as exc:
+        if part["error_code"] == ErrorCode.NONE:
+            part["error_code"] = ErrorCode.REQUEST_TIMED_OUT
+            part["error_message"] = f"appended, but not yet durable: {exc.message}"
 
 
 def _min_insync_replicas(broker: Broker, topic: str) -> int:
