@@ -24,12 +24,30 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from confluent_kafka import KafkaException
 
-if TYPE_CHECKING:
-    from workbench.client import Consumer, Producer, Record
+
+# What this module needs of workbench.client's Producer and Consumer (client imports this module,
+# so it names the shapes instead of importing the classes: no import circle).
+class Producer(Protocol):
+    transactional_id: str | None
+    raw: Any
+    _transactions_ready: bool
+
+    def transaction(self) -> Transaction: ...
+
+    def send(self, topic: str, value: Any, key: Any = None) -> Any: ...
+
+
+class Consumer(Protocol):
+    raw: Any
+
+    def read(self, max_records: int = ..., timeout: float = ...) -> list[Any]: ...
+
+
+Record = Any  # workbench.client.Record
 
 #: How long init/commit/abort may take (they wait for the coordinator and the markers).
 TRANSACTION_TIMEOUT_S = 30.0
