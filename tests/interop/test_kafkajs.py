@@ -50,3 +50,21 @@ def test_kafkajs_default_config_admin_produce_group_and_resume(cluster, node):
     assert found["first_run"] == sorted(f"v{i}" for i in range(12))
     assert found["second_run"] == []
     assert found["committed"] == 12  # the committed offsets add up to every message
+
+
+def test_kafkajs_transactions_commit_abort_and_send_offsets(cluster, node):
+    """KafkaJS's transactional producer (issue 14): commit, abort, sendOffsets; a read_committed
+    consumer sees only the committed records."""
+    topic = f"kafkajs-txn-{uuid.uuid4().hex[:8]}"
+    group = f"kafkajs-txn-g-{uuid.uuid4().hex[:6]}"
+    run = subprocess.run(
+        [node, "transactions.js", cluster.bootstrap_servers, topic, group],
+        cwd=HERE,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert run.returncode == 0, f"KafkaJS transaction scenario failed:\n{run.stderr[-4000:]}"
+    found = json.loads(run.stdout.strip().splitlines()[-1])
+    assert found["read_committed"] == ["c0", "c1", "c2"]
+    assert found["committed_offset"] == 1
