@@ -193,3 +193,15 @@ def test_log_cleaner_never_lets_an_aborted_record_supersede_a_committed_one(tmp_
         values += cols["value"]
         offset = max(h.next_offset for h in R.iter_batch_headers(data))
     assert b"good" in values and b"bad" not in values
+
+
+def test_delete_records_past_an_open_transaction_exposes_none_of_it(tmp_path: Path) -> None:
+    log = PartitionLog(tmp_path, LogConfig())
+    log.append(txn_batch(3, 7, 0, 0))  # 0-2, open
+    log.append(plain_batch(2))  # 3-4
+    assert log.delete_records(2) == 2  # past the open transaction's first offset
+    assert log.last_stable_offset == 2  # nothing readable: the transaction is still undecided
+    assert log.read(2, 1 << 20, upper_bound=log.last_stable_offset) == b""
+    log.append(marker(7, 0, False), origin="coordinator")  # 5: aborted
+    assert log.last_stable_offset == 6
+    assert log.aborted_transactions(2, 6) == [(7, 0)]  # a reader from 2 still drops offset 2
