@@ -46,6 +46,7 @@ def test_every_notebook_is_listed():
         "04-sql-on-streams.ipynb",
         "05-ecommerce-story.ipynb",
         "06-connect-to-a-cluster.ipynb",
+        "07-exactly-once.ipynb",
     ]
 
 
