@@ -37,7 +37,8 @@ message that depends on them, so whatever `drain()` returns may be sent at once.
 A storage write that fails (`OSError`: a full disk, an I/O error) changes
 nothing and is never answered as a success: the message that needed it is
 dropped, as if lost on the network (Raft resends), a leader whose own append
-fails steps down and refuses the proposal with `NotLeader`, and a candidate
+fails refuses the proposal with `NotLeader` (one that cannot write its
+leader-change entry steps down), and a candidate
 that cannot record its vote does not campaign. A follower then writes nothing
 for `STORAGE_BACKOFF_MS` (doubling up to a cap; reset by a write that works),
 so a full disk costs a few failed writes a second, not one per message.
@@ -237,10 +238,11 @@ class RaftNode:
         try:
             index = self._append_local(record)
         except OSError as e:
-            # Not appended: refuse it, and let a member whose disk works lead.
+            # Not appended: refuse it (callers retry NotLeader until their deadline). Leadership
+            # stays: stepping down on every failed proposal churned the controller (and with it
+            # partition leadership) for as long as the disk was full.
             self._storage_failed(e)
-            self._become_follower(self.term, None)
-            raise NotLeader(None) from e
+            raise NotLeader(self.leader_id) from e
         for peer in self.peers:
             if self._next[peer] == index:
                 self._send_append(peer)
