@@ -368,6 +368,11 @@ def test_topic_browser_tails_seeks_filters_and_exports(cluster, topic_name, tmp_
         browser.filter_key.value = "k2"
         assert browser.refresh().key.tolist() == ["k2"]
         browser.filter_key.value = ""
+        browser.filter_header.value = "h=v3"  # by header name and value (issue 18)
+        assert list(browser.refresh().key) == ["k3"]
+        browser.filter_header.value = "h"
+        assert len(browser.refresh()) == 10
+        browser.filter_header.value = ""
         browser.sql_filter.value = "i >= 8"
         assert sorted(browser.refresh().key) == ["k8", "k9"]
         browser.sql_filter.value = "no_such_column = 1"
@@ -382,6 +387,17 @@ def test_topic_browser_tails_seeks_filters_and_exports(cluster, topic_name, tmp_
             exported = list(csv.DictReader(f))
         assert sorted(r["key"] for r in exported) == ["k8", "k9"]
         assert 'href="data:text/csv;charset=utf-8;base64,' in browser.export_link.value
+
+        # Send the records shown (the filter keeps k8, k9) to another topic, byte-exact (issue 18).
+        target = topic_name + "-copy"
+        create_topic(cluster, target, 1)
+        browser.send_to.value = target
+        browser.send_to_button.click()
+        assert "sent 2 records" in browser.send_to_message.value, browser.send_to_message.value
+        copied = consume_all(cluster.bootstrap_servers, target, 1, 2)
+        assert sorted(m.key() for m in copied) == [b"k8", b"k9"]
+        assert sorted(m.headers() for m in copied) == [[("h", b"v8")], [("h", b"v9")]]
+        assert browser.send_shown(topic_name) is None and "another topic" in browser.send_to_message.value
 
         browser.topic.value = "no-such-topic-here"
         browser.refresh()

@@ -24,6 +24,7 @@ from workbench.widgets._live import (
     connection_closed,
     hold,
     message,
+    short_error,
     start_sql,
 )
 from workbench.widgets._render import frame_html
@@ -136,6 +137,12 @@ class TopicBrowser(LivePanel):
             continuous_update=False,
             layout=widgets.Layout(width="260px"),
         )
+        self.filter_header = widgets.Text(
+            description="header",
+            placeholder="name or name=value",
+            continuous_update=False,
+            layout=widgets.Layout(width="240px"),
+        )
         self.sql_filter = widgets.Text(
             description="where",
             placeholder="SQL, e.g. amount > 10",
@@ -151,16 +158,34 @@ class TopicBrowser(LivePanel):
             description="Export CSV", icon="download", layout=widgets.Layout(width="120px")
         )
         self.export_link = widgets.HTML()
+        self.send_to = widgets.Combobox(
+            description="send to",
+            placeholder="topic (e.g. orders-retry)",
+            ensure_option=False,
+            continuous_update=False,
+            layout=widgets.Layout(width="360px"),
+        )
+        self.send_to_button = widgets.Button(
+            description="Send shown",
+            icon="share",
+            button_style="primary",
+            tooltip="re-produce the records shown (byte-exact) to another topic",
+            layout=widgets.Layout(width="120px"),
+        )
+        self.send_to_button.add_class("workbench-send-to")
+        self.send_to_message = widgets.HTML()
         self.info = widgets.HTML()
         self.table = widgets.HTML()
         self.table.add_class("workbench-browser-table")
         self.children = [
             widgets.HBox([self.topic, self.tail, self.limit, self.refresh_button]),
             widgets.HBox([self.seek_partition, self.seek_offset, self.seek_time, self.newest_button]),
-            widgets.HBox([self.filter_key, self.filter_text, self.sql_filter]),
+            widgets.HBox([self.filter_key, self.filter_text, self.filter_header, self.sql_filter]),
             self.info,
             self.table,
             widgets.HBox([self.export_path, self.export_button]),
+            widgets.HBox([self.send_to, self.send_to_button]),
+            self.send_to_message,
             self.export_link,
         ]
         self.topic.observe(self._on_topic, "value")
@@ -170,6 +195,7 @@ class TopicBrowser(LivePanel):
             self.seek_time,
             self.filter_key,
             self.filter_text,
+            self.filter_header,
             self.sql_filter,
             self.limit,
         ):
@@ -178,6 +204,7 @@ class TopicBrowser(LivePanel):
         self.refresh_button.on_click(lambda _b: self.refresh())
         self.newest_button.on_click(lambda _b: self.newest())
         self.export_button.on_click(lambda _b: self.export())
+        self.send_to_button.on_click(lambda _b: self.send_shown())
 
         start_sql(conn)
         self._poller = self._loop("browser", self._step, interval, on_error=self._show_error)
@@ -241,7 +268,7 @@ class TopicBrowser(LivePanel):
             self.seek_time.value = ""
         return self.refresh()
 
-    def build_query(self) -> str:
+    def build_query(self, select: str = 'partition, "offset", timestamp, key, value, headers') -> str:
         """The SQL the browser runs for its current topic, position and filters."""
         topic = self.topic.value.strip()
         if not topic:
@@ -262,14 +289,17 @@ class TopicBrowser(LivePanel):
             conditions.append(f"contains(key, {sql_string(self.filter_key.value)})")
         if self.filter_text.value:
             conditions.append(f"contains(value, {sql_string(self.filter_text.value)})")
+        if self.filter_header.value.strip():
+            name, has_value, wanted = self.filter_header.value.strip().partition("=")
+            test = f"h.key = {sql_string(name.strip())}"
+            if has_value:
+                test += f" AND decode(h.value) = {sql_string(wanted.strip())}"
+            conditions.append(f"len(list_filter(headers, lambda h: {test})) > 0")
         if self.sql_filter.value.strip():
             conditions.append(f"({self.sql_filter.value.strip()})")
         where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
         order = 'timestamp, partition, "offset"' if seeking else 'timestamp DESC, partition, "offset" DESC'
-        return (
-            f'SELECT partition, "offset", timestamp, key, value, headers FROM {sql_identifier(topic)}'
-            f"{where} ORDER BY {order} LIMIT {int(self.limit.value)}"
-        )
+        return f"SELECT {select} FROM {sql_identifier(topic)}{where} ORDER BY {order} LIMIT {int(self.limit.value)}"
 
     def _step(self) -> None:
         if self._requested or self.tail.value:
@@ -324,6 +354,27 @@ class TopicBrowser(LivePanel):
         with hold(self.table, self.info):
             self.table.value = table
             self.info.value = message(note, "info")
+
+    # ------------------------------------------------------------------ send to another topic
+    def send_shown(self, topic: str | None = None):
+        """Re-produce the records the browser shows (its topic, position and filters), byte-exact,
+        to `topic` (default: the `send to` box): `conn.produce_from` with the browser's query.
+        Returns the `ProduceFromResult`, or None after showing the problem."""
+        target = (topic or self.send_to.value or "").strip()
+        try:
+            if not target:
+                raise ValueError("type the topic to send the records to")
+            if target == self.topic.value.strip():
+                raise ValueError("choose another topic than the one shown (that would duplicate its records)")
+            query = self.build_query(select="*")
+            result = self.conn.produce_from(query, topic=target)
+        except Exception as exc:
+            self.send_to_message.value = message(f"not sent: {short_error(exc)}")
+            return None
+        self.send_to_message.value = message(
+            f"sent {result.records} records to {target} ({result.seconds:.2f} s, byte-exact)", "ok"
+        )
+        return result
 
     # ------------------------------------------------------------------ export
     def export(self, path: str | Path | None = None) -> Path | None:
