@@ -650,6 +650,15 @@ class KafkaConnection(SqlMixin):
             replica_notes=self._replica_notes(),
         )
 
+    def topic_overview(self, *, internal: bool = False):
+        """Topics as a Kafka console lists them: partitions, replication factor, records,
+        under-replicated/offline partitions, size on disk, retention and cleanup settings and the
+        non-default configs, one row per topic (`workbench.describe.topic_overview`)."""
+        from workbench.describe import topic_overview
+
+        self._ensure_running("describe topics")
+        return topic_overview(self, internal=internal)
+
     def _known_brokers(self) -> dict[int, str] | None:
         return None
 

@@ -328,3 +328,71 @@ class LeaderHistory:
                 self.poll()
             except Exception:
                 time.sleep(self.interval)
+
+
+#: The topic configs the overview shows (Kafka's names); the full set is in `configs`.
+OVERVIEW_CONFIGS = ("cleanup.policy", "retention.ms", "retention.bytes", "min.insync.replicas", "segment.bytes")
+
+
+def topic_overview(conn, *, internal: bool = False) -> pd.DataFrame:
+    """One row per topic, as a Kafka console's topic list shows it: partitions, replication factor,
+    records (high watermark minus log start, summed), under-replicated and offline partitions,
+    size on disk (an embedded cluster's leader replicas; NULL for a remote cluster, whose files
+    are not here), the main retention and cleanup settings (DescribeConfigs) and every config
+    that is not a default (`configs`, a dict)."""
+    from confluent_kafka.admin import ConfigResource
+
+    parts = conn.sql(
+        "SELECT topic, partition, leader, replicas, isr, log_start_offset, high_watermark, records FROM wb.partitions"
+    )
+    if not internal:
+        parts = parts[~parts["topic"].str.startswith("__")]
+    topics = sorted(parts["topic"].unique())
+    admin = conn.admin()
+    configs: dict[str, dict[str, str]] = {}
+    non_default: dict[str, dict[str, str]] = {}
+    if topics:
+        futures = admin.describe_configs([ConfigResource("topic", t) for t in topics], request_timeout=10)
+        for resource, future in futures.items():
+            try:
+                entries = future.result(10)
+            except Exception:
+                continue
+            configs[resource.name] = {k: e.value for k, e in entries.items()}
+            non_default[resource.name] = {k: e.value for k, e in entries.items() if not e.is_default}
+    data_dir = getattr(conn, "data_dir", None) if getattr(type(conn), "embedded", False) else None
+    rows = []
+    for topic in topics:
+        tp = parts[parts["topic"] == topic]
+        size = None
+        if data_dir is not None:
+            size = 0
+            for r in tp.itertuples():
+                d = data_dir / f"broker-{int(r.leader)}" / "topics" / topic / f"partition={int(r.partition)}"
+                if r.leader >= 0 and d.is_dir():
+                    size += sum(f.stat().st_size for f in d.iterdir() if f.is_file())
+        row = {
+            "topic": topic,
+            "partitions": len(tp),
+            "replication_factor": max((len(r) for r in tp["replicas"]), default=0),
+            "records": int(tp["records"].sum()),
+            "under_replicated": int(sum(len(i) < len(r) for i, r in zip(tp["isr"], tp["replicas"], strict=True))),
+            "offline": int((tp["leader"] < 0).sum()),
+            "size_bytes": size,
+        }
+        for name in OVERVIEW_CONFIGS:
+            row[name] = configs.get(topic, {}).get(name)
+        row["configs"] = non_default.get(topic, {})
+        rows.append(row)
+    columns = [
+        "topic",
+        "partitions",
+        "replication_factor",
+        "records",
+        "under_replicated",
+        "offline",
+        "size_bytes",
+        *OVERVIEW_CONFIGS,
+        "configs",
+    ]
+    return pd.DataFrame(rows, columns=columns)

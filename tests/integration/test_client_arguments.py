@@ -45,3 +45,18 @@ def test_read_and_consumer_refuse_bad_arguments(cluster, topic_name):
             consumer.read(10, timeout="soon")
     finally:
         consumer.close()
+
+
+def test_topic_overview_lists_records_size_and_configs(cluster, topic_name):
+    cluster.create_topic(topic_name, partitions=3, config={"retention.ms": 3_600_000, "cleanup.policy": "delete"})
+    producer = cluster.producer()
+    for i in range(30):
+        producer.send(topic_name, {"i": i}, key=str(i))
+    producer.flush()
+    overview = cluster.topic_overview().set_index("topic")
+    row = overview.loc[topic_name]
+    assert (row.partitions, row.replication_factor, row.records) == (3, 3, 30)
+    assert row.size_bytes > 0 and row.under_replicated == 0 and row.offline == 0
+    assert row["retention.ms"] == "3600000" and row["cleanup.policy"] == "delete"
+    assert row.configs["retention.ms"] == "3600000"
+    assert not any(t.startswith("__") for t in overview.index)
