@@ -290,3 +290,35 @@ def test_produce_v0_v2_message_sets_and_fetch_v0_v3_down_conversion(cluster, top
         if version >= 2:
             assert got[1][1] == 1_600_000_000_000
     c.close()
+
+
+def test_fetch_before_v10_cannot_get_zstandard(cluster, topic_name):
+    cluster.create_topic(topic_name, partitions=1)
+    p = Producer({"bootstrap.servers": cluster.bootstrap_servers, "compression.type": "zstd"})
+    p.produce(topic_name, b"z" * 500, partition=0)
+    assert p.flush(15) == 0
+    c = _leader(cluster, topic_name)
+
+    def fetch(version: int):
+        req = FetchRequest(
+            replica_id=-1,
+            max_wait_ms=100,
+            min_bytes=1,
+            max_bytes=1 << 20,
+            topics=[
+                FetchRequest.FetchTopic(
+                    topic=topic_name,
+                    partitions=[
+                        FetchRequest.FetchTopic.FetchPartition(partition=0, fetch_offset=0, partition_max_bytes=1 << 20)
+                    ],
+                )
+            ],
+        )
+        return c.request(req, version).responses[0].partitions[0]
+
+    old = fetch(9)
+    assert old.error_code == 76 and not old.records  # UNSUPPORTED_COMPRESSION_TYPE (KIP-110)
+    new = fetch(10)
+    assert new.error_code == 0 and new.records
+    assert [v for _, _, v in _fetch_old(c, topic_name, 3, 0)] == [b"z" * 500]  # v0-3: down-converted, readable
+    c.close()

@@ -185,8 +185,8 @@ def _produce(c: WireClient, topic: str, batch: bytes):
 
 
 def _create(cluster, topic: str, config: dict) -> None:
-    a = _admin(cluster)  # kept alive until the answer: a destroyed client fails its futures
-    a.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1, config=config)])[topic].result(15)
+    # Cluster.create_topic returns once every broker's metadata shows the topic with its leader.
+    cluster.create_topic(topic, partitions=1, replication_factor=1, config=config)
 
 
 def test_log_append_time_stamps_batches_with_the_broker_clock(cluster, topic_name):

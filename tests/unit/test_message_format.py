@@ -96,3 +96,17 @@ def test_downconvert_gives_absolute_offsets_and_skips_nothing(magic):
         got += [(r.offset, r.key, r.value) for r in msg]
         pos += 12 + size
     assert got == [(40, b"k", b"a"), (41, b"k", b"b"), (42, None, b"c")]
+
+
+def test_produce_records_per_request_version():
+    from workbench.protocol.message_format import produce_records
+
+    v2 = make_batch([b"x"])
+    assert produce_records(v2, 2) == v2  # Kafka lets v0-2 carry v2 batches too
+    assert not is_message_set(produce_records(message_set(1, [b"a"]), 2))
+    zstd = bytearray(v2)
+    zstd[22] |= 4  # the codec bits of the attributes (CRC not rechecked here)
+    with pytest.raises(KafkaProtocolError) as err:
+        produce_records(bytes(zstd), 6)
+    assert err.value.code == ErrorCode.UNSUPPORTED_COMPRESSION_TYPE
+    assert produce_records(bytes(zstd), 7) == bytes(zstd)

@@ -100,6 +100,26 @@ def is_message_set(buf: bytes | memoryview) -> bool:
     return len(buf) > _MAGIC_OFFSET and buf[_MAGIC_OFFSET] in (0, 1)
 
 
+def produce_records(buf: bytes, api_version: int) -> bytes:
+    """The record set of one Produce partition, as the log takes it (v2 batches), per Kafka's
+    `ProduceRequest.validateRecords`: v0-2 may carry message sets (up-converted here) or v2 batches
+    (kept); ZStandard needs Produce v7+ (KIP-110), else UNSUPPORTED_COMPRESSION_TYPE."""
+    if api_version < 3 and is_message_set(buf):
+        return upconvert_message_set(buf)
+    if api_version < 7:
+        pos, end = 0, len(buf)
+        while pos + 23 <= end and buf[pos + _MAGIC_OFFSET] == 2:
+            if buf[pos + 22] & 0x07 == _CODEC_ZSTD:  # attributes, low byte
+                raise KafkaProtocolError(
+                    ErrorCode.UNSUPPORTED_COMPRESSION_TYPE, f"ZStandard needs Produce v7 or later, not v{api_version}"
+                )
+            (length,) = struct.unpack_from(">i", buf, pos + 8)
+            pos += _LOG_OVERHEAD + max(length, 0)
+            if length <= 0:
+                break
+    return buf
+
+
 def upconvert_message_set(buf: bytes | memoryview) -> bytes:
     """One v2 batch holding every message of a v0/v1 message set (see the module docstring)."""
     records: list[tuple[int, bytes | None, bytes | None]] = []

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from workbench.broker.handlers.partitions import leader_log, leader_partition
 from workbench.protocol.errors import ErrorCode, KafkaProtocolError
 from workbench.protocol.message_format import downconvert_batches
+from workbench.protocol.records import iter_batch_headers
 
 if TYPE_CHECKING:
     from workbench.broker.handlers.context import BrokerContext as Broker
@@ -112,6 +113,13 @@ async def fetch(broker: Broker, req: Request, conn: Connection) -> dict:
         await broker.replicas.wait_for_data(waiting, left)
         if broker.is_stopping():
             break
+    if 4 <= req.api_version < 10:
+        # KIP-110: a consumer older than Fetch v10 cannot read ZStandard; Kafka answers the partition
+        # with UNSUPPORTED_COMPRESSION_TYPE rather than bytes it would fail on.
+        for t in responses:
+            for p in t["partitions"]:
+                if p["records"] and any(h.compression == 4 for h in iter_batch_headers(p["records"])):
+                    p["records"], p["error_code"] = b"", ErrorCode.UNSUPPORTED_COMPRESSION_TYPE
     if req.api_version < 4:
         # Fetch v0-3 predate record batches: down-convert to message format v0 (Fetch v0-1) or
         # v1 (v2-3), as Kafka's RecordsUtil.downConvert does.

@@ -14,7 +14,7 @@ from workbench.broker import log_validator
 from workbench.broker.handlers.partitions import leader_partition
 from workbench.broker.partition import NotLeaderError, Partition
 from workbench.protocol.errors import ErrorCode, KafkaProtocolError
-from workbench.protocol.message_format import upconvert_message_set
+from workbench.protocol.message_format import produce_records
 from workbench.protocol.records import validate_produce_batches
 
 if TYPE_CHECKING:
@@ -67,9 +67,8 @@ async def produce(broker: Broker, req: Request, conn: Connection) -> dict | None
                     )
                     continue
             try:
-                records = pd.records
-                if req.api_version < 3:  # message format v0/v1 -> one v2 batch, as Kafka's LogValidator
-                    records = upconvert_message_set(records)
+                # v0-2: message formats v0/v1 -> one v2 batch, as Kafka's LogValidator; zstd needs v7+.
+                records = produce_records(pd.records, req.api_version) if req.api_version < 7 else pd.records
                 rules = _rules(broker, topic.name)
                 if not rules.trivial:
                     # The topic's rules decode (and may re-compress) records before the log's own
