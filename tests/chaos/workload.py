@@ -122,6 +122,7 @@ class ProducerClient(_Worker):
                 self._fatal.clear()
             value, partition = f"{self.name}-{seq}", seq % self.partitions
             self._pending[seq] = (value, partition)
+            sent = False
             try:
                 producer.produce(
                     self.topic,
@@ -129,34 +130,43 @@ class ProducerClient(_Worker):
                     partition=partition,
                     on_delivery=lambda err, msg, seq=seq: self._delivered(seq, err, msg),
                 )
+                sent = True
+                seq += 1
+                producer.poll(0)
+                next_at += interval
+                delay = next_at - time.monotonic()
+                if delay > 0:
+                    producer.poll(delay)
+                else:
+                    next_at = time.monotonic()
             except BufferError:
                 self._pending.pop(seq)
                 producer.poll(0.1)
-                continue
-            except KafkaException as exc:  # a fatal error surfaces here before error_cb is served
-                self._pending.pop(seq)
-                err = exc.args[0]
-                if err.fatal():
-                    if not self._fatal.is_set():
-                        self.history.observe("fatal_producer_error", f"{self.name}: {err.name()} {err.str()}")
-                    self._fatal.set()
-                else:
-                    producer.poll(0.1)
-                continue
-            seq += 1
-            producer.poll(0)
-            next_at += interval
-            delay = next_at - time.monotonic()
-            if delay > 0:
-                producer.poll(delay)
-            else:
-                next_at = time.monotonic()
-        producer.flush(40)
+            except KafkaException as exc:  # fatal errors surface from produce() and poll() too
+                if not sent:
+                    self._pending.pop(seq)
+                self._on_kafka_exception(exc)
+        try:
+            producer.flush(40)
+        except KafkaException as exc:
+            self._on_kafka_exception(exc)
         self._abandon(producer, "still queued when the run ended")
 
+    def _on_kafka_exception(self, exc: KafkaException) -> None:
+        err = exc.args[0]
+        if isinstance(err, KafkaError) and err.fatal():
+            if not self._fatal.is_set():
+                self.history.observe("fatal_producer_error", f"{self.name}: {err.name()} {err.str()}")
+            self._fatal.set()
+        else:
+            time.sleep(0.1)
+
     def _abandon(self, producer: Producer, why: str) -> None:
-        producer.purge()
-        producer.poll(0)
+        try:
+            producer.purge()
+            producer.poll(0)
+        except KafkaException:
+            pass  # a producer in a fatal state: its queued records are abandoned below
         for seq, (value, partition) in sorted(self._pending.items()):
             self.history.send(producer=self.name, seq=seq, value=value, partition=partition, outcome=UNKNOWN, error=why)
         self._pending.clear()
