@@ -151,3 +151,22 @@ def test_kafka_python_group_consumer_commits(cluster, topic_name):
     committed = c.committed([TopicPartition(topic_name, p) for p in range(3)], timeout=10)
     c.close()
     assert sum(tp.offset for tp in committed) == 30
+
+
+def test_find_coordinator_without_a_controller_majority_is_answered_not_dropped():
+    """With two of three brokers down, `__consumer_offsets` cannot be created: FindCoordinator is
+    answered COORDINATOR_NOT_AVAILABLE (clients retry it), not a closed connection."""
+    from kafka.protocol.metadata import FindCoordinatorRequest
+
+    from workbench import Cluster
+    from workbench.protocol.blocking_client import WireClient
+
+    with Cluster(brokers=3) as c:
+        c.kill_broker(3)
+        c.kill_broker(2)
+        w = WireClient.to(c.bootstrap_servers)
+        try:
+            r = w.request(FindCoordinatorRequest(key="g-no-majority"), 0)
+        finally:
+            w.close()
+        assert r.error_code == 15  # COORDINATOR_NOT_AVAILABLE

@@ -7,8 +7,10 @@ group on this broker (or answer NOT_COORDINATOR), and encode its results.
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any
 
+from workbench.broker.groups_manager import OFFSETS_TOPIC
 from workbench.broker.handlers.transactions import KEY_TYPE_TRANSACTION, find_transaction_coordinator
 from workbench.protocol.errors import ErrorCode, KafkaProtocolError
 
@@ -18,6 +20,11 @@ if TYPE_CHECKING:
     from workbench.protocol.codec import Request
 
 KEY_TYPE_GROUP = 0
+
+
+#: How long FindCoordinator waits for `__consumer_offsets` to be created before answering
+#: COORDINATOR_NOT_AVAILABLE.
+OFFSETS_TOPIC_CREATE_WAIT_S = 5.0
 
 
 async def _find_one(broker: Broker, key: str, key_type: int) -> dict:
@@ -41,7 +48,21 @@ async def _find_one(broker: Broker, key: str, key_type: int) -> dict:
             "port": -1,
             "key": key,
         }
-    await broker.groups.ensure_offsets_topic()
+    try:
+        # Bounded: a client's FindCoordinator must not wait out its own timeout on a controller
+        # that has no majority (it is answered, and retried, instead).
+        await asyncio.wait_for(broker.groups.ensure_offsets_topic(), OFFSETS_TOPIC_CREATE_WAIT_S)
+    except (KafkaProtocolError, TimeoutError) as exc:
+        # Creating __consumer_offsets failed (no controller majority, too few live brokers): the
+        # coordinator is not available yet, which clients retry, as Kafka answers it.
+        return {
+            "error_code": ErrorCode.COORDINATOR_NOT_AVAILABLE,
+            "error_message": f"cannot create {OFFSETS_TOPIC} yet: {exc}",
+            "node_id": -1,
+            "host": "",
+            "port": -1,
+            "key": key,
+        }
     node = broker.groups.coordinator_node(key)
     info = broker.image.brokers.get(node)
     if info is None:
