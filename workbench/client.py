@@ -425,12 +425,18 @@ class KafkaConnection(SqlMixin):
     #: False: a cluster started elsewhere (see `workbench.embedded`); `Cluster` says True.
     embedded = False
 
-    def __init__(self, bootstrap_servers: str) -> None:
+    def __init__(self, bootstrap_servers: str, schema_registry_url: str | None = None) -> None:
         self._bootstrap = bootstrap_servers
+        self._schema_registry_url = schema_registry_url
 
     @property
     def bootstrap_servers(self) -> str:
         return self._bootstrap
+
+    @property
+    def schema_registry_url(self) -> str | None:
+        """The schema registry's URL (`Cluster(schema_registry=True)`, or `connect(..., schema_registry_url=)`)."""
+        return getattr(self, "_schema_registry_url", None)
 
     def _closed_reason(self) -> str | None:
         """Why this connection can no longer be used (a stopped `Cluster`), or None."""
@@ -744,14 +750,24 @@ class KafkaConnection(SqlMixin):
         return f"{type(self).__name__}({self.bootstrap_servers!r})"
 
 
-def connect(bootstrap_servers: str, data_dir: str | None = None) -> KafkaConnection:
+def connect(
+    bootstrap_servers: str, data_dir: str | None = None, *, schema_registry_url: str | None = None
+) -> KafkaConnection:
     """The notebook API for a cluster the workbench did not start (Kafka, Redpanda, `workbench up`).
 
     `data_dir` is where SQL materializes consumed topics as Parquet (default
-    `~/.cache/workbench/<hash of the bootstrap string>`, or `$WORKBENCH_CACHE_DIR`)."""
+    `~/.cache/workbench/<hash of the bootstrap string>`, or `$WORKBENCH_CACHE_DIR`).
+    `schema_registry_url` (a Confluent-compatible registry, e.g. `http://127.0.0.1:8081`)
+    is what `send(..., schema=...)`, consumers and SQL decode Confluent-framed values with."""
     if not isinstance(bootstrap_servers, str) or not bootstrap_servers.strip():
         raise ValueError('connect() needs a bootstrap string such as "127.0.0.1:9092"')
-    conn = KafkaConnection(bootstrap_servers.strip())
+    if schema_registry_url is not None and (
+        not isinstance(schema_registry_url, str) or not schema_registry_url.startswith(("http://", "https://"))
+    ):
+        raise ValueError(
+            f"schema_registry_url must be an http(s) URL such as 'http://127.0.0.1:8081', not {schema_registry_url!r}"
+        )
+    conn = KafkaConnection(bootstrap_servers.strip(), schema_registry_url)
     if data_dir is not None:
         conn.sql_data_dir = data_dir
     return conn

@@ -44,6 +44,7 @@ from typing import Any
 from workbench.client import AdminClient, Consumer, KafkaConnection, Producer
 from workbench.cluster_config import validate_broker_config
 from workbench.errors import ClusterError, ClusterStoppedError
+from workbench.schema_registry.process import SchemaRegistryProcess
 from workbench.security.authorizer import parse_acl
 from workbench.security.credentials import build_credentials
 from workbench.security.sasl import MECHANISMS
@@ -117,6 +118,9 @@ class Cluster(KafkaConnection):
         acls: `[{"principal": "User:alice", "operation": "Read", "topic": "orders"}, ...]`
             (see `workbench.security.authorizer`); with ACLs, anything not allowed is denied.
         super_users: `["User:admin"]`: principals that bypass ACLs.
+        schema_registry: also run a Confluent-compatible schema registry
+            (`workbench.schema_registry`), its own process storing schemas in the `_schemas`
+            topic; its URL is `cluster.schema_registry_url`. Default False (one process less).
     """
 
     #: Brokers this process runs (`workbench.embedded.EmbeddedCluster`): kill, restart, local Parquet.
@@ -134,7 +138,15 @@ class Cluster(KafkaConnection):
         acls: list[dict] | None = None,
         super_users: list[str] | None = None,
         sasl_mechanisms: list[str] | None = None,
+        schema_registry: bool = False,
     ) -> None:
+        if not isinstance(schema_registry, bool):
+            raise ValueError(f"schema_registry must be True or False, not {schema_registry!r}")
+        if schema_registry and users:
+            raise ValueError(
+                "schema_registry=True is not supported with users=... yet (the registry's own clients "
+                "would need SASL credentials); run it without users, or use an external registry"
+            )
         if brokers is not None and (not isinstance(brokers, int) or isinstance(brokers, bool) or brokers < 1):
             raise ValueError(f"brokers must be a positive integer, not {brokers!r}")
         if brokers is not None and brokers > MAX_BROKERS:
@@ -187,6 +199,12 @@ class Cluster(KafkaConnection):
         self._mutex = threading.RLock()
         self._stopped = False
         super().__init__("")
+        self._registry: SchemaRegistryProcess | None = None
+        if schema_registry:
+            self._registry = SchemaRegistryProcess(
+                self.bootstrap_servers, self.data_dir / "schema-registry", replication_factor=min(3, count)
+            )
+            weakref.finalize(self, self._registry.stop, signal.SIGKILL)
         self._finalizer = weakref.finalize(
             self, _terminate_all, self.brokers, self._lock_file, self.data_dir if self._temporary else None
         )
@@ -237,6 +255,9 @@ class Cluster(KafkaConnection):
                     self._await_ready(b)
             self._stopped = False
             self._write_state()
+            if self._registry is not None and not self._registry.alive:
+                self._registry.start()
+                self._schema_registry_url = self._registry.url
         return self
 
     def _spawn(self, b: BrokerProcess) -> None:
@@ -336,6 +357,8 @@ class Cluster(KafkaConnection):
             if self._stopped:
                 return
             self._stopped = True
+            if self._registry is not None:
+                self._registry.stop()
             for b in self.brokers.values():
                 self._kill(b, CLUSTER_STOP_SIGNAL)
             try:
