@@ -136,7 +136,9 @@ class _Checker:
             return out
         if rk == "union":
             for branch in reader:
-                if not _Checker(self.rn, self.wn).check(branch, writer, path):
+                trial = _Checker(self.rn, self.wn)  # a failed branch must leave no trace
+                trial.seen = set(self.seen)
+                if not trial.check(branch, writer, path):
                     return []
             return [f"{path}: reader union lacks a branch for writer type {_describe(writer)}"]
         if rk in PRIMITIVES or wk in PRIMITIVES:
@@ -185,4 +187,8 @@ class _Checker:
 
 
 def _describe(schema: Any) -> str:
-    return schema if isinstance(schema, str) else json.dumps(schema)[:80]
+    if isinstance(schema, str):
+        return schema
+    if isinstance(schema, list):
+        return "[" + ", ".join(_describe(b) for b in schema) + "]"
+    return str(schema.get("name") or schema.get("type"))
