@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from workbench.schema_registry import avro
+from workbench.schema_registry import avro, json_schema, protobuf
 from workbench.schema_registry.avro import InvalidSchema
 
-FORMATS: dict[str, ModuleType] = {"AVRO": avro}
+FORMATS: dict[str, ModuleType] = {"AVRO": avro, "JSON": json_schema, "PROTOBUF": protobuf}
 
 __all__ = ["FORMATS", "InvalidSchema"]
