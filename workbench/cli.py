@@ -1,9 +1,10 @@
 """The `workbench` command.
 
-    workbench up --brokers 3 [--port 9092] [--data DIR] [--config num.partitions=3 ...]
+    workbench up --brokers 3 [--port 9092] [--data DIR] [--schema-registry] [--config num.partitions=3 ...]
 
 runs a cluster in the foreground, prints `bootstrap.servers=...` once every
-broker listens, and stops the brokers and exits 0 on Ctrl-C or SIGTERM.
+broker listens (and `schema.registry.url=...` with `--schema-registry`), and
+stops the brokers and exits 0 on Ctrl-C or SIGTERM.
 `--config NAME=VALUE` (repeatable) sets a broker setting, by Kafka's name
 (`num.partitions`) or the `Cluster(config=...)` one (`num_partitions`); the
 value is read as JSON when it parses (`3`, `true`), else as a string.
@@ -49,7 +50,13 @@ def _up(args: argparse.Namespace) -> int:
     if args.no_auto_create:
         config["auto_create_topics_enable"] = False
     try:
-        cluster = Cluster(brokers=args.brokers, data_dir=args.data, port=args.port, config=config)
+        cluster = Cluster(
+            brokers=args.brokers,
+            data_dir=args.data,
+            port=args.port,
+            config=config,
+            schema_registry=args.schema_registry,
+        )
     except (ClusterError, ValueError) as exc:
         print(f"workbench: {exc}", file=sys.stderr)
         return 1
@@ -57,6 +64,8 @@ def _up(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     print(f"bootstrap.servers={cluster.bootstrap_servers}", flush=True)
+    if cluster.schema_registry_url:
+        print(f"schema.registry.url={cluster.schema_registry_url}", flush=True)
     try:
         while not stop.wait(0.5):
             dead = [b.node_id for b in cluster.brokers.values() if not b.alive]
@@ -80,6 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--port", type=int, default=None, help="base port: brokers listen on PORT, PORT+1, ...")
     up.add_argument("--data", default=None, help="data directory (default: a temporary one, removed on exit)")
     up.add_argument("--no-auto-create", action="store_true", help="do not create topics on first use")
+    up.add_argument(
+        "--schema-registry", action="store_true", help="also run a schema registry (prints schema.registry.url=...)"
+    )
     up.add_argument(
         "--config",
         action="append",

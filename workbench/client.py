@@ -186,8 +186,14 @@ class Producer:
         headers: dict[str, Any] | list[tuple[str, Any]] | None = None,
         timestamp: int | Any | None = None,
         on_delivery=None,
+        schema: Any = None,
+        key_schema: Any = None,
     ) -> None:
         """Queue one record (asynchronous; `flush()` waits for all). Raises for bad arguments.
+
+        `schema` / `key_schema`: an Avro schema or a JSON Schema (dict or JSON text): the value
+        (key) is registered under `<topic>-value` (`-key`) in the connection's schema registry and
+        sent in Confluent's wire format, with confluent-kafka's serializers.
 
         `headers`: a dict or a list of (name, value) pairs (values encoded like `value`);
         `timestamp`: epoch milliseconds, or a `datetime` / `pandas.Timestamp` (naive means UTC);
@@ -199,6 +205,12 @@ class Producer:
         kwargs: dict[str, Any] = {"value": encode_value(value)}
         if key is not None:
             kwargs["key"] = encode_value(key)
+        if schema is not None or key_schema is not None:
+            codec = self._schema_codec()
+            if schema is not None and value is not None:
+                kwargs["value"] = codec.serialize(topic, value, schema)
+            if key_schema is not None and key is not None:
+                kwargs["key"] = codec.serialize(topic, key, key_schema, key=True)
         if partition is not None:
             self._check_partition(topic, partition)
             kwargs["partition"] = partition
@@ -227,6 +239,20 @@ class Producer:
                     raise ValueError(self._partition_problem(topic, partition)) from None
                 raise
         self._producer.poll(0)
+
+    def _schema_codec(self):
+        url = getattr(self, "_schema_registry_url", None)
+        if url is None:
+            raise ValueError(
+                "send(..., schema=...) needs a schema registry: Cluster(schema_registry=True), or "
+                "workbench.connect(bootstrap, schema_registry_url='http://...')"
+            )
+        codec = self.__dict__.get("_codec")
+        if codec is None:
+            from workbench.schema_registry.wire import SchemaCodec
+
+            codec = self.__dict__["_codec"] = SchemaCodec(url)
+        return codec
 
     def _partition_counts(self, topic: str, timeout: float = 5.0) -> int | None:
         """How many partitions `topic` has (None: it does not exist yet, or no broker answered)."""
@@ -371,10 +397,23 @@ class Consumer:
             msg.partition(),
             msg.offset(),
             ts if ts_type else None,
-            decode_key(msg.key()),
-            decode_value(msg.value()),
+            self._decode(msg.key(), decode_key),
+            self._decode(msg.value(), decode_value),
             list(msg.headers() or []),
         )
+
+    def _decode(self, raw: bytes | None, plain: Any) -> Any:
+        """Confluent wire-format bytes decode by their schema when the connection has a registry."""
+        url = getattr(self, "_schema_registry_url", None)
+        if url is not None and raw is not None and raw[:1] == b"\x00" and len(raw) >= 5:
+            from workbench.schema_registry.wire import SchemaCodec
+
+            codec = self.__dict__.get("_codec") or self.__dict__.setdefault("_codec", SchemaCodec(url))
+            try:
+                return codec.decode(raw)
+            except Exception:  # not registered here, or not really framed: fall back to the plain decoding
+                pass
+        return plain(raw)
 
     def read(self, max_records: int = 1000, timeout: float = 5.0, idle: float = 1.0) -> list[Record]:
         """Collect up to `max_records`, giving up after `timeout` seconds or `idle` seconds with nothing new."""
@@ -498,8 +537,9 @@ class KafkaConnection(SqlMixin):
             return history
 
     def _adopt(self, client):
-        """Give a producer or consumer this connection's liveness check."""
+        """Give a producer or consumer this connection's liveness check (and schema registry)."""
         client._closed_reason = self._closed_reason
+        client._schema_registry_url = self.schema_registry_url
         return client
 
     def producer(self, **conf: Any) -> Producer:

@@ -14,6 +14,7 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 
 from tests.conftest import FAST_GROUPS
 from workbench import Cluster
+from workbench.client import KafkaConnection
 
 USER_V1 = {
     "type": "record",
@@ -161,3 +162,21 @@ def test_registry_survives_a_broker_sigkill_and_a_restart(tmp_path, topic_name):
         assert client.get_versions(f"{topic_name}-value") == [1, 2]
         assert client.get_compatibility(f"{topic_name}-value") == "FULL"
         assert client.get_version(f"{topic_name}-value", 2).schema_id == v2
+
+
+def test_facade_send_with_schema_and_consumer_decoding(registry_cluster, topic_name):
+    """`Producer.send(..., schema=...)` registers and frames; the façade's consumer decodes by schema id."""
+    producer = registry_cluster.producer()
+    for i in range(3):
+        producer.send(topic_name, {"name": f"n{i}", "age": i}, key=f"k{i}", schema=USER_V1)
+    assert producer.flush(30) == 0
+    consumer = registry_cluster.consumer(topics=[topic_name], auto_offset_reset="earliest")
+    try:
+        records = consumer.read(3, timeout=30)
+    finally:
+        consumer.close()
+    assert [r.value for r in records] == [{"name": f"n{i}", "age": i} for i in range(3)]
+    client = SchemaRegistryClient({"url": registry_cluster.schema_registry_url})
+    assert client.get_latest_version(f"{topic_name}-value").version == 1
+    with pytest.raises(ValueError, match="schema registry"):
+        KafkaConnection(registry_cluster.bootstrap_servers).producer().send(topic_name, {"a": 1}, schema=USER_V1)
