@@ -180,3 +180,14 @@ def test_facade_send_with_schema_and_consumer_decoding(registry_cluster, topic_n
     assert client.get_latest_version(f"{topic_name}-value").version == 1
     with pytest.raises(ValueError, match="schema registry"):
         KafkaConnection(registry_cluster.bootstrap_servers).producer().send(topic_name, {"a": 1}, schema=USER_V1)
+
+
+def test_wb_schemas_lists_subjects_and_versions(registry_cluster, client, topic_name):
+    subject = f"{topic_name}-value"
+    client.register_schema(subject, avro(USER_V1))
+    client.register_schema(subject, avro(USER_V2))
+    df = registry_cluster.sql(
+        f"select version, schema_type from wb.schemas where subject = '{subject}' order by version"
+    )
+    assert df["version"].tolist() == [1, 2]
+    assert set(df["schema_type"]) == {"AVRO"}

@@ -111,6 +111,7 @@ class SqlMixin:
                 engine = SqlEngine(
                     self.bootstrap_servers, root, local, materializer=local, isolation_level=self.sql_isolation_level
                 )
+            engine.schema_registry_url = getattr(self, "schema_registry_url", None)  # for wb.schemas
             weakref.finalize(self, engine.close)
             self._sql_engine = engine
             return engine

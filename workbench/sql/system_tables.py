@@ -11,6 +11,8 @@
   on or is assigned is listed; one without a commit has committed_offset NULL and lag
   log_end_offset - log_start_offset (kafka-consumer-groups.sh shows "-" there).
 
+* `wb.schemas`: subject, version, id, schema_type, schema (the schema registry's live versions;
+  `workbench.sql.schemas_table`)
 * `wb.consumer_lag_history`: time, group_id, state, members, topic, partition, committed_offset,
   log_end_offset, lag, lag_seconds, status: `wb.consumer_lag` sampled every 2 s for the last
   hour by the connection (`workbench.sql.lag_history`), each row with its Burrow status
@@ -38,6 +40,7 @@ TABLES = (
     "consumer_group_members",
     "consumer_lag",
     "consumer_lag_history",
+    "schemas",
 )
 
 
@@ -56,6 +59,11 @@ def refresh_system_tables(engine, names: list[str]) -> None:
         history.start()
         tables["consumer_lag_history"] = history.table()
         wanted.remove("consumer_lag_history")
+    if "schemas" in wanted:
+        from workbench.sql.schemas_table import schemas_table
+
+        tables["schemas"] = schemas_table(getattr(engine, "schema_registry_url", None))
+        wanted.remove("schemas")
     if not wanted:
         _install(engine, tables)
         return
