@@ -78,13 +78,15 @@ class SchemaCodec:
 
             registered = self.client.get_schema(sid)
             kind = registered.schema_type or "AVRO"
-            parsed = fastavro.parse_schema(json.loads(registered.schema_str)) if kind == "AVRO" else None
+            parsed: Any = None
+            if kind == "AVRO":
+                parsed = fastavro.parse_schema(json.loads(registered.schema_str or "null"))
             reader = self._readers[sid] = (kind, parsed)
         kind, parsed = reader
         if kind == "AVRO":
             import fastavro
 
-            return fastavro.schemaless_reader(io.BytesIO(data[5:]), parsed)
+            return fastavro.schemaless_reader(io.BytesIO(data[5:]), parsed, None)  # writer schema = reader
         if kind == "JSON":
             return json.loads(data[5:])
         return bytes(data)
