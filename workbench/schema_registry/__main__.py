@@ -77,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(sig, lambda *_: stop.set())
     threading.Thread(target=server.serve_forever, name="rest", daemon=True).start()
     print(f"READY {server.server_address[1]}", flush=True)
+    # The first JSON Schema registration would otherwise wait for this slow import.
+    threading.Thread(target=lambda: __import__("jsonschema"), name="warm-up", daemon=True).start()
     stop.wait()
     server.shutdown()
     store.close()

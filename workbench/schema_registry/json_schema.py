@@ -22,8 +22,6 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from jsonschema import exceptions, validators
-
 from workbench.schema_registry.avro import InvalidSchema
 
 
@@ -41,6 +39,10 @@ def parse(text: str, references: list[tuple[str, str]] = ()) -> JsonSchema:  # t
         raise InvalidSchema(f"not JSON: {exc}") from None
     if not isinstance(raw, (dict, bool)):
         raise InvalidSchema("a JSON Schema is an object or a boolean")
+    # Imported here: `import jsonschema` takes seconds (its optional format checkers build
+    # grammars), which the registry's start should not wait for; `__main__` warms it up.
+    from jsonschema import exceptions, validators
+
     try:
         validators.validator_for(raw).check_schema(raw)
     except exceptions.SchemaError as exc:
