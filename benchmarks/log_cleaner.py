@@ -11,8 +11,8 @@ reports:
 * seconds and records/s of the pass (records read by the copy phase / wall time; the pass reads
   each dirty segment twice, once for the offset map and once to copy);
 * records kept, and the offset map's entries and accounted bytes (`OffsetMap.used_bytes`);
-* tracemalloc's peak of Python allocations during the pass, pyarrow's pool peak, and the
-  child's peak RSS growth (VmHWM after the pass minus RSS before it).
+* pyarrow's pool peak and the child's peak RSS growth (VmHWM after the pass minus RSS before
+  it); with ``--trace`` also tracemalloc's peak of Python allocations (that run is slower).
 
 Prints a table and writes ``benchmarks/results/log_cleaner-<ts>.json``.
 """
@@ -37,7 +37,7 @@ from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from workbench.storage import LogConfig, PartitionLog
 from workbench.storage.log_cleaner import LogCleaner
 
-records, keys, dedupe = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+records, keys, dedupe, trace = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "1"
 
 def rss_kb(field):
     return int([l for l in open("/proc/self/status") if l.startswith(field)][0].split()[1])
@@ -59,18 +59,19 @@ build_s = time.perf_counter() - t0
 cleaner = LogCleaner(lambda: [log], io_max_bytes_per_second=0, dedupe_buffer_bytes=dedupe)
 pa.default_memory_pool().release_unused()
 rss_before = rss_kb("VmRSS:")
-tracemalloc.start()
+if trace:
+    tracemalloc.start()
 t0 = time.perf_counter()
 res = cleaner.clean_log(log, now_ms=now + 1000, force=True)
 secs = time.perf_counter() - t0
-_, py_peak = tracemalloc.get_traced_memory()
+py_peak = tracemalloc.get_traced_memory()[1] if trace else 0
 tracemalloc.stop()
 print(json.dumps({
     "records": records, "keys": keys, "build_s": round(build_s, 2), "seconds": round(secs, 3),
     "records_per_s": round(res.records_read / secs) if secs else None,
     "records_read": res.records_read, "records_kept": res.records_read - res.records_removed,
     "segments": res.segments_rewritten, "map_entries": res.map_entries,
-    "map_mb": round(res.map_bytes / 2**20, 1), "python_peak_mb": round(py_peak / 2**20, 1),
+    "map_mb": round(res.map_bytes / 2**20, 1), "python_peak_mb": round(py_peak / 2**20, 1) if trace else None,
     "arrow_peak_mb": round(pa.default_memory_pool().max_memory() / 2**20, 1),
     "rss_growth_mb": round((rss_kb("VmHWM:") - rss_before) / 1024, 1), "reason": res.reason,
 }))
@@ -82,12 +83,23 @@ def main() -> int:
     ap.add_argument("--records", type=int, default=400_000)
     ap.add_argument("--dedupe-mb", type=int, default=32, help="log.cleaner.dedupe.buffer.size in MiB")
     ap.add_argument("--out", type=Path, default=HERE / "results")
+    ap.add_argument(
+        "--trace", action="store_true", help="also measure Python's peak with tracemalloc (slows the pass 2-4x)"
+    )
     args = ap.parse_args()
     cases = [("1 k keys", 1_000), ("100 k keys", 100_000)]
     rows = []
     for name, keys in cases:
         proc = subprocess.run(
-            [sys.executable, "-c", CHILD, str(args.records), str(keys), str(args.dedupe_mb << 20)],
+            [
+                sys.executable,
+                "-c",
+                CHILD,
+                str(args.records),
+                str(keys),
+                str(args.dedupe_mb << 20),
+                str(int(args.trace)),
+            ],
             capture_output=True,
             text=True,
             cwd=ROOT,
