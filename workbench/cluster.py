@@ -490,6 +490,14 @@ class Cluster(KafkaConnection):
                 continue
         return notes
 
+    def describe(self, *, internal: bool = False):
+        """As `KafkaConnection.describe`, plus the log cleaner's state of each compacted partition's
+        leader (`dirty_ratio`, `cleaned_up_to`, `records_removed`, `bytes_reclaimed`; see
+        `workbench.cleaner_state`)."""
+        from workbench.cleaner_state import add_to_description
+
+        return add_to_description(super().describe(internal=internal), self.data_dir)
+
     def broker_pids(self) -> dict[int, int | None]:
         return {b.node_id: b.pid if b.alive else None for b in self.brokers.values()}
 

@@ -7,6 +7,7 @@ import json
 
 from tests.support import wait_until
 from workbench.storage.log_cleaner import CLEANER_STATE_FILE
+from workbench.widgets import TopicBrowser
 
 
 def cdc(cluster, topic: str) -> dict[str, dict]:
@@ -77,6 +78,14 @@ def test_table_of_a_compacted_topic_is_the_same_before_and_after_cleaning(cluste
         return False
 
     wait_until(cleaned, timeout=60, message="the log cleaner did not clean the topic")
+    row = cluster.describe().partitions.query("topic == @topic_name").iloc[0]
+    assert row["cleaned_up_to"] >= 121 and row["records_removed"] > 0 and 0 <= row["dirty_ratio"] <= 1
+    browser = TopicBrowser(cluster, topic_name)  # the topic browser shows the cleaner's progress too
+    try:
+        browser.refresh()
+        assert "compacted · dirty ratio" in browser.info.value
+    finally:
+        browser.close()
     cluster.close_sql()  # a new engine reads the compacted files
     assert as_rows(cluster.table(topic_name)) == expected
 

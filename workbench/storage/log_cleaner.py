@@ -375,9 +375,16 @@ class LogCleaner:
         # 3. The offset map over the dirty segments, whole segments only.
         omap = OffsetMap(self.dedupe_buffer_bytes)
         end = first_dirty
+        # Decoded dirty segments kept for the copy phase while they fit in a second budget of the
+        # same size (decoding a raw segment is most of a pass's cost); the others are read again.
+        kept_tables: dict[int, pa.Table] = {}
+        kept_bytes = 0
         for s in dirty:
             table = plog.segment_table(s)
             throttler.maybe_throttle(s.size)
+            if kept_bytes + table.nbytes <= self.dedupe_buffer_bytes:
+                kept_tables[s.base_offset] = table
+                kept_bytes += table.nbytes
             keys = table.column("key").to_pylist()
             offsets = table.column("offset").to_pylist()
             full = False
@@ -408,8 +415,10 @@ class LogCleaner:
         for s in segs:
             if s.base_offset >= end:
                 break
-            table = plog.segment_table(s)
-            throttler.maybe_throttle(s.size)
+            cached = kept_tables.pop(s.base_offset, None)
+            table = cached if cached is not None else plog.segment_table(s)
+            if cached is None:
+                throttler.maybe_throttle(s.size)
             in_clean_part = s.next_offset <= first_dirty
             keys = table.column("key").to_pylist()
             offsets = table.column("offset").to_pylist()

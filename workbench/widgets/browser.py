@@ -14,6 +14,7 @@ import html
 import json
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import ipywidgets as widgets
 import pandas as pd
@@ -54,6 +55,20 @@ def parse_time(text: str) -> pd.Timestamp:
     if pd.isna(ts):
         raise ValueError(f"cannot read {text!r} as a time")
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts
+
+
+def _cleaner_note(conn: Any, topic: str) -> str:
+    """The log cleaner's progress on ``topic`` for an embedded cluster (it knows its brokers'
+    directories: `workbench.cleaner_state`); '' for other connections and uncompacted topics."""
+    data_dir = getattr(conn, "data_dir", None) if hasattr(conn, "broker_pids") else None
+    if data_dir is None:
+        return ""
+    from workbench.cleaner_state import topic_summary
+
+    try:
+        return topic_summary(data_dir, topic)
+    except Exception:  # a broker rewriting its state file: no note this time
+        return ""
 
 
 def _headers_text(value) -> str:
@@ -338,6 +353,9 @@ class TopicBrowser(LivePanel):
         self.rows, self.query_text, self.error = rows, query, ""
         signature = (query, tuple(zip(rows["partition"], rows["offset"], strict=False)))
         note = f"{len(rows)} records · {datetime.now():%H:%M:%S}" + (" · tailing" if self.tail.value else "")
+        cleaner = _cleaner_note(self.conn, self.topic.value)
+        if cleaner:
+            note += " · " + cleaner
         if self._closed or connection_closed(self.conn):
             return
         if signature == self._shown_signature:
