@@ -311,7 +311,8 @@ class CorruptRaftLog(_Damage):
 
 class DiskFull(Nemesis):
     """Fill the tmpfs under the targets' data directories (segments and the Raft log) for 2-6 s,
-    then free it. Needs the run to have mounted one tmpfs per broker (root only)."""
+    then free it; a target whose log directory went offline (out of the ISR 10 s later) is
+    restarted, as an operator would. Needs the run to have mounted one tmpfs per broker (root)."""
 
     fault = "disk-full"
 
@@ -342,6 +343,26 @@ class DiskFull(Nemesis):
                     filler.unlink()
                 except FileNotFoundError:
                     pass
+        # A log directory that failed goes offline until its broker restarts (KIP-112, as in Kafka):
+        # once the space is back, restart a target still out of an ISR, as an operator would.
+        out = [t for t in targets if not _in_every_isr(view, t, wait=10.0)]
+        for t in out:
+            view.cluster.restart_broker(t)
+        fault.details["restarted_after"] = out
+
+
+def _in_every_isr(view: ClusterView, node_id: int, wait: float) -> bool:
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        try:
+            parts = view.cluster.describe().partitions
+            mine = parts[parts.topic == view.topic]
+            if len(mine) and all(node_id in isr for isr in mine.isr):
+                return True
+        except Exception:
+            pass
+        time.sleep(0.5)
+    return False
 
 
 def _fill(path: Path) -> int:
