@@ -656,4 +656,5 @@ CI_MIX: tuple[str, ...] = (
     "disk-full-leader",
     "disk-full-follower",
     "hostile-many-records",
+    "hostile-zstd-bomb",  # refused (MESSAGE_TOO_LARGE) since safety-storage's bounded decompression
 )
