@@ -46,6 +46,7 @@ def changelog(path: Path, rounds: int = 5, keys: int = 4, **cfg: object) -> Part
             recs[0] = (b"k0", None)
         log.append(batch(recs, T0 + r * 1000), now_ms=T0)
     log.append(batch([(b"tail", b"active")]), now_ms=T0)  # the active segment: never cleaned
+    log.convert_sealed_segments()  # the cleaner takes segments once the converter is done with them
     return log
 
 
@@ -115,6 +116,7 @@ def test_dirty_ratio_and_compaction_lags_decide_when(tmp_path: Path) -> None:
     cleaner.clean_log(log, now_ms=T0 + 10_000, force=True)
     log.append(batch([(b"k1", b"new")], T0 + 20_000), now_ms=T0)
     log.append(batch([(b"k2", b"new")] * 4, T0 + 20_000), now_ms=T0)  # rolls: one more sealed segment
+    log.convert_sealed_segments()
     assert 0 < cleaner.dirty_ratio(log, T0 + 30_000) < 0.99
     assert not cleaner.clean_log(log, now_ms=T0 + 30_000).cleaned
     # max.compaction.lag.ms: the oldest dirty record is 10 s old -> cleaned whatever the ratio.
@@ -123,6 +125,7 @@ def test_dirty_ratio_and_compaction_lags_decide_when(tmp_path: Path) -> None:
     # min.compaction.lag.ms: nothing newer than the lag is compacted.
     log.append(batch([(b"k3", b"x")] * 4, T0 + 40_000), now_ms=T0)
     log.append(batch([(b"k3", b"y")] * 4, T0 + 40_000), now_ms=T0)
+    log.convert_sealed_segments()
     log.update_config(LogConfig(**{**log.config.__dict__, "min_compaction_lag_ms": 60_000}))
     before = read_all(log)
     cleaner.clean_log(log, now_ms=T0 + 50_000, force=True)
@@ -146,6 +149,7 @@ def test_a_full_offset_map_cleans_what_it_holds_and_the_rest_next_pass(tmp_path:
     tiny = LogCleaner(lambda: [log], io_max_bytes_per_second=0, dedupe_buffer_bytes=entry)
     log.append(batch([(b"a", b"1"), (b"b", b"2"), (b"c", b"3"), (b"d", b"4")]), now_ms=T0)
     log.append(batch([(b"e", b"5")]), now_ms=T0)
+    log.convert_sealed_segments()
     res = tiny.clean_log(log, now_ms=T0 + 10_000, force=True)
     assert not res.cleaned and "log.cleaner.dedupe.buffer.size" in res.reason
 

@@ -868,13 +868,21 @@ class PartitionLog:
 
     def cleanable_segments(self) -> tuple[int, list[LogicalSegment]]:
         """``(generation, segments)``: the logical segments wholly below both the active segment
-        and the last stable offset, oldest first, that the log cleaner may rewrite (Kafka never
-        cleans the active segment, nothing a consumer cannot see yet, nor an undecided transaction)."""
+        and the last stable offset and already converted to Parquet, oldest first, that the log
+        cleaner may rewrite (Kafka never cleans the active segment, nothing a consumer cannot see
+        yet, nor an undecided transaction; the converter owns a segment until its file exists)."""
         with self._lock:
             if self._closed:
                 return self._generation, []
             bound = min(self._local.active_segment.base_offset, self.last_stable_offset)
-            segs = [s for s in self._logical() if s.next_offset <= bound and s.next_offset > self.log_start_offset]
+            segs = []
+            for s in self._logical():
+                # Only segments the Parquet converter is done with: it writes `<base>.parquet` itself,
+                # so a segment still waiting for conversion is left alone (the prefix stops there).
+                if s.next_offset > bound or s.parquet is None:
+                    break
+                if s.next_offset > self.log_start_offset:
+                    segs.append(s)
             return self._generation, segs
 
     def segment_table(self, seg: LogicalSegment) -> Table:
