@@ -5,7 +5,8 @@
 
 Each case runs in a fresh child process: it builds a partition log of ``records`` records
 (batches of 500, ~100-byte JSON values, 1 MiB segments, uncompressed) with keys drawn from
-``keys`` distinct keys, then runs one `LogCleaner.clean_log` pass with I/O throttling off and
+``keys`` distinct keys, converts its sealed segments to Parquet (untimed: the broker's converter
+does this anyway), then runs one `LogCleaner.clean_log` pass with I/O throttling off and
 reports:
 
 * seconds and records/s of the pass (records read by the copy phase / wall time; the pass reads
@@ -55,6 +56,7 @@ for start in range(0, records, 500):
         b.append(i, now, b"key-%08d" % k, b'{"id": %d, "n": %d, "payload": "%s"}' % (k, start + i, b"x" * 60), [])
     log.append(bytes(b.build()), now_ms=now)
 log._roll()  # everything written is cleanable (the active segment never is)
+log.convert_sealed_segments()  # the cleaner takes segments once they are in the Parquet tier
 build_s = time.perf_counter() - t0
 cleaner = LogCleaner(lambda: [log], io_max_bytes_per_second=0, dedupe_buffer_bytes=dedupe)
 pa.default_memory_pool().release_unused()
