@@ -433,6 +433,40 @@ def test_describe_producers(sweep, version):
     assert resp.topics[0].partitions[0].partition_index == 0
 
 
+@pytest.mark.parametrize("version", _versions(ApiKey.CONSUMER_GROUP_HEARTBEAT))
+def test_consumer_group_heartbeat_and_describe(sweep, version):
+    """KIP-848: join (epoch 0) gets epoch 1 and the whole topic; describe shows it; epoch -1 leaves."""
+    group = f"sweep-cg-{version}-{uuid.uuid4().hex[:6]}"
+    c = sweep.coordinator(group)
+    try:
+        member = uuid.uuid4().hex
+        joined = sweep.ask(
+            c,
+            ApiKey.CONSUMER_GROUP_HEARTBEAT,
+            version,
+            {
+                "group_id": group,
+                "member_id": member,
+                "member_epoch": 0,
+                "rebalance_timeout_ms": 30000,
+                "subscribed_topic_names": [sweep.topic],
+                "topic_partitions": [],
+            },
+        )
+        assert joined.member_epoch == 1 and joined.member_id == member
+        assert [list(tp.partitions) for tp in joined.assignment.topic_partitions] == [[0]]
+        for v in _versions(ApiKey.CONSUMER_GROUP_DESCRIBE):
+            described = sweep.ask(c, ApiKey.CONSUMER_GROUP_DESCRIBE, v, {"group_ids": [group]}).groups[0]
+            assert described.group_state == "Stable" and [m.member_id for m in described.members] == [member]
+            assert described.members[0].assignment.topic_partitions[0].topic_name == sweep.topic
+        left = sweep.ask(
+            c, ApiKey.CONSUMER_GROUP_HEARTBEAT, version, {"group_id": group, "member_id": member, "member_epoch": -1}
+        )
+        assert left.member_epoch == -1
+    finally:
+        c.close()
+
+
 def test_the_sweep_covers_every_advertised_api():
     """A new API in SUPPORTED_APIS needs a sweep test here (and a ledger entry)."""
     swept = {
@@ -445,5 +479,6 @@ def test_the_sweep_covers_every_advertised_api():
         ApiKey.DESCRIBE_CLUSTER, ApiKey.ADD_PARTITIONS_TO_TXN, ApiKey.ADD_OFFSETS_TO_TXN, ApiKey.END_TXN,
         ApiKey.WRITE_TXN_MARKERS, ApiKey.TXN_OFFSET_COMMIT, ApiKey.DESCRIBE_PRODUCERS,
         ApiKey.DESCRIBE_TRANSACTIONS, ApiKey.LIST_TRANSACTIONS,
+        ApiKey.CONSUMER_GROUP_HEARTBEAT, ApiKey.CONSUMER_GROUP_DESCRIBE,
     }  # fmt: skip
     assert set(SUPPORTED_APIS) <= swept, f"not swept: {sorted(set(SUPPORTED_APIS) - swept)}"

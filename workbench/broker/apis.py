@@ -33,7 +33,7 @@ SUPPORTED_APIS: dict[int, tuple[int, int]] = {
     ApiKey.PRODUCE: (0, 9),
     ApiKey.FETCH: (0, 12),
     ApiKey.LIST_OFFSETS: (0, 7),
-    ApiKey.METADATA: (0, 11),
+    ApiKey.METADATA: (0, 12),  # v12: topics by id (KIP-516), needed by KIP-848 clients
     ApiKey.OFFSET_COMMIT: (0, 8),
     ApiKey.OFFSET_FETCH: (0, 8),
     ApiKey.FIND_COORDINATOR: (0, 4),
@@ -64,4 +64,6 @@ SUPPORTED_APIS: dict[int, tuple[int, int]] = {
     ApiKey.INCREMENTAL_ALTER_CONFIGS: (0, 1),
     ApiKey.OFFSET_DELETE: (0, 0),
     ApiKey.DESCRIBE_CLUSTER: (0, 1),
+    ApiKey.CONSUMER_GROUP_HEARTBEAT: (0, 1),  # KIP-848, workbench/broker/consumer_group_coordinator.py
+    ApiKey.CONSUMER_GROUP_DESCRIBE: (0, 0),  # KIP-848
 }

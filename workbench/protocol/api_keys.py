@@ -47,6 +47,8 @@ class ApiKey(IntEnum):
     DESCRIBE_PRODUCERS = 61
     DESCRIBE_TRANSACTIONS = 65
     LIST_TRANSACTIONS = 66
+    CONSUMER_GROUP_HEARTBEAT = 68  # KIP-848
+    CONSUMER_GROUP_DESCRIBE = 69  # KIP-848
 
 
 # The brokers' private request to the active controller (`workbench.broker.controller_channel`):

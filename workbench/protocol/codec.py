@@ -43,6 +43,7 @@ _CODEC_MODULES = (
     "kafka.protocol.metadata",
     "kafka.protocol.producer",
     "kafka.protocol.sasl",
+    "workbench.protocol.kip848",  # APIs kafka-python 3.0 lacks, from Kafka's JSON schemas
 )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from workbench.broker.handlers import admin, cluster_info, fetch, groups, produce, transactions
+from workbench.broker.handlers import admin, cluster_info, consumer_groups, fetch, groups, produce, transactions
 from workbench.broker.handlers.context import BrokerContext, Handler
 from workbench.protocol.api_keys import ApiKey
 
@@ -45,4 +45,6 @@ HANDLERS: dict[int, Handler] = {
     ApiKey.DESCRIBE_PRODUCERS: transactions.describe_producers,
     ApiKey.DESCRIBE_TRANSACTIONS: transactions.describe_transactions,
     ApiKey.LIST_TRANSACTIONS: transactions.list_transactions,
+    ApiKey.CONSUMER_GROUP_HEARTBEAT: consumer_groups.consumer_group_heartbeat,
+    ApiKey.CONSUMER_GROUP_DESCRIBE: consumer_groups.consumer_group_describe,
 }

@@ -91,9 +91,27 @@ async def metadata(broker: Broker, req: Request, conn: Connection) -> dict:
     if body.topics is None or (req.api_version == 0 and not body.topics):
         names = sorted(image.topics)
     else:
-        names = [t.name for t in body.topics]
-    allow_auto = broker.config.auto_create_topics_enable and (req.api_version < 4 or body.allow_auto_topic_creation)
+        names = [t.name for t in body.topics if t.name is not None]
     topics = []
+    if req.api_version >= 12 and body.topics:
+        # Metadata v12 (KIP-516) may name topics by id only; librdkafka does so for KIP-848 assignments.
+        by_id = {_uuid(t.id): n for n, t in image.topics.items()}
+        for t in body.topics:
+            if t.name is None and t.topic_id is not None and t.topic_id.int:
+                name = by_id.get(t.topic_id)
+                if name is None:
+                    topics.append(
+                        {
+                            "error_code": ErrorCode.UNKNOWN_TOPIC_ID,
+                            "name": None,
+                            "topic_id": t.topic_id,
+                            "is_internal": False,
+                            "partitions": [],
+                        }
+                    )
+                else:
+                    names.append(name)
+    allow_auto = broker.config.auto_create_topics_enable and (req.api_version < 4 or body.allow_auto_topic_creation)
     for name in names:
         if name not in image.topics:
             error = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION

@@ -11,6 +11,7 @@ import asyncio
 from typing import TYPE_CHECKING, Any
 
 from workbench.broker.groups_manager import OFFSETS_TOPIC
+from workbench.broker.handlers.consumer_groups import consumer_coordinator_if_any
 from workbench.broker.handlers.transactions import KEY_TYPE_TRANSACTION, find_transaction_coordinator
 from workbench.protocol.errors import ErrorCode, KafkaProtocolError
 
@@ -100,6 +101,10 @@ async def join_group(broker: Broker, req: Request, conn: Connection) -> dict:
     b = req.body
     try:
         coordinator = broker.groups.coordinator_for(b.group_id)
+        cgc = consumer_coordinator_if_any(coordinator)
+        if cgc is not None and cgc.is_consumer_group(b.group_id):
+            # KIP-848: a group id is classic or consumer, never both.
+            raise KafkaProtocolError(ErrorCode.INCONSISTENT_GROUP_PROTOCOL, f"{b.group_id} is a consumer group")
     except KafkaProtocolError as exc:
         return {
             "throttle_time_ms": 0,
@@ -212,13 +217,22 @@ async def offset_commit(broker: Broker, req: Request, conn: Connection) -> dict:
                 )
     try:
         coordinator = broker.groups.coordinator_for(b.group_id)
-        results = (
-            await coordinator.commit_offsets(
-                b.group_id, b.generation_id_or_member_epoch, b.member_id, b.group_instance_id, offsets
+        cgc = consumer_coordinator_if_any(coordinator)
+        if cgc is not None and cgc.is_consumer_group(b.group_id):
+            # KIP-848: the member epoch is checked by the consumer group; the offsets go to the same store.
+            err = cgc.validate_offset_commit(b.group_id, b.member_id, b.generation_id_or_member_epoch)
+            if err is not None:
+                raise KafkaProtocolError(err, f"group {b.group_id}")
+            # To the classic side it is a commit from outside any classic generation.
+            results = await coordinator.commit_offsets(b.group_id, -1, "", None, offsets) if offsets else []
+        else:
+            results = (
+                await coordinator.commit_offsets(
+                    b.group_id, b.generation_id_or_member_epoch, b.member_id, b.group_instance_id, offsets
+                )
+                if offsets
+                else []
             )
-            if offsets
-            else []
-        )
     except KafkaProtocolError as exc:
         results = [(t, p, exc.code) for t, p, *_ in offsets]
     all_results: list[tuple[str, int, int]] = [*results, *unknown]

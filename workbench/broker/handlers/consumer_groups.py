@@ -1,0 +1,93 @@
+"""KIP-848 APIs: ConsumerGroupHeartbeat (68) and ConsumerGroupDescribe (69).
+
+Each `__consumer_offsets` partition's classic `GroupCoordinator` gets a
+`ConsumerGroupCoordinator` beside it (created on first use, dropped with it,
+so a coordinator move starts the consumer groups afresh and members rejoin);
+these handlers route a group to it or answer NOT_COORDINATOR as the classic
+APIs do.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import TYPE_CHECKING, Any
+
+from workbench.broker.consumer_group_coordinator import ConsumerGroupCoordinator
+from workbench.protocol.errors import ErrorCode, KafkaProtocolError
+
+if TYPE_CHECKING:
+    from workbench.broker.group_coordinator import GroupCoordinator
+    from workbench.broker.handlers.context import BrokerContext as Broker
+    from workbench.broker.server import Connection
+    from workbench.protocol.codec import Request
+
+_BESIDE: weakref.WeakKeyDictionary[GroupCoordinator, ConsumerGroupCoordinator] = weakref.WeakKeyDictionary()
+
+
+def consumer_coordinator(classic: GroupCoordinator) -> ConsumerGroupCoordinator:
+    """The KIP-848 coordinator beside `classic` (one per offsets partition)."""
+    cgc = _BESIDE.get(classic)
+    if cgc is None:
+        cgc = _BESIDE[classic] = ConsumerGroupCoordinator()
+    return cgc
+
+
+def consumer_coordinator_if_any(classic: GroupCoordinator) -> ConsumerGroupCoordinator | None:
+    return _BESIDE.get(classic)
+
+
+def _classic_is_live(classic: GroupCoordinator, group_id: str) -> bool:
+    """A classic group with members (an empty one may be taken over by the consumer protocol, as in Kafka)."""
+    return classic.describe_group(group_id).state not in ("", "Empty", "Dead")
+
+
+async def consumer_group_heartbeat(broker: Broker, req: Request, conn: Connection) -> dict:
+    b = req.body
+    try:
+        classic = broker.groups.coordinator_for(b.group_id)
+        if _classic_is_live(classic, b.group_id):
+            raise KafkaProtocolError(ErrorCode.GROUP_ID_NOT_FOUND, f"Group {b.group_id} is not a consumer group.")
+        broker.refresh_metadata()
+        topics = broker.image.topics
+        return consumer_coordinator(classic).heartbeat(
+            b, topics, client_id=req.client_id or "", client_host=f"/{conn.peer.rsplit(':', 1)[0]}"
+        )
+    except KafkaProtocolError as exc:
+        return {
+            "throttle_time_ms": 0,
+            "error_code": exc.code,
+            "error_message": exc.message or None,
+            "member_id": None,
+            "member_epoch": -1,
+            "heartbeat_interval_ms": 0,
+            "assignment": None,
+        }
+
+
+async def consumer_group_describe(broker: Broker, req: Request, conn: Connection) -> dict:
+    groups: list[dict[str, Any]] = []
+    broker.refresh_metadata()
+    for group_id in req.body.group_ids:
+        try:
+            classic = broker.groups.coordinator_for(group_id)
+            cgc = consumer_coordinator_if_any(classic)
+            if cgc is None or group_id not in cgc.groups:
+                if _classic_is_live(classic, group_id):
+                    raise KafkaProtocolError(ErrorCode.GROUP_ID_NOT_FOUND, f"Group {group_id} is not a consumer group.")
+                cgc = ConsumerGroupCoordinator()
+            groups.append(cgc.describe(group_id, broker.image.topics))
+        except KafkaProtocolError as exc:
+            groups.append(
+                {
+                    "error_code": exc.code,
+                    "error_message": exc.message or None,
+                    "group_id": group_id,
+                    "group_state": "",
+                    "group_epoch": -1,
+                    "assignment_epoch": -1,
+                    "assignor_name": "",
+                    "members": [],
+                    "authorized_operations": -2147483648,
+                }
+            )
+    return {"throttle_time_ms": 0, "groups": groups}
