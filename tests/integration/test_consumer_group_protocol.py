@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, ConsumerGroupType, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
 from kafka import KafkaConsumer
 
 from tests.support import wait_until
@@ -81,6 +82,15 @@ def test_two_kip848_consumers_split_partitions_consume_commit_and_resume(cluster
             assert sorted(int(m.value()) for _, m in more) == list(range(40, 60))
             for c in (first, second):
                 c.commit(asynchronous=False)
+
+            # The admin client sees a KIP-848 group (ConsumerGroupDescribe) with both members.
+            admin = AdminClient({"bootstrap.servers": bootstrap})
+            described = admin.describe_consumer_groups([group], request_timeout=20)[group].result()
+            assert described.type == ConsumerGroupType.CONSUMER
+            assert len(described.members) == 2
+            assert sum(len(m.assignment.topic_partitions) for m in described.members) == 4
+            listed = admin.list_consumer_groups(request_timeout=20).result()
+            assert group in {g.group_id for g in listed.valid}
         finally:
             second.close()
     finally:

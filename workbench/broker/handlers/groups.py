@@ -305,8 +305,15 @@ async def list_groups(broker: Broker, req: Request, conn: Connection) -> dict:
     states = list(b.states_filter) if req.api_version >= 4 and b.states_filter else None
     groups = []
     for coordinator in broker.groups.all_coordinators():
+        cgc = consumer_coordinator_if_any(coordinator)
+        modern = {g.group_id: g for g in cgc.groups.values() if g.members} if cgc is not None else {}
         for group_id, protocol_type, state in coordinator.list_groups(states):
-            groups.append({"group_id": group_id, "protocol_type": protocol_type, "group_state": state})
+            if group_id not in modern:
+                groups.append({"group_id": group_id, "protocol_type": protocol_type, "group_state": state})
+        # KIP-848 groups are listed with protocol type "consumer", as Kafka lists them.
+        for group_id, g in modern.items():
+            if states is None or g.state() in states:
+                groups.append({"group_id": group_id, "protocol_type": "consumer", "group_state": g.state()})
     return {"throttle_time_ms": 0, "error_code": 0, "groups": groups}
 
 
