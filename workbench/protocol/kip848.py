@@ -20,17 +20,17 @@ __all__ = [
 ]
 
 
-class ConsumerGroupHeartbeatRequest(ApiMessage, load_json=_SCHEMAS):
+class ConsumerGroupHeartbeatRequest(ApiMessage, load_json=_SCHEMAS):  # type: ignore[call-arg]  # a metaclass keyword
     pass
 
 
-class ConsumerGroupHeartbeatResponse(ApiMessage, load_json=_SCHEMAS):
+class ConsumerGroupHeartbeatResponse(ApiMessage, load_json=_SCHEMAS):  # type: ignore[call-arg]  # a metaclass keyword
     pass
 
 
-class ConsumerGroupDescribeRequest(ApiMessage, load_json=_SCHEMAS):
+class ConsumerGroupDescribeRequest(ApiMessage, load_json=_SCHEMAS):  # type: ignore[call-arg]  # a metaclass keyword
     pass
 
 
-class ConsumerGroupDescribeResponse(ApiMessage, load_json=_SCHEMAS):
+class ConsumerGroupDescribeResponse(ApiMessage, load_json=_SCHEMAS):  # type: ignore[call-arg]  # a metaclass keyword
     pass
