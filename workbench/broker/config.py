@@ -26,6 +26,7 @@ class BrokerConfig:
     group_max_session_timeout_ms: int = 1800000  # group.max.session.timeout.ms
     socket_request_max_bytes: int = 100 * 1024 * 1024
     max_connections: int = 10_000  # max.connections
+    max_incremental_fetch_session_cache_slots: int = 1000  # KIP-227, workbench/broker/fetch_session.py
     connections_max_idle_ms: int = 600_000  # connections.max.idle.ms
     broker_session_timeout_ms: int = 1500  # broker.session.timeout.ms (Kafka: 9000)
     replica_lag_time_max_ms: int = 10000  # replica.lag.time.max.ms (Kafka: 30000)

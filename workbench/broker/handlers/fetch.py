@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from typing import TYPE_CHECKING, Any
 
+from workbench.broker.fetch_session import FetchSessionCache
 from workbench.broker.handlers.partitions import leader_log, leader_partition
 from workbench.protocol.errors import ErrorCode, KafkaProtocolError
 from workbench.protocol.message_format import downconvert_batches
@@ -96,12 +98,33 @@ def _diverging_epoch(plog: PartitionLog, fp: Any) -> dict | None:
     return None
 
 
+_SESSIONS: weakref.WeakKeyDictionary[Any, FetchSessionCache] = weakref.WeakKeyDictionary()
+
+
+def fetch_sessions(broker: Broker) -> FetchSessionCache:
+    """This broker's KIP-227 fetch session cache."""
+    cache = _SESSIONS.get(broker)
+    if cache is None:
+        slots = getattr(broker.config, "max_incremental_fetch_session_cache_slots", 1000)
+        cache = _SESSIONS[broker] = FetchSessionCache(slots)
+    return cache
+
+
 async def fetch(broker: Broker, req: Request, conn: Connection) -> dict:
     body = req.body
+    replica_id = body.replica_id if req.api_version <= 14 else -1
     deadline = time.monotonic() + max(0, body.max_wait_ms) / 1000.0
     min_bytes = max(1, body.min_bytes)
+    read, session, incremental = body, None, False
+    if req.api_version >= 7:
+        # KIP-227: the partitions to read come from the fetch session when the request names one.
+        try:
+            read, session = fetch_sessions(broker).open(body, replica_id)
+        except KafkaProtocolError as exc:
+            return {"throttle_time_ms": 0, "error_code": exc.code, "session_id": 0, "responses": []}
+        incremental = body.session_epoch > 0
     while True:
-        responses, total, waiting = _read_all(broker, body, body.replica_id if req.api_version <= 14 else -1)
+        responses, total, waiting = _read_all(broker, read, replica_id)
         left = deadline - time.monotonic()
         if (
             total >= min_bytes
@@ -128,7 +151,8 @@ async def fetch(broker: Broker, req: Request, conn: Connection) -> dict:
             for fp, p in zip(topic.partitions, t["partitions"], strict=True):
                 if p["records"]:
                     p["records"] = downconvert_batches(p["records"], magic, fp.fetch_offset)
-    return {"throttle_time_ms": 0, "error_code": 0, "session_id": 0, "responses": responses}
+    responses = FetchSessionCache.answer(session, responses, incremental=incremental)
+    return {"throttle_time_ms": 0, "error_code": 0, "session_id": session.id if session else 0, "responses": responses}
 
 
 async def list_offsets(broker: Broker, req: Request, conn: Connection) -> dict:
