@@ -159,12 +159,12 @@ class FetchSessionCache:
             size = sum(len(t.partitions) for t in view.topics)
             if epoch == FINAL_EPOCH or not self._try_admit(replica_id >= 0, size):
                 return view, None
-            session = FetchSession(self._new_id(), replica_id >= 0, last_used=self._clock())
+            created = FetchSession(self._new_id(), replica_id >= 0, last_used=self._clock())
             for t in view.topics:
                 for p in t.partitions:
-                    session.partitions[(t.topic, p.partition)] = p
-            self.sessions[session.id] = session
-            return view, session
+                    created.partitions[(t.topic, p.partition)] = p
+            self.sessions[created.id] = created
+            return view, created
         session = self.sessions.get(sid)
         if session is None:
             raise KafkaProtocolError(ErrorCode.FETCH_SESSION_ID_NOT_FOUND, f"fetch session {sid}")
