@@ -206,3 +206,59 @@ def test_replica_fetch_request_matches_kafka_python(
     request.API_VERSION = 12
     request.with_header(correlation_id=correlation_id, client_id=client_id)
     assert ours == bytes(request.encode(header=True, framed=True))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    session_id=int32,
+    session_epoch=int32,
+    topics=st.lists(st.tuples(names, st.lists(fetch_request_partition, max_size=3)), max_size=3),
+    forgotten=st.lists(st.tuples(names, st.lists(int32, max_size=4)), max_size=3),
+)
+def test_replica_fetch_request_with_a_fetch_session_matches_kafka_python(session_id, session_epoch, topics, forgotten):
+    """KIP-227: the follower's session id, epoch and forgotten topics, byte for byte."""
+    ours = encode_fetch_request_v12(
+        7,
+        "f",
+        replica_id=2,
+        max_wait_ms=250,
+        min_bytes=1,
+        max_bytes=1 << 20,
+        topics=topics,
+        session_id=session_id,
+        session_epoch=session_epoch,
+        forgotten=forgotten,
+    )
+    T, P = FetchRequest.FetchTopic, FetchRequest.FetchTopic.FetchPartition
+    F = FetchRequest.ForgottenTopic
+    request = FetchRequest(
+        replica_id=2,
+        max_wait_ms=250,
+        min_bytes=1,
+        max_bytes=1 << 20,
+        isolation_level=0,
+        session_id=session_id,
+        session_epoch=session_epoch,
+        forgotten_topics_data=[F(topic=name, partitions=parts) for name, parts in forgotten],
+        rack_id="",
+        topics=[
+            T(
+                topic=name,
+                partitions=[
+                    P(
+                        partition=p[0],
+                        current_leader_epoch=p[1],
+                        fetch_offset=p[2],
+                        last_fetched_epoch=p[3],
+                        log_start_offset=p[4],
+                        partition_max_bytes=p[5],
+                    )
+                    for p in parts
+                ],
+            )
+            for name, parts in topics
+        ],
+    )
+    request.API_VERSION = 12
+    request.with_header(correlation_id=7, client_id="f")
+    assert ours == bytes(request.encode(header=True, framed=True))

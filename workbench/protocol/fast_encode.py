@@ -176,12 +176,16 @@ def encode_fetch_request_v12(
     min_bytes: int,
     max_bytes: int,
     topics: list[tuple[str, list[tuple[int, int, int, int, int, int]]]],
+    session_id: int = 0,
+    session_epoch: int = -1,
+    forgotten: list[tuple[str, list[int]]] | None = None,
 ) -> bytes:
     """A framed Fetch v12 request (the replica fetcher's), as kafka-python would encode it.
 
     ``topics``: ``[(name, [(partition, current_leader_epoch, fetch_offset,
     last_fetched_epoch, log_start_offset, partition_max_bytes), ...]), ...]``;
-    isolation level 0, no fetch session, no forgotten topics, empty rack id.
+    isolation level 0, empty rack id; by default no fetch session (id 0, epoch -1) and no
+    forgotten topics, else the KIP-227 session fields and ``forgotten`` ``[(name, [partition, ...])]``.
     """
     client = client_id.encode("utf-8")
     parts = [
@@ -189,7 +193,7 @@ def encode_fetch_request_v12(
         _I16(len(client)),
         client,
         b"\x00",
-        _FETCH_V12_HEAD(replica_id, max_wait_ms, min_bytes, max_bytes, 0, 0, -1),
+        _FETCH_V12_HEAD(replica_id, max_wait_ms, min_bytes, max_bytes, 0, session_id, session_epoch),
         _uvarint(len(topics) + 1),
     ]
     out = parts.append
@@ -200,6 +204,12 @@ def encode_fetch_request_v12(
             out(_FETCH_V12_PART(*p))
             out(b"\x00")
         out(b"\x00")
-    out(b"\x01\x01\x00")  # no forgotten topics, rack id "", no tagged fields
+    out(_uvarint(len(forgotten or ()) + 1))
+    for name, indexes in forgotten or ():
+        out(_string(name, True))
+        out(_uvarint(len(indexes) + 1))
+        out(b"".join(_I32(i) for i in indexes))
+        out(b"\x00")
+    out(b"\x01\x00")  # rack id "", no tagged fields
     body = b"".join(parts)
     return _I32(len(body)) + body
