@@ -142,3 +142,39 @@ def test_kafka_python_consumes_everything_over_an_incremental_session(cluster, t
 
 def _leader_any(cluster) -> WireClient:
     return WireClient.to(cluster.bootstrap_servers)
+
+
+def test_followers_replicate_with_sessions_and_without_when_the_cache_has_no_slots(fresh_cluster, topic_name):
+    """acks=all needs every follower's fetches: with sessions (default) and falling back to full fetches."""
+    from confluent_kafka import Producer
+
+    for slots in (1000, 0):
+        cluster = fresh_cluster(brokers=3, config={"max_incremental_fetch_session_cache_slots": slots})
+        topic = f"{topic_name}-{slots}"
+        cluster.create_topic(topic, partitions=3, replication_factor=3)
+        p = Producer({"bootstrap.servers": cluster.bootstrap_servers, "acks": "all"})
+        for rounds in range(3):
+            for i in range(50):
+                p.produce(topic, value=f"{rounds}-{i}".encode(), partition=i % 3)
+            assert p.flush(30) == 0
+        _consume_all(cluster.bootstrap_servers, topic, 150)
+        cluster.stop()
+
+
+def _consume_all(bootstrap: str, topic: str, n: int) -> None:
+    from confluent_kafka import Consumer
+
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"g-{topic}", "auto.offset.reset": "earliest"})
+    c.subscribe([topic])
+    seen: list[bytes] = []
+
+    def got() -> bool:
+        m = c.poll(0.2)
+        if m is not None and m.error() is None:
+            seen.append(m.value())
+        return len(seen) >= n
+
+    try:
+        assert wait_until(got, 60, interval=0, fail=False), f"{topic}: {len(seen)} of {n} records"
+    finally:
+        c.close()

@@ -218,3 +218,45 @@ class FetchSessionCache:
             if parts:
                 out.append({"topic": t["topic"], "partitions": parts})
         return out
+
+
+class FetchSessionHandler:
+    """The fetcher's side of a session (Kafka's client `FetchSessionHandler`), for the replica fetcher.
+
+    `build` takes every partition to fetch with its request fields and returns what to send:
+    all of them on a full fetch (epoch 0), else only those whose fields changed, plus the
+    partitions to forget. `handle_response` moves the epoch on, or starts over (a full fetch)
+    when the leader answered without a session or with a session error.
+    """
+
+    def __init__(self) -> None:
+        self.session_id = 0
+        self.epoch = INITIAL_EPOCH
+        self._sent: dict[TopicPartition, tuple[Any, ...]] = {}
+
+    def build(
+        self, wanted: dict[TopicPartition, tuple[Any, ...]]
+    ) -> tuple[int, int, dict[TopicPartition, tuple[Any, ...]], list[tuple[str, list[int]]]]:
+        """(session id, epoch, partitions to name, forgotten topics)."""
+        if self.session_id == 0 or self.epoch == INITIAL_EPOCH:
+            self.session_id, self.epoch = 0, INITIAL_EPOCH
+            self._sent = dict(wanted)
+            return 0, INITIAL_EPOCH, dict(wanted), []
+        changed = {tp: fields for tp, fields in wanted.items() if self._sent.get(tp) != fields}
+        gone: dict[str, list[int]] = {}
+        for topic, partition in self._sent.keys() - wanted.keys():
+            gone.setdefault(topic, []).append(partition)
+        self._sent = dict(wanted)
+        return self.session_id, self.epoch, changed, sorted(gone.items())
+
+    def handle_response(self, error_code: int, session_id: int) -> None:
+        if error_code or not session_id:
+            # No session (cache full, sessionless leader), or the session is gone (evicted, leader
+            # restarted: FETCH_SESSION_ID_NOT_FOUND / INVALID_FETCH_SESSION_EPOCH): a full fetch next.
+            self.reset()
+            return
+        self.session_id = session_id
+        self.epoch = self.epoch + 1 if self.epoch < 0x7FFFFFFF else 1
+
+    def reset(self) -> None:
+        self.session_id, self.epoch, self._sent = 0, INITIAL_EPOCH, {}

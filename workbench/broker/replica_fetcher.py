@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from kafka.protocol.consumer import FetchResponse as _FetchResponse
 
+from workbench.broker.fetch_session import FetchSessionHandler
 from workbench.broker.network_client import BrokerConnection, SaslLogin
 from workbench.protocol.errors import ErrorCode, KafkaProtocolError
 from workbench.protocol.fast_encode import encode_fetch_request_v12
@@ -34,7 +35,16 @@ if TYPE_CHECKING:
     from workbench.controller.quorum import QuorumMetadataLog
 
 
-def _encode_follower_fetch(cid: int, *, client_id: str, node_id: int, topics: list) -> bytes:
+def _encode_follower_fetch(
+    cid: int,
+    *,
+    client_id: str,
+    node_id: int,
+    topics: list,
+    session_id: int = 0,
+    session_epoch: int = -1,
+    forgotten: list | None = None,
+) -> bytes:
     return encode_fetch_request_v12(
         cid,
         client_id,
@@ -43,6 +53,9 @@ def _encode_follower_fetch(cid: int, *, client_id: str, node_id: int, topics: li
         min_bytes=1,
         max_bytes=RESPONSE_MAX_BYTES,
         topics=topics,
+        session_id=session_id,
+        session_epoch=session_epoch,
+        forgotten=forgotten,
     )
 
 
@@ -111,6 +124,7 @@ class ReplicaFetcherManager:
 
     async def _run(self, leader_id: int) -> None:
         conn: BrokerConnection | None = None
+        session = FetchSessionHandler()
         try:
             while not self._closed:
                 partitions = self.following(leader_id)
@@ -129,11 +143,26 @@ class ReplicaFetcherManager:
                         client_id=f"replica-fetcher-{self.node_id}-{leader_id}",
                         sasl=self._sasl_login,
                     )  # [security]
+                    session.reset()  # a new connection (or leader address) starts a new session
                 topics, sent = self._build_request(partitions)
+                # KIP-227: name only the partitions whose position changed since the last fetch.
+                wanted = {(t, p[0]): p for t, parts in topics for p in parts}
+                session_id, epoch, changed, forgotten = session.build(wanted)
+                by_topic: dict[str, list[Any]] = {}
+                for (t, _), fields in changed.items():
+                    by_topic.setdefault(t, []).append(fields)
                 node_id, client_id = self.node_id, conn.client_id
                 try:
                     response = await conn.request_frame(
-                        functools.partial(_encode_follower_fetch, client_id=client_id, node_id=node_id, topics=topics),
+                        functools.partial(
+                            _encode_follower_fetch,
+                            client_id=client_id,
+                            node_id=node_id,
+                            topics=list(by_topic.items()),
+                            session_id=session_id,
+                            session_epoch=epoch,
+                            forgotten=forgotten,
+                        ),
                         _FetchResponse,
                         FETCH_VERSION,
                         timeout=10.0,
@@ -141,8 +170,12 @@ class ReplicaFetcherManager:
                 except (OSError, TimeoutError, ConnectionError, asyncio.IncompleteReadError) as exc:
                     log.debug("fetch from broker %d failed: %s", leader_id, exc)
                     conn.close()
+                    session.reset()
                     await asyncio.sleep(BACKOFF_S)
                     continue
+                session.handle_response(response.error_code, response.session_id)
+                if response.error_code in (ErrorCode.FETCH_SESSION_ID_NOT_FOUND, ErrorCode.INVALID_FETCH_SESSION_EPOCH):
+                    continue  # the session was evicted or lost (leader restart): a full fetch next
                 backoff = self._handle_response(response, sent)
                 # flush.messages: fsync what we appended before the next Fetch reports our log
                 # end to the leader, so the high watermark only counts durable copies.
