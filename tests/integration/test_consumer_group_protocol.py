@@ -126,3 +126,34 @@ def test_classic_join_to_a_live_consumer_group_is_inconsistent_protocol(cluster,
             classic.close()
     finally:
         modern.close()
+
+
+def test_kip848_offsets_survive_the_coordinators_death(fresh_cluster, topic_name):
+    """The group's committed offsets are in __consumer_offsets: after the coordinator dies, a new member
+    of the group (on the new coordinator) resumes after the commit, not from the start."""
+    from confluent_kafka.admin import AdminClient
+
+    cluster = fresh_cluster(brokers=3)
+    bootstrap = cluster.bootstrap_servers
+    cluster.create_topic(topic_name, partitions=2, replication_factor=3)
+    produce_n(bootstrap, topic_name, 20)
+    group = f"g848-failover-{topic_name}"
+    c = kip848_consumer(bootstrap, group, topic_name)
+    try:
+        seen: list = []
+        poll_until([c], lambda: len(seen) >= 20, seen)
+        c.commit(asynchronous=False)
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        coordinator = admin.describe_consumer_groups([group], request_timeout=20)[group].result().coordinator.id
+    finally:
+        c.close()
+    cluster.kill_broker(coordinator)
+    produce_n(bootstrap, topic_name, 10, start=20)
+    again = kip848_consumer(bootstrap, group, topic_name)
+    try:
+        more: list = []
+        poll_until([again], lambda: len(more) >= 10, more, timeout=90)
+        assert sorted(int(m.value()) for _, m in more) == list(range(20, 30))
+        assert len(again.assignment()) == 2
+    finally:
+        again.close()
