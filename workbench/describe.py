@@ -22,6 +22,7 @@ import pandas as pd
 from kafka.protocol.consumer import ListOffsetsRequest
 from kafka.protocol.metadata import MetadataRequest
 
+from workbench.embedded import is_embedded
 from workbench.protocol.blocking_client import WireClient
 
 LATEST = -1
@@ -360,7 +361,7 @@ def topic_overview(conn, *, internal: bool = False) -> pd.DataFrame:
                 continue
             configs[resource.name] = {k: e.value for k, e in entries.items()}
             non_default[resource.name] = {k: e.value for k, e in entries.items() if not e.is_default}
-    data_dir = getattr(conn, "data_dir", None) if getattr(type(conn), "embedded", False) else None
+    data_dir = conn.data_dir if is_embedded(conn) else None
     rows = []
     for topic in topics:
         tp = parts[parts["topic"] == topic]

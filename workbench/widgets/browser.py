@@ -19,6 +19,7 @@ from typing import Any
 import ipywidgets as widgets
 import pandas as pd
 
+from workbench.embedded import is_embedded
 from workbench.widgets._live import (
     LivePanel,
     admin_client,
@@ -60,9 +61,9 @@ def parse_time(text: str) -> pd.Timestamp:
 def _cleaner_note(conn: Any, topic: str) -> str:
     """The log cleaner's progress on ``topic`` for an embedded cluster (it knows its brokers'
     directories: `workbench.cleaner_state`); '' for other connections and uncompacted topics."""
-    data_dir = getattr(conn, "data_dir", None) if hasattr(conn, "broker_pids") else None
-    if data_dir is None:
+    if not is_embedded(conn):
         return ""
+    data_dir = conn.data_dir
     from workbench.cleaner_state import topic_summary
 
     try:
