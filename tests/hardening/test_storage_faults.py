@@ -19,6 +19,7 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 from kafka.protocol.producer import ProduceRequest
 
+from tests.support import wait_until
 from workbench.protocol.blocking_client import WireClient, make_batch
 from workbench.protocol.records import iter_batch_headers
 
@@ -254,15 +255,17 @@ def test_full_disk_gives_storage_error_and_recovers(fresh_cluster, topic_name):
         assert cluster.brokers[1].alive
     finally:
         resource.prlimit(pid, resource.RLIMIT_FSIZE, old)
-    # Space is back: writes succeed, and the log holds exactly what was acknowledged, intact.
-    r = _produce(client, topic_name, [b"v-10"])
-    assert r.error_code == 0 and r.base_offset == 10
-    got = consume_all(cluster, topic_name)
-    check_served(got)
-    assert sorted(got) == list(range(11))
+    # The log directory went offline with the first failure (KIP-112): it stays offline, refusing
+    # writes, until the broker restarts, as in Kafka; what was acknowledged is intact.
+    assert _produce(client, topic_name, [b"v-10"]).error_code == 56
     client.close()
     cluster.stop()
     cluster = reopen(fresh_cluster, cluster)
+    # Space is back and the broker restarted: writes succeed after exactly what was acknowledged.
+    client = WireClient.to(cluster.bootstrap_servers)
+    r = wait_until(lambda: (x := _produce(client, topic_name, [b"v-10"])).error_code == 0 and x, timeout=20)
+    assert r.base_offset == 10
+    client.close()
     got = consume_all(cluster, topic_name)
     check_served(got)
     assert sorted(got) == list(range(11))
