@@ -418,3 +418,73 @@ def test_damage_with_no_healthy_replica_is_reported_lost_not_skipped_silently(fr
     assert state.startswith("damaged range ") and "lost (no healthy replica)" in state
     log_text = (Path(cluster.data_dir) / "broker-2" / "broker.log").read_text()
     assert "are LOST" in log_text
+
+
+def poll_metadata_until(port: int, stop: threading.Event) -> int:
+    """Send Metadata v0 requests (all topics) to 127.0.0.1:`port` as fast as it answers until
+    `stop` is set, reconnecting while the broker is down: a client's metadata poll. Returns the
+    number of answers."""
+    import socket
+    import struct
+
+    client_id = b"poller"
+    body = struct.pack(">hhih", 3, 0, 0, len(client_id)) + client_id + struct.pack(">i", 0)
+    request = struct.pack(">i", len(body)) + body
+    answered = 0
+    while not stop.is_set():
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=2.0) as s:
+                while not stop.is_set():
+                    s.sendall(request)
+                    (size,) = struct.unpack(">i", s.recv(4, socket.MSG_WAITALL))
+                    s.recv(size, socket.MSG_WAITALL)
+                    answered += 1
+        except (OSError, struct.error):
+            stop.wait(0.005)
+    return answered
+
+
+def test_a_killed_leader_with_a_damaged_segment_asked_for_metadata_while_it_starts_refetches_it(
+    fresh_cluster, topic_name
+):
+    """Item 4 under a fast restart of a SIGKILLed leader: Metadata requests answered while the
+    restarted broker waits for its registration must not open its logs against the image of its
+    previous incarnation (still leader, in the ISR). On the code before the fix they did: the
+    damaged range was judged "LOST (no other in-sync replica)" instead of re-fetched, the replica
+    rejoined the ISR with the hole, and consumers reading from it skipped acknowledged records
+    (the chaos harness's corrupt-segment-leader nemesis, seed 12: 1,173 lost writes)."""
+    cluster = fresh_cluster(3, config={**FAST_GROUPS, **NO_PARQUET})
+    damaged = 2
+    create_assigned(cluster, topic_name, [damaged, 3, 1], {"segment.bytes": "16384"})
+    d = Deliveries(cluster.bootstrap_servers, **{"linger.ms": 2, "batch.size": 4096})
+    values = [f"v-{i:05d}-".encode() + b"p" * 80 for i in range(3000)]
+    d.produce(topic_name, values)
+    assert d.flush(60) == 0 and not d.failed, d.failed[:2]
+    assert len(d.acked) == len(values)
+    wait_until(lambda: segment_bytes(cluster, 3, topic_name) == segment_bytes(cluster, damaged, topic_name))
+    port = cluster.brokers[damaged].port
+    cluster.kill_broker(damaged)  # no controlled shutdown: the image still has it leading
+    flip_byte_in_sealed_segment(cluster, damaged, topic_name)
+    stop = threading.Event()
+    answered: list[int] = []
+    poller = threading.Thread(target=lambda: answered.append(poll_metadata_until(port, stop)), daemon=True)
+    poller.start()
+    try:
+        cluster.restart_broker(damaged)
+    finally:
+        stop.set()
+        poller.join(10)
+    assert answered and answered[0] > 0, "the poller never reached the restarted broker"
+    wait_until(
+        lambda: sorted(partitions_of(cluster, topic_name).isr.iloc[0]) == [1, 2, 3],
+        timeout=30,
+        message="the damaged replica back in the ISR",
+    )
+    cluster.rebalance_leaders()
+    wait_until(lambda: int(partitions_of(cluster, topic_name).leader.iloc[0]) == damaged, message="preferred leader")
+    stored = {m.value() for m in read_all(cluster.bootstrap_servers, topic_name, len(values), timeout=30)}
+    missing = set(values) - stored
+    assert not missing, f"{len(missing)} acknowledged records missing, e.g. {sorted(missing)[:2]}"
+    log_text = (Path(cluster.data_dir) / f"broker-{damaged}" / "broker.log").read_text()
+    assert "are LOST" not in log_text
+    assert "re-fetching it from a healthy replica" in log_text

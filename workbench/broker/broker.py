@@ -235,9 +235,18 @@ class Broker:
                 log.exception("applying metadata failed")
 
     def refresh_metadata(self) -> None:
-        """Catch up with records other brokers appended, and act on them."""
+        """Catch up with records other brokers appended, and act on them.
+
+        Acting waits for this incarnation's registration (`_ready_for_metadata`), as the
+        metadata listener does: before it, the image still shows what the previous incarnation
+        held (leaderships, ISR places) that the registration is about to take away. A request
+        answered in that window (a client's Metadata poll, a Produce) must not open the logs
+        against that image: a log damaged at recovery would be judged against a stale
+        leadership (reported lost instead of re-fetched, then served with a hole), and a
+        Produce could append to a leader the controller is fencing (issue 12, item 4).
+        """
         self.metadata.catch_up()
-        if self._metadata_dirty:
+        if self._metadata_dirty and self._ready_for_metadata:
             self._apply_metadata()
 
     def _apply_metadata(self) -> None:
