@@ -21,7 +21,9 @@ Protocol: one JSON object per line each way. The broker sends
 ``<base_offset>.parquet`` atomically (temp file, fsync, rename) and answers
 ``{"id", "ok": true, "path", "base_offset", "next_offset", "max_timestamp", "size"}``
 or ``{"id", "ok": false, "error"}`` (the id lets the broker skip the late answer to a
-job it abandoned). The broker installs the file only if the log
+job it abandoned). A job with ``"tail": true`` is a tail file
+(`workbench.storage.parquet_tail`): written to ``<base>.parquet.tail.tmp`` and left there, for
+the broker to rename under the log's lock. The broker installs the file only if the log
 has not been truncated or the segment deleted meanwhile (`PartitionLog.install_parquet`).
 """
 
@@ -70,13 +72,14 @@ def _die_with_parent() -> None:
 
 def convert_one(job: dict[str, Any]) -> dict[str, Any]:
     """Convert one sealed segment; the answer the child sends back."""
-    from workbench.storage.parquet_tier import write_segment
+    from workbench.storage.parquet_tier import write_segment, write_tail_file
 
     with open(job["segment"], "rb") as f:
         data = f.read(job["size"])
     if len(data) != job["size"]:
         raise ValueError(f"segment {job['segment']} holds {len(data)} bytes, expected {job['size']}")
-    pseg = write_segment(
+    write = write_tail_file if job.get("tail") else write_segment
+    pseg = write(
         Path(job["directory"]),
         job["base_offset"],
         job["next_offset"],

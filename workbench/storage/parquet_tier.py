@@ -73,6 +73,9 @@ _META_NEXT = b"workbench.next_offset"
 _META_MAX_TS = b"workbench.max_timestamp"
 _META_TOPIC = b"workbench.topic"
 _META_PARTITION = b"workbench.partition"
+#: Set on a *tail* file: the committed prefix of a raw segment not yet sealed and converted
+#: (`workbench.storage.parquet_tail`). The sealed conversion later replaces it under the same name.
+_META_TAIL = b"workbench.tail"
 
 
 @dataclass(slots=True)
@@ -84,6 +87,7 @@ class ParquetSegment:
     next_offset: int
     max_timestamp: int
     size: int
+    tail: bool = False
 
     @classmethod
     def open(cls, path: Path) -> ParquetSegment:
@@ -95,6 +99,7 @@ class ParquetSegment:
             next_offset=int(meta.get(_META_NEXT, base)),
             max_timestamp=int(meta.get(_META_MAX_TS, -1)),
             size=path.stat().st_size,
+            tail=meta.get(_META_TAIL) == b"1",
         )
 
     def read_table(self, columns: list[str] | None = None) -> pa.Table:
@@ -150,10 +155,50 @@ def write_segment(
     """
     path = directory / f"{base_offset:020d}.parquet"
     tmp = path.with_name(path.name + ".tmp")
+    max_ts = _write_chunked(tmp, base_offset, next_offset, batches, topic, partition, aborted, tail=False)
+    return _install(tmp, path, base_offset, next_offset, max_ts)
+
+
+def write_tail_file(
+    directory: Path,
+    base_offset: int,
+    next_offset: int,
+    batches: bytes | bytearray | memoryview,
+    *,
+    topic: str = "",
+    partition: int = 0,
+    aborted: list[tuple[int, int, int]] | None = None,
+) -> ParquetSegment:
+    """Like `write_segment`, but marked as a tail file and left at ``<base>.parquet.tail.tmp``
+    (fsync'ed): the broker renames it into place under the log's lock
+    (`PartitionLog.install_tail`), so it never replaces a sealed segment's file."""
+    path = directory / f"{base_offset:020d}.parquet.tail.tmp"
+    max_ts = _write_chunked(path, base_offset, next_offset, batches, topic, partition, aborted, tail=True)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return ParquetSegment(path, base_offset, next_offset, max_ts, path.stat().st_size, tail=True)
+
+
+def _write_chunked(
+    tmp: Path,
+    base_offset: int,
+    next_offset: int,
+    batches: bytes | bytearray | memoryview,
+    topic: str,
+    partition: int,
+    aborted: list[tuple[int, int, int]] | None,
+    *,
+    tail: bool,
+) -> int:
     # The largest timestamp from the batch headers (maxTimestamp, as Kafka's time index uses it),
     # so the file's metadata is known before the first row is written.
     max_ts = max((h.max_timestamp for h in iter_batch_headers(batches) if not h.is_control), default=-1)
     meta = _file_metadata(base_offset, next_offset, max_ts, topic, partition)
+    if tail:
+        meta[_META_TAIL] = b"1"
     writer = pq.ParquetWriter(tmp, schema().with_metadata(meta), compression=COMPRESSION, write_page_checksum=True)
     try:
         for cols in iter_record_chunks(
@@ -174,7 +219,7 @@ def write_segment(
         writer.close()
         tmp.unlink(missing_ok=True)
         raise
-    return _install(tmp, path, base_offset, next_offset, max_ts)
+    return max_ts
 
 
 def _file_metadata(base_offset: int, next_offset: int, max_ts: int, topic: str, partition: int) -> dict[bytes, bytes]:
