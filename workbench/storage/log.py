@@ -57,6 +57,7 @@ import os
 import shutil
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -164,6 +165,7 @@ class PartitionLog:
         self.producers.marker_reader = self._marker_type  # [txn] commit/abort of a written marker
         self._tier = ParquetLog(self.directory, loaded.parquet, topic=topic, partition=partition)
         self._tails = TailFiles()  # issue 17: committed records in Parquet before a seal
+        self._instance = uuid.uuid4().hex
         # Durability (flush.messages): offsets below `_flushed_offset` are fsynced. What recovery
         # found may still be only in the page cache (a killed process), so nothing counts as
         # flushed until the first flush, which covers the recovered active segment too.
@@ -869,6 +871,9 @@ class PartitionLog:
             "partition": self.partition,
             "aborted": aborted,
             "tail": True,
+            # The converter caches the decoded prefix under this: a new log instance (topic
+            # recreated) or a truncation never reuses another's bytes.
+            "generation": f"{self._instance}:{job.generation}",
         }
 
     def install_tail(self, job: TailJob, tmp: Path) -> bool:

@@ -182,6 +182,38 @@ def write_tail_file(
     return ParquetSegment(path, base_offset, next_offset, max_ts, path.stat().st_size, tail=True)
 
 
+def decode_table(batches: bytes | bytearray | memoryview) -> pa.Table:
+    """Every data record of ``batches`` as one table in the tier's schema (aborted ones included)."""
+    tables = [
+        columns_to_table(cols)
+        for cols in iter_record_chunks(
+            batches, max_rows=CONVERT_CHUNK_ROWS, max_bytes=CONVERT_CHUNK_BYTES, max_batch_bytes=MAX_CONVERT_BATCH_BYTES
+        )
+    ]
+    return pa.concat_tables(tables) if tables else schema().empty_table()
+
+
+def write_tail_table(
+    directory: Path,
+    base_offset: int,
+    next_offset: int,
+    table: pa.Table,
+    *,
+    topic: str = "",
+    partition: int = 0,
+    aborted: list[tuple[int, int, int]] | None = None,
+) -> ParquetSegment:
+    """`write_tail_file` from an already decoded ``table`` (the converter keeps the decoded prefix
+    of a growing segment, so each tail rewrite decodes only the batches appended since)."""
+    path = directory / f"{base_offset:020d}.parquet.tail.tmp"
+    if aborted and table.num_rows:
+        table = without_aborted(table, aborted)
+    max_ts = pc.max(table.column("timestamp").cast(pa.int64())).as_py() if table.num_rows else None
+    max_ts = -1 if max_ts is None else int(max_ts)
+    write_table_file(path, base_offset, next_offset, table, max_ts, topic=topic, partition=partition, tail=True)
+    return ParquetSegment(path, base_offset, next_offset, max_ts, path.stat().st_size, tail=True)
+
+
 def _write_chunked(
     tmp: Path,
     base_offset: int,
@@ -279,17 +311,13 @@ def write_table_file(
     *,
     topic: str = "",
     partition: int = 0,
+    tail: bool = False,
 ) -> None:
     """Write ``table`` with the tier's metadata at ``path`` and fsync it (no rename: the caller installs it)."""
-    table = table.replace_schema_metadata(
-        {
-            _META_BASE: str(base_offset).encode(),
-            _META_NEXT: str(next_offset).encode(),
-            _META_MAX_TS: str(max_ts).encode(),
-            _META_TOPIC: topic.encode(),
-            _META_PARTITION: str(partition).encode(),
-        }
-    )
+    meta = _file_metadata(base_offset, next_offset, max_ts, topic, partition)
+    if tail:
+        meta[_META_TAIL] = b"1"
+    table = table.replace_schema_metadata(meta)
     pq.write_table(table, path, compression=COMPRESSION, row_group_size=ROW_GROUP_ROWS, write_page_checksum=True)
     fd = os.open(path, os.O_RDONLY)
     try:
