@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 
 import duckdb
+import pyarrow.parquet as pq
 from confluent_kafka import Consumer, Producer
 
 DEADLINE_S = 60  # a failure bound, not a speed claim (benchmarks/lakehouse_freshness.py measures)
@@ -79,16 +80,31 @@ def test_tail_files_give_way_to_sealed_files_without_double_counting(cluster, to
     cluster.create_topic(topic_name, partitions=1, replication_factor=1, config={"segment.bytes": "65536"})
     p = Producer({"bootstrap.servers": cluster.bootstrap_servers, "linger.ms": 5})
     total = 0
-    for _round in range(6):
+    for _round in range(30):  # at least 6 rounds, and on until a seal's file has replaced a tail
         for i in range(1500):
             p.produce(topic_name, value=f"v{total + i}".encode() * 4, partition=0)
         total += 1500
         assert p.flush(15) == 0
         seen = _stats(cluster, topic_name)
         assert seen[0] == seen[1] and seen[2] < total, seen
-    rows, distinct, top, files = _wait_for_rows(cluster, topic_name, total)
+        if _round >= 5 and _sealed_files(cluster, topic_name):
+            break
+    rows, distinct, top, _files = _wait_for_rows(cluster, topic_name, total)
     assert (rows, distinct, top) == (total, total, total - 1)
-    assert files > 1
+    assert _sealed_files(cluster, topic_name), "no segment was sealed and converted: nothing was tested"
+
+
+def _sealed_files(cluster, topic: str) -> list:
+    """The partition's Parquet files that are sealed conversions (not tails)."""
+    out = []
+    for f in cluster.data_dir.glob(f"broker-*/topics/{topic}/partition=*/*.parquet"):
+        try:
+            meta = pq.read_metadata(f).metadata or {}
+        except (OSError, ValueError):
+            continue  # replaced while we looked
+        if meta.get(b"workbench.tail") != b"1":
+            out.append(f)
+    return out
 
 
 def test_open_and_aborted_transactions_stay_out_of_the_files(cluster, topic_name):
