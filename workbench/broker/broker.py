@@ -47,6 +47,7 @@ from workbench.protocol.codec import (
 from workbench.protocol.errors import KafkaProtocolError, UnsupportedRequestError
 from workbench.security.enforce import Security  # [security]
 from workbench.storage.converter import ConversionError, ParquetConverter
+from workbench.storage.log import PartitionLog
 from workbench.storage.log_cleaner import CLEANER_STATE_FILE, LogCleaner
 from workbench.storage.parquet_tier import ParquetSegment
 
@@ -95,6 +96,7 @@ class Broker:
         )
         self.last_write = 0.0  # time.monotonic() of the last append (see _conversion_due)
         self._pending_since: dict[tuple[str, int, int], float] = {}
+        self._last_tail: dict[tuple[str, int], float] = {}
         self._ready = False
         self._ready_for_metadata = False
         self.server = KafkaServer(
@@ -441,8 +443,27 @@ class Broker:
                             *tp,
                             job.segment.base_offset,
                         )
+                if self.replicas.logs.get(tp) is plog and not self._stopping.is_set():
+                    await self._write_tails(tp, plog)
             for key in [k for k in self._pending_since if k not in waiting]:
                 del self._pending_since[key]
+
+    async def _write_tails(self, tp: tuple[str, int], plog: PartitionLog) -> None:
+        """Tail files (`workbench.storage.parquet_tail`): a partition's committed records not yet in
+        a sealed segment's Parquet file, rewritten at most every `parquet_tail_ms`, in the
+        converter process, so plain Parquet readers see them within seconds (issue 17)."""
+        interval = self.config.parquet_tail_ms / 1000
+        now = time.monotonic()
+        if interval <= 0 or now - self._last_tail.get(tp, 0.0) < interval:
+            return
+        self._last_tail[tp] = now
+        for job in plog.pending_tails():
+            try:
+                answer = await self.converter.convert(plog.tail_request(job))
+            except ConversionError as exc:
+                log.warning("Parquet tail file of %s-%d failed: %s", *tp, exc)
+                return
+            plog.install_tail(job, Path(answer["path"]))
 
     # -- producer ids -----------------------------------------------------------------------------
 

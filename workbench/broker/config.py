@@ -36,6 +36,7 @@ class BrokerConfig:
     # Parquet conversion of sealed segments waits for a quiet moment (Broker._conversion_due):
     parquet_quiet_ms: int = 1000  # no append on this broker for this long
     parquet_max_backlog_segments: int = 4  # ... or a partition has this many sealed segments waiting
+    parquet_tail_ms: int = 1000  # issue 17: committed records of unsealed segments in Parquet this often (0: off)
     parquet_max_delay_ms: int = 30000  # ... or a segment has waited this long
     # The log cleaner (workbench.storage.log_cleaner), Kafka's log.cleaner.* names:
     log_cleaner_enable: bool = True  # log.cleaner.enable

@@ -22,6 +22,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 _NEXT_KEY = b"workbench.next_offset"
+_TAIL_KEY = b"workbench.tail"
 _CACHE_NAME = re.compile(r"^(\d{20})-(\d{20})\.parquet$")
 ANCHOR = "_anchor.parquet"
 
@@ -57,6 +58,10 @@ def read_sealed(directory: Path) -> list[SegmentFile]:
             if seg is None:
                 md = pq.read_metadata(entry.path)
                 base = int(name[:-8])
+                if (md.metadata or {}).get(_TAIL_KEY) == b"1":
+                    # A broker's tail file (issue 17): a growing prefix of an unsealed segment,
+                    # replaced under this name when it seals; the notebook reads that range live.
+                    continue
                 nxt = (md.metadata or {}).get(_NEXT_KEY)
                 if nxt is None:  # not ours: the offset column's statistics say where it ends
                     col = md.schema.to_arrow_schema().get_field_index("offset")

@@ -21,7 +21,9 @@ Protocol: one JSON object per line each way. The broker sends
 ``<base_offset>.parquet`` atomically (temp file, fsync, rename) and answers
 ``{"id", "ok": true, "path", "base_offset", "next_offset", "max_timestamp", "size"}``
 or ``{"id", "ok": false, "error"}`` (the id lets the broker skip the late answer to a
-job it abandoned). The broker installs the file only if the log
+job it abandoned). A job with ``"tail": true`` is a tail file
+(`workbench.storage.parquet_tail`): written to ``<base>.parquet.tail.tmp`` and left there, for
+the broker to rename under the log's lock. The broker installs the file only if the log
 has not been truncated or the segment deleted meanwhile (`PartitionLog.install_parquet`).
 """
 
@@ -33,6 +35,7 @@ import logging
 import os
 import signal
 import sys
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -68,8 +71,57 @@ def _die_with_parent() -> None:
         pass  # not Linux: stdin EOF still ends us
 
 
+#: Tail jobs (issue 17): the decoded prefix of each growing segment, so a tail rewrite every
+#: second decodes only what was appended since (decoding, in Python, is the cost; writing the
+#: Parquet file from Arrow is C++). Keyed by (segment path, generation); oldest dropped first
+#: beyond TAIL_CACHE_BYTES of Arrow data, which bounds this process's memory with many partitions.
+_tail_cache: OrderedDict[tuple[str, str], tuple[int, Any]] = OrderedDict()
+TAIL_CACHE_BYTES = 256 * 1024 * 1024
+
+
+def convert_tail(job: dict[str, Any]) -> dict[str, Any]:
+    """Write one tail file (left at ``.tail.tmp``), decoding only bytes not decoded before."""
+    import pyarrow as pa
+
+    from workbench.storage.parquet_tier import decode_table, write_tail_table
+
+    key = (job["segment"], str(job.get("generation", "")))
+    done, table = _tail_cache.pop(key, (0, None))
+    if done > job["size"]:
+        done, table = 0, None
+    with open(job["segment"], "rb") as f:
+        f.seek(done)
+        data = f.read(job["size"] - done)
+    if len(data) != job["size"] - done:
+        raise ValueError(f"segment {job['segment']} holds {done + len(data)} bytes, expected {job['size']}")
+    new = decode_table(data)
+    table = new if table is None else pa.concat_tables([table, new])
+    _tail_cache[key] = (job["size"], table)
+    while len(_tail_cache) > 1 and sum(t.nbytes for _, t in _tail_cache.values()) > TAIL_CACHE_BYTES:
+        _tail_cache.popitem(last=False)
+    pseg = write_tail_table(
+        Path(job["directory"]),
+        job["base_offset"],
+        job["next_offset"],
+        table,
+        topic=job["topic"],
+        partition=job["partition"],
+        aborted=[tuple(a) for a in job.get("aborted", [])],
+    )
+    return {
+        "ok": True,
+        "path": str(pseg.path),
+        "base_offset": pseg.base_offset,
+        "next_offset": pseg.next_offset,
+        "max_timestamp": pseg.max_timestamp,
+        "size": pseg.size,
+    }
+
+
 def convert_one(job: dict[str, Any]) -> dict[str, Any]:
-    """Convert one sealed segment; the answer the child sends back."""
+    """Convert one sealed segment (or write a tail file); the answer the child sends back."""
+    if job.get("tail"):
+        return convert_tail(job)
     from workbench.storage.parquet_tier import write_segment
 
     with open(job["segment"], "rb") as f:

@@ -57,6 +57,7 @@ import os
 import shutil
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,6 +82,7 @@ from workbench.storage.local_log import LocalLog
 from workbench.storage.log_loader import LogLoader
 from workbench.storage.logical_segment import LogicalSegment, logical_segments
 from workbench.storage.parquet_log import ConversionJob, ParquetLog
+from workbench.storage.parquet_tail import TailFiles, TailJob, tail_path
 from workbench.storage.parquet_tier import ParquetSegment
 from workbench.storage.producer_state import ProducerStateManager
 from workbench.storage.segment import LogSegment, segment_name, storage_error
@@ -162,6 +164,8 @@ class PartitionLog:
         self._local = LocalLog(self.directory, config, loaded.segments)
         self.producers.marker_reader = self._marker_type  # [txn] commit/abort of a written marker
         self._tier = ParquetLog(self.directory, loaded.parquet, topic=topic, partition=partition)
+        self._tails = TailFiles()  # issue 17: committed records in Parquet before a seal
+        self._instance = uuid.uuid4().hex
         # Durability (flush.messages): offsets below `_flushed_offset` are fsynced. What recovery
         # found may still be only in the page cache (a killed process), so nothing counts as
         # flushed until the first flush, which covers the recovered active segment too.
@@ -571,6 +575,8 @@ class PartitionLog:
         return logical_segments(self._local.segments, self._tier.segments)
 
     def _delete_logical(self, seg: LogicalSegment) -> None:
+        if seg.raw is not None and seg.parquet is None and seg.raw.base_offset in self._tails.covered:
+            self._tails.delete(self.directory, seg.raw.base_offset)
         if seg.raw is not None:
             self._local.delete_segment(seg.raw)
         if seg.parquet is not None:
@@ -711,6 +717,7 @@ class PartitionLog:
         # (the truncation undone, done again by the next fetch), never an empty segment at the cut
         # beside Parquet files that still hold offsets past it.
         self._local.remove_from(cut)
+        self._tails.forget_from(self.directory, cut)
         self._tier.truncate_to(cut, self._local.base_offsets())
         self._local.finish_truncation(cut)
         new_leo = self.log_end_offset
@@ -772,6 +779,7 @@ class PartitionLog:
         # Parquet files first: a crash between the two leaves the old raw tail, a contiguous log
         # (its start rises to the first raw segment), never an empty segment at ``offset`` above
         # old Parquet files with a gap between them.
+        self._tails.forget_from(self.directory, -1)
         self._tier.delete_all()
         self._local.truncate_fully(offset)
         self.log_start_offset = offset
@@ -813,16 +821,109 @@ class PartitionLog:
         was made, the file is deleted instead and False returned.
         """
         with self._lock:
+            if self._is_tail_file(pseg.path):
+                # A tail file was renamed over it after the converter's rename (parquet_tail):
+                # keep the tail, convert the segment again.
+                return False
             if (
                 job.segment in self._local
                 and not self._closed
                 and self._generation == job.generation
                 and self._tier.install(pseg)
             ):
+                self._tails.sweep(self.directory, self._local.base_offsets(), self._tier.base_offsets())
                 self._drop_cold_raw_segments()
                 return True
         pseg.path.unlink(missing_ok=True)
         return False
+
+    def _is_tail_file(self, path: Path) -> bool:
+        """Whether ``path`` is the tail file this log renamed there (same inode): a stat, so the
+        broker never loads pyarrow for it."""
+        return self._tails.is_tail(path)
+
+    # -- tail files (workbench.storage.parquet_tail, issue 17) ----------------------------------
+
+    def pending_tails(self) -> list[TailJob]:
+        """Raw segments without a converted file whose committed prefix (below the LSO, so never
+        above the HW nor an undecided transaction) grew past their tail file."""
+        with self._lock:
+            if self._closed:
+                return []
+            return self._tails.pending(
+                self._local.segments, self._tier.base_offsets(), self.last_stable_offset, self._generation
+            )
+
+    def tail_request(self, job: TailJob) -> dict[str, Any]:
+        """``job`` as the converter process's request: a tail file left at ``.tail.tmp``."""
+        with self._lock:
+            aborted = [
+                (a.producer_id, a.first_offset, a.last_offset)
+                for a in self.producers.transactions.aborted_between(job.segment.base_offset, job.next_offset)
+            ]
+        return {
+            "segment": str(job.segment.log_path),
+            "size": job.size,
+            "directory": str(self.directory),
+            "base_offset": job.segment.base_offset,
+            "next_offset": job.next_offset,
+            "topic": self.topic,
+            "partition": self.partition,
+            "aborted": aborted,
+            "tail": True,
+            # The converter caches the decoded prefix under this: a new log instance (topic
+            # recreated) or a truncation never reuses another's bytes.
+            "generation": f"{self._instance}:{job.generation}",
+        }
+
+    def install_tail(self, job: TailJob, tmp: Path) -> bool:
+        """Rename the tail file ``tmp`` into place as ``<base>.parquet`` unless the log changed
+        (truncation, segment deleted) or a sealed file is installed or present for that base."""
+        with self._lock:
+            path = tail_path(self.directory, job.segment.base_offset)
+            if (
+                not self._closed
+                and job.segment in self._local
+                and self._generation == job.generation
+                and job.segment.base_offset not in self._tier.base_offsets()
+                and (not path.exists() or self._is_tail_file(path))
+            ):
+                os.replace(tmp, path)
+                self._tails.installed(path, job.segment.base_offset, job.next_offset)
+                self._tails.sweep(self.directory, self._local.base_offsets(), self._tier.base_offsets())
+                return True
+        tmp.unlink(missing_ok=True)
+        return False
+
+    def write_tails(self) -> list[Path]:
+        """Write the pending tail files in this process (tests, tools; the broker uses its
+        converter process)."""
+        from workbench.storage.parquet_tier import write_tail_file
+
+        written = []
+        with self._convert_lock:
+            for job in self.pending_tails():
+                req = self.tail_request(job)
+                with self._lock:
+                    if job.segment not in self._local:
+                        continue
+                    fd = os.dup(job.segment.fd)
+                try:
+                    data = os.pread(fd, job.size, 0)
+                finally:
+                    os.close(fd)
+                pseg = write_tail_file(
+                    self.directory,
+                    job.segment.base_offset,
+                    job.next_offset,
+                    data,
+                    topic=self.topic,
+                    partition=self.partition,
+                    aborted=[tuple(a) for a in req["aborted"]],
+                )
+                if self.install_tail(job, pseg.path):
+                    written.append(tail_path(self.directory, job.segment.base_offset))
+        return written
 
     def convert_sealed_segments(self) -> list[Path]:
         """Write Parquet for sealed segments wholly below the HW, in this process.

@@ -172,6 +172,9 @@ class LogLoader:
                 if path.stem.isdigit():
                     self._quarantined.append(int(path.stem))
                 continue
+            if pseg.tail:  # issue 17: rewritten from the raw segment (which still exists) within a tick
+                path.unlink()
+                continue
             try:
                 pseg.verify()
             except (OSError, ValueError, pa.ArrowException) as exc:

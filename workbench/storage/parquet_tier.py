@@ -73,6 +73,9 @@ _META_NEXT = b"workbench.next_offset"
 _META_MAX_TS = b"workbench.max_timestamp"
 _META_TOPIC = b"workbench.topic"
 _META_PARTITION = b"workbench.partition"
+#: Set on a *tail* file: the committed prefix of a raw segment not yet sealed and converted
+#: (`workbench.storage.parquet_tail`). The sealed conversion later replaces it under the same name.
+_META_TAIL = b"workbench.tail"
 
 
 @dataclass(slots=True)
@@ -84,6 +87,7 @@ class ParquetSegment:
     next_offset: int
     max_timestamp: int
     size: int
+    tail: bool = False
 
     @classmethod
     def open(cls, path: Path) -> ParquetSegment:
@@ -95,6 +99,7 @@ class ParquetSegment:
             next_offset=int(meta.get(_META_NEXT, base)),
             max_timestamp=int(meta.get(_META_MAX_TS, -1)),
             size=path.stat().st_size,
+            tail=meta.get(_META_TAIL) == b"1",
         )
 
     def read_table(self, columns: list[str] | None = None) -> pa.Table:
@@ -150,10 +155,82 @@ def write_segment(
     """
     path = directory / f"{base_offset:020d}.parquet"
     tmp = path.with_name(path.name + ".tmp")
+    max_ts = _write_chunked(tmp, base_offset, next_offset, batches, topic, partition, aborted, tail=False)
+    return _install(tmp, path, base_offset, next_offset, max_ts)
+
+
+def write_tail_file(
+    directory: Path,
+    base_offset: int,
+    next_offset: int,
+    batches: bytes | bytearray | memoryview,
+    *,
+    topic: str = "",
+    partition: int = 0,
+    aborted: list[tuple[int, int, int]] | None = None,
+) -> ParquetSegment:
+    """Like `write_segment`, but marked as a tail file and left at ``<base>.parquet.tail.tmp``
+    (fsync'ed): the broker renames it into place under the log's lock
+    (`PartitionLog.install_tail`), so it never replaces a sealed segment's file."""
+    path = directory / f"{base_offset:020d}.parquet.tail.tmp"
+    max_ts = _write_chunked(path, base_offset, next_offset, batches, topic, partition, aborted, tail=True)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return ParquetSegment(path, base_offset, next_offset, max_ts, path.stat().st_size, tail=True)
+
+
+def decode_table(batches: bytes | bytearray | memoryview) -> pa.Table:
+    """Every data record of ``batches`` as one table in the tier's schema (aborted ones included)."""
+    tables = [
+        columns_to_table(cols)
+        for cols in iter_record_chunks(
+            batches, max_rows=CONVERT_CHUNK_ROWS, max_bytes=CONVERT_CHUNK_BYTES, max_batch_bytes=MAX_CONVERT_BATCH_BYTES
+        )
+    ]
+    return pa.concat_tables(tables) if tables else schema().empty_table()
+
+
+def write_tail_table(
+    directory: Path,
+    base_offset: int,
+    next_offset: int,
+    table: pa.Table,
+    *,
+    topic: str = "",
+    partition: int = 0,
+    aborted: list[tuple[int, int, int]] | None = None,
+) -> ParquetSegment:
+    """`write_tail_file` from an already decoded ``table`` (the converter keeps the decoded prefix
+    of a growing segment, so each tail rewrite decodes only the batches appended since)."""
+    path = directory / f"{base_offset:020d}.parquet.tail.tmp"
+    if aborted and table.num_rows:
+        table = without_aborted(table, aborted)
+    max_ts = pc.max(table.column("timestamp").cast(pa.int64())).as_py() if table.num_rows else None
+    max_ts = -1 if max_ts is None else int(max_ts)
+    write_table_file(path, base_offset, next_offset, table, max_ts, topic=topic, partition=partition, tail=True)
+    return ParquetSegment(path, base_offset, next_offset, max_ts, path.stat().st_size, tail=True)
+
+
+def _write_chunked(
+    tmp: Path,
+    base_offset: int,
+    next_offset: int,
+    batches: bytes | bytearray | memoryview,
+    topic: str,
+    partition: int,
+    aborted: list[tuple[int, int, int]] | None,
+    *,
+    tail: bool,
+) -> int:
     # The largest timestamp from the batch headers (maxTimestamp, as Kafka's time index uses it),
     # so the file's metadata is known before the first row is written.
     max_ts = max((h.max_timestamp for h in iter_batch_headers(batches) if not h.is_control), default=-1)
     meta = _file_metadata(base_offset, next_offset, max_ts, topic, partition)
+    if tail:
+        meta[_META_TAIL] = b"1"
     writer = pq.ParquetWriter(tmp, schema().with_metadata(meta), compression=COMPRESSION, write_page_checksum=True)
     try:
         for cols in iter_record_chunks(
@@ -174,7 +251,7 @@ def write_segment(
         writer.close()
         tmp.unlink(missing_ok=True)
         raise
-    return _install(tmp, path, base_offset, next_offset, max_ts)
+    return max_ts
 
 
 def _file_metadata(base_offset: int, next_offset: int, max_ts: int, topic: str, partition: int) -> dict[bytes, bytes]:
@@ -234,17 +311,13 @@ def write_table_file(
     *,
     topic: str = "",
     partition: int = 0,
+    tail: bool = False,
 ) -> None:
     """Write ``table`` with the tier's metadata at ``path`` and fsync it (no rename: the caller installs it)."""
-    table = table.replace_schema_metadata(
-        {
-            _META_BASE: str(base_offset).encode(),
-            _META_NEXT: str(next_offset).encode(),
-            _META_MAX_TS: str(max_ts).encode(),
-            _META_TOPIC: topic.encode(),
-            _META_PARTITION: str(partition).encode(),
-        }
-    )
+    meta = _file_metadata(base_offset, next_offset, max_ts, topic, partition)
+    if tail:
+        meta[_META_TAIL] = b"1"
+    table = table.replace_schema_metadata(meta)
     pq.write_table(table, path, compression=COMPRESSION, row_group_size=ROW_GROUP_ROWS, write_page_checksum=True)
     fd = os.open(path, os.O_RDONLY)
     try:
