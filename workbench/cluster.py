@@ -25,6 +25,7 @@ import atexit
 import fcntl
 import json
 import os
+import random
 import secrets
 import select
 import shutil
@@ -81,7 +82,30 @@ class BrokerProcess:
         return self.process.pid if self.process is not None else None
 
 
+#: Where listening ports are picked: below the kernel's ephemeral range. A port from bind(0) lies
+#: inside that range, so while its broker is down (killed, restarting) any outgoing connection on the
+#: machine may take it as its source port, and the restarted broker fails with EADDRINUSE. Ports below
+#: the range are never handed out implicitly.
+_LISTEN_PORT_FLOOR = 10_000
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = open("/proc/sys/net/ipv4/ip_local_port_range").read().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
 def _free_port() -> int:
+    """A free TCP port on 127.0.0.1 outside the ephemeral range (see `_LISTEN_PORT_FLOOR`)."""
+    low, _ = _ephemeral_range()
+    if low - _LISTEN_PORT_FLOOR >= 1000:
+        rng = random.SystemRandom()
+        for _ in range(200):
+            port = rng.randrange(_LISTEN_PORT_FLOOR, low)
+            if _port_is_free(port):
+                return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
