@@ -108,6 +108,11 @@ def convert_tail(job: dict[str, Any]) -> dict[str, Any]:
         partition=job["partition"],
         aborted=[tuple(a) for a in job.get("aborted", [])],
     )
+    return _answer(pseg)
+
+
+def _answer(pseg: Any) -> dict[str, Any]:
+    """What the child sends back for a written file (a `ParquetSegment`)."""
     return {
         "ok": True,
         "path": str(pseg.path),
@@ -137,14 +142,7 @@ def convert_one(job: dict[str, Any]) -> dict[str, Any]:
         partition=job["partition"],
         aborted=[tuple(a) for a in job.get("aborted", [])],
     )
-    return {
-        "ok": True,
-        "path": str(pseg.path),
-        "base_offset": pseg.base_offset,
-        "next_offset": pseg.next_offset,
-        "max_timestamp": pseg.max_timestamp,
-        "size": pseg.size,
-    }
+    return _answer(pseg)
 
 
 def main() -> int:
