@@ -642,15 +642,14 @@ NEMESES: dict[str, Callable[[], Nemesis]] = _nemeses()
 # The nemeses that pass on main today (a short run of each alone and of them mixed left no
 # anomaly); the others run in the long command until the broker fixes of issue 12 land (the
 # README's Reliability section says which finds what). disk-full skips itself without root.
+# pause-* left the CI mix on 2026-12-01: a clean-clone CI run found an acknowledged record missing
+# (p1-1730 acknowledged at p2@836, which held another value) after pause-follower then pause-leader
+# of that partition; the mechanism is not found yet (README, Reliability: open findings).
 CI_MIX: tuple[str, ...] = (
     "kill-leader",
     "kill-follower",
     "kill-followers",
     "kill-controller",
-    "pause-leader",
-    "pause-follower",
-    "pause-followers",
-    "pause-controller",
     "corrupt-index-leader",
     "corrupt-index-follower",
     "disk-full-leader",
