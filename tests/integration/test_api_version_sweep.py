@@ -9,6 +9,7 @@ range, beside the client tests.
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import pytest
@@ -75,17 +76,21 @@ class Sweep:
         return WireClient(fc.host, fc.port)
 
     def commit(self, c: WireClient, group: str, version: int = 2) -> None:
-        self.ask(
-            c,
-            ApiKey.OFFSET_COMMIT,
-            version,
-            {
-                "group_id": group,
-                "generation_id_or_member_epoch": -1,
-                "member_id": "",
-                "topics": [{"name": self.topic, "partitions": [{"partition_index": 0, "committed_offset": 1}]}],
-            },
-        )
+        body = {
+            "group_id": group,
+            "generation_id_or_member_epoch": -1,
+            "member_id": "",
+            "topics": [{"name": self.topic, "partitions": [{"partition_index": 0, "committed_offset": 1}]}],
+        }
+        # A coordinator still loading its offsets partition (created on the first FindCoordinator)
+        # answers COORDINATOR_NOT_AVAILABLE / LOAD_IN_PROGRESS / NOT_COORDINATOR: clients retry those.
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            resp = c.request(build(REQUEST_CLASSES[ApiKey.OFFSET_COMMIT], body), version)
+            if not set(_errors(resp)) & {14, 15, 16}:
+                break
+            time.sleep(0.2)
+        self.ask(c, ApiKey.OFFSET_COMMIT, version, body)
 
 
 @pytest.fixture(scope="module")
