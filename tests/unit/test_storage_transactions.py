@@ -182,6 +182,7 @@ def test_log_cleaner_never_lets_an_aborted_record_supersede_a_committed_one(tmp_
     log.append(marker(7, 0, False), origin="coordinator")  # 2
     log.append(keyed(8, b"k", b"open", True))  # 3: still open: never cleaned
     log.append(plain_batch(1))
+    log.convert_sealed_segments()  # the cleaner takes segments once the converter is done with them
     LogCleaner(lambda: [log], io_max_bytes_per_second=0).clean_log(log, force=True)
     values = []
     offset = log.log_start_offset
