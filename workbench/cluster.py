@@ -27,7 +27,6 @@ import json
 import os
 import random
 import secrets
-import select
 import shutil
 import signal
 import socket
@@ -36,12 +35,12 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from workbench._ready import await_ready_port
 from workbench.client import AdminClient, Consumer, KafkaConnection, Producer
 from workbench.cluster_config import validate_broker_config
 from workbench.errors import ClusterError, ClusterStoppedError
@@ -332,25 +331,12 @@ class Cluster(KafkaConnection):
             stderr.close()
 
     def _await_ready(self, b: BrokerProcess) -> None:
-        assert b.process is not None and b.process.stdout is not None
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        fd = b.process.stdout.fileno()
-        buf = b""
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([fd], [], [], 0.1)
-            if ready:
-                chunk = os.read(fd, 4096)
-                if not chunk:
-                    break
-                buf += chunk
-                if b"\n" in buf:
-                    line = buf.split(b"\n", 1)[0].decode()
-                    if line.startswith("READY "):
-                        b.port = int(line.split()[1])
-                        b.ready = True
-                        return
-            elif b.process.poll() is not None:
-                break
+        assert b.process is not None
+        port = await_ready_port(b.process, STARTUP_TIMEOUT_S)
+        if port is not None:
+            b.port = port
+            b.ready = True
+            return
         log_tail = self._log_tail(b.node_id)
         self._kill(b)
         raise ClusterError(f"broker {b.node_id} did not start (port {b.port}). Last lines of its log:\n{log_tail}")

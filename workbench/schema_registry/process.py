@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+from workbench._ready import await_ready_port
 
 STARTUP_TIMEOUT_S = 60.0
 
@@ -86,24 +86,11 @@ class SchemaRegistryProcess:
         self._await_ready(log_file)
 
     def _await_ready(self, log_file: Path) -> None:
-        assert self.process is not None and self.process.stdout is not None
-        fd = self.process.stdout.fileno()
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        buf = b""
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([fd], [], [], 0.1)
-            if ready:
-                chunk = os.read(fd, 4096)
-                if not chunk:
-                    break
-                buf += chunk
-                if b"\n" in buf:
-                    line = buf.split(b"\n", 1)[0].decode()
-                    if line.startswith("READY "):
-                        self.port = int(line.split()[1])
-                        return
-            elif self.process.poll() is not None:
-                break
+        assert self.process is not None
+        port = await_ready_port(self.process, STARTUP_TIMEOUT_S)
+        if port is not None:
+            self.port = port
+            return
         self.stop(signal.SIGKILL)
         tail = []
         for path in (self.log_dir / "schema-registry.stderr.log", log_file):
