@@ -170,3 +170,23 @@ def test_find_coordinator_without_a_controller_majority_is_answered_not_dropped(
         finally:
             w.close()
         assert r.error_code == 15  # COORDINATOR_NOT_AVAILABLE
+
+
+def test_the_first_find_coordinator_of_a_new_cluster_names_a_coordinator():
+    """The first FindCoordinator creates `__consumer_offsets`; its answer waits (bounded) until
+    the group's partition has a leader instead of answering COORDINATOR_NOT_AVAILABLE a moment
+    too early. sarama's offset manager retries that error only three times in 750 ms, so a fresh
+    cluster under load failed its `ManagePartition` in a clean-clone CI run."""
+    from kafka.protocol.metadata import FindCoordinatorRequest
+
+    from workbench import Cluster
+    from workbench.protocol.blocking_client import WireClient
+
+    with Cluster(brokers=3) as c:
+        w = WireClient.to(c.bootstrap_servers)
+        try:
+            answers = [w.request(FindCoordinatorRequest(key=f"g-first-{i}"), 0) for i in range(8)]
+        finally:
+            w.close()
+        assert [a.error_code for a in answers] == [0] * 8
+        assert all(a.node_id in (1, 2, 3) for a in answers)

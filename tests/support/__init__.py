@@ -22,14 +22,25 @@ def wait_until(
     After `timeout` seconds: raise AssertionError naming `message` (or what `message()` says
     then) and the last value, or with
     `fail=False` return the last (falsy) value. The timeout is a bound on waiting for a behaviour
-    to show, never an assertion about speed (those belong in benchmarks/)."""
+    to show, never an assertion about speed (those belong in benchmarks/).
+
+    A predicate that raises LookupError (an IndexError or KeyError: a row or key not there
+    *yet*, such as a partition one broker's metadata does not show a moment after its creation)
+    counts as falsy and is asked again; at the timeout the last such error is chained to the
+    AssertionError. Any other exception propagates at once."""
     deadline = time.monotonic() + timeout
+    error: LookupError | None = None
     while True:
-        value = predicate()
+        try:
+            value = predicate()
+            error = None
+        except LookupError as exc:
+            value, error = None, exc
         if value or time.monotonic() >= deadline:
             break
         time.sleep(interval)
     if not value and fail:
         what = message() if callable(message) else message
-        raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {value!r})")
+        last = f"{type(error).__name__}: {error}" if error is not None else repr(value)
+        raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last})") from error
     return value

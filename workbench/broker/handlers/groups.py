@@ -28,6 +28,19 @@ KEY_TYPE_GROUP = 0
 OFFSETS_TOPIC_CREATE_WAIT_S = 5.0
 
 
+async def _offsets_topic_led(broker: Broker, key: str) -> None:
+    """Create `__consumer_offsets` if needed, then wait until this broker's metadata names a
+    live leader for `key`'s partition.
+
+    Right after the creation the partitions have no leader in the local image yet; answering
+    COORDINATOR_NOT_AVAILABLE then is correct but needless, and clients with few retries (sarama's
+    offset manager retries it three times in 750 ms) give up on a cluster that is a moment from
+    ready. The caller bounds the whole wait."""
+    await broker.groups.ensure_offsets_topic()
+    while broker.image.brokers.get(broker.groups.coordinator_node(key)) is None:
+        await asyncio.sleep(0.05)
+
+
 async def _find_one(broker: Broker, key: str, key_type: int) -> dict:
     if key_type == KEY_TYPE_TRANSACTION:
         return await find_transaction_coordinator(broker, key)
@@ -52,13 +65,17 @@ async def _find_one(broker: Broker, key: str, key_type: int) -> dict:
     try:
         # Bounded: a client's FindCoordinator must not wait out its own timeout on a controller
         # that has no majority (it is answered, and retried, instead).
-        await asyncio.wait_for(broker.groups.ensure_offsets_topic(), OFFSETS_TOPIC_CREATE_WAIT_S)
+        await asyncio.wait_for(_offsets_topic_led(broker, key), OFFSETS_TOPIC_CREATE_WAIT_S)
     except (KafkaProtocolError, TimeoutError) as exc:
         # Creating __consumer_offsets failed (no controller majority, too few live brokers): the
         # coordinator is not available yet, which clients retry, as Kafka answers it.
         return {
             "error_code": ErrorCode.COORDINATOR_NOT_AVAILABLE,
-            "error_message": f"cannot create {OFFSETS_TOPIC} yet: {exc}",
+            "error_message": (
+                f"no live leader for group {key}'s {OFFSETS_TOPIC} partition yet"
+                if OFFSETS_TOPIC in broker.image.topics
+                else f"cannot create {OFFSETS_TOPIC} yet: {exc}"
+            ),
             "node_id": -1,
             "host": "",
             "port": -1,
