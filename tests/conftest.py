@@ -52,3 +52,25 @@ def fresh_cluster(tmp_path):
     yield make
     for c in clusters:
         c.stop()
+
+
+#: At most this many tests may pass only on their retry (`--reruns 1` in pyproject.toml), as
+#: Kafka's CI caps retries with maxTestRetryFailures: more means something is broken, not flaky.
+MAX_RETRIED_TESTS = 5
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session, exitstatus):
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None:
+        return
+    retried = sorted({r.nodeid for r in reporter.stats.get("rerun", [])})
+    if not retried:
+        return
+    reporter.write_line("")
+    reporter.write_sep("=", f"{len(retried)} test(s) failed once and were retried", yellow=True)
+    for nodeid in retried:
+        reporter.write_line(f"RETRIED {nodeid}")
+    if len(retried) > MAX_RETRIED_TESTS:
+        reporter.write_line(f"more than {MAX_RETRIED_TESTS} retried tests: the run fails", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
