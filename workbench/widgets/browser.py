@@ -30,6 +30,7 @@ from workbench.widgets._live import (
     start_sql,
 )
 from workbench.widgets._render import frame_html
+from workbench.widgets._style import primary_button
 
 COLUMNS = ["partition", "offset", "timestamp", "key", "value", "headers"]
 MAX_ROWS = 5000
@@ -181,10 +182,9 @@ class TopicBrowser(LivePanel):
             continuous_update=False,
             layout=widgets.Layout(width="360px"),
         )
-        self.send_to_button = widgets.Button(
+        self.send_to_button = primary_button(
             description="Send shown",
             icon="share",
-            button_style="primary",
             tooltip="re-produce the records shown (byte-exact) to another topic",
             layout=widgets.Layout(width="120px"),
         )
