@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import re
 
+import pandas as pd
+
 from tests.integration.test_widgets import create_topic
 from tests.support import wait_until
 from workbench.sql.lag_history import lag_history_of
@@ -69,3 +71,82 @@ def test_topic_overview_shows_size_records_rates_retention_and_configs(fresh_clu
         consumer.close()
     finally:
         overview.close()
+
+
+def test_topic_browser_seeks_by_time_with_list_offsets_and_pages_without_gaps(cluster, topic_name):
+    from workbench.widgets import TopicBrowser
+
+    create_topic(cluster, topic_name, 2)
+    base = 1_700_000_000_000
+    producer = cluster.producer()
+    for i in range(30):  # record i at base + i s, alternating partitions: partition i%2, offset i//2
+        parity = "even" if i % 2 == 0 else "odd"
+        producer.send(
+            topic_name, {"i": i}, key=f"k{i}", partition=i % 2, timestamp=base + i * 1000, headers={"parity": parity}
+        )
+    producer.flush()
+    browser = TopicBrowser(cluster, topic_name, tail=False, limit=5)
+    try:
+        wait_until(lambda: len(browser.refresh()) == 5, message="the browser to read the topic")
+        assert browser.next_button.disabled  # the newest records: nothing after them
+        # Seek by time: ListOffsets finds each partition's first record at or after the time.
+        when = pd.Timestamp(base + 10_000, unit="ms", tz="UTC")
+        assert browser.offsets_for_time(when.isoformat()) == {0: 5, 1: 5}
+        browser.seek_time.value = when.strftime("%Y-%m-%d %H:%M:%S")
+        keys = lambda: list(browser.rows.key)  # noqa: E731
+        browser.refresh()
+        assert browser.starts == {0: 5, 1: 5} and keys() == ["k10", "k11", "k12", "k13", "k14"]
+        assert "page 1" in browser.info.value and "LIMIT 5" in browser.query_text
+        assert not browser.next_button.disabled
+        browser.next_button.click()
+        assert keys() == ["k15", "k16", "k17", "k18", "k19"] and "page 2" in browser.info.value
+        browser.next_page()
+        assert keys() == ["k20", "k21", "k22", "k23", "k24"]
+        browser.prev_button.click()
+        assert keys() == ["k15", "k16", "k17", "k18", "k19"]
+        browser.prev_page()
+        assert keys() == ["k10", "k11", "k12", "k13", "k14"]
+        # Before the seek position: the five records before the first one shown.
+        browser.seek_time.value = ""
+        browser.seek_offset.value = 5
+        browser.refresh()
+        assert keys() == ["k10", "k11", "k12", "k13", "k14"]
+        browser.prev_page()
+        assert keys() == ["k5", "k6", "k7", "k8", "k9"] and "earlier page" in browser.info.value
+
+        # Every page from offset 0, to the end: each record exactly once, in timestamp order (the
+        # out-of-order k30 first), however the pages cut the partitions.
+        producer.send(topic_name, {"i": 30}, key="k30", partition=0, timestamp=base - 5000)  # offset 15
+        producer.flush()
+
+        def walk(limit: int) -> list[str]:
+            browser.limit.value = limit
+            browser.seek_offset.value = 0
+            browser.refresh()
+            seen = list(browser.rows.key)
+            for _ in range(40):
+                page = list(browser.next_page().key)
+                if not page:
+                    return seen
+                seen += page
+            raise AssertionError("paging did not end")
+
+        assert walk(7) == ["k30", *[f"k{i}" for i in range(30)]]
+        # With a header filter the pages hold only matching records, still each once.
+        browser.filter_header.value = "parity=even"
+        assert walk(4) == [f"k{i}" for i in range(0, 30, 2)]
+        browser.filter_header.value = ""
+
+        # One partition from an offset; a time after every record: the end, no records.
+        browser.limit.value = 5
+        browser.seek_partition.value = 1
+        browser.seek_offset.value = 12
+        assert list(browser.refresh().key) == ["k25", "k27", "k29"]
+        browser.seek_offset.value = -1
+        browser.seek_time.value = "2100-01-01"
+        assert browser.refresh().empty and browser.starts == {1: 15}
+        browser.seek_partition.value = None
+        browser.newest()
+        assert browser.starts is None and browser.cursor is None and browser.rows.key.iloc[0] == "k29"
+    finally:
+        browser.close()
