@@ -44,3 +44,16 @@ def test_human_units_of_the_overview():
     assert human_bytes(1536) == "1.5 KiB" and human_bytes(None) == "" and human_bytes(12) == "12 B"
     assert human_ms("604800000") == "7 d" and human_ms("-1") == "forever" and human_ms("1500") == "1500 ms"
     assert human_retention_bytes("-1") == "unlimited" and human_retention_bytes("1048576") == "1.0 MiB"
+
+
+def test_wide_tables_scroll_in_one_box_under_a_sticky_header():
+    import pandas as pd
+
+    from workbench.widgets._render import TABLE_STYLE, frame_html
+
+    wide = pd.DataFrame([{f"column_{i}": "x" * 30 for i in range(40)}])
+    out = frame_html(wide, sticky_first=True)
+    assert out.count('workbench-scroll">') == 1 and 'class="workbench-table workbench-sticky-first"' in out
+    assert ".workbench-scroll{max-height:420px;max-width:100%;overflow:auto}" in TABLE_STYLE
+    assert "position:sticky;top:0" in TABLE_STYLE and "td:first-child{position:sticky;left:0" in TABLE_STYLE
+    assert 'class="workbench-table"' in frame_html(wide)

@@ -23,7 +23,12 @@ TABLE_STYLE = (
     "<style>"
     ".workbench-table{border-collapse:collapse;font-size:12px;font-family:var(--jp-code-font-family,monospace)}"
     ".workbench-table th{background:var(--jp-layout-color2,#eee);text-align:left;padding:2px 8px;"
-    "position:sticky;top:0}"
+    "position:sticky;top:0;z-index:2;white-space:nowrap}"
+    ".workbench-table tbody tr:hover td{background:var(--jp-layout-color2,#f3f3f3)}"
+    # The first column (a topic's name, a row's identity) stays in view while the rest scrolls sideways.
+    ".workbench-table.workbench-sticky-first td:first-child{position:sticky;left:0;z-index:1;"
+    "background:var(--jp-layout-color1,#fff);font-weight:bold}"
+    ".workbench-table.workbench-sticky-first th:first-child{left:0;z-index:3}"
     ".workbench-table td{padding:2px 8px;border-top:1px solid var(--jp-border-color2,#ddd);"
     "vertical-align:top;max-width:480px;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}"
     f".workbench-table tr.workbench-warn td{{background:{WARN_BG}}}"
@@ -124,8 +129,10 @@ def frame_html(
     row_class: Callable[[pd.Series], str] | None = None,
     raw_html_columns: Sequence[str] = (),
     empty: str = "(no rows)",
+    sticky_first: bool = False,
 ) -> str:
-    """A DataFrame as an escaped HTML table (first `max_rows` rows, with a note when cut)."""
+    """A DataFrame as an escaped HTML table (first `max_rows` rows, with a note when cut), in one
+    box that scrolls both ways under a sticky header (and, with `sticky_first`, a sticky first column)."""
     if df is None or df.empty:
         return f'<div class="{css_class}" style="color:#777;font-size:12px">{html.escape(empty)}</div>'
     shown = df.head(max_rows)
@@ -146,7 +153,8 @@ def frame_html(
         note = f'<div style="color:#777;font-size:12px">showing {max_rows} of {len(df)} rows</div>'
     return (
         f'{TABLE_STYLE}<div class="{css_class} workbench-scroll">'
-        f'<table class="workbench-table"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody>'
+        f'<table class="workbench-table{" workbench-sticky-first" if sticky_first else ""}">'
+        f"<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody>"
         f"</table></div>{note}"
     )
 

@@ -168,6 +168,7 @@ class TopicOverview(LivePanel):
             css_class="workbench-topic-rows",
             raw_html_columns=("produce", "consume"),
             row_class=_row_class,
+            sticky_first=True,
             empty="no topics yet",
         )
         total = int(overview["size_bytes"].fillna(0).sum()) if not overview.empty else 0
