@@ -132,6 +132,13 @@ def test_topic_browser_seeks_by_time_with_list_offsets_and_pages_without_gaps(cl
             raise AssertionError("paging did not end")
 
         assert walk(7) == ["k30", *[f"k{i}" for i in range(30)]]
+        # A record without headers shows an empty cell, never pandas' <NA> (issue 18).
+        browser.seek_offset.value = 15
+        browser.seek_partition.value = 0
+        browser.refresh()
+        assert list(browser.rows.key) == ["k30"] and browser.rows.headers.tolist() == [""]
+        assert "NA&gt;" not in browser.table.value and "<NA>" not in browser.table.value
+        browser.seek_partition.value = None
         # With a header filter the pages hold only matching records, still each once.
         browser.filter_header.value = "parity=even"
         assert walk(4) == [f"k{i}" for i in range(0, 30, 2)]

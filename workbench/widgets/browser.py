@@ -102,7 +102,7 @@ def _cleaner_note(conn: Any, topic: str) -> str:
 
 
 def _headers_text(value) -> str:
-    if value is None:
+    if value is None or value is pd.NA:  # a record without headers: an empty cell, not "<NA>"
         return ""
     try:
         items = list(value)
@@ -228,7 +228,7 @@ class TopicBrowser(LivePanel):
             description="Send shown",
             icon="share",
             tooltip="re-produce the records shown (byte-exact) to another topic",
-            layout=widgets.Layout(width="120px"),
+            layout=widgets.Layout(width="140px"),
         )
         self.send_to_button.add_class("workbench-send-to")
         self.send_to_message = widgets.HTML()
