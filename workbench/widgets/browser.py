@@ -47,17 +47,23 @@ MAX_ROWS = 5000
 PageKey = tuple[int, int, int]
 
 
+def _ts_literal(ms: int) -> str:
+    """A TIMESTAMPTZ literal: compared with the bare column, DuckDB can skip Parquet row groups by
+    their min/max statistics (a function of the column, like `epoch_ms(timestamp)`, could not)."""
+    return sql_string(pd.Timestamp(int(ms), unit="ms", tz="UTC").isoformat(timespec="milliseconds")) + "::TIMESTAMPTZ"
+
+
 def _key_after(key: PageKey) -> str:
     """SQL: the records after `key` in (timestamp, partition, offset) order."""
-    ts, p, o = (int(v) for v in key)
-    t = "epoch_ms(timestamp)"
-    return f'({t} > {ts} OR ({t} = {ts} AND (partition > {p} OR (partition = {p} AND "offset" > {o}))))'
+    ms, p, o = (int(v) for v in key)
+    t = _ts_literal(ms)
+    return f'(timestamp >= {t} AND (timestamp > {t} OR partition > {p} OR (partition = {p} AND "offset" > {o})))'
 
 
 def _key_before(key: PageKey) -> str:
-    ts, p, o = (int(v) for v in key)
-    t = "epoch_ms(timestamp)"
-    return f'({t} < {ts} OR ({t} = {ts} AND (partition < {p} OR (partition = {p} AND "offset" < {o}))))'
+    ms, p, o = (int(v) for v in key)
+    t = _ts_literal(ms)
+    return f'(timestamp <= {t} AND (timestamp < {t} OR partition < {p} OR (partition = {p} AND "offset" < {o})))'
 
 
 def _epoch_ms(value) -> int:
