@@ -166,3 +166,33 @@ def test_topic_browser_seeks_by_time_with_list_offsets_and_pages_without_gaps(cl
         assert browser.starts is None and browser.cursor is None and browser.rows.key.iloc[0] == "k29"
     finally:
         browser.close()
+
+
+def test_a_dashboard_samples_rates_before_its_topics_tab_is_shown(fresh_cluster, topic_name):
+    """The dashboard pauses hidden tabs; the rate history is the connection's and runs anyway, so
+    the Topics tab, shown later, draws what was produced while it was hidden."""
+    c = fresh_cluster(1)
+    create_topic(c, topic_name, 1)
+    dash = c.dashboard(topic=topic_name)
+    try:
+        history = offset_history_of(c.sql_engine, start=False)
+        wait_until(lambda: history.samples >= 1, message="a sample while the Topics tab is hidden")
+        producer = c.producer()
+        for i in range(20):
+            producer.send(topic_name, {"i": i})
+        producer.flush()
+        wait_until(
+            lambda: any(v > 0 for _t, v in history.produce_rates(topic_name)),
+            message="a produce rate sampled while the tab is hidden",
+        )
+        assert dash.tabs.selected_index == 0
+        dash.tabs.selected_index = 2
+
+        def produce_max() -> float:
+            tips = re.findall(r'class="workbench-sparkline" title="([^"]*)"', dash.overview.table.value)
+            return sparkline_max(tips[0]) if tips and "max" in tips[0] else 0.0
+
+        wait_until(lambda: produce_max() > 0, message="the Topics tab to draw the rate sampled while hidden")
+        assert topic_name in set(dash.overview.topics.topic)
+    finally:
+        dash.close()

@@ -117,6 +117,11 @@ class TopicOverview(LivePanel):
         self.refresh_button.on_click(lambda _b: self.refresh())
         self.live.observe(self._on_live, "value")
         start_sql(conn)
+        if not connection_closed(conn):
+            # Sampling starts now, not at the first refresh: a dashboard's Topics tab shown later
+            # (its loop paused until then) draws what happened since the dashboard opened.
+            offset_history_of(conn.sql_engine)
+            lag_history_of(conn.sql_engine)
         self._poller = self._loop("topics", self._step, interval, on_error=self._show_error)
         if live:
             self._poller.start()
