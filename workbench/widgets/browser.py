@@ -126,7 +126,7 @@ def _headers_text(value) -> str:
 
 
 class TopicBrowser(LivePanel):
-    """Browse one topic: tail, seek, filter, export."""
+    """Browse one topic: tail, seek (by offset or time), page (Prev/Next), filter, export, send on."""
 
     css_class = "workbench-browser"
 
