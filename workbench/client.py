@@ -749,7 +749,7 @@ class KafkaConnection(SqlMixin):
     # ---- widgets (workbench/widgets; owned there) -------------------------------------------------
     # Thin constructors, imported lazily so that ipywidgets is only loaded when a widget is asked for.
     def dashboard(self, topic: str | None = None):
-        """Produce, Browse, Groups, Cluster and SQL widgets in tabs (`workbench.widgets.Dashboard`)."""
+        """Produce, Browse, Topics, Groups, Cluster and SQL widgets in tabs (`workbench.widgets.Dashboard`)."""
         from workbench.widgets import Dashboard
 
         return Dashboard(self, topic=topic)
@@ -777,6 +777,13 @@ class KafkaConnection(SqlMixin):
         from workbench.widgets import TopicBrowser
 
         return TopicBrowser(self, topic)
+
+    def topic_overview_panel(self):
+        """A `workbench.widgets.TopicOverview`: topics with size, records, produce and consume rates
+        (sparklines), retention, cleanup and configs (the widget over `topic_overview()`)."""
+        from workbench.widgets import TopicOverview
+
+        return TopicOverview(self)
 
     def sql_panel(self):
         """A `workbench.widgets.SqlPanel`: queries, history, live re-runs."""

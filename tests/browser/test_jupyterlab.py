@@ -1,9 +1,12 @@
 """The quickstart in a real browser: JupyterLab on localhost, Debian's chromium driven by Playwright.
 
 Runs every cell of `notebooks/01-quickstart.ipynb` (all but the final `cluster.stop()`, so the
-widgets stay live), finds each widget rendered in the page by its CSS class, sends a record
-with the producer panel's Send button and waits for it in the topic browser's table, and takes
-one screenshot per widget.
+widgets stay live), finds each widget rendered in the page by its CSS class and does each one's
+main action as a person would: sends a record with the producer panel's Send button and waits for
+it in the topic browser's table; seeks the browser by time and pages with Next; runs the SQL panel;
+waits for a line in the group monitor's lag plot and for the topic overview's sparklines; kills
+and restarts a broker from the cluster view; takes one screenshot per widget; then stops the
+cluster from a new cell and checks that every widget says so and no action is left enabled.
 
 Screenshots go to a temporary directory, or to `$WORKBENCH_SCREENSHOTS_DIR` when set
 (`WORKBENCH_SCREENSHOTS_DIR=docs/screenshots pytest tests/browser` refreshes the README's).
@@ -48,6 +51,7 @@ CHROMIUM_ARGS = [
 WIDGETS = {  # CSS class of the widget's root -> screenshot name
     "workbench-producer": "producer-panel",
     "workbench-browser": "topic-browser",
+    "workbench-topics": "topic-overview",
     "workbench-groups": "group-monitor",
     "workbench-cluster": "cluster-view",
     "workbench-sql": "sql-panel",
@@ -206,9 +210,46 @@ def test_quickstart_widgets_in_chromium(jupyterlab, tmp_path):
             expect(table).to_contain_text(marker, timeout=30_000)
             timings["record in browser"] = time.monotonic() - started
 
+            # Seek the browser by time (the brokers' ListOffsets) and page forward: 3 rows a page.
+            browser = roots["workbench-browser"]
+            info = browser.locator(".workbench-message").first
+            rows = browser.locator("input[type='number']").first  # the rows box (then from offset)
+            rows.fill("3")
+            rows.press("Enter")
+            since = browser.locator("input[placeholder='2024-05-01 12:00:00']")
+            since.fill("2000-01-01 00:00:00")
+            since.press("Enter")
+            expect(info).to_contain_text("3 records · page 1", timeout=30_000)
+            first_page = table.inner_text()
+            browser.locator("button.workbench-next-page").click()
+            expect(info).to_contain_text("page 2", timeout=30_000)
+            assert table.inner_text() != first_page
+            timings["seek and page"] = time.monotonic() - started
+
             # Run the SQL panel's query (its default lists the topics) so its screenshot shows a result.
             roots["workbench-sql"].get_by_role("button", name="Run").first.click()
             expect(roots["workbench-sql"]).to_contain_text("greetings", timeout=30_000)
+
+            # The group monitor draws the quickstart group's lag as a line (the connection's
+            # samples, every 2 s); the topic overview draws its rates as sparklines.
+            lag_line = roots["workbench-groups"].locator(".workbench-lag-plot svg polyline")
+            expect(lag_line.first).to_be_attached(timeout=60_000)
+            overview = roots["workbench-topics"]
+            expect(overview.locator(".workbench-topics-table")).to_contain_text("greetings", timeout=30_000)
+            expect(overview.locator(".workbench-sparkline svg polyline").first).to_be_attached(timeout=60_000)
+            timings["plots drawn"] = time.monotonic() - started
+
+            # Kill broker 1 from the cluster view, see it down, restart it, see all three alive.
+            view = roots["workbench-cluster"]
+            view.locator("button.workbench-kill").first.click()
+            expect(view).to_contain_text("killed broker 1 (SIGKILL)", timeout=30_000)
+            expect(view.locator(".workbench-message").first).to_contain_text("2/3 brokers alive", timeout=30_000)
+            expect(view.locator("button.workbench-kill").first).to_be_disabled(timeout=30_000)
+            view.locator("button.workbench-restart").first.click()
+            expect(view).to_contain_text("restarted broker 1", timeout=90_000)
+            expect(view.locator(".workbench-message").first).to_contain_text("3/3 brokers alive", timeout=60_000)
+            expect(view.locator("button.workbench-kill").first).to_be_enabled(timeout=30_000)
+            timings["kill and restart"] = time.monotonic() - started
 
             for css, name in WIDGETS.items():
                 roots[css].scroll_into_view_if_needed()
@@ -239,6 +280,7 @@ def test_quickstart_widgets_in_chromium(jupyterlab, tmp_path):
                 expect(kill.nth(i)).to_be_disabled()
             expect(roots["workbench-sql"].get_by_role("button", name="Run").first).to_be_disabled()
             expect(roots["workbench-producer"].locator("button.workbench-send")).to_be_disabled()
+            expect(roots["workbench-browser"].locator("button.workbench-next-page")).to_be_disabled()
             roots["workbench-cluster"].scroll_into_view_if_needed()
             roots["workbench-cluster"].screenshot(path=str(shots / "cluster-view-stopped.png"))
         finally:

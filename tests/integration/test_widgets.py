@@ -460,7 +460,7 @@ def test_dashboard_over_workbench_connect_has_no_kill_buttons(cluster, topic_nam
     dash = conn.dashboard(topic=topic_name)
     try:
         assert isinstance(dash, Dashboard) and "workbench-dashboard" in dash._dom_classes
-        assert [dash.tabs.get_title(i) for i in range(5)] == ["Produce", "Browse", "Groups", "Cluster", "SQL"]
+        assert [dash.tabs.get_title(i) for i in range(6)] == ["Produce", "Browse", "Topics", "Groups", "Cluster", "SQL"]
         assert dash.view.kill_buttons == {} and dash.view.restart_buttons == {}
         assert "workbench-kill" not in str(dash.view.children)
         dash.producer.value.value = '{"via": "connect"}'
@@ -469,9 +469,9 @@ def test_dashboard_over_workbench_connect_has_no_kill_buttons(cluster, topic_nam
             lambda: '"via":"connect"' in "".join(dash.browser.rows["value"].dropna()),
             message="the record in the browser",
         )
-        dash.tabs.selected_index = 3
-        wait_until(lambda: not dash.view.brokers.empty and dash.view.brokers["alive"].all(), message="the brokers")
         dash.tabs.selected_index = 4
+        wait_until(lambda: not dash.view.brokers.empty and dash.view.brokers["alive"].all(), message="the brokers")
+        dash.tabs.selected_index = 5
         assert dash.sql.run(f'SELECT value FROM "{topic_name}"')["value"].tolist() == ['{"via":"connect"}']
     finally:
         dash.close()
@@ -496,7 +496,7 @@ def test_close_stops_every_thread_and_so_does_stopping_the_cluster(fresh_cluster
     dash.producer.start_generator()
     dash.sql.query.value = f'SELECT count(*) FROM "{topic_name}"'
     dash.sql.live.value = True
-    for i in range(5):  # visit every tab so every live loop has run
+    for i in range(6):  # visit every tab so every live loop has run
         dash.tabs.selected_index = i
         time.sleep(0.2)
     started = widget_threads() - before
@@ -504,6 +504,7 @@ def test_close_stops_every_thread_and_so_does_stopping_the_cluster(fresh_cluster
         "workbench-widget-producer-generator",
         "workbench-widget-browser",
         "workbench-widget-groups",
+        "workbench-widget-topics",
         "workbench-widget-cluster",
         "workbench-leader-history",
         "workbench-sql-watch",
@@ -514,7 +515,7 @@ def test_close_stops_every_thread_and_so_does_stopping_the_cluster(fresh_cluster
 
     # Without close(): stopping the cluster ends the widgets' loops too.
     view, monitor, browser = c.cluster_view(), c.group_monitor(), c.topic_browser(topic_name)
-    producer, sql = c.producer_panel(topic=topic_name), c.sql_panel()
+    producer, sql, overview = c.producer_panel(topic=topic_name), c.sql_panel(), c.topic_overview_panel()
     time.sleep(0.5)
     started = widget_threads() - before
     assert started
@@ -523,7 +524,7 @@ def test_close_stops_every_thread_and_so_does_stopping_the_cluster(fresh_cluster
     try:
         # Every widget says the cluster is stopped, and no action button is left to click (issue 18:
         # the view said "3/3 brokers alive", the browser "tailing", and Kill reported success).
-        for w in (view, monitor, browser, producer, sql):
+        for w in (view, monitor, browser, producer, sql, overview):
             assert "workbench-stopped" in w._status_widget().value, type(w).__name__
             assert "cluster is stopped" in w._status_widget().value
             buttons = w._action_buttons()
@@ -533,11 +534,13 @@ def test_close_stops_every_thread_and_so_does_stopping_the_cluster(fresh_cluster
         assert "● alive" not in view.brokers_table.value and not view.brokers["alive"].any()
         assert not view.kill(1) and "stopped" in view.action_message.value
     finally:
-        for w in (view, monitor, browser, producer, sql):
+        for w in (view, monitor, browser, producer, sql, overview):
             w.close()
 
 
-@pytest.mark.parametrize("factory", ["producer_panel", "group_monitor", "cluster_view", "topic_browser", "sql_panel"])
+@pytest.mark.parametrize(
+    "factory", ["producer_panel", "group_monitor", "cluster_view", "topic_browser", "sql_panel", "topic_overview_panel"]
+)
 def test_each_widget_has_its_css_class(cluster, factory):
     widget = getattr(cluster, factory)()
     try:
@@ -547,6 +550,7 @@ def test_each_widget_has_its_css_class(cluster, factory):
             "cluster_view": "cluster",
             "topic_browser": "browser",
             "sql_panel": "sql",
+            "topic_overview_panel": "topics",
         }[factory]
         assert f"workbench-{name}" in widget._dom_classes
     finally:

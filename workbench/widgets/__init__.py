@@ -1,5 +1,5 @@
-"""Notebook widgets (ipywidgets 8, no front-end build): produce, browse, monitor groups, watch
-the cluster, run SQL; `Dashboard` puts them in tabs.
+"""Notebook widgets (ipywidgets 8, no front-end build): produce, browse, list topics with
+their rates, monitor groups, watch the cluster, run SQL; `Dashboard` puts them in tabs.
 
     from workbench.widgets import Dashboard
     Dashboard(cluster)            # or cluster.dashboard()
@@ -18,6 +18,7 @@ from workbench.widgets.dashboard import Dashboard
 from workbench.widgets.groups import GroupMonitor
 from workbench.widgets.producer import ProducerPanel
 from workbench.widgets.sql_panel import SqlPanel
+from workbench.widgets.topic_overview import TopicOverview
 
 __all__ = [
     "BurrowEvaluator",
@@ -27,4 +28,5 @@ __all__ = [
     "ProducerPanel",
     "SqlPanel",
     "TopicBrowser",
+    "TopicOverview",
 ]

@@ -20,6 +20,7 @@ from collections.abc import Callable
 import ipywidgets as widgets
 
 from workbench.embedded import connection_closed
+from workbench.widgets._style import MESSAGE_COLOURS
 
 #: Four updates a second is as fast as a person reads a changing number, and keeps the
 #: comm traffic of a dashboard of five live widgets small.
@@ -71,7 +72,7 @@ def message(text: str, kind: str = "error") -> str:
     """HTML for an inline message: red for errors, grey for info, green for success."""
     if not text:
         return ""
-    colour = {"error": "#b00020", "ok": "#1b7f3b", "info": "#555", "warn": "#a05a00"}[kind]
+    colour = MESSAGE_COLOURS[kind]
     return (
         f'<div class="workbench-message workbench-{kind}" style="color:{colour};white-space:pre-wrap;'
         f'font-family:var(--jp-code-font-family,monospace);font-size:12px">{html.escape(text)}</div>'

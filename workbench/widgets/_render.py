@@ -15,17 +15,24 @@ from datetime import datetime
 
 import pandas as pd
 
-PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
+from workbench.widgets._style import DANGER, DANGER_BG, MUTED, PRIMARY, STATUS_COLOURS, WARN_BG
+
+PALETTE = [PRIMARY, "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
 
 TABLE_STYLE = (
     "<style>"
     ".workbench-table{border-collapse:collapse;font-size:12px;font-family:var(--jp-code-font-family,monospace)}"
     ".workbench-table th{background:var(--jp-layout-color2,#eee);text-align:left;padding:2px 8px;"
-    "position:sticky;top:0}"
+    "position:sticky;top:0;z-index:2;white-space:nowrap}"
+    ".workbench-table tbody tr:hover td{background:var(--jp-layout-color2,#f3f3f3)}"
+    # The first column (a topic's name, a row's identity) stays in view while the rest scrolls sideways.
+    ".workbench-table.workbench-sticky-first td:first-child{position:sticky;left:0;z-index:1;"
+    "background:var(--jp-layout-color1,#fff);font-weight:bold}"
+    ".workbench-table.workbench-sticky-first th:first-child{left:0;z-index:3}"
     ".workbench-table td{padding:2px 8px;border-top:1px solid var(--jp-border-color2,#ddd);"
     "vertical-align:top;max-width:480px;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}"
-    ".workbench-table tr.workbench-warn td{background:#fff4d6}"
-    ".workbench-table tr.workbench-bad td{background:#fde0e0}"
+    f".workbench-table tr.workbench-warn td{{background:{WARN_BG}}}"
+    f".workbench-table tr.workbench-bad td{{background:{DANGER_BG}}}"
     ".workbench-table td.workbench-long{white-space:normal}"
     ".workbench-table details summary{cursor:pointer;white-space:nowrap;overflow:hidden;text-overflow:ellipsis;"
     "max-width:480px}"
@@ -34,8 +41,6 @@ TABLE_STYLE = (
     ".workbench-badge{display:inline-block;padding:0 6px;border-radius:3px;color:white;font-weight:bold}"
     "</style>"
 )
-
-STATUS_COLOURS = {"OK": "#1b7f3b", "WARN": "#c77700", "STALL": "#b34700", "STOP": "#b00020", "ERR": "#6a1b9a"}
 
 
 def _json_scalar(value):
@@ -109,7 +114,7 @@ def cell_html(text: str) -> str:
 
 
 def badge(status: str) -> str:
-    colour = STATUS_COLOURS.get(status, "#555")
+    colour = STATUS_COLOURS.get(status, MUTED)
     return (
         f'<span class="workbench-badge workbench-status-{html.escape(status)}" '
         f'style="background:{colour}">{html.escape(status)}</span>'
@@ -124,8 +129,10 @@ def frame_html(
     row_class: Callable[[pd.Series], str] | None = None,
     raw_html_columns: Sequence[str] = (),
     empty: str = "(no rows)",
+    sticky_first: bool = False,
 ) -> str:
-    """A DataFrame as an escaped HTML table (first `max_rows` rows, with a note when cut)."""
+    """A DataFrame as an escaped HTML table (first `max_rows` rows, with a note when cut), in one
+    box that scrolls both ways under a sticky header (and, with `sticky_first`, a sticky first column)."""
     if df is None or df.empty:
         return f'<div class="{css_class}" style="color:#777;font-size:12px">{html.escape(empty)}</div>'
     shown = df.head(max_rows)
@@ -146,7 +153,8 @@ def frame_html(
         note = f'<div style="color:#777;font-size:12px">showing {max_rows} of {len(df)} rows</div>'
     return (
         f'{TABLE_STYLE}<div class="{css_class} workbench-scroll">'
-        f'<table class="workbench-table"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody>'
+        f'<table class="workbench-table{" workbench-sticky-first" if sticky_first else ""}">'
+        f"<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody>"
         f"</table></div>{note}"
     )
 
@@ -263,7 +271,7 @@ def event_strip(
             continue
         xx = left + plot_w * (t - start) / span
         parts.append(
-            f'<line x1="{xx:.1f}" x2="{xx:.1f}" y1="10" y2="30" stroke="#d62728" stroke-width="2">'
+            f'<line x1="{xx:.1f}" x2="{xx:.1f}" y1="10" y2="30" stroke="{DANGER}" stroke-width="2">'
             f"<title>{html.escape(label)}</title></line>"
         )
     parts.append(
@@ -271,3 +279,53 @@ def event_strip(
         f'<text x="{left + plot_w}" y="{height - 2}" text-anchor="end" fill="#555">now</text></svg>'
     )
     return "".join(parts)
+
+
+def sparkline(
+    points: Sequence[tuple[float, float]],
+    *,
+    now: float,
+    span: float = 300.0,
+    width: int = 120,
+    height: int = 26,
+    colour: str = PRIMARY,
+    unit: str = "/s",
+    css_class: str = "workbench-sparkline",
+) -> str:
+    """A small SVG line of `points` ([(unix time, value)]) over the last `span` seconds, then the
+    latest value as text: the topic overview's produce and consume rates. The y axis starts at 0
+    and ends at the window's maximum (written in the tooltip), so a flat line at the bottom is
+    "nothing happening", not a zoomed-in wobble."""
+    start = now - span
+    shown = [(t, v) for t, v in points if t >= start]
+    top = max((v for _, v in shown), default=0.0)
+    last = shown[-1][1] if shown else None
+    label = "–" if last is None else (f"{last:,.0f}" if last >= 10 else f"{last:.1f}".rstrip("0").rstrip("."))
+    tip = (
+        "no samples yet"
+        if last is None
+        else f"now {label}{unit}, max {top:,.1f}{unit} over the last {span / 60:.0f} min ({len(shown)} samples)"
+    )
+
+    def x(t: float) -> float:
+        return 1 + (width - 2) * min(max((t - start) / span, 0.0), 1.0)
+
+    def y(v: float) -> float:
+        return height - 2 - (height - 4) * (v / top if top > 0 else 0.0)
+
+    line = ""
+    if len(shown) == 1:
+        line = f'<circle cx="{x(shown[0][0]):.1f}" cy="{y(shown[0][1]):.1f}" r="1.8" fill="{colour}"/>'
+    elif shown:
+        path = " ".join(f"{x(t):.1f},{y(v):.1f}" for t, v in shown)
+        area = f"{x(shown[0][0]):.1f},{height - 1} {path} {x(shown[-1][0]):.1f},{height - 1}"
+        line = (
+            f'<polygon points="{area}" fill="{colour}" fill-opacity="0.12" stroke="none"/>'
+            f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="1.5"/>'
+        )
+    return (
+        f'<span class="{css_class}" title="{html.escape(tip)}" style="white-space:nowrap">'
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
+        f'style="vertical-align:middle"><line x1="0" x2="{width}" y1="{height - 1}" y2="{height - 1}" stroke="#ddd"/>'
+        f'{line}</svg> <span class="workbench-sparkline-value">{html.escape(label)}{html.escape(unit)}</span></span>'
+    )

@@ -1,5 +1,13 @@
 """`TopicBrowser`: the records of one topic as a table: the newest ones, tailed live, or from
-an offset or a time; filtered by key, by value text or by any SQL predicate; exported to CSV.
+an offset or a time, a page at a time; filtered by key, by value text, by header or by any SQL
+predicate; exported to CSV.
+
+Seeking by time asks the brokers (ListOffsets with a timestamp, as `kafka-console-consumer` and
+Kafka consoles do) for each partition's first offset at or after that time; seeking by offset
+starts each partition there. Pages are keyset pages over the table's order (timestamp, partition,
+offset): *Next* reads the `limit` records after the last one shown, *Prev* the `limit` before the
+first one, so a page never skips or repeats a record (even with out-of-order timestamps or a
+filter) and each page is one `ORDER BY ... LIMIT` query: the topic is never loaded whole.
 
 Records are read with the SQL layer (`conn.sql`), which reads the brokers' Parquet history
 plus the live tail fetched over the Kafka protocol up to each high watermark, so the table
@@ -30,9 +38,36 @@ from workbench.widgets._live import (
     start_sql,
 )
 from workbench.widgets._render import frame_html
+from workbench.widgets._style import primary_button
 
 COLUMNS = ["partition", "offset", "timestamp", "key", "value", "headers"]
 MAX_ROWS = 5000
+
+#: A page boundary: (timestamp in epoch ms, partition, offset) of a record, the table's sort key.
+PageKey = tuple[int, int, int]
+
+
+def _ts_literal(ms: int) -> str:
+    """A TIMESTAMPTZ literal: compared with the bare column, DuckDB can skip Parquet row groups by
+    their min/max statistics (a function of the column, like `epoch_ms(timestamp)`, could not)."""
+    return sql_string(pd.Timestamp(int(ms), unit="ms", tz="UTC").isoformat(timespec="milliseconds")) + "::TIMESTAMPTZ"
+
+
+def _key_after(key: PageKey) -> str:
+    """SQL: the records after `key` in (timestamp, partition, offset) order."""
+    ms, p, o = (int(v) for v in key)
+    t = _ts_literal(ms)
+    return f'(timestamp >= {t} AND (timestamp > {t} OR partition > {p} OR (partition = {p} AND "offset" > {o})))'
+
+
+def _key_before(key: PageKey) -> str:
+    ms, p, o = (int(v) for v in key)
+    t = _ts_literal(ms)
+    return f'(timestamp <= {t} AND (timestamp < {t} OR partition < {p} OR (partition = {p} AND "offset" < {o})))'
+
+
+def _epoch_ms(value) -> int:
+    return int(pd.Timestamp(value).value // 1_000_000)
 
 
 def sql_string(text: str) -> str:
@@ -73,7 +108,7 @@ def _cleaner_note(conn: Any, topic: str) -> str:
 
 
 def _headers_text(value) -> str:
-    if value is None:
+    if value is None or value is pd.NA:  # a record without headers: an empty cell, not "<NA>"
         return ""
     try:
         items = list(value)
@@ -91,7 +126,7 @@ def _headers_text(value) -> str:
 
 
 class TopicBrowser(LivePanel):
-    """Browse one topic: tail, seek, filter, export."""
+    """Browse one topic: tail, seek (by offset or time), page (Prev/Next), filter, export, send on."""
 
     css_class = "workbench-browser"
 
@@ -106,6 +141,12 @@ class TopicBrowser(LivePanel):
         self._partitions: dict[str, int] = {}
         self._requested = False
         self._shown_signature = None
+        #: Where each partition starts after a seek ({partition: offset}), None for the newest records.
+        self.starts: dict[int, int] | None = None
+        #: The page shown: None (from the seek position, or the newest), or ("after"|"before", key).
+        self.cursor: tuple[str, PageKey] | None = None
+        self._pages: list[tuple[str, PageKey] | None] = []  # the cursors Next came from, for Prev
+        self._seek_dirty = True
 
         self.topic = widgets.Combobox(
             description="topic",
@@ -141,6 +182,14 @@ class TopicBrowser(LivePanel):
         self.newest_button = widgets.Button(
             description="Newest", icon="fast-forward", layout=widgets.Layout(width="100px")
         )
+        self.prev_button = widgets.Button(
+            description="Prev", icon="chevron-left", tooltip="the page before", layout=widgets.Layout(width="90px")
+        )
+        self.next_button = widgets.Button(
+            description="Next", icon="chevron-right", tooltip="the page after", layout=widgets.Layout(width="90px")
+        )
+        self.prev_button.add_class("workbench-prev-page")
+        self.next_button.add_class("workbench-next-page")
         self.filter_key = widgets.Text(
             description="key",
             placeholder="contains",
@@ -181,12 +230,11 @@ class TopicBrowser(LivePanel):
             continuous_update=False,
             layout=widgets.Layout(width="360px"),
         )
-        self.send_to_button = widgets.Button(
+        self.send_to_button = primary_button(
             description="Send shown",
             icon="share",
-            button_style="primary",
             tooltip="re-produce the records shown (byte-exact) to another topic",
-            layout=widgets.Layout(width="120px"),
+            layout=widgets.Layout(width="140px"),
         )
         self.send_to_button.add_class("workbench-send-to")
         self.send_to_message = widgets.HTML()
@@ -195,7 +243,16 @@ class TopicBrowser(LivePanel):
         self.table.add_class("workbench-browser-table")
         self.children = [
             widgets.HBox([self.topic, self.tail, self.limit, self.refresh_button]),
-            widgets.HBox([self.seek_partition, self.seek_offset, self.seek_time, self.newest_button]),
+            widgets.HBox(
+                [
+                    self.seek_partition,
+                    self.seek_offset,
+                    self.seek_time,
+                    self.newest_button,
+                    self.prev_button,
+                    self.next_button,
+                ]
+            ),
             widgets.HBox([self.filter_key, self.filter_text, self.filter_header, self.sql_filter]),
             self.info,
             self.table,
@@ -205,20 +262,17 @@ class TopicBrowser(LivePanel):
             self.export_link,
         ]
         self.topic.observe(self._on_topic, "value")
-        for w in (
-            self.seek_partition,
-            self.seek_offset,
-            self.seek_time,
-            self.filter_key,
-            self.filter_text,
-            self.filter_header,
-            self.sql_filter,
-            self.limit,
-        ):
-            w.observe(lambda _c: self._request(), "value")
+        # A new position or filter starts again at page one; a new page size keeps the page's start.
+        for w in (self.seek_partition, self.seek_offset, self.seek_time):
+            w.observe(lambda _c: self._seek_changed(), "value")
+        for w in (self.filter_key, self.filter_text, self.filter_header, self.sql_filter):
+            w.observe(lambda _c: self._filter_changed(), "value")
+        self.limit.observe(lambda _c: self._request(), "value")
         self.tail.observe(self._on_tail, "value")
         self.refresh_button.on_click(lambda _b: self.refresh())
         self.newest_button.on_click(lambda _b: self.newest())
+        self.prev_button.on_click(lambda _b: self.prev_page())
+        self.next_button.on_click(lambda _b: self.next_page())
         self.export_button.on_click(lambda _b: self.export())
         self.send_to_button.on_click(lambda _b: self.send_shown())
 
@@ -265,7 +319,7 @@ class TopicBrowser(LivePanel):
                 self._show_error(exc)
         self._update_partition_options()
         self._shown_signature = None
-        self._request()
+        self._seek_changed()
 
     # ------------------------------------------------------------------ reading
     def _on_tail(self, change) -> None:
@@ -278,14 +332,97 @@ class TopicBrowser(LivePanel):
         self._poller.poke()
 
     def newest(self) -> pd.DataFrame:
-        """Back to the newest records (clears the seek position)."""
+        """Back to the newest records (clears the seek position and the page)."""
         with hold(self.seek_offset, self.seek_time):
             self.seek_offset.value = -1
             self.seek_time.value = ""
+        self._seek_changed()
+        return self.refresh()
+
+    def _seek_changed(self) -> None:
+        """A new position was asked for: resolve it (ListOffsets) on the next refresh, page one."""
+        self._seek_dirty = True
+        self.cursor, self._pages = None, []
+        self._request()
+
+    def _filter_changed(self) -> None:
+        if self.cursor is not None or self._pages:
+            self._seek_changed()
+        else:
+            self._request()
+
+    # ------------------------------------------------------------------ seek and pages
+    def offsets_for_time(self, when, partitions: list[int] | None = None) -> dict[int, int]:
+        """{partition: the first offset whose timestamp is at or after `when`} of the browser's
+        topic, from the brokers (ListOffsets with a timestamp); a partition with no such record
+        gives its end offset (the high watermark), as Kafka's consumers seek there.
+        `when` is what the `from time` box takes, a `datetime`, or epoch ms."""
+        from confluent_kafka import TopicPartition
+        from confluent_kafka.admin import OffsetSpec
+
+        topic = self.topic.value.strip()
+        if isinstance(when, int):
+            ms = when
+        else:
+            ts = parse_time(when) if isinstance(when, str) else pd.Timestamp(when)
+            ms = _epoch_ms(ts.tz_localize("UTC") if ts.tzinfo is None else ts)
+        if partitions is None:
+            partitions = list(range(self._partitions.get(topic, 0)))
+        admin = self._admin()
+        out: dict[int, int] = {}
+        for spec_of in (lambda: OffsetSpec.for_timestamp(ms), OffsetSpec.latest):
+            wanted = [p for p in partitions if out.get(p, -1) < 0]
+            if not wanted:
+                break
+            futures = admin.list_offsets({TopicPartition(topic, p): spec_of() for p in wanted}, request_timeout=10)
+            for tp, future in futures.items():
+                out[tp.partition] = future.result().offset
+        return out
+
+    def _resolve_seek(self) -> None:
+        partition = self.seek_partition.value
+        partitions = (
+            [int(partition)] if partition is not None else list(range(self._partitions.get(self.topic.value, 0)))
+        )
+        starts: dict[int, int] | None = None
+        if self.seek_offset.value is not None and self.seek_offset.value >= 0:
+            starts = {p: int(self.seek_offset.value) for p in partitions}
+        if self.seek_time.value.strip():
+            by_time = self.offsets_for_time(self.seek_time.value, partitions)
+            starts = {p: max(by_time[p], (starts or {}).get(p, 0)) for p in partitions}
+        self.starts, self._seek_dirty = starts, False
+
+    def next_page(self) -> pd.DataFrame:
+        """The `limit` records after the last one shown (in timestamp, partition, offset order)."""
+        rows = self.rows
+        if rows.empty:
+            self.info.value = message("no records shown to page from", "info")
+            return rows
+        last = rows.loc[rows[["timestamp", "partition", "offset"]].apply(tuple, axis=1).idxmax()]
+        self._pages.append(self.cursor)
+        self.cursor = ("after", (_epoch_ms(last["timestamp"]), int(last["partition"]), int(last["offset"])))
+        self.tail.value = False
+        return self.refresh()
+
+    def prev_page(self) -> pd.DataFrame:
+        """The page before: the one Next came from, else the `limit` records before the first shown
+        (in the whole topic's timestamp, partition, offset order: the seek position is left behind)."""
+        if self._pages:
+            self.cursor = self._pages.pop()
+        else:
+            rows = self.rows
+            if rows.empty:
+                self.info.value = message("no records shown to page from", "info")
+                return rows
+            first = rows.loc[rows[["timestamp", "partition", "offset"]].apply(tuple, axis=1).idxmin()]
+            self.cursor = ("before", (_epoch_ms(first["timestamp"]), int(first["partition"]), int(first["offset"])))
+            self.starts = None  # before the seek position: the whole topic, in the table's order
+        self.tail.value = False
         return self.refresh()
 
     def build_query(self, select: str = 'partition, "offset", timestamp, key, value, headers') -> str:
-        """The SQL the browser runs for its current topic, position and filters."""
+        """The SQL the browser runs for its current topic, position, page and filters: one
+        `ORDER BY ... LIMIT` query, whatever the topic's size."""
         topic = self.topic.value.strip()
         if not topic:
             raise ValueError("choose a topic")
@@ -293,14 +430,14 @@ class TopicBrowser(LivePanel):
         partition = self.seek_partition.value
         if partition is not None:
             conditions.append(f"partition = {int(partition)}")
-        seeking = False
-        if self.seek_offset.value is not None and self.seek_offset.value >= 0:
-            conditions.append(f'"offset" >= {int(self.seek_offset.value)}')
-            seeking = True
         if self.seek_time.value.strip():
-            ts = parse_time(self.seek_time.value)
-            conditions.append(f"timestamp >= {sql_string(ts.isoformat())}::TIMESTAMPTZ")
-            seeking = True
+            parse_time(self.seek_time.value)  # a time nobody can read is an error, not "the newest"
+        if self.starts is not None:
+            starts = " OR ".join(f'(partition = {int(p)} AND "offset" >= {int(o)})' for p, o in self.starts.items())
+            conditions.append(f"({starts or 'false'})")
+        if self.cursor is not None:
+            direction, key = self.cursor
+            conditions.append(_key_after(key) if direction == "after" else _key_before(key))
         if self.filter_key.value:
             conditions.append(f"contains(key, {sql_string(self.filter_key.value)})")
         if self.filter_text.value:
@@ -314,8 +451,24 @@ class TopicBrowser(LivePanel):
         if self.sql_filter.value.strip():
             conditions.append(f"({self.sql_filter.value.strip()})")
         where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
-        order = 'timestamp, partition, "offset"' if seeking else 'timestamp DESC, partition, "offset" DESC'
+        if self._descending():
+            order = 'timestamp DESC, partition DESC, "offset" DESC'
+        else:
+            order = 'timestamp, partition, "offset"'
         return f"SELECT {select} FROM {sql_identifier(topic)}{where} ORDER BY {order} LIMIT {int(self.limit.value)}"
+
+    def _descending(self) -> bool:
+        """Newest first (no seek, no page), or a Prev page read backwards (shown oldest first)."""
+        if self.cursor is not None:
+            return self.cursor[0] == "before"
+        return self.starts is None
+
+    def _page_note(self, rows: pd.DataFrame) -> str:
+        if self.starts is None and self.cursor is None:
+            return ""
+        spans = [f"p{p} {int(g.min())}–{int(g.max())}" for p, g in rows.groupby("partition")["offset"] if len(g)]
+        page = f"page {len(self._pages) + 1}" if self.cursor is None or self.cursor[0] == "after" else "earlier page"
+        return f" · {page}: " + (", ".join(spans[:4]) + (" …" if len(spans) > 4 else "") if spans else "no records")
 
     def _step(self) -> None:
         if self._requested or self.tail.value:
@@ -338,8 +491,12 @@ class TopicBrowser(LivePanel):
             return
         if self.topic.value not in self._partitions:
             self._refresh_topics()
+        if self._seek_dirty:
+            self._resolve_seek()
         query = self.build_query()
         frame = self.conn.sql(query)
+        if self.cursor is not None and self.cursor[0] == "before":
+            frame = frame.iloc[::-1].reset_index(drop=True)  # read backwards, shown oldest first
         rows = pd.DataFrame(
             {
                 "partition": frame["partition"].astype(int),
@@ -353,12 +510,17 @@ class TopicBrowser(LivePanel):
         )
         self.rows, self.query_text, self.error = rows, query, ""
         signature = (query, tuple(zip(rows["partition"], rows["offset"], strict=False)))
-        note = f"{len(rows)} records · {datetime.now():%H:%M:%S}" + (" · tailing" if self.tail.value else "")
+        note = f"{len(rows)} records{self._page_note(rows)} · {datetime.now():%H:%M:%S}" + (
+            " · tailing" if self.tail.value else ""
+        )
         cleaner = _cleaner_note(self.conn, self.topic.value)
         if cleaner:
             note += " · " + cleaner
         if self._closed or connection_closed(self.conn):
             return
+        newest = self.starts is None and self.cursor is None
+        self.next_button.disabled = newest  # nothing is newer than the newest
+        self.next_button.tooltip = "already the newest records" if newest else "the page after"
         if signature == self._shown_signature:
             self.info.value = message(note, "info")
             return

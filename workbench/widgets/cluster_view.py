@@ -19,6 +19,7 @@ import pandas as pd
 from workbench.embedded import is_embedded
 from workbench.widgets._live import LivePanel, connection_closed, hold, message, short_error
 from workbench.widgets._render import TABLE_STYLE, event_strip, frame_html
+from workbench.widgets._style import DANGER_BG, WARN_BG, danger_button
 
 #: The grid shows at most this many topics and partitions per topic (the DataFrame has all).
 GRID_TOPICS = 40
@@ -49,9 +50,9 @@ def partition_grid(partitions: pd.DataFrame) -> str:
             leader = r.leader if r.leader is not None and not pd.isna(r.leader) else -1
             replicas, isr = _ids(r.replicas), _ids(r.isr)
             if leader < 0:
-                cls, style = "workbench-offline", "background:#fde0e0"
+                cls, style = "workbench-offline", f"background:{DANGER_BG}"
             elif len(isr) < len(replicas):
-                cls, style = "workbench-under-replicated", "background:#fff4d6"
+                cls, style = "workbench-under-replicated", f"background:{WARN_BG}"
             else:
                 cls, style = "workbench-in-sync", ""
             tip = (
@@ -99,10 +100,9 @@ class ClusterView(LivePanel):
         actions = []
         if self.embedded:
             for node_id in sorted(conn.brokers):
-                kill = widgets.Button(
+                kill = danger_button(
                     description=f"Kill {node_id}",
                     icon="bolt",
-                    button_style="danger",
                     tooltip=f"SIGKILL broker {node_id} (a crash)",
                     layout=widgets.Layout(width="100px"),
                 )
@@ -131,8 +131,8 @@ class ClusterView(LivePanel):
             self.action_message,
             widgets.HTML(
                 "<b>Partitions</b> (L leader · r replicas · isr in-sync replicas; "
-                "<span style='background:#fff4d6'>under-replicated</span>, "
-                "<span style='background:#fde0e0'>offline</span>)"
+                f"<span style='background:{WARN_BG}'>under-replicated</span>, "
+                f"<span style='background:{DANGER_BG}'>offline</span>)"
             ),
             self.grid,
             widgets.HTML("<b>Leader elections</b>"),

@@ -1,4 +1,4 @@
-"""`Dashboard`: the five widgets in tabs (`cluster.dashboard()`).
+"""`Dashboard`: the six widgets in tabs (`cluster.dashboard()`).
 
 Only the tab on screen refreshes: the others pause their live loops (their threads idle)
 and catch up the moment they are selected, so a dashboard costs the cluster what one widget does.
@@ -17,10 +17,11 @@ from workbench.widgets.cluster_view import ClusterView
 from workbench.widgets.groups import GroupMonitor
 from workbench.widgets.producer import ProducerPanel
 from workbench.widgets.sql_panel import SqlPanel
+from workbench.widgets.topic_overview import TopicOverview
 
 
 class Dashboard(LivePanel):
-    """Produce, Browse, Groups, Cluster and SQL tabs over one connection."""
+    """Produce, Browse, Topics, Groups, Cluster and SQL tabs over one connection."""
 
     css_class = "workbench-dashboard"
 
@@ -28,12 +29,13 @@ class Dashboard(LivePanel):
         super().__init__(conn)
         self.producer = ProducerPanel(conn, topic=topic)
         self.browser = TopicBrowser(conn, topic if topic is not None else (self.producer.topic.value or None))
+        self.overview = TopicOverview(conn)
         self.monitor = GroupMonitor(conn)
         self.view = ClusterView(conn)
         self.sql = SqlPanel(conn)
-        self.panels = [self.producer, self.browser, self.monitor, self.view, self.sql]
+        self.panels = [self.producer, self.browser, self.overview, self.monitor, self.view, self.sql]
         self.tabs = widgets.Tab(children=self.panels)
-        for i, title in enumerate(["Produce", "Browse", "Groups", "Cluster", "SQL"]):
+        for i, title in enumerate(["Produce", "Browse", "Topics", "Groups", "Cluster", "SQL"]):
             self.tabs.set_title(i, title)
         kind = "embedded cluster" if is_embedded(conn) else "connected to"
         self.header = widgets.HTML(f"<b>workbench</b> · {kind} <code>{html.escape(conn.bootstrap_servers)}</code>")

@@ -29,6 +29,7 @@ from workbench.widgets._live import (
     start_sql,
 )
 from workbench.widgets._render import badge, frame_html, line_chart
+from workbench.widgets._style import danger_button
 
 __all__ = ["QUERY", "GroupMonitor", "parse_reset_target"]
 
@@ -115,7 +116,7 @@ class GroupMonitor(LivePanel):
         self.reset_timestamp = widgets.Text(
             placeholder="2024-05-01 12:00:00 (UTC)", layout=widgets.Layout(width="200px")
         )
-        self.reset_button = widgets.Button(description="Reset offsets", icon="undo", button_style="warning")
+        self.reset_button = danger_button(description="Reset offsets", icon="undo")
         self.reset_message = widgets.HTML()
         self.children = [
             widgets.HBox([widgets.HTML("<b>Consumer groups</b>"), self.refresh_button, self.live, self.info]),

@@ -34,6 +34,7 @@ from workbench.widgets._live import (
     message,
     short_error,
 )
+from workbench.widgets._style import primary_button
 
 #: Rates above this are refused: a notebook generator is for watching, not benchmarking.
 MAX_RATE = 100_000.0
@@ -165,7 +166,7 @@ class ProducerPanel(LivePanel):
             description="partition",
             layout=widgets.Layout(width="200px"),
         )
-        self.send_button = widgets.Button(description="Send", button_style="primary", icon="paper-plane")
+        self.send_button = primary_button(description="Send", icon="paper-plane")
         self.send_button.add_class("workbench-send")
         self.status = widgets.HTML()
         self.status.add_class("workbench-producer-status")
@@ -198,7 +199,7 @@ class ProducerPanel(LivePanel):
             tooltip="0: the dataset once, or a template until stopped",
             layout=widgets.Layout(width="200px"),
         )
-        self.generator_start = widgets.Button(description="Start", icon="play", button_style="success")
+        self.generator_start = primary_button(description="Start", icon="play")
         self.generator_stop = widgets.Button(description="Stop", icon="stop", disabled=True)
         self.generator_status = widgets.HTML()
         self.generator_status.add_class("workbench-generator-status")

@@ -14,6 +14,7 @@ import pandas as pd
 
 from workbench.widgets._live import LivePanel, connection_closed, hold, message, short_error, start_sql
 from workbench.widgets._render import frame_html
+from workbench.widgets._style import primary_button
 
 DEFAULT_QUERY = "SELECT * FROM wb.topics"
 HISTORY = 50
@@ -41,7 +42,7 @@ class SqlPanel(LivePanel):
             layout=widgets.Layout(width="100%", height="110px"),
         )
         self.query.add_class("workbench-sql-query")
-        self.run_button = widgets.Button(description="Run", icon="play", button_style="primary")
+        self.run_button = primary_button(description="Run", icon="play")
         self.run_button.add_class("workbench-sql-run")
         self.live = widgets.ToggleButton(
             value=False,
