@@ -3,15 +3,17 @@ validation (Confluent's `confluent.value.schema.validation` / `confluent.key.sch
 
 Confluent Server asks the registry over HTTP; here the broker reads what the registry itself
 reads, the `_schemas` topic, with an ordinary consumer over the Kafka protocol (this broker's
-own listener; the partition's leader may be another broker), and applies its records with the
-registry's own state machine (`SchemaRegistry.apply`), so soft deletes, hard deletes and
-cleared subjects mean exactly what they mean to the registry. Started the first time a
-validating topic gets a produce; a topic without these configs never pays for it.
+own listener; the partition's leader may be another broker), and applies the records the way
+the registry does (`SchemaRegistry.apply`: a SCHEMA value sets a version, its tombstone hard-
+deletes it, DELETE_SUBJECT soft-deletes versions up to one, CLEAR_SUBJECT forgets the subject),
+keeping only subject -> version -> (id, deleted). Not the registry's class itself: it imports
+every format's parser (jsonschema alone costs a broker seconds of CPU). Started the first time
+a validating topic gets a produce; a topic without these configs never pays for it.
 
 A produce naming an id the reader has not seen yet may simply be ahead of it (the registry
 answered the serializer a moment ago): the produce handler then asks `catch_up`, which waits
 (bounded, off the event loop) until the reader has reached the topic's current end, and checks
-again. A second miss within `CATCH_UP_COOLDOWN_S` does not wait again.
+again (a catch-up when the reader is already at the end costs one ListOffsets round trip).
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+
+from workbench.schema_registry import records
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +32,6 @@ TOPIC = "_schemas"
 #: first time longer, as the reader's consumer is still connecting and finding the leader.
 CATCH_UP_TIMEOUT_S = 3.0
 FIRST_CATCH_UP_TIMEOUT_S = 15.0
-#: After a catch-up, misses within this window are answered without waiting again.
-CATCH_UP_COOLDOWN_S = 0.5
 
 
 class SchemaIds:
@@ -39,7 +40,7 @@ class SchemaIds:
     def __init__(self, bootstrap_servers: Callable[[], str], topic: str = TOPIC) -> None:
         self.topic = topic
         self._bootstrap = bootstrap_servers  # asked when the reader starts (the port is known by then)
-        self._registry: Any = None  # a SchemaRegistry, made by the reader (its imports are heavy)
+        self._versions: dict[str, dict[int, tuple[int, bool]]] = {}  # subject -> version -> (id, deleted)
         self._lock = threading.Lock()
         self._cond = threading.Condition()
         self._position = 0  # next offset to read
@@ -59,15 +60,40 @@ class SchemaIds:
     def ids(self, subject: str) -> frozenset[int]:
         """The ids of the subject's live versions."""
         self.start()
-        registry = self._registry
-        return registry.live_ids(subject) if registry is not None else frozenset()
+        with self._lock:
+            return frozenset(sid for sid, deleted in self._versions.get(subject, {}).values() if not deleted)
+
+    def apply(self, key_bytes: bytes | None, value_bytes: bytes | None) -> None:
+        """Apply one `_schemas` record (unknown or malformed ones are skipped, as the registry does)."""
+        try:
+            key = records.decode(key_bytes)
+            value = records.decode(value_bytes)
+        except ValueError:
+            return
+        if key is None:
+            return
+        kind, subject = key.get("keytype"), key.get("subject")
+        if not isinstance(subject, str):
+            return
+        with self._lock:
+            versions = self._versions.setdefault(subject, {})
+            if kind == "SCHEMA":
+                if value is None:
+                    versions.pop(int(key["version"]), None)
+                else:
+                    versions[int(value["version"])] = (int(value["id"]), bool(value.get("deleted", False)))
+            elif kind == "DELETE_SUBJECT" and value is not None:
+                upto = int(value["version"])
+                for v, (sid, _deleted) in list(versions.items()):
+                    if v <= upto:
+                        versions[v] = (sid, True)
+            elif kind == "CLEAR_SUBJECT" and value is not None:
+                versions.clear()
 
     def catch_up(self, timeout: float | None = None) -> bool:
         """Block until the reader has applied everything in `_schemas` as of now; False on timeout
-        or when a catch-up just happened (blocking: call it off the event loop)."""
+        (blocking: call it off the event loop)."""
         self.start()
-        if time.monotonic() - self._last_catch_up < CATCH_UP_COOLDOWN_S:
-            return False
         if timeout is None:
             timeout = CATCH_UP_TIMEOUT_S if self._last_catch_up else FIRST_CATCH_UP_TIMEOUT_S
         deadline = time.monotonic() + timeout
@@ -84,12 +110,9 @@ class SchemaIds:
         return True
 
     def _read(self) -> None:
-        # Imported here: a broker without schema-validating topics never loads the client or the registry.
+        # Imported here: a broker without schema-validating topics never loads the client.
         from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
-        from workbench.schema_registry.registry import SchemaRegistry
-
-        self._registry = SchemaRegistry()
         consumer = Consumer(
             {
                 "bootstrap.servers": self._bootstrap(),
@@ -124,7 +147,7 @@ class SchemaIds:
                         log.debug("reading %s: %s", self.topic, err)
                     continue
                 try:
-                    self._registry.apply(msg.key(), msg.value())
+                    self.apply(msg.key(), msg.value())
                 except Exception:
                     log.exception("could not apply the record at offset %d of %s", msg.offset(), self.topic)
                 with self._cond:

@@ -149,11 +149,6 @@ class SchemaRegistry:
             raise errors.subject_not_found(subject)
         return out
 
-    def live_ids(self, subject: str) -> frozenset[int]:
-        """The schema ids of a subject's versions that are not deleted (empty for an unknown subject)."""
-        with self._state:
-            return frozenset(v.id for v in self.versions.get(subject, {}).values() if not v.deleted)
-
     def version_numbers(self, subject: str, deleted: bool = False) -> list[int]:
         with self._state:
             return [v.version for v in self._live(subject, deleted)]
