@@ -20,6 +20,7 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 from tests.conftest import FAST_GROUPS
+from tests.support import wait_until
 from workbench import Cluster
 
 V1 = {
@@ -197,3 +198,44 @@ def test_protobuf_typed_columns(registry_cluster, client, topic_name):
     assert df["sensor"].tolist() == ["p0", "p1", "p2"]
     assert df["value_value"].tolist() == [0, 10, 20]
     assert [list(t) for t in df["tags"]] == [["t"]] * 3
+
+
+# ---------------------------------------------------------------------------------------------- widgets
+
+POINT = {
+    "type": "record",
+    "name": "Point",
+    "fields": [{"name": "x", "type": "int"}, {"name": "label", "type": "string"}],
+}
+
+
+def test_producer_panel_sends_values_typed_against_a_subject(registry_cluster, client, topic_name):
+    from workbench.widgets import ProducerPanel, TopicBrowser
+
+    registry_cluster.create_topic(topic_name)
+    AvroSerializer(client, json.dumps(POINT))(
+        {"x": 0, "label": "seed"}, SerializationContext(topic_name, MessageField.VALUE)
+    )
+    panel = ProducerPanel(registry_cluster, topic=topic_name)
+    browser = TopicBrowser(registry_cluster, topic_name)
+    try:
+        assert f"{topic_name}-value" in panel.value_schema.options  # subjects offered from the registry
+        panel.value_schema.value = f"{topic_name}-value"
+        panel.value.value = '{"x": "seven", "label": "a"}'
+        assert panel.send_button.disabled
+        assert "Point.x" in panel.value_error.value and "does not match the schema" in panel.value_error.value
+        panel.value.value = '{"x": 7, "label": "a"}'
+        assert not panel.send_button.disabled, panel.value_error.value
+        assert panel.send() is True
+        wait_until(lambda: panel.last_delivery is not None and not isinstance(panel.last_delivery, str))
+        df = registry_cluster.sql(f'SELECT x, label, schema_id FROM typed."{topic_name}"')
+        assert df[["x", "label"]].values.tolist() == [[7, "a"]]
+        assert df["schema_id"][0] == client.get_latest_version(f"{topic_name}-value").schema_id
+        # the topic browser shows the framed value decoded, not bytes
+        rows = browser.refresh()
+        assert json.loads(rows["value"].iloc[0]) == {"x": 7, "label": "a"}
+        panel.value_schema.value = "no-such-subject"
+        assert panel.send_button.disabled and "not registered" in panel.value_error.value
+    finally:
+        panel.close()
+        browser.close()

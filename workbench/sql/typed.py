@@ -65,7 +65,7 @@ class RegistryReader:
         self.timeout = timeout
         self._by_id: dict[int, dict[str, Any]] = {}
 
-    def _get(self, path: str) -> Any:
+    def get(self, path: str) -> Any:
         req = urllib.request.Request(self.url + path, headers={"Accept": "application/vnd.schemaregistry.v1+json"})
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as answer:
@@ -78,10 +78,10 @@ class RegistryReader:
     def subject_ids(self, subject: str) -> list[int]:
         """The schema ids of a subject's live versions, oldest first ([] for an unknown subject)."""
         q = urllib.parse.quote(subject, safe="")
-        versions = self._get(f"/subjects/{q}/versions") or []
+        versions = self.get(f"/subjects/{q}/versions") or []
         ids = []
         for v in sorted(versions):
-            found = self._get(f"/subjects/{q}/versions/{v}")
+            found = self.get(f"/subjects/{q}/versions/{v}")
             if found is not None:
                 ids.append(int(found["id"]))
                 self._by_id.setdefault(
@@ -92,7 +92,7 @@ class RegistryReader:
 
     def by_id(self, schema_id: int) -> dict[str, Any] | None:
         if schema_id not in self._by_id:
-            found = self._get(f"/schemas/ids/{schema_id}")
+            found = self.get(f"/schemas/ids/{schema_id}")
             if found is None:
                 return None
             self._by_id[schema_id] = {"schema": found["schema"], "schemaType": found.get("schemaType", "AVRO")}
