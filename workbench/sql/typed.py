@@ -46,7 +46,9 @@ log = logging.getLogger(__name__)
 SCHEMA = "typed"
 #: Columns a typed view adds before the value's fields.
 EXTRA_COLUMNS = ("schema_id", "decode_error")
-_JSON = pa.string()  # the type of a field kept as JSON text
+#: The type of a field kept as JSON text: VARCHAR in DuckDB, marked as Arrow's string view so
+#: that only these fields (and UUIDs) need a per-value conversion; plain strings need none.
+_JSON = pa.string_view()
 #: Avro's uuid logical type: text in Arrow, marked by the large variant so the view's column is UUID.
 _UUID = pa.large_string()
 
@@ -221,6 +223,7 @@ def duckdb_type(t: pa.DataType) -> str:
         pa.float64(): "DOUBLE",
         pa.binary(): "BLOB",
         pa.string(): "VARCHAR",
+        _JSON: "VARCHAR",
         pa.date32(): "DATE",
         pa.time64("us"): "TIME",
         pa.null(): "VARCHAR",

@@ -60,9 +60,9 @@ def _field_type(f: Any, stack: tuple[str, ...]) -> pa.DataType:
 
 
 def message_type(desc: Any, stack: tuple[str, ...] = ()) -> pa.DataType:
-    """A message's Arrow type (a recursive message is JSON text)."""
+    """A message's Arrow type (a recursive message is JSON text: Arrow's string view, see `typed`)."""
     if desc.full_name in stack or not desc.fields:
-        return pa.string()
+        return pa.string_view()
     stack = (*stack, desc.full_name)
     return pa.struct([pa.field(f.name, _field_type(f, stack)) for f in desc.fields])
 
