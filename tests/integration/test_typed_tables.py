@@ -239,3 +239,34 @@ def test_producer_panel_sends_values_typed_against_a_subject(registry_cluster, c
     finally:
         panel.close()
         browser.close()
+
+
+def test_schema_framed_keys_get_key_columns(registry_cluster, client, topic_name):
+    key_schema = {"type": "record", "name": "OrderKey", "fields": [{"name": "shop", "type": "string"}]}
+    keys = AvroSerializer(client, json.dumps(key_schema))
+    values = AvroSerializer(client, json.dumps(V1))
+    producer = Producer({"bootstrap.servers": registry_cluster.bootstrap_servers})
+    for i in range(2):
+        producer.produce(
+            topic_name,
+            key=keys({"shop": f"s{i}"}, SerializationContext(topic_name, MessageField.KEY)),
+            value=values(_order(i), SerializationContext(topic_name, MessageField.VALUE)),
+        )
+    producer.produce(
+        topic_name, key=b"plain key", value=values(_order(2), SerializationContext(topic_name, MessageField.VALUE))
+    )
+    assert producer.flush(30) == 0
+    df = registry_cluster.sql(
+        f'SELECT id, key_typed.shop AS shop, key_schema_id, key_decode_error FROM typed."{topic_name}" ORDER BY id'
+    )
+    assert df["shop"].tolist()[:2] == ["s0", "s1"]
+    assert df["key_schema_id"].iloc[0] == client.get_latest_version(f"{topic_name}-key").schema_id
+    assert df["id"].tolist() == [0, 1, 2]  # the value still decodes when the key does not
+    assert "wire format" in df["key_decode_error"].iloc[2]
+
+
+def test_topics_without_framed_keys_have_no_key_columns(registry_cluster, client, topic_name):
+    ser = AvroSerializer(client, json.dumps(V1))
+    _produce(registry_cluster, topic_name, [ser(_order(1), SerializationContext(topic_name, MessageField.VALUE))])
+    cols = registry_cluster.sql(f'SELECT * FROM typed."{topic_name}"').columns
+    assert "key_typed" not in cols and "id" in cols

@@ -10,6 +10,8 @@ schema id found in its values, so a field added in version 2 is NULL in version-
 field whose type changed between versions incompatibly (or an Avro union of several non-null
 types) is JSON text.
 
+Topics with schema-framed keys also get `key_typed`, `key_schema_id` and `key_decode_error`.
+
 A record that does not decode (not framed, an unknown id, bytes that do not match the writer
 schema) has NULL fields and says why in ``decode_error``; ``value_bytes`` keeps its raw bytes.
 A bad record never fails the query.
@@ -338,22 +340,32 @@ def _columns(t: pa.DataType) -> pa.DataType:
 class TypedPlan:
     """The decoding of one topic's values: writer schemas by id and the union column type."""
 
-    def __init__(self, writers: dict[int, WriterSchema], errors: dict[int, str] | None = None) -> None:
+    def __init__(
+        self, writers: dict[int, WriterSchema], errors: dict[int, str] | None = None, *, as_columns: bool = True
+    ) -> None:
+        """`as_columns`: values become top-level columns (a non-record value one `value_typed`
+        column); False (keys): the decoded value is one column of its own type."""
         self.writers = writers
         self.errors = dict(errors or {})  # ids that could not be parsed: why
         union: pa.DataType | None = None
         for sid in sorted(writers):
-            union = merge_types(union, _columns(writers[sid].arrow_type))
-        self.fields: pa.DataType = union if union is not None else pa.struct([])
+            union = merge_types(union, _columns(writers[sid].arrow_type) if as_columns else writers[sid].arrow_type)
+        if as_columns:
+            self.fields: pa.DataType = union if union is not None else pa.struct([])
+            self.has_fields = bool(self.fields.num_fields)
+        else:
+            self.fields = union if union is not None and not pa.types.is_null(union) else _JSON
+            self.has_fields = union is not None
         self.wrapped = {
-            sid: not (pa.types.is_struct(w.arrow_type) and w.arrow_type.num_fields) for sid, w in writers.items()
+            sid: as_columns and not (pa.types.is_struct(w.arrow_type) and w.arrow_type.num_fields)
+            for sid, w in writers.items()
         }
-        self.convert = converter_for(self.fields) if self.fields.num_fields else None
+        self.convert = converter_for(self.fields) if self.has_fields else None
         self.result_type = pa.struct(
             [
                 pa.field("schema_id", pa.int32()),
                 pa.field("decode_error", pa.string()),
-                *([pa.field("fields", self.fields)] if self.fields.num_fields else []),
+                *([pa.field("fields", self.fields)] if self.has_fields else []),
             ]
         )
         self.key = hashlib.sha1(str(self.result_type).encode() + repr(sorted(writers)).encode()).hexdigest()[:12]
@@ -383,7 +395,7 @@ class TypedPlan:
         for item in column.to_pylist():
             sid, error, value = self.decode_one(item)
             row: dict[str, Any] = {"schema_id": sid, "decode_error": error}
-            if self.fields.num_fields:
+            if self.has_fields:
                 row["fields"] = value
             rows.append(row)
         try:
@@ -400,15 +412,16 @@ class TypedPlan:
                     {
                         "schema_id": row["schema_id"],
                         "decode_error": f"does not fit the table's columns: {exc}",
-                        **({"fields": None} if self.fields.num_fields else {}),
+                        **({"fields": None} if self.has_fields else {}),
                     }
                 )
         return pa.array(fitted, type=self.result_type)
 
 
-def build_plan(reader: RegistryReader, topic: str, seen_ids: list[int]) -> TypedPlan:
-    """The plan for a topic: its subject's versions plus the ids found in its values."""
-    ids = list(dict.fromkeys([*reader.subject_ids(f"{topic}-value"), *seen_ids]))
+def build_plan(reader: RegistryReader, topic: str, seen_ids: list[int], *, key: bool = False) -> TypedPlan:
+    """The plan for a topic's values (keys): the versions of `<topic>-value` (`-key`) plus the ids
+    found in the values (keys)."""
+    ids = list(dict.fromkeys([*reader.subject_ids(f"{topic}-{'key' if key else 'value'}"), *seen_ids]))
     writers: dict[int, WriterSchema] = {}
     errors: dict[int, str] = {}
     for sid in ids:
@@ -419,7 +432,7 @@ def build_plan(reader: RegistryReader, topic: str, seen_ids: list[int]) -> Typed
             writers[sid] = writer_schema(sid, found["schemaType"], found["schema"])
         except Exception as exc:
             errors[sid] = f"schema id {sid} ({found['schemaType']}) cannot be decoded here: {exc}"
-    return TypedPlan(writers, errors)
+    return TypedPlan(writers, errors, as_columns=not key)
 
 
 # ----------------------------------------------------------------------------- SQL
@@ -433,26 +446,31 @@ def drop_sql(topic: str) -> str:
     return f"DROP VIEW IF EXISTS {SCHEMA}.{quote(topic)};"
 
 
-def seen_ids_sql(topic: str) -> str:
-    """The distinct schema ids of a topic's framed values (one scan of the first 5 bytes)."""
+def seen_ids_sql(topic: str, column: str = "value_bytes") -> str:
+    """The distinct schema ids of a topic's framed values or keys (one scan of the first 5 bytes)."""
     return (
-        f"SELECT DISTINCT hex(value_bytes[2:5]) FROM main.{quote(topic)} "
-        "WHERE octet_length(value_bytes) >= 5 AND value_bytes[1:1] = '\\x00'::BLOB"
+        f"SELECT DISTINCT hex({column}[2:5]) FROM main.{quote(topic)} "
+        f"WHERE octet_length({column}) >= 5 AND {column}[1:1] = '\\x00'::BLOB"
     )
 
 
-def view_sql(topic: str, function: str, plan: TypedPlan) -> str:
-    """``typed."<topic>"``: the topic view's base columns, schema_id, decode_error, the fields."""
+def view_sql(topic: str, function: str, plan: TypedPlan, key_function: str | None = None) -> str:
+    """``typed."<topic>"``: the topic view's base columns, schema_id, decode_error, the fields;
+    with `key_function`, also key_schema_id, key_decode_error and key_typed."""
     fields = []
     for i in range(plan.fields.num_fields):
         name = plan.fields.field(i).name
         col = f"value_{name}" if name in BASE_COLUMNS or name in EXTRA_COLUMNS else name
         fields.append(f"__t.fields.{quote(name)} AS {quote(col)}")
-    cols = ", ".join(["__t.schema_id AS schema_id", "__t.decode_error AS decode_error", *fields])
+    keys = []
+    if key_function is not None:
+        keys = ["__k.schema_id AS key_schema_id", "__k.decode_error AS key_decode_error", "__k.fields AS key_typed"]
+    cols = ", ".join([*keys, "__t.schema_id AS schema_id", "__t.decode_error AS decode_error", *fields])
+    key_call = f", {key_function}(key_bytes) AS __k" if key_function is not None else ""
     return (
         f"CREATE OR REPLACE VIEW {SCHEMA}.{quote(topic)} AS "
         f'SELECT partition, "offset", timestamp, key, key_bytes, value_bytes, headers, {cols} '
-        f"FROM (SELECT *, {function}(value_bytes) AS __t FROM main.{quote(topic)})"
+        f"FROM (SELECT *, {function}(value_bytes) AS __t{key_call} FROM main.{quote(topic)})"
     )
 
 
@@ -467,13 +485,25 @@ class TypedViews:
     def refresh(self, db, ddl, url: str | None, topic: str) -> None:
         """(Re)build ``typed."<topic>"``; `db` registers the UDF, `ddl` runs the DDL."""
         seen = [int(h, 16) for (h,) in ddl.execute(seen_ids_sql(topic)).fetchall() if h]
+        seen_keys = [int(h, 16) for (h,) in ddl.execute(seen_ids_sql(topic, "key_bytes")).fetchall() if h]
         if url:
             reader = self._readers.setdefault(url, RegistryReader(url))
             plan = build_plan(reader, topic, seen)
+            key_plan = build_plan(reader, topic, seen_keys, key=True)
         else:
             plan = TypedPlan({}, {sid: "no schema registry configured" for sid in seen})
-        if self._installed.get(topic) == plan.key:
+            key_plan = TypedPlan({}, as_columns=False)
+        keyed = bool(key_plan.writers)  # key columns only for topics with schema-framed keys
+        installed = plan.key + (key_plan.key if keyed else "")
+        if self._installed.get(topic) == installed:
             return
+        function = self._function(db, plan)
+        key_function = self._function(db, key_plan) if keyed else None
+        ddl.execute(view_sql(topic, function, plan, key_function))
+        self._installed[topic] = installed
+
+    def _function(self, db, plan: TypedPlan) -> str:
+        """The UDF decoding with `plan`, registered once per distinct plan."""
         function = f"__wb_typed_{plan.key}"
         if function not in self._functions:
             import duckdb
@@ -488,8 +518,7 @@ class TypedViews:
                 side_effects=False,
             )
             self._functions.add(function)
-        ddl.execute(view_sql(topic, function, plan))
-        self._installed[topic] = plan.key
+        return function
 
     def forget(self, topic: str) -> None:
         self._installed.pop(topic, None)
