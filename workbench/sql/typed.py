@@ -18,8 +18,9 @@ A bad record never fails the query.
 
 How: the schemas are fetched from the registry over its REST API when a query names the view
 (`refresh`), never while it runs. Decoding is a DuckDB vectorized Arrow UDF over the
-``value_bytes`` column (one call per 2048-row chunk, values grouped by schema id, one Arrow
-array built per chunk), registered once per set of schemas; the view calls it.
+``value_bytes`` column (one Python call per 2048-row chunk; each value decoded by its writer
+schema with fastavro / json / protobuf, one Arrow array built per chunk), registered once per
+set of schemas; the view calls it. Cost: `benchmarks/typed_sql.py`.
 """
 
 from __future__ import annotations
