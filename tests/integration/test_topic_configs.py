@@ -23,6 +23,8 @@ NON_DEFAULT = {  # one legal, non-default value for every config Kafka has
     "compression.gzip.level": "5",
     "compression.lz4.level": "10",
     "compression.zstd.level": "-5",
+    "confluent.key.schema.validation": "true",  # Confluent Server's
+    "confluent.value.schema.validation": "true",
     "delete.retention.ms": "1000",
     "file.delete.delay.ms": "1000",
     "flush.messages": "1000",

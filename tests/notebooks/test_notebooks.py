@@ -47,6 +47,7 @@ def test_every_notebook_is_listed():
         "05-ecommerce-story.ipynb",
         "06-connect-to-a-cluster.ipynb",
         "07-exactly-once.ipynb",
+        "08-schemas.ipynb",
         "09-changelog-tables.ipynb",
     ]
 

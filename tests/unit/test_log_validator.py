@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 from aiokafka.record.default_records import DefaultRecordBatch
 
-from workbench.broker.log_validator import RecordValidationError, TopicRules, validate
+from workbench.broker.log_validator import (
+    RecordValidationError,
+    SchemaIdSets,
+    SchemaValidationError,
+    TopicRules,
+    validate,
+)
 from workbench.protocol.blocking_client import make_batch
 from workbench.protocol.errors import ErrorCode
 from workbench.protocol.records import batch_crc_ok, iter_batch_headers
@@ -56,3 +62,36 @@ def test_a_batch_with_a_bad_crc_is_never_rewritten(config):
     damaged[-1] ^= 0x01
     out, append_time = validate(bytes(damaged), rules(**config))
     assert out == bytes(damaged) and append_time == -1  # left for the log to refuse (CORRUPT_MESSAGE)
+
+
+def _framed(schema_id: int, payload: bytes = b"\x02") -> bytes:
+    return b"\x00" + schema_id.to_bytes(4, "big") + payload
+
+
+def test_value_schema_validation_names_each_record_without_a_registered_id():
+    """confluent.value.schema.validation: framed with an id of `<topic>-value`, or INVALID_RECORD per record."""
+    r = rules(confluent_value_schema_validation="true")
+    assert not r.trivial and r.schema_validation
+    ids = SchemaIdSets(value=frozenset({7}))
+    good = make_batch([_framed(7), _framed(7, b"")])
+    out, _ = validate(good, r, schema_ids=ids)
+    assert out == good  # accepted batches go on untouched
+    bad = make_batch([_framed(7), b"plain", _framed(8), b"\x01\x00\x00\x00\x07"])
+    with pytest.raises(SchemaValidationError) as err:
+        validate(bad, r, schema_ids=ids)
+    assert err.value.code == ErrorCode.INVALID_RECORD
+    assert [i for i, _ in err.value.record_errors] == [1, 2, 3]
+    assert err.value.unknown_ids == {8}  # the caller may learn newer ids and try again
+    assert "Schema id 8" in err.value.record_errors[1][1]
+    with pytest.raises(SchemaValidationError):  # no ids known: nothing framed passes
+        validate(good, r)
+
+
+def test_key_schema_validation_checks_keys_only():
+    r = rules(confluent_key_schema_validation="true")
+    ids = SchemaIdSets(key=frozenset({3}))
+    out, _ = validate(make_batch([b"any value"], key=_framed(3)), r, schema_ids=ids)
+    assert [rec.key for rec in DefaultRecordBatch(out)] == [_framed(3)]
+    with pytest.raises(SchemaValidationError) as err:
+        validate(make_batch([b"v"], key=b"raw"), r, schema_ids=ids)
+    assert "key" in err.value.record_errors[0][1]

@@ -34,6 +34,7 @@ from workbench.broker.groups_manager import GroupCoordinatorManager
 from workbench.broker.handlers import HANDLERS, Handler
 from workbench.broker.replica_fetcher import ReplicaFetcherManager
 from workbench.broker.replica_manager import ReplicaManager
+from workbench.broker.schema_ids import SchemaIds
 from workbench.broker.server import Connection, KafkaServer
 from workbench.broker.transaction_coordinator import TransactionCoordinator
 from workbench.controller.image import MetadataImage
@@ -86,6 +87,8 @@ class Broker:
             refresh_metadata=self.refresh_metadata,
             on_write=self.note_write,
         )
+        # Schema ids per subject, read from `_schemas` once a schema-validating topic gets a produce.
+        self.schema_ids = SchemaIds(lambda: f"{config.host}:{self.server.port}")
         self.converter = ParquetConverter()
         self.cleaner = LogCleaner(
             lambda: list(self.replicas.logs.values()),
@@ -211,6 +214,7 @@ class Broker:
             except (asyncio.CancelledError, Exception):
                 pass
         await asyncio.get_running_loop().run_in_executor(None, self.cleaner.stop)
+        await asyncio.get_running_loop().run_in_executor(None, self.schema_ids.close)
         await self.converter.close()
         await self.fetchers.close()
         # Stopping with the whole cluster (not controlled): in-flight offset appends cannot replicate.

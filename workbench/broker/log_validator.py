@@ -16,6 +16,12 @@ asks for it:
   batch is refused with INVALID_TIMESTAMP naming the records (KIP-467).
 * a compacted topic (`cleanup.policy` with `compact`) refuses records without a
   key: INVALID_RECORD with each such record's index and a message (KIP-467).
+* `confluent.value.schema.validation=true` (and `confluent.key.schema.validation`, Confluent
+  Server's names): every record's value (key) must be in Confluent's wire format (magic byte 0,
+  a 4-byte schema id) with an id registered, and not deleted, under the subject `<topic>-value`
+  (`<topic>-key`, the TopicNameStrategy), else INVALID_RECORD naming each record (KIP-467). The
+  ids come from the caller (`SchemaIdSets`); the broker learns them from `_schemas`
+  (`broker/schema_ids.py`). A null value (a tombstone) is not checked, as in Confluent Server.
 * `compression.type` other than `producer`: a batch in another codec is rebuilt
   in the topic's codec, producer id, epoch, sequence, transactional flag,
   timestamps, keys, values and headers kept.
@@ -61,6 +67,23 @@ class RecordValidationError(KafkaProtocolError):
 
 
 @dataclass(frozen=True, slots=True)
+class SchemaIdSets:
+    """The schema ids a validating topic accepts: those of `<topic>-value` and `<topic>-key`."""
+
+    value: frozenset[int] = frozenset()
+    key: frozenset[int] = frozenset()
+
+
+class SchemaValidationError(RecordValidationError):
+    """Records refused by schema validation; `unknown_ids` lists ids that were not registered
+    (the caller may learn newer ids and try again)."""
+
+    def __init__(self, message: str, record_errors: list[tuple[int, str]], unknown_ids: set[int]) -> None:
+        super().__init__(ErrorCode.INVALID_RECORD, message, record_errors)
+        self.unknown_ids = unknown_ids
+
+
+@dataclass(frozen=True, slots=True)
 class TopicRules:
     """The validator's view of one topic's configs (set values over broker defaults)."""
 
@@ -69,6 +92,8 @@ class TopicRules:
     after_max_ms: int = LONG_MAX
     compacted: bool = False
     codec: int | None = None  # None: keep the producer's
+    value_schema_validation: bool = False  # confluent.value.schema.validation
+    key_schema_validation: bool = False  # confluent.key.schema.validation
     trivial: bool = True  # nothing to check or change: the produce path's common case, one attribute read
 
     @classmethod
@@ -84,21 +109,37 @@ class TopicRules:
         log_append_time = get("message.timestamp.type") == "LogAppendTime"
         compacted = "compact" in get("cleanup.policy").split(",")
         codec = _CODECS.get(compression)
+        value_schemas = get("confluent.value.schema.validation").lower() == "true"
+        key_schemas = get("confluent.key.schema.validation").lower() == "true"
         return cls(
             log_append_time=log_append_time,
             before_max_ms=before,
             after_max_ms=after,
             compacted=compacted,
             codec=codec,
-            trivial=not log_append_time and before == after == LONG_MAX and not compacted and codec is None,
+            value_schema_validation=value_schemas,
+            key_schema_validation=key_schemas,
+            trivial=not log_append_time
+            and before == after == LONG_MAX
+            and not compacted
+            and codec is None
+            and not value_schemas
+            and not key_schemas,
         )
 
+    @property
+    def schema_validation(self) -> bool:
+        return self.value_schema_validation or self.key_schema_validation
 
-def validate(records: bytes, rules: TopicRules, now_ms: int | None = None) -> tuple[bytes, int]:
+
+def validate(
+    records: bytes, rules: TopicRules, now_ms: int | None = None, schema_ids: SchemaIdSets | None = None
+) -> tuple[bytes, int]:
     """Apply `rules` to a produce request's batches; returns (bytes to append, log_append_time_ms or -1).
 
     Raises `RecordValidationError` (INVALID_TIMESTAMP, INVALID_RECORD) for a refused batch. Batches
-    that do not parse are left for the log's own validation to refuse.
+    that do not parse are left for the log's own validation to refuse. `schema_ids`: the ids a
+    schema-validating topic accepts (none when not given).
     """
     if rules.trivial:
         return records, -1
@@ -108,9 +149,12 @@ def validate(records: bytes, rules: TopicRules, now_ms: int | None = None) -> tu
         # Never rewrite a batch whose CRC fails: a new CRC over damaged bytes would make them look
         # sound. Left as they came, the log's own validation refuses them with CORRUPT_MESSAGE.
         return records, -1
-    check_records = rules.compacted or (
-        not rules.log_append_time and (rules.before_max_ms, rules.after_max_ms) != (LONG_MAX, LONG_MAX)
+    check_records = (
+        rules.compacted
+        or rules.schema_validation
+        or (not rules.log_append_time and (rules.before_max_ms, rules.after_max_ms) != (LONG_MAX, LONG_MAX))
     )
+    ids = schema_ids if schema_ids is not None else SchemaIdSets()
     out = bytearray()
     for h in headers:
         batch = records[h.position : h.end]
@@ -118,7 +162,7 @@ def validate(records: bytes, rules: TopicRules, now_ms: int | None = None) -> tu
             out += batch
             continue
         if check_records:
-            _check_records(batch, h.position, rules, now)
+            _check_records(batch, h.position, rules, now, ids)
         if rules.codec is not None and rules.codec != h.compression:
             try:
                 batch = _recompress(batch, rules.codec)
@@ -133,9 +177,23 @@ def validate(records: bytes, rules: TopicRules, now_ms: int | None = None) -> tu
     return bytes(out) + bytes(tail), (now if rules.log_append_time else -1)
 
 
-def _check_records(batch: bytes, position: int, rules: TopicRules, now: int) -> None:
+def _schema_problem(data: bytes | None, accepted: frozenset[int], what: str, unknown: set[int]) -> str | None:
+    """Why a key or value fails schema validation (None when it passes)."""
+    if data is None:
+        return None if what == "value" else f"Record has no {what}; the topic requires a schema id in its {what}"
+    if len(data) < 5 or data[0] != 0:
+        return f"The {what} is not in Confluent's wire format (magic byte 0 and a schema id); schema validation failed"
+    sid = int.from_bytes(data[1:5], "big")
+    if sid not in accepted:
+        unknown.add(sid)
+        return f"Schema id {sid} in the {what} is not registered for this topic's subject; schema validation failed"
+    return None
+
+
+def _check_records(batch: bytes, position: int, rules: TopicRules, now: int, ids: SchemaIdSets) -> None:
     errors: list[tuple[int, str]] = []
     code = ErrorCode.INVALID_RECORD
+    unknown: set[int] = set()
     try:
         records = list(DefaultRecordBatch(batch))
     except Exception:
@@ -143,6 +201,14 @@ def _check_records(batch: bytes, position: int, rules: TopicRules, now: int) -> 
     for i, r in enumerate(records):
         if rules.compacted and r.key is None:
             errors.append((i, "Compacted topic cannot accept message without key"))
+            continue
+        problem = None
+        if rules.value_schema_validation:
+            problem = _schema_problem(r.value, ids.value, "value", unknown)
+        if problem is None and rules.key_schema_validation:
+            problem = _schema_problem(r.key, ids.key, "key", unknown)
+        if problem is not None:
+            errors.append((i, problem))
             continue
         if rules.log_append_time:
             continue
@@ -160,6 +226,8 @@ def _check_records(batch: bytes, position: int, rules: TopicRules, now: int) -> 
         summary = f"batch at byte {position}: {len(errors)} of {len(records)} records refused: {errors[0][1]}"
         if any(e[1].startswith("Timestamp") for e in errors):
             code = ErrorCode.INVALID_TIMESTAMP
+        elif rules.schema_validation and any("schema" in e[1] for e in errors):
+            raise SchemaValidationError(summary, errors, unknown)
         raise RecordValidationError(code, summary, errors)
 
 

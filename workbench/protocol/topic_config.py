@@ -135,6 +135,9 @@ CATALOGUE: dict[str, TopicConfigDef] = {
     for d in (
         _d("cleanup.policy", "list", "delete", choices=frozenset({"delete", "compact"})),
         _d("compression.type", "string", "producer", choices=_COMPRESSION),
+        # Confluent Server's broker-side schema validation (TopicNameStrategy subjects only).
+        _d("confluent.key.schema.validation", "boolean", False),
+        _d("confluent.value.schema.validation", "boolean", False),
         _d("compression.gzip.level", "int", -1, minimum=-1, maximum=9),  # KIP-390; -1: the codec's default
         _d("compression.lz4.level", "int", 9, minimum=1, maximum=17),
         _d("compression.zstd.level", "int", 3, minimum=-131072, maximum=22),
@@ -182,6 +185,8 @@ APPLIED = frozenset(
     {
         "cleanup.policy",
         "compression.type",
+        "confluent.key.schema.validation",
+        "confluent.value.schema.validation",
         "flush.messages",
         "flush.ms",
         "index.interval.bytes",

@@ -41,8 +41,6 @@ class SchemaCodec:
     def serialize(self, topic: str, value: Any, schema: Any, *, key: bool = False) -> bytes:
         """`value` framed with `schema` (an Avro schema or JSON Schema as a dict or JSON text), registered
         under `<topic>-value` (or `-key`) as confluent-kafka's serializers do."""
-        from confluent_kafka.schema_registry.avro import AvroSerializer
-        from confluent_kafka.schema_registry.json_schema import JSONSerializer
         from confluent_kafka.serialization import MessageField, SerializationContext
 
         if isinstance(schema, str):
@@ -60,8 +58,16 @@ class SchemaCodec:
         cache_key = (topic, key, text)
         ser = self._serializers.get(cache_key)
         if ser is None:
-            json_schema = _kind(schema) == "JSON"
-            ser = JSONSerializer(text, self.client) if json_schema else AvroSerializer(self.client, text)
+            # Imported only when needed: confluent-kafka's JSON serializer imports jsonschema, whose
+            # format checkers compile dozens of grammars (tens of seconds of CPU on a busy machine).
+            if _kind(schema) == "JSON":
+                from confluent_kafka.schema_registry.json_schema import JSONSerializer
+
+                ser = JSONSerializer(text, self.client)
+            else:
+                from confluent_kafka.schema_registry.avro import AvroSerializer
+
+                ser = AvroSerializer(self.client, text)
             self._serializers[cache_key] = ser
         field = MessageField.KEY if key else MessageField.VALUE
         return ser(value, SerializationContext(topic, field))

@@ -39,7 +39,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from workbench.sql import flatten, latest
+from workbench.sql import flatten, latest, typed
 from workbench.sql.cache import ANCHOR, PartitionCache, SegmentFile, partition_dir, read_sealed
 from workbench.sql.errors import ReadOnlyTopicError, SqlError, UnknownTopicError
 from workbench.sql.flatten import TopicSchema, quote, sql_literal
@@ -140,6 +140,9 @@ class SqlEngine:
         self.database = quote(run(self._ddl, "SELECT current_database()")[0][0])
         run(self._ddl, "CREATE SCHEMA IF NOT EXISTS wb; CREATE SCHEMA IF NOT EXISTS wb_fresh;")
         run(self._ddl, latest.create_schema_sql())  # tables from changelogs (workbench.sql.latest)
+        run(self._ddl, typed.create_schema_sql())  # schema-typed views (workbench.sql.typed)
+        self.schema_registry_url: str | None = None  # set by the connection (wb.schemas, typed views)
+        self._typed = typed.TypedViews()
         run(self._ddl, WINDOW_MACROS)
         # Name extraction's own connection: the macros, no data (see `referenced_names`).
         self._parser = duckdb.connect()
@@ -246,15 +249,30 @@ class SqlEngine:
     def refresh_for(self, names: set[str], query: str = "") -> None:
         md = self.metadata(refresh=True)
         topics = self._user_topics(md)
-        wanted = [t for t in topics if t in names or f"main.{t}" in names or f"{latest.SCHEMA}.{t}" in names]
+        wanted = [
+            t
+            for t in topics
+            if t in names or f"main.{t}" in names or f"{latest.SCHEMA}.{t}" in names or f"{typed.SCHEMA}.{t}" in names
+        ]
         if not names and query:  # nothing found: fall back to the names that appear in the text
             wanted = [t for t in topics if t in self._names_in_text(query)]
         self.refresh(wanted)
+        for t in wanted:
+            if f"{typed.SCHEMA}.{t}" in names or (not names and re.search(rf"(?i)\b{typed.SCHEMA}\s*\.", query)):
+                self.refresh_typed(t)
         system = sorted(n.split(".", 1)[1] for n in names if n.startswith("wb."))
         if system:
             from workbench.sql.system_tables import refresh_system_tables
 
             refresh_system_tables(self, system)
+
+    def refresh_typed(self, topic: str) -> None:
+        """(Re)build ``typed."<topic>"`` from the registry's schemas (`workbench.sql.typed`)."""
+        with self._mutex, self._files.read():  # the order refresh and compaction take them
+            try:
+                self._typed.refresh(self.db, self._ddl, self.schema_registry_url, topic)
+            except OSError as exc:  # the registry is unreachable: say so, keep any older view
+                raise SqlError(f"typed.{quote(topic)}: the schema registry did not answer ({exc})") from None
 
     def check_read_only(self, query: str, names: set[str]) -> None:
         topics = set(self._topics) | set(self._user_topics(self._metadata)) if self._metadata else set(self._topics)
@@ -356,11 +374,12 @@ class SqlEngine:
         with self._files.write():
             run(
                 self._ddl,
-                f"{latest.drop_sql(name)} "
+                f"{latest.drop_sql(name)} {typed.drop_sql(name)} "
                 f"DROP VIEW IF EXISTS main.{quote(name)}; DROP TABLE IF EXISTS wb_fresh.{quote(name)};",
             )
             shutil.rmtree(self.cache_root / "topics" / name, ignore_errors=True)
         del self._topics[name]
+        self._typed.forget(name)
 
     # ------------------------------------------------------------------ schemas
     def _schema_path(self, topic: str) -> Path:

@@ -9,6 +9,9 @@ offset): *Next* reads the `limit` records after the last one shown, *Prev* the `
 first one, so a page never skips or repeats a record (even with out-of-order timestamps or a
 filter) and each page is one `ORDER BY ... LIMIT` query: the topic is never loaded whole.
 
+Values in Confluent's wire format (Avro, JSON Schema, Protobuf with a schema id) are shown
+decoded by their registered schema.
+
 Records are read with the SQL layer (`conn.sql`), which reads the brokers' Parquet history
 plus the live tail fetched over the Kafka protocol up to each high watermark, so the table
 shows exactly what consumers can see, and a SQL predicate can use the topic's flattened
@@ -38,10 +41,12 @@ from workbench.widgets._live import (
     start_sql,
 )
 from workbench.widgets._render import frame_html
+from workbench.widgets._schemas import decode_for_display, framed_id, registry_url
 from workbench.widgets._style import primary_button
 
 COLUMNS = ["partition", "offset", "timestamp", "key", "value", "headers"]
 MAX_ROWS = 5000
+SELECT = 'partition, "offset", timestamp, key, value, headers'
 
 #: A page boundary: (timestamp in epoch ms, partition, offset) of a record, the table's sort key.
 PageKey = tuple[int, int, int]
@@ -420,7 +425,7 @@ class TopicBrowser(LivePanel):
         self.tail.value = False
         return self.refresh()
 
-    def build_query(self, select: str = 'partition, "offset", timestamp, key, value, headers') -> str:
+    def build_query(self, select: str = SELECT) -> str:
         """The SQL the browser runs for its current topic, position, page and filters: one
         `ORDER BY ... LIMIT` query, whatever the topic's size."""
         topic = self.topic.value.strip()
@@ -494,7 +499,7 @@ class TopicBrowser(LivePanel):
         if self._seek_dirty:
             self._resolve_seek()
         query = self.build_query()
-        frame = self.conn.sql(query)
+        frame = self.conn.sql(self.build_query(select=f"{SELECT}, value_bytes"))  # raw bytes: framed values
         if self.cursor is not None and self.cursor[0] == "before":
             frame = frame.iloc[::-1].reset_index(drop=True)  # read backwards, shown oldest first
         rows = pd.DataFrame(
@@ -503,7 +508,7 @@ class TopicBrowser(LivePanel):
                 "offset": frame["offset"].astype("int64"),
                 "timestamp": frame["timestamp"],
                 "key": frame["key"],
-                "value": frame["value"],
+                "value": self._values(frame),
                 "headers": [_headers_text(h) for h in frame["headers"]],
             },
             columns=COLUMNS,
@@ -535,6 +540,16 @@ class TopicBrowser(LivePanel):
         with hold(self.table, self.info):
             self.table.value = table
             self.info.value = message(note, "info")
+
+    def _values(self, frame: pd.DataFrame) -> list:
+        """The value column: Confluent-framed values (magic byte, schema id) decoded by their
+        registered schema and shown as JSON, the others as the SQL view's text."""
+        url = registry_url(self.conn)
+        out = []
+        for text, raw in zip(frame["value"], frame["value_bytes"], strict=False):
+            decoded = decode_for_display(url, raw) if framed_id(raw) is not None else None
+            out.append(decoded if decoded is not None else text)
+        return out
 
     # ------------------------------------------------------------------ send to another topic
     def send_shown(self, topic: str | None = None):

@@ -1,6 +1,9 @@
 """`ProducerPanel`: send records by hand, or replay a dataset / a template at a chosen rate.
 
-Everything goes through the connection's `Producer` (confluent-kafka). Sends are
+Everything goes through the connection's `Producer` (confluent-kafka). With a `schema` subject
+chosen, the value typed as JSON is checked against the subject's latest schema (Avro or JSON
+Schema, read from the registry; a mismatch names the field) and sent in Confluent's wire
+format with that version's id. Sends are
 asynchronous: the delivery report (partition, offset or the broker's error) arrives on a
 background thread that serves the producer's callbacks, so a slow or dead cluster never
 blocks the notebook.
@@ -148,6 +151,16 @@ class ProducerPanel(LivePanel):
         self.value_format = widgets.Dropdown(
             options=["JSON", "text"], value="JSON", description="format", layout=widgets.Layout(width="200px")
         )
+        self.value_schema = widgets.Combobox(
+            description="schema",
+            placeholder="none, or a subject: orders-value",
+            ensure_option=False,
+            continuous_update=False,
+            tooltip="send the value in Confluent's wire format, checked against the subject's latest schema",
+            layout=widgets.Layout(width="320px"),
+        )
+        self._subject: Any = None  # the chosen subject's workbench.widgets._schemas.SubjectSchema
+        self._subject_problem = ""
         self.value = widgets.Textarea(
             value='{"hello": "world"}',
             description="value",
@@ -210,7 +223,7 @@ class ProducerPanel(LivePanel):
             widgets.HBox([self.topic, self.new_partitions, self.create_button]),
             self.topic_status,
             self.key,
-            widgets.HBox([self.value_format, self.partition]),
+            widgets.HBox([self.value_format, self.partition, self.value_schema]),
             self.value,
             self.value_error,
             self.headers,
@@ -228,6 +241,7 @@ class ProducerPanel(LivePanel):
         self.topic.observe(self._on_topic, "value")
         self.value.observe(self._on_change, "value")
         self.value_format.observe(self._on_change, "value")
+        self.value_schema.observe(self._on_schema, "value")
         self.headers.observe(self._on_change, "value")
         self.generator_mode.observe(self._on_mode, "value")
         self.generator_template.observe(self._on_change, "value")
@@ -274,6 +288,7 @@ class ProducerPanel(LivePanel):
             with hold(self.topic):
                 self.topic.options = sorted(topics)
             self._update_partitions()
+        self._refresh_subjects()
         return topics
 
     def _refresh_topics_step(self) -> None:
@@ -354,9 +369,38 @@ class ProducerPanel(LivePanel):
         return f"{name!r} is not a valid topic name: {problem}" if problem else ""
 
     # ------------------------------------------------------------------ validation
+    def _on_schema(self, _change=None) -> None:
+        """A subject chosen (or cleared): fetch its latest schema from the registry."""
+        subject = self.value_schema.value.strip()
+        self._subject, self._subject_problem = None, ""
+        if subject:
+            from workbench.widgets._schemas import SubjectSchema, registry_url
+
+            url = registry_url(self.conn)
+            if not url:
+                self._subject_problem = "this connection has no schema registry (Cluster(schema_registry=True))"
+            else:
+                try:
+                    self._subject = SubjectSchema(url, subject)
+                except Exception as exc:
+                    self._subject_problem = short_error(exc)
+        self._validate()
+
+    def _refresh_subjects(self) -> None:
+        from workbench.widgets._schemas import registry_url, subjects
+
+        try:
+            found = subjects(registry_url(self.conn))
+        except Exception:
+            return
+        if tuple(found) != tuple(self.value_schema.options):
+            self.value_schema.options = found
+
     def _parse_value(self) -> tuple[bytes | None, str]:
         """(encoded value, error text)."""
         text = self.value.value
+        if self.value_schema.value.strip():
+            return self._parse_typed(text)
         if self.value_format.value == "text":
             return text.encode("utf-8"), ""
         if not text.strip():
@@ -365,6 +409,22 @@ class ProducerPanel(LivePanel):
             return _compact(json.loads(text)), ""
         except ValueError as exc:
             return None, f"value is not valid JSON: {exc}"
+
+    def _parse_typed(self, text: str) -> tuple[bytes | None, str]:
+        """The value typed as JSON, checked against the chosen subject and framed with its id."""
+        if self._subject is None:
+            return None, self._subject_problem or "choose a registered subject"
+        try:
+            value = json.loads(text)
+        except ValueError as exc:
+            return None, f"value is not valid JSON: {exc}"
+        problem = self._subject.problem(value)
+        if problem:
+            return None, f"does not match the schema: {problem}"
+        try:
+            return self._subject.encode(value), ""
+        except Exception as exc:
+            return None, f"does not match the schema: {short_error(exc)}"
 
     def _parse_headers(self) -> tuple[list[tuple[str, bytes | None]], str]:
         text = self.headers.value.strip()

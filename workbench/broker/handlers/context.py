@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from workbench.broker.controller_channel import ControllerChannel
     from workbench.broker.groups_manager import GroupCoordinatorManager
     from workbench.broker.replica_manager import ReplicaManager
+    from workbench.broker.schema_ids import SchemaIds
     from workbench.broker.server import Connection
     from workbench.broker.transaction_coordinator import TransactionCoordinator
     from workbench.controller.image import MetadataImage
@@ -33,6 +34,7 @@ class BrokerContext(Protocol):
     groups: GroupCoordinatorManager  # the consumer groups this broker coordinates
     controller: ControllerChannel  # `submit(op)`: have the active controller change metadata
     txn: TransactionCoordinator  # the transactional ids this broker coordinates (KIP-98)
+    schema_ids: SchemaIds  # schema ids per subject from `_schemas` (confluent.*.schema.validation)
 
     @property
     def image(self) -> MetadataImage: ...

@@ -8,6 +8,7 @@ patching base offsets in place and appends the bytes.
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import TYPE_CHECKING
 
 from workbench.broker import log_validator
@@ -21,6 +22,8 @@ if TYPE_CHECKING:
     from workbench.broker.handlers.context import BrokerContext as Broker
     from workbench.broker.server import Connection
     from workbench.protocol.codec import Request
+
+log = logging.getLogger(__name__)
 
 MAX_PRODUCER_EPOCH = 32767
 
@@ -74,7 +77,10 @@ async def produce(broker: Broker, req: Request, conn: Connection) -> dict | None
                     # The topic's rules decode (and may re-compress) records before the log's own
                     # validation: bound that work first, or a small batch could inflate unbounded.
                     validate_produce_batches(records, max_message_bytes=partition.log.config.max_message_bytes)
-                records, part["log_append_time_ms"] = log_validator.validate(records, rules)
+                if rules.schema_validation:
+                    records, part["log_append_time_ms"] = await _validate_schemas(broker, topic.name, records, rules)
+                else:
+                    records, part["log_append_time_ms"] = log_validator.validate(records, rules)
                 info = partition.log.append(records, leader_epoch=partition.leader_epoch)
             except log_validator.RecordValidationError as exc:  # KIP-467: which records, and why
                 part["error_code"], part["error_message"] = exc.code, exc.message
@@ -114,6 +120,36 @@ async def produce(broker: Broker, req: Request, conn: Connection) -> dict | None
 _RULES: dict[str, tuple[object, object, log_validator.TopicRules]] = {}
 
 
+def _schema_ids(broker: Broker, topic: str) -> log_validator.SchemaIdSets:
+    return log_validator.SchemaIdSets(
+        value=broker.schema_ids.ids(f"{topic}-value"), key=broker.schema_ids.ids(f"{topic}-key")
+    )
+
+
+async def _validate_schemas(
+    broker: Broker, topic: str, records: bytes, rules: log_validator.TopicRules
+) -> tuple[bytes, int]:
+    """`log_validator.validate` for a topic with confluent.*.schema.validation: on an id the broker
+    has not seen yet, read `_schemas` up to its end (off the event loop, bounded) and check again.
+
+    One produce per topic at a time gets here: a later batch (the next idempotent sequence) must
+    not overtake one that waits for the reader. The caller appends right after, without yielding."""
+    lock = _SCHEMA_LOCKS.setdefault(topic, asyncio.Lock())
+    async with lock:
+        try:
+            return log_validator.validate(records, rules, schema_ids=_schema_ids(broker, topic))
+        except log_validator.SchemaValidationError as exc:
+            if not exc.unknown_ids:
+                raise
+        caught_up = await asyncio.get_running_loop().run_in_executor(None, broker.schema_ids.catch_up)
+        if not caught_up:
+            log.debug("schema ids of %s: the _schemas reader did not catch up", topic)
+        return log_validator.validate(records, rules, schema_ids=_schema_ids(broker, topic))
+
+
+_SCHEMA_LOCKS: dict[str, asyncio.Lock] = {}
+
+
 def _rules(broker: Broker, topic: str) -> log_validator.TopicRules:
     """The topic's validation rules, recomputed only when its configs (or the defaults) change."""
     info = broker.image.topics.get(topic)
@@ -123,6 +159,8 @@ def _rules(broker: Broker, topic: str) -> log_validator.TopicRules:
     if cached is not None and cached[0] is topic_configs and cached[1] is defaults:
         return cached[2]
     rules = log_validator.TopicRules.of({**defaults, **topic_configs})
+    if rules.schema_validation:
+        broker.schema_ids.start()  # the `_schemas` reader warms up from the first produce on
     _RULES[topic] = (topic_configs, defaults, rules)
     return rules
 

@@ -1,0 +1,272 @@
+"""Typed SQL over schema-framed topics: ``typed."<topic>"`` decodes Confluent-framed Avro, JSON
+Schema and Protobuf values (produced by confluent-kafka's unmodified serializers) into columns
+typed from the registered schemas, unions columns across schema versions, and shows records that
+do not decode as NULL fields with a `decode_error`, never failing the query."""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import json
+import uuid
+
+import pytest
+from confluent_kafka import Producer
+from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry.avro import AvroSerializer
+from confluent_kafka.schema_registry.json_schema import JSONSerializer
+from confluent_kafka.schema_registry.protobuf import ProtobufSerializer
+from confluent_kafka.serialization import MessageField, SerializationContext
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+from tests.conftest import FAST_GROUPS
+from tests.support import wait_until
+from workbench import Cluster
+
+V1 = {
+    "type": "record",
+    "name": "Order",
+    "namespace": "shop",
+    "fields": [
+        {"name": "id", "type": "long"},
+        {"name": "item", "type": "string"},
+        {"name": "at", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+        {"name": "price", "type": {"type": "bytes", "logicalType": "decimal", "precision": 9, "scale": 2}},
+        {"name": "ref", "type": {"type": "string", "logicalType": "uuid"}},
+        {"name": "day", "type": {"type": "int", "logicalType": "date"}},
+        {"name": "tags", "type": {"type": "array", "items": "string"}},
+        {"name": "buyer", "type": {"type": "record", "name": "Buyer", "fields": [{"name": "name", "type": "string"}]}},
+        {"name": "note", "type": ["null", "string"], "default": None},
+        {"name": "status", "type": {"type": "enum", "name": "Status", "symbols": ["NEW", "PAID"]}},
+    ],
+}
+V2 = {**V1, "fields": [*V1["fields"], {"name": "coupon", "type": ["null", "string"], "default": None}]}
+
+
+@pytest.fixture(scope="module")
+def registry_cluster(tmp_path_factory):
+    with Cluster(brokers=1, data_dir=tmp_path_factory.mktemp("typed"), config=FAST_GROUPS, schema_registry=True) as c:
+        yield c
+
+
+@pytest.fixture
+def client(registry_cluster):
+    return SchemaRegistryClient({"url": registry_cluster.schema_registry_url})
+
+
+def _produce(cluster, topic: str, values: list[bytes | None]) -> None:
+    producer = Producer({"bootstrap.servers": cluster.bootstrap_servers})
+    for v in values:
+        producer.produce(topic, value=v)
+    assert producer.flush(30) == 0
+
+
+def _order(i: int) -> dict:
+    return {
+        "id": i,
+        "item": f"item-{i}",
+        "at": dt.datetime(2024, 5, 1, 12, 0, i, tzinfo=dt.UTC),
+        "price": decimal.Decimal(f"{i}.25"),
+        "ref": uuid.UUID(int=i),
+        "day": dt.date(2024, 5, 1 + i),
+        "tags": ["a", str(i)],
+        "buyer": {"name": f"b{i}"},
+        "note": None if i % 2 else "gift",
+        "status": "PAID" if i % 2 else "NEW",
+    }
+
+
+def test_avro_typed_columns_evolution_and_bad_records(registry_cluster, client, topic_name):
+    ctx = SerializationContext(topic_name, MessageField.VALUE)
+    v1 = AvroSerializer(client, json.dumps(V1))
+    v2 = AvroSerializer(client, json.dumps(V2))
+    values = [v1(_order(i), ctx) for i in range(3)]
+    values += [v2({**_order(3), "coupon": "SPRING"}, ctx)]
+    values += [b"plain text", b"\x00\x00\x00\x7f\xffgarbage", values[0][:5] + b"\xff"]
+    _produce(registry_cluster, topic_name, values)
+
+    df = registry_cluster.sql(f'SELECT * FROM typed."{topic_name}" ORDER BY "offset"')
+    assert len(df) == 7
+    cols = list(df.columns)
+    for c in ("schema_id", "decode_error", "id", "item", "at", "price", "ref", "day", "tags", "buyer", "note"):
+        assert c in cols
+    assert cols.index("coupon") > cols.index("status")  # version 2's field joins after version 1's
+    good = df.iloc[:4]
+    assert good["decode_error"].isna().all()
+    assert list(good["id"]) == [0, 1, 2, 3]
+    assert good["coupon"].isna().tolist() == [True, True, True, False]
+    assert good["coupon"].iloc[3] == "SPRING"
+    assert good["buyer"].iloc[1] == {"name": "b1"}
+    assert list(good["tags"].iloc[2]) == ["a", "2"]
+    assert list(good["status"]) == ["NEW", "PAID", "NEW", "PAID"]
+    assert good["price"].iloc[1] == decimal.Decimal("1.25")
+
+    types = dict(
+        registry_cluster.sql(
+            f"SELECT column_name, data_type FROM information_schema.columns "
+            f"WHERE table_schema = 'typed' AND table_name = '{topic_name}'"
+        ).values.tolist()
+    )
+    assert types["id"] == "BIGINT"
+    assert types["at"] == "TIMESTAMP WITH TIME ZONE"
+    assert types["price"] == "DECIMAL(9,2)"
+    assert types["ref"] == "UUID"
+    assert types["day"] == "DATE"
+    assert types["tags"] == "VARCHAR[]"
+    assert types["buyer"].startswith("STRUCT")
+    row = registry_cluster.sql(f'SELECT buyer.name AS n, ref, "at" FROM typed."{topic_name}" WHERE id = 2').iloc[0]
+    assert row["n"] == "b2"
+    assert str(row["ref"]) == str(uuid.UUID(int=2))
+    assert row["at"] == dt.datetime(2024, 5, 1, 12, 0, 2, tzinfo=dt.UTC)
+
+    bad = df.iloc[4:]
+    assert bad["id"].isna().all()
+    assert bad["decode_error"].notna().all()
+    assert "wire format" in bad["decode_error"].iloc[0]
+    assert "not registered" in bad["decode_error"].iloc[1]
+    assert "does not decode" in bad["decode_error"].iloc[2]
+    assert bytes(bad["value_bytes"].iloc[0]) == b"plain text"  # raw bytes kept
+
+
+def test_new_version_shows_up_in_the_next_query(registry_cluster, client, topic_name):
+    ctx = SerializationContext(topic_name, MessageField.VALUE)
+    _produce(registry_cluster, topic_name, [AvroSerializer(client, json.dumps(V1))(_order(1), ctx)])
+    first = registry_cluster.sql(f'SELECT * FROM typed."{topic_name}"')
+    assert "coupon" not in first.columns
+    _produce(registry_cluster, topic_name, [AvroSerializer(client, json.dumps(V2))({**_order(2), "coupon": "X"}, ctx)])
+    second = registry_cluster.sql(f'SELECT id, coupon FROM typed."{topic_name}" ORDER BY id')
+    assert second["id"].tolist() == [1, 2]
+    assert second["coupon"].isna().tolist() == [True, False]
+    assert second["coupon"].iloc[1] == "X"
+
+
+def test_json_schema_typed_columns(registry_cluster, client, topic_name):
+    schema = {
+        "$schema": "http://json-schema.org/draft-07/schema#",
+        "title": "Reading",
+        "type": "object",
+        "properties": {
+            "sensor": {"type": "string"},
+            "celsius": {"type": "number"},
+            "count": {"type": "integer"},
+            "labels": {"type": "array", "items": {"type": "string"}},
+        },
+    }
+    ser = JSONSerializer(json.dumps(schema), client)
+    ctx = SerializationContext(topic_name, MessageField.VALUE)
+    _produce(
+        registry_cluster,
+        topic_name,
+        [ser({"sensor": f"s{i}", "celsius": 20.5 + i, "count": i, "labels": ["x"]}, ctx) for i in range(3)],
+    )
+    df = registry_cluster.sql(f'SELECT sensor, celsius, "count", labels FROM typed."{topic_name}" ORDER BY "count"')
+    assert df["sensor"].tolist() == ["s0", "s1", "s2"]
+    assert df["celsius"].tolist() == [20.5, 21.5, 22.5]
+    types = dict(
+        registry_cluster.sql(
+            f"SELECT column_name, data_type FROM information_schema.columns "
+            f"WHERE table_schema = 'typed' AND table_name = '{topic_name}'"
+        ).values.tolist()
+    )
+    assert types["count"] == "BIGINT"
+    assert types["celsius"] == "DOUBLE"
+
+
+def _reading_class():
+    fd = descriptor_pb2.FileDescriptorProto(name="typed_reading.proto", package="wbtyped", syntax="proto3")
+    msg = fd.message_type.add(name="Reading")
+    msg.field.add(name="sensor", number=1, type=9, label=1)  # string
+    msg.field.add(name="value", number=2, type=3, label=1)  # int64
+    msg.field.add(name="tags", number=3, type=9, label=3)  # repeated string
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(fd)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("wbtyped.Reading"))
+
+
+def test_protobuf_typed_columns(registry_cluster, client, topic_name):
+    reading = _reading_class()
+    ser = ProtobufSerializer(reading, client, {"use.deprecated.format": False})
+    ctx = SerializationContext(topic_name, MessageField.VALUE)
+    _produce(
+        registry_cluster, topic_name, [ser(reading(sensor=f"p{i}", value=i * 10, tags=["t"]), ctx) for i in range(3)]
+    )
+    # a field named like a base column gets a value_ prefix, as in the JSON-flattened topic views
+    df = registry_cluster.sql(
+        f'SELECT sensor, value_value, tags, decode_error FROM typed."{topic_name}" ORDER BY value_value'
+    )
+    assert df["decode_error"].isna().all(), df["decode_error"].tolist()
+    assert df["sensor"].tolist() == ["p0", "p1", "p2"]
+    assert df["value_value"].tolist() == [0, 10, 20]
+    assert [list(t) for t in df["tags"]] == [["t"]] * 3
+
+
+# ---------------------------------------------------------------------------------------------- widgets
+
+POINT = {
+    "type": "record",
+    "name": "Point",
+    "fields": [{"name": "x", "type": "int"}, {"name": "label", "type": "string"}],
+}
+
+
+def test_producer_panel_sends_values_typed_against_a_subject(registry_cluster, client, topic_name):
+    from workbench.widgets import ProducerPanel, TopicBrowser
+
+    registry_cluster.create_topic(topic_name)
+    AvroSerializer(client, json.dumps(POINT))(
+        {"x": 0, "label": "seed"}, SerializationContext(topic_name, MessageField.VALUE)
+    )
+    panel = ProducerPanel(registry_cluster, topic=topic_name)
+    browser = TopicBrowser(registry_cluster, topic_name)
+    try:
+        assert f"{topic_name}-value" in panel.value_schema.options  # subjects offered from the registry
+        panel.value_schema.value = f"{topic_name}-value"
+        panel.value.value = '{"x": "seven", "label": "a"}'
+        assert panel.send_button.disabled
+        assert "Point.x" in panel.value_error.value and "does not match the schema" in panel.value_error.value
+        panel.value.value = '{"x": 7, "label": "a"}'
+        assert not panel.send_button.disabled, panel.value_error.value
+        assert panel.send() is True
+        wait_until(lambda: panel.last_delivery is not None and not isinstance(panel.last_delivery, str))
+        df = registry_cluster.sql(f'SELECT x, label, schema_id FROM typed."{topic_name}"')
+        assert df[["x", "label"]].values.tolist() == [[7, "a"]]
+        assert df["schema_id"][0] == client.get_latest_version(f"{topic_name}-value").schema_id
+        # the topic browser shows the framed value decoded, not bytes
+        rows = browser.refresh()
+        assert json.loads(rows["value"].iloc[0]) == {"x": 7, "label": "a"}
+        panel.value_schema.value = "no-such-subject"
+        assert panel.send_button.disabled and "not registered" in panel.value_error.value
+    finally:
+        panel.close()
+        browser.close()
+
+
+def test_schema_framed_keys_get_key_columns(registry_cluster, client, topic_name):
+    key_schema = {"type": "record", "name": "OrderKey", "fields": [{"name": "shop", "type": "string"}]}
+    keys = AvroSerializer(client, json.dumps(key_schema))
+    values = AvroSerializer(client, json.dumps(V1))
+    producer = Producer({"bootstrap.servers": registry_cluster.bootstrap_servers})
+    for i in range(2):
+        producer.produce(
+            topic_name,
+            key=keys({"shop": f"s{i}"}, SerializationContext(topic_name, MessageField.KEY)),
+            value=values(_order(i), SerializationContext(topic_name, MessageField.VALUE)),
+        )
+    producer.produce(
+        topic_name, key=b"plain key", value=values(_order(2), SerializationContext(topic_name, MessageField.VALUE))
+    )
+    assert producer.flush(30) == 0
+    df = registry_cluster.sql(
+        f'SELECT id, key_typed.shop AS shop, key_schema_id, key_decode_error FROM typed."{topic_name}" ORDER BY id'
+    )
+    assert df["shop"].tolist()[:2] == ["s0", "s1"]
+    assert df["key_schema_id"].iloc[0] == client.get_latest_version(f"{topic_name}-key").schema_id
+    assert df["id"].tolist() == [0, 1, 2]  # the value still decodes when the key does not
+    assert "wire format" in df["key_decode_error"].iloc[2]
+
+
+def test_topics_without_framed_keys_have_no_key_columns(registry_cluster, client, topic_name):
+    ser = AvroSerializer(client, json.dumps(V1))
+    _produce(registry_cluster, topic_name, [ser(_order(1), SerializationContext(topic_name, MessageField.VALUE))])
+    cols = registry_cluster.sql(f'SELECT * FROM typed."{topic_name}"').columns
+    assert "key_typed" not in cols and "id" in cols
