@@ -252,6 +252,7 @@ class GroupCoordinatorManager:
                 store = LogOffsetStore(part, functools.partial(self.replicas.notify, (OFFSETS_TOPIC, partition)))
                 coordinator = GroupCoordinator(store, self.group_config)
                 coordinator.load()
+                coordinator.consumer.finish_load(self.metadata.image.topics)
             except Exception:
                 log.exception("loading groups of %s-%d failed", OFFSETS_TOPIC, partition)
                 continue
