@@ -269,3 +269,27 @@ def test_uniform_gives_a_third_member_a_share_of_four_partitions():
         sum(len(tp["partitions"]) for tp in m["target_assignment"]["topic_partitions"]) for m in d["members"]
     )
     assert sizes == [1, 1, 2]
+
+
+def test_members_nobody_hears_from_are_removed_by_the_timer_and_tombstoned():
+    """A group whose consumers all died: no heartbeat comes to expire them, the coordinator's timer
+    does (session timeout), and the removal is written to the store."""
+    import asyncio
+
+    from workbench.broker.group_offsets import InMemoryOffsetStore
+    from workbench.protocol import kip848
+
+    clock, store = Clock(), InMemoryOffsetStore()
+    c = ConsumerGroupCoordinator(store, clock=clock, session_timeout_ms=45000)
+    c.topics = lambda: TOPICS
+    c.heartbeat(hb("a", 0, ["t"], {}), TOPICS)
+    asyncio.run(c.persist("g", TOPICS))
+    clock.now += 30
+    asyncio.run(c.expire_all())
+    assert [m["member_id"] for m in c.describe("g", TOPICS)["members"]] == ["a"]
+    clock.now += 16
+    asyncio.run(c.expire_all())
+    d = c.describe("g", TOPICS)
+    assert d["members"] == [] and d["group_state"] == "Empty"
+    gone = {kip848.decode_record_key(k)[0] for k, v in store.records if v is None}
+    assert gone == {5, 7, 8}

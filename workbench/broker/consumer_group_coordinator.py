@@ -39,7 +39,8 @@ Timeouts, as Kafka's timers: a member silent for `session_timeout_ms` is
 removed; a member asked to revoke partitions that has not done so within its
 `rebalance_timeout_ms` (librdkafka sends `max.poll.interval.ms`) is fenced,
 so the partitions go on to their new owners. Both are checked on every
-heartbeat of the group (`_expire`).
+heartbeat of the group and about once a second by `expire_all` (run from the
+classic coordinator's ticker), so a group whose members all died empties too.
 
 Static membership (`group.instance.id`, KIP-848's form of KIP-345): a member
 leaving with epoch -2 keeps its assignment for its instance id; a member
@@ -60,6 +61,7 @@ I/O-free: handlers pass the metadata image's topics (name -> id, partitions).
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 import uuid
@@ -69,6 +71,8 @@ from typing import Any, Protocol
 
 from workbench.protocol import kip848
 from workbench.protocol.errors import ErrorCode, KafkaProtocolError
+
+log = logging.getLogger(__name__)
 
 __all__ = ["ASSIGNORS", "ConsumerGroup", "ConsumerGroupCoordinator", "ConsumerGroupMember"]
 
@@ -232,6 +236,9 @@ class ConsumerGroupCoordinator:
         self._written: dict[str, dict[bytes, bytes]] = {}
         # group id -> key -> value replayed from the store, until `finish_load` resolves topic ids
         self._replayed: dict[str, dict[bytes, bytes]] = {}
+        #: The metadata image's topics (name -> `.id`, `.partitions`), for the timers (`expire_all`).
+        self.topics: Callable[[], Mapping[str, Any]] | None = None
+        self._next_expiry = 0.0
 
     def is_consumer_group(self, group_id: str) -> bool:
         group = self.groups.get(group_id)
@@ -397,6 +404,29 @@ class ConsumerGroupCoordinator:
         self._bump(group, topics)
         if not group.members:
             group.target.clear()
+
+    def expiry_due(self) -> bool:
+        """Whether `expire_all` has work to do now (checked by the ticker before spawning it)."""
+        return bool(self.groups) and self.topics is not None and self._clock() >= self._next_expiry
+
+    async def expire_all(self) -> None:
+        """The session and rebalance timers of every group, with no heartbeat needed (a group whose
+        members all died loses them after the session timeout); changes are persisted. Run about once
+        a second from the classic coordinator's ticker."""
+        now = self._clock()
+        if now < self._next_expiry or self.topics is None:
+            return
+        self._next_expiry = now + 1.0
+        topics = self.topics()
+        for group_id, group in list(self.groups.items()):
+            if group.members:
+                before = len(group.members)
+                self._expire(group, topics, now)
+                if len(group.members) != before:
+                    try:
+                        await self.persist(group_id, topics)
+                    except KafkaProtocolError as exc:  # leadership moved: the next leader's timers run
+                        log.info("expiring members of %s not persisted: %s", group_id, exc)
 
     @staticmethod
     def _static_member(group: ConsumerGroup | None, instance_id: str | None) -> ConsumerGroupMember | None:

@@ -316,6 +316,8 @@ class GroupCoordinator:
         if now >= self._next_retention_check:
             self._next_retention_check = now + self.config.offsets_retention_check_interval_ms / 1000
             self._spawn(self._expire_offsets())
+        if self.consumer.expiry_due():
+            self._spawn(self.consumer.expire_all())  # KIP-848 groups' session/rebalance timers
 
     def _spawn(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         task = asyncio.get_running_loop().create_task(coro)
