@@ -293,3 +293,19 @@ def test_members_nobody_hears_from_are_removed_by_the_timer_and_tombstoned():
     assert d["members"] == [] and d["group_state"] == "Empty"
     gone = {kip848.decode_record_key(k)[0] for k, v in store.records if v is None}
     assert gone == {5, 7, 8}
+
+
+def test_only_the_records_of_what_changed_are_written_again():
+    from workbench.protocol import kip848
+
+    c = ConsumerGroupCoordinator()
+    c.heartbeat(hb("a", 0, ["t"], {}), TOPICS)
+    c.heartbeat(hb("b", 0, ["t"], {}), TOPICS)
+    assert len(c.pending_records("g", TOPICS)) == 2 + 3 * 2  # group, target epoch; 3 per member
+    assert c.pending_records("g", TOPICS) == []  # a heartbeat that changes nothing writes nothing
+    c.heartbeat(hb("a", 1, owned={"t": {0, 1, 2, 3}}), TOPICS)  # a is told to revoke two partitions
+    changed = [kip848.decode_record_key(k) for k, _ in c.pending_records("g", TOPICS)]
+    assert changed == [(8, "g", "a")]
+    value = dict(c.records("g", TOPICS))[kip848.encode_record_key(8, "g", "a")]
+    decoded = kip848.decode_record_value(8, value)
+    assert len(decoded.partitions_pending_revocation[0].partitions) == 2
