@@ -29,9 +29,10 @@ def last_json(text: str) -> dict:
     return json.loads([line for line in text.splitlines() if line.startswith("{")][-1])
 
 
-def measure(rf: int, rate: int, seconds: float, warmup: float) -> dict:
+def measure(rf: int, rate: int, seconds: float, warmup: float, config: dict | None = None) -> dict:
+    """One fresh cluster of `rf` brokers (broker settings `config` on top of the defaults)."""
     acks = "all" if rf > 1 else "1"
-    with Cluster(brokers=rf, config={"group_initial_rebalance_delay_ms": 0}) as cluster:
+    with Cluster(brokers=rf, config={"group_initial_rebalance_delay_ms": 0, **(config or {})}) as cluster:
         cluster.create_topic("lat", partitions=6, replication_factor=rf)
         time.sleep(2.0)  # followers join the ISR
         consumer = subprocess.Popen(

@@ -119,3 +119,36 @@ def test_latency_by_rate_runs_and_emits_json(tmp_path):
     [row] = json.loads(path.read_text())["rows"]
     assert row["rf"] == 1 and row["rate"] == 500 and row["p99_ms"] >= row["p50_ms"] > 0
     assert row["broker_cpu_s"]
+
+
+@pytest.mark.timeout(400)
+def test_fetch_sessions_benchmark_runs_both_settings_and_emits_json(tmp_path):
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "fetch_sessions.py"),
+            "--rf",
+            "2",
+            "--rate",
+            "500",
+            "--seconds",
+            "1",
+            "--warmup",
+            "0.5",
+            "--repeats",
+            "1",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=360,
+        cwd=ROOT,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    [path] = tmp_path.glob("fetch_sessions-*.json")
+    result = json.loads(path.read_text())
+    assert sorted(r["sessions"] for r in result["runs"]) == ["off", "on"]
+    assert all(r["rf"] == 2 and r["p99_ms"] >= r["p50_ms"] > 0 for r in result["runs"])
+    assert set(result["median"]) == {"on", "off"} and len(result["runs"][0]["loadavg_before"]) == 3

@@ -684,8 +684,9 @@ class KafkaConnection(SqlMixin):
         return pd.DataFrame(open_transactions(self.bootstrap_servers), columns=columns)
 
     def describe(self, *, internal: bool = False):
-        """Brokers (id, address, alive, controller) and partitions (leader, leader epoch, replicas, ISR,
-        high watermark, log end offset) as DataFrames, from Metadata and ListOffsets."""
+        """Brokers (id, address, alive, controller), partitions (leader, leader epoch, replicas, ISR,
+        high watermark, log end offset) and groups (protocol classic/consumer, state, coordinator) as
+        DataFrames, from Metadata, ListOffsets and ListGroups."""
         from workbench.describe import describe
 
         self._ensure_running("describe the cluster")

@@ -3,7 +3,8 @@
 Metadata gives brokers, the controller, and per partition the leader, leader
 epoch, replicas and ISR; ListOffsets to each leader gives the high watermark
 (what consumers see) and, asked as a debugging replica (`replica_id=-2`,
-Kafka's convention), the log end offset. Nothing here knows broker internals,
+Kafka's convention), the log end offset; ListGroups to every broker gives the
+groups it coordinates with their protocol (classic or KIP-848 consumer). Nothing here knows broker internals,
 so the same call describes Apache Kafka or Redpanda.
 
 `LeaderHistory` polls the same Metadata and records every leader change it
@@ -19,6 +20,7 @@ from concurrent.futures import TimeoutError as FuturesTimeout
 from dataclasses import dataclass, field
 
 import pandas as pd
+from kafka.protocol.admin import ListGroupsRequest
 from kafka.protocol.consumer import ListOffsetsRequest
 from kafka.protocol.metadata import MetadataRequest
 
@@ -106,13 +108,32 @@ class ClusterDescription:
     cluster_id: str | None
     #: Leaders that did not answer ListOffsets in time (their partitions' offsets are NULL).
     unanswered: frozenset[int] = frozenset()
+    #: Groups (group_id, protocol "classic"/"consumer", state, coordinator), from each broker's ListGroups.
+    groups: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=GROUP_COLUMNS))
 
     def _repr_html_(self) -> str:
         return (
             f"<b>cluster</b> {self.cluster_id} · controller {self.controller_id}"
             f"<h4>brokers</h4>{self.brokers.to_html(index=False)}"
             f"<h4>partitions</h4>{self.partitions.to_html(index=False)}"
+            f"<h4>groups</h4>{self.groups.to_html(index=False)}"
         )
+
+
+GROUP_COLUMNS = ["group_id", "protocol", "state", "coordinator"]
+
+
+def _list_groups(host: str, port: int, timeout: float = ANSWER_TIMEOUT_S) -> list[dict]:
+    """The groups one broker coordinates. ListGroups v5 (Kafka 3.8+, KIP-848) names each group's type
+    ("classic" or "consumer"); an older broker is asked v4, and the protocol stays unknown (None)."""
+    try:
+        answer = _ask(host, port, ListGroupsRequest(states_filter=[], types_filter=[]), 5, timeout)
+        return [
+            {"group_id": g.group_id, "protocol": g.group_type or None, "state": g.group_state} for g in answer.groups
+        ]
+    except Exception:  # an older broker closes the connection on a version it lacks
+        answer = _ask(host, port, ListGroupsRequest(states_filter=[]), 4, timeout)
+        return [{"group_id": g.group_id, "protocol": None, "state": g.group_state} for g in answer.groups]
 
 
 def describe(
@@ -199,7 +220,15 @@ def _describe_once(
         for leader, parts in by_leader.items()
         for kind, replica in (("hw", CONSUMER_REPLICA_ID), ("leo", DEBUGGING_REPLICA_ID))
     }
-    wait(asked.values(), timeout=ANSWER_TIMEOUT_S + 1.0)
+    listing = {bid: _POOL.submit(_list_groups, b.host, b.port) for bid, b in listed.items()}
+    wait([*asked.values(), *listing.values()], timeout=ANSWER_TIMEOUT_S + 1.0)
+    group_rows = []
+    for bid, future in sorted(listing.items()):
+        if future.done() and future.exception() is None:
+            group_rows += [{**g, "coordinator": bid} for g in future.result()]
+        else:
+            future.cancel()
+    groups = pd.DataFrame(group_rows, columns=GROUP_COLUMNS).sort_values("group_id", ignore_index=True)
     unanswered = set()
     for (leader, kind), future in asked.items():
         if future.done() and future.exception() is None:
@@ -226,7 +255,7 @@ def _describe_once(
         "error",
     ]
     frame = pd.DataFrame(partitions, columns=columns).sort_values(["topic", "partition"], ignore_index=True)
-    return ClusterDescription(brokers, frame, md.controller_id, md.cluster_id, frozenset(unanswered))
+    return ClusterDescription(brokers, frame, md.controller_id, md.cluster_id, frozenset(unanswered), groups)
 
 
 @dataclass

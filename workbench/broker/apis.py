@@ -2,7 +2,10 @@
 
 Chosen to match one Apache Kafka release (3.0) for the APIs we implement,
 because kafka-python infers the broker's release from the advertised maxima
-(`infer_broker_version_from_api_versions`) and gates features on it.
+(`infer_broker_version_from_api_versions`, which looks at Produce, Fetch,
+ListOffsets, JoinGroup, ...) and gates features on it. The group APIs go on to
+the versions KIP-848 clients need (OffsetCommit/OffsetFetch v9, ListGroups v5,
+Metadata v12), which kafka-python's inference does not look at.
 
 Minima are 0 wherever Kafka 3.x served version 0, so that clients of 2017-2020
 (sarama with its default `Version`, kafka-go, Burrow) work unmodified. Kafka
@@ -15,7 +18,7 @@ legacy structs. What an old version needs beyond layout (ListOffsets v0's
 where the request is served.
 
 Maxima stop before versions that address topics by id instead of by name
-(Fetch 13+, Produce 13+, OffsetCommit 10+) and before versions that only add
+(Fetch 13+, Produce 13+, OffsetCommit/OffsetFetch 10+) and before versions that only add
 features we do not have (e.g. KIP-848 fields).
 
 Every advertised (API, version range) is listed, with the tests that exercise
@@ -34,15 +37,15 @@ SUPPORTED_APIS: dict[int, tuple[int, int]] = {
     ApiKey.FETCH: (0, 12),
     ApiKey.LIST_OFFSETS: (0, 7),
     ApiKey.METADATA: (0, 12),  # v12: topics by id (KIP-516), needed by KIP-848 clients
-    ApiKey.OFFSET_COMMIT: (0, 8),
-    ApiKey.OFFSET_FETCH: (0, 8),
+    ApiKey.OFFSET_COMMIT: (0, 9),  # v9: KIP-848 member epochs (STALE_MEMBER_EPOCH)
+    ApiKey.OFFSET_FETCH: (0, 9),  # v9: KIP-848 member id and epoch
     ApiKey.FIND_COORDINATOR: (0, 4),
     ApiKey.JOIN_GROUP: (0, 7),
     ApiKey.HEARTBEAT: (0, 4),
     ApiKey.LEAVE_GROUP: (0, 4),
     ApiKey.SYNC_GROUP: (0, 5),
     ApiKey.DESCRIBE_GROUPS: (0, 5),
-    ApiKey.LIST_GROUPS: (0, 4),
+    ApiKey.LIST_GROUPS: (0, 5),  # v5: group types (KIP-848)
     ApiKey.API_VERSIONS: (0, 3),
     ApiKey.CREATE_TOPICS: (0, 7),
     ApiKey.DELETE_TOPICS: (0, 6),

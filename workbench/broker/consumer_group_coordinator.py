@@ -23,9 +23,31 @@ Committed offsets are not kept here: OffsetCommit validates the member epoch
 with `validate_offset_commit` (KIP-848: STALE_MEMBER_EPOCH) and then goes to
 the classic coordinator's offset manager, so offsets live in
 `__consumer_offsets` and survive coordinator failover exactly as classic
-groups' do. Membership itself is in memory: after a failover the members get
-UNKNOWN_MEMBER_ID and rejoin (librdkafka does so), resuming from the committed
-offsets.
+groups' do.
+
+Membership is durable too, as Kafka keeps it: each change is written to the
+group's `__consumer_offsets` partition as Kafka's KIP-848 records (group epoch
+type 3, member subscription 5, target assignment epoch 6 and per member 7,
+current member assignment 8; `workbench.protocol.kip848`), before the
+heartbeat that caused it is answered. `records()` is the group's record set;
+`persist()` appends what changed since the last write (tombstones for what is
+gone), and `replay()` + `finish_load()` rebuild the groups when the offsets
+partition's leadership moves, so members keep their ids, epochs and
+assignments across a coordinator failover (session timers restart at load).
+
+Timeouts, as Kafka's timers: a member silent for `session_timeout_ms` is
+removed; a member asked to revoke partitions that has not done so within its
+`rebalance_timeout_ms` (librdkafka sends `max.poll.interval.ms`) is fenced,
+so the partitions go on to their new owners. Both are checked on every
+heartbeat of the group and about once a second by `expire_all` (run from the
+classic coordinator's ticker), so a group whose members all died empties too.
+
+Static membership (`group.instance.id`, KIP-848's form of KIP-345): a member
+leaving with epoch -2 keeps its assignment for its instance id; a member
+joining with that instance id (a new member id, epoch 0) takes it over with no
+new group epoch, so the other members see no rebalance. A second live member
+with the same instance id is refused (UNRELEASED_INSTANCE_ID); a heartbeat of a
+member id whose instance id now belongs to another member is FENCED_INSTANCE_ID.
 
 A group id is either classic or consumer (Kafka's rule): a consumer heartbeat
 for a live classic group is GROUP_ID_NOT_FOUND, a JoinGroup for a live
@@ -39,14 +61,18 @@ I/O-free: handlers pass the metadata image's topics (name -> id, partitions).
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
+from workbench.protocol import kip848
 from workbench.protocol.errors import ErrorCode, KafkaProtocolError
+
+log = logging.getLogger(__name__)
 
 __all__ = ["ASSIGNORS", "ConsumerGroup", "ConsumerGroupCoordinator", "ConsumerGroupMember"]
 
@@ -54,6 +80,18 @@ Assignment = dict[str, set[int]]  # topic name -> partitions
 
 DEFAULT_HEARTBEAT_INTERVAL_MS = 1000  # Kafka's default is 5000; a notebook wants quick rebalances
 DEFAULT_SESSION_TIMEOUT_MS = 45000  # group.consumer.session.timeout.ms
+
+
+class RecordStore(Protocol):
+    """What persistence needs of the `__consumer_offsets` partition (`LogOffsetStore.append`)."""
+
+    async def append(self, entries: list[tuple[bytes, bytes | None]]) -> None: ...
+
+
+# Kafka's MemberState byte in ConsumerGroupCurrentMemberAssignmentValue.
+MEMBER_STATE_STABLE = 1
+MEMBER_STATE_UNREVOKED_PARTITIONS = 2
+MEMBER_STATE_UNRELEASED_PARTITIONS = 3
 
 
 @dataclass
@@ -73,6 +111,7 @@ class ConsumerGroupMember:
     revoking: Assignment = field(default_factory=dict)  # given up, not yet confirmed by the member
     last_sent: Assignment | None = None
     last_seen: float = 0.0
+    revoke_deadline: float | None = None  # monotonic time by which `revoking` must be empty
 
     def subscribed(self, topics: Mapping[str, Any]) -> set[str]:
         names = {t for t in self.subscribed_topic_names if t in topics}
@@ -104,23 +143,38 @@ class ConsumerGroup:
 
 
 def _uniform(group: ConsumerGroup, subs: dict[str, set[str]], parts: dict[str, int]) -> dict[str, Assignment]:
-    """Sticky and balanced: a partition stays with its current target owner while that
-    owner is subscribed and under its share, otherwise goes to the least-loaded member."""
+    """Sticky and balanced: a partition stays with its current target owner while that owner is
+    subscribed and under its share (n // members, and n % members of them one more), otherwise
+    goes to the least-loaded subscribed member."""
     result: dict[str, Assignment] = {m: {} for m in subs}
     everything = sorted((t, p) for t in {t for s in subs.values() for t in s} for p in range(parts.get(t, 0)))
     if not subs:
         return result
-    quota = -(-len(everything) // len(subs))
+    base, extra = divmod(len(everything), len(subs))
     load = dict.fromkeys(subs, 0)
+    sticky: list[tuple[str, str, int]] = []
     leftover = []
     for t, p in everything:
         owner = next((m for m, a in group.target.items() if p in a.get(t, ()) and m in subs), None)
-        if owner is not None and t in subs[owner] and load[owner] < quota:
+        if owner is not None and t in subs[owner]:
+            sticky.append((owner, t, p))
+        else:
+            leftover.append((t, p))
+    over: list[tuple[str, str, int]] = []
+    for owner, t, p in sticky:
+        if load[owner] < base:
             result[owner].setdefault(t, set()).add(p)
             load[owner] += 1
         else:
+            over.append((owner, t, p))
+    for owner, t, p in over:  # the n % members who may hold one more keep one of theirs
+        if load[owner] == base and extra > 0:
+            result[owner].setdefault(t, set()).add(p)
+            load[owner] += 1
+            extra -= 1
+        else:
             leftover.append((t, p))
-    for t, p in leftover:
+    for t, p in sorted(leftover):
         candidates = [m for m in sorted(subs) if t in subs[m]]
         m = min(candidates, key=lambda c: load[c])
         result[m].setdefault(t, set()).add(p)
@@ -167,6 +221,7 @@ class ConsumerGroupCoordinator:
 
     def __init__(
         self,
+        store: RecordStore | None = None,
         *,
         heartbeat_interval_ms: int = DEFAULT_HEARTBEAT_INTERVAL_MS,
         session_timeout_ms: int = DEFAULT_SESSION_TIMEOUT_MS,
@@ -176,6 +231,17 @@ class ConsumerGroupCoordinator:
         self.heartbeat_interval_ms = heartbeat_interval_ms
         self.session_timeout_ms = session_timeout_ms
         self._clock = clock
+        self._store = store
+        # group id -> key -> value last written to the store (what `persist` diffs against)
+        self._written: dict[str, dict[bytes, bytes]] = {}
+        # group id -> key -> value replayed from the store, until `finish_load` resolves topic ids
+        self._replayed: dict[str, dict[bytes, bytes]] = {}
+        #: The metadata image's topics (name -> `.id`, `.partitions`), for the timers (`expire_all`).
+        self.topics: Callable[[], Mapping[str, Any]] | None = None
+        # record key -> (the fields it was encoded from, the encoded value): see `records`
+        self._encoded: dict[bytes, tuple[tuple, bytes]] = {}
+        self._keys: dict[tuple[int, str, str | None], bytes] = {}
+        self._next_expiry = 0.0
 
     def is_consumer_group(self, group_id: str) -> bool:
         group = self.groups.get(group_id)
@@ -213,27 +279,37 @@ class ConsumerGroupCoordinator:
         member_id = body.member_id or uuid.uuid4().hex
         member = group.members.get(member_id)
         changed = False
+        static = self._static_member(group, body.instance_id)
         if epoch == 0:
             if member is None:
                 member = ConsumerGroupMember(member_id, rebalance_timeout_ms=body.rebalance_timeout_ms)
-                if body.instance_id is not None:
-                    old = next((m for m in group.members.values() if m.instance_id == body.instance_id), None)
-                    if old is not None:
-                        if old.member_epoch != -2:
-                            raise KafkaProtocolError(
-                                ErrorCode.UNRELEASED_INSTANCE_ID,
-                                f"instance {body.instance_id} is in use by member {old.member_id}",
-                            )
-                        # A static member rejoining takes over its old assignment (KIP-848).
-                        del group.members[old.member_id]
-                        member.assigned, member.member_epoch = old.assigned, 0
-                        group.target[member_id] = group.target.pop(old.member_id, {})
+                if static is not None:
+                    if static.member_epoch != -2:
+                        raise KafkaProtocolError(
+                            ErrorCode.UNRELEASED_INSTANCE_ID,
+                            f"instance {body.instance_id} is in use by member {static.member_id}",
+                        )
+                    # A static member rejoining takes over its old place: its subscription, target
+                    # and owned partitions under the new member id, with no new group epoch (KIP-848).
+                    del group.members[static.member_id]
+                    member.subscribed_topic_names = static.subscribed_topic_names
+                    member.subscribed_topic_regex = static.subscribed_topic_regex
+                    member.server_assignor = static.server_assignor
+                    member.assigned, member.revoking = static.assigned, static.revoking
+                    member.previous_epoch = member.member_epoch = group.assignment_epoch
+                    group.target[member_id] = group.target.pop(static.member_id, {})
+                else:
+                    changed = True
                 group.members[member_id] = member
-                changed = True
             else:
                 # The member lost its state and rejoins: it owns nothing now.
                 member.assigned, member.revoking, member.last_sent = {}, {}, None
         else:
+            if static is not None and static.member_id != member_id:
+                raise KafkaProtocolError(
+                    ErrorCode.FENCED_INSTANCE_ID,
+                    f"instance {body.instance_id} belongs to member {static.member_id} now",
+                )
             if member is None:
                 raise KafkaProtocolError(ErrorCode.UNKNOWN_MEMBER_ID, f"unknown member {member_id}")
             if epoch not in (member.member_epoch, member.previous_epoch):
@@ -311,6 +387,11 @@ class ConsumerGroupCoordinator:
             "assignment": None,
         }
         member = group.members.get(body.member_id) if group is not None else None
+        static = self._static_member(group, body.instance_id) if group is not None else None
+        if static is not None and static.member_id != body.member_id:
+            raise KafkaProtocolError(
+                ErrorCode.FENCED_INSTANCE_ID, f"instance {body.instance_id} belongs to member {static.member_id} now"
+            )
         if group is None or member is None:
             raise KafkaProtocolError(ErrorCode.UNKNOWN_MEMBER_ID, f"unknown member {body.member_id}")
         if body.member_epoch == -2 and member.instance_id is not None:
@@ -327,10 +408,42 @@ class ConsumerGroupCoordinator:
         if not group.members:
             group.target.clear()
 
+    def expiry_due(self) -> bool:
+        """Whether `expire_all` has work to do now (checked by the ticker before spawning it)."""
+        return bool(self.groups) and self.topics is not None and self._clock() >= self._next_expiry
+
+    async def expire_all(self) -> None:
+        """The session and rebalance timers of every group, with no heartbeat needed (a group whose
+        members all died loses them after the session timeout); changes are persisted. Run about once
+        a second from the classic coordinator's ticker."""
+        now = self._clock()
+        if now < self._next_expiry or self.topics is None:
+            return
+        self._next_expiry = now + 1.0
+        topics = self.topics()
+        for group_id, group in list(self.groups.items()):
+            if group.members:
+                before = len(group.members)
+                self._expire(group, topics, now)
+                if len(group.members) != before:
+                    try:
+                        await self.persist(group_id, topics)
+                    except KafkaProtocolError as exc:  # leadership moved: the next leader's timers run
+                        log.info("expiring members of %s not persisted: %s", group_id, exc)
+
+    @staticmethod
+    def _static_member(group: ConsumerGroup | None, instance_id: str | None) -> ConsumerGroupMember | None:
+        if group is None or instance_id is None:
+            return None
+        return next((m for m in group.members.values() if m.instance_id == instance_id), None)
+
     def _expire(self, group: ConsumerGroup, topics: Mapping[str, Any], now: float) -> None:
+        """Kafka's session and rebalance timers: remove silent members and members that did not
+        revoke in time (their partitions are then free for their new owners)."""
         timeout = self.session_timeout_ms / 1000
         for m in list(group.members.values()):
-            if now - m.last_seen > timeout:
+            late_revoke = bool(m.revoking) and m.revoke_deadline is not None and now > m.revoke_deadline
+            if now - m.last_seen > timeout or late_revoke:
                 self._remove(group, m.member_id, topics)
 
     # ------------------------------------------------------------------ assignment
@@ -358,11 +471,14 @@ class ConsumerGroupCoordinator:
         target = group.target.get(member.member_id, {})
         revoke = _minus(member.assigned, target)
         if revoke:
+            if not member.revoking:
+                member.revoke_deadline = self._clock() + member.rebalance_timeout_ms / 1000
             member.assigned = _minus(member.assigned, revoke)
             member.revoking = _union(member.revoking, revoke)
             return  # epoch unchanged until the member has revoked
         if member.revoking:
             return
+        member.revoke_deadline = None
         held: Assignment = {}
         for other in group.members.values():
             if other is not member:
@@ -370,6 +486,197 @@ class ConsumerGroupCoordinator:
         member.assigned = _union(member.assigned, _minus(target, held))
         if member.member_epoch != group.assignment_epoch:
             member.previous_epoch, member.member_epoch = member.member_epoch, group.assignment_epoch
+
+    # ------------------------------------------------------------------ durable state
+
+    def records(self, group_id: str, topics: Mapping[str, Any]) -> dict[bytes, bytes]:
+        """The group's state as Kafka's KIP-848 records (key -> value); empty for an unknown group.
+
+        Called on every heartbeat, so each value is encoded only when what it holds changed (a cache
+        keyed by the record key, checked against a tuple of the fields): encoding every member's
+        records each time cost ~25 ms per heartbeat in a 50-member group."""
+        group = self.groups.get(group_id)
+        if group is None:
+            return {}
+
+        def frozen(a: Assignment) -> tuple:
+            return tuple((topics[t].id, tuple(sorted(ps))) for t, ps in sorted(a.items()) if t in topics and ps)
+
+        def tps(f: tuple) -> list[dict[str, Any]]:
+            return [{"topic_id": uuid.UUID(hex=tid), "partitions": list(ps)} for tid, ps in f]
+
+        value = kip848.encode_record_value
+        cache, keys = self._encoded, self._keys
+
+        def key(record_type: int, gid: str, mid: str | None = None) -> bytes:
+            k = keys.get((record_type, gid, mid))
+            if k is None:
+                k = keys[(record_type, gid, mid)] = kip848.encode_record_key(record_type, gid, mid)
+            return k
+
+        def cached(k: bytes, sig: tuple, build: Callable[[tuple], bytes]) -> bytes:
+            """`build(sig)`, unless the value cached for `k` was built from an equal `sig`."""
+            hit = cache.get(k)
+            if hit is not None and hit[0] == sig:
+                return hit[1]
+            v = build(sig)
+            cache[k] = (sig, v)
+            return v
+
+        out = {
+            key(3, group_id): cached(key(3, group_id), (group.group_epoch,), lambda g: value(3, epoch=g[0])),
+            key(6, group_id): cached(
+                key(6, group_id), (group.assignment_epoch,), lambda g: value(6, assignment_epoch=g[0])
+            ),
+        }
+        for m in group.members.values():
+            mid = m.member_id
+            meta = (
+                m.instance_id,
+                m.rack_id,
+                m.client_id,
+                m.client_host,
+                tuple(m.subscribed_topic_names),
+                m.subscribed_topic_regex,
+                m.rebalance_timeout_ms,
+                m.server_assignor,
+            )
+            out[key(5, group_id, mid)] = cached(
+                key(5, group_id, mid),
+                meta,
+                lambda f: value(
+                    5,
+                    instance_id=f[0],
+                    rack_id=f[1],
+                    client_id=f[2],
+                    client_host=f[3],
+                    subscribed_topic_names=list(f[4]),
+                    subscribed_topic_regex=f[5],
+                    rebalance_timeout_ms=f[6],
+                    server_assignor=f[7],
+                ),
+            )
+            target = frozen(group.target.get(mid, {}))
+            out[key(7, group_id, mid)] = cached(
+                key(7, group_id, mid), target, lambda f: value(7, topic_partitions=tps(f))
+            )
+            if m.revoking:
+                state = MEMBER_STATE_UNREVOKED_PARTITIONS
+            elif m.member_epoch != group.assignment_epoch and m.member_epoch >= 0:
+                state = MEMBER_STATE_UNRELEASED_PARTITIONS
+            else:
+                state = MEMBER_STATE_STABLE
+            current = (m.member_epoch, m.previous_epoch, state, frozen(m.assigned), frozen(m.revoking))
+            out[key(8, group_id, mid)] = cached(
+                key(8, group_id, mid),
+                current,
+                lambda c: value(
+                    8,
+                    member_epoch=c[0],
+                    previous_member_epoch=c[1],
+                    state=c[2],
+                    assigned_partitions=tps(c[3]),
+                    partitions_pending_revocation=tps(c[4]),
+                ),
+            )
+        return out
+
+    def pending_records(self, group_id: str, topics: Mapping[str, Any]) -> list[tuple[bytes, bytes | None]]:
+        """What changed since the last write: new or changed records, and tombstones for records that
+        are gone (a removed member's). Marks them written; `forget_written` if the append fails."""
+        now = self.records(group_id, topics)
+        before = self._written.get(group_id, {})
+        changes: list[tuple[bytes, bytes | None]] = [(k, v) for k, v in now.items() if before.get(k) != v]
+        changes += [(k, None) for k in before if k not in now]
+        for k, v in changes:
+            if v is None:
+                self._encoded.pop(k, None)
+                record_type, gid, mid = kip848.decode_record_key(k)
+                self._keys.pop((record_type, gid, mid), None)
+        if now:
+            self._written[group_id] = now
+        else:
+            self._written.pop(group_id, None)
+        return changes
+
+    def forget_written(self, group_id: str) -> None:
+        """The last append failed: the next `pending_records` rewrites the whole group."""
+        self._written.pop(group_id, None)
+
+    async def persist(self, group_id: str, topics: Mapping[str, Any]) -> None:
+        """Append the group's changed records (durable, replicated) before its heartbeat is answered."""
+        if self._store is None:
+            return
+        changes = self.pending_records(group_id, topics)
+        if not changes:
+            return
+        try:
+            await self._store.append(changes)
+        except BaseException:
+            self.forget_written(group_id)
+            raise
+
+    def replay(self, key: bytes, value: bytes | None) -> None:
+        """One `__consumer_offsets` record of a KIP-848 group, in log order (before `finish_load`)."""
+        _record_type, group_id, _member = kip848.decode_record_key(key)
+        records = self._replayed.setdefault(group_id, {})
+        if value is None:
+            records.pop(key, None)
+        else:
+            records[key] = value
+
+    def finish_load(self, topics: Mapping[str, Any]) -> None:
+        """Rebuild the replayed groups; topic ids the metadata no longer knows are dropped."""
+        by_id = {uuid.UUID(hex=info.id): name for name, info in topics.items()}
+
+        def assignment(tps: Any) -> Assignment:
+            out: Assignment = {}
+            for tp in tps or ():
+                name = by_id.get(tp.topic_id)
+                if name is not None and tp.partitions:
+                    out.setdefault(name, set()).update(tp.partitions)
+            return out
+
+        now = self._clock()
+        for group_id, records in self._replayed.items():
+            group = ConsumerGroup(group_id)
+            members: dict[str, ConsumerGroupMember] = {}
+            for key, raw in records.items():
+                record_type, _gid, member_id = kip848.decode_record_key(key)
+                v = kip848.decode_record_value(record_type, raw)
+                if record_type == 3:
+                    group.group_epoch = v.epoch
+                elif record_type == 6:
+                    group.assignment_epoch = v.assignment_epoch
+                    continue
+                if member_id is None:
+                    continue
+                m = members.setdefault(member_id, ConsumerGroupMember(member_id, last_seen=now))
+                if record_type == 5:
+                    m.instance_id, m.rack_id = v.instance_id, v.rack_id
+                    m.client_id, m.client_host = v.client_id, v.client_host
+                    m.subscribed_topic_names = sorted(v.subscribed_topic_names or [])
+                    m.subscribed_topic_regex = v.subscribed_topic_regex
+                    m.server_assignor = v.server_assignor
+                    if v.rebalance_timeout_ms > 0:
+                        m.rebalance_timeout_ms = v.rebalance_timeout_ms
+                elif record_type == 7:
+                    group.target[member_id] = assignment(v.topic_partitions)
+                elif record_type == 8:
+                    m.member_epoch, m.previous_epoch = v.member_epoch, v.previous_member_epoch
+                    m.assigned = assignment(v.assigned_partitions)
+                    m.revoking = assignment(v.partitions_pending_revocation)
+            for m in members.values():
+                # The rebalance timer restarts at load, as Kafka's timers do.
+                m.revoke_deadline = now + m.rebalance_timeout_ms / 1000 if m.revoking else None
+                group.members[m.member_id] = m
+            group.target = {mid: a for mid, a in group.target.items() if mid in group.members}
+            assignors = {m.server_assignor for m in group.members.values() if m.server_assignor}
+            group.assignor = min(assignors) if assignors else "uniform"
+            group.topology = self._topology(group, topics)
+            self.groups[group_id] = group
+            self._written[group_id] = dict(records)
+        self._replayed.clear()
 
     # ------------------------------------------------------------------ offsets, describe
 
@@ -382,6 +689,23 @@ class ConsumerGroupCoordinator:
         if group is None or not group.members:
             return None if member_epoch < 0 else ErrorCode.STALE_MEMBER_EPOCH
         member = group.members.get(member_id)
+        if member is None:
+            return ErrorCode.UNKNOWN_MEMBER_ID
+        if member_epoch != member.member_epoch:
+            return ErrorCode.STALE_MEMBER_EPOCH
+        return None
+
+    def validate_offset_fetch(self, group_id: str, member_id: str | None, member_epoch: int) -> ErrorCode | None:
+        """OffsetFetch v9's check (Kafka's `ConsumerGroup.validateOffsetFetch`); None = go ahead.
+
+        A fetch from outside the group (no member id, epoch -1: an admin client) is always allowed;
+        a member's must carry its current member epoch (STALE_MEMBER_EPOCH)."""
+        if not member_id and member_epoch < 0:
+            return None
+        group = self.groups.get(group_id)
+        if group is None or not group.members:
+            return ErrorCode.UNKNOWN_MEMBER_ID if member_id else None
+        member = group.members.get(member_id or "")
         if member is None:
             return ErrorCode.UNKNOWN_MEMBER_ID
         if member_epoch != member.member_epoch:

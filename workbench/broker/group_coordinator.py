@@ -27,9 +27,10 @@ Implemented, with the KIP that introduced each behaviour:
 * KIP-429 (cooperative rebalancing) needs nothing from the coordinator: it is a
   client-side protocol carried in the opaque metadata/assignment bytes.
 
-Not implemented: transactional offset commits (TxnOffsetCommit), the KIP-848
-consumer protocol (ConsumerGroupHeartbeat), pending-offset ``require_stable``,
-quotas on group metadata size.
+The KIP-848 groups of the same offsets partition are `self.consumer`
+(`workbench.broker.consumer_group_coordinator`), loaded by the same replay.
+
+Not implemented: quotas on group metadata size.
 
 Error codes that are not per-partition (NOT_COORDINATOR after `close()`,
 INVALID_GROUP_ID) are raised as `KafkaProtocolError` from `fetch_offsets`;
@@ -47,6 +48,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from workbench.broker.consumer_group_coordinator import ConsumerGroupCoordinator
 from workbench.broker.group_metadata import (
     CONSUMER_PROTOCOL_TYPE,
     GroupMetadata,
@@ -75,6 +77,9 @@ from workbench.protocol.errors import ErrorCode, KafkaProtocolError
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+#: Leading int16 of the `__consumer_offsets` keys of KIP-848 groups (ConsumerGroup*Key, types 3-8).
+_CONSUMER_GROUP_RECORD_TYPES = frozenset(t.to_bytes(2, "big") for t in range(3, 9))
 
 # Kafka's GroupCoordinator.NewMemberJoinTimeoutMs: a new member parked in JoinGroup
 # cannot heartbeat; if it disconnected it will retry, so expire the stale entry.
@@ -191,6 +196,8 @@ class GroupCoordinator:
         self.offsets = OffsetMetadataManager(
             offsets, metadata_max_bytes=self.config.offset_metadata_max_bytes, wall_ms=self._wall_ms
         )
+        #: The KIP-848 groups of the same offsets partition: same store, loaded by the same replay.
+        self.consumer = ConsumerGroupCoordinator(offsets, clock=clock)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -200,6 +207,9 @@ class GroupCoordinator:
         groups: dict[str, GroupMetadata] = {}
         has_record: set[str] = set()
         for key, value in self._store.replay():
+            if key[:2] in _CONSUMER_GROUP_RECORD_TYPES:
+                self.consumer.replay(key, value)  # a KIP-848 group's record (types 3-8)
+                continue
             try:
                 k = decode_key(key)
             except ValueError:
@@ -306,6 +316,8 @@ class GroupCoordinator:
         if now >= self._next_retention_check:
             self._next_retention_check = now + self.config.offsets_retention_check_interval_ms / 1000
             self._spawn(self._expire_offsets())
+        if self.consumer.expiry_due():
+            self._spawn(self.consumer.expire_all())  # KIP-848 groups' session/rebalance timers
 
     def _spawn(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         task = asyncio.get_running_loop().create_task(coro)

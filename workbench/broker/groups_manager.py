@@ -222,6 +222,10 @@ class GroupCoordinatorManager:
             )
         raise KafkaProtocolError(ErrorCode.NOT_COORDINATOR, f"group {group_id} is coordinated elsewhere")
 
+    def _topics(self) -> Any:
+        """The metadata image's topics, for the KIP-848 groups' timers."""
+        return self.metadata.image.topics
+
     def all_coordinators(self) -> Iterable[GroupCoordinator]:
         return list(self.coordinators.values())
 
@@ -252,6 +256,8 @@ class GroupCoordinatorManager:
                 store = LogOffsetStore(part, functools.partial(self.replicas.notify, (OFFSETS_TOPIC, partition)))
                 coordinator = GroupCoordinator(store, self.group_config)
                 coordinator.load()
+                coordinator.consumer.finish_load(self.metadata.image.topics)
+                coordinator.consumer.topics = self._topics
             except Exception:
                 log.exception("loading groups of %s-%d failed", OFFSETS_TOPIC, partition)
                 continue

@@ -33,7 +33,7 @@ INTERVAL_S = 2.0
 SPAN_S = 3600.0
 
 QUERY = """
-SELECT g.group_id, g.state, g.members, g.member_list, l.topic, l.partition, l.committed_offset,
+SELECT g.group_id, g.state, g.protocol, g.members, g.member_list, l.topic, l.partition, l.committed_offset,
        l.log_end_offset, l.lag, l.lag_seconds
 FROM wb.consumer_groups g LEFT JOIN wb.consumer_lag l ON l.group_id = g.group_id
 ORDER BY g.group_id, l.topic, l.partition

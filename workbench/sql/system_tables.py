@@ -3,7 +3,8 @@
 * `wb.brokers`: node_id, host, port, is_controller
 * `wb.topics`: topic, partitions, replication_factor, internal
 * `wb.partitions`: topic, partition, leader, replicas, isr, log_start_offset, high_watermark, records
-* `wb.consumer_groups`: group_id, state, type, assignor, coordinator, members (count), member_list
+* `wb.consumer_groups`: group_id, state, type, protocol ("classic" or "consumer": KIP-848's group.protocol),
+  assignor, coordinator, members (count), member_list
 * `wb.consumer_group_members`: group_id, member_id, client_id, host, topic, partition (one row per
   assigned partition; a member without an assignment has topic and partition NULL)
 * `wb.consumer_lag`: group_id, topic, partition, committed_offset, log_end_offset, lag (records),
@@ -161,6 +162,7 @@ def refresh_system_tables(engine, names: list[str]) -> None:
                     "group_id": g["group_id"],
                     "state": g["state"],
                     "type": g["type"],
+                    "protocol": g.get("protocol"),
                     "assignor": g["assignor"],
                     "coordinator": g["coordinator"],
                     "members": len(g["members"]),
@@ -179,6 +181,7 @@ def refresh_system_tables(engine, names: list[str]) -> None:
                     ("group_id", pa.string()),
                     ("state", pa.string()),
                     ("type", pa.string()),
+                    ("protocol", pa.string()),
                     ("assignor", pa.string()),
                     ("coordinator", pa.int32()),
                     ("members", pa.int32()),

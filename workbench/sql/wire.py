@@ -262,6 +262,7 @@ class Wire:
         ids = sorted(g.group_id for g in listing.valid)
         if not ids:
             return []
+        listed_types = {g.group_id: getattr(g, "type", None) for g in listing.valid}  # ListGroups v5
         out = []
         for gid, fut in self._admin.describe_consumer_groups(ids, request_timeout=REQUEST_TIMEOUT_S).items():
             try:
@@ -284,6 +285,8 @@ class Wire:
                     "group_id": gid,
                     "state": _enum_name(d.state),
                     "type": "consumer" if d.is_simple_consumer_group is False else "simple",
+                    # KIP-848: "consumer" (ConsumerGroupDescribe answered) or "classic" (DescribeGroups).
+                    "protocol": _group_protocol(getattr(d, "type", None), listed_types.get(gid)),
                     "assignor": d.partition_assignor or None,
                     "coordinator": d.coordinator.id if d.coordinator is not None else None,
                     "members": members,
@@ -320,6 +323,15 @@ class Wire:
             if self._consumer is not None:
                 self._consumer.close()
                 self._consumer = None
+
+
+def _group_protocol(*types) -> str | None:
+    """ "classic" or "consumer" from confluent-kafka's ConsumerGroupType (the first one known)."""
+    for t in types:
+        name = _enum_name(t).lower() if t is not None else ""
+        if name in ("classic", "consumer"):
+            return name
+    return None
 
 
 def _enum_name(value) -> str:

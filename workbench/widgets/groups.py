@@ -183,7 +183,7 @@ class GroupMonitor(LivePanel):
 
     @staticmethod
     def _split(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-        group_cols = ["group_id", "state", "members", "member_list"]
+        group_cols = ["group_id", "protocol", "state", "members", "member_list"]
         if frame.empty:
             return pd.DataFrame(columns=[*group_cols, "partitions", "lag", "max_lag_seconds"]), pd.DataFrame(
                 columns=[
@@ -196,9 +196,13 @@ class GroupMonitor(LivePanel):
                     "lag_seconds",
                 ]
             )
-        lag = frame[frame["topic"].notna()].drop(columns=["state", "members", "member_list"]).reset_index(drop=True)
+        lag = (
+            frame[frame["topic"].notna()]
+            .drop(columns=["state", "protocol", "members", "member_list"], errors="ignore")
+            .reset_index(drop=True)
+        )
         lag["partition"] = lag["partition"].astype(int)
-        groups = frame.drop_duplicates("group_id")[group_cols].reset_index(drop=True)
+        groups = frame.drop_duplicates("group_id").reindex(columns=group_cols).reset_index(drop=True)
         totals = lag.groupby("group_id").agg(
             partitions=("partition", "size"), lag=("lag", "sum"), max_lag_seconds=("lag_seconds", "max")
         )

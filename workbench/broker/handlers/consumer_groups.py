@@ -1,15 +1,14 @@
 """KIP-848 APIs: ConsumerGroupHeartbeat (68) and ConsumerGroupDescribe (69).
 
-Each `__consumer_offsets` partition's classic `GroupCoordinator` gets a
-`ConsumerGroupCoordinator` beside it (created on first use, dropped with it,
-so a coordinator move starts the consumer groups afresh and members rejoin);
-these handlers route a group to it or answer NOT_COORDINATOR as the classic
-APIs do.
+Each `__consumer_offsets` partition's classic `GroupCoordinator` has its
+`ConsumerGroupCoordinator` beside it (`classic.consumer`, loaded from the same
+partition's records, so a coordinator move keeps the groups); these handlers
+route a group to it or answer NOT_COORDINATOR as the classic APIs do. A
+heartbeat is answered once the records of the state it changed are durable.
 """
 
 from __future__ import annotations
 
-import weakref
 from typing import TYPE_CHECKING, Any
 
 from workbench.broker.consumer_group_coordinator import ConsumerGroupCoordinator
@@ -21,19 +20,14 @@ if TYPE_CHECKING:
     from workbench.broker.server import Connection
     from workbench.protocol.codec import Request
 
-_BESIDE: weakref.WeakKeyDictionary[GroupCoordinator, ConsumerGroupCoordinator] = weakref.WeakKeyDictionary()
-
 
 def consumer_coordinator(classic: GroupCoordinator) -> ConsumerGroupCoordinator:
     """The KIP-848 coordinator beside `classic` (one per offsets partition)."""
-    cgc = _BESIDE.get(classic)
-    if cgc is None:
-        cgc = _BESIDE[classic] = ConsumerGroupCoordinator()
-    return cgc
+    return classic.consumer
 
 
 def consumer_coordinator_if_any(classic: GroupCoordinator) -> ConsumerGroupCoordinator | None:
-    return _BESIDE.get(classic)
+    return classic.consumer
 
 
 def _classic_is_live(classic: GroupCoordinator, group_id: str) -> bool:
@@ -49,9 +43,16 @@ async def consumer_group_heartbeat(broker: Broker, req: Request, conn: Connectio
             raise KafkaProtocolError(ErrorCode.GROUP_ID_NOT_FOUND, f"Group {b.group_id} is not a consumer group.")
         broker.refresh_metadata()
         topics = broker.image.topics
-        return consumer_coordinator(classic).heartbeat(
-            b, topics, client_id=req.client_id or "", client_host=f"/{conn.peer.rsplit(':', 1)[0]}"
-        )
+        cgc = consumer_coordinator(classic)
+        try:
+            response = cgc.heartbeat(
+                b, topics, client_id=req.client_id or "", client_host=f"/{conn.peer.rsplit(':', 1)[0]}"
+            )
+        finally:
+            # Whatever the heartbeat changed (an expired member is removed even when the heartbeat
+            # itself is refused) is written before the answer.
+            await cgc.persist(b.group_id, topics)
+        return response
     except KafkaProtocolError as exc:
         return {
             "throttle_time_ms": 0,
@@ -70,7 +71,7 @@ async def consumer_group_describe(broker: Broker, req: Request, conn: Connection
     for group_id in req.body.group_ids:
         try:
             classic = broker.groups.coordinator_for(group_id)
-            cgc = consumer_coordinator_if_any(classic)
+            cgc: ConsumerGroupCoordinator | None = consumer_coordinator(classic)
             if cgc is None or group_id not in cgc.groups:
                 if _classic_is_live(classic, group_id):
                     raise KafkaProtocolError(ErrorCode.GROUP_ID_NOT_FOUND, f"Group {group_id} is not a consumer group.")

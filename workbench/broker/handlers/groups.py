@@ -260,11 +260,21 @@ async def offset_commit(broker: Broker, req: Request, conn: Connection) -> dict:
 
 
 def _fetch_group(
-    broker: Broker, group_id: str, topics: Any, require_stable: bool = False
+    broker: Broker,
+    group_id: str,
+    topics: Any,
+    require_stable: bool = False,
+    member: tuple[str | None, int] | None = None,
 ) -> tuple[ErrorCode, dict[str, list[dict]]]:
+    """One group's OffsetFetch; `member` is v9's (member id, member epoch), checked by a KIP-848 group."""
     partitions = None if topics is None else [(t.name, p) for t in topics for p in t.partition_indexes]
     try:
         coordinator = broker.groups.coordinator_for(group_id)
+        cgc = consumer_coordinator_if_any(coordinator)
+        if member is not None and cgc is not None and cgc.is_consumer_group(group_id):
+            err = cgc.validate_offset_fetch(group_id, *member)
+            if err is not None:
+                raise KafkaProtocolError(err, f"group {group_id}")
         rows = coordinator.fetch_offsets(group_id, partitions)
     except KafkaProtocolError as exc:
         return exc.code, {}
@@ -291,7 +301,8 @@ async def offset_fetch(broker: Broker, req: Request, conn: Connection) -> dict:
     if req.api_version >= 8:
         groups = []
         for g in b.groups:
-            error, by_topic = _fetch_group(broker, g.group_id, g.topics, bool(b.require_stable))
+            member = (g.member_id, g.member_epoch) if req.api_version >= 9 else None
+            error, by_topic = _fetch_group(broker, g.group_id, g.topics, bool(b.require_stable), member)
             groups.append(
                 {
                     "group_id": g.group_id,
@@ -318,19 +329,29 @@ async def offset_fetch(broker: Broker, req: Request, conn: Connection) -> dict:
 
 
 async def list_groups(broker: Broker, req: Request, conn: Connection) -> dict:
+    """ListGroups; v5 (KIP-848) adds the group type ("classic" or "consumer") and a types filter."""
     b = req.body
-    states = list(b.states_filter) if req.api_version >= 4 and b.states_filter else None
+    states = {s.lower() for s in b.states_filter} if req.api_version >= 4 and b.states_filter else None
+    types = {t.lower() for t in b.types_filter} if req.api_version >= 5 and b.types_filter else None
     groups = []
     for coordinator in broker.groups.all_coordinators():
+        classic = coordinator.list_groups(None)
+        live_classic = {gid for gid, _pt, state in classic if state not in ("Empty", "Dead")}
         cgc = consumer_coordinator_if_any(coordinator)
-        modern = {g.group_id: g for g in cgc.groups.values() if g.members} if cgc is not None else {}
-        for group_id, protocol_type, state in coordinator.list_groups(states):
-            if group_id not in modern:
-                groups.append({"group_id": group_id, "protocol_type": protocol_type, "group_state": state})
-        # KIP-848 groups are listed with protocol type "consumer", as Kafka lists them.
-        for group_id, g in modern.items():
-            if states is None or g.state() in states:
-                groups.append({"group_id": group_id, "protocol_type": "consumer", "group_state": g.state()})
+        modern = {gid: g for gid, g in cgc.groups.items() if gid not in live_classic} if cgc is not None else {}
+        found = [(gid, pt, state, "classic") for gid, pt, state in classic if gid not in modern]
+        # KIP-848 groups are listed with protocol type "consumer" and type "consumer", as Kafka lists them.
+        found += [(gid, "consumer", g.state(), "consumer") for gid, g in modern.items()]
+        for group_id, protocol_type, state, group_type in found:
+            if (states is None or state.lower() in states) and (types is None or group_type in types):
+                groups.append(
+                    {
+                        "group_id": group_id,
+                        "protocol_type": protocol_type,
+                        "group_state": state,
+                        "group_type": group_type,
+                    }
+                )
     return {"throttle_time_ms": 0, "error_code": 0, "groups": groups}
 
 
