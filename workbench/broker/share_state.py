@@ -1,0 +1,307 @@
+"""The share-partition leader's side of KIP-932: share partitions, share sessions, durable state.
+
+`SharePartitionManager` (Kafka's ``SharePartitionManager``) holds this broker's
+`SharePartition`s, one per (share group, topic, partition) it leads and a member has fetched,
+and the share sessions (group, member) -> the partitions in the session.
+
+Durability. Kafka's share-partition leader writes each state change through the share
+coordinator to the ``__share_group_state`` topic (WriteShareGroupState). Here the leader writes
+the partition's `SharePartition.snapshot()` itself, as one JSON record keyed
+``group:topic:partition``, to a compacted internal topic of that name, with Produce
+``acks=all`` over the Kafka protocol to whichever broker leads the state partition (itself
+included), and answers the client only after that write. A new leader (a leader change or a
+restart) reads the state partition with Fetch up to its high watermark and takes the last
+record of the key, so the SPSO, the acknowledged/archived records above it and every delivery
+count survive; acquisition locks do not (an ACQUIRED record comes back AVAILABLE, as in Kafka).
+The simplification against Kafka: no share coordinator, no ReadShareGroupState/
+WriteShareGroupState RPCs, and one whole snapshot per write instead of Kafka's deltas.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from workbench.broker.group_offsets import partition_for
+from workbench.broker.share_partition import SharePartition
+from workbench.protocol.codec import build
+from workbench.protocol.errors import ErrorCode, KafkaProtocolError
+
+if TYPE_CHECKING:
+    from workbench.broker.handlers.context import BrokerContext as Broker
+
+__all__ = ["SHARE_STATE_TOPIC", "SharePartitionManager", "ShareSession"]
+
+log = logging.getLogger(__name__)
+
+SHARE_STATE_TOPIC = "__share_group_state"
+SHARE_STATE_PARTITIONS = 10  # share.coordinator.state.topic.num.partitions (Kafka: 50)
+
+Key = tuple[str, str, int]  # (group, topic, partition)
+
+
+@dataclass
+class ShareSession:
+    """Kafka's ShareSession: the partitions a member fetches, and the epoch it is at."""
+
+    group_id: str
+    member_id: str
+    epoch: int = 0
+    partitions: set[tuple[str, int]] = field(default_factory=set)
+
+
+@dataclass
+class _Led:
+    leader_epoch: int
+    sp: SharePartition
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+def state_key(group: str, topic: str, partition: int) -> str:
+    return f"{group}:{topic}:{partition}"
+
+
+class SharePartitionManager:
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+        self.partitions: dict[Key, _Led] = {}
+        self.sessions: dict[tuple[str, str], ShareSession] = {}
+        self.changed = asyncio.Event()  # set when records are released (long polls re-check)
+        self._store = ShareStateStore(broker)
+
+    @staticmethod
+    def now_ms() -> int:
+        return int(time.monotonic() * 1000)
+
+    def group_config(self) -> tuple[int, int, str]:
+        cfg = self.broker.config
+        return (
+            int(getattr(cfg, "group_share_record_lock_duration_ms", 30_000)),
+            int(getattr(cfg, "group_share_delivery_count_limit", 5)),
+            str(getattr(cfg, "group_share_auto_offset_reset", "latest")),
+        )
+
+    async def get(self, group: str, topic: str, partition: int) -> _Led:
+        """The share partition of ``group`` on a partition this broker leads (loaded on first use)."""
+        part = self.broker.replicas.partition(topic, partition)
+        if part is None or not part.is_leader:
+            raise KafkaProtocolError(ErrorCode.NOT_LEADER_OR_FOLLOWER, f"not the leader of {topic}-{partition}")
+        key = (group, topic, partition)
+        led = self.partitions.get(key)
+        if led is not None and led.leader_epoch == part.leader_epoch:
+            return led
+        lock_ms, limit, reset = self.group_config()
+        plog = part.log
+        snap = await self._store.read(state_key(group, topic, partition))
+        start = plog.high_watermark if reset == "latest" else plog.log_start_offset
+        sp = SharePartition(start, lock_duration_ms=lock_ms, delivery_count_limit=limit)
+        if snap is not None:
+            sp.restore(snap)
+        led = self.partitions.get(key)
+        if led is None or led.leader_epoch != part.leader_epoch:
+            led = self.partitions[key] = _Led(part.leader_epoch, sp)
+            if snap is None:
+                await self.persist(key, led)  # the SPSO chosen by share.auto.offset.reset is fixed now
+        return led
+
+    def peek(self, key: Key) -> SharePartition | None:
+        led = self.partitions.get(key)
+        return led.sp if led is not None else None
+
+    async def persist(self, key: Key, led: _Led) -> None:
+        await self._store.write(state_key(*key), led.sp.snapshot())
+
+    async def read_state(self, group: str, topic: str, partition: int) -> dict[str, Any] | None:
+        """The persisted snapshot, for DescribeShareGroupOffsets-like views (any broker)."""
+        return await self._store.read(state_key(group, topic, partition))
+
+    async def write_state(self, group: str, topic: str, partition: int, snap: dict[str, Any] | None) -> None:
+        await self._store.write(state_key(group, topic, partition), snap)
+        self.partitions.pop((group, topic, partition), None)
+
+    def close(self) -> None:
+        self._store.close()
+
+
+class ShareStateStore:
+    """``__share_group_state`` over the Kafka protocol: Produce acks=all, Fetch to the HW."""
+
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+        self._conns: dict[int, Any] = {}
+        self._conn_locks: dict[int, asyncio.Lock] = {}
+
+    async def _ensure_topic(self) -> None:
+        if SHARE_STATE_TOPIC in self.broker.image.topics:
+            return
+        await self.broker.controller.submit(
+            {
+                "op": "create_topic",
+                "name": SHARE_STATE_TOPIC,
+                "if_not_exists": True,
+                "partitions": SHARE_STATE_PARTITIONS,
+                "replication_factor": None,
+                "configs": {"cleanup.policy": "compact", "segment.bytes": str(4 * 1024 * 1024)},
+            }
+        )
+
+    async def _leader(self, key: str) -> tuple[int, Any]:
+        """(state partition, connection to its leader), waiting a little for a leader to exist."""
+        await self._ensure_topic()
+        deadline = time.monotonic() + 10
+        while True:
+            self.broker.refresh_metadata()
+            topic = self.broker.image.topics.get(SHARE_STATE_TOPIC)
+            if topic is not None:
+                index = partition_for(key, len(topic.partitions))
+                leader = topic.partitions[index].leader
+                broker_info = self.broker.image.brokers.get(leader) if leader >= 0 else None
+                if broker_info is not None:
+                    return index, await self._conn(leader, broker_info.host, broker_info.port)
+            if time.monotonic() > deadline:
+                raise KafkaProtocolError(ErrorCode.COORDINATOR_NOT_AVAILABLE, "no leader for the share state topic")
+            await asyncio.sleep(0.05)
+
+    async def _conn(self, node: int, host: str, port: int) -> Any:
+        from workbench.broker.network_client import BrokerConnection
+
+        conn = self._conns.get(node)
+        if conn is None or not conn.connected or (conn.host, conn.port) != (host, port):
+            if conn is not None:
+                conn.close()
+            security = getattr(self.broker, "security", None)  # [security] the brokers' own login
+            sasl = security.inter_broker_login() if security is not None else None
+            conn = BrokerConnection(host, port, client_id=f"share-state-{self.broker.node_id}", sasl=sasl)
+            await conn.connect()
+            self._conns[node] = conn
+        return conn
+
+    async def write(self, key: str, snap: dict[str, Any] | None) -> None:
+        from kafka.protocol.producer import ProduceRequest
+        from kafka.record.default_records import DefaultRecordBatchBuilder
+
+        value = None if snap is None else json.dumps(snap, separators=(",", ":")).encode()
+        builder = DefaultRecordBatchBuilder(
+            magic=2, compression_type=0, is_transactional=0, producer_id=-1, producer_epoch=-1,
+            base_sequence=-1, batch_size=1 << 30,
+        )  # fmt: skip
+        builder.append(0, timestamp=int(time.time() * 1000), key=key.encode(), value=value, headers=[])
+        records = bytes(builder.build())
+        for attempt in range(20):
+            index, conn = await self._leader(key)
+            try:
+                resp = await conn.request(
+                    build(
+                        ProduceRequest,
+                        {
+                            "transactional_id": None,
+                            "acks": -1,
+                            "timeout_ms": 5000,
+                            "topic_data": [
+                                {"name": SHARE_STATE_TOPIC, "partition_data": [{"index": index, "records": records}]}
+                            ],
+                        },
+                    ),
+                    version=9,
+                )
+            except (TimeoutError, OSError, EOFError) as exc:
+                log.info("share state write to %s failed (%s); retrying", SHARE_STATE_TOPIC, exc)
+                self._drop(conn)
+                await asyncio.sleep(0.1)
+                continue
+            code = resp.responses[0].partition_responses[0].error_code
+            if code == 0:
+                return
+            if attempt == 19 or code not in _RETRIABLE:
+                raise KafkaProtocolError(ErrorCode.COORDINATOR_NOT_AVAILABLE, f"share state write failed: {code}")
+            await asyncio.sleep(0.1)
+
+    async def read(self, key: str) -> dict[str, Any] | None:
+        """The last value of ``key`` in its state partition (None: never written, or deleted)."""
+        from kafka.protocol.consumer import FetchRequest
+        from kafka.record import MemoryRecords
+
+        found: dict[str, Any] | None = None
+        for attempt in range(20):
+            index, conn = await self._leader(key)
+            offset, found, failed = 0, None, False
+            while True:
+                try:
+                    resp = await conn.request(
+                        build(
+                            FetchRequest,
+                            {
+                                "replica_id": -1,
+                                "max_wait_ms": 0,
+                                "min_bytes": 0,
+                                "max_bytes": 16 * 1024 * 1024,
+                                "isolation_level": 0,
+                                "topics": [
+                                    {
+                                        "topic": SHARE_STATE_TOPIC,
+                                        "partitions": [
+                                            {"partition": index, "fetch_offset": offset, "partition_max_bytes": 8 << 20}
+                                        ],
+                                    }
+                                ],
+                            },
+                        ),
+                        version=5,
+                    )
+                except (TimeoutError, OSError, EOFError):
+                    self._drop(conn)
+                    failed = True
+                    break
+                p = resp.responses[0].partitions[0]
+                if p.error_code == ErrorCode.OFFSET_OUT_OF_RANGE and offset == 0:
+                    offset = max(p.log_start_offset, 0)
+                    continue
+                if p.error_code:
+                    failed = p.error_code in _RETRIABLE
+                    if not failed:
+                        raise KafkaProtocolError(
+                            ErrorCode.COORDINATOR_NOT_AVAILABLE, f"share state read: {p.error_code}"
+                        )
+                    break
+                progressed = False
+                records = MemoryRecords(bytes(p.records or b""))
+                while records.has_next():
+                    batch = records.next_batch()
+                    for rec in batch:
+                        if rec.offset < offset:
+                            continue
+                        offset = rec.offset + 1
+                        progressed = True
+                        if rec.key is not None and rec.key.decode() == key:
+                            found = None if rec.value is None else json.loads(rec.value)
+                if not progressed or offset >= p.high_watermark:
+                    return found
+            if not failed or attempt == 19:
+                break
+            await asyncio.sleep(0.1)
+        raise KafkaProtocolError(ErrorCode.COORDINATOR_NOT_AVAILABLE, "share state read failed")
+
+    def _drop(self, conn: Any) -> None:
+        for node, c in list(self._conns.items()):
+            if c is conn:
+                c.close()
+                del self._conns[node]
+
+    def close(self) -> None:
+        for c in self._conns.values():
+            c.close()
+        self._conns.clear()
+
+
+_RETRIABLE = {
+    ErrorCode.NOT_LEADER_OR_FOLLOWER,
+    ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+    ErrorCode.NOT_ENOUGH_REPLICAS,
+    ErrorCode.NOT_ENOUGH_REPLICAS_AFTER_APPEND,
+    ErrorCode.REQUEST_TIMED_OUT,
+    ErrorCode.LEADER_NOT_AVAILABLE,
+}
