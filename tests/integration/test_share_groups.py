@@ -225,3 +225,69 @@ def test_share_group_describe_shows_members_and_assignment(share_cluster, topic_
     finally:
         for c in consumers:
             c.close()
+
+
+def _admin(cluster: Cluster, group: str, api_key: int, body: dict):
+    from workbench.protocol.blocking_client import WireClient
+    from workbench.protocol.codec import REQUEST_CLASSES, build
+
+    boot = WireClient.to(cluster.bootstrap_servers)
+    fc = boot.request(build(REQUEST_CLASSES[10], {"key": group, "key_type": 0}), 3)
+    boot.close()
+    c = WireClient(fc.host, fc.port)
+    try:
+        return c.request(build(REQUEST_CLASSES[api_key], body), 0)
+    finally:
+        c.close()
+
+
+def _start_offsets(cluster: Cluster, group: str, topic: str | None = None) -> dict:
+    topics = None if topic is None else [{"topic_name": topic, "partitions": [0]}]
+    resp = _admin(cluster, group, 90, {"groups": [{"group_id": group, "topics": topics}]})
+    [g] = resp.groups
+    assert g.error_code == 0
+    return {(t.topic_name, p.partition_index): p.start_offset for t in g.topics for p in t.partitions}
+
+
+def test_describe_alter_and_delete_share_group_offsets(share_cluster, topic_name):
+    share_cluster.create_topic(topic_name, partitions=1)
+    bs, group = share_cluster.bootstrap_servers, f"g-{uuid.uuid4().hex[:6]}"
+    _produce(bs, topic_name, [f"m{i}" for i in range(5)])
+    c = _consumer(bs, group, topic_name)
+    try:
+        got = sorted(_poll(c, 5))
+        for offset, _v, _n, m in got:
+            c.acknowledge(m, AcknowledgeType.ACCEPT if offset < 3 else AcknowledgeType.RELEASE)
+        c.commit_sync()
+        assert _start_offsets(share_cluster, group, topic_name) == {(topic_name, 0): 3}
+        assert _start_offsets(share_cluster, group) == {(topic_name, 0): 3}  # all topics of the group
+        alter = {
+            "group_id": group,
+            "topics": [{"topic_name": topic_name, "partitions": [{"partition_index": 0, "start_offset": 1}]}],
+        }
+        [t] = _admin(share_cluster, group, 91, alter).responses
+        assert t.partitions[0].error_code == 68  # NON_EMPTY_GROUP while a member is in it
+    finally:
+        c.close()
+    wait_until(
+        lambda: _admin(share_cluster, group, 91, alter).responses[0].partitions[0].error_code == 0,
+        message="AlterShareGroupOffsets once the member has left",
+    )
+    assert _start_offsets(share_cluster, group, topic_name) == {(topic_name, 0): 1}
+    c = _consumer(bs, group, topic_name)
+    try:
+        again = sorted(_poll(c, 4))
+        assert [(o, n) for o, _v, n, _m in again] == [(1, 1), (2, 1), (3, 1), (4, 1)]  # state started afresh at 1
+        _ack_all(c, again)
+    finally:
+        c.close()
+    resp = _admin(share_cluster, group, 92, {"group_id": group, "topics": [{"topic_name": topic_name}]})
+    assert resp.error_code == 0 and [p.error_code for p in resp.responses[0].partitions] == [0]
+    assert _start_offsets(share_cluster, group) == {}
+    c = _consumer(bs, group, topic_name)
+    try:
+        fresh = sorted(_poll(c, 5))
+        assert [o for o, *_ in fresh] == [0, 1, 2, 3, 4]  # deleted: share.auto.offset.reset=earliest again
+        _ack_all(c, fresh)
+    finally:
+        c.close()

@@ -115,13 +115,28 @@ class SharePartitionManager:
     async def persist(self, key: Key, led: _Led) -> None:
         await self._store.write(state_key(*key), led.sp.snapshot())
 
-    async def read_state(self, group: str, topic: str, partition: int) -> dict[str, Any] | None:
-        """The persisted snapshot, for DescribeShareGroupOffsets-like views (any broker)."""
-        return await self._store.read(state_key(group, topic, partition))
+    async def group_state(self, group: str) -> dict[tuple[str, int], dict[str, Any]]:
+        """(topic, partition) -> persisted snapshot of every share partition of ``group``
+        (DescribeShareGroupOffsets; any broker can read it)."""
+        out = {}
+        for key, snap in (await self._store.scan(f"{group}:")).items():
+            topic, _, partition = key[len(group) + 1 :].rpartition(":")
+            if topic and ":" not in topic and partition.isdigit():  # not a group named "<group>:..."
+                out[(topic, int(partition))] = snap
+        return out
 
     async def write_state(self, group: str, topic: str, partition: int, snap: dict[str, Any] | None) -> None:
+        """Replace (None: delete) the persisted state: Alter/DeleteShareGroupOffsets, on an empty group."""
         await self._store.write(state_key(group, topic, partition), snap)
         self.partitions.pop((group, topic, partition), None)
+
+    def forget_if_idle(self, group: str, topic: str, partition: int) -> None:
+        """Drop the cached share partition when no record is acquired, so the next use reloads the
+        persisted state (a share session opening after Alter/DeleteShareGroupOffsets, which another
+        broker, the group's coordinator, may have written)."""
+        led = self.partitions.get((group, topic, partition))
+        if led is not None and not led.sp.counts()["acquired"] and not led.lock.locked():
+            del self.partitions[(group, topic, partition)]
 
     def close(self) -> None:
         self._store.close()
@@ -133,7 +148,6 @@ class ShareStateStore:
     def __init__(self, broker: Broker) -> None:
         self.broker = broker
         self._conns: dict[int, Any] = {}
-        self._conn_locks: dict[int, asyncio.Lock] = {}
 
     async def _ensure_topic(self) -> None:
         if SHARE_STATE_TOPIC in self.broker.image.topics:
@@ -222,36 +236,63 @@ class ShareStateStore:
 
     async def read(self, key: str) -> dict[str, Any] | None:
         """The last value of ``key`` in its state partition (None: never written, or deleted)."""
+        index, _conn = await self._leader(key)
+        return (await self._read_partition(index, key)).get(key)
+
+    async def scan(self, prefix: str) -> dict[str, dict[str, Any]]:
+        """Every live key starting with ``prefix``, over all state partitions, and its value."""
+        await self._ensure_topic()
+        self.broker.refresh_metadata()
+        topic = self.broker.image.topics.get(SHARE_STATE_TOPIC)
+        out: dict[str, dict[str, Any]] = {}
+        for index in sorted(topic.partitions) if topic is not None else []:
+            for key, value in (await self._read_partition(index, None)).items():
+                if key.startswith(prefix) and value is not None:
+                    out[key] = value
+        return out
+
+    async def _partition_leader(self, index: int) -> Any:
+        deadline = time.monotonic() + 10
+        while True:
+            self.broker.refresh_metadata()
+            topic = self.broker.image.topics.get(SHARE_STATE_TOPIC)
+            p = topic.partitions.get(index) if topic is not None else None
+            info = self.broker.image.brokers.get(p.leader) if p is not None and p.leader >= 0 else None
+            if info is not None and p is not None:
+                return await self._conn(p.leader, info.host, info.port)
+            if time.monotonic() > deadline:
+                raise KafkaProtocolError(ErrorCode.COORDINATOR_NOT_AVAILABLE, "no leader for the share state topic")
+            await asyncio.sleep(0.05)
+
+    async def _read_partition(self, index: int, only: str | None) -> dict[str, dict[str, Any] | None]:
+        """The last value per key (of ``only``, when given) of one state partition, up to its HW."""
         from kafka.protocol.consumer import FetchRequest
         from kafka.record import MemoryRecords
 
-        found: dict[str, Any] | None = None
         for attempt in range(20):
-            index, conn = await self._leader(key)
-            offset, found, failed = 0, None, False
+            conn = await self._partition_leader(index)
+            offset, found, failed = 0, {}, False
             while True:
-                try:
-                    resp = await conn.request(
-                        build(
-                            FetchRequest,
+                request = build(
+                    FetchRequest,
+                    {
+                        "replica_id": -1,
+                        "max_wait_ms": 0,
+                        "min_bytes": 0,
+                        "max_bytes": 16 * 1024 * 1024,
+                        "isolation_level": 0,
+                        "topics": [
                             {
-                                "replica_id": -1,
-                                "max_wait_ms": 0,
-                                "min_bytes": 0,
-                                "max_bytes": 16 * 1024 * 1024,
-                                "isolation_level": 0,
-                                "topics": [
-                                    {
-                                        "topic": SHARE_STATE_TOPIC,
-                                        "partitions": [
-                                            {"partition": index, "fetch_offset": offset, "partition_max_bytes": 8 << 20}
-                                        ],
-                                    }
+                                "topic": SHARE_STATE_TOPIC,
+                                "partitions": [
+                                    {"partition": index, "fetch_offset": offset, "partition_max_bytes": 8 << 20}
                                 ],
-                            },
-                        ),
-                        version=5,
-                    )
+                            }
+                        ],
+                    },
+                )
+                try:
+                    resp = await conn.request(request, version=5)
                 except (TimeoutError, OSError, EOFError):
                     self._drop(conn)
                     failed = True
@@ -276,8 +317,9 @@ class ShareStateStore:
                             continue
                         offset = rec.offset + 1
                         progressed = True
-                        if rec.key is not None and rec.key.decode() == key:
-                            found = None if rec.value is None else json.loads(rec.value)
+                        key = rec.key.decode() if rec.key is not None else None
+                        if key is not None and (only is None or key == only):
+                            found[key] = None if rec.value is None else json.loads(rec.value)
                 if not progressed or offset >= p.high_watermark:
                     return found
             if not failed or attempt == 19:

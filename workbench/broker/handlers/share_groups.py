@@ -238,6 +238,8 @@ async def share_fetch(broker: Broker, req: Request, conn: Connection) -> dict:
                 unknown.append((t.topic_id, p.partition_index))
                 continue
             ids[name] = t.topic_id
+            if body.share_session_epoch == 0:
+                mgr.forget_if_idle(group, name, p.partition_index)
             if body.share_session_epoch != -1:
                 session.partitions.add((name, p.partition_index))
             if p.acknowledgement_batches and body.share_session_epoch != 0:
@@ -392,3 +394,112 @@ async def share_acknowledge(broker: Broker, req: Request, conn: Connection) -> d
     resp["responses"] = responses
     resp["node_endpoints"] = _endpoints(broker, responses)
     return resp
+
+
+# -- the admin APIs (KIP-932): served by the group's coordinator ------------------------------
+
+
+def _share_group_members(broker: Broker, group_id: str) -> int:
+    """Members of ``group_id`` (raises NOT_COORDINATOR when another broker coordinates it)."""
+    classic = broker.groups.coordinator_for(group_id)
+    sgc = _BESIDE.get(classic)
+    group = sgc.groups.get(group_id) if sgc is not None else None
+    return len(group.members) if group is not None else 0
+
+
+async def describe_share_group_offsets(broker: Broker, req: Request, conn: Connection) -> dict:
+    """The share-partition start offset of each partition a share group has state for."""
+    mgr = share_partitions(broker)
+    broker.refresh_metadata()
+    topics = broker.image.topics
+    groups = []
+    for g in req.body.groups:
+        try:
+            _share_group_members(broker, g.group_id)
+            state = await mgr.group_state(g.group_id)
+        except KafkaProtocolError as exc:
+            groups.append({"group_id": g.group_id, "topics": [], "error_code": exc.code, "error_message": exc.message})
+            continue
+        wanted: dict[str, list[int]] = {}
+        if g.topics is None:
+            for topic, partition in sorted(state):
+                wanted.setdefault(topic, []).append(partition)
+        else:
+            wanted = {t.topic_name: list(t.partitions) for t in g.topics}
+        out = []
+        for topic, partitions in wanted.items():
+            info = topics.get(topic)
+            parts = []
+            for index in partitions:
+                snap = state.get((topic, index))
+                p = info.partitions.get(index) if info is not None else None
+                parts.append(
+                    {
+                        "partition_index": index,
+                        "start_offset": int(snap["start_offset"]) if snap is not None else -1,
+                        "leader_epoch": p.leader_epoch if p is not None else -1,
+                        "error_code": 0 if p is not None else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+                        "error_message": None,
+                    }
+                )
+            topic_id = uuid.UUID(hex=info.id) if info is not None else uuid.UUID(int=0)
+            out.append({"topic_name": topic, "topic_id": topic_id, "partitions": parts})
+        groups.append({"group_id": g.group_id, "topics": out, "error_code": 0, "error_message": None})
+    return {"throttle_time_ms": 0, "groups": groups}
+
+
+async def alter_share_group_offsets(broker: Broker, req: Request, conn: Connection) -> dict:
+    """Set share-partition start offsets of an empty share group (its in-flight state is dropped)."""
+    body = req.body
+    mgr = share_partitions(broker)
+    broker.refresh_metadata()
+    try:
+        members = _share_group_members(broker, body.group_id)
+        error = ErrorCode.NON_EMPTY_GROUP if members else ErrorCode.NONE
+    except KafkaProtocolError as exc:
+        error = exc.code
+    responses = []
+    for t in body.topics:
+        info = broker.image.topics.get(t.topic_name)
+        parts = []
+        for p in t.partitions:
+            code = error
+            if code == ErrorCode.NONE:
+                if info is None or p.partition_index not in info.partitions:
+                    code = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+                elif p.start_offset < 0:
+                    code = ErrorCode.INVALID_REQUEST
+                else:
+                    snap = {"start_offset": p.start_offset, "next_offset": p.start_offset, "state_batches": []}
+                    await mgr.write_state(body.group_id, t.topic_name, p.partition_index, snap)
+            parts.append({"partition_index": p.partition_index, "error_code": code, "error_message": None})
+        topic_id = uuid.UUID(hex=info.id) if info is not None else uuid.UUID(int=0)
+        responses.append({"topic_name": t.topic_name, "topic_id": topic_id, "partitions": parts})
+    return {"throttle_time_ms": 0, "responses": responses}
+
+
+async def delete_share_group_offsets(broker: Broker, req: Request, conn: Connection) -> dict:
+    """Delete an empty share group's state for whole topics: the next member starts afresh
+    (share.auto.offset.reset)."""
+    body = req.body
+    mgr = share_partitions(broker)
+    broker.refresh_metadata()
+    try:
+        if _share_group_members(broker, body.group_id):
+            raise KafkaProtocolError(ErrorCode.NON_EMPTY_GROUP, f"share group {body.group_id} has members")
+        state = await mgr.group_state(body.group_id)
+    except KafkaProtocolError as exc:
+        return {"throttle_time_ms": 0, "error_code": exc.code, "error_message": exc.message, "responses": []}
+    responses = []
+    for t in body.topics:
+        info = broker.image.topics.get(t.topic_name)
+        parts = []
+        for topic, index in sorted(state):
+            if topic == t.topic_name:
+                await mgr.write_state(body.group_id, topic, index, None)
+                parts.append({"partition_index": index, "error_code": 0, "error_message": None})
+        if info is None:
+            parts = [{"partition_index": -1, "error_code": ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, "error_message": None}]
+        topic_id = uuid.UUID(hex=info.id) if info is not None else uuid.UUID(int=0)
+        responses.append({"topic_name": t.topic_name, "topic_id": topic_id, "partitions": parts})
+    return {"throttle_time_ms": 0, "error_code": 0, "error_message": None, "responses": responses}
