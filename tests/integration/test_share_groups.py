@@ -105,6 +105,25 @@ def test_released_record_is_redelivered_with_a_higher_delivery_count_and_rejecte
         _produce(bs, topic_name, ["later"])
         again = sorted(_poll(c, 2))
         assert [(o, v, n) for o, v, n, _ in again] == [(1, "again", 2), (3, "later", 1)]
+
+        def share_row():
+            rows = share_cluster.sql(
+                "SELECT start_offset, next_offset, acquired, archived, redelivered, max_delivery_count "
+                f"FROM wb.share_groups WHERE group_id = '{group}'"
+            )
+            return rows.to_dict("records") if len(rows) and rows.acquired[0] == 2 else None
+
+        # offset 0 accepted (SPSO 1), 1 and 3 held (1 on its second delivery), 2 rejected
+        assert wait_until(share_row) == [
+            {
+                "start_offset": 1,
+                "next_offset": 4,
+                "acquired": 2,
+                "archived": 1,
+                "redelivered": 1,
+                "max_delivery_count": 2,
+            }
+        ]
         _ack_all(c, again)
     finally:
         c.close()

@@ -39,6 +39,9 @@ __all__ = ["SHARE_STATE_TOPIC", "SharePartitionManager", "ShareSession"]
 log = logging.getLogger(__name__)
 
 SHARE_STATE_TOPIC = "__share_group_state"
+#: What the leader publishes in its broker directory for `wb.share_groups` (Kafka has no API for
+#: in-flight record states; like cleaner-state.json, only an embedded cluster shows it).
+SHARE_PARTITIONS_FILE = "share-partitions.json"
 SHARE_STATE_PARTITIONS = 10  # share.coordinator.state.topic.num.partitions (Kafka: 50)
 
 Key = tuple[str, str, int]  # (group, topic, partition)
@@ -137,6 +140,37 @@ class SharePartitionManager:
         led = self.partitions.get((group, topic, partition))
         if led is not None and not led.sp.counts()["acquired"] and not led.lock.locked():
             del self.partitions[(group, topic, partition)]
+
+    def published(self) -> list[dict[str, Any]]:
+        """One row per share partition this broker leads: SPSO, next offset, records per state."""
+        now = self.now_ms()
+        rows = []
+        for (group, topic, partition), led in sorted(self.partitions.items()):
+            part = self.broker.replicas.partition(topic, partition)
+            if part is None or not part.is_leader or part.leader_epoch != led.leader_epoch:
+                continue
+            sp = led.sp
+            if not led.lock.locked():
+                sp.expire_locks(now)  # what a fetch would see now; locks are not durable anyway
+            counts = sp.counts()
+            deliveries = [r.delivery_count for r in sp.records.values()]
+            rows.append(
+                {
+                    "group_id": group,
+                    "topic": topic,
+                    "partition": partition,
+                    "leader": self.broker.node_id,
+                    "start_offset": sp.start_offset,
+                    "next_offset": sp.next_offset,
+                    "in_flight": len(sp.records),
+                    **counts,
+                    "redelivered": sum(1 for d in deliveries if d > 1),
+                    "max_delivery_count": max(deliveries, default=0),
+                    "delivery_count_limit": sp.delivery_count_limit,
+                    "lock_duration_ms": sp.lock_duration_ms,
+                }
+            )
+        return rows
 
     def close(self) -> None:
         self._store.close()

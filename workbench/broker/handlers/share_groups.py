@@ -10,6 +10,8 @@ share-partition state before it answers.
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import time
 import uuid
 import weakref
@@ -46,6 +48,21 @@ def share_partitions(broker: Broker) -> SharePartitionManager:
     if mgr is None:
         mgr = _MANAGERS[broker] = SharePartitionManager(broker)
     return mgr
+
+
+def publish_share_partitions(broker: Broker, path: Any) -> None:
+    """Write this broker's share partitions (`SharePartitionManager.published`) to ``path`` when
+    they changed (the notebook's `wb.share_groups` reads it)."""
+    mgr = _MANAGERS.get(broker)
+    if mgr is None:
+        return
+    text = json.dumps(mgr.published(), sort_keys=True)
+    if text == getattr(mgr, "_published", None):
+        return
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    mgr._published = text  # type: ignore[attr-defined]
 
 
 def _now_ms() -> int:
