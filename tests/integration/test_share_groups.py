@@ -310,3 +310,56 @@ def test_describe_alter_and_delete_share_group_offsets(share_cluster, topic_name
         _ack_all(c, fresh)
     finally:
         c.close()
+
+
+def test_share_group_configs_are_set_per_group_and_apply_to_its_records(share_cluster, topic_name):
+    from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
+
+    share_cluster.create_topic(topic_name, partitions=1)
+    bs, group = share_cluster.bootstrap_servers, f"g-{uuid.uuid4().hex[:6]}"
+    admin = share_cluster.admin()
+    resource = ConfigResource(
+        ResourceType.GROUP,
+        group,
+        incremental_configs=[
+            ConfigEntry("share.delivery.count.limit", "2", incremental_operation=AlterConfigOpType.SET),
+            ConfigEntry("share.auto.offset.reset", "latest", incremental_operation=AlterConfigOpType.SET),
+        ],
+    )
+    admin.incremental_alter_configs([resource])[resource].result(timeout=20)
+    bad = ConfigResource(
+        ResourceType.GROUP,
+        group,
+        incremental_configs=[
+            ConfigEntry("share.delivery.count.limit", "99", incremental_operation=AlterConfigOpType.SET)
+        ],
+    )
+    with pytest.raises(Exception, match="share.delivery.count.limit"):
+        admin.incremental_alter_configs([bad])[bad].result(timeout=20)
+    described = admin.describe_configs([ConfigResource(ResourceType.GROUP, group)])
+    configs = next(iter(described.values())).result(timeout=20)
+    assert configs["share.delivery.count.limit"].value == "2"
+    assert configs["share.auto.offset.reset"].value == "latest"
+    assert configs["share.record.lock.duration.ms"].value == str(LOCK_MS)  # the broker's default
+
+    _produce(bs, topic_name, ["before the group existed"])  # latest: never delivered to this group
+    c = _consumer(bs, group, topic_name)
+    try:
+        c.poll(1.0)  # joins; its share partition starts at the high watermark
+        _produce(bs, topic_name, ["unlucky", "next"])
+        deliveries = []
+        for _ in range(2):
+            got = sorted(_poll(c, 1))
+            for offset, _v, count, m in got:
+                deliveries.append((offset, count))
+                c.acknowledge(m, AcknowledgeType.RELEASE if offset == 1 else AcknowledgeType.ACCEPT)
+            c.commit_sync()
+            if (1, 2) in deliveries:
+                break
+        assert (1, 1) in deliveries and (1, 2) in deliveries and all(o >= 1 for o, _ in deliveries)
+        _produce(bs, topic_name, ["last"])
+        tail = sorted(_poll(c, 1))
+        assert 1 not in [o for o, *_ in tail]  # archived after its second delivery (the group's limit)
+        _ack_all(c, tail)
+    finally:
+        c.close()

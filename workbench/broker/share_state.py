@@ -46,6 +46,34 @@ SHARE_STATE_PARTITIONS = 10  # share.coordinator.state.topic.num.partitions (Kaf
 
 Key = tuple[str, str, int]  # (group, topic, partition)
 
+#: KIP-932 group configs (IncrementalAlterConfigs / DescribeConfigs on a GROUP resource): name ->
+#: (BrokerConfig field holding the default, the value check and its message). Kafka bounds the lock
+#: duration by group.share.min/max.record.lock.duration.ms (15 s - 60 s); the workbench allows
+#: shorter locks so a notebook shows expiry in seconds.
+GROUP_CONFIGS: dict[str, tuple[str, Any, str]] = {
+    "share.record.lock.duration.ms": (
+        "group_share_record_lock_duration_ms",
+        lambda v: v.isdigit() and 100 <= int(v) <= 3_600_000,
+        "Value must be an integer in [100, 3600000]",
+    ),
+    "share.delivery.count.limit": (
+        "group_share_delivery_count_limit",
+        lambda v: v.isdigit() and 2 <= int(v) <= 10,
+        "Value must be an integer in [2, 10]",
+    ),
+    "share.auto.offset.reset": (
+        "group_share_auto_offset_reset",
+        lambda v: v in ("latest", "earliest"),
+        "String must be one of: latest, earliest",
+    ),
+}
+_CONFIG_TTL_S = 1.0  # how long a leader trusts the group configs it read
+
+
+def config_key(group: str) -> str:
+    """The ``__share_group_state`` key of a group's configs (a state key always has two ':')."""
+    return f"config/{group}"
+
 
 @dataclass
 class ShareSession:
@@ -74,19 +102,42 @@ class SharePartitionManager:
         self.partitions: dict[Key, _Led] = {}
         self.sessions: dict[tuple[str, str], ShareSession] = {}
         self.changed = asyncio.Event()  # set when records are released (long polls re-check)
+        self._group_configs: dict[str, tuple[float, dict[str, str]]] = {}  # group -> (read at, configs)
         self._store = ShareStateStore(broker)
 
     @staticmethod
     def now_ms() -> int:
         return int(time.monotonic() * 1000)
 
-    def group_config(self) -> tuple[int, int, str]:
+    def group_config(self, group: str | None = None) -> tuple[int, int, str]:
+        """(lock duration ms, delivery count limit, auto offset reset) of ``group``: its own configs
+        as last read (`refresh_group_config`), else the broker's defaults."""
         cfg = self.broker.config
+        own = self._group_configs.get(group, (0.0, {}))[1] if group is not None else {}
         return (
-            int(getattr(cfg, "group_share_record_lock_duration_ms", 30_000)),
-            int(getattr(cfg, "group_share_delivery_count_limit", 5)),
-            str(getattr(cfg, "group_share_auto_offset_reset", "latest")),
+            int(own.get("share.record.lock.duration.ms", cfg.group_share_record_lock_duration_ms)),
+            int(own.get("share.delivery.count.limit", cfg.group_share_delivery_count_limit)),
+            str(own.get("share.auto.offset.reset", cfg.group_share_auto_offset_reset)),
         )
+
+    async def refresh_group_config(self, group: str) -> None:
+        """Re-read ``group``'s configs when the cached copy is older than a second."""
+        read_at, _ = self._group_configs.get(group, (0.0, {}))
+        if time.monotonic() - read_at < _CONFIG_TTL_S:
+            return
+        configs = await self._store.read(config_key(group)) or {}
+        self._group_configs[group] = (time.monotonic(), configs)
+
+    async def group_configs(self, group: str) -> dict[str, str]:
+        """The configs set on ``group`` (DescribeConfigs), read fresh."""
+        return dict(await self._store.read(config_key(group)) or {})
+
+    async def set_group_configs(self, group: str, configs: dict[str, str]) -> None:
+        await self._store.write(config_key(group), configs or None)
+        self._group_configs.pop(group, None)
+
+    def apply_group_config(self, group: str, sp: SharePartition) -> None:
+        sp.lock_duration_ms, sp.delivery_count_limit, _ = self.group_config(group)
 
     async def get(self, group: str, topic: str, partition: int) -> _Led:
         """The share partition of ``group`` on a partition this broker leads (loaded on first use)."""
@@ -96,8 +147,11 @@ class SharePartitionManager:
         key = (group, topic, partition)
         led = self.partitions.get(key)
         if led is not None and led.leader_epoch == part.leader_epoch:
+            await self.refresh_group_config(group)
+            self.apply_group_config(group, led.sp)
             return led
-        lock_ms, limit, reset = self.group_config()
+        await self.refresh_group_config(group)
+        lock_ms, limit, reset = self.group_config(group)
         plog = part.log
         snap = await self._store.read(state_key(group, topic, partition))
         start = plog.high_watermark if reset == "latest" else plog.log_start_offset

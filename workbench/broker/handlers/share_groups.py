@@ -18,7 +18,7 @@ import weakref
 from typing import TYPE_CHECKING, Any
 
 from workbench.broker.share_group_coordinator import ShareGroupCoordinator
-from workbench.broker.share_state import SharePartitionManager, ShareSession
+from workbench.broker.share_state import GROUP_CONFIGS, SharePartitionManager, ShareSession
 from workbench.protocol.errors import ErrorCode, KafkaProtocolError
 from workbench.protocol.records import iter_batch_headers
 
@@ -63,6 +63,65 @@ def publish_share_partitions(broker: Broker, path: Any) -> None:
     tmp.write_text(text)
     os.replace(tmp, path)
     mgr._published = text  # type: ignore[attr-defined]
+
+
+async def _lock_ms(mgr: SharePartitionManager, group: str) -> int:
+    """The group's acquisition lock duration (AcquisitionLockTimeoutMs in responses)."""
+    if group:
+        try:
+            await mgr.refresh_group_config(group)
+        except KafkaProtocolError:
+            pass  # the state topic is unavailable: the fetch itself will say so
+    return mgr.group_config(group or None)[0]
+
+
+async def describe_group_configs(broker: Broker, group: str, keys: list[str] | None) -> list[dict]:
+    """DescribeConfigs of a GROUP resource: the KIP-932 share configs, set or default."""
+    own = await share_partitions(broker).group_configs(group)
+    entries = []
+    for name, (field, _check, _msg) in sorted(GROUP_CONFIGS.items()):
+        if keys is not None and name not in keys:
+            continue
+        set_here = name in own
+        entries.append(
+            {
+                "name": name,
+                "value": own[name] if set_here else str(getattr(broker.config, field)),
+                "read_only": False,
+                "config_source": 8 if set_here else 5,  # GROUP_CONFIG (KIP-848) or DEFAULT_CONFIG
+                "is_default": not set_here,
+                "is_sensitive": False,
+                "synonyms": [],
+                "config_type": 2 if name.endswith("reset") else 3,  # STRING, INT
+                "documentation": None,
+            }
+        )
+    return entries
+
+
+async def alter_group_configs(
+    broker: Broker, group: str, changes: list[tuple[str, int, str | None]], *, replace: bool, validate_only: bool
+) -> None:
+    """(Incremental)AlterConfigs of a GROUP resource: SET (0) and DELETE (1) of the share configs;
+    ``replace`` is AlterConfigs' "these are all the configs". Raises INVALID_CONFIG as Kafka does."""
+    mgr = share_partitions(broker)
+    configs = {} if replace else await mgr.group_configs(group)
+    for name, op, value in changes:
+        if name not in GROUP_CONFIGS:
+            raise KafkaProtocolError(ErrorCode.INVALID_CONFIG, f"Unknown group config name: {name}")
+        if op == 1:
+            configs.pop(name, None)
+            continue
+        if op != 0:
+            raise KafkaProtocolError(ErrorCode.INVALID_CONFIG, f"{name} is not a list: only SET and DELETE apply")
+        _field, check, message = GROUP_CONFIGS[name]
+        if value is None or not check(value):
+            raise KafkaProtocolError(
+                ErrorCode.INVALID_CONFIG, f"Invalid value {value} for configuration {name}: {message}"
+            )
+        configs[name] = value
+    if not validate_only:
+        await mgr.set_group_configs(group, configs)
 
 
 def _now_ms() -> int:
@@ -207,8 +266,8 @@ def _read_acquired(plog: Any, ranges: list[tuple[int, int, int]], upper: int) ->
 async def share_fetch(broker: Broker, req: Request, conn: Connection) -> dict:
     body = req.body
     mgr = share_partitions(broker)
-    lock_ms = mgr.group_config()[0]
     group, member = body.group_id or "", body.member_id or ""
+    lock_ms = await _lock_ms(mgr, group)
     broker.refresh_metadata()
     names = _topic_names(broker)
 
@@ -365,7 +424,7 @@ async def share_acknowledge(broker: Broker, req: Request, conn: Connection) -> d
     group, member = body.group_id or "", body.member_id or ""
     broker.refresh_metadata()
     names = _topic_names(broker)
-    lock_ms = mgr.group_config()[0]
+    lock_ms = await _lock_ms(mgr, group)
 
     def top(code: int, message: str | None) -> dict:
         return {
