@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from confluent_kafka import AcknowledgeType, Producer, ShareConsumer
+from confluent_kafka import AcknowledgeType, KafkaException, Producer, ShareConsumer
 
 from tests.support import wait_until
 from workbench import Cluster
@@ -334,7 +334,7 @@ def test_share_group_configs_are_set_per_group_and_apply_to_its_records(share_cl
             ConfigEntry("share.delivery.count.limit", "99", incremental_operation=AlterConfigOpType.SET)
         ],
     )
-    with pytest.raises(Exception, match="share.delivery.count.limit"):
+    with pytest.raises(KafkaException, match=r"share\.delivery\.count\.limit"):
         admin.incremental_alter_configs([bad])[bad].result(timeout=20)
     described = admin.describe_configs([ConfigResource(ResourceType.GROUP, group)])
     configs = next(iter(described.values())).result(timeout=20)
