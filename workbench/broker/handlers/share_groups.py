@@ -31,6 +31,9 @@ if TYPE_CHECKING:
 _BESIDE: weakref.WeakKeyDictionary[GroupCoordinator, ShareGroupCoordinator] = weakref.WeakKeyDictionary()
 _MANAGERS: weakref.WeakKeyDictionary[Any, SharePartitionManager] = weakref.WeakKeyDictionary()
 
+#: Share sessions kept per broker (Kafka's group.share.max.share.sessions, 2000); beyond it the
+#: least recently used session is closed and its records released.
+MAX_SHARE_SESSIONS = 2000
 #: How often a waiting ShareFetch re-checks for released or expired records (they wake no waiter).
 _RECHECK_S = 0.1
 
@@ -221,9 +224,12 @@ async def _release_session(broker: Broker, session: ShareSession) -> None:
 def _session(mgr: SharePartitionManager, group: str, member: str, epoch: int) -> ShareSession:
     key = (group, member)
     if epoch == 0:
+        mgr.sessions.pop(key, None)
         session = mgr.sessions[key] = ShareSession(group, member, 1)
         return session
     session_or_none = mgr.sessions.get(key)
+    if session_or_none is not None:
+        mgr.sessions[key] = mgr.sessions.pop(key)  # most recently used last (eviction order)
     if session_or_none is None:
         raise KafkaProtocolError(ErrorCode.SHARE_SESSION_NOT_FOUND, f"no share session for {member}")
     if epoch == -1:
@@ -287,6 +293,8 @@ async def share_fetch(broker: Broker, req: Request, conn: Connection) -> dict:
         session = _session(mgr, group, member, body.share_session_epoch)
     except KafkaProtocolError as exc:
         return top(exc.code, exc.message)
+    while len(mgr.sessions) > MAX_SHARE_SESSIONS:  # evict the least recently used, as a closed one
+        await _release_session(broker, mgr.sessions.pop(next(iter(mgr.sessions))))
 
     results: dict[tuple[str, int], dict[str, Any]] = {}
     ids: dict[str, uuid.UUID] = {}
@@ -404,7 +412,11 @@ async def _fetch_into(broker: Broker, session: ShareSession, body: Any, result: 
                 waiting.append((topic, partition))
                 continue
             r = result(topic, partition)
-            r["records"] = _read_acquired(plog, ranges, hw)
+            try:
+                r["records"] = _read_acquired(plog, ranges, hw)
+            except KafkaProtocolError as exc:  # deleted under us (retention): the locks expire
+                r["error_code"], r["error_message"] = exc.code, exc.message
+                continue
             r["acquired_records"] = [{"first_offset": f, "last_offset": la, "delivery_count": c} for f, la, c in ranges]
             got += sum(la - f + 1 for f, la, _c in ranges)
         left = deadline - time.monotonic()
