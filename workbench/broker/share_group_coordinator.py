@@ -112,10 +112,12 @@ class ShareGroupCoordinator:
         if body.subscribed_topic_names is not None and sorted(body.subscribed_topic_names) != member.subscribed:
             member.subscribed = sorted(body.subscribed_topic_names)
             changed = True
-        before = member.assignment
         if changed or self._partition_counts_changed(group, topics):
             self._rebalance(group, topics)
-        send = body.member_epoch == 0 or member.assignment != before or changed
+        # A member learns a new assignment (and the group epoch with it) on its next heartbeat;
+        # share groups have no revocation phase, so it takes it at once.
+        send = body.member_epoch == 0 or member.member_epoch != group.group_epoch
+        member.member_epoch = group.group_epoch
         return self._response(member.member_id, member.member_epoch, self._assignment(member, topics) if send else None)
 
     def _partition_counts_changed(self, group: ShareGroup, topics: dict[str, Any]) -> bool:
@@ -127,7 +129,6 @@ class ShareGroupCoordinator:
         want = assign({m.member_id: m.subscribed for m in group.members.values()}, _counts(group, topics))
         for m in group.members.values():
             m.assignment = want[m.member_id]
-            m.member_epoch = group.group_epoch  # share groups have no revocation phase
         group.assignment_epoch = group.group_epoch
 
     def _expire(self, group: ShareGroup, topics: dict[str, Any], now_ms: int) -> None:

@@ -90,6 +90,7 @@ class _Led:
     leader_epoch: int
     sp: SharePartition
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    stale: bool = False  # reload from __share_group_state at the next use (see mark_stale)
 
 
 def state_key(group: str, topic: str, partition: int) -> str:
@@ -103,6 +104,7 @@ class SharePartitionManager:
         self.sessions: dict[tuple[str, str], ShareSession] = {}
         self.changed = asyncio.Event()  # set when records are released (long polls re-check)
         self._group_configs: dict[str, tuple[float, dict[str, str]]] = {}  # group -> (read at, configs)
+        self._loading: dict[Key, asyncio.Lock] = {}
         self._store = ShareStateStore(broker)
 
     @staticmethod
@@ -140,34 +142,43 @@ class SharePartitionManager:
         sp.lock_duration_ms, sp.delivery_count_limit, _ = self.group_config(group)
 
     async def get(self, group: str, topic: str, partition: int) -> _Led:
-        """The share partition of ``group`` on a partition this broker leads (loaded on first use)."""
+        """The share partition of ``group`` on a partition this broker leads (loaded on first use).
+
+        One `_Led` per key and leader epoch: loads are serialized per key, and a reload (after
+        `mark_stale`) happens in place under the partition's lock, so two requests never hand out
+        the same records from two copies of the state."""
         part = self.broker.replicas.partition(topic, partition)
         if part is None or not part.is_leader:
             raise KafkaProtocolError(ErrorCode.NOT_LEADER_OR_FOLLOWER, f"not the leader of {topic}-{partition}")
         key = (group, topic, partition)
-        led = self.partitions.get(key)
-        if led is not None and led.leader_epoch == part.leader_epoch:
-            await self.refresh_group_config(group)
-            self.apply_group_config(group, led.sp)
-            return led
         await self.refresh_group_config(group)
-        lock_ms, limit, reset = self.group_config(group)
-        plog = part.log
-        snap = await self._store.read(state_key(group, topic, partition))
-        start = plog.high_watermark if reset == "latest" else plog.log_start_offset
-        sp = SharePartition(start, lock_duration_ms=lock_ms, delivery_count_limit=limit)
-        if snap is not None:
-            sp.restore(snap)
         led = self.partitions.get(key)
         if led is None or led.leader_epoch != part.leader_epoch:
-            led = self.partitions[key] = _Led(part.leader_epoch, sp)
-            if snap is None:
-                await self.persist(key, led)  # the SPSO chosen by share.auto.offset.reset is fixed now
+            loading = self._loading.setdefault(key, asyncio.Lock())
+            async with loading:
+                led = self.partitions.get(key)
+                if led is None or led.leader_epoch != part.leader_epoch:
+                    sp = SharePartition(0)
+                    await self._load(key, sp, part.log)
+                    led = self.partitions[key] = _Led(part.leader_epoch, sp)
+            self._loading.pop(key, None)
+        elif led.stale:
+            async with led.lock:
+                if led.stale and not led.sp.counts()["acquired"]:
+                    await self._load(key, led.sp, part.log)
+                led.stale = False
+        self.apply_group_config(group, led.sp)
         return led
 
-    def peek(self, key: Key) -> SharePartition | None:
-        led = self.partitions.get(key)
-        return led.sp if led is not None else None
+    async def _load(self, key: Key, sp: SharePartition, plog: Any) -> None:
+        """Fill ``sp`` from the persisted state, or start it by share.auto.offset.reset (and persist that)."""
+        snap = await self._store.read(state_key(*key))
+        if snap is not None:
+            sp.restore(snap)
+            return
+        reset = self.group_config(key[0])[2]
+        sp.reset(plog.high_watermark if reset == "latest" else plog.log_start_offset)
+        await self._store.write(state_key(*key), sp.snapshot())  # the SPSO chosen now is fixed
 
     async def persist(self, key: Key, led: _Led) -> None:
         await self._store.write(state_key(*key), led.sp.snapshot())
@@ -185,15 +196,15 @@ class SharePartitionManager:
     async def write_state(self, group: str, topic: str, partition: int, snap: dict[str, Any] | None) -> None:
         """Replace (None: delete) the persisted state: Alter/DeleteShareGroupOffsets, on an empty group."""
         await self._store.write(state_key(group, topic, partition), snap)
-        self.partitions.pop((group, topic, partition), None)
+        self.mark_stale(group, topic, partition)
 
-    def forget_if_idle(self, group: str, topic: str, partition: int) -> None:
-        """Drop the cached share partition when no record is acquired, so the next use reloads the
-        persisted state (a share session opening after Alter/DeleteShareGroupOffsets, which another
-        broker, the group's coordinator, may have written)."""
+    def mark_stale(self, group: str, topic: str, partition: int) -> None:
+        """Have the next use re-read the persisted state if no record is acquired then (a share
+        session opening after Alter/DeleteShareGroupOffsets, which another broker, the group's
+        coordinator, may have written)."""
         led = self.partitions.get((group, topic, partition))
-        if led is not None and not led.sp.counts()["acquired"] and not led.lock.locked():
-            del self.partitions[(group, topic, partition)]
+        if led is not None:
+            led.stale = True
 
     def published(self) -> list[dict[str, Any]]:
         """One row per share partition this broker leads: SPSO, next offset, records per state."""

@@ -323,7 +323,7 @@ async def share_fetch(broker: Broker, req: Request, conn: Connection) -> dict:
                 continue
             ids[name] = t.topic_id
             if body.share_session_epoch == 0:
-                mgr.forget_if_idle(group, name, p.partition_index)
+                mgr.mark_stale(group, name, p.partition_index)
             if body.share_session_epoch != -1:
                 session.partitions.add((name, p.partition_index))
             if p.acknowledgement_batches and body.share_session_epoch != 0:
