@@ -49,6 +49,7 @@ def test_every_notebook_is_listed():
         "07-exactly-once.ipynb",
         "08-schemas.ipynb",
         "09-changelog-tables.ipynb",
+        "10-share-groups.ipynb",
     ]
 
 

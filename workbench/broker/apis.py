@@ -69,4 +69,12 @@ SUPPORTED_APIS: dict[int, tuple[int, int]] = {
     ApiKey.DESCRIBE_CLUSTER: (0, 1),
     ApiKey.CONSUMER_GROUP_HEARTBEAT: (0, 1),  # KIP-848, workbench/broker/consumer_group_coordinator.py
     ApiKey.CONSUMER_GROUP_DESCRIBE: (0, 0),  # KIP-848
+    # KIP-932 share groups (workbench/broker/share_state.py); v0 was Kafka 4.0's early access, gone in 4.1
+    ApiKey.SHARE_GROUP_HEARTBEAT: (1, 1),
+    ApiKey.SHARE_GROUP_DESCRIBE: (1, 1),
+    ApiKey.SHARE_FETCH: (1, 1),  # v2 (KIP-1206 acquire modes, KIP-1222 Renew): librdkafka 2.16 sends v1
+    ApiKey.SHARE_ACKNOWLEDGE: (1, 1),
+    ApiKey.DESCRIBE_SHARE_GROUP_OFFSETS: (0, 0),
+    ApiKey.ALTER_SHARE_GROUP_OFFSETS: (0, 0),
+    ApiKey.DELETE_SHARE_GROUP_OFFSETS: (0, 0),
 }

@@ -32,10 +32,12 @@ from workbench.broker.config import BrokerConfig
 from workbench.broker.controller_channel import ControllerChannel
 from workbench.broker.groups_manager import GroupCoordinatorManager
 from workbench.broker.handlers import HANDLERS, Handler
+from workbench.broker.handlers.share_groups import publish_share_partitions
 from workbench.broker.replica_fetcher import ReplicaFetcherManager
 from workbench.broker.replica_manager import ReplicaManager
 from workbench.broker.schema_ids import SchemaIds
 from workbench.broker.server import Connection, KafkaServer
+from workbench.broker.share_state import SHARE_PARTITIONS_FILE
 from workbench.broker.transaction_coordinator import TransactionCoordinator
 from workbench.controller.image import MetadataImage
 from workbench.controller.quorum import QuorumMetadataLog
@@ -322,6 +324,7 @@ class Broker:
                 except Exception:
                     log.exception("maintenance of %s-%d failed", *tp)
             self._publish_replica_states()
+            self._publish_share_partitions()
             # fsync in a worker thread: the event loop keeps serving while the disk catches up.
             # Each log once its flush.ms has passed (Kafka's log.flush.interval.ms).
             now = time.monotonic()
@@ -374,6 +377,13 @@ class Broker:
             self._published_states = text
         except Exception as exc:  # a full disk must not stop maintenance
             log.debug("publishing replica states failed: %s", exc)
+
+    def _publish_share_partitions(self) -> None:
+        """`<broker_dir>/share-partitions.json`: the KIP-932 share partitions this broker leads."""
+        try:
+            publish_share_partitions(self, self.config.broker_dir / SHARE_PARTITIONS_FILE)
+        except Exception as exc:  # a full disk must not stop maintenance
+            log.debug("publishing share partitions failed: %s", exc)
 
     def _log_dir_failed(self, reason: str) -> None:
         """Tell the active controller (KIP-112's AlterReplicaLogDirs/heartbeat report), retrying

@@ -24,6 +24,10 @@ class BrokerConfig:
     group_initial_rebalance_delay_ms: int = 300  # group.initial.rebalance.delay.ms (Kafka: 3000)
     group_min_session_timeout_ms: int = 1000  # group.min.session.timeout.ms (Kafka: 6000)
     group_max_session_timeout_ms: int = 1800000  # group.max.session.timeout.ms
+    # KIP-932 share groups (workbench/broker/share_state.py): the defaults of the group configs
+    group_share_record_lock_duration_ms: int = 30_000  # group.share.record.lock.duration.ms
+    group_share_delivery_count_limit: int = 5  # group.share.delivery.count.limit
+    group_share_auto_offset_reset: str = "latest"  # share.auto.offset.reset: latest or earliest
     socket_request_max_bytes: int = 100 * 1024 * 1024
     max_connections: int = 10_000  # max.connections
     max_incremental_fetch_session_cache_slots: int = 1000  # KIP-227, workbench/broker/fetch_session.py

@@ -49,6 +49,13 @@ class ApiKey(IntEnum):
     LIST_TRANSACTIONS = 66
     CONSUMER_GROUP_HEARTBEAT = 68  # KIP-848
     CONSUMER_GROUP_DESCRIBE = 69  # KIP-848
+    SHARE_GROUP_HEARTBEAT = 76  # KIP-932
+    SHARE_GROUP_DESCRIBE = 77  # KIP-932
+    SHARE_FETCH = 78  # KIP-932
+    SHARE_ACKNOWLEDGE = 79  # KIP-932
+    DESCRIBE_SHARE_GROUP_OFFSETS = 90  # KIP-932
+    ALTER_SHARE_GROUP_OFFSETS = 91  # KIP-932
+    DELETE_SHARE_GROUP_OFFSETS = 92  # KIP-932
 
 
 # The brokers' private request to the active controller (`workbench.broker.controller_channel`):

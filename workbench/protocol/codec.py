@@ -44,6 +44,7 @@ _CODEC_MODULES = (
     "kafka.protocol.producer",
     "kafka.protocol.sasl",
     "workbench.protocol.kip848",  # APIs kafka-python 3.0 lacks, from Kafka's JSON schemas
+    "workbench.protocol.kip932",  # KIP-932 share groups, likewise
 )
 
 

@@ -12,6 +12,12 @@
   on or is assigned is listed; one without a commit has committed_offset NULL and lag
   log_end_offset - log_start_offset (kafka-consumer-groups.sh shows "-" there).
 
+* `wb.share_groups`: group_id, topic, partition, leader, start_offset (the share-partition start
+  offset, SPSO), next_offset, in_flight, available, acquired, acknowledged, archived, redelivered
+  (in-flight records delivered more than once), max_delivery_count, delivery_count_limit,
+  lock_duration_ms: the KIP-932 share partitions, one row per (share group, partition), from the
+  ``share-partitions.json`` each leader publishes (Kafka has no API for in-flight record states,
+  so only an embedded cluster fills it; a connection to another cluster gets no rows).
 * `wb.schemas`: subject, version, id, schema_type, schema (the schema registry's live versions;
   `workbench.sql.schemas_table`)
 * `wb.consumer_lag_history`: time, group_id, state, members, topic, partition, committed_offset,
@@ -42,7 +48,50 @@ TABLES = (
     "consumer_lag",
     "consumer_lag_history",
     "schemas",
+    "share_groups",
 )
+
+#: Written by each broker (workbench/broker/share_state.py, SHARE_PARTITIONS_FILE).
+SHARE_PARTITIONS_FILE = "share-partitions.json"
+_SHARE_SCHEMA = pa.schema(
+    [
+        ("group_id", pa.string()),
+        ("topic", pa.string()),
+        ("partition", pa.int32()),
+        ("leader", pa.int32()),
+        ("start_offset", pa.int64()),
+        ("next_offset", pa.int64()),
+        ("in_flight", pa.int64()),
+        ("available", pa.int64()),
+        ("acquired", pa.int64()),
+        ("acknowledged", pa.int64()),
+        ("archived", pa.int64()),
+        ("redelivered", pa.int64()),
+        ("max_delivery_count", pa.int32()),
+        ("delivery_count_limit", pa.int32()),
+        ("lock_duration_ms", pa.int64()),
+    ]
+)
+
+
+def _share_groups_table(engine) -> pa.Table:
+    """`wb.share_groups` from the files the partition leaders publish (embedded clusters only)."""
+    import json
+    from pathlib import Path
+
+    data_dir = getattr(engine.source, "data_dir", None)
+    rows: dict[tuple[str, str, int], dict] = {}
+    for path in sorted(Path(data_dir).glob(f"broker-*/{SHARE_PARTITIONS_FILE}")) if data_dir else []:
+        try:
+            doc = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue  # being replaced right now, or a broker gone
+        for row in doc if isinstance(doc, list) else []:
+            key = (row["group_id"], row["topic"], int(row["partition"]))
+            # after a leader change the old leader's file may still list the partition: keep the newest start
+            if key not in rows or row["start_offset"] >= rows[key]["start_offset"]:
+                rows[key] = {name: row.get(name) for name in _SHARE_SCHEMA.names}
+    return pa.Table.from_pylist([rows[k] for k in sorted(rows)], schema=_SHARE_SCHEMA)
 
 
 def refresh_system_tables(engine, names: list[str]) -> None:
@@ -65,6 +114,9 @@ def refresh_system_tables(engine, names: list[str]) -> None:
 
         tables["schemas"] = schemas_table(getattr(engine, "schema_registry_url", None))
         wanted.remove("schemas")
+    if "share_groups" in wanted:
+        tables["share_groups"] = _share_groups_table(engine)
+        wanted.remove("share_groups")
     if not wanted:
         _install(engine, tables)
         return

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from workbench.broker.handlers import admin, cluster_info, consumer_groups, fetch, groups, produce, transactions
+from workbench.broker.handlers import (
+    admin,
+    cluster_info,
+    consumer_groups,
+    fetch,
+    groups,
+    produce,
+    share_groups,
+    transactions,
+)
 from workbench.broker.handlers.context import BrokerContext, Handler
 from workbench.protocol.api_keys import ApiKey
 
@@ -47,4 +56,11 @@ HANDLERS: dict[int, Handler] = {
     ApiKey.LIST_TRANSACTIONS: transactions.list_transactions,
     ApiKey.CONSUMER_GROUP_HEARTBEAT: consumer_groups.consumer_group_heartbeat,
     ApiKey.CONSUMER_GROUP_DESCRIBE: consumer_groups.consumer_group_describe,
+    ApiKey.SHARE_GROUP_HEARTBEAT: share_groups.share_group_heartbeat,
+    ApiKey.SHARE_GROUP_DESCRIBE: share_groups.share_group_describe,
+    ApiKey.SHARE_FETCH: share_groups.share_fetch,
+    ApiKey.SHARE_ACKNOWLEDGE: share_groups.share_acknowledge,
+    ApiKey.DESCRIBE_SHARE_GROUP_OFFSETS: share_groups.describe_share_group_offsets,
+    ApiKey.ALTER_SHARE_GROUP_OFFSETS: share_groups.alter_share_group_offsets,
+    ApiKey.DELETE_SHARE_GROUP_OFFSETS: share_groups.delete_share_group_offsets,
 }

@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from workbench.broker.handlers import share_groups
 from workbench.controller.topics import TOPIC_CONFIG_DEFAULTS
 from workbench.protocol.errors import ErrorCode, KafkaProtocolError
 from workbench.protocol.topic_config import CATALOGUE
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from workbench.protocol.codec import Request
 
 RESOURCE_TOPIC, RESOURCE_BROKER = 2, 4
+RESOURCE_GROUP = 32  # KIP-932 share group configs, workbench/broker/handlers/share_groups.py
 SOURCE_TOPIC, SOURCE_STATIC_BROKER, SOURCE_DEFAULT = 1, 4, 5
 
 
@@ -186,6 +188,11 @@ async def describe_configs(broker: Broker, req: Request, conn: Connection) -> di
                             "documentation": None,
                         }
                     )
+        elif res.resource_type == RESOURCE_GROUP:
+            try:
+                entries = await share_groups.describe_group_configs(broker, res.resource_name, res.configuration_keys)
+            except KafkaProtocolError as exc:
+                error, message = _error(exc)
         else:
             error, message = ErrorCode.INVALID_REQUEST, f"resource type {res.resource_type} is not supported"
         results.append(
@@ -202,8 +209,16 @@ async def describe_configs(broker: Broker, req: Request, conn: Connection) -> di
 
 async def _alter(broker: Broker, res: Any, validate_only: bool, op: dict) -> dict:
     error, message = 0, None
-    if res.resource_type != RESOURCE_TOPIC:
-        error, message = ErrorCode.INVALID_REQUEST, "only topic configs can be altered"
+    if res.resource_type == RESOURCE_GROUP:
+        changes = op.get("incremental") or [[k, 0, v] for k, v in op.get("configs", {}).items()]
+        try:
+            await share_groups.alter_group_configs(
+                broker, res.resource_name, changes, replace="incremental" not in op, validate_only=validate_only
+            )
+        except KafkaProtocolError as exc:
+            error, message = _error(exc)
+    elif res.resource_type != RESOURCE_TOPIC:
+        error, message = ErrorCode.INVALID_REQUEST, "only topic and group configs can be altered"
     else:
         try:
             await broker.controller.submit({**op, "name": res.resource_name, "validate_only": validate_only})

@@ -1,0 +1,380 @@
+"""KIP-932 share groups (queues) with confluent-kafka's real `ShareConsumer` (librdkafka 2.16).
+
+The brokers run with a delivery count limit of 3 and share.auto.offset.reset=earliest; the
+lock-expiry test gives its group a short acquisition lock (share.record.lock.duration.ms, a group
+config), while the others keep Kafka's 30 s so a slow machine never expires their locks.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from confluent_kafka import AcknowledgeType, KafkaException, Producer, ShareConsumer
+
+from tests.support import wait_until
+from workbench import Cluster
+
+LOCK_MS = 30_000  # the brokers' default (Kafka's)
+SHORT_LOCK_MS = 3000  # the lock-expiry test's group
+LIMIT = 3
+SHARE_CONFIG = {
+    "group_initial_rebalance_delay_ms": 0,
+    "group_share_record_lock_duration_ms": LOCK_MS,
+    "group_share_delivery_count_limit": LIMIT,
+    "group_share_auto_offset_reset": "earliest",
+}
+
+
+@pytest.fixture(scope="module")
+def share_cluster(tmp_path_factory):
+    with Cluster(brokers=3, data_dir=tmp_path_factory.mktemp("share"), config=SHARE_CONFIG) as c:
+        yield c
+
+
+def _produce(bootstrap: str, topic: str, values: list[str]) -> None:
+    p = Producer({"bootstrap.servers": bootstrap})
+    for v in values:
+        p.produce(topic, value=v.encode())
+    assert p.flush(15) == 0
+
+
+def _consumer(bootstrap: str, group: str, topic: str, mode: str = "explicit") -> ShareConsumer:
+    c = ShareConsumer({"bootstrap.servers": bootstrap, "group.id": group, "share.acknowledgement.mode": mode})
+    c.subscribe([topic])
+    return c
+
+
+def _poll(consumer: ShareConsumer, want: int = 1, timeout: float = 20.0) -> list:
+    """Poll until at least `want` records came (each as (offset, value, delivery_count, message))."""
+    got: list = []
+
+    def more() -> bool:
+        for m in consumer.poll(0.5):
+            assert m.error() is None, m.error()
+            got.append((m.offset(), m.value().decode(), m.delivery_count(), m))
+        return len(got) >= want
+
+    wait_until(more, timeout=timeout, interval=0, message=lambda: f"{want} records (got {len(got)})")
+    return got
+
+
+def _ack_all(consumer: ShareConsumer, records: list, kind=AcknowledgeType.ACCEPT) -> None:
+    for *_, m in records:
+        consumer.acknowledge(m, kind)
+    consumer.commit_sync()
+
+
+def test_three_share_consumers_on_one_partition_get_distinct_records(share_cluster, topic_name):
+    share_cluster.create_topic(topic_name, partitions=1)
+    bs, group = share_cluster.bootstrap_servers, f"g-{uuid.uuid4().hex[:6]}"
+    _produce(bs, topic_name, [f"m{i}" for i in range(60)])
+    consumers = [ShareConsumer({"bootstrap.servers": bs, "group.id": group, "max.poll.records": 5}) for _ in range(3)]
+    for c in consumers:
+        c.subscribe([topic_name])
+    seen: dict[int, list[int]] = {}
+    try:
+
+        def round_robin() -> bool:
+            # implicit acknowledgement: a poll accepts what the previous poll returned
+            for i, c in enumerate(consumers):
+                for m in c.poll(0.3):
+                    assert m.error() is None, m.error()
+                    seen.setdefault(m.offset(), []).append(i)
+            return len(seen) >= 60
+
+        wait_until(round_robin, timeout=60, interval=0, message=lambda: f"60 records (got {len(seen)})")
+        assert sorted(seen) == list(range(60))
+        assert all(len(owners) == 1 for owners in seen.values()), seen
+        assert len({owners[0] for owners in seen.values()}) >= 2  # the queue was shared
+    finally:
+        for c in consumers:
+            c.close()
+
+
+def test_released_record_is_redelivered_with_a_higher_delivery_count_and_rejected_is_not(share_cluster, topic_name):
+    share_cluster.create_topic(topic_name, partitions=1)
+    bs, group = share_cluster.bootstrap_servers, f"g-{uuid.uuid4().hex[:6]}"
+    _produce(bs, topic_name, ["keep", "again", "poison"])
+    c = _consumer(bs, group, topic_name)
+    try:
+        first = sorted(_poll(c, 3))
+        assert [(o, v, n) for o, v, n, _ in first] == [(0, "keep", 1), (1, "again", 1), (2, "poison", 1)]
+        c.acknowledge(first[0][3], AcknowledgeType.ACCEPT)
+        c.acknowledge(first[1][3], AcknowledgeType.RELEASE)
+        c.acknowledge(first[2][3], AcknowledgeType.REJECT)
+        c.commit_sync()
+        _produce(bs, topic_name, ["later"])
+        again = sorted(_poll(c, 2))
+        assert [(o, v, n) for o, v, n, _ in again] == [(1, "again", 2), (3, "later", 1)]
+
+        c.acknowledge(again[0][3], AcknowledgeType.RELEASE)  # offset 1 once more
+        c.acknowledge(again[1][3], AcknowledgeType.ACCEPT)
+        c.commit_sync()
+        expected = {
+            "start_offset": 1,  # offset 0 accepted
+            "next_offset": 4,
+            "available": 1,  # offset 1, released twice
+            "acquired": 0,
+            "acknowledged": 1,  # offset 3
+            "archived": 1,  # offset 2, rejected
+            "redelivered": 1,
+            "max_delivery_count": 2,
+        }
+
+        def share_row():
+            rows = share_cluster.sql(
+                f"SELECT {', '.join(expected)} FROM wb.share_groups WHERE group_id = '{group}'"
+            ).to_dict("records")
+            return rows if rows == [expected] else None
+
+        wait_until(share_row, message="wb.share_groups to show the share partition")
+        [(offset, _v, count, m)] = _poll(c, 1)
+        assert (offset, count) == (1, 3)
+        _ack_all(c, [(offset, _v, count, m)])
+    finally:
+        c.close()
+
+
+def test_a_record_past_the_delivery_count_limit_is_archived(share_cluster, topic_name):
+    share_cluster.create_topic(topic_name, partitions=1)
+    bs, group = share_cluster.bootstrap_servers, f"g-{uuid.uuid4().hex[:6]}"
+    _produce(bs, topic_name, ["unlucky"])
+    c = _consumer(bs, group, topic_name)
+    try:
+        counts = []
+        for _ in range(LIMIT):
+            [(offset, _v, count, m)] = _poll(c, 1)
+            assert offset == 0
+            counts.append(count)
+            c.acknowledge(m, AcknowledgeType.RELEASE)
+            c.commit_sync()
+        assert counts == [1, 2, 3]
+        _produce(bs, topic_name, ["next"])
+        [(offset, value, count, m)] = _poll(c, 1)
+        assert (offset, value, count) == (1, "next", 1)  # offset 0 was archived, never delivered again
+        _ack_all(c, [(offset, value, count, m)])
+    finally:
+        c.close()
+
+
+def test_records_of_a_consumer_that_stops_polling_are_redelivered_when_the_lock_expires(share_cluster, topic_name):
+    from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
+
+    share_cluster.create_topic(topic_name, partitions=1)
+    bs, group = share_cluster.bootstrap_servers, f"g-{uuid.uuid4().hex[:6]}"
+    short = ConfigEntry(
+        "share.record.lock.duration.ms", str(SHORT_LOCK_MS), incremental_operation=AlterConfigOpType.SET
+    )
+    resource = ConfigResource(ResourceType.GROUP, group, incremental_configs=[short])
+    admin = share_cluster.admin()  # kept: a collected AdminClient fails its pending futures
+    admin.incremental_alter_configs([resource])[resource].result(timeout=20)
+    _produce(bs, topic_name, [f"m{i}" for i in range(4)])
+    stuck = _consumer(bs, group, topic_name)
+    other = _consumer(bs, group, topic_name)
+    try:
+        held = _poll(stuck, 4)
+        assert sorted(o for o, *_ in held) == [0, 1, 2, 3]
+        # `stuck` never polls or acknowledges again; after SHORT_LOCK_MS the records go to `other`
+        again = _poll(other, 4, timeout=SHORT_LOCK_MS / 1000 + 20)
+        assert sorted((o, n) for o, _v, n, _m in again) == [(0, 2), (1, 2), (2, 2), (3, 2)]
+        _ack_all(other, again)
+    finally:
+        other.close()
+        stuck.close()
+
+
+def test_share_partition_state_survives_the_leader_restarting(fresh_cluster, tmp_path):
+    cluster = fresh_cluster(config=SHARE_CONFIG)
+    topic, group = f"q-{uuid.uuid4().hex[:6]}", "restart-group"
+    cluster.create_topic(topic, partitions=1)
+    bs = cluster.bootstrap_servers
+    _produce(bs, topic, [f"m{i}" for i in range(6)])
+    c = _consumer(bs, group, topic)
+    try:
+        got = sorted(_poll(c, 6))
+        for offset, _v, _n, m in got:
+            kind = AcknowledgeType.ACCEPT if offset < 3 else AcknowledgeType.RELEASE
+            c.acknowledge(m, kind)
+        c.commit_sync()
+    finally:
+        c.close()
+    leader = int(cluster.describe().partitions.set_index("topic").loc[topic, "leader"])
+    cluster.restart_broker(leader)
+    wait_until(lambda: int(cluster.describe().partitions.set_index("topic").loc[topic, "leader"]) >= 0)
+    c = _consumer(bs, group, topic)
+    try:
+        again = sorted(_poll(c, 3, timeout=40))
+        # the accepted records stay done; the released ones come back with their delivery count
+        assert [(o, n) for o, _v, n, _m in again] == [(3, 2), (4, 2), (5, 2)]
+        _ack_all(c, again)
+    finally:
+        c.close()
+
+
+def _describe(cluster: Cluster, group: str) -> dict:
+    from workbench.protocol.blocking_client import WireClient
+    from workbench.protocol.codec import REQUEST_CLASSES, build
+    from workbench.protocol.kip932 import ShareGroupDescribeRequest
+
+    FindCoordinatorRequest = REQUEST_CLASSES[10]
+
+    boot = WireClient.to(cluster.bootstrap_servers)
+    fc = boot.request(build(FindCoordinatorRequest, {"key": group, "key_type": 0}), 3)
+    boot.close()
+    c = WireClient(fc.host, fc.port)
+    try:
+        resp = c.request(
+            build(ShareGroupDescribeRequest, {"group_ids": [group], "include_authorized_operations": False}), 1
+        )
+    finally:
+        c.close()
+    [g] = resp.groups
+    return {
+        "error_code": g.error_code,
+        "state": g.group_state,
+        "assignor": g.assignor_name,
+        "members": {
+            m.member_id: [(tp.topic_name, list(tp.partitions)) for tp in m.assignment.topic_partitions]
+            for m in g.members
+        },
+    }
+
+
+def test_share_group_describe_shows_members_and_assignment(share_cluster, topic_name):
+    share_cluster.create_topic(topic_name, partitions=2)
+    bs, group = share_cluster.bootstrap_servers, f"g-{uuid.uuid4().hex[:6]}"
+    assert _describe(share_cluster, group)["error_code"] == 69  # GROUP_ID_NOT_FOUND before anyone joins
+    consumers = [_consumer(bs, group, topic_name, mode="implicit") for _ in range(3)]
+    try:
+        for c in consumers:
+            c.poll(0.2)
+        described = wait_until(
+            lambda: (lambda d: d if len(d["members"]) == 3 else None)(_describe(share_cluster, group)), timeout=30
+        )
+        assert described["state"] == "Stable" and described["assignor"] == "simple"
+        assigned = [tp for tps in described["members"].values() for tp in tps]
+        assert all(topic == topic_name for topic, _ in assigned)
+        assert sorted(p for _, ps in assigned for p in ps) == [0, 0, 1]  # 3 members share 2 partitions
+    finally:
+        for c in consumers:
+            c.close()
+
+
+def _admin(cluster: Cluster, group: str, api_key: int, body: dict):
+    from workbench.protocol.blocking_client import WireClient
+    from workbench.protocol.codec import REQUEST_CLASSES, build
+
+    boot = WireClient.to(cluster.bootstrap_servers)
+    fc = boot.request(build(REQUEST_CLASSES[10], {"key": group, "key_type": 0}), 3)
+    boot.close()
+    c = WireClient(fc.host, fc.port)
+    try:
+        return c.request(build(REQUEST_CLASSES[api_key], body), 0)
+    finally:
+        c.close()
+
+
+def _start_offsets(cluster: Cluster, group: str, topic: str | None = None) -> dict:
+    topics = None if topic is None else [{"topic_name": topic, "partitions": [0]}]
+    resp = _admin(cluster, group, 90, {"groups": [{"group_id": group, "topics": topics}]})
+    [g] = resp.groups
+    assert g.error_code == 0
+    return {(t.topic_name, p.partition_index): p.start_offset for t in g.topics for p in t.partitions}
+
+
+def test_describe_alter_and_delete_share_group_offsets(share_cluster, topic_name):
+    share_cluster.create_topic(topic_name, partitions=1)
+    bs, group = share_cluster.bootstrap_servers, f"g-{uuid.uuid4().hex[:6]}"
+    _produce(bs, topic_name, [f"m{i}" for i in range(5)])
+    c = _consumer(bs, group, topic_name)
+    try:
+        got = sorted(_poll(c, 5))
+        for offset, _v, _n, m in got:
+            c.acknowledge(m, AcknowledgeType.ACCEPT if offset < 3 else AcknowledgeType.RELEASE)
+        c.commit_sync()
+        assert _start_offsets(share_cluster, group, topic_name) == {(topic_name, 0): 3}
+        assert _start_offsets(share_cluster, group) == {(topic_name, 0): 3}  # all topics of the group
+        alter = {
+            "group_id": group,
+            "topics": [{"topic_name": topic_name, "partitions": [{"partition_index": 0, "start_offset": 1}]}],
+        }
+        [t] = _admin(share_cluster, group, 91, alter).responses
+        assert t.partitions[0].error_code == 68  # NON_EMPTY_GROUP while a member is in it
+    finally:
+        c.close()
+    wait_until(
+        lambda: _admin(share_cluster, group, 91, alter).responses[0].partitions[0].error_code == 0,
+        message="AlterShareGroupOffsets once the member has left",
+    )
+    assert _start_offsets(share_cluster, group, topic_name) == {(topic_name, 0): 1}
+    c = _consumer(bs, group, topic_name)
+    try:
+        again = sorted(_poll(c, 4))
+        assert [(o, n) for o, _v, n, _m in again] == [(1, 1), (2, 1), (3, 1), (4, 1)]  # state started afresh at 1
+        _ack_all(c, again)
+    finally:
+        c.close()
+    resp = _admin(share_cluster, group, 92, {"group_id": group, "topics": [{"topic_name": topic_name}]})
+    assert resp.error_code == 0 and [p.error_code for p in resp.responses[0].partitions] == [0]
+    assert _start_offsets(share_cluster, group) == {}
+    c = _consumer(bs, group, topic_name)
+    try:
+        fresh = sorted(_poll(c, 5))
+        assert [o for o, *_ in fresh] == [0, 1, 2, 3, 4]  # deleted: share.auto.offset.reset=earliest again
+        _ack_all(c, fresh)
+    finally:
+        c.close()
+
+
+def test_share_group_configs_are_set_per_group_and_apply_to_its_records(share_cluster, topic_name):
+    from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
+
+    share_cluster.create_topic(topic_name, partitions=1)
+    bs, group = share_cluster.bootstrap_servers, f"g-{uuid.uuid4().hex[:6]}"
+    admin = share_cluster.admin()
+    resource = ConfigResource(
+        ResourceType.GROUP,
+        group,
+        incremental_configs=[
+            ConfigEntry("share.delivery.count.limit", "2", incremental_operation=AlterConfigOpType.SET),
+            ConfigEntry("share.auto.offset.reset", "latest", incremental_operation=AlterConfigOpType.SET),
+        ],
+    )
+    admin.incremental_alter_configs([resource])[resource].result(timeout=20)
+    bad = ConfigResource(
+        ResourceType.GROUP,
+        group,
+        incremental_configs=[
+            ConfigEntry("share.delivery.count.limit", "99", incremental_operation=AlterConfigOpType.SET)
+        ],
+    )
+    with pytest.raises(KafkaException, match=r"share\.delivery\.count\.limit"):
+        admin.incremental_alter_configs([bad])[bad].result(timeout=20)
+    described = admin.describe_configs([ConfigResource(ResourceType.GROUP, group)])
+    configs = next(iter(described.values())).result(timeout=20)
+    assert configs["share.delivery.count.limit"].value == "2"
+    assert configs["share.auto.offset.reset"].value == "latest"
+    assert configs["share.record.lock.duration.ms"].value == str(LOCK_MS)  # the broker's default
+
+    _produce(bs, topic_name, ["before the group existed"])  # latest: never delivered to this group
+    c = _consumer(bs, group, topic_name)
+    try:
+        c.poll(1.0)  # joins; its share partition starts at the high watermark
+        _produce(bs, topic_name, ["unlucky", "next"])
+        deliveries = []
+        for _ in range(2):
+            got = sorted(_poll(c, 1))
+            for offset, _v, count, m in got:
+                deliveries.append((offset, count))
+                c.acknowledge(m, AcknowledgeType.RELEASE if offset == 1 else AcknowledgeType.ACCEPT)
+            c.commit_sync()
+            if (1, 2) in deliveries:
+                break
+        assert (1, 1) in deliveries and (1, 2) in deliveries and all(o >= 1 for o, _ in deliveries)
+        _produce(bs, topic_name, ["last"])
+        tail = sorted(_poll(c, 1))
+        assert 1 not in [o for o, *_ in tail]  # archived after its second delivery (the group's limit)
+        _ack_all(c, tail)
+    finally:
+        c.close()

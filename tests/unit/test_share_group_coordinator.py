@@ -1,0 +1,61 @@
+"""Share group membership (KIP-932 ShareGroupHeartbeat, workbench/broker/share_group_coordinator.py)."""
+
+from __future__ import annotations
+
+import uuid
+from types import SimpleNamespace
+
+import pytest
+
+from workbench.broker.share_group_coordinator import ShareGroupCoordinator
+from workbench.protocol.errors import ErrorCode, KafkaProtocolError
+
+TOPICS = {"jobs": SimpleNamespace(id=uuid.uuid4().hex, partitions={0: None, 1: None})}
+
+
+def beat(c, member, epoch, topics=None, now=0, group="g"):
+    body = SimpleNamespace(
+        group_id=group, member_id=member, member_epoch=epoch, rack_id=None, subscribed_topic_names=topics
+    )
+    return c.heartbeat(body, TOPICS, now)
+
+
+def partitions(resp):
+    return sorted(p for tp in resp["assignment"]["topic_partitions"] for p in tp["partitions"])
+
+
+def test_joining_members_get_every_partition_between_them_and_a_new_epoch():
+    c = ShareGroupCoordinator()
+    a = beat(c, "a", 0, ["jobs"])
+    assert a["member_epoch"] == 1 and partitions(a) == [0, 1]
+    b = beat(c, "b", 0, ["jobs"])
+    assert b["member_epoch"] == 2 and partitions(b) == [1]
+    a2 = beat(c, "a", 1)  # a's next heartbeat learns its smaller assignment and the new epoch
+    assert a2["member_epoch"] == 2 and partitions(a2) == [0]
+    assert beat(c, "a", 2)["assignment"] is None  # nothing changed: no assignment sent
+
+
+def test_unknown_members_and_stale_epochs_are_refused():
+    c = ShareGroupCoordinator()
+    beat(c, "a", 0, ["jobs"])
+    with pytest.raises(KafkaProtocolError) as unknown:
+        beat(c, "nobody", 3)
+    assert unknown.value.code == ErrorCode.UNKNOWN_MEMBER_ID
+    with pytest.raises(KafkaProtocolError) as fenced:
+        beat(c, "a", 7)
+    assert fenced.value.code == ErrorCode.FENCED_MEMBER_EPOCH
+
+
+def test_leaving_and_expiring_members_give_their_partitions_back():
+    c = ShareGroupCoordinator(session_timeout_ms=1000)
+    beat(c, "a", 0, ["jobs"], now=0)
+    beat(c, "b", 0, ["jobs"], now=0)
+    assert beat(c, "a", 1)["member_epoch"] == 2
+    assert beat(c, "b", -1)["member_epoch"] == -1
+    back = beat(c, "a", 2, now=10)
+    assert back["member_epoch"] == 3 and partitions(back) == [0, 1]
+    beat(c, "c", 0, ["jobs"], now=500)
+    later = beat(c, "c", c.groups["g"].members["c"].member_epoch, now=1200)  # a missed its session
+    assert set(c.groups["g"].members) == {"c"} and partitions(later) == [0, 1]
+    described = c.describe("g", TOPICS)
+    assert described["group_state"] == "Stable" and [m["member_id"] for m in described["members"]] == ["c"]
