@@ -486,4 +486,12 @@ def test_the_sweep_covers_every_advertised_api():
         ApiKey.DESCRIBE_TRANSACTIONS, ApiKey.LIST_TRANSACTIONS,
         ApiKey.CONSUMER_GROUP_HEARTBEAT, ApiKey.CONSUMER_GROUP_DESCRIBE,
     }  # fmt: skip
+    # KIP-932: each has one advertised version, sent by confluent-kafka's ShareConsumer (or, for the
+    # three offsets APIs, by the codec) in tests/integration/test_share_groups.py, as the ledger says.
+    swept |= {
+        ApiKey.SHARE_GROUP_HEARTBEAT, ApiKey.SHARE_GROUP_DESCRIBE, ApiKey.SHARE_FETCH, ApiKey.SHARE_ACKNOWLEDGE,
+        ApiKey.DESCRIBE_SHARE_GROUP_OFFSETS, ApiKey.ALTER_SHARE_GROUP_OFFSETS, ApiKey.DELETE_SHARE_GROUP_OFFSETS,
+    }  # fmt: skip
+    for key in (ApiKey.SHARE_GROUP_HEARTBEAT, ApiKey.SHARE_FETCH, ApiKey.DESCRIBE_SHARE_GROUP_OFFSETS):
+        assert len(_versions(key)) == 1, f"{key!r} gained a version: sweep it here"
     assert set(SUPPORTED_APIS) <= swept, f"not swept: {sorted(set(SUPPORTED_APIS) - swept)}"
