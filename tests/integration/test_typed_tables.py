@@ -14,7 +14,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 from confluent_kafka import Producer
-from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry import Schema, SchemaReference, SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.schema_registry.json_schema import JSONSerializer
 from confluent_kafka.schema_registry.protobuf import ProtobufSerializer
@@ -319,3 +319,49 @@ def test_cache_files_are_decoded_once_into_typed_sidecars(registry_cluster, clie
     assert sidecars and not any(part.startswith("broker-") for p in sidecars for part in p.parts)
     assert {p.name.split(".")[0] for p in sidecars} == {Path(f).stem for f in files()}
     assert sum(pq.read_metadata(p).num_rows for p in sidecars) > 0  # rows served typed from disk
+
+
+def test_avro_schema_references_decode_into_typed_columns(registry_cluster, client, topic_name):
+    """A value schema referencing another subject's record (Confluent's schema references),
+    serialized by the unmodified AvroSerializer, decodes into typed columns."""
+    address = {
+        "type": "record",
+        "name": "Address",
+        "namespace": "shop",
+        "fields": [{"name": "city", "type": "string"}, {"name": "zip", "type": "int"}],
+    }
+    ref_subject = f"{topic_name}-address"
+    client.register_schema(ref_subject, Schema(json.dumps(address), "AVRO"))
+    customer = {
+        "type": "record",
+        "name": "Customer",
+        "namespace": "shop",
+        "fields": [
+            {"name": "name", "type": "string"},
+            {"name": "home", "type": "shop.Address"},
+            {"name": "others", "type": {"type": "array", "items": "shop.Address"}},
+        ],
+    }
+    schema = Schema(json.dumps(customer), "AVRO", [SchemaReference("shop.Address", ref_subject, 1)])
+    serialize = AvroSerializer(client, schema)
+    ctx = SerializationContext(topic_name, MessageField.VALUE)
+    values = [
+        serialize({"name": f"c{i}", "home": {"city": "Oslo", "zip": i}, "others": [{"city": "Rome", "zip": 7}]}, ctx)
+        for i in range(3)
+    ]
+    _produce(registry_cluster, topic_name, values)
+    df = registry_cluster.sql(
+        f'SELECT name, home.city AS city, home.zip AS zip, others, decode_error FROM typed."{topic_name}" ORDER BY name'
+    )
+    assert df["decode_error"].isna().all(), df["decode_error"].tolist()
+    assert df["name"].tolist() == ["c0", "c1", "c2"]
+    assert df["city"].tolist() == ["Oslo"] * 3
+    assert df["zip"].tolist() == [0, 1, 2]
+    assert list(df["others"].iloc[0]) == [{"city": "Rome", "zip": 7}]
+    types = dict(
+        registry_cluster.sql(
+            f"SELECT column_name, data_type FROM information_schema.columns "
+            f"WHERE table_schema = 'typed' AND table_name = '{topic_name}'"
+        ).values.tolist()
+    )
+    assert types["home"] == "STRUCT(city VARCHAR, zip INTEGER)"

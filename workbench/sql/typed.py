@@ -12,6 +12,9 @@ types) is JSON text.
 
 Topics with schema-framed keys also get `key_typed`, `key_schema_id` and `key_decode_error`.
 
+Avro schema references (Confluent's `references`: subject + version) are fetched from the registry,
+recursively, and given to fastavro as `named_schemas`; their record types become columns too.
+
 A record that does not decode (not framed, an unknown id, bytes that do not match the writer
 schema) has NULL fields and says why in ``decode_error``; ``value_bytes`` keeps its raw bytes.
 A bad record never fails the query.
@@ -100,19 +103,46 @@ class RegistryReader:
             found = self.get(f"/subjects/{q}/versions/{v}")
             if found is not None:
                 ids.append(int(found["id"]))
-                self._by_id.setdefault(
-                    int(found["id"]),
-                    {"schema": found["schema"], "schemaType": found.get("schemaType", "AVRO")},
-                )
+                self._by_id.setdefault(int(found["id"]), _entry(found))
         return ids
+
+    def version(self, subject: str, version: int) -> dict[str, Any] | None:
+        """One version of a subject (a schema reference's target)."""
+        q = urllib.parse.quote(subject, safe="")
+        found = self.get(f"/subjects/{q}/versions/{int(version)}")
+        return _entry(found) if found is not None else None
+
+    def referenced(self, entry: dict[str, Any], seen: set[tuple[str, int]] | None = None) -> list[str]:
+        """The texts of the schemas `entry` references, recursively, dependencies first (each once)."""
+        seen = set() if seen is None else seen
+        out: list[str] = []
+        for ref in entry.get("references") or []:
+            key = (ref["subject"], int(ref["version"]))
+            if key in seen:
+                continue
+            seen.add(key)
+            target = self.version(*key)
+            if target is None:
+                raise ValueError(f"reference {ref.get('name')!r}: {key[0]} version {key[1]} is not registered")
+            out += self.referenced(target, seen)
+            out.append(target["schema"])
+        return out
 
     def by_id(self, schema_id: int) -> dict[str, Any] | None:
         if schema_id not in self._by_id:
             found = self.get(f"/schemas/ids/{schema_id}")
             if found is None:
                 return None
-            self._by_id[schema_id] = {"schema": found["schema"], "schemaType": found.get("schemaType", "AVRO")}
+            self._by_id[schema_id] = _entry(found)
         return self._by_id[schema_id]
+
+
+def _entry(found: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "schema": found["schema"],
+        "schemaType": found.get("schemaType", "AVRO"),
+        "references": found.get("references") or [],
+    }
 
 
 # ----------------------------------------------------------------------------- column types
@@ -123,6 +153,8 @@ def _avro_type(node: Any, named: dict[str, pa.DataType]) -> pa.DataType:
     if isinstance(node, str):
         if node in named:
             return named[node]
+        if "." in node and node.rsplit(".", 1)[1] in named:  # a full name (a reference's type)
+            return named[node.rsplit(".", 1)[1]]
         return {
             "null": pa.null(),
             "boolean": pa.bool_(),
@@ -319,14 +351,21 @@ class WriterSchema:
     decode: Callable[[bytes], Any]
 
 
-def writer_schema(schema_id: int, schema_type: str, text: str) -> WriterSchema:
-    """Parse a registered schema; raises ValueError for a format or schema it cannot decode."""
+def writer_schema(schema_id: int, schema_type: str, text: str, references: list[str] | None = None) -> WriterSchema:
+    """Parse a registered schema; raises ValueError for a format or schema it cannot decode.
+    `references`: the texts of the Avro schemas it references, dependencies first."""
     if schema_type == "AVRO":
         import fastavro
 
+        named_schemas: dict[str, Any] = {}
+        named_types: dict[str, pa.DataType] = {}
+        for ref_text in references or []:
+            ref_raw = json.loads(ref_text)
+            fastavro.parse_schema(ref_raw, named_schemas=named_schemas)
+            _avro_type(ref_raw, named_types)
         raw = json.loads(text)
-        parsed = fastavro.parse_schema(raw)
-        arrow = _avro_type(raw, {})
+        parsed = fastavro.parse_schema(raw, named_schemas=named_schemas)
+        arrow = _avro_type(raw, named_types)
 
         def decode_avro(payload: bytes) -> Any:
             return fastavro.schemaless_reader(io.BytesIO(payload), parsed, None)
@@ -441,7 +480,8 @@ def build_plan(reader: RegistryReader, topic: str, seen_ids: list[int], *, key: 
         if found is None:
             continue
         try:
-            writers[sid] = writer_schema(sid, found["schemaType"], found["schema"])
+            refs = reader.referenced(found) if found["schemaType"] == "AVRO" else None
+            writers[sid] = writer_schema(sid, found["schemaType"], found["schema"], refs)
         except Exception as exc:
             errors[sid] = f"schema id {sid} ({found['schemaType']}) cannot be decoded here: {exc}"
     return TypedPlan(writers, errors, as_columns=not key)
