@@ -9,10 +9,12 @@ import datetime as dt
 import decimal
 import json
 import uuid
+from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 from confluent_kafka import Producer
-from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry import Schema, SchemaReference, SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.schema_registry.json_schema import JSONSerializer
 from confluent_kafka.schema_registry.protobuf import ProtobufSerializer
@@ -54,8 +56,8 @@ def client(registry_cluster):
     return SchemaRegistryClient({"url": registry_cluster.schema_registry_url})
 
 
-def _produce(cluster, topic: str, values: list[bytes | None]) -> None:
-    producer = Producer({"bootstrap.servers": cluster.bootstrap_servers})
+def _produce(cluster, topic: str, values: list[bytes | None], **config) -> None:
+    producer = Producer({"bootstrap.servers": cluster.bootstrap_servers, **config})
     for v in values:
         producer.produce(topic, value=v)
     assert producer.flush(30) == 0
@@ -270,3 +272,96 @@ def test_topics_without_framed_keys_have_no_key_columns(registry_cluster, client
     _produce(registry_cluster, topic_name, [ser(_order(1), SerializationContext(topic_name, MessageField.VALUE))])
     cols = registry_cluster.sql(f'SELECT * FROM typed."{topic_name}"').columns
     assert "key_typed" not in cols and "id" in cols
+
+
+def test_cache_files_are_decoded_once_into_typed_sidecars(registry_cluster, client, topic_name):
+    """The SQL layer's copy stores values typed: a second query reads each cache file's typed
+    sidecar instead of decoding it again, with identical results; only new files are decoded."""
+    registry_cluster.create_topic(topic_name, partitions=1, config={"segment.bytes": 4096})
+    ctx = SerializationContext(topic_name, MessageField.VALUE)
+    v1 = AvroSerializer(client, json.dumps(V1))
+    _produce(
+        registry_cluster,
+        topic_name,
+        [v1({**_order(i % 20), "id": i}, ctx) for i in range(400)],
+        **{"batch.size": 1000, "linger.ms": 0},  # many small batches: segments seal
+    )
+    engine = registry_cluster.sql_engine
+    query = f'SELECT "offset", id, item, price, ref, tags, buyer, status, decode_error FROM typed."{topic_name}"'
+
+    def files() -> set[str]:
+        return set(engine.topic_states()[topic_name].view_files or ())
+
+    # Sealed segments become cache files (background compaction).
+    assert wait_until(lambda: registry_cluster.sql(f'SELECT count(*) FROM "{topic_name}"') is not None and files(), 60)
+
+    def second_query_reuses_sidecars():
+        before = engine._typed.decoded_files
+        first = registry_cluster.sql(query + ' ORDER BY "offset"')
+        first_files = files()
+        decoded = engine._typed.decoded_files
+        second = registry_cluster.sql(query + ' ORDER BY "offset"')
+        new_files = files() - first_files
+        if not first_files & files():
+            return None  # compaction replaced every cache file in between: try again
+        assert decoded - before <= len(first_files)
+        assert engine._typed.decoded_files - decoded == len(new_files)  # only new cache files decoded
+        return first, second
+
+    got = wait_until(second_query_reuses_sidecars)
+    first, second = got
+    assert len(first) == 400 and first["decode_error"].isna().all()
+    assert first["id"].tolist() == list(range(400))
+    assert first.equals(second)
+    # The sidecars live in the SQL engine's own cache directory (never a broker's), one per
+    # current cache file: those of replaced cache files are gone.
+    sidecars = sorted((engine.cache_root / "typed" / topic_name).glob("partition=*/*.parquet"))
+    assert sidecars and not any(part.startswith("broker-") for p in sidecars for part in p.parts)
+    assert {p.name.split(".")[0] for p in sidecars} == {Path(f).stem for f in files()}
+    assert sum(pq.read_metadata(p).num_rows for p in sidecars) > 0  # rows served typed from disk
+
+
+def test_avro_schema_references_decode_into_typed_columns(registry_cluster, client, topic_name):
+    """A value schema referencing another subject's record (Confluent's schema references),
+    serialized by the unmodified AvroSerializer, decodes into typed columns."""
+    address = {
+        "type": "record",
+        "name": "Address",
+        "namespace": "shop",
+        "fields": [{"name": "city", "type": "string"}, {"name": "zip", "type": "int"}],
+    }
+    ref_subject = f"{topic_name}-address"
+    client.register_schema(ref_subject, Schema(json.dumps(address), "AVRO"))
+    customer = {
+        "type": "record",
+        "name": "Customer",
+        "namespace": "shop",
+        "fields": [
+            {"name": "name", "type": "string"},
+            {"name": "home", "type": "shop.Address"},
+            {"name": "others", "type": {"type": "array", "items": "shop.Address"}},
+        ],
+    }
+    schema = Schema(json.dumps(customer), "AVRO", [SchemaReference("shop.Address", ref_subject, 1)])
+    serialize = AvroSerializer(client, schema)
+    ctx = SerializationContext(topic_name, MessageField.VALUE)
+    values = [
+        serialize({"name": f"c{i}", "home": {"city": "Oslo", "zip": i}, "others": [{"city": "Rome", "zip": 7}]}, ctx)
+        for i in range(3)
+    ]
+    _produce(registry_cluster, topic_name, values)
+    df = registry_cluster.sql(
+        f'SELECT name, home.city AS city, home.zip AS zip, others, decode_error FROM typed."{topic_name}" ORDER BY name'
+    )
+    assert df["decode_error"].isna().all(), df["decode_error"].tolist()
+    assert df["name"].tolist() == ["c0", "c1", "c2"]
+    assert df["city"].tolist() == ["Oslo"] * 3
+    assert df["zip"].tolist() == [0, 1, 2]
+    assert list(df["others"].iloc[0]) == [{"city": "Rome", "zip": 7}]
+    types = dict(
+        registry_cluster.sql(
+            f"SELECT column_name, data_type FROM information_schema.columns "
+            f"WHERE table_schema = 'typed' AND table_name = '{topic_name}'"
+        ).values.tolist()
+    )
+    assert types["home"] == "STRUCT(city VARCHAR, zip INTEGER)"

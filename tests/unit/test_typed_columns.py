@@ -67,3 +67,53 @@ def test_decode_column_keeps_good_rows_and_explains_bad_ones():
     assert rows[3]["schema_id"] == 9 and "not registered" in rows[3]["decode_error"]
     assert "does not decode" in rows[4]["decode_error"]
     assert rows[5] == {"schema_id": None, "decode_error": None, "fields": None}  # a tombstone
+
+
+def test_typed_sidecars_decode_each_cache_file_once_and_go_with_it(tmp_path):
+    """Cache files are decoded once into typed sidecars keyed by name, size, mtime and plan; the
+    sidecar of a cache file that was replaced is returned as stale."""
+    import duckdb
+
+    con = duckdb.connect()
+    rows = 'partition::INTEGER AS partition, "offset"::BIGINT AS "offset", now()::TIMESTAMPTZ AS timestamp'
+    raw = (
+        f"{rows}, NULL::BLOB AS key_bytes, ('x' || \"offset\")::BLOB AS value_bytes, "
+        "[]::STRUCT(key VARCHAR, value BLOB)[] AS headers"
+    )
+
+    def cache_file(name: str, lo: int, hi: int):
+        path = tmp_path / "cache" / "partition=0" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        con.execute(
+            f'COPY (SELECT {raw} FROM (SELECT 0 AS partition, range AS "offset" FROM range({lo}, {hi}))) '
+            f"TO '{path}' (FORMAT parquet)"
+        )
+        return path
+
+    a, b = cache_file("a.parquet", 0, 10), cache_file("b.parquet", 10, 20)
+    con.execute("CREATE SCHEMA wb_fresh; CREATE SCHEMA typed")
+    con.execute(
+        f'CREATE TABLE wb_fresh.t AS SELECT {raw} FROM (SELECT 0 AS partition, range AS "offset" FROM range(20, 25))'
+    )
+
+    def main_view(files):
+        paths = ", ".join(f"'{f}'" for f in files)
+        con.execute(
+            f"CREATE OR REPLACE VIEW main.t AS SELECT * FROM read_parquet([{paths}]) UNION ALL SELECT * FROM wb_fresh.t"
+        )
+
+    views = typed.TypedViews(tmp_path / "typed")
+    main_view([a, b])
+    assert views.refresh(con, con, None, "t", [a, b], "wb_fresh.t") == []
+    assert views.decoded_files == 2
+    assert con.execute('SELECT count(*), count(DISTINCT "offset") FROM typed.t').fetchone() == (25, 25)
+    assert views.refresh(con, con, None, "t", [a, b], "wb_fresh.t") == []
+    assert views.decoded_files == 2  # read from the sidecars, not decoded again
+    b.unlink()  # compaction or retention replaced b
+    c = cache_file("c.parquet", 10, 18)
+    main_view([a, c])
+    stale = views.refresh(con, con, None, "t", [a, c], "wb_fresh.t")
+    assert views.decoded_files == 3
+    assert [p.name.split(".")[0] for p in stale] == ["b"]
+    assert con.execute("SELECT count(*) FROM typed.t").fetchone() == (23,)
+    assert con.execute("SELECT count(*) FROM typed.t WHERE decode_error IS NULL").fetchone() == (0,)

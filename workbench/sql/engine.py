@@ -142,7 +142,7 @@ class SqlEngine:
         run(self._ddl, latest.create_schema_sql())  # tables from changelogs (workbench.sql.latest)
         run(self._ddl, typed.create_schema_sql())  # schema-typed views (workbench.sql.typed)
         self.schema_registry_url: str | None = None  # set by the connection (wb.schemas, typed views)
-        self._typed = typed.TypedViews()
+        self._typed = typed.TypedViews(self.cache_root / "typed")  # typed sidecars of cache files
         run(self._ddl, WINDOW_MACROS)
         # Name extraction's own connection: the macros, no data (see `referenced_names`).
         self._parser = duckdb.connect()
@@ -269,10 +269,18 @@ class SqlEngine:
     def refresh_typed(self, topic: str) -> None:
         """(Re)build ``typed."<topic>"`` from the registry's schemas (`workbench.sql.typed`)."""
         with self._mutex, self._files.read():  # the order refresh and compaction take them
+            state = self._topics.get(topic)
+            files = [Path(f) for f in state.view_files or ()] if state is not None else None
             try:
-                self._typed.refresh(self.db, self._ddl, self.schema_registry_url, topic)
+                stale = self._typed.refresh(
+                    self.db, self._ddl, self.schema_registry_url, topic, files, f"wb_fresh.{quote(topic)}"
+                )
             except OSError as exc:  # the registry is unreachable: say so, keep any older view
                 raise SqlError(f"typed.{quote(topic)}: the schema registry did not answer ({exc})") from None
+        if stale:  # sidecars of replaced cache files: no view names them, no query may be reading them
+            with self._files.write():
+                for path in stale:
+                    path.unlink(missing_ok=True)
 
     def check_read_only(self, query: str, names: set[str]) -> None:
         topics = set(self._topics) | set(self._user_topics(self._metadata)) if self._metadata else set(self._topics)
@@ -378,6 +386,7 @@ class SqlEngine:
                 f"DROP VIEW IF EXISTS main.{quote(name)}; DROP TABLE IF EXISTS wb_fresh.{quote(name)};",
             )
             shutil.rmtree(self.cache_root / "topics" / name, ignore_errors=True)
+            shutil.rmtree(self.cache_root / "typed" / name, ignore_errors=True)
         del self._topics[name]
         self._typed.forget(name)
 

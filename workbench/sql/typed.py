@@ -12,6 +12,9 @@ types) is JSON text.
 
 Topics with schema-framed keys also get `key_typed`, `key_schema_id` and `key_decode_error`.
 
+Avro schema references (Confluent's `references`: subject + version) are fetched from the registry,
+recursively, and given to fastavro as `named_schemas`; their record types become columns too.
+
 A record that does not decode (not framed, an unknown id, bytes that do not match the writer
 schema) has NULL fields and says why in ``decode_error``; ``value_bytes`` keeps its raw bytes.
 A bad record never fails the query.
@@ -21,6 +24,15 @@ How: the schemas are fetched from the registry over its REST API when a query na
 ``value_bytes`` column (one Python call per 2048-row chunk; each value decoded by its writer
 schema with fastavro / json / protobuf, one Arrow array built per chunk), registered once per
 set of schemas; the view calls it. Cost: `benchmarks/typed_sql.py`.
+
+The SQL layer's copy stores them typed: the engine's cache files (immutable; compaction and
+retention replace them under new names) are decoded once into a *typed sidecar* Parquet file in
+the engine's own cache directory (``<cache>/sql/typed/<topic>/partition=N/``, never the brokers'
+data directory), named by the cache file's name, size and mtime and by the plan's key (the set of
+schema ids and the column types). The view reads the sidecars as they are and runs the UDF only
+over the rows not in a cache file yet (the fresh table: the newest sealed files and the live
+tail). A sidecar whose cache file is gone, or made for another set of schemas, is deleted at the
+next refresh. `TypedViews.decoded_files` counts the sidecars written (for tests).
 """
 
 from __future__ import annotations
@@ -32,16 +44,18 @@ import hashlib
 import io
 import json
 import logging
+import os
 import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
-from workbench.sql.flatten import BASE_COLUMNS, quote
+from workbench.sql.flatten import BASE_COLUMNS, quote, sql_literal
 
 log = logging.getLogger(__name__)
 
@@ -89,19 +103,46 @@ class RegistryReader:
             found = self.get(f"/subjects/{q}/versions/{v}")
             if found is not None:
                 ids.append(int(found["id"]))
-                self._by_id.setdefault(
-                    int(found["id"]),
-                    {"schema": found["schema"], "schemaType": found.get("schemaType", "AVRO")},
-                )
+                self._by_id.setdefault(int(found["id"]), _entry(found))
         return ids
+
+    def version(self, subject: str, version: int) -> dict[str, Any] | None:
+        """One version of a subject (a schema reference's target)."""
+        q = urllib.parse.quote(subject, safe="")
+        found = self.get(f"/subjects/{q}/versions/{int(version)}")
+        return _entry(found) if found is not None else None
+
+    def referenced(self, entry: dict[str, Any], seen: set[tuple[str, int]] | None = None) -> list[str]:
+        """The texts of the schemas `entry` references, recursively, dependencies first (each once)."""
+        seen = set() if seen is None else seen
+        out: list[str] = []
+        for ref in entry.get("references") or []:
+            key = (ref["subject"], int(ref["version"]))
+            if key in seen:
+                continue
+            seen.add(key)
+            target = self.version(*key)
+            if target is None:
+                raise ValueError(f"reference {ref.get('name')!r}: {key[0]} version {key[1]} is not registered")
+            out += self.referenced(target, seen)
+            out.append(target["schema"])
+        return out
 
     def by_id(self, schema_id: int) -> dict[str, Any] | None:
         if schema_id not in self._by_id:
             found = self.get(f"/schemas/ids/{schema_id}")
             if found is None:
                 return None
-            self._by_id[schema_id] = {"schema": found["schema"], "schemaType": found.get("schemaType", "AVRO")}
+            self._by_id[schema_id] = _entry(found)
         return self._by_id[schema_id]
+
+
+def _entry(found: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "schema": found["schema"],
+        "schemaType": found.get("schemaType", "AVRO"),
+        "references": found.get("references") or [],
+    }
 
 
 # ----------------------------------------------------------------------------- column types
@@ -112,6 +153,8 @@ def _avro_type(node: Any, named: dict[str, pa.DataType]) -> pa.DataType:
     if isinstance(node, str):
         if node in named:
             return named[node]
+        if "." in node and node.rsplit(".", 1)[1] in named:  # a full name (a reference's type)
+            return named[node.rsplit(".", 1)[1]]
         return {
             "null": pa.null(),
             "boolean": pa.bool_(),
@@ -308,14 +351,21 @@ class WriterSchema:
     decode: Callable[[bytes], Any]
 
 
-def writer_schema(schema_id: int, schema_type: str, text: str) -> WriterSchema:
-    """Parse a registered schema; raises ValueError for a format or schema it cannot decode."""
+def writer_schema(schema_id: int, schema_type: str, text: str, references: list[str] | None = None) -> WriterSchema:
+    """Parse a registered schema; raises ValueError for a format or schema it cannot decode.
+    `references`: the texts of the Avro schemas it references, dependencies first."""
     if schema_type == "AVRO":
         import fastavro
 
+        named_schemas: dict[str, Any] = {}
+        named_types: dict[str, pa.DataType] = {}
+        for ref_text in references or []:
+            ref_raw = json.loads(ref_text)
+            fastavro.parse_schema(ref_raw, named_schemas=named_schemas)
+            _avro_type(ref_raw, named_types)
         raw = json.loads(text)
-        parsed = fastavro.parse_schema(raw)
-        arrow = _avro_type(raw, {})
+        parsed = fastavro.parse_schema(raw, named_schemas=named_schemas)
+        arrow = _avro_type(raw, named_types)
 
         def decode_avro(payload: bytes) -> Any:
             return fastavro.schemaless_reader(io.BytesIO(payload), parsed, None)
@@ -430,7 +480,8 @@ def build_plan(reader: RegistryReader, topic: str, seen_ids: list[int], *, key: 
         if found is None:
             continue
         try:
-            writers[sid] = writer_schema(sid, found["schemaType"], found["schema"])
+            refs = reader.referenced(found) if found["schemaType"] == "AVRO" else None
+            writers[sid] = writer_schema(sid, found["schemaType"], found["schema"], refs)
         except Exception as exc:
             errors[sid] = f"schema id {sid} ({found['schemaType']}) cannot be decoded here: {exc}"
     return TypedPlan(writers, errors, as_columns=not key)
@@ -455,9 +506,7 @@ def seen_ids_sql(topic: str, column: str = "value_bytes") -> str:
     )
 
 
-def view_sql(topic: str, function: str, plan: TypedPlan, key_function: str | None = None) -> str:
-    """``typed."<topic>"``: the topic view's base columns, schema_id, decode_error, the fields;
-    with `key_function`, also key_schema_id, key_decode_error and key_typed."""
+def _fields_sql(plan: TypedPlan, key_function: str | None) -> str:
     fields = []
     for i in range(plan.fields.num_fields):
         name = plan.fields.field(i).name
@@ -466,25 +515,70 @@ def view_sql(topic: str, function: str, plan: TypedPlan, key_function: str | Non
     keys = []
     if key_function is not None:
         keys = ["__k.schema_id AS key_schema_id", "__k.decode_error AS key_decode_error", "__k.fields AS key_typed"]
-    cols = ", ".join([*keys, "__t.schema_id AS schema_id", "__t.decode_error AS decode_error", *fields])
+    return ", ".join([*keys, "__t.schema_id AS schema_id", "__t.decode_error AS decode_error", *fields])
+
+
+#: The raw columns a typed view (and a sidecar) keeps from the topic's rows.
+RAW_COLUMNS = 'partition, "offset", timestamp, key_bytes, value_bytes, headers'
+
+
+def decoded_sql(relation: str, function: str, key_function: str | None = None) -> str:
+    """The raw columns of `relation` and the decoded `__t` (and `__k`) structs."""
     key_call = f", {key_function}(key_bytes) AS __k" if key_function is not None else ""
+    return f"SELECT {RAW_COLUMNS}, {function}(value_bytes) AS __t{key_call} FROM {relation}"
+
+
+def view_sql(
+    topic: str,
+    function: str,
+    plan: TypedPlan,
+    key_function: str | None = None,
+    sidecars: list[str] | None = None,
+    fresh: str | None = None,
+) -> str:
+    """``typed."<topic>"``: the topic view's base columns, schema_id, decode_error, the fields;
+    with `key_function`, also key_schema_id, key_decode_error and key_typed. With `sidecars`
+    (typed Parquet of the cache files) the UDF runs only over `fresh` (the rows not in them);
+    without, over the whole topic view."""
+    if sidecars:
+        paths = ", ".join(sql_literal(p) for p in sidecars)
+        body = (
+            f"SELECT {RAW_COLUMNS}, __t{', __k' if key_function is not None else ''} "
+            f"FROM read_parquet([{paths}]) UNION ALL BY NAME {decoded_sql(fresh or '', function, key_function)}"
+        )
+    else:
+        body = decoded_sql(fresh or f"main.{quote(topic)}", function, key_function)
     return (
         f"CREATE OR REPLACE VIEW {SCHEMA}.{quote(topic)} AS "
-        f'SELECT partition, "offset", timestamp, key, key_bytes, value_bytes, headers, {cols} '
-        f"FROM (SELECT *, {function}(value_bytes) AS __t{key_call} FROM main.{quote(topic)})"
+        f'SELECT partition, "offset", timestamp, TRY(decode(key_bytes)) AS key, key_bytes, value_bytes, headers, '
+        f"{_fields_sql(plan, key_function)} FROM ({body})"
     )
 
 
 class TypedViews:
     """Keeps each queried topic's typed view in step with the registry (see the module docstring)."""
 
-    def __init__(self) -> None:
+    def __init__(self, cache_dir: Path | None = None) -> None:
+        """`cache_dir`: where typed sidecars of cache files go (None: no sidecars, decode always)."""
         self._readers: dict[str, RegistryReader] = {}
-        self._installed: dict[str, str] = {}  # topic -> plan key of its view
+        self._installed: dict[str, tuple] = {}  # topic -> (plan keys, sidecars) of its view
         self._functions: set[str] = set()
+        self.cache_dir = cache_dir
+        self.decoded_files = 0  # sidecars written: cache files decoded (tests read it)
 
-    def refresh(self, db, ddl, url: str | None, topic: str) -> None:
-        """(Re)build ``typed."<topic>"``; `db` registers the UDF, `ddl` runs the DDL."""
+    def refresh(
+        self,
+        db,
+        ddl,
+        url: str | None,
+        topic: str,
+        files: list[Path] | None = None,
+        fresh: str | None = None,
+    ) -> list[Path]:
+        """(Re)build ``typed."<topic>"``; `db` registers the UDF, `ddl` runs the DDL. `files`: the
+        topic's cache files, `fresh`: the relation of its other rows; with both (and a cache
+        directory), cache files are read through typed sidecars. Returns the sidecars no longer
+        used, for the caller to delete when no query can be reading them."""
         seen = [int(h, 16) for (h,) in ddl.execute(seen_ids_sql(topic)).fetchall() if h]
         seen_keys = [int(h, 16) for (h,) in ddl.execute(seen_ids_sql(topic, "key_bytes")).fetchall() if h]
         if url:
@@ -495,13 +589,59 @@ class TypedViews:
             plan = TypedPlan({}, {sid: "no schema registry configured" for sid in seen})
             key_plan = TypedPlan({}, as_columns=False)
         keyed = bool(key_plan.writers)  # key columns only for topics with schema-framed keys
-        installed = plan.key + (key_plan.key if keyed else "")
-        if self._installed.get(topic) == installed:
-            return
+        plan_key = plan.key + (key_plan.key if keyed else "")
         function = self._function(db, plan)
         key_function = self._function(db, key_plan) if keyed else None
-        ddl.execute(view_sql(topic, function, plan, key_function))
-        self._installed[topic] = installed
+        use_sidecars = self.cache_dir is not None and files is not None and fresh is not None
+        sidecars = (
+            [self._sidecar(ddl, topic, f, plan_key, function, key_function) for f in files or []]
+            if use_sidecars
+            else []
+        )
+        installed = (plan_key, tuple(str(p) for p in sidecars))
+        if self._installed.get(topic) != installed:
+            ddl.execute(
+                view_sql(
+                    topic,
+                    function,
+                    plan,
+                    key_function,
+                    [str(p) for p in sidecars],
+                    fresh if use_sidecars else None,
+                )
+            )
+            self._installed[topic] = installed
+        return self._stale(topic, set(sidecars)) if use_sidecars else []
+
+    def _topic_dir(self, topic: str) -> Path:
+        assert self.cache_dir is not None
+        return self.cache_dir / topic
+
+    def _sidecar(self, ddl, topic: str, source: Path, plan_key: str, function: str, key_function: str | None) -> Path:
+        """The typed sidecar of one cache file, decoded and written now if missing."""
+        st = source.stat()
+        directory = self._topic_dir(topic) / source.parent.name
+        path = directory / f"{source.stem}.{st.st_size}-{st.st_mtime_ns}.{plan_key}.parquet"
+        if path.exists():
+            return path
+        directory.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        relation = f"read_parquet({sql_literal(str(source))})"
+        ddl.execute(
+            f"COPY ({decoded_sql(relation, function, key_function)}) TO {sql_literal(str(tmp))} "
+            "(FORMAT parquet, COMPRESSION zstd)"
+        )
+        os.replace(tmp, path)
+        self.decoded_files += 1
+        return path
+
+    def _stale(self, topic: str, keep: set[Path]) -> list[Path]:
+        """Sidecars of `topic` not in `keep` (their cache file is gone, or another plan's)."""
+        try:
+            found = list(self._topic_dir(topic).glob("partition=*/*"))
+        except OSError:
+            return []
+        return [p for p in found if p not in keep]
 
     def _function(self, db, plan: TypedPlan) -> str:
         """The UDF decoding with `plan`, registered once per distinct plan."""
