@@ -225,11 +225,16 @@ class ConsumerGroupCoordinator:
         *,
         heartbeat_interval_ms: int = DEFAULT_HEARTBEAT_INTERVAL_MS,
         session_timeout_ms: int = DEFAULT_SESSION_TIMEOUT_MS,
+        assignors: tuple[str, ...] = ("uniform", "range"),
+        max_size: int = 2**31 - 1,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.groups: dict[str, ConsumerGroup] = {}
         self.heartbeat_interval_ms = heartbeat_interval_ms
         self.session_timeout_ms = session_timeout_ms
+        #: group.consumer.assignors: the ones members may name; the first is used when none is named.
+        self.assignors = tuple(assignors)
+        self.max_size = max_size  # group.consumer.max.size: a member beyond it is GROUP_MAX_SIZE_REACHED
         self._clock = clock
         self._store = store
         # group id -> key -> value last written to the store (what `persist` diffs against)
@@ -265,6 +270,11 @@ class ConsumerGroupCoordinator:
         group_id = body.group_id
         if not group_id:
             raise KafkaProtocolError(ErrorCode.INVALID_REQUEST, "GroupId can't be empty")
+        if body.server_assignor is not None and body.server_assignor not in self.assignors:
+            # Checked before anything changes (Kafka validates the request first).
+            raise KafkaProtocolError(
+                ErrorCode.UNSUPPORTED_ASSIGNOR, f"assignor {body.server_assignor!r}; have {list(self.assignors)}"
+            )
         epoch = body.member_epoch
         now = self._clock()
         group = self.groups.get(group_id)
@@ -282,6 +292,10 @@ class ConsumerGroupCoordinator:
         static = self._static_member(group, body.instance_id)
         if epoch == 0:
             if member is None:
+                if (static is None or static.member_epoch != -2) and len(group.members) >= self.max_size:
+                    raise KafkaProtocolError(
+                        ErrorCode.GROUP_MAX_SIZE_REACHED, f"group {group_id} has {self.max_size} members"
+                    )
                 member = ConsumerGroupMember(member_id, rebalance_timeout_ms=body.rebalance_timeout_ms)
                 if static is not None:
                     if static.member_epoch != -2:
@@ -337,13 +351,8 @@ class ConsumerGroupCoordinator:
             regex = regex or None
             if regex != member.subscribed_topic_regex:
                 member.subscribed_topic_regex, changed = regex, True
-        if body.server_assignor is not None:
-            if body.server_assignor not in ASSIGNORS:
-                raise KafkaProtocolError(
-                    ErrorCode.UNSUPPORTED_ASSIGNOR, f"assignor {body.server_assignor!r}; have {sorted(ASSIGNORS)}"
-                )
-            if body.server_assignor != member.server_assignor:
-                member.server_assignor, changed = body.server_assignor, True
+        if body.server_assignor is not None and body.server_assignor != member.server_assignor:
+            member.server_assignor, changed = body.server_assignor, True
         if body.topic_partitions is not None:
             by_id = {uuid.UUID(hex=info.id): name for name, info in topics.items()}
             owned: Assignment = {}
@@ -459,7 +468,7 @@ class ConsumerGroupCoordinator:
         group.group_epoch += 1
         live = {mid: m for mid, m in group.members.items()}
         assignors = {m.server_assignor for m in live.values() if m.server_assignor}
-        group.assignor = min(assignors) if assignors else "uniform"
+        group.assignor = min(assignors) if assignors else self.assignors[0]
         parts = self._topology(group, topics)
         group.topology = parts
         subs = {mid: m.subscribed(topics) for mid, m in live.items()}
@@ -672,7 +681,7 @@ class ConsumerGroupCoordinator:
                 group.members[m.member_id] = m
             group.target = {mid: a for mid, a in group.target.items() if mid in group.members}
             assignors = {m.server_assignor for m in group.members.values() if m.server_assignor}
-            group.assignor = min(assignors) if assignors else "uniform"
+            group.assignor = min(assignors) if assignors else self.assignors[0]
             group.topology = self._topology(group, topics)
             self.groups[group_id] = group
             self._written[group_id] = dict(records)
