@@ -125,3 +125,79 @@ def test_workbench_up_config_takes_kafkas_names_and_list_form():
     config = parse_config(["group.consumer.assignors=range,uniform", "group.consumer.heartbeat.interval.ms=700"])
     assert config == {"group_consumer_assignors": ["range", "uniform"], "group_consumer_heartbeat_interval_ms": 700}
     validate_broker_config(config)
+
+
+def _consume(consumer: Consumer, n: int) -> list[int]:
+    seen: list[int] = []
+
+    def step() -> bool:
+        msg = consumer.poll(0.2)
+        if msg is not None and msg.error() is None:
+            seen.append(int(msg.value()))
+        return len(seen) >= n
+
+    wait_until(step, 60, interval=0)
+    return seen
+
+
+def _group_type(admin, group: str) -> str:
+    listed = {g.group_id: g for g in admin.list_consumer_groups(request_timeout=20).result().valid}
+    return listed[group].type.name if group in listed else "absent"
+
+
+def test_an_empty_group_switches_protocol_both_ways_and_keeps_its_offsets(cluster, topic_name):
+    """KIP-848 migration of an empty group: classic members commit and leave, a group.protocol=consumer
+    member of the same group id resumes after the commit (the group is now a consumer group), commits
+    and leaves, and a classic member resumes after that (a classic group again)."""
+    from confluent_kafka.admin import AdminClient
+
+    bootstrap = cluster.bootstrap_servers
+    cluster.create_topic(topic_name, partitions=1)
+    p = Producer({"bootstrap.servers": bootstrap})
+    for i in range(30):
+        p.produce(topic_name, value=str(i).encode())
+    assert p.flush(30) == 0
+    group = f"migrate-{topic_name}"
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+
+    def member(protocol: str) -> Consumer:
+        c = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": group,
+                "group.protocol": protocol,
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+                "max.poll.interval.ms": 10000,
+                **({"session.timeout.ms": 6000} if protocol == "classic" else {}),
+            }
+        )
+        c.subscribe([topic_name])
+        return c
+
+    classic = member("classic")
+    assert _consume(classic, 10)[:10] == list(range(10))
+    classic.commit(asynchronous=False)
+    assert _group_type(admin, group) == "CLASSIC"
+    classic.close()
+
+    modern = member("consumer")
+    try:
+        resumed = _consume(modern, 10)
+        assert resumed[0] == 10, f"the consumer-protocol member did not resume at the commit: {resumed[:3]}"
+        modern.commit(asynchronous=False)
+        assert _group_type(admin, group) == "CONSUMER"
+    finally:
+        modern.close()
+
+    back = member("classic")
+    try:
+        again = _consume(back, 5)
+        assert again[0] == 20, f"the classic member did not resume at the commit: {again[:3]}"
+        assert _group_type(admin, group) == "CLASSIC"
+    finally:
+        back.close()
+    # Empty again, it stays what it last was: a classic group (the consumer group was deleted).
+    assert _group_type(admin, group) == "CLASSIC"
+    described = admin.describe_consumer_groups([group], request_timeout=20)[group].result()
+    assert described.type.name == "CLASSIC"

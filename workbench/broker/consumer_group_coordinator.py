@@ -51,7 +51,15 @@ member id whose instance id now belongs to another member is FENCED_INSTANCE_ID.
 
 A group id is either classic or consumer (Kafka's rule): a consumer heartbeat
 for a live classic group is GROUP_ID_NOT_FOUND, a JoinGroup for a live
-consumer group INCONSISTENT_GROUP_PROTOCOL.
+consumer group INCONSISTENT_GROUP_PROTOCOL. An EMPTY group converts either way,
+keeping its committed offsets (Kafka converts empty groups whatever
+`group.consumer.migration.policy` says): a consumer heartbeat for an empty
+classic group starts a consumer group (the offsets, in the classic
+coordinator's offset manager, are shared anyway), and a classic JoinGroup for
+an empty consumer group deletes it first (`delete_empty_group`). Converting a
+group WITH members (Kafka's online migration under the `upgrade`/`downgrade`/
+`bidirectional` policies) is not done: it is refused as above, which is what
+Kafka does under `disabled`.
 
 Regex subscriptions (`SubscribedTopicRegex`, v1) are matched with Python's
 `re.fullmatch` (Kafka uses RE2/J; the common subset behaves the same).
@@ -251,6 +259,21 @@ class ConsumerGroupCoordinator:
     def is_consumer_group(self, group_id: str) -> bool:
         group = self.groups.get(group_id)
         return group is not None and bool(group.members)
+
+    async def delete_empty_group(self, group_id: str, topics: Mapping[str, Any]) -> bool:
+        """KIP-848's downgrade of an empty group: a classic JoinGroup for the id of a consumer group with
+        no members deletes the consumer group (tombstones for its records), and the id is a classic
+        group from then on; the committed offsets are not touched. False if there was nothing to delete."""
+        group = self.groups.get(group_id)
+        if group is None or group.members:
+            return False
+        del self.groups[group_id]
+        try:
+            await self.persist(group_id, topics)
+        except BaseException:
+            self.groups[group_id] = group  # not deleted until its tombstones are written
+            raise
+        return True
 
     # ------------------------------------------------------------------ heartbeat
 
@@ -648,6 +671,8 @@ class ConsumerGroupCoordinator:
 
         now = self._clock()
         for group_id, records in self._replayed.items():
+            if not records:
+                continue  # every record tombstoned: the group was deleted
             group = ConsumerGroup(group_id)
             members: dict[str, ConsumerGroupMember] = {}
             for key, raw in records.items():
