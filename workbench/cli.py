@@ -21,9 +21,11 @@ import json
 import signal
 import sys
 import threading
+import typing
 from typing import Any
 
 from workbench.cluster import Cluster, ClusterError
+from workbench.cluster_config import broker_settings
 
 
 def parse_config(items: list[str]) -> dict[str, Any]:
@@ -37,7 +39,10 @@ def parse_config(items: list[str]) -> dict[str, Any]:
             value = json.loads(text)
         except ValueError:
             value = text
-        config[name.strip().replace(".", "_")] = value
+        key = name.strip().replace(".", "_")
+        if isinstance(value, str) and typing.get_origin(broker_settings().get(key)) is list:
+            value = [v.strip() for v in value.split(",") if v.strip()]  # Kafka's list form: a,b
+        config[key] = value
     return config
 
 

@@ -15,7 +15,7 @@ import types
 import typing
 from typing import Any
 
-from workbench.broker.config import BrokerConfig
+from workbench.broker.config import BrokerConfig, check_consumer_group_settings
 
 #: Settings `Cluster` itself decides, with the argument to use instead.
 RESERVED = {
@@ -27,7 +27,13 @@ RESERVED = {
     "voters": "the controller quorum is the first five brokers",
 }
 #: Settings that count something and must be at least 1 (the others may be 0).
-AT_LEAST_ONE = {"num_partitions", "default_replication_factor", "offsets_topic_num_partitions"}
+AT_LEAST_ONE = {
+    "num_partitions",
+    "default_replication_factor",
+    "offsets_topic_num_partitions",
+    "group_consumer_heartbeat_interval_ms",
+    "group_consumer_max_size",
+}
 
 
 def broker_settings() -> dict[str, Any]:
@@ -93,6 +99,14 @@ def validate_broker_config(config: dict[str, Any]) -> None:
             least = 1 if key in AT_LEAST_ONE else 0
             if value < least:
                 raise ValueError(f"config[{key!r}] must be at least {least}, not {value!r}")
+    # Settings checked against each other (the KIP-848 group.consumer.* ones), over the defaults.
+    hints = typing.get_type_hints(BrokerConfig)
+    merged = {
+        f.name: config.get(f.name, f.default if f.default is not dataclasses.MISSING else f.default_factory())  # type: ignore[misc]
+        for f in dataclasses.fields(BrokerConfig)
+        if f.name.startswith("group_consumer_") and f.name in hints
+    }
+    check_consumer_group_settings(types.SimpleNamespace(**merged))
     defaults = config.get("log_defaults") or {}
     for name in defaults:
         if not isinstance(name, str) or "_" in name:

@@ -309,3 +309,28 @@ def test_only_the_records_of_what_changed_are_written_again():
     value = dict(c.records("g", TOPICS))[kip848.encode_record_key(8, "g", "a")]
     decoded = kip848.decode_record_value(8, value)
     assert len(decoded.partitions_pending_revocation[0].partitions) == 2
+
+
+def test_an_empty_consumer_group_deleted_for_a_classic_join_stays_deleted_after_replay():
+    """The empty downgrade (`delete_empty_group`) tombstones the group's records, so the offsets
+    partition's next leader does not bring the consumer group back; a group with members is kept."""
+    import asyncio
+
+    from workbench.broker.group_coordinator import GroupCoordinator
+    from workbench.broker.group_offsets import InMemoryOffsetStore
+
+    store = InMemoryOffsetStore()
+    first = GroupCoordinator(store).consumer
+    first.heartbeat(hb("a", 0, ["t"], {}), TOPICS)
+    asyncio.run(first.persist("g", TOPICS))
+    assert asyncio.run(first.delete_empty_group("g", TOPICS)) is False  # a is a member
+    first.heartbeat(hb("a", -1), TOPICS)
+    asyncio.run(first.persist("g", TOPICS))
+    assert "g" in first.groups
+    assert asyncio.run(first.delete_empty_group("g", TOPICS)) is True
+    assert "g" not in first.groups
+
+    second = GroupCoordinator(store)
+    second.load()
+    second.consumer.finish_load(TOPICS)
+    assert "g" not in second.consumer.groups

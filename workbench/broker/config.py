@@ -28,6 +28,18 @@ class BrokerConfig:
     group_share_record_lock_duration_ms: int = 30_000  # group.share.record.lock.duration.ms
     group_share_delivery_count_limit: int = 5  # group.share.delivery.count.limit
     group_share_auto_offset_reset: str = "latest"  # share.auto.offset.reset: latest or earliest
+    # KIP-848 consumer groups (group.protocol=consumer), Kafka 4.x's group.consumer.* names; checked
+    # together by `check_consumer_group_settings` (Kafka's defaults: 45000, 5000, 45000, 60000).
+    group_consumer_session_timeout_ms: int = 45000  # group.consumer.session.timeout.ms
+    group_consumer_heartbeat_interval_ms: int = 1000  # group.consumer.heartbeat.interval.ms (quick rebalances)
+    group_consumer_min_session_timeout_ms: int = 1000  # group.consumer.min.session.timeout.ms
+    group_consumer_max_session_timeout_ms: int = 60000  # group.consumer.max.session.timeout.ms
+    # group.consumer.assignors: the ones a member may name; the first is the default
+    group_consumer_assignors: list[str] = field(default_factory=lambda: ["uniform", "range"])
+    group_consumer_max_size: int = 2**31 - 1  # group.consumer.max.size
+    # group.consumer.migration.policy: bidirectional, upgrade, downgrade or disabled. It governs converting
+    # groups WITH members; empty groups convert either way whatever it says (as in Kafka).
+    group_consumer_migration_policy: str = "bidirectional"
     socket_request_max_bytes: int = 100 * 1024 * 1024
     max_connections: int = 10_000  # max.connections
     max_incremental_fetch_session_cache_slots: int = 1000  # KIP-227, workbench/broker/fetch_session.py
@@ -59,6 +71,7 @@ class BrokerConfig:
     security_file: str | None = None  # JSON with any of the five above (keeps them out of argv)
 
     def __post_init__(self) -> None:
+        check_consumer_group_settings(self)
         if self.security_file:
             from workbench.security.enforce import load_security_file
 
@@ -71,3 +84,39 @@ class BrokerConfig:
     @property
     def broker_dir(self) -> Path:
         return self.cluster_dir / f"broker-{self.node_id}"
+
+
+CONSUMER_GROUP_ASSIGNORS = ("uniform", "range")
+MIGRATION_POLICIES = ("bidirectional", "upgrade", "downgrade", "disabled")
+
+
+def check_consumer_group_settings(cfg: object) -> None:
+    """Kafka's checks of the group.consumer.* settings (GroupCoordinatorConfig); ValueError names the setting.
+
+    `cfg` is a BrokerConfig or anything with its `group_consumer_*` attributes.
+    """
+    get = cfg.__getattribute__
+    lo, hi = get("group_consumer_min_session_timeout_ms"), get("group_consumer_max_session_timeout_ms")
+    session, interval = get("group_consumer_session_timeout_ms"), get("group_consumer_heartbeat_interval_ms")
+    if lo > hi:
+        raise ValueError(
+            f"group_consumer_min_session_timeout_ms ({lo}) must be at most group_consumer_max_session_timeout_ms ({hi})"
+        )
+    if not lo <= session <= hi:
+        raise ValueError(f"group_consumer_session_timeout_ms ({session}) must be between {lo} and {hi}")
+    if not 0 < interval < session:
+        raise ValueError(
+            f"group_consumer_heartbeat_interval_ms ({interval}) must be above 0 and below "
+            f"group_consumer_session_timeout_ms ({session})"
+        )
+    assignors = list(get("group_consumer_assignors"))
+    unknown = [a for a in assignors if a not in CONSUMER_GROUP_ASSIGNORS]
+    if not assignors or unknown:
+        raise ValueError(
+            f"group_consumer_assignors {assignors!r}: a non-empty list of {', '.join(CONSUMER_GROUP_ASSIGNORS)}"
+        )
+    if get("group_consumer_max_size") < 1:
+        raise ValueError(f"group_consumer_max_size must be at least 1, not {get('group_consumer_max_size')}")
+    policy = get("group_consumer_migration_policy")
+    if str(policy).lower() not in MIGRATION_POLICIES:
+        raise ValueError(f"group_consumer_migration_policy {policy!r}: one of {', '.join(MIGRATION_POLICIES)}")

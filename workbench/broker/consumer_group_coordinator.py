@@ -51,7 +51,15 @@ member id whose instance id now belongs to another member is FENCED_INSTANCE_ID.
 
 A group id is either classic or consumer (Kafka's rule): a consumer heartbeat
 for a live classic group is GROUP_ID_NOT_FOUND, a JoinGroup for a live
-consumer group INCONSISTENT_GROUP_PROTOCOL.
+consumer group INCONSISTENT_GROUP_PROTOCOL. An EMPTY group converts either way,
+keeping its committed offsets (Kafka converts empty groups whatever
+`group.consumer.migration.policy` says): a consumer heartbeat for an empty
+classic group starts a consumer group (the offsets, in the classic
+coordinator's offset manager, are shared anyway), and a classic JoinGroup for
+an empty consumer group deletes it first (`delete_empty_group`). Converting a
+group WITH members (Kafka's online migration under the `upgrade`/`downgrade`/
+`bidirectional` policies) is not done: it is refused as above, which is what
+Kafka does under `disabled`.
 
 Regex subscriptions (`SubscribedTopicRegex`, v1) are matched with Python's
 `re.fullmatch` (Kafka uses RE2/J; the common subset behaves the same).
@@ -225,11 +233,16 @@ class ConsumerGroupCoordinator:
         *,
         heartbeat_interval_ms: int = DEFAULT_HEARTBEAT_INTERVAL_MS,
         session_timeout_ms: int = DEFAULT_SESSION_TIMEOUT_MS,
+        assignors: tuple[str, ...] = ("uniform", "range"),
+        max_size: int = 2**31 - 1,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.groups: dict[str, ConsumerGroup] = {}
         self.heartbeat_interval_ms = heartbeat_interval_ms
         self.session_timeout_ms = session_timeout_ms
+        #: group.consumer.assignors: the ones members may name; the first is used when none is named.
+        self.assignors = tuple(assignors)
+        self.max_size = max_size  # group.consumer.max.size: a member beyond it is GROUP_MAX_SIZE_REACHED
         self._clock = clock
         self._store = store
         # group id -> key -> value last written to the store (what `persist` diffs against)
@@ -246,6 +259,21 @@ class ConsumerGroupCoordinator:
     def is_consumer_group(self, group_id: str) -> bool:
         group = self.groups.get(group_id)
         return group is not None and bool(group.members)
+
+    async def delete_empty_group(self, group_id: str, topics: Mapping[str, Any]) -> bool:
+        """KIP-848's downgrade of an empty group: a classic JoinGroup for the id of a consumer group with
+        no members deletes the consumer group (tombstones for its records), and the id is a classic
+        group from then on; the committed offsets are not touched. False if there was nothing to delete."""
+        group = self.groups.get(group_id)
+        if group is None or group.members:
+            return False
+        del self.groups[group_id]
+        try:
+            await self.persist(group_id, topics)
+        except BaseException:
+            self.groups[group_id] = group  # not deleted until its tombstones are written
+            raise
+        return True
 
     # ------------------------------------------------------------------ heartbeat
 
@@ -265,6 +293,11 @@ class ConsumerGroupCoordinator:
         group_id = body.group_id
         if not group_id:
             raise KafkaProtocolError(ErrorCode.INVALID_REQUEST, "GroupId can't be empty")
+        if body.server_assignor is not None and body.server_assignor not in self.assignors:
+            # Checked before anything changes (Kafka validates the request first).
+            raise KafkaProtocolError(
+                ErrorCode.UNSUPPORTED_ASSIGNOR, f"assignor {body.server_assignor!r}; have {list(self.assignors)}"
+            )
         epoch = body.member_epoch
         now = self._clock()
         group = self.groups.get(group_id)
@@ -282,6 +315,10 @@ class ConsumerGroupCoordinator:
         static = self._static_member(group, body.instance_id)
         if epoch == 0:
             if member is None:
+                if (static is None or static.member_epoch != -2) and len(group.members) >= self.max_size:
+                    raise KafkaProtocolError(
+                        ErrorCode.GROUP_MAX_SIZE_REACHED, f"group {group_id} has {self.max_size} members"
+                    )
                 member = ConsumerGroupMember(member_id, rebalance_timeout_ms=body.rebalance_timeout_ms)
                 if static is not None:
                     if static.member_epoch != -2:
@@ -337,13 +374,8 @@ class ConsumerGroupCoordinator:
             regex = regex or None
             if regex != member.subscribed_topic_regex:
                 member.subscribed_topic_regex, changed = regex, True
-        if body.server_assignor is not None:
-            if body.server_assignor not in ASSIGNORS:
-                raise KafkaProtocolError(
-                    ErrorCode.UNSUPPORTED_ASSIGNOR, f"assignor {body.server_assignor!r}; have {sorted(ASSIGNORS)}"
-                )
-            if body.server_assignor != member.server_assignor:
-                member.server_assignor, changed = body.server_assignor, True
+        if body.server_assignor is not None and body.server_assignor != member.server_assignor:
+            member.server_assignor, changed = body.server_assignor, True
         if body.topic_partitions is not None:
             by_id = {uuid.UUID(hex=info.id): name for name, info in topics.items()}
             owned: Assignment = {}
@@ -459,7 +491,7 @@ class ConsumerGroupCoordinator:
         group.group_epoch += 1
         live = {mid: m for mid, m in group.members.items()}
         assignors = {m.server_assignor for m in live.values() if m.server_assignor}
-        group.assignor = min(assignors) if assignors else "uniform"
+        group.assignor = min(assignors) if assignors else self.assignors[0]
         parts = self._topology(group, topics)
         group.topology = parts
         subs = {mid: m.subscribed(topics) for mid, m in live.items()}
@@ -639,6 +671,8 @@ class ConsumerGroupCoordinator:
 
         now = self._clock()
         for group_id, records in self._replayed.items():
+            if not records:
+                continue  # every record tombstoned: the group was deleted
             group = ConsumerGroup(group_id)
             members: dict[str, ConsumerGroupMember] = {}
             for key, raw in records.items():
@@ -672,7 +706,7 @@ class ConsumerGroupCoordinator:
                 group.members[m.member_id] = m
             group.target = {mid: a for mid, a in group.target.items() if mid in group.members}
             assignors = {m.server_assignor for m in group.members.values() if m.server_assignor}
-            group.assignor = min(assignors) if assignors else "uniform"
+            group.assignor = min(assignors) if assignors else self.assignors[0]
             group.topology = self._topology(group, topics)
             self.groups[group_id] = group
             self._written[group_id] = dict(records)

@@ -109,6 +109,11 @@ class GroupConfig:
     offsets_retention_ms: int = 7 * 24 * 3600 * 1000  # offsets.retention.minutes
     offsets_retention_check_interval_ms: int = 600000  # offsets.retention.check.interval.ms
     offset_metadata_max_bytes: int = 4096  # offset.metadata.max.bytes
+    # KIP-848 groups (the ConsumerGroupCoordinator beside this one), group.consumer.*:
+    consumer_session_timeout_ms: int = 45000  # group.consumer.session.timeout.ms
+    consumer_heartbeat_interval_ms: int = 1000  # group.consumer.heartbeat.interval.ms
+    consumer_assignors: tuple[str, ...] = ("uniform", "range")  # group.consumer.assignors
+    consumer_max_size: int = 2**31 - 1  # group.consumer.max.size
 
 
 @dataclass
@@ -197,7 +202,14 @@ class GroupCoordinator:
             offsets, metadata_max_bytes=self.config.offset_metadata_max_bytes, wall_ms=self._wall_ms
         )
         #: The KIP-848 groups of the same offsets partition: same store, loaded by the same replay.
-        self.consumer = ConsumerGroupCoordinator(offsets, clock=clock)
+        self.consumer = ConsumerGroupCoordinator(
+            offsets,
+            heartbeat_interval_ms=self.config.consumer_heartbeat_interval_ms,
+            session_timeout_ms=self.config.consumer_session_timeout_ms,
+            assignors=self.config.consumer_assignors,
+            max_size=self.config.consumer_max_size,
+            clock=clock,
+        )
 
     # ------------------------------------------------------------------ lifecycle
 

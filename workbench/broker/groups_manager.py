@@ -164,6 +164,10 @@ class GroupCoordinatorManager:
             initial_rebalance_delay_ms=cfg.group_initial_rebalance_delay_ms,
             min_session_timeout_ms=cfg.group_min_session_timeout_ms,
             max_session_timeout_ms=cfg.group_max_session_timeout_ms,
+            consumer_session_timeout_ms=cfg.group_consumer_session_timeout_ms,
+            consumer_heartbeat_interval_ms=cfg.group_consumer_heartbeat_interval_ms,
+            consumer_assignors=tuple(cfg.group_consumer_assignors),
+            consumer_max_size=cfg.group_consumer_max_size,
         )
         self.coordinators: dict[int, GroupCoordinator] = {}
         # Offsets partitions the metadata says we lead whose coordinator is not serving yet (the

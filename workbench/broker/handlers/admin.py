@@ -172,6 +172,13 @@ async def describe_configs(broker: Broker, req: Request, conn: Connection) -> di
                 "offsets.topic.num.partitions": str(broker.config.offsets_topic_num_partitions),
                 "group.initial.rebalance.delay.ms": str(broker.config.group_initial_rebalance_delay_ms),
                 "socket.request.max.bytes": str(broker.config.socket_request_max_bytes),
+                "group.consumer.session.timeout.ms": str(broker.config.group_consumer_session_timeout_ms),
+                "group.consumer.heartbeat.interval.ms": str(broker.config.group_consumer_heartbeat_interval_ms),
+                "group.consumer.min.session.timeout.ms": str(broker.config.group_consumer_min_session_timeout_ms),
+                "group.consumer.max.session.timeout.ms": str(broker.config.group_consumer_max_session_timeout_ms),
+                "group.consumer.assignors": ",".join(broker.config.group_consumer_assignors),
+                "group.consumer.max.size": str(broker.config.group_consumer_max_size),
+                "group.consumer.migration.policy": broker.config.group_consumer_migration_policy.upper(),
             }
             for key, value in sorted(settings.items()):
                 if res.configuration_keys is None or key in res.configuration_keys:

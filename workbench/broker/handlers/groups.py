@@ -122,6 +122,10 @@ async def join_group(broker: Broker, req: Request, conn: Connection) -> dict:
         if cgc is not None and cgc.is_consumer_group(b.group_id):
             # KIP-848: a group id is classic or consumer, never both.
             raise KafkaProtocolError(ErrorCode.INCONSISTENT_GROUP_PROTOCOL, f"{b.group_id} is a consumer group")
+        if cgc is not None and b.group_id in cgc.groups:
+            # An empty consumer group becomes a classic group (its offsets stay): Kafka's empty downgrade.
+            broker.refresh_metadata()
+            await cgc.delete_empty_group(b.group_id, broker.image.topics)
     except KafkaProtocolError as exc:
         return {
             "throttle_time_ms": 0,
