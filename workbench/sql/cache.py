@@ -74,7 +74,16 @@ def read_sealed(directory: Path) -> list[SegmentFile]:
         except (FileNotFoundError, OSError, ValueError):
             continue  # removed by retention while we looked, or not a Parquet file
         out.append(seg)
-    return sorted(out, key=lambda s: s.base)
+    # The broker's log cleaner merges adjacent files by renaming the merged one over its first
+    # member's name and then deleting the others: a file starting inside an earlier file's range
+    # is superseded (the broker's recovery applies the same rule), so a listing taken between
+    # the two steps still sees each offset once.
+    keep, end = [], -1
+    for seg in sorted(out, key=lambda s: (s.base, -s.next)):
+        if seg.base >= end:
+            keep.append(seg)
+            end = seg.next
+    return keep
 
 
 def partition_dir(root: Path, topic: str, partition: int) -> Path:
