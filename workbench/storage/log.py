@@ -1086,6 +1086,11 @@ class PartitionLog:
                 self._tier.invalidate_cache()
                 self._tier.install(pseg)
                 failpoint("cleaner.after_unlink")
+                if raws:
+                    # The raw copies are the only place recovery replays producer state from: a
+                    # snapshot at the log end first, so an idempotent producer whose batches were
+                    # cleaned away keeps its sequence and duplicate detection across a restart.
+                    self.producers.write_snapshot(self.log_end_offset)
                 for raw in raws:
                     self._local.delete_segment(raw)
             except OSError as exc:
