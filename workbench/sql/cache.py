@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 
 _NEXT_KEY = b"workbench.next_offset"
 _TAIL_KEY = b"workbench.tail"
+_CLEANED_KEY = b"workbench.cleaned"
 _CACHE_NAME = re.compile(r"^(\d{20})-(\d{20})\.parquet$")
 ANCHOR = "_anchor.parquet"
 
@@ -35,6 +36,13 @@ class SegmentFile:
     base: int
     next: int
     rows: int
+    #: Written by the broker's log cleaner (`workbench.cleaned`): fewer records than the log had.
+    cleaned: bool = False
+
+    @property
+    def signature(self) -> tuple[int, int]:
+        """What changes when the log cleaner rewrites the file (its range or its record count)."""
+        return (self.next, self.rows)
 
 
 _meta_cache: dict[tuple[str, int, int], SegmentFile] = {}
@@ -67,7 +75,8 @@ def read_sealed(directory: Path) -> list[SegmentFile]:
                     col = md.schema.to_arrow_schema().get_field_index("offset")
                     stats = [md.row_group(i).column(col).statistics for i in range(md.num_row_groups)]
                     nxt = max((s.max for s in stats if s is not None and s.has_min_max), default=base - 1) + 1
-                seg = SegmentFile(Path(entry.path), base, int(nxt), md.num_rows)
+                cleaned = (md.metadata or {}).get(_CLEANED_KEY) == b"1"
+                seg = SegmentFile(Path(entry.path), base, int(nxt), md.num_rows, cleaned)
                 if len(_meta_cache) > 100_000:
                     _meta_cache.clear()
                 _meta_cache[key] = seg

@@ -81,6 +81,9 @@ _META_TAIL = b"workbench.tail"
 #: range supersedes every file and raw segment inside it, which recovery removes if a crash left
 #: them (`workbench.storage.log_loader`).
 _META_MERGED = b"workbench.merged"
+#: Set on every file the log cleaner wrote: it may hold fewer records than the segment had, so a
+#: reader that copied the segment's records before (the notebook's SQL cache) must read it again.
+_META_CLEANED = b"workbench.cleaned"
 
 
 @dataclass(slots=True)
@@ -351,6 +354,7 @@ class MergedFileWriter:
             _META_BASE: str(base_offset).encode(),
             _META_TOPIC: topic.encode(),
             _META_PARTITION: str(partition).encode(),
+            _META_CLEANED: b"1",
         }
         self._writer = pq.ParquetWriter(
             path, schema().with_metadata(meta), compression=COMPRESSION, write_page_checksum=True
