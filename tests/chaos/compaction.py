@@ -94,11 +94,11 @@ class KeyedProducer(threading.Thread):
         self.keys, self.rate, self.tombstones = keys, rate, tombstones
         self.rng = random.Random(seed)
         self.sends: list[KeyedSend] = []
-        self._stop = threading.Event()
+        self._halt = threading.Event()
         self._fatal = threading.Event()
 
     def stop(self, timeout: float = 90.0) -> None:
-        self._stop.set()
+        self._halt.set()
         self.join(timeout)
 
     def _producer(self) -> Producer:
@@ -138,7 +138,7 @@ class KeyedProducer(threading.Thread):
         producer = self._producer()
         seq = 0
         interval = 1.0 / self.rate
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             if self._fatal.is_set():
                 producer.purge()
                 producer = self._producer()

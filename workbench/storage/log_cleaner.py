@@ -23,11 +23,21 @@ A pass over one log works like Kafka's (``kafka.log.LogCleaner``):
    ``delete.retention.ms``, so a consumer reading from the beginning within
    that time sees the delete. Records without a key (refused on produce with
    INVALID_RECORD, but present in a log whose policy changed) are kept.
-5. **Output.** Each cleaned segment becomes a compacted Parquet file with the
-   same offset range, installed by `PartitionLog.install_cleaned` (rename over
-   the old file, then the raw copy goes). So the Parquet tier, and SQL over it,
-   sees exactly what a consumer from the beginning sees. Fetches of cleaned
-   ranges are re-encoded from Parquet.
+5. **Output, merged.** Adjacent cleaned segments are grouped, as Kafka's cleaner
+   groups them (``groupSegmentsBySize``), up to ``segment.bytes`` (estimated from
+   each segment's size and the share of records kept) into one compacted Parquet
+   file (`MergedFileWriter`, one segment's table in memory at a time), installed
+   by `PartitionLog.install_merged`: rename over the first member's file, then
+   the other members' files and the raw copies go. Every reader skips a file
+   whose range starts inside an earlier one (recovery deletes it), so a crash at
+   any step leaves the old files or the new one visible, never both, never
+   neither (failpoints ``cleaner.*``, tests/unit/test_log_cleaner.py). A group
+   whose file would not be smaller than what it replaces is discarded (the
+   records stay: compaction is best effort), so a pass never grows the log on
+   disk; tiny segments merge until their footers are amortised. So the Parquet
+   tier, and SQL over it, sees exactly what a consumer from the beginning sees,
+   in few files. Fetches of cleaned ranges are re-encoded from Parquet; a batch
+   whose first records went keeps its base offset and base sequence.
 6. **Checkpoint.** The new first dirty offset is written last. A crash before
    it only means the next pass cleans the same range again (cleaning is idempotent).
 
@@ -45,9 +55,15 @@ there already). When aborted-transaction indexes exist, `retain_hook` is the
 place to keep markers and drop aborted records: it receives each segment's
 table and the keep mask and may change the mask.
 
-Not done, as Kafka does it: merging small cleaned segments into one, and
-keeping the last batch of each producer for idempotence state (our producer
-state is rebuilt from raw segments, which a cleaned range no longer has).
+Producer state (Kafka keeps the last batch of each producer): recovery replays
+producer state from the snapshot and the raw segments after it, and a snapshot at
+the log end is written before a pass deletes raw copies, so an idempotent producer
+whose batches were cleaned away keeps its sequence and duplicate detection across
+a restart. Not done: a replica rebuilt from nothing by fetching a cleaned log
+learns only the surviving batches (Kafka retains an empty batch header for a
+producer's last batch; the Parquet tier has one row per record and no place for
+one), so a producer whose last batch was wholly removed is unknown there, and is
+accepted at any sequence (KIP-360), not refused.
 """
 
 from __future__ import annotations
@@ -244,6 +260,7 @@ class LogCleaner:
         backoff_ms: int = DEFAULT_BACKOFF_MS,
         retain_hook: RetainHook | None = None,
         on_pass: Callable[[], Any] | None = None,
+        merge: bool = True,
     ) -> None:
         if dedupe_buffer_bytes <= 0:
             raise ValueError(f"dedupe_buffer_bytes must be positive, got {dedupe_buffer_bytes}")
@@ -252,6 +269,9 @@ class LogCleaner:
         self.io_max_bytes_per_second = io_max_bytes_per_second
         self.backoff_ms = backoff_ms
         self.retain_hook = retain_hook
+        #: Group adjacent cleaned segments into one file up to segment.bytes (off: one file per
+        #: segment, as before the merge existed; the small-files benchmark compares both).
+        self.merge = merge
         self.on_pass = on_pass  # called by the thread after each round (the broker publishes the state)
         self._states: dict[Path, CleanerState] = {}
         self._stop = threading.Event()
@@ -500,7 +520,9 @@ class LogCleaner:
                 kept = table.filter(pa.array(keep, type=pa.bool_())) if removed else table
                 estimate = (s.size * len(kept) // len(keep)) if keep else 0
                 full = bool(group.segs) and (
-                    group.segs[-1].next_offset != s.base_offset or group.estimate + estimate > cfg.segment_bytes
+                    not self.merge
+                    or group.segs[-1].next_offset != s.base_offset
+                    or group.estimate + estimate > cfg.segment_bytes
                 )
                 if full and not flush():
                     stopped = True
