@@ -219,3 +219,63 @@ def test_an_idempotent_producer_continues_after_its_batches_were_cleaned_away(fr
     rows = read_confluent(cluster.bootstrap_servers, topic_name, end + 20)
     new = [key for _, key, value in rows if value == b"after"]
     assert sorted(new) == [b"new-%02d" % k for k in range(20)]  # each exactly once
+
+
+def test_a_broker_killed_in_the_middle_of_a_merge_recovers_to_one_copy_of_each_record(
+    fresh_cluster, topic_name, monkeypatch
+):
+    """The broker process exits (as kill -9 would leave it) right after renaming a merged file over
+    its first member and before deleting the others: while it is down a reader of its files sees
+    each offset once, and after the restart consumers get exactly the latest value per key."""
+    import duckdb
+
+    from workbench.sql.cache import read_sealed
+    from workbench.storage.failpoints import ENV, EXIT_ENV, EXIT_STATUS
+
+    monkeypatch.setenv(ENV, "cleaner.after_rename")
+    monkeypatch.setenv(EXIT_ENV, "1")
+    cluster = fresh_cluster(1, config=CLUSTER_CONFIG)
+    config = {**COMPACT, "segment.bytes": str(1 << 20), "min.cleanable.dirty.ratio": "0.5"}
+    cluster.create_topic(topic_name, partitions=1, replication_factor=1, config=config)
+    producer = Producer({"bootstrap.servers": cluster.bootstrap_servers, "linger.ms": 5})
+    latest: dict[bytes, tuple[int, bytes | None]] = {}
+
+    def delivered(err, msg) -> None:
+        assert err is None, err
+        latest[msg.key()] = (msg.offset(), msg.value())
+
+    for rnd in range(8):  # segments roll by segment.ms between rounds
+        for k in range(10):
+            producer.produce(topic_name, key=b"key-%d" % k, value=b"v%d" % rnd, partition=0, on_delivery=delivered)
+        assert producer.flush(30) == 0
+        if not cluster.brokers[1].alive:
+            break
+        time.sleep(0.5)
+    deadline = time.monotonic() + 60
+    while cluster.brokers[1].alive and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not cluster.brokers[1].alive, "the cleaner never reached the failpoint"
+    assert cluster.brokers[1].process.returncode == EXIT_STATUS
+    directory = cluster.data_dir / "broker-1" / "topics" / topic_name / "partition=0"
+    files = read_sealed(directory)
+    paths = ",".join(f"'{f.path}'" for f in files)
+    seen = [o for (o,) in duckdb.sql(f'select "offset" from read_parquet([{paths}])').fetchall()]
+    assert len(seen) == len(set(seen)), "a reader saw a merged range twice"
+    assert len(list(directory.glob("*.parquet"))) > len(files)  # the superseded members are still there
+
+    monkeypatch.delenv(ENV)
+    monkeypatch.delenv(EXIT_ENV)
+    cluster.start()
+    assert len(list(directory.glob("*.parquet"))) == len(read_sealed(directory))  # recovery removed them
+    producer.produce(topic_name, key=b"key-0", value=b"after", partition=0, on_delivery=delivered)
+    assert producer.flush(30) == 0
+    end = latest[b"key-0"][0] + 1
+    expected = sorted((offset, key, value) for key, (offset, value) in latest.items())
+    deadline = time.monotonic() + 60
+    got = None
+    while time.monotonic() < deadline:
+        got = read_confluent(cluster.bootstrap_servers, topic_name, end)
+        if got == expected:
+            break
+        time.sleep(1)
+    assert got == expected
