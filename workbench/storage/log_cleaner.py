@@ -31,10 +31,11 @@ A pass over one log works like Kafka's (``kafka.log.LogCleaner``):
    the other members' files and the raw copies go. Every reader skips a file
    whose range starts inside an earlier one (recovery deletes it), so a crash at
    any step leaves the old files or the new one visible, never both, never
-   neither (failpoints ``cleaner.*``, tests/unit/test_log_cleaner.py). A group
-   whose file would not be smaller than what it replaces is discarded (the
-   records stay: compaction is best effort), so a pass never grows the log on
-   disk; tiny segments merge until their footers are amortised. So the Parquet
+   neither (failpoints ``cleaner.*``, tests/unit/test_log_cleaner.py). A merge
+   removing nothing whose file would not be smaller than what it replaces is
+   discarded; a rewrite that removes records is always installed (a superseded
+   value left behind could outlive its key's tombstone). Tiny segments merge
+   until their footers are amortised, so bytes reclaimed stay positive. So the Parquet
    tier, and SQL over it, sees exactly what a consumer from the beginning sees,
    in few files. Fetches of cleaned ranges are re-encoded from Parquet; a batch
    whose first records went keeps its base offset and base sequence.
@@ -460,9 +461,11 @@ class LogCleaner:
             old_size = sum(_disk_bytes(s) for s in g.segs)
             new_size = g.writer.finish(g.segs[-1].next_offset, g.max_ts, merged=len(g.segs) > 1)
             throttler.maybe_throttle(new_size)
-            if new_size >= old_size and not any(s.raw is not None for s in g.segs):
-                # Never more bytes than the pass removes (tiny segments: a Parquet file has a
-                # footer of its own); the records stay, compaction is best effort as in Kafka.
+            if new_size >= old_size and not g.removed and not any(s.raw is not None for s in g.segs):
+                # A merge that would not save bytes (a Parquet file has a footer of its own) is
+                # dropped. A rewrite that removes records is always installed: keeping a superseded
+                # value could let it outlive the tombstone that deletes its key (a resurrection
+                # once delete.retention.ms removes the tombstone).
                 g.writer.path.unlink(missing_ok=True)
                 result.extra["groups_skipped"] = result.extra.get("groups_skipped", 0) + 1
                 return True
