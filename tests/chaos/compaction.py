@@ -95,6 +95,7 @@ class KeyedProducer(threading.Thread):
         self.rng = random.Random(seed)
         self.sends: list[KeyedSend] = []
         self._halt = threading.Event()
+        self._pending: dict[int, tuple[str, str, int]] = {}
         self._fatal = threading.Event()
 
     def stop(self, timeout: float = 90.0) -> None:
@@ -120,19 +121,34 @@ class KeyedProducer(threading.Thread):
             self.history.observe("fatal_producer_error", f"keyed: {err.name()} {err.str()}")
             self._fatal.set()
 
-    def _record(self, key: str, value: str, partition: int, err: KafkaError | None, msg) -> None:
+    def _record(self, seq: int, err: KafkaError | None, msg) -> None:
+        # A delivery callback must never raise (librdkafka turns it into a SystemError in poll()).
+        try:
+            key, value, partition = self._pending.pop(seq)
+            now = self.history.now()
+            if err is None:
+                offset = msg.offset()
+                ok_offset = offset if offset is not None and offset >= 0 else None
+                self.sends.append(KeyedSend(key, value, partition, OK, ok_offset, now))
+            else:
+                self.sends.append(KeyedSend(key, value, partition, outcome_of_error(err.name()), None, now))
+        except Exception as exc:
+            self.history.note(f"keyed delivery callback failed: {exc!r}")
+
+    def _abandon_pending(self) -> None:
+        """Sends never answered (the run ended, or the producer was replaced): their outcome is unknown."""
         now = self.history.now()
-        if err is None:
-            offset = msg.offset()
-            self.sends.append(KeyedSend(key, value, partition, OK, offset if offset >= 0 else None, now))
-        else:
-            self.sends.append(KeyedSend(key, value, partition, outcome_of_error(err.name()), None, now))
+        for _seq, (key, value, partition) in sorted(self._pending.items()):
+            self.sends.append(KeyedSend(key, value, partition, UNKNOWN, None, now))
+        self._pending.clear()
 
     def run(self) -> None:
         try:
             self._run()
         except Exception as exc:
             self.history.observe("client_died", f"keyed producer stopped on {exc!r}")
+        finally:
+            self._abandon_pending()
 
     def _run(self) -> None:
         producer = self._producer()
@@ -146,17 +162,19 @@ class KeyedProducer(threading.Thread):
             key = f"k{self.rng.randrange(self.keys)}"
             value = TOMBSTONE if self.rng.random() < self.tombstones else f"{key}-v{seq}"
             partition = partition_of(key, self.partitions)
+            self._pending[seq] = (key, value, partition)
             try:
                 producer.produce(
                     self.topic,
                     key=key.encode(),
                     value=None if value == TOMBSTONE else value.encode(),
                     partition=partition,
-                    on_delivery=lambda err, msg, k=key, v=value, p=partition: self._record(k, v, p, err, msg),
+                    on_delivery=lambda err, msg, seq=seq: self._record(seq, err, msg),
                 )
                 seq += 1
                 producer.poll(interval)
             except BufferError:
+                self._pending.pop(seq, None)
                 producer.poll(0.1)
             except KafkaException:
                 time.sleep(0.1)
