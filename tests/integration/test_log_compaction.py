@@ -267,9 +267,10 @@ def test_a_broker_killed_in_the_middle_of_a_merge_recovers_to_one_copy_of_each_r
     monkeypatch.delenv(EXIT_ENV)
     cluster.start()
     assert len(list(directory.glob("*.parquet"))) == len(read_sealed(directory))  # recovery removed them
-    producer.produce(topic_name, key=b"key-0", value=b"after", partition=0, on_delivery=delivered)
+    # A new key (an update of an old one would leave its older value in the dirty part until a later pass).
+    producer.produce(topic_name, key=b"key-new", value=b"after", partition=0, on_delivery=delivered)
     assert producer.flush(30) == 0
-    end = latest[b"key-0"][0] + 1
+    end = latest[b"key-new"][0] + 1
     expected = sorted((offset, key, value) for key, (offset, value) in latest.items())
     deadline = time.monotonic() + 60
     got = None
