@@ -2,6 +2,7 @@
 
     python -m tests.chaos --minutes 20                       # every nemesis, mixed
     python -m tests.chaos --minutes 2 --nemeses kill-leader,pause-followers --seed 7
+    python -m tests.chaos --minutes 5 --compaction --nemeses ci  # plus a compacted topic, judged per key
     python -m tests.chaos --list
 
 Exits 1 when the checker finds an anomaly.
@@ -30,6 +31,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rate", type=float, default=Settings.rate, help="records/s per producer")
     ap.add_argument("--hostile-scale", type=float, default=Settings.hostile_scale)
     ap.add_argument("--data-dir", default=None, help="keep the cluster's files here (default: a temporary dir)")
+    ap.add_argument(
+        "--compaction",
+        action="store_true",
+        help="also run the compacted-topic workload (latest value per key kept, no key resurrected)",
+    )
     ap.add_argument("--list", action="store_true", help="list the nemeses and exit")
     args = ap.parse_args(argv)
     if args.list:
@@ -56,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
             hostile_scale=args.hostile_scale,
             data_dir=args.data_dir,
             keep_data=args.data_dir is not None,
+            compaction=args.compaction,
         )
     )
     print(result.table())

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.chaos import compaction as keyed
 from tests.chaos.checker import Report, check
 from tests.chaos.history import History
 from tests.chaos.nemesis import NEMESES, ClusterView
@@ -52,6 +53,9 @@ class Settings:
     hostile_scale: float = 1.0  # 1.0: a 256 MiB zstd bomb, 20 million empty records
     data_dir: str | None = None
     keep_data: bool = False
+    #: Also run the compacted-topic workload and its checker (`tests.chaos.compaction`).
+    compaction: bool = False
+    compacted_partitions: int = 2
 
 
 @dataclass
@@ -177,9 +181,15 @@ def run(settings: Settings | None = None, **overrides: Any) -> Result:
     cluster = None
     workers: list = []
     meta = None
+    keyed_producer = None
+    keyed_result: dict[str, list[str]] = {}
+    keyed_stats: dict[str, int] = {}
     started = time.monotonic()
     try:
-        cluster = Cluster(brokers=3, data_dir=data_dir, config={"group_initial_rebalance_delay_ms": 0})
+        cluster_config: dict[str, Any] = {"group_initial_rebalance_delay_ms": 0}
+        if settings.compaction:
+            cluster_config.update(keyed.CLUSTER_CONFIG)
+        cluster = Cluster(brokers=3, data_dir=data_dir, config=cluster_config)
         topic_config = {
             "min.insync.replicas": "2",
             "segment.bytes": str(settings.segment_bytes),
@@ -214,6 +224,13 @@ def run(settings: Settings | None = None, **overrides: Any) -> Result:
         ]
         meta = MetadataWriter("meta", bootstrap, f"{topic}-meta", history)
         workers = [*producers, *consumers, meta]
+        compacted_topic = f"{topic}-compact"
+        if settings.compaction:
+            _create_topic(cluster, compacted_topic, settings.compacted_partitions, keyed.COMPACT_TOPIC_CONFIG)
+            keyed_producer = keyed.KeyedProducer(
+                bootstrap, compacted_topic, settings.compacted_partitions, history, seed=settings.seed
+            )
+            keyed_producer.start()
         for w in workers:
             w.start()
         time.sleep(2.0)
@@ -236,11 +253,18 @@ def run(settings: Settings | None = None, **overrides: Any) -> Result:
         meta.stop()
         for p in producers:
             p.stop(90)
+        if keyed_producer is not None:
+            keyed_producer.stop(90)
         _heal(cluster, topic, history)
         time.sleep(1.0)
         for c in consumers:
             c.stop(30)
         final_read(bootstrap, topic, settings.partitions, history)
+        if keyed_producer is not None:
+            reads, complete = keyed.keyed_final_read(bootstrap, compacted_topic, settings.compacted_partitions)
+            keyed_result = keyed.check_compaction(keyed_producer.sends, reads, complete)
+            keyed_stats = keyed.stats(keyed_producer.sends, reads)
+            keyed_stats["keyed_partitions_complete"] = sum(complete.values())
         for t in meta.check(bootstrap):
             history.observe("lost_topic", f"CreateTopics {t} was acknowledged; the topic is gone")
         for node_id in cluster.brokers:
@@ -250,6 +274,8 @@ def run(settings: Settings | None = None, **overrides: Any) -> Result:
     finally:
         for w in workers:
             w.stop(5)
+        if keyed_producer is not None:
+            keyed_producer.stop(5)
         if cluster is not None:
             cluster.stop()
         if wants_tmpfs and not tmpfs_reason:
@@ -258,7 +284,8 @@ def run(settings: Settings | None = None, **overrides: Any) -> Result:
             import shutil
 
             shutil.rmtree(tmp, ignore_errors=True)
-    report = check(history)
+    report = check(history, extra_checks=[lambda _h: keyed_result] if settings.compaction else ())
+    report.stats.update(keyed_stats)
     return Result(
         settings,
         history,
@@ -283,6 +310,9 @@ def format_table(result: Result) -> str:
     lines.append(f"{'failed/unknown but read':<28}{s['failed_but_present']:>10}")
     lines.append(f"{'topics created (acked)':<28}{result.topics_acknowledged:>10}")
     lines.append(f"{'heals over 45 s (no ISR)':<28}{result.history.heal_timeouts:>10}")
+    for name in ("keyed_sends_ok", "keyed_tombstones_ok", "keyed_records_read", "keyed_keys_read"):
+        if name in s:
+            lines.append(f"{name.replace('_', ' '):<28}{s[name]:>10}")
     lines.append("")
     lines.append(f"{'fault':<28}{'count':>10}{'skipped':>10}")
     names = sorted(set(s["faults"]) | set(s["skipped_faults"]))

@@ -169,3 +169,114 @@ def test_consumers_of_a_compacted_topic_get_the_latest_value_per_key(fresh_clust
     cluster.start()
     assert read_confluent(cluster.bootstrap_servers, topic_name, end) == expected
     assert read_kafka_python(cluster.bootstrap_servers, topic_name, end) == expected
+
+
+def test_an_idempotent_producer_continues_after_its_batches_were_cleaned_away(fresh_cluster, topic_name):
+    """Kafka keeps producer state across cleaned ranges (snapshots, and the last batch of each
+    producer): an idempotent producer whose batches the cleaner removed, on every replica, keeps
+    producing after every broker was killed (-9) and restarted: no OUT_OF_ORDER_SEQUENCE_NUMBER (fatal
+    for librdkafka), no error, and each of its new records is in the log exactly once."""
+    cluster = fresh_cluster(3, config=CLUSTER_CONFIG)
+    cluster.create_topic(topic_name, partitions=1, replication_factor=3, config=COMPACT)
+    conf = {
+        "bootstrap.servers": cluster.bootstrap_servers,
+        "enable.idempotence": True,
+        "linger.ms": 5,
+        "message.timeout.ms": 120_000,
+    }
+    errors: list = []
+    acked: list[tuple[bytes, bytes, int]] = []
+
+    def delivered(err, msg) -> None:
+        if err is not None:
+            errors.append(err)
+        else:
+            acked.append((msg.key(), msg.value(), msg.offset()))
+
+    conf["error_cb"] = errors.append
+    p = Producer(conf)
+    for rnd in range(3):  # three batches of the producer under test
+        for k in range(20):
+            p.produce(topic_name, key=b"key-%02d" % k, value=b"p%d" % rnd * 30, partition=0, on_delivery=delivered)
+        assert p.flush(30) == 0
+    q = Producer({**conf, "error_cb": errors.append})
+    for rnd in range(8):  # another producer overwrites every key: the first one's batches go
+        for k in range(20):
+            q.produce(topic_name, key=b"key-%02d" % k, value=b"q%d" % rnd * 30, partition=0, on_delivery=delivered)
+        assert q.flush(30) == 0
+        time.sleep(0.4)  # segment.ms: a few segments roll
+    end = 11 * 20
+    wait_cleaned(cluster, topic_name, end, replicas=3)
+    assert not [r for r in read_confluent(cluster.bootstrap_servers, topic_name, end) if r[2][:1] == b"p"]
+
+    for bid in sorted(cluster.brokers):  # kill -9 and restart, one broker at a time (leaders move)
+        cluster.kill_broker(bid)
+        cluster.start()
+    for k in range(20):  # the same producer (same producer id, its sequences go on)
+        p.produce(topic_name, key=b"new-%02d" % k, value=b"after", partition=0, on_delivery=delivered)
+    assert p.flush(120) == 0
+    assert not errors, errors
+    rows = read_confluent(cluster.bootstrap_servers, topic_name, end + 20)
+    new = [key for _, key, value in rows if value == b"after"]
+    assert sorted(new) == [b"new-%02d" % k for k in range(20)]  # each exactly once
+
+
+def test_a_broker_killed_in_the_middle_of_a_merge_recovers_to_one_copy_of_each_record(
+    fresh_cluster, topic_name, monkeypatch
+):
+    """The broker process exits (as kill -9 would leave it) right after renaming a merged file over
+    its first member and before deleting the others: while it is down a reader of its files sees
+    each offset once, and after the restart consumers get exactly the latest value per key."""
+    import duckdb
+
+    from workbench.sql.cache import read_sealed
+    from workbench.storage.failpoints import ENV, EXIT_ENV, EXIT_STATUS
+
+    monkeypatch.setenv(ENV, "cleaner.after_rename")
+    monkeypatch.setenv(EXIT_ENV, "1")
+    cluster = fresh_cluster(1, config=CLUSTER_CONFIG)
+    config = {**COMPACT, "segment.bytes": str(1 << 20), "min.cleanable.dirty.ratio": "0.5"}
+    cluster.create_topic(topic_name, partitions=1, replication_factor=1, config=config)
+    producer = Producer({"bootstrap.servers": cluster.bootstrap_servers, "linger.ms": 5})
+    latest: dict[bytes, tuple[int, bytes | None]] = {}
+
+    def delivered(err, msg) -> None:
+        assert err is None, err
+        latest[msg.key()] = (msg.offset(), msg.value())
+
+    for rnd in range(8):  # segments roll by segment.ms between rounds
+        for k in range(10):
+            producer.produce(topic_name, key=b"key-%d" % k, value=b"v%d" % rnd, partition=0, on_delivery=delivered)
+        assert producer.flush(30) == 0
+        if not cluster.brokers[1].alive:
+            break
+        time.sleep(0.5)
+    deadline = time.monotonic() + 60
+    while cluster.brokers[1].alive and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not cluster.brokers[1].alive, "the cleaner never reached the failpoint"
+    assert cluster.brokers[1].process.returncode == EXIT_STATUS
+    directory = cluster.data_dir / "broker-1" / "topics" / topic_name / "partition=0"
+    files = read_sealed(directory)
+    paths = ",".join(f"'{f.path}'" for f in files)
+    seen = [o for (o,) in duckdb.sql(f'select "offset" from read_parquet([{paths}])').fetchall()]
+    assert len(seen) == len(set(seen)), "a reader saw a merged range twice"
+    assert len(list(directory.glob("*.parquet"))) > len(files)  # the superseded members are still there
+
+    monkeypatch.delenv(ENV)
+    monkeypatch.delenv(EXIT_ENV)
+    cluster.start()
+    assert len(list(directory.glob("*.parquet"))) == len(read_sealed(directory))  # recovery removed them
+    # A new key (an update of an old one would leave its older value in the dirty part until a later pass).
+    producer.produce(topic_name, key=b"key-new", value=b"after", partition=0, on_delivery=delivered)
+    assert producer.flush(30) == 0
+    end = latest[b"key-new"][0] + 1
+    expected = sorted((offset, key, value) for key, (offset, value) in latest.items())
+    deadline = time.monotonic() + 60
+    got = None
+    while time.monotonic() < deadline:
+        got = read_confluent(cluster.bootstrap_servers, topic_name, end)
+        if got == expected:
+            break
+        time.sleep(1)
+    assert got == expected

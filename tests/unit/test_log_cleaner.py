@@ -179,3 +179,142 @@ def test_follower_of_a_compacted_log_accepts_gaps_and_others_refuse_them(tmp_pat
     plain = PartitionLog(tmp_path / "plain", LogConfig(), topic="orders", partition=0)
     with pytest.raises(Exception, match="does not continue"):
         plain.append_as_follower(bytes(leader.read(16, 1 << 20)))
+
+
+def merged_changelog(path: Path, rounds: int = 8) -> PartitionLog:
+    """A changelog of tiny segments (one batch each), then segment.bytes raised so they can merge."""
+    log = changelog(path, rounds=rounds)
+    log.update_config(LogConfig(**{**log.config.__dict__, "segment_bytes": 1 << 20}))
+    return log
+
+
+def sealed_rows(directory: Path) -> list[int]:
+    """Offsets a notebook-side reader of the Parquet files sees (the SQL engine's file rule)."""
+    from workbench.sql.cache import read_sealed
+
+    files = read_sealed(directory)
+    if not files:
+        return []
+    paths = ",".join(f"'{f.path}'" for f in files)
+    return [o for (o,) in duckdb.sql(f'select "offset" from read_parquet([{paths}]) order by 1').fetchall()]
+
+
+def test_adjacent_cleaned_segments_merge_into_one_file_and_bytes_go_down(tmp_path: Path) -> None:
+    log = merged_changelog(tmp_path)
+    before = read_all(log)
+    n_before = len(log.parquet_files())
+    assert n_before == 8
+    cleaner = LogCleaner(lambda: [log], io_max_bytes_per_second=0)
+    res = cleaner.clean_log(log, now_ms=T0 + 10_000)
+    assert res.cleaned and res.segments_rewritten == 8 and res.files_written == 1
+    assert log.parquet_files() == [tmp_path / "00000000000000000000.parquet"]
+    assert res.bytes_after < res.bytes_before
+    assert cleaner.state(log).bytes_reclaimed > 0
+    after = read_all(log)
+    assert latest(after) == latest(before) and len(after) == len(latest(before))
+    assert sealed_rows(tmp_path) == [o for o, _, _ in after if o < log.active_segment.base_offset]
+    log.close()
+    log = PartitionLog(tmp_path, log.config, topic="orders", partition=0)
+    assert read_all(log) == after
+    # More dirty segments later merge into the existing file, still one file.
+    small = log.config
+    log.update_config(LogConfig(**{**small.__dict__, "segment_bytes": 130}))  # roll at every batch
+    for r in range(3):
+        log.append(batch([(b"k1", b"late%d" % r)] * 4, T0 + 20_000 + r), now_ms=T0)
+    log.append(batch([(b"tail", b"active2")]), now_ms=T0)
+    log.convert_sealed_segments()
+    log.update_config(small)
+    cleaner = LogCleaner(lambda: [log], io_max_bytes_per_second=0)
+    res = cleaner.clean_log(log, now_ms=T0 + 30_000)
+    assert res.cleaned and res.files_written == 1 and res.bytes_after < res.bytes_before
+    assert len(log.parquet_files()) == 1
+    assert latest(read_all(log))[b"k1"][1] == b"late2"
+
+
+def test_a_lone_segment_never_grows_on_disk(tmp_path: Path) -> None:
+    log = changelog(tmp_path)  # segment.bytes of one batch: nothing merges
+    cleaner = LogCleaner(lambda: [log], io_max_bytes_per_second=0)
+    for _ in range(3):
+        cleaner.clean_log(log, now_ms=T0 + 10_000, force=True)
+    st = cleaner.state(log)
+    assert st.bytes_reclaimed >= 0, st
+
+
+@pytest.mark.parametrize("point", ["cleaner.before_rename", "cleaner.after_rename", "cleaner.after_unlink"])
+def test_a_crash_at_any_step_of_a_merge_leaves_the_old_files_or_the_new_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, point: str
+) -> None:
+    from workbench.storage.failpoints import ENV, FailpointCrash
+
+    log = merged_changelog(tmp_path)
+    before = read_all(log)
+    sealed_before = sealed_rows(tmp_path)
+    monkeypatch.setenv(ENV, point)
+    with pytest.raises(FailpointCrash):
+        LogCleaner(lambda: [log], io_max_bytes_per_second=0).clean_log(log, now_ms=T0 + 10_000)
+    monkeypatch.delenv(ENV)
+    # A reader of the files while the broker is down: each offset once, the old set or the new.
+    seen = sealed_rows(tmp_path)
+    assert len(seen) == len(set(seen))
+    compacted = sorted(o for o, _ in latest(before).values() if o < log.active_segment.base_offset)
+    assert seen in (sealed_before, compacted), (point, seen)
+    # The broker's recovery: the same, and nothing superseded left on disk.
+    reopened = PartitionLog(tmp_path, log.config, topic="orders", partition=0)
+    rows = read_all(reopened)
+    assert rows == before or (latest(rows) == latest(before) and len(rows) == len(latest(before)))
+    if point == "cleaner.before_rename":
+        assert rows == before and len(reopened.parquet_files()) == 8
+    else:
+        assert len(reopened.parquet_files()) == 1
+        assert not list(tmp_path.glob("0000000000000000000[1-9]*.log"))  # covered raw copies went
+    # The next pass finishes the job.
+    LogCleaner(lambda: [reopened], io_max_bytes_per_second=0).clean_log(reopened, now_ms=T0 + 10_000, force=True)
+    assert latest(read_all(reopened)) == latest(before) and len(read_all(reopened)) == len(latest(before))
+    assert len(reopened.parquet_files()) == 1
+
+
+def idempotent_batch(pid: int, seq: int, records: list[tuple[bytes, bytes]], ts: int = T0) -> bytes:
+    b = DefaultRecordBatchBuilder(2, 0, 0, pid, 0, seq, 1 << 30)
+    for i, (k, v) in enumerate(records):
+        b.append(i, ts + i, k, v, [])
+    return bytes(b.build())
+
+
+def test_a_producers_sequences_survive_a_cleaned_batch_on_a_replica_fetching_it(tmp_path: Path) -> None:
+    """A batch whose first records were cleaned away, fetched by a replica, still ends at the
+    producer's last sequence (the rebuilt batch keeps its base sequence)."""
+    one = len(idempotent_batch(7, 0, [(b"a", b"1"), (b"b", b"1")]))
+    config = LogConfig(segment_bytes=one + 10, cleanup_policy="compact", min_cleanable_dirty_ratio=0.0)
+    leader = PartitionLog(tmp_path / "leader", config, topic="t", partition=0)
+    leader.append(idempotent_batch(7, 0, [(b"a", b"1"), (b"b", b"1")]), now_ms=T0)  # seq 0..1
+    leader.append(idempotent_batch(9, 0, [(b"a", b"2"), (b"c", b"2")]), now_ms=T0)  # supersedes 7's first
+    leader.append(batch([(b"tail", b"x")]), now_ms=T0)
+    leader.convert_sealed_segments()
+    LogCleaner(lambda: [leader], io_max_bytes_per_second=0).clean_log(leader, now_ms=T0 + 10_000)
+    assert [(o, k) for o, k, _ in read_all(leader)][:1] == [(1, b"b")]  # producer 7's batch lost offset 0
+    follower = PartitionLog(tmp_path / "follower", config, topic="t", partition=0)
+    offset = 0
+    while offset < leader.high_watermark:
+        info = follower.append_as_follower(bytes(leader.read(offset, 1 << 20)))
+        offset = info.last_offset + 1
+    assert follower.producers.summary()[7][1] == 1  # last sequence of producer 7 (was 2 before the fix)
+    assert follower.producers.summary() == leader.producers.summary()
+
+
+@pytest.mark.xfail(strict=True, reason="not done: a producer's last batch wholly cleaned away leaves no header")
+def test_a_replica_rebuilt_from_a_cleaned_log_knows_a_producer_whose_last_batch_went(tmp_path: Path) -> None:
+    one = len(idempotent_batch(7, 0, [(b"a", b"1")]))
+    config = LogConfig(segment_bytes=one + 10, cleanup_policy="compact", min_cleanable_dirty_ratio=0.0)
+    leader = PartitionLog(tmp_path / "leader", config, topic="t", partition=0)
+    leader.append(idempotent_batch(7, 0, [(b"k", b"1")]), now_ms=T0)
+    leader.append(idempotent_batch(7, 1, [(b"a", b"1")]), now_ms=T0)
+    leader.append(idempotent_batch(9, 0, [(b"a", b"2")]), now_ms=T0)  # producer 7's last batch goes
+    leader.append(batch([(b"tail", b"x")]), now_ms=T0)
+    leader.convert_sealed_segments()
+    LogCleaner(lambda: [leader], io_max_bytes_per_second=0).clean_log(leader, now_ms=T0 + 10_000)
+    follower = PartitionLog(tmp_path / "follower", config, topic="t", partition=0)
+    offset = 0
+    while offset < leader.high_watermark:
+        info = follower.append_as_follower(bytes(leader.read(offset, 1 << 20)))
+        offset = info.last_offset + 1
+    assert follower.producers.summary()[7][1] == leader.producers.summary()[7][1] == 1

@@ -251,3 +251,22 @@ def test_fetched_control_batches_are_accepted() -> None:
     buf = _fetched(1)
     struct.pack_into(">h", buf, R.ATTRIBUTES_OFFSET, R.CONTROL_MASK)
     assert len(R.validate_fetched_batches(_recrc(buf))) == 1
+
+
+def test_a_batch_rebuilt_without_its_first_records_keeps_their_sequences() -> None:
+    """A compacted batch (its first records removed) re-encoded from rows: every record keeps the
+    sequence it was produced with, so a follower's producer state sees the producer's real last
+    sequence (base sequence = row sequence - offset delta, as Kafka's cleaner keeps the header)."""
+    b = DefaultRecordBatchBuilder(2, 0, 0, 7, 0, 10, 1 << 30)  # producer 7, epoch 0, base sequence 10
+    for i in range(4):
+        b.append(i, 1000 + i, b"k%d" % i, b"v", [])
+    raw = bytearray(b.build())
+    struct.pack_into(">q", raw, 0, 100)  # base offset 100
+    cols = R.decode_records(bytes(raw))
+    assert cols["sequence"] == [10, 11, 12, 13]
+    kept = {k: v[2:] for k, v in cols.items()}  # offsets 100, 101 compacted away
+    rebuilt = R.build_batches(kept)
+    (h,) = list(R.iter_batch_headers(memoryview(rebuilt)))
+    assert h.base_offset == 100 and h.last_offset == 103
+    assert (h.base_sequence, h.last_sequence) == (10, 13)
+    assert R.decode_records(rebuilt)["sequence"] == [12, 13]

@@ -583,7 +583,7 @@ def build_batches(rows: Mapping[str, Sequence] | Any) -> bytes:
 
     Consecutive rows sharing ``batch_base_offset`` become one uncompressed batch
     that keeps that base offset, the producer id/epoch, the first row's
-    sequence as base sequence, the partition leader epoch, timestamps, keys,
+    sequence minus its offset delta as base sequence, the partition leader epoch, timestamps, keys,
     values and headers; offset deltas keep any gaps. The CRC is correct.
     """
     with paused_gc():
@@ -616,7 +616,15 @@ def _build_batches(rows: Mapping[str, Sequence]) -> bytes:
         j = i + 1
         while j < n and base_offsets[j] == base:
             j += 1
-        builder = builder_cls(2, COMPRESSION_NONE, int(bool(txns[i])), pids[i], epochs[i], seqs[i], 1 << 62)
+        seq = seqs[i]
+        if seq >= 0 and offsets[i] != base:
+            # The batch's first records were compacted away: its base sequence is the first row's
+            # sequence minus its offset delta (wrapping), so every record keeps its own sequence
+            # and the batch's last sequence stays the producer's (Kafka's cleaner keeps the header).
+            seq -= offsets[i] - base
+            if seq < 0:
+                seq += 0x80000000
+        builder = builder_cls(2, COMPRESSION_NONE, int(bool(txns[i])), pids[i], epochs[i], seq, 1 << 62)
         append = builder.append
         for k in range(i, j):
             append(offsets[k] - base, timestamps[k], keys[k], values[k], headers[k] or [])

@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 
 _NEXT_KEY = b"workbench.next_offset"
 _TAIL_KEY = b"workbench.tail"
+_CLEANED_KEY = b"workbench.cleaned"
 _CACHE_NAME = re.compile(r"^(\d{20})-(\d{20})\.parquet$")
 ANCHOR = "_anchor.parquet"
 
@@ -35,6 +36,13 @@ class SegmentFile:
     base: int
     next: int
     rows: int
+    #: Written by the broker's log cleaner (`workbench.cleaned`): fewer records than the log had.
+    cleaned: bool = False
+
+    @property
+    def signature(self) -> tuple[int, int]:
+        """What changes when the log cleaner rewrites the file (its range or its record count)."""
+        return (self.next, self.rows)
 
 
 _meta_cache: dict[tuple[str, int, int], SegmentFile] = {}
@@ -67,14 +75,24 @@ def read_sealed(directory: Path) -> list[SegmentFile]:
                     col = md.schema.to_arrow_schema().get_field_index("offset")
                     stats = [md.row_group(i).column(col).statistics for i in range(md.num_row_groups)]
                     nxt = max((s.max for s in stats if s is not None and s.has_min_max), default=base - 1) + 1
-                seg = SegmentFile(Path(entry.path), base, int(nxt), md.num_rows)
+                cleaned = (md.metadata or {}).get(_CLEANED_KEY) == b"1"
+                seg = SegmentFile(Path(entry.path), base, int(nxt), md.num_rows, cleaned)
                 if len(_meta_cache) > 100_000:
                     _meta_cache.clear()
                 _meta_cache[key] = seg
         except (FileNotFoundError, OSError, ValueError):
             continue  # removed by retention while we looked, or not a Parquet file
         out.append(seg)
-    return sorted(out, key=lambda s: s.base)
+    # The broker's log cleaner merges adjacent files by renaming the merged one over its first
+    # member's name and then deleting the others: a file starting inside an earlier file's range
+    # is superseded (the broker's recovery applies the same rule), so a listing taken between
+    # the two steps still sees each offset once.
+    keep, end = [], -1
+    for seg in sorted(out, key=lambda s: (s.base, -s.next)):
+        if seg.base >= end:
+            keep.append(seg)
+            end = seg.next
+    return keep
 
 
 def partition_dir(root: Path, topic: str, partition: int) -> Path:

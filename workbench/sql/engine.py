@@ -101,6 +101,11 @@ class PartitionState:
     fresh_low: int = 0  # ... and at or above this
     log_start: int = 0
     high_watermark: int = 0
+    #: base -> signature (next offset, rows) of the sealed files rows were loaded from (into the
+    #: cache or the fresh table), as listed before reading: a file rewritten by the broker's log
+    #: cleaner since (another signature, or a cleaned file never loaded over rows fetched live)
+    #: makes the rows from its base stale (`SqlEngine._stale_from`).
+    loaded: dict[int, tuple[int, int]] = field(default_factory=dict)
 
 
 @dataclass
@@ -443,13 +448,18 @@ class SqlEngine:
         starts = self.wire.list_offsets(tps, "earliest")
         ends = self.wire.list_offsets(tps, "latest")
         sealed: dict[tuple[str, int], list[SegmentFile]] = {}
-        heavy = []
+        heavy: list[tuple[str, int] | None] = []
+        invalidations: list[tuple[str, int, int]] = []
         for t, p in tps:
             ps = self._topics[t].partitions.get(p)
             if ps is None:
                 continue
             files = self.sealed_files(t, ps)
             sealed[(t, p)] = files
+            stale = self._stale_from(ps, files)
+            if stale is not None:
+                heavy.append(None)
+                invalidations.append((t, p, stale))
             cached_to = max(ps.cache.next or 0, starts[(t, p)])
             if sum(f.rows for f in files if f.next > cached_to) > SYNC_CONVERT_RECORDS:
                 heavy.append((t, p))
@@ -458,6 +468,8 @@ class SqlEngine:
                 heavy.append(None)  # retention or a recreated topic: rewrite files without the compactor
         exclusive = self._convert_lock if heavy else contextlib.nullcontext()
         with exclusive:
+            for t, p, stale in invalidations:
+                self._invalidate_from(self._topics[t], self._topics[t].partitions[p], stale)
             for item in heavy:
                 if item is not None:
                     self.convert(*item, log_start=starts[item])
@@ -489,7 +501,7 @@ class SqlEngine:
                 if start >= hw:
                     ps.fresh_next = max(start, ps.fresh_next or 0)
                     continue
-                from_files, covered = self._read_sealed_range(p, sealed.get((t, p), []), start, hw)
+                from_files, covered = self._read_sealed_range(p, sealed.get((t, p), []), start, hw, ps.loaded)
                 if from_files is not None:
                     new_rows.setdefault(t, []).append(from_files)
                 if covered < hw:
@@ -506,14 +518,57 @@ class SqlEngine:
                 if self.materializer is not None:
                     self.materializer.after_refresh(self, state)
 
+    @staticmethod
+    def _stale_from(ps: PartitionState, files: list[SegmentFile]) -> int | None:
+        """The first offset whose loaded rows a broker-side rewrite (log cleaner) made stale, or None.
+
+        Only rows below what this partition loaded count (the cache's end, the fresh table's end).
+        """
+        loaded_to = max(ps.cache.next or 0, ps.fresh_next or 0)
+        for f in files:
+            if f.base >= loaded_to:
+                break
+            seen = ps.loaded.get(f.base)
+            if (seen is None and f.cleaned) or (seen is not None and seen != f.signature):
+                return f.base
+        return None
+
+    def _invalidate_from(self, state: TopicState, ps: PartitionState, offset: int) -> None:
+        """Forget every row of the partition from the cache file holding ``offset`` on (cache
+        files past it, the whole fresh table's part): the next refresh reads them again from the
+        broker's current files. Caller holds `_convert_lock`."""
+        with self._mutex, self._files.write():
+            keep = [f for f in ps.cache.files if f.next <= offset]
+            for f in ps.cache.files[len(keep) :]:
+                f.path.unlink(missing_ok=True)
+            ps.cache.files = keep
+            run(self._ddl, f"DELETE FROM wb_fresh.{quote(state.name)} WHERE partition = {ps.info.partition}")
+            ps.fresh_next = None
+            low = ps.cache.next or 0
+            ps.loaded = {b: sig for b, sig in ps.loaded.items() if b < low and sig[0] <= low}
+            state.view_files = None
+            self._update_view(state)
+        log.info(
+            "%s-%d: rows from offset %d rewritten by the log cleaner; reading them again",
+            state.name,
+            ps.info.partition,
+            offset,
+        )
+
     def sealed_files(self, topic: str, ps: PartitionState) -> list[SegmentFile]:
         directory = self.source.directory(topic, ps.info)
         return read_sealed(directory) if directory is not None else []
 
     def _read_sealed_range(
-        self, partition: int, files: list[SegmentFile], start: int, end: int
+        self,
+        partition: int,
+        files: list[SegmentFile],
+        start: int,
+        end: int,
+        loaded: dict[int, tuple[int, int]] | None = None,
     ) -> tuple[pa.Table | None, int]:
-        """Raw rows [start, end) from the contiguous run of sealed files starting at `start`."""
+        """Raw rows [start, end) from the contiguous run of sealed files starting at `start` (their
+        signatures recorded in ``loaded``)."""
         chosen, cur = [], start
         for f in files:
             if f.next <= cur or f.base >= end:
@@ -536,6 +591,8 @@ class SqlEngine:
             return None, start
         if isinstance(table, pa.RecordBatchReader):
             table = table.read_all()
+        if loaded is not None:
+            loaded.update({f.base: f.signature for f in chosen})
         return table.cast(RAW_SCHEMA), covered
 
     # ------------------------------------------------------------------ the fresh table
@@ -597,6 +654,7 @@ class SqlEngine:
             ps.cache.files = []
             run(self._ddl, f"DELETE FROM wb_fresh.{quote(state.name)} WHERE partition = {ps.info.partition}")
             ps.fresh_next = None
+            ps.loaded.clear()
             state.view_files = None
 
     def _apply_retention(self, state: TopicState, ps: PartitionState, log_start: int) -> None:
@@ -672,7 +730,7 @@ class SqlEngine:
         except duckdb.IOException:
             return False  # a sealed file vanished (retention); try again next time
         rows = pq.read_metadata(path).num_rows
-        self._install(state, ps, [], SegmentFile(path, base, end, rows))
+        self._install(state, ps, [], SegmentFile(path, base, end, rows), sources=chosen)
         return True
 
     def merge_small(
@@ -713,8 +771,16 @@ class SqlEngine:
         self._install(state, ps, best, SegmentFile(path, best[0].base, best[-1].next, sum(f.rows for f in best)))
         return True
 
-    def _install(self, state: TopicState, ps: PartitionState, replaced: list[SegmentFile], new: SegmentFile) -> None:
-        """Swap cache files and trim the fresh table, atomically for readers."""
+    def _install(
+        self,
+        state: TopicState,
+        ps: PartitionState,
+        replaced: list[SegmentFile],
+        new: SegmentFile,
+        sources: Iterable[SegmentFile] = (),
+    ) -> None:
+        """Swap cache files and trim the fresh table, atomically for readers (``sources``: the
+        sealed files ``new`` was read from, as listed before reading)."""
         with self._mutex:
             gone = {f.path for f in replaced}
             if not gone <= {f.path for f in ps.cache.files}:
@@ -723,6 +789,7 @@ class SqlEngine:
             if not replaced and ps.cache.next is not None and new.base < ps.cache.next:
                 new.path.unlink(missing_ok=True)  # someone else got there first
                 return
+            ps.loaded.update({f.base: f.signature for f in sources})
             files = [f for f in ps.cache.files if f.path not in gone]
             files.append(new)
             files.sort(key=lambda f: f.base)

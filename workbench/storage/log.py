@@ -51,6 +51,7 @@ decode/encode run outside it.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -77,6 +78,7 @@ from workbench.storage.checkpoint import (
     write_offset_checkpoint,
 )
 from workbench.storage.config import LogConfig
+from workbench.storage.failpoints import failpoint
 from workbench.storage.leader_epoch import LeaderEpochCache
 from workbench.storage.local_log import LocalLog
 from workbench.storage.log_loader import LogLoader
@@ -1016,41 +1018,81 @@ class PartitionLog:
         return without_aborted(table, aborted) if aborted and table.num_rows else table
 
     def install_cleaned(self, generation: int, seg: LogicalSegment, cleaned: Path, max_timestamp: int) -> bool:
-        """Replace ``seg`` by the cleaned Parquet file ``cleaned`` (same offset range, fewer records).
+        """Replace ``seg`` by the cleaned Parquet file ``cleaned`` (same offset range, fewer records)."""
+        return self.install_merged(generation, [seg], cleaned, max_timestamp)
 
-        The file is renamed over ``<base>.parquet`` first, then the raw copy is deleted
-        (a crash between leaves a hot segment whose raw copy still holds every
-        record: correct, only less compact). Refused, and ``cleaned`` deleted, when
-        the log was truncated since ``generation``, the segment changed or went
-        (retention, conversion dropped its raw copy), or an older raw segment
-        exists (raw segments stay a suffix of the log).
+    def install_merged(self, generation: int, segs: list[LogicalSegment], cleaned: Path, max_timestamp: int) -> bool:
+        """Replace the adjacent segments ``segs`` by the one cleaned Parquet file ``cleaned``
+        covering their whole offset range (the log cleaner's output, `MergedFileWriter`).
+
+        Steps, each a crash seam (failpoints ``cleaner.before_rename``, ``cleaner.after_rename``,
+        ``cleaner.after_unlink``): the file is renamed over ``<first base>.parquet``; then the
+        other members' Parquet files go; then the raw copies. A reader applies one rule, "a file
+        whose range starts inside an earlier file's range is superseded" (`LogLoader` at recovery,
+        `workbench.sql.cache.read_sealed` on the notebook side), so before the rename it sees the
+        old files, after it the new one, never both and never neither; recovery deletes what a
+        crash left superseded. A crash with raw copies left keeps them only until recovery sees
+        the file's ``merged`` flag (a single-segment rewrite keeps its hot raw copy, correct: it
+        holds every record, only less compact).
+
+        Refused, and ``cleaned`` deleted, when the log was truncated since ``generation``, a
+        segment changed or went (retention, conversion dropped its raw copy), the segments are
+        not adjacent, or an older raw segment exists (raw segments stay a suffix of the log).
         """
         with self._lock:
-            current = next((s for s in self._logical() if s.base_offset == seg.base_offset), None)
+            logical = {s.base_offset: s for s in self._logical()}
+            raws = [s.raw for s in segs if s.raw is not None]
             ok = (
                 not self._closed
+                and bool(segs)
                 and generation == self._generation
-                and current is not None
-                and current.next_offset == seg.next_offset
-                and current.raw is seg.raw
-                and (seg.parquet is None or current.parquet is seg.parquet)
-                and (seg.raw is None or self._local.segments[0] is seg.raw)
-                and seg.raw is not self._local.active_segment
+                and all(a.next_offset == b.base_offset for a, b in itertools.pairwise(segs))
+                and self._local.segments[: len(raws)] == raws
+                and self._local.active_segment not in raws
             )
+            for seg in segs if ok else []:
+                current = logical.get(seg.base_offset)
+                if (
+                    current is None
+                    or current.next_offset != seg.next_offset
+                    or current.raw is not seg.raw
+                    or (seg.parquet is not None and current.parquet is not seg.parquet)
+                ):
+                    ok = False
+                    break
             if not ok:
                 cleaned.unlink(missing_ok=True)
                 return False
-            assert current is not None
-            path = self.directory / segment_name(seg.base_offset, ".parquet")
+            first, last = segs[0], segs[-1]
+            path = self.directory / segment_name(first.base_offset, ".parquet")
             try:
+                failpoint("cleaner.before_rename")
                 os.replace(cleaned, path)
-                pseg = ParquetSegment(path, seg.base_offset, seg.next_offset, max_timestamp, path.stat().st_size)
-                if current.parquet is not None:
-                    self._tier.segments.remove(current.parquet)
+                _fsync_directory(self.directory)
+                failpoint("cleaner.after_rename")
+                pseg = ParquetSegment(
+                    path,
+                    first.base_offset,
+                    last.next_offset,
+                    max_timestamp,
+                    path.stat().st_size,
+                    merged=len(segs) > 1,
+                )
+                for seg in segs:
+                    if seg.parquet is not None:
+                        self._tier.segments.remove(seg.parquet)
+                        if seg.parquet.path != path:
+                            seg.parquet.path.unlink(missing_ok=True)
                 self._tier.invalidate_cache()
                 self._tier.install(pseg)
-                if current.raw is not None:
-                    self._local.delete_segment(current.raw)
+                failpoint("cleaner.after_unlink")
+                if raws:
+                    # The raw copies are the only place recovery replays producer state from: a
+                    # snapshot at the log end first, so an idempotent producer whose batches were
+                    # cleaned away keeps its sequence and duplicate detection across a restart.
+                    self.producers.write_snapshot(self.log_end_offset)
+                for raw in raws:
+                    self._local.delete_segment(raw)
             except OSError as exc:
                 raise storage_error(exc, f"install cleaned segment in {self.directory}") from exc
             return True

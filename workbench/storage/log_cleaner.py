@@ -23,11 +23,22 @@ A pass over one log works like Kafka's (``kafka.log.LogCleaner``):
    ``delete.retention.ms``, so a consumer reading from the beginning within
    that time sees the delete. Records without a key (refused on produce with
    INVALID_RECORD, but present in a log whose policy changed) are kept.
-5. **Output.** Each cleaned segment becomes a compacted Parquet file with the
-   same offset range, installed by `PartitionLog.install_cleaned` (rename over
-   the old file, then the raw copy goes). So the Parquet tier, and SQL over it,
-   sees exactly what a consumer from the beginning sees. Fetches of cleaned
-   ranges are re-encoded from Parquet.
+5. **Output, merged.** Adjacent cleaned segments are grouped, as Kafka's cleaner
+   groups them (``groupSegmentsBySize``), up to ``segment.bytes`` (estimated from
+   each segment's size and the share of records kept) into one compacted Parquet
+   file (`MergedFileWriter`, one segment's table in memory at a time), installed
+   by `PartitionLog.install_merged`: rename over the first member's file, then
+   the other members' files and the raw copies go. Every reader skips a file
+   whose range starts inside an earlier one (recovery deletes it), so a crash at
+   any step leaves the old files or the new one visible, never both, never
+   neither (failpoints ``cleaner.*``, tests/unit/test_log_cleaner.py). A merge
+   removing nothing whose file would not be smaller than what it replaces is
+   discarded; a rewrite that removes records is always installed (a superseded
+   value left behind could outlive its key's tombstone). Tiny segments merge
+   until their footers are amortised, so bytes reclaimed stay positive. So the Parquet
+   tier, and SQL over it, sees exactly what a consumer from the beginning sees,
+   in few files. Fetches of cleaned ranges are re-encoded from Parquet; a batch
+   whose first records went keeps its base offset and base sequence.
 6. **Checkpoint.** The new first dirty offset is written last. A crash before
    it only means the next pass cleans the same range again (cleaning is idempotent).
 
@@ -45,9 +56,15 @@ there already). When aborted-transaction indexes exist, `retain_hook` is the
 place to keep markers and drop aborted records: it receives each segment's
 table and the keep mask and may change the mask.
 
-Not done, as Kafka does it: merging small cleaned segments into one, and
-keeping the last batch of each producer for idempotence state (our producer
-state is rebuilt from raw segments, which a cleaned range no longer has).
+Producer state (Kafka keeps the last batch of each producer): recovery replays
+producer state from the snapshot and the raw segments after it, and a snapshot at
+the log end is written before a pass deletes raw copies, so an idempotent producer
+whose batches were cleaned away keeps its sequence and duplicate detection across
+a restart. Not done: a replica rebuilt from nothing by fetching a cleaned log
+learns only the surviving batches (Kafka retains an empty batch header for a
+producer's last batch; the Parquet tier has one row per record and no place for
+one), so a producer whose last batch was wholly removed is unknown there, and is
+accepted at any sequence (KIP-360), not refused.
 """
 
 from __future__ import annotations
@@ -64,7 +81,7 @@ from typing import TYPE_CHECKING, Any
 from workbench._lazy import lazy_module
 from workbench.storage.checkpoint import read_offset_checkpoint, write_offset_checkpoint
 from workbench.storage.logical_segment import LogicalSegment
-from workbench.storage.parquet_tier import write_table_file
+from workbench.storage.parquet_tier import MergedFileWriter
 from workbench.storage.segment import segment_name
 
 if TYPE_CHECKING:
@@ -204,7 +221,20 @@ class CleanResult:
     first_dirty_offset: int = 0
     map_entries: int = 0
     map_bytes: int = 0
+    #: Parquet files written (a group of adjacent segments becomes one file).
+    files_written: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class _Group:
+    """Adjacent segments of one pass that become one file."""
+
+    segs: list[LogicalSegment] = field(default_factory=list)
+    estimate: int = 0
+    removed: int = 0
+    max_ts: int = -1
+    writer: MergedFileWriter | None = None
 
 
 def _now_ms() -> int:
@@ -231,6 +261,7 @@ class LogCleaner:
         backoff_ms: int = DEFAULT_BACKOFF_MS,
         retain_hook: RetainHook | None = None,
         on_pass: Callable[[], Any] | None = None,
+        merge: bool = True,
     ) -> None:
         if dedupe_buffer_bytes <= 0:
             raise ValueError(f"dedupe_buffer_bytes must be positive, got {dedupe_buffer_bytes}")
@@ -239,6 +270,9 @@ class LogCleaner:
         self.io_max_bytes_per_second = io_max_bytes_per_second
         self.backoff_ms = backoff_ms
         self.retain_hook = retain_hook
+        #: Group adjacent cleaned segments into one file up to segment.bytes (off: one file per
+        #: segment, as before the merge existed; the small-files benchmark compares both).
+        self.merge = merge
         self.on_pass = on_pass  # called by the thread after each round (the broker publishes the state)
         self._states: dict[Path, CleanerState] = {}
         self._stop = threading.Event()
@@ -408,71 +442,115 @@ class LogCleaner:
         if not dirty:
             end = first_dirty  # a tombstone pass: rewrite the clean part only
 
-        # 4./5. Copy every segment below the end of the mapped range.
+        # 4./5. Copy every segment below the end of the mapped range, adjacent ones grouped into
+        # one file of at most segment.bytes (estimated from the input sizes and what is kept).
         result = CleanResult(True, "cleaned", first_dirty_offset=end, map_entries=len(omap), map_bytes=omap.used_bytes)
         horizon = now - cfg.delete_retention_ms
         tombstone_expiry = -1
-        for s in segs:
-            if s.base_offset >= end:
-                break
-            cached = kept_tables.pop(s.base_offset, None)
-            table = cached if cached is not None else plog.segment_table(s)
-            if cached is None:
-                throttler.maybe_throttle(s.size)
-            in_clean_part = s.next_offset <= first_dirty
-            keys = table.column("key").to_pylist()
-            offsets = table.column("offset").to_pylist()
-            null_values = table.column("value").is_null().to_pylist()
-            timestamps = table.column("timestamp").cast(pa.int64()).to_pylist()
-            keep = []
-            for k, o, tomb, ts in zip(keys, offsets, null_values, timestamps, strict=True):
-                if k is None:
-                    keep.append(True)
-                    continue
-                if omap.get(k) > o:
-                    keep.append(False)  # a later record has this key
-                    continue
-                if tomb:
-                    if in_clean_part and ts <= horizon:
-                        keep.append(False)  # delete.retention.ms is over: the delete itself goes
-                        continue
-                    expiry = ts + cfg.delete_retention_ms
-                    tombstone_expiry = expiry if tombstone_expiry < 0 else min(tombstone_expiry, expiry)
-                keep.append(True)
-            if self.retain_hook is not None:
-                keep = self.retain_hook(s, table, keep)
-            removed = keep.count(False)
-            result.records_read += len(keep)
-            if removed:
-                dropped = table.filter(pa.array([not k for k in keep], type=pa.bool_()))
-                result.record_bytes_removed += int(pc.sum(pc.binary_length(dropped.column("key"))).as_py() or 0) + int(
-                    pc.sum(pc.binary_length(dropped.column("value"))).as_py() or 0
-                )
-            if not removed and s.raw is None:
-                continue  # already a compacted Parquet file with nothing to remove
-            kept = table.filter(pa.array(keep, type=pa.bool_())) if removed else table
-            tmp = plog.directory / segment_name(s.base_offset, ".parquet.cleaned.tmp")
-            write_table_file(
-                tmp,
-                s.base_offset,
-                s.next_offset,
-                kept.replace_schema_metadata(None),
-                s.max_timestamp,
-                topic=plog.topic,
-                partition=plog.partition,
-            )
-            new_size = tmp.stat().st_size
+        group = _Group()
+        stopped = False
+
+        def flush() -> bool:
+            """Install the current group; False when the log changed under the pass (stop)."""
+            nonlocal group, end
+            g, group = group, _Group()
+            if not g.segs:
+                return True
+            if g.writer is None:
+                return True  # one segment, already a compacted Parquet file, nothing to remove
+            old_size = sum(_disk_bytes(s) for s in g.segs)
+            new_size = g.writer.finish(g.segs[-1].next_offset, g.max_ts, merged=len(g.segs) > 1)
             throttler.maybe_throttle(new_size)
-            if not plog.install_cleaned(generation, s, tmp, s.max_timestamp):
+            if new_size >= old_size and not g.removed and not any(s.raw is not None for s in g.segs):
+                # A merge that would not save bytes (a Parquet file has a footer of its own) is
+                # dropped. A rewrite that removes records is always installed: keeping a superseded
+                # value could let it outlive the tombstone that deletes its key (a resurrection
+                # once delete.retention.ms removes the tombstone).
+                g.writer.path.unlink(missing_ok=True)
+                result.extra["groups_skipped"] = result.extra.get("groups_skipped", 0) + 1
+                return True
+            if not plog.install_merged(generation, g.segs, g.writer.path, g.max_ts):
                 # The log changed under us (truncation, retention, conversion): stop here, keep order.
-                result.reason = f"segment {s.base_offset} changed during the pass; stopped there"
-                result.first_dirty_offset = min(result.first_dirty_offset, max(first_dirty, s.base_offset))
-                end = s.base_offset
-                break
-            result.segments_rewritten += 1
-            result.records_removed += removed
-            result.bytes_before += s.size + (s.parquet.size if s.parquet is not None and s.raw is not None else 0)
+                base = g.segs[0].base_offset
+                result.reason = f"segment {base} changed during the pass; stopped there"
+                result.first_dirty_offset = min(result.first_dirty_offset, max(first_dirty, base))
+                end = min(end, base)
+                return False
+            result.segments_rewritten += len(g.segs)
+            result.files_written += 1
+            result.records_removed += g.removed
+            result.bytes_before += old_size
             result.bytes_after += new_size
+            return True
+
+        try:
+            for s in segs:
+                if s.base_offset >= end:
+                    break
+                cached = kept_tables.pop(s.base_offset, None)
+                table = cached if cached is not None else plog.segment_table(s)
+                if cached is None:
+                    throttler.maybe_throttle(s.size)
+                in_clean_part = s.next_offset <= first_dirty
+                keys = table.column("key").to_pylist()
+                offsets = table.column("offset").to_pylist()
+                null_values = table.column("value").is_null().to_pylist()
+                timestamps = table.column("timestamp").cast(pa.int64()).to_pylist()
+                keep = []
+                for k, o, tomb, ts in zip(keys, offsets, null_values, timestamps, strict=True):
+                    if k is None:
+                        keep.append(True)
+                        continue
+                    if omap.get(k) > o:
+                        keep.append(False)  # a later record has this key
+                        continue
+                    if tomb:
+                        if in_clean_part and ts <= horizon:
+                            keep.append(False)  # delete.retention.ms is over: the delete itself goes
+                            continue
+                        expiry = ts + cfg.delete_retention_ms
+                        tombstone_expiry = expiry if tombstone_expiry < 0 else min(tombstone_expiry, expiry)
+                    keep.append(True)
+                if self.retain_hook is not None:
+                    keep = self.retain_hook(s, table, keep)
+                removed = keep.count(False)
+                result.records_read += len(keep)
+                if removed:
+                    dropped = table.filter(pa.array([not k for k in keep], type=pa.bool_()))
+                    result.record_bytes_removed += int(
+                        pc.sum(pc.binary_length(dropped.column("key"))).as_py() or 0
+                    ) + int(pc.sum(pc.binary_length(dropped.column("value"))).as_py() or 0)
+                kept = table.filter(pa.array(keep, type=pa.bool_())) if removed else table
+                estimate = (s.size * len(kept) // len(keep)) if keep else 0
+                full = bool(group.segs) and (
+                    not self.merge
+                    or group.segs[-1].next_offset != s.base_offset
+                    or group.estimate + estimate > cfg.segment_bytes
+                )
+                if full and not flush():
+                    stopped = True
+                    break
+                # A lone segment that is already a compacted Parquet file with nothing to remove is
+                # rewritten only when a neighbour joins it (that is the merge).
+                alone = not removed and s.raw is None
+                group.segs.append(s)
+                group.estimate += estimate
+                group.removed += removed
+                group.max_ts = max(group.max_ts, s.max_timestamp)
+                if group.writer is None and (not alone or len(group.segs) > 1):
+                    tmp = plog.directory / segment_name(group.segs[0].base_offset, ".parquet.cleaned.tmp")
+                    group.writer = MergedFileWriter(
+                        tmp, group.segs[0].base_offset, topic=plog.topic, partition=plog.partition
+                    )
+                    for earlier in group.segs[:-1]:  # the lone file it joins: copied as it is
+                        group.writer.add(plog.segment_table(earlier).replace_schema_metadata(None))
+                if group.writer is not None:
+                    group.writer.add(kept.replace_schema_metadata(None))
+            if not stopped:
+                flush()
+        finally:
+            if group.writer is not None:
+                group.writer.abort()
         if end > first_dirty:
             write_offset_checkpoint(plog.directory / CLEANER_CHECKPOINT, max(end, first_dirty))
         st.first_dirty_offset = max(first_dirty, end)
@@ -501,6 +579,12 @@ class LogCleaner:
     def _remove_leftovers(plog: PartitionLog) -> None:
         for tmp in plog.directory.glob("*.cleaned.tmp"):
             tmp.unlink(missing_ok=True)
+
+
+def _disk_bytes(s: LogicalSegment) -> int:
+    """Bytes ``s`` holds on disk: its raw copy and its Parquet file (``size`` is the raw size when
+    there is one)."""
+    return s.size + (s.parquet.size if s.parquet is not None and s.raw is not None else 0)
 
 
 def offset_map_entry_bytes() -> int:

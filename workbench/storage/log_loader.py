@@ -108,8 +108,8 @@ class LogLoader:
         for tmp in d.glob("*.tmp"):
             log.info("%s: removing leftover %s", d, tmp.name)
             tmp.unlink(missing_ok=True)
-        self._parquet = self._load_parquet()
-        logs = sorted(d.glob("*.log"), key=lambda p: int(p.stem))
+        self._parquet = self._drop_superseded(self._load_parquet())
+        logs = self._drop_merged_raw(sorted(d.glob("*.log"), key=lambda p: int(p.stem)))
         log_bases = {int(p.stem) for p in logs}
         for idx in [*d.glob("*.index"), *d.glob("*.timeindex")]:
             if idx.stem.isdigit() and int(idx.stem) not in log_bases:
@@ -193,6 +193,38 @@ class LogLoader:
             found.append(pseg)
         found.sort(key=lambda p: p.base_offset)
         return found
+
+    def _drop_superseded(self, found: list[ParquetSegment]) -> list[ParquetSegment]:
+        """Delete the Parquet files whose range starts inside an earlier file's range.
+
+        Only the log cleaner's merge makes files overlap (`PartitionLog.install_merged` renames
+        the merged file over its first member's name, then deletes the others): a crash between
+        leaves members the merged file supersedes. Readers skip them by the same rule.
+        """
+        keep: list[ParquetSegment] = []
+        end = -1
+        for p in sorted(found, key=lambda p: (p.base_offset, -p.next_offset)):
+            if p.base_offset < end:
+                log.info("%s: removing %s, superseded by a merged file up to %d", self.directory, p.path.name, end)
+                p.path.unlink(missing_ok=True)
+                continue
+            keep.append(p)
+            end = max(end, p.next_offset)
+        return keep
+
+    def _drop_merged_raw(self, logs: list[Path]) -> list[Path]:
+        """Delete raw segments a merged Parquet file covers (a crash before the merge removed them)."""
+        merged = [(p.base_offset, p.next_offset) for p in self._parquet if p.merged]
+        out = []
+        for path in logs:
+            base = int(path.stem)
+            if any(lo <= base < hi for lo, hi in merged):
+                log.info("%s: removing raw segment %d, covered by a merged Parquet file", self.directory, base)
+                for suffix in (".log", ".index", ".timeindex"):
+                    path.with_suffix(suffix).unlink(missing_ok=True)
+                continue
+            out.append(path)
+        return out
 
     def _report_gaps(self) -> None:
         """Log every offset range no file holds any more (a deleted, cut or quarantined file).

@@ -12,6 +12,7 @@ Control batches (transaction markers) are not written; their offsets are gaps.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from functools import cache
@@ -76,6 +77,13 @@ _META_PARTITION = b"workbench.partition"
 #: Set on a *tail* file: the committed prefix of a raw segment not yet sealed and converted
 #: (`workbench.storage.parquet_tail`). The sealed conversion later replaces it under the same name.
 _META_TAIL = b"workbench.tail"
+#: Set on a file the log cleaner wrote from several adjacent segments (`MergedFileWriter`): its
+#: range supersedes every file and raw segment inside it, which recovery removes if a crash left
+#: them (`workbench.storage.log_loader`).
+_META_MERGED = b"workbench.merged"
+#: Set on every file the log cleaner wrote: it may hold fewer records than the segment had, so a
+#: reader that copied the segment's records before (the notebook's SQL cache) must read it again.
+_META_CLEANED = b"workbench.cleaned"
 
 
 @dataclass(slots=True)
@@ -88,6 +96,7 @@ class ParquetSegment:
     max_timestamp: int
     size: int
     tail: bool = False
+    merged: bool = False
 
     @classmethod
     def open(cls, path: Path) -> ParquetSegment:
@@ -100,6 +109,7 @@ class ParquetSegment:
             max_timestamp=int(meta.get(_META_MAX_TS, -1)),
             size=path.stat().st_size,
             tail=meta.get(_META_TAIL) == b"1",
+            merged=meta.get(_META_MERGED) == b"1",
         )
 
     def read_table(self, columns: list[str] | None = None) -> pa.Table:
@@ -324,6 +334,55 @@ def write_table_file(
         os.fsync(fd)  # the Parquet file replaces the raw segment as the durable copy
     finally:
         os.close(fd)
+
+
+class MergedFileWriter:
+    """One Parquet file written from the cleaned tables of adjacent segments, one at a time.
+
+    The log cleaner groups adjacent cleaned segments up to ``segment.bytes`` into one file, as
+    Kafka's cleaner groups segments (``groupSegmentsBySize``), so a compacted log does not end as
+    many tiny files (a Parquet file costs about 1 KB of footer however few rows it holds). Only
+    one segment's table is in memory at a time; the offset range and the ``merged`` flag go in
+    the footer when the file is finished (`finish`), fsync'ed, at ``path`` (the caller renames it).
+    """
+
+    def __init__(self, path: Path, base_offset: int, *, topic: str = "", partition: int = 0) -> None:
+        self.path = path
+        self.base_offset = base_offset
+        self.rows = 0
+        meta = {
+            _META_BASE: str(base_offset).encode(),
+            _META_TOPIC: topic.encode(),
+            _META_PARTITION: str(partition).encode(),
+            _META_CLEANED: b"1",
+        }
+        self._writer = pq.ParquetWriter(
+            path, schema().with_metadata(meta), compression=COMPRESSION, write_page_checksum=True
+        )
+
+    def add(self, table: pa.Table) -> None:
+        if table.num_rows:
+            self._writer.write_table(table.cast(schema()), row_group_size=ROW_GROUP_ROWS)
+            self.rows += table.num_rows
+
+    def finish(self, next_offset: int, max_ts: int, *, merged: bool) -> int:
+        """Close the file with its metadata, fsync it; return its size."""
+        extra = {_META_NEXT: str(next_offset).encode(), _META_MAX_TS: str(max_ts).encode()}
+        if merged:
+            extra[_META_MERGED] = b"1"
+        self._writer.add_key_value_metadata(extra)
+        self._writer.close()
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return self.path.stat().st_size
+
+    def abort(self) -> None:
+        with contextlib.suppress(Exception):
+            self._writer.close()
+        self.path.unlink(missing_ok=True)
 
 
 def truncate_segment(seg: ParquetSegment, end_offset: int, *, topic: str = "", partition: int = 0) -> ParquetSegment:
