@@ -313,8 +313,12 @@ class Broker:
                     partition.isr_change_pending = False
                 if resolved:
                     # Act on what the controller committed before the proposal stops counting.
-                    self.refresh_metadata()
-                    partition.isr_change_resolved()
+                    try:
+                        self.refresh_metadata()
+                    except Exception:
+                        log.exception("applying metadata failed")
+                    else:
+                        partition.isr_change_resolved()
                 partition.maybe_advance_high_watermark()
 
     async def _metadata_loop(self) -> None:
