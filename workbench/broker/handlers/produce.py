@@ -28,8 +28,6 @@ log = logging.getLogger(__name__)
 MAX_PRODUCER_EPOCH = 32767
 _SEQUENCE_ERRORS = (ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER, ErrorCode.INVALID_PRODUCER_EPOCH)
 
-log = logging.getLogger(__name__)
-
 
 async def produce(broker: Broker, req: Request, conn: Connection) -> dict | None:
     body = req.body
