@@ -104,6 +104,18 @@ def _unmount(dirs: list[Path]) -> None:
             subprocess.run(["umount", "-l", str(d)], capture_output=True)
 
 
+def _save_logs(dirs: list[Path]) -> None:
+    """Copy each broker's logs out of its tmpfs (to ``<dir>-logs/``) before it is unmounted."""
+    import shutil
+
+    for d in dirs:
+        saved = d.with_name(d.name + "-logs")
+        saved.mkdir(exist_ok=True)
+        for log in ("broker.log", "stderr.log"):
+            if (d / log).exists():
+                shutil.copy2(d / log, saved / log)
+
+
 def _heal(
     cluster: Cluster, topic: str, history: History, timeout: float = HEAL_TIMEOUT_S, reported: frozenset = frozenset()
 ) -> bool:
@@ -279,6 +291,8 @@ def run(settings: Settings | None = None, **overrides: Any) -> Result:
         if cluster is not None:
             cluster.stop()
         if wants_tmpfs and not tmpfs_reason:
+            if settings.keep_data:
+                _save_logs(broker_dirs)  # the tmpfs goes with the unmount: keep what happened
             _unmount(broker_dirs)
         if tmp is not None and not settings.keep_data:
             import shutil

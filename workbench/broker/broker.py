@@ -47,7 +47,7 @@ from workbench.protocol.codec import (
     encode_response,
     encode_unsupported_api_versions,
 )
-from workbench.protocol.errors import KafkaProtocolError, UnsupportedRequestError
+from workbench.protocol.errors import ErrorCode, KafkaProtocolError, UnsupportedRequestError
 from workbench.security.enforce import Security  # [security]
 from workbench.storage.converter import ConversionError, ParquetConverter
 from workbench.storage.log import PartitionLog
@@ -275,7 +275,7 @@ class Broker:
                 isr = list(partition.info.isr)
                 out = partition.out_of_sync_replicas(lag_max)
                 add = [r for r in partition.replicas_to_add() if self.image.can_host_replicas(r)]
-                if not out and not add:
+                if not out and not add and not partition.isr_change_unresolved:
                     continue
                 new_isr = [r for r in partition.info.replicas if (r in isr and r not in out) or r in add]
                 reason = (
@@ -284,6 +284,10 @@ class Broker:
                     + (f"replicas {add} caught up" if add else "")
                 )
                 partition.isr_change_pending = True
+                # Kafka's maximal ISR: the controller may commit this before we apply it (and elect
+                # a joining replica from then on), so the HW counts the joiners from now on.
+                partition.propose_isr(new_isr)
+                resolved = False
                 try:
                     await self.controller.submit(
                         {
@@ -297,10 +301,24 @@ class Broker:
                             "reason": reason,
                         }
                     )
-                except Exception as exc:
+                    resolved = True
+                except KafkaProtocolError as exc:
+                    # A refusal is definitive; REQUEST_TIMED_OUT (no controller majority) is not: the
+                    # change may still commit, so its joiners keep counting until a later round resolves.
+                    resolved = exc.code != ErrorCode.REQUEST_TIMED_OUT
                     log.info("ISR change for %s-%d refused: %s", partition.topic, partition.index, exc)
+                except Exception as exc:
+                    log.info("ISR change for %s-%d not confirmed: %s", partition.topic, partition.index, exc)
                 finally:
                     partition.isr_change_pending = False
+                if resolved:
+                    # Act on what the controller committed before the proposal stops counting.
+                    try:
+                        self.refresh_metadata()
+                    except Exception:
+                        log.exception("applying metadata failed")
+                    else:
+                        partition.isr_change_resolved()
                 partition.maybe_advance_high_watermark()
 
     async def _metadata_loop(self) -> None:

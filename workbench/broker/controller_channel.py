@@ -17,7 +17,14 @@ active controller every `HEARTBEAT_S`; the controller fences any broker that
 has not heartbeated within `broker_session_timeout_ms`, which elects new
 leaders for its partitions from their ISRs in the same committed batch. A
 newly elected controller first gives every broker one session timeout of
-grace. A broker that starts, or finds itself fenced while alive, opens its
+grace, and so does a controller whose own process did not run for a while
+(SIGSTOP, a stalled machine: the heartbeats that arrived meantime are still
+unread). Liveness is judged only by the active controller on its own clock:
+a fencing decision is executed locally, after the Raft barrier and a second
+look at the heartbeats, never forwarded. (A controller resuming from a pause
+still believed it led and forwarded "fence" for every broker it had not heard
+from to the new controller, which fenced healthy brokers and set off a storm of
+elections; issue 12.) A broker that starts, or finds itself fenced while alive, opens its
 logs and asks to be unfenced. Every `LEADER_REBALANCE_S` the controller moves
 leadership back to preferred replicas that are in sync
 (`auto.leader.rebalance.enable`).
@@ -68,6 +75,8 @@ class ControllerChannel:
         self._lock = asyncio.Lock()
         self._heartbeats: dict[int, float] = {}
         self._leader_since: float | None = None
+        #: When this process last found its own event loop stalled (a sleep that overslept).
+        self._stalled_at: float | None = None
         self._last_rebalance = time.monotonic()
         self._conns: dict[int, BrokerConnection] = {}
 
@@ -103,10 +112,17 @@ class ControllerChannel:
                 )
             await asyncio.sleep(0.05)
 
-    async def _execute(self, op: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:
-        """As active controller: decide against an up-to-date image, then commit."""
+    async def _execute(
+        self, op: dict[str, Any], still_wanted: Callable[[], bool] | None = None
+    ) -> tuple[list[dict[str, Any]], int]:
+        """As active controller: decide against an up-to-date image, then commit.
+
+        `still_wanted`, asked after the barrier (while requests that were waiting, such as
+        heartbeats, have been read), can call the operation off: nothing is committed."""
         async with self._lock:
             await self.quorum.barrier()
+            if still_wanted is not None and not still_wanted():
+                return [], self.quorum.applied_index
             records = execute(self.quorum.image, op, default_rf=self.config.default_replication_factor)
             if not records or op.get("validate_only"):
                 return records, self.quorum.applied_index
@@ -197,7 +213,11 @@ class ControllerChannel:
                 raise
             except Exception as exc:
                 log.debug("controller channel: %s", exc)
+            before = time.monotonic()
             await asyncio.sleep(CONTROLLER_CHECK_S)
+            # A sleep that overslept by half a session timeout: our own process was stalled.
+            if time.monotonic() - before > CONTROLLER_CHECK_S + self.config.broker_session_timeout_ms / 2000.0:
+                self._stalled_at = time.monotonic()
 
     async def _heartbeat(self) -> None:
         node = self.node_id
@@ -228,8 +248,13 @@ class ControllerChannel:
 
     async def _controller_duties(self) -> None:
         now = time.monotonic()
-        if self._leader_since is None:
-            # Just became the active controller: every broker gets a full session of grace.
+        if self._leader_since is None or self._stalled_at is not None:
+            # Just became the active controller, or this process itself did not run for a while
+            # (the heartbeats sent meantime are still unread): every broker gets a full session
+            # of grace rather than being judged by a clock that stopped.
+            if self._stalled_at is not None and self._leader_since is not None:
+                log.info("controller %d was stalled: every broker gets a session of grace", self.node_id)
+            self._stalled_at = None
             self._leader_since = now
             self._heartbeats = {b: now for b in self.quorum.image.brokers}
             self._heartbeats[self.node_id] = now
@@ -237,14 +262,33 @@ class ControllerChannel:
         timeout = self.config.broker_session_timeout_ms / 1000.0
         image = self.quorum.image
         for bid in image.live_brokers():
-            last = self._heartbeats.get(bid, self._leader_since)
-            if bid != self.node_id and now - last > timeout:
-                log.warning("broker %d missed its session timeout: fencing it", bid)
-                await self.submit({"op": "fence_broker", "id": bid, "reason": f"broker {bid} stopped heartbeating"})
+            if bid != self.node_id and now - self._heartbeats.get(bid, self._leader_since) > timeout:
+                await self._fence_if_silent(bid, timeout)
         if now - self._last_rebalance >= LEADER_REBALANCE_S:
             self._last_rebalance = now
             if self.config.auto_leader_rebalance_enable:
                 await self.submit({"op": "elect_leaders", "type": 0, "partitions": None})
+
+    async def _fence_if_silent(self, bid: int, timeout: float) -> None:
+        """Fence broker `bid` if it is still silent once our leadership is confirmed (the Raft
+        barrier) and the heartbeats waiting meanwhile are read. Executed here or not at all:
+        a controller that lost its leadership must not have its stale judgement carried out
+        by the next one (`submit` would forward it)."""
+
+        def silent() -> bool:
+            if self._stalled_at is not None:
+                return False  # we stalled while waiting: judge again after a session of grace
+            last = self._heartbeats.get(bid, self._leader_since or time.monotonic())
+            return time.monotonic() - last > timeout
+
+        op = {"op": "fence_broker", "id": bid, "reason": f"broker {bid} stopped heartbeating"}
+        try:
+            records, _ = await self._execute(op, still_wanted=silent)
+        except (NotLeader, TimeoutError, ConnectionError) as exc:
+            log.info("not fencing broker %d: no longer the active controller (%s)", bid, exc)
+            return
+        if records:
+            log.warning("broker %d missed its session timeout: fenced it", bid)
 
     async def controlled_shutdown(self, timeout: float = 3.0) -> None:
         """Move leadership away before stopping, so clients see no errors; hand over the quorum."""

@@ -7,6 +7,14 @@ changes: a follower that has not caught up within `replica.lag.time.max.ms` is
 dropped, one that reaches the high watermark is added back (Kafka's
 AlterPartition, here a controller operation).
 
+While an ISR change is in flight the high watermark counts the **maximal ISR**
+(Kafka's `PendingExpandIsr`/`PendingShrinkIsr`): the committed ISR plus every
+replica a proposal adds. The controller may commit an expansion before this
+leader applies it, and from then on it may elect the joining replica; a high
+watermark that advanced without that replica's copy would then acknowledge
+records the next leader lacks (issue 12: an acknowledged offset later holding
+another producer's record).
+
 As follower it only holds the log; `ReplicaFetcher` fills it.
 """
 
@@ -62,6 +70,8 @@ class Partition:
         self.followers: dict[int, FollowerState] = {}
         self._hw_waiters: list[tuple[int, asyncio.Future]] = []
         self.isr_change_pending = False
+        #: Replicas an AlterPartition in flight (or not known to have failed) proposes to add.
+        self._proposed_isr: frozenset[int] = frozenset()
         self._apply(info, first=True)
 
     # -- state from metadata --------------------------------------------------------------------
@@ -100,6 +110,8 @@ class Partition:
                     if r != self.node_id
                 }
             self.isr_change_pending = False
+            if first or leadership_changed:
+                self._proposed_isr = frozenset()  # a new leader epoch: older proposals are refused
             if not self.replicated:
                 self.log.set_hw_tracks_leo(True)
             else:
@@ -108,6 +120,7 @@ class Partition:
         else:
             self.log.set_hw_tracks_leo(False)
             self.followers = {}
+            self._proposed_isr = frozenset()
             if leadership_changed or first:
                 self.fail_waiters()
 
@@ -156,12 +169,35 @@ class Partition:
             state.last_caught_up_ms = now
         self.maybe_advance_high_watermark()
 
+    # -- ISR changes in flight (Kafka's maximal ISR) --------------------------------------------
+
+    def propose_isr(self, isr: list[int]) -> None:
+        """An AlterPartition for `isr` is about to be sent: until it is resolved
+        (`isr_change_resolved`), the replicas it adds count for the high watermark."""
+        self._proposed_isr = self._proposed_isr | frozenset(isr)
+
+    def isr_change_resolved(self) -> None:
+        """The controller answered definitively and the metadata it committed (if any) is applied."""
+        self._proposed_isr = frozenset()
+        self.maybe_advance_high_watermark()
+
+    @property
+    def isr_change_unresolved(self) -> bool:
+        """A proposal's outcome is unknown (its request failed): the maximal ISR still counts it."""
+        return bool(self._proposed_isr - set(self.info.isr))
+
+    @property
+    def maximal_isr(self) -> list[int]:
+        """The committed ISR plus the replicas a pending proposal adds: who the high watermark waits for."""
+        isr = list(self.info.isr)
+        return isr + [r for r in self.info.replicas if r in self._proposed_isr and r not in isr]
+
     def maybe_advance_high_watermark(self) -> bool:
         if not self.is_leader:
             return False
         leo = self.log.log_end_offset
         candidates = [leo]
-        for r in self.info.isr:
+        for r in self.maximal_isr:
             if r == self.node_id:
                 continue
             state = self.followers.get(r)

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_PRODUCER_EPOCH = 32767
+_SEQUENCE_ERRORS = (ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER, ErrorCode.INVALID_PRODUCER_EPOCH)
 
 
 async def produce(broker: Broker, req: Request, conn: Connection) -> dict | None:
@@ -90,6 +91,17 @@ async def produce(broker: Broker, req: Request, conn: Connection) -> dict | None
                 continue
             except KafkaProtocolError as exc:
                 part["error_code"], part["error_message"] = exc.code, exc.message
+                if exc.code in _SEQUENCE_ERRORS:
+                    # A client may react by bumping its epoch and re-sending what it has not seen
+                    # acknowledged (duplicates if some of it was stored): always worth a trace.
+                    log.info(
+                        "%s-%d (leader epoch %d): %s: %s",
+                        topic.name,
+                        pd.index,
+                        partition.leader_epoch,
+                        exc.code.name,
+                        exc.message,
+                    )
                 if exc.code == ErrorCode.KAFKA_STORAGE_ERROR:
                     broker.replicas.mark_log_dir_offline(exc.message)
                 continue
@@ -240,6 +252,7 @@ async def init_producer_id(broker: Broker, req: Request, conn: Connection) -> di
     pid, epoch = body.producer_id, body.producer_epoch
     if pid is not None and pid >= 0 and epoch is not None and 0 <= epoch < MAX_PRODUCER_EPOCH:
         # KIP-360: an idempotent producer bumps its epoch to reset sequences after an error.
+        log.info("producer %d (client %s) bumps its epoch to %d (KIP-360)", pid, req.client_id, epoch + 1)
         return {"throttle_time_ms": 0, "error_code": 0, "producer_id": pid, "producer_epoch": epoch + 1}
     return {
         "throttle_time_ms": 0,
