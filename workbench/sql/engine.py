@@ -123,6 +123,10 @@ class TopicState:
 class SqlEngine:
     """DuckDB over the topics of one cluster; see the module docstring."""
 
+    def broker_data_dir(self) -> Path | None:
+        """The embedded cluster's data directory (where brokers publish their files), else None."""
+        return self.source.data_dir if isinstance(self.source, BrokerDirectories) else None
+
     def __init__(
         self,
         bootstrap_servers: str,

@@ -79,9 +79,7 @@ def _share_groups_table(engine) -> pa.Table:
     import json
     from pathlib import Path
 
-    from workbench.embedded import is_embedded
-
-    data_dir = engine.source.data_dir if is_embedded(engine.source) else None
+    data_dir = engine.broker_data_dir()
     rows: dict[tuple[str, str, int], dict] = {}
     for path in sorted(Path(data_dir).glob(f"broker-*/{SHARE_PARTITIONS_FILE}")) if data_dir else []:
         try:
