@@ -487,11 +487,16 @@ class PartitionLog:
 
     # -- read ----------------------------------------------------------------------------
 
-    def read(self, offset: int, max_bytes: int, *, upper_bound: int | None = None) -> bytes | memoryview:
+    def read(
+        self, offset: int, max_bytes: int, *, upper_bound: int | None = None, fill_gaps: bool = False
+    ) -> bytes | memoryview:
         """Whole batches from the one holding ``offset``, all below ``upper_bound`` (default: HW).
 
         At least one batch when one is available, even beyond ``max_bytes`` (KIP-74);
-        ``b""`` at the bound. Batches come from one segment, as in Kafka.
+        ``b""`` at the bound. Batches come from one segment, as in Kafka. ``fill_gaps`` (a
+        follower's fetch): the offsets a Parquet-only range holds no row for (transaction
+        markers, aborted records) come back as no-producer control batches
+        (`ParquetLog.read`), so a follower copies the range without a hole.
         """
         with self._lock:
             self._check_open()
@@ -506,7 +511,9 @@ class PartitionLog:
             try:
                 raw_start = self._local.base_offset
                 if offset < raw_start:
-                    data = self._tier.read(offset, max_bytes, upper, raw_start)
+                    data = self._tier.read(
+                        offset, max_bytes, upper, raw_start, fill_gaps=fill_gaps, epoch_at=self._epochs.epoch_at
+                    )
                     if data:
                         return data
                     offset = max(offset, raw_start)
