@@ -422,3 +422,84 @@ def test_open_transactions_through_kafka_python_admin(cluster: Cluster, topic_na
         admin.close()
     p.commit_transaction(30)
     assert txn_id not in set(cluster.open_transactions()["transactional_id"])
+
+
+def test_idle_transactional_id_expires_and_starts_afresh(fresh_cluster, topic_name: str) -> None:
+    """transactional.id.expiration.ms: an id idle that long is removed (a tombstone in
+    __transaction_state); its next InitProducerId gets a new producer id at epoch 0, and an id in
+    use meanwhile is kept."""
+    from kafka.admin import KafkaAdminClient
+
+    from tests.support import wait_until
+
+    cluster = fresh_cluster(
+        brokers=1,
+        config={
+            **FAST_GROUPS,
+            "transactional_id_expiration_ms": 1500,
+            "transaction_remove_expired_transaction_cleanup_interval_ms": 200,
+        },
+    ).start()
+    cluster.create_topic(topic_name, partitions=1)
+    idle, busy = f"idle-{topic_name}", f"busy-{topic_name}"
+    p = txn_producer(cluster.bootstrap_servers, idle)
+    p.begin_transaction()
+    p.produce(topic_name, value=b"before")
+    p.commit_transaction(30)
+    first = init_producer_id(cluster.bootstrap_servers, idle)  # fences p: epoch + 1, same id
+    assert first[1] >= 1
+    keeper = txn_producer(cluster.bootstrap_servers, busy)
+
+    def listed() -> set[str]:
+        admin = KafkaAdminClient(bootstrap_servers=cluster.bootstrap_servers)
+        try:
+            return {t.transactional_id for per in admin.list_transactions().values() for t in per}
+        finally:
+            admin.close()
+
+    assert idle in listed()
+    deadline = time.monotonic() + 30
+    while idle in listed() and time.monotonic() < deadline:
+        keeper.begin_transaction()  # the busy id keeps changing state: never idle long enough
+        keeper.produce(topic_name, value=b"busy")
+        keeper.commit_transaction(30)
+        time.sleep(0.2)
+    ids = listed()
+    assert idle not in ids and busy in ids
+    cluster.restart_broker(1)  # the tombstone holds across a reload of __transaction_state
+    again = init_producer_id(cluster.bootstrap_servers, idle)
+    assert again[0] != first[0] and again[1] == 0, (first, again)
+    fresh = txn_producer(cluster.bootstrap_servers, idle)  # and a real client just works again
+    fresh.begin_transaction()
+    fresh.produce(topic_name, value=b"after")
+    fresh.commit_transaction(30)
+    got = wait_until(
+        lambda: values(read_all(cluster.bootstrap_servers, topic_name, 1, "read_committed", 3)).count(b"after") == 1,
+        timeout=20,
+        message="the new producer's record",
+    )
+    assert got
+
+
+def init_producer_id(bootstrap: str, txn_id: str) -> tuple[int, int]:
+    """(producer id, epoch) from a raw InitProducerId v4 to the id's coordinator (retried while it loads)."""
+    from kafka.protocol.metadata import FindCoordinatorRequest
+
+    from tests.support import wait_until
+
+    def attempt():
+        c = WireClient.to(bootstrap)
+        try:
+            node = c.request(FindCoordinatorRequest(key=txn_id, key_type=1), 3)
+        finally:
+            c.close()
+        if node.error_code != 0:
+            return None
+        coordinator = WireClient(node.host, node.port)
+        try:
+            resp = coordinator.request(InitProducerIdRequest(transactional_id=txn_id, transaction_timeout_ms=60_000), 4)
+        finally:
+            coordinator.close()
+        return (resp.producer_id, resp.producer_epoch) if resp.error_code == 0 else None
+
+    return wait_until(attempt, timeout=20, interval=0.2, message=f"InitProducerId for {txn_id}")
