@@ -503,3 +503,36 @@ def init_producer_id(bootstrap: str, txn_id: str) -> tuple[int, int]:
         return (resp.producer_id, resp.producer_epoch) if resp.error_code == 0 else None
 
     return wait_until(attempt, timeout=20, interval=0.2, message=f"InitProducerId for {txn_id}")
+
+
+def test_wb_transactions_table_and_panel_show_open_transactions(fresh_cluster, topic_name: str) -> None:
+    """`wb.transactions` and `TransactionsPanel` list an open transaction with its age,
+    partitions and coordinator, drop it once committed, and the panel says when the cluster stops."""
+    from tests.support import wait_until
+
+    cluster = fresh_cluster(brokers=1).start()
+    cluster.create_topic(topic_name, partitions=2)
+    txn_id = f"wbtx-{topic_name}"
+    p = txn_producer(cluster.bootstrap_servers, txn_id)
+    p.begin_transaction()
+    p.produce(topic_name, value=b"pending", partition=1)
+    p.flush(30)
+    query = f"SELECT state, age_s, partitions, coordinator FROM wb.transactions WHERE transactional_id = '{txn_id}'"
+    rows = cluster.sql(query)
+    assert len(rows) == 1, rows
+    assert rows["state"].iloc[0] == "Ongoing" and rows["age_s"].iloc[0] >= 0
+    assert list(rows["partitions"].iloc[0]) == [f"{topic_name}-1"]
+    assert rows["coordinator"].iloc[0] == transaction_coordinator(cluster.bootstrap_servers, txn_id)
+    panel = cluster.transactions_panel()
+    try:
+        wait_until(lambda: txn_id in panel.table.value, timeout=15, message="the panel to list the transaction")
+        assert f"{topic_name}-1" in panel.table.value and "1 open" in panel.info.value
+        p.commit_transaction(30)
+        assert len(cluster.sql(query)) == 0
+        wait_until(lambda: "no open transaction" in panel.table.value, timeout=15, message="the panel to empty")
+        cluster.stop()
+        wait_until(lambda: "workbench-stopped" in panel.info.value, timeout=15, message="the panel to say stopped")
+        assert "cluster is stopped" in panel.info.value and "as of" in panel.table.value
+        assert panel.refresh_button.disabled
+    finally:
+        panel.close()
