@@ -536,3 +536,36 @@ def test_wb_transactions_table_and_panel_show_open_transactions(fresh_cluster, t
         assert panel.refresh_button.disabled
     finally:
         panel.close()
+
+
+def test_idle_producer_ids_expire_from_partitions(fresh_cluster, topic_name: str) -> None:
+    """producer.id.expiration.ms: DescribeProducers lists an idempotent producer while it writes and
+    no longer once it has been idle that long; writing again afterwards just works."""
+    from kafka import TopicPartition as KTopicPartition
+    from kafka.admin import KafkaAdminClient
+
+    from tests.support import wait_until
+
+    cluster = fresh_cluster(
+        brokers=1,
+        config={**FAST_GROUPS, "producer_id_expiration_ms": 1500, "producer_id_expiration_check_interval_ms": 200},
+    ).start()
+    cluster.create_topic(topic_name, partitions=1)
+    p = Producer({"bootstrap.servers": cluster.bootstrap_servers, "enable.idempotence": True, "linger.ms": 5})
+
+    def producers() -> list:
+        admin = KafkaAdminClient(bootstrap_servers=cluster.bootstrap_servers)
+        try:
+            [only] = list(admin.describe_producers([KTopicPartition(topic_name, 0)]).values())
+            return list(only.active_producers)
+        finally:
+            admin.close()
+
+    p.produce(topic_name, value=b"one")
+    assert p.flush(30) == 0
+    assert len(producers()) == 1
+    wait_until(lambda: not producers(), timeout=20, interval=0.3, message="the idle producer id to expire")
+    p.produce(topic_name, value=b"two")  # the same producer id, its next sequence: taken as unknown
+    assert p.flush(30) == 0
+    assert len(producers()) == 1
+    assert values(read_all(cluster.bootstrap_servers, topic_name, 1, "read_uncommitted", 2)) == [b"one", b"two"]

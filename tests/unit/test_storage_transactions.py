@@ -266,3 +266,23 @@ def read_values(data: bytes) -> list[tuple[int, bytes]]:
 
     cols = decode_records(data)
     return list(zip(cols["offset"], cols["value"], strict=True))
+
+
+def test_idle_producers_expire_unless_a_transaction_is_open(tmp_path: Path) -> None:
+    """producer.id.expiration.ms: a producer whose last batch is that old is forgotten (its next
+    batch is taken at any sequence, KIP-360); one with an open transaction here is kept."""
+    log = PartitionLog(tmp_path, LogConfig())
+    log.append(txn_batch(2, 7, 0, 0))  # 0-1: producer 7, timestamps 1000-1001
+    log.append(marker(7, 0, True), origin="coordinator")  # 2, timestamp 2000
+    log.append(txn_batch(1, 9, 0, 0))  # 3: producer 9, open
+    assert log.remove_expired_producers(10_000, now_ms=11_999) == []  # 7 last wrote at 2000
+    assert log.remove_expired_producers(10_000, now_ms=12_000) == [7]
+    assert set(log.producers.producers) == {9}
+    log.append(txn_batch(1, 7, 0, 5))  # an unknown producer: any sequence
+    log.append(marker(7, 0, False), origin="coordinator")
+    log.append(marker(9, 0, True), origin="coordinator")
+    log.close()
+    again = PartitionLog(tmp_path, LogConfig())  # the timestamps survive the snapshot
+    assert set(again.producers.producers) == {7, 9}
+    assert again.remove_expired_producers(10_000, now_ms=11_999) == []  # both last wrote a marker at 2000
+    assert sorted(again.remove_expired_producers(10_000, now_ms=12_000)) == [7, 9]

@@ -463,6 +463,14 @@ class PartitionLog:
                 return True
             return False
 
+    def remove_expired_producers(self, expiration_ms: int, now_ms: int | None = None) -> list[int]:
+        """Forget idempotent producers idle for ``expiration_ms`` with no open transaction here
+        (Kafka's producer.id.expiration.ms); returns their producer ids."""
+        now = _now_ms() if now_ms is None else now_ms
+        with self._lock:
+            self._check_open()
+            return self.producers.remove_expired(now, expiration_ms)
+
     # -- transactions (KIP-98; state in storage/transaction_index.py) ------------------
 
     @property
