@@ -569,3 +569,66 @@ def test_idle_producer_ids_expire_from_partitions(fresh_cluster, topic_name: str
     assert p.flush(30) == 0
     assert len(producers()) == 1
     assert values(read_all(cluster.bootstrap_servers, topic_name, 1, "read_uncommitted", 2)) == [b"one", b"two"]
+
+
+def test_follower_catches_up_through_a_parquet_only_transactional_range(fresh_cluster, topic_name: str) -> None:
+    """A follower that was down while transactions (committed and aborted) rolled into Parquet-only
+    segments on the leader catches up (the markers' and aborted records' offsets come as gap
+    fillers), rejoins the ISR, and once it leads, read_committed and read_uncommitted readers get
+    exactly the committed records, in order."""
+    from kafka import KafkaConsumer
+    from kafka import TopicPartition as KTopicPartition
+
+    from tests.support import wait_until
+
+    cluster = fresh_cluster(brokers=3).start()  # three controller voters: one may die
+    cluster.create_topic(
+        topic_name,
+        partitions=1,
+        replication_factor=2,
+        config={"segment.bytes": "2048", "workbench.hot.segments": "0", "min.insync.replicas": "1"},
+    )
+
+    def row():
+        parts = cluster.describe().partitions
+        return parts[parts.topic == topic_name].iloc[0]
+
+    leader = int(row().leader)
+    follower = next(int(b) for b in row().replicas if int(b) != leader)
+    p = txn_producer(cluster.bootstrap_servers, f"pq-{topic_name}")
+    cluster.kill_broker(follower)
+    wait_until(lambda: len(row().isr) == 1, timeout=45, message="the dead follower out of the ISR")
+    committed = []
+    for t in range(40):
+        p.begin_transaction()
+        batch = [f"t{t}-{i}-".encode() + b"x" * 40 for i in range(3)]
+        for v in batch:
+            p.produce(topic_name, value=v, partition=0)
+        if t % 3 == 1:
+            p.abort_transaction(30)
+        else:
+            p.commit_transaction(30)
+            committed += batch
+    part_dir = cluster.data_dir / f"broker-{leader}" / "topics" / topic_name / "partition=0"
+    wait_until(
+        lambda: len(list(part_dir.glob("*.log"))) == 1 and len(list(part_dir.glob("*.parquet"))) > 2,
+        timeout=30,
+        message="the leader's transactional history to live only in Parquet",
+    )
+    cluster.restart_broker(follower)
+    wait_until(lambda: len(row().isr) == 2, timeout=45, message="the follower back in the ISR")
+    cluster.kill_broker(leader)
+    wait_until(lambda: int(row().leader) == follower, timeout=30, message="the follower to lead")
+    assert values(read_all(cluster.bootstrap_servers, topic_name, 1, "read_committed", len(committed))) == committed
+    got = values(read_all(cluster.bootstrap_servers, topic_name, 1, "read_uncommitted", len(committed)))
+    assert got == committed  # the follower copied committed records only: aborted ones are not in Parquet
+    k = KafkaConsumer(
+        bootstrap_servers=cluster.bootstrap_servers, isolation_level="read_committed", consumer_timeout_ms=5000
+    )
+    try:
+        k.assign([KTopicPartition(topic_name, 0)])
+        k.seek_to_beginning()
+        seen = [m.value for m in k]
+    finally:
+        k.close()
+    assert seen == committed
