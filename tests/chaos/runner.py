@@ -362,8 +362,9 @@ def format_table(result: Result) -> str:
     ]
     lines.append("")
     lines.append(f"{'operation':<28}{'count':>10}")
-    for outcome, n in s["sends"].items():
-        lines.append(f"{'send ' + outcome:<28}{n:>10}")
+    if result.history.sends or not result.history.txns:  # the plain workload's lines
+        for outcome, n in s["sends"].items():
+            lines.append(f"{'send ' + outcome:<28}{n:>10}")
     if result.history.txns:
         for outcome, n in s["txns"].items():
             lines.append(f"{'transaction ' + outcome:<28}{n:>10}")
@@ -372,8 +373,9 @@ def format_table(result: Result) -> str:
             lines.append(f"{'txn poll ' + mode:<28}{n:>10}")
     for mode, n in sorted(s["polls"].items()):
         lines.append(f"{'poll ' + mode:<28}{n:>10}")
-    lines.append(f"{'distinct values read':<28}{s['distinct_values_read']:>10}")
-    lines.append(f"{'failed/unknown but read':<28}{s['failed_but_present']:>10}")
+    if result.history.sends or not result.history.txns:
+        lines.append(f"{'distinct values read':<28}{s['distinct_values_read']:>10}")
+        lines.append(f"{'failed/unknown but read':<28}{s['failed_but_present']:>10}")
     lines.append(f"{'topics created (acked)':<28}{result.topics_acknowledged:>10}")
     lines.append(f"{'heals over 45 s (no ISR)':<28}{result.history.heal_timeouts:>10}")
     for name in ("keyed_sends_ok", "keyed_tombstones_ok", "keyed_records_read", "keyed_keys_read"):
