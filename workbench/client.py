@@ -678,10 +678,9 @@ class KafkaConnection(SqlMixin):
         read_committed reader of its partitions."""
         import pandas as pd
 
-        from workbench.transactions import open_transactions
+        from workbench.transactions import COLUMNS, open_transactions
 
-        columns = ["transactional_id", "producer_id", "producer_epoch", "state", "age_s", "timeout_ms", "partitions"]
-        return pd.DataFrame(open_transactions(self.bootstrap_servers), columns=columns)
+        return pd.DataFrame(open_transactions(self.bootstrap_servers), columns=list(COLUMNS))
 
     def describe(self, *, internal: bool = False):
         """Brokers (id, address, alive, controller), partitions (leader, leader epoch, replicas, ISR,
@@ -766,6 +765,12 @@ class KafkaConnection(SqlMixin):
         from workbench.widgets import GroupMonitor
 
         return GroupMonitor(self)
+
+    def transactions_panel(self):
+        """A `workbench.widgets.TransactionsPanel`: the open transactions, their age and partitions."""
+        from workbench.widgets import TransactionsPanel
+
+        return TransactionsPanel(self)
 
     def cluster_view(self):
         """A `workbench.widgets.ClusterView`: brokers, partition grid, leader elections."""

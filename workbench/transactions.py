@@ -161,13 +161,14 @@ OPEN_STATES = ("Ongoing", "PrepareCommit", "PrepareAbort", "PrepareEpochFence")
 
 def open_transactions(bootstrap_servers: str) -> list[dict[str, Any]]:
     """Open transactions, oldest first: transactional id, producer id and epoch, state, age in
-    seconds, timeout and the partitions written so far."""
+    seconds, timeout, the partitions written so far and the coordinating broker."""
     from kafka.admin import KafkaAdminClient
 
     admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="workbench-transactions")
     try:
         listed = admin.list_transactions(state_filters=list(OPEN_STATES))  # broker id -> listings
         listings = [t for per_broker in listed.values() for t in per_broker]
+        coordinators = {_field(t, "transactional_id"): b for b, per in listed.items() for t in per}
         ids = sorted({_field(t, "transactional_id") for t in listings})
         described = admin.describe_transactions(ids) if ids else {}
     finally:
@@ -190,9 +191,39 @@ def open_transactions(bootstrap_servers: str) -> list[dict[str, Any]]:
                 "age_s": round((now_ms - start) / 1000, 1) if start and start > 0 else None,
                 "timeout_ms": _field(d, "transaction_timeout_ms"),
                 "partitions": sorted(_partition_names(partitions)),
+                "coordinator": _node_id(coordinators.get(tid)),
             }
         )
     return sorted(out, key=lambda r: -(r["age_s"] or 0))
+
+
+def _node_id(broker: Any) -> int | None:
+    """A broker id from kafka-python's listing key (an int, or a node with ``node_id``/``nodeId``)."""
+    if broker is None:
+        return None
+    if isinstance(broker, int):
+        return broker
+    for name in ("node_id", "nodeId"):
+        value = getattr(broker, name, None)
+        if isinstance(value, int):
+            return value
+    try:
+        return int(broker)
+    except (TypeError, ValueError):
+        return None
+
+
+#: Columns of `open_transactions` rows, in order (the DataFrame, `wb.transactions`, the panel).
+COLUMNS = (
+    "transactional_id",
+    "producer_id",
+    "producer_epoch",
+    "state",
+    "age_s",
+    "timeout_ms",
+    "partitions",
+    "coordinator",
+)
 
 
 def _field(obj: Any, name: str) -> Any:

@@ -3,6 +3,8 @@
     python -m tests.chaos --minutes 20                       # every nemesis, mixed
     python -m tests.chaos --minutes 2 --nemeses kill-leader,pause-followers --seed 7
     python -m tests.chaos --minutes 5 --compaction --nemeses ci  # plus a compacted topic, judged per key
+    ap.add_argument(
+    python -m tests.chaos --minutes 2 --workload txn --nemeses kill-leader,kill-coordinator
     python -m tests.chaos --list
 
 Exits 1 when the checker finds an anomaly.
@@ -13,8 +15,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from tests.chaos.nemesis import CI_MIX, NEMESES
-from tests.chaos.runner import Settings, run, write_json
+from tests.chaos.nemesis import CI_MIX, CI_TXN_MIX, NEMESES
+from tests.chaos.runner import WORKLOADS, Settings, run, write_json
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,11 +38,19 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also run the compacted-topic workload (latest value per key kept, no key resurrected)",
     )
-    ap.add_argument("--list", action="store_true", help="list the nemeses and exit")
+    ap.add_argument(
+        "--workload",
+        choices=WORKLOADS,
+        default=Settings.workload,
+        help="plain (idempotent sends), txn (transactions committed and aborted, read_committed reads) or mixed",
+    )
+    ap.add_argument("--txn-rate", type=float, default=Settings.txn_rate, help="transactions/s per txn producer")
+    ap.add_argument("--list", action="store_true", help="list the nemeses and workloads, and exit")
     args = ap.parse_args(argv)
     if args.list:
         for name in sorted(NEMESES):
-            print(f"{name}{'   (ci)' if name in CI_MIX else ''}")
+            print(f"{name}{'   (ci)' if name in CI_MIX else ''}{'   (ci txn)' if name in CI_TXN_MIX else ''}")
+        print(f"\nworkloads (--workload): {', '.join(WORKLOADS)}")
         return 0
     if args.nemeses == "all":
         names = sorted(NEMESES)
@@ -61,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
             rate=args.rate,
             hostile_scale=args.hostile_scale,
             data_dir=args.data_dir,
+            workload=args.workload,
+            txn_rate=args.txn_rate,
             keep_data=args.data_dir is not None,
             compaction=args.compaction,
         )

@@ -25,8 +25,21 @@ Group consumers (``mode="group"``) may legitimately be handed an offset again af
 so their polls count for the duplicate and inconsistent-offset checks only.
 
 Transactions: `check(history, extra_checks=[...])` takes further checks (a function from the
-history to ``{kind: [examples]}``); aborted reads and the other transactional anomalies plug in
-there once the workload writes transactionally (see `TRANSACTIONAL_CHECKS`).
+history to ``{kind: [examples]}``); `TRANSACTIONAL_CHECKS` (always run; a history without
+transactions passes them) judge the txn workload's read_committed polls (`History.txn_polls`,
+where markers and aborted records leave gaps, so no gap check) against its `History.txns`:
+
+- ``txn_aborted_read``: a record of an aborted transaction was read;
+- ``txn_uncommitted_read``: a record of a committed (or unknown) transaction was read before its
+  commit was asked for, i.e. while the transaction was open;
+- ``txn_lost_commit``: a committed transaction's record is absent from a complete final read;
+- ``txn_unseen``: the same, where the final read did not reach the end (lost or slow);
+- ``txn_torn``: an unknown transaction partly in a complete final read (all or nothing);
+- ``txn_duplicate``: one record at two offsets; ``txn_inconsistent_offset``: two records at one
+  offset, or a record read in a partition it was not sent to;
+- ``txn_nonmonotonic_poll``: under ``assign``, an offset at or below one already read (per session);
+- ``txn_out_of_order``: one producer's records in a partition read in another order than sent
+  (transaction by transaction, record by record).
 """
 
 from __future__ import annotations
@@ -37,16 +50,101 @@ from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any
 
-from tests.chaos.history import OK, OK_NO_OFFSET, OUTCOMES, History
+from tests.chaos.history import ABORTED, COMMITTED, OK, OK_NO_OFFSET, OUTCOMES, TXN_OUTCOMES, UNKNOWN, History
 
 ASSIGN_MODES = ("assign", "final")
 EXAMPLES_KEPT = 20  # examples per anomaly kind in a report; counts are always complete
 
 ExtraCheck = Callable[[History], dict[str, list[str]]]
 
-# Checks for transactional histories (aborted_read, G1c ...) go here when the workload gains
-# transactions; `check` runs them with the others.
-TRANSACTIONAL_CHECKS: list[ExtraCheck] = []
+
+def check_transactions(history: History) -> dict[str, list[str]]:
+    """The transactional anomalies of `history` (see the module docstring)."""
+    found: dict[str, list[str]] = defaultdict(list)
+    if not history.txns and not history.txn_polls:
+        return found
+    # value -> (transaction, index in it, partition sent to)
+    sent: dict[str, tuple[Any, int, int]] = {}
+    for t in history.txns:
+        for i, (value, partition) in enumerate(t.values):
+            sent[value] = (t, i, partition)
+    at: dict[tuple[int, int], set[str]] = defaultdict(set)
+    where: dict[str, set[tuple[int, int]]] = defaultdict(set)
+    final: dict[str, tuple[int, int]] = {}
+    for p in history.txn_polls:
+        at[(p.partition, p.offset)].add(p.value)
+        where[p.value].add((p.partition, p.offset))
+        if p.mode == "final":
+            final[p.value] = (p.partition, p.offset)
+        origin = sent.get(p.value)
+        if origin is None:
+            found["txn_inconsistent_offset"].append(
+                f"{p.reader} read {p.value!r} at p{p.partition}@{p.offset}: never sent"
+            )
+            continue
+        t, _i, partition = origin
+        if partition != p.partition:
+            found["txn_inconsistent_offset"].append(
+                f"{p.value} sent to p{partition}, read at p{p.partition}@{p.offset}"
+            )
+        if t.outcome == ABORTED:
+            found["txn_aborted_read"].append(
+                f"{p.reader} read {p.value} (p{p.partition}@{p.offset}) at {p.time:.1f}s of aborted "
+                f"{t.producer}/t{t.txn} ({t.error or 'aborted by the producer'})"
+            )
+        elif t.commit_asked is None or p.time < t.commit_asked:
+            found["txn_uncommitted_read"].append(
+                f"{p.reader} read {p.value} at {p.time:.1f}s, commit asked at {t.commit_asked}"
+            )
+    for (partition, offset), values in sorted(at.items()):
+        if len(values) > 1:
+            found["txn_inconsistent_offset"].append(f"p{partition}@{offset} read as {sorted(values)}")
+    for value, places in sorted(where.items()):
+        if len(places) > 1:
+            found["txn_duplicate"].append(f"{value} stored at {sorted(places)}")
+    complete = history.txn_final_read_complete
+    for t in history.txns:
+        if t.outcome == COMMITTED:
+            for value, partition in t.values:
+                if value in final:
+                    continue
+                if complete.get(partition, False):
+                    found["txn_lost_commit"].append(f"{value} of committed {t.producer}/t{t.txn} not in p{partition}")
+                elif value not in where:
+                    found["txn_unseen"].append(f"{value} of committed {t.producer}/t{t.txn} never read")
+        elif t.outcome == UNKNOWN:
+            judged = [(v, v in final) for v, p in t.values if complete.get(p, False)]
+            if any(present for _v, present in judged) and not all(present for _v, present in judged):
+                missing = [v for v, present in judged if not present]
+                found["txn_torn"].append(f"{t.producer}/t{t.txn} ({t.error}) partly visible: missing {missing}")
+    # Offsets only go up within one reader's session; a producer's records in a partition come
+    # in its send order.
+    last: dict[tuple[str, int, int], int] = {}
+    order: dict[tuple[str, int, int, str], tuple[int, int, str]] = {}
+    for p in history.txn_polls:
+        if p.mode not in ASSIGN_MODES:
+            continue
+        key = (p.reader, p.session, p.partition)
+        prev = last.get(key)
+        if prev is not None and p.offset <= prev:
+            found["txn_nonmonotonic_poll"].append(f"{p.reader}/{p.session} p{p.partition}: {prev} then {p.offset}")
+        last[key] = p.offset
+        origin = sent.get(p.value)
+        if origin is None:
+            continue
+        t, i, _partition = origin
+        okey = (p.reader, p.session, p.partition, t.producer)
+        before = order.get(okey)
+        if before is not None and (t.txn, i) <= before[:2]:
+            found["txn_out_of_order"].append(
+                f"{p.reader}/{p.session} p{p.partition}: {before[2]} then {p.value} (offset {p.offset})"
+            )
+        order[okey] = (t.txn, i, p.value)
+    return found
+
+
+# Checks for transactional histories; `check` runs them with the others.
+TRANSACTIONAL_CHECKS: list[ExtraCheck] = [check_transactions]
 
 
 @dataclass
@@ -132,7 +230,11 @@ def check(history: History, extra_checks: Iterable[ExtraCheck] = (), log_start: 
 
     outcomes = Counter(s.outcome for s in sends)
     read_values = set(where)
+    txn_outcomes = Counter(t.outcome for t in history.txns)
     report.stats = {
+        "txns": {o: txn_outcomes.get(o, 0) for o in TXN_OUTCOMES},
+        "txn_records_committed": sum(len(t.values) for t in history.txns if t.outcome == COMMITTED),
+        "txn_polls": dict(Counter(p.mode for p in history.txn_polls)),
         "sends": {o: outcomes.get(o, 0) for o in OUTCOMES},
         "polls": dict(Counter(p.mode for p in polls)),
         "distinct_values_read": len(read_values),

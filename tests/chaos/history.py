@@ -14,6 +14,15 @@ A send has one of four outcomes:
 - ``failed``: the client gave up before the request could have reached a log (never sent);
 - ``unknown``: the client gave up after the request may have been appended (a timeout, a lost
   connection, NOT_ENOUGH_REPLICAS_AFTER_APPEND). It may or may not be in the log.
+
+A transaction (the ``txn`` workload, `Txn`) has one of three outcomes:
+
+- ``committed``: ``commit_transaction()`` returned: every record of it must be read, once, in
+  order, and by no read_committed reader before the commit was asked for;
+- ``aborted``: the producer never asked to commit it, or asked to abort and the abort returned,
+  or the commit failed and the abort that followed returned: none of its records may ever be read;
+- ``unknown``: the commit was asked for and its answer never came (a fatal error, a timeout
+  given up on): all of its records or none, never part of them.
 """
 
 from __future__ import annotations
@@ -30,6 +39,10 @@ OK_NO_OFFSET = "ok-no-offset"
 FAILED = "failed"
 UNKNOWN = "unknown"
 OUTCOMES = (OK, OK_NO_OFFSET, FAILED, UNKNOWN)
+
+COMMITTED = "committed"
+ABORTED = "aborted"
+TXN_OUTCOMES = (COMMITTED, ABORTED, UNKNOWN)
 
 # librdkafka error names after which the record cannot have been appended anywhere.
 DEFINITE_FAILURES = frozenset(
@@ -83,6 +96,21 @@ class Poll:
     time: float = 0.0
 
 
+@dataclass(frozen=True)
+class Txn:
+    """One transaction of a transactional producer and how it ended. `values` are
+    ``(value, partition)`` in send order; `commit_asked` is when ``commit_transaction()`` was
+    called (None: never), so a read_committed poll earlier than it read an open transaction."""
+
+    producer: str
+    txn: int  # the producer's transaction order
+    values: list[tuple[str, int]]
+    outcome: str  # TXN_OUTCOMES
+    commit_asked: float | None = None
+    error: str | None = None
+    time: float = 0.0  # when the outcome was known
+
+
 @dataclass
 class Fault:
     """One nemesis action: what, on which brokers (and their roles), when, and what it did."""
@@ -113,6 +141,9 @@ class History:
         self.t0 = time.monotonic()
         self.sends: list[Send] = []
         self.polls: list[Poll] = []
+        self.txns: list[Txn] = []  # the txn workload's transactions
+        self.txn_polls: list[Poll] = []  # read_committed polls of the txn topic (markers leave gaps)
+        self.txn_final_read_complete: dict[int, bool] = {}
         self.faults: list[Fault] = []
         self.observations: list[Observation] = []
         self.notes: list[str] = []
@@ -130,6 +161,12 @@ class History:
     def poll(self, **kw: Any) -> None:
         self.polls.append(Poll(time=self.now(), **kw))
 
+    def txn(self, **kw: Any) -> None:
+        self.txns.append(Txn(time=self.now(), **kw))
+
+    def txn_poll(self, **kw: Any) -> None:
+        self.txn_polls.append(Poll(time=self.now(), **kw))
+
     def observe(self, kind: str, detail: str) -> None:
         self.observations.append(Observation(kind, detail, self.now()))
 
@@ -141,6 +178,9 @@ class History:
         return {
             "sends": [asdict(s) for s in self.sends],
             "polls": [asdict(p) for p in self.polls],
+            "txns": [asdict(t) for t in self.txns],
+            "txn_polls": [asdict(p) for p in self.txn_polls],
+            "txn_final_read_complete": {str(k): v for k, v in self.txn_final_read_complete.items()},
             "faults": [asdict(f) for f in self.faults],
             "observations": [asdict(o) for o in self.observations],
             "notes": list(self.notes),
@@ -154,6 +194,9 @@ class History:
         h = cls()
         h.sends = [Send(**s) for s in data.get("sends", [])]
         h.polls = [Poll(**p) for p in data.get("polls", [])]
+        h.txns = [Txn(**{**t, "values": [(v, int(p)) for v, p in t.get("values", [])]}) for t in data.get("txns", [])]
+        h.txn_polls = [Poll(**p) for p in data.get("txn_polls", [])]
+        h.txn_final_read_complete = {int(k): v for k, v in data.get("txn_final_read_complete", {}).items()}
         h.faults = [Fault(**f) for f in data.get("faults", [])]
         h.observations = [Observation(**o) for o in data.get("observations", [])]
         h.notes = list(data.get("notes", []))

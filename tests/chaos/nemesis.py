@@ -2,7 +2,9 @@
 
 Roles come from Metadata, read just before the fault (`ClusterView.pick`): the ``leader`` of a
 random partition of the workload topic, one ``follower`` of it, both ``followers``, the active
-``controller`` (the Raft leader, Metadata's controller id) or a ``random`` broker. A nemesis
+``controller`` (the Raft leader, Metadata's controller id), the transaction ``coordinator`` of
+one of the txn workload's transactional ids (FindCoordinator; a random broker when the run has
+no transactional producer) or a ``random`` broker. A nemesis
 uses the public `Cluster` API (`kill_broker`, `restart_broker`, `broker_pids`, `data_dir`) and
 `os.kill`; it reads a broker's files only to damage them, and only while that broker is down.
 
@@ -35,7 +37,7 @@ from tests.chaos.history import Fault, History
 from workbench.cluster import ClusterError
 from workbench.protocol.blocking_client import WireClient
 
-ROLES = ("leader", "follower", "followers", "controller", "random")
+ROLES = ("leader", "follower", "followers", "controller", "coordinator", "random")
 
 
 @dataclass
@@ -50,6 +52,27 @@ class ClusterView:
     tmpfs_skip_reason: str | None = "the run did not mount tmpfs data directories"
     hostile_scale: float = 1.0
     hostile_topic: str = ""
+    transactional_ids: list[str] = field(default_factory=list)  # the txn workload's, for "coordinator"
+
+    def transaction_coordinator(self, transactional_id: str) -> int | None:
+        """The broker coordinating `transactional_id` now (FindCoordinator, key type 1), or None."""
+        from kafka.protocol.metadata import FindCoordinatorRequest
+
+        for address in self.cluster.bootstrap_servers.split(","):
+            port = int(address.rsplit(":", 1)[1])
+            try:
+                client = WireClient("127.0.0.1", port, timeout=3.0)
+            except OSError:
+                continue
+            try:
+                resp = client.request(FindCoordinatorRequest(key=transactional_id, key_type=1), 3)
+                if resp.error_code == 0 and resp.node_id >= 0:
+                    return int(resp.node_id)
+            except (OSError, ConnectionError):
+                pass
+            finally:
+                client.close()
+        return None
 
     def broker_dir(self, node_id: int) -> Path:
         return Path(self.cluster.data_dir) / f"broker-{node_id}"
@@ -72,6 +95,11 @@ class ClusterView:
                 return [int(desc.controller_id)], ["controller"]
             if role == "random":
                 return [self.rng.choice(brokers)], ["random"]
+            if role == "coordinator" and self.transactional_ids:
+                tid = self.rng.choice(self.transactional_ids)
+                node = self.transaction_coordinator(tid)
+                if node in brokers:
+                    return [node], [f"coordinator of {tid}"]
             if len(parts):
                 row = parts.iloc[self.rng.randrange(len(parts))]
                 leader = int(row.leader)
@@ -633,8 +661,8 @@ def _api_versions_ok(port: int, within: float) -> bool:
 def _nemeses() -> dict[str, Callable[[], Nemesis]]:
     out: dict[str, Callable[[], Nemesis]] = {}
     for cls, roles in (
-        (Kill, ("leader", "follower", "followers", "controller")),
-        (Pause, ("leader", "follower", "followers", "controller")),
+        (Kill, ("leader", "follower", "followers", "controller", "coordinator")),
+        (Pause, ("leader", "follower", "followers", "controller", "coordinator")),
         (TailLoss, ("leader", "follower")),
         (TailFlip, ("leader", "follower")),
         (CorruptSegment, ("leader", "follower")),
@@ -676,3 +704,7 @@ CI_MIX: tuple[str, ...] = (
     "hostile-many-records",
     "hostile-zstd-bomb",  # refused (MESSAGE_TOO_LARGE) since safety-storage's bounded decompression
 )
+
+# The txn workload's CI mix (tests/chaos/test_ci_mix.py): leader, follower and transaction
+# coordinator kills.
+CI_TXN_MIX: tuple[str, ...] = ("kill-leader", "kill-follower", "kill-coordinator")

@@ -11,6 +11,11 @@ tier during the run), producers, consumers and a metadata writer; then, until th
 nemesis after another (shuffled round robin over the mix), each followed by a heal (every broker
 running and back in every ISR) and a quiet second or two. At the end: stop the writers, wait for
 the cluster to heal, read every partition in full, and check.
+
+`Settings.workload` picks the clients: ``plain`` (idempotent producers, consumers, a metadata
+writer: the default), ``txn`` (transactional producers committing and aborting, read_committed
+consumers, the metadata writer, on a topic of their own: the nemeses aim at its partitions and at
+the transaction coordinators) or ``mixed`` (both, the nemeses aimed at the plain topic).
 """
 
 from __future__ import annotations
@@ -31,10 +36,20 @@ from tests.chaos import compaction as keyed
 from tests.chaos.checker import Report, check
 from tests.chaos.history import History
 from tests.chaos.nemesis import NEMESES, ClusterView
-from tests.chaos.workload import AssignConsumer, GroupConsumer, MetadataWriter, ProducerClient, final_read
+from tests.chaos.workload import (
+    AssignConsumer,
+    GroupConsumer,
+    MetadataWriter,
+    ProducerClient,
+    TxnAssignConsumer,
+    TxnProducerClient,
+    final_read,
+    txn_final_read,
+)
 from workbench import Cluster
 
 HEAL_TIMEOUT_S = 45.0
+WORKLOADS = ("plain", "txn", "mixed")
 
 
 @dataclass
@@ -51,6 +66,10 @@ class Settings:
     segment_ms: int = 15_000  # segments roll by time too, so sealed segments and Parquet files exist early
     tmpfs_mb: int = 192  # per broker, when the mix has a disk-full nemesis
     hostile_scale: float = 1.0  # 1.0: a 256 MiB zstd bomb, 20 million empty records
+    workload: str = "plain"  # WORKLOADS
+    txn_producers: int = 2
+    txn_rate: float = 3.0  # transactions per second per transactional producer
+    abort_ratio: float = 0.3
     data_dir: str | None = None
     keep_data: bool = False
     #: Also run the compacted-topic workload and its checker (`tests.chaos.compaction`).
@@ -117,10 +136,16 @@ def _save_logs(dirs: list[Path]) -> None:
 
 
 def _heal(
-    cluster: Cluster, topic: str, history: History, timeout: float = HEAL_TIMEOUT_S, reported: frozenset = frozenset()
+    cluster: Cluster,
+    topic: str | list[str],
+    history: History,
+    timeout: float = HEAL_TIMEOUT_S,
+    reported: frozenset = frozenset(),
 ) -> bool:
     """Restart any broker that died on its own (an anomaly), then wait until every partition of
-    `topic` has its full ISR again. False (and a note) when it does not within `timeout`."""
+    `topic` (or of each topic listed) has its full ISR again. False (and a note) when it does not
+    within `timeout`."""
+    topics = [topic] if isinstance(topic, str) else list(topic)
     for node_id, proc in cluster.brokers.items():
         if not proc.alive:
             code = proc.process.returncode if proc.process is not None else None
@@ -137,8 +162,12 @@ def _heal(
     while time.monotonic() < deadline:
         try:
             parts = cluster.describe().partitions
-            mine = parts[parts.topic == topic]
-            if len(mine) and all(len(isr) == len(r) for isr, r in zip(mine.isr, mine.replicas, strict=True)):
+            mine = parts[parts.topic.isin(topics)]
+            if (
+                len(mine)
+                and set(mine.topic) == set(topics)
+                and all(len(isr) == len(r) for isr, r in zip(mine.isr, mine.replicas, strict=True))
+            ):
                 return True
         except Exception:
             pass
@@ -170,6 +199,8 @@ def run(settings: Settings | None = None, **overrides: Any) -> Result:
         if not hasattr(settings, k):
             raise TypeError(f"unknown setting {k!r}; see tests.chaos.runner.Settings")
         setattr(settings, k, v)
+    if settings.workload not in WORKLOADS:
+        raise ValueError(f"workload must be one of {WORKLOADS}, not {settings.workload!r}")
     unknown = [n for n in settings.nemeses if n not in NEMESES]
     if unknown:
         raise ValueError(f"unknown nemeses {unknown}; known: {sorted(NEMESES)}")
@@ -190,6 +221,10 @@ def run(settings: Settings | None = None, **overrides: Any) -> Result:
     if wants_tmpfs and tmpfs_reason:
         history.note(f"disk-full skipped: {tmpfs_reason}")
     topic = f"chaos-{uuid.uuid4().hex[:8]}"
+    plain = settings.workload in ("plain", "mixed")
+    txn = settings.workload in ("txn", "mixed")
+    txn_topic = f"{topic}-txn"
+    heal_topics = [t for t, on in ((topic, plain), (txn_topic, txn)) if on]
     cluster = None
     workers: list = []
     meta = None
@@ -208,31 +243,50 @@ def run(settings: Settings | None = None, **overrides: Any) -> Result:
             "segment.ms": str(settings.segment_ms),
             "index.interval.bytes": "1024",
         }
-        _create_topic(cluster, topic, settings.partitions, topic_config)
+        for t in heal_topics:
+            _create_topic(cluster, t, settings.partitions, topic_config)
         hostile_topic = f"{topic}-hostile"
         if any(n.startswith("hostile") for n in settings.nemeses):
             _create_topic(cluster, hostile_topic, 1, {})
+        txn_producers = [
+            TxnProducerClient(
+                f"tp{i}",
+                cluster.bootstrap_servers,
+                txn_topic,
+                settings.partitions,
+                history,
+                settings.txn_rate,
+                settings.abort_ratio,
+                seed=settings.seed,
+            )
+            for i in range(settings.txn_producers if txn else 0)
+        ]
         view = ClusterView(
             cluster,
-            topic,
+            heal_topics[0],
             rng,
             history,
             tmpfs={i + 1: d for i, d in enumerate(broker_dirs)} if not tmpfs_reason else {},
             tmpfs_skip_reason=tmpfs_reason,
             hostile_scale=settings.hostile_scale,
             hostile_topic=hostile_topic,
+            transactional_ids=[p.transactional_id for p in txn_producers],
         )
         bootstrap = cluster.bootstrap_servers
-        producers = [
+        producers: list = [
             ProducerClient(f"p{i}", bootstrap, topic, settings.partitions, history, settings.rate)
-            for i in range(settings.producers)
-        ]
-        consumers = [
+            for i in range(settings.producers if plain else 0)
+        ] + txn_producers
+        consumers: list = [
             AssignConsumer(f"a{i}", bootstrap, topic, settings.partitions, history)
-            for i in range(settings.assign_consumers)
+            for i in range(settings.assign_consumers if plain else 0)
         ] + [
             GroupConsumer(f"g{i}", bootstrap, topic, settings.partitions, history)
-            for i in range(settings.group_consumers)
+            for i in range(settings.group_consumers if plain else 0)
+        ]
+        consumers += [
+            TxnAssignConsumer(f"ta{i}", bootstrap, txn_topic, settings.partitions, history)
+            for i in range(settings.assign_consumers if txn else 0)
         ]
         meta = MetadataWriter("meta", bootstrap, f"{topic}-meta", history)
         workers = [*producers, *consumers, meta]
@@ -260,18 +314,21 @@ def run(settings: Settings | None = None, **overrides: Any) -> Result:
                 + (f" skipped: {fault.skipped}" if fault.skipped else f" {fault.details}")
             )
             failed = frozenset(fault.targets) if "restart_failed" in fault.details else frozenset()
-            _heal(cluster, topic, history, reported=failed)
+            _heal(cluster, heal_topics, history, reported=failed)
             time.sleep(rng.uniform(1.0, 2.0))
         meta.stop()
         for p in producers:
             p.stop(90)
         if keyed_producer is not None:
             keyed_producer.stop(90)
-        _heal(cluster, topic, history)
+        _heal(cluster, heal_topics, history)
         time.sleep(1.0)
         for c in consumers:
             c.stop(30)
-        final_read(bootstrap, topic, settings.partitions, history)
+        if plain:
+            final_read(bootstrap, topic, settings.partitions, history)
+        if txn:
+            txn_final_read(bootstrap, txn_topic, settings.partitions, history)
         if keyed_producer is not None:
             reads, complete = keyed.keyed_final_read(bootstrap, compacted_topic, settings.compacted_partitions)
             keyed_result = keyed.check_compaction(keyed_producer.sends, reads, complete)
@@ -313,15 +370,26 @@ def format_table(result: Result) -> str:
     """Operations, faults and anomalies, as plain-text tables."""
     r = result.report
     s = r.stats
-    lines = [f"chaos run: {result.elapsed_s:.0f}s, seed {result.settings.seed}, nemeses {result.settings.nemeses}"]
+    lines = [
+        f"chaos run: {result.elapsed_s:.0f}s, seed {result.settings.seed}, workload {result.settings.workload}, "
+        f"nemeses {result.settings.nemeses}"
+    ]
     lines.append("")
     lines.append(f"{'operation':<28}{'count':>10}")
-    for outcome, n in s["sends"].items():
-        lines.append(f"{'send ' + outcome:<28}{n:>10}")
+    if result.history.sends or not result.history.txns:  # the plain workload's lines
+        for outcome, n in s["sends"].items():
+            lines.append(f"{'send ' + outcome:<28}{n:>10}")
+    if result.history.txns:
+        for outcome, n in s["txns"].items():
+            lines.append(f"{'transaction ' + outcome:<28}{n:>10}")
+        lines.append(f"{'records committed':<28}{s['txn_records_committed']:>10}")
+        for mode, n in sorted(s["txn_polls"].items()):
+            lines.append(f"{'txn poll ' + mode:<28}{n:>10}")
     for mode, n in sorted(s["polls"].items()):
         lines.append(f"{'poll ' + mode:<28}{n:>10}")
-    lines.append(f"{'distinct values read':<28}{s['distinct_values_read']:>10}")
-    lines.append(f"{'failed/unknown but read':<28}{s['failed_but_present']:>10}")
+    if result.history.sends or not result.history.txns:
+        lines.append(f"{'distinct values read':<28}{s['distinct_values_read']:>10}")
+        lines.append(f"{'failed/unknown but read':<28}{s['failed_but_present']:>10}")
     lines.append(f"{'topics created (acked)':<28}{result.topics_acknowledged:>10}")
     lines.append(f"{'heals over 45 s (no ISR)':<28}{result.history.heal_timeouts:>10}")
     for name in ("keyed_sends_ok", "keyed_tombstones_ok", "keyed_records_read", "keyed_keys_read"):

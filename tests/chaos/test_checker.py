@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+
 import pytest
 
 from tests.chaos.checker import check
-from tests.chaos.history import FAILED, OK, OK_NO_OFFSET, UNKNOWN, History
+from tests.chaos.history import ABORTED, COMMITTED, FAILED, OK, OK_NO_OFFSET, UNKNOWN, History
 
 
 def clean_history(n: int = 5) -> History:
@@ -162,3 +165,95 @@ def test_history_round_trips_through_json():
     h.observe("broker_crash", "b1")
     again = History.from_json(h.to_json())
     assert check(again).counts == check(h).counts
+
+
+# -- the txn workload's checks (checker.check_transactions) ------------------------------------
+
+
+def txn_history() -> History:
+    """tp0 commits t0 (a, b to p0; c to p1), aborts t1 (d to p0), commits t2 (e to p0); a reader
+    and the final read see exactly the committed records, in order, after each commit was asked."""
+    h = History()
+    h.txn(producer="tp0", txn=0, values=[("a", 0), ("b", 0), ("c", 1)], outcome=COMMITTED, commit_asked=0.0)
+    h.txn(producer="tp0", txn=1, values=[("d", 0)], outcome=ABORTED)
+    h.txn(producer="tp0", txn=2, values=[("e", 0)], outcome=COMMITTED, commit_asked=0.0)
+    # offsets: a@0 b@1 marker@2 d@3 marker@4 e@5 (gaps are normal); c@0 in p1
+    for reader, mode in (("ta0", "assign"), ("final", "final")):
+        for value, partition, offset in (("a", 0, 0), ("b", 0, 1), ("e", 0, 5), ("c", 1, 0)):
+            h.txn_poll(reader=reader, session=0, mode=mode, partition=partition, offset=offset, value=value)
+    h.txn_final_read_complete = {0: True, 1: True}
+    return h
+
+
+def txn_kinds(h: History) -> set[str]:
+    return {k for k, n in check(h).counts.items() if n}
+
+
+def test_clean_transactional_history_is_valid_despite_marker_gaps():
+    report = check(txn_history())
+    assert report.valid, report.anomalies
+    assert report.stats["txns"] == {COMMITTED: 2, ABORTED: 1, UNKNOWN: 0}
+    assert report.stats["txn_records_committed"] == 4
+
+
+def test_a_record_of_an_aborted_transaction_read():
+    h = txn_history()
+    h.txn_poll(reader="ta0", session=1, mode="assign", partition=0, offset=3, value="d")
+    report = check(h)
+    assert txn_kinds(h) == {"txn_aborted_read"}
+    assert "tp0/t1" in report.anomalies["txn_aborted_read"][0]
+
+
+def test_a_record_read_before_its_commit_was_asked_for():
+    h = txn_history()
+    h.txns[2] = dataclasses.replace(h.txns[2], commit_asked=h.txn_polls[-1].time + 10)
+    assert "txn_uncommitted_read" in txn_kinds(h)
+
+
+def test_a_committed_record_missing_from_a_complete_final_read():
+    h = txn_history()
+    h.txn_polls = [p for p in h.txn_polls if not (p.mode == "final" and p.value == "b")]
+    assert txn_kinds(h) == {"txn_lost_commit"}
+    h.txn_final_read_complete[0] = False
+    assert txn_kinds(h) == set()  # read by ta0 earlier: not lost, not unseen (the end was not reached)
+    h.txn_polls = [p for p in h.txn_polls if p.value != "b"]
+    assert txn_kinds(h) == {"txn_unseen"}
+
+
+def test_an_unknown_transaction_partly_visible_is_torn():
+    h = txn_history()
+    h.txn(producer="tp0", txn=3, values=[("f", 0), ("g", 1)], outcome=UNKNOWN, commit_asked=0.0, error="_FATAL")
+    h.txn_poll(reader="final", session=0, mode="final", partition=0, offset=6, value="f")
+    assert txn_kinds(h) == {"txn_torn"}
+    h.txn_poll(reader="final", session=0, mode="final", partition=1, offset=1, value="g")
+    assert txn_kinds(h) == set()  # all of it: committed after all
+
+
+def test_a_record_twice_and_two_records_at_one_offset():
+    h = txn_history()
+    h.txn_poll(reader="ta1", session=0, mode="assign", partition=0, offset=7, value="a")
+    assert "txn_duplicate" in txn_kinds(h)
+    h = txn_history()
+    h.txn_poll(reader="ta1", session=0, mode="assign", partition=0, offset=1, value="e")
+    assert "txn_inconsistent_offset" in txn_kinds(h)
+
+
+def test_records_out_of_send_order_and_offsets_going_back():
+    h = txn_history()
+    # e (t2) read before b (t0) by a reader at increasing offsets: the log holds them out of order.
+    h.txn_polls = [p for p in h.txn_polls if p.reader != "ta0"]
+    for value, offset in (("a", 0), ("e", 1), ("b", 5)):
+        h.txn_poll(reader="ta0", session=0, mode="assign", partition=0, offset=offset, value=value)
+    kinds_found = txn_kinds(h)
+    assert "txn_out_of_order" in kinds_found
+    h = txn_history()
+    h.txn_poll(reader="ta0", session=0, mode="assign", partition=0, offset=1, value="b")
+    assert "txn_nonmonotonic_poll" in txn_kinds(h)
+
+
+def test_transactional_history_round_trips_through_json():
+    h = txn_history()
+    again = History.from_json(json.loads(json.dumps(h.to_json())))
+    assert again.txns == h.txns
+    assert again.txn_polls == h.txn_polls
+    assert again.txn_final_read_complete == h.txn_final_read_complete

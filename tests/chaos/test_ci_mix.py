@@ -4,6 +4,10 @@
 others run in the long command (`python -m tests.chaos --minutes N`) until their fixes land;
 the README's Reliability section says which nemesis finds what. WORKBENCH_CHAOS_SECONDS sets the
 length (default 150 s of faults; the run then heals, reads everything back and checks).
+
+The txn workload has its own, shorter mix (`CI_TXN_MIX`: leader, follower and transaction
+coordinator kills; WORKBENCH_CHAOS_TXN_SECONDS, default 60 s): transactions committed and aborted,
+read_committed readers, and `checker.check_transactions` must find nothing.
 """
 
 from __future__ import annotations
@@ -12,10 +16,11 @@ import os
 
 import pytest
 
-from tests.chaos.nemesis import CI_MIX
+from tests.chaos.nemesis import CI_MIX, CI_TXN_MIX
 from tests.chaos.runner import Settings, run, write_json
 
 SECONDS = float(os.environ.get("WORKBENCH_CHAOS_SECONDS", "150"))
+TXN_SECONDS = float(os.environ.get("WORKBENCH_CHAOS_TXN_SECONDS", "60"))
 
 
 @pytest.mark.chaos
@@ -30,4 +35,27 @@ def test_ci_mix_leaves_no_anomaly(tmp_path):
     assert sum(stats["faults"].values()) >= min(len(CI_MIX), 8), table
     assert stats["sends"]["ok"] > 1000, table
     assert all(result.history.final_read_complete.values()), table
+    assert result.report.valid, table
+
+
+@pytest.mark.chaos
+@pytest.mark.timeout(int(TXN_SECONDS) + 360)
+def test_txn_ci_mix_leaves_no_anomaly(tmp_path):
+    result = run(
+        Settings(
+            seconds=TXN_SECONDS,
+            nemeses=list(CI_TXN_MIX),
+            workload="txn",
+            data_dir=str(tmp_path / "cluster"),
+            keep_data=True,
+        )
+    )
+    table = result.table()
+    print("\n" + table)
+    write_json(result, tmp_path / "chaos-result.json")
+    stats = result.report.stats
+    assert sum(stats["faults"].values()) >= len(CI_TXN_MIX), table
+    assert any("coordinator of" in role for f in result.history.faults for role in f.roles), table
+    assert stats["txns"]["committed"] > 50 and stats["txns"]["aborted"] > 10, table
+    assert all(result.history.txn_final_read_complete.values()), table
     assert result.report.valid, table

@@ -11,17 +11,30 @@
   Raft log) are judged too: every topic whose CreateTopics was acknowledged must exist at the end.
 - `final_read`: after the faults, one consumer under ``assign`` reads every partition from the
   log start to the high watermark.
+
+The ``txn`` workload (`tests.chaos.runner.Settings.workload`), on a topic of its own:
+
+- `TxnProducerClient`: a transactional librdkafka producer (``transactional.id``
+  ``chaos-txn-<name>``) writing transactions of 1-5 records ``<name>-t<txn>-<i>`` to random
+  partitions, committing most and aborting about a third (`abort_ratio`), each recorded as a
+  `tests.chaos.history.Txn` with its outcome;
+- `TxnAssignConsumer`: read_committed, under ``assign`` from the beginning, into
+  ``History.txn_polls``;
+- `txn_final_read`: read_committed, every partition until librdkafka reports its end
+  (``enable.partition.eof``: the fetch position reached the last stable offset) at or past the
+  high watermark, so no transaction is left undecided below it.
 """
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from tests.chaos.history import OK, OK_NO_OFFSET, UNKNOWN, History, outcome_of_error
+from tests.chaos.history import ABORTED, COMMITTED, OK, OK_NO_OFFSET, UNKNOWN, History, outcome_of_error
 
 
 class _Worker:
@@ -190,14 +203,16 @@ class AssignConsumer(_Worker):
     """Reads every partition from the beginning under `assign`, recording every record."""
 
     mode = "assign"
+    isolation = "read_committed"  # librdkafka's default
 
     def __init__(self, name: str, bootstrap: str, topic: str, partitions: int, history: History) -> None:
         super().__init__(name)
         self.bootstrap, self.topic, self.partitions, self.history = bootstrap, topic, partitions, history
         self.errors = 0
+        self.record = history.poll
 
     def _open(self) -> Consumer:
-        c = Consumer(_consumer_conf(self.bootstrap, f"chaos-{self.name}"))
+        c = Consumer(_consumer_conf(self.bootstrap, f"chaos-{self.name}", **{"isolation.level": self.isolation}))
         c.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in range(self.partitions)])
         return c
 
@@ -212,7 +227,7 @@ class AssignConsumer(_Worker):
                         if err.code() != KafkaError._PARTITION_EOF:
                             self.errors += 1
                         continue
-                    self.history.poll(
+                    self.record(
                         reader=self.name,
                         session=session,
                         mode=self.mode,
@@ -300,5 +315,174 @@ def final_read(bootstrap: str, topic: str, partitions: int, history: History, ti
                     value=msg.value().decode(errors="replace") if msg.value() is not None else "<null>",
                 )
         history.final_read_complete = {p: p in highs and last[p] >= highs[p] - 1 for p in range(partitions)}
+    finally:
+        c.close()
+
+
+class TxnProducerClient(_Worker):
+    """Transactions of 1-`max_records` records ``<name>-t<txn>-<i>`` to random partitions, about
+    `rate` per second; each is committed, or aborted with probability `abort_ratio`."""
+
+    def __init__(
+        self,
+        name: str,
+        bootstrap: str,
+        topic: str,
+        partitions: int,
+        history: History,
+        rate: float = 4.0,
+        abort_ratio: float = 0.3,
+        seed: int = 0,
+        max_records: int = 5,
+    ) -> None:
+        super().__init__(name)
+        self.bootstrap, self.topic, self.partitions, self.history = bootstrap, topic, partitions, history
+        self.rate, self.abort_ratio, self.max_records = rate, abort_ratio, max_records
+        self.rng = random.Random(f"{seed}-{name}")
+        self.transactional_id = f"chaos-txn-{name}"
+        self._fatal = threading.Event()
+
+    def _on_error(self, err: KafkaError) -> None:
+        if err.fatal():
+            self._fatal.set()
+
+    def _producer(self) -> Producer | None:
+        """A producer with `transactional_id`, initialized (which fences and aborts whatever the
+        previous one left open); retried until it works, None once the run stops."""
+        while not self._stop.is_set():
+            p = Producer(
+                {
+                    "bootstrap.servers": self.bootstrap,
+                    "transactional.id": self.transactional_id,
+                    "transaction.timeout.ms": 20000,
+                    "linger.ms": 5,
+                    "message.timeout.ms": 20000,
+                    "request.timeout.ms": 5000,
+                    "error_cb": self._on_error,
+                    "log_level": 0,
+                }
+            )
+            self._fatal.clear()
+            try:
+                p.init_transactions(30)
+                return p
+            except KafkaException as exc:
+                self.history.note(f"{self.name}: init_transactions failed: {exc.args[0].name()}, retrying")
+                self._stop.wait(1.0)  # then a fresh producer: librdkafka's retry of init is the same call
+        return None
+
+    def run(self) -> None:
+        producer = self._producer()
+        n = 0
+        interval = 1.0 / self.rate
+        while producer is not None and not self._stop.is_set():
+            started = time.monotonic()
+            txn, n = n, n + 1
+            values = [
+                (f"{self.name}-t{txn}-{i}", self.rng.randrange(self.partitions))
+                for i in range(self.rng.randint(1, self.max_records))
+            ]
+            commit = self.rng.random() >= self.abort_ratio
+            outcome, error, asked = self._one(producer, values, commit)
+            self.history.txn(
+                producer=self.name, txn=txn, values=values, outcome=outcome, commit_asked=asked, error=error
+            )
+            if outcome == UNKNOWN or self._fatal.is_set():
+                # Fatal (fenced, or librdkafka gave up): a new producer with the same id takes over;
+                # its InitProducerId finishes or aborts whatever this one left.
+                try:
+                    producer.purge()
+                except KafkaException:
+                    pass
+                producer = self._producer()
+            self._stop.wait(max(0.0, interval - (time.monotonic() - started)))
+
+    def _one(
+        self, producer: Producer, values: list[tuple[str, int]], commit: bool
+    ) -> tuple[str, str | None, float | None]:
+        """One transaction: (outcome, error name, when the commit was asked for)."""
+        asked: float | None = None
+        try:
+            producer.begin_transaction()
+            for value, partition in values:
+                while True:
+                    try:
+                        producer.produce(self.topic, value=value.encode(), partition=partition)
+                        break
+                    except BufferError:
+                        producer.poll(0.1)
+            producer.poll(0)
+            if not commit:
+                producer.abort_transaction(30)
+                return ABORTED, None, None
+            asked = self.history.now()
+            for _attempt in range(5):
+                try:
+                    producer.commit_transaction(30)
+                    return COMMITTED, None, asked
+                except KafkaException as exc:
+                    if not exc.args[0].retriable():
+                        raise
+            return UNKNOWN, "commit retried 5 times", asked
+        except KafkaException as exc:
+            err = exc.args[0]
+            if err.fatal() or not err.txn_requires_abort():
+                # Never asked to commit: it can only ever be aborted. Asked: nobody knows.
+                return (ABORTED if asked is None else UNKNOWN), err.name(), asked
+            try:
+                producer.abort_transaction(30)
+            except KafkaException as again:
+                return (
+                    (ABORTED if asked is None else UNKNOWN),
+                    f"{err.name()}, then abort: {again.args[0].name()}",
+                    asked,
+                )
+            return ABORTED, err.name(), asked
+
+
+class TxnAssignConsumer(AssignConsumer):
+    """A read_committed consumer of the txn topic under `assign`; polls go to `History.txn_polls`."""
+
+    def __init__(self, name: str, bootstrap: str, topic: str, partitions: int, history: History) -> None:
+        super().__init__(name, bootstrap, topic, partitions, history)
+        self.record = history.txn_poll
+
+
+def txn_final_read(bootstrap: str, topic: str, partitions: int, history: History, timeout: float = 90.0) -> None:
+    """Read every partition read_committed from the beginning until its end at or past the high
+    watermark (so every transaction below it is decided), into `History.txn_polls`."""
+    c = Consumer(
+        _consumer_conf(
+            bootstrap, f"chaos-final-{topic}", **{"isolation.level": "read_committed", "enable.partition.eof": True}
+        )
+    )
+    try:
+        highs: dict[int, int] = {}
+        deadline = time.monotonic() + timeout
+        for p in range(partitions):
+            while p not in highs and time.monotonic() < deadline:
+                try:
+                    _low, highs[p] = c.get_watermark_offsets(TopicPartition(topic, p), timeout=5)
+                except KafkaException:
+                    time.sleep(0.5)
+        c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
+        done: dict[int, bool] = {p: False for p in range(partitions)}
+        while time.monotonic() < deadline and not all(done.values()):
+            for msg in c.consume(1000, 0.5):
+                p = msg.partition()
+                err = msg.error()
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF and p in highs and msg.offset() >= highs[p]:
+                        done[p] = True
+                    continue
+                history.txn_poll(
+                    reader="final",
+                    session=0,
+                    mode="final",
+                    partition=p,
+                    offset=msg.offset(),
+                    value=msg.value().decode(errors="replace") if msg.value() is not None else "<null>",
+                )
+        history.txn_final_read_complete = dict(done)
     finally:
         c.close()

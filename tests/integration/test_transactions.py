@@ -422,3 +422,213 @@ def test_open_transactions_through_kafka_python_admin(cluster: Cluster, topic_na
         admin.close()
     p.commit_transaction(30)
     assert txn_id not in set(cluster.open_transactions()["transactional_id"])
+
+
+def test_idle_transactional_id_expires_and_starts_afresh(fresh_cluster, topic_name: str) -> None:
+    """transactional.id.expiration.ms: an id idle that long is removed (a tombstone in
+    __transaction_state); its next InitProducerId gets a new producer id at epoch 0, and an id in
+    use meanwhile is kept."""
+    from kafka.admin import KafkaAdminClient
+
+    from tests.support import wait_until
+
+    cluster = fresh_cluster(
+        brokers=1,
+        config={
+            **FAST_GROUPS,
+            "transactional_id_expiration_ms": 1500,
+            "transaction_remove_expired_transaction_cleanup_interval_ms": 200,
+        },
+    ).start()
+    cluster.create_topic(topic_name, partitions=1)
+    idle, busy = f"idle-{topic_name}", f"busy-{topic_name}"
+    p = txn_producer(cluster.bootstrap_servers, idle)
+    p.begin_transaction()
+    p.produce(topic_name, value=b"before")
+    p.commit_transaction(30)
+    first = init_producer_id(cluster.bootstrap_servers, idle)  # fences p: epoch + 1, same id
+    assert first[1] >= 1
+    keeper = txn_producer(cluster.bootstrap_servers, busy)
+
+    def listed() -> set[str]:
+        admin = KafkaAdminClient(bootstrap_servers=cluster.bootstrap_servers)
+        try:
+            return {t.transactional_id for per in admin.list_transactions().values() for t in per}
+        finally:
+            admin.close()
+
+    assert idle in listed()
+    deadline = time.monotonic() + 30
+    while idle in listed() and time.monotonic() < deadline:
+        keeper.begin_transaction()  # the busy id keeps changing state: never idle long enough
+        keeper.produce(topic_name, value=b"busy")
+        keeper.commit_transaction(30)
+        time.sleep(0.2)
+    ids = listed()
+    assert idle not in ids and busy in ids
+    cluster.restart_broker(1)  # the tombstone holds across a reload of __transaction_state
+    again = init_producer_id(cluster.bootstrap_servers, idle)
+    assert again[0] != first[0] and again[1] == 0, (first, again)
+    fresh = txn_producer(cluster.bootstrap_servers, idle)  # and a real client just works again
+    fresh.begin_transaction()
+    fresh.produce(topic_name, value=b"after")
+    fresh.commit_transaction(30)
+    got = wait_until(
+        lambda: values(read_all(cluster.bootstrap_servers, topic_name, 1, "read_committed", 3)).count(b"after") == 1,
+        timeout=20,
+        message="the new producer's record",
+    )
+    assert got
+
+
+def init_producer_id(bootstrap: str, txn_id: str) -> tuple[int, int]:
+    """(producer id, epoch) from a raw InitProducerId v4 to the id's coordinator (retried while it loads)."""
+    from kafka.protocol.metadata import FindCoordinatorRequest
+
+    from tests.support import wait_until
+
+    def attempt():
+        c = WireClient.to(bootstrap)
+        try:
+            node = c.request(FindCoordinatorRequest(key=txn_id, key_type=1), 3)
+        finally:
+            c.close()
+        if node.error_code != 0:
+            return None
+        coordinator = WireClient(node.host, node.port)
+        try:
+            resp = coordinator.request(InitProducerIdRequest(transactional_id=txn_id, transaction_timeout_ms=60_000), 4)
+        finally:
+            coordinator.close()
+        return (resp.producer_id, resp.producer_epoch) if resp.error_code == 0 else None
+
+    return wait_until(attempt, timeout=20, interval=0.2, message=f"InitProducerId for {txn_id}")
+
+
+def test_wb_transactions_table_and_panel_show_open_transactions(fresh_cluster, topic_name: str) -> None:
+    """`wb.transactions` and `TransactionsPanel` list an open transaction with its age,
+    partitions and coordinator, drop it once committed, and the panel says when the cluster stops."""
+    from tests.support import wait_until
+
+    cluster = fresh_cluster(brokers=1).start()
+    cluster.create_topic(topic_name, partitions=2)
+    txn_id = f"wbtx-{topic_name}"
+    p = txn_producer(cluster.bootstrap_servers, txn_id)
+    p.begin_transaction()
+    p.produce(topic_name, value=b"pending", partition=1)
+    p.flush(30)
+    query = f"SELECT state, age_s, partitions, coordinator FROM wb.transactions WHERE transactional_id = '{txn_id}'"
+    rows = cluster.sql(query)
+    assert len(rows) == 1, rows
+    assert rows["state"].iloc[0] == "Ongoing" and rows["age_s"].iloc[0] >= 0
+    assert list(rows["partitions"].iloc[0]) == [f"{topic_name}-1"]
+    assert rows["coordinator"].iloc[0] == transaction_coordinator(cluster.bootstrap_servers, txn_id)
+    panel = cluster.transactions_panel()
+    try:
+        wait_until(lambda: txn_id in panel.table.value, timeout=15, message="the panel to list the transaction")
+        assert f"{topic_name}-1" in panel.table.value and "1 open" in panel.info.value
+        p.commit_transaction(30)
+        assert len(cluster.sql(query)) == 0
+        wait_until(lambda: "no open transaction" in panel.table.value, timeout=15, message="the panel to empty")
+        cluster.stop()
+        wait_until(lambda: "workbench-stopped" in panel.info.value, timeout=15, message="the panel to say stopped")
+        assert "cluster is stopped" in panel.info.value and "as of" in panel.table.value
+        assert panel.refresh_button.disabled
+    finally:
+        panel.close()
+
+
+def test_idle_producer_ids_expire_from_partitions(fresh_cluster, topic_name: str) -> None:
+    """producer.id.expiration.ms: DescribeProducers lists an idempotent producer while it writes and
+    no longer once it has been idle that long; writing again afterwards just works."""
+    from kafka import TopicPartition as KTopicPartition
+    from kafka.admin import KafkaAdminClient
+
+    from tests.support import wait_until
+
+    cluster = fresh_cluster(
+        brokers=1,
+        config={**FAST_GROUPS, "producer_id_expiration_ms": 1500, "producer_id_expiration_check_interval_ms": 200},
+    ).start()
+    cluster.create_topic(topic_name, partitions=1)
+    p = Producer({"bootstrap.servers": cluster.bootstrap_servers, "enable.idempotence": True, "linger.ms": 5})
+
+    def producers() -> list:
+        admin = KafkaAdminClient(bootstrap_servers=cluster.bootstrap_servers)
+        try:
+            [only] = list(admin.describe_producers([KTopicPartition(topic_name, 0)]).values())
+            return list(only.active_producers)
+        finally:
+            admin.close()
+
+    p.produce(topic_name, value=b"one")
+    assert p.flush(30) == 0
+    assert len(producers()) == 1
+    wait_until(lambda: not producers(), timeout=20, interval=0.3, message="the idle producer id to expire")
+    p.produce(topic_name, value=b"two")  # the same producer id, its next sequence: taken as unknown
+    assert p.flush(30) == 0
+    assert len(producers()) == 1
+    assert values(read_all(cluster.bootstrap_servers, topic_name, 1, "read_uncommitted", 2)) == [b"one", b"two"]
+
+
+def test_follower_catches_up_through_a_parquet_only_transactional_range(fresh_cluster, topic_name: str) -> None:
+    """A follower that was down while transactions (committed and aborted) rolled into Parquet-only
+    segments on the leader catches up (the markers' and aborted records' offsets come as gap
+    fillers), rejoins the ISR, and once it leads, read_committed and read_uncommitted readers get
+    exactly the committed records, in order."""
+    from kafka import KafkaConsumer
+    from kafka import TopicPartition as KTopicPartition
+
+    from tests.support import wait_until
+
+    cluster = fresh_cluster(brokers=3).start()  # three controller voters: one may die
+    cluster.create_topic(
+        topic_name,
+        partitions=1,
+        replication_factor=2,
+        config={"segment.bytes": "2048", "workbench.hot.segments": "0", "min.insync.replicas": "1"},
+    )
+
+    def row():
+        parts = cluster.describe().partitions
+        return parts[parts.topic == topic_name].iloc[0]
+
+    leader = int(row().leader)
+    follower = next(int(b) for b in row().replicas if int(b) != leader)
+    p = txn_producer(cluster.bootstrap_servers, f"pq-{topic_name}")
+    cluster.kill_broker(follower)
+    wait_until(lambda: len(row().isr) == 1, timeout=45, message="the dead follower out of the ISR")
+    committed = []
+    for t in range(40):
+        p.begin_transaction()
+        batch = [f"t{t}-{i}-".encode() + b"x" * 40 for i in range(3)]
+        for v in batch:
+            p.produce(topic_name, value=v, partition=0)
+        if t % 3 == 1:
+            p.abort_transaction(30)
+        else:
+            p.commit_transaction(30)
+            committed += batch
+    part_dir = cluster.data_dir / f"broker-{leader}" / "topics" / topic_name / "partition=0"
+    wait_until(
+        lambda: len(list(part_dir.glob("*.log"))) == 1 and len(list(part_dir.glob("*.parquet"))) > 2,
+        timeout=30,
+        message="the leader's transactional history to live only in Parquet",
+    )
+    cluster.restart_broker(follower)
+    wait_until(lambda: len(row().isr) == 2, timeout=45, message="the follower back in the ISR")
+    cluster.kill_broker(leader)
+    wait_until(lambda: int(row().leader) == follower, timeout=30, message="the follower to lead")
+    assert values(read_all(cluster.bootstrap_servers, topic_name, 1, "read_committed", len(committed))) == committed
+    got = values(read_all(cluster.bootstrap_servers, topic_name, 1, "read_uncommitted", len(committed)))
+    assert got == committed  # the follower copied committed records only: aborted ones are not in Parquet
+    k = KafkaConsumer(
+        bootstrap_servers=cluster.bootstrap_servers, isolation_level="read_committed", consumer_timeout_ms=5000
+    )
+    try:
+        k.assign([KTopicPartition(topic_name, 0)])
+        k.seek_to_beginning()
+        seen = [m.value for m in k]
+    finally:
+        k.close()
+    assert seen == committed

@@ -11,7 +11,7 @@ from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from workbench.protocol.control_records import ABORT, COMMIT, build_control_batch, control_record_type
 from workbench.protocol.errors import ErrorCode, KafkaProtocolError
 from workbench.protocol.records import iter_batch_headers
-from workbench.storage import LogConfig, PartitionLog
+from workbench.storage import LogConfig, PartitionLog, UnexpectedAppendOffsetError
 
 
 def txn_batch(n: int, pid: int, epoch: int, seq: int) -> bytes:
@@ -206,3 +206,83 @@ def test_delete_records_past_an_open_transaction_exposes_none_of_it(tmp_path: Pa
     log.append(marker(7, 0, False), origin="coordinator")  # 5: aborted
     assert log.last_stable_offset == 6
     assert log.aborted_transactions(2, 6) == [(7, 0)]  # a reader from 2 still drops offset 2
+
+
+def test_follower_catches_up_through_a_parquet_only_transactional_range(tmp_path: Path) -> None:
+    """The Parquet tier leaves out markers and aborted records, so a range only Parquet holds has
+    offset gaps; a follower re-fetching it (non-compacted topic) must take it, hole-free where the
+    leader has data, and end with the leader's committed records at the leader's offsets."""
+    leader = PartitionLog(tmp_path / "l", LogConfig(segment_bytes=150, hot_segments=0))
+    leader.append(plain_batch(1))  # 0
+    leader.append(txn_batch(2, 7, 0, 0))  # 1-2, aborted at 5
+    leader.append(txn_batch(2, 8, 0, 0))  # 3-4, committed at 6
+    leader.append(marker(7, 0, False), origin="coordinator")  # 5
+    leader.append(marker(8, 0, True), origin="coordinator")  # 6
+    leader.append(txn_batch(1, 7, 1, 0))  # 7, aborted at 8: the gap at the end of a file
+    leader.append(marker(7, 1, False), origin="coordinator")  # 8
+    for _ in range(6):
+        leader.append(plain_batch(1))  # 9-14
+    leader.convert_sealed_segments()
+    raw_start = min(int(p.stem) for p in (tmp_path / "l").glob("*.log"))
+    assert raw_start > 9, "the transactional range lives only in Parquet"
+    follower = PartitionLog(tmp_path / "f", LogConfig(), hw_tracks_leo=False)
+    follower.append_as_follower(bytes(leader.read(0, 1 << 20, upper_bound=leader.log_end_offset)))
+    unfilled = bytes(leader.read(follower.log_end_offset, 1 << 20, upper_bound=leader.log_end_offset))
+    with pytest.raises(UnexpectedAppendOffsetError):  # a consumer's read: the gaps stay gaps
+        follower.append_as_follower(unfilled)
+    fetches = 0
+    while follower.log_end_offset < leader.log_end_offset:
+        end = leader.log_end_offset
+        data = bytes(leader.read(follower.log_end_offset, 1 << 20, upper_bound=end, fill_gaps=True))
+        assert data
+        follower.append_as_follower(data)
+        fetches += 1
+    assert fetches < 15
+    follower.high_watermark = leader.high_watermark
+    assert follower.log_end_offset == leader.log_end_offset == 15
+
+    def records(log: PartitionLog) -> list[tuple[int, bytes]]:
+        out, offset = [], 0
+        while offset < log.log_end_offset:
+            data = bytes(log.read(offset, 1 << 20, upper_bound=log.log_end_offset))
+            for h in iter_batch_headers(data):
+                offset = h.next_offset
+            out += [(o, v) for o, v in read_values(data)]
+        return out
+
+    mine = records(follower)
+    assert mine == records(leader)
+    assert [o for o, _v in mine] == [0, 3, 4, *range(9, 15)]  # committed records only, leader's offsets
+    assert follower.last_stable_offset == 15  # no transaction left open by the re-encoded range
+    assert follower.aborted_transactions(0, 15) == []  # and no producer -1 transaction
+    assert follower.epoch_entries() == leader.epoch_entries()
+    follower.close()
+    reopened = PartitionLog(tmp_path / "f", LogConfig(), hw_tracks_leo=False)
+    assert reopened.log_end_offset == 15 and records(reopened) == mine
+
+
+def read_values(data: bytes) -> list[tuple[int, bytes]]:
+    from workbench.protocol.records import decode_records
+
+    cols = decode_records(data)
+    return list(zip(cols["offset"], cols["value"], strict=True))
+
+
+def test_idle_producers_expire_unless_a_transaction_is_open(tmp_path: Path) -> None:
+    """producer.id.expiration.ms: a producer whose last batch is that old is forgotten (its next
+    batch is taken at any sequence, KIP-360); one with an open transaction here is kept."""
+    log = PartitionLog(tmp_path, LogConfig())
+    log.append(txn_batch(2, 7, 0, 0))  # 0-1: producer 7, timestamps 1000-1001
+    log.append(marker(7, 0, True), origin="coordinator")  # 2, timestamp 2000
+    log.append(txn_batch(1, 9, 0, 0))  # 3: producer 9, open
+    assert log.remove_expired_producers(10_000, now_ms=11_999) == []  # 7 last wrote at 2000
+    assert log.remove_expired_producers(10_000, now_ms=12_000) == [7]
+    assert set(log.producers.producers) == {9}
+    log.append(txn_batch(1, 7, 0, 5))  # an unknown producer: any sequence
+    log.append(marker(7, 0, False), origin="coordinator")
+    log.append(marker(9, 0, True), origin="coordinator")
+    log.close()
+    again = PartitionLog(tmp_path, LogConfig())  # the timestamps survive the snapshot
+    assert set(again.producers.producers) == {7, 9}
+    assert again.remove_expired_producers(10_000, now_ms=11_999) == []  # both last wrote a marker at 2000
+    assert sorted(again.remove_expired_producers(10_000, now_ms=12_000)) == [7, 9]

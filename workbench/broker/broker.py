@@ -330,15 +330,21 @@ class Broker:
                 log.exception("applying metadata failed")
 
     async def _maintenance_loop(self) -> None:
-        """Segment rolls by age, retention and fsync, off the request path."""
+        """Segment rolls by age, retention, producer-id expiry and fsync, off the request path."""
         loop = asyncio.get_running_loop()
+        next_producer_expiry = time.monotonic() + self.config.producer_id_expiration_check_interval_ms / 1000
         while True:
             await asyncio.sleep(self.config.background_interval_s)
             now_ms = int(time.time() * 1000)
+            expire_producers = time.monotonic() >= next_producer_expiry
+            if expire_producers:
+                next_producer_expiry = time.monotonic() + self.config.producer_id_expiration_check_interval_ms / 1000
             for tp, plog in list(self.replicas.logs.items()):
                 try:
                     plog.maybe_roll(now_ms)
                     plog.enforce_retention(now_ms)
+                    if expire_producers:
+                        plog.remove_expired_producers(self.config.producer_id_expiration_ms, now_ms)
                 except Exception:
                     log.exception("maintenance of %s-%d failed", *tp)
             self._publish_replica_states()

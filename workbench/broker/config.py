@@ -21,6 +21,11 @@ class BrokerConfig:
     transaction_max_timeout_ms: int = 900_000  # transaction.max.timeout.ms
     # transaction.abort.timed.out.transaction.cleanup.interval.ms (Kafka: 10000)
     transaction_abort_timed_out_transaction_cleanup_interval_ms: int = 1000
+    producer_id_expiration_ms: int = 86_400_000  # producer.id.expiration.ms (1 day, as Kafka)
+    producer_id_expiration_check_interval_ms: int = 600_000  # producer.id.expiration.check.interval.ms
+    transactional_id_expiration_ms: int = 604_800_000  # transactional.id.expiration.ms (7 days, as Kafka)
+    # transaction.remove.expired.transaction.cleanup.interval.ms (as Kafka: 1 hour)
+    transaction_remove_expired_transaction_cleanup_interval_ms: int = 3_600_000
     group_initial_rebalance_delay_ms: int = 300  # group.initial.rebalance.delay.ms (Kafka: 3000)
     group_min_session_timeout_ms: int = 1000  # group.min.session.timeout.ms (Kafka: 6000)
     group_max_session_timeout_ms: int = 1800000  # group.max.session.timeout.ms

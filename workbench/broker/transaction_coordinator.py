@@ -24,7 +24,12 @@ answered::
   a decided transaction is finished by whoever coordinates it next, never torn.
 * **Expiry**: an Ongoing transaction older than its timeout is aborted with a bumped
   epoch, so the producer's next EndTxn or AddPartitions gets PRODUCER_FENCED (Kafka's
-  abortTimedOutTransactions).
+  abortTimedOutTransactions). A transactional id with no transaction open (Empty,
+  CompleteCommit, CompleteAbort) and no state change for ``transactional.id.expiration.ms``
+  (7 days) is removed: a tombstone in `__transaction_state`, then out of the cache (Kafka's
+  removeExpiredTransactionalIds, every
+  ``transaction.remove.expired.transaction.cleanup.interval.ms``); its next InitProducerId
+  starts afresh with a new producer id.
 
 Errors are Kafka's: a different producer id is INVALID_PRODUCER_ID_MAPPING, an older
 epoch PRODUCER_FENCED, a request that does not fit the state INVALID_TXN_STATE.
@@ -55,6 +60,8 @@ log = logging.getLogger(__name__)
 
 TopicPartition = tuple[str, int]
 _PREPARE = (TxnState.PREPARE_COMMIT, TxnState.PREPARE_ABORT, TxnState.PREPARE_EPOCH_FENCE)
+#: States in which a transactional id may expire (Kafka: no transaction in flight).
+_IDLE = (TxnState.EMPTY, TxnState.COMPLETE_COMMIT, TxnState.COMPLETE_ABORT)
 #: How long EndTxn waits for the markers before answering (the decision is durable already).
 END_TXN_MARKER_WAIT_S = 5.0
 
@@ -70,19 +77,21 @@ class TransactionCoordinator:
         self.markers = TransactionMarkerChannel(broker, sasl_login)
         self._tasks: set[asyncio.Task] = set()
         self._expiry: asyncio.Task | None = None
+        self._id_expiry: asyncio.Task | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
 
     async def start(self) -> None:
         await self.state.start()
         self._expiry = asyncio.get_running_loop().create_task(self._expiry_loop())
+        self._id_expiry = asyncio.get_running_loop().create_task(self._id_expiry_loop())
 
     def reconcile(self) -> None:
         self.state.reconcile()
 
     async def close(self) -> None:
         self.state.close()
-        tasks = [*self._tasks, *([self._expiry] if self._expiry else [])]
+        tasks = [*self._tasks, *(t for t in (self._expiry, self._id_expiry) if t is not None)]
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -320,6 +329,42 @@ class TransactionCoordinator:
                 raise
             except Exception:
                 log.exception("aborting timed-out transactions failed")
+
+    async def _id_expiry_loop(self) -> None:
+        interval = self.broker.config.transaction_remove_expired_transaction_cleanup_interval_ms / 1000
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.remove_expired_transactional_ids()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("removing expired transactional ids failed")
+
+    async def remove_expired_transactional_ids(self) -> int:
+        """Remove every id idle (no open transaction, no change) for transactional.id.expiration.ms."""
+        expire_ms = self.broker.config.transactional_id_expiration_ms
+        now = _now_ms()
+        removed = 0
+        for part, meta in self.state.all_transactions():
+            if meta.state not in _IDLE or now - meta.update_ms <= expire_ms:
+                continue
+            async with part.lock(meta.transactional_id):
+                if part.txns.get(meta.transactional_id) is not meta or part.closed:
+                    continue  # changed (or moved) meanwhile
+                try:
+                    await part.remove(meta.transactional_id)
+                except KafkaProtocolError as exc:
+                    log.info("expiring transactional id %s failed: %s", meta.transactional_id, exc)
+                    continue
+                removed += 1
+                log.info(
+                    "transactional id %s (producer %d) idle for %d ms: expired",
+                    meta.transactional_id,
+                    meta.producer_id,
+                    now - meta.update_ms,
+                )
+        return removed
 
     async def abort_timed_out_transactions(self) -> int:
         now = _now_ms()

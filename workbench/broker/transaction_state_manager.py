@@ -94,6 +94,15 @@ class TxnPartition:
             raise KafkaProtocolError(ErrorCode.NOT_COORDINATOR, "no longer the transaction coordinator")
         self.txns[meta.transactional_id] = meta
 
+    async def remove(self, transactional_id: str) -> None:
+        """Write the id's tombstone (durable on return), then forget it (Kafka's expiry)."""
+        if self.closed:
+            raise KafkaProtocolError(ErrorCode.NOT_COORDINATOR, "no longer the transaction coordinator")
+        await self.store.append([(encode_key(transactional_id), None)])
+        if self.closed:
+            raise KafkaProtocolError(ErrorCode.NOT_COORDINATOR, "no longer the transaction coordinator")
+        self.txns.pop(transactional_id, None)
+
 
 class TransactionStateManager:
     def __init__(self, broker: TransactionBroker, on_loaded: Callable[[TxnPartition], None]) -> None:

@@ -72,8 +72,12 @@ def build_control_batch(
     timestamp_ms: int,
     base_offset: int = 0,
     leader_epoch: int = -1,
+    last_offset_delta: int = 0,
 ) -> bytes:
-    """One transaction marker as a complete v2 control batch (CRC-32C filled in)."""
+    """One transaction marker as a complete v2 control batch (CRC-32C filled in).
+
+    ``last_offset_delta`` above 0 makes the batch span offsets its one record does not use, as a
+    compacted batch does (`gap_batch`)."""
     key = _KEY.pack(0, COMMIT if commit else ABORT)
     value = _VALUE.pack(0, coordinator_epoch)
     body = (
@@ -97,7 +101,7 @@ def build_control_batch(
             2,
             0,
             attributes,
-            0,
+            last_offset_delta,
             timestamp_ms,
             timestamp_ms,
             producer_id,
@@ -109,6 +113,30 @@ def build_control_batch(
     buf += record
     struct.pack_into(">I", buf, 17, crc32c(bytes(buf[ATTRIBUTES_OFFSET:])))
     return bytes(buf)
+
+
+def gap_batch(base_offset: int, next_offset: int, *, leader_epoch: int = -1, timestamp_ms: int = 0) -> bytes:
+    """A control batch with no producer (id -1) spanning offsets ``[base_offset, next_offset)``.
+
+    The Parquet tier keeps no markers and no aborted records (`storage.parquet_tier`), so a range
+    only Parquet holds has offset gaps. A follower copying such a range needs the leader's offsets
+    without holes (a non-compacted log has none): the leader fills each gap inside a file's span
+    with one of these. Every client skips control batches; a COMMIT record with producer id -1
+    ends no transaction (producer state ignores producer id -1), and the batch's last offset
+    delta carries the fetch position past the gap.
+    """
+    if next_offset <= base_offset:
+        raise ValueError(f"empty gap [{base_offset}, {next_offset})")
+    return build_control_batch(
+        -1,
+        -1,
+        commit=True,
+        coordinator_epoch=-1,
+        timestamp_ms=timestamp_ms,
+        base_offset=base_offset,
+        leader_epoch=leader_epoch,
+        last_offset_delta=next_offset - base_offset - 1,
+    )
 
 
 def control_record_type(batch: bytes | bytearray | memoryview) -> int:

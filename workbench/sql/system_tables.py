@@ -18,6 +18,9 @@
   lock_duration_ms: the KIP-932 share partitions, one row per (share group, partition), from the
   ``share-partitions.json`` each leader publishes (Kafka has no API for in-flight record states,
   so only an embedded cluster fills it; a connection to another cluster gets no rows).
+* `wb.transactions`: transactional_id, producer_id, producer_epoch, state, age_s, timeout_ms,
+  partitions, coordinator: the open transactions (Ongoing, Prepare*), oldest first, from
+  ListTransactions + DescribeTransactions (KIP-664; `workbench.transactions.open_transactions`)
 * `wb.schemas`: subject, version, id, schema_type, schema (the schema registry's live versions;
   `workbench.sql.schemas_table`)
 * `wb.consumer_lag_history`: time, group_id, state, members, topic, partition, committed_offset,
@@ -49,6 +52,20 @@ TABLES = (
     "consumer_lag_history",
     "schemas",
     "share_groups",
+    "transactions",
+)
+
+TRANSACTIONS_SCHEMA = pa.schema(
+    [
+        ("transactional_id", pa.string()),
+        ("producer_id", pa.int64()),
+        ("producer_epoch", pa.int16()),
+        ("state", pa.string()),
+        ("age_s", pa.float64()),
+        ("timeout_ms", pa.int32()),
+        ("partitions", pa.list_(pa.string())),
+        ("coordinator", pa.int32()),
+    ]
 )
 
 #: Written by each broker (workbench/broker/share_state.py, SHARE_PARTITIONS_FILE).
@@ -109,6 +126,13 @@ def refresh_system_tables(engine, names: list[str]) -> None:
         history.start()
         tables["consumer_lag_history"] = history.table()
         wanted.remove("consumer_lag_history")
+    if "transactions" in wanted:
+        from workbench.transactions import open_transactions
+
+        tables["transactions"] = pa.Table.from_pylist(
+            open_transactions(engine.wire.bootstrap_servers), schema=TRANSACTIONS_SCHEMA
+        )
+        wanted.remove("transactions")
     if "schemas" in wanted:
         from workbench.sql.schemas_table import schemas_table
 

@@ -50,6 +50,11 @@ class LeaderEpochCache:
     def earliest_epoch(self) -> int:
         return self.entries[0][0] if self.entries else UNDEFINED_EPOCH
 
+    def epoch_at(self, offset: int) -> int:
+        """The epoch whose range holds ``offset`` (the last entry starting at or before it); -1 if none."""
+        i = bisect.bisect_right([start for _epoch, start in self.entries], offset)
+        return self.entries[i - 1][0] if i else UNDEFINED_EPOCH
+
     def end_offset_for(self, requested_epoch: int, log_end_offset: int) -> tuple[int, int]:
         """Kafka's ``endOffsetFor``: (largest epoch <= requested, where that epoch ends).
 

@@ -463,6 +463,14 @@ class PartitionLog:
                 return True
             return False
 
+    def remove_expired_producers(self, expiration_ms: int, now_ms: int | None = None) -> list[int]:
+        """Forget idempotent producers idle for ``expiration_ms`` with no open transaction here
+        (Kafka's producer.id.expiration.ms); returns their producer ids."""
+        now = _now_ms() if now_ms is None else now_ms
+        with self._lock:
+            self._check_open()
+            return self.producers.remove_expired(now, expiration_ms)
+
     # -- transactions (KIP-98; state in storage/transaction_index.py) ------------------
 
     @property
@@ -487,11 +495,16 @@ class PartitionLog:
 
     # -- read ----------------------------------------------------------------------------
 
-    def read(self, offset: int, max_bytes: int, *, upper_bound: int | None = None) -> bytes | memoryview:
+    def read(
+        self, offset: int, max_bytes: int, *, upper_bound: int | None = None, fill_gaps: bool = False
+    ) -> bytes | memoryview:
         """Whole batches from the one holding ``offset``, all below ``upper_bound`` (default: HW).
 
         At least one batch when one is available, even beyond ``max_bytes`` (KIP-74);
-        ``b""`` at the bound. Batches come from one segment, as in Kafka.
+        ``b""`` at the bound. Batches come from one segment, as in Kafka. ``fill_gaps`` (a
+        follower's fetch): the offsets a Parquet-only range holds no row for (transaction
+        markers, aborted records) come back as no-producer control batches
+        (`ParquetLog.read`), so a follower copies the range without a hole.
         """
         with self._lock:
             self._check_open()
@@ -506,7 +519,9 @@ class PartitionLog:
             try:
                 raw_start = self._local.base_offset
                 if offset < raw_start:
-                    data = self._tier.read(offset, max_bytes, upper, raw_start)
+                    data = self._tier.read(
+                        offset, max_bytes, upper, raw_start, fill_gaps=fill_gaps, epoch_at=self._epochs.epoch_at
+                    )
                     if data:
                         return data
                     offset = max(offset, raw_start)

@@ -20,12 +20,13 @@ except `write_for` (decode/encode), which runs outside it.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from workbench._lazy import lazy_module
+from workbench.protocol.control_records import gap_batch
 from workbench.protocol.records import HEADER_SIZE, build_batches, iter_batch_headers
 from workbench.storage.parquet_tier import ParquetSegment, TableCache, truncate_segment, write_segment
 from workbench.storage.segment import LogSegment
@@ -65,18 +66,37 @@ class ParquetLog:
 
     # -- reads ---------------------------------------------------------------------------
 
-    def read(self, offset: int, max_bytes: int, upper: int, raw_start: int) -> bytes:
+    def read(
+        self,
+        offset: int,
+        max_bytes: int,
+        upper: int,
+        raw_start: int,
+        *,
+        fill_gaps: bool = False,
+        epoch_at: Callable[[int], int] | None = None,
+    ) -> bytes:
         """Batches re-encoded from the first file holding a record at/after ``offset``.
 
         Only files below ``raw_start`` (offsets a raw segment holds are read raw)
         and below ``upper`` are considered; ``b""`` when none has such a record.
         Raises an ArrowException when a page fails its checksum.
+
+        ``fill_gaps`` (a follower's fetch): offsets inside a file's span that hold no row
+        (transaction markers and aborted records, never written as rows) come back as
+        `gap_batch` control batches, so the batches are contiguous from ``offset`` (or from
+        the batch holding it) and a follower of a non-compacted topic can copy them. A
+        range no file spans (a quarantined file) is never filled: the follower refuses it
+        as before. ``epoch_at(offset)`` gives a filler its partition leader epoch.
         """
         i = bisect.bisect_right([p.next_offset for p in self.segments], offset)
         for p in self.segments[i:]:
             if p.base_offset >= raw_start or p.base_offset >= upper:
                 break
-            data = self._read_file(p, max(offset, p.base_offset), max_bytes, upper)
+            start = max(offset, p.base_offset)
+            data = self._read_file(p, start, max_bytes, upper)
+            if fill_gaps and (data or start == offset):
+                data = _fill_gaps(data, start, min(p.next_offset, upper, raw_start), epoch_at)
             if data:
                 return data
         return b""
@@ -228,3 +248,23 @@ class ParquetLog:
             return False
         bisect.insort(self.segments, pseg, key=lambda p: p.base_offset)
         return True
+
+
+def _fill_gaps(data: bytes, start: int, span_end: int, epoch_at: Callable[[int], int] | None) -> bytes:
+    """``data`` (batches re-encoded from one file) with a `gap_batch` before each batch that
+    starts after where the previous one (or ``start``) ended; with no batch at all, one filler
+    for ``[start, span_end)`` (the file's span, no further)."""
+    out = bytearray()
+    expected = start
+    for h in iter_batch_headers(data):
+        if h.base_offset > expected:
+            out += _filler(expected, h.base_offset, h.base_timestamp, epoch_at)
+        out += data[h.position : h.end]
+        expected = max(expected, h.next_offset)
+    if not data and span_end > start:
+        out += _filler(start, span_end, 0, epoch_at)
+    return bytes(out)
+
+
+def _filler(base: int, end: int, timestamp_ms: int, epoch_at: Callable[[int], int] | None) -> bytes:
+    return gap_batch(base, end, leader_epoch=epoch_at(base) if epoch_at else -1, timestamp_ms=timestamp_ms)

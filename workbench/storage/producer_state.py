@@ -26,6 +26,10 @@ type (commit or abort) is read back from the log through ``marker_reader``.
 The state is checkpointed to ``producer-state.json`` (offset it is valid up to +
 entries) at roll and close; recovery loads it and replays the batch headers
 after that offset.
+
+Expiry (Kafka's ``producer.id.expiration.ms``, `remove_expired`): a producer whose last
+batch's timestamp is that old, and that has no open transaction here, is forgotten; if
+it writes again its sequence is accepted as an unknown producer's (KIP-360).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -63,6 +68,8 @@ class BatchMetadata:
 class ProducerEntry:
     epoch: int
     batches: deque[BatchMetadata] = field(default_factory=lambda: deque(maxlen=BATCHES_TO_RETAIN))
+    #: The newest batch timestamp (data or marker) of this producer: what expiry looks at.
+    last_timestamp: int = -1
 
     @property
     def last_seq(self) -> int:
@@ -73,7 +80,11 @@ class ProducerEntry:
         return self.batches[-1].last_offset if self.batches else -1
 
     def copy(self) -> ProducerEntry:
-        return ProducerEntry(self.epoch, deque(self.batches, maxlen=BATCHES_TO_RETAIN))
+        return ProducerEntry(self.epoch, deque(self.batches, maxlen=BATCHES_TO_RETAIN), self.last_timestamp)
+
+    def touch(self, timestamp: int) -> None:
+        if timestamp > self.last_timestamp:
+            self.last_timestamp = timestamp
 
 
 def _in_sequence(last_seq: int, next_seq: int) -> bool:
@@ -113,6 +124,7 @@ class ProducerStateManager:
                     ErrorCode.INVALID_PRODUCER_EPOCH,
                     f"producer {pid}: epoch {epoch} is older than the current {entry.epoch}",
                 )
+            entry.touch(h.max_timestamp)
             if h.is_control or first_seq < 0:
                 # A marker or a coordinator's batch: epoch only (Kafka's AppendOrigin.COORDINATOR).
                 if epoch != entry.epoch:
@@ -185,15 +197,17 @@ class ProducerStateManager:
         if h.is_control or h.base_sequence < 0:
             entry = self.producers.get(h.producer_id)
             if entry is None:
-                self.producers[h.producer_id] = ProducerEntry(h.producer_epoch)
+                entry = self.producers[h.producer_id] = ProducerEntry(h.producer_epoch)
             elif h.producer_epoch > entry.epoch:
                 entry.epoch = h.producer_epoch
                 entry.batches.clear()
+            entry.touch(h.max_timestamp)
             self.changed = True
             return
         entry = self.producers.get(h.producer_id)
         if entry is None:
             entry = self.producers[h.producer_id] = ProducerEntry(h.producer_epoch)
+        entry.touch(h.max_timestamp)
         if h.producer_epoch != entry.epoch:
             entry.epoch = h.producer_epoch
             entry.batches.clear()
@@ -213,6 +227,19 @@ class ProducerStateManager:
             del self.producers[pid]
         self.transactions.truncate_head(log_start_offset)
         self.changed = self.changed or bool(gone)
+
+    def remove_expired(self, now_ms: int, expiration_ms: int) -> list[int]:
+        """Forget producers idle for ``expiration_ms`` (by their last batch timestamp) that have no
+        open transaction here (Kafka's removeExpiredProducers); returns their ids."""
+        gone = [
+            pid
+            for pid, e in self.producers.items()
+            if now_ms - e.last_timestamp >= expiration_ms and pid not in self.transactions.ongoing
+        ]
+        for pid in gone:
+            del self.producers[pid]
+        self.changed = self.changed or bool(gone)
+        return gone
 
     def truncate_tail(self, log_end_offset: int) -> None:
         """Drop batch metadata at or above ``log_end_offset`` (log truncation).
@@ -252,6 +279,7 @@ class ProducerStateManager:
                     "batches": [
                         [m.first_seq, m.last_seq, m.first_offset, m.last_offset, m.timestamp] for m in e.batches
                     ],
+                    "last_timestamp": e.last_timestamp,
                 }
                 for pid, e in self.producers.items()
             },
@@ -267,10 +295,13 @@ class ProducerStateManager:
         self.producers.clear()
         try:
             doc = json.loads(self.path.read_text())
+            loaded_ms = int(time.time() * 1000)
             for pid, e in doc["producers"].items():
                 entry = ProducerEntry(int(e["epoch"]))
                 for b in e["batches"]:
                     entry.batches.append(BatchMetadata(*(int(x) for x in b)))
+                # A snapshot from before expiry existed has no timestamp: idle from now on.
+                entry.last_timestamp = int(e.get("last_timestamp", loaded_ms))
                 self.producers[int(pid)] = entry
             self.transactions.restore(doc.get("transactions"))
             return int(doc["offset"])

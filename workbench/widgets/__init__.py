@@ -19,6 +19,7 @@ from workbench.widgets.groups import GroupMonitor
 from workbench.widgets.producer import ProducerPanel
 from workbench.widgets.sql_panel import SqlPanel
 from workbench.widgets.topic_overview import TopicOverview
+from workbench.widgets.transactions import TransactionsPanel
 
 __all__ = [
     "BurrowEvaluator",
@@ -29,4 +30,5 @@ __all__ = [
     "SqlPanel",
     "TopicBrowser",
     "TopicOverview",
+    "TransactionsPanel",
 ]

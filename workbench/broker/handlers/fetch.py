@@ -58,7 +58,7 @@ def _read_all(broker: Broker, body: Any, replica_id: int) -> tuple[list[dict], i
                     if diverging is None and (limit > 0 or total == 0):
                         # KIP-98: read_committed never gets data at or above the last stable offset.
                         upper = plog.log_end_offset if follower else (lso if read_committed else hw)
-                        records = plog.read(fp.fetch_offset, max(limit, 1), upper_bound=upper)
+                        records = plog.read(fp.fetch_offset, max(limit, 1), upper_bound=upper, fill_gaps=follower)
                         if read_committed and len(records):
                             aborted = [
                                 {"producer_id": pid, "first_offset": first}
