@@ -41,6 +41,7 @@ from workbench.broker.share_state import SHARE_PARTITIONS_FILE
 from workbench.broker.transaction_coordinator import TransactionCoordinator
 from workbench.controller.image import MetadataImage
 from workbench.controller.quorum import QuorumMetadataLog
+from workbench.open_tables import iceberg_root
 from workbench.protocol.api_keys import CONTROLLER_API_KEY, ApiKey
 from workbench.protocol.codec import (
     Request,
@@ -102,6 +103,7 @@ class Broker:
         self.last_write = 0.0  # time.monotonic() of the last append (see _conversion_due)
         self._pending_since: dict[tuple[str, int, int], float] = {}
         self._last_tail: dict[tuple[str, int], float] = {}
+        self._last_iceberg: dict[tuple[str, int], tuple[float, int]] = {}  # tp -> (when, published to)
         self._ready = False
         self._ready_for_metadata = False
         self.server = KafkaServer(
@@ -459,6 +461,8 @@ class Broker:
                         )
                 if self.replicas.logs.get(tp) is plog and not self._stopping.is_set():
                     await self._write_tails(tp, plog)
+                if self.replicas.logs.get(tp) is plog and not self._stopping.is_set():
+                    await self._publish_iceberg(tp, plog)
             for key in [k for k in self._pending_since if k not in waiting]:
                 del self._pending_since[key]
 
@@ -478,6 +482,36 @@ class Broker:
                 log.warning("Parquet tail file of %s-%d failed: %s", *tp, exc)
                 return
             plog.install_tail(job, Path(answer["path"]))
+
+    async def _publish_iceberg(self, tp: tuple[str, int], plog: PartitionLog) -> None:
+        """Commit the partition's new records (read from its Parquet files, so below the LSO) to
+        the topic's Iceberg table, in the converter process (`workbench.storage.iceberg_tables`).
+        Only the partition's leader publishes, so replicas' copies are never unioned twice; the
+        table's own optimistic commit keeps a leader change from publishing a range twice."""
+        interval = self.config.iceberg_commit_ms / 1000
+        if interval <= 0 or tp[0].startswith("__"):
+            return
+        partition = self.replicas.partition(*tp)
+        if partition is None or not partition.is_leader:
+            return
+        now = time.monotonic()
+        last, published = self._last_iceberg.get(tp, (0.0, -1))
+        if now - last < interval or published >= plog.last_stable_offset:
+            return
+        job = {
+            "iceberg": True,
+            "root": str(iceberg_root(self.config.cluster_dir)),
+            "topic": tp[0],
+            "partition": tp[1],
+            "directory": str(plog.directory),
+        }
+        try:
+            answer = await self.converter.convert(job)
+        except ConversionError as exc:
+            log.warning("Iceberg commit of %s-%d failed: %s", *tp, exc)
+            self._last_iceberg[tp] = (now, published)
+            return
+        self._last_iceberg[tp] = (now, int(answer.get("to_offset", published)))
 
     # -- producer ids -----------------------------------------------------------------------------
 

@@ -23,7 +23,9 @@ Protocol: one JSON object per line each way. The broker sends
 or ``{"id", "ok": false, "error"}`` (the id lets the broker skip the late answer to a
 job it abandoned). A job with ``"tail": true`` is a tail file
 (`workbench.storage.parquet_tail`): written to ``<base>.parquet.tail.tmp`` and left there, for
-the broker to rename under the log's lock. The broker installs the file only if the log
+the broker to rename under the log's lock. A job with ``"iceberg": true`` commits the
+partition's new records to its topic's Iceberg table (`workbench.storage.iceberg_tables`) and
+answers with the committed offset range. The broker installs the file only if the log
 has not been truncated or the segment deleted meanwhile (`PartitionLog.install_parquet`).
 """
 
@@ -124,7 +126,12 @@ def _answer(pseg: Any) -> dict[str, Any]:
 
 
 def convert_one(job: dict[str, Any]) -> dict[str, Any]:
-    """Convert one sealed segment (or write a tail file); the answer the child sends back."""
+    """Convert one sealed segment (or write a tail file, or commit to Iceberg); the answer the
+    child sends back."""
+    if job.get("iceberg"):
+        from workbench.storage.iceberg_tables import publish
+
+        return publish(job)
     if job.get("tail"):
         return convert_tail(job)
     from workbench.storage.parquet_tier import write_segment
