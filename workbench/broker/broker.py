@@ -93,6 +93,9 @@ class Broker:
         # Schema ids per subject, read from `_schemas` once a schema-validating topic gets a produce.
         self.schema_ids = SchemaIds(lambda: f"{config.host}:{self.server.port}")
         self.converter = ParquetConverter()
+        # A second converter process for Iceberg commits (issue 17): pyiceberg's import and each
+        # commit's catalog round trip never delay a sealed conversion or a tail file.
+        self.lake_committer = ParquetConverter()
         self.cleaner = LogCleaner(
             lambda: list(self.replicas.logs.values()),
             dedupe_buffer_bytes=config.log_cleaner_dedupe_buffer_size,
@@ -168,6 +171,7 @@ class Broker:
         self._tasks.append(loop.create_task(self._metadata_loop()))
         self._tasks.append(loop.create_task(self._maintenance_loop()))
         self._tasks.append(loop.create_task(self._conversion_loop()))
+        self._tasks.append(loop.create_task(self._iceberg_loop()))
         self._tasks.append(loop.create_task(self.controller.run()))
         self._tasks.append(loop.create_task(self._isr_loop()))
         if self.config.log_cleaner_enable:
@@ -220,6 +224,7 @@ class Broker:
         await asyncio.get_running_loop().run_in_executor(None, self.cleaner.stop)
         await asyncio.get_running_loop().run_in_executor(None, self.schema_ids.close)
         await self.converter.close()
+        await self.lake_committer.close()
         await self.fetchers.close()
         # Stopping with the whole cluster (not controlled): in-flight offset appends cannot replicate.
         await self.groups.close(grace=None if controlled else 0.0)
@@ -461,8 +466,6 @@ class Broker:
                         )
                 if self.replicas.logs.get(tp) is plog and not self._stopping.is_set():
                     await self._write_tails(tp, plog)
-                if self.replicas.logs.get(tp) is plog and not self._stopping.is_set():
-                    await self._publish_iceberg(tp, plog)
             for key in [k for k in self._pending_since if k not in waiting]:
                 del self._pending_since[key]
 
@@ -483,9 +486,19 @@ class Broker:
                 return
             plog.install_tail(job, Path(answer["path"]))
 
+    async def _iceberg_loop(self) -> None:
+        """Commit the led partitions' new records to their topics' Iceberg tables (issue 17)."""
+        if self.config.iceberg_commit_ms <= 0:
+            return
+        while True:
+            await asyncio.sleep(min(self.config.background_interval_s, self.config.iceberg_commit_ms / 1000))
+            for tp, plog in list(self.replicas.logs.items()):
+                if self.replicas.logs.get(tp) is plog and not self._stopping.is_set():
+                    await self._publish_iceberg(tp, plog)
+
     async def _publish_iceberg(self, tp: tuple[str, int], plog: PartitionLog) -> None:
         """Commit the partition's new records (read from its Parquet files, so below the LSO) to
-        the topic's Iceberg table, in the converter process (`workbench.storage.iceberg_tables`).
+        the topic's Iceberg table, in the committer process (`workbench.storage.iceberg_tables`).
         Only the partition's leader publishes, so replicas' copies are never unioned twice; the
         table's own optimistic commit keeps a leader change from publishing a range twice."""
         interval = self.config.iceberg_commit_ms / 1000
@@ -506,7 +519,7 @@ class Broker:
             "directory": str(plog.directory),
         }
         try:
-            answer = await self.converter.convert(job)
+            answer = await self.lake_committer.convert(job)
         except ConversionError as exc:
             log.warning("Iceberg commit of %s-%d failed: %s", *tp, exc)
             self._last_iceberg[tp] = (now, published)
