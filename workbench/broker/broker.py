@@ -94,8 +94,10 @@ class Broker:
         self.schema_ids = SchemaIds(lambda: f"{config.host}:{self.server.port}")
         self.converter = ParquetConverter()
         # A second converter process for Iceberg commits (issue 17): pyiceberg's import and each
-        # commit's catalog round trip never delay a sealed conversion or a tail file.
-        self.lake_committer = ParquetConverter()
+        # commit's catalog round trip never delay a sealed conversion or a tail file. At nice 10, not
+        # SCHED_IDLE: a commit is small (~0.1 s of CPU) and under load SCHED_IDLE starved it for
+        # many seconds (benchmarks/open_tables.py at 10k records/s).
+        self.lake_committer = ParquetConverter(nice=10)
         self.cleaner = LogCleaner(
             lambda: list(self.replicas.logs.values()),
             dedupe_buffer_bytes=config.log_cleaner_dedupe_buffer_size,

@@ -52,6 +52,12 @@ IDLE_EXIT_S = 30.0
 
 
 def _lower_priority() -> str:
+    if "--nice" in sys.argv[1:]:  # the Iceberg committer: below the broker, above SCHED_IDLE
+        try:
+            os.nice(int(sys.argv[sys.argv.index("--nice") + 1]))
+            return "nice"
+        except (OSError, IndexError, ValueError):
+            return "normal"
     try:
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
         return "SCHED_IDLE"
@@ -182,8 +188,9 @@ class ConversionError(Exception):
 class ParquetConverter:
     """The broker's handle on the converter process: one conversion at a time, started on demand."""
 
-    def __init__(self, idle_exit_s: float = IDLE_EXIT_S) -> None:
+    def __init__(self, idle_exit_s: float = IDLE_EXIT_S, nice: int | None = None) -> None:
         self.idle_exit_s = idle_exit_s
+        self.nice = nice  # None: SCHED_IDLE (else nice 19); a number: that niceness instead
         self._proc: asyncio.subprocess.Process | None = None
         self._lock = asyncio.Lock()
         self._idle_timer: asyncio.TimerHandle | None = None
@@ -234,6 +241,7 @@ class ParquetConverter:
                 sys.executable,
                 "-m",
                 "workbench.storage.converter",
+                *(["--nice", str(self.nice)] if self.nice is not None else []),
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
             )
