@@ -204,3 +204,36 @@ def test_iceberg_table_is_consistent_after_the_broker_is_killed_mid_traffic(fres
         .fetchone()
     )
     assert n == distinct == len(offsets)
+
+
+def test_a_new_leader_continues_the_table_without_publishing_twice(fresh_cluster, topic_name):
+    c = fresh_cluster(3)
+    c.create_topic(topic_name, partitions=1, replication_factor=3, config={"min.insync.replicas": "2"})
+    p = Producer({"bootstrap.servers": c.bootstrap_servers, "acks": "all"})
+    for i in range(500):
+        p.produce(topic_name, value=f"a{i}".encode(), partition=0)
+    assert p.flush(30) == 0
+    wait_until(lambda: len(iceberg_offsets(c, topic_name)) >= 500, timeout=DEADLINE_S, interval=0.5)
+    frame = c.describe().partitions
+    victim = int(frame[frame.topic == topic_name].leader.iloc[0])
+    c.kill_broker(victim)
+    wait_until(
+        lambda: (
+            (f := c.describe().partitions) is not None
+            and victim not in set(f[f.topic == topic_name].leader)
+            and int(f[f.topic == topic_name].leader.iloc[0]) >= 0
+        ),
+        timeout=30,
+        message="a new leader",
+    )
+    p2 = Producer({"bootstrap.servers": c.bootstrap_servers, "acks": "all"})
+    for i in range(500):
+        p2.produce(topic_name, value=f"b{i}".encode(), partition=0)
+    assert p2.flush(30) == 0
+    offsets = wait_until(
+        lambda: len(o := iceberg_offsets(c, topic_name)) >= 1000 and o, timeout=DEADLINE_S, interval=0.5
+    )
+    assert offsets == [(0, o) for o in range(1000)]  # the new leader went on from the old one's offset
+    table = c.iceberg_table(topic_name)
+    values = sorted(table.scan(selected_fields=("value",)).to_arrow().column("value").to_pylist())
+    assert values == sorted([f"a{i}".encode() for i in range(500)] + [f"b{i}".encode() for i in range(500)])
