@@ -35,11 +35,6 @@ def data_glob(root: Path, topic: str) -> str:
     return str(table_location(root, topic) / "data" / "*.parquet")
 
 
-def next_offset_property(partition: int) -> str:
-    """The table property holding the partition's published offset (exclusive)."""
-    return f"workbench.next-offset.{partition}"
-
-
 def open_catalog(root: Path) -> SqlCatalog:
     """The pyiceberg SQL catalog in ``root`` (``catalog.db``, created on first use)."""
     from pyiceberg.catalog.sql import SqlCatalog

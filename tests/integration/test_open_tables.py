@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
@@ -101,6 +102,8 @@ def test_iceberg_snapshots_are_prefixes_of_the_log_with_each_record_once(cluster
         part, lo, hi = (int(props[k]) for k in ("workbench.partition", "workbench.from-offset", "workbench.to-offset"))
         assert lo == reached[part] and hi > lo, (snap.snapshot_id, props, reached)
         reached[part] = hi
+        carried = {int(k): v for k, v in json.loads(props["workbench.next-offsets"]).items()}
+        assert carried == {k: v for k, v in reached.items() if v}  # every partition's offset, carried forward
         # time travel: the snapshot is exactly the prefixes published so far
         assert iceberg_offsets(cluster, topic_name, snap.snapshot_id) == sorted(
             (q_, o) for q_, end in reached.items() for o in range(end)

@@ -10,16 +10,16 @@ copies are never unioned twice) asks its converter process to publish; the proce
 records of its Parquet files (sealed and tail files: never above the last stable offset, no
 aborted records, see `workbench.storage.parquet_tail`) from the table's published offset on,
 writes them once, whole, as an immutable data file ``data/p<partition>-<from>.parquet`` and
-commits it with ``add_files`` (no copy) in one transaction that also moves the table property
-``workbench.next-offset.<partition>``. One snapshot per commit; its summary carries
+commits it with ``add_files`` (no copy). One snapshot per commit; its summary carries
 ``workbench.partition``, ``workbench.from-offset`` and ``workbench.to-offset`` (exclusive), so an
 offset maps to the first snapshot whose ``to-offset`` is above it.
 
 Why a file of its own: the broker's tail files are rewritten in place each second and renamed
 over by the sealed conversion; Iceberg data files must never change once referenced.
 
-Exactly once: a commit is based on the property it read; pyiceberg's commit asserts the branch
-still points at the snapshot it started from (optimistic concurrency), so two publishers (a
+Exactly once: a commit starts where the current snapshot says the partition's published records
+end (``workbench.next-offsets`` in its summary, every partition's, carried forward); pyiceberg's
+commit asserts the branch still points at the snapshot it started from (optimistic concurrency), so two publishers (a
 leader change) cannot both publish a range: the loser reloads and finds it published. A crash
 between writing the data file and committing leaves the table at its previous snapshot and an
 unreferenced file named by its start offset; the next publisher from that offset finds the name
@@ -33,6 +33,7 @@ snapshots are never expired (one per commit; old metadata files are pruned to 20
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from functools import cache
@@ -43,7 +44,6 @@ from workbench._lazy import lazy_module
 from workbench.open_tables import (
     ANCHOR,
     NAMESPACE,
-    next_offset_property,
     open_catalog,
     table_location,
 )
@@ -203,6 +203,17 @@ def _write_data_file(path: Path, table: pa.Table, end: int) -> Path:
     return path
 
 
+def published_offsets(table: Table) -> dict[int, int]:
+    """Where each partition's published records end (exclusive): the current snapshot's
+    ``workbench.next-offsets`` (every snapshot carries all partitions' offsets forward, so expiring
+    old snapshots loses nothing). Empty before the first commit."""
+    snap = table.current_snapshot()
+    if snap is None or snap.summary is None:
+        return {}
+    text = snap.summary.additional_properties.get("workbench.next-offsets", "{}")
+    return {int(k): int(v) for k, v in json.loads(text).items()}
+
+
 def publish(job: dict[str, Any]) -> dict[str, Any]:
     """Commit the partition's records not yet in its Iceberg table (one snapshot), if any.
 
@@ -212,12 +223,11 @@ def publish(job: dict[str, Any]) -> dict[str, Any]:
     from pyiceberg.exceptions import CommitFailedException
 
     root, topic, partition = Path(job["root"]), job["topic"], int(job["partition"])
-    prop = next_offset_property(partition)
     catalog = open_catalog(root)
     for _attempt in range(20):
         table = _load_or_create(catalog, root, topic)
-        published = table.properties.get(prop)
-        start = int(published) if published is not None else None
+        offsets = published_offsets(table)
+        start = offsets.get(partition)
         first, end, rows = _read_range(Path(job["directory"]), start)
         if rows is None or rows.num_rows == 0:
             return {"ok": True, "committed": False, "from_offset": first, "to_offset": start or first, "rows": 0}
@@ -229,12 +239,11 @@ def publish(job: dict[str, Any]) -> dict[str, Any]:
             "workbench.partition": str(partition),
             "workbench.from-offset": str(first),
             "workbench.to-offset": str(end),
+            "workbench.next-offsets": json.dumps({str(k): v for k, v in sorted({**offsets, partition: end}.items())}),
             "workbench.committed-at-ms": str(int(time.time() * 1000)),
         }
         try:
-            with table.transaction() as tx:
-                tx.add_files([f"file://{path}"], snapshot_properties=summary, check_duplicate_files=False)
-                tx.set_properties({prop: str(end)})
+            table.add_files([f"file://{path}"], snapshot_properties=summary, check_duplicate_files=False)
         except CommitFailedException:
             continue  # another publisher committed meanwhile: reload, re-decide
         snap = catalog.load_table((NAMESPACE, topic)).current_snapshot()
