@@ -81,7 +81,8 @@ def test_plain_duckdb_catalog_sees_what_cluster_sql_sees(cluster, topic_name):
 
 def test_iceberg_snapshots_are_prefixes_of_the_log_with_each_record_once(cluster, topic_name):
     cluster.create_topic(topic_name, partitions=2, replication_factor=3)
-    p = Producer({"bootstrap.servers": cluster.bootstrap_servers, "linger.ms": 5})
+    # idempotent: a retried batch must not add a second copy to the log (the test counts offsets)
+    p = Producer({"bootstrap.servers": cluster.bootstrap_servers, "linger.ms": 5, "enable.idempotence": True})
     total = 0
     for _round in range(3):  # three rounds a few seconds apart: several commits per partition
         for i in range(400):
@@ -212,7 +213,7 @@ def test_iceberg_table_is_consistent_after_the_broker_is_killed_mid_traffic(fres
 def test_a_new_leader_continues_the_table_without_publishing_twice(fresh_cluster, topic_name):
     c = fresh_cluster(3)
     c.create_topic(topic_name, partitions=1, replication_factor=3, config={"min.insync.replicas": "2"})
-    p = Producer({"bootstrap.servers": c.bootstrap_servers, "acks": "all"})
+    p = Producer({"bootstrap.servers": c.bootstrap_servers, "enable.idempotence": True})
     for i in range(500):
         p.produce(topic_name, value=f"a{i}".encode(), partition=0)
     assert p.flush(30) == 0
@@ -229,7 +230,7 @@ def test_a_new_leader_continues_the_table_without_publishing_twice(fresh_cluster
         timeout=30,
         message="a new leader",
     )
-    p2 = Producer({"bootstrap.servers": c.bootstrap_servers, "acks": "all"})
+    p2 = Producer({"bootstrap.servers": c.bootstrap_servers, "enable.idempotence": True})
     for i in range(500):
         p2.produce(topic_name, value=f"b{i}".encode(), partition=0)
     assert p2.flush(30) == 0
