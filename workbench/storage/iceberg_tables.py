@@ -161,7 +161,9 @@ def _read_range(directory: Path, start: int | None) -> tuple[int, int, pa.Table 
         if base > end:
             break  # a hole (a file not written yet): the rest next time
         try:
-            t = pq.read_table(path, filters=[("offset", ">=", first)])
+            # Bounded by the range listed: a tail may have been renamed over by a longer one since
+            # its metadata was read, and rows past ``nxt`` belong to the next commit (else twice).
+            t = pq.read_table(path, filters=[("offset", ">=", first), ("offset", "<", nxt)])
         except (OSError, ValueError):
             break  # replaced (tail -> sealed) or removed while we read: next time
         tables.append(t)
