@@ -50,6 +50,7 @@ def test_every_notebook_is_listed():
         "08-schemas.ipynb",
         "09-changelog-tables.ipynb",
         "10-share-groups.ipynb",
+        "11-open-tables.ipynb",
     ]
 
 

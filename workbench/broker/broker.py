@@ -41,6 +41,7 @@ from workbench.broker.share_state import SHARE_PARTITIONS_FILE
 from workbench.broker.transaction_coordinator import TransactionCoordinator
 from workbench.controller.image import MetadataImage
 from workbench.controller.quorum import QuorumMetadataLog
+from workbench.open_tables import iceberg_root
 from workbench.protocol.api_keys import CONTROLLER_API_KEY, ApiKey
 from workbench.protocol.codec import (
     Request,
@@ -92,6 +93,11 @@ class Broker:
         # Schema ids per subject, read from `_schemas` once a schema-validating topic gets a produce.
         self.schema_ids = SchemaIds(lambda: f"{config.host}:{self.server.port}")
         self.converter = ParquetConverter()
+        # A second converter process for Iceberg commits (issue 17): pyiceberg's import and each
+        # commit's catalog round trip never delay a sealed conversion or a tail file. At nice 10, not
+        # SCHED_IDLE: a commit is small (~0.1 s of CPU) and under load SCHED_IDLE starved it for
+        # many seconds (benchmarks/open_tables.py at 10k records/s).
+        self.lake_committer = ParquetConverter(nice=10)
         self.cleaner = LogCleaner(
             lambda: list(self.replicas.logs.values()),
             dedupe_buffer_bytes=config.log_cleaner_dedupe_buffer_size,
@@ -102,6 +108,7 @@ class Broker:
         self.last_write = 0.0  # time.monotonic() of the last append (see _conversion_due)
         self._pending_since: dict[tuple[str, int, int], float] = {}
         self._last_tail: dict[tuple[str, int], float] = {}
+        self._last_iceberg: dict[tuple[str, int], tuple[float, int]] = {}  # tp -> (when, published to)
         self._ready = False
         self._ready_for_metadata = False
         self.server = KafkaServer(
@@ -166,6 +173,7 @@ class Broker:
         self._tasks.append(loop.create_task(self._metadata_loop()))
         self._tasks.append(loop.create_task(self._maintenance_loop()))
         self._tasks.append(loop.create_task(self._conversion_loop()))
+        self._tasks.append(loop.create_task(self._iceberg_loop()))
         self._tasks.append(loop.create_task(self.controller.run()))
         self._tasks.append(loop.create_task(self._isr_loop()))
         if self.config.log_cleaner_enable:
@@ -218,6 +226,7 @@ class Broker:
         await asyncio.get_running_loop().run_in_executor(None, self.cleaner.stop)
         await asyncio.get_running_loop().run_in_executor(None, self.schema_ids.close)
         await self.converter.close()
+        await self.lake_committer.close()
         await self.fetchers.close()
         # Stopping with the whole cluster (not controlled): in-flight offset appends cannot replicate.
         await self.groups.close(grace=None if controlled else 0.0)
@@ -502,6 +511,46 @@ class Broker:
                 log.warning("Parquet tail file of %s-%d failed: %s", *tp, exc)
                 return
             plog.install_tail(job, Path(answer["path"]))
+
+    async def _iceberg_loop(self) -> None:
+        """Commit the led partitions' new records to their topics' Iceberg tables (issue 17)."""
+        if self.config.iceberg_commit_ms <= 0:
+            return
+        while True:
+            await asyncio.sleep(min(self.config.background_interval_s, self.config.iceberg_commit_ms / 1000))
+            for tp, plog in list(self.replicas.logs.items()):
+                if self.replicas.logs.get(tp) is plog and not self._stopping.is_set():
+                    await self._publish_iceberg(tp, plog)
+
+    async def _publish_iceberg(self, tp: tuple[str, int], plog: PartitionLog) -> None:
+        """Commit the partition's new records (read from its Parquet files, so below the LSO) to
+        the topic's Iceberg table, in the committer process (`workbench.storage.iceberg_tables`).
+        Only the partition's leader publishes, so replicas' copies are never unioned twice; the
+        table's own optimistic commit keeps a leader change from publishing a range twice."""
+        interval = self.config.iceberg_commit_ms / 1000
+        if interval <= 0 or tp[0].startswith("__"):
+            return
+        partition = self.replicas.partition(*tp)
+        if partition is None or not partition.is_leader:
+            return
+        now = time.monotonic()
+        last, published = self._last_iceberg.get(tp, (0.0, -1))
+        if now - last < interval or published >= plog.last_stable_offset:
+            return
+        job = {
+            "iceberg": True,
+            "root": str(iceberg_root(self.config.cluster_dir)),
+            "topic": tp[0],
+            "partition": tp[1],
+            "directory": str(plog.directory),
+        }
+        try:
+            answer = await self.lake_committer.convert(job)
+        except ConversionError as exc:
+            log.warning("Iceberg commit of %s-%d failed: %s", *tp, exc)
+            self._last_iceberg[tp] = (now, published)
+            return
+        self._last_iceberg[tp] = (now, int(answer.get("to_offset", published)))
 
     # -- producer ids -----------------------------------------------------------------------------
 

@@ -40,7 +40,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from workbench.sql import flatten, latest, typed
-from workbench.sql.cache import ANCHOR, PartitionCache, SegmentFile, partition_dir, read_sealed
+from workbench.sql.cache import PartitionCache, SegmentFile, partition_dir, read_sealed
 from workbench.sql.errors import ReadOnlyTopicError, SqlError, UnknownTopicError
 from workbench.sql.flatten import TopicSchema, quote, sql_literal
 from workbench.sql.locks import RWLock
@@ -57,6 +57,11 @@ EMPTY_CACHED_ROWS = (
     'SELECT NULL::INTEGER AS partition, NULL::BIGINT AS "offset", NULL::TIMESTAMPTZ AS timestamp, '
     "NULL::BLOB AS key_bytes, NULL::BLOB AS value_bytes, "
     "NULL::STRUCT(key VARCHAR, value BLOB)[] AS headers LIMIT 0"
+)
+#: The raw columns of an Iceberg data file (`workbench.storage.iceberg_tables`), no rows.
+EMPTY_TABLE_ROWS = (
+    'SELECT NULL::INTEGER AS partition, NULL::BIGINT AS "offset", NULL::TIMESTAMPTZ AS timestamp, '
+    "NULL::BLOB AS key, NULL::BLOB AS value, NULL::STRUCT(key VARCHAR, value BLOB)[] AS headers LIMIT 0"
 )
 _WRITE_STATEMENTS = {"INSERT", "UPDATE", "DELETE", "DROP", "ALTER", "CREATE", "COPY", "MERGE_INTO"}
 
@@ -136,12 +141,16 @@ class SqlEngine:
         *,
         compact: bool = True,
         isolation_level: str = "read_committed",
+        open_tables: Path | None = None,
     ) -> None:
         self.wire = Wire(bootstrap_servers, isolation_level)
         self.root = Path(root)
         self.cache_root = self.root / "sql"
         self.cache_root.mkdir(parents=True, exist_ok=True)
         self.catalog_path = self.root / "workbench.duckdb"
+        #: An embedded cluster's Iceberg directory (`workbench.open_tables`): the catalog's views
+        #: read its data files above the cache, so plain DuckDB sees records within seconds.
+        self.open_tables = Path(open_tables) if open_tables is not None else None
         self.source = source
         self.materializer = materializer
         self.db = duckdb.connect()
@@ -163,7 +172,8 @@ class SqlEngine:
         self._local = threading.local()
         self._topics: dict[str, TopicState] = {}
         self._metadata: ClusterMetadata | None = None
-        self._catalog_topics: tuple[str, ...] | None = None
+        self._catalog_signature: tuple | None = None
+        self._in_sync = False
         self._closed = False
         self._close_lock = threading.Lock()
         self._compactor = None
@@ -367,6 +377,14 @@ class SqlEngine:
         return sorted(t for t in md.partitions if not t.startswith("__") and md.partitions[t])
 
     def _sync_topics(self, md: ClusterMetadata) -> None:
+        self._in_sync = True
+        try:
+            self._sync_topic_states(md)
+        finally:
+            self._in_sync = False
+        self._maybe_write_catalog()
+
+    def _sync_topic_states(self, md: ClusterMetadata) -> None:
         names = self._user_topics(md)
         for name in names:
             state = self._topics.get(name)
@@ -384,8 +402,6 @@ class SqlEngine:
             self._update_view(state)
         for gone in set(self._topics) - set(names):
             self._drop_topic(gone)
-        if tuple(names) != self._catalog_topics:
-            self._write_catalog(names)
 
     def _drop_topic(self, name: str) -> None:
         with self._files.write():
@@ -832,36 +848,72 @@ class SqlEngine:
         run(self._ddl, f"CREATE OR REPLACE VIEW main.{quote(state.name)} AS {flatten.present_sql(body)}")
         run(self._ddl, latest.view_sql(state.name))
         state.view_files = files
+        if not self._in_sync:
+            self._maybe_write_catalog()
 
-    def _write_catalog(self, topics: list[str]) -> None:
-        """`<root>/workbench.duckdb`: a view per topic over the cache files, for plain DuckDB."""
+    def _maybe_write_catalog(self) -> None:
+        """Rewrite the catalog when a topic, its cache files or its flattened schema changed."""
+        signature = tuple(
+            (
+                name,
+                state.schema_version,
+                tuple(
+                    (p, tuple(str(f.path) for f in state.partitions[p].cache.files)) for p in sorted(state.partitions)
+                ),
+            )
+            for name, state in sorted(self._topics.items())
+        )
+        if signature != self._catalog_signature:
+            self._write_catalog()
+            self._catalog_signature = signature
+
+    def _catalog_view_sql(self, state: TopicState) -> str:
+        """A topic in the catalog: its cache files, then (embedded clusters) the Iceberg table's
+        data files above what the cache covers, per partition (they never overlap each other)."""
+        parts, covered = [], []
+        files = [str(f.path) for _, ps in sorted(state.partitions.items()) for f in ps.cache.files]
+        if files:
+            paths = ", ".join(sql_literal(p) for p in files)
+            parts.append(f"SELECT * FROM read_parquet([{paths}], union_by_name=true)")
+        for p, ps in sorted(state.partitions.items()):
+            if ps.cache.next is not None:
+                covered.append(f'WHEN {int(p)} THEN "offset" >= {int(ps.cache.next)}')
+        if self.open_tables is not None:
+            from workbench.open_tables import ANCHOR, data_glob, table_location
+
+            anchor = table_location(self.open_tables, state.name) / "data" / ANCHOR
+            if not anchor.exists():  # a glob must match a file even before the first commit
+                anchor.parent.mkdir(parents=True, exist_ok=True)
+                self._copy(EMPTY_TABLE_ROWS, anchor)
+            where = f"CASE partition {' '.join(covered)} ELSE true END" if covered else "true"
+            raw = (
+                f"(SELECT * FROM read_parquet({sql_literal(data_glob(self.open_tables, state.name))}, "
+                f"union_by_name=true) WHERE {where})"
+            )
+            parts.append(flatten.flatten_sql(raw, state.schema))
+        if not parts:
+            parts.append(EMPTY_CACHED_ROWS)
+        body = "(" + " UNION ALL BY NAME ".join(f"({q})" for q in parts) + ")"
+        return flatten.present_sql(body)
+
+    def _write_catalog(self) -> None:
+        """`<root>/workbench.duckdb`: a view per topic, for plain DuckDB without the workbench.
+        Written whole under a temporary name and renamed: a reader that has it open (even a
+        read-write DuckDB shell) keeps its version, the next `connect` gets the new one."""
+        tmp = self.catalog_path.with_name(f".{self.catalog_path.name}.{os.getpid()}.tmp")
+        tmp.unlink(missing_ok=True)
         try:
-            con = duckdb.connect(str(self.catalog_path))
-        except duckdb.Error as exc:  # open elsewhere (a DuckDB shell holds the write lock)
+            con = duckdb.connect(str(tmp))
+            try:
+                run(con, WINDOW_MACROS)
+                for name, state in sorted(self._topics.items()):
+                    run(con, f"CREATE OR REPLACE VIEW {quote(name)} AS {self._catalog_view_sql(state)}")
+            finally:
+                con.close()
+            os.replace(tmp, self.catalog_path)
+        except (duckdb.Error, OSError) as exc:
             log.warning("catalog %s not updated: %s", self.catalog_path, exc)
-            return
-        try:
-            existing = {
-                r[0]
-                for r in con.sql(
-                    "SELECT view_name FROM duckdb_views() WHERE NOT internal AND schema_name = 'main'"
-                ).fetchall()
-            }
-            for gone in existing - set(topics):
-                run(con, f"DROP VIEW IF EXISTS {quote(gone)}")
-            run(con, WINDOW_MACROS)
-            for t in topics:
-                d = self.cache_root / "topics" / t / "partition=0"
-                d.mkdir(parents=True, exist_ok=True)
-                anchor = d / ANCHOR
-                if not anchor.exists():  # a glob must match at least one file, even with no data yet
-                    run(con, f"COPY ({EMPTY_CACHED_ROWS}) TO {sql_literal(str(anchor))} (FORMAT parquet)")
-                glob = str(self.cache_root / "topics" / t / "partition=*" / "*.parquet")
-                body = f"(SELECT * FROM read_parquet({sql_literal(glob)}, union_by_name=true))"
-                run(con, f"CREATE OR REPLACE VIEW {quote(t)} AS {flatten.present_sql(body)}")
-            self._catalog_topics = tuple(topics)
-        finally:
-            con.close()
+            tmp.unlink(missing_ok=True)
 
     # ------------------------------------------------------------------ lifecycle
     # -- the engine's locks, for the compactor, time travel and system tables ----------------------

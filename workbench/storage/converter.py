@@ -23,7 +23,9 @@ Protocol: one JSON object per line each way. The broker sends
 or ``{"id", "ok": false, "error"}`` (the id lets the broker skip the late answer to a
 job it abandoned). A job with ``"tail": true`` is a tail file
 (`workbench.storage.parquet_tail`): written to ``<base>.parquet.tail.tmp`` and left there, for
-the broker to rename under the log's lock. The broker installs the file only if the log
+the broker to rename under the log's lock. A job with ``"iceberg": true`` commits the
+partition's new records to its topic's Iceberg table (`workbench.storage.iceberg_tables`) and
+answers with the committed offset range. The broker installs the file only if the log
 has not been truncated or the segment deleted meanwhile (`PartitionLog.install_parquet`).
 """
 
@@ -50,6 +52,12 @@ IDLE_EXIT_S = 30.0
 
 
 def _lower_priority() -> str:
+    if "--nice" in sys.argv[1:]:  # the Iceberg committer: below the broker, above SCHED_IDLE
+        try:
+            os.nice(int(sys.argv[sys.argv.index("--nice") + 1]))
+            return "nice"
+        except (OSError, IndexError, ValueError):
+            return "normal"
     try:
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
         return "SCHED_IDLE"
@@ -124,7 +132,12 @@ def _answer(pseg: Any) -> dict[str, Any]:
 
 
 def convert_one(job: dict[str, Any]) -> dict[str, Any]:
-    """Convert one sealed segment (or write a tail file); the answer the child sends back."""
+    """Convert one sealed segment (or write a tail file, or commit to Iceberg); the answer the
+    child sends back."""
+    if job.get("iceberg"):
+        from workbench.storage.iceberg_tables import publish
+
+        return publish(job)
     if job.get("tail"):
         return convert_tail(job)
     from workbench.storage.parquet_tier import write_segment
@@ -175,8 +188,9 @@ class ConversionError(Exception):
 class ParquetConverter:
     """The broker's handle on the converter process: one conversion at a time, started on demand."""
 
-    def __init__(self, idle_exit_s: float = IDLE_EXIT_S) -> None:
+    def __init__(self, idle_exit_s: float = IDLE_EXIT_S, nice: int | None = None) -> None:
         self.idle_exit_s = idle_exit_s
+        self.nice = nice  # None: SCHED_IDLE (else nice 19); a number: that niceness instead
         self._proc: asyncio.subprocess.Process | None = None
         self._lock = asyncio.Lock()
         self._idle_timer: asyncio.TimerHandle | None = None
@@ -227,6 +241,7 @@ class ParquetConverter:
                 sys.executable,
                 "-m",
                 "workbench.storage.converter",
+                *(["--nice", str(self.nice)] if self.nice is not None else []),
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
             )

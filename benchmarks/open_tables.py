@@ -1,0 +1,219 @@
+"""Ack -> visible in the open tables (issue 17): plain DuckDB over the files, and pyiceberg; the
+converter's CPU per record and peak RSS.
+
+    python benchmarks/open_tables.py                  # 10 and 10,000 rec/s, 20 s each, ~2 min
+    python benchmarks/open_tables.py --seconds 10 --rates 10000
+
+For each rate a one-broker cluster (RF=1, one partition, default settings: tail files every
+second, an Iceberg commit at most every second) gets records from confluent-kafka; a delivery
+callback notes each record's ack time. Two watchers poll every 50 ms:
+
+* **plain DuckDB**: a fresh ``duckdb.connect('<data_dir>/workbench.duckdb', read_only=True)``
+  and ``SELECT max("offset") FROM <topic>`` (the catalog's view over the Iceberg data files;
+  `cluster.sql` ran once beforehand to write the catalog);
+* **pyiceberg**: ``catalog.load_table(...)`` and the current snapshot's ``workbench.to-offset``
+  (what a scan of that snapshot returns: tests/integration/test_open_tables.py checks that a
+  snapshot is exactly that prefix).
+
+A record is visible at the first poll that reaches its offset. Converter: the broker's
+converter child processes (found under the broker's pid in /proc), CPU seconds (utime+stime)
+over the run divided by records, and the largest VmHWM. Prints a table and writes
+``results/open_tables-<ts>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+import duckdb
+from confluent_kafka import Producer
+from proc_stats import children, cpu_s
+
+from workbench import Cluster
+from workbench.open_tables import NAMESPACE, iceberg_root, open_catalog
+
+
+def _pct(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else float("nan")
+
+
+def _hwm_mb(pid: int) -> float | None:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+class ConverterWatch:
+    """CPU seconds and peak RSS of a broker's converter children (each pid sampled until it goes)."""
+
+    def __init__(self, broker_pid: int) -> None:
+        self.broker_pid = broker_pid
+        self.cpu: dict[int, float] = {}
+        self.start_cpu: dict[int, float] = {}
+        self.hwm = 0.0
+
+    def sample(self) -> None:
+        for pid in children(self.broker_pid):
+            c = cpu_s(pid)
+            if c is None:
+                continue
+            self.start_cpu.setdefault(pid, c if not self.cpu else 0.0)
+            self.cpu[pid] = c
+            self.hwm = max(self.hwm, _hwm_mb(pid) or 0.0)
+
+    def cpu_seconds(self) -> float:
+        return sum(self.cpu[p] - self.start_cpu.get(p, 0.0) for p in self.cpu)
+
+
+def run(rate: int, seconds: float) -> dict:
+    with tempfile.TemporaryDirectory() as d, Cluster(brokers=1, data_dir=d) as c:
+        topic = "fresh"
+        c.create_topic(topic, partitions=1, replication_factor=1)
+        warm = Producer({"bootstrap.servers": c.bootstrap_servers})
+        warm.produce(topic, value=b'{"n": -1}', partition=0)  # offset 0: table and catalog exist
+        warm.flush(10)
+        c.sql(f"SELECT count(*) FROM {topic}")  # writes workbench.duckdb
+        catalog_path = Path(d) / "workbench.duckdb"
+        catalog = open_catalog(iceberg_root(Path(d)))
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # the first commit (converter start, pyiceberg import)
+            try:
+                snap = catalog.load_table((NAMESPACE, topic)).current_snapshot()
+                if snap is not None:
+                    break
+            except Exception:
+                pass
+            time.sleep(0.2)
+        [broker_pid] = [p for p in c.broker_pids().values() if p]
+        conv = ConverterWatch(broker_pid)
+        conv.sample()
+        acks: dict[int, float] = {}
+        seen: dict[str, dict[int, float]] = {"duckdb": {}, "pyiceberg": {}}
+        stop = threading.Event()
+        stop_at = [0.0]
+
+        def done(name: str, top: int) -> bool:
+            return stop.is_set() and (top >= max(acks, default=-1) or time.monotonic() > stop_at[0] + 60)
+
+        def mark(name: str, top: int, last: int) -> int:
+            now = time.monotonic()
+            for o in range(last + 1, top + 1):
+                seen[name][o] = now
+            return max(top, last)
+
+        def watch_duckdb() -> None:
+            last = 0
+            while not done("duckdb", last):
+                con = duckdb.connect(str(catalog_path), read_only=True)
+                try:
+                    top = con.execute(f'SELECT max("offset") FROM {topic}').fetchone()[0]
+                finally:
+                    con.close()
+                if top is not None and top > last:
+                    last = mark("duckdb", top, last)
+                time.sleep(0.05)
+
+        def watch_iceberg() -> None:
+            last = 0
+            while not done("pyiceberg", last):
+                snap = catalog.load_table((NAMESPACE, topic)).current_snapshot()
+                if snap is not None:
+                    top = int(snap.summary.additional_properties["workbench.to-offset"]) - 1
+                    if top > last:
+                        last = mark("pyiceberg", top, last)
+                conv.sample()
+                time.sleep(0.05)
+
+        threads = [threading.Thread(target=f, daemon=True) for f in (watch_duckdb, watch_iceberg)]
+        for t in threads:
+            t.start()
+        p = Producer({"bootstrap.servers": c.bootstrap_servers, "linger.ms": 5, "acks": "all"})
+
+        def cb(err, msg) -> None:
+            if err is None:
+                acks[msg.offset()] = time.monotonic()
+
+        t0 = time.monotonic()
+        n = int(rate * seconds)
+        for i in range(n):
+            delay = t0 + i / rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            p.produce(
+                topic,
+                value=b'{"n": %d, "pad": "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}' % i,
+                partition=0,
+                on_delivery=cb,
+            )
+            p.poll(0)
+        p.flush(30)
+        stop_at[0] = time.monotonic()
+        stop.set()
+        for t in threads:
+            t.join(90)
+        conv.sample()
+        out: dict = {"rate": rate, "records": len(acks)}
+        for name, vis in seen.items():
+            lat = [vis[o] - acks[o] for o in acks if o in vis]
+            out[name] = {
+                "visible": len(lat),
+                "p50_s": round(_pct(lat, 0.5), 3),
+                "p99_s": round(_pct(lat, 0.99), 3),
+                "max_s": round(max(lat), 3) if lat else None,
+            }
+        table = catalog.load_table((NAMESPACE, topic))
+        out["snapshots"] = len(table.snapshots())
+        out["data_files"] = len(list((Path(d) / "iceberg" / topic / "data").glob("p*.parquet")))
+        cpu = conv.cpu_seconds()
+        out["converter_cpu_s"] = round(cpu, 2)
+        out["converter_cpu_us_per_record"] = round(cpu / max(1, len(acks)) * 1e6, 1)
+        out["converter_peak_rss_mb"] = round(conv.hwm, 1)
+        return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seconds", type=float, default=20.0, help="seconds of traffic per rate")
+    ap.add_argument("--rates", type=int, nargs="+", default=[10, 10_000])
+    args = ap.parse_args()
+    results = []
+    for rate in args.rates:
+        r = run(rate, args.seconds)
+        results.append(r)
+        for name in ("duckdb", "pyiceberg"):
+            v = r[name]
+            print(
+                f"{rate:>6} rec/s  ack->visible in {name:<9}: p50 {v['p50_s']:.3f} s  p99 {v['p99_s']:.3f} s  "
+                f"max {v['max_s']} s  ({v['visible']}/{r['records']})",
+                flush=True,
+            )
+        print(
+            f"{rate:>6} rec/s  converter: {r['converter_cpu_us_per_record']} us CPU/record "
+            f"({r['converter_cpu_s']} s), peak RSS {r['converter_peak_rss_mb']} MB; "
+            f"{r['snapshots']} snapshots, {r['data_files']} data files",
+            flush=True,
+        )
+    out = HERE / "results" / f"open_tables-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.write_text(json.dumps({"seconds": args.seconds, "runs": results}, indent=2))
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

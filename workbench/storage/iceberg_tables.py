@@ -1,0 +1,260 @@
+"""Each topic as an Apache Iceberg table (issue 17), committed by the converter process.
+
+Where: ``<data_dir>/iceberg/`` of the cluster holds a pyiceberg SQL catalog (``catalog.db``,
+SQLite) and one table per topic, ``kafka.<topic>``, located at ``<data_dir>/iceberg/<topic>/``.
+Any Iceberg reader opens it (pyiceberg, DuckDB's iceberg extension, Spark, Trino with a JDBC
+catalog over the same SQLite file).
+
+What a commit is: the partition **leader**'s broker (one broker per partition, so replicas'
+copies are never unioned twice) asks its converter process to publish; the process reads the
+records of its Parquet files (sealed and tail files: never above the last stable offset, no
+aborted records, see `workbench.storage.parquet_tail`) from the table's published offset on,
+writes them once, whole, as an immutable data file ``data/p<partition>-<from>.parquet`` and
+commits it with ``add_files`` (no copy). One snapshot per commit; its summary carries
+``workbench.partition``, ``workbench.from-offset`` and ``workbench.to-offset`` (exclusive), so an
+offset maps to the first snapshot whose ``to-offset`` is above it.
+
+Why a file of its own: the broker's tail files are rewritten in place each second and renamed
+over by the sealed conversion; Iceberg data files must never change once referenced.
+
+Exactly once: a commit starts where the current snapshot says the partition's published records
+end (``workbench.next-offsets`` in its summary, every partition's, carried forward); pyiceberg's
+commit asserts the branch still points at the snapshot it started from (optimistic concurrency), so two publishers (a
+leader change) cannot both publish a range: the loser reloads and finds it published. A crash
+between writing the data file and committing leaves the table at its previous snapshot and an
+unreferenced file named by its start offset; the next publisher from that offset finds the name
+taken (``link`` refuses), and adopts the file if it starts there. So data files never overlap,
+and a glob over ``data/*.parquet`` (what the ``workbench.duckdb`` catalog reads) never counts a
+record twice either.
+
+Not done: compaction, retention and DeleteRecords are not reflected (no Iceberg deletes), and
+snapshots are never expired (one per commit; old metadata files are pruned to 20).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from workbench._lazy import lazy_module
+from workbench.open_tables import (
+    ANCHOR,
+    NAMESPACE,
+    open_catalog,
+    table_location,
+)
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from pyiceberg.catalog.sql import SqlCatalog
+    from pyiceberg.table import Table
+else:  # imported on first use, in the converter process only
+    pa = lazy_module("pyarrow")
+    pq = lazy_module("pyarrow.parquet")
+
+NEXT_KEY = b"workbench.next_offset"  # key-value metadata: the offset a file's range ends before
+#: One commit reads at most about this many rows (a backlog is published over several commits).
+MAX_ROWS_PER_COMMIT = 1_000_000
+
+
+@cache
+def arrow_schema() -> pa.Schema:
+    """The Iceberg table's columns: the Parquet tier's, plus the Kafka partition."""
+    return pa.schema(
+        [
+            pa.field("partition", pa.int32(), nullable=False),
+            pa.field("offset", pa.int64(), nullable=False),
+            pa.field("timestamp", pa.timestamp("us", tz="UTC"), nullable=False),
+            pa.field("key", pa.binary()),
+            pa.field("value", pa.binary()),
+            pa.field(
+                "headers", pa.list_(pa.field("element", pa.struct([("key", pa.string()), ("value", pa.binary())])))
+            ),
+            pa.field("producer_id", pa.int64(), nullable=False),
+            pa.field("producer_epoch", pa.int32(), nullable=False),
+            pa.field("sequence", pa.int32(), nullable=False),
+            pa.field("batch_base_offset", pa.int64(), nullable=False),
+            pa.field("partition_leader_epoch", pa.int32(), nullable=False),
+            pa.field("timestamp_type", pa.int32(), nullable=False),
+        ]
+    )
+
+
+TABLE_PROPERTIES = {
+    "commit.manifest-merge.enabled": "true",
+    "write.metadata.delete-after-commit.enabled": "true",
+    "write.metadata.previous-versions-max": "20",
+}
+
+
+def ensure_anchor(root: Path, topic: str) -> None:
+    """A zero-row file in the data directory, so a glob over it matches before the first commit."""
+    d = table_location(root, topic) / "data"
+    path = d / ANCHOR
+    if path.exists():
+        return
+    d.mkdir(parents=True, exist_ok=True)
+    tmp = d / f".{ANCHOR}.{os.getpid()}.tmp"
+    pq.write_table(arrow_schema().empty_table(), tmp)
+    os.replace(tmp, path)
+
+
+def _load_or_create(catalog: SqlCatalog, root: Path, topic: str) -> Table:
+    from pyiceberg.exceptions import NamespaceAlreadyExistsError, NoSuchTableError, TableAlreadyExistsError
+
+    ident = (NAMESPACE, topic)
+    try:
+        return catalog.load_table(ident)
+    except NoSuchTableError:
+        pass
+    try:
+        catalog.create_namespace(NAMESPACE)
+    except NamespaceAlreadyExistsError:
+        pass
+    ensure_anchor(root, topic)
+    try:
+        return catalog.create_table(
+            ident,
+            schema=arrow_schema(),
+            location=f"file://{table_location(root, topic)}",
+            properties=TABLE_PROPERTIES,
+        )
+    except TableAlreadyExistsError:
+        return catalog.load_table(ident)
+
+
+def _source_files(directory: Path) -> list[tuple[int, int, Path]]:
+    """(base, next, path) of the partition's Parquet files (sealed and tail), by base offset."""
+    out: list[tuple[int, int, Path]] = []
+    try:
+        entries = list(os.scandir(directory))
+    except FileNotFoundError:
+        return out
+    for e in entries:
+        name = e.name
+        if not name.endswith(".parquet") or not name[:-8].isdigit():
+            continue
+        try:
+            meta = pq.read_metadata(e.path).metadata or {}
+        except (OSError, ValueError):
+            continue  # replaced or removed while we looked
+        base = int(name[:-8])
+        out.append((base, int(meta.get(NEXT_KEY, base)), Path(e.path)))
+    return sorted(out)
+
+
+def _read_range(directory: Path, start: int | None) -> tuple[int, int, pa.Table | None]:
+    """The records from ``start`` (None: the first file's base) up to the end of the contiguous
+    run of files covering it: ``(from, to, table)``; ``table`` None when there is nothing new."""
+    files = _source_files(directory)
+    files = [f for f in files if start is None or f[1] > start]
+    if not files:
+        return (start or 0), (start or 0), None
+    first = files[0][0] if start is None else max(start, files[0][0])  # below the first: retention
+    tables, end, rows = [], first, 0
+    for base, nxt, path in files:
+        if base > end:
+            break  # a hole (a file not written yet): the rest next time
+        try:
+            # Bounded by the range listed: a tail may have been renamed over by a longer one since
+            # its metadata was read, and rows past ``nxt`` belong to the next commit (else twice).
+            t = pq.read_table(path, filters=[("offset", ">=", first), ("offset", "<", nxt)])
+        except (OSError, ValueError):
+            break  # replaced (tail -> sealed) or removed while we read: next time
+        tables.append(t)
+        end = nxt
+        rows += t.num_rows
+        if rows >= MAX_ROWS_PER_COMMIT:
+            break
+    if end <= first:
+        return first, first, None
+    table = pa.concat_tables(tables, promote_options="permissive") if tables else None
+    return first, end, table
+
+
+def _to_iceberg(table: pa.Table, partition: int) -> pa.Table:
+    cols = {name: table.column(name) for name in table.column_names}
+    cols["partition"] = pa.array([partition] * table.num_rows, pa.int32())
+    schema = arrow_schema()
+    return pa.table({f.name: cols[f.name].cast(f.type) for f in schema}, schema=schema)
+
+
+def _write_data_file(path: Path, table: pa.Table, end: int) -> Path:
+    """Write ``table`` whole (fsync) and link it to ``path``; an existing file there (a crashed or
+    concurrent publisher's) is kept and returned instead."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    schema = table.schema.with_metadata({NEXT_KEY: str(end).encode()})
+    pq.write_table(table.cast(schema), tmp, compression="zstd")
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def published_offsets(table: Table) -> dict[int, int]:
+    """Where each partition's published records end (exclusive): the current snapshot's
+    ``workbench.next-offsets`` (every snapshot carries all partitions' offsets forward, so expiring
+    old snapshots loses nothing). Empty before the first commit."""
+    snap = table.current_snapshot()
+    if snap is None or snap.summary is None:
+        return {}
+    text = snap.summary.additional_properties.get("workbench.next-offsets", "{}")
+    return {int(k): int(v) for k, v in json.loads(text).items()}
+
+
+def publish(job: dict[str, Any]) -> dict[str, Any]:
+    """Commit the partition's records not yet in its Iceberg table (one snapshot), if any.
+
+    ``job``: ``root`` (the cluster's iceberg directory), ``topic``, ``partition``, ``directory``
+    (the partition's Parquet directory on this broker). Answers ``{"ok", "committed",
+    "from_offset", "to_offset", "rows", "snapshot_id"}``."""
+    from pyiceberg.exceptions import CommitFailedException
+
+    root, topic, partition = Path(job["root"]), job["topic"], int(job["partition"])
+    catalog = open_catalog(root)
+    for _attempt in range(20):
+        table = _load_or_create(catalog, root, topic)
+        offsets = published_offsets(table)
+        start = offsets.get(partition)
+        first, end, rows = _read_range(Path(job["directory"]), start)
+        if rows is None or rows.num_rows == 0:
+            return {"ok": True, "committed": False, "from_offset": first, "to_offset": start or first, "rows": 0}
+        path = table_location(root, topic) / "data" / f"p{partition:05d}-{first:020d}.parquet"
+        _write_data_file(path, _to_iceberg(rows, partition), end)
+        meta = pq.read_metadata(path)
+        end = int((meta.metadata or {}).get(NEXT_KEY, end))  # an adopted file covers its own range
+        summary = {
+            "workbench.partition": str(partition),
+            "workbench.from-offset": str(first),
+            "workbench.to-offset": str(end),
+            "workbench.next-offsets": json.dumps({str(k): v for k, v in sorted({**offsets, partition: end}.items())}),
+            "workbench.committed-at-ms": str(int(time.time() * 1000)),
+        }
+        try:
+            table.add_files([f"file://{path}"], snapshot_properties=summary, check_duplicate_files=False)
+        except CommitFailedException:
+            continue  # another publisher committed meanwhile: reload, re-decide
+        snap = catalog.load_table((NAMESPACE, topic)).current_snapshot()
+        return {
+            "ok": True,
+            "committed": True,
+            "from_offset": first,
+            "to_offset": end,
+            "rows": meta.num_rows,
+            "snapshot_id": snap.snapshot_id if snap else None,
+        }
+    return {"ok": False, "error": f"Iceberg commit for {topic}-{partition} kept conflicting"}
