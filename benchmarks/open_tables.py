@@ -82,7 +82,7 @@ class ConverterWatch:
 
 
 def run(rate: int, seconds: float) -> dict:
-    with tempfile.TemporaryDirectory() as d, Cluster(brokers=1, data_dir=d) as c:
+    with tempfile.TemporaryDirectory() as d, Cluster(brokers=1, data_dir=d, config={"iceberg_commit_ms": 1000}) as c:
         topic = "fresh"
         c.create_topic(topic, partitions=1, replication_factor=1)
         warm = Producer({"bootstrap.servers": c.bootstrap_servers})
