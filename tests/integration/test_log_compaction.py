@@ -247,9 +247,12 @@ def test_a_broker_killed_in_the_middle_of_a_merge_recovers_to_one_copy_of_each_r
     for rnd in range(8):  # segments roll by segment.ms between rounds
         for k in range(10):
             producer.produce(topic_name, key=b"key-%d" % k, value=b"v%d" % rnd, partition=0, on_delivery=delivered)
-        assert producer.flush(30) == 0
+        remaining = producer.flush(30)
         if not cluster.brokers[1].alive:
+            # The failpoint struck during this round: its unacknowledged records stay queued in the
+            # producer and are delivered (and recorded by `delivered`) after the restart.
             break
+        assert remaining == 0
         time.sleep(0.5)
     deadline = time.monotonic() + 60
     while cluster.brokers[1].alive and time.monotonic() < deadline:
