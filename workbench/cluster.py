@@ -367,6 +367,10 @@ class Cluster(KafkaConnection):
             if self._stopped:
                 return
             self._stopped = True
+            # Watches first: one caught between two evaluations ends now, instead of starting a
+            # query against brokers that are going away (and waiting out its client timeouts).
+            for w in list(self.__dict__.get("_sql_watches", ())):
+                w.request_stop()
             if self._registry is not None:
                 self._registry.stop()
             for b in self.brokers.values():

@@ -107,5 +107,5 @@ def test_quickstart_runs_in_a_fresh_binder_environment(tmp_path):
             want = "".join("".join(o["text"]) for o in ref["outputs"] if o.get("name") == "stdout")
             assert text == want, (cell["source"], text, want)
     widgets = [c for c in nb["cells"] if "application/vnd.jupyter.widget-view+json" in json.dumps(c.get("outputs", []))]
-    assert len(widgets) == 6, "the six widget cells should each display a widget"
+    assert len(widgets) == 7, "the seven widget cells should each display a widget"
     print("binder timings (s):", {k: round(v, 1) for k, v in timings.items()})

@@ -130,11 +130,15 @@ class Watch:
         except queue.Empty:
             raise TimeoutError(f"no new result within {timeout}s") from None
 
+    def request_stop(self) -> None:
+        """Ask the loop to end after the query it is running, without waiting for it."""
+        self._stop.set()
+
     def stop(self) -> None:
         """Stop re-evaluating; the thread ends within one interval."""
         self._stop.set()
         if threading.current_thread() is not self._thread:
-            self._thread.join(timeout=max(5.0, self.interval * 2))
+            self._thread.join(timeout=max(15.0, self.interval * 2))
 
     @property
     def running(self) -> bool:
