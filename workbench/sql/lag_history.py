@@ -14,17 +14,13 @@ monitor, a dashboard) and then runs while the connection lives; it stops with `c
 
 from __future__ import annotations
 
-import contextlib
-import threading
-import time
-import weakref
 from collections import deque
-from typing import Any
 
 import pandas as pd
 import pyarrow as pa
 
 from workbench.sql.burrow import BurrowEvaluator
+from workbench.sql.sampler import PeriodicSampler
 
 #: Seconds between samples (the issue asks for 1–2 s: a person sees a trend, the cluster sees a
 #: handful of small requests per sample).
@@ -54,27 +50,20 @@ COLUMNS = [
 ]
 SCHEMA = pa.schema(COLUMNS)
 
-_histories: weakref.WeakKeyDictionary[Any, LagHistory] = weakref.WeakKeyDictionary()
-_histories_lock = threading.Lock()
-
 
 def lag_history_of(engine, *, start: bool = True) -> LagHistory:
     """The engine's (the connection's) one `LagHistory`, started unless `start=False`."""
-    with _histories_lock:
-        history = _histories.get(engine)
-        if history is None:
-            history = _histories[engine] = LagHistory(engine)
-    if start:
-        history.start()
-    return history
+    return LagHistory.of(engine, start=start)
 
 
 def _as_int(value, default: int | None = None) -> int | None:
     return default if value is None or pd.isna(value) else int(value)
 
 
-class LagHistory:
+class LagHistory(PeriodicSampler):
     """Per-partition lag samples of every consumer group, an hour of them, with Burrow status."""
+
+    thread_name = "workbench-lag-history"
 
     def __init__(
         self,
@@ -86,65 +75,16 @@ class LagHistory:
         stall_after: float = 10.0,
         stop_after: float = 60.0,
     ) -> None:
-        self._engine = weakref.ref(engine)
-        self.interval = interval
-        self.span = span
+        super().__init__(engine, interval=interval, span=span)
         self.evaluator = BurrowEvaluator(window, stall_after, stop_after)
         self._rows: deque[tuple] = deque()  # one tuple per (sample, group, partition), COLUMNS order
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
         #: The last sample: (unix time, the QUERY's frame, {group: status}), or None before one.
         self.latest: tuple[float, pd.DataFrame, dict[str, str]] | None = None
-        self.error: BaseException | None = None
-        self.samples = 0
-
-    # ------------------------------------------------------------------ thread
-    def start(self) -> LagHistory:
-        with self._lock:
-            if self._thread is None and not self._stop.is_set():
-                self._thread = threading.Thread(target=self._run, name="workbench-lag-history", daemon=True)
-                self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-
-    def poke(self) -> None:
-        """Take the next sample now."""
-        self._wake.set()
-
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def _run(self) -> None:
-        if self.samples:  # someone just took one: wait a period first
-            self._wake.wait(self.interval)
-        while not self._stop.is_set():
-            engine = self._engine()
-            if engine is None or getattr(engine, "_closed", False):
-                return
-            with contextlib.suppress(Exception):  # kept in self.error for the readers
-                self.sample(engine)
-            del engine
-            self._wake.wait(self.interval)
-            self._wake.clear()
 
     # ------------------------------------------------------------------ sampling
     def sample(self, engine=None) -> pd.DataFrame:
         """Take one sample now; returns the groups-and-lag frame it read."""
-        engine = engine or self._engine()
-        if engine is None:
-            raise RuntimeError("the connection's SQL engine is closed")
-        try:
-            frame = engine.sql(QUERY)
-        except Exception as exc:
-            self.error = exc
-            raise
-        now = time.time()
+        now, frame = self._query(engine, QUERY)
         rows, statuses = self._judge(now, frame)
         with self._lock:
             self._rows.extend(rows)
@@ -152,8 +92,7 @@ class LagHistory:
             while self._rows and self._rows[0][0] < cutoff:
                 self._rows.popleft()
             self.latest = (now, frame, statuses)
-            self.error = None
-            self.samples += 1
+            self._recorded()
         return frame
 
     def _judge(self, now: float, frame: pd.DataFrame) -> tuple[list[tuple], dict[str, str]]:

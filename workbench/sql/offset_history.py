@@ -20,15 +20,12 @@ Sampling starts the first time the history is asked for and stops with the engin
 
 from __future__ import annotations
 
-import contextlib
-import threading
-import time
-import weakref
 from collections import deque
 from collections.abc import Iterable
-from typing import Any
 
 import pandas as pd
+
+from workbench.sql.sampler import PeriodicSampler
 
 #: Seconds between samples: the lag history's period, so both rates line up.
 INTERVAL_S = 2.0
@@ -37,19 +34,10 @@ SPAN_S = 3600.0
 
 QUERY = "SELECT topic, partition, log_start_offset, high_watermark FROM wb.partitions"
 
-_histories: weakref.WeakKeyDictionary[Any, OffsetHistory] = weakref.WeakKeyDictionary()
-_histories_lock = threading.Lock()
-
 
 def offset_history_of(engine, *, start: bool = True) -> OffsetHistory:
     """The engine's (the connection's) one `OffsetHistory`, started unless `start=False`."""
-    with _histories_lock:
-        history = _histories.get(engine)
-        if history is None:
-            history = _histories[engine] = OffsetHistory(engine)
-    if start:
-        history.start()
-    return history
+    return OffsetHistory.of(engine, start=start)
 
 
 def rates(samples: Iterable[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -66,65 +54,19 @@ def rates(samples: Iterable[tuple[float, float]]) -> list[tuple[float, float]]:
     return out
 
 
-class OffsetHistory:
+class OffsetHistory(PeriodicSampler):
     """High watermarks of every partition, an hour of samples, and rates per topic."""
 
+    thread_name = "workbench-offset-history"
+
     def __init__(self, engine, *, interval: float = INTERVAL_S, span: float = SPAN_S) -> None:
-        self._engine = weakref.ref(engine)
-        self.interval = interval
-        self.span = span
+        super().__init__(engine, interval=interval, span=span)
         #: One entry per sample: (unix time, {topic: summed high watermark}).
         self._samples: deque[tuple[float, dict[str, int]]] = deque()
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.error: BaseException | None = None
-        self.samples = 0
 
-    # ------------------------------------------------------------------ thread
-    def start(self) -> OffsetHistory:
-        with self._lock:
-            if self._thread is None and not self._stop.is_set():
-                self._thread = threading.Thread(target=self._run, name="workbench-offset-history", daemon=True)
-                self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-
-    def poke(self) -> None:
-        """Take the next sample now."""
-        self._wake.set()
-
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            engine = self._engine()
-            if engine is None or getattr(engine, "_closed", False):
-                return
-            with contextlib.suppress(Exception):  # kept in self.error for the readers
-                self.sample(engine)
-            del engine
-            self._wake.wait(self.interval)
-            self._wake.clear()
-
-    # ------------------------------------------------------------------ sampling
     def sample(self, engine=None) -> dict[str, int]:
         """Take one sample now; returns {topic: summed high watermark}."""
-        engine = engine or self._engine()
-        if engine is None:
-            raise RuntimeError("the connection's SQL engine is closed")
-        try:
-            frame = engine.sql(QUERY)
-        except Exception as exc:
-            self.error = exc
-            raise
-        now = time.time()
+        now, frame = self._query(engine, QUERY)
         totals: dict[str, int] = {}
         unknown: set[str] = set()  # a partition whose leader is down: its topic sits this sample out
         for topic, hw in zip(frame["topic"], frame["high_watermark"], strict=True):
@@ -138,8 +80,7 @@ class OffsetHistory:
             self._samples.append((now, totals))
             while self._samples and self._samples[0][0] < now - self.span:
                 self._samples.popleft()
-            self.error = None
-            self.samples += 1
+            self._recorded()
         return totals
 
     # ------------------------------------------------------------------ reading
