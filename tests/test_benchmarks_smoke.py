@@ -152,3 +152,35 @@ def test_fetch_sessions_benchmark_runs_both_settings_and_emits_json(tmp_path):
     assert sorted(r["sessions"] for r in result["runs"]) == ["off", "on"]
     assert all(r["rf"] == 2 and r["p99_ms"] >= r["p50_ms"] > 0 for r in result["runs"])
     assert set(result["median"]) == {"on", "off"} and len(result["runs"][0]["loadavg_before"]) == 3
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_cost_growth_measures_each_size_next_to_the_mock_and_names_the_shape(tmp_path):
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "cost_growth.py"),
+            "--smoke",
+            "--only",
+            "partitions",
+            "connections",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=540,
+        cwd=ROOT,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    [path] = tmp_path.glob("cost_growth-*-smoke.json")
+    result = json.loads(path.read_text())
+    for section, key in (("partitions", "partitions"), ("connections", "connections")):
+        rows = result[section]["rows"]
+        assert [r[key] for r in rows] == ([1, 10] if key == "partitions" else [1, 20]), result[section]
+        assert all(r["records_per_s"] > 0 and r["mock_records_per_s"] > 0 and r["errors"] == 0 for r in rows)
+        assert all(r["rss_mb_loaded"] > 0 and r["ack_ms_p99"] >= r["ack_ms_p50"] for r in rows)
+        assert set(result[section]["shape"]) == {"records_per_s", "ack_ms_p99", "rss_mb_growth"}
+    assert "## partitions" in proc.stdout and "load average" in proc.stdout
