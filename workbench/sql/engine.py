@@ -891,6 +891,17 @@ class SqlEngine:
                 f"union_by_name=true) WHERE {where})"
             )
             parts.append(flatten.flatten_sql(raw, state.schema))
+        local = self.materializer
+        if local is not None and hasattr(local, "raw_glob"):
+            # `workbench.connect`: the local segments and tail files above what the cache covers
+            # (`workbench.sql.materialize`; a tail and the segment that replaces it share a name).
+            local.ensure_anchor(state.name)  # a glob must match a file even before the first seal
+            where = f"CASE partition {' '.join(covered)} ELSE true END" if covered else "true"
+            raw = (
+                f"(SELECT * FROM read_parquet({sql_literal(local.raw_glob(state.name))}, hive_partitioning=true, "
+                f"union_by_name=true) WHERE {where})"
+            )
+            parts.append(flatten.flatten_sql(raw, state.schema))
         if not parts:
             parts.append(EMPTY_CACHED_ROWS)
         body = "(" + " UNION ALL BY NAME ".join(f"({q})" for q in parts) + ")"

@@ -8,18 +8,30 @@ table, and `LocalSegments` seals every `SEAL_RECORDS` of them into
 tier would hold. From there the compactor builds the flattened cache as for an embedded cluster,
 and the next session resumes from the last sealed offset instead of consuming again.
 Segments below a partition's log start offset are deleted, following the cluster's retention.
+
+**Fresh files while the notebook runs** (`connection.materialize(...)`, issue 17): a keeper thread
+(`Materialization`, a `PeriodicSampler`) refreshes the chosen topics every `interval` seconds, and
+each refresh rewrites one **tail file** per partition holding the rows above its last sealed
+segment: ``<base_offset:020d>.parquet`` marked ``workbench.tail=1``, the brokers' convention
+(`workbench.storage.parquet_tail`). The seal that follows replaces the tail under the same name in
+one rename, so a reader of the directory never sees a record twice nor misses one; readers of
+sealed segments (the compactor, the next session) skip tails. The ``workbench.duckdb`` catalog's
+views read these files above what the compacted cache covers, so plain DuckDB over the catalog
+trails the cluster by about `interval` plus one fetch.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from workbench.sql.cache import read_sealed
-from workbench.sql.wire import PartitionInfo
+from workbench.sql.cache import _TAIL_KEY, read_sealed
+from workbench.sql.sampler import PeriodicSampler
+from workbench.sql.wire import RAW_SCHEMA, PartitionInfo
 
 SEAL_RECORDS = 50_000
 LOCAL_BROKER = "broker-local"
@@ -30,13 +42,39 @@ class LocalSegments:
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+        #: Seal a segment once this many records are above the last one.
+        self.seal_records = SEAL_RECORDS
+        #: Write tail files on each refresh (turned on by `Materialization`).
+        self.tails = False
+
+    def topic_directory(self, topic: str) -> Path:
+        return self.root / LOCAL_BROKER / "topics" / topic
+
+    def anchor(self, topic: str) -> Path:
+        """A zero-row raw file under partition 0, so a glob over the topic matches before any seal."""
+        return self.topic_directory(topic) / "partition=0" / ANCHOR
+
+    def ensure_anchor(self, topic: str) -> None:
+        anchor = self.anchor(topic)
+        if anchor.exists():
+            return
+        anchor.parent.mkdir(parents=True, exist_ok=True)
+        empty = pa.schema([f for f in RAW_SCHEMA if f.name != "partition"]).empty_table()  # hive gives partition
+        tmp = anchor.with_name(anchor.name + ".tmp")
+        pq.write_table(empty, tmp)
+        os.replace(tmp, anchor)
+
+    def raw_glob(self, topic: str) -> str:
+        """Every sealed segment and tail file of the topic (and its anchor), hive-partitioned."""
+        return str(self.topic_directory(topic) / "partition=*" / "*.parquet")
 
     def directory(self, topic: str, info: PartitionInfo) -> Path:
         return self.root / LOCAL_BROKER / "topics" / topic / f"partition={info.partition}"
 
     def after_refresh(self, engine, state, seal_records: int | None = None) -> None:
-        """Seal the fresh rows above each partition's local segments once there are enough."""
-        seal_records = SEAL_RECORDS if seal_records is None else seal_records
+        """Seal the fresh rows above each partition's local segments once there are enough, and
+        (when `tails` is on) rewrite each partition's tail file with the rest."""
+        seal_records = self.seal_records if seal_records is None else seal_records
         for p, ps in state.partitions.items():
             directory = self.directory(state.name, ps.info)
             files = read_sealed(directory)
@@ -44,12 +82,60 @@ class LocalSegments:
                 if f.next <= ps.log_start:
                     f.path.unlink(missing_ok=True)
             sealed_to = max(files[-1].next, ps.log_start) if files else ps.log_start
-            if ps.fresh_next is None or ps.fresh_next - sealed_to < seal_records:
-                continue
-            table = engine.fresh_rows(state.name, p, sealed_to, ps.fresh_next)
-            if not table.num_rows:
-                continue
-            write_segment(directory, table, table["offset"][0].as_py(), ps.fresh_next)
+            tail: Path | None = None
+            if ps.fresh_next is not None and ps.fresh_next - sealed_to >= seal_records:
+                table = engine.fresh_rows(state.name, p, sealed_to, ps.fresh_next)
+                if table.num_rows:
+                    write_segment(directory, table, table["offset"][0].as_py(), ps.fresh_next)
+                    sealed_to = ps.fresh_next
+            elif self.tails and ps.fresh_next is not None and ps.fresh_next > sealed_to:
+                tail = self._write_tail(engine, state.name, p, directory, sealed_to, ps.fresh_next)
+            if self.tails:
+                _remove_stale_tails(directory, {f.path.name for f in read_sealed(directory)}, tail)
+
+    def _write_tail(self, engine, topic: str, partition: int, directory: Path, start: int, end: int) -> Path | None:
+        table = engine.fresh_rows(topic, partition, start, end)
+        if not table.num_rows:
+            return None
+        base = table["offset"][0].as_py()
+        path = directory / f"{base:020d}.parquet"
+        if _tail_end(path) == end:
+            return path  # unchanged since the last rewrite
+        directory.mkdir(parents=True, exist_ok=True)
+        table = table.replace_schema_metadata(
+            {"workbench.base_offset": str(base), "workbench.next_offset": str(end), _TAIL_KEY.decode(): "1"}
+        )
+        tmp = path.with_name(path.name + ".tail.tmp")
+        pq.write_table(table, tmp, compression="zstd")
+        os.replace(tmp, path)
+        return path
+
+
+ANCHOR = "_anchor.parquet"
+
+
+def _tail_end(path: Path) -> int | None:
+    """The end offset of the tail file at `path`, or None if there is none (or it is sealed)."""
+    try:
+        md = pq.read_metadata(path).metadata or {}
+    except (OSError, pa.ArrowInvalid):
+        return None
+    if md.get(_TAIL_KEY) != b"1":
+        return None
+    return int(md.get(b"workbench.next_offset", b"-1"))
+
+
+def _remove_stale_tails(directory: Path, sealed: set[str], keep: Path | None) -> None:
+    """Delete tail files other than `keep`: a tail whose rows a seal or the log start left behind
+    would otherwise be read next to the file that now holds them."""
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return
+    for name in names:
+        stale = name.endswith(".parquet") and name[:-8].isdigit() and name not in sealed
+        if stale and (keep is None or name != keep.name):
+            (directory / name).unlink(missing_ok=True)
 
 
 def write_segment(directory: Path, table: pa.Table, base: int, next_offset: int) -> Path:
@@ -63,3 +149,64 @@ def write_segment(directory: Path, table: pa.Table, base: int, next_offset: int)
     pq.write_table(table, tmp, compression="zstd")
     os.replace(tmp, path)
     return path
+
+
+class Materialization(PeriodicSampler):
+    """A `workbench.connect` connection's topics kept on local disk while the notebook runs.
+
+    Started by `connection.materialize(...)`: every `interval` seconds it refreshes the topics
+    (fetching what is new, sealing, rewriting tail files) so that ``<sql_data_dir>/workbench.duckdb``
+    and the Parquet files under ``broker-local/`` trail the cluster by about one interval. `stop()`
+    ends it (so does closing the connection's SQL); the files stay for the next session.
+    """
+
+    thread_name = "workbench-materialize"
+
+    def __init__(self, engine, *, interval: float = 2.0, span: float = 0.0) -> None:
+        super().__init__(engine, interval=interval, span=span)
+        #: The topics kept fresh; empty means every topic of the cluster (internal ones excepted).
+        self.topics: set[str] = set()
+        #: (unix time, {topic: summed high watermark}) of the last refresh, or None before one.
+        self.latest: tuple[float, dict[str, int]] | None = None
+
+    def start(self) -> Materialization:
+        with self._lock:
+            if self._stop.is_set() and not self.running:  # stopped before: materialize() again restarts it
+                self._stop.clear()
+                self._thread = None
+        return super().start()
+
+    @property
+    def catalog(self) -> Path:
+        """The DuckDB catalog plain DuckDB opens (``duckdb -readonly <catalog>``)."""
+        engine = self._engine()
+        if engine is None:
+            raise RuntimeError("the connection's SQL engine is closed")
+        return engine.catalog_path
+
+    def sample(self, engine=None) -> dict[str, int]:
+        engine = engine or self._engine()
+        if engine is None:
+            raise RuntimeError("the connection's SQL engine is closed")
+        try:
+            md = engine.metadata(refresh=True)
+            names = self.topics or set(engine._user_topics(md))
+            engine.refresh_for(set(names))
+        except Exception as exc:
+            self.error = exc
+            raise
+        hw = {
+            t: sum(ps.high_watermark or 0 for ps in state.partitions.values())
+            for t, state in engine.topic_states().items()
+            if t in names
+        }
+        with self._lock:
+            self.latest = (time.time(), hw)
+            self._recorded()
+        return hw
+
+    def stop(self) -> None:
+        super().stop()
+        engine = self._engine()
+        if engine is not None and isinstance(engine.materializer, LocalSegments):
+            engine.materializer.tails = False

@@ -118,6 +118,40 @@ class SqlMixin:
             self._sql_engine = engine
             return engine
 
+    def materialize(self, *topics: str, interval: float = 2.0):
+        """Keep `topics` (all topics when none are named) on local disk while the notebook runs:
+        Parquet files under ``<sql_data_dir>/broker-local/`` and a DuckDB catalog,
+        ``<sql_data_dir>/workbench.duckdb``, that plain DuckDB opens without the workbench
+        (``duckdb -readonly``), trailing the cluster by about `interval` seconds. For clusters the
+        workbench did not start (`workbench.connect`); a `Cluster`'s brokers publish their own files.
+        Returns the running `Materialization` (``.stop()``, ``.catalog``, ``.error``, ``.latest``);
+        calling again adds topics to it."""
+        if is_embedded(self):
+            raise ValueError(
+                "materialize() is for clusters the workbench did not start (workbench.connect): this "
+                "cluster's brokers write the Parquet files and workbench.duckdb in its data_dir themselves"
+            )
+        for t in topics:
+            if not isinstance(t, str) or not t:
+                raise ValueError(f"topics must be topic names (non-empty strings), not {t!r}")
+        if isinstance(interval, bool) or not isinstance(interval, int | float) or not 0.1 <= interval <= 3600:
+            raise ValueError(f"interval must be a number of seconds between 0.1 and 3600, not {interval!r}")
+        from workbench.sql.materialize import LocalSegments, Materialization
+
+        engine = self.sql_engine
+        known = set(engine._user_topics(engine.metadata(refresh=True)))
+        unknown = sorted(set(topics) - known)
+        if unknown:
+            raise ValueError(f"no such topic: {', '.join(unknown)} (the cluster has {len(known)} topics)")
+        keeper = Materialization.of(engine, start=False)
+        keeper.topics.update(topics)
+        keeper.interval = float(interval)
+        if isinstance(engine.materializer, LocalSegments):
+            engine.materializer.tails = True
+        keeper.sample(engine)  # the first files before returning: the catalog is readable at once
+        keeper.start()
+        return keeper
+
     def close_sql(self) -> None:
         """Stop the SQL engine's threads (compactor, watches) and clients; the cache stays on disk
         for next time. Idempotent; a later query starts a new engine (unless the cluster stopped)."""

@@ -1,0 +1,96 @@
+"""Issue 17, point 4: a `workbench.connect` cluster's topics as open tables on local disk.
+
+`connection.materialize(topic)` keeps the topic in ``<sql_data_dir>`` while the notebook runs:
+plain DuckDB in another process, over ``<sql_data_dir>/workbench.duckdb``, counts what the cluster
+holds within a few intervals, and never counts a record twice while tail files are rewritten and
+replaced by sealed segments.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+import workbench
+from tests.support import wait_until
+
+DEADLINE_S = 60  # a failure bound, not a speed claim
+
+
+def q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def plain_duckdb(catalog, sql: str) -> tuple:
+    script = (
+        f"import duckdb; c = duckdb.connect({str(catalog)!r}, read_only=True); "
+        f"print(repr(c.execute({sql!r}).fetchone()))"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False)
+    assert out.returncode == 0, out.stderr
+    return eval(out.stdout)
+
+
+def test_materialized_topic_is_fresh_in_plain_duckdb_and_each_record_counts_once(cluster, topic_name, tmp_path):
+    cluster.create_topic(topic_name, partitions=2, replication_factor=1)
+    producer = cluster.producer()
+    for i in range(300):
+        producer.send(topic_name, {"i": i}, partition=i % 2)
+    producer.flush()
+    remote = workbench.connect(cluster.bootstrap_servers)
+    remote.sql_data_dir = tmp_path / "local"
+    try:
+        remote.sql_engine.materializer.seal_records = 200  # seals happen during the test
+        keeper = remote.materialize(topic_name, interval=0.3)
+        query = f'SELECT count(*), count(DISTINCT (partition, "offset")), coalesce(sum(i), 0) FROM {q(topic_name)}'
+        # The first files are written before materialize() returns.
+        assert plain_duckdb(keeper.catalog, query) == (300, 300, sum(range(300)))
+        total = 300
+        for _round in range(4):  # each round crosses a seal in one partition or both
+            for i in range(total, total + 150):
+                producer.send(topic_name, {"i": i}, partition=i % 2)
+            producer.flush()
+            total += 150
+            n, distinct, _ = plain_duckdb(keeper.catalog, query)
+            assert n == distinct <= total  # never a record twice, never one the cluster lacks
+        got = wait_until(
+            lambda: (r := plain_duckdb(keeper.catalog, query))[0] == total and r,
+            timeout=DEADLINE_S,
+            interval=0.3,
+            message="plain DuckDB over the materialized catalog to count every record",
+        )
+        assert got == (total, total, sum(range(total)))
+        local = tmp_path / "local" / "broker-local" / "topics" / topic_name
+        sealed = [f for f in local.glob("partition=*/*.parquet") if f.stem.isdigit()]
+        assert len(sealed) >= 4  # seals replaced tails; the rest are the current tails
+        assert keeper.error is None and keeper.samples > 1 and keeper.latest[1][topic_name] == total
+        keeper.stop()
+        wait_until(lambda: not keeper.running, timeout=10)
+    finally:
+        remote.close_sql()
+    # A new session resumes from the sealed files and sees the same table.
+    again = workbench.connect(cluster.bootstrap_servers)
+    again.sql_data_dir = tmp_path / "local"
+    try:
+        assert again.sql(f"SELECT count(*) n FROM {q(topic_name)}")["n"][0] == total
+    finally:
+        again.close_sql()
+
+
+def test_materialize_refuses_what_it_cannot_do_and_names_the_argument(cluster, topic_name, tmp_path):
+    with pytest.raises(ValueError, match=r"workbench\.connect"):
+        cluster.materialize(topic_name)
+    cluster.create_topic(topic_name, partitions=1)
+    remote = workbench.connect(cluster.bootstrap_servers)
+    remote.sql_data_dir = tmp_path / "local"
+    try:
+        with pytest.raises(ValueError, match="no such topic: not-a-topic"):
+            remote.materialize("not-a-topic")
+        with pytest.raises(ValueError, match="interval"):
+            remote.materialize(topic_name, interval=0)
+        with pytest.raises(ValueError, match="topics must be topic names"):
+            remote.materialize(123)  # type: ignore[arg-type]
+    finally:
+        remote.close_sql()
