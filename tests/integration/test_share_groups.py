@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from confluent_kafka import AcknowledgeType, KafkaException, Producer, ShareConsumer
+from confluent_kafka import AcknowledgeType, ConsumerGroupState, KafkaException, Producer, ShareConsumer
 
 from tests.support import wait_until
 from workbench import Cluster
@@ -219,7 +219,12 @@ def _describe(cluster: Cluster, group: str) -> dict:
 
     FindCoordinatorRequest = REQUEST_CLASSES[10]
 
-    boot = WireClient.to(cluster.bootstrap_servers)
+    for address in cluster.bootstrap_servers.split(","):  # the first live broker (one may be dead)
+        try:
+            boot = WireClient.to(address)
+            break
+        except OSError:
+            continue
     fc = boot.request(build(FindCoordinatorRequest, {"key": group, "key_type": 0}), 3)
     boot.close()
     c = WireClient(fc.host, fc.port)
@@ -232,7 +237,10 @@ def _describe(cluster: Cluster, group: str) -> dict:
     [g] = resp.groups
     return {
         "error_code": g.error_code,
+        "coordinator": fc.node_id,
         "state": g.group_state,
+        "group_epoch": g.group_epoch,
+        "epochs": {m.member_id: m.member_epoch for m in g.members},
         "assignor": g.assignor_name,
         "members": {
             m.member_id: [(tp.topic_name, list(tp.partitions)) for tp in m.assignment.topic_partitions]
@@ -378,3 +386,120 @@ def test_share_group_configs_are_set_per_group_and_apply_to_its_records(share_cl
         _ack_all(c, tail)
     finally:
         c.close()
+
+
+def _ask_every_broker(cluster: Cluster, api_key: int, version: int, body: dict) -> list:
+    from workbench.protocol.blocking_client import WireClient
+    from workbench.protocol.codec import REQUEST_CLASSES, build
+
+    answers = []
+    for b in cluster.describe().brokers.itertuples():
+        host, port = b.address.rsplit(":", 1)
+        c = WireClient(host, int(port))
+        try:
+            answers.append(c.request(build(REQUEST_CLASSES[api_key], body), version))
+        finally:
+            c.close()
+    return answers
+
+
+def _listed(cluster: Cluster, types: list[str], states: list[str] | None = None) -> dict[str, tuple]:
+    """ListGroups v5 to every broker: group id -> (protocol type, state, group type)."""
+    body = {"states_filter": states or [], "types_filter": types}
+    return {
+        g.group_id: (g.protocol_type, g.group_state, g.group_type)
+        for answer in _ask_every_broker(cluster, 16, 5, body)
+        for g in answer.groups
+    }
+
+
+def test_share_groups_are_listed_as_share_and_other_group_apis_answer_as_kafka(share_cluster, topic_name):
+    """ListGroups lists a share group with protocol type and group type "share" (Kafka's
+    ShareGroup.asListedGroup), and its types and states filters apply; DescribeGroups (v0-5) answers
+    Dead with no members, as Kafka answers for a group that is not classic; ConsumerGroupDescribe
+    answers GROUP_ID_NOT_FOUND ("is not a consumer group"). confluent-kafka's list_groups names it;
+    its list_consumer_groups, which keeps consumer protocol types only, leaves it out, as it does
+    against Kafka."""
+    share_cluster.create_topic(topic_name, partitions=1)
+    bs, group = share_cluster.bootstrap_servers, f"g-{uuid.uuid4().hex[:6]}"
+    c = _consumer(bs, group, topic_name, mode="implicit")
+    admin = share_cluster.admin()
+    try:
+        wait_until(lambda: c.poll(0.2) is not None and len(_describe(share_cluster, group)["members"]) == 1)
+        assert _listed(share_cluster, ["share"])[group] == ("share", "Stable", "share")
+        assert group in _listed(share_cluster, [])  # no filter: every type
+        assert group not in _listed(share_cluster, ["consumer", "classic"])
+        assert group not in _listed(share_cluster, ["share"], ["Empty"])
+        assert _listed(share_cluster, ["share"], ["Stable"])[group][1] == "Stable"
+        # librdkafka's list_groups lists what ListGroups names, then describes each with DescribeGroups
+        assert group in [g.id for g in admin.list_groups(timeout=20)]
+        listing = admin.list_consumer_groups(request_timeout=20).result()
+        assert group not in [g.group_id for g in listing.valid]
+        described = admin.describe_consumer_groups([group], request_timeout=20)[group].result()
+        assert described.state == ConsumerGroupState.DEAD and described.members == []
+        [cgd] = [
+            g
+            for answer in _ask_every_broker(
+                share_cluster, 69, 0, {"group_ids": [group], "include_authorized_operations": False}
+            )
+            for g in answer.groups
+            if g.error_code != 16  # NOT_COORDINATOR: the other brokers
+        ]
+        assert cgd.error_code == 69 and cgd.error_message == f"Group {group} is not a consumer group."
+    finally:
+        c.close()
+    wait_until(lambda: _listed(share_cluster, ["share"]).get(group, (None, None))[1] == "Empty")
+    assert group in _listed(share_cluster, ["share"], ["empty"])  # states match case-insensitively
+
+
+def test_share_group_members_keep_their_epochs_when_the_coordinator_dies(fresh_cluster):
+    """Durable share group membership: the group, member and assignment records are in
+    __consumer_offsets (Kafka's record types 10-14), so the new coordinator knows the members.
+    librdkafka's share consumers carry on with their member ids and epochs (no rejoin, the group
+    epoch does not move) and keep receiving records."""
+    cluster = fresh_cluster(config=SHARE_CONFIG)
+    topic, group = f"q-{uuid.uuid4().hex[:6]}", f"durable-{uuid.uuid4().hex[:6]}"
+    cluster.create_topic(topic, partitions=2, replication_factor=3)
+    bs = cluster.bootstrap_servers
+    a, b = _consumer(bs, group, topic, mode="implicit"), _consumer(bs, group, topic, mode="implicit")
+    try:
+
+        def stable(n: int) -> dict | None:
+            for x in (a, b):
+                x.poll(0.2)
+            try:
+                d = _describe(cluster, group)
+            except (OSError, ConnectionError, TimeoutError):
+                return None  # the coordinator is moving
+            epochs = set(d["epochs"].values())
+            return d if len(d["members"]) == n and epochs == {d["group_epoch"]} else None
+
+        wait_until(lambda: stable(2), timeout=60, interval=0)
+        # A third member comes and goes, so the group epoch (4) differs from what a coordinator that
+        # lost the state would reach when the two rejoin (2).
+        extra = _consumer(bs, group, topic, mode="implicit")
+        wait_until(lambda: extra.poll(0.2) is not None and stable(3), timeout=60, interval=0)
+        extra.close()
+        before = wait_until(lambda: stable(2), timeout=60, interval=0)
+        assert before["group_epoch"] >= 4
+
+        cluster.kill_broker(before["coordinator"])
+        _produce(bs, topic, [f"m{i}" for i in range(20)])
+        got: list = []
+
+        def more() -> bool:
+            for x in (a, b):
+                for m in x.poll(0.3):
+                    if m.error() is None:
+                        got.append(m.value().decode())
+            return len(set(got)) >= 20
+
+        wait_until(more, timeout=120, interval=0, message=lambda: f"20 records after the failover (got {len(got)})")
+        after = wait_until(lambda: stable(2), timeout=60, interval=0)
+        assert after["coordinator"] != before["coordinator"]
+        assert after["group_epoch"] == before["group_epoch"]
+        assert after["epochs"] == before["epochs"]
+        assert after["members"] == before["members"]
+    finally:
+        a.close()
+        b.close()

@@ -33,6 +33,8 @@ class BrokerConfig:
     group_share_record_lock_duration_ms: int = 30_000  # group.share.record.lock.duration.ms
     group_share_delivery_count_limit: int = 5  # group.share.delivery.count.limit
     group_share_auto_offset_reset: str = "latest"  # share.auto.offset.reset: latest or earliest
+    group_share_session_timeout_ms: int = 45000  # group.share.session.timeout.ms
+    group_share_heartbeat_interval_ms: int = 1000  # group.share.heartbeat.interval.ms (Kafka: 5000)
     # KIP-848 consumer groups (group.protocol=consumer), Kafka 4.x's group.consumer.* names; checked
     # together by `check_consumer_group_settings` (Kafka's defaults: 45000, 5000, 45000, 60000).
     group_consumer_session_timeout_ms: int = 45000  # group.consumer.session.timeout.ms

@@ -168,6 +168,8 @@ class GroupCoordinatorManager:
             consumer_heartbeat_interval_ms=cfg.group_consumer_heartbeat_interval_ms,
             consumer_assignors=tuple(cfg.group_consumer_assignors),
             consumer_max_size=cfg.group_consumer_max_size,
+            share_session_timeout_ms=cfg.group_share_session_timeout_ms,
+            share_heartbeat_interval_ms=cfg.group_share_heartbeat_interval_ms,
         )
         self.coordinators: dict[int, GroupCoordinator] = {}
         # Offsets partitions the metadata says we lead whose coordinator is not serving yet (the
@@ -261,6 +263,7 @@ class GroupCoordinatorManager:
                 coordinator = GroupCoordinator(store, self.group_config)
                 coordinator.load()
                 coordinator.consumer.finish_load(self.metadata.image.topics)
+                coordinator.share.finish_load(self.metadata.image.topics, int(time.monotonic() * 1000))
                 coordinator.consumer.topics = self._topics
             except Exception:
                 log.exception("loading groups of %s-%d failed", OFFSETS_TOPIC, partition)

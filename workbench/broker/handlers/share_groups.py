@@ -2,7 +2,8 @@
 ShareAcknowledge (79).
 
 Membership is kept by the group's coordinator (a `ShareGroupCoordinator` beside each classic
-`GroupCoordinator`, as the KIP-848 one is); records are handed out and acknowledged by each
+`GroupCoordinator`, ``classic.share``, as the KIP-848 one is, persisted in the same
+``__consumer_offsets`` partition); records are handed out and acknowledged by each
 partition's leader (`workbench.broker.share_state.SharePartitionManager`), which persists the
 share-partition state before it answers.
 """
@@ -28,7 +29,6 @@ if TYPE_CHECKING:
     from workbench.broker.server import Connection
     from workbench.protocol.codec import Request
 
-_BESIDE: weakref.WeakKeyDictionary[GroupCoordinator, ShareGroupCoordinator] = weakref.WeakKeyDictionary()
 _MANAGERS: weakref.WeakKeyDictionary[Any, SharePartitionManager] = weakref.WeakKeyDictionary()
 
 #: Share sessions kept per broker (Kafka's group.share.max.share.sessions, 2000); beyond it the
@@ -39,10 +39,8 @@ _RECHECK_S = 0.1
 
 
 def share_coordinator(classic: GroupCoordinator) -> ShareGroupCoordinator:
-    sgc = _BESIDE.get(classic)
-    if sgc is None:
-        sgc = _BESIDE[classic] = ShareGroupCoordinator()
-    return sgc
+    """The KIP-932 coordinator beside `classic` (one per offsets partition)."""
+    return classic.share
 
 
 def share_partitions(broker: Broker) -> SharePartitionManager:
@@ -137,14 +135,19 @@ async def share_group_heartbeat(broker: Broker, req: Request, conn: Connection) 
         classic = broker.groups.coordinator_for(b.group_id)
         if classic.describe_group(b.group_id).state not in ("", "Empty", "Dead"):
             raise KafkaProtocolError(ErrorCode.GROUP_ID_NOT_FOUND, f"Group {b.group_id} is not a share group.")
+        if classic.consumer.is_consumer_group(b.group_id):
+            raise KafkaProtocolError(ErrorCode.GROUP_ID_NOT_FOUND, f"Group {b.group_id} is not a share group.")
         broker.refresh_metadata()
-        return share_coordinator(classic).heartbeat(
-            b,
-            broker.image.topics,
-            _now_ms(),
-            client_id=req.client_id or "",
-            client_host=f"/{conn.peer.rsplit(':', 1)[0]}",
-        )
+        topics = broker.image.topics
+        sgc = share_coordinator(classic)
+        try:
+            return sgc.heartbeat(
+                b, topics, _now_ms(), client_id=req.client_id or "", client_host=f"/{conn.peer.rsplit(':', 1)[0]}"
+            )
+        finally:
+            # Whatever the heartbeat changed (an expired member is removed even when the heartbeat
+            # itself is refused) is durable before the answer.
+            await sgc.persist(b.group_id, topics)
     except KafkaProtocolError as exc:
         return {
             "throttle_time_ms": 0,
@@ -163,7 +166,12 @@ async def share_group_describe(broker: Broker, req: Request, conn: Connection) -
     for group_id in req.body.group_ids:
         try:
             classic = broker.groups.coordinator_for(group_id)
-            sgc = _BESIDE.get(classic) or ShareGroupCoordinator()
+            sgc = share_coordinator(classic)
+            if group_id not in sgc.groups and (
+                classic.consumer.is_consumer_group(group_id)
+                or classic.describe_group(group_id).state not in ("", "Empty", "Dead")
+            ):
+                raise KafkaProtocolError(ErrorCode.GROUP_ID_NOT_FOUND, f"Group {group_id} is not a share group.")
             groups.append(sgc.describe(group_id, broker.image.topics))
         except KafkaProtocolError as exc:
             groups.append(
@@ -490,8 +498,7 @@ async def share_acknowledge(broker: Broker, req: Request, conn: Connection) -> d
 def _share_group_members(broker: Broker, group_id: str) -> int:
     """Members of ``group_id`` (raises NOT_COORDINATOR when another broker coordinates it)."""
     classic = broker.groups.coordinator_for(group_id)
-    sgc = _BESIDE.get(classic)
-    group = sgc.groups.get(group_id) if sgc is not None else None
+    group = share_coordinator(classic).groups.get(group_id)
     return len(group.members) if group is not None else 0
 
 
