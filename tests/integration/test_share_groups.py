@@ -503,3 +503,124 @@ def test_share_group_members_keep_their_epochs_when_the_coordinator_dies(fresh_c
     finally:
         a.close()
         b.close()
+
+
+def _group_configs_everywhere(cluster: Cluster, group: str) -> list[dict[str, tuple[str, int]]]:
+    """DescribeConfigs v4 of the GROUP resource, from every broker: name -> (value, source)."""
+    body = {
+        "resources": [{"resource_type": 32, "resource_name": group, "configuration_keys": None}],
+        "include_synonyms": False,
+        "include_documentation": False,
+    }
+    out = []
+    for answer in _ask_every_broker(cluster, 32, 4, body):
+        [r] = answer.results
+        assert r.error_code == 0, r.error_message
+        out.append({c.name: (c.value, c.config_source) for c in r.configs})
+    return out
+
+
+def _coordinator_ask(cluster: Cluster, group: str, api_key: int, version: int, body: dict):
+    from workbench.protocol.blocking_client import WireClient
+    from workbench.protocol.codec import REQUEST_CLASSES, build
+
+    boot = WireClient.to(cluster.bootstrap_servers)
+    fc = boot.request(build(REQUEST_CLASSES[10], {"key": group, "key_type": 0}), 3)
+    boot.close()
+    c = WireClient(fc.host, fc.port)
+    try:
+        return c.request(build(REQUEST_CLASSES[api_key], body), version)
+    finally:
+        c.close()
+
+
+def test_group_configs_are_validated_kept_in_the_metadata_log_and_applied_to_both_group_protocols(
+    share_cluster, topic_name
+):
+    """KIP-848/932 group configs (Kafka 4.x's GroupConfig): IncrementalAlterConfigs on a GROUP
+    resource checks names, types, the broker's min/max bounds and session > heartbeat; the overrides
+    are in the metadata log (every broker describes them); the coordinator answers heartbeats of
+    that group with its own heartbeat interval, for a consumer group and for a share group."""
+    from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
+
+    share_cluster.create_topic(topic_name, partitions=1)
+    admin = share_cluster.admin()
+    consumer_group, share_group = f"cg-{uuid.uuid4().hex[:6]}", f"sg-{uuid.uuid4().hex[:6]}"
+
+    def alter(group: str, **configs: str | None) -> None:
+        entries = [
+            ConfigEntry(
+                name.replace("_", "."),
+                value,
+                incremental_operation=AlterConfigOpType.SET if value is not None else AlterConfigOpType.DELETE,
+            )
+            for name, value in configs.items()
+        ]
+        resource = ConfigResource(ResourceType.GROUP, group, incremental_configs=entries)
+        admin.incremental_alter_configs([resource])[resource].result(timeout=20)
+
+    alter(consumer_group, consumer_heartbeat_interval_ms="2500", consumer_session_timeout_ms="30000")
+    alter(share_group, share_heartbeat_interval_ms="3000", share_isolation_level="read_committed")
+    for bad, why in [
+        ({"consumer_session_timeout_ms": "2000"}, r"consumer\.session\.timeout\.ms must be greater than"),
+        ({"consumer_heartbeat_interval_ms": "99999"}, r"must be less than or equal to"),
+        ({"share_isolation_level": "sometimes"}, r"share\.isolation\.level"),
+        ({"share_session_timeout_ms": "soon"}, r"share\.session\.timeout\.ms"),
+        ({"consumer_fetch_ms": "1"}, r"Unknown group config name: consumer\.fetch\.ms"),
+    ]:
+        with pytest.raises(KafkaException, match=why):
+            alter(consumer_group, **bad)
+
+    everywhere = _group_configs_everywhere(share_cluster, consumer_group)
+    assert len(everywhere) == 3 and all(d == everywhere[0] for d in everywhere)  # one metadata log
+    configs = everywhere[0]
+    assert configs["consumer.heartbeat.interval.ms"] == ("2500", 8)  # GROUP_CONFIG
+    assert configs["consumer.session.timeout.ms"] == ("30000", 8)
+    assert configs["share.heartbeat.interval.ms"] == ("1000", 5)  # DEFAULT_CONFIG: the broker's
+    assert set(configs) == {
+        "consumer.session.timeout.ms",
+        "consumer.heartbeat.interval.ms",
+        "share.session.timeout.ms",
+        "share.heartbeat.interval.ms",
+        "share.record.lock.duration.ms",
+        "share.delivery.count.limit",
+        "share.auto.offset.reset",
+        "share.isolation.level",
+    }
+    assert _group_configs_everywhere(share_cluster, share_group)[0]["share.isolation.level"] == ("read_committed", 8)
+
+    joined = _coordinator_ask(
+        share_cluster,
+        consumer_group,
+        68,
+        0,
+        {
+            "group_id": consumer_group,
+            "member_id": uuid.uuid4().hex,
+            "member_epoch": 0,
+            "rebalance_timeout_ms": 30000,
+            "subscribed_topic_names": [topic_name],
+            "topic_partitions": [],
+        },
+    )
+    assert joined.error_code == 0 and joined.heartbeat_interval_ms == 2500
+    share_joined = _coordinator_ask(
+        share_cluster,
+        share_group,
+        76,
+        1,
+        {
+            "group_id": share_group,
+            "member_id": uuid.uuid4().hex,
+            "member_epoch": 0,
+            "rack_id": None,
+            "subscribed_topic_names": [topic_name],
+        },
+    )
+    assert share_joined.error_code == 0 and share_joined.heartbeat_interval_ms == 3000
+
+    alter(consumer_group, consumer_heartbeat_interval_ms=None)  # DELETE: back to the broker's default
+    assert _group_configs_everywhere(share_cluster, consumer_group)[0]["consumer.heartbeat.interval.ms"] == (
+        "1000",
+        5,
+    )

@@ -232,6 +232,10 @@ class GroupCoordinatorManager:
         """The metadata image's topics, for the KIP-848 groups' timers."""
         return self.metadata.image.topics
 
+    def _group_configs(self, group_id: str) -> dict[str, str]:
+        """A group's config overrides in the metadata image (KIP-848/932 GROUP configs)."""
+        return self.metadata.image.group_configs.get(group_id, {})
+
     def all_coordinators(self) -> Iterable[GroupCoordinator]:
         return list(self.coordinators.values())
 
@@ -265,6 +269,7 @@ class GroupCoordinatorManager:
                 coordinator.consumer.finish_load(self.metadata.image.topics)
                 coordinator.share.finish_load(self.metadata.image.topics, int(time.monotonic() * 1000))
                 coordinator.consumer.topics = self._topics
+                coordinator.consumer.group_configs = coordinator.share.group_configs = self._group_configs
             except Exception:
                 log.exception("loading groups of %s-%d failed", OFFSETS_TOPIC, partition)
                 continue

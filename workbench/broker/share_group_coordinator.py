@@ -23,7 +23,7 @@ The coordinator's own logic is I/O-free: the handler passes the clock, the store
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -106,6 +106,16 @@ class ShareGroupCoordinator:
         self._written: dict[str, dict[bytes, bytes]] = {}
         # group id -> key -> value replayed from the store, until `finish_load` resolves topic ids
         self._replayed: dict[str, dict[bytes, bytes]] = {}
+        #: A group's config overrides (the metadata image's, `workbench.broker.group_configs`).
+        self.group_configs: Callable[[str], Mapping[str, str]] | None = None
+
+    def group_int(self, group_id: str, name: str) -> int:
+        """``share.session.timeout.ms`` / ``share.heartbeat.interval.ms`` of a group: its override
+        (a GROUP config), else this coordinator's broker-wide setting."""
+        own = self.group_configs(group_id) if self.group_configs is not None else {}
+        if name in own:
+            return int(own[name])
+        return self.session_timeout_ms if name == "share.session.timeout.ms" else self.heartbeat_interval_ms
 
     def heartbeat(
         self, body: Any, topics: dict[str, Any], now_ms: int, *, client_id: str = "", client_host: str = ""
@@ -122,7 +132,7 @@ class ShareGroupCoordinator:
             if member is not None:
                 del group.members[body.member_id]
                 self._rebalance(group, topics)
-            return self._response(body.member_id, -1, None)
+            return self._response(group.group_id, body.member_id, -1, None)
         if body.member_epoch == 0:
             if member is None:
                 if body.subscribed_topic_names is None:
@@ -149,7 +159,8 @@ class ShareGroupCoordinator:
         send = body.member_epoch == 0 or member.member_epoch != group.group_epoch
         if member.member_epoch != group.group_epoch:
             member.previous_epoch, member.member_epoch = member.member_epoch, group.group_epoch
-        return self._response(member.member_id, member.member_epoch, self._assignment(member, topics) if send else None)
+        assignment = self._assignment(member, topics) if send else None
+        return self._response(group.group_id, member.member_id, member.member_epoch, assignment)
 
     def _partition_counts_changed(self, group: ShareGroup, topics: dict[str, Any]) -> bool:
         want = assign({m.member_id: m.subscribed for m in group.members.values()}, _counts(group, topics))
@@ -163,7 +174,8 @@ class ShareGroupCoordinator:
         group.assignment_epoch = group.group_epoch
 
     def _expire(self, group: ShareGroup, topics: dict[str, Any], now_ms: int) -> None:
-        gone = [m for m in group.members.values() if now_ms - m.last_seen_ms > self.session_timeout_ms]
+        timeout = self.group_int(group.group_id, "share.session.timeout.ms")
+        gone = [m for m in group.members.values() if now_ms - m.last_seen_ms > timeout]
         for m in gone:
             del group.members[m.member_id]
         if gone:
@@ -179,14 +191,14 @@ class ShareGroupCoordinator:
             ]
         }
 
-    def _response(self, member_id: str, epoch: int, assignment: dict[str, Any] | None) -> dict[str, Any]:
+    def _response(self, group_id: str, member_id: str, epoch: int, assignment: dict[str, Any] | None) -> dict[str, Any]:
         return {
             "throttle_time_ms": 0,
             "error_code": 0,
             "error_message": None,
             "member_id": member_id,
             "member_epoch": epoch,
-            "heartbeat_interval_ms": self.heartbeat_interval_ms,
+            "heartbeat_interval_ms": self.group_int(group_id, "share.heartbeat.interval.ms"),
             "assignment": assignment,
         }
 

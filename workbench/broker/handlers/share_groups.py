@@ -18,8 +18,9 @@ import uuid
 import weakref
 from typing import TYPE_CHECKING, Any
 
+from workbench.broker import group_configs
 from workbench.broker.share_group_coordinator import ShareGroupCoordinator
-from workbench.broker.share_state import GROUP_CONFIGS, SharePartitionManager, ShareSession
+from workbench.broker.share_state import SharePartitionManager, ShareSession
 from workbench.protocol.errors import ErrorCode, KafkaProtocolError
 from workbench.protocol.records import iter_batch_headers
 
@@ -66,63 +67,33 @@ def publish_share_partitions(broker: Broker, path: Any) -> None:
     mgr._published = text  # type: ignore[attr-defined]
 
 
-async def _lock_ms(mgr: SharePartitionManager, group: str) -> int:
+def _lock_ms(mgr: SharePartitionManager, group: str) -> int:
     """The group's acquisition lock duration (AcquisitionLockTimeoutMs in responses)."""
-    if group:
-        try:
-            await mgr.refresh_group_config(group)
-        except KafkaProtocolError:
-            pass  # the state topic is unavailable: the fetch itself will say so
     return mgr.group_config(group or None)[0]
 
 
 async def describe_group_configs(broker: Broker, group: str, keys: list[str] | None) -> list[dict]:
-    """DescribeConfigs of a GROUP resource: the KIP-932 share configs, set or default."""
-    own = await share_partitions(broker).group_configs(group)
-    entries = []
-    for name, (field, _check, _msg) in sorted(GROUP_CONFIGS.items()):
-        if keys is not None and name not in keys:
-            continue
-        set_here = name in own
-        entries.append(
-            {
-                "name": name,
-                "value": own[name] if set_here else str(getattr(broker.config, field)),
-                "read_only": False,
-                "config_source": 8 if set_here else 5,  # GROUP_CONFIG (KIP-848) or DEFAULT_CONFIG
-                "is_default": not set_here,
-                "is_sensitive": False,
-                "synonyms": [],
-                "config_type": 2 if name.endswith("reset") else 3,  # STRING, INT
-                "documentation": None,
-            }
-        )
-    return entries
+    """DescribeConfigs of a GROUP resource: every group config (`workbench.broker.group_configs`),
+    set on the group or the broker's default."""
+    if not group:
+        raise KafkaProtocolError(ErrorCode.INVALID_REQUEST, "a group resource needs a group id")
+    broker.refresh_metadata()
+    return group_configs.describe_entries(broker.config, broker.image.group_configs.get(group, {}), keys)
 
 
 async def alter_group_configs(
     broker: Broker, group: str, changes: list[tuple[str, int, str | None]], *, replace: bool, validate_only: bool
 ) -> None:
-    """(Incremental)AlterConfigs of a GROUP resource: SET (0) and DELETE (1) of the share configs;
-    ``replace`` is AlterConfigs' "these are all the configs". Raises INVALID_CONFIG as Kafka does."""
-    mgr = share_partitions(broker)
-    configs = {} if replace else await mgr.group_configs(group)
-    for name, op, value in changes:
-        if name not in GROUP_CONFIGS:
-            raise KafkaProtocolError(ErrorCode.INVALID_CONFIG, f"Unknown group config name: {name}")
-        if op == 1:
-            configs.pop(name, None)
-            continue
-        if op != 0:
-            raise KafkaProtocolError(ErrorCode.INVALID_CONFIG, f"{name} is not a list: only SET and DELETE apply")
-        _field, check, message = GROUP_CONFIGS[name]
-        if value is None or not check(value):
-            raise KafkaProtocolError(
-                ErrorCode.INVALID_CONFIG, f"Invalid value {value} for configuration {name}: {message}"
-            )
-        configs[name] = value
-    if not validate_only:
-        await mgr.set_group_configs(group, configs)
+    """(Incremental)AlterConfigs of a GROUP resource: SET (0) and DELETE (1); ``replace`` is
+    AlterConfigs' "these are all the configs". Validated as Kafka's GroupConfig validates (INVALID_CONFIG),
+    then written to the metadata log by the controller, as Kafka keeps group configs."""
+    if not group:
+        raise KafkaProtocolError(ErrorCode.INVALID_REQUEST, "a group resource needs a group id")
+    broker.refresh_metadata()
+    current = broker.image.group_configs.get(group, {})
+    configs = group_configs.validate(broker.config, group_configs.altered(current, changes, replace=replace))
+    if not validate_only and configs != current:
+        await broker.controller.submit({"op": "alter_group_configs", "group": group, "configs": configs})
 
 
 def _now_ms() -> int:
@@ -281,7 +252,7 @@ async def share_fetch(broker: Broker, req: Request, conn: Connection) -> dict:
     body = req.body
     mgr = share_partitions(broker)
     group, member = body.group_id or "", body.member_id or ""
-    lock_ms = await _lock_ms(mgr, group)
+    lock_ms = _lock_ms(mgr, group)
     broker.refresh_metadata()
     names = _topic_names(broker)
 
@@ -412,7 +383,10 @@ async def _fetch_into(broker: Broker, session: ShareSession, body: Any, result: 
             if plog is None:
                 continue
             async with led.lock:
-                hw = plog.high_watermark
+                # share.isolation.level=read_committed: records up to the last stable offset only
+                # (Kafka also archives aborted transactions' records; not done here).
+                committed = mgr.group_config(group or None)[3] == "read_committed"
+                hw = plog.last_stable_offset if committed else plog.high_watermark
                 ranges = led.sp.acquire(member, hw, max_records - got, _now_ms(), log_start=plog.log_start_offset)
                 if ranges:
                     await mgr.persist((group, topic, partition), led)
@@ -444,7 +418,7 @@ async def share_acknowledge(broker: Broker, req: Request, conn: Connection) -> d
     group, member = body.group_id or "", body.member_id or ""
     broker.refresh_metadata()
     names = _topic_names(broker)
-    lock_ms = await _lock_ms(mgr, group)
+    lock_ms = _lock_ms(mgr, group)
 
     def top(code: int, message: str | None) -> dict:
         return {
