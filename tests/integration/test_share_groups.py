@@ -624,3 +624,50 @@ def test_group_configs_are_validated_kept_in_the_metadata_log_and_applied_to_bot
         "1000",
         5,
     )
+
+
+def test_a_read_committed_share_group_gets_committed_records_only(share_cluster, topic_name):
+    """share.isolation.level=read_committed (a group config): records are handed out up to the last
+    stable offset, and the records of aborted transactions are archived, never delivered, as Kafka's
+    SharePartition does; a read_uncommitted group of the same topic gets every record."""
+    from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
+
+    share_cluster.create_topic(topic_name, partitions=1)
+    bs = share_cluster.bootstrap_servers
+    committed_group, everything_group = f"rc-{uuid.uuid4().hex[:6]}", f"ru-{uuid.uuid4().hex[:6]}"
+    admin = share_cluster.admin()
+    level = ConfigEntry("share.isolation.level", "read_committed", incremental_operation=AlterConfigOpType.SET)
+    resource = ConfigResource(ResourceType.GROUP, committed_group, incremental_configs=[level])
+    admin.incremental_alter_configs([resource])[resource].result(timeout=20)
+
+    txn = Producer({"bootstrap.servers": bs, "transactional.id": f"t-{topic_name}"})
+    txn.init_transactions(20)
+    txn.begin_transaction()
+    for v in ("aborted-0", "aborted-1", "aborted-2"):
+        txn.produce(topic_name, value=v.encode())
+    assert txn.flush(15) == 0  # in the log before the abort (an abort purges what is unsent)
+    txn.abort_transaction(20)
+    txn.begin_transaction()
+    for v in ("committed-0", "committed-1"):
+        txn.produce(topic_name, value=v.encode())
+    txn.commit_transaction(20)
+    txn.begin_transaction()
+    txn.produce(topic_name, value=b"open")
+    assert txn.flush(15) == 0
+    _produce(bs, topic_name, ["plain"])  # above the open transaction: beyond the last stable offset
+
+    rc = _consumer(bs, committed_group, topic_name, mode="implicit")
+    try:
+        first = _poll(rc, 2)
+        assert sorted(v for _o, v, _n, _m in first) == ["committed-0", "committed-1"]
+        txn.abort_transaction(20)  # the open one: the last stable offset moves past "plain"
+        rest = _poll(rc, 1)
+        assert [v for _o, v, _n, _m in rest] == ["plain"]
+    finally:
+        rc.close()
+    ru = _consumer(bs, everything_group, topic_name, mode="implicit")
+    try:
+        values = sorted(v for _o, v, _n, _m in _poll(ru, 7))
+        assert values == sorted(["aborted-0", "aborted-1", "aborted-2", "committed-0", "committed-1", "open", "plain"])
+    finally:
+        ru.close()

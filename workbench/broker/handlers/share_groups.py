@@ -248,6 +248,49 @@ def _read_acquired(plog: Any, ranges: list[tuple[int, int, int]], upper: int) ->
     return b"".join(out)
 
 
+def _without_aborted(plog: Any, sp: Any, ranges: list[tuple[int, int, int]], upper: int) -> list[tuple[int, int, int]]:
+    """read_committed: archive the acquired records of aborted transactions (Kafka's SharePartition
+    does the same) and return the acquired ranges without them."""
+    spans = plog.aborted_spans(ranges[0][0], upper)
+    if not spans:
+        return ranges
+    aborted: set[int] = set()
+    for first, last, _count in ranges:
+        offset = first
+        while offset <= last:
+            data = plog.read(offset, 1 << 20, upper_bound=upper)
+            if not len(data):
+                break
+            buf, moved = bytes(data), False
+            for h in iter_batch_headers(buf):
+                if h.next_offset <= offset:
+                    continue
+                if h.base_offset > last:
+                    break
+                in_aborted = any(pid == h.producer_id and lo <= h.base_offset <= hi for pid, lo, hi in spans)
+                if h.is_transactional and not h.is_control and in_aborted:
+                    aborted.update(range(max(h.base_offset, first), min(h.next_offset - 1, last) + 1))
+                offset, moved = h.next_offset, True
+            if not moved:
+                break
+    if not aborted:
+        return ranges
+    sp.archive_acquired(aborted)
+    kept: list[tuple[int, int, int]] = []
+    for first, last, count in ranges:
+        run: int | None = None
+        for o in range(first, last + 1):
+            if o in aborted:
+                if run is not None:
+                    kept.append((run, o - 1, count))
+                    run = None
+            elif run is None:
+                run = o
+        if run is not None:
+            kept.append((run, last, count))
+    return kept
+
+
 async def share_fetch(broker: Broker, req: Request, conn: Connection) -> dict:
     body = req.body
     mgr = share_partitions(broker)
@@ -383,12 +426,15 @@ async def _fetch_into(broker: Broker, session: ShareSession, body: Any, result: 
             if plog is None:
                 continue
             async with led.lock:
-                # share.isolation.level=read_committed: records up to the last stable offset only
-                # (Kafka also archives aborted transactions' records; not done here).
+                # share.isolation.level=read_committed: records up to the last stable offset only,
+                # and those of aborted transactions archived (`_without_aborted`), as in Kafka.
                 committed = mgr.group_config(group or None)[3] == "read_committed"
                 hw = plog.last_stable_offset if committed else plog.high_watermark
                 ranges = led.sp.acquire(member, hw, max_records - got, _now_ms(), log_start=plog.log_start_offset)
-                if ranges:
+                acquired = bool(ranges)
+                if committed and ranges:
+                    ranges = _without_aborted(plog, led.sp, ranges, hw)
+                if acquired:  # archived aborted records are state to keep too
                     await mgr.persist((group, topic, partition), led)
             if not ranges:
                 waiting.append((topic, partition))
