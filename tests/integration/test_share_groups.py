@@ -671,3 +671,32 @@ def test_a_read_committed_share_group_gets_committed_records_only(share_cluster,
         assert values == sorted(["aborted-0", "aborted-1", "aborted-2", "committed-0", "committed-1", "open", "plain"])
     finally:
         ru.close()
+
+
+def test_delete_groups_removes_an_empty_share_group_and_its_state(share_cluster, topic_name):
+    """DeleteGroups of a share group: NON_EMPTY_GROUP while a member is in it; once empty, its
+    membership records and share-partition state go (Kafka deletes both), ListGroups no longer
+    names it, and a member joining under the same id starts afresh."""
+    share_cluster.create_topic(topic_name, partitions=1)
+    bs, group = share_cluster.bootstrap_servers, f"g-{uuid.uuid4().hex[:6]}"
+    _produce(bs, topic_name, [f"m{i}" for i in range(3)])
+    admin = share_cluster.admin()
+    c = _consumer(bs, group, topic_name)
+    try:
+        _ack_all(c, _poll(c, 3))
+        assert _start_offsets(share_cluster, group) == {(topic_name, 0): 3}
+        with pytest.raises(KafkaException, match="NON_EMPTY_GROUP"):
+            admin.delete_consumer_groups([group], request_timeout=20)[group].result()
+    finally:
+        c.close()
+    wait_until(lambda: _listed(share_cluster, ["share"]).get(group, (None, None))[1] == "Empty")
+    admin.delete_consumer_groups([group], request_timeout=20)[group].result()
+    assert group not in _listed(share_cluster, [])
+    assert _start_offsets(share_cluster, group) == {}
+    again = _consumer(bs, group, topic_name)
+    try:
+        fresh = sorted(_poll(again, 3))
+        assert [(o, n) for o, _v, n, _m in fresh] == [(0, 1), (1, 1), (2, 1)]  # earliest, first delivery
+        _ack_all(again, fresh)
+    finally:
+        again.close()

@@ -99,3 +99,24 @@ def test_membership_is_written_as_kafkas_share_group_records_and_a_new_coordinat
     assert list(new.members) == ["a"] and new.members["a"].assignment == {"jobs": [0, 1]}
     assert new.members["a"].member_epoch == 3 and new.members["a"].subscribed == ["jobs"]
     assert beat(moved, "a", 3)["member_epoch"] == 3  # the member carries on with its epoch
+
+
+def test_deleting_an_empty_group_tombstones_its_records():
+    import asyncio
+
+    store = _Store()
+    c = ShareGroupCoordinator(store)
+    beat(c, "a", 0, ["jobs"])
+    asyncio.run(c.persist("g", TOPICS))
+    with pytest.raises(KafkaProtocolError) as busy:
+        asyncio.run(c.delete_empty_group("g", TOPICS))
+    assert busy.value.code == ErrorCode.NON_EMPTY_GROUP
+    beat(c, "a", -1)
+    asyncio.run(c.persist("g", TOPICS))
+    asyncio.run(c.delete_empty_group("g", TOPICS))
+    assert "g" not in c.groups and store.log[-1][1] is None
+    moved = ShareGroupCoordinator()
+    for key, value in store.log:
+        moved.replay(key, value)
+    moved.finish_load(TOPICS, now_ms=0)
+    assert moved.groups == {}

@@ -255,6 +255,21 @@ class ShareGroupCoordinator:
             self._written.pop(group_id, None)
         return changes
 
+    async def delete_empty_group(self, group_id: str, topics: Mapping[str, Any]) -> None:
+        """DeleteGroups of a share group with no members: its records are tombstoned, durably, and the
+        id is free for any group type again. NON_EMPTY_GROUP while it has members."""
+        group = self.groups.get(group_id)
+        if group is None:
+            raise KafkaProtocolError(ErrorCode.GROUP_ID_NOT_FOUND, f"Group {group_id} not found.")
+        if group.members:
+            raise KafkaProtocolError(ErrorCode.NON_EMPTY_GROUP, f"Share group {group_id} has members.")
+        del self.groups[group_id]
+        try:
+            await self.persist(group_id, topics)
+        except BaseException:
+            self.groups[group_id] = group  # not deleted until its tombstones are written
+            raise
+
     def forget_written(self, group_id: str) -> None:
         """The last append failed: the next `pending_records` rewrites the whole group."""
         self._written.pop(group_id, None)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from workbench.broker.groups_manager import OFFSETS_TOPIC
 from workbench.broker.handlers.consumer_groups import consumer_coordinator_if_any
+from workbench.broker.handlers.share_groups import delete_share_group
 from workbench.broker.handlers.transactions import KEY_TYPE_TRANSACTION, find_transaction_coordinator
 from workbench.broker.share_group_coordinator import PROTOCOL_TYPE as SHARE_PROTOCOL_TYPE
 from workbench.protocol.errors import ErrorCode, KafkaProtocolError
@@ -407,11 +408,17 @@ async def describe_groups(broker: Broker, req: Request, conn: Connection) -> dic
 
 
 async def delete_groups(broker: Broker, req: Request, conn: Connection) -> dict:
+    """DeleteGroups; a KIP-932 share group (empty) loses its membership records and its share-partition
+    state, as Kafka deletes both."""
     results = []
     for group_id in req.body.groups_names:
         try:
             coordinator = broker.groups.coordinator_for(group_id)
-            [(_gid, error)] = await coordinator.delete_groups([group_id])
+            if group_id in coordinator.share.groups:
+                await delete_share_group(broker, coordinator.share, group_id)
+                error = ErrorCode.NONE
+            else:
+                [(_gid, error)] = await coordinator.delete_groups([group_id])
         except KafkaProtocolError as exc:
             error = exc.code
         results.append({"group_id": group_id, "error_code": error})

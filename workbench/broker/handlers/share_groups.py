@@ -593,6 +593,19 @@ async def alter_share_group_offsets(broker: Broker, req: Request, conn: Connecti
     return {"throttle_time_ms": 0, "responses": responses}
 
 
+async def delete_share_group(broker: Broker, sgc: ShareGroupCoordinator, group_id: str) -> None:
+    """DeleteGroups of an empty share group: its share-partition state first (so a failure leaves the
+    group to delete again), then its membership records."""
+    group = sgc.groups.get(group_id)
+    if group is not None and group.members:
+        raise KafkaProtocolError(ErrorCode.NON_EMPTY_GROUP, f"Share group {group_id} has members.")
+    mgr = share_partitions(broker)
+    for topic, index in sorted(await mgr.group_state(group_id)):
+        await mgr.write_state(group_id, topic, index, None)
+    broker.refresh_metadata()
+    await sgc.delete_empty_group(group_id, broker.image.topics)
+
+
 async def delete_share_group_offsets(broker: Broker, req: Request, conn: Connection) -> dict:
     """Delete an empty share group's state for whole topics: the next member starts afresh
     (share.auto.offset.reset)."""
