@@ -98,3 +98,14 @@ def test_share_assignor_gives_every_partition_a_member_and_every_member_a_partit
     assert assign({"a": ["t"], "b": ["t"], "c": ["t"]}, {"t": 1}) == {"a": {"t": [0]}, "b": {"t": [0]}, "c": {"t": [0]}}
     assert assign({"a": ["t"], "b": ["t"]}, {"t": 4}) == {"a": {"t": [0, 2]}, "b": {"t": [1, 3]}}
     assert assign({"a": ["t"], "b": ["u"]}, {"t": 1}) == {"a": {"t": [0]}, "b": {}}
+
+
+def test_archived_aborted_records_are_done_and_move_the_start_offset():
+    """read_committed: the leader archives the acquired records of an aborted transaction."""
+    sp = SharePartition(0)
+    assert sp.acquire("a", 5, 5, 0) == [(0, 4, 1)]
+    sp.archive_acquired([0, 1, 2])
+    assert sp.start_offset == 3 and sp.acknowledge("a", [(0, 0, [Ack.ACCEPT])], 1) == ErrorCode.INVALID_RECORD_STATE
+    assert sp.acknowledge("a", [(3, 4, [Ack.RELEASE])], 1) == ErrorCode.NONE
+    sp.archive_acquired([3])  # only acquired records are archived: a released one stays available
+    assert sp.acquire("b", 5, 5, 2) == [(3, 4, 2)]

@@ -33,12 +33,26 @@ class BrokerConfig:
     group_share_record_lock_duration_ms: int = 30_000  # group.share.record.lock.duration.ms
     group_share_delivery_count_limit: int = 5  # group.share.delivery.count.limit
     group_share_auto_offset_reset: str = "latest"  # share.auto.offset.reset: latest or earliest
+    group_share_session_timeout_ms: int = 45000  # group.share.session.timeout.ms
+    group_share_heartbeat_interval_ms: int = 1000  # group.share.heartbeat.interval.ms (Kafka: 5000)
+    group_share_isolation_level: str = "read_uncommitted"  # share.isolation.level's default (Kafka's)
+    # The bounds of the per-group overrides (workbench/broker/group_configs.py), Kafka's
+    # group.share.{min,max}.*; lower minima than Kafka's (45000, 5000, 15000) so tests and notebooks
+    # can use short timeouts and locks, and a longer maximum lock (Kafka: 60000).
+    group_share_min_session_timeout_ms: int = 1000
+    group_share_max_session_timeout_ms: int = 60000
+    group_share_min_heartbeat_interval_ms: int = 100
+    group_share_max_heartbeat_interval_ms: int = 15000
+    group_share_min_record_lock_duration_ms: int = 100
+    group_share_max_record_lock_duration_ms: int = 3_600_000
     # KIP-848 consumer groups (group.protocol=consumer), Kafka 4.x's group.consumer.* names; checked
     # together by `check_consumer_group_settings` (Kafka's defaults: 45000, 5000, 45000, 60000).
     group_consumer_session_timeout_ms: int = 45000  # group.consumer.session.timeout.ms
     group_consumer_heartbeat_interval_ms: int = 1000  # group.consumer.heartbeat.interval.ms (quick rebalances)
     group_consumer_min_session_timeout_ms: int = 1000  # group.consumer.min.session.timeout.ms
     group_consumer_max_session_timeout_ms: int = 60000  # group.consumer.max.session.timeout.ms
+    group_consumer_min_heartbeat_interval_ms: int = 100  # group.consumer.min.heartbeat.interval.ms (Kafka: 5000)
+    group_consumer_max_heartbeat_interval_ms: int = 15000  # group.consumer.max.heartbeat.interval.ms
     # group.consumer.assignors: the ones a member may name; the first is the default
     group_consumer_assignors: list[str] = field(default_factory=lambda: ["uniform", "range"])
     group_consumer_max_size: int = 2**31 - 1  # group.consumer.max.size

@@ -255,6 +255,16 @@ class ConsumerGroupCoordinator:
         self._encoded: dict[bytes, tuple[tuple, bytes]] = {}
         self._keys: dict[tuple[int, str, str | None], bytes] = {}
         self._next_expiry = 0.0
+        #: A group's config overrides (the metadata image's, `workbench.broker.group_configs`).
+        self.group_configs: Callable[[str], Mapping[str, str]] | None = None
+
+    def group_int(self, group_id: str, name: str) -> int:
+        """``consumer.session.timeout.ms`` / ``consumer.heartbeat.interval.ms`` of a group: its
+        override (a GROUP config), else this coordinator's broker-wide setting."""
+        own = self.group_configs(group_id) if self.group_configs is not None else {}
+        if name in own:
+            return int(own[name])
+        return self.session_timeout_ms if name == "consumer.session.timeout.ms" else self.heartbeat_interval_ms
 
     def is_consumer_group(self, group_id: str) -> bool:
         group = self.groups.get(group_id)
@@ -395,7 +405,7 @@ class ConsumerGroupCoordinator:
             "error_message": None,
             "member_id": member_id,
             "member_epoch": member.member_epoch,
-            "heartbeat_interval_ms": self.heartbeat_interval_ms,
+            "heartbeat_interval_ms": self.group_int(group_id, "consumer.heartbeat.interval.ms"),
             "assignment": None,
         }
         if member.last_sent != member.assigned or epoch == 0 or body.topic_partitions is not None:
@@ -472,7 +482,7 @@ class ConsumerGroupCoordinator:
     def _expire(self, group: ConsumerGroup, topics: Mapping[str, Any], now: float) -> None:
         """Kafka's session and rebalance timers: remove silent members and members that did not
         revoke in time (their partitions are then free for their new owners)."""
-        timeout = self.session_timeout_ms / 1000
+        timeout = self.group_int(group.group_id, "consumer.session.timeout.ms") / 1000
         for m in list(group.members.values()):
             late_revoke = bool(m.revoking) and m.revoke_deadline is not None and now > m.revoke_deadline
             if now - m.last_seen > timeout or late_revoke:

@@ -28,7 +28,8 @@ Implemented, with the KIP that introduced each behaviour:
   client-side protocol carried in the opaque metadata/assignment bytes.
 
 The KIP-848 groups of the same offsets partition are `self.consumer`
-(`workbench.broker.consumer_group_coordinator`), loaded by the same replay.
+(`workbench.broker.consumer_group_coordinator`) and its KIP-932 share groups
+`self.share` (`workbench.broker.share_group_coordinator`), loaded by the same replay.
 
 Not implemented: quotas on group metadata size.
 
@@ -72,6 +73,7 @@ from workbench.broker.offset_metadata_manager import (
     TopicPartition,
     store_error_for_commit,
 )
+from workbench.broker.share_group_coordinator import ShareGroupCoordinator
 from workbench.protocol.errors import ErrorCode, KafkaProtocolError
 
 log = logging.getLogger(__name__)
@@ -80,6 +82,7 @@ T = TypeVar("T")
 
 #: Leading int16 of the `__consumer_offsets` keys of KIP-848 groups (ConsumerGroup*Key, types 3-8).
 _CONSUMER_GROUP_RECORD_TYPES = frozenset(t.to_bytes(2, "big") for t in range(3, 9))
+_SHARE_GROUP_RECORD_TYPES = frozenset(t.to_bytes(2, "big") for t in range(10, 15))
 
 # Kafka's GroupCoordinator.NewMemberJoinTimeoutMs: a new member parked in JoinGroup
 # cannot heartbeat; if it disconnected it will retry, so expire the stale entry.
@@ -114,6 +117,9 @@ class GroupConfig:
     consumer_heartbeat_interval_ms: int = 1000  # group.consumer.heartbeat.interval.ms
     consumer_assignors: tuple[str, ...] = ("uniform", "range")  # group.consumer.assignors
     consumer_max_size: int = 2**31 - 1  # group.consumer.max.size
+    # KIP-932 share groups (the ShareGroupCoordinator beside this one), group.share.*:
+    share_session_timeout_ms: int = 45000  # group.share.session.timeout.ms
+    share_heartbeat_interval_ms: int = 1000  # group.share.heartbeat.interval.ms (Kafka: 5000)
 
 
 @dataclass
@@ -210,6 +216,12 @@ class GroupCoordinator:
             max_size=self.config.consumer_max_size,
             clock=clock,
         )
+        #: The KIP-932 share groups of the same offsets partition: same store, same replay.
+        self.share = ShareGroupCoordinator(
+            offsets,
+            session_timeout_ms=self.config.share_session_timeout_ms,
+            heartbeat_interval_ms=self.config.share_heartbeat_interval_ms,
+        )
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -221,6 +233,9 @@ class GroupCoordinator:
         for key, value in self._store.replay():
             if key[:2] in _CONSUMER_GROUP_RECORD_TYPES:
                 self.consumer.replay(key, value)  # a KIP-848 group's record (types 3-8)
+                continue
+            if key[:2] in _SHARE_GROUP_RECORD_TYPES:
+                self.share.replay(key, value)  # a KIP-932 share group's record (types 10-14)
                 continue
             try:
                 k = decode_key(key)

@@ -168,6 +168,8 @@ class GroupCoordinatorManager:
             consumer_heartbeat_interval_ms=cfg.group_consumer_heartbeat_interval_ms,
             consumer_assignors=tuple(cfg.group_consumer_assignors),
             consumer_max_size=cfg.group_consumer_max_size,
+            share_session_timeout_ms=cfg.group_share_session_timeout_ms,
+            share_heartbeat_interval_ms=cfg.group_share_heartbeat_interval_ms,
         )
         self.coordinators: dict[int, GroupCoordinator] = {}
         # Offsets partitions the metadata says we lead whose coordinator is not serving yet (the
@@ -230,6 +232,10 @@ class GroupCoordinatorManager:
         """The metadata image's topics, for the KIP-848 groups' timers."""
         return self.metadata.image.topics
 
+    def _group_configs(self, group_id: str) -> dict[str, str]:
+        """A group's config overrides in the metadata image (KIP-848/932 GROUP configs)."""
+        return self.metadata.image.group_configs.get(group_id, {})
+
     def all_coordinators(self) -> Iterable[GroupCoordinator]:
         return list(self.coordinators.values())
 
@@ -261,7 +267,9 @@ class GroupCoordinatorManager:
                 coordinator = GroupCoordinator(store, self.group_config)
                 coordinator.load()
                 coordinator.consumer.finish_load(self.metadata.image.topics)
+                coordinator.share.finish_load(self.metadata.image.topics, int(time.monotonic() * 1000))
                 coordinator.consumer.topics = self._topics
+                coordinator.consumer.group_configs = coordinator.share.group_configs = self._group_configs
             except Exception:
                 log.exception("loading groups of %s-%d failed", OFFSETS_TOPIC, partition)
                 continue

@@ -8,18 +8,26 @@ a partition. This does the same in its simplest form: partitions round robin ove
 Delivering a record to one member only is the share-partition leader's job
 (`workbench.broker.share_partition`), not the assignor's.
 
-Membership is not persisted (Kafka writes it to ``__consumer_offsets``): a coordinator move
-starts the groups afresh and the members rejoin with epoch 0, as the consumer protocol's
-coordinator here does. The durable part of a share group, the share-partition state, is kept by
-the partition leaders (`workbench.broker.share_state`). I/O-free: the handler passes the clock.
+Membership is durable, as Kafka keeps it: each change is written to the group's
+``__consumer_offsets`` partition as Kafka's share group records (member metadata type 10, group
+epoch 11, target assignment epoch 12 and per member 13, current member assignment 14;
+`workbench.protocol.kip932`) before the heartbeat that caused it is answered (`persist`), and
+`replay` + `finish_load` rebuild the groups when the offsets partition's leadership moves, so the
+members keep their ids, epochs and assignments across a coordinator failover (session timers
+restart at load) and no rebalance follows. The other durable part of a share group, the
+share-partition state, is kept by the partition leaders (`workbench.broker.share_state`).
+The coordinator's own logic is I/O-free: the handler passes the clock, the store is a narrow
+`RecordStore`.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
+from workbench.protocol import kip932
 from workbench.protocol.errors import ErrorCode, KafkaProtocolError
 
 __all__ = ["ShareGroup", "ShareGroupCoordinator", "ShareMember", "assign"]
@@ -27,12 +35,22 @@ __all__ = ["ShareGroup", "ShareGroupCoordinator", "ShareMember", "assign"]
 SESSION_TIMEOUT_MS = 45_000  # group.share.session.timeout.ms
 HEARTBEAT_INTERVAL_MS = 1_000  # group.share.heartbeat.interval.ms (Kafka: 5000; quicker joins here)
 ASSIGNOR = "simple"
+#: Kafka's ShareGroup.PROTOCOL_TYPE: what ListGroups says for a share group.
+PROTOCOL_TYPE = "share"
+MEMBER_STATE_STABLE = 0  # Kafka's MemberState.STABLE (share members never revoke)
+
+
+class RecordStore(Protocol):
+    """Where the group records go: the group's ``__consumer_offsets`` partition (`LogOffsetStore`)."""
+
+    async def append(self, entries: list[tuple[bytes, bytes | None]]) -> None: ...
 
 
 @dataclass
 class ShareMember:
     member_id: str
     member_epoch: int = 0
+    previous_epoch: int = -1
     client_id: str = ""
     client_host: str = ""
     rack_id: str | None = None
@@ -73,9 +91,31 @@ def assign(members: dict[str, list[str]], partitions: dict[str, int]) -> dict[st
 class ShareGroupCoordinator:
     """The share groups of one coordinator (one ``__consumer_offsets`` partition)."""
 
-    def __init__(self, session_timeout_ms: int = SESSION_TIMEOUT_MS) -> None:
+    def __init__(
+        self,
+        store: RecordStore | None = None,
+        *,
+        session_timeout_ms: int = SESSION_TIMEOUT_MS,
+        heartbeat_interval_ms: int = HEARTBEAT_INTERVAL_MS,
+    ) -> None:
         self.groups: dict[str, ShareGroup] = {}
         self.session_timeout_ms = session_timeout_ms
+        self.heartbeat_interval_ms = heartbeat_interval_ms
+        self._store = store
+        # group id -> key -> value last written to the store (what `persist` diffs against)
+        self._written: dict[str, dict[bytes, bytes]] = {}
+        # group id -> key -> value replayed from the store, until `finish_load` resolves topic ids
+        self._replayed: dict[str, dict[bytes, bytes]] = {}
+        #: A group's config overrides (the metadata image's, `workbench.broker.group_configs`).
+        self.group_configs: Callable[[str], Mapping[str, str]] | None = None
+
+    def group_int(self, group_id: str, name: str) -> int:
+        """``share.session.timeout.ms`` / ``share.heartbeat.interval.ms`` of a group: its override
+        (a GROUP config), else this coordinator's broker-wide setting."""
+        own = self.group_configs(group_id) if self.group_configs is not None else {}
+        if name in own:
+            return int(own[name])
+        return self.session_timeout_ms if name == "share.session.timeout.ms" else self.heartbeat_interval_ms
 
     def heartbeat(
         self, body: Any, topics: dict[str, Any], now_ms: int, *, client_id: str = "", client_host: str = ""
@@ -92,7 +132,7 @@ class ShareGroupCoordinator:
             if member is not None:
                 del group.members[body.member_id]
                 self._rebalance(group, topics)
-            return self._response(body.member_id, -1, None)
+            return self._response(group.group_id, body.member_id, -1, None)
         if body.member_epoch == 0:
             if member is None:
                 if body.subscribed_topic_names is None:
@@ -117,8 +157,10 @@ class ShareGroupCoordinator:
         # A member learns a new assignment (and the group epoch with it) on its next heartbeat;
         # share groups have no revocation phase, so it takes it at once.
         send = body.member_epoch == 0 or member.member_epoch != group.group_epoch
-        member.member_epoch = group.group_epoch
-        return self._response(member.member_id, member.member_epoch, self._assignment(member, topics) if send else None)
+        if member.member_epoch != group.group_epoch:
+            member.previous_epoch, member.member_epoch = member.member_epoch, group.group_epoch
+        assignment = self._assignment(member, topics) if send else None
+        return self._response(group.group_id, member.member_id, member.member_epoch, assignment)
 
     def _partition_counts_changed(self, group: ShareGroup, topics: dict[str, Any]) -> bool:
         want = assign({m.member_id: m.subscribed for m in group.members.values()}, _counts(group, topics))
@@ -132,7 +174,8 @@ class ShareGroupCoordinator:
         group.assignment_epoch = group.group_epoch
 
     def _expire(self, group: ShareGroup, topics: dict[str, Any], now_ms: int) -> None:
-        gone = [m for m in group.members.values() if now_ms - m.last_seen_ms > self.session_timeout_ms]
+        timeout = self.group_int(group.group_id, "share.session.timeout.ms")
+        gone = [m for m in group.members.values() if now_ms - m.last_seen_ms > timeout]
         for m in gone:
             del group.members[m.member_id]
         if gone:
@@ -148,17 +191,149 @@ class ShareGroupCoordinator:
             ]
         }
 
-    @staticmethod
-    def _response(member_id: str, epoch: int, assignment: dict[str, Any] | None) -> dict[str, Any]:
+    def _response(self, group_id: str, member_id: str, epoch: int, assignment: dict[str, Any] | None) -> dict[str, Any]:
         return {
             "throttle_time_ms": 0,
             "error_code": 0,
             "error_message": None,
             "member_id": member_id,
             "member_epoch": epoch,
-            "heartbeat_interval_ms": HEARTBEAT_INTERVAL_MS,
+            "heartbeat_interval_ms": self.group_int(group_id, "share.heartbeat.interval.ms"),
             "assignment": assignment,
         }
+
+    # ------------------------------------------------------------------ durable state
+
+    def records(self, group_id: str, topics: Mapping[str, Any]) -> dict[bytes, bytes]:
+        """The group's state as Kafka's share group records (key -> value); empty for an unknown group.
+        Partitions of topics the metadata no longer knows are left out."""
+        group = self.groups.get(group_id)
+        if group is None:
+            return {}
+        key, value = kip932.encode_share_record_key, kip932.encode_share_record_value
+
+        def tps(a: dict[str, list[int]]) -> list[dict[str, Any]]:
+            return [
+                {"topic_id": uuid.UUID(hex=topics[t].id), "partitions": sorted(ps)}
+                for t, ps in sorted(a.items())
+                if t in topics and ps
+            ]
+
+        out = {
+            key(11, group_id): value(11, epoch=group.group_epoch),
+            key(12, group_id): value(12, assignment_epoch=group.assignment_epoch),
+        }
+        for m in group.members.values():
+            mid = m.member_id
+            out[key(10, group_id, mid)] = value(
+                10,
+                rack_id=m.rack_id,
+                client_id=m.client_id,
+                client_host=m.client_host,
+                subscribed_topic_names=list(m.subscribed),
+            )
+            out[key(13, group_id, mid)] = value(13, topic_partitions=tps(m.assignment))
+            out[key(14, group_id, mid)] = value(
+                14,
+                member_epoch=m.member_epoch,
+                previous_member_epoch=m.previous_epoch,
+                state=MEMBER_STATE_STABLE,
+                assigned_partitions=tps(m.assignment),
+            )
+        return out
+
+    def pending_records(self, group_id: str, topics: Mapping[str, Any]) -> list[tuple[bytes, bytes | None]]:
+        """What changed since the last write: new or changed records, and tombstones for records that
+        are gone (a removed member's). Marks them written; `forget_written` if the append fails."""
+        now = self.records(group_id, topics)
+        before = self._written.get(group_id, {})
+        changes: list[tuple[bytes, bytes | None]] = [(k, v) for k, v in now.items() if before.get(k) != v]
+        changes += [(k, None) for k in before if k not in now]
+        if now:
+            self._written[group_id] = now
+        else:
+            self._written.pop(group_id, None)
+        return changes
+
+    async def delete_empty_group(self, group_id: str, topics: Mapping[str, Any]) -> None:
+        """DeleteGroups of a share group with no members: its records are tombstoned, durably, and the
+        id is free for any group type again. NON_EMPTY_GROUP while it has members."""
+        group = self.groups.get(group_id)
+        if group is None:
+            raise KafkaProtocolError(ErrorCode.GROUP_ID_NOT_FOUND, f"Group {group_id} not found.")
+        if group.members:
+            raise KafkaProtocolError(ErrorCode.NON_EMPTY_GROUP, f"Share group {group_id} has members.")
+        del self.groups[group_id]
+        try:
+            await self.persist(group_id, topics)
+        except BaseException:
+            self.groups[group_id] = group  # not deleted until its tombstones are written
+            raise
+
+    def forget_written(self, group_id: str) -> None:
+        """The last append failed: the next `pending_records` rewrites the whole group."""
+        self._written.pop(group_id, None)
+
+    async def persist(self, group_id: str, topics: Mapping[str, Any]) -> None:
+        """Append the group's changed records (durable, replicated) before its heartbeat is answered."""
+        if self._store is None:
+            return
+        changes = self.pending_records(group_id, topics)
+        if not changes:
+            return
+        try:
+            await self._store.append(changes)
+        except BaseException:
+            self.forget_written(group_id)
+            raise
+
+    def replay(self, key: bytes, value: bytes | None) -> None:
+        """One ``__consumer_offsets`` record of a share group, in log order (before `finish_load`)."""
+        _record_type, group_id, _member = kip932.decode_share_record_key(key)
+        records = self._replayed.setdefault(group_id, {})
+        if value is None:
+            records.pop(key, None)
+        else:
+            records[key] = value
+
+    def finish_load(self, topics: Mapping[str, Any], now_ms: int) -> None:
+        """Rebuild the replayed groups (members last seen ``now_ms``: their session timers restart, as
+        Kafka's do at load); topic ids the metadata no longer knows are dropped."""
+        by_id = {uuid.UUID(hex=info.id): name for name, info in topics.items()}
+
+        def assignment(tps: Iterable[Any] | None) -> dict[str, list[int]]:
+            out: dict[str, list[int]] = {}
+            for tp in tps or ():
+                name = by_id.get(tp.topic_id)
+                if name is not None and tp.partitions:
+                    out.setdefault(name, []).extend(tp.partitions)
+            return {t: sorted(set(ps)) for t, ps in out.items()}
+
+        for group_id, records in self._replayed.items():
+            if not records:
+                continue  # every record tombstoned: the group was deleted
+            group = ShareGroup(group_id)
+            for key, raw in records.items():
+                record_type, _gid, member_id = kip932.decode_share_record_key(key)
+                v = kip932.decode_share_record_value(record_type, raw)
+                if record_type == 11:
+                    group.group_epoch = v.epoch
+                elif record_type == 12:
+                    group.assignment_epoch = v.assignment_epoch
+                if member_id is None:
+                    continue
+                m = group.members.get(member_id)
+                if m is None:
+                    m = group.members[member_id] = ShareMember(member_id, last_seen_ms=now_ms)
+                if record_type == 10:
+                    m.rack_id, m.client_id, m.client_host = v.rack_id, v.client_id, v.client_host
+                    m.subscribed = sorted(v.subscribed_topic_names or [])
+                elif record_type == 14:
+                    m.member_epoch, m.previous_epoch = v.member_epoch, v.previous_member_epoch
+                    m.assignment = assignment(v.assigned_partitions)
+            self.groups[group_id] = group
+            self._written[group_id] = dict(records)
+        self._replayed.clear()
 
     def describe(self, group_id: str, topics: dict[str, Any]) -> dict[str, Any]:
         group = self.groups.get(group_id)

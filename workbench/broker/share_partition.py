@@ -23,6 +23,7 @@ clocks; the caller persists `snapshot()` where it needs durability (workbench/br
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
@@ -169,6 +170,15 @@ class SharePartition:
                 rec.lock_expiry_ms = now_ms + self.lock_duration_ms
         self._advance_start()
         return ErrorCode.NONE
+
+    def archive_acquired(self, offsets: Iterable[int]) -> None:
+        """Archive acquired records that are never to be delivered (under share.isolation.level=
+        read_committed, the records of aborted transactions, as Kafka's SharePartition does)."""
+        for offset in offsets:
+            rec = self.records.get(offset)
+            if rec is not None and rec.state == RecordState.ACQUIRED:
+                self._finish(rec, RecordState.ARCHIVED)
+        self._advance_start()
 
     @staticmethod
     def _finish(rec: InFlightRecord, state: RecordState) -> None:

@@ -15,6 +15,9 @@ record of the key, so the SPSO, the acknowledged/archived records above it and e
 count survive; acquisition locks do not (an ACQUIRED record comes back AVAILABLE, as in Kafka).
 The simplification against Kafka: no share coordinator, no ReadShareGroupState/
 WriteShareGroupState RPCs, and one whole snapshot per write instead of Kafka's deltas.
+
+A group's configs (lock duration, delivery count limit, auto offset reset, isolation level) are
+its overrides in the metadata image, else the broker's defaults (`workbench.broker.group_configs`).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from workbench.broker import group_configs
 from workbench.broker.group_offsets import partition_for
 from workbench.broker.share_partition import SharePartition
 from workbench.protocol.codec import build
@@ -45,34 +49,6 @@ SHARE_PARTITIONS_FILE = "share-partitions.json"
 SHARE_STATE_PARTITIONS = 10  # share.coordinator.state.topic.num.partitions (Kafka: 50)
 
 Key = tuple[str, str, int]  # (group, topic, partition)
-
-#: KIP-932 group configs (IncrementalAlterConfigs / DescribeConfigs on a GROUP resource): name ->
-#: (BrokerConfig field holding the default, the value check and its message). Kafka bounds the lock
-#: duration by group.share.min/max.record.lock.duration.ms (15 s - 60 s); the workbench allows
-#: shorter locks so a notebook shows expiry in seconds.
-GROUP_CONFIGS: dict[str, tuple[str, Any, str]] = {
-    "share.record.lock.duration.ms": (
-        "group_share_record_lock_duration_ms",
-        lambda v: v.isdigit() and 100 <= int(v) <= 3_600_000,
-        "Value must be an integer in [100, 3600000]",
-    ),
-    "share.delivery.count.limit": (
-        "group_share_delivery_count_limit",
-        lambda v: v.isdigit() and 2 <= int(v) <= 10,
-        "Value must be an integer in [2, 10]",
-    ),
-    "share.auto.offset.reset": (
-        "group_share_auto_offset_reset",
-        lambda v: v in ("latest", "earliest"),
-        "String must be one of: latest, earliest",
-    ),
-}
-_CONFIG_TTL_S = 1.0  # how long a leader trusts the group configs it read
-
-
-def config_key(group: str) -> str:
-    """The ``__share_group_state`` key of a group's configs (a state key always has two ':')."""
-    return f"config/{group}"
 
 
 @dataclass
@@ -103,7 +79,6 @@ class SharePartitionManager:
         self.partitions: dict[Key, _Led] = {}
         self.sessions: dict[tuple[str, str], ShareSession] = {}
         self.changed = asyncio.Event()  # set when records are released (long polls re-check)
-        self._group_configs: dict[str, tuple[float, dict[str, str]]] = {}  # group -> (read at, configs)
         self._loading: dict[Key, asyncio.Lock] = {}
         self._store = ShareStateStore(broker)
 
@@ -111,35 +86,20 @@ class SharePartitionManager:
     def now_ms() -> int:
         return int(time.monotonic() * 1000)
 
-    def group_config(self, group: str | None = None) -> tuple[int, int, str]:
-        """(lock duration ms, delivery count limit, auto offset reset) of ``group``: its own configs
-        as last read (`refresh_group_config`), else the broker's defaults."""
-        cfg = self.broker.config
-        own = self._group_configs.get(group, (0.0, {}))[1] if group is not None else {}
+    def group_config(self, group: str | None = None) -> tuple[int, int, str, str]:
+        """(lock duration ms, delivery count limit, auto offset reset, isolation level) of ``group``:
+        its overrides in the metadata image (`workbench.broker.group_configs`), else the broker's defaults."""
+        own = self.broker.image.group_configs.get(group, {}) if group is not None else {}
+        values = group_configs.effective(self.broker.config, own)
         return (
-            int(own.get("share.record.lock.duration.ms", cfg.group_share_record_lock_duration_ms)),
-            int(own.get("share.delivery.count.limit", cfg.group_share_delivery_count_limit)),
-            str(own.get("share.auto.offset.reset", cfg.group_share_auto_offset_reset)),
+            int(values["share.record.lock.duration.ms"]),
+            int(values["share.delivery.count.limit"]),
+            values["share.auto.offset.reset"],
+            values["share.isolation.level"],
         )
 
-    async def refresh_group_config(self, group: str) -> None:
-        """Re-read ``group``'s configs when the cached copy is older than a second."""
-        read_at, _ = self._group_configs.get(group, (0.0, {}))
-        if time.monotonic() - read_at < _CONFIG_TTL_S:
-            return
-        configs = await self._store.read(config_key(group)) or {}
-        self._group_configs[group] = (time.monotonic(), configs)
-
-    async def group_configs(self, group: str) -> dict[str, str]:
-        """The configs set on ``group`` (DescribeConfigs), read fresh."""
-        return dict(await self._store.read(config_key(group)) or {})
-
-    async def set_group_configs(self, group: str, configs: dict[str, str]) -> None:
-        await self._store.write(config_key(group), configs or None)
-        self._group_configs.pop(group, None)
-
     def apply_group_config(self, group: str, sp: SharePartition) -> None:
-        sp.lock_duration_ms, sp.delivery_count_limit, _ = self.group_config(group)
+        sp.lock_duration_ms, sp.delivery_count_limit, _, _ = self.group_config(group)
 
     async def get(self, group: str, topic: str, partition: int) -> _Led:
         """The share partition of ``group`` on a partition this broker leads (loaded on first use).
@@ -151,7 +111,6 @@ class SharePartitionManager:
         if part is None or not part.is_leader:
             raise KafkaProtocolError(ErrorCode.NOT_LEADER_OR_FOLLOWER, f"not the leader of {topic}-{partition}")
         key = (group, topic, partition)
-        await self.refresh_group_config(group)
         led = self.partitions.get(key)
         if led is None or led.leader_epoch != part.leader_epoch:
             loading = self._loading.setdefault(key, asyncio.Lock())

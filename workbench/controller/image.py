@@ -8,6 +8,8 @@ Record types (JSON objects, field `t`), after KRaft's metadata records:
 * `topic`          {name, id, configs}                          (TopicRecord + ConfigRecords)
 * `partition`      {topic, p, replicas, isr, leader, leader_epoch}   (PartitionRecord / PartitionChangeRecord)
 * `config`         {topic, configs}                             (full replacement of a topic's overrides)
+* `group_config`   {group, configs}                             (ConfigRecords of a GROUP resource, KIP-848/932:
+                                                                 full replacement of a group's overrides)
 * `remove_topic`   {name}                                       (RemoveTopicRecord)
 * `producer_ids`   {broker, start, length}                      (ProducerIdsRecord: a block handed to a broker)
 * `fence` / `unfence` {id}                                      (BrokerRegistrationChangeRecord)
@@ -71,6 +73,8 @@ class MetadataImage:
     brokers: dict[int, BrokerInfo] = field(default_factory=dict)
     topics: dict[str, TopicInfo] = field(default_factory=dict)
     next_producer_id: int = 0
+    #: Per-group config overrides (workbench/broker/group_configs.py): group id -> name -> value.
+    group_configs: dict[str, dict[str, str]] = field(default_factory=dict)
     # How many records have been applied (the image's offset in the metadata log).
     offset: int = 0
     # Leader changes, newest last: dicts of ts, topic, partition, old/new leader, epoch, isr, reason.
@@ -129,6 +133,11 @@ class MetadataImage:
             topic = self.topics.get(record["topic"])
             if topic is not None:
                 topic.configs = dict(record["configs"])
+        elif kind == "group_config":
+            if record["configs"]:
+                self.group_configs[record["group"]] = dict(record["configs"])
+            else:
+                self.group_configs.pop(record["group"], None)
         elif kind == "remove_topic":
             self.topics.pop(record["name"], None)
         elif kind == "producer_ids":

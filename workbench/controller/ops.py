@@ -365,6 +365,13 @@ def _alter_configs(image: MetadataImage, op: dict, default_rf: int) -> Records:
     return [{"t": "config", "topic": op["name"], "configs": validate_configs(configs)}]
 
 
+def _alter_group_configs(image: MetadataImage, op: dict, default_rf: int) -> Records:
+    """A group's config overrides, all of them (the broker validated them against its bounds)."""
+    if not op.get("group"):
+        raise KafkaProtocolError(ErrorCode.INVALID_REQUEST, "a group config needs a group id")
+    return [{"t": "group_config", "group": op["group"], "configs": dict(op["configs"])}]
+
+
 def _allocate_producer_ids(image: MetadataImage, op: dict, default_rf: int) -> Records:
     return [
         {
@@ -388,5 +395,6 @@ _HANDLERS = {
     "delete_topic": _delete_topic,
     "create_partitions": _create_partitions,
     "alter_configs": _alter_configs,
+    "alter_group_configs": _alter_group_configs,
     "allocate_producer_ids": _allocate_producer_ids,
 }

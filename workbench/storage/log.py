@@ -487,6 +487,15 @@ class PartitionLog:
                 for a in self.producers.transactions.aborted_between(fetch_offset, upper)
             ]
 
+    def aborted_spans(self, fetch_offset: int, upper: int) -> list[tuple[int, int, int]]:
+        """``(producer id, first offset, last offset)`` of aborted transactions with data in
+        [fetch_offset, upper): the offsets a broker-side read_committed reader skips (KIP-932)."""
+        with self._lock:
+            return [
+                (a.producer_id, a.first_offset, a.last_offset)
+                for a in self.producers.transactions.aborted_between(fetch_offset, upper)
+            ]
+
     def _marker_type(self, offset: int) -> int:
         data = self._local.read(offset, 256, offset + 1)
         if data is None:

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from workbench.protocol.codec import Request
 
 RESOURCE_TOPIC, RESOURCE_BROKER = 2, 4
-RESOURCE_GROUP = 32  # KIP-932 share group configs, workbench/broker/handlers/share_groups.py
+RESOURCE_GROUP = 32  # ConfigResource.Type.GROUP: KIP-848/932 group configs, workbench/broker/group_configs.py
 SOURCE_TOPIC, SOURCE_STATIC_BROKER, SOURCE_DEFAULT = 1, 4, 5
 
 

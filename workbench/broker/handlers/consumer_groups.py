@@ -39,7 +39,8 @@ async def consumer_group_heartbeat(broker: Broker, req: Request, conn: Connectio
     b = req.body
     try:
         classic = broker.groups.coordinator_for(b.group_id)
-        if _classic_is_live(classic, b.group_id):
+        if _classic_is_live(classic, b.group_id) or b.group_id in classic.share.groups:
+            # A group id is of one type (Kafka's rule): a share group is not a consumer group.
             raise KafkaProtocolError(ErrorCode.GROUP_ID_NOT_FOUND, f"Group {b.group_id} is not a consumer group.")
         broker.refresh_metadata()
         topics = broker.image.topics
@@ -73,7 +74,7 @@ async def consumer_group_describe(broker: Broker, req: Request, conn: Connection
             classic = broker.groups.coordinator_for(group_id)
             cgc: ConsumerGroupCoordinator | None = consumer_coordinator(classic)
             if cgc is None or group_id not in cgc.groups:
-                if _classic_is_live(classic, group_id):
+                if _classic_is_live(classic, group_id) or group_id in classic.share.groups:
                     raise KafkaProtocolError(ErrorCode.GROUP_ID_NOT_FOUND, f"Group {group_id} is not a consumer group.")
                 cgc = ConsumerGroupCoordinator()
             groups.append(cgc.describe(group_id, broker.image.topics))

@@ -12,7 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 from workbench.broker.groups_manager import OFFSETS_TOPIC
 from workbench.broker.handlers.consumer_groups import consumer_coordinator_if_any
+from workbench.broker.handlers.share_groups import delete_share_group
 from workbench.broker.handlers.transactions import KEY_TYPE_TRANSACTION, find_transaction_coordinator
+from workbench.broker.share_group_coordinator import PROTOCOL_TYPE as SHARE_PROTOCOL_TYPE
 from workbench.protocol.errors import ErrorCode, KafkaProtocolError
 
 if TYPE_CHECKING:
@@ -333,7 +335,11 @@ async def offset_fetch(broker: Broker, req: Request, conn: Connection) -> dict:
 
 
 async def list_groups(broker: Broker, req: Request, conn: Connection) -> dict:
-    """ListGroups; v5 (KIP-848) adds the group type ("classic" or "consumer") and a types filter."""
+    """ListGroups; v5 (KIP-848) adds the group type ("classic", "consumer" or "share") and a types filter.
+
+    A KIP-932 share group is listed with protocol type and group type "share" and its state
+    (Empty or Stable), as Kafka's ShareGroup.asListedGroup lists it; older versions list it too
+    (Kafka's listGroups does not filter by version)."""
     b = req.body
     states = {s.lower() for s in b.states_filter} if req.api_version >= 4 and b.states_filter else None
     types = {t.lower() for t in b.types_filter} if req.api_version >= 5 and b.types_filter else None
@@ -343,9 +349,11 @@ async def list_groups(broker: Broker, req: Request, conn: Connection) -> dict:
         live_classic = {gid for gid, _pt, state in classic if state not in ("Empty", "Dead")}
         cgc = consumer_coordinator_if_any(coordinator)
         modern = {gid: g for gid, g in cgc.groups.items() if gid not in live_classic} if cgc is not None else {}
-        found = [(gid, pt, state, "classic") for gid, pt, state in classic if gid not in modern]
+        share = {gid: g for gid, g in coordinator.share.groups.items() if gid not in live_classic and gid not in modern}
+        found = [(gid, pt, state, "classic") for gid, pt, state in classic if gid not in modern and gid not in share]
         # KIP-848 groups are listed with protocol type "consumer" and type "consumer", as Kafka lists them.
         found += [(gid, "consumer", g.state(), "consumer") for gid, g in modern.items()]
+        found += [(gid, SHARE_PROTOCOL_TYPE, g.state, "share") for gid, g in share.items()]
         for group_id, protocol_type, state, group_type in found:
             if (states is None or state.lower() in states) and (types is None or group_type in types):
                 groups.append(
@@ -400,11 +408,17 @@ async def describe_groups(broker: Broker, req: Request, conn: Connection) -> dic
 
 
 async def delete_groups(broker: Broker, req: Request, conn: Connection) -> dict:
+    """DeleteGroups; a KIP-932 share group (empty) loses its membership records and its share-partition
+    state, as Kafka deletes both."""
     results = []
     for group_id in req.body.groups_names:
         try:
             coordinator = broker.groups.coordinator_for(group_id)
-            [(_gid, error)] = await coordinator.delete_groups([group_id])
+            if group_id in coordinator.share.groups:
+                await delete_share_group(broker, coordinator.share, group_id)
+                error = ErrorCode.NONE
+            else:
+                [(_gid, error)] = await coordinator.delete_groups([group_id])
         except KafkaProtocolError as exc:
             error = exc.code
         results.append({"group_id": group_id, "error_code": error})

@@ -2,7 +2,8 @@
 ShareAcknowledge (79).
 
 Membership is kept by the group's coordinator (a `ShareGroupCoordinator` beside each classic
-`GroupCoordinator`, as the KIP-848 one is); records are handed out and acknowledged by each
+`GroupCoordinator`, ``classic.share``, as the KIP-848 one is, persisted in the same
+``__consumer_offsets`` partition); records are handed out and acknowledged by each
 partition's leader (`workbench.broker.share_state.SharePartitionManager`), which persists the
 share-partition state before it answers.
 """
@@ -17,8 +18,9 @@ import uuid
 import weakref
 from typing import TYPE_CHECKING, Any
 
+from workbench.broker import group_configs
 from workbench.broker.share_group_coordinator import ShareGroupCoordinator
-from workbench.broker.share_state import GROUP_CONFIGS, SharePartitionManager, ShareSession
+from workbench.broker.share_state import SharePartitionManager, ShareSession
 from workbench.protocol.errors import ErrorCode, KafkaProtocolError
 from workbench.protocol.records import iter_batch_headers
 
@@ -28,7 +30,6 @@ if TYPE_CHECKING:
     from workbench.broker.server import Connection
     from workbench.protocol.codec import Request
 
-_BESIDE: weakref.WeakKeyDictionary[GroupCoordinator, ShareGroupCoordinator] = weakref.WeakKeyDictionary()
 _MANAGERS: weakref.WeakKeyDictionary[Any, SharePartitionManager] = weakref.WeakKeyDictionary()
 
 #: Share sessions kept per broker (Kafka's group.share.max.share.sessions, 2000); beyond it the
@@ -39,10 +40,8 @@ _RECHECK_S = 0.1
 
 
 def share_coordinator(classic: GroupCoordinator) -> ShareGroupCoordinator:
-    sgc = _BESIDE.get(classic)
-    if sgc is None:
-        sgc = _BESIDE[classic] = ShareGroupCoordinator()
-    return sgc
+    """The KIP-932 coordinator beside `classic` (one per offsets partition)."""
+    return classic.share
 
 
 def share_partitions(broker: Broker) -> SharePartitionManager:
@@ -68,63 +67,33 @@ def publish_share_partitions(broker: Broker, path: Any) -> None:
     mgr._published = text  # type: ignore[attr-defined]
 
 
-async def _lock_ms(mgr: SharePartitionManager, group: str) -> int:
+def _lock_ms(mgr: SharePartitionManager, group: str) -> int:
     """The group's acquisition lock duration (AcquisitionLockTimeoutMs in responses)."""
-    if group:
-        try:
-            await mgr.refresh_group_config(group)
-        except KafkaProtocolError:
-            pass  # the state topic is unavailable: the fetch itself will say so
     return mgr.group_config(group or None)[0]
 
 
 async def describe_group_configs(broker: Broker, group: str, keys: list[str] | None) -> list[dict]:
-    """DescribeConfigs of a GROUP resource: the KIP-932 share configs, set or default."""
-    own = await share_partitions(broker).group_configs(group)
-    entries = []
-    for name, (field, _check, _msg) in sorted(GROUP_CONFIGS.items()):
-        if keys is not None and name not in keys:
-            continue
-        set_here = name in own
-        entries.append(
-            {
-                "name": name,
-                "value": own[name] if set_here else str(getattr(broker.config, field)),
-                "read_only": False,
-                "config_source": 8 if set_here else 5,  # GROUP_CONFIG (KIP-848) or DEFAULT_CONFIG
-                "is_default": not set_here,
-                "is_sensitive": False,
-                "synonyms": [],
-                "config_type": 2 if name.endswith("reset") else 3,  # STRING, INT
-                "documentation": None,
-            }
-        )
-    return entries
+    """DescribeConfigs of a GROUP resource: every group config (`workbench.broker.group_configs`),
+    set on the group or the broker's default."""
+    if not group:
+        raise KafkaProtocolError(ErrorCode.INVALID_REQUEST, "a group resource needs a group id")
+    broker.refresh_metadata()
+    return group_configs.describe_entries(broker.config, broker.image.group_configs.get(group, {}), keys)
 
 
 async def alter_group_configs(
     broker: Broker, group: str, changes: list[tuple[str, int, str | None]], *, replace: bool, validate_only: bool
 ) -> None:
-    """(Incremental)AlterConfigs of a GROUP resource: SET (0) and DELETE (1) of the share configs;
-    ``replace`` is AlterConfigs' "these are all the configs". Raises INVALID_CONFIG as Kafka does."""
-    mgr = share_partitions(broker)
-    configs = {} if replace else await mgr.group_configs(group)
-    for name, op, value in changes:
-        if name not in GROUP_CONFIGS:
-            raise KafkaProtocolError(ErrorCode.INVALID_CONFIG, f"Unknown group config name: {name}")
-        if op == 1:
-            configs.pop(name, None)
-            continue
-        if op != 0:
-            raise KafkaProtocolError(ErrorCode.INVALID_CONFIG, f"{name} is not a list: only SET and DELETE apply")
-        _field, check, message = GROUP_CONFIGS[name]
-        if value is None or not check(value):
-            raise KafkaProtocolError(
-                ErrorCode.INVALID_CONFIG, f"Invalid value {value} for configuration {name}: {message}"
-            )
-        configs[name] = value
-    if not validate_only:
-        await mgr.set_group_configs(group, configs)
+    """(Incremental)AlterConfigs of a GROUP resource: SET (0) and DELETE (1); ``replace`` is
+    AlterConfigs' "these are all the configs". Validated as Kafka's GroupConfig validates (INVALID_CONFIG),
+    then written to the metadata log by the controller, as Kafka keeps group configs."""
+    if not group:
+        raise KafkaProtocolError(ErrorCode.INVALID_REQUEST, "a group resource needs a group id")
+    broker.refresh_metadata()
+    current = broker.image.group_configs.get(group, {})
+    configs = group_configs.validate(broker.config, group_configs.altered(current, changes, replace=replace))
+    if not validate_only and configs != current:
+        await broker.controller.submit({"op": "alter_group_configs", "group": group, "configs": configs})
 
 
 def _now_ms() -> int:
@@ -137,14 +106,19 @@ async def share_group_heartbeat(broker: Broker, req: Request, conn: Connection) 
         classic = broker.groups.coordinator_for(b.group_id)
         if classic.describe_group(b.group_id).state not in ("", "Empty", "Dead"):
             raise KafkaProtocolError(ErrorCode.GROUP_ID_NOT_FOUND, f"Group {b.group_id} is not a share group.")
+        if classic.consumer.is_consumer_group(b.group_id):
+            raise KafkaProtocolError(ErrorCode.GROUP_ID_NOT_FOUND, f"Group {b.group_id} is not a share group.")
         broker.refresh_metadata()
-        return share_coordinator(classic).heartbeat(
-            b,
-            broker.image.topics,
-            _now_ms(),
-            client_id=req.client_id or "",
-            client_host=f"/{conn.peer.rsplit(':', 1)[0]}",
-        )
+        topics = broker.image.topics
+        sgc = share_coordinator(classic)
+        try:
+            return sgc.heartbeat(
+                b, topics, _now_ms(), client_id=req.client_id or "", client_host=f"/{conn.peer.rsplit(':', 1)[0]}"
+            )
+        finally:
+            # Whatever the heartbeat changed (an expired member is removed even when the heartbeat
+            # itself is refused) is durable before the answer.
+            await sgc.persist(b.group_id, topics)
     except KafkaProtocolError as exc:
         return {
             "throttle_time_ms": 0,
@@ -163,7 +137,12 @@ async def share_group_describe(broker: Broker, req: Request, conn: Connection) -
     for group_id in req.body.group_ids:
         try:
             classic = broker.groups.coordinator_for(group_id)
-            sgc = _BESIDE.get(classic) or ShareGroupCoordinator()
+            sgc = share_coordinator(classic)
+            if group_id not in sgc.groups and (
+                classic.consumer.is_consumer_group(group_id)
+                or classic.describe_group(group_id).state not in ("", "Empty", "Dead")
+            ):
+                raise KafkaProtocolError(ErrorCode.GROUP_ID_NOT_FOUND, f"Group {group_id} is not a share group.")
             groups.append(sgc.describe(group_id, broker.image.topics))
         except KafkaProtocolError as exc:
             groups.append(
@@ -269,11 +248,54 @@ def _read_acquired(plog: Any, ranges: list[tuple[int, int, int]], upper: int) ->
     return b"".join(out)
 
 
+def _without_aborted(plog: Any, sp: Any, ranges: list[tuple[int, int, int]], upper: int) -> list[tuple[int, int, int]]:
+    """read_committed: archive the acquired records of aborted transactions (Kafka's SharePartition
+    does the same) and return the acquired ranges without them."""
+    spans = plog.aborted_spans(ranges[0][0], upper)
+    if not spans:
+        return ranges
+    aborted: set[int] = set()
+    for first, last, _count in ranges:
+        offset = first
+        while offset <= last:
+            data = plog.read(offset, 1 << 20, upper_bound=upper)
+            if not len(data):
+                break
+            buf, moved = bytes(data), False
+            for h in iter_batch_headers(buf):
+                if h.next_offset <= offset:
+                    continue
+                if h.base_offset > last:
+                    break
+                in_aborted = any(pid == h.producer_id and lo <= h.base_offset <= hi for pid, lo, hi in spans)
+                if h.is_transactional and not h.is_control and in_aborted:
+                    aborted.update(range(max(h.base_offset, first), min(h.next_offset - 1, last) + 1))
+                offset, moved = h.next_offset, True
+            if not moved:
+                break
+    if not aborted:
+        return ranges
+    sp.archive_acquired(aborted)
+    kept: list[tuple[int, int, int]] = []
+    for first, last, count in ranges:
+        run: int | None = None
+        for o in range(first, last + 1):
+            if o in aborted:
+                if run is not None:
+                    kept.append((run, o - 1, count))
+                    run = None
+            elif run is None:
+                run = o
+        if run is not None:
+            kept.append((run, last, count))
+    return kept
+
+
 async def share_fetch(broker: Broker, req: Request, conn: Connection) -> dict:
     body = req.body
     mgr = share_partitions(broker)
     group, member = body.group_id or "", body.member_id or ""
-    lock_ms = await _lock_ms(mgr, group)
+    lock_ms = _lock_ms(mgr, group)
     broker.refresh_metadata()
     names = _topic_names(broker)
 
@@ -404,9 +426,15 @@ async def _fetch_into(broker: Broker, session: ShareSession, body: Any, result: 
             if plog is None:
                 continue
             async with led.lock:
-                hw = plog.high_watermark
+                # share.isolation.level=read_committed: records up to the last stable offset only,
+                # and those of aborted transactions archived (`_without_aborted`), as in Kafka.
+                committed = mgr.group_config(group or None)[3] == "read_committed"
+                hw = plog.last_stable_offset if committed else plog.high_watermark
                 ranges = led.sp.acquire(member, hw, max_records - got, _now_ms(), log_start=plog.log_start_offset)
-                if ranges:
+                acquired = bool(ranges)
+                if committed and ranges:
+                    ranges = _without_aborted(plog, led.sp, ranges, hw)
+                if acquired:  # archived aborted records are state to keep too
                     await mgr.persist((group, topic, partition), led)
             if not ranges:
                 waiting.append((topic, partition))
@@ -436,7 +464,7 @@ async def share_acknowledge(broker: Broker, req: Request, conn: Connection) -> d
     group, member = body.group_id or "", body.member_id or ""
     broker.refresh_metadata()
     names = _topic_names(broker)
-    lock_ms = await _lock_ms(mgr, group)
+    lock_ms = _lock_ms(mgr, group)
 
     def top(code: int, message: str | None) -> dict:
         return {
@@ -490,8 +518,7 @@ async def share_acknowledge(broker: Broker, req: Request, conn: Connection) -> d
 def _share_group_members(broker: Broker, group_id: str) -> int:
     """Members of ``group_id`` (raises NOT_COORDINATOR when another broker coordinates it)."""
     classic = broker.groups.coordinator_for(group_id)
-    sgc = _BESIDE.get(classic)
-    group = sgc.groups.get(group_id) if sgc is not None else None
+    group = share_coordinator(classic).groups.get(group_id)
     return len(group.members) if group is not None else 0
 
 
@@ -564,6 +591,19 @@ async def alter_share_group_offsets(broker: Broker, req: Request, conn: Connecti
         topic_id = uuid.UUID(hex=info.id) if info is not None else uuid.UUID(int=0)
         responses.append({"topic_name": t.topic_name, "topic_id": topic_id, "partitions": parts})
     return {"throttle_time_ms": 0, "responses": responses}
+
+
+async def delete_share_group(broker: Broker, sgc: ShareGroupCoordinator, group_id: str) -> None:
+    """DeleteGroups of an empty share group: its share-partition state first (so a failure leaves the
+    group to delete again), then its membership records."""
+    group = sgc.groups.get(group_id)
+    if group is not None and group.members:
+        raise KafkaProtocolError(ErrorCode.NON_EMPTY_GROUP, f"Share group {group_id} has members.")
+    mgr = share_partitions(broker)
+    for topic, index in sorted(await mgr.group_state(group_id)):
+        await mgr.write_state(group_id, topic, index, None)
+    broker.refresh_metadata()
+    await sgc.delete_empty_group(group_id, broker.image.topics)
 
 
 async def delete_share_group_offsets(broker: Broker, req: Request, conn: Connection) -> dict:
