@@ -75,8 +75,9 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
+from workbench.broker.group_records import DurableGroupRecords, RecordStore
 from workbench.protocol import kip848
 from workbench.protocol.errors import ErrorCode, KafkaProtocolError
 
@@ -88,12 +89,6 @@ Assignment = dict[str, set[int]]  # topic name -> partitions
 
 DEFAULT_HEARTBEAT_INTERVAL_MS = 1000  # Kafka's default is 5000; a notebook wants quick rebalances
 DEFAULT_SESSION_TIMEOUT_MS = 45000  # group.consumer.session.timeout.ms
-
-
-class RecordStore(Protocol):
-    """What persistence needs of the `__consumer_offsets` partition (`LogOffsetStore.append`)."""
-
-    async def append(self, entries: list[tuple[bytes, bytes | None]]) -> None: ...
 
 
 # Kafka's MemberState byte in ConsumerGroupCurrentMemberAssignmentValue.
@@ -224,7 +219,7 @@ def _union(a: Assignment, b: Assignment) -> Assignment:
     return out
 
 
-class ConsumerGroupCoordinator:
+class ConsumerGroupCoordinator(DurableGroupRecords):
     """The consumer-type groups of one `__consumer_offsets` partition (beside its classic GroupCoordinator)."""
 
     def __init__(
@@ -244,11 +239,7 @@ class ConsumerGroupCoordinator:
         self.assignors = tuple(assignors)
         self.max_size = max_size  # group.consumer.max.size: a member beyond it is GROUP_MAX_SIZE_REACHED
         self._clock = clock
-        self._store = store
-        # group id -> key -> value last written to the store (what `persist` diffs against)
-        self._written: dict[str, dict[bytes, bytes]] = {}
-        # group id -> key -> value replayed from the store, until `finish_load` resolves topic ids
-        self._replayed: dict[str, dict[bytes, bytes]] = {}
+        super().__init__(store)
         #: The metadata image's topics (name -> `.id`, `.partitions`), for the timers (`expire_all`).
         self.topics: Callable[[], Mapping[str, Any]] | None = None
         # record key -> (the fields it was encoded from, the encoded value): see `records`
@@ -623,49 +614,12 @@ class ConsumerGroupCoordinator:
             )
         return out
 
-    def pending_records(self, group_id: str, topics: Mapping[str, Any]) -> list[tuple[bytes, bytes | None]]:
-        """What changed since the last write: new or changed records, and tombstones for records that
-        are gone (a removed member's). Marks them written; `forget_written` if the append fails."""
-        now = self.records(group_id, topics)
-        before = self._written.get(group_id, {})
-        changes: list[tuple[bytes, bytes | None]] = [(k, v) for k, v in now.items() if before.get(k) != v]
-        changes += [(k, None) for k in before if k not in now]
-        for k, v in changes:
-            if v is None:
-                self._encoded.pop(k, None)
-                record_type, gid, mid = kip848.decode_record_key(k)
-                self._keys.pop((record_type, gid, mid), None)
-        if now:
-            self._written[group_id] = now
-        else:
-            self._written.pop(group_id, None)
-        return changes
+    decode_key = staticmethod(kip848.decode_record_key)
 
-    def forget_written(self, group_id: str) -> None:
-        """The last append failed: the next `pending_records` rewrites the whole group."""
-        self._written.pop(group_id, None)
-
-    async def persist(self, group_id: str, topics: Mapping[str, Any]) -> None:
-        """Append the group's changed records (durable, replicated) before its heartbeat is answered."""
-        if self._store is None:
-            return
-        changes = self.pending_records(group_id, topics)
-        if not changes:
-            return
-        try:
-            await self._store.append(changes)
-        except BaseException:
-            self.forget_written(group_id)
-            raise
-
-    def replay(self, key: bytes, value: bytes | None) -> None:
-        """One `__consumer_offsets` record of a KIP-848 group, in log order (before `finish_load`)."""
-        _record_type, group_id, _member = kip848.decode_record_key(key)
-        records = self._replayed.setdefault(group_id, {})
-        if value is None:
-            records.pop(key, None)
-        else:
-            records[key] = value
+    def _forget_key(self, key: bytes) -> None:
+        self._encoded.pop(key, None)
+        record_type, gid, mid = kip848.decode_record_key(key)
+        self._keys.pop((record_type, gid, mid), None)
 
     def finish_load(self, topics: Mapping[str, Any]) -> None:
         """Rebuild the replayed groups; topic ids the metadata no longer knows are dropped."""

@@ -25,8 +25,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
+from workbench.broker.group_records import DurableGroupRecords, RecordStore
 from workbench.protocol import kip932
 from workbench.protocol.errors import ErrorCode, KafkaProtocolError
 
@@ -38,12 +39,6 @@ ASSIGNOR = "simple"
 #: Kafka's ShareGroup.PROTOCOL_TYPE: what ListGroups says for a share group.
 PROTOCOL_TYPE = "share"
 MEMBER_STATE_STABLE = 0  # Kafka's MemberState.STABLE (share members never revoke)
-
-
-class RecordStore(Protocol):
-    """Where the group records go: the group's ``__consumer_offsets`` partition (`LogOffsetStore`)."""
-
-    async def append(self, entries: list[tuple[bytes, bytes | None]]) -> None: ...
 
 
 @dataclass
@@ -88,7 +83,7 @@ def assign(members: dict[str, list[str]], partitions: dict[str, int]) -> dict[st
     return out
 
 
-class ShareGroupCoordinator:
+class ShareGroupCoordinator(DurableGroupRecords):
     """The share groups of one coordinator (one ``__consumer_offsets`` partition)."""
 
     def __init__(
@@ -101,11 +96,7 @@ class ShareGroupCoordinator:
         self.groups: dict[str, ShareGroup] = {}
         self.session_timeout_ms = session_timeout_ms
         self.heartbeat_interval_ms = heartbeat_interval_ms
-        self._store = store
-        # group id -> key -> value last written to the store (what `persist` diffs against)
-        self._written: dict[str, dict[bytes, bytes]] = {}
-        # group id -> key -> value replayed from the store, until `finish_load` resolves topic ids
-        self._replayed: dict[str, dict[bytes, bytes]] = {}
+        super().__init__(store)
         #: A group's config overrides (the metadata image's, `workbench.broker.group_configs`).
         self.group_configs: Callable[[str], Mapping[str, str]] | None = None
 
@@ -242,18 +233,7 @@ class ShareGroupCoordinator:
             )
         return out
 
-    def pending_records(self, group_id: str, topics: Mapping[str, Any]) -> list[tuple[bytes, bytes | None]]:
-        """What changed since the last write: new or changed records, and tombstones for records that
-        are gone (a removed member's). Marks them written; `forget_written` if the append fails."""
-        now = self.records(group_id, topics)
-        before = self._written.get(group_id, {})
-        changes: list[tuple[bytes, bytes | None]] = [(k, v) for k, v in now.items() if before.get(k) != v]
-        changes += [(k, None) for k in before if k not in now]
-        if now:
-            self._written[group_id] = now
-        else:
-            self._written.pop(group_id, None)
-        return changes
+    decode_key = staticmethod(kip932.decode_share_record_key)
 
     async def delete_empty_group(self, group_id: str, topics: Mapping[str, Any]) -> None:
         """DeleteGroups of a share group with no members: its records are tombstoned, durably, and the
@@ -269,32 +249,6 @@ class ShareGroupCoordinator:
         except BaseException:
             self.groups[group_id] = group  # not deleted until its tombstones are written
             raise
-
-    def forget_written(self, group_id: str) -> None:
-        """The last append failed: the next `pending_records` rewrites the whole group."""
-        self._written.pop(group_id, None)
-
-    async def persist(self, group_id: str, topics: Mapping[str, Any]) -> None:
-        """Append the group's changed records (durable, replicated) before its heartbeat is answered."""
-        if self._store is None:
-            return
-        changes = self.pending_records(group_id, topics)
-        if not changes:
-            return
-        try:
-            await self._store.append(changes)
-        except BaseException:
-            self.forget_written(group_id)
-            raise
-
-    def replay(self, key: bytes, value: bytes | None) -> None:
-        """One ``__consumer_offsets`` record of a share group, in log order (before `finish_load`)."""
-        _record_type, group_id, _member = kip932.decode_share_record_key(key)
-        records = self._replayed.setdefault(group_id, {})
-        if value is None:
-            records.pop(key, None)
-        else:
-            records[key] = value
 
     def finish_load(self, topics: Mapping[str, Any], now_ms: int) -> None:
         """Rebuild the replayed groups (members last seen ``now_ms``: their session timers restart, as
