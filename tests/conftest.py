@@ -64,13 +64,20 @@ def pytest_sessionfinish(session, exitstatus):
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is None:
         return
-    retried = sorted({r.nodeid for r in reporter.stats.get("rerun", [])})
+    reruns = reporter.stats.get("rerun", [])
+    retried = sorted({r.nodeid for r in reruns})
     if not retried:
         return
     reporter.write_line("")
     reporter.write_sep("=", f"{len(retried)} test(s) failed once and were retried", yellow=True)
     for nodeid in retried:
         reporter.write_line(f"RETRIED {nodeid}")
+        # Why the first attempt failed: a flaky test is fixed from this line, which a passing
+        # retry would otherwise hide.
+        for r in reruns:
+            crash = getattr(getattr(r, "longrepr", None), "reprcrash", None)
+            if r.nodeid == nodeid and crash is not None:
+                reporter.write_line(f"    {crash.path}:{crash.lineno}: {crash.message[:600]}")
     if len(retried) > MAX_RETRIED_TESTS:
         reporter.write_line(f"more than {MAX_RETRIED_TESTS} retried tests: the run fails", red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED

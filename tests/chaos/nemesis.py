@@ -706,5 +706,14 @@ CI_MIX: tuple[str, ...] = (
 )
 
 # The txn workload's CI mix (tests/chaos/test_ci_mix.py): leader, follower and transaction
-# coordinator kills.
-CI_TXN_MIX: tuple[str, ...] = ("kill-leader", "kill-follower", "kill-coordinator")
+# coordinator kills and pauses. pause-* joined once an acks=all wait could no longer be answered
+# by a deposed leader's follower high watermark (issue 14: a torn committed transaction and a
+# fatal OUT_OF_ORDER_SEQUENCE_NUMBER after pause-leader / pause-coordinator).
+CI_TXN_MIX: tuple[str, ...] = (
+    "kill-leader",
+    "kill-follower",
+    "kill-coordinator",
+    "pause-leader",
+    "pause-follower",
+    "pause-coordinator",
+)

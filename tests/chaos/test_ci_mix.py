@@ -6,8 +6,8 @@ the README's Reliability section says which nemesis finds what. WORKBENCH_CHAOS_
 length (default 150 s of faults; the run then heals, reads everything back and checks).
 
 The txn workload has its own, shorter mix (`CI_TXN_MIX`: leader, follower and transaction
-coordinator kills; WORKBENCH_CHAOS_TXN_SECONDS, default 60 s): transactions committed and aborted,
-read_committed readers, and `checker.check_transactions` must find nothing.
+coordinator kills and pauses; WORKBENCH_CHAOS_TXN_SECONDS, default 75 s): transactions committed
+and aborted, read_committed readers, and `checker.check_transactions` must find nothing.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from tests.chaos.nemesis import CI_MIX, CI_TXN_MIX
 from tests.chaos.runner import Settings, run, write_json
 
 SECONDS = float(os.environ.get("WORKBENCH_CHAOS_SECONDS", "150"))
-TXN_SECONDS = float(os.environ.get("WORKBENCH_CHAOS_TXN_SECONDS", "60"))
+TXN_SECONDS = float(os.environ.get("WORKBENCH_CHAOS_TXN_SECONDS", "75"))
 
 
 @pytest.mark.chaos
@@ -54,7 +54,10 @@ def test_txn_ci_mix_leaves_no_anomaly(tmp_path):
     print("\n" + table)
     write_json(result, tmp_path / "chaos-result.json")
     stats = result.report.stats
-    assert sum(stats["faults"].values()) >= len(CI_TXN_MIX), table
+    # A shuffled round robin over the mix: on a loaded machine the heals are slow and the last
+    # nemesis of the round may not strike in time; both kinds of fault must have.
+    assert sum(stats["faults"].values()) >= len(CI_TXN_MIX) - 1, table
+    assert {f.nemesis.split("-")[0] for f in result.history.faults if not f.skipped} >= {"kill", "pause"}, table
     assert any("coordinator of" in role for f in result.history.faults for role in f.roles), table
     assert stats["txns"]["committed"] > 50 and stats["txns"]["aborted"] > 10, table
     assert all(result.history.txn_final_read_complete.values()), table

@@ -426,12 +426,18 @@ class TxnProducerClient(_Worker):
             return UNKNOWN, "commit retried 5 times", asked
         except KafkaException as exc:
             err = exc.args[0]
+            if err.fatal():
+                # error_cb reports it only from a poll; without this the run went on with a dead
+                # producer, every later transaction failing at once (1,409 of them in one run).
+                self._fatal.set()
             if err.fatal() or not err.txn_requires_abort():
                 # Never asked to commit: it can only ever be aborted. Asked: nobody knows.
                 return (ABORTED if asked is None else UNKNOWN), err.name(), asked
             try:
                 producer.abort_transaction(30)
             except KafkaException as again:
+                if again.args[0].fatal():
+                    self._fatal.set()  # e.g. INVALID_TXN_STATE: a new producer takes over
                 return (
                     (ABORTED if asked is None else UNKNOWN),
                     f"{err.name()}, then abort: {again.args[0].name()}",

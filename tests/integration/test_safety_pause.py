@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 
 from tests.integration.test_replication import partitions_of
@@ -75,3 +76,73 @@ def test_a_controller_resuming_from_a_pause_fences_no_healthy_broker(fresh_clust
         assert f"broker {b} missed its session timeout" not in log
     producer.produce(topic_name, [b"after-%d" % i for i in range(20)])
     assert producer.flush(30) == 0 and len(producer.acked) == 40
+
+
+def test_a_leader_resuming_from_a_pause_never_acknowledges_what_it_appended_with_stale_metadata(
+    fresh_cluster, topic_name
+):
+    """Issue 14 (found by `--workload txn --nemeses pause-leader,pause-coordinator`): a produce
+    queued at a paused leader is appended when it resumes, still believing it leads; it then
+    learns it was deposed and truncates the batch, whose offset the new leader has given to
+    other records. The answer must not be a success (it was one, from the high watermark the
+    replica reached as a follower): librdkafka then took the next sequence number (a fatal
+    OUT_OF_ORDER_SEQUENCE_NUMBER) and committed transactions missing that record. It must be
+    "possibly persisted" (REQUEST_TIMED_OUT), and the same batch retried at the new leader is
+    stored once and the producer's sequence goes on."""
+    from kafka.protocol.producer import InitProducerIdRequest
+
+    from tests.integration.test_safety_replication import _broker_client, _produce
+    from tests.integration.test_transactions import read_all
+    from workbench.protocol.blocking_client import make_batch
+    from workbench.protocol.errors import ErrorCode
+
+    cluster = fresh_cluster(3)
+    controller = _controller(cluster)
+    paused = next(b for b in (1, 2, 3) if b != controller)
+    others = [b for b in (1, 2, 3) if b != paused]
+    create_assigned(cluster, topic_name, [paused, *others], {"min.insync.replicas": "2"})
+    client = _broker_client(cluster, paused)
+    init = client.request(InitProducerIdRequest(transactional_id=None, transaction_timeout_ms=60000), 1)
+    pid, epoch = init.producer_id, init.producer_epoch
+    first = _produce(client, topic_name, make_batch([b"first"], producer_id=pid, producer_epoch=epoch, base_sequence=0))
+    assert (first.error_code, first.base_offset) == (0, 0)
+
+    stale = make_batch([b"stale"], producer_id=pid, producer_epoch=epoch, base_sequence=1)
+    answer: list = []
+    os.kill(cluster.broker_pids()[paused], signal.SIGSTOP)
+    try:
+        sender = threading.Thread(target=lambda: answer.append(_produce(client, topic_name, stale, timeout_ms=8000)))
+        sender.start()  # queued in the paused leader's socket
+        wait_until(
+            lambda: int(partitions_of(cluster, topic_name).leader.iloc[0]) in others,
+            timeout=30,
+            message="a new leader elected while the old one is paused",
+        )
+        # The new leader gives the offsets after "first" to other records.
+        other = Deliveries(cluster.bootstrap_servers)
+        other.produce(topic_name, [b"other-%d" % i for i in range(5)])
+        assert other.flush(30) == 0 and len(other.acked) == 5
+    finally:
+        os.kill(cluster.broker_pids()[paused], signal.SIGCONT)
+    sender.join(60)
+    assert answer, "the paused leader never answered"
+    got = answer[0]
+    stored = {o: v for _p, o, v in read_all(cluster.bootstrap_servers, topic_name, 1, "read_uncommitted", 6)}
+    if got.error_code == ErrorCode.NONE:
+        assert stored.get(got.base_offset) == b"stale", (got, stored)  # acknowledged: it must be there
+    else:
+        assert got.error_code == ErrorCode.REQUEST_TIMED_OUT, got  # possibly persisted: retry the same
+    # The producer retries the batch where the partition is led now: stored exactly once, and
+    # its next sequence is accepted (no gap, no OUT_OF_ORDER_SEQUENCE_NUMBER).
+    leader = int(partitions_of(cluster, topic_name).leader.iloc[0])
+    new_client = _broker_client(cluster, leader)
+    retry = _produce(new_client, topic_name, stale)
+    assert retry.error_code == ErrorCode.NONE, retry
+    following = _produce(
+        new_client, topic_name, make_batch([b"next"], producer_id=pid, producer_epoch=epoch, base_sequence=2)
+    )
+    assert following.error_code == ErrorCode.NONE, following
+    values = [v for _p, _o, v in sorted(read_all(cluster.bootstrap_servers, topic_name, 1, "read_uncommitted", 8))]
+    assert values.count(b"stale") == 1 and values[0] == b"first" and values[-1] == b"next", values
+    client.close()
+    new_client.close()

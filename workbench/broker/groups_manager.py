@@ -83,10 +83,11 @@ class LogOffsetStore:
             builder.append(i, timestamp=now, key=key, value=value, headers=[])
         if not self.partition.is_leader:
             raise KafkaProtocolError(ErrorCode.NOT_COORDINATOR, "this broker no longer leads the offsets partition")
+        leader_epoch = self.partition.leader_epoch
         try:
             info = self.plog.append(
                 bytes(builder.build()),
-                leader_epoch=self.partition.leader_epoch,
+                leader_epoch=leader_epoch,
                 origin="coordinator" if producer_id >= 0 else "client",
             )
         except KafkaProtocolError:
@@ -97,7 +98,7 @@ class LogOffsetStore:
         if self._on_append is not None:
             self._on_append()
         try:
-            ok = await self.partition.wait_for_high_watermark(info.last_offset + 1, self._timeout_s)
+            ok = await self.partition.wait_for_high_watermark(info.last_offset + 1, self._timeout_s, leader_epoch)
         except NotLeaderError:
             raise KafkaProtocolError(ErrorCode.NOT_COORDINATOR, "offsets partition leadership moved") from None
         if not ok:

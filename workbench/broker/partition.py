@@ -112,6 +112,7 @@ class Partition:
             self.isr_change_pending = False
             if first or leadership_changed:
                 self._proposed_isr = frozenset()  # a new leader epoch: older proposals are refused
+                self.fail_waiters()  # they wait on the previous epoch's appends
             if not self.replicated:
                 self.log.set_hw_tracks_leo(True)
             else:
@@ -245,8 +246,25 @@ class Partition:
 
     # -- acks=all waiting -----------------------------------------------------------------------
 
-    async def wait_for_high_watermark(self, offset: int, timeout: float) -> bool:
-        """True once the HW reaches `offset`; False on timeout; NotLeaderError if leadership moves."""
+    def _check_leading(self, leader_epoch: int) -> None:
+        if not self.is_leader or self.info.leader_epoch != leader_epoch:
+            raise NotLeaderError()
+
+    async def wait_for_high_watermark(self, offset: int, timeout: float, leader_epoch: int) -> bool:
+        """True once the HW reaches `offset` while this replica still leads in `leader_epoch`, the
+        epoch the awaited batch was appended in; False on timeout; NotLeaderError as soon as that
+        leadership is over (checked on entry, on wake-up and on timeout).
+
+        Only the leader's high watermark in the append's own epoch vouches for the batch (issue
+        14). A leader resuming from a pause appends with stale metadata; deposed, it truncates the
+        batch away and the offset is reused by another record, so the high watermark it reaches
+        afterwards, as a follower or as leader again in a later epoch, covers *that* record. A
+        waiter answered from it acknowledged a lost batch: librdkafka then took the next
+        sequence number (OUT_OF_ORDER_SEQUENCE_NUMBER, fatal) and committed a transaction
+        missing the record (a torn transaction), and a marker or a `__transaction_state` record
+        counted as replicated when it was gone.
+        """
+        self._check_leading(leader_epoch)
         if self.log.high_watermark >= offset:
             return True
         fut = asyncio.get_running_loop().create_future()
@@ -254,14 +272,16 @@ class Partition:
         self._hw_waiters.append(entry)
         try:
             await asyncio.wait_for(asyncio.shield(fut), timeout)
-            return True
         except TimeoutError:
+            self._check_leading(leader_epoch)
             return self.log.high_watermark >= offset
         finally:
             try:
                 self._hw_waiters.remove(entry)
             except ValueError:
                 pass
+        self._check_leading(leader_epoch)
+        return True
 
     def _wake_waiters(self) -> None:
         hw = self.log.high_watermark

@@ -75,8 +75,9 @@ async def append_markers(
             coordinator_epoch=coordinator_epoch,
             timestamp_ms=int(time.time() * 1000),
         )
+        leader_epoch = partition.leader_epoch
         try:
-            info = partition.log.append(batch, leader_epoch=partition.leader_epoch, origin="coordinator")
+            info = partition.log.append(batch, leader_epoch=leader_epoch, origin="coordinator")
         except KafkaProtocolError as exc:
             results[tp] = ErrorCode(exc.code)
             continue
@@ -86,11 +87,11 @@ async def append_markers(
         broker.note_write()
         broker.replicas.notify(tp)
         partition.maybe_advance_high_watermark()
-        waits.append((tp, partition, info.last_offset + 1))
+        waits.append((tp, partition, info.last_offset + 1, leader_epoch))
 
-    async def wait(tp: TopicPartition, partition, offset: int) -> None:  # type: ignore[no-untyped-def]
+    async def wait(tp: TopicPartition, partition, offset: int, leader_epoch: int) -> None:  # type: ignore[no-untyped-def]
         try:
-            ok = await partition.wait_for_high_watermark(offset, MARKER_REPLICATION_TIMEOUT_S)
+            ok = await partition.wait_for_high_watermark(offset, MARKER_REPLICATION_TIMEOUT_S, leader_epoch)
         except NotLeaderError:
             results[tp] = ErrorCode.NOT_LEADER_OR_FOLLOWER
             return

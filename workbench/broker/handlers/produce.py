@@ -82,7 +82,8 @@ async def produce(broker: Broker, req: Request, conn: Connection) -> dict | None
                     records, part["log_append_time_ms"] = await _validate_schemas(broker, topic.name, records, rules)
                 else:
                     records, part["log_append_time_ms"] = log_validator.validate(records, rules)
-                info = partition.log.append(records, leader_epoch=partition.leader_epoch)
+                leader_epoch = partition.leader_epoch
+                info = partition.log.append(records, leader_epoch=leader_epoch)
             except log_validator.RecordValidationError as exc:  # KIP-467: which records, and why
                 part["error_code"], part["error_message"] = exc.code, exc.message
                 part["record_errors"] = [
@@ -115,7 +116,9 @@ async def produce(broker: Broker, req: Request, conn: Connection) -> dict | None
             if acks == -1:
                 waits.append(
                     asyncio.ensure_future(
-                        _await_replication(broker, partition, topic.name, info.last_offset + 1, timeout, part)
+                        _await_replication(
+                            broker, partition, leader_epoch, topic.name, info.last_offset + 1, timeout, part
+                        )
                     )
                 )
         results.append((topic.name, parts))
@@ -204,9 +207,10 @@ def _min_insync_replicas(broker: Broker, topic: str) -> int:
 
 
 async def _await_replication(
-    broker: Broker, partition: Partition, topic: str, offset: int, timeout: float, part: dict
+    broker: Broker, partition: Partition, leader_epoch: int, topic: str, offset: int, timeout: float, part: dict
 ) -> None:
-    """acks=all: answer once the high watermark covers the batch (every ISR member has it).
+    """acks=all: answer once the high watermark covers the batch (every ISR member has it), as
+    leader in `leader_epoch`, the epoch it was appended in (`Partition.wait_for_high_watermark`).
 
     The batch is already in the log, so no answer here may tell the client it was not
     written (issue 12, item 1): librdkafka reads NOT_LEADER_OR_FOLLOWER as "not
@@ -222,7 +226,7 @@ async def _await_replication(
     NOT_ENOUGH_REPLICAS_AFTER_APPEND (issue 12, item 2).
     """
     try:
-        ok = await partition.wait_for_high_watermark(offset, timeout)
+        ok = await partition.wait_for_high_watermark(offset, timeout, leader_epoch)
     except NotLeaderError:
         part["error_code"] = ErrorCode.REQUEST_TIMED_OUT
         part["error_message"] = "leadership moved before the batch was confirmed replicated; retry it"
