@@ -72,8 +72,8 @@ async def add_partitions_to_txn(broker: Broker, req: Request, conn: Connection) 
         out = []
         for txn in b.transactions:
             tps = [(t.name, p) for t in txn.topics for p in t.partitions]
-            if txn.verify_only:
-                results = dict.fromkeys(tps, ErrorCode.INVALID_TXN_STATE)  # KIP-890 verification: not kept
+            if txn.verify_only:  # KIP-890 part 1: a partition leader asks (workbench/broker/txn_verification.py)
+                results = broker.txn.verify_partitions(txn.transactional_id, txn.producer_id, txn.producer_epoch, tps)
             else:
                 results = await broker.txn.add_partitions(
                     txn.transactional_id, txn.producer_id, txn.producer_epoch, tps
