@@ -276,6 +276,9 @@ class TransactionVerifier:
                         if not a.future.done():
                             a.future.cancel()
                 raise
+            except Exception:  # an answer we cannot read: the produces retry (NETWORK_EXCEPTION)
+                log.exception("AddPartitionsToTxn (verify) to broker %d failed", node)
+                answers = {}
             for tid, asks in round_.items():
                 for a in asks:
                     if not a.future.done():
