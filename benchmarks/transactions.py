@@ -9,8 +9,10 @@ For each cluster size: a 3-partition topic (RF = min(3, brokers)); `--txns` tran
 `--records` records each spread over the partitions, timing `commit_transaction()` (the broker
 answers once the markers are written); then one consumer of each isolation level reads everything.
 `broker_cpu_ms_per_txn` is the brokers' user+system CPU over the transactions (from /proc), which
-unlike the latencies means something on a loaded machine; `--verification` runs each size with
-``transaction_partition_verification_enable`` on and/or off (KIP-890 part 1, default on).
+unlike the latencies means something on a loaded machine; `..._less_idle` subtracts what they burn
+idle (measured for 5 s first) over the same wall time, since a slower run pays more idle CPU;
+`--verification` runs each size with ``transaction_partition_verification_enable`` on and/or off
+(KIP-890 part 1, default on).
 Prints a table and writes JSON to benchmarks/results/.
 """
 
@@ -59,6 +61,9 @@ def _read_all(bootstrap: str, topic: str, partitions: int, isolation: str) -> tu
     return n, elapsed
 
 
+IDLE_S = 5.0
+
+
 def _cpu_s(pids: list[int]) -> float:
     """User + system CPU seconds of the processes so far."""
     ticks = os.sysconf("SC_CLK_TCK")
@@ -82,6 +87,9 @@ def one_size(brokers: int, txns: int, records: int, verification: bool = True) -
             commits = []
             payload = b"x" * 100
             pids = [pid for pid in cluster.broker_pids().values() if pid is not None]
+            idle0, idle_t0 = _cpu_s(pids), time.perf_counter()
+            time.sleep(IDLE_S)  # what the brokers burn doing nothing (fetchers, heartbeats, maintenance)
+            idle_rate = (_cpu_s(pids) - idle0) / (time.perf_counter() - idle_t0)
             cpu0 = _cpu_s(pids)
             started = time.perf_counter()
             for t in range(txns):
@@ -108,6 +116,8 @@ def one_size(brokers: int, txns: int, records: int, verification: bool = True) -
                 "commit_p50_ms": round(statistics.median(commits) * 1000, 1),
                 "commit_p99_ms": round(commits[int(len(commits) * 0.99) - 1] * 1000, 1),
                 "broker_cpu_ms_per_txn": round(cpu * 1000 / txns, 2),
+                "broker_idle_cpu_ms_per_s": round(idle_rate * 1000, 1),
+                "broker_cpu_ms_per_txn_less_idle": round((cpu - idle_rate * total) * 1000 / txns, 2),
                 "read_committed_records_per_s": round(committed / rc_s),
                 "read_uncommitted_records_per_s": round(uncommitted / ru_s),
             }
