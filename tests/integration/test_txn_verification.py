@@ -218,3 +218,49 @@ def test_verification_off_takes_the_producer_at_its_word(fresh_cluster) -> None:
         assert offsets(cluster, topic, 1) == (1, 0)
     finally:
         txn.close()
+
+
+def test_offsets_committed_outside_the_transaction_are_refused(cluster: Cluster) -> None:
+    """TxnOffsetCommit is verified too (Kafka 3.6): before AddOffsetsToTxn put the group's
+    `__consumer_offsets` partition in the transaction, the offsets are refused with
+    INVALID_TXN_STATE and open no transaction there; after it, they are taken."""
+    from tests.support import wait_until
+    from workbench.broker.group_offsets import partition_for
+
+    topic = f"verify-offsets-{uuid.uuid4().hex[:6]}"
+    cluster.create_topic(topic, partitions=1)
+    group = f"{topic}-group"
+    txn = Txn(cluster, f"{topic}-tx")
+    c = WireClient.to(cluster.bootstrap_servers)
+    try:
+        found = wait_until(
+            lambda: (r := ask(c, ApiKey.FIND_COORDINATOR, 3, {"key": group, "key_type": 0})).error_code == 0 and r,
+            timeout=30,
+        )
+    finally:
+        c.close()
+    gc = client_of(cluster, found.node_id)
+    offsets_partition = partition_for(group, 10)  # offsets_topic_num_partitions
+    body = {
+        "transactional_id": txn.txn_id,
+        "group_id": group,
+        "producer_id": txn.pid,
+        "producer_epoch": txn.epoch,
+        "topics": [{"name": topic, "partitions": [{"partition_index": 0, "committed_offset": 1}]}],
+    }
+
+    def commit() -> int:
+        resp = ask(gc, ApiKey.TXN_OFFSET_COMMIT, 3, body)
+        return resp.topics[0].partitions[0].error_code
+
+    try:
+        assert wait_until(lambda: (code := commit()) not in (14, 15, 16) and code, timeout=30) == INVALID_TXN_STATE
+        assert txn.pid not in open_transactions(cluster, "__consumer_offsets", offsets_partition)
+        add = {"transactional_id": txn.txn_id, "producer_id": txn.pid, "producer_epoch": txn.epoch, "group_id": group}
+        assert ask(txn.tc, ApiKey.ADD_OFFSETS_TO_TXN, 3, add).error_code == 0
+        assert commit() == 0
+        assert txn.pid in open_transactions(cluster, "__consumer_offsets", offsets_partition)
+        txn.end(commit=True)
+    finally:
+        gc.close()
+        txn.close()

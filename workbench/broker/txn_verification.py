@@ -29,6 +29,9 @@ COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR) NOT_ENOUGH_REPLICAS, which every cli
 without a metadata refresh. A batch of an epoch older than the producer's epoch at this
 partition is refused before any question (INVALID_PRODUCER_EPOCH, KAFKA-18042).
 
+`verify_offsets` does the same for TxnOffsetCommit (Kafka 3.6 verifies the group's
+`__consumer_offsets` partition too), its errors as Kafka's maybeConvertOffsetCommitError gives them.
+
 Non-transactional produce never gets here (`produce` calls in only when the request has a
 transactional id), and a producer whose transaction is already open at the partition needs
 no question: the cost is one round trip per (transaction, partition), like AddPartitionsToTxn.
@@ -38,7 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -176,29 +179,49 @@ async def verify_produce(broker: Broker, transactional_id: str, topic_data: Iter
             if partition is None or not partition.is_leader:
                 continue  # the produce loop answers the partition's own error
             pid, epoch, sequence, _attributes = first
-            producers = partition.log.producers
-            tp = (topic.name, pd.index)
-            if pid in producers.transactions.ongoing:
-                result.partitions[tp] = _Pending(pid, None)
-                continue
-            known = producers.producers.get(pid)
-            if known is not None and epoch < known.epoch:
-                result.partitions[tp] = _Pending(
-                    pid,
-                    None,
-                    (
-                        ErrorCode.INVALID_PRODUCER_EPOCH,
-                        f"producer {pid}: epoch {epoch} is older than the current {known.epoch}",
-                    ),
-                )
-                continue
-            guard = producers.maybe_create_verification_state_entry(pid, sequence, epoch)
-            result.partitions[tp] = _Pending(pid, guard)
-            asks.setdefault((pid, epoch), []).append(tp)
+            _prepare(result, asks, partition, (topic.name, pd.index), pid, epoch, sequence)
+    await _ask(verifier, transactional_id, result, asks, produce_error)
+    return result
+
+
+def _prepare(
+    result: Verification,
+    asks: dict[tuple[int, int], list[TopicPartition]],
+    partition: Partition,
+    tp: TopicPartition,
+    pid: int,
+    epoch: int,
+    sequence: int,
+) -> None:
+    """Decide whether ``tp`` needs the coordinator's word, and take its guard if so."""
+    producers = partition.log.producers
+    if pid in producers.transactions.ongoing:
+        result.partitions[tp] = _Pending(pid, None)
+        return
+    known = producers.producers.get(pid)
+    if known is not None and epoch < known.epoch:
+        error = (
+            ErrorCode.INVALID_PRODUCER_EPOCH,
+            f"producer {pid}: epoch {epoch} is older than the current {known.epoch}",
+        )
+        result.partitions[tp] = _Pending(pid, None, error)
+        return
+    guard = producers.maybe_create_verification_state_entry(pid, sequence, epoch)
+    result.partitions[tp] = _Pending(pid, guard)
+    asks.setdefault((pid, epoch), []).append(tp)
+
+
+async def _ask(
+    verifier: TransactionVerifier,
+    transactional_id: str,
+    result: Verification,
+    asks: dict[tuple[int, int], list[TopicPartition]],
+    mapping: Callable[[ErrorCode], tuple[ErrorCode, str] | None],
+) -> None:
     for (pid, epoch), tps in asks.items():
         answers = await verifier.verify(transactional_id, pid, epoch, tps)
         for tp in tps:
-            error = produce_error(answers.get(tp, ErrorCode.UNKNOWN_SERVER_ERROR))
+            error = mapping(answers.get(tp, ErrorCode.UNKNOWN_SERVER_ERROR))
             if error is not None:
                 result.partitions[tp].error = error
                 log.info(
@@ -209,6 +232,40 @@ async def verify_produce(broker: Broker, transactional_id: str, topic_data: Iter
                     transactional_id,
                     error[1],
                 )
+
+
+def offset_commit_error(code: ErrorCode) -> tuple[ErrorCode, str] | None:
+    """TxnOffsetCommit's error for a verification answer (Kafka's maybeConvertOffsetCommitError,
+    and PRODUCER_FENCED as this broker answers an old epoch in TxnOffsetCommit)."""
+    if code == ErrorCode.NONE:
+        return None
+    if code == ErrorCode.INVALID_TXN_STATE:
+        return code, "the offsets partition was not added to the transaction (AddOffsetsToTxn)"
+    if code in (ErrorCode.PRODUCER_FENCED, ErrorCode.INVALID_PRODUCER_EPOCH):
+        return ErrorCode.PRODUCER_FENCED, "the transaction coordinator fenced this producer epoch"
+    if code == ErrorCode.NETWORK_EXCEPTION:
+        return ErrorCode.COORDINATOR_LOAD_IN_PROGRESS, "the transaction coordinator did not answer; retry"
+    return code, f"transaction verification failed: {code.name}"
+
+
+async def verify_offsets(
+    broker: Broker,
+    transactional_id: str,
+    producer_id: int,
+    producer_epoch: int,
+    partition: Partition,
+    tp: TopicPartition,
+) -> Verification | None:
+    """Kafka 3.6's verification of a TxnOffsetCommit: the group's `__consumer_offsets` partition
+    must be in the producer's transaction (AddOffsetsToTxn) before its offsets are written there,
+    else they would open a transaction there that nothing ends. None if verification is off."""
+    verifier = broker.txn_verifier
+    if not verifier.enabled or producer_id < 0:
+        return None
+    result = Verification()
+    asks: dict[tuple[int, int], list[TopicPartition]] = {}
+    _prepare(result, asks, partition, tp, producer_id, producer_epoch, -1)
+    await _ask(verifier, transactional_id, result, asks, offset_commit_error)
     return result
 
 
