@@ -357,8 +357,10 @@ def _txn_coordinator(sweep, txn_id: str) -> WireClient:
 @pytest.mark.parametrize("version", _versions(ApiKey.END_TXN))
 def test_transaction_round(sweep, version):
     """InitProducerId (transactional), AddPartitionsToTxn, AddOffsetsToTxn, TxnOffsetCommit and
-    EndTxn at `version` (their ranges are the same: 0-3)."""
-    assert _versions(ApiKey.ADD_PARTITIONS_TO_TXN) == _versions(ApiKey.ADD_OFFSETS_TO_TXN) == _versions(ApiKey.END_TXN)
+    EndTxn at `version` (their client ranges are the same: 0-3; AddPartitionsToTxn v4+ is
+    broker-to-broker, `test_add_partitions_to_txn_verify_only`)."""
+    client_versions = _versions(ApiKey.ADD_PARTITIONS_TO_TXN)[:4]
+    assert client_versions == _versions(ApiKey.ADD_OFFSETS_TO_TXN) == _versions(ApiKey.END_TXN)
     assert _versions(ApiKey.TXN_OFFSET_COMMIT) == _versions(ApiKey.END_TXN)
     txn_id, group = f"sweep-txn-{uuid.uuid4().hex[:6]}", f"sweep-txn-group-{uuid.uuid4().hex[:6]}"
     tc = _txn_coordinator(sweep, txn_id)
@@ -391,6 +393,59 @@ def test_transaction_round(sweep, version):
     finally:
         tc.close()
         gc.close()
+
+
+@pytest.mark.parametrize("version", [v for v in _versions(ApiKey.ADD_PARTITIONS_TO_TXN) if v >= 4])
+def test_add_partitions_to_txn_verify_only(sweep, version):
+    """AddPartitionsToTxn v4+ with VerifyOnly (KIP-890 part 1, what a partition leader asks the
+    coordinator): NONE for a partition in the ongoing transaction, INVALID_TXN_STATE (48) for one
+    that is not, PRODUCER_FENCED (90) for an old epoch, INVALID_PRODUCER_ID_MAPPING (49) for another
+    producer id; nothing is added."""
+    txn_id = f"sweep-verify-{uuid.uuid4().hex[:6]}"
+    other = f"{sweep.topic}-other"
+    sweep.cluster.create_topic(other, partitions=1)
+    tc = _txn_coordinator(sweep, txn_id)
+    try:
+        init = sweep.ask(tc, ApiKey.INIT_PRODUCER_ID, 4, {"transactional_id": txn_id, "transaction_timeout_ms": 60000})
+        pid, epoch = init.producer_id, init.producer_epoch
+        add = {
+            "v3_and_below_transactional_id": txn_id,
+            "v3_and_below_producer_id": pid,
+            "v3_and_below_producer_epoch": epoch,
+            "v3_and_below_topics": [{"name": sweep.topic, "partitions": [0]}],
+        }
+        sweep.ask(tc, ApiKey.ADD_PARTITIONS_TO_TXN, 3, add)
+
+        def verify(producer_id: int, producer_epoch: int) -> dict:
+            body = {
+                "transactions": [
+                    {
+                        "transactional_id": txn_id,
+                        "producer_id": producer_id,
+                        "producer_epoch": producer_epoch,
+                        "verify_only": True,
+                        "topics": [{"name": sweep.topic, "partitions": [0]}, {"name": other, "partitions": [0]}],
+                    }
+                ]
+            }
+            resp = sweep.ask(tc, ApiKey.ADD_PARTITIONS_TO_TXN, version, body, allowed=(0, 48, 49, 90))
+            assert resp.error_code == 0
+            (txn,) = resp.results_by_transaction
+            assert txn.transactional_id == txn_id
+            return {
+                (t.name, r.partition_index): r.partition_error_code
+                for t in txn.topic_results
+                for r in t.results_by_partition
+            }
+
+        assert verify(pid, epoch) == {(sweep.topic, 0): 0, (other, 0): 48}
+        assert verify(pid, epoch) == {(sweep.topic, 0): 0, (other, 0): 48}  # verifying added nothing
+        assert set(verify(pid, epoch - 1 if epoch > 0 else epoch + 1).values()) == {90}
+        assert set(verify(pid + 1_000_000, epoch).values()) == {49}
+        end = {"transactional_id": txn_id, "producer_id": pid, "producer_epoch": epoch, "committed": False}
+        sweep.ask(tc, ApiKey.END_TXN, 3, end)
+    finally:
+        tc.close()
 
 
 @pytest.mark.parametrize("version", _versions(ApiKey.WRITE_TXN_MARKERS))

@@ -71,3 +71,32 @@ def test_state_survives_reopen_and_crash(tmp_path: Path) -> None:
     again = PartitionLog(tmp_path, cfg)
     assert again.producer_state() == {9: (1, 20, 20)}
     assert again.append(batch(3, 9, 1, 18)).duplicate
+
+
+def txn_batch(pid: int, epoch: int, seq: int) -> bytes:
+    b = DefaultRecordBatchBuilder(2, 0, 1, pid, epoch, seq, 1 << 30)
+    b.append(0, 1000, None, b"t", [])
+    return bytes(b.build())
+
+
+def test_a_verification_guard_is_spent_by_the_next_transactional_write_or_marker(tmp_path: Path) -> None:
+    """KIP-890's VerificationStateEntry: concurrent verifications of one producer share a guard;
+    a transactional write (the transaction is open here now) or a marker (it is over) spends it,
+    so a batch verified before an abort marker no longer matches and cannot open a transaction."""
+    from workbench.protocol.control_records import build_control_batch
+
+    log = PartitionLog(tmp_path, LogConfig())
+    state = log.producers
+    guard = state.maybe_create_verification_state_entry(7, 0, 0)
+    assert state.maybe_create_verification_state_entry(7, 0, 0) is guard
+    assert state.verification_guard(7) is guard
+    log.append(txn_batch(7, 0, 0))
+    assert state.verification_guard(7) is None and 7 in state.transactions.ongoing
+
+    guard = state.maybe_create_verification_state_entry(7, 1, 0)
+    log.append(build_control_batch(7, 0, commit=False, coordinator_epoch=0, timestamp_ms=2000), origin="coordinator")
+    assert state.verification_guard(7) is None and 7 not in state.transactions.ongoing
+    assert state.maybe_create_verification_state_entry(7, 1, 0) is not guard  # a new question, a new guard
+
+    state.remove_expired(now_ms=10**13, expiration_ms=1000)
+    assert state.verification_guard(7) is None  # a verification whose batch never came expires

@@ -17,6 +17,11 @@ legacy structs. What an old version needs beyond layout (ListOffsets v0's
 `old_style_offsets`, Metadata v0's "empty list means all topics") is handled
 where the request is served.
 
+AddPartitionsToTxn goes to v4, Kafka 3.6's maximum: the batched broker-to-broker form whose
+``VerifyOnly`` partition leaders send (KIP-890 part 1, `txn_verification.py`); kafka-python then
+infers 3.6, and gates nothing between 3.0 and 3.6. Transaction version 2 (KIP-890 part 2: EndTxn
+v5, Produce v12, the ``transaction.version`` feature) is not advertised: no client we test uses it.
+
 Maxima stop before versions that address topics by id instead of by name
 (Fetch 13+, Produce 13+, OffsetCommit/OffsetFetch 10+) and before versions that only add
 features we do not have (e.g. KIP-848 fields).
@@ -51,7 +56,8 @@ SUPPORTED_APIS: dict[int, tuple[int, int]] = {
     ApiKey.DELETE_TOPICS: (0, 6),
     ApiKey.DELETE_RECORDS: (0, 2),
     ApiKey.INIT_PRODUCER_ID: (0, 4),
-    ApiKey.ADD_PARTITIONS_TO_TXN: (0, 3),  # v4+ is KIP-890's broker-side verification
+    # v4: KIP-890 part 1's broker-to-broker verification (batched, VerifyOnly), Kafka 3.6's maximum
+    ApiKey.ADD_PARTITIONS_TO_TXN: (0, 4),
     ApiKey.ADD_OFFSETS_TO_TXN: (0, 3),
     ApiKey.END_TXN: (0, 3),
     ApiKey.WRITE_TXN_MARKERS: (1, 1),  # inter-broker; the codec has no v0

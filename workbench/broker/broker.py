@@ -39,6 +39,7 @@ from workbench.broker.schema_ids import SchemaIds
 from workbench.broker.server import Connection, KafkaServer
 from workbench.broker.share_state import SHARE_PARTITIONS_FILE
 from workbench.broker.transaction_coordinator import TransactionCoordinator
+from workbench.broker.txn_verification import TransactionVerifier
 from workbench.controller.image import MetadataImage
 from workbench.controller.quorum import QuorumMetadataLog
 from workbench.open_tables import iceberg_root
@@ -121,6 +122,10 @@ class Broker:
             security=self.security if self.security.enabled else None,
         )
         self._handlers: dict[int, Handler] = HANDLERS
+        # KIP-890 part 1: leaders verify transactional writes with the coordinator
+        self.txn_verifier = TransactionVerifier(
+            self, sasl_login=login, enabled=config.transaction_partition_verification_enable
+        )
         self._tasks: list[asyncio.Task] = []
         self._producer_ids: range = range(0)
         self._producer_id_next = 0
@@ -231,6 +236,7 @@ class Broker:
         # Stopping with the whole cluster (not controlled): in-flight offset appends cannot replicate.
         await self.groups.close(grace=None if controlled else 0.0)
         await self.txn.close()
+        await self.txn_verifier.close()
         self.controller.close()
         await self.metadata.close()
         self.replicas.close()

@@ -19,6 +19,8 @@ class BrokerConfig:
     offsets_topic_num_partitions: int = 10  # offsets.topic.num.partitions (Kafka: 50; fewer files here)
     transaction_state_num_partitions: int = 10  # transaction.state.log.num.partitions (Kafka: 50)
     transaction_max_timeout_ms: int = 900_000  # transaction.max.timeout.ms
+    # transaction.partition.verification.enable (KIP-890 part 1, workbench/broker/txn_verification.py)
+    transaction_partition_verification_enable: bool = True
     # transaction.abort.timed.out.transaction.cleanup.interval.ms (Kafka: 10000)
     transaction_abort_timed_out_transaction_cleanup_interval_ms: int = 1000
     producer_id_expiration_ms: int = 86_400_000  # producer.id.expiration.ms (1 day, as Kafka)

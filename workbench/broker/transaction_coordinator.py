@@ -33,9 +33,11 @@ answered::
 
 Errors are Kafka's: a different producer id is INVALID_PRODUCER_ID_MAPPING, an older
 epoch PRODUCER_FENCED, a request that does not fit the state INVALID_TXN_STATE.
-Transaction version 2 (KIP-890: epoch bump per transaction, implicit partition add)
-is not implemented: EndTxn v5+ and AddPartitionsToTxn v4+'s verify-only are not
-advertised.
+KIP-890 part 1: partition leaders ask `verify_partitions` (AddPartitionsToTxn v4
+``VerifyOnly``, `workbench.broker.txn_verification`) before a producer's first
+transactional write to a partition. Transaction version 2 (KIP-890 part 2: epoch bump
+per transaction, implicit partition add) is not implemented: no client we test uses it
+(EndTxn v5+, Produce v12 and the ``transaction.version`` feature are not advertised).
 """
 
 from __future__ import annotations
@@ -190,6 +192,34 @@ class TransactionCoordinator:
         await self.broker.groups.ensure_offsets_topic()
         tp = (OFFSETS_TOPIC, partition_for(group_id, self.broker.groups.num_partitions))
         return await self._add(transactional_id, producer_id, producer_epoch, {tp})
+
+    def verify_partitions(
+        self, transactional_id: str, producer_id: int, producer_epoch: int, partitions: list[TopicPartition]
+    ) -> dict[TopicPartition, ErrorCode]:
+        """KIP-890 part 1 (AddPartitionsToTxn v4 ``VerifyOnly``, Kafka's
+        handleVerifyPartitionsInTransaction): is each partition in the producer's ongoing
+        transaction? Nothing is written. A partition that is not gets INVALID_TXN_STATE (v4's
+        code; v5+ would say TRANSACTION_ABORTABLE); an unknown id INVALID_PRODUCER_ID_MAPPING, an
+        older epoch PRODUCER_FENCED, a transaction being decided CONCURRENT_TRANSACTIONS. No lock:
+        partitions join the metadata once their add is durable and leave at Complete*, so a read
+        is enough (the leader checks its guard again when it appends)."""
+        if not transactional_id:
+            return dict.fromkeys(partitions, ErrorCode.INVALID_REQUEST)
+        try:
+            meta = self.state.partition_for(transactional_id).txns.get(transactional_id)
+        except KafkaProtocolError as exc:
+            return dict.fromkeys(partitions, ErrorCode(exc.code))
+        if meta is None or meta.producer_id != producer_id:
+            return dict.fromkeys(partitions, ErrorCode.INVALID_PRODUCER_ID_MAPPING)
+        if meta.producer_epoch != producer_epoch:
+            return dict.fromkeys(partitions, ErrorCode.PRODUCER_FENCED)
+        if meta.state in (TxnState.PREPARE_COMMIT, TxnState.PREPARE_ABORT):
+            return dict.fromkeys(partitions, ErrorCode.CONCURRENT_TRANSACTIONS)
+        ongoing = meta.state == TxnState.ONGOING
+        return {
+            tp: ErrorCode.NONE if ongoing and tp in meta.partitions else ErrorCode.INVALID_TXN_STATE
+            for tp in partitions
+        }
 
     def _exists(self, tp: TopicPartition) -> bool:
         topic = self.broker.image.topics.get(tp[0])

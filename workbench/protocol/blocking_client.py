@@ -77,11 +77,12 @@ def make_batch(
     producer_epoch: int = -1,
     base_sequence: int = -1,
     key: bytes | None = None,
+    transactional: bool = False,
 ) -> bytes:
     builder = DefaultRecordBatchBuilder(
         magic=2,
         compression_type=0,
-        is_transactional=0,
+        is_transactional=int(transactional),
         producer_id=producer_id,
         producer_epoch=producer_epoch,
         base_sequence=base_sequence,

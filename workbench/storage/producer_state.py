@@ -30,6 +30,15 @@ after that offset.
 Expiry (Kafka's ``producer.id.expiration.ms``, `remove_expired`): a producer whose last
 batch's timestamp is that old, and that has no open transaction here, is forgotten; if
 it writes again its sequence is accepted as an unknown producer's (KIP-360).
+
+Verification (KIP-890 part 1, Kafka's ``VerificationStateEntry``): before a leader appends
+the first transactional batch of a producer that has no transaction open here, it asks the
+transaction coordinator whether the partition is in the producer's transaction
+(`workbench.broker.txn_verification`). The guard of that question is kept here, one per
+producer, and dropped by the next transactional write or marker of the producer: a batch
+whose verification started before a marker (the transaction ended meanwhile) carries a
+guard that no longer matches and is refused, so it cannot open a hanging transaction.
+Only the leader keeps these (in memory, not in the snapshot).
 """
 
 from __future__ import annotations
@@ -87,6 +96,29 @@ class ProducerEntry:
             self.last_timestamp = timestamp
 
 
+class VerificationGuard:
+    """The identity of one verification of a producer at one partition (Kafka's VerificationGuard)."""
+
+    __slots__ = ()
+
+
+@dataclass(slots=True)
+class VerificationStateEntry:
+    """A verification in flight (or done, the batch not yet written) for one producer."""
+
+    guard: VerificationGuard
+    lowest_sequence: int
+    epoch: int
+    timestamp_ms: int
+
+    def maybe_update(self, sequence: int, epoch: int) -> None:
+        """Kafka's maybeUpdateLowestSequenceAndEpoch: a newer epoch restarts the lowest sequence."""
+        if epoch > self.epoch:
+            self.epoch, self.lowest_sequence = epoch, sequence
+        elif epoch == self.epoch and sequence < self.lowest_sequence:
+            self.lowest_sequence = sequence
+
+
 def _in_sequence(last_seq: int, next_seq: int) -> bool:
     return next_seq == last_seq + 1 or (next_seq == 0 and last_seq == 0x7FFFFFFF)
 
@@ -101,6 +133,31 @@ class ProducerStateManager:
         self.transactions = TransactionIndex(directory)
         #: offset of a written control batch -> its marker type (set by the log)
         self.marker_reader: Callable[[int], int] | None = None
+        #: producer id -> its transaction verification in flight (KIP-890; leader only, not persisted)
+        self.verification: dict[int, VerificationStateEntry] = {}
+
+    # -- KIP-890 verification -----------------------------------------------------------
+
+    def verification_guard(self, producer_id: int) -> VerificationGuard | None:
+        entry = self.verification.get(producer_id)
+        return entry.guard if entry is not None else None
+
+    def maybe_create_verification_state_entry(self, producer_id: int, sequence: int, epoch: int) -> VerificationGuard:
+        """The guard a verification of ``producer_id`` starts with (shared by concurrent ones)."""
+        entry = self.verification.get(producer_id)
+        if entry is None:
+            entry = self.verification[producer_id] = VerificationStateEntry(
+                VerificationGuard(), sequence, epoch, int(time.time() * 1000)
+            )
+        else:
+            entry.maybe_update(sequence, epoch)
+        return entry.guard
+
+    def clear_verification_state_entry(self, producer_id: int, guard: VerificationGuard | None = None) -> None:
+        """Forget the producer's verification (only if it is still ``guard``, when given)."""
+        entry = self.verification.get(producer_id)
+        if entry is not None and (guard is None or entry.guard is guard):
+            del self.verification[producer_id]
 
     def check(self, headers: list[BatchHeader]) -> tuple[dict[int, ProducerEntry], BatchMetadata | None]:
         """Validate ``headers`` (offsets not yet assigned) against the current state.
@@ -175,6 +232,10 @@ class ProducerStateManager:
     def _track_transaction(self, h: BatchHeader, base_offset: int) -> None:
         if h.producer_id < 0 or not h.is_transactional:
             return
+        if self.verification:
+            # The transaction is open here now (data) or over (marker): a verification guard
+            # taken before this write is spent (KIP-890).
+            self.verification.pop(h.producer_id, None)
         if not h.is_control:
             self.transactions.on_data(h.producer_id, base_offset)
             return
@@ -238,6 +299,8 @@ class ProducerStateManager:
         ]
         for pid in gone:
             del self.producers[pid]
+        for pid in [p for p, v in self.verification.items() if now_ms - v.timestamp_ms >= expiration_ms]:
+            del self.verification[pid]  # a verification whose batch never came (Kafka expires them alike)
         self.changed = self.changed or bool(gone)
         return gone
 
@@ -262,6 +325,7 @@ class ProducerStateManager:
         """Forget every producer (the log restarts empty)."""
         self.producers.clear()
         self.transactions.clear()
+        self.verification.clear()
         self.changed = True
 
     def summary(self) -> dict[int, tuple[int, int, int]]:

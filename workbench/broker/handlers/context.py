@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from workbench.broker.schema_ids import SchemaIds
     from workbench.broker.server import Connection
     from workbench.broker.transaction_coordinator import TransactionCoordinator
+    from workbench.broker.txn_verification import TransactionVerifier
     from workbench.controller.image import MetadataImage
     from workbench.controller.quorum import QuorumMetadataLog
     from workbench.protocol.codec import Request
@@ -34,6 +35,7 @@ class BrokerContext(Protocol):
     groups: GroupCoordinatorManager  # the consumer groups this broker coordinates
     controller: ControllerChannel  # `submit(op)`: have the active controller change metadata
     txn: TransactionCoordinator  # the transactional ids this broker coordinates (KIP-98)
+    txn_verifier: TransactionVerifier  # KIP-890: is a partition in a producer's transaction? (asks `txn`s)
     schema_ids: SchemaIds  # schema ids per subject from `_schemas` (confluent.*.schema.validation)
 
     @property

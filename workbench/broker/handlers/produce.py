@@ -11,7 +11,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from workbench.broker import log_validator
+from workbench.broker import log_validator, txn_verification
 from workbench.broker.handlers.partitions import leader_partition
 from workbench.broker.partition import NotLeaderError, Partition
 from workbench.protocol.errors import ErrorCode, KafkaProtocolError
@@ -35,6 +35,10 @@ async def produce(broker: Broker, req: Request, conn: Connection) -> dict | None
     timeout = max(0, body.timeout_ms) / 1000.0
     results: list[tuple[str, list[dict]]] = []
     waits: list[asyncio.Task] = []
+    # KIP-890: transactional writes are verified with the coordinator first (None: not transactional)
+    verified = None
+    if body.transactional_id is not None:
+        verified = await txn_verification.verify_produce(broker, body.transactional_id, body.topic_data)
     for topic in body.topic_data:
         parts: list[dict] = []
         for pd in topic.partition_data:
@@ -82,6 +86,8 @@ async def produce(broker: Broker, req: Request, conn: Connection) -> dict | None
                     records, part["log_append_time_ms"] = await _validate_schemas(broker, topic.name, records, rules)
                 else:
                     records, part["log_append_time_ms"] = log_validator.validate(records, rules)
+                if verified is not None:
+                    verified.check(partition, topic.name, pd.index)  # no await between this and the append
                 leader_epoch = partition.leader_epoch
                 info = partition.log.append(records, leader_epoch=leader_epoch)
             except log_validator.RecordValidationError as exc:  # KIP-467: which records, and why

@@ -15,9 +15,11 @@ import time
 from typing import TYPE_CHECKING
 
 from workbench.broker.group_offsets import encode_offset_key, encode_offset_value, partition_for
+from workbench.broker.groups_manager import OFFSETS_TOPIC
 from workbench.broker.handlers.partitions import leader_partition
 from workbench.broker.transaction_log import TxnState
 from workbench.broker.transaction_marker_channel import append_markers
+from workbench.broker.txn_verification import verify_offsets
 from workbench.protocol.errors import ErrorCode, KafkaProtocolError
 
 if TYPE_CHECKING:
@@ -72,8 +74,8 @@ async def add_partitions_to_txn(broker: Broker, req: Request, conn: Connection) 
         out = []
         for txn in b.transactions:
             tps = [(t.name, p) for t in txn.topics for p in t.partitions]
-            if txn.verify_only:
-                results = dict.fromkeys(tps, ErrorCode.INVALID_TXN_STATE)  # KIP-890 verification: not kept
+            if txn.verify_only:  # KIP-890 part 1: a partition leader asks (workbench/broker/txn_verification.py)
+                results = broker.txn.verify_partitions(txn.transactional_id, txn.producer_id, txn.producer_epoch, tps)
             else:
                 results = await broker.txn.add_partitions(
                     txn.transactional_id, txn.producer_id, txn.producer_epoch, tps
@@ -139,6 +141,15 @@ async def txn_offset_commit(broker: Broker, req: Request, conn: Connection) -> d
         code = err
         return answer(lambda _t, _p: code)
     assert store is not None
+    # KIP-890 part 1 (Kafka 3.6+): the offsets partition must be in the transaction (AddOffsetsToTxn)
+    tp = (OFFSETS_TOPIC, partition)
+    verified = await verify_offsets(broker, b.transactional_id, b.producer_id, b.producer_epoch, store.partition, tp)
+    if verified is not None:
+        try:
+            verified.check(store.partition, *tp)
+        except KafkaProtocolError as exc:
+            code = ErrorCode(exc.code)
+            return answer(lambda _t, _p: code)
     now_ms = int(time.time() * 1000)
     records: list[tuple[bytes, bytes | None]] = []
     for t in b.topics:
