@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
 
 from workbench.broker import log_validator
 from workbench.broker.handlers.partitions import leader_partition
@@ -34,7 +35,7 @@ async def produce(broker: Broker, req: Request, conn: Connection) -> dict | None
     acks = body.acks
     timeout = max(0, body.timeout_ms) / 1000.0
     results: list[tuple[str, list[dict]]] = []
-    waits: list[asyncio.Task] = []
+    waits: list[Coroutine[Any, Any, None]] = []
     for topic in body.topic_data:
         parts: list[dict] = []
         for pd in topic.partition_data:
@@ -111,15 +112,13 @@ async def produce(broker: Broker, req: Request, conn: Connection) -> dict | None
                 broker.replicas.notify((topic.name, pd.index))
                 partition.maybe_advance_high_watermark()
             if acks != 0 and partition.log.needs_flush():
-                waits.append(asyncio.ensure_future(_await_flush(broker, partition, part)))
+                waits.append(_await_flush(broker, partition, part))
             if acks == -1:
-                waits.append(
-                    asyncio.ensure_future(
-                        _await_replication(broker, partition, topic.name, info.last_offset + 1, timeout, part)
-                    )
-                )
+                waits.append(_await_replication(broker, partition, topic.name, info.last_offset + 1, timeout, part))
         results.append((topic.name, parts))
-    if waits:
+    if len(waits) == 1:
+        await waits[0]  # the common case (one partition, acks=all): no task, no gather (issue 19)
+    elif waits:
         await asyncio.gather(*waits)
     if acks == 0:
         return None
