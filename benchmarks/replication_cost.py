@@ -115,11 +115,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--idle", type=float, default=3.0, help="seconds of idle CPU measured before")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--sample", action="store_true", help="CPU-time profile of the brokers (cpu_sampler/)")
+    parser.add_argument("--calls", action="store_true", help="count Python calls per round instead (cProfile)")
     parser.add_argument("--profile-dir", default=str(HERE / "profiles"))
     parser.add_argument("--out", default=str(HERE / "results"))
     args = parser.parse_args(argv)
     trees = dict(item.split("=", 1) for item in args.trees.split(","))
     cwd = os.getcwd()
+    if args.calls:
+        args.sample = True
+        os.environ["WB_CPU_SAMPLE_CALLS"] = "1"
     if args.sample:
         os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SAMPLER), os.environ.get("PYTHONPATH")]))
         Path(args.profile_dir).mkdir(parents=True, exist_ok=True)
@@ -134,7 +138,18 @@ def main(argv: list[str] | None = None) -> int:
                 row = one_run(args.rounds, args.idle, prefix if args.sample else None)
             finally:
                 os.chdir(cwd)
-            if args.sample:
+            if args.calls:
+                counted = [json.loads(f.read_text()) for f in sorted(prefix.parent.glob(prefix.name + ".*.calls.json"))]
+                for f in prefix.parent.glob(prefix.name + ".*.calls.json"):
+                    f.unlink()
+                row["python_calls_per_round"] = round(sum(c["calls"] for c in counted) / args.rounds, 1)
+                top: Counter[str] = Counter()
+                for c in counted:
+                    for n, fn in c["top"]:
+                        top[fn] += n
+                row["top_calls_per_round"] = [[fn, round(n / args.rounds, 1)] for fn, n in top.most_common(25)]
+                print(f"{name:>8} run {i}: {row['python_calls_per_round']} Python calls per round", flush=True)
+            elif args.sample:
                 files = sorted(prefix.parent.glob(prefix.name + ".*.collapsed"))
                 label = f"replication-round-rf3-{name}"
                 row["profile"] = summarize(
