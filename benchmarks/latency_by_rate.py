@@ -15,6 +15,8 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 from proc_stats import cpu_s
@@ -29,8 +31,47 @@ def last_json(text: str) -> dict:
     return json.loads([line for line in text.splitlines() if line.startswith("{")][-1])
 
 
-def measure(rf: int, rate: int, seconds: float, warmup: float, config: dict | None = None) -> dict:
-    """One fresh cluster of `rf` brokers (broker settings `config` on top of the defaults)."""
+def _run_producer(bootstrap: str, acks: str, rate: int, seconds: float, warmup: float) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [
+            sys.executable,
+            str(CLIENT),
+            "e2e-produce",
+            "--bootstrap",
+            bootstrap,
+            "--topic",
+            "lat",
+            "--acks",
+            acks,
+            "--linger-ms",
+            "0",
+            "--rate",
+            str(rate),
+            "--seconds",
+            str(seconds),
+            "--warmup",
+            str(warmup),
+            "--max-in-flight",
+            "5",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=seconds * 4 + 60,
+    )
+
+
+def measure(
+    rf: int,
+    rate: int,
+    seconds: float,
+    warmup: float,
+    config: dict | None = None,
+    around: Callable[[dict[str, int]], AbstractContextManager] | None = None,
+) -> dict:
+    """One fresh cluster of `rf` brokers (broker settings `config` on top of the defaults).
+
+    `around(broker_pids)`, when given, is a context manager entered while the producer runs
+    (`profile_latency.py` records the brokers with py-spy there)."""
     acks = "all" if rf > 1 else "1"
     with Cluster(brokers=rf, config={"group_initial_rebalance_delay_ms": 0, **(config or {})}) as cluster:
         cluster.create_topic("lat", partitions=6, replication_factor=rf)
@@ -59,32 +100,8 @@ def measure(rf: int, rate: int, seconds: float, warmup: float, config: dict | No
             assert consumer.stdout.readline().strip() == "READY"
             pids = cluster.broker_pids()
             cpu0, t0 = {k: cpu_s(v) for k, v in pids.items()}, time.monotonic()
-            producer = subprocess.run(
-                [
-                    sys.executable,
-                    str(CLIENT),
-                    "e2e-produce",
-                    "--bootstrap",
-                    cluster.bootstrap_servers,
-                    "--topic",
-                    "lat",
-                    "--acks",
-                    acks,
-                    "--linger-ms",
-                    "0",
-                    "--rate",
-                    str(rate),
-                    "--seconds",
-                    str(seconds),
-                    "--warmup",
-                    str(warmup),
-                    "--max-in-flight",
-                    "5",
-                ],
-                capture_output=True,
-                text=True,
-                timeout=seconds * 4 + 60,
-            )
+            with around(pids) if around is not None else nullcontext():
+                producer = _run_producer(cluster.bootstrap_servers, acks, rate, seconds, warmup)
             wall = time.monotonic() - t0
             cpu = {k: round(cpu_s(v) - cpu0[k], 2) for k, v in pids.items()}
             out, _ = consumer.communicate(timeout=seconds + 60)

@@ -234,11 +234,12 @@ def median(xs: list[float]) -> float:
 class Profiler:
     """`py-spy record --format raw` against some broker pids while a block runs; SIGINT ends it."""
 
-    def __init__(self, pids: dict[str, int], name: str, out_dir: Path) -> None:
+    def __init__(self, pids: dict[str, int], name: str, out_dir: Path, extra: tuple[str, ...] = ()) -> None:
         self.pyspy = shutil.which("py-spy") or (
             str(Path(sys.executable).parent / "py-spy") if (Path(sys.executable).parent / "py-spy").exists() else None
         )
         self.pids, self.name, self.out_dir = pids, name, out_dir
+        self.extra = extra  # more py-spy flags, e.g. ("--gil",): only samples holding the GIL (CPU, not waits)
         self.procs: dict[str, tuple[subprocess.Popen, Path]] = {}
         self.t0 = 0.0
 
@@ -258,6 +259,7 @@ class Profiler:
                 "raw",
                 "--output",
                 str(raw),
+                *self.extra,
             ]
             self.procs[label] = (
                 subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE),
@@ -311,7 +313,7 @@ class Profiler:
             }
             base = self.out_dir / f"{self.name}-{label}"
             lines = [
-                f"# py-spy record --rate 200 --nonblocking --format raw, {self.name}, {label}",
+                f"# py-spy record --rate 200 --nonblocking --format raw {' '.join(self.extra)}, {self.name}, {label}",
                 f"# {total} samples (active, idle excluded) over {self.seconds:.1f}s; busy ~{busy:.0%} of one core",
                 "",
                 "## top frames by self time",

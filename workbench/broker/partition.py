@@ -36,6 +36,11 @@ def _now_ms() -> int:
     return int(time.monotonic() * 1000)
 
 
+def _time_out(fut: asyncio.Future) -> None:
+    if not fut.done():
+        fut.set_exception(TimeoutError())
+
+
 @dataclass
 class FollowerState:
     """What the leader learned from one follower's fetches, in one incarnation of its broker."""
@@ -194,17 +199,33 @@ class Partition:
         return isr + [r for r in self.info.replicas if r in self._proposed_isr and r not in isr]
 
     def maybe_advance_high_watermark(self) -> bool:
-        if not self.is_leader:
+        """Raise the high watermark to the smallest log end offset in the maximal ISR.
+
+        Runs for every produce and every follower fetch, so it walks the ISR in place rather
+        than building `maximal_isr` (the same set: the ISR, then proposed replicas not in it)."""
+        info = self.info
+        node_id = self.node_id
+        if info.leader != node_id:
             return False
-        leo = self.log.log_end_offset
-        candidates = [leo]
-        for r in self.maximal_isr:
-            if r == self.node_id:
-                continue
-            state = self.followers.get(r)
-            candidates.append(state.log_end_offset if state is not None else -1)
-        new_hw = min(candidates)
-        if new_hw > self.log.high_watermark:
+        log_ = self.log
+        leo = new_hw = log_.log_end_offset
+        followers = self.followers
+        isr = info.isr
+        for r in isr:
+            if r != node_id:
+                state = followers.get(r)
+                end = state.log_end_offset if state is not None else -1
+                if end < new_hw:
+                    new_hw = end
+        proposed = self._proposed_isr
+        if proposed:
+            for r in info.replicas:
+                if r in proposed and r != node_id and r not in isr:
+                    state = followers.get(r)
+                    end = state.log_end_offset if state is not None else -1
+                    if end < new_hw:
+                        new_hw = end
+        if new_hw > log_.high_watermark:
             self.log.high_watermark = min(new_hw, leo)
             self._wake_waiters()
             if self._on_high_watermark is not None:
@@ -267,15 +288,20 @@ class Partition:
         self._check_leading(leader_epoch)
         if self.log.high_watermark >= offset:
             return True
-        fut = asyncio.get_running_loop().create_future()
+        # One future and one timer per waiter (`asyncio.wait_for(shield(...))` made three futures,
+        # a timer and two callbacks for every acks=all batch: issue 19).
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
         entry = (offset, fut)
         self._hw_waiters.append(entry)
+        timer = loop.call_later(timeout, _time_out, fut)
         try:
-            await asyncio.wait_for(asyncio.shield(fut), timeout)
+            await fut
         except TimeoutError:
             self._check_leading(leader_epoch)
             return self.log.high_watermark >= offset
         finally:
+            timer.cancel()
             try:
                 self._hw_waiters.remove(entry)
             except ValueError:

@@ -199,14 +199,17 @@ class ReplicaManager:
         """Return when any of `tps` gets new data, or after `timeout` seconds."""
         if timeout <= 0 or not tps:
             return
-        fut = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
         for tp in tps:
             self._waiters.setdefault(tp, []).append(fut)
+        # A plain timer rather than `asyncio.wait_for` (a second future and two callbacks per
+        # long-poll fetch, issue 19): the wake and the timeout both just resolve `fut`.
+        timer = loop.call_later(timeout, _resolve, fut)
         try:
-            await asyncio.wait_for(fut, timeout)
-        except TimeoutError:
-            pass
+            await fut
         finally:
+            timer.cancel()
             for tp in tps:
                 lst = self._waiters.get(tp)
                 if lst and fut in lst:
@@ -291,6 +294,11 @@ class ReplicaManager:
             except Exception:
                 log.exception("closing log %s-%d", plog_topic(plog), 0)
         self.logs.clear()
+
+
+def _resolve(fut: asyncio.Future) -> None:
+    if not fut.done():
+        fut.set_result(None)
 
 
 def plog_topic(plog: PartitionLog) -> str:

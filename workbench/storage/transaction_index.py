@@ -117,6 +117,8 @@ class TransactionIndex:
 
     def first_unstable_offset(self, high_watermark: int) -> int | None:
         """The first offset of a transaction that is open or whose marker is not yet below the HW."""
+        if not self.ongoing and not self.unreplicated:
+            return None  # every fetch asks (the LSO it answers): the common case costs nothing
         if self.unreplicated:
             self.unreplicated = [u for u in self.unreplicated if u[2] >= high_watermark]
         firsts = [*self.ongoing.values(), *(u[1] for u in self.unreplicated)]

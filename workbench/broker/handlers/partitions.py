@@ -38,12 +38,18 @@ def leader_partition(
     broker: Broker, topic: str, partition: int, current_leader_epoch: int = -1
 ) -> tuple[Partition | None, ErrorCode]:
     """The `Partition` this broker leads, checking the client's view of the leader epoch (KIP-320)."""
-    plog, error = leader_log(broker, topic, partition)
-    if plog is None:
-        return None, error
-    p = broker.replicas.partition(topic, partition)
-    if p is None or not p.is_leader:
-        return None, ErrorCode.NOT_LEADER_OR_FOLLOWER
+    # Every produce and fetch partition comes here: when the image and the partition agree that
+    # we lead it (the steady state), skip `leader_log`'s second round of lookups (issue 19).
+    info = broker.image.topics.get(topic)
+    pinfo = info.partitions.get(partition) if info is not None else None
+    p = broker.replicas.partitions.get((topic, partition)) if pinfo is not None else None
+    if p is None or pinfo is None or pinfo.leader != broker.node_id or not p.is_leader:
+        plog, error = leader_log(broker, topic, partition)
+        if plog is None:
+            return None, error
+        p = broker.replicas.partition(topic, partition)
+        if p is None or not p.is_leader:
+            return None, ErrorCode.NOT_LEADER_OR_FOLLOWER
     if current_leader_epoch >= 0:
         if current_leader_epoch < p.leader_epoch:
             return None, ErrorCode.FENCED_LEADER_EPOCH

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
 
 from workbench.broker import log_validator, txn_verification
 from workbench.broker.handlers.partitions import leader_partition
@@ -34,7 +35,7 @@ async def produce(broker: Broker, req: Request, conn: Connection) -> dict | None
     acks = body.acks
     timeout = max(0, body.timeout_ms) / 1000.0
     results: list[tuple[str, list[dict]]] = []
-    waits: list[asyncio.Task] = []
+    waits: list[Coroutine[Any, Any, None]] = []
     # KIP-890: transactional writes are verified with the coordinator first (None: not transactional)
     verified = None
     if body.transactional_id is not None:
@@ -118,17 +119,15 @@ async def produce(broker: Broker, req: Request, conn: Connection) -> dict | None
                 broker.replicas.notify((topic.name, pd.index))
                 partition.maybe_advance_high_watermark()
             if acks != 0 and partition.log.needs_flush():
-                waits.append(asyncio.ensure_future(_await_flush(broker, partition, part)))
+                waits.append(_await_flush(broker, partition, part))
             if acks == -1:
                 waits.append(
-                    asyncio.ensure_future(
-                        _await_replication(
-                            broker, partition, leader_epoch, topic.name, info.last_offset + 1, timeout, part
-                        )
-                    )
+                    _await_replication(broker, partition, leader_epoch, topic.name, info.last_offset + 1, timeout, part)
                 )
         results.append((topic.name, parts))
-    if waits:
+    if len(waits) == 1:
+        await waits[0]  # the common case (one partition, acks=all): no task, no gather (issue 19)
+    elif waits:
         await asyncio.gather(*waits)
     if acks == 0:
         return None
