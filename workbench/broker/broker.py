@@ -549,6 +549,7 @@ class Broker:
             "topic": tp[0],
             "partition": tp[1],
             "directory": str(plog.directory),
+            "log_start_offset": plog.log_start_offset,
         }
         try:
             answer = await self.lake_committer.convert(job)

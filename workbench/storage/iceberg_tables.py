@@ -19,13 +19,20 @@ over by the sealed conversion; Iceberg data files must never change once referen
 
 Exactly once: a commit starts where the current snapshot says the partition's published records
 end (``workbench.next-offsets`` in its summary, every partition's, carried forward); pyiceberg's
-commit asserts the branch still points at the snapshot it started from (optimistic concurrency), so two publishers (a
-leader change) cannot both publish a range: the loser reloads and finds it published. A crash
-between writing the data file and committing leaves the table at its previous snapshot and an
-unreferenced file named by its start offset; the next publisher from that offset finds the name
-taken (``link`` refuses), and adopts the file if it starts there. So data files never overlap,
+commit asserts the branch still points at the snapshot it started from (optimistic concurrency),
+so two publishers (a leader change, or the leaders of two partitions of one topic) cannot both
+publish a range: the loser reloads and decides again. pyiceberg's own retry of a conflicting
+commit is off (``commit.retry.num-retries`` 0): it rebases the same append, with its stale range
+and carried-forward offsets, onto the winner's snapshot, and the next commit published the
+winner's range again (the race behind the record-twice finding). A crash between writing the data
+file and committing leaves the table at its previous snapshot and an unreferenced file named by
+its start offset; the next publisher from that offset finds the name taken (``link`` refuses),
+and adopts the file if it starts there (failpoint ``iceberg.before_commit``). So data files never overlap,
 and a glob over ``data/*.parquet`` (what the ``workbench.duckdb`` catalog reads) never counts a
-record twice either.
+record twice either. The source files are read with the Parquet tier's rule (a file starting
+inside an earlier file's range is superseded: a merge not finished), each above where the previous
+one ended, a hole at the published offset publishes nothing, and a data file whose offsets are not
+strictly increasing is refused before it is written.
 
 Not done: compaction, retention and DeleteRecords are not reflected (no Iceberg deletes), and
 snapshots are never expired (one per commit; old metadata files are pruned to 20).
@@ -47,6 +54,7 @@ from workbench.open_tables import (
     open_catalog,
     table_location,
 )
+from workbench.storage.failpoints import failpoint
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -86,6 +94,11 @@ def arrow_schema() -> pa.Schema:
 
 
 TABLE_PROPERTIES = {
+    # pyiceberg (0.12 on) retries a conflicting commit by rebasing the same append onto the new
+    # snapshot, summary and all: a commit decided on a stale table (its range, its carried-forward
+    # offsets) would land anyway, a range twice. A conflict must reach `publish`, which reloads
+    # the table and decides again.
+    "commit.retry.num-retries": "0",
     "commit.manifest-merge.enabled": "true",
     "write.metadata.delete-after-commit.enabled": "true",
     "write.metadata.previous-versions-max": "20",
@@ -109,9 +122,14 @@ def _load_or_create(catalog: SqlCatalog, root: Path, topic: str) -> Table:
 
     ident = (NAMESPACE, topic)
     try:
-        return catalog.load_table(ident)
+        table = catalog.load_table(ident)
     except NoSuchTableError:
         pass
+    else:
+        missing = {k: v for k, v in TABLE_PROPERTIES.items() if table.properties.get(k) != v}
+        if missing:  # a table created before a property was added (or changed by hand)
+            table = table.transaction().set_properties(missing).commit_transaction()
+        return table
     try:
         catalog.create_namespace(NAMESPACE)
     except NamespaceAlreadyExistsError:
@@ -148,22 +166,32 @@ def _source_files(directory: Path) -> list[tuple[int, int, Path]]:
     return sorted(out)
 
 
-def _read_range(directory: Path, start: int | None) -> tuple[int, int, pa.Table | None]:
-    """The records from ``start`` (None: the first file's base) up to the end of the contiguous
-    run of files covering it: ``(from, to, table)``; ``table`` None when there is nothing new."""
+def _read_range(directory: Path, start: int | None, log_start: int = 0) -> tuple[int, int, pa.Table | None]:
+    """The records from ``start`` (None: nothing published yet) up to the end of the contiguous
+    run of files covering it: ``(from, to, table)``; ``table`` None when there is nothing new.
+
+    ``from`` is ``start``, or the log start offset when that is above it (retention or
+    DeleteRecords removed records never published; `publish` records the jump). A hole at
+    ``from`` (its file not written yet, or being replaced while listed) publishes nothing: the
+    range never skips records of the log. Files are read by the rule every reader of the Parquet
+    tier applies (`PartitionLog.install_merged`): a file whose range starts inside an earlier
+    file's range is superseded (a merge or a cleaner rewrite not finished yet), and each file is
+    read only above where the previous one ended, so no offset is read twice."""
     files = _source_files(directory)
-    files = [f for f in files if start is None or f[1] > start]
-    if not files:
-        return (start or 0), (start or 0), None
-    first = files[0][0] if start is None else max(start, files[0][0])  # below the first: retention
+    first = max(log_start, start if start is not None else log_start)
+    files = [f for f in files if f[1] > first]
+    if not files or files[0][0] > first:
+        return first, first, None
     tables, end, rows = [], first, 0
     for base, nxt, path in files:
         if base > end:
             break  # a hole (a file not written yet): the rest next time
+        if nxt <= end:
+            continue  # superseded: an earlier file covers its whole range
         try:
             # Bounded by the range listed: a tail may have been renamed over by a longer one since
             # its metadata was read, and rows past ``nxt`` belong to the next commit (else twice).
-            t = pq.read_table(path, filters=[("offset", ">=", first), ("offset", "<", nxt)])
+            t = pq.read_table(path, filters=[("offset", ">=", end), ("offset", "<", nxt)])
         except (OSError, ValueError):
             break  # replaced (tail -> sealed) or removed while we read: next time
         tables.append(t)
@@ -175,6 +203,21 @@ def _read_range(directory: Path, start: int | None) -> tuple[int, int, pa.Table 
         return first, first, None
     table = pa.concat_tables(tables, promote_options="permissive") if tables else None
     return first, end, table
+
+
+def _check_once(table: pa.Table, first: int, end: int) -> None:
+    """Refuse a data file whose offsets are not strictly increasing inside ``[first, end)``: a
+    record twice (or out of its range) must fail the commit, never reach a snapshot."""
+    import pyarrow.compute as pc
+
+    offsets = table.column("offset").combine_chunks()
+    n = len(offsets)
+    if n == 0:
+        return
+    steps = pc.subtract(offsets.slice(1), offsets.slice(0, n - 1)) if n > 1 else None
+    repeated = steps is not None and pc.min(steps).as_py() <= 0
+    if offsets[0].as_py() < first or offsets[n - 1].as_py() >= end or repeated:
+        raise ValueError(f"data file rows are not each offset once in [{first}, {end})")
 
 
 def _to_iceberg(table: pa.Table, partition: int) -> pa.Table:
@@ -227,14 +270,19 @@ def publish(job: dict[str, Any]) -> dict[str, Any]:
     root, topic, partition = Path(job["root"]), job["topic"], int(job["partition"])
     catalog = open_catalog(root)
     for _attempt in range(20):
-        table = _load_or_create(catalog, root, topic)
+        try:
+            table = _load_or_create(catalog, root, topic)
+        except CommitFailedException:
+            continue  # its property update met another commit: load again
         offsets = published_offsets(table)
         start = offsets.get(partition)
-        first, end, rows = _read_range(Path(job["directory"]), start)
+        first, end, rows = _read_range(Path(job["directory"]), start, int(job.get("log_start_offset", 0)))
         if rows is None or rows.num_rows == 0:
             return {"ok": True, "committed": False, "from_offset": first, "to_offset": start or first, "rows": 0}
+        _check_once(rows, first, end)
         path = table_location(root, topic) / "data" / f"p{partition:05d}-{first:020d}.parquet"
         _write_data_file(path, _to_iceberg(rows, partition), end)
+        failpoint("iceberg.before_commit")  # a crash here leaves a data file no snapshot references
         meta = pq.read_metadata(path)
         end = int((meta.metadata or {}).get(NEXT_KEY, end))  # an adopted file covers its own range
         summary = {
