@@ -301,3 +301,41 @@ def test_a_broker_killed_between_writing_a_data_file_and_committing_it_never_dup
     assert orphan.name == f"p00000-{0:020d}.parquet" and orphan.exists()  # adopted, not rewritten
     n, distinct = duckdb.connect().execute(count).fetchone()
     assert n == distinct == 500  # data files never overlap
+
+
+def test_delete_records_drops_the_records_from_the_iceberg_table_and_its_history(fresh_cluster, topic_name):
+    from confluent_kafka import TopicPartition
+    from confluent_kafka.admin import AdminClient
+
+    from workbench.open_tables import data_glob, iceberg_root
+
+    c = fresh_cluster(brokers=1, config=ICEBERG)
+    c.start()
+    c.create_topic(topic_name, partitions=1, replication_factor=1)
+    p = Producer({"bootstrap.servers": c.bootstrap_servers, "acks": "all", "enable.idempotence": True})
+    for rnd in range(3):  # three rounds, each committed before the next: at least three data files
+        for i in range(100):
+            p.produce(topic_name, value=f"r{rnd}-{i}".encode(), partition=0)
+        assert p.flush(30) == 0
+        wait_until(lambda n=100 * (rnd + 1): len(iceberg_offsets(c, topic_name)) >= n, timeout=DEADLINE_S, interval=0.5)
+    table = c.iceberg_table(topic_name)
+    ends = sorted(int(s.summary.additional_properties["workbench.to-offset"]) for s in table.snapshots())
+    below = max(e for e in ends if e <= 200)  # a data file boundary: files are dropped whole
+    admin = AdminClient({"bootstrap.servers": c.bootstrap_servers})
+    tp = TopicPartition(topic_name, 0, below)
+    assert admin.delete_records([tp])[tp].result(30).low_watermark == below
+    offsets = wait_until(
+        lambda: (o := iceberg_offsets(c, topic_name)) and o[0][1] >= below and o, timeout=DEADLINE_S, interval=0.5
+    )
+    assert offsets == [(0, o) for o in range(below, 300)]  # pyiceberg no longer returns deleted records
+    table = c.iceberg_table(topic_name)
+    for snap in table.snapshots():  # nor does time travel: the history that held them was expired
+        assert min(o for _, o in iceberg_offsets(c, topic_name, snap.snapshot_id)) >= below
+    files = data_glob(iceberg_root(c.data_dir), topic_name)
+    n, low = duckdb.connect().execute(f"""SELECT count(*), min("offset") FROM read_parquet('{files}')""").fetchone()
+    assert (n, low) == (300 - below, below)  # the dropped data files are gone from disk too
+    for i in range(50):  # the table goes on from where it was
+        p.produce(topic_name, value=f"after{i}".encode(), partition=0)
+    assert p.flush(30) == 0
+    offsets = wait_until(lambda: len(o := iceberg_offsets(c, topic_name)) >= 350 - below and o, timeout=DEADLINE_S)
+    assert offsets == [(0, o) for o in range(below, 350)]

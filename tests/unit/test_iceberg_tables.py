@@ -170,3 +170,50 @@ def test_a_commit_that_meets_a_concurrent_one_decides_again_from_the_new_snapsho
     rows = table.scan(selected_fields=("partition", "offset")).to_arrow()
     pairs = sorted(zip(rows.column("partition").to_pylist(), rows.column("offset").to_pylist(), strict=True))
     assert pairs == [(p, o) for p in (0, 1) for o in range(200)]
+
+
+def test_retention_drops_whole_data_files_below_the_log_start_with_their_history(tmp_path):
+    source = tmp_path / "partition=0"
+    source.mkdir()
+    root = tmp_path / "iceberg"
+    job = {"root": str(root), "topic": "t", "partition": 0, "directory": str(source)}
+    for hi in (100, 200, 300):  # three commits: data files [0, 100), [100, 200), [200, 300)
+        source_file(source, 0, hi)
+        iceberg_tables.publish(job)
+    data = root / "t" / "data"
+    assert len(list(data.glob("p*.parquet"))) == 3
+    # DeleteRecords to 250: [0, 100) and [100, 200) are wholly below, [200, 300) straddles
+    answer = iceberg_tables.publish({**job, "log_start_offset": 250})
+    assert (answer["committed"], answer["deleted_below"]) == (False, 200)
+    table = open_catalog(root).load_table((NAMESPACE, "t"))
+    assert table_offsets(root) == list(range(200, 300))
+    [snap] = table.snapshots()  # older snapshots referenced the dropped files: expired with them
+    assert snap.summary.additional_properties["workbench.deleted-below"] == "200"
+    assert iceberg_tables.published_offsets(table) == {0: 300}  # carried forward
+    assert [p.name for p in data.glob("p*.parquet")] == [f"p00000-{200:020d}.parquet"]
+    assert iceberg_tables.publish({**job, "log_start_offset": 250})["deleted_below"] is None  # nothing more
+    source_file(source, 0, 350)
+    answer = iceberg_tables.publish({**job, "log_start_offset": 250})
+    assert (answer["from_offset"], answer["to_offset"]) == (300, 350)
+    assert table_offsets(root) == list(range(200, 350))
+
+
+def test_snapshots_older_than_the_expiry_age_go_keeping_the_newest(tmp_path):
+    source = tmp_path / "partition=0"
+    source.mkdir()
+    root = tmp_path / "iceberg"
+    job = {"root": str(root), "topic": "t", "partition": 0, "directory": str(source)}
+    source_file(source, 0, 10)
+    iceberg_tables.publish(job)
+    table = open_catalog(root).load_table((NAMESPACE, "t"))
+    table.transaction().set_properties(
+        {iceberg_tables.MAX_SNAPSHOT_AGE: "1", iceberg_tables.MIN_SNAPSHOTS: "3"}
+    ).commit_transaction()  # what a user would set with pyiceberg
+    expired = []
+    for hi in range(20, 80, 10):
+        source_file(source, 0, hi)
+        expired.append(iceberg_tables.publish(job)["expired"])
+    table = open_catalog(root).load_table((NAMESPACE, "t"))
+    assert len(table.snapshots()) == 3 and sum(expired) == 4  # 7 commits, the newest 3 kept
+    assert table.properties[iceberg_tables.MIN_SNAPSHOTS] == "3"  # the committer keeps the user's setting
+    assert table_offsets(root) == list(range(70))  # appends only: every record still there
