@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import threading
@@ -67,6 +68,7 @@ class ConverterWatch:
         self.cpu: dict[int, float] = {}
         self.start_cpu: dict[int, float] = {}
         self.hwm = 0.0
+        self.committer: set[int] = set()  # the Iceberg committer runs at nice 10, the tail converter at 0
 
     def sample(self) -> None:
         for pid in children(self.broker_pid):
@@ -76,9 +78,23 @@ class ConverterWatch:
             self.start_cpu.setdefault(pid, c if not self.cpu else 0.0)
             self.cpu[pid] = c
             self.hwm = max(self.hwm, _hwm_mb(pid) or 0.0)
+            if _nice(pid) == 10:  # ParquetConverter(nice=10) in the broker
+                self.committer.add(pid)
 
-    def cpu_seconds(self) -> float:
-        return sum(self.cpu[p] - self.start_cpu.get(p, 0.0) for p in self.cpu)
+    def cpu_seconds(self, committer: bool | None = None) -> float:
+        return sum(
+            self.cpu[p] - self.start_cpu.get(p, 0.0)
+            for p in self.cpu
+            if committer is None or (p in self.committer) == committer
+        )
+
+
+def _nice(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[16])
+    except (OSError, IndexError, ValueError):
+        return 0
 
 
 def run(rate: int, seconds: float) -> dict:
@@ -183,6 +199,9 @@ def run(rate: int, seconds: float) -> dict:
         cpu = conv.cpu_seconds()
         out["converter_cpu_s"] = round(cpu, 2)
         out["converter_cpu_us_per_record"] = round(cpu / max(1, len(acks)) * 1e6, 1)
+        out["tail_cpu_us_per_record"] = round(conv.cpu_seconds(False) / max(1, len(acks)) * 1e6, 1)
+        out["commit_cpu_us_per_record"] = round(conv.cpu_seconds(True) / max(1, len(acks)) * 1e6, 1)
+        out["loadavg_1m"] = os.getloadavg()[0]
         out["converter_peak_rss_mb"] = round(conv.hwm, 1)
         return out
 
@@ -205,8 +224,9 @@ def main() -> int:
             )
         print(
             f"{rate:>6} rec/s  converter: {r['converter_cpu_us_per_record']} us CPU/record "
-            f"({r['converter_cpu_s']} s), peak RSS {r['converter_peak_rss_mb']} MB; "
-            f"{r['snapshots']} snapshots, {r['data_files']} data files",
+            f"({r['converter_cpu_s']} s: tails {r['tail_cpu_us_per_record']}, "
+            f"Iceberg commits {r['commit_cpu_us_per_record']} us/record), peak RSS {r['converter_peak_rss_mb']} MB; "
+            f"{r['snapshots']} snapshots, {r['data_files']} data files; load average {r['loadavg_1m']:.1f}",
             flush=True,
         )
     out = HERE / "results" / f"open_tables-{time.strftime('%Y%m%d-%H%M%S')}.json"

@@ -4,8 +4,11 @@ the next publisher adopts instead of writing an overlapping one."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from workbench.open_tables import NAMESPACE, data_glob, open_catalog
 from workbench.storage import iceberg_tables, parquet_tier
@@ -80,3 +83,137 @@ def test_a_file_left_by_a_crash_before_the_commit_is_adopted_not_duplicated(tmp_
     n = pq.ParquetDataset([str(p) for p in (root / "t" / "data").glob("p*.parquet")]).read().num_rows
     assert n == 130  # data files never overlap
     assert data_glob(root, "t").endswith("*.parquet")
+
+
+def source_file(directory, lo: int, hi: int) -> None:
+    """A Parquet file of the partition holding ``[lo, hi)`` (sealed, merged or tail)."""
+    parquet_tier.write_table_file(directory / f"{lo:020d}.parquet", lo, hi, tier_rows(lo, hi), 0, topic="t")
+
+
+def table_offsets(root) -> list[int]:
+    table = open_catalog(root).load_table((NAMESPACE, "t"))
+    return sorted(table.scan().to_arrow().column("offset").to_pylist())
+
+
+def test_a_merged_file_and_its_not_yet_deleted_members_publish_each_offset_once(tmp_path):
+    """The cleaner renames a merged file over its first member before deleting the others: a
+    publisher listing the directory in between sees overlapping files (found as a record twice)."""
+    source = tmp_path / "partition=0"
+    source.mkdir()
+    root = tmp_path / "iceberg"
+    job = {"root": str(root), "topic": "t", "partition": 0, "directory": str(source)}
+    source_file(source, 0, 50)
+    assert iceberg_tables.publish(job)["to_offset"] == 50
+    source_file(source, 0, 300)  # merged [0, 300) over the member [0, 100) ...
+    source_file(source, 100, 200)  # ... whose later members are still there
+    source_file(source, 200, 300)
+    source_file(source, 300, 350)  # and the tail after them
+    answer = iceberg_tables.publish(job)
+    assert (answer["from_offset"], answer["to_offset"], answer["rows"]) == (50, 350, 300)
+    assert table_offsets(root) == list(range(350))
+
+
+def test_a_hole_at_the_published_offset_publishes_nothing_and_retention_starts_at_the_log_start(tmp_path):
+    source = tmp_path / "partition=0"
+    source.mkdir()
+    root = tmp_path / "iceberg"
+    job = {"root": str(root), "topic": "t", "partition": 0, "directory": str(source)}
+    source_file(source, 100, 150)  # [0, 100) not written yet (or being replaced as we list)
+    answer = iceberg_tables.publish(job)
+    assert answer["committed"] is False  # never a snapshot that skips [0, 100)
+    answer = iceberg_tables.publish({**job, "log_start_offset": 100})  # retention removed [0, 100)
+    assert (answer["committed"], answer["from_offset"], answer["to_offset"]) == (True, 100, 150)
+    assert table_offsets(root) == list(range(100, 150))
+
+
+def test_a_data_file_with_an_offset_twice_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="each offset once"):
+        iceberg_tables._check_once(pa.concat_tables([tier_rows(0, 10), tier_rows(5, 12)]), 0, 12)
+    with pytest.raises(ValueError, match="each offset once"):
+        iceberg_tables._check_once(tier_rows(0, 10), 0, 9)  # a row at or above the range's end
+    iceberg_tables._check_once(tier_rows(3, 10), 3, 10)
+
+
+def test_a_commit_that_meets_a_concurrent_one_decides_again_from_the_new_snapshot(tmp_path, monkeypatch):
+    """Two brokers commit different partitions of one table at once. pyiceberg's own retry would
+    rebase the loser's append, with its stale carried-forward offsets, onto the winner's snapshot,
+    and the winner's range was published again by the next commit (a record twice, found by
+    test_iceberg_snapshots_are_prefixes_of_the_log_with_each_record_once)."""
+    root = tmp_path / "iceberg"
+    jobs = {}
+    for part in (0, 1):
+        source = tmp_path / f"partition={part}"
+        source.mkdir()
+        source_file(source, 0, 100)
+        jobs[part] = {"root": str(root), "topic": "t", "partition": part, "directory": str(source)}
+    iceberg_tables.publish(jobs[0])
+    iceberg_tables.publish(jobs[1])
+    for part in (0, 1):
+        source_file(Path(jobs[part]["directory"]), 100, 200)
+    real = iceberg_tables._read_range
+    interleaved = []
+
+    def read_range(directory, start, log_start=0):
+        if not interleaved:  # partition 0 has loaded the table: partition 1 commits meanwhile
+            interleaved.append(None)
+            interleaved[0] = iceberg_tables.publish(jobs[1])
+        return real(directory, start, log_start)
+
+    monkeypatch.setattr(iceberg_tables, "_read_range", read_range)
+    answer = iceberg_tables.publish(jobs[0])
+    monkeypatch.setattr(iceberg_tables, "_read_range", real)
+    assert (interleaved[0]["from_offset"], interleaved[0]["to_offset"]) == (100, 200)
+    assert (answer["from_offset"], answer["to_offset"]) == (100, 200)
+    assert iceberg_tables.publish(jobs[1])["committed"] is False  # partition 1 is published up to 200
+    table = open_catalog(root).load_table((NAMESPACE, "t"))
+    assert iceberg_tables.published_offsets(table) == {0: 200, 1: 200}
+    rows = table.scan(selected_fields=("partition", "offset")).to_arrow()
+    pairs = sorted(zip(rows.column("partition").to_pylist(), rows.column("offset").to_pylist(), strict=True))
+    assert pairs == [(p, o) for p in (0, 1) for o in range(200)]
+
+
+def test_retention_drops_whole_data_files_below_the_log_start_with_their_history(tmp_path):
+    source = tmp_path / "partition=0"
+    source.mkdir()
+    root = tmp_path / "iceberg"
+    job = {"root": str(root), "topic": "t", "partition": 0, "directory": str(source)}
+    for hi in (100, 200, 300):  # three commits: data files [0, 100), [100, 200), [200, 300)
+        source_file(source, 0, hi)
+        iceberg_tables.publish(job)
+    data = root / "t" / "data"
+    assert len(list(data.glob("p*.parquet"))) == 3
+    # DeleteRecords to 250: [0, 100) and [100, 200) are wholly below, [200, 300) straddles
+    answer = iceberg_tables.publish({**job, "log_start_offset": 250})
+    assert (answer["committed"], answer["deleted_below"]) == (False, 200)
+    table = open_catalog(root).load_table((NAMESPACE, "t"))
+    assert table_offsets(root) == list(range(200, 300))
+    [snap] = table.snapshots()  # older snapshots referenced the dropped files: expired with them
+    assert snap.summary.additional_properties["workbench.deleted-below"] == "200"
+    assert iceberg_tables.published_offsets(table) == {0: 300}  # carried forward
+    assert [p.name for p in data.glob("p*.parquet")] == [f"p00000-{200:020d}.parquet"]
+    assert iceberg_tables.publish({**job, "log_start_offset": 250})["deleted_below"] is None  # nothing more
+    source_file(source, 0, 350)
+    answer = iceberg_tables.publish({**job, "log_start_offset": 250})
+    assert (answer["from_offset"], answer["to_offset"]) == (300, 350)
+    assert table_offsets(root) == list(range(200, 350))
+
+
+def test_snapshots_older_than_the_expiry_age_go_keeping_the_newest(tmp_path):
+    source = tmp_path / "partition=0"
+    source.mkdir()
+    root = tmp_path / "iceberg"
+    job = {"root": str(root), "topic": "t", "partition": 0, "directory": str(source)}
+    source_file(source, 0, 10)
+    iceberg_tables.publish(job)
+    table = open_catalog(root).load_table((NAMESPACE, "t"))
+    table.transaction().set_properties(
+        {iceberg_tables.MAX_SNAPSHOT_AGE: "1", iceberg_tables.MIN_SNAPSHOTS: "3"}
+    ).commit_transaction()  # what a user would set with pyiceberg
+    expired = []
+    for hi in range(20, 80, 10):
+        source_file(source, 0, hi)
+        expired.append(iceberg_tables.publish(job)["expired"])
+    table = open_catalog(root).load_table((NAMESPACE, "t"))
+    assert len(table.snapshots()) == 3 and sum(expired) == 4  # 7 commits, the newest 3 kept
+    assert table.properties[iceberg_tables.MIN_SNAPSHOTS] == "3"  # the committer keeps the user's setting
+    assert table_offsets(root) == list(range(70))  # appends only: every record still there

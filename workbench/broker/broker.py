@@ -110,6 +110,7 @@ class Broker:
         self._pending_since: dict[tuple[str, int, int], float] = {}
         self._last_tail: dict[tuple[str, int], float] = {}
         self._last_iceberg: dict[tuple[str, int], tuple[float, int]] = {}  # tp -> (when, published to)
+        self._iceberg_log_start: dict[tuple[str, int], int] = {}  # tp -> log start offset last published at
         self._ready = False
         self._ready_for_metadata = False
         self.server = KafkaServer(
@@ -541,7 +542,9 @@ class Broker:
             return
         now = time.monotonic()
         last, published = self._last_iceberg.get(tp, (0.0, -1))
-        if now - last < interval or published >= plog.last_stable_offset:
+        log_start = plog.log_start_offset
+        moved = self._iceberg_log_start.get(tp, 0) != log_start  # retention, DeleteRecords: a delete snapshot
+        if now - last < interval or (published >= plog.last_stable_offset and not moved):
             return
         job = {
             "iceberg": True,
@@ -549,6 +552,7 @@ class Broker:
             "topic": tp[0],
             "partition": tp[1],
             "directory": str(plog.directory),
+            "log_start_offset": log_start,
         }
         try:
             answer = await self.lake_committer.convert(job)
@@ -557,6 +561,7 @@ class Broker:
             self._last_iceberg[tp] = (now, published)
             return
         self._last_iceberg[tp] = (now, int(answer.get("to_offset", published)))
+        self._iceberg_log_start[tp] = log_start
 
     # -- producer ids -----------------------------------------------------------------------------
 

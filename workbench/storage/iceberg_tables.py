@@ -19,16 +19,30 @@ over by the sealed conversion; Iceberg data files must never change once referen
 
 Exactly once: a commit starts where the current snapshot says the partition's published records
 end (``workbench.next-offsets`` in its summary, every partition's, carried forward); pyiceberg's
-commit asserts the branch still points at the snapshot it started from (optimistic concurrency), so two publishers (a
-leader change) cannot both publish a range: the loser reloads and finds it published. A crash
-between writing the data file and committing leaves the table at its previous snapshot and an
-unreferenced file named by its start offset; the next publisher from that offset finds the name
-taken (``link`` refuses), and adopts the file if it starts there. So data files never overlap,
+commit asserts the branch still points at the snapshot it started from (optimistic concurrency),
+so two publishers (a leader change, or the leaders of two partitions of one topic) cannot both
+publish a range: the loser reloads and decides again. pyiceberg's own retry of a conflicting
+commit is off (``commit.retry.num-retries`` 0): it rebases the same append, with its stale range
+and carried-forward offsets, onto the winner's snapshot, and the next commit published the
+winner's range again (the race behind the record-twice finding). A crash between writing the data
+file and committing leaves the table at its previous snapshot and an unreferenced file named by
+its start offset; the next publisher from that offset finds the name taken (``link`` refuses),
+and adopts the file if it starts there (failpoint ``iceberg.before_commit``). So data files never overlap,
 and a glob over ``data/*.parquet`` (what the ``workbench.duckdb`` catalog reads) never counts a
-record twice either.
+record twice either. The source files are read with the Parquet tier's rule (a file starting
+inside an earlier file's range is superseded: a merge not finished), each above where the previous
+one ended, a hole at the published offset publishes nothing, and a data file whose offsets are not
+strictly increasing is refused before it is written.
 
-Not done: compaction, retention and DeleteRecords are not reflected (no Iceberg deletes), and
-snapshots are never expired (one per commit; old metadata files are pruned to 20).
+Retention and DeleteRecords (`_apply_retention`): once the log start offset passes a data file's
+whole range, a delete snapshot drops the partition's files below it, every older snapshot is
+expired and the files are unlinked. Snapshot expiry (`_expire_old_snapshots`) follows Iceberg's
+``history.expire.max-snapshot-age-ms`` and ``history.expire.min-snapshots-to-keep`` (10 min, 10).
+
+Not done: the log cleaner's rewrites (compacted topics) are not reflected (the table keeps every
+version of a key), and data files are not merged as they age (one per partition per commit,
+bounded in time by retention only): a merged file in ``data/`` would be counted twice by the
+glob the ``workbench.duckdb`` catalog reads until the files it replaces are expired and unlinked.
 """
 
 from __future__ import annotations
@@ -47,6 +61,7 @@ from workbench.open_tables import (
     open_catalog,
     table_location,
 )
+from workbench.storage.failpoints import failpoint
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -85,10 +100,29 @@ def arrow_schema() -> pa.Schema:
     )
 
 
+#: Set on every table, also on one created before (a conflict must reach `publish`).
+REQUIRED_PROPERTIES = {
+    # pyiceberg (0.12 on) retries a conflicting commit by rebasing the same append onto the new
+    # snapshot, summary and all: a commit decided on a stale table (its range, its carried-forward
+    # offsets) would land anyway, a range twice. A conflict must reach `publish`, which reloads
+    # the table and decides again.
+    "commit.retry.num-retries": "0",
+}
+#: Iceberg's snapshot expiry properties, as Java's ExpireSnapshots reads them: snapshots older
+#: than the age go (checked after each commit, applied once the oldest is a tenth over it), the
+#: newest ``min-snapshots-to-keep`` always stay. Change them on the table (pyiceberg
+#: ``set_properties``); the committer reads them at each commit.
+MAX_SNAPSHOT_AGE = "history.expire.max-snapshot-age-ms"
+MIN_SNAPSHOTS = "history.expire.min-snapshots-to-keep"
+DEFAULT_MAX_SNAPSHOT_AGE_MS = 600_000
+DEFAULT_MIN_SNAPSHOTS = 10
 TABLE_PROPERTIES = {
+    **REQUIRED_PROPERTIES,
     "commit.manifest-merge.enabled": "true",
     "write.metadata.delete-after-commit.enabled": "true",
     "write.metadata.previous-versions-max": "20",
+    MAX_SNAPSHOT_AGE: str(DEFAULT_MAX_SNAPSHOT_AGE_MS),
+    MIN_SNAPSHOTS: str(DEFAULT_MIN_SNAPSHOTS),
 }
 
 
@@ -109,9 +143,14 @@ def _load_or_create(catalog: SqlCatalog, root: Path, topic: str) -> Table:
 
     ident = (NAMESPACE, topic)
     try:
-        return catalog.load_table(ident)
+        table = catalog.load_table(ident)
     except NoSuchTableError:
         pass
+    else:
+        missing = {k: v for k, v in REQUIRED_PROPERTIES.items() if table.properties.get(k) != v}
+        if missing:  # a table created before a property was added (or changed by hand)
+            table = table.transaction().set_properties(missing).commit_transaction()
+        return table
     try:
         catalog.create_namespace(NAMESPACE)
     except NamespaceAlreadyExistsError:
@@ -135,35 +174,59 @@ def _source_files(directory: Path) -> list[tuple[int, int, Path]]:
         entries = list(os.scandir(directory))
     except FileNotFoundError:
         return out
+    seen = set()
     for e in entries:
         name = e.name
         if not name.endswith(".parquet") or not name[:-8].isdigit():
             continue
+        base = int(name[:-8])
         try:
-            meta = pq.read_metadata(e.path).metadata or {}
+            st = e.stat()
+            key = (e.path, st.st_ino, st.st_mtime_ns, st.st_size)
+            nxt = _next_offsets.get(key)
+            if nxt is None:
+                nxt = int((pq.read_metadata(e.path).metadata or {}).get(NEXT_KEY, base))
         except (OSError, ValueError):
             continue  # replaced or removed while we looked
-        base = int(name[:-8])
-        out.append((base, int(meta.get(NEXT_KEY, base)), Path(e.path)))
+        _next_offsets[key] = nxt
+        seen.add(key)
+        out.append((base, nxt, Path(e.path)))
+    for key in [k for k in _next_offsets if k[0].startswith(str(directory)) and k not in seen]:
+        del _next_offsets[key]
     return sorted(out)
 
 
-def _read_range(directory: Path, start: int | None) -> tuple[int, int, pa.Table | None]:
-    """The records from ``start`` (None: the first file's base) up to the end of the contiguous
-    run of files covering it: ``(from, to, table)``; ``table`` None when there is nothing new."""
+#: (path, inode, mtime, size) -> the offset a source file's range ends before: a commit lists a
+#: directory of sealed files every second, and their footers never change (an inode is one file).
+_next_offsets: dict[tuple[str, int, int, int], int] = {}
+
+
+def _read_range(directory: Path, start: int | None, log_start: int = 0) -> tuple[int, int, pa.Table | None]:
+    """The records from ``start`` (None: nothing published yet) up to the end of the contiguous
+    run of files covering it: ``(from, to, table)``; ``table`` None when there is nothing new.
+
+    ``from`` is ``start``, or the log start offset when that is above it (retention or
+    DeleteRecords removed records never published; `publish` records the jump). A hole at
+    ``from`` (its file not written yet, or being replaced while listed) publishes nothing: the
+    range never skips records of the log. Files are read by the rule every reader of the Parquet
+    tier applies (`PartitionLog.install_merged`): a file whose range starts inside an earlier
+    file's range is superseded (a merge or a cleaner rewrite not finished yet), and each file is
+    read only above where the previous one ended, so no offset is read twice."""
     files = _source_files(directory)
-    files = [f for f in files if start is None or f[1] > start]
-    if not files:
-        return (start or 0), (start or 0), None
-    first = files[0][0] if start is None else max(start, files[0][0])  # below the first: retention
+    first = max(log_start, start if start is not None else log_start)
+    files = [f for f in files if f[1] > first]
+    if not files or files[0][0] > first:
+        return first, first, None
     tables, end, rows = [], first, 0
     for base, nxt, path in files:
         if base > end:
             break  # a hole (a file not written yet): the rest next time
+        if nxt <= end:
+            continue  # superseded: an earlier file covers its whole range
         try:
             # Bounded by the range listed: a tail may have been renamed over by a longer one since
             # its metadata was read, and rows past ``nxt`` belong to the next commit (else twice).
-            t = pq.read_table(path, filters=[("offset", ">=", first), ("offset", "<", nxt)])
+            t = pq.read_table(path, filters=[("offset", ">=", end), ("offset", "<", nxt)])
         except (OSError, ValueError):
             break  # replaced (tail -> sealed) or removed while we read: next time
         tables.append(t)
@@ -175,6 +238,21 @@ def _read_range(directory: Path, start: int | None) -> tuple[int, int, pa.Table 
         return first, first, None
     table = pa.concat_tables(tables, promote_options="permissive") if tables else None
     return first, end, table
+
+
+def _check_once(table: pa.Table, first: int, end: int) -> None:
+    """Refuse a data file whose offsets are not strictly increasing inside ``[first, end)``: a
+    record twice (or out of its range) must fail the commit, never reach a snapshot."""
+    import pyarrow.compute as pc
+
+    offsets = table.column("offset").combine_chunks()
+    n = len(offsets)
+    if n == 0:
+        return
+    steps = pc.subtract(offsets.slice(1), offsets.slice(0, n - 1)) if n > 1 else None
+    repeated = steps is not None and pc.min(steps).as_py() <= 0
+    if offsets[0].as_py() < first or offsets[n - 1].as_py() >= end or repeated:
+        raise ValueError(f"data file rows are not each offset once in [{first}, {end})")
 
 
 def _to_iceberg(table: pa.Table, partition: int) -> pa.Table:
@@ -216,6 +294,87 @@ def published_offsets(table: Table) -> dict[int, int]:
     return {int(k): int(v) for k, v in json.loads(text).items()}
 
 
+def _data_files(root: Path, topic: str, partition: int) -> list[tuple[int, int, Path]]:
+    """(from, next, path) of the partition's data files on disk (``p<partition>-<from>.parquet``)."""
+    d = table_location(root, topic) / "data"
+    prefix = f"p{partition:05d}-"
+    out: list[tuple[int, int, Path]] = []
+    try:
+        entries = list(os.scandir(d))
+    except FileNotFoundError:
+        return out
+    for e in entries:
+        if not e.name.startswith(prefix) or not e.name.endswith(".parquet"):
+            continue
+        try:
+            st = e.stat()
+            key = (e.path, st.st_ino, st.st_mtime_ns, st.st_size)
+            nxt = _next_offsets.get(key)
+            if nxt is None:
+                nxt = int((pq.read_metadata(e.path).metadata or {})[NEXT_KEY])
+                _next_offsets[key] = nxt
+        except (OSError, ValueError, KeyError):
+            continue
+        out.append((int(e.name[len(prefix) : -8]), nxt, Path(e.path)))
+    return sorted(out)
+
+
+def _apply_retention(table: Table, root: Path, topic: str, partition: int, log_start: int) -> int | None:
+    """Retention and DeleteRecords in the table: once the log start offset is past a data file's
+    whole range, a delete snapshot drops the partition's files below it (whole files, so nothing is
+    rewritten: like Kafka's segment-granular retention, records of a file straddling the log start
+    stay until the log start passes its end); every older snapshot (they reference the dropped
+    files) is expired, and the files are unlinked, so neither time travel nor a glob over the data
+    files returns them. Answers the offset below which records were dropped, None if nothing was."""
+    from pyiceberg.expressions import And, EqualTo, LessThan, Reference
+    from pyiceberg.expressions.literals import literal
+
+    gone = [f for f in _data_files(root, topic, partition) if f[1] <= log_start]
+    if not gone:
+        return None
+    below = max(nxt for _, nxt, _ in gone)
+    offsets = published_offsets(table)
+    summary = {
+        "workbench.operation": "retention",
+        "workbench.partition": str(partition),
+        "workbench.from-offset": str(offsets.get(partition, below)),
+        "workbench.to-offset": str(offsets.get(partition, below)),
+        "workbench.deleted-below": str(below),
+        "workbench.next-offsets": json.dumps({str(k): v for k, v in sorted(offsets.items())}),
+        "workbench.committed-at-ms": str(int(time.time() * 1000)),
+    }
+    where = And(
+        EqualTo(term=Reference("partition"), value=literal(partition)),
+        LessThan(term=Reference("offset"), value=literal(below)),
+    )
+    table.delete(where, snapshot_properties=summary)
+    current = table.current_snapshot()
+    older = [s.snapshot_id for s in table.snapshots() if current is None or s.snapshot_id != current.snapshot_id]
+    if older:
+        table.maintenance.expire_snapshots().by_ids(older).commit()
+    for _, _, path in gone:
+        path.unlink(missing_ok=True)
+    return below
+
+
+def _expire_old_snapshots(table: Table) -> int:
+    """Expire snapshots older than ``history.expire.max-snapshot-age-ms``, keeping the newest
+    ``history.expire.min-snapshots-to-keep``; only once the oldest is a tenth past the age, so
+    most commits pay nothing for it. Appends only add files: no data file becomes unreferenced.
+    Answers how many were expired."""
+    props = table.properties
+    max_age = int(props.get(MAX_SNAPSHOT_AGE, DEFAULT_MAX_SNAPSHOT_AGE_MS))
+    keep = max(1, int(props.get(MIN_SNAPSHOTS, DEFAULT_MIN_SNAPSHOTS)))
+    snapshots = sorted(table.snapshots(), key=lambda s: (s.sequence_number or 0, s.timestamp_ms))
+    now = int(time.time() * 1000)
+    if len(snapshots) <= keep or snapshots[0].timestamp_ms >= now - max_age - max_age // 10:
+        return 0
+    candidates = [s.snapshot_id for s in snapshots[:-keep] if s.timestamp_ms < now - max_age]
+    if candidates:
+        table.maintenance.expire_snapshots().by_ids(candidates).commit()
+    return len(candidates)
+
+
 def publish(job: dict[str, Any]) -> dict[str, Any]:
     """Commit the partition's records not yet in its Iceberg table (one snapshot), if any.
 
@@ -227,14 +386,31 @@ def publish(job: dict[str, Any]) -> dict[str, Any]:
     root, topic, partition = Path(job["root"]), job["topic"], int(job["partition"])
     catalog = open_catalog(root)
     for _attempt in range(20):
-        table = _load_or_create(catalog, root, topic)
+        try:
+            table = _load_or_create(catalog, root, topic)
+        except CommitFailedException:
+            continue  # its property update met another commit: load again
         offsets = published_offsets(table)
         start = offsets.get(partition)
-        first, end, rows = _read_range(Path(job["directory"]), start)
+        log_start = int(job.get("log_start_offset", 0))
+        try:
+            deleted_below = _apply_retention(table, root, topic, partition, log_start)
+        except CommitFailedException:
+            continue
+        first, end, rows = _read_range(Path(job["directory"]), start, log_start)
         if rows is None or rows.num_rows == 0:
-            return {"ok": True, "committed": False, "from_offset": first, "to_offset": start or first, "rows": 0}
+            return {
+                "ok": True,
+                "committed": False,
+                "from_offset": first,
+                "to_offset": start or first,
+                "rows": 0,
+                "deleted_below": deleted_below,
+            }
+        _check_once(rows, first, end)
         path = table_location(root, topic) / "data" / f"p{partition:05d}-{first:020d}.parquet"
         _write_data_file(path, _to_iceberg(rows, partition), end)
+        failpoint("iceberg.before_commit")  # a crash here leaves a data file no snapshot references
         meta = pq.read_metadata(path)
         end = int((meta.metadata or {}).get(NEXT_KEY, end))  # an adopted file covers its own range
         summary = {
@@ -248,8 +424,14 @@ def publish(job: dict[str, Any]) -> dict[str, Any]:
             table.add_files([f"file://{path}"], snapshot_properties=summary, check_duplicate_files=False)
         except CommitFailedException:
             continue  # another publisher committed meanwhile: reload, re-decide
-        snap = catalog.load_table((NAMESPACE, topic)).current_snapshot()
+        try:
+            expired = _expire_old_snapshots(table)
+        except (CommitFailedException, ValueError):
+            expired = 0  # met another commit (or its expiry): the next commit tries again
+        snap = table.current_snapshot()  # add_files leaves the table at the committed metadata
         return {
+            "expired": expired,
+            "deleted_below": deleted_below,
             "ok": True,
             "committed": True,
             "from_offset": first,
