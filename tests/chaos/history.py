@@ -122,6 +122,9 @@ class Fault:
     end: float = 0.0
     details: dict[str, Any] = field(default_factory=dict)
     skipped: str | None = None  # why the nemesis could not act (no root for tmpfs, ...)
+    #: Seconds from the fault's end until every partition had its full ISR again (the runner's
+    #: heal); None when it did not within the heal timeout.
+    heal_s: float | None = None
 
 
 @dataclass

@@ -314,7 +314,9 @@ def run(settings: Settings | None = None, **overrides: Any) -> Result:
                 + (f" skipped: {fault.skipped}" if fault.skipped else f" {fault.details}")
             )
             failed = frozenset(fault.targets) if "restart_failed" in fault.details else frozenset()
-            _heal(cluster, heal_topics, history, reported=failed)
+            healing = time.monotonic()
+            if _heal(cluster, heal_topics, history, reported=failed):
+                fault.heal_s = round(time.monotonic() - healing, 2)
             time.sleep(rng.uniform(1.0, 2.0))
         meta.stop()
         for p in producers:
@@ -396,10 +398,13 @@ def format_table(result: Result) -> str:
         if name in s:
             lines.append(f"{name.replace('_', ' '):<28}{s[name]:>10}")
     lines.append("")
-    lines.append(f"{'fault':<28}{'count':>10}{'skipped':>10}")
+    lines.append(f"{'fault':<28}{'count':>10}{'skipped':>10}   heal s: median   max  >{HEAL_TIMEOUT_S:.0f}s")
     names = sorted(set(s["faults"]) | set(s["skipped_faults"]))
     for name in names:
-        lines.append(f"{name:<28}{s['faults'].get(name, 0):>10}{s['skipped_faults'].get(name, 0):>10}")
+        heals = sorted(f.heal_s for f in result.history.faults if f.nemesis == name and f.heal_s is not None)
+        slow = sum(1 for f in result.history.faults if f.nemesis == name and f.heal_s is None)
+        spread = f"{heals[len(heals) // 2]:>14.1f}{heals[-1]:>6.1f}" if heals else f"{'-':>14}{'-':>6}"
+        lines.append(f"{name:<28}{s['faults'].get(name, 0):>10}{s['skipped_faults'].get(name, 0):>10}{spread}{slow:>6}")
     lines.append("")
     lines.append(f"{'anomaly':<28}{'count':>10}  first example")
     if not r.counts:

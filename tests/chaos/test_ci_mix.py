@@ -1,9 +1,10 @@
 """The CI mix of the chaos harness: a couple of minutes of faults that must leave no anomaly.
 
-`tests.chaos.nemesis.CI_MIX` lists the nemeses run here: those the broker survives today. The
-others run in the long command (`python -m tests.chaos --minutes N`) until their fixes land;
-the README's Reliability section says which nemesis finds what. WORKBENCH_CHAOS_SECONDS sets the
-length (default 150 s of faults; the run then heals, reads everything back and checks).
+`tests.chaos.nemesis.CI_MIX` lists the nemeses run here: since raft12, every nemesis of the plain
+workload. 150 s of faults strike 10-15 of them, a different draw per run (the runner shuffles
+the mix each round); the long command (`python -m tests.chaos --minutes N`) runs them all; the
+README's Reliability section says what each found. WORKBENCH_CHAOS_SECONDS sets the length
+(default 150 s of faults; the run then heals, reads everything back and checks).
 
 The txn workload has its own, shorter mix (`CI_TXN_MIX`: leader, follower and transaction
 coordinator kills and pauses; WORKBENCH_CHAOS_TXN_SECONDS, default 75 s): transactions committed

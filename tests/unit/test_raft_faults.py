@@ -39,7 +39,7 @@ def stable_leader(net: SimulatedNetwork) -> RaftNode | None:
     return leader if leader.storage.term_at(leader.commit_index) == leader.term else None
 
 
-def run_scenario(seed: int, n: int) -> dict[str, int]:
+def run_scenario(seed: int, n: int, damage: bool = False) -> dict[str, int]:
     rng = random.Random(seed * 7919 + n)
     checker = InvariantChecker()
     net = SimulatedNetwork(
@@ -50,7 +50,7 @@ def run_scenario(seed: int, n: int) -> dict[str, int]:
         delay_ms=(1, rng.choice([5, 20, 60, 150])),
         checker=checker,
     )
-    stats = {"proposed": 0, "crashes": 0, "partitions": 0, "leaders": 0}
+    stats = {"proposed": 0, "crashes": 0, "partitions": 0, "leaders": 0, "damaged": 0}
     for step in range(FAULT_STEPS):
         r = rng.random()
         if r < 0.004:
@@ -61,7 +61,14 @@ def run_scenario(seed: int, n: int) -> dict[str, int]:
         elif r < 0.010:
             dead = [i for i in net.ids if net.nodes[i] is None]
             if dead:
-                net.restart(rng.choice(dead))
+                node = rng.choice(dead)
+                lose_from = None
+                # A damaged log (issue 12): the restarted node finds its log cut somewhere; one
+                # damaged node at a time (damage on a majority can lose what they alone held).
+                if damage and rng.random() < 0.5 and not any(s.needs_repair for s in net.storages.values()):
+                    lose_from = rng.randint(1, max(1, net.storages[node].last_index()))
+                    stats["damaged"] += 1
+                net.restart(node, lose_from)
         elif r < 0.013:
             shuffled = net.ids[:]
             rng.shuffle(shuffled)
@@ -94,6 +101,9 @@ def run_scenario(seed: int, n: int) -> dict[str, int]:
     last = max(leader.propose(p) for p in payloads)
     net.run_until(lambda: all(len(net.applied[i]) >= last for i in net.ids), COMMIT_WITHIN)
     assert [e.payload for e in checker.committed[last - 5 : last]] == payloads
+    net.run(20)  # a heartbeat carrying the final commit index
+    repairing = [i for i in net.ids if net.storages[i].needs_repair]
+    assert not repairing, f"nodes {repairing} still wait for their repair"
     stats["leaders"] = len(checker.leaders)
     stats["committed"] = len(checker.committed)
     stats["delivered"] = net.delivered
@@ -113,6 +123,22 @@ def test_safety_and_liveness_under_faults(n, seeds):
     # The runs must actually exercise the protocol, not idle.
     assert totals["leaders"] > len(seeds) * 3 and totals["committed"] > len(seeds) * 50, totals
     print(f"n={n}: {len(seeds)} seeds x {FAULT_STEPS} steps: {totals}")
+
+
+@pytest.mark.parametrize("n,seeds", [(3, range(2000, 2060)), (5, range(3000, 3020))])
+def test_safety_and_liveness_when_restarted_nodes_find_their_log_damaged(n, seeds):
+    """A node's log loses a random suffix on restart (a bit flip found on open): no committed
+    entry may be lost, and every damaged node is repaired once the network heals."""
+    totals: dict[str, int] = {}
+    for seed in seeds:
+        try:
+            stats = run_scenario(seed, n, damage=True)
+        except AssertionError as e:
+            raise AssertionError(f"seed {seed}, n={n}, damaged logs: {e}") from e
+        for k, v in stats.items():
+            totals[k] = totals.get(k, 0) + v
+    assert totals["damaged"] > len(seeds), totals
+    assert totals["committed"] > len(seeds) * 50, totals
 
 
 # The real methods, for mutants that wrap them.

@@ -338,3 +338,61 @@ def test_proposals_must_be_json_objects():
     b.elect(1)
     with pytest.raises(TypeError):
         b.nodes[1].propose({"t": object()})
+
+
+def _restart_damaged(b: Bench, i: int, lost_from: int) -> None:
+    """Node `i` crashes and restarts with its log cut at `lost_from` by damage found on open."""
+    survivor = b.storages[i].crash()
+    survivor.lose_entries_from(lost_from)
+    b.storages[i] = survivor
+    b.nodes[i] = RaftNode(i, b.ids, survivor, election_timeout_ms=TIMEOUT, heartbeat_ms=75, rng=random.Random(9))
+    b.committed[i] = []
+    b.nodes[i].tick(b.now)
+
+
+def test_a_voter_whose_log_lost_acknowledged_entries_neither_votes_nor_campaigns_until_repaired():
+    # Issue 12: an acknowledged CreateTopics must survive a damaged Raft log on a voter.
+    b = Bench()
+    b.elect(1)
+    b.cut = {3}
+    index = b.nodes[1].propose({"t": "topic", "name": "acked"})
+    b.deliver()
+    assert b.nodes[1].commit_index == index  # committed on nodes 1 and 2 only
+    _restart_damaged(b, 2, lost_from=index)  # node 2's copy is gone (a flipped bit, cut on open)
+    assert b.nodes[2].storage.needs_repair
+    b.cut = {1}  # the leader, the only other copy, is down
+    b.elect(3)
+    b.elect(2)
+    # Node 3 lacks the entry; node 2's shortened log must not count it as up to date.
+    assert all(n.role is not Role.LEADER for i, n in b.nodes.items() if i != 1), [
+        (n.node_id, n.role) for n in b.nodes.values()
+    ]
+    b.cut = set()  # the old leader is back: it is the one that can win, and it repairs node 2
+    b.elect(1)
+    b.tick(75, only=[1])
+    b.deliver()
+    leader = b.leader()
+    assert leader.node_id == 1
+    for i in (2, 3):
+        assert {"t": "topic", "name": "acked"} in [e.payload for e in b.committed[i]], i
+    assert not b.nodes[2].storage.needs_repair  # caught up with the leader: a voter again
+
+
+def test_a_leader_repairs_a_follower_whose_log_got_shorter_than_it_acknowledged():
+    b = Bench()
+    b.elect(1)
+    for n in range(5):
+        b.nodes[1].propose({"t": "x", "n": n})
+    b.deliver()
+    b.tick(75, only=[1])
+    b.deliver()
+    assert b.log(3) == b.log(1) and len(b.log(1)) == 6
+    _restart_damaged(b, 3, lost_from=3)
+    assert b.nodes[3].last_index == 2
+    for _ in range(3):
+        b.tick(75, only=[1])
+        b.deliver()
+    # The leader's match index for node 3 was 6; it must go back to where node 3's log ends.
+    assert b.log(3) == b.log(1)
+    assert not b.nodes[3].storage.needs_repair
+    assert [e.index for e in b.committed[3]] == list(range(1, 7))

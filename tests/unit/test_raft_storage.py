@@ -76,11 +76,37 @@ def test_a_torn_tail_is_dropped_on_open(tmp_path, damage):
     s = FileRaftStorage(tmp_path)
     expected = 2 if damage == "bad crc" else 3
     assert s.last_index() == expected
+    # A whole entry with a bad CRC may have been acknowledged (a flipped bit, not a crash
+    # mid-write): the member must be repaired before it votes. A partial entry never was.
+    assert s.needs_repair == (damage == "bad crc")
     if good_size is not None:
         assert path.stat().st_size == good_size
     s.append(entries(1, expected + 1, 1))  # appends resume cleanly after the cut
     s.close()
     assert FileRaftStorage(tmp_path).last_index() == expected + 1
+
+
+@pytest.mark.parametrize("where", ["length", "crc", "body"])
+def test_damage_inside_the_log_cuts_it_there_and_is_remembered_until_repaired(tmp_path, where):
+    s = FileRaftStorage(tmp_path)
+    s.save_term_and_vote(2, 1)
+    s.append(entries(1, 1, 10))
+    s.close()
+    path = tmp_path / "log.bin"
+    data = bytearray(path.read_bytes())
+    fourth = FileRaftStorage(tmp_path)._offsets[3]  # file offset of entry 4
+    pos = {"length": fourth + 1, "crc": fourth + 5, "body": fourth + 12}[where]
+    data[pos] ^= 0x10  # one bit; on the length, its entry now runs past the end of the file
+    path.write_bytes(bytes(data))
+    s = FileRaftStorage(tmp_path)
+    assert s.last_index() == 3 and s.needs_repair
+    assert s.damage is not None and "entry 4" in s.damage
+    s.close()
+    s = FileRaftStorage(tmp_path)  # restarted again before any repair: the log looks clean now
+    assert (s.last_index(), s.needs_repair, s.term, s.voted_for) == (3, True, 2, 1)
+    s.set_needs_repair(False)
+    s.close()
+    assert not FileRaftStorage(tmp_path).needs_repair
 
 
 def test_state_file_is_replaced_atomically(tmp_path):

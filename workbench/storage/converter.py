@@ -173,8 +173,14 @@ def main() -> int:
         except Exception as exc:
             answer = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
         answer["id"] = job.get("id") if isinstance(job, dict) else None
-        sys.stdout.write(json.dumps(answer) + "\n")
-        sys.stdout.flush()
+        try:
+            sys.stdout.write(json.dumps(answer) + "\n")
+            sys.stdout.flush()
+        except BrokenPipeError:
+            # The broker died (SIGKILL) while we converted: nobody to answer. Exit quietly
+            # rather than leave a traceback in its stderr.log, which reads like a broker crash.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 0
     return 0
 
 

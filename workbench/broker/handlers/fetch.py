@@ -93,6 +93,12 @@ def _diverging_epoch(plog: PartitionLog, fp: Any) -> dict | None:
     if last_epoch is None or last_epoch < 0:
         return None
     epoch, end_offset = plog.end_offset_for_epoch(last_epoch)
+    if epoch < 0 and last_epoch > plog.latest_epoch >= 0:
+        # The follower's last batch claims an epoch newer than every one this leader knows: no
+        # leader wrote it (a bit flipped in the batch's partitionLeaderEpoch, which its CRC does
+        # not cover, and recovery took it in). Answer where our own history ends, so the follower
+        # cuts that batch off; "undefined" made it ignore the answer and fetch nothing forever.
+        epoch, end_offset = plog.latest_epoch, plog.log_end_offset
     if epoch != last_epoch or end_offset < fp.fetch_offset:
         return {"epoch": epoch, "end_offset": end_offset}
     return None

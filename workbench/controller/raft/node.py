@@ -45,6 +45,15 @@ so a full disk costs a few failed writes a second, not one per message.
 Failures are counted in `storage_failures` (the last in `last_storage_error`)
 for the caller to log.
 
+A member whose log was damaged (`RaftStorage.needs_repair`: entries it may have acknowledged
+are gone, see `storage.py`) neither grants votes (pre-votes included) nor campaigns until it
+has caught up with a leader: its log matches the leader's up to the leader's commit index, and
+that index holds an entry of the leader's term (so it covers everything committed before the
+term). A leader, in turn, lowers its match index for a follower that rejects an AppendEntries
+sent after the one whose success set it (the follower's log got shorter than it said), and
+sends again from where the follower's log now ends; before, it never went below the stale
+match and the follower was never repaired.
+
 Volatile state (commit index, what was emitted) is not persisted: a restarted
 node emits committed entries again from index 1 as it learns the commit index,
 which is exactly the replay a metadata image needs.
@@ -146,6 +155,7 @@ class RaftNode:
         # Leader state (reset by _become_leader).
         self._next: dict[int, int] = {}
         self._match: dict[int, int] = {}
+        self._match_seq: dict[int, int] = {}  # seq of the AppendEntries whose success set _match
         self._acked_seq: dict[int, int] = {}
         self._seq = 0
         self._heard: set[int] = set()
@@ -222,6 +232,11 @@ class RaftNode:
             if now_ms >= self._heartbeat_deadline:
                 self._broadcast_append()
         elif now_ms >= self._election_deadline:  # type: ignore[operator]
+            if self.storage.needs_repair:
+                if self.peers:
+                    self._reset_election_timer()  # a damaged log may lack committed entries: no campaign
+                    return
+                self.storage.set_needs_repair(False)  # a single voter has no one to repair from
             self._start_pre_vote()
 
     def propose(self, payload: dict[str, Any]) -> int:
@@ -335,7 +350,7 @@ class RaftNode:
         elif isinstance(m, RequestVoteResponse):
             self._on_vote_response(m)
         elif isinstance(m, TimeoutNow):
-            if self.role is Role.FOLLOWER and m.src == self.leader_id:
+            if self.role is Role.FOLLOWER and m.src == self.leader_id and not self.storage.needs_repair:
                 self._become_candidate(transfer=True)
         elif isinstance(m, ReadIndexRequest):
             if self.role is Role.LEADER:
@@ -401,6 +416,7 @@ class RaftNode:
         next_index = self.last_index + 1
         self._next = {p: next_index for p in self.peers}
         self._match = {p: 0 for p in self.peers}
+        self._match_seq = {p: 0 for p in self.peers}
         self._acked_seq = {p: 0 for p in self.peers}
         self._heard = set()
         self._check_deadline = self._now + self.election_timeout_ms[0]
@@ -417,7 +433,9 @@ class RaftNode:
 
     def _on_request_vote(self, m: RequestVote) -> None:
         last_term, last_index = self._last_log_id()
-        up_to_date = (m.last_log_term, m.last_log_index) >= (last_term, last_index)
+        # A damaged log is shorter than what this member acknowledged: judged by it, a candidate
+        # lacking a committed entry could look up to date. No vote until repaired.
+        up_to_date = (m.last_log_term, m.last_log_index) >= (last_term, last_index) and not self.storage.needs_repair
         if m.pre_vote:
             # No state changes for a pre-vote; grant what we would grant in a real election.
             granted = m.term > self.term and up_to_date
@@ -541,6 +559,14 @@ class RaftNode:
         # Only up to `match`: beyond it our log may still hold entries the leader lacks.
         if min(m.leader_commit, match) > self.commit_index:
             self._advance_commit(min(m.leader_commit, match))
+        if (
+            self.storage.needs_repair
+            and 0 < m.leader_commit <= match
+            and self.storage.term_at(m.leader_commit) == self.term
+        ):
+            # Our log matches the leader's up to its commit index, an entry of its term: every
+            # entry committed so far (the ones we lost included) is back. We may vote again.
+            self.storage.set_needs_repair(False)
         self._send(m.src, AppendEntriesResponse(self.term, self.node_id, True, match_index=match, seq=m.seq))
 
     def _on_append_response(self, m: AppendEntriesResponse) -> None:
@@ -554,6 +580,7 @@ class RaftNode:
         if m.success:
             if m.match_index > self._match[peer]:
                 self._match[peer] = m.match_index
+                self._match_seq[peer] = m.seq
                 self._maybe_commit()
             self._next[peer] = max(self._next[peer], self._match[peer] + 1)
             if self._transfer_target == peer and self._match[peer] == self.last_index:
@@ -561,7 +588,15 @@ class RaftNode:
             elif self._next[peer] <= self.last_index:
                 self._send_append(peer)
             return
-        if m.rejected_index < self._match[peer]:
+        if m.rejected_index <= self._match[peer] and m.seq > self._match_seq[peer]:
+            # Rejected at or below the match index, answering an AppendEntries sent after the one
+            # that set it: the follower's log got shorter (damage found on its restart). Lower
+            # the match (never the commit index) to where its log now ends, and resend from there.
+            # A reordered rejection lowers it needlessly; the next success raises it again.
+            ends = (m.conflict_index - 1) if m.conflict_index and not m.conflict_term else m.rejected_index - 1
+            self._match[peer] = max(0, min(self._match[peer], ends))
+            self._next[peer] = self._match[peer] + 1
+        elif m.rejected_index < self._match[peer]:
             return  # a stale rejection (reordered or duplicated): that prefix matches already
         hint = m.conflict_index
         if m.conflict_term:

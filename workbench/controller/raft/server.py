@@ -98,6 +98,7 @@ class RaftServer:
         self._read_ids = itertools.count(1)
         self._commit_waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._storage_failures_logged = 0
+        self._repairing = False
         self._storage_logged_at = -STORAGE_LOG_INTERVAL_S
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -105,6 +106,15 @@ class RaftServer:
         self._closing = False
         self.storage = FileRaftStorage(self.directory)
         self.node = RaftNode(self.node_id, list(self.voters), self.storage, **self._node_options)
+        self._repairing = self.storage.needs_repair
+        if self._repairing:
+            log.warning(
+                "raft %d: the metadata log in %s was damaged (%s): entries this member acknowledged may be "
+                "gone; it neither votes nor campaigns until its repair from the leader is done",
+                self.node_id,
+                self.directory,
+                self.storage.damage or "found on an earlier start",
+            )
         self._server = await asyncio.start_server(self._serve_peer, self.host, self.port)
         self.address = self._server.sockets[0].getsockname()[:2]
         for peer in self.node.peers:
@@ -257,6 +267,14 @@ class RaftServer:
         assert node is not None
         if node.storage_failures != self._storage_failures_logged:
             self._log_storage_failures(node)
+        if self._repairing and not node.storage.needs_repair:
+            self._repairing = False
+            log.warning(
+                "raft %d: the damaged metadata log is repaired (caught up with leader %s at entry %d); voting again",
+                self.node_id,
+                node.leader_id,
+                node.commit_index,
+            )
         for out in node.drain():
             body = json.dumps(encode(out.message), separators=(",", ":")).encode()
             try:

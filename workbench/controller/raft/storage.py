@@ -15,6 +15,16 @@ must then treat the entries as *not appended* (a follower answers nothing, a
 leader refuses the proposal). The bytes a failed write left past the log's end
 are cut off again at once, and if that fails too, by the torn-tail check on open.
 
+Damage is not a torn tail. A log whose entries stop at a bad CRC, a garbage length or an
+index out of order *before its last bytes* (a bit flipped in a sector, a block lost) may have
+lost entries this member acknowledged: they may be committed on the leader and this member
+alone. Such a log is cut at the damage like a torn tail, but first `needs_repair` is recorded
+(durably, in `state.json`, so a second restart before the repair still knows): the member then
+neither votes nor campaigns until it has caught up with a leader (`RaftNode`), since with a
+shortened log its vote could elect a candidate lacking a committed entry (Raft assumes stable
+storage; this is the "disk loss" case KIP-853 guards against with directory ids). Only a partial
+last entry (the file ends inside it) is a torn tail and needs no repair.
+
 Not done (deliberately, for now): snapshots and log compaction. The metadata
 log is small and the whole log is kept in memory and replayed on start.
 """
@@ -47,12 +57,28 @@ class RaftStorage:
         self.term = 0
         self.voted_for: int | None = None
         self._log: list[Entry] = []
+        #: The log lost entries it may have acknowledged (damage found on open): no vote, no
+        #: campaign until a leader brought it back (see the module docstring).
+        self.needs_repair = False
+        #: What the damage was, for the log ("entry 17 at byte 2,345: bad CRC; 3,072 bytes cut").
+        self.damage: str | None = None
 
     # -- term and vote ------------------------------------------------------------------
     def save_term_and_vote(self, term: int, voted_for: int | None) -> None:
         """Durably record the current term and the vote cast in it (atomically together)."""
         self._persist_state(term, voted_for)
         self.term, self.voted_for = term, voted_for
+
+    def set_needs_repair(self, value: bool) -> None:
+        """Durably record whether the log must be repaired from a leader before this member votes."""
+        if value == self.needs_repair:
+            return
+        self.needs_repair = value
+        try:
+            self._persist_state(self.term, self.voted_for)
+        except OSError:
+            self.needs_repair = not value
+            raise
 
     # -- log -----------------------------------------------------------------------------
     def last_index(self) -> int:
@@ -111,6 +137,13 @@ class MemoryRaftStorage(RaftStorage):
     def _persist_truncate(self, index: int) -> None:
         pass
 
+    def lose_entries_from(self, index: int) -> None:
+        """What `FileRaftStorage` does on opening a log damaged at entry `index`: the entries from
+        it on are gone and the member needs repair (for tests of the node)."""
+        self.needs_repair = True
+        self.damage = f"entries from {index} lost"
+        del self._log[index - 1 :]
+
     def crash(self) -> MemoryRaftStorage:
         survivor = copy.copy(self)  # keeps the subclass (tests add invariant checks to it)
         survivor._log = [Entry(e.term, e.index, copy.deepcopy(e.payload)) for e in self._log]
@@ -153,6 +186,7 @@ class FileRaftStorage(RaftStorage):
             return
         self.term = int(state["term"])
         self.voted_for = state["voted_for"]
+        self.needs_repair = bool(state.get("needs_repair", False))
 
     def _load_log(self) -> None:
         try:
@@ -160,21 +194,40 @@ class FileRaftStorage(RaftStorage):
         except FileNotFoundError:
             return
         pos = 0
+        problem = "a partial header"
         while pos + _HEADER.size <= len(data):
             length, crc = _HEADER.unpack_from(data, pos)
             body = data[pos + _HEADER.size : pos + _HEADER.size + length]
-            if length > MAX_ENTRY_BYTES or len(body) < length or zlib.crc32(body) != crc:
+            if length > MAX_ENTRY_BYTES:
+                problem = f"a length of {length:,} bytes"
+                break
+            if len(body) < length:
+                problem = "a partial entry"
+                break
+            if zlib.crc32(body) != crc:
+                problem = "a bad CRC"
                 break
             try:
                 term, index, payload = json.loads(body)
             except ValueError:
+                problem = "an undecodable entry"
                 break
             if index != len(self._log) + 1:
+                problem = f"index {index} out of order"
                 break
             self._offsets.append(pos)
             self._log.append(Entry(term, index, payload))
             pos += _HEADER.size + length
         if pos < len(data):
+            if not _torn_tail(data, pos):
+                # Damage, not a crash mid-append: entries this member acknowledged may be gone.
+                # Recorded before the cut, so a crash between the two still knows.
+                self.damage = (
+                    f"entry {len(self._log) + 1} at byte {pos:,}: {problem}; "
+                    f"{len(data) - pos:,} bytes cut, the log now ends at entry {len(self._log)}"
+                )
+                self.needs_repair = True
+                self._persist_state(self.term, self.voted_for)
             # Torn tail from a crash mid-append: never acknowledged, so drop it.
             with open(self._log_path, "rb+") as f:
                 f.truncate(pos)
@@ -186,7 +239,10 @@ class FileRaftStorage(RaftStorage):
         tmp = self._state_path.with_suffix(".tmp")
         try:
             with open(tmp, "w") as f:
-                json.dump({"term": term, "voted_for": voted_for}, f)
+                state = {"term": term, "voted_for": voted_for}
+                if self.needs_repair:
+                    state["needs_repair"] = True
+                json.dump(state, f)
                 f.flush()
                 os.fsync(f.fileno())
         except OSError:
@@ -224,6 +280,27 @@ class FileRaftStorage(RaftStorage):
         os.fsync(self._fd)
         self._end = end  # only once durable: a failed truncation leaves the log as it was
         del self._offsets[index - 1 :]
+
+
+def _torn_tail(data: bytes, pos: int) -> bool:
+    """Is what follows the last good entry at `pos` a torn tail (the file ends inside the one
+    entry a crash interrupted) rather than damage? A partial header, or a plausible length whose
+    entry runs past the end of the file while the bytes there do not form the entry whole (a
+    flipped length bit on a whole last entry is damage)."""
+    rest = len(data) - pos
+    if rest < _HEADER.size:
+        return True
+    length, _ = _HEADER.unpack_from(data, pos)
+    if length > MAX_ENTRY_BYTES or rest >= _HEADER.size + length:
+        return False
+    # The file ends inside the entry the length announces. Torn only if the bytes there are not
+    # a whole entry: a flipped length bit on an entry that is in fact complete (followed by more
+    # entries, or the last one) is damage.
+    try:
+        decoded, _end = json.JSONDecoder().raw_decode(data[pos + _HEADER.size :].decode("latin-1"))
+    except ValueError:
+        return True
+    return not (isinstance(decoded, list) and len(decoded) == 3)
 
 
 def pwrite_all(fd: int, data: bytes, offset: int) -> None:

@@ -163,8 +163,12 @@ class SimulatedNetwork:
             self.nodes[node_id] = None
             self.storages[node_id] = self.storages[node_id].crash()
 
-    def restart(self, node_id: int) -> None:
+    def restart(self, node_id: int, lose_from: int | None = None) -> None:
+        """Start a crashed node from its storage; `lose_from`: its log was found damaged at that
+        index on open (the entries from it on are gone and it needs repair, see storage.py)."""
         if self.nodes[node_id] is None:
+            if lose_from is not None and lose_from <= self.storages[node_id].last_index():
+                self.storages[node_id].lose_entries_from(max(1, lose_from))
             self.nodes[node_id] = self._make_node(node_id)
             self.applied[node_id] = []
             if self.checker is not None:
