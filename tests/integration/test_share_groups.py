@@ -350,6 +350,17 @@ def test_share_group_configs_are_set_per_group_and_apply_to_its_records(share_cl
         ],
     )
     admin.incremental_alter_configs([resource])[resource].result(timeout=20)
+    # Every broker applies the config record from the metadata log in its own time; the share
+    # partition's leader must have it before the group's first fetch (else it starts at earliest).
+    wait_until(
+        lambda: all(
+            c.get("share.auto.offset.reset", ("",))[0] == "latest"
+            and c.get("share.delivery.count.limit", ("",))[0] == "2"
+            for c in _group_configs_everywhere(share_cluster, group)
+        ),
+        timeout=20,
+        message="every broker to apply the group's configs",
+    )
     bad = ConfigResource(
         ResourceType.GROUP,
         group,

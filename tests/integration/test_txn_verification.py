@@ -14,12 +14,14 @@ import uuid
 import pytest
 
 from tests.conftest import FAST_GROUPS
+from tests.support import wait_until
 from workbench import Cluster
 from workbench.broker.apis import ApiKey
 from workbench.protocol.blocking_client import WireClient, make_batch
 from workbench.protocol.codec import REQUEST_CLASSES, build
 
 INVALID_TXN_STATE = 48
+COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE = 14, 15
 READ_UNCOMMITTED, READ_COMMITTED = 0, 1
 
 
@@ -34,8 +36,14 @@ class Txn:
         self.cluster, self.txn_id = cluster, txn_id
         self.coordinator_id = coordinator_of(cluster, txn_id)
         self.tc = client_of(cluster, self.coordinator_id)
-        init = ask(self.tc, ApiKey.INIT_PRODUCER_ID, 4, {"transactional_id": txn_id, "transaction_timeout_ms": 60000})
-        assert init.error_code == 0, init
+        body = {"transactional_id": txn_id, "transaction_timeout_ms": 60000}
+
+        def initialized():  # the first of a fresh cluster may meet a loading coordinator: retry, as clients do
+            r = ask(self.tc, ApiKey.INIT_PRODUCER_ID, 4, body)
+            assert r.error_code in (0, COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE), r
+            return r if r.error_code == 0 else None
+
+        init = wait_until(initialized, timeout=30, message=f"InitProducerId for {txn_id}")
         self.pid, self.epoch = init.producer_id, init.producer_epoch
         self.leaders: dict[int, WireClient] = {}
 
