@@ -46,6 +46,8 @@ class LocalSegments:
         self.seal_records = SEAL_RECORDS
         #: Write tail files on each refresh (turned on by `Materialization`).
         self.tails = False
+        # partition directory -> (tail file, its end offset) as this process last wrote it
+        self._tails_written: dict[Path, tuple[Path, int]] = {}
 
     def topic_directory(self, topic: str) -> Path:
         return self.root / LOCAL_BROKER / "topics" / topic
@@ -78,29 +80,34 @@ class LocalSegments:
         for p, ps in state.partitions.items():
             directory = self.directory(state.name, ps.info)
             files = read_sealed(directory)
+            sealed: set[str] = set()
             for f in files:
                 if f.next <= ps.log_start:
                     f.path.unlink(missing_ok=True)
+                else:
+                    sealed.add(f.path.name)
             sealed_to = max(files[-1].next, ps.log_start) if files else ps.log_start
             tail: Path | None = None
             if ps.fresh_next is not None and ps.fresh_next - sealed_to >= seal_records:
                 table = engine.fresh_rows(state.name, p, sealed_to, ps.fresh_next)
                 if table.num_rows:
-                    write_segment(directory, table, table["offset"][0].as_py(), ps.fresh_next)
+                    segment = write_segment(directory, table, table["offset"][0].as_py(), ps.fresh_next)
+                    sealed.add(segment.name)
                     sealed_to = ps.fresh_next
             elif self.tails and ps.fresh_next is not None and ps.fresh_next > sealed_to:
                 tail = self._write_tail(engine, state.name, p, directory, sealed_to, ps.fresh_next)
             if self.tails:
-                _remove_stale_tails(directory, {f.path.name for f in read_sealed(directory)}, tail)
+                _remove_stale_tails(directory, sealed, tail)
 
     def _write_tail(self, engine, topic: str, partition: int, directory: Path, start: int, end: int) -> Path | None:
+        written = self._tails_written.get(directory)
+        if written is not None and written[1] == end and written[0].exists():
+            return written[0]  # unchanged since the last rewrite: no query, no write
         table = engine.fresh_rows(topic, partition, start, end)
         if not table.num_rows:
             return None
         base = table["offset"][0].as_py()
         path = directory / f"{base:020d}.parquet"
-        if _tail_end(path) == end:
-            return path  # unchanged since the last rewrite
         directory.mkdir(parents=True, exist_ok=True)
         table = table.replace_schema_metadata(
             {"workbench.base_offset": str(base), "workbench.next_offset": str(end), _TAIL_KEY.decode(): "1"}
@@ -108,21 +115,11 @@ class LocalSegments:
         tmp = path.with_name(path.name + ".tail.tmp")
         pq.write_table(table, tmp, compression="zstd")
         os.replace(tmp, path)
+        self._tails_written[directory] = (path, end)
         return path
 
 
 ANCHOR = "_anchor.parquet"
-
-
-def _tail_end(path: Path) -> int | None:
-    """The end offset of the tail file at `path`, or None if there is none (or it is sealed)."""
-    try:
-        md = pq.read_metadata(path).metadata or {}
-    except (OSError, pa.ArrowInvalid):
-        return None
-    if md.get(_TAIL_KEY) != b"1":
-        return None
-    return int(md.get(b"workbench.next_offset", b"-1"))
 
 
 def _remove_stale_tails(directory: Path, sealed: set[str], keep: Path | None) -> None:
@@ -189,9 +186,9 @@ class Materialization(PeriodicSampler):
         if engine is None:
             raise RuntimeError("the connection's SQL engine is closed")
         try:
-            md = engine.metadata(refresh=True)
+            md = engine.metadata(refresh=True)  # new topics, and the partitions `refresh` reads
             names = self.topics or set(engine._user_topics(md))
-            engine.refresh_for(set(names))
+            engine.refresh(names)
         except Exception as exc:
             self.error = exc
             raise
