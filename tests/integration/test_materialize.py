@@ -8,29 +8,16 @@ replaced by sealed segments.
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
 import workbench
-from tests.support import wait_until
+from tests.support import plain_duckdb, wait_until
 
 DEADLINE_S = 60  # a failure bound, not a speed claim
 
 
 def q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
-
-
-def plain_duckdb(catalog, sql: str) -> tuple:
-    script = (
-        f"import duckdb; c = duckdb.connect({str(catalog)!r}, read_only=True); "
-        f"print(repr(c.execute({sql!r}).fetchone()))"
-    )
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False)
-    assert out.returncode == 0, out.stderr
-    return eval(out.stdout)
 
 
 def test_materialized_topic_is_fresh_in_plain_duckdb_and_each_record_counts_once(cluster, topic_name, tmp_path):

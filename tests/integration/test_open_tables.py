@@ -11,8 +11,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import threading
 import time
 
@@ -22,7 +20,7 @@ from confluent_kafka import Producer
 from pyiceberg.exceptions import NoSuchTableError
 
 from tests.conftest import FAST_GROUPS
-from tests.support import wait_until
+from tests.support import plain_duckdb, wait_until
 from workbench import Cluster
 
 #: Iceberg tables are opt-in (`iceberg_commit_ms`, 0 by default): these tests turn them on.
@@ -45,17 +43,6 @@ def iceberg_offsets(cluster, topic: str, snapshot_id: int | None = None) -> list
         return []
     rows = table.scan(snapshot_id=snapshot_id, selected_fields=("partition", "offset")).to_arrow()
     return sorted(zip(rows.column("partition").to_pylist(), rows.column("offset").to_pylist(), strict=True))
-
-
-def plain_duckdb(catalog, sql: str) -> tuple:
-    """``sql`` run by plain DuckDB in a separate process, the catalog opened read-only."""
-    script = (
-        f"import duckdb; c = duckdb.connect({str(catalog)!r}, read_only=True); "
-        f"print(repr(c.execute({sql!r}).fetchone()))"
-    )
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False)
-    assert out.returncode == 0, out.stderr
-    return eval(out.stdout)  # a tuple of ints printed by repr
 
 
 @pytest.fixture(scope="module")

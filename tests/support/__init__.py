@@ -44,3 +44,18 @@ def wait_until(
         last = f"{type(error).__name__}: {error}" if error is not None else repr(value)
         raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last})") from error
     return value
+
+
+def plain_duckdb(catalog, sql: str) -> tuple:
+    """``sql`` run by plain DuckDB in a separate process (no workbench imported), the catalog file
+    opened read-only; the first row, as a tuple."""
+    import subprocess
+    import sys
+
+    script = (
+        f"import duckdb; c = duckdb.connect({str(catalog)!r}, read_only=True); "
+        f"print(repr(c.execute({sql!r}).fetchone()))"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False)
+    assert out.returncode == 0, out.stderr
+    return eval(out.stdout)  # a tuple of ints printed by repr
