@@ -38,6 +38,7 @@ from workbench.broker.replica_manager import ReplicaManager
 from workbench.broker.schema_ids import SchemaIds
 from workbench.broker.server import Connection, KafkaServer
 from workbench.broker.share_state import SHARE_PARTITIONS_FILE
+from workbench.broker.shutdown import cancel_and_wait
 from workbench.broker.transaction_coordinator import TransactionCoordinator
 from workbench.broker.txn_verification import TransactionVerifier
 from workbench.controller.image import MetadataImage
@@ -222,13 +223,7 @@ class Broker:
             partition.fail_waiters()
         await self.server.drain(1.0)
         await self.server.close()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            try:
-                await task
-            except (asyncio.CancelledError, Exception):
-                pass
+        await cancel_and_wait(self._tasks)
         await asyncio.get_running_loop().run_in_executor(None, self.cleaner.stop)
         await asyncio.get_running_loop().run_in_executor(None, self.schema_ids.close)
         await self.converter.close()

@@ -26,6 +26,7 @@ from kafka.protocol.consumer import FetchResponse as _FetchResponse
 
 from workbench.broker.fetch_session import FetchSessionHandler
 from workbench.broker.network_client import BrokerConnection, SaslLogin
+from workbench.broker.shutdown import cancel_and_wait
 from workbench.protocol.errors import ErrorCode, KafkaProtocolError
 from workbench.protocol.fast_encode import encode_fetch_request_v12
 
@@ -112,14 +113,7 @@ class ReplicaFetcherManager:
 
     async def close(self) -> None:
         self._closed = True
-        tasks = list(self._tasks.values())
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            try:
-                await task
-            except (asyncio.CancelledError, Exception):
-                pass
+        await cancel_and_wait(self._tasks.values())
         self._tasks.clear()
 
     async def _run(self, leader_id: int) -> None:

@@ -50,6 +50,7 @@ from typing import TYPE_CHECKING
 
 from workbench.broker.group_offsets import partition_for
 from workbench.broker.groups_manager import OFFSETS_TOPIC
+from workbench.broker.shutdown import cancel_and_wait
 from workbench.broker.transaction_log import MAX_PRODUCER_EPOCH, TransactionMetadata, TxnState
 from workbench.broker.transaction_marker_channel import TransactionMarkerChannel
 from workbench.broker.transaction_state_manager import TransactionStateManager, TxnPartition
@@ -93,14 +94,7 @@ class TransactionCoordinator:
 
     async def close(self) -> None:
         self.state.close()
-        tasks = [*self._tasks, *(t for t in (self._expiry, self._id_expiry) if t is not None)]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            try:
-                await task
-            except (asyncio.CancelledError, Exception):
-                pass
+        await cancel_and_wait([*self._tasks, *(t for t in (self._expiry, self._id_expiry) if t is not None)])
         self.markers.close()
 
     def _spawn(self, coro) -> asyncio.Task:  # type: ignore[no-untyped-def]

@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from kafka.protocol.producer import AddPartitionsToTxnRequest
 
 from workbench.broker.network_client import BrokerConnection
+from workbench.broker.shutdown import cancel_and_wait
 from workbench.protocol.codec import build
 from workbench.protocol.errors import ErrorCode, KafkaProtocolError
 from workbench.protocol.records import HEADER, HEADER_SIZE, TRANSACTIONAL_MASK
@@ -390,14 +391,7 @@ class TransactionVerifier:
         return out
 
     async def close(self) -> None:
-        tasks = list(self._senders.values())
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            try:
-                await task
-            except (asyncio.CancelledError, Exception):
-                pass
+        await cancel_and_wait(self._senders.values())
         for conn in self._conns.values():
             conn.close()
         self._conns.clear()
