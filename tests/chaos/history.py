@@ -153,6 +153,7 @@ class History:
         self.final_read_complete: dict[int, bool] = {}  # partition -> did the final read reach its end
         self.final_high_watermarks: dict[int, int] = {}
         self.heal_timeouts = 0  # faults after which the ISR was not full again within the heal timeout
+        self.epoch_bumps = 0  # partitions moved to a new producer epoch by librdkafka (KIP-360), plain producers
         self._lock = threading.Lock()
 
     def now(self) -> float:
@@ -190,6 +191,7 @@ class History:
             "final_read_complete": {str(k): v for k, v in self.final_read_complete.items()},
             "final_high_watermarks": {str(k): v for k, v in self.final_high_watermarks.items()},
             "heal_timeouts": self.heal_timeouts,
+            "epoch_bumps": self.epoch_bumps,
         }
 
     @classmethod
@@ -206,6 +208,7 @@ class History:
         h.final_read_complete = {int(k): v for k, v in data.get("final_read_complete", {}).items()}
         h.final_high_watermarks = {int(k): v for k, v in data.get("final_high_watermarks", {}).items()}
         h.heal_timeouts = int(data.get("heal_timeouts", 0))
+        h.epoch_bumps = int(data.get("epoch_bumps", 0))
         return h
 
     def save(self, path: str | Path) -> None:

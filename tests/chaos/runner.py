@@ -394,6 +394,7 @@ def format_table(result: Result) -> str:
         lines.append(f"{'failed/unknown but read':<28}{s['failed_but_present']:>10}")
     lines.append(f"{'topics created (acked)':<28}{result.topics_acknowledged:>10}")
     lines.append(f"{'heals over 45 s (no ISR)':<28}{result.history.heal_timeouts:>10}")
+    lines.append(f"{'producer epoch bumps':<28}{result.history.epoch_bumps:>10}")
     for name in ("keyed_sends_ok", "keyed_tombstones_ok", "keyed_records_read", "keyed_keys_read"):
         if name in s:
             lines.append(f"{name.replace('_', ' '):<28}{s[name]:>10}")

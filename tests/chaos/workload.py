@@ -27,7 +27,9 @@ The ``txn`` workload (`tests.chaos.runner.Settings.workload`), on a topic of its
 
 from __future__ import annotations
 
+import logging
 import random
+import re
 import threading
 import time
 
@@ -81,6 +83,7 @@ class ProducerClient(_Worker):
         )
         self._pending: dict[int, tuple[str, int]] = {}
         self._fatal = threading.Event()
+        self._eos_log = _eos_logger(name, history)
 
     def _producer(self) -> Producer:
         return Producer(
@@ -92,7 +95,10 @@ class ProducerClient(_Worker):
                 "message.timeout.ms": 30000,
                 "request.timeout.ms": 5000,
                 "error_cb": self._on_error,
-                "log_level": 0,
+                # librdkafka's idempotence log (a few lines per PID change, drain and epoch bump):
+                # kept in the run's notes, so a duplicate can be traced to what the client did.
+                "debug": "eos",
+                "logger": self._eos_log,
             }
         )
 
@@ -183,6 +189,38 @@ class ProducerClient(_Worker):
         for seq, (value, partition) in sorted(self._pending.items()):
             self.history.send(producer=self.name, seq=seq, value=value, partition=partition, outcome=UNKNOWN, error=why)
         self._pending.clear()
+
+
+#: librdkafka's ``NEWPID`` line when a partition moves to a new producer id or epoch.
+_NEWPID = re.compile(r"changed PID\{[^}]*\} -> PID\{Id:(\d+),Epoch:(\d+)\}")
+_EOS_CHATTER = ("INIT", "TXN", "PIDBROKER")  # start-up and timer lines that say nothing about records
+
+
+def _eos_logger(name: str, history: History) -> logging.Logger:
+    """A logger that notes librdkafka's idempotence events for producer `name` in `history`.
+
+    Epoch bumps (KIP-360: librdkafka drains, takes a new epoch and resends what it had not had
+    acknowledged under new sequence numbers) are counted in ``History.epoch_bumps``: a bump
+    after a "possibly persisted" error is the one way an idempotent producer can store a record
+    twice, so the count says whether a run exercised that path.
+    """
+    logger = logging.getLogger(f"tests.chaos.librdkafka.{name}")
+    logger.propagate = False
+    logger.setLevel(logging.DEBUG)
+
+    class _ToHistory(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            line = record.getMessage()
+            tag = line.split(" ", 1)[0]
+            if record.levelno > logging.DEBUG or tag in _EOS_CHATTER:  # connection warnings and the like
+                return
+            m = _NEWPID.search(line)
+            if m and int(m.group(2)) > 0:
+                history.epoch_bumps += 1
+            history.note(f"librdkafka {name}: {line[:300]}")
+
+    logger.handlers[:] = [_ToHistory()]
+    return logger
 
 
 def _consumer_conf(bootstrap: str, group: str, **extra) -> dict:

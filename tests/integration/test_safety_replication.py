@@ -488,3 +488,52 @@ def test_a_killed_leader_with_a_damaged_segment_asked_for_metadata_while_it_star
     log_text = (Path(cluster.data_dir) / f"broker-{damaged}" / "broker.log").read_text()
     assert "are LOST" not in log_text
     assert "re-fetching it from a healthy replica" in log_text
+
+
+def test_a_gap_left_by_a_batch_the_leader_refused_is_answered_retriable_not_out_of_order(fresh_cluster, topic_name):
+    """Item 1's second path to duplicates: batch R1 is refused unwritten (NOT_ENOUGH_REPLICAS:
+    the ISR is below min.insync.replicas), the ISR recovers, and R2, already in flight, arrives
+    with a sequence gap. OUT_OF_ORDER_SEQUENCE_NUMBER there makes librdkafka bump the producer
+    epoch and re-send every unacknowledged batch on every partition under new sequences,
+    duplicating any that were possibly persisted (librdkafka #4953). The leader answers R2
+    NOT_ENOUGH_REPLICAS (retriable, not written) instead; the in-order retry of both succeeds,
+    and a gap nothing explains is still OUT_OF_ORDER_SEQUENCE_NUMBER."""
+    from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
+    from kafka.protocol.producer import InitProducerIdRequest
+
+    from workbench.protocol.blocking_client import make_batch
+    from workbench.protocol.errors import ErrorCode
+
+    cluster = fresh_cluster(1)
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap_servers})
+    admin.create_topics([NewTopic(topic_name, 1, 1)])[topic_name].result(30)
+    client = _broker_client(cluster, 1)
+
+    def min_insync(n: int) -> None:
+        entry = ConfigEntry("min.insync.replicas", str(n), incremental_operation=AlterConfigOpType.SET)
+        resource = ConfigResource(ConfigResource.Type.TOPIC, topic_name, incremental_configs=[entry])
+        admin.incremental_alter_configs([resource])[resource].result(timeout=20)
+        expect = ErrorCode.NONE if n == 1 else ErrorCode.NOT_ENOUGH_REPLICAS
+        wait_until(lambda: _produce(client, topic_name, make_batch([b"probe"])).error_code == expect)
+
+    init = client.request(InitProducerIdRequest(transactional_id=None, transaction_timeout_ms=60000), 1)
+    pid, epoch = init.producer_id, init.producer_epoch
+
+    def batch(seq: int, value: bytes) -> bytes:
+        return make_batch([value], producer_id=pid, producer_epoch=epoch, base_sequence=seq)
+
+    assert _produce(client, topic_name, batch(0, b"r0")).error_code == ErrorCode.NONE
+    min_insync(2)
+    r1 = _produce(client, topic_name, batch(1, b"r1"))
+    assert r1.error_code == ErrorCode.NOT_ENOUGH_REPLICAS  # refused, not written
+    min_insync(1)
+    r2 = _produce(client, topic_name, batch(2, b"r2"))  # was in flight behind R1: a gap now
+    assert r2.error_code != ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER, "librdkafka would bump its epoch here"
+    assert r2.error_code == ErrorCode.NOT_ENOUGH_REPLICAS, r2
+    # The producer's in-order retry: R1, then R2, same epoch, same sequences.
+    assert _produce(client, topic_name, batch(1, b"r1")).error_code == ErrorCode.NONE
+    assert _produce(client, topic_name, batch(2, b"r2")).error_code == ErrorCode.NONE
+    # A gap no refusal explains (sequences the producer believes written are missing) is still fatal.
+    assert _produce(client, topic_name, batch(7, b"r7")).error_code == ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER
+    stored = [m.value() for m in read_all(cluster.bootstrap_servers, topic_name, 5)]
+    assert [v for v in stored if v != b"probe"] == [b"r0", b"r1", b"r2"]

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from workbench.broker.log_flusher import LogFlusher
 from workbench.broker.partition import Partition
+from workbench.broker.refused_batches import RefusedBatches
 from workbench.controller.image import MetadataImage
 from workbench.controller.topics import TOPIC_CONFIG_DEFAULTS
 from workbench.storage import LogConfig, PartitionLog
@@ -44,6 +45,7 @@ class ReplicaManager:
         self._waiters: dict[TopicPartition, list[asyncio.Future]] = {}
         #: Group commit for flush.messages: produce answers and follower fetches wait on it.
         self.flusher = LogFlusher()
+        self.refused = RefusedBatches()  # idempotent batches refused unwritten (issue 12)
         self._image: MetadataImage | None = None
         #: Why the log directory went offline (KIP-112), or None while it works.
         self.log_dir_offline: str | None = None

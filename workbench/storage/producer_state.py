@@ -210,6 +210,18 @@ class ProducerStateManager:
             entry.batches.append(BatchMetadata(first_seq, h.last_sequence, -1, -1, h.max_timestamp))
         return staged, None
 
+    def expected_sequence(self, producer_id: int, epoch: int) -> int | None:
+        """The sequence `check` accepts next from ``producer_id`` at ``epoch``; None: any (an unknown
+        producer, as Kafka: its state may have been removed by retention or expiry)."""
+        entry = self.producers.get(producer_id)
+        if entry is None or entry.epoch == -1:
+            return None
+        if epoch != entry.epoch:
+            return 0
+        if not entry.batches:
+            return None
+        return 0 if entry.last_seq == 0x7FFFFFFF else entry.last_seq + 1
+
     def commit(self, staged: dict[int, ProducerEntry], headers: list[BatchHeader], base_offsets: list[int]) -> None:
         """Install staged entries, filling in the offsets each batch was given."""
         if not staged:

@@ -57,12 +57,15 @@ async def produce(broker: Broker, req: Request, conn: Connection) -> dict | None
                 part["error_code"] = ErrorCode.INVALID_REQUIRED_ACKS
                 continue
             partition, error = leader_partition(broker, topic.name, pd.index)
+            refused = broker.replicas.refused
             if partition is None:
                 part["error_code"] = error
+                refused.note(topic.name, pd.index, pd.records, ErrorCode(error).name)
                 continue
             if broker.replicas.log_dir_offline is not None:
                 part["error_code"] = ErrorCode.KAFKA_STORAGE_ERROR
                 part["error_message"] = f"the log directory is offline ({broker.replicas.log_dir_offline})"
+                refused.note(topic.name, pd.index, pd.records, "log directory offline")
                 continue
             if pd.records is None or len(pd.records) == 0:
                 part["error_code"], part["error_message"] = ErrorCode.INVALID_RECORD, "empty record set"
@@ -74,6 +77,7 @@ async def produce(broker: Broker, req: Request, conn: Connection) -> dict | None
                     part["error_message"] = (
                         f"the in-sync replicas {partition.info.isr} are fewer than min.insync.replicas={min_isr}"
                     )
+                    refused.note(topic.name, pd.index, pd.records, part["error_message"])
                     continue
             try:
                 # v0-2: message formats v0/v1 -> one v2 batch, as Kafka's LogValidator; zstd needs v7+.
@@ -89,6 +93,13 @@ async def produce(broker: Broker, req: Request, conn: Connection) -> dict | None
                     records, part["log_append_time_ms"] = log_validator.validate(records, rules)
                 if verified is not None:
                     verified.check(partition, topic.name, pd.index)  # no await between this and the append
+                wait = refused.explains(topic.name, pd.index, records, partition.log.producers.expected_sequence)
+                if wait is not None:
+                    # Not OUT_OF_ORDER_SEQUENCE_NUMBER: librdkafka would bump the epoch and re-send
+                    # what it has not seen acknowledged on every partition (broker/refused_batches.py).
+                    part["error_code"] = ErrorCode.NOT_ENOUGH_REPLICAS
+                    part["error_message"] = f"{wait}: send it again first"
+                    continue
                 leader_epoch = partition.leader_epoch
                 info = partition.log.append(records, leader_epoch=leader_epoch)
             except log_validator.RecordValidationError as exc:  # KIP-467: which records, and why
@@ -111,6 +122,7 @@ async def produce(broker: Broker, req: Request, conn: Connection) -> dict | None
                         exc.message,
                     )
                 if exc.code == ErrorCode.KAFKA_STORAGE_ERROR:
+                    refused.note(topic.name, pd.index, pd.records, "storage error")
                     broker.replicas.mark_log_dir_offline(exc.message)
                 continue
             part["base_offset"], part["log_start_offset"] = info.base_offset, info.log_start_offset
