@@ -124,15 +124,16 @@ def _unmount(dirs: list[Path]) -> None:
 
 
 def _save_logs(dirs: list[Path]) -> None:
-    """Copy each broker's logs out of its tmpfs (to ``<dir>-logs/``) before it is unmounted."""
+    """Copy each broker's directory out of its tmpfs (to ``<dir>-saved/``) before it is unmounted:
+    its logs, and its data and metadata log (the elections, every partition's records), so an
+    anomaly can be traced after the run."""
     import shutil
 
     for d in dirs:
-        saved = d.with_name(d.name + "-logs")
-        saved.mkdir(exist_ok=True)
-        for log in ("broker.log", "stderr.log"):
-            if (d / log).exists():
-                shutil.copy2(d / log, saved / log)
+        saved = d.with_name(d.name + "-saved")
+        shutil.copytree(
+            d, saved, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".chaos-filler"), ignore_dangling_symlinks=True
+        )
 
 
 def _heal(
