@@ -92,7 +92,10 @@ class ProducerClient(_Worker):
                 "enable.idempotence": True,
                 "acks": "all",
                 "linger.ms": 5,
-                "message.timeout.ms": 30000,
+                # message.timeout.ms stays librdkafka's (and the façade's) 300 s: a record that waits
+                # longer makes librdkafka bump its epoch and re-send what it has not seen
+                # acknowledged, whatever the broker answered (README, Reliability). A heal that slow
+                # is reported as such (`heals over 45 s`).
                 "request.timeout.ms": 5000,
                 "error_cb": self._on_error,
                 # librdkafka's idempotence log (a few lines per PID change, drain and epoch bump):
