@@ -632,3 +632,48 @@ def test_follower_catches_up_through_a_parquet_only_transactional_range(fresh_cl
     finally:
         k.close()
     assert seen == committed
+
+
+def test_a_deposed_coordinators_late_marker_cannot_end_the_next_transaction(cluster: Cluster, topic_name: str) -> None:
+    """Issue 12: markers are fenced by coordinator epoch, as in Kafka. A WriteTxnMarkers(ABORT)
+    from an older coordinator epoch than the one whose COMMIT the partition last saw (a deposed
+    coordinator's late request) arrives while the producer's next transaction is open: it is
+    TRANSACTION_COORDINATOR_FENCED and that transaction, committed, is read in full."""
+    from kafka.protocol.admin import DescribeProducersRequest
+
+    from workbench.broker.apis import ApiKey
+    from workbench.protocol.codec import REQUEST_CLASSES, build
+
+    cluster.create_topic(topic_name, partitions=1)
+    p = txn_producer(cluster.bootstrap_servers, f"tx-{topic_name}")
+    p.begin_transaction()
+    p.produce(topic_name, value=b"first", partition=0)
+    p.commit_transaction(30)
+    p.begin_transaction()
+    p.produce(topic_name, value=b"second", partition=0)
+    p.flush(30)
+
+    leader = int(cluster.describe().partitions.query("topic == @topic_name").leader.iloc[0])
+    client = WireClient("127.0.0.1", cluster.brokers[leader].port)
+    try:
+        described = client.request(DescribeProducersRequest(topics=[(topic_name, [0], {})]), 0)
+        (producer,) = described.topics[0].partitions[0].active_producers
+        assert producer.coordinator_epoch >= 0  # the COMMIT's coordinator epoch, kept per producer
+        late = {
+            "markers": [
+                {
+                    "producer_id": producer.producer_id,
+                    "producer_epoch": producer.producer_epoch,
+                    "transaction_result": False,
+                    "topics": [{"name": topic_name, "partition_indexes": [0]}],
+                    "coordinator_epoch": producer.coordinator_epoch - 1,
+                }
+            ]
+        }
+        answer = client.request(build(REQUEST_CLASSES[ApiKey.WRITE_TXN_MARKERS], late), 1)
+    finally:
+        client.close()
+    assert answer.markers[0].topics[0].partitions[0].error_code == 52  # TRANSACTION_COORDINATOR_FENCED
+    p.commit_transaction(30)
+    committed = read_all(cluster.bootstrap_servers, topic_name, 1, "read_committed", 2)
+    assert values(committed) == [b"first", b"second"]

@@ -100,3 +100,44 @@ def test_a_verification_guard_is_spent_by_the_next_transactional_write_or_marker
 
     state.remove_expired(now_ms=10**13, expiration_ms=1000)
     assert state.verification_guard(7) is None  # a verification whose batch never came expires
+
+
+def test_a_marker_from_an_older_coordinator_epoch_is_fenced_and_the_epoch_survives_restarts(tmp_path: Path) -> None:
+    """Issue 12: a deposed coordinator's marker that arrives after its successor's (a late
+    request, a retry) must not end the producer's next transaction with the old decision: it is
+    TRANSACTION_COORDINATOR_FENCED, as in Kafka. The coordinator epoch of the last marker is kept
+    in the snapshot and learned again from the log (recovery, a follower's replay)."""
+    from workbench.protocol.control_records import build_control_batch
+
+    def marker(coordinator_epoch: int, commit: bool = True) -> bytes:
+        return build_control_batch(7, 0, commit=commit, coordinator_epoch=coordinator_epoch, timestamp_ms=2000)
+
+    def fenced(log: PartitionLog, coordinator_epoch: int) -> ErrorCode:
+        with pytest.raises(KafkaProtocolError) as e:
+            log.append(
+                marker(coordinator_epoch, commit=False), origin="coordinator", coordinator_epoch=coordinator_epoch
+            )
+        return e.value.code
+
+    log = PartitionLog(tmp_path, LogConfig())
+    log.append(txn_batch(7, 0, 0))
+    log.append(marker(5), origin="coordinator", coordinator_epoch=5)  # the successor committed it
+    log.append(txn_batch(7, 0, 1))  # the producer's next transaction
+    assert fenced(log, 4) == ErrorCode.TRANSACTION_COORDINATOR_FENCED  # the deposed one's late ABORT
+    assert 7 in log.producers.transactions.ongoing  # still open: only its own coordinator ends it
+    log.append(marker(5), origin="coordinator", coordinator_epoch=5)
+    assert 7 not in log.producers.transactions.ongoing
+    log.close()
+
+    reopened = PartitionLog(tmp_path, LogConfig())  # from the snapshot
+    assert reopened.producers.producers[7].coordinator_epoch == 5
+    reopened.append(txn_batch(7, 0, 2))
+    assert fenced(reopened, 3) == ErrorCode.TRANSACTION_COORDINATOR_FENCED
+    reopened.close()
+
+    from workbench.storage.producer_state import SNAPSHOT_NAME
+
+    (tmp_path / SNAPSHOT_NAME).unlink()
+    rebuilt = PartitionLog(tmp_path, LogConfig())  # no snapshot: replayed from the markers
+    assert rebuilt.producers.producers[7].coordinator_epoch == 5
+    rebuilt.close()

@@ -15,7 +15,11 @@ WriteTxnMarkers path of ``ReplicaManager`` (partition leader side):
   transaction's offsets (TxnOffsetCommit).
 
 A marker written twice (a retry after a lost answer) is harmless: the second one
-closes nothing.
+closes nothing, because the coordinator lets no new transaction start until every marker is
+acknowledged. A *deposed* coordinator's marker arriving after its successor's (a late request,
+a retry) would end the producer's next transaction with the old decision: partition leaders
+fence markers older than the producer's last coordinator epoch (TRANSACTION_COORDINATOR_FENCED,
+`ProducerStateManager.check`), as Kafka does.
 """
 
 from __future__ import annotations
@@ -44,8 +48,15 @@ TopicPartition = tuple[str, int]
 WRITE_TXN_MARKERS_VERSION = 1
 #: How long a leader waits for its ISR to have a marker before answering (acks=all).
 MARKER_REPLICATION_TIMEOUT_S = 5.0
-#: Errors after which a partition needs no marker (any more).
-_DONE = (ErrorCode.NONE, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, ErrorCode.INVALID_PRODUCER_EPOCH)
+#: Errors after which a partition needs no marker (any more). TRANSACTION_COORDINATOR_FENCED: a
+#: newer coordinator wrote this producer's markers there (this one was deposed; its successor
+#: finishes the transaction from `__transaction_state`).
+_DONE = (
+    ErrorCode.NONE,
+    ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+    ErrorCode.INVALID_PRODUCER_EPOCH,
+    ErrorCode.TRANSACTION_COORDINATOR_FENCED,
+)
 
 
 async def append_markers(
@@ -77,7 +88,9 @@ async def append_markers(
         )
         leader_epoch = partition.leader_epoch
         try:
-            info = partition.log.append(batch, leader_epoch=leader_epoch, origin="coordinator")
+            info = partition.log.append(
+                batch, leader_epoch=leader_epoch, origin="coordinator", coordinator_epoch=coordinator_epoch
+            )
         except KafkaProtocolError as exc:
             results[tp] = ErrorCode(exc.code)
             continue

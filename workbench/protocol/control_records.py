@@ -145,6 +145,15 @@ def control_record_type(batch: bytes | bytearray | memoryview) -> int:
     Raises ValueError for a batch whose record does not parse as a control record
     (a compressed control batch is not something Kafka writes: it is refused too).
     """
+    return control_record(batch)[0]
+
+
+def control_record(batch: bytes | bytearray | memoryview) -> tuple[int, int]:
+    """(ABORT or COMMIT, coordinator epoch) of the control batch at the start of ``batch``.
+
+    The coordinator epoch is -1 when the record has no ``EndTransactionMarker`` value.
+    Raises ValueError as `control_record_type`.
+    """
     view = memoryview(batch)
     if len(view) < HEADER_SIZE:
         raise ValueError("control batch shorter than a batch header")
@@ -162,4 +171,9 @@ def control_record_type(batch: bytes | bytearray | memoryview) -> int:
     _version, kind = _KEY.unpack_from(view, pos)
     if kind not in (ABORT, COMMIT):
         raise ValueError(f"unknown control record type {kind}")
-    return kind
+    pos += key_len
+    value_len, pos = _read_varint(view, pos)
+    if value_len < _VALUE.size or pos + _VALUE.size > len(view):
+        return kind, -1
+    _value_version, coordinator_epoch = _VALUE.unpack_from(view, pos)
+    return kind, coordinator_epoch

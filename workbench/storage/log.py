@@ -65,7 +65,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from workbench._lazy import lazy_module
-from workbench.protocol.control_records import control_record_type
+from workbench.protocol.control_records import control_record
 from workbench.protocol.errors import ErrorCode, KafkaProtocolError
 from workbench.protocol.records import (
     assign_offsets,
@@ -305,8 +305,12 @@ class PartitionLog:
         leader_epoch: int | None = None,
         now_ms: int | None = None,
         origin: str = "client",
+        coordinator_epoch: int | None = None,
     ) -> AppendInfo:
         """Append a Produce request's record set as leader: validate, assign offsets, write once.
+
+        ``coordinator_epoch``: a transaction marker's coordinator epoch (fenced below the
+        producer's last one here, `ProducerStateManager.check`).
 
         ``origin="coordinator"`` (Kafka's AppendOrigin.COORDINATOR) is for batches a
         coordinator writes: transaction markers (control batches) and transactional
@@ -344,7 +348,7 @@ class PartitionLog:
                     ErrorCode.FENCED_LEADER_EPOCH,
                     f"append in leader epoch {leader_epoch}, but the log is at epoch {latest}",
                 )
-            staged, dup = self.producers.check(headers)
+            staged, dup = self.producers.check(headers, coordinator_epoch)
             if dup is not None:
                 return AppendInfo(
                     dup.first_offset,
@@ -497,11 +501,11 @@ class PartitionLog:
                 for a in self.producers.transactions.aborted_between(fetch_offset, upper)
             ]
 
-    def _marker_type(self, offset: int) -> int:
+    def _marker_type(self, offset: int) -> tuple[int, int]:
         data = self._local.read(offset, 256, offset + 1)
         if data is None:
             raise ValueError(f"no batch at offset {offset}")
-        return control_record_type(data)
+        return control_record(data)
 
     # -- read ----------------------------------------------------------------------------
 

@@ -79,6 +79,9 @@ class ProducerEntry:
     batches: deque[BatchMetadata] = field(default_factory=lambda: deque(maxlen=BATCHES_TO_RETAIN))
     #: The newest batch timestamp (data or marker) of this producer: what expiry looks at.
     last_timestamp: int = -1
+    #: The transaction coordinator epoch of this producer's last marker here: a marker from an
+    #: older coordinator (a deposed one whose request arrives late) is fenced, as in Kafka.
+    coordinator_epoch: int = -1
 
     @property
     def last_seq(self) -> int:
@@ -89,7 +92,9 @@ class ProducerEntry:
         return self.batches[-1].last_offset if self.batches else -1
 
     def copy(self) -> ProducerEntry:
-        return ProducerEntry(self.epoch, deque(self.batches, maxlen=BATCHES_TO_RETAIN), self.last_timestamp)
+        return ProducerEntry(
+            self.epoch, deque(self.batches, maxlen=BATCHES_TO_RETAIN), self.last_timestamp, self.coordinator_epoch
+        )
 
     def touch(self, timestamp: int) -> None:
         if timestamp > self.last_timestamp:
@@ -132,7 +137,7 @@ class ProducerStateManager:
         self.changed = False
         self.transactions = TransactionIndex(directory)
         #: offset of a written control batch -> its marker type (set by the log)
-        self.marker_reader: Callable[[int], int] | None = None
+        self.marker_reader: Callable[[int], tuple[int, int]] | None = None
         #: producer id -> its transaction verification in flight (KIP-890; leader only, not persisted)
         self.verification: dict[int, VerificationStateEntry] = {}
 
@@ -159,8 +164,16 @@ class ProducerStateManager:
         if entry is not None and (guard is None or entry.guard is guard):
             del self.verification[producer_id]
 
-    def check(self, headers: list[BatchHeader]) -> tuple[dict[int, ProducerEntry], BatchMetadata | None]:
+    def check(
+        self, headers: list[BatchHeader], coordinator_epoch: int | None = None
+    ) -> tuple[dict[int, ProducerEntry], BatchMetadata | None]:
         """Validate ``headers`` (offsets not yet assigned) against the current state.
+
+        ``coordinator_epoch``: the transaction coordinator epoch of the markers among ``headers``
+        (a coordinator's append): TRANSACTION_COORDINATOR_FENCED if the producer's last marker here
+        came from a newer coordinator. Without that check a deposed coordinator's marker, retried
+        or delayed past its successor's, would end the producer's *next* transaction here with
+        the old decision (an ABORT taking a committed transaction's records with it).
 
         Returns the staged entries to `commit` once the batches are written, or,
         when a batch is a retry of a recent one, ``({}, original_metadata)``.
@@ -184,6 +197,14 @@ class ProducerStateManager:
             entry.touch(h.max_timestamp)
             if h.is_control or first_seq < 0:
                 # A marker or a coordinator's batch: epoch only (Kafka's AppendOrigin.COORDINATOR).
+                if h.is_control and coordinator_epoch is not None:
+                    if coordinator_epoch < entry.coordinator_epoch:
+                        raise KafkaProtocolError(
+                            ErrorCode.TRANSACTION_COORDINATOR_FENCED,
+                            f"producer {pid}: marker from coordinator epoch {coordinator_epoch}, "
+                            f"older than the {entry.coordinator_epoch} of its last marker here",
+                        )
+                    entry.coordinator_epoch = coordinator_epoch
                 if epoch != entry.epoch:
                     entry.epoch = epoch
                     entry.batches.clear()
@@ -241,32 +262,34 @@ class ProducerStateManager:
         self.producers.update(staged)
         self.changed = True
 
-    def _track_transaction(self, h: BatchHeader, base_offset: int) -> None:
+    def _track_transaction(self, h: BatchHeader, base_offset: int) -> int:
+        """Note a transactional batch; for a marker, return its coordinator epoch (-1 if unknown)."""
         if h.producer_id < 0 or not h.is_transactional:
-            return
+            return -1
         if self.verification:
             # The transaction is open here now (data) or over (marker): a verification guard
             # taken before this write is spent (KIP-890).
             self.verification.pop(h.producer_id, None)
         if not h.is_control:
             self.transactions.on_data(h.producer_id, base_offset)
-            return
-        kind = ABORT
+            return -1
+        kind, coordinator_epoch = ABORT, -1
         if self.marker_reader is not None:
             try:
-                kind = self.marker_reader(base_offset)
+                kind, coordinator_epoch = self.marker_reader(base_offset)
             except (ValueError, KafkaProtocolError) as exc:
                 log.error(
                     "%s: unreadable transaction marker at %d (%s): taken as an abort", self.path, base_offset, exc
                 )
         self.transactions.on_marker(h.producer_id, kind, base_offset)
         self.changed = True
+        return coordinator_epoch
 
     def replay(self, h: BatchHeader) -> None:
         """Apply an already-written batch (recovery) without any checks."""
         if h.producer_id < 0:
             return
-        self._track_transaction(h, h.base_offset)
+        coordinator_epoch = self._track_transaction(h, h.base_offset)
         if h.is_control or h.base_sequence < 0:
             entry = self.producers.get(h.producer_id)
             if entry is None:
@@ -274,6 +297,8 @@ class ProducerStateManager:
             elif h.producer_epoch > entry.epoch:
                 entry.epoch = h.producer_epoch
                 entry.batches.clear()
+            if h.is_control and coordinator_epoch >= 0:
+                entry.coordinator_epoch = coordinator_epoch
             entry.touch(h.max_timestamp)
             self.changed = True
             return
@@ -356,6 +381,7 @@ class ProducerStateManager:
                         [m.first_seq, m.last_seq, m.first_offset, m.last_offset, m.timestamp] for m in e.batches
                     ],
                     "last_timestamp": e.last_timestamp,
+                    "coordinator_epoch": e.coordinator_epoch,
                 }
                 for pid, e in self.producers.items()
             },
@@ -378,6 +404,7 @@ class ProducerStateManager:
                     entry.batches.append(BatchMetadata(*(int(x) for x in b)))
                 # A snapshot from before expiry existed has no timestamp: idle from now on.
                 entry.last_timestamp = int(e.get("last_timestamp", loaded_ms))
+                entry.coordinator_epoch = int(e.get("coordinator_epoch", -1))
                 self.producers[int(pid)] = entry
             self.transactions.restore(doc.get("transactions"))
             return int(doc["offset"])

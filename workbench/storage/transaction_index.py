@@ -39,7 +39,7 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from workbench.protocol.control_records import ABORT, control_record_type
+from workbench.protocol.control_records import ABORT, control_record
 
 log = logging.getLogger(__name__)
 
@@ -47,13 +47,13 @@ INDEX_NAME = "aborted-transactions.txnindex"
 _ENTRY = struct.Struct(">hqqqq")  # Kafka's AbortedTxn: version, pid, first, last, lso (34 bytes)
 
 
-def marker_type_in(segments: list, offset: int) -> int:
-    """COMMIT or ABORT: the marker at ``offset`` in one of ``segments`` (raw `LogSegment`s)."""
+def marker_type_in(segments: list, offset: int) -> tuple[int, int]:
+    """(COMMIT or ABORT, coordinator epoch): the marker at ``offset`` in one of ``segments`` (raw `LogSegment`s)."""
     for seg in reversed(segments):
         if seg.base_offset <= offset < seg.next_offset:
             data = seg.read(offset, 256, offset + 1)
             if data is not None:
-                return control_record_type(data)
+                return control_record(data)
             break
     raise ValueError(f"no batch at offset {offset}")
 

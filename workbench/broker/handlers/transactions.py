@@ -279,7 +279,7 @@ async def describe_producers(broker: Broker, req: Request, conn: Connection) -> 
                             "producer_epoch": entry.epoch,
                             "last_sequence": last.last_seq if last else -1,
                             "last_timestamp": last.timestamp if last else -1,
-                            "coordinator_epoch": -1,
+                            "coordinator_epoch": entry.coordinator_epoch,
                             "current_txn_start_offset": ongoing.get(pid, -1),
                         }
                     )
