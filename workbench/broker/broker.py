@@ -504,9 +504,10 @@ class Broker:
 
         Only the partition's leader writes them: readers take the leader's directory
         (`workbench.sql.engine.BrokerDirectories`) and Iceberg publishes from it, and each rewrite
-        costs the whole tail again, so at RF=3 the followers' copies tripled the converters' CPU
-        (2-3 s per 10 s at 10k records/s over 6 partitions) for files nobody read, and took the
-        cores from the acks=all rounds (issue 19: p50 40 -> 26 ms, p99 168 -> 91 ms, load 4-8).
+        costs the whole tail again, so at RF=3 the followers' copies tripled the converters' work
+        for files nobody read. Tails take the cores from the acks=all rounds (issue 19: with tails
+        off, p50 40 -> 26 ms and p99 168 -> 91 ms at 10k records/s, load 4-8); this removes two
+        thirds of that work, not all of it.
         A follower that becomes leader writes its own at its next round; a restart deletes tails
         anyway (`LogLoader`), so a reader of a new leader's directory saw the same gap before."""
         interval = self.config.parquet_tail_ms / 1000
