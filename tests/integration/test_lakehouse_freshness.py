@@ -13,6 +13,8 @@ import duckdb
 import pyarrow.parquet as pq
 from confluent_kafka import Consumer, Producer
 
+from tests.support import wait_until
+
 DEADLINE_S = 60  # a failure bound, not a speed claim (benchmarks/lakehouse_freshness.py measures)
 
 
@@ -169,3 +171,38 @@ def test_tail_files_after_a_broker_crash(fresh_cluster, topic_name):
     assert p.flush(30) == 0
     rows, distinct, top, _ = _wait_for_rows(c, topic_name, 1500)
     assert (rows, distinct, top) == (1500, 1500, 1499)
+
+
+def _tail_rows(cluster, topic: str, broker: int) -> int:
+    """Rows of the tail files in `broker`'s copy of partition 0 (0 when it has none)."""
+    files = list(cluster.data_dir.glob(f"broker-{broker}/topics/{topic}/partition=0/*.parquet"))
+    return sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+
+
+def _leader(cluster, topic: str) -> int:
+    return cluster.admin().list_topics(topic, timeout=10).topics[topic].partitions[0].leader
+
+
+def test_only_the_leader_writes_tail_files(fresh_cluster, topic_name):
+    # Issue 19: readers take the leader's directory; followers rewriting their own tails every
+    # second tripled the converters' CPU at RF=3 for files nobody read.
+    c = fresh_cluster(brokers=3)
+    c.start()
+    c.create_topic(topic_name, partitions=1, replication_factor=3)
+    wait_until(lambda: len(c.admin().list_topics(topic_name).topics[topic_name].partitions[0].isrs) == 3)
+    p = Producer({"bootstrap.servers": c.bootstrap_servers, "acks": "all"})
+    for i in range(1000):
+        p.produce(topic_name, value=f"a{i}".encode(), partition=0)
+    assert p.flush(15) == 0
+    leader = _leader(c, topic_name)
+    wait_until(lambda: _tail_rows(c, topic_name, leader) == 1000, timeout=DEADLINE_S, message="the leader's tail")
+    time.sleep(3)  # several tail rounds (parquet_tail_ms 1000): a follower writing tails would have by now
+    followers = sorted(set(c.brokers) - {leader})
+    assert [_tail_rows(c, topic_name, b) for b in followers] == [0, 0]
+    # The new leader writes its own tail (every record, the old leader's included) once it leads.
+    c.kill_broker(leader)
+    new_leader = wait_until(lambda: _leader(c, topic_name) in followers and _leader(c, topic_name), timeout=30)
+    for i in range(500):
+        p.produce(topic_name, value=f"b{i}".encode(), partition=0)
+    assert p.flush(30) == 0
+    wait_until(lambda: _tail_rows(c, topic_name, new_leader) == 1500, timeout=DEADLINE_S, message="the new tail")

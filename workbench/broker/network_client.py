@@ -3,6 +3,12 @@
 Followers fetch from leaders with ordinary Fetch requests (as in Kafka), so
 this is a tiny asyncio client over the same schema-generated codec: one
 connection, one request in flight at a time.
+
+The socket side is an `asyncio.Protocol` (`_FrameProtocol`) that cuts response frames out of
+the byte stream and hands each to the one waiting future, like the server's `_KafkaProtocol`:
+asyncio's streams (`StreamReader.readexactly` twice per response, `StreamWriter.write`, their
+waiter futures) were about 15 % of the brokers' CPU per acks=all round at RF=3, most of it the
+followers' fetches (issue 19, `benchmarks/profiles/issue19-rf3regress.md`).
 """
 
 from __future__ import annotations
@@ -19,6 +25,76 @@ _SIZE = struct.Struct(">i")
 SaslLogin = tuple[str, str, str]  # (mechanism, user, password) for the brokers' own connections
 
 
+class _FrameProtocol(asyncio.Protocol):
+    """Length-prefixed response frames from a byte stream, each to the future waiting for it."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.waiter: asyncio.Future[bytes] | None = None
+        self._buf = bytearray()
+        self._error: BaseException | None = None
+        self._paused: asyncio.Future[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        buf = self._buf
+        if not buf and len(data) >= 4 and _SIZE.unpack_from(data)[0] + 4 == len(data):
+            self._deliver(data[4:])  # the usual case: one whole response in one read, one copy
+            return
+        buf += data
+        while len(buf) >= 4:
+            (size,) = _SIZE.unpack_from(buf)
+            if len(buf) < 4 + size:
+                return
+            frame = bytes(buf[4 : 4 + size])
+            del buf[: 4 + size]
+            if not self._deliver(frame):
+                return
+
+    def _deliver(self, frame: bytes) -> bool:
+        waiter, self.waiter = self.waiter, None
+        if waiter is None or waiter.done():
+            # A frame nobody asked for (a timed-out request's late answer): the stream is out
+            # of step with our requests, so the connection cannot be used any more.
+            self.fail(ConnectionError("response frame with no request waiting"))
+            return False
+        waiter.set_result(frame)
+        return True
+
+    def fail(self, exc: BaseException) -> None:
+        if self._error is None:
+            self._error = exc
+        exc = self._error  # a request waiting on a broken connection learns the first cause
+        waiter, self.waiter = self.waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(exc)
+        if self._paused is not None and not self._paused.done():
+            self._paused.set_exception(exc)
+        if self.transport is not None:
+            self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.fail(exc if exc is not None else asyncio.IncompleteReadError(bytes(self._buf), None))
+
+    @property
+    def error(self) -> BaseException | None:
+        return self._error
+
+    def pause_writing(self) -> None:
+        if self._paused is None or self._paused.done():
+            self._paused = asyncio.get_running_loop().create_future()
+
+    def resume_writing(self) -> None:
+        if self._paused is not None and not self._paused.done():
+            self._paused.set_result(None)
+
+    async def drain(self) -> None:
+        if self._paused is not None and not self._paused.done():
+            await self._paused
+
+
 class BrokerConnection:
     def __init__(
         self,
@@ -31,18 +107,19 @@ class BrokerConnection:
         self.host, self.port = host, port
         self.client_id = client_id
         self.sasl = sasl  # [security] (mechanism, user, password): authenticate every new connection
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
+        self._protocol: _FrameProtocol | None = None
         self._correlation_id = 0
         self._lock = asyncio.Lock()
 
     @property
     def connected(self) -> bool:
-        return self._writer is not None and not self._writer.is_closing()
+        p = self._protocol
+        return p is not None and p.error is None and p.transport is not None and not p.transport.is_closing()
 
     async def connect(self, timeout: float = 5.0) -> None:
-        self._reader, self._writer = await asyncio.wait_for(
-            asyncio.open_connection(self.host, self.port, limit=1 << 22), timeout
+        loop = asyncio.get_running_loop()
+        _transport, self._protocol = await asyncio.wait_for(
+            loop.create_connection(_FrameProtocol, self.host, self.port), timeout
         )
         if self.sasl is not None:  # [security] inter-broker SASL, see workbench.security.enforce
             try:
@@ -74,7 +151,6 @@ class BrokerConnection:
         async with self._lock:
             if not self.connected:
                 await self.connect()
-            assert self._reader is not None and self._writer is not None
             return await self._exchange(request, version, timeout)
 
     async def _exchange(self, request: Any, version: int, timeout: float) -> Any:
@@ -111,27 +187,28 @@ class BrokerConnection:
         return response_class.decode(memoryview(frame)[offset:], version=version)
 
     async def _round_trip(self, data: bytes, timeout: float) -> bytes:
-        """Send one framed request and read its response frame (correlation id checked).
+        """Send one framed request and wait for its response frame (correlation id checked).
 
         The timeout is a timer that closes the connection, not `asyncio.wait_for`: that would
-        wrap each read in a task of its own, hundreds of times a second for a follower."""
-        assert self._reader is not None and self._writer is not None
-        reader, writer = self._reader, self._writer
+        wrap each wait in a task of its own, hundreds of times a second for a follower."""
+        protocol = self._protocol
+        assert protocol is not None and protocol.transport is not None
+        transport = protocol.transport
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[bytes] = loop.create_future()
+        protocol.waiter = waiter
         timed_out = False
 
         def expire() -> None:
             nonlocal timed_out
             timed_out = True
-            writer.close()
+            protocol.fail(TimeoutError(f"no response from {self.host}:{self.port} within {timeout} s"))
 
-        timer = asyncio.get_running_loop().call_later(timeout, expire)
-        writer.write(data)
+        timer = loop.call_later(timeout, expire)
         try:
-            if writer.transport.get_write_buffer_size() > (1 << 20):
-                await writer.drain()
-            head = await reader.readexactly(4)
-            (size,) = _SIZE.unpack(head)
-            frame = await reader.readexactly(size)
+            transport.write(data)
+            await protocol.drain()
+            frame = await waiter
         except BaseException as exc:
             self.close()
             if timed_out:
@@ -146,9 +223,9 @@ class BrokerConnection:
         return frame
 
     def close(self) -> None:
-        if self._writer is not None:
+        if self._protocol is not None:
             try:
-                self._writer.close()
+                self._protocol.fail(ConnectionError(f"connection to {self.host}:{self.port} closed"))
             except Exception:
                 pass
-        self._reader = self._writer = None
+        self._protocol = None
