@@ -83,6 +83,8 @@ class Wire:
         )
         self._consumer_lock = threading.Lock()
         self._consumer: Consumer | None = None
+        #: Records `fetch` has returned so far (what the SQL engine read over the wire, not from files).
+        self.records_fetched = 0
 
     # ---------------------------------------------------------------- metadata
     def metadata(self) -> ClusterMetadata:
@@ -217,6 +219,7 @@ class Wire:
                 consumer.unassign()
         out = {}
         for (topic, p), (o, ts, k, v, h) in cols.items():
+            self.records_fetched += len(o)
             out[(topic, p)] = pa.table(
                 [
                     pa.array([p] * len(o), pa.int32()),
