@@ -11,9 +11,9 @@ import time
 
 import duckdb
 import pandas as pd
+import pyarrow.parquet as pq
 
 from tests.support import wait_until
-from workbench.sql.cache import read_sealed
 
 SMALL_SEGMENTS = {"segment.bytes": 8192}
 #: Event time one record a second up to about now (older records would be deleted by time retention).
@@ -156,12 +156,22 @@ def test_first_query_reads_the_brokers_tail_files_not_the_wire(cluster, topic_na
     data_dir = cluster.sql_engine.broker_data_dir()
     assert data_dir is not None
 
+    def tail_end(d) -> int:  # where the directory's tail files end (-1: none, or a sealed file)
+        end = -1
+        for f in d.glob("*.parquet"):
+            try:
+                meta = pq.read_metadata(f).metadata or {}
+            except (OSError, ValueError):
+                return -1  # replaced while we looked
+            if meta.get(b"workbench.tail") != b"1":
+                return -1
+            end = max(end, int(meta[b"workbench.next_offset"]))
+        return end
+
     def tails_cover() -> bool:  # every replica's directory: a tail file up to the high watermark
         for p, end in hw.items():
             dirs = list(data_dir.glob(f"broker-*/topics/{topic_name}/partition={p}"))
-            if not dirs or not all(
-                any(f.tail and f.next >= end for f in read_sealed(d, tails=True)) and not read_sealed(d) for d in dirs
-            ):
+            if not dirs or not all(tail_end(d) >= end for d in dirs):
                 return False
         return True
 
