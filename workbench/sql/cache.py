@@ -50,7 +50,7 @@ class SegmentFile:
         return (self.next, self.rows)
 
 
-_meta_cache: dict[tuple[str, int, int], SegmentFile] = {}
+_meta_cache: dict[tuple[str, int, int, int], SegmentFile] = {}
 
 
 def read_sealed(directory: Path, *, tails: bool = False) -> list[SegmentFile]:
@@ -67,7 +67,7 @@ def read_sealed(directory: Path, *, tails: bool = False) -> list[SegmentFile]:
             continue
         try:
             st = entry.stat()
-            key = (entry.path, st.st_size, st.st_mtime_ns)
+            key = (entry.path, st.st_ino, st.st_size, st.st_mtime_ns)  # a tail is renamed over by its seal
             seg = _meta_cache.get(key)
             if seg is None:
                 md = pq.read_metadata(entry.path)
