@@ -8,7 +8,9 @@ files are the ones `materialize` wrote locally, in the same layout.
 
 The *cache* is the notebook side's compacted, flattened copy: per partition, non-overlapping
 files ``<base>-<next>.parquet`` covering offsets [base, next) with the JSON fields already typed,
-so queries scan few, large files and never re-parse JSON. Files are written to a ``.tmp`` name
+so queries scan few, large files and never re-parse JSON. The key is stored decoded too (``key``
+beside ``key_bytes``), so a filter on it uses the files' statistics; a file without that column is
+from an older version and is deleted on load (rebuilt from the brokers' files). Files are written to a ``.tmp`` name
 and renamed; a directory left by a crash is repaired on load (overlaps and temporaries removed).
 """
 
@@ -38,6 +40,9 @@ class SegmentFile:
     rows: int
     #: Written by the broker's log cleaner (`workbench.cleaned`): fewer records than the log had.
     cleaned: bool = False
+    #: A broker's tail file (`workbench.tail`): the committed prefix of a segment not sealed yet,
+    #: replaced under the same name (larger) when the segment seals; never a cache source.
+    tail: bool = False
 
     @property
     def signature(self) -> tuple[int, int]:
@@ -45,11 +50,12 @@ class SegmentFile:
         return (self.next, self.rows)
 
 
-_meta_cache: dict[tuple[str, int, int], SegmentFile] = {}
+_meta_cache: dict[tuple[str, int, int, int], SegmentFile] = {}
 
 
-def read_sealed(directory: Path) -> list[SegmentFile]:
-    """Sealed raw segment files of one partition directory, by base offset (metadata cached)."""
+def read_sealed(directory: Path, *, tails: bool = False) -> list[SegmentFile]:
+    """Sealed raw segment files of one partition directory, by base offset (metadata cached);
+    with ``tails``, the brokers' tail files too (``SegmentFile.tail``)."""
     out = []
     try:
         entries = list(os.scandir(directory))
@@ -61,27 +67,28 @@ def read_sealed(directory: Path) -> list[SegmentFile]:
             continue
         try:
             st = entry.stat()
-            key = (entry.path, st.st_size, st.st_mtime_ns)
+            key = (entry.path, st.st_ino, st.st_size, st.st_mtime_ns)  # a tail is renamed over by its seal
             seg = _meta_cache.get(key)
             if seg is None:
                 md = pq.read_metadata(entry.path)
                 base = int(name[:-8])
-                if (md.metadata or {}).get(_TAIL_KEY) == b"1":
-                    # A broker's tail file (issue 17): a growing prefix of an unsealed segment,
-                    # replaced under this name when it seals; the notebook reads that range live.
-                    continue
+                # A broker's tail file (issue 17) is a growing prefix of an unsealed segment,
+                # replaced under this name when it seals.
+                tail = (md.metadata or {}).get(_TAIL_KEY) == b"1"
                 nxt = (md.metadata or {}).get(_NEXT_KEY)
                 if nxt is None:  # not ours: the offset column's statistics say where it ends
                     col = md.schema.to_arrow_schema().get_field_index("offset")
                     stats = [md.row_group(i).column(col).statistics for i in range(md.num_row_groups)]
                     nxt = max((s.max for s in stats if s is not None and s.has_min_max), default=base - 1) + 1
                 cleaned = (md.metadata or {}).get(_CLEANED_KEY) == b"1"
-                seg = SegmentFile(Path(entry.path), base, int(nxt), md.num_rows, cleaned)
+                seg = SegmentFile(Path(entry.path), base, int(nxt), md.num_rows, cleaned, tail)
                 if len(_meta_cache) > 100_000:
                     _meta_cache.clear()
                 _meta_cache[key] = seg
         except (FileNotFoundError, OSError, ValueError):
             continue  # removed by retention while we looked, or not a Parquet file
+        if seg.tail and not tails:
+            continue
         out.append(seg)
     # The broker's log cleaner merges adjacent files by renaming the merged one over its first
     # member's name and then deleting the others: a file starting inside an earlier file's range
@@ -117,10 +124,14 @@ class PartitionCache:
             m = _CACHE_NAME.match(entry.name)
             if m:
                 try:
-                    rows = pq.read_metadata(entry.path).num_rows
+                    md = pq.read_metadata(entry.path)
                 except (OSError, ValueError):
                     os.unlink(entry.path)
                     continue
+                if "key" not in md.schema.to_arrow_schema().names:  # written before the stored text key: rebuild
+                    os.unlink(entry.path)
+                    continue
+                rows = md.num_rows
                 found.append(SegmentFile(Path(entry.path), int(m.group(1)), int(m.group(2)), rows))
         # Prefer the widest file where a crash left a merge and its inputs side by side.
         found.sort(key=lambda f: (f.base, -f.next))

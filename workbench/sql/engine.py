@@ -55,7 +55,7 @@ SYNC_CONVERT_RECORDS = 200_000
 PARQUET_OPTIONS = "FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880"
 EMPTY_CACHED_ROWS = (
     'SELECT NULL::INTEGER AS partition, NULL::BIGINT AS "offset", NULL::TIMESTAMPTZ AS timestamp, '
-    "NULL::BLOB AS key_bytes, NULL::BLOB AS value_bytes, "
+    "NULL::VARCHAR AS key, NULL::BLOB AS key_bytes, NULL::BLOB AS value_bytes, "
     "NULL::STRUCT(key VARCHAR, value BLOB)[] AS headers LIMIT 0"
 )
 #: The raw columns of an Iceberg data file (`workbench.storage.iceberg_tables`), no rows.
@@ -80,6 +80,11 @@ class SealedSource(Protocol):
 
 class BrokerDirectories:
     """An embedded cluster: the partition leader's directory, or any replica's that exists."""
+
+    #: The brokers write tail files (`workbench.storage.parquet_tail`): the committed records of
+    #: each unsealed segment, within a second or so. `refresh` reads them instead of fetching
+    #: that range over the wire.
+    publishes_tails = True
 
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
@@ -474,8 +479,9 @@ class SqlEngine:
             ps = self._topics[t].partitions.get(p)
             if ps is None:
                 continue
-            files = self.sealed_files(t, ps)
-            sealed[(t, p)] = files
+            readable = self.sealed_files(t, ps, tails=True)
+            sealed[(t, p)] = readable
+            files = [f for f in readable if not f.tail]
             stale = self._stale_from(ps, files)
             if stale is not None:
                 heavy.append(None)
@@ -575,9 +581,13 @@ class SqlEngine:
             offset,
         )
 
-    def sealed_files(self, topic: str, ps: PartitionState) -> list[SegmentFile]:
+    def sealed_files(self, topic: str, ps: PartitionState, *, tails: bool = False) -> list[SegmentFile]:
+        """The partition's sealed files; with ``tails`` (and a source that publishes them), the
+        brokers' tail files above them too, which only `refresh` reads (into the fresh table)."""
         directory = self.source.directory(topic, ps.info)
-        return read_sealed(directory) if directory is not None else []
+        if directory is None:
+            return []
+        return read_sealed(directory, tails=tails and getattr(self.source, "publishes_tails", False))
 
     def _read_sealed_range(
         self,
@@ -587,8 +597,9 @@ class SqlEngine:
         end: int,
         loaded: dict[int, tuple[int, int]] | None = None,
     ) -> tuple[pa.Table | None, int]:
-        """Raw rows [start, end) from the contiguous run of sealed files starting at `start` (their
-        signatures recorded in ``loaded``)."""
+        """Raw rows [start, end) from the contiguous run of sealed (and tail) files starting at
+        `start` (the sealed files' signatures recorded in ``loaded``; a tail's rows count as
+        fetched live, since its sealed file replaces it with another signature)."""
         chosen, cur = [], start
         for f in files:
             if f.next <= cur or f.base >= end:
@@ -612,7 +623,7 @@ class SqlEngine:
         if isinstance(table, pa.RecordBatchReader):
             table = table.read_all()
         if loaded is not None:
-            loaded.update({f.base: f.signature for f in chosen})
+            loaded.update({f.base: f.signature for f in chosen if not f.tail})
         return table.cast(RAW_SCHEMA), covered
 
     # ------------------------------------------------------------------ the fresh table

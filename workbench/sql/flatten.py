@@ -149,28 +149,37 @@ def infer_structure(con, relation: str) -> Any:
     return out
 
 
+#: The decoded key, stored beside its bytes (cache files, the fresh table): a predicate on the
+#: topic view's ``key`` then reaches the Parquet scan (row-group statistics) or the table's zone
+#: maps as it is written, instead of decoding every row's bytes first (issue 19). A cache file
+#: without this column is from before it and is rebuilt (`workbench.sql.cache`).
+KEY_TEXT = "TRY(decode(key)) AS key"
+
+
 def flatten_sql(relation: str, schema: TopicSchema, partition_expr: str = "partition") -> str:
     """SQL turning raw rows (partition?, offset, timestamp, key, value, headers) into the cached
-    table shape: partition, offset, timestamp, key_bytes, value_bytes, headers, <fields...>."""
+    table shape: partition, offset, timestamp, key, key_bytes, value_bytes, headers, <fields...>
+    (``key`` the key as text, NULL when it is null or not UTF-8)."""
     base = (
         f'CAST({partition_expr} AS INTEGER) AS partition, "offset", '
-        "CAST(timestamp AS TIMESTAMPTZ) AS timestamp, key AS key_bytes, value AS value_bytes, headers"
+        f"CAST(timestamp AS TIMESTAMPTZ) AS timestamp, {KEY_TEXT}, key AS key_bytes, value AS value_bytes, headers"
     )
     if not schema.flatten or not schema.structure:
         return f"SELECT {base} FROM {relation}"
     fields = ", ".join(f"__v.{quote(k)} AS {quote(column_name(k))}" for k in schema.structure)
     structure = sql_literal(json.dumps(schema.structure, separators=(",", ":")))
     return (
-        f'SELECT partition, "offset", timestamp, key_bytes, value_bytes, headers, {fields} FROM ('
+        f'SELECT partition, "offset", timestamp, key, key_bytes, value_bytes, headers, {fields} FROM ('
         f"SELECT {base}, TRY(json_transform(TRY(decode(value)), {structure})) AS __v FROM {relation})"
     )
 
 
 def present_sql(relation: str) -> str:
-    """The user-facing topic table over cached-shape rows: text key/value next to the raw bytes."""
+    """The user-facing topic table over cached-shape rows: text key/value next to the raw bytes.
+    ``key`` is the stored column, so filters on it are pushed into the scans."""
     return (
-        'SELECT partition, "offset", timestamp, TRY(decode(key_bytes)) AS key, '
+        'SELECT partition, "offset", timestamp, key, '
         "TRY(decode(value_bytes)) AS value, headers, key_bytes, value_bytes, "
-        '* EXCLUDE (partition, "offset", timestamp, key_bytes, value_bytes, headers) '
+        '* EXCLUDE (partition, "offset", timestamp, key, key_bytes, value_bytes, headers) '
         f"FROM {relation}"
     )

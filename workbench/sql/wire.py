@@ -21,6 +21,7 @@ from confluent_kafka import Consumer, IsolationLevel, KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from workbench.kafka_logging import KAFKA_LOGGER
+from workbench.protocol.records import paused_gc
 
 #: The raw record schema shared with the brokers' Parquet tier (plus `partition`).
 HEADER_TYPE = pa.list_(pa.struct([("key", pa.string()), ("value", pa.binary())]))
@@ -83,6 +84,8 @@ class Wire:
         )
         self._consumer_lock = threading.Lock()
         self._consumer: Consumer | None = None
+        #: Records `fetch` has returned so far (what the SQL engine read over the wire, not from files).
+        self.records_fetched = 0
 
     # ---------------------------------------------------------------- metadata
     def metadata(self) -> ClusterMetadata:
@@ -167,13 +170,17 @@ class Wire:
         """Records [start, end) for each (topic, partition), as Arrow tables in RAW_SCHEMA.
 
         `end` is a high watermark read just before, so every offset below it is committed; gaps
-        (control records) are allowed. Python work per record is a few list appends.
+        (control records) are allowed. `timeout` bounds a stall (no record for that long), not the
+        whole fetch: millions of records take as long as they take on a loaded machine (issue 19).
+        Python work per record is a few list appends, with the
+        cyclic GC paused (each consumed message is a GC-tracked object: collections that re-scan
+        the growing lists doubled the CPU per record).
         """
         todo = {tp: r for tp, r in ranges.items() if r[0] < r[1]}
         if not todo:
             return {}
         cols: dict[tuple[str, int], tuple[list, list, list, list, list]] = {tp: ([], [], [], [], []) for tp in todo}
-        with self._consumer_lock:
+        with self._consumer_lock, paused_gc():
             consumer = self._fetcher()
             consumer.assign([TopicPartition(t, p, start) for (t, p), (start, _) in todo.items()])
             pending = set(todo)
@@ -183,11 +190,13 @@ class Wire:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
                         raise TimeoutError(
-                            f"fetching {sorted(pending)} did not reach the high watermark within {timeout}s"
+                            f"fetching {sorted(pending)} did not reach the high watermark: "
+                            f"nothing arrived for {timeout}s"
                         )
                     first = consumer.poll(min(remaining, 0.5))
                     if first is None:
                         continue
+                    deadline = time.monotonic() + timeout
                     for m in [first, *consumer.consume(100_000, 0)]:
                         tp = (m.topic(), m.partition())
                         err = m.error()
@@ -217,6 +226,7 @@ class Wire:
                 consumer.unassign()
         out = {}
         for (topic, p), (o, ts, k, v, h) in cols.items():
+            self.records_fetched += len(o)
             out[(topic, p)] = pa.table(
                 [
                     pa.array([p] * len(o), pa.int32()),
