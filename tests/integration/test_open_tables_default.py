@@ -1,0 +1,105 @@
+"""Issue 17 with default settings (no Iceberg committer): plain DuckDB over ``workbench.duckdb``
+sees fresh records from the brokers' own Parquet files, each once, never past the last stable
+offset, without `cluster.sql` running again after it wrote the catalog."""
+
+from __future__ import annotations
+
+import time
+
+from confluent_kafka import Producer
+
+from tests.support import plain_duckdb, wait_until
+
+DEADLINE_S = 90  # a failure bound, not a speed claim (benchmarks/open_tables.py measures)
+
+
+def q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def create_rf3(cluster, topic: str, partitions: int) -> None:
+    """`Cluster` returns once each broker serves, a moment before the controller may have every
+    registration: retry while it counts fewer than three brokers."""
+
+    def attempt() -> bool:
+        try:
+            cluster.create_topic(topic, partitions=partitions, replication_factor=3)
+        except ValueError as exc:
+            if "available broker" not in str(exc):
+                raise
+            return False
+        return True
+
+    wait_until(attempt, timeout=30, interval=0.5, message="three registered brokers")
+
+
+def test_plain_duckdb_sees_fresh_records_with_default_settings(cluster, topic_name):
+    create_rf3(cluster, topic_name, partitions=3)  # 16 MiB segments: nothing seals
+    catalog = cluster.data_dir / "workbench.duckdb"
+    assert cluster.sql(f"SELECT count(*) n FROM {q(topic_name)}")["n"][0] == 0  # writes the catalog
+    # no broker file yet (the catalog's anchor keeps the glob matching): the view binds, empty
+    assert plain_duckdb(catalog, f"SELECT count(*) FROM {q(topic_name)}") == (0,)
+    assert not (cluster.data_dir / "iceberg" / "catalog.db").exists()  # Iceberg is off by default
+
+    producer = cluster.producer()
+    for i in range(500):
+        producer.send(topic_name, {"i": i})
+    producer.flush()
+    assert cluster.sql(f"SELECT sum(i) s FROM {q(topic_name)}")["s"][0] == sum(range(500))  # column i inferred
+    for i in range(500, 2000):
+        producer.send(topic_name, {"i": i})
+    producer.flush()
+    query = f'SELECT count(*), count(DISTINCT (partition, "offset")), sum(i) FROM {q(topic_name)}'
+    # No cluster.sql from here on: only the brokers' files change.
+    got = wait_until(
+        lambda: (r := plain_duckdb(catalog, query))[0] >= 2000 and r,
+        timeout=DEADLINE_S,
+        interval=0.5,
+        message="plain DuckDB over workbench.duckdb to see every record",
+    )
+    assert got == (2000, 2000, sum(range(2000)))  # RF=3: three copies on disk, each record once
+    per_partition = (
+        "SELECT list((partition, n, top) ORDER BY partition) FROM "
+        f'(SELECT partition, count(*) n, max("offset") top FROM {q(topic_name)} GROUP BY ALL)'
+    )
+    [rows] = plain_duckdb(catalog, per_partition)
+    ends = cluster.sql(
+        f"SELECT partition, high_watermark FROM wb.partitions WHERE topic = '{topic_name}' ORDER BY partition"
+    )
+    hw = dict(zip(ends["partition"], ends["high_watermark"], strict=True))
+    for p, n, top in rows:
+        assert n == top + 1 == hw[p]  # the partition's whole committed log, nothing above the HW
+
+
+def test_plain_duckdb_never_sees_an_open_transaction(cluster, topic_name):
+    create_rf3(cluster, topic_name, partitions=1)
+    catalog = cluster.data_dir / "workbench.duckdb"
+    plain = Producer({"bootstrap.servers": cluster.bootstrap_servers})
+    for i in range(10):
+        plain.produce(topic_name, value=f'{{"i": {i}}}'.encode(), partition=0)
+    assert plain.flush(15) == 0
+    cluster.sql(f"SELECT count(*) FROM {q(topic_name)}")  # the topic is in the catalog
+    txp = Producer({"bootstrap.servers": cluster.bootstrap_servers, "transactional.id": f"tx-{topic_name}"})
+    txp.init_transactions(30)
+    txp.begin_transaction()
+    for i in range(5):
+        txp.produce(topic_name, value=f'{{"i": {100 + i}}}'.encode(), partition=0)
+    txp.flush(15)
+    txp.abort_transaction(30)
+    txp.begin_transaction()
+    for i in range(7):
+        txp.produce(topic_name, value=f'{{"i": {200 + i}}}'.encode(), partition=0)
+    txp.flush(15)
+    for i in range(3):
+        plain.produce(topic_name, value=f'{{"i": {300 + i}}}'.encode(), partition=0)
+    assert plain.flush(15) == 0
+    query = f"SELECT list(i ORDER BY i) FROM {q(topic_name)}"
+    wait_until(lambda: len(plain_duckdb(catalog, query)[0] or []) >= 10, timeout=DEADLINE_S, interval=0.5)
+    time.sleep(3)  # several tail rewrites: none may publish past the last stable offset
+    assert plain_duckdb(catalog, query)[0] == list(range(10))
+    txp.commit_transaction(30)
+    want = list(range(10)) + list(range(200, 207)) + list(range(300, 303))
+    got = wait_until(
+        lambda: (r := plain_duckdb(catalog, query)[0]) and len(r) >= 20 and r, timeout=DEADLINE_S, interval=0.5
+    )
+    assert got == want  # committed records in, the aborted ones never
