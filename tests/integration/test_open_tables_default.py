@@ -17,13 +17,13 @@ def q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def create_rf3(cluster, topic: str, partitions: int) -> None:
+def create_rf3(cluster, topic: str, partitions: int, config: dict | None = None) -> None:
     """`Cluster` returns once each broker serves, a moment before the controller may have every
     registration: retry while it counts fewer than three brokers."""
 
     def attempt() -> bool:
         try:
-            cluster.create_topic(topic, partitions=partitions, replication_factor=3)
+            cluster.create_topic(topic, partitions=partitions, replication_factor=3, config=config)
         except ValueError as exc:
             if "available broker" not in str(exc):
                 raise
@@ -103,3 +103,50 @@ def test_plain_duckdb_never_sees_an_open_transaction(cluster, topic_name):
         lambda: (r := plain_duckdb(catalog, query)[0]) and len(r) >= 20 and r, timeout=DEADLINE_S, interval=0.5
     )
     assert got == want  # committed records in, the aborted ones never
+
+
+def test_plain_duckdb_reads_one_complete_copy_after_the_leader_dies(fresh_cluster, topic_name):
+    c = fresh_cluster(3)
+    create_rf3(c, topic_name, partitions=1)
+    catalog = c.data_dir / "workbench.duckdb"
+    p = Producer({"bootstrap.servers": c.bootstrap_servers, "acks": "all", "enable.idempotence": True})
+    for i in range(300):
+        p.produce(topic_name, value=f'{{"i": {i}}}'.encode(), partition=0)
+    assert p.flush(30) == 0
+    assert c.sql(f"SELECT sum(i) s FROM {q(topic_name)}")["s"][0] == sum(range(300))  # writes the catalog
+    query = f'SELECT count(*), count(DISTINCT "offset"), sum(i) FROM {q(topic_name)}'
+    wait_until(lambda: plain_duckdb(catalog, query)[0] >= 300, timeout=DEADLINE_S, interval=0.5)
+    frame = c.describe().partitions
+    victim = int(frame[frame.topic == topic_name].leader.iloc[0])
+    c.kill_broker(victim)  # its files stay on disk, stale from now on
+    p2 = Producer({"bootstrap.servers": c.bootstrap_servers, "acks": "all", "enable.idempotence": True})
+    for i in range(300, 700):
+        p2.produce(topic_name, value=f'{{"i": {i}}}'.encode(), partition=0)
+    assert p2.flush(60) == 0
+    got = wait_until(lambda: (r := plain_duckdb(catalog, query))[0] >= 700 and r, timeout=DEADLINE_S, interval=0.5)
+    assert got == (700, 700, sum(range(700)))  # a surviving replica's copy, whole, never two copies
+
+
+def test_plain_duckdb_counts_each_record_once_while_log_cleaners_rewrite_the_copies(fresh_cluster, topic_name):
+    from tests.integration.test_log_compaction import COMPACT, wait_cleaned
+
+    c = fresh_cluster(3, config={"log_cleaner_backoff_ms": 200})
+    create_rf3(c, topic_name, partitions=1, config=COMPACT)
+    catalog = c.data_dir / "workbench.duckdb"
+    p = Producer({"bootstrap.servers": c.bootstrap_servers, "linger.ms": 5, "acks": "all"})
+    query = f'SELECT count(*), count(DISTINCT "offset"), count(DISTINCT key) FROM {q(topic_name)}'
+    seen = []
+    for rnd in range(12):
+        for k in range(25):
+            p.produce(topic_name, key=b"key-%02d" % k, value=b'{"round": %d}' % rnd, partition=0)
+        assert p.flush(30) == 0
+        if rnd == 0:
+            assert c.sql(f"SELECT max(round) r FROM {q(topic_name)}")["r"][0] == 0  # catalog, column round
+        seen.append(plain_duckdb(catalog, query))  # while the cleaners merge and rewrite files
+    wait_cleaned(c, topic_name, 12 * 25, replicas=3)
+    final = wait_until(lambda: (r := plain_duckdb(catalog, query))[2] == 25 and r, timeout=DEADLINE_S, interval=0.5)
+    seen.append(final)
+    assert all(n == distinct for n, distinct, _ in seen), seen  # never a record twice
+    assert final[0] < 12 * 25  # old versions cleaned away
+    latest = f'SELECT key, arg_max(round, "offset") AS r FROM {q(topic_name)} GROUP BY key'
+    assert plain_duckdb(catalog, f"SELECT count(*), min(r), max(r) FROM ({latest})") == (25, 11, 11)

@@ -87,7 +87,7 @@ WITH meta AS (
 ), ranges AS (
     SELECT r.f, r.partition, greatest(r.base, {floor_sql.replace("partition", "r.partition")}) AS lo, r.next AS hi
     FROM runs r JOIN chosen c ON r.broker = c.broker AND r.partition = c.partition
-    WHERE r.run = 0
+    WHERE r.run = 0 AND r.next > {floor_sql.replace("partition", "r.partition")}
 )
 SELECT g.partition AS partition, d."offset", d.timestamp, d.key, d.value, d.headers
 FROM read_parquet({glob}, filename = true, union_by_name = true) d
