@@ -1,17 +1,18 @@
 """Ack -> visible in the open tables (issue 17): plain DuckDB over the files, and pyiceberg; the
 converter's CPU per record and peak RSS.
 
-    python benchmarks/open_tables.py                  # 10 and 10,000 rec/s, 20 s each, ~2 min
-    python benchmarks/open_tables.py --seconds 10 --rates 10000
+    python benchmarks/open_tables.py                  # 10 and 10,000 rec/s, both modes, 20 s each, ~4 min
+    python benchmarks/open_tables.py --seconds 10 --rates 10000 --modes default
 
-For each rate a one-broker cluster (RF=1, one partition, default settings: tail files every
-second, an Iceberg commit at most every second) gets records from confluent-kafka; a delivery
-callback notes each record's ack time. Two watchers poll every 50 ms:
+For each mode and rate a one-broker cluster (RF=1, one partition) gets records from
+confluent-kafka; a delivery callback notes each record's ack time. Modes: ``default`` (default
+settings: tail files every second, no Iceberg committer) and ``iceberg`` (``iceberg_commit_ms``
+1000: also an Iceberg commit at most every second). Watchers poll every 50 ms:
 
 * **plain DuckDB**: a fresh ``duckdb.connect('<data_dir>/workbench.duckdb', read_only=True)``
-  and ``SELECT max("offset") FROM <topic>`` (the catalog's view over the Iceberg data files;
-  `cluster.sql` ran once beforehand to write the catalog);
-* **pyiceberg**: ``catalog.load_table(...)`` and the current snapshot's ``workbench.to-offset``
+  and ``SELECT max("offset") FROM <topic>`` (the catalog's view over the brokers' Parquet files,
+  `workbench.sql.open_views`; `cluster.sql` ran once beforehand to write the catalog);
+* **pyiceberg** (iceberg mode): ``catalog.load_table(...)`` and the current snapshot's ``workbench.to-offset``
   (what a scan of that snapshot returns: tests/integration/test_open_tables.py checks that a
   snapshot is exactly that prefix).
 
@@ -97,8 +98,9 @@ def _nice(pid: int) -> int:
         return 0
 
 
-def run(rate: int, seconds: float) -> dict:
-    with tempfile.TemporaryDirectory() as d, Cluster(brokers=1, data_dir=d, config={"iceberg_commit_ms": 1000}) as c:
+def run(rate: int, seconds: float, iceberg: bool) -> dict:
+    config = {"iceberg_commit_ms": 1000} if iceberg else {}
+    with tempfile.TemporaryDirectory() as d, Cluster(brokers=1, data_dir=d, config=config) as c:
         topic = "fresh"
         c.create_topic(topic, partitions=1, replication_factor=1)
         warm = Producer({"bootstrap.servers": c.bootstrap_servers})
@@ -106,9 +108,9 @@ def run(rate: int, seconds: float) -> dict:
         warm.flush(10)
         c.sql(f"SELECT count(*) FROM {topic}")  # writes workbench.duckdb
         catalog_path = Path(d) / "workbench.duckdb"
-        catalog = open_catalog(iceberg_root(Path(d)))
+        catalog = open_catalog(iceberg_root(Path(d))) if iceberg else None
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:  # the first commit (converter start, pyiceberg import)
+        while iceberg and time.monotonic() < deadline:  # the first commit (converter start, pyiceberg import)
             try:
                 snap = catalog.load_table((NAMESPACE, topic)).current_snapshot()
                 if snap is not None:
@@ -120,7 +122,7 @@ def run(rate: int, seconds: float) -> dict:
         conv = ConverterWatch(broker_pid)
         conv.sample()
         acks: dict[int, float] = {}
-        seen: dict[str, dict[int, float]] = {"duckdb": {}, "pyiceberg": {}}
+        seen: dict[str, dict[int, float]] = {"duckdb": {}, "pyiceberg": {}} if iceberg else {"duckdb": {}}
         stop = threading.Event()
         stop_at = [0.0]
 
@@ -136,6 +138,7 @@ def run(rate: int, seconds: float) -> dict:
         def watch_duckdb() -> None:
             last = 0
             while not done("duckdb", last):
+                conv.sample()
                 con = duckdb.connect(str(catalog_path), read_only=True)
                 try:
                     top = con.execute(f'SELECT max("offset") FROM {topic}').fetchone()[0]
@@ -156,7 +159,8 @@ def run(rate: int, seconds: float) -> dict:
                 conv.sample()
                 time.sleep(0.05)
 
-        threads = [threading.Thread(target=f, daemon=True) for f in (watch_duckdb, watch_iceberg)]
+        watchers = (watch_duckdb, watch_iceberg) if iceberg else (watch_duckdb,)
+        threads = [threading.Thread(target=f, daemon=True) for f in watchers]
         for t in threads:
             t.start()
         p = Producer({"bootstrap.servers": c.bootstrap_servers, "linger.ms": 5, "acks": "all"})
@@ -184,7 +188,7 @@ def run(rate: int, seconds: float) -> dict:
         for t in threads:
             t.join(90)
         conv.sample()
-        out: dict = {"rate": rate, "records": len(acks)}
+        out: dict = {"mode": "iceberg" if iceberg else "default", "rate": rate, "records": len(acks)}
         for name, vis in seen.items():
             lat = [vis[o] - acks[o] for o in acks if o in vis]
             out[name] = {
@@ -193,8 +197,7 @@ def run(rate: int, seconds: float) -> dict:
                 "p99_s": round(_pct(lat, 0.99), 3),
                 "max_s": round(max(lat), 3) if lat else None,
             }
-        table = catalog.load_table((NAMESPACE, topic))
-        out["snapshots"] = len(table.snapshots())
+        out["snapshots"] = len(catalog.load_table((NAMESPACE, topic)).snapshots()) if iceberg else 0
         out["data_files"] = len(list((Path(d) / "iceberg" / topic / "data").glob("p*.parquet")))
         cpu = conv.cpu_seconds()
         out["converter_cpu_s"] = round(cpu, 2)
@@ -206,24 +209,125 @@ def run(rate: int, seconds: float) -> dict:
         return out
 
 
+def trickle(seconds: float, speedup: float, rate: float) -> dict:
+    """Small-file merging (issue 17): trickle traffic into one partition with the commit interval,
+    merge age and snapshot expiry all ``speedup`` times shorter than the defaults (a commit every
+    1 s, merge after 60 s, snapshots kept 10 min), so each commit stands for one second of real
+    trickle traffic (a loaded machine commits less often than asked: the commits are counted, as
+    the one-commit data files seen). Prints the table's current data files, the files on disk
+    (merged members wait for the snapshots that reference them to expire) and the commit count
+    (what one file per commit would have left)."""
+    from workbench.storage.iceberg_tables import MAX_SNAPSHOT_AGE, _partition_files
+
+    config = {
+        "iceberg_commit_ms": int(1000 / speedup),
+        "iceberg_merge_age_ms": int(60_000 / speedup),
+        "iceberg_merge_min_files": 10,
+    }
+    with tempfile.TemporaryDirectory() as d, Cluster(brokers=1, data_dir=d, config=config) as c:
+        topic = "trickle"
+        c.create_topic(topic, partitions=1, replication_factor=1)
+        p = Producer({"bootstrap.servers": c.bootstrap_servers, "linger.ms": 0, "acks": "all"})
+        p.produce(topic, value=b"first", partition=0)
+        p.flush(30)
+        catalog = open_catalog(iceberg_root(Path(d)))
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                table = catalog.load_table((NAMESPACE, topic))
+                break
+            except Exception:
+                time.sleep(0.2)
+        table.transaction().set_properties({MAX_SNAPSHOT_AGE: str(int(600_000 / speedup))}).commit_transaction()
+        acked = [1]
+
+        def cb(err, msg) -> None:
+            if err is None:
+                acked[0] += 1
+
+        data = Path(d) / "iceberg" / topic / "data"
+        commits: set[str] = set()  # one-commit data files ever seen (members go only after expiry)
+        peak = [0]
+
+        def count_files() -> None:
+            names = [p.name for p in data.glob("p*.parquet")]
+            commits.update(n for n in names if n.count("-") == 1)
+            peak[0] = max(peak[0], len(names))
+
+        t0 = time.monotonic()
+        i = 0
+        next_count = t0
+        while time.monotonic() - t0 < seconds:
+            if time.monotonic() >= next_count:
+                count_files()
+                next_count = time.monotonic() + 0.5
+            p.produce(topic, value=b'{"n": %d}' % i, partition=0, on_delivery=cb)
+            p.poll(0)
+            i += 1
+            time.sleep(1 / (rate * speedup))
+        p.flush(30)
+        time.sleep(3 * config["iceberg_commit_ms"] / 1000 + 2)
+        count_files()
+        table = catalog.load_table((NAMESPACE, topic))
+        summaries = [s.summary.additional_properties for s in table.snapshots()]
+        rows = table.scan(selected_fields=("offset",)).to_arrow().column("offset").to_pylist()
+        return {
+            "seconds": seconds,
+            "speedup": speedup,
+            "commits": len(commits),
+            "simulated_s": round(len(commits) * 1.0),  # the defaults commit once a second
+            "records": acked[0],
+            "snapshots_kept": len(summaries),
+            "merges_in_kept_snapshots": sum(1 for s in summaries if s.get("workbench.operation") == "merge"),
+            "current_data_files": len(_partition_files(table, 0)),
+            "data_files_on_disk": len(list(data.glob("p*.parquet"))),
+            "peak_data_files_on_disk": peak[0],
+            "rows": len(rows),
+            "distinct_offsets": len(set(rows)),
+            "loadavg_1m": os.getloadavg()[0],
+        }
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=20.0, help="seconds of traffic per rate")
     ap.add_argument("--rates", type=int, nargs="+", default=[10, 10_000])
+    ap.add_argument("--modes", nargs="+", choices=("default", "iceberg"), default=["default", "iceberg"])
+    ap.add_argument("--trickle-seconds", type=float, default=0, help="only the small-file merge run, this long")
+    ap.add_argument("--speedup", type=float, default=12, help="trickle run: commit, merge and expiry times / this")
+    ap.add_argument("--trickle-rate", type=float, default=2, help="trickle run: records per simulated second")
     args = ap.parse_args()
+    if args.trickle_seconds:
+        r = trickle(args.trickle_seconds, args.speedup, args.trickle_rate)
+        print(json.dumps(r), flush=True)
+        print(
+            f"trickle: {r['commits']} commits (= {r['simulated_s']} s of 1-commit/s trickle; {r['seconds']} s at "
+            f"x{r['speedup']:g}), {r['records']} records: {r['current_data_files']} data files in the current "
+            f"snapshot, {r['data_files_on_disk']} on disk (peak {r['peak_data_files_on_disk']}; one per commit "
+            f"would be {r['commits']}); rows {r['rows']}, distinct offsets "
+            f"{r['distinct_offsets']}; load average {r['loadavg_1m']:.1f}",
+            flush=True,
+        )
+        out = HERE / "results" / f"open_tables_trickle-{time.strftime('%Y%m%d-%H%M%S')}.json"
+        out.write_text(json.dumps(r, indent=2))
+        print(f"wrote {out}")
+        return 0
     results = []
-    for rate in args.rates:
-        r = run(rate, args.seconds)
+    for mode, rate in [(m, r) for m in args.modes for r in args.rates]:
+        r = run(rate, args.seconds, mode == "iceberg")
         results.append(r)
         for name in ("duckdb", "pyiceberg"):
+            if name not in r:
+                continue
             v = r[name]
             print(
-                f"{rate:>6} rec/s  ack->visible in {name:<9}: p50 {v['p50_s']:.3f} s  p99 {v['p99_s']:.3f} s  "
+                f"{mode:<7} {rate:>6} rec/s  ack->visible in {name:<9}: "
+                f"p50 {v['p50_s']:.3f} s  p99 {v['p99_s']:.3f} s  "
                 f"max {v['max_s']} s  ({v['visible']}/{r['records']})",
                 flush=True,
             )
         print(
-            f"{rate:>6} rec/s  converter: {r['converter_cpu_us_per_record']} us CPU/record "
+            f"{mode:<7} {rate:>6} rec/s  converter: {r['converter_cpu_us_per_record']} us CPU/record "
             f"({r['converter_cpu_s']} s: tails {r['tail_cpu_us_per_record']}, "
             f"Iceberg commits {r['commit_cpu_us_per_record']} us/record), peak RSS {r['converter_peak_rss_mb']} MB; "
             f"{r['snapshots']} snapshots, {r['data_files']} data files; load average {r['loadavg_1m']:.1f}",

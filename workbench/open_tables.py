@@ -42,3 +42,34 @@ def open_catalog(root: Path) -> SqlCatalog:
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     return SqlCatalog(CATALOG_NAME, uri=f"sqlite:///{root / 'catalog.db'}", warehouse=f"file://{root}")
+
+
+def data_files_sql(root: Path, topic: str) -> str:
+    """SQL over the table's data files for a plain Parquet reader (no Iceberg library): each
+    record once, also while a merge's members are still on disk beside the merged file (they stay
+    for the older snapshots until those expire). A file whose offset range (``p<partition>-<from>``
+    in its name, ``workbench.next_offset`` in its footer) lies inside another file's range of the
+    same partition is left out (of two with the same range, the older ``g<n>``); the rest never
+    overlap. May include a data file linked a moment
+    before its commit (records of the log's committed prefix, never twice). An Iceberg reader
+    (pyiceberg, `Cluster.iceberg_table`) reads the current snapshot's files instead."""
+    glob = data_glob(root, topic).replace("'", "''")
+    return f"""
+WITH files AS (
+    SELECT file_name AS f,
+        TRY_CAST(regexp_extract(file_name, '/p([0-9]+)-[0-9]+(-[0-9]+-g[0-9]+)?[.]parquet$', 1) AS INTEGER)
+            AS partition,
+        TRY_CAST(regexp_extract(file_name, '/p[0-9]+-([0-9]+)(-[0-9]+-g[0-9]+)?[.]parquet$', 1) AS BIGINT) AS first,
+        coalesce(TRY_CAST(regexp_extract(file_name, '-g([0-9]+)[.]parquet$', 1) AS BIGINT), 0) AS generation,
+        TRY_CAST(decode(value) AS BIGINT) AS next
+    FROM parquet_kv_metadata('{glob}')
+    WHERE decode(key) = 'workbench.next_offset'
+), outermost AS (
+    SELECT f FROM files
+    WHERE partition IS NOT NULL AND first IS NOT NULL
+    QUALIFY first >= coalesce(max(next) OVER (PARTITION BY partition ORDER BY first, next DESC, generation DESC
+                                              ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), first)
+)
+SELECT d.* EXCLUDE (filename) FROM read_parquet('{glob}', filename = true, union_by_name = true) d
+SEMI JOIN outermost o ON d.filename = o.f
+"""

@@ -20,7 +20,8 @@ from confluent_kafka import Producer
 from pyiceberg.exceptions import NoSuchTableError
 
 from tests.conftest import FAST_GROUPS
-from tests.support import plain_duckdb, wait_until
+from tests.integration.test_open_tables_default import plain_duckdb  # re-runs a read torn by a tail rename
+from tests.support import wait_until
 from workbench import Cluster
 
 #: Iceberg tables are opt-in (`iceberg_commit_ms`, 0 by default): these tests turn them on.
@@ -99,6 +100,11 @@ def test_iceberg_snapshots_are_prefixes_of_the_log_with_each_record_once(cluster
     reached = {0: 0, 1: 0}
     for snap in snapshots:  # in commit order: contiguous ranges, each from where the last ended
         props = snap.summary.additional_properties
+        if props.get("workbench.operation") == "merge":  # small files merged: the same records
+            assert iceberg_offsets(cluster, topic_name, snap.snapshot_id) == sorted(
+                (q_, o) for q_, end in reached.items() for o in range(end)
+            )
+            continue
         part, lo, hi = (int(props[k]) for k in ("workbench.partition", "workbench.from-offset", "workbench.to-offset"))
         assert lo == reached[part] and hi > lo, (snap.snapshot_id, props, reached)
         reached[part] = hi
@@ -326,3 +332,167 @@ def test_delete_records_drops_the_records_from_the_iceberg_table_and_its_history
     assert p.flush(30) == 0
     offsets = wait_until(lambda: len(o := iceberg_offsets(c, topic_name)) >= 350 - below and o, timeout=DEADLINE_S)
     assert offsets == [(0, o) for o in range(below, 350)]
+
+
+#: Merges after a second, three files at least: a few seconds of traffic exercise them.
+MERGING = {**ICEBERG, "iceberg_merge_age_ms": 1000, "iceberg_merge_min_files": 3}
+
+
+def current_files(cluster, topic: str) -> list[str]:
+    from pathlib import Path
+
+    from workbench.storage.iceberg_tables import _partition_files
+
+    return sorted(Path(f.file_path).name for f in _partition_files(cluster.iceberg_table(topic), 0))
+
+
+def glob_counts(cluster, topic: str) -> tuple[int, int]:
+    """count(*), distinct offsets by the documented rule for plain Parquet readers of the data files."""
+    from workbench.open_tables import data_files_sql, iceberg_root
+
+    sql = data_files_sql(iceberg_root(cluster.data_dir), topic)
+    return duckdb.connect().execute(f'SELECT count(*), count(DISTINCT "offset") FROM ({sql})').fetchone()
+
+
+def produce_rounds(c, topic: str, rounds: int, per_round: int = 50) -> int:
+    """Rounds of records, each committed to Iceberg before the next: a data file per round."""
+    p = Producer({"bootstrap.servers": c.bootstrap_servers, "acks": "all", "enable.idempotence": True})
+    total = len(iceberg_offsets(c, topic))
+    for _ in range(rounds):
+        for i in range(per_round):
+            p.produce(topic, value=f"v{total + i}".encode(), partition=0)
+        assert p.flush(30) == 0
+        total += per_round
+        wait_until(lambda n=total: len(iceberg_offsets(c, topic)) >= n, timeout=DEADLINE_S, interval=0.3)
+    return total
+
+
+def test_small_data_files_are_merged_and_readers_count_each_record_once_throughout(fresh_cluster, topic_name):
+    c = fresh_cluster(brokers=1, config=MERGING)
+    c.start()
+    c.create_topic(topic_name, partitions=1, replication_factor=1)
+    problems: list[str] = []
+    stop = threading.Event()
+
+    def check() -> None:  # readers during the merges: pyiceberg and the data-file glob rule
+        while not stop.is_set():
+            offsets = [o for _, o in iceberg_offsets(c, topic_name)]
+            if offsets != list(range(len(offsets))):
+                problems.append(f"pyiceberg: not each offset once ({len(offsets)} rows)")
+            n, distinct = glob_counts(c, topic_name) if offsets else (0, 0)
+            if n != distinct:
+                problems.append(f"glob rule: {n} rows, {distinct} offsets")
+            time.sleep(0.2)
+
+    total = produce_rounds(c, topic_name, rounds=6)
+    t = threading.Thread(target=check, daemon=True)
+    t.start()
+    try:
+        total = produce_rounds(c, topic_name, rounds=4) if total else total
+        table = wait_until(
+            lambda: (
+                (tb := c.iceberg_table(topic_name))
+                and any(s.summary.additional_properties.get("workbench.operation") == "merge" for s in tb.snapshots())
+                and tb
+            ),
+            timeout=DEADLINE_S,
+            interval=0.5,
+            message="a merge snapshot",
+        )
+        time.sleep(1)
+    finally:
+        stop.set()
+        t.join(30)
+    assert problems == []
+    assert iceberg_offsets(c, topic_name) == [(0, o) for o in range(total)]
+    assert glob_counts(c, topic_name) == (total, total)
+    commits = [s for s in table.snapshots() if "workbench.operation" not in s.summary.additional_properties]
+    assert len(current_files(c, topic_name)) < len(commits)  # fewer files than commits
+    assert any("-" in name[len("p00000-") :] for name in current_files(c, topic_name))  # a merged file
+
+
+def test_a_broker_killed_mid_merge_leaves_a_consistent_table(fresh_cluster, topic_name, monkeypatch):
+    """The committer exits (as kill -9 leaves it) after writing a merged file and before its
+    snapshot (failpoint ``iceberg.merge_before_commit``), then the broker is killed and restarted:
+    the table held each record once throughout and the merge completes afterwards."""
+    from workbench.storage.failpoints import ENV, EXIT_ENV
+
+    monkeypatch.setenv(ENV, "iceberg.merge_before_commit")
+    monkeypatch.setenv(EXIT_ENV, "1")
+    c = fresh_cluster(brokers=1, config=MERGING)
+    c.start()
+    c.create_topic(topic_name, partitions=1, replication_factor=1)
+    total = produce_rounds(c, topic_name, rounds=5)
+    data = iceberg_root_of(c) / topic_name / "data"
+    wait_until(lambda: list(data.glob("p00000-*-*.parquet")), timeout=DEADLINE_S, interval=0.3, message="merged")
+    time.sleep(2)  # more rounds, each dying at the same point (a longer run each time: more files are old)
+    orphans = {p.name for p in data.glob("p00000-*-*.parquet")}
+    assert not orphans & set(current_files(c, topic_name))  # no snapshot references them
+    assert iceberg_offsets(c, topic_name) == [(0, o) for o in range(total)]
+    assert glob_counts(c, topic_name) == (total, total)  # the rule reads each record once beside them
+    [node] = list(c.brokers)
+    c.kill_broker(node)
+    monkeypatch.delenv(ENV)
+    monkeypatch.delenv(EXIT_ENV)
+    c.restart_broker(node)
+    total = produce_rounds(c, topic_name, rounds=1)
+    wait_until(
+        lambda: any("-" in n[len("p00000-") :] for n in current_files(c, topic_name)),
+        timeout=DEADLINE_S,
+        interval=0.5,
+        message="a merge committed after the restart",
+    )
+    assert iceberg_offsets(c, topic_name) == [(0, o) for o in range(total)]
+    assert glob_counts(c, topic_name) == (total, total)
+
+
+def iceberg_root_of(c):
+    from workbench.open_tables import iceberg_root
+
+    return iceberg_root(c.data_dir)
+
+
+def test_the_iceberg_table_of_a_compacted_topic_holds_what_the_cleaned_log_holds(fresh_cluster, topic_name):
+    from tests.integration.test_log_compaction import COMPACT, read_confluent, wait_cleaned
+
+    c = fresh_cluster(brokers=1, config={**ICEBERG, "log_cleaner_backoff_ms": 200})
+    c.start()
+    c.create_topic(topic_name, partitions=1, replication_factor=1, config=COMPACT)
+    p = Producer({"bootstrap.servers": c.bootstrap_servers, "linger.ms": 5, "acks": "all"})
+    for rnd in range(12):
+        for k in range(25):
+            p.produce(topic_name, key=b"key-%02d" % k, value=b"v%d-%d" % (k, rnd) * 8, partition=0)
+        assert p.flush(30) == 0
+        # each round in the table before the next: its data files hold versions the cleaner removes later
+        wait_until(lambda n=25 * (rnd + 1): iceberg_top(c, topic_name) >= n, timeout=DEADLINE_S, interval=0.3)
+    end = 12 * 25
+    wait_cleaned(c, topic_name, end, replicas=1)
+
+    def log_offsets() -> list[int]:
+        return [o for o, _, _ in read_confluent(c.bootstrap_servers, topic_name, end)]
+
+    def reflected():
+        want = log_offsets()
+        got = [o for _, o in iceberg_offsets(c, topic_name)]
+        return got == want and got
+
+    got = wait_until(reflected, timeout=DEADLINE_S, interval=1.0, message="the table to hold what the log holds")
+    assert len(got) < end  # the cleaner removed old versions and the table followed
+    assert len(got) >= 25  # the latest version of every key is kept
+    table = c.iceberg_table(topic_name)
+    rows = table.scan(selected_fields=("offset", "key", "value")).to_arrow().sort_by("offset").to_pylist()
+    latest = {r["key"]: r["value"] for r in rows}  # in offset order: the last version of each key wins
+    assert latest == {b"key-%02d" % k: b"v%d-%d" % (k, 11) * 8 for k in range(25)}
+    ops = [s.summary.additional_properties.get("workbench.operation") for s in table.snapshots()]
+    assert "compaction" in ops
+    assert glob_counts(c, topic_name) == (len(got), len(got))  # the replaced data files are skipped by the rule
+
+
+def iceberg_top(c, topic: str) -> int:
+    """Where the table's published records of partition 0 end (0 before the first commit)."""
+    from workbench.storage.iceberg_tables import published_offsets
+
+    try:
+        return published_offsets(c.iceberg_table(topic)).get(0, 0)
+    except NoSuchTableError:
+        return 0

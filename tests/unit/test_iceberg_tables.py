@@ -217,3 +217,221 @@ def test_snapshots_older_than_the_expiry_age_go_keeping_the_newest(tmp_path):
     assert len(table.snapshots()) == 3 and sum(expired) == 4  # 7 commits, the newest 3 kept
     assert table.properties[iceberg_tables.MIN_SNAPSHOTS] == "3"  # the committer keeps the user's setting
     assert table_offsets(root) == list(range(70))  # appends only: every record still there
+
+
+#: The six files [0, 10) ... [50, 60) merged: its range, and the sequence number of its snapshot.
+MERGED = f"p00000-{0:020d}-{60:020d}-g7.parquet"
+
+
+def committed_files(root, snapshot_id=None) -> list[str]:
+    table = open_catalog(root).load_table((NAMESPACE, "t"))
+    return sorted(Path(f.file_path).name for f in iceberg_tables._partition_files(table, 0, snapshot_id))
+
+
+def glob_counts(root) -> tuple[int, int]:
+    """count(*) and distinct offsets by the documented rule for plain Parquet readers."""
+    import duckdb
+
+    from workbench.open_tables import data_files_sql
+
+    return (
+        duckdb.connect()
+        .execute(f'SELECT count(*), count(DISTINCT "offset") FROM ({data_files_sql(root, "t")})')
+        .fetchone()
+    )
+
+
+def six_small_files(tmp_path):
+    """Six commits of 10 records each (data files [0, 10) ... [50, 60)), all older than a second."""
+    import os
+    import time
+
+    source = tmp_path / "partition=0"
+    source.mkdir()
+    root = tmp_path / "iceberg"
+    job = {"root": str(root), "topic": "t", "partition": 0, "directory": str(source)}
+    for hi in range(10, 70, 10):
+        source_file(source, 0, hi)
+        assert iceberg_tables.publish(job)["committed"]
+    for path in (root / "t" / "data").glob("p*.parquet"):
+        os.utime(path, (time.time() - 60, time.time() - 60))
+    return root, job
+
+
+def test_small_files_merge_into_one_replace_snapshot_that_keeps_each_offset_once(tmp_path):
+    root, _job = six_small_files(tmp_path)
+    table = open_catalog(root).load_table((NAMESPACE, "t"))
+    before = [s.snapshot_id for s in table.snapshots()]
+    summary = iceberg_tables._maybe_merge(table, root, "t", 0, age_ms=1000, min_files=3)
+    assert summary is not None and summary["workbench.merged-files"] == "6"
+    assert committed_files(root) == [MERGED]  # one file instead of six
+    assert table_offsets(root) == list(range(60))  # the same records, each once
+    table = open_catalog(root).load_table((NAMESPACE, "t"))
+    assert iceberg_tables.published_offsets(table) == {0: 60}  # offsets unchanged
+    assert table.current_snapshot().summary.operation.value == "overwrite"
+    for i, snap_id in enumerate(before):  # time travel is unchanged: snapshot i is offsets [0, 10 (i + 1))
+        rows = table.scan(snapshot_id=snap_id).to_arrow().column("offset").to_pylist()
+        assert sorted(rows) == list(range(10 * (i + 1)))
+    data = root / "t" / "data"
+    assert len(list(data.glob("p*.parquet"))) == 7  # the members stay for the older snapshots ...
+    assert glob_counts(root) == (60, 60)  # ... and the reading rule counts each record once
+    assert iceberg_tables._unlink_superseded(table, root, "t", 0) == 0  # still referenced
+    table.maintenance.expire_snapshots().by_ids(before).commit()
+    table = open_catalog(root).load_table((NAMESPACE, "t"))
+    assert iceberg_tables._unlink_superseded(table, root, "t", 0) == 6  # no snapshot has them now
+    assert [p.name for p in data.glob("p*.parquet")] == [MERGED]
+    assert glob_counts(root) == (60, 60) and table_offsets(root) == list(range(60))
+
+
+def test_young_or_few_files_are_not_merged_and_runs_stop_at_a_gap(tmp_path):
+    root, _job = six_small_files(tmp_path)
+    table = open_catalog(root).load_table((NAMESPACE, "t"))
+    assert iceberg_tables._maybe_merge(table, root, "t", 0, age_ms=120_000, min_files=3) is None  # too young
+    assert iceberg_tables._maybe_merge(table, root, "t", 0, age_ms=1000, min_files=7) is None  # too few
+    assert len(committed_files(root)) == 6
+
+
+def test_a_crash_mid_merge_leaves_the_table_consistent_and_the_next_merge_adopts_the_file(tmp_path, monkeypatch):
+    from workbench.storage.failpoints import ENV, FailpointCrash
+
+    root, job = six_small_files(tmp_path)
+    merged = root / "t" / "data" / MERGED
+    table = open_catalog(root).load_table((NAMESPACE, "t"))
+    monkeypatch.setenv(ENV, "iceberg.merge_before_commit")
+    with pytest.raises(FailpointCrash):
+        iceberg_tables._maybe_merge(table, root, "t", 0, age_ms=1000, min_files=3)
+    assert merged.exists()  # written whole, referenced by no snapshot
+    assert len(committed_files(root)) == 6 and table_offsets(root) == list(range(60))
+    assert glob_counts(root) == (60, 60)
+    inode = merged.stat().st_ino
+    monkeypatch.setenv(ENV, "iceberg.merge_after_commit")  # committed, then the process dies
+    table = open_catalog(root).load_table((NAMESPACE, "t"))
+    with pytest.raises(FailpointCrash):
+        iceberg_tables._maybe_merge(table, root, "t", 0, age_ms=1000, min_files=3)
+    monkeypatch.delenv(ENV)
+    assert committed_files(root) == [merged.name] and merged.stat().st_ino == inode  # adopted
+    assert table_offsets(root) == list(range(60)) and glob_counts(root) == (60, 60)
+    # publishing goes on after the merge, from the same offset
+    source_file(tmp_path / "partition=0", 0, 75)
+    answer = iceberg_tables.publish({**job, "merge_age_ms": 1000, "merge_min_files": 3})
+    assert (answer["from_offset"], answer["to_offset"]) == (60, 75)
+    assert table_offsets(root) == list(range(75)) and glob_counts(root) == (75, 75)
+
+
+def test_retention_after_a_merge_drops_the_merged_file_and_its_members(tmp_path):
+    root, job = six_small_files(tmp_path)
+    table = open_catalog(root).load_table((NAMESPACE, "t"))
+    iceberg_tables._maybe_merge(table, root, "t", 0, age_ms=1000, min_files=3)
+    source_file(tmp_path / "partition=0", 60, 80)
+    assert iceberg_tables.publish(job)["to_offset"] == 80
+    answer = iceberg_tables.publish({**job, "log_start_offset": 70})
+    assert answer["deleted_below"] == 60  # the merged file as a whole, never rewritten
+    assert table_offsets(root) == list(range(60, 80))
+    assert [p.name for p in (root / "t" / "data").glob("p*.parquet")] == [f"p00000-{60:020d}.parquet"]
+
+
+def cleaned_file(directory, lo: int, hi: int, keep) -> None:
+    """What the log cleaner leaves: ``[lo, hi)`` rewritten with only the offsets ``keep`` accepts."""
+    import os
+
+    import pyarrow.compute as pc
+
+    rows = tier_rows(lo, hi)
+    rows = rows.filter(pc.is_in(rows.column("offset"), pa.array([o for o in range(lo, hi) if keep(o)], pa.int64())))
+    tmp = directory / f"{lo:020d}.parquet.cleaned"
+    writer = parquet_tier.MergedFileWriter(tmp, lo, topic="t")
+    writer.add(rows)
+    writer.finish(hi, 0, merged=True)
+    os.replace(tmp, directory / f"{lo:020d}.parquet")
+
+
+def test_a_log_cleaner_rewrite_is_reflected_by_an_overwrite_snapshot(tmp_path):
+    source = tmp_path / "partition=0"
+    source.mkdir()
+    root = tmp_path / "iceberg"
+    job = {"root": str(root), "topic": "t", "partition": 0, "directory": str(source)}
+    for lo, hi in ((0, 40), (40, 80), (80, 100)):  # three commits, each from a sealed segment
+        source_file(source, lo, hi)
+        assert iceberg_tables.publish(job)["to_offset"] == hi
+    cleaned_file(source, 0, 80, keep=lambda o: o % 4 == 0 or o >= 70)  # segments [0, 40) + [40, 80) cleaned
+    table = open_catalog(root).load_table((NAMESPACE, "t"))
+    before = table.current_snapshot().snapshot_id
+    summary = iceberg_tables._reflect_compaction(table, root, "t", 0, source)
+    assert summary is not None and (summary["workbench.compacted-from"], summary["workbench.compacted-to"]) == (
+        "0",
+        "80",
+    )
+    want = [o for o in range(100) if o % 4 == 0 or o >= 70]
+    assert table_offsets(root) == want  # what the log holds now
+    table = open_catalog(root).load_table((NAMESPACE, "t"))
+    assert iceberg_tables.published_offsets(table) == {0: 100}
+    old = sorted(table.scan(snapshot_id=before).to_arrow().column("offset").to_pylist())
+    assert old == list(range(100))  # time travel still shows the log before the cleaner ran
+    assert glob_counts(root) == (len(want), len(want))  # the replaced files are skipped by the rule
+    assert iceberg_tables._reflect_compaction(table, root, "t", 0, source) is None  # reflected once
+    source_file(source, 100, 120)  # later commits carry the reflected state forward
+    assert iceberg_tables.publish(job)["to_offset"] == 120
+    table = open_catalog(root).load_table((NAMESPACE, "t"))
+    assert iceberg_tables._reflect_compaction(table, root, "t", 0, source) is None
+    cleaned_file(source, 0, 80, keep=lambda o: o % 8 == 0 or o >= 70)  # cleaned again: fewer still
+    summary = iceberg_tables._reflect_compaction(table, root, "t", 0, source)
+    assert summary is not None
+    want = [o for o in range(120) if o % 8 == 0 or o >= 70]
+    assert table_offsets(root) == want and glob_counts(root) == (len(want), len(want))
+
+
+def test_a_crash_before_the_compaction_commit_leaves_the_table_as_it_was(tmp_path, monkeypatch):
+    from workbench.storage.failpoints import ENV, FailpointCrash
+
+    source = tmp_path / "partition=0"
+    source.mkdir()
+    root = tmp_path / "iceberg"
+    job = {"root": str(root), "topic": "t", "partition": 0, "directory": str(source)}
+    source_file(source, 0, 50)
+    iceberg_tables.publish(job)
+    cleaned_file(source, 0, 50, keep=lambda o: o % 2 == 0)
+    table = open_catalog(root).load_table((NAMESPACE, "t"))
+    monkeypatch.setenv(ENV, "iceberg.compaction_before_commit")
+    with pytest.raises(FailpointCrash):
+        iceberg_tables._reflect_compaction(table, root, "t", 0, source)
+    monkeypatch.delenv(ENV)
+    assert table_offsets(root) == list(range(50))  # the snapshot before: all of it, each once
+    table = open_catalog(root).load_table((NAMESPACE, "t"))
+    assert iceberg_tables._reflect_compaction(table, root, "t", 0, source) is not None  # done on the next round
+    assert table_offsets(root) == list(range(0, 50, 2))
+    assert glob_counts(root) == (25, 25)
+
+
+def test_merges_every_round_keep_disk_bounded_and_never_unlink_a_file_a_snapshot_needs(tmp_path):
+    """Merges more frequent than snapshot expiry: each member goes once the snapshots older than its
+    merge are expired (not when the newest merged file reaches the oldest snapshot: it never does)."""
+    import os
+    import time
+
+    source = tmp_path / "partition=0"
+    source.mkdir()
+    root = tmp_path / "iceberg"
+    job = {"root": str(root), "topic": "t", "partition": 0, "directory": str(source)}
+    job |= {"merge_age_ms": 1000, "merge_min_files": 3}
+    data = root / "t" / "data"
+    on_disk = []
+    for i in range(1, 25):
+        source_file(source, 0, 10 * i)
+        iceberg_tables._last_merge_check.clear()  # a merge check every round
+        iceberg_tables.publish(job)
+        if i == 1:
+            table = open_catalog(root).load_table((NAMESPACE, "t"))
+            table.transaction().set_properties(
+                {iceberg_tables.MAX_SNAPSHOT_AGE: "1", iceberg_tables.MIN_SNAPSHOTS: "4"}
+            ).commit_transaction()
+        for path in data.glob("p*.parquet"):
+            os.utime(path, (time.time() - 60, time.time() - 60))
+        on_disk.append(len(list(data.glob("p*.parquet"))))
+        table = open_catalog(root).load_table((NAMESPACE, "t"))
+        for snap in table.snapshots():  # every snapshot left still reads: none of its files was unlinked
+            offsets = sorted(table.scan(snapshot_id=snap.snapshot_id).to_arrow().column("offset").to_pylist())
+            assert offsets == list(range(len(offsets)))
+        assert table_offsets(root) == list(range(10 * i))
+        assert glob_counts(root) == (10 * i, 10 * i)
+    assert max(on_disk[5:]) <= 10  # bounded: 24 commits, not 24 files and more
+    assert sum(1 for s in table.snapshots() if s.summary.additional_properties.get("workbench.operation")) >= 1

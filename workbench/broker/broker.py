@@ -112,6 +112,8 @@ class Broker:
         self._last_tail: dict[tuple[str, int], float] = {}
         self._last_iceberg: dict[tuple[str, int], tuple[float, int]] = {}  # tp -> (when, published to)
         self._iceberg_log_start: dict[tuple[str, int], int] = {}  # tp -> log start offset last published at
+        self._iceberg_unmerged: set[tuple[str, int]] = set()  # committed since the last idle merge round
+        self._iceberg_passes: dict[tuple[str, int], int] = {}  # tp -> log cleaner passes at the last round
         self._ready = False
         self._ready_for_metadata = False
         self.server = KafkaServer(
@@ -551,7 +553,16 @@ class Broker:
         last, published = self._last_iceberg.get(tp, (0.0, -1))
         log_start = plog.log_start_offset
         moved = self._iceberg_log_start.get(tp, 0) != log_start  # retention, DeleteRecords: a delete snapshot
-        if now - last < interval or (published >= plog.last_stable_offset and not moved):
+        # Nothing new: one more round once the last commit's files are past the merge age, so a
+        # partition that went quiet still gets its small files merged (then none until it commits).
+        age_s = self.config.iceberg_merge_age_ms / 1000
+        merge_due = tp in self._iceberg_unmerged and age_s > 0 and now - last >= 1.2 * age_s + interval
+        # A compacted topic: a cleaner pass since the last round may have rewritten published records.
+        passes = self.cleaner.state(plog).passes if plog.config.compact else 0
+        cleaned = passes != self._iceberg_passes.get(tp, 0)
+        if now - last < interval or (
+            published >= plog.last_stable_offset and not moved and not merge_due and not cleaned
+        ):
             return
         job = {
             "iceberg": True,
@@ -560,6 +571,9 @@ class Broker:
             "partition": tp[1],
             "directory": str(plog.directory),
             "log_start_offset": log_start,
+            "merge_age_ms": self.config.iceberg_merge_age_ms,
+            "merge_min_files": self.config.iceberg_merge_min_files,
+            "compacted": plog.config.compact,  # reflect the log cleaner's rewrites
         }
         try:
             answer = await self.lake_committer.convert(job)
@@ -569,6 +583,11 @@ class Broker:
             return
         self._last_iceberg[tp] = (now, int(answer.get("to_offset", published)))
         self._iceberg_log_start[tp] = log_start
+        self._iceberg_passes[tp] = passes
+        if answer.get("committed"):
+            self._iceberg_unmerged.add(tp)
+        elif merge_due:
+            self._iceberg_unmerged.discard(tp)
 
     # -- producer ids -----------------------------------------------------------------------------
 

@@ -79,6 +79,10 @@ class BrokerConfig:
     # (<cluster_dir>/iceberg, workbench.storage.iceberg_tables) at most this often. Opt-in (0: off)
     # while a duplicate-publication race found by tests/integration/test_open_tables.py is open.
     iceberg_commit_ms: int = 0
+    # ... and merges a partition's small data files once this old (0: never), a run of at least
+    # iceberg_merge_min_files consecutive ones into one (an Iceberg overwrite snapshot).
+    iceberg_merge_age_ms: int = 60_000
+    iceberg_merge_min_files: int = 10
     # The log cleaner (workbench.storage.log_cleaner), Kafka's log.cleaner.* names:
     log_cleaner_enable: bool = True  # log.cleaner.enable
     log_cleaner_dedupe_buffer_size: int = 32 * 1024 * 1024  # log.cleaner.dedupe.buffer.size (Kafka: 128 MiB)

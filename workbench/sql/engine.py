@@ -58,11 +58,6 @@ EMPTY_CACHED_ROWS = (
     "NULL::VARCHAR AS key, NULL::BLOB AS key_bytes, NULL::BLOB AS value_bytes, "
     "NULL::STRUCT(key VARCHAR, value BLOB)[] AS headers LIMIT 0"
 )
-#: The raw columns of an Iceberg data file (`workbench.storage.iceberg_tables`), no rows.
-EMPTY_TABLE_ROWS = (
-    'SELECT NULL::INTEGER AS partition, NULL::BIGINT AS "offset", NULL::TIMESTAMPTZ AS timestamp, '
-    "NULL::BLOB AS key, NULL::BLOB AS value, NULL::STRUCT(key VARCHAR, value BLOB)[] AS headers LIMIT 0"
-)
 _WRITE_STATEMENTS = {"INSERT", "UPDATE", "DELETE", "DROP", "ALTER", "CREATE", "COPY", "MERGE_INTO"}
 
 WINDOW_MACROS = """
@@ -146,16 +141,12 @@ class SqlEngine:
         *,
         compact: bool = True,
         isolation_level: str = "read_committed",
-        open_tables: Path | None = None,
     ) -> None:
         self.wire = Wire(bootstrap_servers, isolation_level)
         self.root = Path(root)
         self.cache_root = self.root / "sql"
         self.cache_root.mkdir(parents=True, exist_ok=True)
         self.catalog_path = self.root / "workbench.duckdb"
-        #: An embedded cluster's Iceberg directory (`workbench.open_tables`): the catalog's views
-        #: read its data files above the cache, so plain DuckDB sees records within seconds.
-        self.open_tables = Path(open_tables) if open_tables is not None else None
         self.source = source
         self.materializer = materializer
         self.db = duckdb.connect()
@@ -879,8 +870,8 @@ class SqlEngine:
             self._catalog_signature = signature
 
     def _catalog_view_sql(self, state: TopicState) -> str:
-        """A topic in the catalog: its cache files, then (embedded clusters) the Iceberg table's
-        data files above what the cache covers, per partition (they never overlap each other)."""
+        """A topic in the catalog: its cache files, then (embedded clusters) the brokers' Parquet
+        files above what the cache covers, one copy per partition (`workbench.sql.open_views`)."""
         parts, covered = [], []
         files = [str(f.path) for _, ps in sorted(state.partitions.items()) for f in ps.cache.files]
         if files:
@@ -889,18 +880,16 @@ class SqlEngine:
         for p, ps in sorted(state.partitions.items()):
             if ps.cache.next is not None:
                 covered.append(f'WHEN {int(p)} THEN "offset" >= {int(ps.cache.next)}')
-        if self.open_tables is not None:
-            from workbench.open_tables import ANCHOR, data_glob, table_location
+        data_dir = self.broker_data_dir()
+        if data_dir is not None:
+            from workbench.sql import open_views
 
-            anchor = table_location(self.open_tables, state.name) / "data" / ANCHOR
-            if not anchor.exists():  # a glob must match a file even before the first commit
+            anchor = open_views.anchor_path(data_dir, state.name)
+            if not anchor.exists():  # a glob must match a file even before the brokers wrote one
                 anchor.parent.mkdir(parents=True, exist_ok=True)
-                self._copy(EMPTY_TABLE_ROWS, anchor)
-            where = f"CASE partition {' '.join(covered)} ELSE true END" if covered else "true"
-            raw = (
-                f"(SELECT * FROM read_parquet({sql_literal(data_glob(self.open_tables, state.name))}, "
-                f"union_by_name=true) WHERE {where})"
-            )
+                self._copy(open_views.EMPTY_RAW_ROWS, anchor)
+            above = {p: ps.cache.next for p, ps in state.partitions.items() if ps.cache.next is not None}
+            raw = f"({open_views.broker_files_sql(data_dir, state.name, above)})"
             parts.append(flatten.flatten_sql(raw, state.schema))
         local = self.materializer
         if local is not None and hasattr(local, "raw_glob"):

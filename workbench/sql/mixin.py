@@ -89,7 +89,6 @@ class SqlMixin:
                 from workbench.sql.errors import SqlError
 
                 raise SqlError("the cluster is stopped; SQL needs running brokers")
-            from workbench.open_tables import iceberg_root
             from workbench.sql.engine import BrokerDirectories, SqlEngine
             from workbench.sql.materialize import LocalSegments
 
@@ -100,7 +99,6 @@ class SqlMixin:
                     data_dir,
                     BrokerDirectories(data_dir),
                     isolation_level=self.sql_isolation_level,
-                    open_tables=iceberg_root(data_dir),
                 )
             else:
                 root = Path(self.sql_data_dir or default_cache_dir(self.bootstrap_servers))

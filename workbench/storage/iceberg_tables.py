@@ -27,22 +27,27 @@ and carried-forward offsets, onto the winner's snapshot, and the next commit pub
 winner's range again (the race behind the record-twice finding). A crash between writing the data
 file and committing leaves the table at its previous snapshot and an unreferenced file named by
 its start offset; the next publisher from that offset finds the name taken (``link`` refuses),
-and adopts the file if it starts there (failpoint ``iceberg.before_commit``). So data files never overlap,
-and a glob over ``data/*.parquet`` (what the ``workbench.duckdb`` catalog reads) never counts a
-record twice either. The source files are read with the Parquet tier's rule (a file starting
-inside an earlier file's range is superseded: a merge not finished), each above where the previous
-one ended, a hole at the published offset publishes nothing, and a data file whose offsets are not
-strictly increasing is refused before it is written.
+and adopts the file if it starts there (failpoint ``iceberg.before_commit``). So commits' data files
+never overlap; a merged file covers its members' range exactly. The source files are read with
+the Parquet tier's rule (a file starting inside an earlier file's range is superseded: a merge not
+finished), each above where the previous one ended, a hole at the published offset publishes
+nothing, and a data file whose offsets are not strictly increasing is refused before it is written.
 
 Retention and DeleteRecords (`_apply_retention`): once the log start offset passes a data file's
 whole range, a delete snapshot drops the partition's files below it, every older snapshot is
 expired and the files are unlinked. Snapshot expiry (`_expire_old_snapshots`) follows Iceberg's
 ``history.expire.max-snapshot-age-ms`` and ``history.expire.min-snapshots-to-keep`` (10 min, 10).
 
-Not done: the log cleaner's rewrites (compacted topics) are not reflected (the table keeps every
-version of a key), and data files are not merged as they age (one per partition per commit,
-bounded in time by retention only): a merged file in ``data/`` would be counted twice by the
-glob the ``workbench.duckdb`` catalog reads until the files it replaces are expired and unlinked.
+Small-file merge (`_maybe_merge`, every tenth of ``merge_age_ms``): a run of consecutive small data
+files older than the merge age becomes one file ``data/p<partition>-<from>-<to>-g<seq>.parquet`` in one
+Iceberg overwrite snapshot (``workbench.operation=merge``; the same records, offsets unchanged).
+The members stay on disk for the older snapshots and are unlinked once the oldest snapshot left
+holds the merged file (`_unlink_superseded`); plain Parquet readers of ``data/`` use the rule of
+`workbench.open_tables.data_files_sql` (a file inside another's range is left out).
+
+Compacted topics (`_reflect_compaction`): when the broker's log cleaner rewrote files the table
+already published, the table's data files overlapping them are rewritten from the log as it is now,
+in one overwrite snapshot; the cleaner files reflected are carried forward in every summary.
 """
 
 from __future__ import annotations
@@ -294,8 +299,21 @@ def published_offsets(table: Table) -> dict[int, int]:
     return {int(k): int(v) for k, v in json.loads(text).items()}
 
 
+REMOVED_FILES = "workbench.removed-files"  # summary of a merge or compaction: the data files it removed
+CLEANED_STATE = "workbench.cleaned"  # summary: {partition: {base: [next, rows]}} of cleaner files reflected
+
+
+def _carried(table: Table) -> dict[str, str]:
+    """Summary properties every snapshot carries forward (besides the offsets): the log-cleaner
+    files already reflected (`_reflect_compaction`)."""
+    snap = table.current_snapshot()
+    props = snap.summary.additional_properties if snap is not None and snap.summary is not None else {}
+    return {CLEANED_STATE: props[CLEANED_STATE]} if CLEANED_STATE in props else {}
+
+
 def _data_files(root: Path, topic: str, partition: int) -> list[tuple[int, int, Path]]:
-    """(from, next, path) of the partition's data files on disk (``p<partition>-<from>.parquet``)."""
+    """(from, next, path) of the partition's data files on disk: ``p<partition>-<from>.parquet``
+    (one commit) and ``p<partition>-<from>-<to>.parquet`` (a merge, `_maybe_merge`), by range."""
     d = table_location(root, topic) / "data"
     prefix = f"p{partition:05d}-"
     out: list[tuple[int, int, Path]] = []
@@ -306,6 +324,9 @@ def _data_files(root: Path, topic: str, partition: int) -> list[tuple[int, int, 
     for e in entries:
         if not e.name.startswith(prefix) or not e.name.endswith(".parquet"):
             continue
+        first = e.name[len(prefix) : -8].split("-")[0]
+        if not first.isdigit():
+            continue
         try:
             st = e.stat()
             key = (e.path, st.st_ino, st.st_mtime_ns, st.st_size)
@@ -315,8 +336,35 @@ def _data_files(root: Path, topic: str, partition: int) -> list[tuple[int, int, 
                 _next_offsets[key] = nxt
         except (OSError, ValueError, KeyError):
             continue
-        out.append((int(e.name[len(prefix) : -8]), nxt, Path(e.path)))
-    return sorted(out)
+        out.append((int(first), nxt, Path(e.path)))
+    return sorted(out, key=lambda f: (f[0], -f[1], -_generation(f[2].name)))
+
+
+def _generation(name: str) -> int:
+    """The ``g<n>`` of a merged or compaction file's name (the table's sequence number it was
+    made for; 0 for a commit's file): of two files with the same range, the newer holds the log."""
+    stem = name[:-8] if name.endswith(".parquet") else name
+    last = stem.rsplit("-", 1)[-1]
+    return int(last[1:]) if last.startswith("g") and last[1:].isdigit() else 0
+
+
+def _rewrite_name(partition: int, first: int, end: int, table: Table) -> str:
+    """A merged or compaction file's name: its range and the sequence number its snapshot gets.
+    Within one sequence number the table is the same, so a file left by a crash at that name was
+    made from the same current files (a merge adopts it)."""
+    seq = int(getattr(table.metadata, "last_sequence_number", 0) or 0) + 1
+    return f"p{partition:05d}-{first:020d}-{end:020d}-g{seq}.parquet"
+
+
+def _outermost(files: list[tuple[int, int, Path]]) -> list[tuple[int, int, Path]]:
+    """The files not inside another's range (sorted as `_data_files` sorts): a merge's members
+    stay on disk, referenced by older snapshots, until those expire (`_unlink_superseded`)."""
+    keep, end = [], -1
+    for f in files:
+        if f[0] >= end:
+            keep.append(f)
+            end = f[1]
+    return keep
 
 
 def _apply_retention(table: Table, root: Path, topic: str, partition: int, log_start: int) -> int | None:
@@ -329,16 +377,19 @@ def _apply_retention(table: Table, root: Path, topic: str, partition: int, log_s
     from pyiceberg.expressions import And, EqualTo, LessThan, Reference
     from pyiceberg.expressions.literals import literal
 
-    gone = [f for f in _data_files(root, topic, partition) if f[1] <= log_start]
+    on_disk = _data_files(root, topic, partition)
+    gone = [f for f in _outermost(on_disk) if f[1] <= log_start]
     if not gone:
         return None
     below = max(nxt for _, nxt, _ in gone)
+    gone = [f for f in on_disk if f[1] <= below]  # with the members of merged files among them
     offsets = published_offsets(table)
     summary = {
         "workbench.operation": "retention",
         "workbench.partition": str(partition),
         "workbench.from-offset": str(offsets.get(partition, below)),
         "workbench.to-offset": str(offsets.get(partition, below)),
+        **_carried(table),
         "workbench.deleted-below": str(below),
         "workbench.next-offsets": json.dumps({str(k): v for k, v in sorted(offsets.items())}),
         "workbench.committed-at-ms": str(int(time.time() * 1000)),
@@ -375,6 +426,303 @@ def _expire_old_snapshots(table: Table) -> int:
     return len(candidates)
 
 
+#: Merged data files hold at most about this many rows; a file this big is never merged again.
+MERGE_TARGET_ROWS = 1_000_000
+#: (root, topic, partition) -> time.monotonic() of the last merge check (`_maintain`), so a commit
+#: every second reads the table's file list only every tenth of the merge age (at most every second).
+_last_merge_check: dict[tuple[str, str, int], float] = {}
+
+
+def _local_path(uri: str) -> Path:
+    return Path(uri[len("file://") :] if uri.startswith("file://") else uri)
+
+
+def _partition_files(table: Table, partition: int, snapshot_id: int | None = None) -> list[Any]:
+    """The partition's data files (pyiceberg ``DataFile``) in the current (or a given) snapshot."""
+    from pyiceberg.expressions import EqualTo, Reference
+    from pyiceberg.expressions.literals import literal
+
+    where = EqualTo(term=Reference("partition"), value=literal(partition))
+    scan = table.scan(row_filter=where, snapshot_id=snapshot_id)
+    return [task.file for task in scan.plan_files()]
+
+
+def _maybe_merge(table: Table, root: Path, topic: str, partition: int, age_ms: int, min_files: int) -> dict | None:
+    """Merge the partition's oldest run of small data files into one (issue 17: one file per commit
+    would be ~3,600 an hour), as one Iceberg ``overwrite`` snapshot that removes the members and
+    adds ``p<partition>-<from>-<to>-g<seq>.parquet``: the same records, so every snapshot still holds each
+    offset once, and offsets and time travel are unchanged (summary ``workbench.operation=merge``).
+
+    A run is consecutive files (each starting where the previous ended), each older than
+    ``age_ms`` and under `MERGE_TARGET_ROWS` rows, together under it, at least ``min_files`` of
+    them. The members stay on disk for the older snapshots that reference them; a glob over the
+    data files counts each record once by reading only files not inside another's range
+    (`workbench.open_tables.data_files_sql`). A crash after writing the merged file leaves it
+    unreferenced (the table keeps the members); the next merge of that run adopts it (``link``
+    refuses the name, the range is in it). Answers the merge's summary, None if none was due."""
+    from pyiceberg.table import _parquet_files_to_data_files
+
+    if age_ms <= 0 or min_files < 2:
+        return None
+    on_disk = {str(path): (first, nxt) for first, nxt, path in _data_files(root, topic, partition)}
+    current = []
+    for data_file in _partition_files(table, partition):
+        path = _local_path(data_file.file_path)
+        if str(path) in on_disk:
+            current.append((*on_disk[str(path)], path, data_file))
+    current.sort(key=lambda f: f[0])
+    old_before = time.time() - age_ms / 1000
+    run: list[tuple[int, int, Path, Any]] = []
+    rows = 0
+    chosen: list[tuple[int, int, Path, Any]] = []
+    for f in current:
+        n = int(f[3].record_count)
+        try:
+            old = f[2].stat().st_mtime < old_before
+        except OSError:
+            old = False
+        if not old or n >= MERGE_TARGET_ROWS:
+            if len(run) >= min_files:
+                chosen = run
+                break
+            run, rows = [], 0
+            continue
+        if run and (f[0] != run[-1][1] or rows + n > MERGE_TARGET_ROWS):
+            if len(run) >= min_files:
+                chosen = run
+                break
+            run, rows = [], 0
+        run.append(f)
+        rows += n
+    else:
+        if len(run) >= min_files:
+            chosen = run
+    if not chosen:
+        return None
+    first, end = chosen[0][0], chosen[-1][1]
+    path = table_location(root, topic) / "data" / _rewrite_name(partition, first, end, table)
+    if not path.exists():
+        merged = pa.concat_tables([pq.read_table(f[2]) for f in chosen], promote_options="permissive")
+        _check_once(merged, first, end)
+        _write_data_file(path, merged.cast(arrow_schema()), end)
+    failpoint("iceberg.merge_before_commit")  # a crash here leaves a merged file no snapshot references
+    offsets = published_offsets(table)
+    summary = {
+        "workbench.operation": "merge",
+        "workbench.partition": str(partition),
+        "workbench.from-offset": str(offsets.get(partition, end)),
+        "workbench.to-offset": str(offsets.get(partition, end)),
+        **_carried(table),
+        "workbench.merged-file": path.name,
+        "workbench.merged-from": str(first),
+        "workbench.merged-to": str(end),
+        "workbench.merged-files": str(len(chosen)),
+        REMOVED_FILES: json.dumps([f[2].name for f in chosen]),
+        "workbench.next-offsets": json.dumps({str(k): v for k, v in sorted(offsets.items())}),
+        "workbench.committed-at-ms": str(int(time.time() * 1000)),
+    }
+    tx = table.transaction()
+    with tx.update_snapshot(snapshot_properties=summary).overwrite() as overwrite:
+        for f in chosen:
+            overwrite.delete_data_file(f[3])
+        for data_file in _parquet_files_to_data_files(tx.table_metadata, [f"file://{path}"], table.io):
+            overwrite.append_data_file(data_file)
+    tx.commit_transaction()  # CommitFailedException: another commit won; the next check tries again
+    failpoint("iceberg.merge_after_commit")
+    return summary
+
+
+#: (path, inode, mtime, size) -> (rows, written by the log cleaner) of a source file.
+_source_rows: dict[tuple[str, int, int, int], tuple[int, bool]] = {}
+
+
+def _cleaned_sources(directory: Path, below: int) -> dict[int, tuple[int, int]] | None:
+    """base -> (next, rows) of the partition's current Parquet files the log cleaner wrote, wholly
+    below ``below``; None when the listing met a file replaced meanwhile (try again later)."""
+    out: dict[int, tuple[int, int]] = {}
+    end = -1
+    for base, nxt, path in sorted(_source_files(directory), key=lambda f: (f[0], -f[1])):
+        if base < end:
+            continue  # superseded: a merge not finished
+        end = nxt
+        if nxt > below:
+            break
+        try:
+            st = path.stat()
+            key = (str(path), st.st_ino, st.st_mtime_ns, st.st_size)
+            info = _source_rows.get(key)
+            if info is None:
+                md = pq.read_metadata(path)
+                info = (md.num_rows, (md.metadata or {}).get(b"workbench.cleaned") == b"1")
+                if len(_source_rows) > 100_000:
+                    _source_rows.clear()
+                _source_rows[key] = info
+        except (OSError, ValueError):
+            return None
+        if info[1]:
+            out[base] = (nxt, info[0])
+    return out
+
+
+def _read_bounded(directory: Path, lo: int, hi: int) -> pa.Table | None:
+    """The partition's records in ``[lo, hi)`` as its Parquet files hold them now (the tier's
+    superseded rule), None unless contiguous files cover the whole range."""
+    tables, end = [], lo
+    for base, nxt, path in sorted(_source_files(directory), key=lambda f: (f[0], -f[1])):
+        if nxt <= end:
+            continue
+        if base > end:
+            return None  # a hole: retention, or a file being replaced
+        try:
+            tables.append(pq.read_table(path, filters=[("offset", ">=", end), ("offset", "<", min(nxt, hi))]))
+        except (OSError, ValueError):
+            return None
+        end = nxt
+        if end >= hi:
+            return pa.concat_tables(tables, promote_options="permissive")
+    return None
+
+
+def _reflect_compaction(table: Table, root: Path, topic: str, partition: int, directory: Path) -> dict | None:
+    """Compacted topics (issue 17): when the broker's log cleaner has rewritten files the table
+    published before (``workbench.cleaned`` files whose (next, rows) the table has not reflected
+    yet), rewrite the table's data files overlapping them from the log as it is now, in one
+    Iceberg overwrite snapshot (``workbench.operation=compaction``): the table then holds what the
+    log holds, and every snapshot still holds each offset once. The new file is
+    ``p<partition>-<from>-<to>-g<seq>.parquet``, covering exactly the files it replaces (a reader of
+    the data files prefers it, the newer generation, over a file with the same range). Answers the
+    snapshot's summary, None if nothing changed."""
+    from pyiceberg.table import _parquet_files_to_data_files
+
+    offsets = published_offsets(table)
+    published = offsets.get(partition)
+    if published is None:
+        return None
+    cleaned = _cleaned_sources(directory, published)
+    if not cleaned:
+        return None
+    snap = table.current_snapshot()
+    props = snap.summary.additional_properties if snap is not None and snap.summary is not None else {}
+    state = json.loads(props.get(CLEANED_STATE, "{}"))
+    reflected = state.get(str(partition), {})
+    changed = [(b, n) for b, (n, rows) in cleaned.items() if reflected.get(str(b)) != [n, rows]]
+    if not changed:
+        return None
+    lo_c, hi_c = min(b for b, _ in changed), max(n for _, n in changed)
+    on_disk = {str(path): (first, nxt) for first, nxt, path in _data_files(root, topic, partition)}
+    current = []
+    for data_file in _partition_files(table, partition):
+        path = _local_path(data_file.file_path)
+        if str(path) in on_disk:
+            current.append((*on_disk[str(path)], path, data_file))
+    overlapping = sorted((f for f in current if f[0] < hi_c and f[1] > lo_c), key=lambda f: f[0])
+    state[str(partition)] = {str(b): [n, rows] for b, (n, rows) in sorted(cleaned.items())}
+    summary = {
+        "workbench.operation": "compaction",
+        "workbench.partition": str(partition),
+        "workbench.from-offset": str(published),
+        "workbench.to-offset": str(published),
+        "workbench.next-offsets": json.dumps({str(k): v for k, v in sorted(offsets.items())}),
+        CLEANED_STATE: json.dumps(state, sort_keys=True),
+        "workbench.committed-at-ms": str(int(time.time() * 1000)),
+    }
+    tx = table.transaction()
+    if not overlapping:  # the rewritten range is not in the table (retention): only record it
+        with tx.update_snapshot(snapshot_properties=summary).overwrite():
+            pass
+        tx.commit_transaction()
+        return summary
+    lo, hi = overlapping[0][0], max(f[1] for f in overlapping)
+    rows = _read_bounded(directory, lo, hi)
+    if rows is None:
+        return None
+    _check_once(rows, lo, hi)
+    path = table_location(root, topic) / "data" / _rewrite_name(partition, lo, hi, table)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    schema = arrow_schema().with_metadata({NEXT_KEY: str(hi).encode()})
+    pq.write_table(_to_iceberg(rows, partition).cast(schema), tmp, compression="zstd")
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)  # a file at this name was left by a crash at this sequence number: unreferenced
+    failpoint("iceberg.compaction_before_commit")
+    summary.update(
+        {
+            "workbench.compacted-from": str(lo),
+            "workbench.compacted-to": str(hi),
+            "workbench.file": path.name,
+            REMOVED_FILES: json.dumps([f[2].name for f in overlapping]),
+        }
+    )
+    with tx.update_snapshot(snapshot_properties=summary).overwrite() as overwrite:
+        for f in overlapping:
+            overwrite.delete_data_file(f[3])
+        for data_file in _parquet_files_to_data_files(tx.table_metadata, [f"file://{path}"], table.io):
+            overwrite.append_data_file(data_file)
+    tx.commit_transaction()
+    return summary
+
+
+def _unlink_superseded(table: Table, root: Path, topic: str, partition: int) -> int:
+    """Unlink data files no snapshot references any more: a file inside another file's range on
+    disk, not in the current snapshot, is a member of a merge (or a file a compaction rewrite
+    replaced, or an orphan a wider merge made useless). It was removed by the first merge or
+    compaction snapshot that lists it in ``workbench.removed-files``; only snapshots older than that
+    one reference it, so it goes once none of those is left (snapshots expire oldest first: if the
+    removing snapshot itself is gone, so are all older ones; a file no snapshot lists was never
+    committed, an orphan inside a committed file).
+    Answers how many files were unlinked."""
+    on_disk = _data_files(root, topic, partition)
+    outer = _outermost(on_disk)
+    inside = [f for f in on_disk if f not in outer]
+    if not inside:
+        return 0
+    snapshots = sorted(table.snapshots(), key=lambda s: (s.sequence_number or 0, s.timestamp_ms))
+    if not snapshots:
+        return 0
+    current = {str(_local_path(d.file_path)) for d in _partition_files(table, partition)}
+    removed_by: dict[str, int] = {}  # file name -> sequence number of the snapshot that removed it
+    for snap in snapshots:
+        props = snap.summary.additional_properties if snap.summary is not None else {}
+        for name in json.loads(props.get(REMOVED_FILES, "[]")):
+            removed_by.setdefault(name, snap.sequence_number or 0)
+    oldest = snapshots[0].sequence_number or 0
+    done = 0
+    for _first, _nxt, path in inside:
+        if str(path) in current:
+            continue
+        removed_at = removed_by.get(path.name)
+        if removed_at is None or oldest >= removed_at:  # its remover expired, or nothing older is left
+            path.unlink(missing_ok=True)
+            done += 1
+    return done
+
+
+def _maintain(table: Table, root: Path, topic: str, partition: int, job: dict[str, Any]) -> dict[str, Any]:
+    """After a commit round: reflect the log cleaner's rewrites (compacted topics: cheap when none,
+    the files' footers are cached), and, every tenth of the merge age, merge small files and
+    unlink merged members no snapshot references any more."""
+    from pyiceberg.exceptions import CommitFailedException
+
+    out: dict[str, Any] = {}
+    try:
+        if job.get("compacted") and job.get("directory"):
+            out["compacted"] = _reflect_compaction(table.refresh(), root, topic, partition, Path(job["directory"]))
+        age_ms = int(job.get("merge_age_ms", 0))
+        key = (str(root), topic, partition)
+        now = time.monotonic()
+        if age_ms > 0 and now - _last_merge_check.get(key, 0.0) >= max(1.0, age_ms / 10_000):
+            _last_merge_check[key] = now
+            table = table.refresh()
+            out["merged"] = _maybe_merge(table, root, topic, partition, age_ms, int(job.get("merge_min_files", 0)))
+            out["unlinked"] = _unlink_superseded(table.refresh(), root, topic, partition)
+    except CommitFailedException:
+        out["conflict"] = True  # met another commit: the next round tries again
+    return out
+
+
 def publish(job: dict[str, Any]) -> dict[str, Any]:
     """Commit the partition's records not yet in its Iceberg table (one snapshot), if any.
 
@@ -406,6 +754,7 @@ def publish(job: dict[str, Any]) -> dict[str, Any]:
                 "to_offset": start or first,
                 "rows": 0,
                 "deleted_below": deleted_below,
+                **_maintain(table, root, topic, partition, job),
             }
         _check_once(rows, first, end)
         path = table_location(root, topic) / "data" / f"p{partition:05d}-{first:020d}.parquet"
@@ -414,6 +763,7 @@ def publish(job: dict[str, Any]) -> dict[str, Any]:
         meta = pq.read_metadata(path)
         end = int((meta.metadata or {}).get(NEXT_KEY, end))  # an adopted file covers its own range
         summary = {
+            **_carried(table),
             "workbench.partition": str(partition),
             "workbench.from-offset": str(first),
             "workbench.to-offset": str(end),
@@ -428,8 +778,10 @@ def publish(job: dict[str, Any]) -> dict[str, Any]:
             expired = _expire_old_snapshots(table)
         except (CommitFailedException, ValueError):
             expired = 0  # met another commit (or its expiry): the next commit tries again
+        maintained = _maintain(table, root, topic, partition, job)
         snap = table.current_snapshot()  # add_files leaves the table at the committed metadata
         return {
+            **maintained,
             "expired": expired,
             "deleted_below": deleted_below,
             "ok": True,

@@ -1,0 +1,95 @@
+"""The ``workbench.duckdb`` catalog's view of an embedded cluster's fresh records (issue 17).
+
+Plain DuckDB, without the workbench running, must see what `cluster.sql` sees up to the freshness
+bound, with default settings. The brokers already publish every committed record as Parquet within
+about a second (sealed files and tail files, `workbench.storage.parquet_tail`; never above the last
+stable offset, never an aborted record), so the view reads those, in SQL, by the Parquet tier's own
+rules, and needs no process of its own (an Iceberg committer costs 190-300 MB per broker):
+
+* **one copy per partition**: every replica has its own directory (``broker-<id>/topics/<topic>/
+  partition=<p>/``), so per partition the view picks one broker's copy, the one whose contiguous
+  run of files reaches furthest (ties: the lowest broker id), and never unions two copies;
+* **superseded files**: a file whose range starts inside an earlier file's range of the same copy
+  is a log-cleaner merge's member not deleted yet (`PartitionLog.install_merged`) and is skipped;
+* **no holes**: a copy is read only up to its first hole (a tail file being rewritten after a
+  restart), so a record is never skipped in the middle;
+* **each file within the range its footer names** (``workbench.next_offset``, read with the file
+  list): a tail renamed over by a longer one between the two reads adds nothing twice.
+
+The ranges come from ``parquet_kv_metadata`` (footers only); the rows from one ``read_parquet`` over
+the same glob joined on ``filename``, which DuckDB turns into a dynamic filter, so only the chosen
+files are opened. The glob also matches the catalog's own zero-row anchor
+(``<data_dir>/_catalog/topics/<topic>/partition=none/``), so it matches a file before the brokers
+wrote one: DuckDB refuses a glob that matches nothing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+#: The catalog's anchor directory under the data directory; sorts beside ``broker-*`` for the glob.
+ANCHOR_DIR = "_catalog"
+ANCHOR = "_anchor.parquet"
+#: The raw columns of a broker's Parquet file, no rows (what the anchor holds).
+EMPTY_RAW_ROWS = (
+    'SELECT NULL::BIGINT AS "offset", NULL::TIMESTAMPTZ AS timestamp, NULL::BLOB AS key, NULL::BLOB AS value, '
+    "NULL::STRUCT(key VARCHAR, value BLOB)[] AS headers LIMIT 0"
+)
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def anchor_path(data_dir: Path, topic: str) -> Path:
+    return Path(data_dir) / ANCHOR_DIR / "topics" / topic / "partition=none" / ANCHOR
+
+
+def files_glob(data_dir: Path, topic: str) -> str:
+    """Every broker's Parquet files of ``topic`` (sealed, tail, merged) and the catalog's anchor."""
+    return str(Path(data_dir) / f"[b{ANCHOR_DIR[0]}]*" / "topics" / topic / "partition=*" / "*.parquet")
+
+
+def broker_files_sql(data_dir: Path, topic: str, above: dict[int, int]) -> str:
+    """Raw rows (partition, offset, timestamp, key, value, headers) of ``topic`` from the brokers'
+    Parquet files, each committed record once; per partition only offsets at or above ``above``'s
+    (what the notebook's cache files already cover)."""
+    glob = _literal(files_glob(data_dir, topic))
+    floor = " ".join(f"WHEN {int(p)} THEN {int(o)}" for p, o in sorted(above.items()))
+    floor_sql = f"CASE partition {floor} ELSE 0 END" if floor else "0"
+    return f"""
+WITH meta AS (
+    SELECT file_name AS f,
+        TRY_CAST(regexp_extract(file_name, '/broker-([0-9]+)/topics/', 1) AS INTEGER) AS broker,
+        TRY_CAST(regexp_extract(file_name, '/partition=([0-9]+)/[0-9]+[.]parquet$', 1) AS INTEGER) AS partition,
+        TRY_CAST(regexp_extract(file_name, '/([0-9]+)[.]parquet$', 1) AS BIGINT) AS base,
+        TRY_CAST(decode(value) AS BIGINT) AS next
+    FROM parquet_kv_metadata({glob})
+    WHERE decode(key) = 'workbench.next_offset'
+), listed AS (
+    SELECT *, max(next) OVER (PARTITION BY broker, partition ORDER BY base, next DESC
+                              ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS earlier_end
+    FROM meta
+    WHERE broker IS NOT NULL AND partition IS NOT NULL AND base IS NOT NULL AND next > base
+), live AS (
+    SELECT *, coalesce(base > lag(next) OVER (PARTITION BY broker, partition ORDER BY base), false) AS hole
+    FROM listed
+    WHERE base >= coalesce(earlier_end, base)
+), runs AS (
+    SELECT *, sum(hole::INTEGER) OVER (PARTITION BY broker, partition ORDER BY base
+                                       ROWS UNBOUNDED PRECEDING) AS run
+    FROM live
+), copies AS (
+    SELECT broker, partition, max(next) AS reach FROM runs WHERE run = 0 GROUP BY broker, partition
+), chosen AS (
+    SELECT broker, partition FROM copies
+    QUALIFY row_number() OVER (PARTITION BY partition ORDER BY reach DESC, broker) = 1
+), ranges AS (
+    SELECT r.f, r.partition, greatest(r.base, {floor_sql.replace("partition", "r.partition")}) AS lo, r.next AS hi
+    FROM runs r JOIN chosen c ON r.broker = c.broker AND r.partition = c.partition
+    WHERE r.run = 0 AND r.next > {floor_sql.replace("partition", "r.partition")}
+)
+SELECT g.partition AS partition, d."offset", d.timestamp, d.key, d.value, d.headers
+FROM read_parquet({glob}, filename = true, union_by_name = true) d
+JOIN ranges g ON d.filename = g.f AND d."offset" >= g.lo AND d."offset" < g.hi
+"""
