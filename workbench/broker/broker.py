@@ -325,8 +325,8 @@ class Broker:
         lag_max = self.config.replica_lag_time_max_ms
         while True:
             await asyncio.sleep(0.25)
-            for partition in list(self.replicas.partitions.values()):
-                if not partition.is_leader or not partition.replicated or partition.isr_change_pending:
+            for partition in list(self.replicas.replicated_partitions()):
+                if not partition.is_leader or partition.isr_change_pending:
                     continue
                 isr = list(partition.info.isr)
                 out = partition.out_of_sync_replicas(lag_max)

@@ -77,6 +77,7 @@ class ReplicaManager:
         self._to_open_by_topic: dict[str, set[int]] = {}
         #: A follower replica was opened since `take_followers_opened` last asked (fetchers to start).
         self._followers_opened = False
+        self._replicated: list[Partition] | None = None  # see `replicated_partitions`
 
     def mark_log_dir_offline(self, reason: str) -> None:
         """A write to the log directory failed (KAFKA_STORAGE_ERROR: a full or failing disk).
@@ -114,6 +115,7 @@ class ReplicaManager:
         Opening takes at most ``budget_s`` seconds (None: until all are open); the rest
         wait for `open_pending`. Returns True when every assigned log is open."""
         self._image = image
+        self._replicated = None
         wanted: set[TopicPartition] = set()
         for topic in image.topics.values():
             for p in topic.partitions.values():
@@ -207,8 +209,16 @@ class ReplicaManager:
                 break
         return not self._to_open
 
+    def replicated_partitions(self) -> list[Partition]:
+        """The partitions with more than one replica (what the ISR loop looks at four times a
+        second), kept between metadata changes: 10,000 single-replica partitions cost it nothing."""
+        if self._replicated is None:
+            self._replicated = [p for p in self.partitions.values() if p.replicated]
+        return self._replicated
+
     def _open(self, tp: TopicPartition, config: LogConfig, pinfo: PartitionInfo) -> None:
         name, index = tp
+        self._replicated = None
         self.logs[tp] = PartitionLog(
             self.topics_dir / name / f"partition={index}",
             config,
@@ -243,6 +253,7 @@ class ReplicaManager:
                 shutil.rmtree(topic_dir, ignore_errors=True)
 
     def _drop_topic(self, name: str) -> None:
+        self._replicated = None
         for tp in [tp for tp in self.logs if tp[0] == name]:
             partition = self.partitions.pop(tp, None)
             if partition is not None:
@@ -369,6 +380,7 @@ class ReplicaManager:
         for partition in self.partitions.values():
             partition.fail_waiters()
         self.partitions.clear()
+        self._replicated = None
         for plog in self.logs.values():
             try:
                 plog.flush()

@@ -464,6 +464,8 @@ class PartitionLog:
     def maybe_roll(self, now_ms: int | None = None) -> bool:
         """Roll the active segment when it is older than segment.ms (called periodically)."""
         now = _now_ms() if now_ms is None else now_ms
+        if not self._closed and not self._local.is_past_segment_ms(now):
+            return False  # the usual answer, without the lock (asked of every log every tick)
         with self._lock:
             self._check_open()
             if self._local.is_past_segment_ms(now):
@@ -669,10 +671,10 @@ class PartitionLog:
         Applies only with ``delete`` in cleanup.policy (a compact-only topic keeps everything).
         """
         now = _now_ms() if now_ms is None else now_ms
+        if not self._closed and len(self._local.segments) == 1 and not self._tier.segments:
+            return 0  # only the active segment, never deleted: the usual answer, without the lock
         with self._lock:
             self._check_open()
-            if len(self._local.segments) == 1 and not self._tier.segments:
-                return 0  # only the active segment, which is never deleted (checked per log per tick)
             lso = self.log_start_offset
             deleted = self._delete_prefix(lambda s: s.next_offset <= lso)
             if "delete" not in self.config.cleanup_policy:
