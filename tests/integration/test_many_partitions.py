@@ -126,7 +126,7 @@ def test_a_broker_keeps_answering_while_it_opens_thousands_of_new_partitions(fre
 
 def test_a_broker_killed_right_after_a_large_create_topics_finds_every_partition(fresh_cluster, topic_name):
     cluster = fresh_cluster(1)
-    partitions = 3000
+    partitions = 2000
     address = broker_address(cluster, 1)
     admin = AdminClient({"bootstrap.servers": address})
     futures = admin.create_topics([NewTopic(topic_name, partitions, 1)], operation_timeout=120, request_timeout=120)

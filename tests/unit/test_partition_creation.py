@@ -136,23 +136,49 @@ def image_with(topic: str, partitions: int, topic_id: str | None = None) -> Meta
 
 def test_reconcile_with_a_budget_opens_some_logs_and_open_pending_the_rest(tmp_path: Path) -> None:
     replicas = ReplicaManager(1, tmp_path)
-    image = image_with("big", 50)
+    image = image_with("big", 100)
     assert not replicas.reconcile(image, budget_s=0.0)  # a zero budget still opens one
     assert len(replicas.logs) == 1
-    assert replicas.opening == 49
-    assert replicas.not_open("big") == set(range(1, 50))
+    assert replicas.opening == 99
+    assert replicas.not_open("big") == set(range(1, 100))
     assert replicas.partition("big", 0) is not None and replicas.partition("big", 0).is_leader
     while not replicas.open_pending(budget_s=0.0):
         pass
-    assert sorted(replicas.logs) == [("big", p) for p in range(50)]
+    assert sorted(replicas.logs) == [("big", p) for p in range(100)]
     assert replicas.opening == 0 and replicas.not_open("big") == set()
-    assert all(replicas.partition("big", p).is_leader for p in range(50))
+    assert all(replicas.partition("big", p).is_leader for p in range(100))
+    replicas.close()
+
+
+def test_a_small_delta_is_opened_at_once_internal_topics_first(tmp_path: Path) -> None:
+    replicas = ReplicaManager(1, tmp_path)
+    image = image_with("small", 10)
+    assert replicas.reconcile(image, budget_s=0.0)  # at most OPEN_AT_ONCE: no slices
+    assert len(replicas.logs) == 10
+    image = image_with("Zeta", 100)
+    image.apply({"t": "topic", "name": "__consumer_offsets", "id": uuid.uuid4().hex, "configs": {}})
+    for p in range(5):
+        image.apply(
+            {
+                "t": "partition",
+                "topic": "__consumer_offsets",
+                "p": p,
+                "replicas": [1],
+                "isr": [1],
+                "leader": 1,
+                "leader_epoch": 0,
+            }
+        )
+    other = ReplicaManager(1, tmp_path / "other")
+    assert not other.reconcile(image, budget_s=0.0)
+    assert list(other.logs) == [("__consumer_offsets", 0)]  # before "Zeta", which sorts first by name
+    other.close()
     replicas.close()
 
 
 def test_a_topic_deleted_while_its_logs_wait_to_open_is_not_opened(tmp_path: Path) -> None:
     replicas = ReplicaManager(1, tmp_path)
-    image = image_with("doomed", 20)
+    image = image_with("doomed", 80)
     assert not replicas.reconcile(image, budget_s=0.0)
     image.apply({"t": "remove_topic", "name": "doomed"})
     assert replicas.open_pending()  # nothing left to open: the topic is gone
@@ -165,15 +191,15 @@ def test_a_topic_deleted_while_its_logs_wait_to_open_is_not_opened(tmp_path: Pat
 
 def test_a_topic_recreated_while_its_logs_wait_is_opened_only_after_the_next_reconcile(tmp_path: Path) -> None:
     replicas = ReplicaManager(1, tmp_path)
-    image = image_with("again", 10)
+    image = image_with("again", 80)
     replicas.reconcile(image, budget_s=0.0)
     image.apply({"t": "topic", "name": "again", "id": uuid.uuid4().hex, "configs": {}})  # a new incarnation
-    for p in range(10):
+    for p in range(80):
         image.apply(
             {"t": "partition", "topic": "again", "p": p, "replicas": [1], "isr": [1], "leader": 1, "leader_epoch": 0}
         )
     assert replicas.open_pending()  # queued for the old topic id: skipped
     assert len(replicas.logs) == 1
     assert replicas.reconcile(image)  # drops the old incarnation, opens the new one
-    assert sorted(replicas.logs) == [("again", p) for p in range(10)]
+    assert sorted(replicas.logs) == [("again", p) for p in range(80)]
     replicas.close()

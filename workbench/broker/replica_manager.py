@@ -47,6 +47,10 @@ TopicPartition = tuple[str, int]
 #: write), more when the disk is busy; 20 ms keeps a broker answering heartbeats and fetches
 #: within a few tens of milliseconds while it opens thousands of logs.
 OPEN_SLICE_S = 0.02
+#: A delta with at most this many new logs is opened in one go, as before slices existed: a
+#: group or transaction coordinator then serves its new internal partitions (50 each) from the
+#: first request after the image showed them.
+OPEN_AT_ONCE = 64
 
 
 class ReplicaManager:
@@ -112,8 +116,9 @@ class ReplicaManager:
     def reconcile(self, image: MetadataImage, budget_s: float | None = None) -> bool:
         """Drop logs of deleted topics, apply leadership changes, open logs assigned to us.
 
-        Opening takes at most ``budget_s`` seconds (None: until all are open); the rest
-        wait for `open_pending`. Returns True when every assigned log is open."""
+        Opening takes at most ``budget_s`` seconds (None, or at most `OPEN_AT_ONCE` new logs:
+        until all are open); the rest wait for `open_pending`. Returns True when every assigned
+        log is open."""
         self._image = image
         self._replicated = None
         wanted: set[TopicPartition] = set()
@@ -151,7 +156,8 @@ class ReplicaManager:
             plog = self.logs.pop(tp)
             plog.close()
         to_open: deque[TopicPartition] = deque()
-        for tp in sorted(wanted):
+        # Internal topics first: coordinators wait on them.
+        for tp in sorted(wanted, key=lambda tp: (not tp[0].startswith("__"), tp)):
             partition = self.partitions.get(tp)
             if partition is None:
                 to_open.append(tp)
@@ -164,7 +170,7 @@ class ReplicaManager:
         self._to_open_by_topic = {}
         for name, index in to_open:
             self._to_open_by_topic.setdefault(name, set()).add(index)
-        return self.open_pending(budget_s)
+        return self.open_pending(budget_s if len(to_open) > OPEN_AT_ONCE else None)
 
     @property
     def opening(self) -> int:

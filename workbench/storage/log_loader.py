@@ -139,8 +139,10 @@ class LogLoader:
                 seg.load_sealed()
                 seg.verify_crcs()
             else:
+                # The active segment's indexes are rebuilt by this scan at every load and written
+                # when it is sealed or closed: writing them here (two files per partition) only
+                # slowed a restart of thousands of partitions (issue 19).
                 seg.recover(verify_crc=True, on_batch=note_epoch)
-                seg.write_indexes()
                 if seg.size:
                     seg.created_ms = _now_ms()  # a restart restarts the segment.ms clock
         checkpoint = read_offset_checkpoint(d / LOG_START_CHECKPOINT) or 0
@@ -274,7 +276,13 @@ class LogLoader:
             cache.truncate_from_end(leo, flush=False)
         else:
             if leo > self._log_start_offset or self._parquet:
-                log.info("%s: no usable leader epoch checkpoint; rebuilding it from the log", self.directory)
+                # Routine after a crash for a young partition (its first epoch is written by the
+                # first flush after a record): only a rebuild that must read Parquet files is news.
+                log.log(
+                    logging.INFO if self._parquet else logging.DEBUG,
+                    "%s: no usable leader epoch checkpoint; rebuilding it from the log",
+                    self.directory,
+                )
             raw_bases = {s.base_offset for s in self._segments}
             for p in self._parquet:
                 if p.base_offset in raw_bases or p.base_offset >= self._segments[0].base_offset:
