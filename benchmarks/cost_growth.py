@@ -14,7 +14,8 @@ Per size:
 * **throughput**: `perf_client.py produce` (librdkafka, acks=1, linger 5 ms, 100-byte values),
   the same command against librdkafka's mock cluster (`mock_cluster.py`) with the same topic layout
   and the same extra load, in the same run;
-* **ack p99**: `perf_client.py e2e-produce` at a fixed 2,000 records/s (produce() to delivery report);
+* **ack p99**: `perf_client.py e2e-produce` at a fixed 2,000 records/s (produce() to delivery report),
+  against the mock too (librdkafka's own cost of thousands of partitions at linger 0);
 * **broker RSS** (from /proc) once the topic and the extra load are in place, and broker CPU per
   second while only the extra load runs (what idle groups or connections cost).
 
@@ -109,6 +110,12 @@ def produce_args(bootstrap: str, topic: str, records: int) -> list[str]:
     return ["--bootstrap", bootstrap, "--topic", topic, "--records", str(records), "--acks", "1", "--linger-ms", "5"]
 
 
+def ack_args(bootstrap: str, topic: str, ack_seconds: float) -> list[str]:
+    """The ack-latency run: 2,000 records/s, acks=1, linger 0."""
+    rate = ["--rate", "2000", "--seconds", str(ack_seconds), "--warmup", "1"]
+    return ["--bootstrap", bootstrap, "--topic", topic, *rate, "--acks", "1", "--linger-ms", "0"]
+
+
 def measure_one(bootstrap: str, topic: str, records: int, pid: int | None, ack_seconds: float) -> dict[str, Any]:
     row: dict[str, Any] = {}
     if pid is not None:
@@ -117,23 +124,7 @@ def measure_one(bootstrap: str, topic: str, records: int, pid: int | None, ack_s
     ours = client("produce", *produce_args(bootstrap, topic, records))
     row["records_per_s"] = ours["records_per_s"]
     row["errors"] = ours["errors"]
-    lat = client(
-        "e2e-produce",
-        "--bootstrap",
-        bootstrap,
-        "--topic",
-        topic,
-        "--rate",
-        "2000",
-        "--seconds",
-        str(ack_seconds),
-        "--warmup",
-        "1",
-        "--acks",
-        "1",
-        "--linger-ms",
-        "0",
-    )
+    lat = client("e2e-produce", *ack_args(bootstrap, topic, ack_seconds))
     row["ack_ms_p50"], row["ack_ms_p99"] = lat["ack_ms_p50"], lat["ack_ms_p99"]
     if pid is not None:
         row["rss_mb_after"] = rss_mb(pid)
@@ -228,6 +219,9 @@ def section_partitions(args) -> dict[str, Any]:
             row["mock_records_per_s"] = client("produce", *produce_args(mock.bootstrap_servers, "t", args.records))[
                 "records_per_s"
             ]
+            # The same ack run against the mock: librdkafka's own cost of many partitions at linger 0.
+            lat = client("e2e-produce", *ack_args(mock.bootstrap_servers, "t", args.ack_seconds))
+            row["mock_ack_ms_p50"], row["mock_ack_ms_p99"] = lat["ack_ms_p50"], lat["ack_ms_p99"]
         row["ratio_to_mock"] = round(row["records_per_s"] / row["mock_records_per_s"], 2)
         rows.append(row)
         print(f"  partitions={p}: {row}", file=sys.stderr, flush=True)

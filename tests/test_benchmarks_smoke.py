@@ -183,4 +183,5 @@ def test_cost_growth_measures_each_size_next_to_the_mock_and_names_the_shape(tmp
         assert all(r["records_per_s"] > 0 and r["mock_records_per_s"] > 0 and r["errors"] == 0 for r in rows)
         assert all(r["rss_mb_loaded"] > 0 and r["ack_ms_p99"] >= r["ack_ms_p50"] for r in rows)
         assert set(result[section]["shape"]) == {"records_per_s", "ack_ms_p99", "rss_mb_growth"}
+    assert all(r["mock_ack_ms_p99"] >= r["mock_ack_ms_p50"] > 0 for r in result["partitions"]["rows"])
     assert "## partitions" in proc.stdout and "load average" in proc.stdout

@@ -602,14 +602,16 @@ class KafkaConnection(SqlMixin):
                 return
             self._ensure_running(f"create topic {name!r}")
             raise ValueError(f"cannot create topic {name!r}: {err.str()}") from None
-        self._wait_until_visible(name, partitions)
+        self._wait_until_visible(name, partitions, timeout=max(10.0, timeout))
 
     def _wait_until_visible(self, name: str, partitions: int, timeout: float = 10.0) -> None:
         """Return once every bootstrap broker's metadata shows the topic with a leader per partition.
 
         Metadata reaches brokers a few milliseconds apart (as in Kafka); waiting here means the next
-        call in a notebook cell never meets UNKNOWN_TOPIC_OR_PARTITION. Brokers that cannot be asked
-        (unreachable, or requiring SASL) are skipped."""
+        call in a notebook cell never meets UNKNOWN_TOPIC_OR_PARTITION. A workbench broker shows
+        itself as leader only once it has opened the partition's log (thousands of new partitions
+        take seconds), so this also waits until every partition takes writes. Brokers that cannot
+        be asked (unreachable, or requiring SASL) are skipped; after `timeout` it returns anyway."""
         from kafka.protocol.metadata import MetadataRequest
 
         from workbench.protocol.blocking_client import WireClient
@@ -624,6 +626,9 @@ class KafkaConnection(SqlMixin):
                 try:
                     client = WireClient(host, int(port), timeout=2.0)
                     try:
+                        # A busy broker may take longer than the connect timeout to describe
+                        # thousands of partitions: a slow answer is waited for, not a skip.
+                        client.sock.settimeout(max(2.0, deadline - time.monotonic()))
                         md = client.request(request, 9)
                     finally:
                         client.close()
@@ -632,7 +637,7 @@ class KafkaConnection(SqlMixin):
                 parts = [p for t in md.topics if t.name == name and t.error_code == 0 for p in t.partitions]
                 if len(parts) >= partitions and all(p.leader_id >= 0 for p in parts):
                     break
-                time.sleep(0.02)
+                time.sleep(0.02 if partitions < 1000 else 0.2)  # describing 10,000 costs the broker
 
     def produce_from(
         self,

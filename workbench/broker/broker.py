@@ -34,7 +34,7 @@ from workbench.broker.groups_manager import GroupCoordinatorManager
 from workbench.broker.handlers import HANDLERS, Handler
 from workbench.broker.handlers.share_groups import publish_share_partitions
 from workbench.broker.replica_fetcher import ReplicaFetcherManager
-from workbench.broker.replica_manager import ReplicaManager
+from workbench.broker.replica_manager import OPEN_SLICE_S, ReplicaManager
 from workbench.broker.schema_ids import SchemaIds
 from workbench.broker.server import Connection, KafkaServer
 from workbench.broker.share_state import SHARE_PARTITIONS_FILE
@@ -135,6 +135,7 @@ class Broker:
         self._producer_id_next = 0
         self._stopping = asyncio.Event()
         self._metadata_dirty = False
+        self._open_scheduled = False  # `_open_pending` is on the loop's ready queue
         self.started_at = time.time()
 
     @property
@@ -173,7 +174,7 @@ class Broker:
         )
         self.replicas.remove_orphans(self.image)
         self._ready_for_metadata = True
-        self._apply_metadata()
+        await self._open_all_logs()
         await self.groups.start()
         await self.txn.start()
         self._ready = True
@@ -271,19 +272,61 @@ class Broker:
             self._apply_metadata()
 
     def _apply_metadata(self) -> None:
+        """Act on the image: logs, fetchers, coordinators. New logs are opened a slice at a time
+        (`replica_manager.OPEN_SLICE_S`); the rest continue from the event loop's next turn,
+        after whatever requests arrived meanwhile (a 10,000-partition CreateTopics, issue 19)."""
         self._metadata_dirty = False
-        self.replicas.reconcile(self.image)
+        done = self.replicas.reconcile(self.image, OPEN_SLICE_S)
+        self.replicas.take_followers_opened()
         self.fetchers.update()
+        self._after_reconcile(done)
+
+    def _open_pending(self) -> None:
+        self._open_scheduled = False
+        if self._stopping.is_set() or self._metadata_dirty:
+            return  # a reconcile is coming (it queues afresh), or nothing more is wanted
+        try:
+            done = self.replicas.open_pending(OPEN_SLICE_S)
+            if self.replicas.take_followers_opened():
+                self.fetchers.update()
+            self._after_reconcile(done)
+        except Exception:
+            log.exception("opening partition logs failed")
+            self._schedule_open_pending()
+
+    def _after_reconcile(self, done: bool) -> None:
         self.groups.reconcile(self.image)
         self.txn.reconcile()
+        if not done:
+            self._schedule_open_pending()
+
+    def _schedule_open_pending(self) -> None:
+        if self._open_scheduled:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no event loop (a tool or test driving the broker by hand): all now
+            self.replicas.open_pending()
+            return
+        self._open_scheduled = True
+        loop.call_soon(self._open_pending)
+
+    async def _open_all_logs(self) -> None:
+        """At start: apply the image and wait until every assigned log is open (recovered),
+        handing the event loop back between slices (the Raft server shares it)."""
+        self._apply_metadata()
+        while (self.replicas.opening or self._metadata_dirty) and not self._stopping.is_set():
+            await asyncio.sleep(0)
+            if self._metadata_dirty:
+                self._apply_metadata()
 
     async def _isr_loop(self) -> None:
         """As leader: drop followers that fell behind, add back those that caught up (AlterPartition)."""
         lag_max = self.config.replica_lag_time_max_ms
         while True:
             await asyncio.sleep(0.25)
-            for partition in list(self.replicas.partitions.values()):
-                if not partition.is_leader or not partition.replicated or partition.isr_change_pending:
+            for partition in list(self.replicas.replicated_partitions()):
+                if not partition.is_leader or partition.isr_change_pending:
                     continue
                 isr = list(partition.info.isr)
                 out = partition.out_of_sync_replicas(lag_max)
@@ -352,7 +395,13 @@ class Broker:
             expire_producers = time.monotonic() >= next_producer_expiry
             if expire_producers:
                 next_producer_expiry = time.monotonic() + self.config.producer_id_expiration_check_interval_ms / 1000
+            turn_end = time.monotonic() + OPEN_SLICE_S
             for tp, plog in list(self.replicas.logs.items()):
+                if time.monotonic() >= turn_end:  # thousands of logs: let requests in between
+                    await asyncio.sleep(0)
+                    turn_end = time.monotonic() + OPEN_SLICE_S
+                    if self.replicas.logs.get(tp) is not plog:
+                        continue  # closed meanwhile (topic deleted, replica moved)
                 try:
                     plog.maybe_roll(now_ms)
                     plog.enforce_retention(now_ms)
@@ -363,9 +412,14 @@ class Broker:
             self._publish_replica_states()
             self._publish_share_partitions()
             # fsync in a worker thread: the event loop keeps serving while the disk catches up.
-            # Each log once its flush.ms has passed (Kafka's log.flush.interval.ms).
+            # Each log once its flush.ms has passed (Kafka's log.flush.interval.ms), and only a
+            # log with something to flush (issue 19: 10,000 idle partitions).
             now = time.monotonic()
-            due = [p for p in self.replicas.logs.values() if now - p.last_flush_monotonic >= p.config.flush_ms / 1000]
+            due = [
+                p
+                for p in self.replicas.logs.values()
+                if now - p.last_flush_monotonic >= p.config.flush_ms / 1000 and p.flush_pending()
+            ]
             if due:
                 failure = await loop.run_in_executor(None, self._flush_logs, due)
                 if failure is not None:
@@ -462,7 +516,15 @@ class Broker:
         while True:
             await asyncio.sleep(self.config.background_interval_s)
             waiting: set[tuple[str, int, int]] = set()
+            turn_end = time.monotonic() + OPEN_SLICE_S
             for tp, plog in list(self.replicas.logs.items()):
+                if plog.log_end_offset == plog.log_start_offset:
+                    continue  # no record: nothing to convert (10,000 new partitions, issue 19)
+                if time.monotonic() >= turn_end:  # thousands of logs: let requests in between
+                    await asyncio.sleep(0)
+                    turn_end = time.monotonic() + OPEN_SLICE_S
+                    if self.replicas.logs.get(tp) is not plog:
+                        continue
                 jobs = plog.pending_conversions()
                 for job in jobs:
                     key = (*tp, job.segment.base_offset)

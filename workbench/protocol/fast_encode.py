@@ -1,4 +1,5 @@
-"""Hand-written encoders for the two responses on the hot path: Produce and Fetch.
+"""Hand-written encoders for the responses on the hot path: Produce and Fetch (and Metadata,
+whose size grows with the partitions it describes).
 
 Every other response is encoded by kafka-python's schema-generated classes
 (`codec.encode_response`), which build an object tree from the handler's dicts
@@ -213,3 +214,69 @@ def encode_fetch_request_v12(
     out(b"\x01\x00")  # rack id "", no tagged fields
     body = b"".join(parts)
     return _I32(len(body)) + body
+
+
+_METADATA_PART = struct.Struct(">hii").pack  # error, partition index, leader
+_MISSING_OPS = -2147483648  # authorized operations not requested (Kafka's INT32_MIN default)
+
+
+def _int32_array(values: list[int], flexible: bool) -> bytes:
+    n = len(values)
+    return (_uvarint(n + 1) if flexible else _I32(n)) + struct.pack(f">{n}i", *values)
+
+
+def encode_metadata_response(version: int, correlation_id: int, body: dict) -> bytes | None:
+    """Metadata v1-v12. A topic of 10,000 partitions took kafka-python's walk about 150 ms, and
+    clients ask again for every partition that has no leader yet (a large CreateTopics being
+    applied): this writes the same bytes about ten times faster (issue 19)."""
+    if not 1 <= version <= 12:
+        return None
+    flexible = version >= 9
+    parts: list[bytes] = []
+    out = parts.append
+    tag = b"\x00" if flexible else b""
+    if version >= 3:
+        out(_I32(body.get("throttle_time_ms", 0)))
+    brokers = body["brokers"]
+    out(_array_len(len(brokers), flexible))
+    for b in brokers:
+        out(_I32(b["node_id"]))
+        out(_string(b["host"], flexible))
+        out(_I32(b["port"]))
+        out(_nullable_string(b.get("rack"), flexible))
+        out(tag)
+    if version >= 2:
+        out(_nullable_string(body.get("cluster_id"), flexible))
+    out(_I32(body.get("controller_id", -1)))
+    topics = body["topics"]
+    out(_array_len(len(topics), flexible))
+    for t in topics:
+        out(_I16(t["error_code"]))
+        name = t["name"]
+        if name is None and version < 12:
+            return None
+        out(_nullable_string(name, flexible))
+        if version >= 10:
+            out(t["topic_id"].bytes)
+        out(b"\x01" if t.get("is_internal") else b"\x00")
+        partitions = t["partitions"]
+        out(_array_len(len(partitions), flexible))
+        for p in partitions:
+            out(_METADATA_PART(p["error_code"], p["partition_index"], p["leader_id"]))
+            if version >= 7:
+                out(_I32(p.get("leader_epoch", -1)))
+            out(_int32_array(p["replica_nodes"], flexible))
+            out(_int32_array(p["isr_nodes"], flexible))
+            if version >= 5:
+                out(_int32_array(p.get("offline_replicas") or [], flexible))
+            out(tag)
+        if version >= 8:
+            out(_I32(t.get("topic_authorized_operations", _MISSING_OPS)))
+        out(tag)
+    if 8 <= version <= 10:
+        out(_I32(body.get("cluster_authorized_operations", _MISSING_OPS)))
+    out(tag)
+    return _frame(correlation_id, flexible, parts)
+
+
+FAST_ENCODERS[3] = encode_metadata_response

@@ -131,11 +131,12 @@ def _in_sequence(last_seq: int, next_seq: int) -> bool:
 class ProducerStateManager:
     """Sequence and epoch bookkeeping for the idempotent producers writing one partition."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, load: bool = True) -> None:
+        """``load=False``: the directory is new, there is no aborted-transaction index to read."""
         self.path = directory / SNAPSHOT_NAME
         self.producers: dict[int, ProducerEntry] = {}
         self.changed = False
-        self.transactions = TransactionIndex(directory)
+        self.transactions = TransactionIndex(directory, load=load)
         #: offset of a written control batch -> its marker type (set by the log)
         self.marker_reader: Callable[[int], tuple[int, int]] | None = None
         #: producer id -> its transaction verification in flight (KIP-890; leader only, not persisted)

@@ -173,15 +173,27 @@ RECENT_BATCHES = 256
 class LogSegment:
     """A ``.log`` file holding whole batches for offsets [base_offset, next_offset)."""
 
-    def __init__(self, directory: Path, base_offset: int, index_interval_bytes: int) -> None:
+    def __init__(self, directory: Path, base_offset: int, index_interval_bytes: int, *, lazy: bool = False) -> None:
+        """Open (or create) the segment's ``.log`` file.
+
+        ``lazy``: the caller knows the file does not exist and that recovery would start an
+        empty segment at the same base offset without it (a new partition, or a log whose raw
+        segments all went to the Parquet tier): the file is then created by the first write,
+        so a partition nobody writes to costs no file (10,000 new partitions, issue 19).
+        """
         self.directory = directory
         self.base_offset = base_offset
         self.index_interval_bytes = index_interval_bytes
         self.log_path = directory / segment_name(base_offset, ".log")
         self.offset_index = OffsetIndex(directory / segment_name(base_offset, ".index"), base_offset)
         self.time_index = TimeIndex(directory / segment_name(base_offset, ".timeindex"), base_offset)
-        self.fd = os.open(self.log_path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
-        self.size = os.fstat(self.fd).st_size
+        #: The file is not created yet (see ``lazy``); `fd` creates it.
+        self._lazy = lazy
+        self._fd = -1
+        self.size = 0
+        if not lazy:
+            self._fd = os.open(self.log_path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+            self.size = os.fstat(self._fd).st_size
         self.next_offset = base_offset
         # (last offset, position) of recently appended batches: followers and consumers fetch near
         # the log end, and this finds their batch without scanning headers from the index entry.
@@ -194,6 +206,19 @@ class LogSegment:
 
     def __repr__(self) -> str:
         return f"LogSegment({self.base_offset}..{self.next_offset}, {self.size} bytes)"
+
+    @property
+    def fd(self) -> int:
+        """The ``.log`` file's descriptor, the file created now if it was lazy; -1 once closed."""
+        if self._lazy:
+            self._fd = os.open(self.log_path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+            self._lazy = False
+        return self._fd
+
+    @property
+    def on_disk(self) -> bool:
+        """Whether the ``.log`` file exists (False for a lazy segment not written yet)."""
+        return not self._lazy
 
     # -- writing -----------------------------------------------------------------
 
@@ -215,11 +240,14 @@ class LogSegment:
         view = memoryview(data)
         written = 0
         try:
+            fd = self.fd  # creates a lazy segment's file
             while written < len(view):
-                written += os.write(self.fd, view[written:])
+                written += os.write(fd, view[written:])
         except OSError:
+            if self._fd < 0:  # the file could not be created: nothing was written
+                raise
             try:
-                os.ftruncate(self.fd, start)
+                os.ftruncate(self._fd, start)
             except OSError:  # pragma: no cover - nothing more we can do
                 log.exception("could not truncate %s back to %d after a failed write", self.log_path, start)
             raise
@@ -335,7 +363,7 @@ class LogSegment:
         return memoryview(data)[:end] if end else None
 
     def read_all(self) -> bytes:
-        return os.pread(self.fd, self.size, 0)
+        return os.pread(self.fd, self.size, 0) if self.size else b""
 
     def find_offset_by_timestamp(self, timestamp: int, start_offset: int, upper_bound: int) -> tuple[int, int] | None:
         """(offset, timestamp) of the first record at/after ``start_offset`` with time >= ``timestamp``."""
@@ -549,9 +577,10 @@ class LogSegment:
             os.fsync(self.fd)
 
     def close(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
+        self._lazy = False  # a closed segment never creates its file
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
 
     def delete(self) -> None:
         self.close()

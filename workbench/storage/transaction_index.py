@@ -73,13 +73,14 @@ def _last_offset(a: AbortedTxn) -> int:
 class TransactionIndex:
     """Open, unreplicated and aborted transactions of one partition."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, load: bool = True) -> None:
         self.path = Path(directory) / INDEX_NAME
         self.ongoing: dict[int, int] = {}
         #: (producer id, first offset, marker offset) of completed transactions the HW may not cover yet
         self.unreplicated: list[tuple[int, int, int]] = []
         self.aborted: list[AbortedTxn] = []
-        self._load_index()
+        if load:
+            self._load_index()
 
     # -- the log's events ----------------------------------------------------------------
 

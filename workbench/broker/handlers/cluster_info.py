@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from typing import TYPE_CHECKING
 
 from workbench.broker.apis import SUPPORTED_APIS
@@ -40,16 +41,32 @@ def _uuid(hex_id: str) -> uuid.UUID:
     return uuid.UUID(hex=hex_id)
 
 
-def describe_topic(image: MetadataImage, name: str) -> dict:
+def describe_topic(image: MetadataImage, name: str, not_ready: Collection[int] = ()) -> dict:
+    """The Metadata response's entry for ``name``. ``not_ready``: partitions this broker leads
+    whose log it has not opened yet (a large CreateTopics is applied a slice at a time,
+    `replica_manager.OPEN_SLICE_S`): answered LEADER_NOT_AVAILABLE with no leader, so clients
+    wait for them instead of sending produce requests this broker must refuse (Kafka's broker
+    publishes a partition in its metadata only once it has created the log)."""
     topic = image.topics[name]
     partitions = []
+    brokers = image.brokers
+    # Kafka's offline replicas: on a dead (fenced) broker or an offline log directory (KIP-112).
+    down = {i for i, b in brokers.items() if b.fenced or b.log_dir_offline}
     for p in sorted(topic.partitions.values(), key=lambda p: p.index):
-        # Kafka's offline replicas: on a dead (fenced) broker or an offline log directory (KIP-112).
-        offline = [
-            r
-            for r in p.replicas
-            if r not in image.brokers or image.brokers[r].fenced or image.brokers[r].log_dir_offline
-        ]
+        if p.index in not_ready:
+            partitions.append(
+                {
+                    "error_code": ErrorCode.LEADER_NOT_AVAILABLE,
+                    "partition_index": p.index,
+                    "leader_id": -1,
+                    "leader_epoch": p.leader_epoch,
+                    "replica_nodes": list(p.replicas),
+                    "isr_nodes": list(p.isr),
+                    "offline_replicas": [],
+                }
+            )
+            continue
+        offline = [r for r in p.replicas if r in down or r not in brokers]
         partitions.append(
             {
                 "error_code": ErrorCode.LEADER_NOT_AVAILABLE if p.leader < 0 else 0,
@@ -133,7 +150,9 @@ async def metadata(broker: Broker, req: Request, conn: Connection) -> dict:
                     }
                 )
                 continue
-        topics.append(describe_topic(image, name))
+        parts = image.topics[name].partitions
+        not_ready = {i for i in broker.replicas.not_open(name) if i in parts and parts[i].leader == broker.node_id}
+        topics.append(describe_topic(image, name, not_ready))
     brokers = [
         {"node_id": b.id, "host": b.host, "port": b.port, "rack": b.rack}
         for b in sorted(image.brokers.values(), key=lambda b: b.id)
