@@ -447,6 +447,19 @@ def _partition_files(table: Table, partition: int, snapshot_id: int | None = Non
     return [task.file for task in scan.plan_files()]
 
 
+def _current_files(table: Table, root: Path, topic: str, partition: int) -> list[tuple[int, int, Path, Any]]:
+    """(first offset, next offset, path, ``DataFile``) of the partition's current data files that are on
+    disk, by first offset."""
+    on_disk = {str(path): (first, nxt) for first, nxt, path in _data_files(root, topic, partition)}
+    current = []
+    for data_file in _partition_files(table, partition):
+        path = _local_path(data_file.file_path)
+        if str(path) in on_disk:
+            current.append((*on_disk[str(path)], path, data_file))
+    current.sort(key=lambda f: f[0])
+    return current
+
+
 def _maybe_merge(table: Table, root: Path, topic: str, partition: int, age_ms: int, min_files: int) -> dict | None:
     """Merge the partition's oldest run of small data files into one (issue 17: one file per commit
     would be ~3,600 an hour), as one Iceberg ``overwrite`` snapshot that removes the members and
@@ -464,13 +477,7 @@ def _maybe_merge(table: Table, root: Path, topic: str, partition: int, age_ms: i
 
     if age_ms <= 0 or min_files < 2:
         return None
-    on_disk = {str(path): (first, nxt) for first, nxt, path in _data_files(root, topic, partition)}
-    current = []
-    for data_file in _partition_files(table, partition):
-        path = _local_path(data_file.file_path)
-        if str(path) in on_disk:
-            current.append((*on_disk[str(path)], path, data_file))
-    current.sort(key=lambda f: f[0])
+    current = _current_files(table, root, topic, partition)
     old_before = time.time() - age_ms / 1000
     run: list[tuple[int, int, Path, Any]] = []
     rows = 0
@@ -609,13 +616,8 @@ def _reflect_compaction(table: Table, root: Path, topic: str, partition: int, di
     if not changed:
         return None
     lo_c, hi_c = min(b for b, _ in changed), max(n for _, n in changed)
-    on_disk = {str(path): (first, nxt) for first, nxt, path in _data_files(root, topic, partition)}
-    current = []
-    for data_file in _partition_files(table, partition):
-        path = _local_path(data_file.file_path)
-        if str(path) in on_disk:
-            current.append((*on_disk[str(path)], path, data_file))
-    overlapping = sorted((f for f in current if f[0] < hi_c and f[1] > lo_c), key=lambda f: f[0])
+    current = _current_files(table, root, topic, partition)
+    overlapping = [f for f in current if f[0] < hi_c and f[1] > lo_c]
     state[str(partition)] = {str(b): [n, rows] for b, (n, rows) in sorted(cleaned.items())}
     summary = {
         "workbench.operation": "compaction",
