@@ -11,10 +11,12 @@ import collections
 import os
 import signal
 import threading
+import time
 from pathlib import Path
 
-from confluent_kafka import KafkaError, Producer
-from confluent_kafka.admin import AdminClient, NewTopic
+import pytest
+from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from tests.conftest import FAST_GROUPS
 from tests.integration.test_durability import read_all
@@ -537,3 +539,112 @@ def test_a_gap_left_by_a_batch_the_leader_refused_is_answered_retriable_not_out_
     assert _produce(client, topic_name, batch(7, b"r7")).error_code == ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER
     stored = [m.value() for m in read_all(cluster.bootstrap_servers, topic_name, 5)]
     assert [v for v in stored if v != b"probe"] == [b"r0", b"r1", b"r2"]
+
+
+def _txn_id_coordinated_by(cluster, broker: int) -> str:
+    from tests.integration.test_transactions import transaction_coordinator
+
+    for i in range(200):
+        txn_id = f"tx-on-{broker}-{i}"
+        if transaction_coordinator(cluster.bootstrap_servers, txn_id) == broker:
+            return txn_id
+    raise AssertionError(f"no transactional id among 200 is coordinated by broker {broker}")
+
+
+def test_a_commit_marker_is_not_written_on_a_leader_alone_in_its_isr(fresh_cluster, topic_name):
+    """A transaction marker is an acks=all write: below min.insync.replicas it is refused (and
+    retried by the coordinator) like a client's batch. Before, a leader alone in its ISR wrote
+    it and the coordinator completed the transaction; a power loss on that leader (its unflushed
+    tail cut) then took the marker back, nobody re-sent it, and the committed records stayed in
+    an open transaction for ever (read_committed stuck below them: the commit was lost)."""
+    from tests.integration.test_transactions import read_all as read_isolated
+    from tests.integration.test_transactions import txn_producer, values
+
+    cluster = fresh_cluster(3)
+    leader, follower = 2, 3
+    # flush.ms: nothing fsynced on its own while the test runs, so the cut below is the page cache lost.
+    create_assigned(cluster, topic_name, [leader, follower], {"min.insync.replicas": "2", "flush.ms": "600000"})
+    txn_id = _txn_id_coordinated_by(cluster, 1)
+    p = txn_producer(cluster.bootstrap_servers, txn_id, **{"transaction.timeout.ms": 120000})
+    p.begin_transaction()
+    sent = [b"t-%d" % i for i in range(5)]
+    for v in sent:
+        p.produce(topic_name, value=v, partition=0)
+    assert p.flush(30) == 0  # acknowledged with both replicas in sync
+    before_commit = segment_bytes(cluster, leader, topic_name)
+    follower_pid = cluster.broker_pids()[follower]
+    os.kill(follower_pid, signal.SIGSTOP)
+    try:
+        wait_until(lambda: list(partitions_of(cluster, topic_name).isr.iloc[0]) == [leader], message="ISR == [leader]")
+        p.commit_transaction(60)  # the decision is durable at the coordinator (broker 1)
+        time.sleep(2)  # the coordinator's marker attempts meanwhile
+        # Power loss on the leader: whatever it appended since the commit began was only in its page cache.
+        cluster.kill_broker(leader)
+        directory = Path(cluster.data_dir) / f"broker-{leader}" / "topics" / topic_name / "partition=0"
+        active = max(directory.glob("*.log"), key=lambda f: int(f.stem))
+        grown = segment_bytes(cluster, leader, topic_name) - before_commit
+        assert grown >= 0
+        with open(active, "r+b") as f:
+            f.truncate(active.stat().st_size - grown)
+        cluster.restart_broker(leader)
+    finally:
+        os.kill(follower_pid, signal.SIGCONT)
+    got = values(read_isolated(cluster.bootstrap_servers, topic_name, 1, "read_committed", len(sent), timeout=60))
+    assert got == sent, f"read_committed after the leader's power loss: {got}"
+
+
+def test_a_commit_decision_is_not_acknowledged_from_one_copy_of_the_transaction_log(fresh_cluster, topic_name):
+    """`__transaction_state` has min.insync.replicas one below its replication factor (3 -> 2,
+    Kafka's transaction.state.log.min.isr), and the coordinator's own writes check it as a
+    client's acks=all batch does. Before (min.insync.replicas=1), with both followers of the
+    id's partition stalled, EndTxn's PrepareCommit was acknowledged by the coordinator alone:
+    the commit lived in one page cache. Now the commit waits (retriable) until a second copy
+    exists, then succeeds."""
+    from tests.integration.test_transactions import read_all as read_isolated
+    from tests.integration.test_transactions import transaction_coordinator, txn_producer, values
+    from workbench.broker.transaction_log import TRANSACTION_STATE_TOPIC, partition_for_transactional_id
+
+    def internal_partitions(cluster):
+        frame = cluster.describe(internal=True).partitions
+        return frame[frame.topic == TRANSACTION_STATE_TOPIC]
+
+    cluster = fresh_cluster(5)  # five voters: two stalled brokers leave the metadata quorum a majority
+    txn_id = f"tx-{topic_name}"
+    coordinator = transaction_coordinator(cluster.bootstrap_servers, txn_id)  # creates __transaction_state
+    wait_until(
+        lambda: len(internal_partitions(cluster)) > 0 and (internal_partitions(cluster).leader >= 0).all(),
+        message="__transaction_state visible with leaders",
+    )
+    state = internal_partitions(cluster)
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap_servers})
+    resource = ConfigResource(ConfigResource.Type.TOPIC, TRANSACTION_STATE_TOPIC)
+    assert admin.describe_configs([resource])[resource].result(30)["min.insync.replicas"].value == "2"
+    index = partition_for_transactional_id(txn_id, len(state))
+    row = state[state.partition == index].iloc[0]
+    assert int(row.leader) == coordinator
+    followers = [int(b) for b in row.replicas if int(b) != coordinator]
+    create_assigned(cluster, topic_name, [coordinator])
+    p = txn_producer(cluster.bootstrap_servers, txn_id, **{"transaction.timeout.ms": 120000})
+    p.begin_transaction()
+    sent = [b"c-%d" % i for i in range(3)]
+    for v in sent:
+        p.produce(topic_name, value=v, partition=0)
+    assert p.flush(30) == 0
+    pids = [cluster.broker_pids()[f] for f in followers]
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        wait_until(
+            lambda: list(internal_partitions(cluster).set_index("partition").isr[index]) == [coordinator],
+            timeout=60,
+            message="the transaction log partition's ISR == [coordinator]",
+        )
+        with pytest.raises(KafkaException) as refused:
+            p.commit_transaction(10)
+        assert refused.value.args[0].retriable() or refused.value.args[0].code() == KafkaError._TIMED_OUT
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+    p.commit_transaction(60)  # a second copy again: the same commit goes through
+    got = values(read_isolated(cluster.bootstrap_servers, topic_name, 1, "read_committed", len(sent), timeout=60))
+    assert got == sent

@@ -44,16 +44,25 @@ OFFSETS_TOPIC = "__consumer_offsets"
 class LogOffsetStore:
     """An `OffsetStore` over one `__consumer_offsets` partition.
 
-    An append is durable when it returns: written as leader and, when the
-    partition is replicated, acknowledged by the whole ISR (acks=all)."""
+    An append is durable when it returns: written as leader and acknowledged by the whole ISR
+    (acks=all), which held at least ``min_insync()`` replicas before the append and still does
+    after it (the topic's `min.insync.replicas`, as for a client's acks=all produce). Without
+    that, an offset commit or a transaction's PrepareCommit acknowledged by a leader alone in its
+    ISR lives in one page cache only: a power loss there (a torn tail) would take back what the
+    client was told (issue 12)."""
 
     def __init__(
-        self, partition: Partition, on_append: Callable[[], None] | None = None, timeout_s: float = 5.0
+        self,
+        partition: Partition,
+        on_append: Callable[[], None] | None = None,
+        timeout_s: float = 5.0,
+        min_insync: Callable[[], int] | None = None,
     ) -> None:
         self.partition = partition
         self.plog = partition.log
         self._on_append = on_append
         self._timeout_s = timeout_s
+        self._min_insync = min_insync or (lambda: 1)
         #: [txn] producer id -> records of its open transaction (TxnOffsetCommit, KIP-98):
         #: applied when its commit marker is written, dropped at an abort marker.
         self.pending_transactional: dict[int, list[tuple[bytes, bytes | None]]] = {}
@@ -83,6 +92,7 @@ class LogOffsetStore:
             builder.append(i, timestamp=now, key=key, value=value, headers=[])
         if not self.partition.is_leader:
             raise KafkaProtocolError(ErrorCode.NOT_COORDINATOR, "this broker no longer leads the offsets partition")
+        self._check_in_sync(ErrorCode.NOT_ENOUGH_REPLICAS)
         leader_epoch = self.partition.leader_epoch
         try:
             info = self.plog.append(
@@ -103,6 +113,16 @@ class LogOffsetStore:
             raise KafkaProtocolError(ErrorCode.NOT_COORDINATOR, "offsets partition leadership moved") from None
         if not ok:
             raise KafkaProtocolError(ErrorCode.REQUEST_TIMED_OUT, "offset commit was not replicated in time")
+        # The HW may have advanced on fewer copies than promised if the ISR shrank meanwhile
+        # (Kafka's checkEnoughReplicasReachOffset).
+        self._check_in_sync(ErrorCode.NOT_ENOUGH_REPLICAS_AFTER_APPEND)
+
+    def _check_in_sync(self, code: ErrorCode) -> None:
+        isr, needed = self.partition.info.isr, self._min_insync()
+        if len(isr) < needed:
+            raise KafkaProtocolError(
+                code, f"the in-sync replicas {list(isr)} are fewer than min.insync.replicas={needed}"
+            )
 
     def replay(self) -> Iterator[tuple[bytes, bytes | None]]:
         """Committed records in log order. A transaction's records come out where its commit
@@ -197,12 +217,12 @@ class GroupCoordinatorManager:
                 "op": "create_topic",
                 "name": OFFSETS_TOPIC,
                 "if_not_exists": True,
+                "min_insync_one_below_rf": True,
                 "partitions": cfg.offsets_topic_num_partitions,
                 "replication_factor": None,
                 "configs": {
                     "cleanup.policy": "compact",
                     "segment.bytes": str(4 * 1024 * 1024),
-                    "min.insync.replicas": "1",
                 },
             }
         )
@@ -264,7 +284,11 @@ class GroupCoordinatorManager:
             if part is None or not part.is_leader:
                 continue
             try:
-                store = LogOffsetStore(part, functools.partial(self.replicas.notify, (OFFSETS_TOPIC, partition)))
+                store = LogOffsetStore(
+                    part,
+                    functools.partial(self.replicas.notify, (OFFSETS_TOPIC, partition)),
+                    min_insync=functools.partial(self.replicas.min_insync_replicas, OFFSETS_TOPIC),
+                )
                 coordinator = GroupCoordinator(store, self.group_config)
                 coordinator.load()
                 coordinator.consumer.finish_load(self.metadata.image.topics)

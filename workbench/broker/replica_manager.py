@@ -113,6 +113,18 @@ class ReplicaManager:
     def log_config(self, configs: dict[str, str]) -> LogConfig:
         return LogConfig.from_topic_config({**self.log_defaults, **configs})
 
+    def min_insync_replicas(self, topic: str) -> int:
+        """The topic's `min.insync.replicas` (else the cluster default): how many in-sync copies an
+        acks=all write needs, client records, transaction markers and coordinator records alike."""
+        info = self._image.topics.get(topic) if self._image is not None else None
+        value = (info.configs.get("min.insync.replicas") if info else None) or self.log_defaults.get(
+            "min.insync.replicas", "1"
+        )
+        try:
+            return int(value)
+        except ValueError:
+            return 1
+
     def reconcile(self, image: MetadataImage, budget_s: float | None = None) -> bool:
         """Drop logs of deleted topics, apply leadership changes, open logs assigned to us.
 

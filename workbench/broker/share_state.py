@@ -215,6 +215,7 @@ class ShareStateStore:
                 "op": "create_topic",
                 "name": SHARE_STATE_TOPIC,
                 "if_not_exists": True,
+                "min_insync_one_below_rf": True,  # share.coordinator.state.topic.min.isr=2 at RF 3
                 "partitions": SHARE_STATE_PARTITIONS,
                 "replication_factor": None,
                 "configs": {"cleanup.policy": "compact", "segment.bytes": str(4 * 1024 * 1024)},

@@ -10,7 +10,12 @@ WriteTxnMarkers path of ``ReplicaManager`` (partition leader side):
   partition is gone, or this broker stops being the coordinator (the next one
   resumes from `__transaction_state`);
 * `append_markers` writes one control batch per partition as its leader, with
-  acks=all semantics (it answers once the high watermark covers the marker), and
+  acks=all semantics (it answers once the high watermark covers the marker, refusing with
+  NOT_ENOUGH_REPLICAS while the ISR is below `min.insync.replicas`, before the append and
+  after it, as for a client's acks=all batch: a marker acknowledged by a leader alone in
+  its ISR lives in one page cache, and if a power loss there takes it back, the coordinator
+  has already completed the transaction and never re-sends it; the partition's next marker
+  for that producer, an abort, would then decide this transaction's records too), and
   for a `__consumer_offsets` partition makes the group coordinator apply or drop the
   transaction's offsets (TxnOffsetCommit).
 
@@ -86,6 +91,10 @@ async def append_markers(
             coordinator_epoch=coordinator_epoch,
             timestamp_ms=int(time.time() * 1000),
         )
+        min_isr = broker.replicas.min_insync_replicas(topic)
+        if len(partition.info.isr) < min_isr:
+            results[tp] = ErrorCode.NOT_ENOUGH_REPLICAS
+            continue
         leader_epoch = partition.leader_epoch
         try:
             info = partition.log.append(
@@ -108,7 +117,7 @@ async def append_markers(
         except NotLeaderError:
             results[tp] = ErrorCode.NOT_LEADER_OR_FOLLOWER
             return
-        if not ok:
+        if not ok or len(partition.info.isr) < broker.replicas.min_insync_replicas(tp[0]):
             results[tp] = ErrorCode.NOT_ENOUGH_REPLICAS_AFTER_APPEND
             return
         results[tp] = ErrorCode.NONE

@@ -126,12 +126,12 @@ class TransactionStateManager:
                 "op": "create_topic",
                 "name": TRANSACTION_STATE_TOPIC,
                 "if_not_exists": True,
+                "min_insync_one_below_rf": True,
                 "partitions": cfg.transaction_state_num_partitions,
                 "replication_factor": None,
                 "configs": {
                     "cleanup.policy": "compact",
                     "segment.bytes": str(4 * 1024 * 1024),
-                    "min.insync.replicas": "1",
                 },
             }
         )
@@ -179,7 +179,9 @@ class TransactionStateManager:
             if part is None or not part.is_leader:
                 continue
             store = LogOffsetStore(
-                part, functools.partial(self.broker.replicas.notify, (TRANSACTION_STATE_TOPIC, index))
+                part,
+                functools.partial(self.broker.replicas.notify, (TRANSACTION_STATE_TOPIC, index)),
+                min_insync=functools.partial(self.broker.replicas.min_insync_replicas, TRANSACTION_STATE_TOPIC),
             )
             loaded = TxnPartition(index, epoch, store)
             try:

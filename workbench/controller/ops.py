@@ -292,9 +292,13 @@ def _create_topic(image: MetadataImage, op: dict, default_rf: int) -> Records:
     rf = default_replication_factor(image, op.get("replication_factor"), default_rf)
     assignments = {int(k): v for k, v in (op.get("assignments") or {}).items()}
     live = _placement_brokers(image, rf)
-    records = create_topic_records(
-        image, op["name"], op["partitions"], rf, op.get("configs") or {}, assignments or None, brokers=live
-    )
+    configs = dict(op.get("configs") or {})
+    if op.get("min_insync_one_below_rf"):
+        # The internal topics (`__transaction_state`, `__consumer_offsets`): min.insync.replicas is
+        # one below the replication factor decided here (3 -> 2, Kafka's transaction.state.log.min.isr),
+        # so what their coordinators acknowledge is on two brokers whenever it can be.
+        configs["min.insync.replicas"] = str(max(1, rf - 1))
+    records = create_topic_records(image, op["name"], op["partitions"], rf, configs, assignments or None, brokers=live)
     return [_avoid_offline_dirs(image, r) for r in records]
 
 

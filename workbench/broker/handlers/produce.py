@@ -213,14 +213,7 @@ async def _await_flush(broker: Broker, partition: Partition, part: dict) -> None
 
 
 def _min_insync_replicas(broker: Broker, topic: str) -> int:
-    info = broker.image.topics.get(topic)
-    value = (info.configs.get("min.insync.replicas") if info else None) or broker.replicas.log_defaults.get(
-        "min.insync.replicas", "1"
-    )
-    try:
-        return int(value)
-    except ValueError:
-        return 1
+    return broker.replicas.min_insync_replicas(topic)
 
 
 async def _await_replication(
