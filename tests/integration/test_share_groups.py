@@ -631,9 +631,14 @@ def test_group_configs_are_validated_kept_in_the_metadata_log_and_applied_to_bot
     assert share_joined.error_code == 0 and share_joined.heartbeat_interval_ms == 3000
 
     alter(consumer_group, consumer_heartbeat_interval_ms=None)  # DELETE: back to the broker's default
-    assert _group_configs_everywhere(share_cluster, consumer_group)[0]["consumer.heartbeat.interval.ms"] == (
-        "1000",
-        5,
+    # The answer comes once the controller committed the change; each broker applies it when its
+    # metadata log catches up, so the first broker asked may still show the old value a moment.
+    wait_until(
+        lambda: all(
+            d["consumer.heartbeat.interval.ms"] == ("1000", 5)
+            for d in _group_configs_everywhere(share_cluster, consumer_group)
+        ),
+        message="the deleted group config back at the broker's default on every broker",
     )
 
 
