@@ -590,7 +590,9 @@ def test_a_commit_marker_is_not_written_on_a_leader_alone_in_its_isr(fresh_clust
     finally:
         os.kill(follower_pid, signal.SIGCONT)
     got = values(read_isolated(cluster.bootstrap_servers, topic_name, 1, "read_committed", len(sent), timeout=60))
-    assert got == sent, f"read_committed after the leader's power loss: {got}"
+    state = partitions_of(cluster, topic_name)[["leader", "isr", "high_watermark", "log_end_offset"]]
+    raw = values(read_isolated(cluster.bootstrap_servers, topic_name, 1, "read_uncommitted", len(sent), timeout=5))
+    assert got == sent, f"read_committed after the leader's power loss: {got}; uncommitted {raw}; {state.to_dict()}"
 
 
 def test_a_commit_decision_is_not_acknowledged_from_one_copy_of_the_transaction_log(fresh_cluster, topic_name):

@@ -55,10 +55,13 @@ WRITE_TXN_MARKERS_VERSION = 1
 MARKER_REPLICATION_TIMEOUT_S = 5.0
 #: Errors after which a partition needs no marker (any more). TRANSACTION_COORDINATOR_FENCED: a
 #: newer coordinator wrote this producer's markers there (this one was deposed; its successor
-#: finishes the transaction from `__transaction_state`).
+#: finishes the transaction from `__transaction_state`). Not UNKNOWN_TOPIC_OR_PARTITION: a leader
+#: that has just restarted answers it until its metadata image has the topic again, and taking it
+#: for "deleted" lost the marker (the committed records stayed in an open transaction; issue 12).
+#: Whether a topic is gone is this broker's own image's to say (`send`), as in Kafka's
+#: TransactionMarkerRequestCompletionHandler, which retries UNKNOWN_TOPIC_OR_PARTITION.
 _DONE = (
     ErrorCode.NONE,
-    ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
     ErrorCode.INVALID_PRODUCER_EPOCH,
     ErrorCode.TRANSACTION_COORDINATOR_FENCED,
 )
