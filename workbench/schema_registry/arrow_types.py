@@ -19,7 +19,7 @@ import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import pyarrow as pa
 
@@ -254,3 +254,29 @@ def frame(data: bytes) -> int | None:
     if len(data) < 5 or data[0] != 0:
         return None
     return int.from_bytes(data[1:5], "big")
+
+
+class SchemaSource(Protocol):
+    """Where registered schemas come from: the registry's REST API (`workbench.sql.typed`) or the
+    `_schemas` topic (`workbench.schema_registry.topic_reader`). Entries are
+    ``{"schema", "schemaType", "references"}``."""
+
+    def by_id(self, schema_id: int) -> dict[str, Any] | None: ...
+
+    def referenced(self, entry: dict[str, Any]) -> list[str]: ...
+
+
+def writer_schemas(source: SchemaSource, ids: list[int]) -> tuple[dict[int, WriterSchema], dict[int, str]]:
+    """The writer schemas of `ids` (unknown ids left out), and why those that did not parse failed."""
+    writers: dict[int, WriterSchema] = {}
+    errors: dict[int, str] = {}
+    for sid in ids:
+        found = source.by_id(sid)
+        if found is None:
+            continue
+        try:
+            refs = source.referenced(found) if found["schemaType"] == "AVRO" else None
+            writers[sid] = writer_schema(sid, found["schemaType"], found["schema"], refs)
+        except Exception as exc:
+            errors[sid] = f"schema id {sid} ({found['schemaType']}) cannot be decoded here: {exc}"
+    return writers, errors

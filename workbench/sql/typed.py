@@ -62,6 +62,7 @@ from workbench.schema_registry.arrow_types import (  # shared with the Iceberg c
     frame,
     merge_types,
     writer_schema,
+    writer_schemas,
 )
 from workbench.sql.flatten import BASE_COLUMNS, quote, sql_literal
 
@@ -273,17 +274,7 @@ def build_plan(reader: RegistryReader, topic: str, seen_ids: list[int], *, key: 
     """The plan for a topic's values (keys): the versions of `<topic>-value` (`-key`) plus the ids
     found in the values (keys)."""
     ids = list(dict.fromkeys([*reader.subject_ids(f"{topic}-{'key' if key else 'value'}"), *seen_ids]))
-    writers: dict[int, WriterSchema] = {}
-    errors: dict[int, str] = {}
-    for sid in ids:
-        found = reader.by_id(sid)
-        if found is None:
-            continue
-        try:
-            refs = reader.referenced(found) if found["schemaType"] == "AVRO" else None
-            writers[sid] = writer_schema(sid, found["schemaType"], found["schema"], refs)
-        except Exception as exc:
-            errors[sid] = f"schema id {sid} ({found['schemaType']}) cannot be decoded here: {exc}"
+    writers, errors = writer_schemas(reader, ids)
     return TypedPlan(writers, errors, as_columns=not key)
 
 
