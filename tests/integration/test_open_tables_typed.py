@@ -27,6 +27,7 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 
 from tests.conftest import FAST_GROUPS
 from tests.integration.test_open_tables import DEADLINE_S, ICEBERG, iceberg_offsets
+from tests.integration.test_open_tables_default import plain_duckdb  # re-runs a read torn by a rename
 from tests.support import wait_until
 from workbench import Cluster
 from workbench.schema_registry.process import SchemaRegistryProcess
@@ -185,6 +186,8 @@ def test_a_registry_started_after_the_brokers_types_the_table_and_earlier_rows_a
     produce(c, topic_name, [avro_framed(1, SMALL, {"n": 1, "s": "b"})])
     rows = rows_by_offset(c, topic_name, 2)
     assert "schema_id" not in rows[0]  # untyped: no schema is known
+    # The committer's reader of `_schemas` never creates it (the registry must, compacted).
+    assert "_schemas" not in c.topics(internal=True)
 
     registry = SchemaRegistryProcess(c.bootstrap_servers, tmp_path / "sr", replication_factor=1)
     registry.start()
@@ -212,3 +215,25 @@ def test_a_registry_started_after_the_brokers_types_the_table_and_earlier_rows_a
         assert "merge" in [s.summary.additional_properties.get("workbench.operation") for s in snapshots]
     finally:
         registry.stop()
+
+
+def test_plain_duckdb_catalog_has_typed_views_over_the_iceberg_data_files(cluster, topic_name):
+    client = SchemaRegistryClient({"url": cluster.schema_registry_url})
+    ctx = SerializationContext(topic_name, MessageField.VALUE)
+    v1, v2 = AvroSerializer(client, json.dumps(V1)), AvroSerializer(client, json.dumps(V2))
+    produce(cluster, topic_name, [v1(order(i), ctx) for i in range(4)] + [b"not framed"])
+    rows_by_offset(cluster, topic_name, 5)
+    cluster.sql(f'SELECT count(*) FROM "{topic_name}"')  # the notebook writes the catalog
+    catalog = cluster.data_dir / "workbench.duckdb"
+    query = (
+        "SELECT count(*), count(schema_id), count(decode_error), sum(id)::BIGINT, max(buyer.name), "
+        "min(price)::VARCHAR "
+        f'FROM typed."{topic_name}"'
+    )
+    got = wait_until(lambda: (r := plain_duckdb(catalog, query))[0] >= 5 and r, timeout=DEADLINE_S, interval=0.5)
+    assert got == (5, 4, 1, 0 + 1 + 2 + 3, "b3", "0.25")
+    # A new version's field shows up without the catalog being rewritten (the view globs the files).
+    produce(cluster, topic_name, [v2({**order(5), "coupon": "X"}, ctx)])
+    count = f'SELECT count(*) FROM typed."{topic_name}"'
+    wait_until(lambda: plain_duckdb(catalog, count)[0] >= 6, timeout=DEADLINE_S, interval=0.5)
+    assert plain_duckdb(catalog, f'SELECT count(*), max(coupon) FROM typed."{topic_name}"') == (6, "X")

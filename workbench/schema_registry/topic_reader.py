@@ -167,7 +167,7 @@ class SchemasTopicReader:
                             self._served = self._wanted
                             target = None
                             self._cond.notify_all()
-                msg = consumer.poll(0.05)
+                msg = consumer.poll(0.1)
                 if msg is None:
                     continue
                 err = msg.error()

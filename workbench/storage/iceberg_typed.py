@@ -227,6 +227,16 @@ class IcebergTyping:
         return out
 
 
+def seen_ids(values: pa.ChunkedArray | pa.Array) -> list[int]:
+    """The distinct schema ids of the framed values (vectorized: only distinct headers reach Python)."""
+    import pyarrow.compute as pc
+
+    values = values.cast(pa.binary())
+    framed = pc.and_(pc.greater_equal(pc.binary_length(values), 5), pc.equal(pc.binary_slice(values, 0, 1), b"\x00"))
+    heads = pc.unique(pc.binary_slice(pc.filter(values, pc.fill_null(framed, False)), 1, 5))
+    return sorted(int.from_bytes(h, "big") for h in heads.to_pylist())
+
+
 def typing_for(
     bootstrap: str | None,
     topic: str,
@@ -240,10 +250,10 @@ def typing_for(
     table's typed columns (name -> type), `typed`: the table has them already."""
     if not bootstrap:
         return None
-    from workbench.schema_registry.arrow_types import frame, writer_schemas
+    from workbench.schema_registry.arrow_types import writer_schemas
 
     source = reader(bootstrap)
-    seen = sorted({sid for v in values.to_pylist() if v is not None and (sid := frame(v)) is not None})
+    seen = seen_ids(values)
     if any(source.by_id(sid) is None for sid in seen):
         now = time.monotonic()
         if now - _last_catch_up.get(bootstrap, 0.0) >= CATCH_UP_EVERY_S:
