@@ -237,3 +237,40 @@ def test_plain_duckdb_catalog_has_typed_views_over_the_iceberg_data_files(cluste
     count = f'SELECT count(*) FROM typed."{topic_name}"'
     wait_until(lambda: plain_duckdb(catalog, count)[0] >= 6, timeout=DEADLINE_S, interval=0.5)
     assert plain_duckdb(catalog, f'SELECT count(*), max(coupon) FROM typed."{topic_name}"') == (6, "X")
+
+
+def test_json_schema_and_protobuf_values_become_typed_iceberg_columns(cluster, topic_name):
+    from confluent_kafka.schema_registry.json_schema import JSONSerializer
+    from confluent_kafka.schema_registry.protobuf import ProtobufSerializer
+
+    from tests.integration.test_typed_tables import _reading_class
+
+    client = SchemaRegistryClient({"url": cluster.schema_registry_url})
+    schema = {
+        "$schema": "http://json-schema.org/draft-07/schema#",
+        "title": "Reading",
+        "type": "object",
+        "properties": {"sensor": {"type": "string"}, "celsius": {"type": "number"}, "count": {"type": "integer"}},
+    }
+    json_topic = f"{topic_name}-json"
+    ser = JSONSerializer(json.dumps(schema), client)
+    ctx = SerializationContext(json_topic, MessageField.VALUE)
+    produce(cluster, json_topic, [ser({"sensor": f"s{i}", "celsius": 20.5 + i, "count": i}, ctx) for i in range(3)])
+    rows = rows_by_offset(cluster, json_topic, 3)
+    assert [(r["sensor"], r["celsius"], r["count"]) for r in rows] == [
+        ("s0", 20.5, 0),
+        ("s1", 21.5, 1),
+        ("s2", 22.5, 2),
+    ]
+    types = {f.name: f.type for f in cluster.iceberg_table(json_topic).schema().as_arrow()}
+    assert types["count"] == pa.int64() and types["celsius"] == pa.float64()
+
+    proto_topic = f"{topic_name}-proto"
+    reading = _reading_class()
+    pser = ProtobufSerializer(reading, client, {"use.deprecated.format": False})
+    ctx = SerializationContext(proto_topic, MessageField.VALUE)
+    produce(cluster, proto_topic, [pser(reading(sensor=f"p{i}", value=i * 10, tags=["t"]), ctx) for i in range(3)])
+    rows = rows_by_offset(cluster, proto_topic, 3)
+    assert [r["decode_error"] for r in rows] == [None] * 3
+    # a field named like a base column (`value`) is value_value; the raw bytes stay in `value`
+    assert [(r["sensor"], r["value_value"], r["tags"]) for r in rows] == [(f"p{i}", i * 10, ["t"]) for i in range(3)]

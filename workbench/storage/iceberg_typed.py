@@ -21,7 +21,9 @@ committed before that (no registry yet, or a schema the reader had not read yet)
 files without the typed columns: Iceberg reads them as NULL there (``schema_id`` too, which tells
 them from rows that were decoded). A commit whose rows carry ids the reader has not seen waits
 for the reader to reach the end of `_schemas` (at most `CATCH_UP_TIMEOUT_S`, at most once per
-`CATCH_UP_EVERY_S`), so a serializer's just-registered schema is normally there.
+`CATCH_UP_EVERY_S`; `FIRST_CATCH_UP_TIMEOUT_S` while its consumer connects), so a serializer's
+just-registered schema is normally there. The reader starts at the first framed value a commit
+meets: a cluster whose values are never framed runs no consumer for it.
 
 Evolution: the columns are the union by name of the table's columns and each writer schema's
 (pyiceberg ``union_by_name``, committed in the same transaction as the data file): a field added
@@ -55,6 +57,7 @@ JSON_SUFFIX = "__json"
 #: How long a commit meeting an unknown schema id waits for the reader, and how often it may.
 CATCH_UP_TIMEOUT_S = 2.0
 CATCH_UP_EVERY_S = 2.0
+FIRST_CATCH_UP_TIMEOUT_S = 5.0
 
 #: bootstrap servers -> the reader of `_schemas` (one per committer process).
 _readers: dict[str, SchemasTopicReader] = {}
@@ -252,13 +255,17 @@ def typing_for(
         return None
     from workbench.schema_registry.arrow_types import writer_schemas
 
-    source = reader(bootstrap)
     seen = seen_ids(values)
+    if not seen and not typed:
+        return None  # nothing framed to type: the reader (a consumer) is not even started
+    first = bootstrap not in _readers
+    source = reader(bootstrap)
     if any(source.by_id(sid) is None for sid in seen):
         now = time.monotonic()
-        if now - _last_catch_up.get(bootstrap, 0.0) >= CATCH_UP_EVERY_S:
+        if first or now - _last_catch_up.get(bootstrap, 0.0) >= CATCH_UP_EVERY_S:
             _last_catch_up[bootstrap] = now
-            source.catch_up(CATCH_UP_TIMEOUT_S)  # a serializer's schema registered a moment ago
+            # A serializer's schema registered a moment ago; the first time the consumer is still connecting.
+            source.catch_up(FIRST_CATCH_UP_TIMEOUT_S if first else CATCH_UP_TIMEOUT_S)
     ids = list(dict.fromkeys([*source.subject_ids(f"{topic}-value"), *seen]))
     writers, errors = writer_schemas(source, ids)
     if not writers and not typed:
