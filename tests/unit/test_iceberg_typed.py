@@ -81,3 +81,65 @@ def test_decoding_routes_an_incompatible_field_to_json_and_keeps_bad_values_as_e
     assert "wire format" in errors[2]
     assert "not registered" in errors[4]
     assert "does not decode" in errors[5]
+
+
+def typed_source_file(directory, lo: int, hi: int, keep=None) -> None:
+    """A partition's Parquet file of framed values (id 1, `V1`): sealed, or what the log cleaner
+    leaves (only the offsets ``keep`` accepts, marked cleaned)."""
+    import os
+
+    import pyarrow.compute as pc
+
+    from tests.unit.test_iceberg_tables import tier_rows
+    from workbench.storage import parquet_tier
+
+    rows = tier_rows(lo, hi)
+    values = pa.array([framed(1, V1, {"n": o, "value": f"v{o}"}) for o in range(lo, hi)], pa.binary())
+    rows = rows.set_column(rows.schema.get_field_index("value"), rows.schema.field("value"), values)
+    if keep is None:
+        parquet_tier.write_table_file(directory / f"{lo:020d}.parquet", lo, hi, rows, 0, topic="t")
+        return
+    rows = rows.filter(pc.is_in(rows.column("offset"), pa.array([o for o in range(lo, hi) if keep(o)], pa.int64())))
+    tmp = directory / f"{lo:020d}.parquet.cleaned"
+    writer = parquet_tier.MergedFileWriter(tmp, lo, topic="t")
+    writer.add(rows)
+    writer.finish(hi, 0, merged=True)
+    os.replace(tmp, directory / f"{lo:020d}.parquet")
+
+
+def test_commits_and_a_compaction_rewrite_keep_the_typed_columns(tmp_path):
+    """The committer's path with a `_schemas` reader fed the registry's own records (no thread)."""
+    from workbench.open_tables import NAMESPACE, open_catalog
+    from workbench.schema_registry import records
+    from workbench.schema_registry.topic_reader import SchemasTopicReader
+    from workbench.storage import iceberg_tables, iceberg_typed
+
+    schemas = SchemasTopicReader("unused:0")
+    schemas.apply(
+        records.schema_key("t-value", 1), records.schema_value("t-value", 1, 1, "AVRO", json.dumps(V1), [], False)
+    )
+    iceberg_typed._readers["unused:0"] = schemas
+    try:
+        source = tmp_path / "partition=0"
+        source.mkdir()
+        root = tmp_path / "iceberg"
+        job = {"root": str(root), "topic": "t", "partition": 0, "directory": str(source), "bootstrap": "unused:0"}
+        for lo, hi in ((0, 40), (40, 60)):
+            typed_source_file(source, lo, hi)
+            assert iceberg_tables.publish(job)["to_offset"] == hi
+        table = open_catalog(root).load_table((NAMESPACE, "t"))
+        got = table.scan().to_arrow().sort_by("offset")
+        assert got.column("n").to_pylist() == list(range(60))
+        assert got.column("value_value").to_pylist() == [f"v{o}" for o in range(60)]
+        assert set(got.column("schema_id").to_pylist()) == {1}
+
+        typed_source_file(source, 0, 40, keep=lambda o: o % 4 == 0)  # the log cleaner rewrote [0, 40)
+        summary = iceberg_tables._reflect_compaction(table, root, "t", 0, source, job)
+        assert summary is not None and summary["workbench.operation"] == "compaction"
+        got = open_catalog(root).load_table((NAMESPACE, "t")).scan().to_arrow().sort_by("offset")
+        want = [o for o in range(60) if o % 4 == 0 or o >= 40]
+        assert got.column("offset").to_pylist() == want
+        assert got.column("n").to_pylist() == want  # the rewritten file is typed too
+        assert got.column("decode_error").null_count == len(want)
+    finally:
+        iceberg_typed._readers.pop("unused:0", None)
