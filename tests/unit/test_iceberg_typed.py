@@ -83,7 +83,10 @@ def test_decoding_routes_an_incompatible_field_to_json_and_keeps_bad_values_as_e
     assert "does not decode" in errors[5]
 
 
-def typed_source_file(directory, lo: int, hi: int, keep=None) -> None:
+V1B = {**V1, "fields": [*V1["fields"], {"name": "extra", "type": ["null", "int"], "default": None}]}
+
+
+def typed_source_file(directory, lo: int, hi: int, keep=None, sid: int = 1) -> None:
     """A partition's Parquet file of framed values (id 1, `V1`): sealed, or what the log cleaner
     leaves (only the offsets ``keep`` accepts, marked cleaned)."""
     import os
@@ -94,7 +97,8 @@ def typed_source_file(directory, lo: int, hi: int, keep=None) -> None:
     from workbench.storage import parquet_tier
 
     rows = tier_rows(lo, hi)
-    values = pa.array([framed(1, V1, {"n": o, "value": f"v{o}"}) for o in range(lo, hi)], pa.binary())
+    schema, extra = (V1, {}) if sid == 1 else (V1B, {"extra": 1})
+    values = pa.array([framed(sid, schema, {"n": o, "value": f"v{o}", **extra}) for o in range(lo, hi)], pa.binary())
     rows = rows.set_column(rows.schema.get_field_index("value"), rows.schema.field("value"), values)
     if keep is None:
         parquet_tier.write_table_file(directory / f"{lo:020d}.parquet", lo, hi, rows, 0, topic="t")
@@ -143,3 +147,44 @@ def test_commits_and_a_compaction_rewrite_keep_the_typed_columns(tmp_path):
         assert got.column("decode_error").null_count == len(want)
     finally:
         iceberg_typed._readers.pop("unused:0", None)
+
+
+def test_a_typed_file_left_by_a_crash_is_adopted_with_its_new_columns(tmp_path):
+    """A publisher wrote a data file with a column the table lacks (a version 2 field) and died
+    before its commit: the next publisher adopts the file and evolves the schema in that commit."""
+    from workbench.open_tables import NAMESPACE, open_catalog
+    from workbench.schema_registry import records
+    from workbench.schema_registry.topic_reader import SchemasTopicReader
+    from workbench.storage import iceberg_tables, iceberg_typed
+
+    schemas = SchemasTopicReader("unused:1")
+
+    def register(version: int, schema: dict) -> None:
+        value = records.schema_value("t-value", version, version, "AVRO", json.dumps(schema), [], False)
+        schemas.apply(records.schema_key("t-value", version), value)
+
+    register(1, V1)
+    iceberg_typed._readers["unused:1"] = schemas
+    try:
+        source = tmp_path / "partition=0"
+        source.mkdir()
+        root = tmp_path / "iceberg"
+        job = {"root": str(root), "topic": "t", "partition": 0, "directory": str(source), "bootstrap": "unused:1"}
+        typed_source_file(source, 0, 40)
+        iceberg_tables.publish(job)
+        table = open_catalog(root).load_table((NAMESPACE, "t"))
+        assert "extra" not in table.schema().column_names
+        register(2, V1B)  # version 2 adds `extra`: a publisher writes the file with it, then dies
+        typed_source_file(source, 40, 60, sid=2)
+        orphan = root / "t" / "data" / f"p{0:05d}-{40:020d}.parquet"
+        rows = iceberg_tables._read_range(source, 40)[2]
+        typed = iceberg_tables._typed(table, "t", iceberg_tables._to_iceberg(rows, 0), job)
+        iceberg_tables._write_data_file(orphan, typed, 60)
+        answer = iceberg_tables.publish(job)
+        assert (answer["from_offset"], answer["to_offset"]) == (40, 60)  # adopted
+        got = open_catalog(root).load_table((NAMESPACE, "t")).scan().to_arrow().sort_by("offset")
+        assert got.column("offset").to_pylist() == list(range(60))
+        assert got.column("extra").to_pylist() == [None] * 40 + [1] * 20
+        assert got.column("schema_id").to_pylist() == [1] * 40 + [2] * 20
+    finally:
+        iceberg_typed._readers.pop("unused:1", None)
