@@ -284,7 +284,11 @@ def _typed(table: Table, topic: str, rows: pa.Table, job: dict[str, Any], *, onl
             return rows if not typed else _typed(table, topic, rows.select(list(arrow_schema().names)), job)
         import pyarrow.compute as pc
 
-        todo = pc.and_(pc.is_null(rows.column(it.SCHEMA_ID)), pc.is_valid(rows.column("value")))
+        # Not decoded yet: no schema id and no decode error (a row decoded before has one or the other).
+        undecoded = pc.is_null(rows.column(it.SCHEMA_ID))
+        if it.DECODE_ERROR in rows.column_names:
+            undecoded = pc.and_(undecoded, pc.is_null(rows.column(it.DECODE_ERROR)))
+        todo = pc.and_(undecoded, pc.is_valid(rows.column("value")))
         if not pc.any(todo).as_py():
             return rows
     typing = it.typing_for(job.get("bootstrap"), topic, rows.column("value"), existing, reserved, typed)
