@@ -283,3 +283,59 @@ def test_json_schema_and_protobuf_values_become_typed_iceberg_columns(cluster, t
     assert [r["decode_error"] for r in rows] == [None] * 3
     # a field named like a base column (`value`) is value_value; the raw bytes stay in `value`
     assert [(r["sensor"], r["value_value"], r["tags"]) for r in rows] == [(f"p{i}", i * 10, ["t"]) for i in range(3)]
+
+
+def test_a_typed_table_is_consistent_and_decoded_after_the_broker_is_killed_mid_traffic(fresh_cluster, topic_name):
+    import threading
+    import time
+
+    c = fresh_cluster(brokers=1, config=ICEBERG, schema_registry=True).start()
+    c.create_topic(topic_name, partitions=1, replication_factor=1)
+    serializer = AvroSerializer(SchemaRegistryClient({"url": c.schema_registry_url}), json.dumps(SMALL))
+    ctx = SerializationContext(topic_name, MessageField.VALUE)
+    sid = int.from_bytes(serializer({"n": -1, "s": "x"}, ctx)[1:5], "big")  # registers the schema
+    p = Producer({"bootstrap.servers": c.bootstrap_servers, "acks": "all", "linger.ms": 5})
+    acked: set[int] = set()
+    stop = threading.Event()
+
+    def on_delivery(err, msg) -> None:
+        if err is None:
+            acked.add(msg.offset())
+
+    def produce() -> None:
+        i = 0
+        while not stop.is_set():
+            try:
+                p.produce(
+                    topic_name, value=serializer({"n": i, "s": f"r{i}"}, ctx), partition=0, on_delivery=on_delivery
+                )
+                i += 1
+            except BufferError:
+                pass
+            p.poll(0.002)
+
+    t = threading.Thread(target=produce, daemon=True)
+    t.start()
+    wait_until(lambda: len(iceberg_offsets(c, topic_name)) > 0, timeout=DEADLINE_S, interval=0.2)
+    time.sleep(1.7)  # commits are happening: the kill lands at an arbitrary point of one
+    [node] = list(c.brokers)
+    c.kill_broker(node)
+    stop.set()
+    t.join(10)
+    c.restart_broker(node)
+    p2 = Producer({"bootstrap.servers": c.bootstrap_servers, "acks": "all"})
+    for i in range(100):
+        p2.produce(
+            topic_name, value=serializer({"n": 10**6 + i, "s": "after"}, ctx), partition=0, on_delivery=on_delivery
+        )
+    assert p2.flush(30) == 0
+    top = max(acked)
+    wait_until(lambda: (o := iceberg_offsets(c, topic_name)) and o[-1][1] >= top, timeout=DEADLINE_S, interval=0.5)
+    rows = c.iceberg_table(topic_name).scan(selected_fields=("offset", "schema_id", "decode_error", "n", "s"))
+    rows = rows.to_arrow().sort_by("offset").to_pylist()
+    offsets = [r["offset"] for r in rows]
+    assert offsets == sorted(set(offsets)), "a record was published twice"
+    assert acked <= set(offsets), "an acknowledged record is missing from the table"
+    # Every row typed: the restarted committer read `_schemas` again before (or while) committing.
+    assert {r["schema_id"] for r in rows} == {sid} and all(r["decode_error"] is None for r in rows)
+    assert all(r["s"] == ("after" if r["n"] >= 10**6 else f"r{r['n']}") for r in rows)

@@ -160,7 +160,9 @@ class SchemasTopicReader:
                         _low, high = consumer.get_watermark_offsets(TopicPartition(self.topic, 0), timeout=1)
                         target = high
                     except Exception:
-                        target = -1  # no `_schemas` (no registry yet) or no leader: nothing to wait for
+                        if self._absent(consumer):
+                            target = -1  # no `_schemas`: no registry yet, nothing to wait for
+                        # else not reachable yet (a broker restarting): ask again, the caller's timeout bounds it
                 if target is not None:
                     with self._cond:
                         if self._position >= target:
@@ -183,6 +185,16 @@ class SchemasTopicReader:
                     self._position = (msg.offset() or 0) + 1
         finally:
             consumer.close()
+
+    def _absent(self, consumer: Any) -> bool:
+        """Whether the cluster answers that `_schemas` does not exist (not: could not be asked)."""
+        from confluent_kafka import KafkaError
+
+        try:
+            found = consumer.list_topics(self.topic, timeout=1).topics.get(self.topic)
+        except Exception:
+            return False
+        return found is None or (found.error is not None and found.error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART)
 
     def close(self) -> None:
         self._stop.set()
