@@ -53,6 +53,7 @@ in one overwrite snapshot; the cleaner files reflected are carried forward in ev
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from functools import cache
@@ -76,6 +77,8 @@ if TYPE_CHECKING:
 else:  # imported on first use, in the converter process only
     pa = lazy_module("pyarrow")
     pq = lazy_module("pyarrow.parquet")
+
+log = logging.getLogger(__name__)
 
 NEXT_KEY = b"workbench.next_offset"  # key-value metadata: the offset a file's range ends before
 #: One commit reads at most about this many rows (a backlog is published over several commits).
@@ -269,9 +272,20 @@ def _to_iceberg(table: pa.Table, partition: int) -> pa.Table:
 
 def _typed(table: Table, topic: str, rows: pa.Table, job: dict[str, Any], *, only_undecoded: bool = False) -> pa.Table:
     """``rows`` (the table's base columns) with the typed columns of registry-framed values, when the
-    topic has a registered schema (`workbench.storage.iceberg_typed`); unchanged otherwise.
+    topic has a registered schema (`workbench.storage.iceberg_typed`); unchanged otherwise, and
+    unchanged when typing fails for any reason (logged): typing never stops a commit.
     `only_undecoded` (a merge): rows already decoded keep their columns, the others (committed
     before the schema was known) are decoded now."""
+    try:
+        return _typed_or_raise(table, topic, rows, job, only_undecoded=only_undecoded)
+    except Exception:
+        log.exception("typed columns of %s left out of this data file", topic)
+        return rows
+
+
+def _typed_or_raise(
+    table: Table, topic: str, rows: pa.Table, job: dict[str, Any], *, only_undecoded: bool = False
+) -> pa.Table:
     from workbench.storage import iceberg_typed as it
 
     base = set(arrow_schema().names)
@@ -281,7 +295,7 @@ def _typed(table: Table, topic: str, rows: pa.Table, job: dict[str, Any], *, onl
     typed = it.SCHEMA_ID in current.names
     if only_undecoded:
         if not typed or it.SCHEMA_ID not in rows.column_names:
-            return rows if not typed else _typed(table, topic, rows.select(list(arrow_schema().names)), job)
+            return rows if not typed else _typed_or_raise(table, topic, rows.select(list(arrow_schema().names)), job)
         import pyarrow.compute as pc
 
         # Not decoded yet: no schema id and no decode error (a row decoded before has one or the other).
@@ -580,10 +594,7 @@ def _maybe_merge(
         merged = pa.concat_tables([pq.read_table(f[2]) for f in chosen], promote_options="permissive")
         _check_once(merged, first, end)
         # Rows committed before the topic's schema was known are decoded now (typed topics only).
-        try:
-            merged = _typed(table, topic, merged, job or {}, only_undecoded=True)
-        except (pa.ArrowException, ValueError, TypeError):
-            pass  # the members as they are: their rows keep what they had
+        merged = _typed(table, topic, merged, job or {}, only_undecoded=True)  # on failure: as the members are
         _write_data_file(path, _as_data_file(merged), end)
     failpoint("iceberg.merge_before_commit")  # a crash here leaves a merged file no snapshot references
     offsets = published_offsets(table)
