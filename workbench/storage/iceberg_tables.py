@@ -48,6 +48,13 @@ holds the merged file (`_unlink_superseded`); plain Parquet readers of ``data/``
 Compacted topics (`_reflect_compaction`): when the broker's log cleaner rewrote files the table
 already published, the table's data files overlapping them are rewritten from the log as it is now,
 in one overwrite snapshot; the cleaner files reflected are carried forward in every summary.
+
+Typed columns (`_typed`, `workbench.storage.iceberg_typed`): every data file this module writes (a
+commit's, a merge's, a compaction rewrite's) carries, for a topic with registry-framed values,
+``schema_id``, ``decode_error`` and the value's fields; a file with columns the table lacks is
+committed in a transaction that first evolves the schema (``union_by_name``), so an adopted file
+from a crash brings its columns too. A merge decodes the rows committed before their schema was
+known (neither a schema id nor a decode error).
 """
 
 from __future__ import annotations
