@@ -339,3 +339,42 @@ def test_a_typed_table_is_consistent_and_decoded_after_the_broker_is_killed_mid_
     # Every row typed: the restarted committer read `_schemas` again before (or while) committing.
     assert {r["schema_id"] for r in rows} == {sid} and all(r["decode_error"] is None for r in rows)
     assert all(r["s"] == ("after" if r["n"] >= 10**6 else f"r{r['n']}") for r in rows)
+
+
+def test_avro_schema_references_are_resolved_from_the_schemas_topic(cluster, topic_name):
+    """A value schema referencing another subject's record (Confluent's schema references): the
+    committer resolves the reference from `_schemas` and types the referenced record as a struct."""
+    from confluent_kafka.schema_registry import Schema, SchemaReference
+
+    client = SchemaRegistryClient({"url": cluster.schema_registry_url})
+    address = {
+        "type": "record",
+        "name": "Address",
+        "namespace": "shop",
+        "fields": [{"name": "city", "type": "string"}, {"name": "zip", "type": "int"}],
+    }
+    ref_subject = f"{topic_name}-address"
+    client.register_schema(ref_subject, Schema(json.dumps(address), "AVRO"))
+    customer = {
+        "type": "record",
+        "name": "Customer",
+        "namespace": "shop",
+        "fields": [
+            {"name": "name", "type": "string"},
+            {"name": "home", "type": "shop.Address"},
+            {"name": "others", "type": {"type": "array", "items": "shop.Address"}},
+        ],
+    }
+    schema = Schema(json.dumps(customer), "AVRO", [SchemaReference("shop.Address", ref_subject, 1)])
+    serialize = AvroSerializer(client, schema)
+    ctx = SerializationContext(topic_name, MessageField.VALUE)
+    home = [{"city": "Oslo", "zip": i} for i in range(3)]
+    produce(
+        cluster, topic_name, [serialize({"name": f"c{i}", "home": home[i], "others": home[:i]}, ctx) for i in range(3)]
+    )
+    rows = rows_by_offset(cluster, topic_name, 3)
+    assert [r["decode_error"] for r in rows] == [None] * 3
+    assert [r["home"] for r in rows] == home
+    assert [r["others"] for r in rows] == [home[:i] for i in range(3)]
+    home_type = cluster.iceberg_table(topic_name).schema().as_arrow().field("home").type
+    assert pa.types.is_struct(home_type) and [home_type.field(i).name for i in range(2)] == ["city", "zip"]
