@@ -636,6 +636,9 @@ class Broker:
             "merge_age_ms": self.config.iceberg_merge_age_ms,
             "merge_min_files": self.config.iceberg_merge_min_files,
             "compacted": plog.config.compact,  # reflect the log cleaner's rewrites
+            # Registry-framed values become typed columns: the committer reads `_schemas` through this
+            # listener (`workbench.storage.iceberg_typed`); not with SASL on (it has no credentials).
+            "bootstrap": None if self.config.sasl_mechanisms else f"{self.config.host}:{self.server.port}",
         }
         try:
             answer = await self.lake_committer.convert(job)

@@ -855,7 +855,7 @@ class SqlEngine:
 
     def _maybe_write_catalog(self) -> None:
         """Rewrite the catalog when a topic, its cache files or its flattened schema changed."""
-        signature = tuple(
+        topics = tuple(
             (
                 name,
                 state.schema_version,
@@ -865,6 +865,7 @@ class SqlEngine:
             )
             for name, state in sorted(self._topics.items())
         )
+        signature = (*topics, self._iceberg_topics())
         if signature != self._catalog_signature:
             self._write_catalog()
             self._catalog_signature = signature
@@ -907,6 +908,17 @@ class SqlEngine:
         body = "(" + " UNION ALL BY NAME ".join(f"({q})" for q in parts) + ")"
         return flatten.present_sql(body)
 
+    def _iceberg_topics(self) -> tuple[str, ...]:
+        """The topics with an Iceberg table (embedded clusters with ``iceberg_commit_ms``): they get
+        a ``typed."<topic>"`` view in the catalog over the table's data files."""
+        data_dir = self.broker_data_dir()
+        if data_dir is None:
+            return ()
+        from workbench.open_tables import ANCHOR, iceberg_root, table_location
+
+        root = iceberg_root(data_dir)
+        return tuple(n for n in sorted(self._topics) if (table_location(root, n) / "data" / ANCHOR).exists())
+
     def _write_catalog(self) -> None:
         """`<root>/workbench.duckdb`: a view per topic, for plain DuckDB without the workbench.
         Written whole under a temporary name and renamed: a reader that has it open (even a
@@ -919,6 +931,18 @@ class SqlEngine:
                 run(con, WINDOW_MACROS)
                 for name, state in sorted(self._topics.items()):
                     run(con, f"CREATE OR REPLACE VIEW {quote(name)} AS {self._catalog_view_sql(state)}")
+                iceberg = self._iceberg_topics()
+                if iceberg:  # the Iceberg tables' data files, typed columns and all (registry-framed values)
+                    from workbench.open_tables import data_files_sql, iceberg_root
+
+                    root = iceberg_root(self.broker_data_dir() or self.root)
+                    run(con, typed.create_schema_sql())
+                    for name in iceberg:
+                        try:  # binding reads the data files' footers: one met mid-rename skips only this view
+                            view = f"{typed.SCHEMA}.{quote(name)}"
+                            run(con, f"CREATE OR REPLACE VIEW {view} AS {data_files_sql(root, name)}")
+                        except duckdb.Error as exc:
+                            log.warning("catalog view typed.%s not written: %s", name, exc)
             finally:
                 con.close()
             os.replace(tmp, self.catalog_path)

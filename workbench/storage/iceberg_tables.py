@@ -48,11 +48,19 @@ holds the merged file (`_unlink_superseded`); plain Parquet readers of ``data/``
 Compacted topics (`_reflect_compaction`): when the broker's log cleaner rewrote files the table
 already published, the table's data files overlapping them are rewritten from the log as it is now,
 in one overwrite snapshot; the cleaner files reflected are carried forward in every summary.
+
+Typed columns (`_typed`, `workbench.storage.iceberg_typed`): every data file this module writes (a
+commit's, a merge's, a compaction rewrite's) carries, for a topic with registry-framed values,
+``schema_id``, ``decode_error`` and the value's fields; a file with columns the table lacks is
+committed in a transaction that first evolves the schema (``union_by_name``), so an adopted file
+from a crash brings its columns too. A merge decodes the rows committed before their schema was
+known (neither a schema id nor a decode error).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from functools import cache
@@ -76,6 +84,8 @@ if TYPE_CHECKING:
 else:  # imported on first use, in the converter process only
     pa = lazy_module("pyarrow")
     pq = lazy_module("pyarrow.parquet")
+
+log = logging.getLogger(__name__)
 
 NEXT_KEY = b"workbench.next_offset"  # key-value metadata: the offset a file's range ends before
 #: One commit reads at most about this many rows (a backlog is published over several commits).
@@ -265,6 +275,83 @@ def _to_iceberg(table: pa.Table, partition: int) -> pa.Table:
     cols["partition"] = pa.array([partition] * table.num_rows, pa.int32())
     schema = arrow_schema()
     return pa.table({f.name: cols[f.name].cast(f.type) for f in schema}, schema=schema)
+
+
+def _typed(table: Table, topic: str, rows: pa.Table, job: dict[str, Any], *, only_undecoded: bool = False) -> pa.Table:
+    """``rows`` (the table's base columns) with the typed columns of registry-framed values, when the
+    topic has a registered schema (`workbench.storage.iceberg_typed`); unchanged otherwise, and
+    unchanged when typing fails for any reason (logged): typing never stops a commit.
+    `only_undecoded` (a merge): rows already decoded keep their columns, the others (committed
+    before the schema was known) are decoded now."""
+    try:
+        return _typed_or_raise(table, topic, rows, job, only_undecoded=only_undecoded)
+    except Exception:
+        log.exception("typed columns of %s left out of this data file", topic)
+        return rows
+
+
+def _typed_or_raise(
+    table: Table, topic: str, rows: pa.Table, job: dict[str, Any], *, only_undecoded: bool = False
+) -> pa.Table:
+    from workbench.storage import iceberg_typed as it
+
+    base = set(arrow_schema().names)
+    reserved = base | {it.SCHEMA_ID, it.DECODE_ERROR}
+    current = table.schema().as_arrow()
+    existing = {f.name: it.iceberg_type(f.type) for f in current if f.name not in reserved}
+    typed = it.SCHEMA_ID in current.names
+    if only_undecoded:
+        if not typed or it.SCHEMA_ID not in rows.column_names:
+            return rows if not typed else _typed_or_raise(table, topic, rows.select(list(arrow_schema().names)), job)
+        import pyarrow.compute as pc
+
+        # Not decoded yet: no schema id and no decode error (a row decoded before has one or the other).
+        undecoded = pc.is_null(rows.column(it.SCHEMA_ID))
+        if it.DECODE_ERROR in rows.column_names:
+            undecoded = pc.and_(undecoded, pc.is_null(rows.column(it.DECODE_ERROR)))
+        todo = pc.and_(undecoded, pc.is_valid(rows.column("value")))
+        if not pc.any(todo).as_py():
+            return rows
+    typing = it.typing_for(job.get("bootstrap"), topic, rows.column("value"), existing, reserved, typed)
+    if typing is None:
+        return rows
+    columns = typing.decode(rows.column("value"))
+    if only_undecoded:
+        out = rows
+        for name, col in columns.items():
+            if name in out.column_names:
+                old = out.column(name).combine_chunks().cast(col.type)
+                merged = pc.if_else(todo, col, old)
+                out = out.set_column(out.column_names.index(name), pa.field(name, col.type), merged)
+            else:
+                out = out.append_column(pa.field(name, col.type), pc.if_else(todo, col, pa.nulls(len(col), col.type)))
+        return out
+    for name, col in columns.items():
+        rows = rows.append_column(pa.field(name, col.type), col)
+    return rows
+
+
+def _typed_columns_to_add(table: Table, path: Path) -> pa.Schema | None:
+    """The typed columns of data file `path` the table lacks (or has narrower): what
+    ``union_by_name`` must add in the commit's transaction; None when none."""
+    from workbench.storage.iceberg_typed import iceberg_type
+
+    have = {f.name: iceberg_type(f.type) for f in table.schema().as_arrow()}
+    base = set(arrow_schema().names)
+    fields = [
+        pa.field(f.name, iceberg_type(f.type))
+        for f in pq.read_schema(path)
+        if f.name not in base and have.get(f.name) != iceberg_type(f.type)
+    ]
+    return pa.schema(fields) if fields else None
+
+
+def _as_data_file(table: pa.Table) -> pa.Table:
+    """A merge's or a compaction's rows with the base columns as `arrow_schema` types them (the
+    typed columns, if any, as they are)."""
+    base = arrow_schema()
+    fields = [base.field(f.name) if f.name in base.names else f for f in table.schema]
+    return table.cast(pa.schema(fields))
 
 
 def _write_data_file(path: Path, table: pa.Table, end: int) -> Path:
@@ -460,7 +547,9 @@ def _current_files(table: Table, root: Path, topic: str, partition: int) -> list
     return current
 
 
-def _maybe_merge(table: Table, root: Path, topic: str, partition: int, age_ms: int, min_files: int) -> dict | None:
+def _maybe_merge(
+    table: Table, root: Path, topic: str, partition: int, age_ms: int, min_files: int, job: dict[str, Any] | None = None
+) -> dict | None:
     """Merge the partition's oldest run of small data files into one (issue 17: one file per commit
     would be ~3,600 an hour), as one Iceberg ``overwrite`` snapshot that removes the members and
     adds ``p<partition>-<from>-<to>-g<seq>.parquet``: the same records, so every snapshot still holds each
@@ -511,7 +600,9 @@ def _maybe_merge(table: Table, root: Path, topic: str, partition: int, age_ms: i
     if not path.exists():
         merged = pa.concat_tables([pq.read_table(f[2]) for f in chosen], promote_options="permissive")
         _check_once(merged, first, end)
-        _write_data_file(path, merged.cast(arrow_schema()), end)
+        # Rows committed before the topic's schema was known are decoded now (typed topics only).
+        merged = _typed(table, topic, merged, job or {}, only_undecoded=True)  # on failure: as the members are
+        _write_data_file(path, _as_data_file(merged), end)
     failpoint("iceberg.merge_before_commit")  # a crash here leaves a merged file no snapshot references
     offsets = published_offsets(table)
     summary = {
@@ -529,6 +620,10 @@ def _maybe_merge(table: Table, root: Path, topic: str, partition: int, age_ms: i
         "workbench.committed-at-ms": str(int(time.time() * 1000)),
     }
     tx = table.transaction()
+    evolved = _typed_columns_to_add(table, path)
+    if evolved is not None:  # typed columns the members did not have (a version registered since)
+        with tx.update_schema() as update:
+            update.union_by_name(evolved)
     with tx.update_snapshot(snapshot_properties=summary).overwrite() as overwrite:
         for f in chosen:
             overwrite.delete_data_file(f[3])
@@ -590,7 +685,9 @@ def _read_bounded(directory: Path, lo: int, hi: int) -> pa.Table | None:
     return None
 
 
-def _reflect_compaction(table: Table, root: Path, topic: str, partition: int, directory: Path) -> dict | None:
+def _reflect_compaction(
+    table: Table, root: Path, topic: str, partition: int, directory: Path, job: dict[str, Any] | None = None
+) -> dict | None:
     """Compacted topics (issue 17): when the broker's log cleaner has rewritten files the table
     published before (``workbench.cleaned`` files whose (next, rows) the table has not reflected
     yet), rewrite the table's data files overlapping them from the log as it is now, in one
@@ -641,8 +738,8 @@ def _reflect_compaction(table: Table, root: Path, topic: str, partition: int, di
     _check_once(rows, lo, hi)
     path = table_location(root, topic) / "data" / _rewrite_name(partition, lo, hi, table)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    schema = arrow_schema().with_metadata({NEXT_KEY: str(hi).encode()})
-    pq.write_table(_to_iceberg(rows, partition).cast(schema), tmp, compression="zstd")
+    typed = _typed(table, topic, _to_iceberg(rows, partition), job or {})
+    pq.write_table(typed.cast(typed.schema.with_metadata({NEXT_KEY: str(hi).encode()})), tmp, compression="zstd")
     fd = os.open(tmp, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -658,6 +755,10 @@ def _reflect_compaction(table: Table, root: Path, topic: str, partition: int, di
             REMOVED_FILES: json.dumps([f[2].name for f in overlapping]),
         }
     )
+    evolved = _typed_columns_to_add(table, path)
+    if evolved is not None:
+        with tx.update_schema() as update:
+            update.union_by_name(evolved)
     with tx.update_snapshot(snapshot_properties=summary).overwrite() as overwrite:
         for f in overlapping:
             overwrite.delete_data_file(f[3])
@@ -711,14 +812,14 @@ def _maintain(table: Table, root: Path, topic: str, partition: int, job: dict[st
     out: dict[str, Any] = {}
     try:
         if job.get("compacted") and job.get("directory"):
-            out["compacted"] = _reflect_compaction(table.refresh(), root, topic, partition, Path(job["directory"]))
+            out["compacted"] = _reflect_compaction(table.refresh(), root, topic, partition, Path(job["directory"]), job)
         age_ms = int(job.get("merge_age_ms", 0))
         key = (str(root), topic, partition)
         now = time.monotonic()
         if age_ms > 0 and now - _last_merge_check.get(key, 0.0) >= max(1.0, age_ms / 10_000):
             _last_merge_check[key] = now
             table = table.refresh()
-            out["merged"] = _maybe_merge(table, root, topic, partition, age_ms, int(job.get("merge_min_files", 0)))
+            out["merged"] = _maybe_merge(table, root, topic, partition, age_ms, int(job.get("merge_min_files", 0)), job)
             out["unlinked"] = _unlink_superseded(table.refresh(), root, topic, partition)
     except CommitFailedException:
         out["conflict"] = True  # met another commit: the next round tries again
@@ -760,7 +861,8 @@ def publish(job: dict[str, Any]) -> dict[str, Any]:
             }
         _check_once(rows, first, end)
         path = table_location(root, topic) / "data" / f"p{partition:05d}-{first:020d}.parquet"
-        _write_data_file(path, _to_iceberg(rows, partition), end)
+        if not path.exists():  # else adopted below: a crashed publisher's file of this range
+            _write_data_file(path, _typed(table, topic, _to_iceberg(rows, partition), job), end)
         failpoint("iceberg.before_commit")  # a crash here leaves a data file no snapshot references
         meta = pq.read_metadata(path)
         end = int((meta.metadata or {}).get(NEXT_KEY, end))  # an adopted file covers its own range
@@ -773,7 +875,15 @@ def publish(job: dict[str, Any]) -> dict[str, Any]:
             "workbench.committed-at-ms": str(int(time.time() * 1000)),
         }
         try:
-            table.add_files([f"file://{path}"], snapshot_properties=summary, check_duplicate_files=False)
+            evolved = _typed_columns_to_add(table, path)
+            if evolved is None:
+                table.add_files([f"file://{path}"], snapshot_properties=summary, check_duplicate_files=False)
+            else:  # new typed columns (a schema, or a version adding fields): in the same commit
+                tx = table.transaction()
+                with tx.update_schema() as update:
+                    update.union_by_name(evolved)
+                tx.add_files([f"file://{path}"], snapshot_properties=summary, check_duplicate_files=False)
+                table = tx.commit_transaction()
         except CommitFailedException:
             continue  # another publisher committed meanwhile: reload, re-decide
         try:
