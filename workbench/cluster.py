@@ -512,22 +512,6 @@ class Cluster(KafkaConnection):
 
         return add_to_description(super().describe(internal=internal), self.data_dir)
 
-    def iceberg_catalog(self):
-        """The pyiceberg catalog of this cluster's topics (issue 17): ``kafka.<topic>`` tables in a
-        SQLite catalog under ``<data_dir>/iceberg``, committed by the partition leaders about every
-        second (`iceberg_commit_ms`). ``cluster.iceberg_catalog().load_table(("kafka", "orders"))
-        .scan().to_arrow()``; each snapshot's summary has ``workbench.partition``,
-        ``workbench.from-offset`` and ``workbench.to-offset``."""
-        from workbench.open_tables import iceberg_root, open_catalog
-
-        return open_catalog(iceberg_root(self.data_dir))
-
-    def iceberg_table(self, topic: str):
-        """``topic``'s Iceberg table (`iceberg_catalog`); it exists once a first record was committed."""
-        from workbench.open_tables import NAMESPACE
-
-        return self.iceberg_catalog().load_table((NAMESPACE, topic))
-
     def broker_pids(self) -> dict[int, int | None]:
         return {b.node_id: b.pid if b.alive else None for b in self.brokers.values()}
 

@@ -165,6 +165,11 @@ class Materialization(PeriodicSampler):
         self.topics: set[str] = set()
         #: (unix time, {topic: summed high watermark}) of the last refresh, or None before one.
         self.latest: tuple[float, dict[str, int]] | None = None
+        #: Also commit each refresh to an Iceberg table per topic (``materialize(..., iceberg=True)``).
+        self.iceberg = False
+        #: (topic, partition) -> the offset its Iceberg table is published to, as the last commit said.
+        self._published: dict[tuple[str, int], int] = {}
+        self._last_merge_round = 0.0
 
     def start(self) -> Materialization:
         with self._lock:
@@ -197,10 +202,50 @@ class Materialization(PeriodicSampler):
             for t, state in engine.topic_states().items()
             if t in names
         }
+        if self.iceberg and isinstance(engine.materializer, LocalSegments):
+            self._publish_iceberg(engine, engine.materializer, names)
         with self._lock:
             self.latest = (time.time(), hw)
             self._recorded()
         return hw
+
+    def _publish_iceberg(self, engine, local: LocalSegments, names: set[str]) -> None:
+        """Commit what each partition's local files hold above its table (one snapshot per partition
+        with news), with the brokers' own committer (`workbench.storage.iceberg_tables.publish`): the
+        same table layout, offsets in every snapshot, small-file merges and retention as an embedded
+        cluster's tables. Runs in this keeper's thread, after the refresh that wrote the files."""
+        from workbench.open_tables import iceberg_root
+        from workbench.storage.iceberg_tables import publish
+
+        now = time.monotonic()
+        merge_round = now - self._last_merge_round >= 60.0  # let idle partitions' small files merge too
+        for topic in sorted(names):
+            state = engine.topic_states().get(topic)
+            if state is None:
+                continue
+            for index, ps in sorted(state.partitions.items()):
+                directory = local.topic_directory(topic) / f"partition={index}"
+                tp = (topic, index)
+                caught_up = self._published.get(tp, -1) >= (ps.high_watermark or 0)
+                if not directory.is_dir() or (caught_up and not merge_round):
+                    continue
+                answer = publish(
+                    {
+                        "iceberg": True,
+                        "root": str(iceberg_root(local.root)),
+                        "topic": topic,
+                        "partition": index,
+                        "directory": str(directory),
+                        "log_start_offset": ps.log_start,
+                        "merge_age_ms": 60_000,
+                        "merge_min_files": 10,
+                        "compacted": False,
+                        "bootstrap": engine.wire.bootstrap_servers,  # `_schemas`: typed columns
+                    }
+                )
+                self._published[tp] = int(answer.get("to_offset") or self._published.get(tp, -1))
+        if merge_round:
+            self._last_merge_round = now
 
     def stop(self) -> None:
         super().stop()

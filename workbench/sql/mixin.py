@@ -116,12 +116,15 @@ class SqlMixin:
             self._sql_engine = engine
             return engine
 
-    def materialize(self, *topics: str, interval: float = 2.0):
+    def materialize(self, *topics: str, interval: float = 2.0, iceberg: bool = False):
         """Keep `topics` (all topics when none are named) on local disk while the notebook runs:
         Parquet files under ``<sql_data_dir>/broker-local/`` and a DuckDB catalog,
         ``<sql_data_dir>/workbench.duckdb``, that plain DuckDB opens without the workbench
-        (``duckdb -readonly``), trailing the cluster by about `interval` seconds. For clusters the
-        workbench did not start (`workbench.connect`); a `Cluster`'s brokers publish their own files.
+        (``duckdb -readonly``), trailing the cluster by about `interval` seconds. With
+        ``iceberg=True`` each refresh is also committed to an Apache Iceberg table per topic,
+        ``kafka.<topic>`` in ``<sql_data_dir>/iceberg/catalog.db`` (`iceberg_catalog()`), the same
+        tables an embedded cluster's brokers commit. For clusters the workbench did not start
+        (`workbench.connect`); a `Cluster`'s brokers publish their own files.
         Returns the running `Materialization` (``.stop()``, ``.catalog``, ``.error``, ``.latest``);
         calling again adds topics to it."""
         if is_embedded(self):
@@ -134,6 +137,8 @@ class SqlMixin:
                 raise ValueError(f"topics must be topic names (non-empty strings), not {t!r}")
         if isinstance(interval, bool) or not isinstance(interval, int | float) or not 0.1 <= interval <= 3600:
             raise ValueError(f"interval must be a number of seconds between 0.1 and 3600, not {interval!r}")
+        if not isinstance(iceberg, bool):
+            raise ValueError(f"iceberg must be True or False, not {iceberg!r}")
         from workbench.sql.materialize import LocalSegments, Materialization
 
         engine = self.sql_engine
@@ -144,11 +149,31 @@ class SqlMixin:
         keeper = Materialization.of(engine, start=False)
         keeper.topics.update(topics)
         keeper.interval = float(interval)
+        keeper.iceberg = keeper.iceberg or iceberg
         if isinstance(engine.materializer, LocalSegments):
             engine.materializer.tails = True
         keeper.sample(engine)  # the first files before returning: the catalog is readable at once
         keeper.start()
         return keeper
+
+    def iceberg_catalog(self):
+        """The pyiceberg catalog of this cluster's topics (issue 17): ``kafka.<topic>`` tables in a
+        SQLite catalog, ``<data_dir>/iceberg`` for a `Cluster` (committed by the partition leaders
+        about every ``iceberg_commit_ms``), ``<sql_data_dir>/iceberg`` for `workbench.connect`
+        (committed by ``materialize(..., iceberg=True)``). ``.load_table(("kafka", "orders"))
+        .scan().to_arrow()``; each snapshot's summary has ``workbench.partition``,
+        ``workbench.from-offset`` and ``workbench.to-offset``."""
+        from workbench.open_tables import iceberg_root, open_catalog
+
+        if is_embedded(self):
+            return open_catalog(iceberg_root(Path(self.data_dir)))
+        return open_catalog(iceberg_root(Path(self.sql_data_dir or default_cache_dir(self.bootstrap_servers))))
+
+    def iceberg_table(self, topic: str):
+        """``topic``'s Iceberg table (`iceberg_catalog`); it exists once a first record was committed."""
+        from workbench.open_tables import NAMESPACE
+
+        return self.iceberg_catalog().load_table((NAMESPACE, topic))
 
     def close_sql(self) -> None:
         """Stop the SQL engine's threads (compactor, watches) and clients; the cache stays on disk

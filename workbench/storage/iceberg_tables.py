@@ -270,9 +270,24 @@ def _check_once(table: pa.Table, first: int, end: int) -> None:
         raise ValueError(f"data file rows are not each offset once in [{first}, {end})")
 
 
+#: The batch bookkeeping a consumer does not see: files materialized from a `workbench.connect`
+#: cluster (`workbench.sql.materialize`) lack these columns, and their rows say "unknown".
+_UNKNOWN_BOOKKEEPING = (
+    "producer_id",
+    "producer_epoch",
+    "sequence",
+    "batch_base_offset",
+    "partition_leader_epoch",
+    "timestamp_type",
+)
+
+
 def _to_iceberg(table: pa.Table, partition: int) -> pa.Table:
     cols = {name: table.column(name) for name in table.column_names}
     cols["partition"] = pa.array([partition] * table.num_rows, pa.int32())
+    for name in _UNKNOWN_BOOKKEEPING:
+        if name not in cols:
+            cols[name] = pa.array([-1] * table.num_rows, pa.int64())
     schema = arrow_schema()
     return pa.table({f.name: cols[f.name].cast(f.type) for f in schema}, schema=schema)
 
