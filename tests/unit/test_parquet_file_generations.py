@@ -83,18 +83,36 @@ def test_recovery_with_two_tail_generations_and_superseded_files_on_disk(tmp_pat
     for i in range(3):
         log.append(batch(10, tag=i))
         log.write_tails()
-    [current] = log.tail_files()
     log.flush()
     log.close()  # as after a SIGKILL: the superseded tails were never unlinked
     assert len(names(tmp_path)) == 3
     log = open_log(tmp_path)
-    assert log.tail_files() == [current]  # the widest tail adopted, not rewritten
-    assert len(log.superseded_files()) == 2  # the others wait out a grace period again
+    # Every tail waits out a grace period again; readers keep the widest meanwhile (no shrinking).
+    assert log.tail_files() == [] and len(log.superseded_files()) == 3
     assert rule_offsets(tmp_path) == list(range(30))
+    [rewritten] = log.write_tails()  # the same range under a newer generation: it wins the tie
+    assert parse_file_name(rewritten.name)[1] > max(parse_file_name(n)[1] for n in names(tmp_path) - {rewritten.name})
+    assert [f.path for f in read_sealed(tmp_path, tails=True)] == [rewritten]
     log.append(batch(10, tag=3))
-    [newer] = log.write_tails()
-    assert parse_file_name(newer.name)[1] > max(parse_file_name(n)[1] for n in names(tmp_path) - {newer.name})
+    log.write_tails()
     assert rule_offsets(tmp_path) == list(range(40))
+    assert log.unlink_superseded(time.monotonic() + SupersededFiles.grace_s + 1) == 4
+    assert rule_offsets(tmp_path) == list(range(40))
+    log.close()
+
+
+def test_a_truncation_unlinks_waiting_files_past_the_cut_at_once(tmp_path: Path) -> None:
+    log = open_log(tmp_path)
+    log.append(batch(10, tag=0))
+    log.write_tails()  # [0, 10), superseded next
+    log.append(batch(10, tag=1))
+    log.write_tails()  # [0, 20)
+    log.append(batch(10, tag=2))
+    log.write_tails()  # [0, 30)
+    assert log.truncate_to(10)
+    # The current tail and the [0, 20) one held records now cut: both gone at once; the [0, 10)
+    # one may wait (its records are still in the log).
+    assert rule_offsets(tmp_path) == list(range(10))
     log.close()
 
 

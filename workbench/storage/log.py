@@ -169,12 +169,10 @@ class PartitionLog:
         self.producers.marker_reader = self._marker_type  # [txn] commit/abort of a written marker
         self._tier = ParquetLog(self.directory, loaded.parquet, topic=topic, partition=partition)
         self._tails = TailFiles()  # issue 17: committed records in Parquet before a seal
-        for t in loaded.tails:
-            self._tails.installed(t.path, t.base_offset, t.next_offset)
         #: Superseded Parquet files, unlinked after the grace period (`workbench.storage.superseded`).
         self._superseded = SupersededFiles()
-        for path in loaded.superseded:
-            self._superseded.bury(path)
+        for path, nxt in loaded.superseded:
+            self._superseded.bury(path, nxt)
         #: The last file generation used (`parquet_tier.file_name`): every new file's name is new.
         self._file_generation = loaded.max_generation
         #: Bases whose generation-0 name a refused conversion used (and unlinked): never reused.
@@ -628,12 +626,12 @@ class PartitionLog:
         """Retention or DeleteRecords: the raw segment goes now, its Parquet files after the grace
         period (a reader may have listed them)."""
         if seg.raw is not None and seg.parquet is None and (tail := self._tails.drop(seg.raw.base_offset)):
-            self._superseded.bury(tail)
+            self._superseded.bury(tail, seg.raw.next_offset)
         if seg.raw is not None:
             self._local.delete_segment(seg.raw)
         if seg.parquet is not None:
             self._tier.forget_segment(seg.parquet)
-            self._superseded.bury(seg.parquet.path)
+            self._superseded.bury(seg.parquet.path, seg.parquet.next_offset)
 
     def _delete_prefix(self, should_delete: Callable[[LogicalSegment], bool]) -> int:
         """Delete logical segments from the oldest while ``should_delete(seg)``; never the active one."""
@@ -774,6 +772,7 @@ class PartitionLog:
         self._local.remove_from(cut)
         for path in self._tails.reaching_past(cut):
             path.unlink(missing_ok=True)  # records the log no longer has: gone at once
+        self._superseded.unlink_reaching_past(cut)
         self._tier.truncate_to(cut, self._local.base_offsets())
         self._local.finish_truncation(cut)
         new_leo = self.log_end_offset
@@ -837,6 +836,7 @@ class PartitionLog:
         # old Parquet files with a gap between them.
         for path in self._tails.reaching_past(-1):
             path.unlink(missing_ok=True)
+        self._superseded.unlink_reaching_past(-1)
         self._tier.delete_all()
         self._local.truncate_fully(offset)
         self.log_start_offset = offset
@@ -920,8 +920,8 @@ class PartitionLog:
         return False
 
     def _sweep_tails(self) -> None:
-        for path in self._tails.sweep(self._local.base_offsets(), self._tier.base_offsets()):
-            self._superseded.bury(path)
+        for path, nxt in self._tails.sweep(self._local.base_offsets(), self._tier.base_offsets()):
+            self._superseded.bury(path, nxt)
 
     # -- tail files (workbench.storage.parquet_tail, issue 17) ----------------------------------
 
@@ -974,7 +974,7 @@ class PartitionLog:
                 os.rename(tmp, path)  # a name never used: nothing is replaced
                 old = self._tails.installed(path, base, job.next_offset)
                 if old is not None:
-                    self._superseded.bury(old)
+                    self._superseded.bury(*old)
                 self._sweep_tails()
                 return True
         tmp.unlink(missing_ok=True)
@@ -1172,7 +1172,7 @@ class PartitionLog:
                 for seg in segs:
                     if seg.parquet is not None:
                         self._tier.segments.remove(seg.parquet)
-                        self._superseded.bury(seg.parquet.path)
+                        self._superseded.bury(seg.parquet.path, seg.parquet.next_offset)
                 self._tier.invalidate_cache()
                 self._tier.install(pseg)
                 failpoint("cleaner.after_unlink")

@@ -7,8 +7,8 @@ What a crash, a torn write or a flipped byte may have left, and what loading doe
   range, then the highest generation; none starting inside an earlier file's range), left by a
   crash or waiting for their grace period: handed to the log to unlink after the grace period
   (readers may still be reading them), never read;
-* tail files (issue 17): the current tail of a raw segment is kept and adopted when it ends at or
-  below the recovered log end and no sealed file exists for it; one reaching past the log end is
+* tail files (issue 17): handed to the grace period (readers keep reading them until the leader's
+  next tail, a newer generation, supersedes them); one reaching past the recovered log end is
   unlinked at once (it holds records the log lost);
 * a Parquet file that does not open or fails its page checksums or offset
   range: renamed ``*.corrupt`` and logged with the offsets that are lost
@@ -76,10 +76,9 @@ class LoadedLog:
     #: segment cut, a damaged Parquet file moved aside): the replica must repair them from a
     #: healthy replica or report them lost (`ReplicaManager`), never serve the hole silently.
     missing: list[tuple[int, int]] = field(default_factory=list)
-    #: Tail files kept (the current one of a raw segment that still holds its records).
-    tails: list[ParquetSegment] = field(default_factory=list)
-    #: Parquet files superseded by newer ones: unlinked after the grace period, never read.
-    superseded: list[Path] = field(default_factory=list)
+    #: Parquet files superseded by newer ones, and tail files (path, next offset): unlinked after
+    #: the grace period, never read by the broker.
+    superseded: list[tuple[Path, int]] = field(default_factory=list)
     #: The highest file generation on disk (`parquet_tier.file_name`): new files count on from it.
     max_generation: int = 0
 
@@ -111,7 +110,7 @@ class LogLoader:
         self._missing: list[tuple[int, int]] = []
         self._quarantined: list[int] = []  # base offsets of Parquet files moved aside by this load
         self._tails: list[ParquetSegment] = []
-        self._superseded: list[Path] = []
+        self._superseded: list[tuple[Path, int]] = []
         self._max_generation = 0
 
     @property
@@ -173,7 +172,7 @@ class LogLoader:
             # wait for the first write (lazy).
             base = max(checkpoint, self._parquet[-1].next_offset if self._parquet else 0)
             self._segments.append(LogSegment(d, base, self.config.index_interval_bytes, lazy=True))
-        self._tails = self._current_tails(tails)
+        self._retire_tails(tails)
         first = min([s.base_offset for s in self._segments] + [p.base_offset for p in self._parquet])
         self._log_start_offset = min(max(checkpoint, first), self._log_end_offset)
         if checkpoint < first and any(checkpoint <= b < first for b in self._quarantined):
@@ -202,7 +201,6 @@ class LogLoader:
             self._log_start_offset,
             hw,
             self._missing,
-            tails=self._tails,
             superseded=self._superseded,
             max_generation=self._max_generation,
         )
@@ -252,27 +250,19 @@ class LogLoader:
         keep, gone = current_files([(p.base_offset, p.next_offset, _generation(p), p) for p in found])
         for p in gone:
             log.info("%s: %s is superseded; unlinked after the grace period", self.directory, p.path.name)
-            self._superseded.append(p.path)
+            self._superseded.append((p.path, p.next_offset))
         return keep
 
-    def _current_tails(self, tails: list[ParquetSegment]) -> list[ParquetSegment]:
-        """Of the tail files found, the current one of each raw segment that has no sealed file
-        and still holds the tail's records; the rest go (see the module docstring)."""
-        raw = {s.base_offset: s for s in self._segments}
-        sealed = [(p.base_offset, p.next_offset) for p in self._parquet]
-        current, gone = current_files([(t.base_offset, t.next_offset, _generation(t), t) for t in tails])
-        keep = []
-        for t in current:
-            seg = raw.get(t.base_offset)
-            if seg is not None and t.next_offset > seg.next_offset:
+    def _retire_tails(self, tails: list[ParquetSegment]) -> None:
+        """Tail files found: each to the grace period (the leader writes a newer one within a tick),
+        except one reaching past the recovered log end, unlinked now (records the log lost)."""
+        leo = self._log_end_offset
+        for t in tails:
+            if t.next_offset > leo:
                 log.info("%s: tail %s reaches past the recovered log end; removed", self.directory, t.path.name)
                 t.path.unlink(missing_ok=True)
-            elif seg is None or any(lo <= t.base_offset < hi for lo, hi in sealed):
-                gone.append(t)
             else:
-                keep.append(t)
-        self._superseded.extend(t.path for t in gone)
-        return keep
+                self._superseded.append((t.path, t.next_offset))
 
     def _drop_merged_raw(self, logs: list[Path]) -> list[Path]:
         """Delete raw segments a merged Parquet file covers (a crash before the merge removed them)."""

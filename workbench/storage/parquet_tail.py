@@ -18,9 +18,11 @@ to ``<base>.parquet.tail.tmp`` (fsync'ed) and renamed to its fresh name under th
 only while no sealed file is installed for that base.
 
 Tail files are not part of the broker's Parquet tier: fetches keep reading the raw segment. On
-restart `LogLoader` keeps the current tail of each raw segment that still holds its records (so a
-reader's view never shrinks across a restart) and unlinks at once a tail reaching past the
-recovered log end (records the log lost must not stay visible).
+restart `LogLoader` hands every tail to the grace period and the leader writes new ones (a newer
+generation, as wide or wider) within a tick: until then the old tail stays current for readers, so
+their view never shrinks across a restart, and no file written before the crash is trusted beyond
+its grace period. A tail reaching past the recovered log end is unlinked at once (records the log
+lost must not stay visible).
 """
 
 from __future__ import annotations
@@ -49,12 +51,14 @@ class TailFiles:
         self.covered: dict[int, int] = {}
         self.paths: dict[int, Path] = {}
 
-    def installed(self, path: Path, base: int, next_offset: int) -> Path | None:
-        """``path`` is now the tail of ``base``; the tail it supersedes, if any (to bury)."""
+    def installed(self, path: Path, base: int, next_offset: int) -> tuple[Path, int] | None:
+        """``path`` is now the tail of ``base``; the tail it supersedes and where that one ended,
+        if any (to bury)."""
         old = self.paths.get(base)
+        old_end = self.covered.get(base, base)
         self.covered[base] = next_offset
         self.paths[base] = path
-        return old if old != path else None
+        return (old, old_end) if old is not None and old != path else None
 
     def drop(self, base: int) -> Path | None:
         """Forget the tail of ``base``; its path, if any (to bury or unlink)."""
@@ -89,11 +93,12 @@ class TailFiles:
                 out.append(path)
         return out
 
-    def sweep(self, raw_bases: set[int], converted: set[int]) -> list[Path]:
+    def sweep(self, raw_bases: set[int], converted: set[int]) -> list[tuple[Path, int]]:
         """Forget tails now superseded by a sealed file, or whose raw segment is gone (retention,
-        DeleteRecords) without one; their paths (to bury)."""
+        DeleteRecords) without one; their paths and ends (to bury)."""
         out = []
         for base in list(self.covered):
+            end = self.covered[base]
             if (base in converted or base not in raw_bases) and (path := self.drop(base)) is not None:
-                out.append(path)
+                out.append((path, end))
         return out

@@ -13,7 +13,8 @@ still meet a file unlinked under it.
 Kept in memory only: after a restart, recovery finds what a crash left superseded by the same rule
 and hands it here again, so a file is never unlinked sooner than a grace period after it was last
 listed as live by a broker. Files holding records a truncation removed (a replica's diverged log)
-are not buried: the log unlinks them at once, since no reader may see those records.
+are not buried: the log unlinks them at once, waiting ones included (`unlink_reaching_past`), since
+no reader may see those records.
 """
 
 from __future__ import annotations
@@ -35,15 +36,31 @@ class SupersededFiles:
     grace_s: float = DEFAULT_GRACE_S
 
     def __init__(self) -> None:
-        self._due: deque[tuple[float, Path]] = deque()
+        self._due: deque[tuple[float, Path, int]] = deque()
 
     def __len__(self) -> int:
         return len(self._due)
 
-    def bury(self, path: Path, now: float | None = None) -> None:
-        """Unlink ``path`` once the grace period has passed (from ``now``, monotonic seconds)."""
+    def bury(self, path: Path, next_offset: int, now: float | None = None) -> None:
+        """Unlink ``path`` (records below ``next_offset``) once the grace period has passed (from
+        ``now``, monotonic seconds)."""
         at = (time.monotonic() if now is None else now) + self.grace_s
-        self._due.append((at, Path(path)))
+        self._due.append((at, Path(path), next_offset))
+
+    def unlink_reaching_past(self, cut: int) -> int:
+        """A truncation to ``cut``: unlink now every waiting file holding records at or above it.
+        Such a file would be current again by the readers' rule once the newer file that
+        superseded it is truncated, and show records the log no longer has."""
+        keep: deque[tuple[float, Path, int]] = deque()
+        n = 0
+        for entry in self._due:
+            if entry[2] > cut:
+                entry[1].unlink(missing_ok=True)
+                n += 1
+            else:
+                keep.append(entry)
+        self._due = keep
+        return n
 
     def reap(self, now: float | None = None) -> int:
         """Unlink the files whose grace period is over; how many."""
@@ -52,7 +69,7 @@ class SupersededFiles:
         now = time.monotonic() if now is None else now
         n = 0
         while self._due and self._due[0][0] <= now:
-            _at, path = self._due.popleft()
+            _at, path, _next = self._due.popleft()
             try:
                 path.unlink(missing_ok=True)
             except OSError as exc:  # a failed directory: the next recovery finds it superseded again
@@ -61,7 +78,7 @@ class SupersededFiles:
         return n
 
     def pending(self) -> list[Path]:
-        return [p for _at, p in self._due]
+        return [p for _at, p, _next in self._due]
 
 
 def set_grace_ms(ms: int) -> None:
