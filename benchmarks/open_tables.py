@@ -209,14 +209,22 @@ def run(rate: int, seconds: float, iceberg: bool) -> dict:
         return out
 
 
-def trickle(seconds: float, speedup: float, rate: float) -> dict:
+def trickle(seconds: float, speedup: float, rate: float, simulated_minutes: float = 0) -> dict:
     """Small-file merging (issue 17): trickle traffic into one partition with the commit interval,
     merge age and snapshot expiry all ``speedup`` times shorter than the defaults (a commit every
     1 s, merge after 60 s, snapshots kept 10 min), so each commit stands for one second of real
     trickle traffic (a loaded machine commits less often than asked: the commits are counted, as
     the one-commit data files seen). Prints the table's current data files, the files on disk
     (merged members wait for the snapshots that reference them to expire) and the commit count
-    (what one file per commit would have left)."""
+    (what one file per commit would have left).
+
+    Simulated time is what the commits covered, never the wall clock times the speedup: each commit
+    stands for one second at the defaults, so ``simulated_s`` is the commit count. With
+    ``simulated_minutes`` the traffic runs until that many commits happened (``seconds`` is then a
+    wall-clock cap); ``commit_rate_ratio`` is commits per wall second over the ``speedup`` asked (1.0:
+    the commits kept up, so merge age and expiry, scaled in wall time, covered as many commits as at
+    the defaults; below 1, fewer commits than at the defaults fell inside each age: fewer young files
+    than a real trickle would leave)."""
     from workbench.storage.iceberg_tables import MAX_SNAPSHOT_AGE, _partition_files
 
     config = {
@@ -257,7 +265,8 @@ def trickle(seconds: float, speedup: float, rate: float) -> dict:
         t0 = time.monotonic()
         i = 0
         next_count = t0
-        while time.monotonic() - t0 < seconds:
+        target = int(simulated_minutes * 60)
+        while time.monotonic() - t0 < seconds and (not target or len(commits) < target):
             if time.monotonic() >= next_count:
                 count_files()
                 next_count = time.monotonic() + 0.5
@@ -265,6 +274,7 @@ def trickle(seconds: float, speedup: float, rate: float) -> dict:
             p.poll(0)
             i += 1
             time.sleep(1 / (rate * speedup))
+        wall = time.monotonic() - t0
         p.flush(30)
         time.sleep(3 * config["iceberg_commit_ms"] / 1000 + 2)
         count_files()
@@ -275,7 +285,10 @@ def trickle(seconds: float, speedup: float, rate: float) -> dict:
             "seconds": seconds,
             "speedup": speedup,
             "commits": len(commits),
+            "wall_s": round(wall, 1),
             "simulated_s": round(len(commits) * 1.0),  # the defaults commit once a second
+            "simulated_minutes": round(len(commits) / 60, 1),
+            "commit_rate_ratio": round(len(commits) / wall / speedup, 2),
             "records": acked[0],
             "snapshots_kept": len(summaries),
             "merges_in_kept_snapshots": sum(1 for s in summaries if s.get("workbench.operation") == "merge"),
@@ -296,13 +309,21 @@ def main() -> int:
     ap.add_argument("--trickle-seconds", type=float, default=0, help="only the small-file merge run, this long")
     ap.add_argument("--speedup", type=float, default=12, help="trickle run: commit, merge and expiry times / this")
     ap.add_argument("--trickle-rate", type=float, default=2, help="trickle run: records per simulated second")
+    ap.add_argument(
+        "--simulated-minutes",
+        type=float,
+        default=0,
+        help="trickle run: go on until the commits cover this many simulated minutes (--trickle-seconds: wall cap)",
+    )
     args = ap.parse_args()
     if args.trickle_seconds:
-        r = trickle(args.trickle_seconds, args.speedup, args.trickle_rate)
+        r = trickle(args.trickle_seconds, args.speedup, args.trickle_rate, args.simulated_minutes)
         print(json.dumps(r), flush=True)
         print(
-            f"trickle: {r['commits']} commits (= {r['simulated_s']} s of 1-commit/s trickle; {r['seconds']} s at "
-            f"x{r['speedup']:g}), {r['records']} records: {r['current_data_files']} data files in the current "
+            f"trickle: {r['commits']} commits = {r['simulated_minutes']} simulated minutes of 1-commit/s trickle "
+            f"({r['wall_s']} s wall at x{r['speedup']:g}; "
+            f"commits kept {r['commit_rate_ratio']:.0%} of the asked rate), "
+            f"{r['records']} records: {r['current_data_files']} data files in the current "
             f"snapshot, {r['data_files_on_disk']} on disk (peak {r['peak_data_files_on_disk']}; one per commit "
             f"would be {r['commits']}); rows {r['rows']}, distinct offsets "
             f"{r['distinct_offsets']}; load average {r['loadavg_1m']:.1f}",

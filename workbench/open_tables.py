@@ -52,7 +52,11 @@ def data_files_sql(root: Path, topic: str) -> str:
     same partition is left out (of two with the same range, the older ``g<n>``); the rest never
     overlap. May include a data file linked a moment
     before its commit (records of the log's committed prefix, never twice). An Iceberg reader
-    (pyiceberg, `Cluster.iceberg_table`) reads the current snapshot's files instead."""
+    (pyiceberg, `Cluster.iceberg_table`) reads the current snapshot's files instead.
+
+    The file list is named first in ``FROM``: DuckDB lists the two globs as it binds, in that order,
+    so the rows' listing is the newer one and holds every file chosen (the other order could choose
+    a merged file the rows' listing did not have yet, and skip its members: records missing)."""
     glob = data_glob(root, topic).replace("'", "''")
     return f"""
 WITH files AS (
@@ -70,6 +74,6 @@ WITH files AS (
     QUALIFY first >= coalesce(max(next) OVER (PARTITION BY partition ORDER BY first, next DESC, generation DESC
                                               ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), first)
 )
-SELECT d.* EXCLUDE (filename) FROM read_parquet('{glob}', filename = true, union_by_name = true) d
-SEMI JOIN outermost o ON d.filename = o.f
+SELECT d.* EXCLUDE (filename) FROM outermost o
+JOIN read_parquet('{glob}', filename = true, union_by_name = true) d ON d.filename = o.f
 """

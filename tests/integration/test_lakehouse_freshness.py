@@ -1,8 +1,10 @@
 """Issue 17: records below the LSO reach the on-disk Parquet dataset without a segment seal.
 
-Plain DuckDB over the files (no workbench code on the reading side) must see every acknowledged
-record within seconds, never a record twice (tail files are replaced by the sealed file under
-the same name), never an open or aborted transaction's record, and the same after a broker crash.
+Plain DuckDB over the files (no workbench code on the reading side, only the documented rule as
+SQL text, `workbench.sql.open_views.broker_files_sql`) must see every acknowledged record within
+seconds, never a record twice (a newer tail, and later the sealed file, supersede a tail under new
+names; the old one stays for the grace period), never an open or aborted transaction's record, and
+the same after a broker crash.
 """
 
 from __future__ import annotations
@@ -14,24 +16,27 @@ import pyarrow.parquet as pq
 from confluent_kafka import Consumer, Producer
 
 from tests.support import wait_until
+from workbench.sql.cache import read_sealed
+from workbench.sql.open_views import broker_files_sql
 
 DEADLINE_S = 60  # a failure bound, not a speed claim (benchmarks/lakehouse_freshness.py measures)
 
 
-def _pattern(cluster, topic: str) -> str:
-    return str(cluster.data_dir / "broker-*" / "topics" / topic / "partition=*" / "*.parquet")
+def _rule(cluster, topic: str) -> str:
+    """The brokers' files of ``topic`` by the documented rule (one copy per partition, per base
+    offset the widest file, no superseded file), as plain DuckDB SQL."""
+    return f"({broker_files_sql(cluster.data_dir, topic, {})})"
 
 
 def _stats(cluster, topic: str) -> tuple[int, int, int, int]:
     """(rows, distinct offsets, max offset, files) as plain DuckDB sees the dataset."""
-    pattern = _pattern(cluster, topic)
     files = list(cluster.data_dir.glob(f"broker-*/topics/{topic}/partition=*/*.parquet"))
     if not files:
         return 0, 0, -1, 0
     con = duckdb.connect()
     try:
         rows, distinct, top = con.execute(
-            f"""select count(*), count(distinct "offset"), coalesce(max("offset"), -1) from read_parquet('{pattern}')"""
+            f"""select count(*), count(distinct "offset"), coalesce(max("offset"), -1) from {_rule(cluster, topic)}"""
         ).fetchone()
     finally:
         con.close()
@@ -71,9 +76,7 @@ def test_unsealed_records_reach_parquet_without_a_seal(cluster, topic_name):
     assert (rows, distinct, top) == (2000, 2000, 1999)
     assert top < _high_watermark(cluster, topic_name)
     assert list(cluster.data_dir.glob(f"broker-*/topics/{topic_name}/partition=0/*.log"))  # still raw, unsealed
-    values = duckdb.sql(
-        f"""select decode(value) from read_parquet('{_pattern(cluster, topic_name)}') where "offset" = 1234"""
-    ).fetchall()
+    values = duckdb.sql(f"""select decode(value) from {_rule(cluster, topic_name)} where "offset" = 1234""").fetchall()
     assert values == [('{"n": 1234}',)]
 
 
@@ -134,18 +137,12 @@ def test_open_and_aborted_transactions_stay_out_of_the_files(cluster, topic_name
 
     _wait_for_rows(cluster, topic_name, 10)
     time.sleep(3)  # several tail rounds: none may publish past the LSO
-    values = {
-        v
-        for (v,) in duckdb.sql(f"select decode(value) from read_parquet('{_pattern(cluster, topic_name)}')").fetchall()
-    }
+    values = {v for (v,) in duckdb.sql(f"select decode(value) from {_rule(cluster, topic_name)}").fetchall()}
     assert values == {f"before{i}" for i in range(10)}
 
     txp.commit_transaction(30)
     _wait_for_rows(cluster, topic_name, 20)
-    values = sorted(
-        v
-        for (v,) in duckdb.sql(f"select decode(value) from read_parquet('{_pattern(cluster, topic_name)}')").fetchall()
-    )
+    values = sorted(v for (v,) in duckdb.sql(f"select decode(value) from {_rule(cluster, topic_name)}").fetchall())
     assert values == sorted(
         [f"before{i}" for i in range(10)] + [f"open{i}" for i in range(7)] + [f"after{i}" for i in range(3)]
     )
@@ -174,9 +171,11 @@ def test_tail_files_after_a_broker_crash(fresh_cluster, topic_name):
 
 
 def _tail_rows(cluster, topic: str, broker: int) -> int:
-    """Rows of the tail files in `broker`'s copy of partition 0 (0 when it has none)."""
-    files = list(cluster.data_dir.glob(f"broker-{broker}/topics/{topic}/partition=0/*.parquet"))
-    return sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+    """Rows of the current files in `broker`'s copy of partition 0 (0 when it has none)."""
+    return sum(
+        f.rows
+        for f in read_sealed(cluster.data_dir / f"broker-{broker}" / "topics" / topic / "partition=0", tails=True)
+    )
 
 
 def _leader(cluster, topic: str) -> int:

@@ -20,8 +20,7 @@ from confluent_kafka import Producer
 from pyiceberg.exceptions import NoSuchTableError
 
 from tests.conftest import FAST_GROUPS
-from tests.integration.test_open_tables_default import plain_duckdb  # re-runs a read torn by a tail rename
-from tests.support import wait_until
+from tests.support import plain_duckdb, wait_until
 from workbench import Cluster
 
 #: Iceberg tables are opt-in (`iceberg_commit_ms`, 0 by default): these tests turn them on.

@@ -8,27 +8,13 @@ import time
 
 from confluent_kafka import Producer
 
-from tests.support import plain_duckdb as plain_duckdb_once
-from tests.support import wait_until
+from tests.support import plain_duckdb, wait_until
 
 DEADLINE_S = 90  # a failure bound, not a speed claim (benchmarks/open_tables.py measures)
 
 
-#: DuckDB (2.0) reads a Parquet file's footer and its pages in separate opens: a query that meets
-#: a broker renaming a newer tail or cleaned file over the name in between fails with a Parquet
-#: decoding error, and one whose file the cleaner deleted after the listing cannot open it (README,
-#: Known limits). Such a query is run again; any other failure is not.
-TORN_READ = ("TProtocolException", "likely corrupted", "know what type", "Invalid data", "Cannot open file")
-
-
-def plain_duckdb(catalog, sql: str, attempts: int = 5) -> tuple:
-    for attempt in range(attempts):
-        try:
-            return plain_duckdb_once(catalog, sql)
-        except AssertionError as exc:
-            if attempt == attempts - 1 or not any(m in str(exc) for m in TORN_READ):
-                raise
-    raise AssertionError("unreachable")
+# No re-run of a "torn" read any more: brokers never replace a file under a listed name and unlink
+# superseded files only after a grace period (tests/integration/test_open_tables_concurrent_reads.py).
 
 
 def q(name: str) -> str:

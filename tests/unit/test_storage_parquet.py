@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import duckdb
@@ -12,6 +13,7 @@ from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from workbench.protocol import records as R
 from workbench.storage import LogConfig, PartitionLog
 from workbench.storage.parquet_tier import schema
+from workbench.storage.superseded import SupersededFiles
 
 T0 = 1_700_000_000_000
 
@@ -88,8 +90,14 @@ def test_retention_removes_parquet_too(tmp_path: Path) -> None:
     log.convert_sealed_segments()
     log.enforce_retention(now_ms=T0)
     assert log.log_start_offset == 60
+    # The files retention removed stay for the grace period (a reader may have listed them), then go.
+    assert min(int(p.stem) for p in log.parquet_files()) == 60
+    assert min(int(p.stem) for p in tmp_path.glob("*.parquet")) == 0
+    assert log.unlink_superseded(time.monotonic() + SupersededFiles.grace_s - 1) == 0
+    assert log.unlink_superseded(time.monotonic() + SupersededFiles.grace_s + 1) > 0
     assert min(int(p.stem) for p in tmp_path.glob("*.parquet")) == 60
     assert log.delete_records(85) == 85
+    log.unlink_superseded(time.monotonic() + SupersededFiles.grace_s + 1)
     assert min(int(p.stem) for p in tmp_path.glob("*.parquet")) == 80
 
 

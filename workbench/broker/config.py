@@ -75,6 +75,9 @@ class BrokerConfig:
     parquet_max_backlog_segments: int = 4  # ... or a partition has this many sealed segments waiting
     parquet_tail_ms: int = 1000  # issue 17: committed records of unsealed segments in Parquet this often (0: off)
     parquet_max_delay_ms: int = 30000  # ... or a segment has waited this long
+    # issue 17: a Parquet file superseded by a newer one (tail, sealed, cleaned) or removed by retention
+    # stays on disk this long before it is unlinked, so a reader that listed it can still read it.
+    parquet_unlink_grace_ms: int = 60_000
     # issue 17: the partition leader commits new records to the topic's Iceberg table
     # (<cluster_dir>/iceberg, workbench.storage.iceberg_tables) at most this often. Opt-in (0: off)
     # while a duplicate-publication race found by tests/integration/test_open_tables.py is open.

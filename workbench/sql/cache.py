@@ -1,7 +1,9 @@
 """Segment files: the brokers' sealed Parquet (read, never modified) and the notebook's own cache.
 
 *Sealed files* are raw, one row per record, as the brokers' Parquet tier writes them
-(``<base_offset:020d>.parquet``, key-value metadata ``workbench.next_offset``). Per partition we
+(``<base_offset:020d>.parquet`` or, for a later file of the same base, ``<base_offset:020d>.g<generation>.parquet``;
+key-value metadata ``workbench.next_offset``; the brokers never reuse a name and unlink a
+superseded file only after a grace period, so a listing stays readable). Per partition we
 read exactly one directory: the leader's, or any replica's when the leader has none (replicas
 hold copies of the same offsets, so they are never unioned). For `workbench.connect` the sealed
 files are the ones `materialize` wrote locally, in the same layout.
@@ -27,6 +29,9 @@ _NEXT_KEY = b"workbench.next_offset"
 _TAIL_KEY = b"workbench.tail"
 _CLEANED_KEY = b"workbench.cleaned"
 _CACHE_NAME = re.compile(r"^(\d{20})-(\d{20})\.parquet$")
+#: A broker's Parquet file: ``<base>.parquet`` or ``<base>.g<generation>.parquet``
+#: (`workbench.storage.parquet_tier.file_name`, which the notebook side does not import).
+_BROKER_NAME = re.compile(r"^(\d+)(?:\.g(\d+))?\.parquet$")
 ANCHOR = "_anchor.parquet"
 
 
@@ -41,8 +46,10 @@ class SegmentFile:
     #: Written by the broker's log cleaner (`workbench.cleaned`): fewer records than the log had.
     cleaned: bool = False
     #: A broker's tail file (`workbench.tail`): the committed prefix of a segment not sealed yet,
-    #: replaced under the same name (larger) when the segment seals; never a cache source.
+    #: superseded by a longer one (or the sealed file) under a newer name; never a cache source.
     tail: bool = False
+    #: The file's generation (0 for ``<base>.parquet``): of two with the same range, the newer wins.
+    generation: int = 0
 
     @property
     def signature(self) -> tuple[int, int]:
@@ -62,18 +69,18 @@ def read_sealed(directory: Path, *, tails: bool = False) -> list[SegmentFile]:
     except FileNotFoundError:
         return out
     for entry in entries:
-        name = entry.name
-        if not name.endswith(".parquet") or not name[:-8].isdigit():
+        m = _BROKER_NAME.match(entry.name)
+        if m is None:
             continue
         try:
             st = entry.stat()
-            key = (entry.path, st.st_ino, st.st_size, st.st_mtime_ns)  # a tail is renamed over by its seal
+            key = (entry.path, st.st_ino, st.st_size, st.st_mtime_ns)  # an inode is one file: its footer never changes
             seg = _meta_cache.get(key)
             if seg is None:
                 md = pq.read_metadata(entry.path)
-                base = int(name[:-8])
+                base = int(m.group(1))
                 # A broker's tail file (issue 17) is a growing prefix of an unsealed segment,
-                # replaced under this name when it seals.
+                # superseded by a newer name when it grows or seals.
                 tail = (md.metadata or {}).get(_TAIL_KEY) == b"1"
                 nxt = (md.metadata or {}).get(_NEXT_KEY)
                 if nxt is None:  # not ours: the offset column's statistics say where it ends
@@ -81,7 +88,7 @@ def read_sealed(directory: Path, *, tails: bool = False) -> list[SegmentFile]:
                     stats = [md.row_group(i).column(col).statistics for i in range(md.num_row_groups)]
                     nxt = max((s.max for s in stats if s is not None and s.has_min_max), default=base - 1) + 1
                 cleaned = (md.metadata or {}).get(_CLEANED_KEY) == b"1"
-                seg = SegmentFile(Path(entry.path), base, int(nxt), md.num_rows, cleaned, tail)
+                seg = SegmentFile(Path(entry.path), base, int(nxt), md.num_rows, cleaned, tail, int(m.group(2) or 0))
                 if len(_meta_cache) > 100_000:
                     _meta_cache.clear()
                 _meta_cache[key] = seg
@@ -90,12 +97,13 @@ def read_sealed(directory: Path, *, tails: bool = False) -> list[SegmentFile]:
         if seg.tail and not tails:
             continue
         out.append(seg)
-    # The broker's log cleaner merges adjacent files by renaming the merged one over its first
-    # member's name and then deleting the others: a file starting inside an earlier file's range
-    # is superseded (the broker's recovery applies the same rule), so a listing taken between
-    # the two steps still sees each offset once.
+    # The brokers' rule (`workbench.storage.parquet_tier.current_files`): per base offset the file
+    # with the widest range (a longer tail, the sealed file over its tails, a cleaner's merge over
+    # its first member), of equal ranges the newest generation (a cleaned file over the one it
+    # rewrote); a file starting inside an earlier file's range is superseded (a merge's other
+    # members). Superseded files stay on disk for a grace period: each offset is still read once.
     keep, end = [], -1
-    for seg in sorted(out, key=lambda s: (s.base, -s.next)):
+    for seg in sorted(out, key=lambda s: (s.base, -s.next, -s.generation)):
         if seg.base >= end:
             keep.append(seg)
             end = seg.next

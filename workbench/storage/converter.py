@@ -17,8 +17,9 @@ closes, and asks the kernel for SIGKILL when its parent dies (PR_SET_PDEATHSIG).
 
 Protocol: one JSON object per line each way. The broker sends
 ``{"id", "segment", "size", "directory", "base_offset", "next_offset", "topic",
-"partition"}``; the child reads `size` bytes of the sealed segment, writes
-``<base_offset>.parquet`` atomically (temp file, fsync, rename) and answers
+"partition", "name"}``; the child reads `size` bytes of the sealed segment, writes
+``name`` (a name the broker never used in that directory, `parquet_tier.file_name`) atomically
+(temp file, fsync, rename) and answers
 ``{"id", "ok": true, "path", "base_offset", "next_offset", "max_timestamp", "size"}``
 or ``{"id", "ok": false, "error"}`` (the id lets the broker skip the late answer to a
 job it abandoned). A job with ``"tail": true`` is a tail file
@@ -154,6 +155,7 @@ def convert_one(job: dict[str, Any]) -> dict[str, Any]:
         topic=job["topic"],
         partition=job["partition"],
         aborted=[tuple(a) for a in job.get("aborted", [])],
+        name=job.get("name"),
     )
     return _answer(pseg)
 

@@ -75,6 +75,7 @@ from workbench.open_tables import (
     table_location,
 )
 from workbench.storage.failpoints import failpoint
+from workbench.storage.parquet_tier import current_files, parse_file_name
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -183,18 +184,19 @@ def _load_or_create(catalog: SqlCatalog, root: Path, topic: str) -> Table:
 
 
 def _source_files(directory: Path) -> list[tuple[int, int, Path]]:
-    """(base, next, path) of the partition's Parquet files (sealed and tail), by base offset."""
-    out: list[tuple[int, int, Path]] = []
+    """(base, next, path) of the partition's current Parquet files (sealed and tail), by base
+    offset: superseded ones (waiting out their grace period) left out by the tier's rule."""
+    out: list[tuple[int, int, int, tuple[int, int, Path]]] = []
     try:
         entries = list(os.scandir(directory))
     except FileNotFoundError:
-        return out
+        return []
     seen = set()
     for e in entries:
-        name = e.name
-        if not name.endswith(".parquet") or not name[:-8].isdigit():
+        parsed = parse_file_name(e.name)
+        if parsed is None:
             continue
-        base = int(name[:-8])
+        base, generation = parsed
         try:
             st = e.stat()
             key = (e.path, st.st_ino, st.st_mtime_ns, st.st_size)
@@ -205,10 +207,10 @@ def _source_files(directory: Path) -> list[tuple[int, int, Path]]:
             continue  # replaced or removed while we looked
         _next_offsets[key] = nxt
         seen.add(key)
-        out.append((base, nxt, Path(e.path)))
+        out.append((base, nxt, generation, (base, nxt, Path(e.path))))
     for key in [k for k in _next_offsets if k[0].startswith(str(directory)) and k not in seen]:
         del _next_offsets[key]
-    return sorted(out)
+    return current_files(out)[0]
 
 
 #: (path, inode, mtime, size) -> the offset a source file's range ends before: a commit lists a
@@ -239,8 +241,7 @@ def _read_range(directory: Path, start: int | None, log_start: int = 0) -> tuple
         if nxt <= end:
             continue  # superseded: an earlier file covers its whole range
         try:
-            # Bounded by the range listed: a tail may have been renamed over by a longer one since
-            # its metadata was read, and rows past ``nxt`` belong to the next commit (else twice).
+            # Bounded by the range listed: rows past ``nxt`` belong to the next commit (else twice).
             t = pq.read_table(path, filters=[("offset", ">=", end), ("offset", "<", nxt)])
         except (OSError, ValueError):
             break  # replaced (tail -> sealed) or removed while we read: next time

@@ -84,10 +84,11 @@ from workbench.storage.local_log import LocalLog
 from workbench.storage.log_loader import LogLoader
 from workbench.storage.logical_segment import LogicalSegment, logical_segments
 from workbench.storage.parquet_log import ConversionJob, ParquetLog
-from workbench.storage.parquet_tail import TailFiles, TailJob, tail_path
-from workbench.storage.parquet_tier import ParquetSegment
+from workbench.storage.parquet_tail import TailFiles, TailJob
+from workbench.storage.parquet_tier import ParquetSegment, file_name
 from workbench.storage.producer_state import ProducerStateManager
 from workbench.storage.segment import LogSegment, segment_name, storage_error
+from workbench.storage.superseded import SupersededFiles
 
 if TYPE_CHECKING:
     from pyarrow import Table  # pyarrow has no stubs: an alias of Any for mypy
@@ -168,6 +169,14 @@ class PartitionLog:
         self.producers.marker_reader = self._marker_type  # [txn] commit/abort of a written marker
         self._tier = ParquetLog(self.directory, loaded.parquet, topic=topic, partition=partition)
         self._tails = TailFiles()  # issue 17: committed records in Parquet before a seal
+        #: Superseded Parquet files, unlinked after the grace period (`workbench.storage.superseded`).
+        self._superseded = SupersededFiles()
+        for path, nxt in loaded.superseded:
+            self._superseded.bury(path, nxt)
+        #: The last file generation used (`parquet_tier.file_name`): every new file's name is new.
+        self._file_generation = loaded.max_generation
+        #: Bases whose generation-0 name a refused conversion used (and unlinked): never reused.
+        self._retired_names: set[int] = set()
         self._instance = uuid.uuid4().hex
         # Durability (flush.messages): offsets below `_flushed_offset` are fsynced. What recovery
         # found may still be only in the page cache (a killed process), so nothing counts as
@@ -614,12 +623,15 @@ class PartitionLog:
         return logical_segments(self._local.segments, self._tier.segments)
 
     def _delete_logical(self, seg: LogicalSegment) -> None:
-        if seg.raw is not None and seg.parquet is None and seg.raw.base_offset in self._tails.covered:
-            self._tails.delete(self.directory, seg.raw.base_offset)
+        """Retention or DeleteRecords: the raw segment goes now, its Parquet files after the grace
+        period (a reader may have listed them)."""
+        if seg.raw is not None and seg.parquet is None and (tail := self._tails.drop(seg.raw.base_offset)):
+            self._superseded.bury(tail, seg.raw.next_offset)
         if seg.raw is not None:
             self._local.delete_segment(seg.raw)
         if seg.parquet is not None:
-            self._tier.delete_segment(seg.parquet)
+            self._tier.forget_segment(seg.parquet)
+            self._superseded.bury(seg.parquet.path, seg.parquet.next_offset)
 
     def _delete_prefix(self, should_delete: Callable[[LogicalSegment], bool]) -> int:
         """Delete logical segments from the oldest while ``should_delete(seg)``; never the active one."""
@@ -758,7 +770,9 @@ class PartitionLog:
         # (the truncation undone, done again by the next fetch), never an empty segment at the cut
         # beside Parquet files that still hold offsets past it.
         self._local.remove_from(cut)
-        self._tails.forget_from(self.directory, cut)
+        for path in self._tails.reaching_past(cut):
+            path.unlink(missing_ok=True)  # records the log no longer has: gone at once
+        self._superseded.unlink_reaching_past(cut)
         self._tier.truncate_to(cut, self._local.base_offsets())
         self._local.finish_truncation(cut)
         new_leo = self.log_end_offset
@@ -820,7 +834,9 @@ class PartitionLog:
         # Parquet files first: a crash between the two leaves the old raw tail, a contiguous log
         # (its start rises to the first raw segment), never an empty segment at ``offset`` above
         # old Parquet files with a gap between them.
-        self._tails.forget_from(self.directory, -1)
+        for path in self._tails.reaching_past(-1):
+            path.unlink(missing_ok=True)
+        self._superseded.unlink_reaching_past(-1)
         self._tier.delete_all()
         self._local.truncate_fully(offset)
         self.log_start_offset = offset
@@ -843,8 +859,34 @@ class PartitionLog:
             return self._tier.pending(self._local.sealed_segments, self.last_stable_offset, self._generation)
 
     def conversion_request(self, job: ConversionJob) -> dict[str, Any]:
-        """`job` as the converter process's request (`workbench.storage.converter`)."""
-        return {**self._tier.conversion_request(job), "aborted": self._aborted_in(job)}
+        """`job` as the converter process's request (`workbench.storage.converter`): the file's
+        name is one never used in this directory (`parquet_tier.file_name`)."""
+        return {**self._tier.conversion_request(job), "aborted": self._aborted_in(job), "name": self._sealed_name(job)}
+
+    def _sealed_name(self, job: ConversionJob) -> str:
+        base = job.segment.base_offset
+        with self._lock:
+            if base not in self._retired_names and not (self.directory / file_name(base)).exists():
+                return file_name(base)
+            return self._new_name(base)
+
+    def _new_name(self, base: int) -> str:
+        """A file name for ``base`` nobody used before (the next generation); under the lock."""
+        self._file_generation += 1
+        return file_name(base, self._file_generation)
+
+    def unlink_superseded(self, now: float | None = None) -> int:
+        """Unlink the superseded Parquet files whose grace period is over (the broker's
+        maintenance loop); how many."""
+        if not len(self._superseded):
+            return 0
+        with self._lock:
+            return self._superseded.reap(now)
+
+    def superseded_files(self) -> list[Path]:
+        """Files waiting out their grace period (tests, tools)."""
+        with self._lock:
+            return self._superseded.pending()
 
     def _aborted_in(self, job: ConversionJob) -> list[tuple[int, int, int]]:
         """[txn] (producer id, first, last offset) of aborted transactions overlapping ``job``'s
@@ -862,26 +904,24 @@ class PartitionLog:
         was made, the file is deleted instead and False returned.
         """
         with self._lock:
-            if self._is_tail_file(pseg.path):
-                # A tail file was renamed over it after the converter's rename (parquet_tail):
-                # keep the tail, convert the segment again.
-                return False
             if (
                 job.segment in self._local
                 and not self._closed
                 and self._generation == job.generation
                 and self._tier.install(pseg)
             ):
-                self._tails.sweep(self.directory, self._local.base_offsets(), self._tier.base_offsets())
+                self._sweep_tails()
                 self._drop_cold_raw_segments()
                 return True
-        pseg.path.unlink(missing_ok=True)
+            # At once, not after a grace period: the log changed (a truncation may have cut these
+            # records); its name is never used again.
+            pseg.path.unlink(missing_ok=True)
+            self._retired_names.add(job.segment.base_offset)
         return False
 
-    def _is_tail_file(self, path: Path) -> bool:
-        """Whether ``path`` is the tail file this log renamed there (same inode): a stat, so the
-        broker never loads pyarrow for it."""
-        return self._tails.is_tail(path)
+    def _sweep_tails(self) -> None:
+        for path, nxt in self._tails.sweep(self._local.base_offsets(), self._tier.base_offsets()):
+            self._superseded.bury(path, nxt)
 
     # -- tail files (workbench.storage.parquet_tail, issue 17) ----------------------------------
 
@@ -918,23 +958,32 @@ class PartitionLog:
         }
 
     def install_tail(self, job: TailJob, tmp: Path) -> bool:
-        """Rename the tail file ``tmp`` into place as ``<base>.parquet`` unless the log changed
-        (truncation, segment deleted) or a sealed file is installed or present for that base."""
+        """Rename the tail file ``tmp`` into place under a new name (``<base>.g<generation>.parquet``)
+        unless the log changed (truncation, segment deleted) or a sealed file is installed for that
+        base; the tail it supersedes is unlinked after the grace period. Returns whether it was."""
         with self._lock:
-            path = tail_path(self.directory, job.segment.base_offset)
+            base = job.segment.base_offset
             if (
                 not self._closed
                 and job.segment in self._local
                 and self._generation == job.generation
-                and job.segment.base_offset not in self._tier.base_offsets()
-                and (not path.exists() or self._is_tail_file(path))
+                and base not in self._tier.base_offsets()
+                and job.next_offset > self._tails.covered.get(base, base)
             ):
-                os.replace(tmp, path)
-                self._tails.installed(path, job.segment.base_offset, job.next_offset)
-                self._tails.sweep(self.directory, self._local.base_offsets(), self._tier.base_offsets())
+                path = self.directory / self._new_name(base)
+                os.rename(tmp, path)  # a name never used: nothing is replaced
+                old = self._tails.installed(path, base, job.next_offset)
+                if old is not None:
+                    self._superseded.bury(*old)
+                self._sweep_tails()
                 return True
         tmp.unlink(missing_ok=True)
         return False
+
+    def tail_files(self) -> list[Path]:
+        """The current tail file of each raw segment that has one (tests, tools)."""
+        with self._lock:
+            return [self._tails.paths[b] for b in sorted(self._tails.paths)]
 
     def write_tails(self) -> list[Path]:
         """Write the pending tail files in this process (tests, tools; the broker uses its
@@ -963,7 +1012,7 @@ class PartitionLog:
                     aborted=[tuple(a) for a in req["aborted"]],
                 )
                 if self.install_tail(job, pseg.path):
-                    written.append(tail_path(self.directory, job.segment.base_offset))
+                    written.append(self._tails.paths[job.segment.base_offset])
         return written
 
     def convert_sealed_segments(self) -> list[Path]:
@@ -985,7 +1034,7 @@ class PartitionLog:
                     data = os.pread(fd, job.size, 0)
                 finally:
                     os.close(fd)
-                pseg = self._tier.write_for(job, data, aborted=self._aborted_in(job))
+                pseg = self._tier.write_for(job, data, aborted=self._aborted_in(job), name=self._sealed_name(job))
                 if self.install_parquet(job, pseg):
                     written.append(pseg.path)
             with self._lock:
@@ -1065,12 +1114,15 @@ class PartitionLog:
         covering their whole offset range (the log cleaner's output, `MergedFileWriter`).
 
         Steps, each a crash seam (failpoints ``cleaner.before_rename``, ``cleaner.after_rename``,
-        ``cleaner.after_unlink``): the file is renamed over ``<first base>.parquet``; then the
-        other members' Parquet files go; then the raw copies. A reader applies one rule, "a file
-        whose range starts inside an earlier file's range is superseded" (`LogLoader` at recovery,
-        `workbench.sql.cache.read_sealed` on the notebook side), so before the rename it sees the
-        old files, after it the new one, never both and never neither; recovery deletes what a
-        crash left superseded. A crash with raw copies left keeps them only until recovery sees
+        ``cleaner.after_unlink``): the file is renamed to a new name for the first base
+        (``<first base>.g<generation>.parquet``, never over an existing file); then the members'
+        Parquet files are handed to the grace period (`workbench.storage.superseded`); then the raw
+        copies go. A reader applies one rule, `parquet_tier.current_files` (per base the widest
+        range, then the highest generation; a file starting inside an earlier file's range is
+        superseded: `LogLoader` at recovery, `workbench.sql.cache.read_sealed` and the catalog's
+        views on the notebook side), so before the rename it sees the old files, after it the new
+        one, never both and never neither; recovery buries what a crash left superseded. A crash
+        with raw copies left keeps them only until recovery sees
         the file's ``merged`` flag (a single-segment rewrite keeps its hot raw copy, correct: it
         holds every record, only less compact).
 
@@ -1103,10 +1155,10 @@ class PartitionLog:
                 cleaned.unlink(missing_ok=True)
                 return False
             first, last = segs[0], segs[-1]
-            path = self.directory / segment_name(first.base_offset, ".parquet")
+            path = self.directory / self._new_name(first.base_offset)
             try:
                 failpoint("cleaner.before_rename")
-                os.replace(cleaned, path)
+                os.rename(cleaned, path)  # a name never used: nothing is replaced
                 _fsync_directory(self.directory)
                 failpoint("cleaner.after_rename")
                 pseg = ParquetSegment(
@@ -1120,8 +1172,7 @@ class PartitionLog:
                 for seg in segs:
                     if seg.parquet is not None:
                         self._tier.segments.remove(seg.parquet)
-                        if seg.parquet.path != path:
-                            seg.parquet.path.unlink(missing_ok=True)
+                        self._superseded.bury(seg.parquet.path, seg.parquet.next_offset)
                 self._tier.invalidate_cache()
                 self._tier.install(pseg)
                 failpoint("cleaner.after_unlink")

@@ -27,9 +27,11 @@ A pass over one log works like Kafka's (``kafka.log.LogCleaner``):
    groups them (``groupSegmentsBySize``), up to ``segment.bytes`` (estimated from
    each segment's size and the share of records kept) into one compacted Parquet
    file (`MergedFileWriter`, one segment's table in memory at a time), installed
-   by `PartitionLog.install_merged`: rename over the first member's file, then
-   the other members' files and the raw copies go. Every reader skips a file
-   whose range starts inside an earlier one (recovery deletes it), so a crash at
+   by `PartitionLog.install_merged`: renamed to a new name for the first base
+   (``<base>.g<generation>.parquet``, never over a listed file), then the members'
+   files are unlinked after the grace period and the raw copies go. Every reader
+   takes per base the widest file and skips a file whose range starts inside an
+   earlier one (`parquet_tier.current_files`; recovery buries it), so a crash at
    any step leaves the old files or the new one visible, never both, never
    neither (failpoints ``cleaner.*``, tests/unit/test_log_cleaner.py). A merge
    removing nothing whose file would not be smaller than what it replaces is

@@ -3,6 +3,13 @@
 What a crash, a torn write or a flipped byte may have left, and what loading does:
 
 * ``*.tmp`` files (a checkpoint or Parquet file being replaced): removed;
+* Parquet files a newer one supersedes (`parquet_tier.current_files`: per base offset the widest
+  range, then the highest generation; none starting inside an earlier file's range), left by a
+  crash or waiting for their grace period: handed to the log to unlink after the grace period
+  (readers may still be reading them), never read;
+* tail files (issue 17): handed to the grace period (readers keep reading them until the leader's
+  next tail, a newer generation, supersedes them); one reaching past the recovered log end is
+  unlinked at once (it holds records the log lost);
 * a Parquet file that does not open or fails its page checksums or offset
   range: renamed ``*.corrupt`` and logged with the offsets that are lost
   unless a raw segment still holds them (a damaged file must not stop the broker);
@@ -38,7 +45,7 @@ from workbench.storage.checkpoint import HW_CHECKPOINT, LOG_START_CHECKPOINT, re
 from workbench.storage.config import LogConfig
 from workbench.storage.leader_epoch import LeaderEpochCache
 from workbench.storage.logical_segment import logical_segments
-from workbench.storage.parquet_tier import ParquetSegment
+from workbench.storage.parquet_tier import ParquetSegment, current_files, parse_file_name
 from workbench.storage.producer_state import ProducerStateManager
 from workbench.storage.segment import LogSegment
 from workbench.storage.transaction_index import marker_type_in
@@ -50,6 +57,11 @@ log = logging.getLogger(__name__)
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+def _generation(p: ParquetSegment) -> int:
+    parsed = parse_file_name(p.path.name)
+    return parsed[1] if parsed else 0
 
 
 @dataclass(slots=True)
@@ -64,6 +76,11 @@ class LoadedLog:
     #: segment cut, a damaged Parquet file moved aside): the replica must repair them from a
     #: healthy replica or report them lost (`ReplicaManager`), never serve the hole silently.
     missing: list[tuple[int, int]] = field(default_factory=list)
+    #: Parquet files superseded by newer ones, and tail files (path, next offset): unlinked after
+    #: the grace period, never read by the broker.
+    superseded: list[tuple[Path, int]] = field(default_factory=list)
+    #: The highest file generation on disk (`parquet_tier.file_name`): new files count on from it.
+    max_generation: int = 0
 
     @property
     def log_end_offset(self) -> int:
@@ -92,6 +109,9 @@ class LogLoader:
         self._log_start_offset = 0
         self._missing: list[tuple[int, int]] = []
         self._quarantined: list[int] = []  # base offsets of Parquet files moved aside by this load
+        self._tails: list[ParquetSegment] = []
+        self._superseded: list[tuple[Path, int]] = []
+        self._max_generation = 0
 
     @property
     def _log_end_offset(self) -> int:
@@ -120,6 +140,7 @@ class LogLoader:
             log.info("%s: removing leftover %s", d, tmp.name)
             tmp.unlink(missing_ok=True)
         self._parquet = self._drop_superseded(self._load_parquet())
+        tails = self._tails
         logs = self._drop_merged_raw(sorted(d.glob("*.log"), key=lambda p: int(p.stem)))
         log_bases = {int(p.stem) for p in logs}
         for idx in [*d.glob("*.index"), *d.glob("*.timeindex")]:
@@ -151,6 +172,7 @@ class LogLoader:
             # wait for the first write (lazy).
             base = max(checkpoint, self._parquet[-1].next_offset if self._parquet else 0)
             self._segments.append(LogSegment(d, base, self.config.index_interval_bytes, lazy=True))
+        self._retire_tails(tails)
         first = min([s.base_offset for s in self._segments] + [p.base_offset for p in self._parquet])
         self._log_start_offset = min(max(checkpoint, first), self._log_end_offset)
         if checkpoint < first and any(checkpoint <= b < first for b in self._quarantined):
@@ -173,22 +195,33 @@ class LogLoader:
         else:
             saved = read_offset_checkpoint(d / HW_CHECKPOINT)
             hw = min(max(saved if saved is not None else 0, self._log_start_offset), self._log_end_offset)
-        return LoadedLog(self._segments, self._parquet, self._log_start_offset, hw, self._missing)
+        return LoadedLog(
+            self._segments,
+            self._parquet,
+            self._log_start_offset,
+            hw,
+            self._missing,
+            superseded=self._superseded,
+            max_generation=self._max_generation,
+        )
 
     def _load_parquet(self) -> list[ParquetSegment]:
         """Open and verify every Parquet file; move damaged ones aside as ``*.corrupt``."""
         found: list[ParquetSegment] = []
         for path in sorted(self.directory.glob("*.parquet")):
+            parsed = parse_file_name(path.name)
+            if parsed is None:
+                continue
+            self._max_generation = max(self._max_generation, parsed[1])
             try:
                 pseg = ParquetSegment.open(path)
             except (OSError, ValueError, pa.ArrowException) as exc:  # a damaged file must not stop the broker
                 log.error("%s: unreadable Parquet file (%s); moved aside as %s.corrupt", path, exc, path.name)
                 path.rename(path.with_name(path.name + ".corrupt"))
-                if path.stem.isdigit():
-                    self._quarantined.append(int(path.stem))
+                self._quarantined.append(parsed[0])
                 continue
-            if pseg.tail:  # issue 17: rewritten from the raw segment (which still exists) within a tick
-                path.unlink()
+            if pseg.tail:  # issue 17: sorted out once the raw segments are known (`_current_tails`)
+                self._tails.append(pseg)
                 continue
             try:
                 pseg.verify()
@@ -210,22 +243,26 @@ class LogLoader:
         return found
 
     def _drop_superseded(self, found: list[ParquetSegment]) -> list[ParquetSegment]:
-        """Delete the Parquet files whose range starts inside an earlier file's range.
-
-        Only the log cleaner's merge makes files overlap (`PartitionLog.install_merged` renames
-        the merged file over its first member's name, then deletes the others): a crash between
-        leaves members the merged file supersedes. Readers skip them by the same rule.
+        """The sealed files `parquet_tier.current_files` keeps; the others (a cleaner's output
+        supersedes the files it replaced, a merge its members: a crash, or the grace period, left
+        them) go to ``superseded``, unlinked after the grace period. Readers skip them by the same rule.
         """
-        keep: list[ParquetSegment] = []
-        end = -1
-        for p in sorted(found, key=lambda p: (p.base_offset, -p.next_offset)):
-            if p.base_offset < end:
-                log.info("%s: removing %s, superseded by a merged file up to %d", self.directory, p.path.name, end)
-                p.path.unlink(missing_ok=True)
-                continue
-            keep.append(p)
-            end = max(end, p.next_offset)
+        keep, gone = current_files([(p.base_offset, p.next_offset, _generation(p), p) for p in found])
+        for p in gone:
+            log.info("%s: %s is superseded; unlinked after the grace period", self.directory, p.path.name)
+            self._superseded.append((p.path, p.next_offset))
         return keep
+
+    def _retire_tails(self, tails: list[ParquetSegment]) -> None:
+        """Tail files found: each to the grace period (the leader writes a newer one within a tick),
+        except one reaching past the recovered log end, unlinked now (records the log lost)."""
+        leo = self._log_end_offset
+        for t in tails:
+            if t.next_offset > leo:
+                log.info("%s: tail %s reaches past the recovered log end; removed", self.directory, t.path.name)
+                t.path.unlink(missing_ok=True)
+            else:
+                self._superseded.append((t.path, t.next_offset))
 
     def _drop_merged_raw(self, logs: list[Path]) -> list[Path]:
         """Delete raw segments a merged Parquet file covers (a crash before the merge removed them)."""

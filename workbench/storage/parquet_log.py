@@ -197,9 +197,13 @@ class ParquetLog:
         self._cache.invalidate()
 
     def delete_segment(self, p: ParquetSegment) -> None:
+        self.forget_segment(p)
+        p.path.unlink(missing_ok=True)
+
+    def forget_segment(self, p: ParquetSegment) -> None:
+        """Drop ``p`` from the tier, leaving its file (the caller unlinks it after a grace period)."""
         self.segments.remove(p)
         self._cache.invalidate(p.path)
-        p.path.unlink(missing_ok=True)
 
     def invalidate_cache(self) -> None:
         self._cache.invalidate()
@@ -228,10 +232,15 @@ class ParquetLog:
         }
 
     def write_for(
-        self, job: ConversionJob, data: bytes, *, aborted: list[tuple[int, int, int]] | None = None
+        self,
+        job: ConversionJob,
+        data: bytes,
+        *,
+        aborted: list[tuple[int, int, int]] | None = None,
+        name: str | None = None,
     ) -> ParquetSegment:
         """Write the file for ``job`` from the segment's bytes ``data`` (in this process), without
-        the records of ``aborted`` transactions ``(producer id, first, last offset)``."""
+        the records of ``aborted`` transactions ``(producer id, first, last offset)``, as ``name``."""
         return write_segment(
             self.directory,
             job.segment.base_offset,
@@ -240,6 +249,7 @@ class ParquetLog:
             topic=self.topic,
             partition=self.partition,
             aborted=aborted,
+            name=name,
         )
 
     def install(self, pseg: ParquetSegment) -> bool:

@@ -5,28 +5,28 @@ sealed (16 MiB or ``segment.ms``), so a plain ``read_parquet('data/**/*.parquet'
 miss everything produced since the last seal (issue 17). A *tail file* closes that gap: for
 every raw segment that has no converted file yet, the broker periodically writes the
 segment's records below the last stable offset (so never above the high watermark, and
-never an undecided or aborted transaction) as ``<base_offset>.parquet``, marked
+never an undecided or aborted transaction) as ``<base_offset>.g<generation>.parquet``, marked
 ``workbench.tail=1`` in its key-value metadata.
 
-Why the same name as the sealed file: the sealed conversion later renames its file over the
-tail, one atomic ``rename(2)``, so a reader globbing the directory sees either the tail or
-the sealed file, never both (no record counted twice) and never neither. Every tail is
-written whole to ``<base>.parquet.tail.tmp`` (fsync'ed) and renamed under the log's lock,
-only while no sealed file is installed for that base and the file there, if any, is the
-tail this log put there (same inode, `TailFiles.is_tail`): a tail never replaces a sealed
-file. A tail renamed a moment after the converter process renamed its sealed file is caught
-by `PartitionLog.install_parquet`, which finds the tail's inode at the path and refuses the
-install (the segment is converted again). Inodes, not the ``workbench.tail`` metadata, so
-the broker never loads pyarrow for it.
+Each rewrite gets a new name (the partition's next generation, `PartitionLog`): DuckDB reads a
+file's footer and its pages in separate opens, so a tail renamed over a listed name tore the
+reads of a query in flight. Readers take, per base offset, the file with the widest range (ties:
+the highest generation, `parquet_tier.current_files`), so the newest tail, and later the sealed
+file (which covers the whole segment), win without a rename over anything; the superseded tail
+is unlinked after the grace period (`workbench.storage.superseded`). Every tail is written whole
+to ``<base>.parquet.tail.tmp`` (fsync'ed) and renamed to its fresh name under the log's lock,
+only while no sealed file is installed for that base.
 
-Tail files are not part of the broker's Parquet tier: fetches keep reading the raw segment,
-and on restart `LogLoader` deletes them (they are rewritten from the raw log within a
-tick), so a crash leaves a directory of whole files, each a committed prefix.
+Tail files are not part of the broker's Parquet tier: fetches keep reading the raw segment. On
+restart `LogLoader` hands every tail to the grace period and the leader writes new ones (a newer
+generation, as wide or wider) within a tick: until then the old tail stays current for readers, so
+their view never shrinks across a restart, and no file written before the crash is trusted beyond
+its grace period. A tail reaching past the recovered log end is unlinked at once (records the log
+lost must not stay visible).
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,43 +44,26 @@ class TailJob:
     generation: int
 
 
-def tail_path(directory: Path, base_offset: int) -> Path:
-    return directory / f"{base_offset:020d}.parquet"
-
-
 class TailFiles:
-    """The tail files of one partition: ``base offset -> next offset`` each covers."""
+    """The tail files of one partition: ``base offset -> next offset`` each covers, and its path."""
 
     def __init__(self) -> None:
         self.covered: dict[int, int] = {}
-        self._inodes: dict[int, tuple[int, int]] = {}
+        self.paths: dict[int, Path] = {}
 
-    def installed(self, path: Path, base: int, next_offset: int) -> None:
-        st = os.stat(path)
+    def installed(self, path: Path, base: int, next_offset: int) -> tuple[Path, int] | None:
+        """``path`` is now the tail of ``base``; the tail it supersedes and where that one ended,
+        if any (to bury)."""
+        old = self.paths.get(base)
+        old_end = self.covered.get(base, base)
         self.covered[base] = next_offset
-        self._inodes[base] = (st.st_dev, st.st_ino)
+        self.paths[base] = path
+        return (old, old_end) if old is not None and old != path else None
 
-    def is_tail(self, path: Path) -> bool:
-        """Whether ``path`` (``<base>.parquet``) is still the tail file this log renamed there."""
-        try:
-            st = os.stat(path)
-        except FileNotFoundError:
-            return False
-        try:
-            base = int(path.name.split(".")[0])
-        except ValueError:
-            return False
-        return self._inodes.get(base) == (st.st_dev, st.st_ino)
-
-    def delete(self, directory: Path, base: int) -> None:
-        """Delete the tail file of ``base`` (if the file there is still ours) and forget it."""
-        if self.is_tail(tail_path(directory, base)):
-            tail_path(directory, base).unlink(missing_ok=True)
-        self._drop(base)
-
-    def _drop(self, base: int) -> None:
+    def drop(self, base: int) -> Path | None:
+        """Forget the tail of ``base``; its path, if any (to bury or unlink)."""
         self.covered.pop(base, None)
-        self._inodes.pop(base, None)
+        return self.paths.pop(base, None)
 
     def pending(self, raw: list[LogSegment], converted: set[int], bound: int, generation: int) -> list[TailJob]:
         """Jobs for raw segments without a converted file whose committed prefix (below
@@ -101,17 +84,21 @@ class TailFiles:
                 jobs.append(TailJob(seg, size, end, generation))
         return jobs
 
-    def forget_from(self, directory: Path, cut: int) -> None:
-        """A truncation to ``cut``: delete the tail files reaching past it."""
+    def reaching_past(self, cut: int) -> list[Path]:
+        """A truncation to ``cut``: forget the tails reaching past it; their paths (to unlink now:
+        they hold records the log no longer has)."""
+        out = []
         for base, end in list(self.covered.items()):
-            if end > cut:
-                self.delete(directory, base)
+            if end > cut and (path := self.drop(base)) is not None:
+                out.append(path)
+        return out
 
-    def sweep(self, directory: Path, raw_bases: set[int], converted: set[int]) -> None:
-        """Forget tails now replaced by a sealed file; delete those whose raw segment is gone
-        (retention, DeleteRecords) without one."""
+    def sweep(self, raw_bases: set[int], converted: set[int]) -> list[tuple[Path, int]]:
+        """Forget tails now superseded by a sealed file, or whose raw segment is gone (retention,
+        DeleteRecords) without one; their paths and ends (to bury)."""
+        out = []
         for base in list(self.covered):
-            if base in converted:
-                self._drop(base)
-            elif base not in raw_bases:
-                self.delete(directory, base)
+            end = self.covered[base]
+            if (base in converted or base not in raw_bases) and (path := self.drop(base)) is not None:
+                out.append((path, end))
+        return out

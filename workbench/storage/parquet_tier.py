@@ -7,6 +7,16 @@ never see half a file. Its key-value metadata records the offset range it
 covers (``workbench.base_offset``, ``workbench.next_offset``) and its largest
 timestamp, so the log can reopen without reading the data.
 
+**Names are never reused for new content** (issue 17): DuckDB opens a file's footer and its pages
+separately, so a file renamed over a listed name tore its reads. A later file for the same base
+offset (a longer tail, the sealed file after a tail, a log cleaner's output) is
+``<base_offset:020d>.g<generation>.parquet`` (`file_name`), the generation counting up per
+partition; the file it supersedes is unlinked after a grace period (`workbench.storage.superseded`).
+Every reader applies one rule (`current_files`): per base offset the file with the widest range
+(of equal ranges the highest generation), and a file starting inside an earlier file's range is
+superseded (a cleaner's merge). The one exception is a replica truncating a diverged log inside a
+file (`truncate_segment`): that file is replaced under its name, as no reader may see the records cut.
+
 Control batches (transaction markers) are not written; their offsets are gaps.
 """
 
@@ -14,10 +24,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from workbench._lazy import lazy_module
 from workbench.protocol.records import iter_batch_headers, iter_record_chunks
@@ -31,6 +42,38 @@ else:
     pa = lazy_module("pyarrow")
     pc = lazy_module("pyarrow.compute")
     pq = lazy_module("pyarrow.parquet")
+
+
+_T = TypeVar("_T")
+_NAME = re.compile(r"^(\d+)(?:\.g(\d+))?\.parquet$")
+
+
+def file_name(base_offset: int, generation: int = 0) -> str:
+    """The name of a tier file: ``<base>.parquet`` (generation 0, a segment's first sealed file) or
+    ``<base>.g<generation>.parquet``."""
+    return f"{base_offset:020d}.parquet" if generation == 0 else f"{base_offset:020d}.g{generation}.parquet"
+
+
+def parse_file_name(name: str) -> tuple[int, int] | None:
+    """``(base offset, generation)`` of a tier file's name; None for any other name."""
+    m = _NAME.match(name)
+    return (int(m.group(1)), int(m.group(2) or 0)) if m else None
+
+
+def current_files(files: list[tuple[int, int, int, _T]]) -> tuple[list[_T], list[_T]]:
+    """``(current, superseded)`` of ``(base, next, generation, item)`` entries of one partition
+    directory, current by base offset: per base the widest range (ties: highest generation), and
+    none starting inside an earlier current file's range. Readers and recovery share this rule."""
+    current: list[_T] = []
+    superseded: list[_T] = []
+    end = -1
+    for base, nxt, _gen, item in sorted(files, key=lambda f: (f[0], -f[1], -f[2])):
+        if base < end:
+            superseded.append(item)
+            continue
+        current.append(item)
+        end = nxt
+    return current, superseded
 
 
 @cache
@@ -82,7 +125,7 @@ _META_MAX_TS = b"workbench.max_timestamp"
 _META_TOPIC = b"workbench.topic"
 _META_PARTITION = b"workbench.partition"
 #: Set on a *tail* file: the committed prefix of a raw segment not yet sealed and converted
-#: (`workbench.storage.parquet_tail`). The sealed conversion later replaces it under the same name.
+#: (`workbench.storage.parquet_tail`). The sealed conversion later supersedes it (under its own name).
 _META_TAIL = b"workbench.tail"
 #: Set on a file the log cleaner wrote from several adjacent segments (`MergedFileWriter`): its
 #: range supersedes every file and raw segment inside it, which recovery removes if a crash left
@@ -108,7 +151,7 @@ class ParquetSegment:
     @classmethod
     def open(cls, path: Path) -> ParquetSegment:
         meta = pq.read_metadata(path).metadata or {}
-        base = int(path.name.split(".")[0])
+        base = int(path.name.split(".")[0])  # <base>.parquet or <base>.g<generation>.parquet
         return cls(
             path=path,
             base_offset=int(meta.get(_META_BASE, base)),
@@ -161,8 +204,10 @@ def write_segment(
     topic: str = "",
     partition: int = 0,
     aborted: list[tuple[int, int, int]] | None = None,
+    name: str | None = None,
 ) -> ParquetSegment:
-    """Decode ``batches`` and write them as ``<base_offset>.parquet`` (atomically).
+    """Decode ``batches`` and write them as ``name`` (default ``<base_offset>.parquet``), atomically:
+    the broker names a file nobody used before (`file_name`), so the rename replaces nothing.
 
     In bounded chunks (`iter_record_chunks`): one row group at a time is decoded,
     turned into Arrow and written, so memory does not grow with the segment.
@@ -170,7 +215,7 @@ def write_segment(
     transactions ``(producer id, first offset, last offset)`` are left out too, so any
     Parquet reader sees only committed data (KIP-98's read_committed view).
     """
-    path = directory / f"{base_offset:020d}.parquet"
+    path = directory / (name or file_name(base_offset))
     tmp = path.with_name(path.name + ".tmp")
     max_ts = _write_chunked(tmp, base_offset, next_offset, batches, topic, partition, aborted, tail=False)
     return _install(tmp, path, base_offset, next_offset, max_ts)
@@ -310,9 +355,11 @@ def write_table(
     *,
     topic: str = "",
     partition: int = 0,
+    name: str | None = None,
 ) -> ParquetSegment:
-    """Write ``table`` (the tier's schema) as ``<base_offset>.parquet``, atomically and fsync'ed."""
-    path = directory / f"{base_offset:020d}.parquet"
+    """Write ``table`` (the tier's schema) as ``name`` (default ``<base_offset>.parquet``), atomically
+    and fsync'ed."""
+    path = directory / (name or file_name(base_offset))
     tmp = path.with_name(path.name + ".tmp")
     write_table_file(tmp, base_offset, next_offset, table, max_ts, topic=topic, partition=partition)
     os.replace(tmp, path)
@@ -400,7 +447,9 @@ class MergedFileWriter:
 
 
 def truncate_segment(seg: ParquetSegment, end_offset: int, *, topic: str = "", partition: int = 0) -> ParquetSegment:
-    """Rewrite ``seg`` keeping only the whole batches below ``end_offset`` (log truncation); atomic.
+    """Rewrite ``seg`` keeping only the whole batches below ``end_offset`` (log truncation); atomic,
+    under the same name: the one replacement of a file's content (the records cut must vanish for
+    readers at once; a reader mid-query may fail, see the module docstring).
 
     A batch that starts below ``end_offset`` but reaches past it is dropped too,
     and the file then ends at that batch's base offset.
@@ -420,6 +469,7 @@ def truncate_segment(seg: ParquetSegment, end_offset: int, *, topic: str = "", p
         -1 if max_ts is None else int(max_ts),
         topic=topic,
         partition=partition,
+        name=seg.path.name,
     )
 
 
