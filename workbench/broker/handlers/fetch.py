@@ -157,7 +157,7 @@ async def fetch(broker: Broker, req: Request, conn: Connection) -> dict:
             or any(p["error_code"] for t in responses for p in t["partitions"])
         ):
             break
-        await broker.replicas.wait_for_data(waiting, left)
+        await broker.replicas.wait_for_data(waiting, left, follower=replica_id >= 0)
         if broker.is_stopping():
             break
     if 4 <= req.api_version < 10:

@@ -139,8 +139,10 @@ async def produce(broker: Broker, req: Request, conn: Connection) -> dict | None
                 )  # fmt: skip
             broker.note_write()
             if not info.duplicate:
-                broker.replicas.notify((topic.name, pd.index))
+                # The HW first: with the leader alone in the ISR it moves now and wakes every fetch.
                 partition.maybe_advance_high_watermark()
+                committed = partition.log.high_watermark > info.last_offset
+                broker.replicas.notify_appended((topic.name, pd.index), committed=committed)
             if acks != 0 and partition.log.needs_flush():
                 waits.append(_await_flush(broker, partition, part))
             if acks == -1:
