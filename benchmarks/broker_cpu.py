@@ -135,6 +135,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--profile", action="store_true", help="py-spy record the brokers (run_all.Profiler)")
     parser.add_argument("--sample", action="store_true", help="CPU-time profile of the brokers (cpu_sampler/)")
+    parser.add_argument(
+        "--defaults",
+        action="store_true",
+        help="librdkafka's default in-flight (1,000,000) and fetch.wait.max.ms (500), as run_all's defaults row",
+    )
     parser.add_argument("--profile-dir", default=str(HERE / "profiles"))
     parser.add_argument("--out", default=str(HERE / "results"))
     args = parser.parse_args(argv)
@@ -160,7 +165,15 @@ def main(argv: list[str] | None = None) -> int:
             load_before = os.getloadavg()
             os.chdir(tree)
             try:
-                row = measure(args.rf, args.rate, args.seconds, args.warmup, around=around)
+                row = measure(
+                    args.rf,
+                    args.rate,
+                    args.seconds,
+                    args.warmup,
+                    around=around,
+                    max_in_flight=0 if args.defaults else 5,
+                    fetch_wait_ms=500 if args.defaults else 10,
+                )
             finally:
                 os.chdir(cwd)
             broker_cpu = sum(row["broker_cpu_s"].values())

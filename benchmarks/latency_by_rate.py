@@ -31,7 +31,9 @@ def last_json(text: str) -> dict:
     return json.loads([line for line in text.splitlines() if line.startswith("{")][-1])
 
 
-def _run_producer(bootstrap: str, acks: str, rate: int, seconds: float, warmup: float) -> subprocess.CompletedProcess:
+def _run_producer(
+    bootstrap: str, acks: str, rate: int, seconds: float, warmup: float, max_in_flight: int = 5
+) -> subprocess.CompletedProcess:
     return subprocess.run(
         [
             sys.executable,
@@ -52,7 +54,7 @@ def _run_producer(bootstrap: str, acks: str, rate: int, seconds: float, warmup: 
             "--warmup",
             str(warmup),
             "--max-in-flight",
-            "5",
+            str(max_in_flight),
         ],
         capture_output=True,
         text=True,
@@ -67,8 +69,13 @@ def measure(
     warmup: float,
     config: dict | None = None,
     around: Callable[[dict[str, int]], AbstractContextManager] | None = None,
+    max_in_flight: int = 5,
+    fetch_wait_ms: int = 10,
 ) -> dict:
     """One fresh cluster of `rf` brokers (broker settings `config` on top of the defaults).
+
+    `max_in_flight` 0 and `fetch_wait_ms` 500 are librdkafka's defaults (1,000,000 requests in
+    flight per connection), `run_all.py`'s "librdkafka defaults" row.
 
     `around(broker_pids)`, when given, is a context manager entered while the producer runs
     (`profile_latency.py` records the brokers with py-spy there)."""
@@ -90,7 +97,7 @@ def measure(
                 "--timeout",
                 str(seconds + warmup + 60),
                 "--fetch-wait-ms",
-                "10",
+                str(fetch_wait_ms),
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -101,7 +108,7 @@ def measure(
             pids = cluster.broker_pids()
             cpu0, t0 = {k: cpu_s(v) for k, v in pids.items()}, time.monotonic()
             with around(pids) if around is not None else nullcontext():
-                producer = _run_producer(cluster.bootstrap_servers, acks, rate, seconds, warmup)
+                producer = _run_producer(cluster.bootstrap_servers, acks, rate, seconds, warmup, max_in_flight)
             wall = time.monotonic() - t0
             cpu = {k: round(cpu_s(v) - cpu0[k], 2) for k, v in pids.items()}
             out, _ = consumer.communicate(timeout=seconds + 60)

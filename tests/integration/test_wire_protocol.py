@@ -129,3 +129,51 @@ def test_idempotent_retry_is_deduplicated_and_gaps_are_rejected(cluster, topic_n
     r3 = produce(c, topic_name, nxt)
     assert (r3.error_code, r3.base_offset) == (0, 3)
     c.close()
+
+
+def test_a_pipelining_client_gets_requests_read_past_the_ones_still_waiting(cluster, topic_name):
+    """librdkafka pipelines up to `max.in.flight` requests (1,000,000 by default) on a connection;
+    the broker keeps reading them while earlier ones wait (acks=all, long polls), up to
+    `MAX_IN_FLIGHT_PER_CONNECTION`. Here 40 long-poll fetches wait on an empty partition and the
+    41st request, on the same connection, is the produce that wakes them: with a window of 16
+    the produce was never read until the fetches timed out (two minutes), so nothing came back."""
+    from kafka.protocol.consumer import FetchResponse
+    from kafka.protocol.producer import ProduceResponse
+
+    from tests.integration.test_offsets_and_fetch import fetch_request
+
+    cluster.create_topic(topic_name, partitions=1)
+    c = leader_client(cluster, topic_name, timeout=15.0)
+    c.sock.settimeout(30.0)
+    frames = []
+    for cid in range(1, 41):
+        req = fetch_request(topic_name, 0, 120_000, 1)
+        req.API_VERSION = 11
+        req.with_header(correlation_id=cid, client_id="pipeline-test")
+        frames.append(bytes(req.encode(header=True, framed=True)))
+    produce_req = ProduceRequest(
+        transactional_id=None,
+        acks=1,
+        timeout_ms=5000,
+        topic_data=[
+            ProduceRequest.TopicProduceData(
+                name=topic_name,
+                partition_data=[
+                    ProduceRequest.TopicProduceData.PartitionProduceData(index=0, records=make_batch([b"wake"]))
+                ],
+            )
+        ],
+    )
+    produce_req.API_VERSION = 9
+    produce_req.with_header(correlation_id=41, client_id="pipeline-test")
+    c.send_raw(b"".join(frames) + bytes(produce_req.encode(header=True, framed=True)))
+    for cid in range(1, 41):
+        frame = c.recv_frame()
+        assert struct.unpack_from(">i", frame)[0] == cid  # answered in request order
+        part = FetchResponse.decode(frame[4:], version=11).responses[0].partitions[0]
+        assert part.error_code == 0 and part.records, f"fetch {cid} returned no records"
+    frame = c.recv_frame()
+    assert struct.unpack_from(">i", frame)[0] == 41
+    produced = ProduceResponse.decode(frame[5:], version=9).responses[0].partition_responses[0]
+    assert produced.error_code == 0 and produced.base_offset == 0
+    c.close()

@@ -20,7 +20,10 @@ from typing import Any
 
 from kafka.protocol.api_header import ResponseClassRegistry
 
+from workbench.broker import round_trace
+
 _SIZE = struct.Struct(">i")
+_TRACE = round_trace.ON
 
 SaslLogin = tuple[str, str, str]  # (mechanism, user, password) for the brokers' own connections
 
@@ -183,6 +186,8 @@ class BrokerConnection:
                 await self.connect()
             self._correlation_id = (self._correlation_id + 1) & 0x7FFFFFFF
             frame = await self._round_trip(encode(self._correlation_id), timeout)
+        if _TRACE:
+            round_trace.mark("f_frame", self.client_id)
         offset = 4 + (1 if response_class.flexible_version_q(version) else 0)
         return response_class.decode(memoryview(frame)[offset:], version=version)
 

@@ -26,10 +26,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from workbench.broker import round_trace
 from workbench.controller.image import PartitionInfo
 from workbench.storage import PartitionLog
 
 log = logging.getLogger(__name__)
+_TRACE = round_trace.ON
 
 
 def _now_ms() -> int:
@@ -227,6 +229,8 @@ class Partition:
                         new_hw = end
         if new_hw > log_.high_watermark:
             self.log.high_watermark = min(new_hw, leo)
+            if _TRACE:
+                round_trace.mark("hw", self.log.topic, self.log.partition, self.log.high_watermark)
             self._wake_waiters()
             if self._on_high_watermark is not None:
                 self._on_high_watermark()  # consumers long-polling for newly committed records

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from kafka.protocol.consumer import FetchResponse as _FetchResponse
 
+from workbench.broker import round_trace
 from workbench.broker.fetch_session import FetchSessionHandler
 from workbench.broker.network_client import BrokerConnection, SaslLogin
 from workbench.broker.shutdown import cancel_and_wait
@@ -61,6 +62,7 @@ def _encode_follower_fetch(
 
 
 log = logging.getLogger(__name__)
+_TRACE = round_trace.ON
 
 FETCH_VERSION = 12
 FETCH_MAX_WAIT_MS = 250
@@ -146,6 +148,8 @@ class ReplicaFetcherManager:
                 for (t, _), fields in changed.items():
                     by_topic.setdefault(t, []).append(fields)
                 node_id, client_id = self.node_id, conn.client_id
+                if _TRACE:
+                    round_trace.mark("f_send", leader_id, [(t, p[0], p[2]) for t, parts in topics for p in parts])
                 try:
                     response = await conn.request_frame(
                         functools.partial(
@@ -170,7 +174,12 @@ class ReplicaFetcherManager:
                 session.handle_response(response.error_code, response.session_id)
                 if response.error_code in (ErrorCode.FETCH_SESSION_ID_NOT_FOUND, ErrorCode.INVALID_FETCH_SESSION_EPOCH):
                     continue  # the session was evicted or lost (leader restart): a full fetch next
+                if _TRACE:
+                    round_trace.mark("f_received", leader_id)
                 backoff = self._handle_response(response, sent)
+                if _TRACE:
+                    ends = [(p.topic, p.index, p.log.log_end_offset) for p in partitions]
+                    round_trace.mark("f_appended", leader_id, ends)
                 # flush.messages: fsync what we appended before the next Fetch reports our log
                 # end to the leader, so the high watermark only counts durable copies.
                 flushes = [self.replicas.flusher.flush(p.log) for p in partitions if p.log.needs_flush()]

@@ -63,7 +63,12 @@ class ReplicaManager:
         self.partitions: dict[TopicPartition, Partition] = {}
         self._topic_ids: dict[str, str] = {}
         self._topic_configs: dict[str, dict[str, str]] = {}
+        # Long-poll fetches waiting for a partition: consumers (and share fetches) for its high
+        # watermark to move, followers for its log end offset to move. Woken apart, each only by
+        # what can answer it (issue 19): an append under acks=all leaves the high watermark where
+        # it was, and a high watermark advance gives a follower at the log end nothing to read.
         self._waiters: dict[TopicPartition, list[asyncio.Future]] = {}
+        self._follower_waiters: dict[TopicPartition, list[asyncio.Future]] = {}
         #: Group commit for flush.messages: produce answers and follower fetches wait on it.
         self.flusher = LogFlusher()
         self.refused = RefusedBatches()  # idempotent batches refused unwritten (issue 12)
@@ -248,7 +253,7 @@ class ReplicaManager:
             self.node_id,
             self.logs[tp],
             pinfo,
-            on_high_watermark=functools.partial(self._wake, tp),
+            on_high_watermark=functools.partial(self._wake_committed, tp),
             broker_epoch_of=self._broker_epoch,
         )
         self._repair_or_report_damage(tp, partition)
@@ -297,23 +302,36 @@ class ReplicaManager:
     # -- long polling -----------------------------------------------------------------------------
 
     def notify(self, tp: TopicPartition) -> None:
+        """Wake every fetch waiting on `tp` (new records, a marker, a leadership or topic change)."""
         self._wake(tp)
 
-    def _wake(self, tp: TopicPartition) -> None:
-        waiters = self._waiters.pop(tp, None)
-        if waiters:
-            for fut in waiters:
-                if not fut.done():
-                    fut.set_result(None)
+    def notify_appended(self, tp: TopicPartition, *, committed: bool) -> None:
+        """A produce appended to `tp`: wake the followers' fetches, and the consumers' only when
+        the high watermark already covers the batch (`committed`: one replica in the ISR). Under
+        acks=all the consumers wake when the high watermark moves (`Partition`'s callback)."""
+        if committed:
+            self._wake(tp)
+        else:
+            _resolve_all(self._follower_waiters.pop(tp, None))
 
-    async def wait_for_data(self, tps: list[TopicPartition], timeout: float) -> None:
-        """Return when any of `tps` gets new data, or after `timeout` seconds."""
+    def _wake(self, tp: TopicPartition) -> None:
+        _resolve_all(self._waiters.pop(tp, None))
+        _resolve_all(self._follower_waiters.pop(tp, None))
+
+    def _wake_committed(self, tp: TopicPartition) -> None:
+        """The high watermark of `tp` moved: what consumers may read grew, the log end did not."""
+        _resolve_all(self._waiters.pop(tp, None))
+
+    async def wait_for_data(self, tps: list[TopicPartition], timeout: float, *, follower: bool = False) -> None:
+        """Return when any of `tps` gets new data (records below the high watermark; for a
+        `follower`, records at all), or after `timeout` seconds."""
         if timeout <= 0 or not tps:
             return
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
+        waiters = self._follower_waiters if follower else self._waiters
         for tp in tps:
-            self._waiters.setdefault(tp, []).append(fut)
+            waiters.setdefault(tp, []).append(fut)
         # A plain timer rather than `asyncio.wait_for` (a second future and two callbacks per
         # long-poll fetch, issue 19): the wake and the timeout both just resolve `fut`.
         timer = loop.call_later(timeout, _resolve, fut)
@@ -322,11 +340,11 @@ class ReplicaManager:
         finally:
             timer.cancel()
             for tp in tps:
-                lst = self._waiters.get(tp)
+                lst = waiters.get(tp)
                 if lst and fut in lst:
                     lst.remove(fut)
                     if not lst:
-                        self._waiters.pop(tp, None)
+                        waiters.pop(tp, None)
 
     # -- damage found at recovery (issue 12, item 4) ---------------------------------------------
 
@@ -406,6 +424,13 @@ class ReplicaManager:
             except Exception:
                 log.exception("closing log %s-%d", plog_topic(plog), 0)
         self.logs.clear()
+
+
+def _resolve_all(futures: list[asyncio.Future] | None) -> None:
+    if futures:
+        for fut in futures:
+            if not fut.done():
+                fut.set_result(None)
 
 
 def _resolve(fut: asyncio.Future) -> None:

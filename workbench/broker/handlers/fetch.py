@@ -14,6 +14,7 @@ import time
 import weakref
 from typing import TYPE_CHECKING, Any
 
+from workbench.broker import round_trace
 from workbench.broker.fetch_session import FetchSessionCache
 from workbench.broker.handlers.partitions import leader_log, leader_partition
 from workbench.protocol.errors import ErrorCode, KafkaProtocolError
@@ -30,6 +31,21 @@ if TYPE_CHECKING:
 LATEST, EARLIEST, MAX_TIMESTAMP = -1, -2, -3
 READ_COMMITTED = 1  # isolation_level
 DEBUGGING_REPLICA_ID = -2  # Kafka: ListOffsets "latest" from a debugging replica returns the log end offset
+_TRACE = round_trace.ON
+
+
+def _trace_fetch(event: str, replica_id: int, read: Any, responses: list[dict] | None = None) -> None:
+    """round_trace: a fetch's partitions with their fetch offsets (and, answered, the end of what it returns)."""
+    parts = []
+    for i, topic in enumerate(read.topics):
+        for j, fp in enumerate(topic.partitions):
+            end = fp.fetch_offset
+            if responses is not None:
+                records = responses[i]["partitions"][j]["records"]
+                for header in iter_batch_headers(records):
+                    end = header.last_offset + 1
+            parts.append((topic.topic, fp.partition, fp.fetch_offset, end))
+    round_trace.mark(event, replica_id, parts)
 
 
 def _read_all(broker: Broker, body: Any, replica_id: int) -> tuple[list[dict], int, list[tuple[str, int]]]:
@@ -129,6 +145,8 @@ async def fetch(broker: Broker, req: Request, conn: Connection) -> dict:
         except KafkaProtocolError as exc:
             return {"throttle_time_ms": 0, "error_code": exc.code, "session_id": 0, "responses": []}
         incremental = body.session_epoch > 0
+    if _TRACE:
+        _trace_fetch("fetch_in", replica_id, read)
     while True:
         responses, total, waiting = _read_all(broker, read, replica_id)
         left = deadline - time.monotonic()
@@ -139,7 +157,7 @@ async def fetch(broker: Broker, req: Request, conn: Connection) -> dict:
             or any(p["error_code"] for t in responses for p in t["partitions"])
         ):
             break
-        await broker.replicas.wait_for_data(waiting, left)
+        await broker.replicas.wait_for_data(waiting, left, follower=replica_id >= 0)
         if broker.is_stopping():
             break
     if 4 <= req.api_version < 10:
@@ -157,6 +175,8 @@ async def fetch(broker: Broker, req: Request, conn: Connection) -> dict:
             for fp, p in zip(topic.partitions, t["partitions"], strict=True):
                 if p["records"]:
                     p["records"] = downconvert_batches(p["records"], magic, fp.fetch_offset)
+    if _TRACE:
+        _trace_fetch("fetch_out", replica_id, read, responses)
     responses = FetchSessionCache.answer(session, responses, incremental=incremental)
     return {"throttle_time_ms": 0, "error_code": 0, "session_id": session.id if session else 0, "responses": responses}
 

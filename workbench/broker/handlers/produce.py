@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
-from workbench.broker import log_validator, txn_verification
+from workbench.broker import log_validator, round_trace, txn_verification
 from workbench.broker.handlers.partitions import leader_partition
 from workbench.broker.partition import NotLeaderError, Partition
 from workbench.protocol.errors import ErrorCode, KafkaProtocolError
@@ -28,9 +29,13 @@ log = logging.getLogger(__name__)
 
 MAX_PRODUCER_EPOCH = 32767
 _SEQUENCE_ERRORS = (ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER, ErrorCode.INVALID_PRODUCER_EPOCH)
+_TRACE = round_trace.ON
+_FIRST_TIMESTAMP = 27  # a v2 batch's firstTimestamp (after baseOffset ... lastOffsetDelta)
 
 
 async def produce(broker: Broker, req: Request, conn: Connection) -> dict | None:
+    if _TRACE:
+        received_ns = time.monotonic_ns()
     body = req.body
     acks = body.acks
     timeout = max(0, body.timeout_ms) / 1000.0
@@ -126,10 +131,18 @@ async def produce(broker: Broker, req: Request, conn: Connection) -> dict | None
                     broker.replicas.mark_log_dir_offline(exc.message)
                 continue
             part["base_offset"], part["log_start_offset"] = info.base_offset, info.log_start_offset
+            if _TRACE:
+                created_ms = int.from_bytes(records[_FIRST_TIMESTAMP : _FIRST_TIMESTAMP + 8], "big", signed=True)
+                round_trace.mark(
+                    "append", topic.name, pd.index, info.base_offset, info.last_offset, received_ns,
+                    time.time_ns() // 1_000_000 - created_ms,
+                )  # fmt: skip
             broker.note_write()
             if not info.duplicate:
-                broker.replicas.notify((topic.name, pd.index))
+                # The HW first: with the leader alone in the ISR it moves now and wakes every fetch.
                 partition.maybe_advance_high_watermark()
+                committed = partition.log.high_watermark > info.last_offset
+                broker.replicas.notify_appended((topic.name, pd.index), committed=committed)
             if acks != 0 and partition.log.needs_flush():
                 waits.append(_await_flush(broker, partition, part))
             if acks == -1:
@@ -143,6 +156,10 @@ async def produce(broker: Broker, req: Request, conn: Connection) -> dict | None
         await asyncio.gather(*waits)
     if acks == 0:
         return None
+    if _TRACE:
+        for name, parts in results:
+            for part in parts:
+                round_trace.mark("ack", name, part["index"], part["base_offset"])
     return {
         "responses": [{"name": name, "partition_responses": parts} for name, parts in results],
         "throttle_time_ms": 0,
