@@ -283,7 +283,9 @@ def test_killed_coordinator_mid_transaction_never_tears_it(fresh_cluster, topic_
         committed = True
     except KafkaException:
         committed = False
-    got = values(read_all(cluster.bootstrap_servers, topic_name, 3, "read_committed", 9 if committed else 0))
+    # The markers to the dead broker's partitions wait for their new leaders (its session timeout):
+    # on a loaded machine that took more than the default 20 s twice; 60 s is a failure bound.
+    got = values(read_all(cluster.bootstrap_servers, topic_name, 3, "read_committed", 9 if committed else 0, 60))
     if committed:
         assert sorted(got) == sorted(b"v%d" % i for i in range(9))
     else:
