@@ -256,6 +256,28 @@ def frame(data: bytes) -> int | None:
     return int.from_bytes(data[1:5], "big")
 
 
+def decode_framed(
+    data: bytes | None, writers: dict[int, WriterSchema], errors: dict[int, str], wrapped: dict[int, bool]
+) -> tuple[int | None, str | None, Any, bool]:
+    """One value by its writer schema: (schema id, why it did not decode, the value, decoded?).
+    A value that is not a record is wrapped as ``{"value_typed": ...}`` where ``wrapped`` says so."""
+    if data is None:
+        return None, None, None, False
+    sid = frame(data)
+    if sid is None:
+        return None, NOT_FRAMED, None, False
+    writer = writers.get(sid)
+    if writer is None:
+        return sid, errors.get(sid, f"schema id {sid} is not registered"), None, False
+    try:
+        value = writer.decode(bytes(data[5:]))
+    except Exception as exc:  # bytes that do not match the writer schema
+        return sid, f"does not decode with schema id {sid}: {type(exc).__name__}: {exc}", None, False
+    if wrapped[sid]:
+        value = {"value_typed": value}
+    return sid, None, value, True
+
+
 class SchemaSource(Protocol):
     """Where registered schemas come from: the registry's REST API (`workbench.sql.typed`) or the
     `_schemas` topic (`workbench.schema_registry.topic_reader`). Entries are

@@ -51,7 +51,6 @@ import pyarrow as pa
 from workbench.schema_registry.arrow_types import (  # shared with the Iceberg committer; re-exported
     _JSON,
     _UUID,
-    NOT_FRAMED,
     Converter,
     WriterSchema,
     _avro_type,
@@ -59,7 +58,7 @@ from workbench.schema_registry.arrow_types import (  # shared with the Iceberg c
     _json_schema_type,
     _to_json,
     converter_for,
-    frame,
+    decode_framed,
     merge_types,
     writer_schema,
     writer_schemas,
@@ -223,23 +222,10 @@ class TypedPlan:
         self.key = hashlib.sha1(str(self.result_type).encode() + repr(sorted(writers)).encode()).hexdigest()[:12]
 
     def decode_one(self, data: bytes | None) -> tuple[int | None, str | None, Any]:
-        if data is None:
-            return None, None, None
-        sid = frame(data)
-        if sid is None:
-            return None, NOT_FRAMED, None
-        writer = self.writers.get(sid)
-        if writer is None:
-            return sid, self.errors.get(sid, f"schema id {sid} is not registered"), None
-        try:
-            value = writer.decode(bytes(data[5:]))
-        except Exception as exc:  # bytes that do not match the writer schema
-            return sid, f"does not decode with schema id {sid}: {type(exc).__name__}: {exc}", None
-        if self.wrapped[sid]:
-            value = {"value_typed": value}
-        if self.convert is not None:
+        sid, error, value, decoded = decode_framed(data, self.writers, self.errors, self.wrapped)
+        if decoded and self.convert is not None:
             value = self.convert(value)
-        return sid, None, value
+        return sid, error, value
 
     def decode_column(self, column: pa.Array) -> pa.Array:
         """The UDF: a BLOB column chunk -> STRUCT(schema_id, decode_error, fields)."""

@@ -173,22 +173,12 @@ class IcebergTyping:
         self.struct = pa.struct([pa.field(n, t) for n, t in columns.items()])
 
     def decode_one(self, data: bytes | None) -> tuple[int | None, str | None, dict[str, Any] | None]:
-        from workbench.schema_registry.arrow_types import NOT_FRAMED, _to_json, frame
+        from workbench.schema_registry.arrow_types import _to_json, decode_framed
 
-        if data is None:
-            return None, None, None
-        sid = frame(data)
-        if sid is None:
-            return None, NOT_FRAMED, None
-        writer = self.writers.get(sid)
-        if writer is None:
-            return sid, self.errors.get(sid, f"schema id {sid} is not registered"), None
-        try:
-            value = writer.decode(bytes(data[5:]))
-        except Exception as exc:  # bytes that do not match the writer schema
-            return sid, f"does not decode with schema id {sid}: {type(exc).__name__}: {exc}", None
-        if self.wrapped[sid]:
-            value = {"value_typed": value}
+        sid, error, value, decoded = decode_framed(data, self.writers, self.errors, self.wrapped)
+        if not decoded:
+            return sid, error, None
+        assert sid is not None
         convert = self.convert[sid]
         if convert is not None:
             value = convert(value)
