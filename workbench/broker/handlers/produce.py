@@ -76,7 +76,7 @@ async def produce(broker: Broker, req: Request, conn: Connection) -> dict | None
                 part["error_code"], part["error_message"] = ErrorCode.INVALID_RECORD, "empty record set"
                 continue
             if acks == -1:
-                min_isr = _min_insync_replicas(broker, topic.name)
+                min_isr = broker.replicas.min_insync_replicas(topic.name)
                 if len(partition.info.isr) < min_isr:
                     part["error_code"] = ErrorCode.NOT_ENOUGH_REPLICAS
                     part["error_message"] = (
@@ -229,10 +229,6 @@ async def _await_flush(broker: Broker, partition: Partition, part: dict) -> None
             part["error_message"] = f"appended, but not yet durable: {exc.message}"
 
 
-def _min_insync_replicas(broker: Broker, topic: str) -> int:
-    return broker.replicas.min_insync_replicas(topic)
-
-
 async def _await_replication(
     broker: Broker, partition: Partition, leader_epoch: int, topic: str, offset: int, timeout: float, part: dict
 ) -> None:
@@ -259,7 +255,7 @@ async def _await_replication(
         part["error_message"] = "leadership moved before the batch was confirmed replicated; retry it"
         part["base_offset"] = -1
         return
-    min_isr = _min_insync_replicas(broker, topic)
+    min_isr = broker.replicas.min_insync_replicas(topic)
     isr = list(partition.info.isr)
     if ok and len(isr) >= min_isr:
         return
