@@ -131,3 +131,86 @@ def test_materialized_topic_is_also_an_iceberg_table_each_snapshot_a_prefix_of_t
         keeper.stop()
     finally:
         remote.close_sql()
+
+
+READER = r"""
+import json, sys, time
+import duckdb
+catalog, topic, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
+con = duckdb.connect(catalog, read_only=True)
+sql = 'SELECT count(*), count(DISTINCT (partition, "offset")), coalesce(max("offset"), -1) FROM "' + topic + '"'
+end = time.monotonic() + seconds
+while time.monotonic() < end:
+    try:
+        print(json.dumps({"row": list(con.execute(sql).fetchone())}), flush=True)
+    except Exception as exc:
+        print(json.dumps({"error": f"{type(exc).__name__}: {exc}"}), flush=True)
+"""
+
+
+def test_plain_duckdb_never_fails_while_the_materializer_rewrites_tails_and_seals(cluster, topic_name, tmp_path):
+    """Point 3 for `workbench.connect`: while the keeper rewrites a tail every 0.1 s and seals every
+    ~1.5 s, every answer of a plain-DuckDB reader in a tight loop is a prefix of the log, each record
+    once, never going back, and no query fails."""
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    from confluent_kafka import Producer
+
+    cluster.create_topic(topic_name, partitions=1, replication_factor=1)
+    p = Producer({"bootstrap.servers": cluster.bootstrap_servers, "linger.ms": 5})
+    p.produce(topic_name, value=b'{"i": -1}', partition=0)
+    assert p.flush(30) == 0
+    remote = workbench.connect(cluster.bootstrap_servers)
+    remote.sql_data_dir = tmp_path / "local"
+    stop = threading.Event()
+    sent = [1]
+
+    def produce() -> None:
+        i = 0
+        while not stop.is_set():
+            for _ in range(100):  # ~2,000 records/s
+                p.produce(topic_name, value=b'{"i": %d, "pad": "%s"}' % (i, b"x" * 64), partition=0)
+                i += 1
+            p.poll(0)
+            sent[0] = i + 1
+            time.sleep(0.05)
+        p.flush(30)
+
+    writer = threading.Thread(target=produce, daemon=True)
+    try:
+        remote.sql_engine.materializer.seal_records = 3_000  # a seal every ~1.5 s, tails between
+        keeper = remote.materialize(topic_name, interval=0.1)
+        writer.start()
+        out = subprocess.run(
+            [sys.executable, "-c", READER, str(keeper.catalog), topic_name, "20"],
+            capture_output=True,
+            text=True,
+            timeout=140,
+            check=False,
+        )
+        stop.set()
+        writer.join(60)
+        assert out.returncode == 0, out.stderr
+        results = [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
+        errors = [r for r in results if "error" in r]
+        assert not errors, f"{len(errors)} of {len(results)} queries failed, first: {errors[:3]}"
+        rows = [r["row"] for r in results]
+        assert len(rows) >= 20, f"only {len(rows)} queries ran: nothing was tested"
+        assert all(n == distinct == top + 1 for n, distinct, top in rows), "not a prefix of the log, once each"
+        tops = [top for _n, _d, top in rows]
+        assert tops == sorted(tops), f"the max offset went back: {tops}"
+        assert tops[-1] > tops[0] + 5_000, f"the files hardly grew while read: {tops[0]}..{tops[-1]}"
+        want = sent[0]
+        wait_until(
+            lambda: plain_duckdb(keeper.catalog, f'SELECT count(*) FROM "{topic_name}"') == (want,),
+            timeout=DEADLINE_S,
+            interval=0.3,
+            message="plain DuckDB over the materialized catalog to count every record",
+        )
+        keeper.stop()
+    finally:
+        stop.set()
+        remote.close_sql()
