@@ -378,3 +378,52 @@ def test_avro_schema_references_are_resolved_from_the_schemas_topic(cluster, top
     assert [r["others"] for r in rows] == [home[:i] for i in range(3)]
     home_type = cluster.iceberg_table(topic_name).schema().as_arrow().field("home").type
     assert pa.types.is_struct(home_type) and [home_type.field(i).name for i in range(2)] == ["city", "zip"]
+
+
+ORDER_KEY = {
+    "type": "record",
+    "name": "OrderKey",
+    "namespace": "shop",
+    "fields": [{"name": "region", "type": "string"}, {"name": "id", "type": "long"}],
+}
+
+
+def test_avro_keys_become_a_typed_key_column_beside_the_value_columns(cluster, topic_name):
+    """Subject `<topic>-key` (what AvroSerializer registers for MessageField.KEY): a record key is
+    one struct column `key_typed`, with `key_schema_id` and `key_decode_error`, beside the value's
+    columns; the raw `key` bytes stay. A second topic with plain Avro string keys gets a string
+    `key_typed`; an unframed key is a decode error and never stops the commits."""
+    client = SchemaRegistryClient({"url": cluster.schema_registry_url})
+    kctx = SerializationContext(topic_name, MessageField.KEY)
+    vctx = SerializationContext(topic_name, MessageField.VALUE)
+    keys = AvroSerializer(client, json.dumps(ORDER_KEY))
+    values = AvroSerializer(client, json.dumps(SMALL))
+    p = Producer({"bootstrap.servers": cluster.bootstrap_servers, "enable.idempotence": True})
+    for i in range(3):
+        p.produce(topic_name, key=keys({"region": "eu", "id": i}, kctx), value=values({"n": i, "s": f"s{i}"}, vctx))
+    p.produce(topic_name, key=b"not framed", value=values({"n": 3, "s": "s3"}, vctx))
+    assert p.flush(30) == 0
+    rows = rows_by_offset(cluster, topic_name, 4)
+    types = {f.name: f.type for f in cluster.iceberg_table(topic_name).schema().as_arrow()}
+    key_type = types["key_typed"]
+    assert pa.types.is_struct(key_type)
+    assert [(f.name, f.type) for f in key_type] in (
+        [("region", pa.string()), ("id", pa.int64())],
+        [("region", pa.large_string()), ("id", pa.int64())],
+    )
+    assert types["key_schema_id"] == pa.int32() and types["n"] == pa.int64()
+    assert [r["key_typed"] for r in rows[:3]] == [{"region": "eu", "id": i} for i in range(3)]
+    assert [r["n"] for r in rows] == [0, 1, 2, 3]  # the values are typed as before
+    assert len({r["key_schema_id"] for r in rows[:3]}) == 1 and rows[0]["key_schema_id"] != rows[0]["schema_id"]
+    assert rows[3]["key_typed"] is None and "wire format" in rows[3]["key_decode_error"]
+    assert rows[3]["key"] == b"not framed" and rows[0]["key"] == keys({"region": "eu", "id": 0}, kctx)
+
+    scalar = f"{topic_name}-s"
+    skeys = AvroSerializer(client, json.dumps("string"))
+    sctx = SerializationContext(scalar, MessageField.KEY)
+    p.produce(scalar, key=skeys("user-7", sctx), value=b"{}")
+    assert p.flush(30) == 0
+    row = rows_by_offset(cluster, scalar, 1)[0]
+    key_type = cluster.iceberg_table(scalar).schema().as_arrow().field("key_typed").type
+    assert pa.types.is_string(key_type) or pa.types.is_large_string(key_type)
+    assert row["key_typed"] == "user-7" and row["key_decode_error"] is None

@@ -188,3 +188,43 @@ def test_a_typed_file_left_by_a_crash_is_adopted_with_its_new_columns(tmp_path):
         assert got.column("schema_id").to_pylist() == [1] * 40 + [2] * 20
     finally:
         iceberg_typed._readers.pop("unused:1", None)
+
+
+KEY = {"type": "record", "name": "K", "fields": [{"name": "region", "type": "string"}, {"name": "n", "type": "int"}]}
+KEY2 = {**KEY, "fields": [*KEY["fields"], {"name": "shard", "type": ["null", "int"], "default": None}]}
+
+
+def test_record_keys_become_one_struct_column_that_evolves():
+    from workbench.storage.iceberg_typed import KeyTyping
+
+    writers = {3: writer_schema(3, "AVRO", json.dumps(KEY))}
+    keys = pa.array([framed(3, KEY, {"region": "eu", "n": 1}), None, b"plain"], pa.binary())
+    cols = KeyTyping(writers, {}, None).decode(keys)
+    assert set(cols) == {"key_typed", "key_schema_id", "key_decode_error"}
+    assert cols["key_typed"].type == pa.struct([("region", pa.string()), ("n", pa.int32())])
+    assert cols["key_typed"].to_pylist() == [{"region": "eu", "n": 1}, None, None]
+    assert cols["key_schema_id"].to_pylist() == [3, None, None]
+    errors = cols["key_decode_error"].to_pylist()
+    assert errors[:2] == [None, None] and "wire format" in errors[2]  # a NULL key is no error
+    # A second version adds a field: the struct grows, widening `n` as the table has it (long).
+    existing = pa.struct([("region", pa.string()), ("n", pa.int64())])
+    writers[4] = writer_schema(4, "AVRO", json.dumps(KEY2))
+    cols = KeyTyping(writers, {}, existing).decode(pa.array([framed(4, KEY2, {"region": "us", "n": 2, "shard": 7})]))
+    assert cols["key_typed"].type == pa.struct([("region", pa.string()), ("n", pa.int64()), ("shard", pa.int32())])
+    assert cols["key_typed"].to_pylist() == [{"region": "us", "n": 2, "shard": 7}]
+
+
+def test_scalar_keys_are_a_column_of_their_own_type_and_an_incompatible_version_goes_to_json():
+    from workbench.storage.iceberg_typed import KeyTyping
+
+    writers = {5: writer_schema(5, "AVRO", json.dumps("string"))}
+    cols = KeyTyping(writers, {}, None).decode(pa.array([framed(5, "string", "user-1"), b"\x00\x00\x00\x00\x63x"]))
+    assert cols["key_typed"].type == pa.string()
+    assert cols["key_typed"].to_pylist() == ["user-1", None]
+    assert cols["key_schema_id"].to_pylist() == [5, 99]
+    assert "not registered" in cols["key_decode_error"].to_pylist()[1]
+    # The table types keys as strings; a version whose keys are longs cannot change that column.
+    writers[6] = writer_schema(6, "AVRO", json.dumps("long"))
+    cols = KeyTyping(writers, {}, pa.string()).decode(pa.array([framed(6, "long", 42), framed(5, "string", "u")]))
+    assert cols["key_typed"].to_pylist() == [None, "u"]
+    assert cols["key_typed__json"].to_pylist() == ["42", None]

@@ -312,38 +312,61 @@ def _typed_or_raise(
     from workbench.storage import iceberg_typed as it
 
     base = set(arrow_schema().names)
-    reserved = base | {it.SCHEMA_ID, it.DECODE_ERROR}
+    reserved = base | {it.SCHEMA_ID, it.DECODE_ERROR, *it.KEY_COLUMNS}
     current = table.schema().as_arrow()
+    if only_undecoded and not any(n in rows.column_names for n in (it.SCHEMA_ID, it.KEY_SCHEMA_ID)):
+        only_undecoded = False  # a data file written before the table was typed: decode all of it
+        rows = rows.select(list(arrow_schema().names))
     existing = {f.name: it.iceberg_type(f.type) for f in current if f.name not in reserved}
-    typed = it.SCHEMA_ID in current.names
-    if only_undecoded:
-        if not typed or it.SCHEMA_ID not in rows.column_names:
-            return rows if not typed else _typed_or_raise(table, topic, rows.select(list(arrow_schema().names)), job)
-        import pyarrow.compute as pc
+    typing = None
+    todo = _undecoded(rows, "value", it.SCHEMA_ID, it.DECODE_ERROR) if only_undecoded else None
+    if todo is not False:
+        typing = it.typing_for(
+            job.get("bootstrap"), topic, rows.column("value"), existing, reserved, it.SCHEMA_ID in current.names
+        )
+    key_existing = it.iceberg_type(current.field(it.KEY_TYPED).type) if it.KEY_TYPED in current.names else None
+    key_todo = _undecoded(rows, "key", it.KEY_SCHEMA_ID, it.KEY_DECODE_ERROR) if only_undecoded else None
+    key_typing = None
+    if key_todo is not False:
+        key_typing = it.key_typing_for(
+            job.get("bootstrap"), topic, rows.column("key"), key_existing, it.KEY_SCHEMA_ID in current.names
+        )
+    if typing is not None:
+        rows = _with_columns(rows, typing.decode(rows.column("value")), todo)
+    if key_typing is not None:
+        rows = _with_columns(rows, key_typing.decode(rows.column("key")), key_todo)
+    return rows
 
-        # Not decoded yet: no schema id and no decode error (a row decoded before has one or the other).
-        undecoded = pc.is_null(rows.column(it.SCHEMA_ID))
-        if it.DECODE_ERROR in rows.column_names:
-            undecoded = pc.and_(undecoded, pc.is_null(rows.column(it.DECODE_ERROR)))
-        todo = pc.and_(undecoded, pc.is_valid(rows.column("value")))
-        if not pc.any(todo).as_py():
-            return rows
-    typing = it.typing_for(job.get("bootstrap"), topic, rows.column("value"), existing, reserved, typed)
-    if typing is None:
-        return rows
-    columns = typing.decode(rows.column("value"))
-    if only_undecoded:
-        out = rows
-        for name, col in columns.items():
-            if name in out.column_names:
-                old = out.column(name).combine_chunks().cast(col.type)
-                merged = pc.if_else(todo, col, old)
-                out = out.set_column(out.column_names.index(name), pa.field(name, col.type), merged)
-            else:
-                out = out.append_column(pa.field(name, col.type), pc.if_else(todo, col, pa.nulls(len(col), col.type)))
-        return out
+
+def _undecoded(rows: pa.Table, column: str, id_column: str, error_column: str) -> Any:
+    """A merge's rows whose ``column`` (value or key) was not decoded yet (no schema id and no decode
+    error: committed before the schema was known) as a boolean mask; False when there is none."""
+    import pyarrow.compute as pc
+
+    if id_column not in rows.column_names:
+        todo = pc.is_valid(rows.column(column))
+    else:
+        todo = pc.is_null(rows.column(id_column))
+        if error_column in rows.column_names:
+            todo = pc.and_(todo, pc.is_null(rows.column(error_column)))
+        todo = pc.and_(todo, pc.is_valid(rows.column(column)))
+    return todo if pc.any(todo).as_py() else False
+
+
+def _with_columns(rows: pa.Table, columns: dict[str, pa.Array], todo: Any) -> pa.Table:
+    """``rows`` with the decoded ``columns``; with a mask (a merge), only the rows it selects take
+    them, the others keep what they had."""
+    import pyarrow.compute as pc
+
     for name, col in columns.items():
-        rows = rows.append_column(pa.field(name, col.type), col)
+        if todo is None:
+            rows = rows.append_column(pa.field(name, col.type), col)
+        elif name in rows.column_names:
+            old = rows.column(name).combine_chunks().cast(col.type)
+            merged = pc.if_else(todo, col, old)
+            rows = rows.set_column(rows.column_names.index(name), pa.field(name, col.type), merged)
+        else:
+            rows = rows.append_column(pa.field(name, col.type), pc.if_else(todo, col, pa.nulls(len(col), col.type)))
     return rows
 
 

@@ -8,6 +8,11 @@ value: one ``value_typed`` column; a field named like a base column: ``value_<na
 `workbench.schema_registry.arrow_types`): records are structs, arrays lists, maps maps, logical
 types timestamps / dates / times / decimals, UUIDs and JSON-text fields strings.
 
+Keys the same way, as one column (`KeyTyping`): a topic whose keys are framed (subject
+``<topic>-key``, or ids found in its keys) gets ``key_schema_id``, ``key_decode_error`` and
+``key_typed`` (a record key: a struct of its fields; any other key: its own type), as the SQL
+typed views name them.
+
 Where the schemas come from: the `_schemas` topic, read over the Kafka protocol from this
 broker's own listener (`workbench.schema_registry.topic_reader`), never the registry's HTTP
 server. Why: the committer is a child of the broker, started before any registry and without
@@ -52,6 +57,13 @@ else:
 
 SCHEMA_ID = "schema_id"
 DECODE_ERROR = "decode_error"
+#: Registry-framed keys (subject ``<topic>-key``): the decoded key as one column of its own type
+#: (a record key: a struct), its schema id and why it did not decode, named as `workbench.sql.typed`
+#: names them in the SQL typed views.
+KEY_TYPED = "key_typed"
+KEY_SCHEMA_ID = "key_schema_id"
+KEY_DECODE_ERROR = "key_decode_error"
+KEY_COLUMNS = (KEY_TYPED, KEY_TYPED + "__json", KEY_SCHEMA_ID, KEY_DECODE_ERROR)
 #: A field whose type changed incompatibly: the new version's values, as JSON text.
 JSON_SUFFIX = "__json"
 #: How long a commit meeting an unknown schema id waits for the reader, and how often it may.
@@ -220,6 +232,90 @@ class IcebergTyping:
         return out
 
 
+class KeyTyping:
+    """The typed key columns of one commit: ``key_schema_id``, ``key_decode_error`` and
+    ``key_typed``, the decoded key as one column (a record key: a struct of its fields, evolving
+    like the value columns; any other key: its own type). The table's ``key_typed`` (``existing``,
+    its Iceberg Arrow type, None before) evolves by each writer schema; a version whose key cannot
+    evolve it (long -> string) writes that key as JSON text to ``key_typed__json``."""
+
+    def __init__(self, writers: dict[int, WriterSchema], errors: dict[int, str], existing: pa.DataType | None) -> None:
+        self.record = existing is not None and pa.types.is_struct(existing)
+        if existing is None:  # the first typing: a struct when any writer's key is a record
+            self.record = any(pa.types.is_struct(w.arrow_type) and w.arrow_type.num_fields for w in writers.values())
+        if self.record:
+            fields = (
+                {}
+                if existing is None
+                else {existing.field(i).name: existing.field(i).type for i in range(existing.num_fields)}
+            )
+        else:
+            fields = {} if existing is None else {"value_typed": existing}
+        self.values = IcebergTyping(writers, errors, fields, set())
+
+    def decode(self, keys: pa.ChunkedArray | pa.Array) -> dict[str, pa.Array]:
+        cols = self.values.decode(keys)
+        sids, errors = cols.pop(SCHEMA_ID), cols.pop(DECODE_ERROR)
+        out: dict[str, pa.Array] = {KEY_SCHEMA_ID: sids, KEY_DECODE_ERROR: errors}
+        if self.record:
+            import pyarrow.compute as pc
+
+            decoded = pc.and_(pc.is_valid(sids), pc.is_null(errors))
+            names = list(cols)
+            out[KEY_TYPED] = pa.StructArray.from_arrays([cols[n] for n in names], names=names, mask=pc.invert(decoded))
+            return out
+        out[KEY_TYPED] = cols.pop("value_typed", pa.nulls(len(sids), pa.string()))
+        json_text = cols.pop("value_typed" + JSON_SUFFIX, None)
+        if json_text is not None:
+            out[KEY_TYPED + JSON_SUFFIX] = json_text
+        for name, col in cols.items():  # a record key version on a table typed before by scalar keys
+            out[KEY_TYPED + JSON_SUFFIX] = _merge_json(out.get(KEY_TYPED + JSON_SUFFIX), name, col)
+        return out
+
+
+def _merge_json(have: pa.Array | None, name: str, col: pa.Array) -> pa.Array:
+    """A record key's field ``name`` as JSON text where the table types keys as scalars."""
+    from workbench.schema_registry.arrow_types import _to_json
+
+    texts = [None if v is None else _to_json({name: v}) for v in col.to_pylist()]
+    if have is not None:
+        texts = [a if a is not None else b for a, b in zip(have.to_pylist(), texts, strict=True)]
+    return pa.array(texts, pa.string())
+
+
+def key_typing_for(
+    bootstrap: str | None, topic: str, keys: pa.ChunkedArray | pa.Array, existing: pa.DataType | None, typed: bool
+) -> KeyTyping | None:
+    """The typing of a commit's ``keys`` for `topic` (subject ``<topic>-key``), None when its keys
+    are not typed (no subject, no registered id among them, and the table's keys not typed before)."""
+    if not bootstrap:
+        return None
+    from workbench.schema_registry.arrow_types import writer_schemas
+
+    seen = seen_ids(keys)
+    if not seen and not typed:
+        return None
+    source = _caught_up(bootstrap, seen)
+    ids = list(dict.fromkeys([*source.subject_ids(f"{topic}-key"), *seen]))
+    writers, errors = writer_schemas(source, ids)
+    if not writers and not typed:
+        return None
+    return KeyTyping(writers, errors, existing)
+
+
+def _caught_up(bootstrap: str, seen: list[int]) -> SchemasTopicReader:
+    """The `_schemas` reader, caught up (within bounds) when an id among `seen` is not known yet."""
+    first = bootstrap not in _readers
+    source = reader(bootstrap)
+    if any(source.by_id(sid) is None for sid in seen):
+        now = time.monotonic()
+        if first or now - _last_catch_up.get(bootstrap, 0.0) >= CATCH_UP_EVERY_S:
+            _last_catch_up[bootstrap] = now
+            # A serializer's schema registered a moment ago; the first time the consumer is still connecting.
+            source.catch_up(FIRST_CATCH_UP_TIMEOUT_S if first else CATCH_UP_TIMEOUT_S)
+    return source
+
+
 def seen_ids(values: pa.ChunkedArray | pa.Array) -> list[int]:
     """The distinct schema ids of the framed values (vectorized: only distinct headers reach Python)."""
     import pyarrow.compute as pc
@@ -248,14 +344,7 @@ def typing_for(
     seen = seen_ids(values)
     if not seen and not typed:
         return None  # nothing framed to type: the reader (a consumer) is not even started
-    first = bootstrap not in _readers
-    source = reader(bootstrap)
-    if any(source.by_id(sid) is None for sid in seen):
-        now = time.monotonic()
-        if first or now - _last_catch_up.get(bootstrap, 0.0) >= CATCH_UP_EVERY_S:
-            _last_catch_up[bootstrap] = now
-            # A serializer's schema registered a moment ago; the first time the consumer is still connecting.
-            source.catch_up(FIRST_CATCH_UP_TIMEOUT_S if first else CATCH_UP_TIMEOUT_S)
+    source = _caught_up(bootstrap, seen)
     ids = list(dict.fromkeys([*source.subject_ids(f"{topic}-value"), *seen]))
     writers, errors = writer_schemas(source, ids)
     if not writers and not typed:
