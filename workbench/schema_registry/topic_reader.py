@@ -1,8 +1,9 @@
 """`SchemasTopicReader`: the registered schemas, read from the `_schemas` topic over the Kafka protocol.
 
-For processes that need schema texts but must not depend on the registry's HTTP server: the
-brokers' Iceberg committer (`workbench.storage.iceberg_typed`) types a topic's values with it.
-Like the registry's own `KafkaStore` reader (and the broker's `SchemaIds`), a confluent-kafka
+For processes that need schemas but must not depend on the registry's HTTP server: the brokers'
+Iceberg committer (`workbench.storage.iceberg_typed`) types a topic's values with it, and each
+broker's schema validation (`workbench.broker.schema_ids`) checks produced ids against it. Like
+the registry's own `KafkaStore` reader, a confluent-kafka
 consumer with no group assigns `_schemas` partition 0 from the beginning and applies each record
 as `SchemaRegistry.apply` does: a SCHEMA value sets a subject version (and its id's schema), a
 tombstone hard-deletes the version, DELETE_SUBJECT soft-deletes versions up to one, CLEAR_SUBJECT
@@ -32,6 +33,9 @@ TOPIC = "_schemas"
 
 class SchemasTopicReader:
     """Schemas by id and subject versions from `_schemas`; thread-safe; a `SchemaSource`."""
+
+    #: The consumer's client.id (what the brokers' logs and quotas see).
+    client_id = "iceberg-schemas-reader"
 
     def __init__(self, bootstrap_servers: str, topic: str = TOPIC) -> None:
         self.bootstrap_servers = bootstrap_servers
@@ -140,10 +144,10 @@ class SchemasTopicReader:
 
         consumer = Consumer(
             {
-                "bootstrap.servers": self.bootstrap_servers,
+                "bootstrap.servers": self._bootstrap(),
                 "group.id": "workbench-schemas-reader",  # never joined nor committed: assign() only
                 "enable.auto.commit": False,
-                "client.id": "iceberg-schemas-reader",
+                "client.id": self.client_id,
                 "fetch.wait.max.ms": 100,
                 "topic.metadata.refresh.interval.ms": 2000,
                 "log_level": 3,
@@ -185,6 +189,10 @@ class SchemasTopicReader:
                     self._position = (msg.offset() or 0) + 1
         finally:
             consumer.close()
+
+    def _bootstrap(self) -> str:
+        """Where the consumer connects (asked when the reader thread starts)."""
+        return self.bootstrap_servers
 
     def _absent(self, consumer: Any) -> bool:
         """Whether the cluster answers that `_schemas` does not exist (not: could not be asked)."""
