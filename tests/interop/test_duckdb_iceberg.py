@@ -147,3 +147,48 @@ def test_duckdbs_iceberg_extension_reads_every_snapshot_as_as_of_reads_its_offse
     from_sql = c.sql(f'SELECT partition, "offset" FROM "{topic_name}" ORDER BY 1, 2')
     assert [(int(a), int(b)) for a, b in from_sql.itertuples(index=False)] == want
     assert sorted(r[0] for r in snapshot_ids) == sorted(s.snapshot_id for s in table.snapshots())
+
+
+def test_duckdbs_iceberg_extension_reads_the_typed_columns_of_registry_framed_records(
+    fresh_cluster, topic_name, duckdb_iceberg
+):
+    """Avro keys and values typed from the registry (structs, decimals, timestamps, dates, UUIDs, lists,
+    enums: `workbench.storage.iceberg_typed`) as DuckDB's reader sees them."""
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+    from confluent_kafka.schema_registry.avro import AvroSerializer
+    from confluent_kafka.serialization import MessageField, SerializationContext
+
+    from tests.integration.test_open_tables_typed import ORDER_KEY, V1, order
+
+    c = fresh_cluster(brokers=1, config=MERGING, schema_registry=True)
+    c.start()
+    client = SchemaRegistryClient({"url": c.schema_registry_url})
+    vctx = SerializationContext(topic_name, MessageField.VALUE)
+    kctx = SerializationContext(topic_name, MessageField.KEY)
+    values, keys = AvroSerializer(client, json.dumps(V1)), AvroSerializer(client, json.dumps(ORDER_KEY))
+    p = Producer({"bootstrap.servers": c.bootstrap_servers, "enable.idempotence": True})
+    for i in range(4):
+        p.produce(topic_name, key=keys({"region": "eu", "id": i}, kctx), value=values(order(i), vctx))
+    assert p.flush(30) == 0
+    wait_until(lambda: len(iceberg_offsets(c, topic_name)) >= 4, timeout=DEADLINE_S, interval=0.5)
+    location = c.iceberg_table(topic_name).metadata_location
+    (rows,) = duckdb_read(
+        duckdb_iceberg,
+        [
+            'SELECT "offset", key_typed, id, CAST("at" AS VARCHAR), CAST(price AS VARCHAR), ref, '
+            f"CAST(\"day\" AS VARCHAR), tags, buyer, status FROM iceberg_scan('{location}') ORDER BY 1"
+        ],
+    )
+    assert rows[2] == [
+        2,
+        {"region": "eu", "id": 2},
+        2,
+        "2024-05-01 12:00:02+00",
+        "2.25",
+        "00000000-0000-0000-0000-000000000002",
+        "2024-05-03",
+        ["a", "2"],
+        {"name": "b2"},
+        "NEW",
+    ]
+    assert [r[0] for r in rows] == [0, 1, 2, 3]
