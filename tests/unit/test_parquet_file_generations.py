@@ -117,9 +117,37 @@ def test_a_truncation_unlinks_waiting_files_past_the_cut_at_once(tmp_path: Path)
     log.append(batch(10, tag=2))
     log.write_tails()  # [0, 30)
     assert log.truncate_to(10)
-    # The current tail and the [0, 20) one held records now cut: both gone at once; the [0, 10)
-    # one may wait (its records are still in the log).
+    # The chunks [10, 20) and [20, 30) held records now cut: both gone at once; the [0, 10) one
+    # may wait (its records are still in the log).
     assert rule_offsets(tmp_path) == list(range(10))
+    log.append(batch(10, tag=5))
+    log.write_tails()
+    assert rule_offsets(tmp_path) == list(range(20))
+    log.close()
+
+
+def test_a_truncation_inside_a_merge_unlinks_it_and_the_next_tail_supersedes_its_members(tmp_path: Path) -> None:
+    """A merge cut by a truncation is unlinked at once, but its members below the cut still wait
+    out their grace period: readers see those, and the next tail supersedes all of them at once."""
+    log = PartitionLog(tmp_path, LogConfig(), topic="orders", partition=0, hw_tracks_leo=False)
+    log.append(batch(2_000, tag=0))  # [0, 2000): one chunk too big to merge with small ones
+    log.maybe_update_high_watermark(2_000)
+    log.write_tails()
+    for i in range(4):  # four small chunks [2000 + 10 i, 2010 + 10 i): merged into [2000, 2040)
+        log.append(batch(10, tag=i + 1))
+        log.maybe_update_high_watermark(log.log_end_offset)
+        log.write_tails()
+    assert [parse_file_name(p.name)[0] for p in log.tail_files()] == [0, 2000]
+    assert log.truncate_to(2_025)  # inside the merge: cut at its batch boundary, 2020
+    assert log.tail_files() == []
+    assert rule_offsets(tmp_path) == list(range(2_020))  # the members [2000, 2010), [2010, 2020)
+    log.append(batch(10, tag=9))  # [2020, 2030)
+    log.maybe_update_high_watermark(log.log_end_offset)
+    [new] = log.write_tails()
+    assert parse_file_name(new.name)[0] == 0 and pq.read_metadata(new).num_rows == 2_030
+    assert rule_offsets(tmp_path) == list(range(2_030))
+    assert log.unlink_superseded(time.monotonic() + SupersededFiles.grace_s + 1) > 0
+    assert rule_offsets(tmp_path) == list(range(2_030))
     log.close()
 
 

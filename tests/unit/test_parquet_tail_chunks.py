@@ -136,9 +136,10 @@ def test_a_job_is_refused_once_the_chunks_it_was_planned_on_changed() -> None:
         tick(tails, seg, disk, rounds=1)
     [merge] = tails.pending([seg], set(), seg.next_offset, 0)  # type: ignore[list-item]
     assert merge.merges == FAN_IN and merge.first == 0
-    tails.reaching_past(25)  # a truncation dropped the chunks [20, 30) and [30, 40)
+    unlink, bury = tails.reaching_past(25)  # a truncation: [20, 30) and [30, 40) hold records cut
+    assert sorted(p.name for p in unlink) == ["20.g3", "30.g4"] and sorted(e for _p, e in bury) == [10, 20]
     assert not tails.accepts(merge)
-    assert tails.covered(0) == 20
+    assert tails.covered(0) == 0  # the kept ones wait out the grace; the next file starts over
 
 
 def test_after_recovery_the_first_file_waits_until_it_reaches_as_far_as_the_recovered_ones() -> None:

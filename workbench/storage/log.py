@@ -85,7 +85,7 @@ from workbench.storage.log_loader import LogLoader
 from workbench.storage.logical_segment import LogicalSegment, logical_segments
 from workbench.storage.parquet_log import ConversionJob, ParquetLog
 from workbench.storage.parquet_tail import TAIL_ROUNDS, TailFiles, TailJob
-from workbench.storage.parquet_tier import ParquetSegment, file_name
+from workbench.storage.parquet_tier import ParquetSegment, file_name, parse_file_name
 from workbench.storage.producer_state import ProducerStateManager
 from workbench.storage.segment import LogSegment, segment_name, storage_error
 from workbench.storage.superseded import SupersededFiles
@@ -772,9 +772,15 @@ class PartitionLog:
         # (the truncation undone, done again by the next fetch), never an empty segment at the cut
         # beside Parquet files that still hold offsets past it.
         self._local.remove_from(cut)
-        for path in self._tails.reaching_past(cut):
+        unlink, bury = self._tails.reaching_past(cut)
+        for path in unlink:
             path.unlink(missing_ok=True)  # records the log no longer has: gone at once
+        for path, nxt in bury:
+            self._superseded.bury(path, nxt)
         self._superseded.unlink_reaching_past(cut)
+        self._tails.waiting(
+            [(parsed[0], nxt) for path, nxt in self._superseded.entries() if (parsed := parse_file_name(path.name))]
+        )
         self._tier.truncate_to(cut, self._local.base_offsets())
         self._local.finish_truncation(cut)
         new_leo = self.log_end_offset
@@ -836,7 +842,7 @@ class PartitionLog:
         # Parquet files first: a crash between the two leaves the old raw tail, a contiguous log
         # (its start rises to the first raw segment), never an empty segment at ``offset`` above
         # old Parquet files with a gap between them.
-        for path in self._tails.reaching_past(-1):
+        for path in self._tails.reaching_past(-1)[0]:
             path.unlink(missing_ok=True)
         self._superseded.unlink_reaching_past(-1)
         self._tier.delete_all()

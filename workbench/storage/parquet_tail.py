@@ -35,8 +35,10 @@ trusted beyond it) and remembers how far they reached (``recovered``); the leade
 file ``[base, LSO)`` per segment, but only once its LSO is at least that far, so that the new file
 supersedes every old chunk and readers' view never shrinks (a narrower one would be current beside
 the old chunks past its end, leaving a hole). A tail reaching past the recovered log end is
-unlinked at once (records the log lost must not stay visible), and a truncation unlinks at once
-every chunk reaching past its cut.
+unlinked at once (records the log lost must not stay visible). A truncation (a follower cutting a
+diverged log, or a leader after an unclean failover) unlinks at once every chunk reaching past its
+cut and otherwise does what a restart does: the rest wait out the grace period, and the first new
+file of each segment reaches at least as far as they do.
 """
 
 from __future__ import annotations
@@ -203,21 +205,27 @@ class TailFiles:
                 jobs.append(TailJob(seg, size, end, generation, start, start_pos))
         return jobs
 
-    def reaching_past(self, cut: int) -> list[Path]:
-        """A truncation to ``cut``: forget the tail files reaching past it; their paths (to unlink
-        now: they hold records the log no longer has)."""
-        out = []
+    def reaching_past(self, cut: int) -> tuple[list[Path], list[tuple[Path, int]]]:
+        """A truncation to ``cut``: forget every tail file, as a restart does; those reaching past
+        the cut to unlink now (they hold records the log no longer has), the others (paths and
+        ends) to bury. The log then names every file still on disk (`waiting`): a merge's members
+        may outlive the merge a truncation cut, and a chunk continuing the kept ones could start
+        inside such a member and be superseded by it (a hole for readers until it is unlinked)."""
+        unlink: list[Path] = []
+        bury: list[tuple[Path, int]] = []
         for base in list(self.chunks):
-            keep = [c for c in self.chunks[base] if c.end <= cut]
-            out += [c.path for c in self.chunks[base] if c.end > cut]
-            if keep:
-                self.chunks[base] = keep
-            else:
-                del self.chunks[base]
-        # Recovered files past the cut are unlinked with the other waiting files
-        # (`SupersededFiles.unlink_reaching_past`): a new tail need not reach as far as them.
+            for c in self.chunks.pop(base):
+                if c.end > cut:
+                    unlink.append(c.path)
+                else:
+                    bury.append((c.path, c.end))
         self.recovered = [(s, e) for s, e in self.recovered if e <= cut]
-        return out
+        return unlink, bury
+
+    def waiting(self, files: list[tuple[int, int]]) -> None:
+        """``(first, next offset)`` of the files on disk waiting out their grace period: the first
+        new tail file of a segment reaches at least as far as those of it (see `pending`)."""
+        self.recovered = list(files)
 
     def sweep(self, raw_bases: set[int], converted: set[int]) -> list[tuple[Path, int]]:
         """Forget tail files now superseded by a sealed file, or whose raw segment is gone
