@@ -154,3 +154,33 @@ def test_after_recovery_the_first_file_waits_until_it_reaches_as_far_as_the_reco
     tails.reaching_past(20)
     [job] = tails.pending([seg], set(), 20, 0)  # type: ignore[list-item]
     assert (job.first, job.next_offset) == (0, 20)
+
+
+def test_the_converters_cached_decode_writes_chunks_and_merges_with_the_right_rows(tmp_path: Path) -> None:
+    """`converter.convert_tail` (the broker's path): chunks decode only new bytes, merges slice the
+    cached table, and a merge after the cache was lost decodes its own bytes; each offset once."""
+    import duckdb
+
+    from tests.unit.test_storage_parquet import batch
+    from workbench.sql.cache import read_sealed
+    from workbench.storage import LogConfig, PartitionLog, converter
+
+    log = PartitionLog(tmp_path, LogConfig(), topic="orders", partition=0)
+    seen = []
+    for i in range(2 * FAN_IN):
+        log.append(batch(10, tag=i))
+        if i == FAN_IN:
+            converter._tail_cache.clear()  # the converter process restarted (idle exit)
+        for _ in range(3):
+            jobs = log.pending_tails()
+            for job in jobs:
+                answer = converter.convert_tail(log.tail_request(job))
+                assert log.install_tail(job, Path(answer["path"])) is not None
+                seen.append(job.merges)
+        paths = ",".join(f"'{f.path}'" for f in read_sealed(tmp_path, tails=True))
+        offsets = [o for (o,) in duckdb.sql(f'select "offset" from read_parquet([{paths}]) order by 1').fetchall()]
+        assert offsets == list(range(10 * (i + 1)))
+    # [0, 40) merged from the cache; [0, 70) after the cache was lost; then the chunk [70, 80)
+    assert seen.count(FAN_IN) == 2
+    assert [int(p.name.split(".")[0]) for p in log.tail_files()] == [0, 70]
+    log.close()
