@@ -45,19 +45,26 @@ def test_names_and_the_rule() -> None:
     assert current_files(files) == (["c", "d"], ["b", "a", "member"])
 
 
-def test_tail_rewrites_get_new_names_and_the_old_ones_wait_out_the_grace(tmp_path: Path) -> None:
+def test_tail_chunks_get_new_names_and_a_merges_members_wait_out_the_grace(tmp_path: Path) -> None:
     log = open_log(tmp_path)
     seen_names: set[str] = set()
-    for i in range(4):
+    for i in range(3):
         log.append(batch(10, tag=i))
-        [tail] = log.write_tails()
-        assert tail.name not in seen_names  # never a name used before
-        seen_names.add(tail.name)
+        [chunk] = log.write_tails()  # only the new records: [10 i, 10 i + 10)
+        assert parse_file_name(chunk.name)[0] == 10 * i and pq.read_metadata(chunk).num_rows == 10
+        assert chunk.name not in seen_names  # never a name used before
+        seen_names.add(chunk.name)
         assert rule_offsets(tmp_path) == list(range(10 * (i + 1)))  # each record once, none missing
-    assert names(tmp_path) == seen_names  # the superseded ones are still there, readable
-    assert len(log.superseded_files()) == 3
-    assert log.unlink_superseded(time.monotonic() + SupersededFiles.grace_s + 1) == 3
-    assert names(tmp_path) == {log.tail_files()[0].name}
+    assert log.superseded_files() == [] and len(log.tail_files()) == 3
+    log.append(batch(10, tag=3))
+    chunk, merged = log.write_tails()  # FAN_IN chunks of one size: merged into one file
+    assert parse_file_name(merged.name)[0] == 0 and pq.read_metadata(merged).num_rows == 40
+    assert log.tail_files() == [merged]
+    assert rule_offsets(tmp_path) == list(range(40))
+    assert names(tmp_path) == seen_names | {chunk.name, merged.name}  # the members are still there, readable
+    assert len(log.superseded_files()) == 4
+    assert log.unlink_superseded(time.monotonic() + SupersededFiles.grace_s + 1) == 4
+    assert names(tmp_path) == {merged.name}
     assert rule_offsets(tmp_path) == list(range(40))
     log.close()
 
@@ -90,13 +97,13 @@ def test_recovery_with_two_tail_generations_and_superseded_files_on_disk(tmp_pat
     # Every tail waits out a grace period again; readers keep the widest meanwhile (no shrinking).
     assert log.tail_files() == [] and len(log.superseded_files()) == 3
     assert rule_offsets(tmp_path) == list(range(30))
-    [rewritten] = log.write_tails()  # the same range under a newer generation: it wins the tie
+    [rewritten] = log.write_tails()  # one file of the same range, a newer generation: it wins the tie
     assert parse_file_name(rewritten.name)[1] > max(parse_file_name(n)[1] for n in names(tmp_path) - {rewritten.name})
     assert [f.path for f in read_sealed(tmp_path, tails=True)] == [rewritten]
     log.append(batch(10, tag=3))
-    log.write_tails()
+    log.write_tails()  # a chunk [30, 40) beside it
     assert rule_offsets(tmp_path) == list(range(40))
-    assert log.unlink_superseded(time.monotonic() + SupersededFiles.grace_s + 1) == 4
+    assert log.unlink_superseded(time.monotonic() + SupersededFiles.grace_s + 1) == 3
     assert rule_offsets(tmp_path) == list(range(40))
     log.close()
 
@@ -110,9 +117,37 @@ def test_a_truncation_unlinks_waiting_files_past_the_cut_at_once(tmp_path: Path)
     log.append(batch(10, tag=2))
     log.write_tails()  # [0, 30)
     assert log.truncate_to(10)
-    # The current tail and the [0, 20) one held records now cut: both gone at once; the [0, 10)
-    # one may wait (its records are still in the log).
+    # The chunks [10, 20) and [20, 30) held records now cut: both gone at once; the [0, 10) one
+    # may wait (its records are still in the log).
     assert rule_offsets(tmp_path) == list(range(10))
+    log.append(batch(10, tag=5))
+    log.write_tails()
+    assert rule_offsets(tmp_path) == list(range(20))
+    log.close()
+
+
+def test_a_truncation_inside_a_merge_unlinks_it_and_the_next_tail_supersedes_its_members(tmp_path: Path) -> None:
+    """A merge cut by a truncation is unlinked at once, but its members below the cut still wait
+    out their grace period: readers see those, and the next tail supersedes all of them at once."""
+    log = PartitionLog(tmp_path, LogConfig(), topic="orders", partition=0, hw_tracks_leo=False)
+    log.append(batch(2_000, tag=0))  # [0, 2000): one chunk too big to merge with small ones
+    log.maybe_update_high_watermark(2_000)
+    log.write_tails()
+    for i in range(4):  # four small chunks [2000 + 10 i, 2010 + 10 i): merged into [2000, 2040)
+        log.append(batch(10, tag=i + 1))
+        log.maybe_update_high_watermark(log.log_end_offset)
+        log.write_tails()
+    assert [parse_file_name(p.name)[0] for p in log.tail_files()] == [0, 2000]
+    assert log.truncate_to(2_025)  # inside the merge: cut at its batch boundary, 2020
+    assert log.tail_files() == []
+    assert rule_offsets(tmp_path) == list(range(2_020))  # the members [2000, 2010), [2010, 2020)
+    log.append(batch(10, tag=9))  # [2020, 2030)
+    log.maybe_update_high_watermark(log.log_end_offset)
+    [new] = log.write_tails()
+    assert parse_file_name(new.name)[0] == 0 and pq.read_metadata(new).num_rows == 2_030
+    assert rule_offsets(tmp_path) == list(range(2_030))
+    assert log.unlink_superseded(time.monotonic() + SupersededFiles.grace_s + 1) > 0
+    assert rule_offsets(tmp_path) == list(range(2_030))
     log.close()
 
 

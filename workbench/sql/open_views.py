@@ -17,7 +17,8 @@ rules, and needs no process of its own (an Iceberg committer costs 190-300 MB pe
   file whose range starts inside an earlier file's range of the same copy (a cleaner merge's
   member) is skipped (`workbench.storage.parquet_tier.current_files`, the brokers' own rule);
 * **no holes**: a copy is read only up to its first hole (a tail file being rewritten after a
-  restart), so a record is never skipped in the middle;
+  restart), so a record is never skipped in the middle; a segment's tail chunks and their merges
+  (`workbench.storage.parquet_tail`) are contiguous by the same rule, so they read as one run;
 * **each file within the range its footer names** (``workbench.next_offset``, read with the file
   list).
 

@@ -80,38 +80,48 @@ def _die_with_parent() -> None:
         pass  # not Linux: stdin EOF still ends us
 
 
-#: Tail jobs (issue 17): the decoded prefix of each growing segment, so a tail rewrite every
-#: second decodes only what was appended since (decoding, in Python, is the cost; writing the
-#: Parquet file from Arrow is C++). Keyed by (segment path, generation); oldest dropped first
-#: beyond TAIL_CACHE_BYTES of Arrow data, which bounds this process's memory with many partitions.
-_tail_cache: OrderedDict[tuple[str, str], tuple[int, Any]] = OrderedDict()
+#: Tail jobs (issue 17): the decoded bytes ``[lo, hi)`` of each growing segment, so a chunk decodes
+#: only what was appended since the last one and a merge of chunks (`parquet_tail.plan_merge`)
+#: decodes nothing (decoding, in Python, is the cost; writing the Parquet file from Arrow is C++).
+#: Keyed by (segment path, generation); oldest dropped first beyond TAIL_CACHE_BYTES of Arrow
+#: data, which bounds this process's memory with many partitions.
+_tail_cache: OrderedDict[tuple[str, str], tuple[int, int, Any]] = OrderedDict()
 TAIL_CACHE_BYTES = 256 * 1024 * 1024
 
 
 def convert_tail(job: dict[str, Any]) -> dict[str, Any]:
-    """Write one tail file (left at ``.tail.tmp``), decoding only bytes not decoded before."""
+    """Write one tail file, offsets ``[base_offset, next_offset)`` from segment bytes
+    ``[start_position, size)`` (left at ``.tail.tmp``), decoding only bytes not decoded before."""
     import pyarrow as pa
+    import pyarrow.compute as pc
 
     from workbench.storage.parquet_tier import decode_table, write_tail_table
 
     key = (job["segment"], str(job.get("generation", "")))
-    done, table = _tail_cache.pop(key, (0, None))
-    if done > job["size"]:
-        done, table = 0, None
-    with open(job["segment"], "rb") as f:
-        f.seek(done)
-        data = f.read(job["size"] - done)
-    if len(data) != job["size"] - done:
-        raise ValueError(f"segment {job['segment']} holds {done + len(data)} bytes, expected {job['size']}")
-    new = decode_table(data)
-    table = new if table is None else pa.concat_tables([table, new])
-    _tail_cache[key] = (job["size"], table)
-    while len(_tail_cache) > 1 and sum(t.nbytes for _, t in _tail_cache.values()) > TAIL_CACHE_BYTES:
+    start, end = int(job.get("start_position", 0)), int(job["size"])
+    lo, hi, table = _tail_cache.pop(key, (0, 0, None))
+    if table is None or not lo <= start <= hi:
+        lo, hi, table = start, start, None  # nothing usable cached: decode the job's bytes only
+    if end > hi:
+        with open(job["segment"], "rb") as f:
+            f.seek(hi)
+            data = f.read(end - hi)
+        if len(data) != end - hi:
+            raise ValueError(f"segment {job['segment']} holds {hi + len(data)} bytes, expected {end}")
+        new = decode_table(data)
+        table, hi = (new if table is None else pa.concat_tables([table, new])), end
+    assert table is not None
+    _tail_cache[key] = (lo, hi, table)
+    while len(_tail_cache) > 1 and sum(t.nbytes for _, _, t in _tail_cache.values()) > TAIL_CACHE_BYTES:
         _tail_cache.popitem(last=False)
+    offsets = table.column("offset")
+    first, nxt = job["base_offset"], job["next_offset"]
+    if table.num_rows and (offsets[0].as_py() < first or offsets[-1].as_py() >= nxt):
+        table = table.filter(pc.and_(pc.greater_equal(offsets, first), pc.less(offsets, nxt)))
     pseg = write_tail_table(
         Path(job["directory"]),
-        job["base_offset"],
-        job["next_offset"],
+        first,
+        nxt,
         table,
         topic=job["topic"],
         partition=job["partition"],

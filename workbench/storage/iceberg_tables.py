@@ -14,8 +14,10 @@ commits it with ``add_files`` (no copy). One snapshot per commit; its summary ca
 ``workbench.partition``, ``workbench.from-offset`` and ``workbench.to-offset`` (exclusive), so an
 offset maps to the first snapshot whose ``to-offset`` is above it.
 
-Why a file of its own: the broker's tail files are rewritten in place each second and renamed
-over by the sealed conversion; Iceberg data files must never change once referenced.
+Why a file of its own: the broker's tail files (a segment's chunks, several per segment) are merged
+and superseded every few seconds and unlinked after the grace period, and the sealed conversion
+supersedes them all; Iceberg data files must never change once referenced. Several tail files per
+segment need nothing here: `_read_range` reads the contiguous run of current files from its offset.
 
 Exactly once: a commit starts where the current snapshot says the partition's published records
 end (``workbench.next-offsets`` in its summary, every partition's, carried forward); pyiceberg's

@@ -84,8 +84,8 @@ from workbench.storage.local_log import LocalLog
 from workbench.storage.log_loader import LogLoader
 from workbench.storage.logical_segment import LogicalSegment, logical_segments
 from workbench.storage.parquet_log import ConversionJob, ParquetLog
-from workbench.storage.parquet_tail import TailFiles, TailJob
-from workbench.storage.parquet_tier import ParquetSegment, file_name
+from workbench.storage.parquet_tail import TAIL_ROUNDS, TailFiles, TailJob
+from workbench.storage.parquet_tier import ParquetSegment, file_name, parse_file_name
 from workbench.storage.producer_state import ProducerStateManager
 from workbench.storage.segment import LogSegment, segment_name, storage_error
 from workbench.storage.superseded import SupersededFiles
@@ -168,7 +168,8 @@ class PartitionLog:
         self._local = LocalLog(self.directory, config, loaded.segments)
         self.producers.marker_reader = self._marker_type  # [txn] commit/abort of a written marker
         self._tier = ParquetLog(self.directory, loaded.parquet, topic=topic, partition=partition)
-        self._tails = TailFiles()  # issue 17: committed records in Parquet before a seal
+        # issue 17: committed records in Parquet before a seal
+        self._tails = TailFiles(recovered=loaded.tails)
         #: Superseded Parquet files, unlinked after the grace period (`workbench.storage.superseded`).
         self._superseded = SupersededFiles()
         for path, nxt in loaded.superseded:
@@ -625,8 +626,9 @@ class PartitionLog:
     def _delete_logical(self, seg: LogicalSegment) -> None:
         """Retention or DeleteRecords: the raw segment goes now, its Parquet files after the grace
         period (a reader may have listed them)."""
-        if seg.raw is not None and seg.parquet is None and (tail := self._tails.drop(seg.raw.base_offset)):
-            self._superseded.bury(tail, seg.raw.next_offset)
+        if seg.raw is not None and seg.parquet is None:
+            for path, nxt in self._tails.drop(seg.raw.base_offset):
+                self._superseded.bury(path, nxt)
         if seg.raw is not None:
             self._local.delete_segment(seg.raw)
         if seg.parquet is not None:
@@ -770,9 +772,15 @@ class PartitionLog:
         # (the truncation undone, done again by the next fetch), never an empty segment at the cut
         # beside Parquet files that still hold offsets past it.
         self._local.remove_from(cut)
-        for path in self._tails.reaching_past(cut):
+        unlink, bury = self._tails.reaching_past(cut)
+        for path in unlink:
             path.unlink(missing_ok=True)  # records the log no longer has: gone at once
+        for path, nxt in bury:
+            self._superseded.bury(path, nxt)
         self._superseded.unlink_reaching_past(cut)
+        self._tails.waiting(
+            [(parsed[0], nxt) for path, nxt in self._superseded.entries() if (parsed := parse_file_name(path.name))]
+        )
         self._tier.truncate_to(cut, self._local.base_offsets())
         self._local.finish_truncation(cut)
         new_leo = self.log_end_offset
@@ -834,7 +842,7 @@ class PartitionLog:
         # Parquet files first: a crash between the two leaves the old raw tail, a contiguous log
         # (its start rises to the first raw segment), never an empty segment at ``offset`` above
         # old Parquet files with a gap between them.
-        for path in self._tails.reaching_past(-1):
+        for path in self._tails.reaching_past(-1)[0]:
             path.unlink(missing_ok=True)
         self._superseded.unlink_reaching_past(-1)
         self._tier.delete_all()
@@ -926,8 +934,9 @@ class PartitionLog:
     # -- tail files (workbench.storage.parquet_tail, issue 17) ----------------------------------
 
     def pending_tails(self) -> list[TailJob]:
-        """Raw segments without a converted file whose committed prefix (below the LSO, so never
-        above the HW nor an undecided transaction) grew past their tail file."""
+        """Per raw segment without a converted file, the tail file to write next: a merge of its
+        chunks, or a chunk of the records committed since its last one (below the LSO, so never
+        above the HW nor an undecided transaction). See `workbench.storage.parquet_tail`."""
         with self._lock:
             if self._closed:
                 return []
@@ -940,79 +949,83 @@ class PartitionLog:
         with self._lock:
             aborted = [
                 (a.producer_id, a.first_offset, a.last_offset)
-                for a in self.producers.transactions.aborted_between(job.segment.base_offset, job.next_offset)
+                for a in self.producers.transactions.aborted_between(job.first, job.next_offset)
             ]
         return {
             "segment": str(job.segment.log_path),
+            "start_position": job.start_pos,
             "size": job.size,
             "directory": str(self.directory),
-            "base_offset": job.segment.base_offset,
+            "base_offset": job.first,
             "next_offset": job.next_offset,
             "topic": self.topic,
             "partition": self.partition,
             "aborted": aborted,
             "tail": True,
-            # The converter caches the decoded prefix under this: a new log instance (topic
+            # The converter caches the decoded bytes under this: a new log instance (topic
             # recreated) or a truncation never reuses another's bytes.
             "generation": f"{self._instance}:{job.generation}",
         }
 
-    def install_tail(self, job: TailJob, tmp: Path) -> bool:
-        """Rename the tail file ``tmp`` into place under a new name (``<base>.g<generation>.parquet``)
-        unless the log changed (truncation, segment deleted) or a sealed file is installed for that
-        base; the tail it supersedes is unlinked after the grace period. Returns whether it was."""
+    def install_tail(self, job: TailJob, tmp: Path) -> Path | None:
+        """Rename the tail file ``tmp`` into place under a new name (``<first>.g<generation>.parquet``)
+        unless the log changed (truncation, segment deleted), a sealed file is installed for that
+        segment or its chunks changed since the job was made; the chunks a merge supersedes are
+        unlinked after the grace period. Its path, None if it was not installed."""
         with self._lock:
-            base = job.segment.base_offset
             if (
                 not self._closed
                 and job.segment in self._local
                 and self._generation == job.generation
-                and base not in self._tier.base_offsets()
-                and job.next_offset > self._tails.covered.get(base, base)
+                and job.segment.base_offset not in self._tier.base_offsets()
+                and self._tails.accepts(job)
             ):
-                path = self.directory / self._new_name(base)
+                path = self.directory / self._new_name(job.first)
                 os.rename(tmp, path)  # a name never used: nothing is replaced
-                old = self._tails.installed(path, base, job.next_offset)
-                if old is not None:
-                    self._superseded.bury(*old)
+                for old, nxt in self._tails.install(job, path):
+                    self._superseded.bury(old, nxt)
                 self._sweep_tails()
-                return True
+                return path
         tmp.unlink(missing_ok=True)
-        return False
+        return None
 
     def tail_files(self) -> list[Path]:
-        """The current tail file of each raw segment that has one (tests, tools)."""
+        """The current tail files of the raw segments, in offset order (tests, tools)."""
         with self._lock:
-            return [self._tails.paths[b] for b in sorted(self._tails.paths)]
+            return self._tails.paths()
 
-    def write_tails(self) -> list[Path]:
-        """Write the pending tail files in this process (tests, tools; the broker uses its
-        converter process)."""
+    def write_tails(self, rounds: int = TAIL_ROUNDS) -> list[Path]:
+        """Write the pending tail files in this process, merges included, up to ``rounds`` jobs
+        per segment (tests, tools; the broker uses its converter process); the files installed."""
         from workbench.storage.parquet_tier import write_tail_file
 
         written = []
         with self._convert_lock:
-            for job in self.pending_tails():
-                req = self.tail_request(job)
-                with self._lock:
-                    if job.segment not in self._local:
-                        continue
-                    fd = os.dup(job.segment.fd)
-                try:
-                    data = os.pread(fd, job.size, 0)
-                finally:
-                    os.close(fd)
-                pseg = write_tail_file(
-                    self.directory,
-                    job.segment.base_offset,
-                    job.next_offset,
-                    data,
-                    topic=self.topic,
-                    partition=self.partition,
-                    aborted=[tuple(a) for a in req["aborted"]],
-                )
-                if self.install_tail(job, pseg.path):
-                    written.append(self._tails.paths[job.segment.base_offset])
+            for _ in range(rounds):
+                jobs = self.pending_tails()
+                if not jobs:
+                    break
+                for job in jobs:
+                    req = self.tail_request(job)
+                    with self._lock:
+                        if job.segment not in self._local:
+                            continue
+                        fd = os.dup(job.segment.fd)
+                    try:
+                        data = os.pread(fd, job.size - job.start_pos, job.start_pos)
+                    finally:
+                        os.close(fd)
+                    pseg = write_tail_file(
+                        self.directory,
+                        job.first,
+                        job.next_offset,
+                        data,
+                        topic=self.topic,
+                        partition=self.partition,
+                        aborted=[tuple(a) for a in req["aborted"]],
+                    )
+                    if (path := self.install_tail(job, pseg.path)) is not None:
+                        written.append(path)
         return written
 
     def convert_sealed_segments(self) -> list[Path]:

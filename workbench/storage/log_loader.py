@@ -81,6 +81,9 @@ class LoadedLog:
     superseded: list[tuple[Path, int]] = field(default_factory=list)
     #: The highest file generation on disk (`parquet_tier.file_name`): new files count on from it.
     max_generation: int = 0
+    #: ``(first, next offset)`` of the tail files kept for their grace period: readers see them
+    #: until the leader's first new tail of each segment reaches as far (`parquet_tail.TailFiles`).
+    tails: list[tuple[int, int]] = field(default_factory=list)
 
     @property
     def log_end_offset(self) -> int:
@@ -110,6 +113,7 @@ class LogLoader:
         self._missing: list[tuple[int, int]] = []
         self._quarantined: list[int] = []  # base offsets of Parquet files moved aside by this load
         self._tails: list[ParquetSegment] = []
+        self._kept_tails: list[tuple[int, int]] = []
         self._superseded: list[tuple[Path, int]] = []
         self._max_generation = 0
 
@@ -203,6 +207,7 @@ class LogLoader:
             self._missing,
             superseded=self._superseded,
             max_generation=self._max_generation,
+            tails=self._kept_tails,
         )
 
     def _load_parquet(self) -> list[ParquetSegment]:
@@ -254,8 +259,9 @@ class LogLoader:
         return keep
 
     def _retire_tails(self, tails: list[ParquetSegment]) -> None:
-        """Tail files found: each to the grace period (the leader writes a newer one within a tick),
-        except one reaching past the recovered log end, unlinked now (records the log lost)."""
+        """Tail files found (a segment's chunks, and merges of them): each to the grace period (the
+        leader writes a newer one, at least as wide, within a tick or two), except one reaching past
+        the recovered log end, unlinked now (records the log lost)."""
         leo = self._log_end_offset
         for t in tails:
             if t.next_offset > leo:
@@ -263,6 +269,7 @@ class LogLoader:
                 t.path.unlink(missing_ok=True)
             else:
                 self._superseded.append((t.path, t.next_offset))
+                self._kept_tails.append((t.base_offset, t.next_offset))
 
     def _drop_merged_raw(self, logs: list[Path]) -> list[Path]:
         """Delete raw segments a merged Parquet file covers (a crash before the merge removed them)."""

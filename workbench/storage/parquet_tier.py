@@ -98,11 +98,12 @@ def schema() -> pa.Schema:
 
 #: DuckDB's own row-group size; also ~12 MB of 100-byte records, a good scan unit.
 ROW_GROUP_ROWS = 122_880
-#: Tail files (`parquet_tail`, rewritten whole every `parquet_tail_ms` until the segment seals):
-#: smaller row groups, so the Iceberg commit reading the records since an offset decodes only the
-#: groups above it (min/max statistics), and no dictionary (values are mostly unique: a dictionary
-#: is built, then abandoned). Tail rewrite CPU 6.3-7.0 -> 2.5-2.8 us per record for a tail growing
-#: to 130k rows (issue 17).
+#: Tail files (`parquet_tail`: a chunk of the new records every `parquet_tail_ms`, merges of
+#: chunks up to a whole segment): smaller row groups, so the Iceberg commit reading the records
+#: since an offset decodes only the groups above it (min/max statistics), and no dictionary (values
+#: are mostly unique: a dictionary is built, then abandoned). Tail rewrite CPU 6.3-7.0 -> 2.5-2.8 us
+#: per record for a tail growing to 130k rows (issue 17). A chunk (a second's records, ~1-2k rows
+#: per partition at 10k records/s) is one row group.
 TAIL_ROW_GROUP_ROWS = 16_384
 TAIL_DICTIONARY = False
 COMPRESSION = "zstd"

@@ -80,6 +80,10 @@ class SupersededFiles:
     def pending(self) -> list[Path]:
         return [p for _at, p, _next in self._due]
 
+    def entries(self) -> list[tuple[Path, int]]:
+        """Each waiting file and the offset its records end before."""
+        return [(p, nxt) for _at, p, nxt in self._due]
+
 
 def set_grace_ms(ms: int) -> None:
     """The grace period of every partition of this process (the broker's ``parquet_unlink_grace_ms``)."""
