@@ -184,3 +184,44 @@ def test_the_converters_cached_decode_writes_chunks_and_merges_with_the_right_ro
     assert seen.count(FAN_IN) == 2
     assert [int(p.name.split(".")[0]) for p in log.tail_files()] == [0, 70]
     log.close()
+
+
+def test_a_seal_writes_from_the_tails_decoded_records_the_same_file_as_decoding_it_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`converter.convert_one` of a sealed segment whose tails decoded it (the tail cache, same log
+    generation): only the bytes the tails had not reached are decoded, and the file has the same rows,
+    row groups and metadata as a conversion that decodes the whole segment."""
+    import pyarrow.parquet as pq
+
+    from tests.unit.test_storage_parquet import batch
+    from workbench.storage import LogConfig, PartitionLog, converter
+
+    one = len(batch(10))
+    log = PartitionLog(tmp_path, LogConfig(segment_bytes=one * 5, hot_segments=1), topic="orders", partition=0)
+    converter._tail_cache.clear()
+    for i in range(4):
+        log.append(batch(10, pid=7, epoch=0, seq=i * 10, tag=i))
+        for job in log.pending_tails():
+            assert log.install_tail(job, Path(converter.convert_tail(log.tail_request(job))["path"])) is not None
+    log.append(batch(10, pid=7, epoch=0, seq=40, tag=4))  # not in any tail yet
+    log.append(batch(10, pid=7, epoch=0, seq=50, tag=5))  # rolls: the first segment is sealed
+    (job,) = log.pending_conversions()
+    request = log.conversion_request(job)
+    key = (request["segment"], request["generation"])
+    assert key in converter._tail_cache and converter._tail_cache[key][1] == 4 * one  # the tails' decode
+    from workbench.storage import parquet_tier
+
+    with monkeypatch.context() as m:
+        m.setattr(parquet_tier, "write_segment", None)  # the decoding path must not run
+        answer = converter.convert_one(request)
+    assert key not in converter._tail_cache  # used and dropped
+    again = converter.convert_one({**request, "name": "again.parquet"})  # nothing cached: decodes it all
+    fast, slow = pq.ParquetFile(answer["path"]), pq.ParquetFile(again["path"])
+    assert fast.read().equals(slow.read()) and fast.read().column("offset").to_pylist() == list(range(50))
+    assert fast.metadata.num_row_groups == slow.metadata.num_row_groups
+    assert fast.schema_arrow.metadata == slow.schema_arrow.metadata
+    assert {k: answer[k] for k in ("base_offset", "next_offset", "max_timestamp")} == {
+        k: again[k] for k in ("base_offset", "next_offset", "max_timestamp")
+    }
+    log.close()

@@ -151,12 +151,35 @@ def convert_one(job: dict[str, Any]) -> dict[str, Any]:
         return publish(job)
     if job.get("tail"):
         return convert_tail(job)
-    from workbench.storage.parquet_tier import write_segment
+    from workbench.storage.parquet_tier import write_segment, write_segment_table
 
     with open(job["segment"], "rb") as f:
         data = f.read(job["size"])
     if len(data) != job["size"]:
         raise ValueError(f"segment {job['segment']} holds {len(data)} bytes, expected {job['size']}")
+    # The segment's tails decoded it already (from its first byte, same log generation): decode
+    # only what they had not reached (records above the LSO when it sealed) and write from Arrow.
+    cached = _tail_cache.pop((job["segment"], str(job.get("generation", ""))), None)
+    if cached is not None and cached[0] == 0 and 0 < cached[1] <= len(data) and "generation" in job:
+        import pyarrow as pa
+
+        from workbench.storage.parquet_tier import decode_table
+
+        _lo, hi, table = cached
+        if hi < len(data):
+            table = pa.concat_tables([table, decode_table(memoryview(data)[hi:])])
+        pseg = write_segment_table(
+            Path(job["directory"]),
+            job["base_offset"],
+            job["next_offset"],
+            data,
+            table,
+            topic=job["topic"],
+            partition=job["partition"],
+            aborted=[tuple(a) for a in job.get("aborted", [])],
+            name=job.get("name"),
+        )
+        return _answer(pseg)
     pseg = write_segment(
         Path(job["directory"]),
         job["base_offset"],

@@ -869,7 +869,14 @@ class PartitionLog:
     def conversion_request(self, job: ConversionJob) -> dict[str, Any]:
         """`job` as the converter process's request (`workbench.storage.converter`): the file's
         name is one never used in this directory (`parquet_tier.file_name`)."""
-        return {**self._tier.conversion_request(job), "aborted": self._aborted_in(job), "name": self._sealed_name(job)}
+        return {
+            **self._tier.conversion_request(job),
+            "aborted": self._aborted_in(job),
+            "name": self._sealed_name(job),
+            # The key of the converter's decoded tail of this segment (`tail_request`): the seal
+            # reuses it when the log has not changed since (a truncation moves the generation).
+            "generation": f"{self._instance}:{job.generation}",
+        }
 
     def _sealed_name(self, job: ConversionJob) -> str:
         base = job.segment.base_offset

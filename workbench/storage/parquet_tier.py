@@ -222,6 +222,32 @@ def write_segment(
     return _install(tmp, path, base_offset, next_offset, max_ts)
 
 
+def write_segment_table(
+    directory: Path,
+    base_offset: int,
+    next_offset: int,
+    batches: bytes | bytearray | memoryview,
+    table: pa.Table,
+    *,
+    topic: str = "",
+    partition: int = 0,
+    aborted: list[tuple[int, int, int]] | None = None,
+    name: str | None = None,
+) -> ParquetSegment:
+    """`write_segment` from ``table``, every data record of ``batches`` already decoded (the
+    converter's tail cache holds a growing segment decoded, so its seal decodes nothing again);
+    the same file: rows, aborted records left out, row groups and metadata (the largest timestamp
+    from the batch headers, as `write_segment` takes it)."""
+    max_ts = max((h.max_timestamp for h in iter_batch_headers(batches) if not h.is_control), default=-1)
+    if aborted and table.num_rows:
+        table = without_aborted(table, aborted)
+    path = directory / (name or file_name(base_offset))
+    tmp = path.with_name(path.name + ".tmp")
+    write_table_file(tmp, base_offset, next_offset, table, max_ts, topic=topic, partition=partition)
+    os.replace(tmp, path)
+    return ParquetSegment(path, base_offset, next_offset, max_ts, path.stat().st_size)
+
+
 def write_tail_file(
     directory: Path,
     base_offset: int,
