@@ -36,7 +36,9 @@ nothing, and a data file whose offsets are not strictly increasing is refused be
 Retention and DeleteRecords (`_apply_retention`): once the log start offset passes a data file's
 whole range, a delete snapshot drops the partition's files below it, every older snapshot is
 expired and the files are unlinked. Snapshot expiry (`_expire_old_snapshots`) follows Iceberg's
-``history.expire.max-snapshot-age-ms`` and ``history.expire.min-snapshots-to-keep`` (10 min, 10).
+``history.expire.max-snapshot-age-ms`` and ``history.expire.min-snapshots-to-keep`` (5 min, 10: a commit
+a second, and every commit rewrites all the snapshots kept), and after each expiry `_sweep_metadata`
+unlinks the manifests, manifest lists and metadata JSON files nothing references any more.
 
 Small-file merge (`_maybe_merge`, every tenth of ``merge_age_ms``): a run of consecutive small data
 files older than the merge age becomes one file ``data/p<partition>-<from>-<to>-g<seq>.parquet`` in one
