@@ -12,6 +12,7 @@ import pytest
 
 from workbench.open_tables import NAMESPACE, data_glob, open_catalog
 from workbench.storage import iceberg_tables, parquet_tier
+from workbench.storage.failpoints import FailpointCrash
 
 
 def tier_rows(lo: int, hi: int) -> pa.Table:
@@ -435,3 +436,158 @@ def test_merges_every_round_keep_disk_bounded_and_never_unlink_a_file_a_snapshot
         assert glob_counts(root) == (10 * i, 10 * i)
     assert max(on_disk[5:]) <= 10  # bounded: 24 commits, not 24 files and more
     assert sum(1 for s in table.snapshots() if s.summary.additional_properties.get("workbench.operation")) >= 1
+
+
+def referenced_metadata(root) -> tuple[set[str], set[str]]:
+    """(Avro files, metadata JSON files) the table's snapshots and metadata log name, by file name."""
+    from pyiceberg.manifest import read_manifest_list
+
+    table = open_catalog(root).load_table((NAMESPACE, "t"))
+    avro = set()
+    for snap in table.snapshots():
+        avro.add(Path(snap.manifest_list).name)
+        avro.update(Path(m.manifest_path).name for m in read_manifest_list(table.io.new_input(snap.manifest_list)))
+    jsons = {Path(e.metadata_file).name for e in table.metadata.metadata_log} | {Path(table.metadata_location).name}
+    return avro, jsons
+
+
+def metadata_on_disk(root) -> tuple[set[str], set[str]]:
+    meta = root / "t" / "metadata"
+    return {p.name for p in meta.glob("*.avro")}, {p.name for p in meta.glob("*.metadata.json")}
+
+
+def test_metadata_files_on_disk_stay_bounded_over_many_commits_merges_and_expiries(tmp_path, monkeypatch):
+    """pyiceberg's snapshot expiry edits the metadata only: each commit's manifest and manifest list
+    stayed on disk for ever (two Avro files a commit). After each expiry the committer unlinks what
+    no snapshot left names (`_sweep_metadata`); every snapshot left still reads each offset once."""
+    import os
+    import time
+
+    monkeypatch.setattr(iceberg_tables, "METADATA_ORPHAN_GRACE_S", 0.0, raising=False)
+    source = tmp_path / "partition=0"
+    source.mkdir()
+    root = tmp_path / "iceberg"
+    job = {"root": str(root), "topic": "t", "partition": 0, "directory": str(source)}
+    job |= {"merge_age_ms": 1000, "merge_min_files": 3}
+    data = root / "t" / "data"
+    for i in range(1, 41):
+        source_file(source, 0, 10 * i)
+        iceberg_tables._last_merge_check.clear()  # a merge check every round
+        assert iceberg_tables.publish(job)["ok"]
+        if i == 1:
+            table = open_catalog(root).load_table((NAMESPACE, "t"))
+            table.transaction().set_properties(
+                {iceberg_tables.MAX_SNAPSHOT_AGE: "1", iceberg_tables.MIN_SNAPSHOTS: "4"}
+            ).commit_transaction()
+        for path in data.glob("p*.parquet"):
+            os.utime(path, (time.time() - 60, time.time() - 60))
+    avro, jsons = metadata_on_disk(root)
+    live_avro, live_json = referenced_metadata(root)
+    assert avro == live_avro  # nothing unreferenced left, nothing referenced missing
+    assert live_json <= jsons and len(jsons) <= 21  # write.metadata.previous-versions-max (20) + the current one
+    assert len(avro) <= 30  # 40 commits and their merges wrote about 100
+    table = open_catalog(root).load_table((NAMESPACE, "t"))
+    assert len(table.snapshots()) <= 6
+    for snap in table.snapshots():
+        offsets = sorted(table.scan(snapshot_id=snap.snapshot_id).to_arrow().column("offset").to_pylist())
+        assert offsets == list(range(len(offsets)))
+    assert table_offsets(root) == list(range(400))
+    assert glob_counts(root) == (400, 400)
+
+
+def test_expiry_keeps_the_snapshot_the_published_offsets_are_read_from(tmp_path):
+    """With one snapshot to keep and every older one expired at each commit, the current snapshot
+    (whose ``workbench.next-offsets`` the next commit starts from) stays: each record once."""
+    source = tmp_path / "partition=0"
+    source.mkdir()
+    root = tmp_path / "iceberg"
+    job = {"root": str(root), "topic": "t", "partition": 0, "directory": str(source)}
+    source_file(source, 0, 10)
+    iceberg_tables.publish(job)
+    table = open_catalog(root).load_table((NAMESPACE, "t"))
+    table.transaction().set_properties(
+        {iceberg_tables.MAX_SNAPSHOT_AGE: "1", iceberg_tables.MIN_SNAPSHOTS: "1"}
+    ).commit_transaction()
+    for hi in range(20, 70, 10):
+        source_file(source, 0, hi)
+        answer = iceberg_tables.publish(job)
+        assert (answer["from_offset"], answer["to_offset"]) == (hi - 10, hi)
+        table = open_catalog(root).load_table((NAMESPACE, "t"))
+        [snap] = table.snapshots()
+        assert snap.snapshot_id == table.current_snapshot().snapshot_id
+        assert iceberg_tables.published_offsets(table) == {0: hi}
+        assert table_offsets(root) == list(range(hi))
+
+
+_CRASH_DELETING_OLD_METADATA = """
+import os, sys
+from pyiceberg.catalog import Catalog
+from workbench.storage import iceberg_tables
+Catalog._delete_old_metadata = staticmethod(lambda *a: os._exit(75))  # killed right after the commit
+iceberg_tables.publish({"root": sys.argv[1], "topic": "t", "partition": 0, "directory": sys.argv[2]})
+"""
+
+
+def test_a_kill_between_the_new_metadata_and_deleting_old_ones_leaves_a_readable_table(tmp_path, monkeypatch):
+    """pyiceberg commits (new ``*.metadata.json``, the catalog row) and then deletes the metadata
+    files dropped from the log (``write.metadata.delete-after-commit.enabled``). A committer killed
+    in between leaves the table readable at the new snapshot and a file pyiceberg never deletes
+    later (it only deletes files leaving the log): the committer's sweep after the next expiry does."""
+    import subprocess
+    import sys
+
+    monkeypatch.setattr(iceberg_tables, "METADATA_ORPHAN_GRACE_S", 0.0, raising=False)
+    source = tmp_path / "partition=0"
+    source.mkdir()
+    root = tmp_path / "iceberg"
+    job = {"root": str(root), "topic": "t", "partition": 0, "directory": str(source)}
+    source_file(source, 0, 10)
+    iceberg_tables.publish(job)
+    table = open_catalog(root).load_table((NAMESPACE, "t"))
+    table.transaction().set_properties({"write.metadata.previous-versions-max": "2"}).commit_transaction()
+    for hi in (20, 30, 40):
+        source_file(source, 0, hi)
+        iceberg_tables.publish(job)
+    before = metadata_on_disk(root)[1]
+    source_file(source, 0, 50)
+    env = {**__import__("os").environ, "PYTHONPATH": ":".join(p for p in sys.path if p)}
+    killed = subprocess.run([sys.executable, "-c", _CRASH_DELETING_OLD_METADATA, str(root), str(source)], env=env)
+    assert killed.returncode == 75
+    assert table_offsets(root) == list(range(50))  # committed, readable
+    leftover = before - referenced_metadata(root)[1]
+    assert leftover and leftover <= metadata_on_disk(root)[1]  # the file the kill kept from deletion
+    table = open_catalog(root).load_table((NAMESPACE, "t"))
+    table.transaction().set_properties(
+        {iceberg_tables.MAX_SNAPSHOT_AGE: "1", iceberg_tables.MIN_SNAPSHOTS: "2"}
+    ).commit_transaction()
+    source_file(source, 0, 60)
+    assert iceberg_tables.publish(job)["expired"]
+    assert not leftover & metadata_on_disk(root)[1]  # swept after that expiry
+    assert metadata_on_disk(root)[1] == referenced_metadata(root)[1]
+    assert table_offsets(root) == list(range(60))
+
+
+def test_a_crash_after_an_expiry_before_its_sweep_leaves_files_the_next_sweep_unlinks(tmp_path, monkeypatch):
+    monkeypatch.setattr(iceberg_tables, "METADATA_ORPHAN_GRACE_S", 0.0, raising=False)
+    source = tmp_path / "partition=0"
+    source.mkdir()
+    root = tmp_path / "iceberg"
+    job = {"root": str(root), "topic": "t", "partition": 0, "directory": str(source)}
+    for hi in (10, 20, 30):
+        source_file(source, 0, hi)
+        iceberg_tables.publish(job)
+    table = open_catalog(root).load_table((NAMESPACE, "t"))
+    table.transaction().set_properties(
+        {iceberg_tables.MAX_SNAPSHOT_AGE: "1", iceberg_tables.MIN_SNAPSHOTS: "2"}
+    ).commit_transaction()
+    monkeypatch.setenv("WORKBENCH_FAILPOINT", "iceberg.expire_before_sweep")
+    source_file(source, 0, 40)
+    with pytest.raises(FailpointCrash):
+        iceberg_tables.publish(job)
+    monkeypatch.delenv("WORKBENCH_FAILPOINT")
+    assert table_offsets(root) == list(range(40))  # the expiry committed; the table reads
+    assert metadata_on_disk(root)[0] > referenced_metadata(root)[0]  # the expired snapshots' files, left
+    source_file(source, 0, 50)
+    assert iceberg_tables.publish(job)["expired"]
+    assert metadata_on_disk(root)[0] == referenced_metadata(root)[0]
+    assert table_offsets(root) == list(range(50))

@@ -38,7 +38,9 @@ nothing, and a data file whose offsets are not strictly increasing is refused be
 Retention and DeleteRecords (`_apply_retention`): once the log start offset passes a data file's
 whole range, a delete snapshot drops the partition's files below it, every older snapshot is
 expired and the files are unlinked. Snapshot expiry (`_expire_old_snapshots`) follows Iceberg's
-``history.expire.max-snapshot-age-ms`` and ``history.expire.min-snapshots-to-keep`` (10 min, 10).
+``history.expire.max-snapshot-age-ms`` and ``history.expire.min-snapshots-to-keep`` (5 min, 10: a commit
+a second, and every commit rewrites all the snapshots kept), and after each expiry `_sweep_metadata`
+unlinks the manifests, manifest lists and metadata JSON files nothing references any more.
 
 Small-file merge (`_maybe_merge`, every tenth of ``merge_age_ms``): a run of consecutive small data
 files older than the merge age becomes one file ``data/p<partition>-<from>-<to>-g<seq>.parquet`` in one
@@ -132,16 +134,134 @@ REQUIRED_PROPERTIES = {
 #: ``set_properties``); the committer reads them at each commit.
 MAX_SNAPSHOT_AGE = "history.expire.max-snapshot-age-ms"
 MIN_SNAPSHOTS = "history.expire.min-snapshots-to-keep"
-DEFAULT_MAX_SNAPSHOT_AGE_MS = 600_000
+DEFAULT_MAX_SNAPSHOT_AGE_MS = 300_000
 DEFAULT_MIN_SNAPSHOTS = 10
 TABLE_PROPERTIES = {
     **REQUIRED_PROPERTIES,
     "commit.manifest-merge.enabled": "true",
+    # Java's default is 100: with a commit a second the current snapshot named ~80 manifests, each
+    # read by every merge's overwrite and file listing (1.5 s a merge); 10 keeps it at 10 or fewer.
+    "commit.manifest.min-count-to-merge": "10",
     "write.metadata.delete-after-commit.enabled": "true",
     "write.metadata.previous-versions-max": "20",
     MAX_SNAPSHOT_AGE: str(DEFAULT_MAX_SNAPSHOT_AGE_MS),
     MIN_SNAPSHOTS: str(DEFAULT_MIN_SNAPSHOTS),
 }
+
+
+@cache
+def _transaction_class() -> type:
+    """pyiceberg's ``Transaction`` with its ``table_metadata`` computed once per staged state.
+
+    Why: pyiceberg 0.12 recomputes ``Transaction.table_metadata`` on every access (apply the staged
+    updates, then a deep copy of the whole metadata: every snapshot, its summary, the snapshot log),
+    and one append reads it about twenty times. So a commit's CPU grew with the snapshots kept: 0.12 s
+    at 60 snapshots, 0.47 s at 250 (cProfile: ~80 % in ``copy.deepcopy`` under ``update_table_metadata``;
+    ``benchmarks/open_tables_hour.py``). The metadata models are frozen and the staged updates only
+    ever grow by a new tuple (``_stage``: ``self._updates += ...``), so the value is the same until the
+    base metadata or the updates tuple change: keyed on both objects (held, so their ids are not reused),
+    with nothing staged it is the base metadata itself (pyiceberg never mutates it in place), and it
+    is not deep-copied (read only, by the snapshot producers of this transaction)."""
+    from pyiceberg.table import Transaction
+    from pyiceberg.table.update import _apply_table_update, _TableMetadataUpdateContext
+
+    class OnceTransaction(Transaction):
+        _memo: tuple[Any, Any, Any] | None = None
+
+        @property
+        def table_metadata(self) -> Any:
+            base, updates, memo = self._table.metadata, self._updates, self._memo
+            if not updates:
+                return base  # nothing staged: pyiceberg's answer is a deep copy of it
+            if memo is None or memo[0] is not base or memo[1] is not updates:
+                # pyiceberg's update_table_metadata without its final deep copy (each update is a
+                # model_copy with new lists: the base is never changed). What is committed is not
+                # this view: the catalog applies the updates to the metadata it loads, validated.
+                context, staged = _TableMetadataUpdateContext(), base
+                for update in updates:
+                    staged = _apply_table_update(update, staged, context)
+                memo = self._memo = (base, updates, staged)
+            return memo[2]
+
+    return OnceTransaction
+
+
+def _transaction(table: Table) -> Any:
+    """A transaction on ``table`` (pyiceberg's, with `_transaction_class`'s ``table_metadata``)."""
+    return _transaction_class()(table)
+
+
+def _expire(table: Table, snapshot_ids: list[int]) -> None:
+    """Expire these snapshots (pyiceberg's ``ExpireSnapshots``, committed at once): as
+    ``table.maintenance.expire_snapshots()``, but on `_transaction`, since ``by_ids`` reads the
+    transaction's metadata twice per snapshot id (60 ids: 120 copies of the whole metadata)."""
+    from pyiceberg.table.update.snapshot import ExpireSnapshots
+
+    ExpireSnapshots(transaction=_transaction_class()(table, autocommit=True)).by_ids(snapshot_ids).commit()
+    failpoint("iceberg.expire_before_sweep")  # a crash here leaves the expired snapshots' files: the next sweep
+    _sweep_metadata(table)
+
+
+#: A metadata file (manifest list, manifest, ``*.metadata.json``) no snapshot or metadata-log entry
+#: references is unlinked only once this old: a concurrent committer (the old leader's, during a
+#: leader change) writes its manifests and metadata before its commit lands.
+METADATA_ORPHAN_GRACE_S = 60.0
+#: manifest list path -> the manifests it names (manifest lists never change once written).
+_manifest_lists: dict[str, tuple[str, ...]] = {}
+
+
+def _sweep_metadata(table: Table) -> int:
+    """Unlink the table's metadata files nothing references any more: the manifest lists of
+    expired snapshots, manifests no snapshot left names, ``*.metadata.json`` files out of the
+    metadata log, and what a crashed or conflicting commit left (written, never committed).
+
+    Why: pyiceberg's ``ExpireSnapshots`` only edits the metadata (Java's ``expireSnapshots``
+    deletes these files; pyiceberg 0.12 leaves them), so a commit a second left its manifest and
+    manifest list on disk for ever, expired or not (7,200 Avro files an hour). pyiceberg
+    deletes metadata JSON files dropped from the log (``write.metadata.delete-after-commit.enabled``)
+    but not one a crash between the commit and that delete left. Run after ``table`` (its metadata as
+    committed) expired snapshots: whatever its snapshots and log name stays, the rest goes once
+    `METADATA_ORPHAN_GRACE_S` old; a crash anywhere in here leaves files for the next sweep, never a
+    referenced one missing. Answers how many files were unlinked."""
+    from pyiceberg.manifest import read_manifest_list
+
+    md = table.metadata
+    meta_dir = _local_path(md.location) / "metadata"
+    live: set[str] = set()
+    for snap in md.snapshots:
+        path = str(_local_path(snap.manifest_list))
+        manifests = _manifest_lists.get(path)
+        if manifests is None:
+            try:
+                listed = read_manifest_list(table.io.new_input(snap.manifest_list))
+                manifests = tuple(str(_local_path(m.manifest_path)) for m in listed)
+            except FileNotFoundError:
+                return 0  # a snapshot whose list is gone: not ours to judge (a reader would fail too)
+            _manifest_lists[path] = manifests
+        live.add(path)
+        live.update(manifests)
+    live.update(str(_local_path(e.metadata_file)) for e in md.metadata_log)
+    if table.metadata_location:
+        live.add(str(_local_path(table.metadata_location)))
+    for stale in [k for k in _manifest_lists if k.startswith(str(meta_dir)) and k not in live]:
+        del _manifest_lists[stale]
+    old_before = time.time() - METADATA_ORPHAN_GRACE_S
+    done = 0
+    try:
+        entries = list(os.scandir(meta_dir))
+    except FileNotFoundError:
+        return 0
+    for e in entries:
+        if not (e.name.endswith(".avro") or e.name.endswith(".metadata.json")) or e.path in live:
+            continue
+        try:
+            if e.stat().st_mtime >= old_before:
+                continue  # maybe a concurrent commit's, not landed yet
+            os.unlink(e.path)
+            done += 1
+        except FileNotFoundError:
+            pass
+    return done
 
 
 def ensure_anchor(root: Path, topic: str) -> None:
@@ -161,13 +281,13 @@ def _load_or_create(catalog: SqlCatalog, root: Path, topic: str) -> Table:
 
     ident = (NAMESPACE, topic)
     try:
-        table = catalog.load_table(ident)
+        table = _load_table(catalog, root, topic)
     except NoSuchTableError:
         pass
     else:
         missing = {k: v for k, v in REQUIRED_PROPERTIES.items() if table.properties.get(k) != v}
         if missing:  # a table created before a property was added (or changed by hand)
-            table = table.transaction().set_properties(missing).commit_transaction()
+            table = _transaction(table).set_properties(missing).commit_transaction()
         return table
     try:
         catalog.create_namespace(NAMESPACE)
@@ -183,6 +303,50 @@ def _load_or_create(catalog: SqlCatalog, root: Path, topic: str) -> Table:
         )
     except TableAlreadyExistsError:
         return catalog.load_table(ident)
+
+
+#: (root, topic) -> (metadata location, its metadata) as the last commit round in this process left them.
+_metadata: dict[tuple[str, str], tuple[str, Any]] = {}
+
+
+def _load_table(catalog: SqlCatalog, root: Path, topic: str) -> Table:
+    """``catalog.load_table``, without parsing the metadata JSON again when the catalog still points
+    at the metadata file the last commit round in this process ended at (a round every second:
+    parsing all the snapshots was a tenth of its CPU). A metadata file never changes once written,
+    so the same location is the same metadata; any other commit (another publisher, a user's
+    ``set_properties``) moved the pointer and the table is loaded afresh. Each call answers a new
+    ``Table`` (a commit replaces its metadata: two publishes in one process never share one)."""
+    from pyiceberg.catalog.sql import IcebergTables
+    from pyiceberg.exceptions import NoSuchTableError
+    from pyiceberg.table import Table
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
+
+    cached = _metadata.get((str(root), topic))
+    if cached is not None:
+        with Session(catalog.engine) as session:
+            location = session.scalar(
+                select(IcebergTables.metadata_location).where(
+                    IcebergTables.catalog_name == catalog.name,
+                    IcebergTables.table_namespace == NAMESPACE,
+                    IcebergTables.table_name == topic,
+                )
+            )
+        if location is None:
+            raise NoSuchTableError(f"Table does not exist: {NAMESPACE}.{topic}")
+        if location == cached[0]:
+            metadata = cached[1]
+            io = catalog._load_file_io(metadata.properties, location)
+            return Table((NAMESPACE, topic), metadata=metadata, metadata_location=location, io=io, catalog=catalog)
+    table = catalog.load_table((NAMESPACE, topic))
+    _remember(root, topic, table)
+    return table
+
+
+def _remember(root: Path, topic: str, table: Table) -> None:
+    """Keep ``table``'s metadata (as its last commit left it) for the next `_load_table`."""
+    if table.metadata_location:
+        _metadata[(str(root), topic)] = (table.metadata_location, table.metadata)
 
 
 def _source_files(directory: Path) -> list[tuple[int, int, Path]]:
@@ -530,7 +694,7 @@ def _apply_retention(table: Table, root: Path, topic: str, partition: int, log_s
     current = table.current_snapshot()
     older = [s.snapshot_id for s in table.snapshots() if current is None or s.snapshot_id != current.snapshot_id]
     if older:
-        table.maintenance.expire_snapshots().by_ids(older).commit()
+        _expire(table, older)
     for _, _, path in gone:
         path.unlink(missing_ok=True)
     return below
@@ -550,7 +714,7 @@ def _expire_old_snapshots(table: Table) -> int:
         return 0
     candidates = [s.snapshot_id for s in snapshots[:-keep] if s.timestamp_ms < now - max_age]
     if candidates:
-        table.maintenance.expire_snapshots().by_ids(candidates).commit()
+        _expire(table, candidates)
     return len(candidates)
 
 
@@ -660,7 +824,7 @@ def _maybe_merge(
         "workbench.next-offsets": json.dumps({str(k): v for k, v in sorted(offsets.items())}),
         "workbench.committed-at-ms": str(int(time.time() * 1000)),
     }
-    tx = table.transaction()
+    tx = _transaction(table)
     evolved = _typed_columns_to_add(table, path)
     if evolved is not None:  # typed columns the members did not have (a version registered since)
         with tx.update_schema() as update:
@@ -766,7 +930,7 @@ def _reflect_compaction(
         CLEANED_STATE: json.dumps(state, sort_keys=True),
         "workbench.committed-at-ms": str(int(time.time() * 1000)),
     }
-    tx = table.transaction()
+    tx = _transaction(table)
     if not overlapping:  # the rewritten range is not in the table (retention): only record it
         with tx.update_snapshot(snapshot_properties=summary).overwrite():
             pass
@@ -891,7 +1055,7 @@ def publish(job: dict[str, Any]) -> dict[str, Any]:
             continue
         first, end, rows = _read_range(Path(job["directory"]), start, log_start)
         if rows is None or rows.num_rows == 0:
-            return {
+            idle = {
                 "ok": True,
                 "committed": False,
                 "from_offset": first,
@@ -900,6 +1064,8 @@ def publish(job: dict[str, Any]) -> dict[str, Any]:
                 "deleted_below": deleted_below,
                 **_maintain(table, root, topic, partition, job),
             }
+            _remember(root, topic, table)
+            return idle
         _check_once(rows, first, end)
         path = table_location(root, topic) / "data" / f"p{partition:05d}-{first:020d}.parquet"
         if not path.exists():  # else adopted below: a crashed publisher's file of this range
@@ -917,14 +1083,12 @@ def publish(job: dict[str, Any]) -> dict[str, Any]:
         }
         try:
             evolved = _typed_columns_to_add(table, path)
-            if evolved is None:
-                table.add_files([f"file://{path}"], snapshot_properties=summary, check_duplicate_files=False)
-            else:  # new typed columns (a schema, or a version adding fields): in the same commit
-                tx = table.transaction()
+            tx = _transaction(table)
+            if evolved is not None:  # new typed columns (a schema, or a version adding fields): in the same commit
                 with tx.update_schema() as update:
                     update.union_by_name(evolved)
-                tx.add_files([f"file://{path}"], snapshot_properties=summary, check_duplicate_files=False)
-                table = tx.commit_transaction()
+            tx.add_files([f"file://{path}"], snapshot_properties=summary, check_duplicate_files=False)
+            table = tx.commit_transaction()
         except CommitFailedException:
             continue  # another publisher committed meanwhile: reload, re-decide
         try:
@@ -932,6 +1096,7 @@ def publish(job: dict[str, Any]) -> dict[str, Any]:
         except (CommitFailedException, ValueError):
             expired = 0  # met another commit (or its expiry): the next commit tries again
         maintained = _maintain(table, root, topic, partition, job)
+        _remember(root, topic, table)  # as the commit, its expiry and its maintenance left it
         snap = table.current_snapshot()  # add_files leaves the table at the committed metadata
         return {
             **maintained,
