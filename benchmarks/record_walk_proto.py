@@ -1,21 +1,19 @@
-"""What a compiled record walk would save on the Produce path (issue 19): a prototype, not part of the package.
+"""The compiled record walk against aiokafka's reader (issue 19): same decisions, and the time per record.
 
-    python benchmarks/record_walk_proto.py              # build, check against check_records, time, write JSON
-    python benchmarks/record_walk_proto.py --tree DIR   # also lay out a code tree whose check_records uses it
+    python benchmarks/record_walk_proto.py    # check against the pure-Python walk, time both, write JSON
 
-`protocol.records.check_records` walks every record of a batch with aiokafka's C reader, which makes a
+`protocol.records.check_records` walked every record of a batch with aiokafka's C reader, which makes a
 Python object (and a copy of the value) per record: about 0.2-0.3 µs per record, more than the whole
 0.15 µs/record budget of issue 19 at RF=1. Kafka's LogValidator walks every record too (its
-`assignOffsetsNonCompressed` parses each one), so the walk stays; `prototypes/record_walk.c` does the same
-checks (lengths, varints, offset deltas 0..n-1, key/value/header bounds, nothing left over) without
-allocating. This script compiles it with the interpreter's own compiler settings into a temporary
-directory, checks that it refuses exactly the batches `check_records` refuses (a fuzz of single-byte
-changes inside the records with the CRC recomputed, so only the walk can catch them), and times both
-by CPU time. With `--tree DIR` it writes a copy of this tree's `workbench/` into DIR whose
-`check_records` uses the walk for uncompressed batches, for `full_speed_cpu.py --trees before=.,cwalk=DIR`.
-
-It is a measurement: shipping it needs build machinery (setuptools `ext_modules`, optional, with the
-pure-Python path kept and tested), which the lead decides on.
+`assignOffsetsNonCompressed` parses each one), so the walk stays; `workbench/protocol/_record_walk.c`
+(first a prototype here, now the package's optional C extension) does the same checks (lengths,
+varints, offset deltas 0..n-1, key/value/header bounds, nothing left over) without allocating. This
+script uses the built extension (or compiles that source with the interpreter's own compiler settings
+into a temporary directory when the install did not build it), checks that it refuses exactly the
+batches the pure-Python walk refuses (a fuzz of single-byte changes inside the records with the CRC
+recomputed, so only the walk can catch them; tests/unit/test_record_walk.py holds the same property),
+and times both by CPU time. For the broker-level figure use
+`full_speed_cpu.py --trees before=<a tree without it>,after=.`.
 """
 
 from __future__ import annotations
@@ -24,7 +22,6 @@ import argparse
 import importlib.util
 import json
 import random
-import shutil
 import subprocess
 import sys
 import sysconfig
@@ -33,7 +30,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SOURCE = HERE / "prototypes" / "record_walk.c"
+SOURCE = HERE.parent / "workbench" / "protocol" / "_record_walk.c"
 sys.path.insert(0, str(HERE.parent))
 
 from crc32c import crc32c
@@ -41,19 +38,6 @@ from crc32c import crc32c
 from workbench.protocol import records as R
 from workbench.protocol.blocking_client import make_batch
 from workbench.protocol.errors import KafkaProtocolError
-
-PATCH_OLD = """    reader = _reader()
-    try:
-        # The walk and the comparison both run in C"""
-PATCH_NEW = """    if not h.compression:
-        try:
-            _WALK(buf, h.position + HEADER_SIZE, h.records_count)
-        except ValueError as exc:
-            raise KafkaProtocolError(ErrorCode.CORRUPT_MESSAGE, f"batch at byte {h.position}: {exc}") from exc
-        return
-    reader = _reader()
-    try:
-        # The walk and the comparison both run in C"""
 
 
 def build(out_dir: Path) -> Path:
@@ -75,7 +59,7 @@ def load(path: Path):  # type: ignore[no-untyped-def]
 
 def python_refuses(buf: bytes, h: R.BatchHeader) -> bool:
     try:
-        R.check_records(buf, h)
+        R._check_records_python(buf, h, None)
     except KafkaProtocolError:
         return True
     return False
@@ -83,10 +67,9 @@ def python_refuses(buf: bytes, h: R.BatchHeader) -> bool:
 
 def c_refuses(walk, buf: bytes, h: R.BatchHeader) -> bool:  # type: ignore[no-untyped-def]
     try:
-        walk(buf, h.position + R.HEADER_SIZE, h.records_count)
+        return walk(buf, h.position + R.HEADER_SIZE, h.end, h.records_count) >= 0
     except ValueError:
         return True
-    return False
 
 
 def fuzz(walk, cases: int, seed: int) -> dict:  # type: ignore[no-untyped-def]
@@ -124,39 +107,25 @@ def cpu_us(f, n: int) -> float:  # type: ignore[no-untyped-def]
     return best
 
 
-def make_tree(so: Path, tree: Path) -> None:
-    if tree.exists():
-        shutil.rmtree(tree)
-    shutil.copytree(HERE.parent / "workbench", tree / "workbench", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(so, tree / "workbench" / "protocol" / so.name)
-    path = tree / "workbench" / "protocol" / "records.py"
-    text = path.read_text()
-    assert PATCH_OLD in text
-    text = text.replace(PATCH_OLD, PATCH_NEW).replace(
-        "def _reader() -> Any:",
-        "from workbench.protocol._record_walk import walk as _WALK  # noqa: E402\n\n\ndef _reader() -> Any:",
-    )
-    path.write_text(text)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--fuzz", type=int, default=3000)
     parser.add_argument("--seed", type=int, default=19)
-    parser.add_argument("--tree", help="write a workbench/ tree using the walk here")
     parser.add_argument("--out", default=str(HERE / "results"))
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="record-walk-") as tmp:
-        so = build(Path(tmp))
-        walk = load(so).walk
+        try:
+            from workbench.protocol._record_walk import walk
+        except ImportError:
+            walk = load(build(Path(tmp))).walk
         checked = fuzz(walk, args.fuzz, args.seed)
         rows = []
         for n in (1, 85, 1000, 10_000):
             buf = make_batch([b"x" * 100] * n)
             h = R.validate_produce_batches(buf)[0]
             reps = max(20, 200_000 // n)
-            py = cpu_us(lambda buf=buf, h=h: R.check_records(buf, h), reps)
-            c = cpu_us(lambda buf=buf, h=h: walk(buf, h.position + R.HEADER_SIZE, h.records_count), reps)
+            py = cpu_us(lambda buf=buf, h=h: R._check_records_python(buf, h, None), reps)
+            c = cpu_us(lambda buf=buf, h=h: walk(buf, h.position + R.HEADER_SIZE, h.end, h.records_count), reps)
             rows.append(
                 {
                     "records": n,
@@ -166,8 +135,6 @@ def main(argv: list[str] | None = None) -> int:
                     "c_us_per_record": round(c / n, 4),
                 }
             )
-        if args.tree:
-            make_tree(so, Path(args.tree).resolve())
     print(f"fuzz: {checked['agree']}/{checked['cases']} agree ({checked['python_refused']} refused by check_records)")
     for d in checked["disagreements"]:
         print("  disagreement:", d)

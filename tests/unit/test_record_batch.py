@@ -12,6 +12,9 @@ from kafka.record.memory_records import MemoryRecordsBuilder
 from workbench.protocol import records as R
 from workbench.protocol.errors import ErrorCode, KafkaProtocolError
 
+# Every test here runs with the compiled record walk and with the pure-Python one (tests/unit/conftest.py).
+pytestmark = pytest.mark.usefixtures("record_walk")
+
 CODECS = [R.COMPRESSION_NONE, R.COMPRESSION_GZIP, R.COMPRESSION_SNAPPY, R.COMPRESSION_LZ4, R.COMPRESSION_ZSTD]
 
 

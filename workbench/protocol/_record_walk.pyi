@@ -1,0 +1,3 @@
+"""Stub of the optional C extension built from _record_walk.c (see that file and `records.check_records`)."""
+
+def walk(buffer: bytes | bytearray | memoryview, start: int, end: int, count: int, /) -> int: ...
