@@ -238,14 +238,10 @@ def write_segment_table(
     converter's tail cache holds a growing segment decoded, so its seal decodes nothing again);
     the same file: rows, aborted records left out, row groups and metadata (the largest timestamp
     from the batch headers, as `write_segment` takes it)."""
-    max_ts = max((h.max_timestamp for h in iter_batch_headers(batches) if not h.is_control), default=-1)
     if aborted and table.num_rows:
         table = without_aborted(table, aborted)
-    path = directory / (name or file_name(base_offset))
-    tmp = path.with_name(path.name + ".tmp")
-    write_table_file(tmp, base_offset, next_offset, table, max_ts, topic=topic, partition=partition)
-    os.replace(tmp, path)
-    return ParquetSegment(path, base_offset, next_offset, max_ts, path.stat().st_size)
+    max_ts = _max_timestamp(batches)
+    return write_table(directory, base_offset, next_offset, table, max_ts, topic=topic, partition=partition, name=name)
 
 
 def write_tail_file(
@@ -314,9 +310,8 @@ def _write_chunked(
     *,
     tail: bool,
 ) -> int:
-    # The largest timestamp from the batch headers (maxTimestamp, as Kafka's time index uses it),
-    # so the file's metadata is known before the first row is written.
-    max_ts = max((h.max_timestamp for h in iter_batch_headers(batches) if not h.is_control), default=-1)
+    # From the batch headers, so the file's metadata is known before the first row is written.
+    max_ts = _max_timestamp(batches)
     meta = _file_metadata(base_offset, next_offset, max_ts, topic, partition)
     if tail:
         meta[_META_TAIL] = b"1"
@@ -341,6 +336,11 @@ def _write_chunked(
         tmp.unlink(missing_ok=True)
         raise
     return max_ts
+
+
+def _max_timestamp(batches: bytes | bytearray | memoryview) -> int:
+    """The largest timestamp of the data batches' headers (maxTimestamp, as Kafka's time index uses it)."""
+    return max((h.max_timestamp for h in iter_batch_headers(batches) if not h.is_control), default=-1)
 
 
 def _file_metadata(base_offset: int, next_offset: int, max_ts: int, topic: str, partition: int) -> dict[bytes, bytes]:
