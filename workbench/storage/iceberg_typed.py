@@ -288,19 +288,29 @@ def key_typing_for(
 ) -> KeyTyping | None:
     """The typing of a commit's ``keys`` for `topic` (subject ``<topic>-key``), None when its keys
     are not typed (no subject, no registered id among them, and the table's keys not typed before)."""
+    found = _writers(bootstrap, f"{topic}-key", keys, typed)
+    return None if found is None else KeyTyping(*found, existing)
+
+
+def _writers(
+    bootstrap: str | None, subject: str, framed: pa.ChunkedArray | pa.Array, typed: bool
+) -> tuple[dict[int, WriterSchema], dict[int, str]] | None:
+    """The writer schemas (and why some did not parse) of `subject`'s versions and of the ids found
+    in `framed`; None when there is nothing to type (no id found and the table not typed before,
+    or no schema known and not typed before)."""
     if not bootstrap:
         return None
     from workbench.schema_registry.arrow_types import writer_schemas
 
-    seen = seen_ids(keys)
+    seen = seen_ids(framed)
     if not seen and not typed:
-        return None
+        return None  # nothing framed to type: the reader (a consumer) is not even started
     source = _caught_up(bootstrap, seen)
-    ids = list(dict.fromkeys([*source.subject_ids(f"{topic}-key"), *seen]))
+    ids = list(dict.fromkeys([*source.subject_ids(subject), *seen]))
     writers, errors = writer_schemas(source, ids)
     if not writers and not typed:
         return None
-    return KeyTyping(writers, errors, existing)
+    return writers, errors
 
 
 def _caught_up(bootstrap: str, seen: list[int]) -> SchemasTopicReader:
@@ -337,16 +347,5 @@ def typing_for(
     """The typing of a commit's ``values`` for `topic`, None when the topic is not typed (no
     subject, no registered id among the values, and the table not typed before). `existing`: the
     table's typed columns (name -> type), `typed`: the table has them already."""
-    if not bootstrap:
-        return None
-    from workbench.schema_registry.arrow_types import writer_schemas
-
-    seen = seen_ids(values)
-    if not seen and not typed:
-        return None  # nothing framed to type: the reader (a consumer) is not even started
-    source = _caught_up(bootstrap, seen)
-    ids = list(dict.fromkeys([*source.subject_ids(f"{topic}-value"), *seen]))
-    writers, errors = writer_schemas(source, ids)
-    if not writers and not typed:
-        return None
-    return IcebergTyping(writers, errors, existing, reserved)
+    found = _writers(bootstrap, f"{topic}-value", values, typed)
+    return None if found is None else IcebergTyping(*found, existing, reserved)
