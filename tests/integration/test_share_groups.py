@@ -582,6 +582,13 @@ def test_group_configs_are_validated_kept_in_the_metadata_log_and_applied_to_bot
         with pytest.raises(KafkaException, match=why):
             alter(consumer_group, **bad)
 
+    # The answer comes once the controller committed the change; each broker (the coordinators
+    # among them) applies it when its metadata log catches up: wait for all three to agree.
+    def agree(group: str, name: str, value: str) -> bool:
+        return all(d.get(name, (None,))[0] == value for d in _group_configs_everywhere(share_cluster, group))
+
+    wait_until(lambda: agree(consumer_group, "consumer.heartbeat.interval.ms", "2500"), timeout=20)
+    wait_until(lambda: agree(share_group, "share.heartbeat.interval.ms", "3000"), timeout=20)
     everywhere = _group_configs_everywhere(share_cluster, consumer_group)
     assert len(everywhere) == 3 and all(d == everywhere[0] for d in everywhere)  # one metadata log
     configs = everywhere[0]
