@@ -1115,7 +1115,8 @@ class PartitionLog:
         finally:
             os.close(fd)
         from workbench.protocol.records import decode_records
-        from workbench.storage.parquet_tier import columns_to_table, without_aborted
+        from workbench.storage.parquet_tier import without_aborted
+        from workbench.storage.record_tables import columns_to_table
 
         with self._lock:
             aborted = [

@@ -26,12 +26,13 @@ import contextlib
 import os
 import re
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from workbench._lazy import lazy_module
-from workbench.protocol.records import iter_batch_headers, iter_record_chunks
+from workbench.protocol.records import iter_batch_headers
+from workbench.storage import record_tables
+from workbench.storage.record_tables import iter_record_tables, schema
 
 if TYPE_CHECKING:  # the real modules, for annotations (pyarrow ships no stubs: its names are Any)
     import pyarrow as pa
@@ -74,26 +75,6 @@ def current_files(files: list[tuple[int, int, int, _T]]) -> tuple[list[_T], list
         current.append(item)
         end = nxt
     return current, superseded
-
-
-@cache
-def schema() -> pa.Schema:
-    """The tier's Arrow schema: one row per record."""
-    return pa.schema(
-        [
-            pa.field("offset", pa.int64(), nullable=False),
-            pa.field("timestamp", pa.timestamp("ms", tz="UTC"), nullable=False),
-            pa.field("key", pa.binary()),
-            pa.field("value", pa.binary()),
-            pa.field("headers", pa.list_(pa.struct([("key", pa.string()), ("value", pa.binary())]))),
-            pa.field("producer_id", pa.int64(), nullable=False),
-            pa.field("producer_epoch", pa.int16(), nullable=False),
-            pa.field("sequence", pa.int32(), nullable=False),
-            pa.field("batch_base_offset", pa.int64(), nullable=False),
-            pa.field("partition_leader_epoch", pa.int32(), nullable=False),
-            pa.field("timestamp_type", pa.int8(), nullable=False),
-        ]
-    )
 
 
 #: DuckDB's own row-group size; also ~12 MB of 100-byte records, a good scan unit.
@@ -184,18 +165,6 @@ class ParquetSegment:
                 )
 
 
-def columns_to_table(cols: dict[str, list[Any]]) -> pa.Table:
-    """`records.decode_records` columns -> an Arrow table in the tier's schema."""
-    arrays = []
-    for f in schema():
-        values = cols[f.name]
-        if f.name == "timestamp":
-            arrays.append(pa.array(values, type=pa.int64()).cast(f.type))
-        else:
-            arrays.append(pa.array(values, type=f.type))
-    return pa.Table.from_arrays(arrays, schema=schema())
-
-
 def write_segment(
     directory: Path,
     base_offset: int,
@@ -210,7 +179,7 @@ def write_segment(
     """Decode ``batches`` and write them as ``name`` (default ``<base_offset>.parquet``), atomically:
     the broker names a file nobody used before (`file_name`), so the rename replaces nothing.
 
-    In bounded chunks (`iter_record_chunks`): one row group at a time is decoded,
+    In bounded chunks (`record_tables.iter_record_tables`): one row group at a time is decoded,
     turned into Arrow and written, so memory does not grow with the segment.
     Transaction markers (control batches) are never rows; the records of ``aborted``
     transactions ``(producer id, first offset, last offset)`` are left out too, so any
@@ -269,13 +238,9 @@ def write_tail_file(
 
 def decode_table(batches: bytes | bytearray | memoryview) -> pa.Table:
     """Every data record of ``batches`` as one table in the tier's schema (aborted ones included)."""
-    tables = [
-        columns_to_table(cols)
-        for cols in iter_record_chunks(
-            batches, max_rows=CONVERT_CHUNK_ROWS, max_bytes=CONVERT_CHUNK_BYTES, max_batch_bytes=MAX_CONVERT_BATCH_BYTES
-        )
-    ]
-    return pa.concat_tables(tables) if tables else schema().empty_table()
+    return record_tables.decode_table(
+        batches, max_rows=CONVERT_CHUNK_ROWS, max_bytes=CONVERT_CHUNK_BYTES, max_batch_bytes=MAX_CONVERT_BATCH_BYTES
+    )
 
 
 def write_tail_table(
@@ -317,14 +282,12 @@ def _write_chunked(
         meta[_META_TAIL] = b"1"
     writer = pq.ParquetWriter(tmp, schema().with_metadata(meta), compression=COMPRESSION, write_page_checksum=True)
     try:
-        for cols in iter_record_chunks(
+        for table in iter_record_tables(
             batches,
             max_rows=CONVERT_CHUNK_ROWS,
             max_bytes=CONVERT_CHUNK_BYTES,
             max_batch_bytes=MAX_CONVERT_BATCH_BYTES,
         ):
-            table = columns_to_table(cols)
-            del cols
             if aborted and table.num_rows:
                 table = without_aborted(table, aborted)
             table = table.replace_schema_metadata(meta)
