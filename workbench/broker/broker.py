@@ -147,6 +147,21 @@ class Broker:
 
     # -- lifecycle --------------------------------------------------------------------------------
 
+    async def _unfence(self) -> None:
+        """Ask the controller to unfence this broker until it does, as Kafka's
+        BrokerLifecycleManager keeps asking. A quorum busy re-electing (three brokers restarted at
+        once on two loaded cores: CI saw ten seconds without an active controller) answers late;
+        a fenced broker is safe meanwhile (no leadership, not in any ISR), and one that gave up
+        would be a broker the cluster lacks."""
+        while True:
+            try:
+                await self.controller.submit({"op": "unfence_broker", "id": self.node_id})
+                return
+            except KafkaProtocolError as exc:
+                if exc.code != ErrorCode.REQUEST_TIMED_OUT:
+                    raise
+                log.warning("broker %d: not unfenced yet (%s); asking again", self.node_id, exc)
+
     async def start(self) -> int:
         port = await self.server.start()
         self.metadata.add_listener(lambda _image: self._mark_metadata_dirty())
@@ -181,7 +196,7 @@ class Broker:
         await self.groups.start()
         await self.txn.start()
         self._ready = True
-        await self.controller.submit({"op": "unfence_broker", "id": self.node_id})
+        await self._unfence()
         loop = asyncio.get_running_loop()
         self._tasks.append(loop.create_task(self._metadata_loop()))
         self._tasks.append(loop.create_task(self._maintenance_loop()))
