@@ -298,3 +298,53 @@ def test_a_converted_segment_holds_the_same_rows_either_way(monkeypatch: pytest.
         seg = parquet_tier.write_segment(tmp_path, 0, offset, bytes(out), name=f"{name}.parquet")
         tables[name] = seg.read_table()
     assert tables["compiled"].equals(tables["pure"]) and tables["pure"].num_rows == offset
+
+
+CHILD = r"""
+import json, sys
+from workbench.storage import converter
+for line in sys.stdin:
+    print(json.dumps(converter.convert_one(json.loads(line))))
+print(json.dumps({"pandas": "pandas" in sys.modules}))
+"""
+
+
+def test_the_converter_child_does_not_import_pandas(tmp_path) -> None:
+    """A Python int handed to pyarrow.compute makes pyarrow import pandas (0.7-1.3 s of CPU and ~40 MB
+    per converter start, issue 19): tail chunks, a seal and aborted transactions, all without it."""
+    import json
+    import subprocess
+    import sys
+
+    recs = [(f"k{i}".encode(), b"v" * 50, [("h", b"x")]) for i in range(400)]
+    buf = b"".join(client_batch(400 * k, recs, producer_id=7, producer_epoch=0, base_sequence=0) for k in range(10))
+    seg = tmp_path / "00000000000000000000.log"
+    seg.write_bytes(buf)
+    base = {"segment": str(seg), "directory": str(tmp_path), "topic": "t", "partition": 0, "generation": "1"}
+    jobs = [
+        {**base, "tail": True, "size": len(buf) // 2, "base_offset": 0, "next_offset": 1000},
+        {
+            **base,
+            "tail": True,
+            "size": len(buf),
+            "base_offset": 1000,
+            "next_offset": 4000,
+            "aborted": [[7, 1500, 1600]],
+        },
+        {**base, "size": len(buf), "base_offset": 0, "next_offset": 4000, "name": "sealed.parquet"},
+    ]
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD],
+        input="".join(json.dumps(j) + "\n" for j in jobs),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    *answers, last = [json.loads(line) for line in out.stdout.splitlines()]
+    assert all(a["ok"] for a in answers), answers
+    assert [(a["base_offset"], a["next_offset"]) for a in answers] == [(0, 1000), (1000, 4000), (0, 4000)]
+    assert last == {"pandas": False}
+    import pyarrow.parquet as pq
+
+    offsets = pq.read_table(answers[1]["path"]).column("offset").to_pylist()
+    assert offsets == [o for o in range(1000, 4000) if not 1500 <= o <= 1600]  # the slice, less the abort

@@ -331,7 +331,10 @@ def without_aborted(table: pa.Table, aborted: list[tuple[int, int, int]]) -> pa.
     offsets, pids = table.column("offset"), table.column("producer_id")
     drop = None
     for pid, first, last in aborted:
-        mask = pc.and_(pc.equal(pids, pid), pc.and_(pc.greater_equal(offsets, first), pc.less_equal(offsets, last)))
+        i64 = record_tables.int64_scalar
+        mask = pc.and_(
+            pc.equal(pids, i64(pid)), pc.and_(pc.greater_equal(offsets, i64(first)), pc.less_equal(offsets, i64(last)))
+        )
         drop = mask if drop is None else pc.or_(drop, mask)
     return table if drop is None else table.filter(pc.invert(drop))
 
