@@ -18,6 +18,7 @@ figures are not perturbed; top frames by self time go to benchmarks/profiles/.
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import platform
@@ -1036,6 +1037,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=str(HERE / "results"))
     ap.add_argument("--profile-dir", help="py-spy output (default benchmarks/profiles; smoke: <out>/profiles-smoke)")
     args = ap.parse_args(argv)
+    # Bytecode for the package first: where PYTHONDONTWRITEBYTECODE=1 is set (this sandbox) an editable
+    # install never gets .pyc files, and every broker would compile the sources at start, inside the
+    # start-up figure and each converter child's CPU.
+    compileall.compile_dir(str(HERE.parent / "workbench"), quiet=1)
     if args.profile_dir is None:
         args.profile_dir = str(Path(args.out) / "profiles-smoke") if args.smoke else str(HERE / "profiles")
     want = set(args.only or SECTIONS)
