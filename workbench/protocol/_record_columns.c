@@ -32,20 +32,7 @@
 
 #define HEADER_SIZE 61
 
-static int varlong(const unsigned char *p, Py_ssize_t end, Py_ssize_t *pos, int64_t *out) {
-    uint64_t v = 0;
-    int shift = 0;
-    while (*pos < end && shift < 70) {
-        unsigned char b = p[(*pos)++];
-        v |= (uint64_t)(b & 0x7f) << shift;
-        if (!(b & 0x80)) {
-            *out = (int64_t)((v >> 1) ^ (~(v & 1) + 1)); /* zigzag */
-            return 0;
-        }
-        shift += 7;
-    }
-    return -1;
-}
+#include "_varint.h"
 
 static int64_t be64(const unsigned char *p) {
     uint64_t v = 0;
