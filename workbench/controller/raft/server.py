@@ -100,6 +100,10 @@ class RaftServer:
         self._storage_failures_logged = 0
         self._repairing = False
         self._storage_logged_at = -STORAGE_LOG_INTERVAL_S
+        #: (term, leader) last logged: each change of leadership is one INFO line, so a start-up that
+        #: waited on the quorum (issue 19: ten seconds without an active controller in CI) can be read
+        #: from the brokers' logs. With pre-vote, a term only grows when an election can be won.
+        self._leadership_logged: tuple[int, int | None] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -275,6 +279,10 @@ class RaftServer:
                 node.leader_id,
                 node.commit_index,
             )
+        leadership = (node.term, node.leader_id)
+        if leadership != self._leadership_logged:
+            self._leadership_logged = leadership
+            log.info("raft %d: term %d, leader %s", self.node_id, node.term, node.leader_id)
         for out in node.drain():
             body = json.dumps(encode(out.message), separators=(",", ":")).encode()
             try:
