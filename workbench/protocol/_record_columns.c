@@ -66,6 +66,35 @@ static int read_batch_header(const unsigned char *p, Py_ssize_t len, Batch *b) {
     return b->count < 0 ? -1 : 0;
 }
 
+/* A nullable bytes field (key, value, header value) in the first pass: its varint length, then
+ * that many bytes within `end` (a negative length is null and has none); adds them to *total. */
+static int skip_nullable(const unsigned char *p, Py_ssize_t end, Py_ssize_t *pos, int64_t *total) {
+    int64_t len;
+    if (varlong(p, end, pos, &len) || (len > 0 && len > end - *pos)) return -1;
+    if (len > 0) {
+        *pos += (Py_ssize_t)len;
+        *total += len;
+    }
+    return 0;
+}
+
+/* The same field in the second pass, checked already: its validity bit for row `i`, its bytes
+ * appended to `data` at `off`; returns the new end offset. */
+static int32_t put_nullable(const unsigned char *p, Py_ssize_t end, Py_ssize_t *pos, char *valid, char *data, int64_t i,
+                            int32_t off) {
+    int64_t len = 0;
+    varlong(p, end, pos, &len);
+    if (len >= 0) {
+        ((unsigned char *)valid)[i >> 3] |= (unsigned char)(1u << (i & 7));
+        if (len > 0) {
+            memcpy(data + off, p + *pos, (size_t)len);
+            off += (int32_t)len;
+            *pos += (Py_ssize_t)len;
+        }
+    }
+    return off;
+}
+
 /* Totals of the first pass. */
 typedef struct {
     int64_t rows, key_bytes, value_bytes, headers, hkey_bytes, hvalue_bytes;
@@ -75,7 +104,7 @@ typedef struct {
 static const char *check_batch(const unsigned char *p, Py_ssize_t end, const Batch *b, Sizes *s) {
     Py_ssize_t pos = HEADER_SIZE;
     for (int32_t i = 0; i < b->count; i++) {
-        int64_t len, attrs, ts, delta, klen, vlen, nh, hk, hv;
+        int64_t len, attrs, ts, delta, nh, hk;
         if (varlong(p, end, &pos, &len) || len < 0 || len > end - pos) return "record length";
         Py_ssize_t rend = pos + (Py_ssize_t)len;
         if (varlong(p, rend, &pos, &attrs)) return "attributes";
@@ -84,10 +113,8 @@ static const char *check_batch(const unsigned char *p, Py_ssize_t end, const Bat
             return "timestamp overflows";
         if (varlong(p, rend, &pos, &delta)) return "offset delta";
         if (delta < 0 || delta > INT32_MAX || b->base_offset > INT64_MAX - delta) return "offset delta out of range";
-        if (varlong(p, rend, &pos, &klen) || (klen > 0 && klen > rend - pos)) return "key";
-        if (klen > 0) { pos += (Py_ssize_t)klen; s->key_bytes += klen; }
-        if (varlong(p, rend, &pos, &vlen) || (vlen > 0 && vlen > rend - pos)) return "value";
-        if (vlen > 0) { pos += (Py_ssize_t)vlen; s->value_bytes += vlen; }
+        if (skip_nullable(p, rend, &pos, &s->key_bytes)) return "key";
+        if (skip_nullable(p, rend, &pos, &s->value_bytes)) return "value";
         if (varlong(p, rend, &pos, &nh) || nh < 0) return "header count";
         for (int64_t j = 0; j < nh; j++) {
             if (varlong(p, rend, &pos, &hk) || hk < 0 || hk > rend - pos) return "header key";
@@ -96,8 +123,7 @@ static const char *check_batch(const unsigned char *p, Py_ssize_t end, const Bat
             Py_DECREF(key);
             pos += (Py_ssize_t)hk;
             s->hkey_bytes += hk;
-            if (varlong(p, rend, &pos, &hv) || (hv > 0 && hv > rend - pos)) return "header value";
-            if (hv > 0) { pos += (Py_ssize_t)hv; s->hvalue_bytes += hv; }
+            if (skip_nullable(p, rend, &pos, &s->hvalue_bytes)) return "header value";
         }
         s->headers += nh;
         if (pos != rend) return "record length disagrees with its fields";
@@ -184,24 +210,16 @@ static PyObject *columns(PyObject *Py_UNUSED(self), PyObject *arg) {
         const Batch *b = &batches[k];
         Py_ssize_t pos = HEADER_SIZE, end = views[k].len;
         for (int32_t i = 0; i < b->count; i++, row++) {
-            int64_t len = 0, attrs = 0, ts = 0, delta = 0, klen = 0, vlen = 0, nh = 0, hk = 0, hv = 0;
+            int64_t len = 0, attrs = 0, ts = 0, delta = 0, nh = 0, hk = 0;
             varlong(p, end, &pos, &len);
             varlong(p, end, &pos, &attrs);
             varlong(p, end, &pos, &ts);
             varlong(p, end, &pos, &delta);
             PUT(buf[C_OFFSET], int64_t, row, b->base_offset + delta);
             PUT(buf[C_TS], int64_t, row, b->ts_type ? b->max_ts : b->first_ts + ts);
-            varlong(p, end, &pos, &klen);
-            if (klen >= 0) {
-                ((unsigned char *)buf[C_KVALID])[row >> 3] |= (unsigned char)(1u << (row & 7));
-                if (klen > 0) { memcpy(buf[C_KDATA] + koff, p + pos, (size_t)klen); koff += (int32_t)klen; pos += (Py_ssize_t)klen; }
-            }
+            koff = put_nullable(p, end, &pos, buf[C_KVALID], buf[C_KDATA], row, koff);
             PUT(buf[C_KOFF], int32_t, row + 1, koff);
-            varlong(p, end, &pos, &vlen);
-            if (vlen >= 0) {
-                ((unsigned char *)buf[C_VVALID])[row >> 3] |= (unsigned char)(1u << (row & 7));
-                if (vlen > 0) { memcpy(buf[C_VDATA] + voff, p + pos, (size_t)vlen); voff += (int32_t)vlen; pos += (Py_ssize_t)vlen; }
-            }
+            voff = put_nullable(p, end, &pos, buf[C_VVALID], buf[C_VDATA], row, voff);
             PUT(buf[C_VOFF], int32_t, row + 1, voff);
             varlong(p, end, &pos, &nh);
             for (int64_t j = 0; j < nh; j++, hcount++) {
@@ -210,11 +228,7 @@ static PyObject *columns(PyObject *Py_UNUSED(self), PyObject *arg) {
                 hkoff += (int32_t)hk;
                 pos += (Py_ssize_t)hk;
                 PUT(buf[C_HKOFF], int32_t, hcount + 1, hkoff);
-                varlong(p, end, &pos, &hv);
-                if (hv >= 0) {
-                    ((unsigned char *)buf[C_HVVALID])[hcount >> 3] |= (unsigned char)(1u << (hcount & 7));
-                    if (hv > 0) { memcpy(buf[C_HVDATA] + hvoff, p + pos, (size_t)hv); hvoff += (int32_t)hv; pos += (Py_ssize_t)hv; }
-                }
+                hvoff = put_nullable(p, end, &pos, buf[C_HVVALID], buf[C_HVDATA], hcount, hvoff);
                 PUT(buf[C_HVOFF], int32_t, hcount + 1, hvoff);
             }
             PUT(buf[C_HOFF], int32_t, row + 1, hcount);
