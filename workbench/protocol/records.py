@@ -30,6 +30,7 @@ timestamps and keys for compacted topics; we trust the batch CRC).
 from __future__ import annotations
 
 import gc
+import importlib
 import itertools
 import operator
 import os
@@ -365,6 +366,17 @@ def uncompressed_batch(batch: bytes | bytearray | memoryview, codec: int, limit:
     return out
 
 
+def decompressed_for_decoding(batch: bytes | bytearray | memoryview, h: BatchHeader, limit: int) -> bytearray:
+    """`uncompressed_batch` of a stored batch being decoded (Parquet conversion), its failures as
+    the decode's errors: MESSAGE_TOO_LARGE past ``limit``, CORRUPT_MESSAGE for codec errors."""
+    try:
+        return uncompressed_batch(batch, h.compression, limit)
+    except DecompressedTooLarge as exc:
+        raise KafkaProtocolError(ErrorCode.MESSAGE_TOO_LARGE, f"batch at offset {h.base_offset} {exc}") from exc
+    except Exception as exc:  # codec errors
+        raise KafkaProtocolError(ErrorCode.CORRUPT_MESSAGE, f"batch at offset {h.base_offset}: {exc!r}") from exc
+
+
 def validate_fetched_batches(buf: bytes | bytearray | memoryview) -> list[BatchHeader]:
     """Check the record set of a Fetch response (a follower's append) and return its whole batches.
 
@@ -444,16 +456,20 @@ _OFFSET = operator.attrgetter("offset")
 _OFFSET_LIMIT = 1 << 63
 
 
-def _load_walk() -> Callable[[bytes | bytearray | memoryview, int, int, int], int] | None:
-    """The compiled record walk, or None: not built (no C compiler at install) or
-    ``WORKBENCH_PURE_PYTHON=1`` (the pure-Python path forced, as tests and comparisons do)."""
+def load_compiled(module: str, name: str) -> Any:
+    """``name`` from the optional C extension ``module``, or None: not built (no C compiler at
+    install) or ``WORKBENCH_PURE_PYTHON=1`` (the pure-Python path forced, as tests and comparisons do)."""
     if os.environ.get("WORKBENCH_PURE_PYTHON") == "1":
         return None
     try:
-        from workbench.protocol._record_walk import walk
+        return getattr(importlib.import_module(module), name)
     except ImportError:
         return None
-    return walk
+
+
+def _load_walk() -> Callable[[bytes | bytearray | memoryview, int, int, int], int] | None:
+    """The compiled record walk (`load_compiled`)."""
+    return load_compiled("workbench.protocol._record_walk", "walk")
 
 
 #: What `check_records` walks uncompressed batches with when not None (see `_load_walk`).
@@ -579,7 +595,7 @@ def iter_record_chunks(
             try:
                 batch: bytes | bytearray = bytes(view[h.position : h.end])
                 if h.compression:
-                    batch = uncompressed_batch(batch, h.compression, max_batch_bytes)
+                    batch = decompressed_for_decoding(batch, h, max_batch_bytes)
                 # The C reader's __iter__ may run only once; islice would call it again.
                 records = iter(iter(reader(batch)).__next__, None)
                 size += len(batch)
@@ -593,11 +609,9 @@ def iter_record_chunks(
                         cols, rows, size = _empty_columns(), 0, 0
                     if len(recs) == 0 or rows > 0:
                         break
-            except DecompressedTooLarge as exc:
-                raise KafkaProtocolError(ErrorCode.MESSAGE_TOO_LARGE, f"batch at offset {h.base_offset} {exc}") from exc
             except KafkaProtocolError:
                 raise
-            except Exception as exc:  # CorruptRecordException, codec errors, ValueError
+            except Exception as exc:  # CorruptRecordException, ValueError
                 raise KafkaProtocolError(
                     ErrorCode.CORRUPT_MESSAGE, f"batch at offset {h.base_offset}: {exc!r}"
                 ) from exc

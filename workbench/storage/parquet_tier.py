@@ -340,8 +340,8 @@ def without_aborted(table: pa.Table, aborted: list[tuple[int, int, int]]) -> pa.
     """``table`` without the rows of the aborted transactions ``(producer id, first, last offset)``."""
     offsets, pids = table.column("offset"), table.column("producer_id")
     drop = None
+    i64 = record_tables.int64_scalar
     for pid, first, last in aborted:
-        i64 = record_tables.int64_scalar
         mask = pc.and_(
             pc.equal(pids, i64(pid)), pc.and_(pc.greater_equal(offsets, i64(first)), pc.less_equal(offsets, i64(last)))
         )

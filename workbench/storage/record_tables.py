@@ -12,20 +12,13 @@ the rows are always that path's rows; the tests hold the two paths to the same t
 
 from __future__ import annotations
 
-import os
 import struct
 from collections.abc import Callable, Iterator
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from workbench._lazy import lazy_module
-from workbench.protocol.errors import ErrorCode, KafkaProtocolError
-from workbench.protocol.records import (
-    DecompressedTooLarge,
-    iter_batch_headers,
-    iter_record_chunks,
-    uncompressed_batch,
-)
+from workbench.protocol.records import decompressed_for_decoding, iter_batch_headers, iter_record_chunks, load_compiled
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -89,14 +82,8 @@ ColumnsFn = Callable[[list[Any]], tuple[Any, ...]]
 
 
 def _load_columns() -> ColumnsFn | None:
-    """The compiled decoder, or None: not built (no C compiler at install) or ``WORKBENCH_PURE_PYTHON=1``."""
-    if os.environ.get("WORKBENCH_PURE_PYTHON") == "1":
-        return None
-    try:
-        from workbench.protocol._record_columns import columns
-    except ImportError:
-        return None
-    return columns
+    """The compiled decoder (`records.load_compiled`)."""
+    return load_compiled("workbench.protocol._record_columns", "columns")
 
 
 _COLUMNS: ColumnsFn | None = _load_columns()
@@ -186,14 +173,7 @@ def iter_record_tables(
             continue
         batch: Any = view[h.position : h.end]
         if h.compression:
-            try:
-                batch = uncompressed_batch(batch, h.compression, max_batch_bytes)
-            except DecompressedTooLarge as exc:
-                why = f"batch at offset {h.base_offset} {exc}"
-                raise KafkaProtocolError(ErrorCode.MESSAGE_TOO_LARGE, why) from exc
-            except Exception as exc:  # codec errors
-                why = f"batch at offset {h.base_offset}: {exc!r}"
-                raise KafkaProtocolError(ErrorCode.CORRUPT_MESSAGE, why) from exc
+            batch = decompressed_for_decoding(batch, h, max_batch_bytes)
         group.append(batch)
         size += len(batch)
         rows += max(h.records_count, 0)
