@@ -38,7 +38,7 @@ def _classic_is_live(classic: GroupCoordinator, group_id: str) -> bool:
 async def consumer_group_heartbeat(broker: Broker, req: Request, conn: Connection) -> dict:
     b = req.body
     try:
-        classic = broker.groups.coordinator_for(b.group_id)
+        classic = await broker.groups.coordinator_for_soon(b.group_id)
         if _classic_is_live(classic, b.group_id) or b.group_id in classic.share.groups:
             # A group id is of one type (Kafka's rule): a share group is not a consumer group.
             raise KafkaProtocolError(ErrorCode.GROUP_ID_NOT_FOUND, f"Group {b.group_id} is not a consumer group.")
@@ -71,7 +71,7 @@ async def consumer_group_describe(broker: Broker, req: Request, conn: Connection
     broker.refresh_metadata()
     for group_id in req.body.group_ids:
         try:
-            classic = broker.groups.coordinator_for(group_id)
+            classic = await broker.groups.coordinator_for_soon(group_id)
             cgc: ConsumerGroupCoordinator | None = consumer_coordinator(classic)
             if cgc is None or group_id not in cgc.groups:
                 if _classic_is_live(classic, group_id) or group_id in classic.share.groups:

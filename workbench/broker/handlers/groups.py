@@ -119,7 +119,7 @@ async def find_coordinator(broker: Broker, req: Request, conn: Connection) -> di
 async def join_group(broker: Broker, req: Request, conn: Connection) -> dict:
     b = req.body
     try:
-        coordinator = broker.groups.coordinator_for(b.group_id)
+        coordinator = await broker.groups.coordinator_for_soon(b.group_id)
         cgc = consumer_coordinator_if_any(coordinator)
         if cgc is not None and cgc.is_consumer_group(b.group_id):
             # KIP-848: a group id is classic or consumer, never both.
@@ -171,7 +171,7 @@ async def join_group(broker: Broker, req: Request, conn: Connection) -> dict:
 async def sync_group(broker: Broker, req: Request, conn: Connection) -> dict:
     b = req.body
     try:
-        coordinator = broker.groups.coordinator_for(b.group_id)
+        coordinator = await broker.groups.coordinator_for_soon(b.group_id)
     except KafkaProtocolError as exc:
         return {"throttle_time_ms": 0, "error_code": exc.code, "assignment": b""}
     result = await coordinator.sync_group(
@@ -195,7 +195,7 @@ async def sync_group(broker: Broker, req: Request, conn: Connection) -> dict:
 async def heartbeat(broker: Broker, req: Request, conn: Connection) -> dict:
     b = req.body
     try:
-        coordinator = broker.groups.coordinator_for(b.group_id)
+        coordinator = await broker.groups.coordinator_for_soon(b.group_id)
         error = coordinator.heartbeat(b.group_id, b.generation_id, b.member_id, b.group_instance_id)
     except KafkaProtocolError as exc:
         error = exc.code
@@ -208,7 +208,7 @@ async def leave_group(broker: Broker, req: Request, conn: Connection) -> dict:
         [(m.member_id, m.group_instance_id) for m in b.members] if req.api_version >= 3 else [(b.member_id, None)]
     )
     try:
-        coordinator = broker.groups.coordinator_for(b.group_id)
+        coordinator = await broker.groups.coordinator_for_soon(b.group_id)
         error, results = await coordinator.leave_group(b.group_id, members)
     except KafkaProtocolError as exc:
         error, results = exc.code, []
@@ -239,7 +239,7 @@ async def offset_commit(broker: Broker, req: Request, conn: Connection) -> dict:
                     (t.name, p.partition_index, p.committed_offset, p.committed_leader_epoch, p.committed_metadata)
                 )
     try:
-        coordinator = broker.groups.coordinator_for(b.group_id)
+        coordinator = await broker.groups.coordinator_for_soon(b.group_id)
         cgc = consumer_coordinator_if_any(coordinator)
         if cgc is not None and cgc.is_consumer_group(b.group_id):
             # KIP-848: the member epoch is checked by the consumer group; the offsets go to the same store.
@@ -265,7 +265,7 @@ async def offset_commit(broker: Broker, req: Request, conn: Connection) -> dict:
     return {"throttle_time_ms": 0, "topics": [{"name": t, "partitions": ps} for t, ps in by_topic.items()]}
 
 
-def _fetch_group(
+async def _fetch_group(
     broker: Broker,
     group_id: str,
     topics: Any,
@@ -275,7 +275,7 @@ def _fetch_group(
     """One group's OffsetFetch; `member` is v9's (member id, member epoch), checked by a KIP-848 group."""
     partitions = None if topics is None else [(t.name, p) for t in topics for p in t.partition_indexes]
     try:
-        coordinator = broker.groups.coordinator_for(group_id)
+        coordinator = await broker.groups.coordinator_for_soon(group_id)
         cgc = consumer_coordinator_if_any(coordinator)
         if member is not None and cgc is not None and cgc.is_consumer_group(group_id):
             err = cgc.validate_offset_fetch(group_id, *member)
@@ -308,7 +308,7 @@ async def offset_fetch(broker: Broker, req: Request, conn: Connection) -> dict:
         groups = []
         for g in b.groups:
             member = (g.member_id, g.member_epoch) if req.api_version >= 9 else None
-            error, by_topic = _fetch_group(broker, g.group_id, g.topics, bool(b.require_stable), member)
+            error, by_topic = await _fetch_group(broker, g.group_id, g.topics, bool(b.require_stable), member)
             groups.append(
                 {
                     "group_id": g.group_id,
@@ -317,7 +317,7 @@ async def offset_fetch(broker: Broker, req: Request, conn: Connection) -> dict:
                 }
             )
         return {"throttle_time_ms": 0, "groups": groups}
-    error, by_topic = _fetch_group(broker, b.group_id, b.topics, req.api_version >= 7 and bool(b.require_stable))
+    error, by_topic = await _fetch_group(broker, b.group_id, b.topics, req.api_version >= 7 and bool(b.require_stable))
     topics = [{"name": t, "partitions": ps} for t, ps in by_topic.items()]
     if error and req.api_version < 2 and b.topics:
         # v0-1 have no top-level error: report it per partition.
@@ -371,7 +371,7 @@ async def describe_groups(broker: Broker, req: Request, conn: Connection) -> dic
     out = []
     for group_id in req.body.groups:
         try:
-            coordinator = broker.groups.coordinator_for(group_id)
+            coordinator = await broker.groups.coordinator_for_soon(group_id)
             d = coordinator.describe_group(group_id)
             out.append(
                 {
@@ -413,7 +413,7 @@ async def delete_groups(broker: Broker, req: Request, conn: Connection) -> dict:
     results = []
     for group_id in req.body.groups_names:
         try:
-            coordinator = broker.groups.coordinator_for(group_id)
+            coordinator = await broker.groups.coordinator_for_soon(group_id)
             if group_id in coordinator.share.groups:
                 await delete_share_group(broker, coordinator.share, group_id)
                 error = ErrorCode.NONE
@@ -429,7 +429,7 @@ async def offset_delete(broker: Broker, req: Request, conn: Connection) -> dict:
     b = req.body
     partitions = [(t.name, p.partition_index) for t in b.topics for p in t.partitions]
     try:
-        coordinator = broker.groups.coordinator_for(b.group_id)
+        coordinator = await broker.groups.coordinator_for_soon(b.group_id)
         error, results = await coordinator.delete_offsets(b.group_id, partitions)
     except KafkaProtocolError as exc:
         error, results = exc.code, []

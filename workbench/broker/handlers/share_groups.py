@@ -103,7 +103,7 @@ def _now_ms() -> int:
 async def share_group_heartbeat(broker: Broker, req: Request, conn: Connection) -> dict:
     b = req.body
     try:
-        classic = broker.groups.coordinator_for(b.group_id)
+        classic = await broker.groups.coordinator_for_soon(b.group_id)
         if classic.describe_group(b.group_id).state not in ("", "Empty", "Dead"):
             raise KafkaProtocolError(ErrorCode.GROUP_ID_NOT_FOUND, f"Group {b.group_id} is not a share group.")
         if classic.consumer.is_consumer_group(b.group_id):
@@ -136,7 +136,7 @@ async def share_group_describe(broker: Broker, req: Request, conn: Connection) -
     broker.refresh_metadata()
     for group_id in req.body.group_ids:
         try:
-            classic = broker.groups.coordinator_for(group_id)
+            classic = await broker.groups.coordinator_for_soon(group_id)
             sgc = share_coordinator(classic)
             if group_id not in sgc.groups and (
                 classic.consumer.is_consumer_group(group_id)

@@ -123,7 +123,7 @@ async def txn_offset_commit(broker: Broker, req: Request, conn: Connection) -> d
 
     v3 = req.api_version >= 3
     try:
-        coordinator = broker.groups.coordinator_for(b.group_id)
+        coordinator = await broker.groups.coordinator_for_soon(b.group_id)
     except KafkaProtocolError as exc:
         code = exc.code
         return answer(lambda _t, _p: code)
