@@ -154,9 +154,9 @@ class SqlEngine:
         self.database = quote(run(self._ddl, "SELECT current_database()")[0][0])
         # Keep Parquet footers between queries: every query of a topic opens all its cache files,
         # and without the cache it parses each footer again (a one-minute time window over 50 M
-        # records in 25 files, a scratch run: 46 -> 26 ms). Safe because no file here or in the brokers' trees is ever
-        # rewritten under its name (new content gets a new name), and DuckDB re-reads a footer whose
-        # file's mtime changed or is under 10 s old.
+        # records in 25 files, a scratch run: 46 -> 26 ms). Safe because no file here or in the
+        # brokers' trees is ever rewritten under its name (new content gets a new name), and
+        # DuckDB re-reads a footer whose file's mtime changed or is under 10 s old.
         run(self._ddl, "SET parquet_metadata_cache = true")
         run(self._ddl, "CREATE SCHEMA IF NOT EXISTS wb; CREATE SCHEMA IF NOT EXISTS wb_fresh;")
         run(self._ddl, latest.create_schema_sql())  # tables from changelogs (workbench.sql.latest)
