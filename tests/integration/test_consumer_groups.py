@@ -193,36 +193,51 @@ def test_the_first_find_coordinator_of_a_new_cluster_names_a_coordinator():
 
 
 def test_the_coordinator_named_by_another_broker_answers_at_once_on_a_new_cluster():
-    """FindCoordinator through one broker, then the group request to the broker it named, as every
-    client does. On a new cluster the coordinator may not have applied `__consumer_offsets`'s
-    creation yet when the request arrives; it waits (bounded) for its metadata instead of
-    answering COORDINATOR_NOT_AVAILABLE, which sarama's offset manager does not retry on OffsetFetch
-    (`ManagePartition: kafka server: Offset's topic has not yet been created` in a CI run). Before
-    the fix, 9 of 30 such OffsetFetches in five new clusters were answered that error."""
+    """FindCoordinator through one broker, then the request to the broker it named, as every client
+    does. On a new cluster the coordinator may not have applied the internal topic's creation, or
+    loaded the partition, when the request arrives; it waits (bounded) instead of answering
+    COORDINATOR_NOT_AVAILABLE or NOT_COORDINATOR. sarama's offset manager does not retry the first
+    on OffsetFetch (`ManagePartition: kafka server: Offset's topic has not yet been created` in a CI
+    run). Before the fix, 9 of 30 such OffsetFetches in five new clusters got it, and InitProducerId
+    got COORDINATOR_NOT_AVAILABLE or NOT_COORDINATOR about 1 in 30 (the API sweep's retried failure)."""
     from kafka.protocol.consumer import OffsetFetchRequest
     from kafka.protocol.metadata import FindCoordinatorRequest
 
     from workbench import Cluster
+    from workbench.broker.apis import ApiKey
     from workbench.protocol.blocking_client import WireClient
+    from workbench.protocol.codec import REQUEST_CLASSES, build
 
     topics = [OffsetFetchRequest.OffsetFetchRequestTopic(name="t", partition_indexes=[0])]
-    codes = []
+    codes: dict[str, list[int]] = {"offset_fetch": [], "init_producer_id": []}
     for trial in range(4):
         with Cluster(brokers=3) as c:
             finder = WireClient.to(c.bootstrap_servers.split(",")[trial % 3])
             coordinators: dict[tuple[str, int], WireClient] = {}
+
+            def at(found, coordinators=coordinators) -> WireClient:
+                assert found.error_code == 0, found
+                key = (found.host, found.port)
+                if key not in coordinators:
+                    coordinators[key] = WireClient(*key)
+                return coordinators[key]
+
             try:
                 for i in range(8):
                     group = f"g-named-{trial}-{i}"
                     found = finder.request(FindCoordinatorRequest(key=group), 0)
-                    assert found.error_code == 0, found
-                    key = (found.host, found.port)
-                    if key not in coordinators:
-                        coordinators[key] = WireClient(*key)
-                    answer = coordinators[key].request(OffsetFetchRequest(group_id=group, topics=topics), 1)
-                    codes.append(answer.topics[0].partitions[0].error_code)
+                    answer = at(found).request(OffsetFetchRequest(group_id=group, topics=topics), 1)
+                    codes["offset_fetch"].append(answer.topics[0].partitions[0].error_code)
+                for i in range(8):
+                    tid = f"t-named-{trial}-{i}"
+                    find = build(REQUEST_CLASSES[ApiKey.FIND_COORDINATOR], {"key": tid, "key_type": 1})
+                    init = build(
+                        REQUEST_CLASSES[ApiKey.INIT_PRODUCER_ID],
+                        {"transactional_id": tid, "transaction_timeout_ms": 60_000},
+                    )
+                    codes["init_producer_id"].append(at(finder.request(find, 1)).request(init, 1).error_code)
             finally:
                 finder.close()
                 for w in coordinators.values():
                     w.close()
-    assert codes == [0] * len(codes)
+    assert codes == {name: [0] * 32 for name in codes}

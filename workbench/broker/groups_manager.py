@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from aiokafka.record.memory_records import MemoryRecords
 
+from workbench.broker.coordinator_lookup import once_topic_known
 from workbench.broker.group_coordinator import GroupConfig, GroupCoordinator
 from workbench.broker.group_offsets import OffsetKey, decode_key, partition_for
 from workbench.broker.partition import NotLeaderError, Partition
@@ -39,10 +40,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 OFFSETS_TOPIC = "__consumer_offsets"
-
-#: How long a group request waits for this broker's metadata to learn of `__consumer_offsets`
-#: (see `coordinator_for_soon`) before answering COORDINATOR_NOT_AVAILABLE.
-METADATA_CATCH_UP_S = 2.0
 
 
 class LogOffsetStore:
@@ -247,31 +244,18 @@ class GroupCoordinatorManager:
         coordinator = self.coordinators.get(partition)
         if coordinator is not None:
             return coordinator
-        if partition in self._loading:
+        led = topic.partitions.get(partition)
+        if partition in self._loading or (led is not None and led.leader == self.node_id):
+            # Loading, or named leader by the metadata and not reconciled yet: about to serve.
             raise KafkaProtocolError(
                 ErrorCode.COORDINATOR_LOAD_IN_PROGRESS, f"loading the groups of {OFFSETS_TOPIC}-{partition}"
             )
         raise KafkaProtocolError(ErrorCode.NOT_COORDINATOR, f"group {group_id} is coordinated elsewhere")
 
-    async def coordinator_for_soon(self, group_id: str, wait_s: float = METADATA_CATCH_UP_S) -> GroupCoordinator:
-        """`coordinator_for`, once this broker's metadata knows `__consumer_offsets` (bounded by `wait_s`).
-
-        A client finds the coordinator through any broker, then sends its group request to the one
-        named. Right after the first FindCoordinator created the topic, the broker named may not
-        have applied that record yet: answering COORDINATOR_NOT_AVAILABLE then fails clients that
-        do not retry it on a group request (sarama's offset manager returns it from
-        `ManagePartition` at once; a clean-clone CI run failed on it). Waiting for the metadata
-        log, which every broker receives within milliseconds, answers what the client asked.
-        Once the topic is known the usual answers apply at once: NOT_COORDINATOR (led elsewhere,
-        the client looks again) or COORDINATOR_LOAD_IN_PROGRESS (the client backs off)."""
-        deadline = time.monotonic() + wait_s
-        while True:
-            try:
-                return self.coordinator_for(group_id)
-            except KafkaProtocolError as exc:
-                if exc.code != ErrorCode.COORDINATOR_NOT_AVAILABLE or time.monotonic() >= deadline:
-                    raise
-            await asyncio.sleep(0.02)
+    async def coordinator_for_soon(self, group_id: str) -> GroupCoordinator:
+        """`coordinator_for`, once this broker's metadata knows `__consumer_offsets` (bounded; see
+        `workbench.broker.coordinator_lookup`)."""
+        return await once_topic_known(lambda: self.coordinator_for(group_id))
 
     def _topics(self) -> Any:
         """The metadata image's topics, for the KIP-848 groups' timers."""

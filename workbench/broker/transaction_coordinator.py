@@ -115,7 +115,7 @@ class TransactionCoordinator:
         if timeout_ms <= 0 or timeout_ms > max_ms:
             return ErrorCode.INVALID_TRANSACTION_TIMEOUT, -1, -1
         try:
-            part = self.state.partition_for(transactional_id)
+            part = await self.state.partition_for_soon(transactional_id)
             async with part.lock(transactional_id):
                 meta = part.txns.get(transactional_id)
                 now = _now_ms()
@@ -223,7 +223,7 @@ class TransactionCoordinator:
         self, transactional_id: str, producer_id: int, producer_epoch: int, partitions: set[TopicPartition]
     ) -> ErrorCode:
         try:
-            part = self.state.partition_for(transactional_id)
+            part = await self.state.partition_for_soon(transactional_id)
             async with part.lock(transactional_id):
                 meta = part.txns.get(transactional_id)
                 err = self._check_producer(meta, producer_id, producer_epoch)
@@ -254,7 +254,7 @@ class TransactionCoordinator:
         self, transactional_id: str, producer_id: int, producer_epoch: int, commit: bool
     ) -> ErrorCode:
         try:
-            part = self.state.partition_for(transactional_id)
+            part = await self.state.partition_for_soon(transactional_id)
             async with part.lock(transactional_id):
                 meta = part.txns.get(transactional_id)
                 err = self._check_producer(meta, producer_id, producer_epoch)

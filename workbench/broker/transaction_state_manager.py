@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from workbench.broker.coordinator_lookup import once_topic_known
 from workbench.broker.groups_manager import LogOffsetStore
 from workbench.broker.transaction_log import (
     TRANSACTION_STATE_TOPIC,
@@ -144,15 +145,27 @@ class TransactionStateManager:
         return p.leader if p is not None else -1
 
     def partition_for(self, transactional_id: str) -> TxnPartition:
-        """The led partition holding ``transactional_id``, or NOT_COORDINATOR / COORDINATOR_NOT_AVAILABLE."""
+        """The led partition holding ``transactional_id``, or NOT_COORDINATOR / COORDINATOR_NOT_AVAILABLE /
+        COORDINATOR_LOAD_IN_PROGRESS."""
         topic = self.broker.image.topics.get(TRANSACTION_STATE_TOPIC)
         if topic is None:
             raise KafkaProtocolError(ErrorCode.COORDINATOR_NOT_AVAILABLE, "transaction state topic not created yet")
         index = partition_for_transactional_id(transactional_id, len(topic.partitions))
         part = self.partitions.get(index)
         if part is None:
+            led = topic.partitions.get(index)
+            if led is not None and led.leader == self.broker.node_id:
+                # The metadata names us but `reconcile` has not loaded the partition yet.
+                raise KafkaProtocolError(
+                    ErrorCode.COORDINATOR_LOAD_IN_PROGRESS, f"loading {TRANSACTION_STATE_TOPIC}-{index}"
+                )
             raise KafkaProtocolError(ErrorCode.NOT_COORDINATOR, f"{transactional_id} is coordinated elsewhere")
         return part
+
+    async def partition_for_soon(self, transactional_id: str) -> TxnPartition:
+        """`partition_for`, once this broker's metadata knows `__transaction_state` (bounded; see
+        `workbench.broker.coordinator_lookup`)."""
+        return await once_topic_known(lambda: self.partition_for(transactional_id))
 
     def all_transactions(self) -> list[tuple[TxnPartition, TransactionMetadata]]:
         return [(p, m) for p in list(self.partitions.values()) for m in list(p.txns.values())]
