@@ -132,3 +132,19 @@ def test_conversion_from_a_worker_thread_while_appending(tmp_path: Path) -> None
         offsets += R.decode_records(bytes(data))["offset"]
         o = h[-1].next_offset
     assert offsets == list(range(3000))
+
+
+def test_sealed_files_build_dictionaries_only_for_columns_whose_values_repeat(tmp_path: Path) -> None:
+    """Issue 19: a dictionary for offsets, timestamps or values (mostly unique) costs a quarter of
+    the write and is abandoned at its page limit; keys, header names and batch fields keep one."""
+    from workbench.storage import parquet_tier
+
+    seg = parquet_tier.write_segment(tmp_path, 0, 30, b"".join(batch(10, pid=7, epoch=0, seq=i * 10) for i in range(3)))
+    meta = pq.ParquetFile(seg.path).metadata.row_group(0)
+    dictionary = {
+        meta.column(i).path_in_schema
+        for i in range(meta.num_columns)
+        if any("DICTIONARY" in e for e in meta.column(i).encodings)
+    }
+    assert dictionary == set(parquet_tier.DICTIONARY_COLUMNS)
+    assert pq.read_table(seg.path).num_rows == 30
