@@ -624,13 +624,20 @@ def test_follower_catches_up_through_a_parquet_only_transactional_range(fresh_cl
     assert values(read_all(cluster.bootstrap_servers, topic_name, 1, "read_committed", len(committed))) == committed
     got = values(read_all(cluster.bootstrap_servers, topic_name, 1, "read_uncommitted", len(committed)))
     assert got == committed  # the follower copied committed records only: aborted ones are not in Parquet
-    k = KafkaConsumer(
-        bootstrap_servers=cluster.bootstrap_servers, isolation_level="read_committed", consumer_timeout_ms=5000
-    )
+    k = KafkaConsumer(bootstrap_servers=cluster.bootstrap_servers, isolation_level="read_committed")
     try:
         k.assign([KTopicPartition(topic_name, 0)])
         k.seek_to_beginning()
-        seen = [m.value for m in k]
+        # Poll until every committed record came or 30 s passed: one 5 s silence (a metadata refresh
+        # past the dead leader on a loaded machine) used to end the read early; then one more poll,
+        # so a record beyond them would show.
+        seen: list[bytes] = []
+        deadline = time.monotonic() + 30
+        while len(seen) < len(committed) and time.monotonic() < deadline:
+            for records in k.poll(timeout_ms=500).values():
+                seen += [r.value for r in records]
+        for records in k.poll(timeout_ms=1000).values():
+            seen += [r.value for r in records]
     finally:
         k.close()
     assert seen == committed
