@@ -225,3 +225,20 @@ def test_a_seal_writes_from_the_tails_decoded_records_the_same_file_as_decoding_
         k: again[k] for k in ("base_offset", "next_offset", "max_timestamp")
     }
     log.close()
+
+
+def test_a_sealed_segment_below_the_lso_gets_no_tail_only_its_conversion(tmp_path: Path) -> None:
+    """Issue 19: a sealed, wholly committed segment is the sealed conversion's; a tail of it would be
+    the same write in another format (in a 2 M-record burst, tails wrote 1.37 M rows, most of them
+    whole sealed segments their conversion then wrote again). The active segment is still tailed."""
+    from tests.unit.test_storage_parquet import batch
+    from workbench.storage import LogConfig, PartitionLog
+
+    one = len(batch(10))
+    log = PartitionLog(tmp_path, LogConfig(segment_bytes=one * 3), topic="orders", partition=0)
+    for i in range(4):  # three batches fill the first segment; the fourth rolls it
+        log.append(batch(10, tag=i))
+    (conversion,) = log.pending_conversions()
+    assert conversion.segment.base_offset == 0
+    assert [job.segment.base_offset for job in log.pending_tails()] == [30]  # the active segment only
+    log.close()

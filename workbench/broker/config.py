@@ -71,7 +71,9 @@ class BrokerConfig:
     log_defaults: dict[str, str] = field(default_factory=dict)  # log.* defaults as topic-config names
     background_interval_s: float = 0.5  # retention, segment.ms rolls, flush, Parquet conversion
     # Parquet conversion of sealed segments waits for a quiet moment (Broker._conversion_due):
-    parquet_quiet_ms: int = 1000  # no append on this broker for this long
+    # no append on this broker for this long; None: 0 with tail files on (a sealed segment is never
+    # tailed, so deferring its conversion only delays its Parquet), 1000 with them off
+    parquet_quiet_ms: int | None = None
     parquet_max_backlog_segments: int = 4  # ... or a partition has this many sealed segments waiting
     parquet_tail_ms: int = 1000  # issue 17: committed records of unsealed segments in Parquet this often (0: off)
     parquet_max_delay_ms: int = 30000  # ... or a segment has waited this long

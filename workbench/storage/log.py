@@ -947,9 +947,14 @@ class PartitionLog:
         with self._lock:
             if self._closed:
                 return []
-            return self._tails.pending(
-                self._local.segments, self._tier.base_offsets(), self.last_stable_offset, self._generation
-            )
+            lso = self.last_stable_offset
+            # A sealed segment wholly below the LSO is the sealed conversion's (`pending_conversions`):
+            # a tail of it would be the same write in another format, superseded moments later. In
+            # a 2 M-record burst at RF=1, tails wrote 1.37 M rows, most of them whole sealed
+            # segments waiting for their conversion, which then wrote them again (issue 19).
+            active = self._local.active_segment
+            raw = [seg for seg in self._local.segments if seg is active or seg.next_offset > lso]
+            return self._tails.pending(raw, self._tier.base_offsets(), lso, self._generation)
 
     def tail_request(self, job: TailJob) -> dict[str, Any]:
         """``job`` as the converter process's request: a tail file left at ``.tail.tmp``."""

@@ -2,10 +2,12 @@
 
 The Parquet tier (`workbench.storage.parquet_tier`) converts a raw segment only once it is
 sealed (16 MiB or ``segment.ms``), so a plain ``read_parquet('data/**/*.parquet')`` used to
-miss everything produced since the last seal (issue 17). *Tail files* close that gap: for every
-raw segment that has no converted file yet, the broker periodically writes the segment's records
-below the last stable offset (so never above the high watermark, and never an undecided or
-aborted transaction) as Parquet, marked ``workbench.tail=1`` in its key-value metadata.
+miss everything produced since the last seal (issue 17). *Tail files* close that gap: for the
+active segment (and a sealed one an undecided transaction keeps above the last stable offset), the
+broker periodically writes the segment's records below the last stable offset (so never above the
+high watermark, and never an undecided or aborted transaction) as Parquet, marked
+``workbench.tail=1`` in its key-value metadata. A sealed segment wholly below the last stable offset
+is converted at once instead (`PartitionLog.pending_tails`): a tail of it was the same write again.
 
 **Chunks, size-tiered** (so the work is O(new records), not O(whole tail)): each tick writes
 only the records committed since the last one, ``[covered end, LSO)``, as a *chunk*
