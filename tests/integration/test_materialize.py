@@ -16,6 +16,8 @@ import workbench
 from tests.support import plain_duckdb, wait_until
 
 DEADLINE_S = 60  # a failure bound, not a speed claim
+#: Partitions of the tight-loop reader test: each refresh rewrites one tail per partition.
+PARTITIONS = 6
 
 
 def q(name: str) -> str:
@@ -138,7 +140,11 @@ import json, sys, time
 import duckdb
 catalog, topic, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
 con = duckdb.connect(catalog, read_only=True)
-sql = 'SELECT count(*), count(DISTINCT (partition, "offset")), coalesce(max("offset"), -1) FROM "' + topic + '"'
+t = '"' + topic + '"'
+# count, distinct (partition, offset), and the sum over partitions of max offset + 1: equal when each
+# partition's records are a prefix of its log, each once
+sql = (f'SELECT coalesce(sum(n), 0), coalesce(sum(d), 0), coalesce(sum(m + 1), 0) FROM ('
+       f'SELECT count(*) n, count(DISTINCT "offset") d, max("offset") m FROM {t} GROUP BY partition)')
 end = time.monotonic() + seconds
 while time.monotonic() < end:
     try:
@@ -159,7 +165,7 @@ def test_plain_duckdb_never_fails_while_the_materializer_rewrites_tails_and_seal
 
     from confluent_kafka import Producer
 
-    cluster.create_topic(topic_name, partitions=1, replication_factor=1)
+    cluster.create_topic(topic_name, partitions=PARTITIONS, replication_factor=1)
     p = Producer({"bootstrap.servers": cluster.bootstrap_servers, "linger.ms": 5})
     p.produce(topic_name, value=b'{"i": -1}', partition=0)
     assert p.flush(30) == 0
@@ -172,7 +178,7 @@ def test_plain_duckdb_never_fails_while_the_materializer_rewrites_tails_and_seal
         i = 0
         while not stop.is_set():
             for _ in range(100):  # ~2,000 records/s
-                p.produce(topic_name, value=b'{"i": %d, "pad": "%s"}' % (i, b"x" * 64), partition=0)
+                p.produce(topic_name, value=b'{"i": %d, "pad": "%s"}' % (i, b"x" * 64), partition=i % PARTITIONS)
                 i += 1
             p.poll(0)
             sent[0] = i + 1
@@ -199,10 +205,11 @@ def test_plain_duckdb_never_fails_while_the_materializer_rewrites_tails_and_seal
         assert not errors, f"{len(errors)} of {len(results)} queries failed, first: {errors[:3]}"
         rows = [r["row"] for r in results]
         assert len(rows) >= 20, f"only {len(rows)} queries ran: nothing was tested"
-        assert all(n == distinct == top + 1 for n, distinct, top in rows), "not a prefix of the log, once each"
-        tops = [top for _n, _d, top in rows]
-        assert tops == sorted(tops), f"the max offset went back: {tops}"
-        assert tops[-1] > tops[0] + 5_000, f"the files hardly grew while read: {tops[0]}..{tops[-1]}"
+        bad = [row for row in rows if not row[0] == row[1] == row[2]]
+        assert not bad, f"{len(bad)} of {len(rows)} answers not a prefix of each log once each, first: {bad[:5]}"
+        counts = [n for n, _d, _p in rows]
+        assert counts == sorted(counts), f"the count went back: {counts}"
+        assert counts[-1] > counts[0] + 5_000, f"the files hardly grew while read: {counts[0]}..{counts[-1]}"
         want = sent[0]
         wait_until(
             lambda: plain_duckdb(keeper.catalog, f'SELECT count(*) FROM "{topic_name}"') == (want,),
